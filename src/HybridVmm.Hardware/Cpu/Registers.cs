@@ -1,0 +1,24 @@
+namespace HybridVmm.Hardware.Cpu;
+
+/// <summary>General-purpose registers in their x86 encoding order (Intel SDM Vol. 2A, table 2-2).</summary>
+public enum Gpr
+{
+    Eax = 0, Ecx = 1, Edx = 2, Ebx = 3, Esp = 4, Ebp = 5, Esi = 6, Edi = 7,
+}
+
+/// <summary>EFLAGS bits (Intel SDM Vol. 1, 3.4.3).</summary>
+[Flags]
+public enum EFlags : uint
+{
+    CF = 1u << 0,
+    Reserved1 = 1u << 1,
+    PF = 1u << 2,
+    AF = 1u << 4,
+    ZF = 1u << 6,
+    SF = 1u << 7,
+    TF = 1u << 8,
+    IF = 1u << 9,
+    DF = 1u << 10,
+    OF = 1u << 11,
+    ID = 1u << 21,
+}

@@ -1,0 +1,28 @@
+namespace HybridVmm.Hardware.Memory;
+
+/// <summary>
+/// The machine's host physical memory: one contiguous array cut into 4 KiB frames.
+/// Who owns which frame is the hypervisor's business; the hardware only stores bytes.
+/// </summary>
+public sealed class HostPhysicalMemory
+{
+    public const int FrameShift = 12;
+    public const int FrameSize = 1 << FrameShift;
+
+    private readonly byte[] _bytes;
+
+    public HostPhysicalMemory(int frameCount)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(frameCount);
+        FrameCount = frameCount;
+        _bytes = GC.AllocateUninitializedArray<byte>(checked(frameCount * FrameSize));
+        Array.Clear(_bytes);
+    }
+
+    public int FrameCount { get; }
+
+    /// <summary>The raw backing store, indexed by host physical address. The CPU core uses it after translation.</summary>
+    public byte[] Bytes => _bytes;
+
+    public Span<byte> Frame(int hostFrameNumber) => _bytes.AsSpan(hostFrameNumber * FrameSize, FrameSize);
+}

@@ -1,0 +1,74 @@
+namespace HybridVmm.Hardware.Memory;
+
+/// <summary>
+/// The second-level (guest-physical to host-physical) translation the hardware walks on every guest
+/// memory access, in the role of Intel EPT (SDM Vol. 3C, ch. 29). The hypervisor programs it; the CPU
+/// core only reads it. One entry per 4 KiB guest page: the host frame number plus permission bits.
+/// An access that the table does not allow is an EPT-violation-like exit, never a host exception.
+/// </summary>
+public sealed class SecondLevelPageTable
+{
+    public const int NotPresent = -1;
+    /// <summary>Entry bit: the mapping allows writes. Clear it to write-protect (dirty tracking, copy-on-write).</summary>
+    public const int WritableBit = 1 << 30;
+    public const int FrameMask = WritableBit - 1;
+
+    private readonly int[] _entries;
+
+    /// <param name="guestPageCount">Size of the guest-physical address space in 4 KiB pages (at most 2^20).</param>
+    public SecondLevelPageTable(int guestPageCount)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(guestPageCount);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(guestPageCount, 1 << 20);
+        _entries = new int[guestPageCount];
+        Array.Fill(_entries, NotPresent);
+    }
+
+    public int GuestPageCount => _entries.Length;
+
+    /// <summary>Raw entries indexed by guest page number: <see cref="NotPresent"/> or frame | flags. Read-only for the core.</summary>
+    public ReadOnlySpan<int> Entries => _entries;
+
+    /// <summary>Direct array for the CPU core's hot path. Do not write through it.</summary>
+    internal int[] RawEntries => _entries;
+
+    public void Map(uint guestPageNumber, int hostFrameNumber, bool writable)
+    {
+        ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual(guestPageNumber, (uint)_entries.Length);
+        ArgumentOutOfRangeException.ThrowIfNegative(hostFrameNumber);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(hostFrameNumber, FrameMask);
+        _entries[guestPageNumber] = hostFrameNumber | (writable ? WritableBit : 0);
+    }
+
+    public void Unmap(uint guestPageNumber)
+    {
+        if (guestPageNumber < (uint)_entries.Length)
+        {
+            _entries[guestPageNumber] = NotPresent;
+        }
+    }
+
+    public void SetWritable(uint guestPageNumber, bool writable)
+    {
+        ref int e = ref _entries[guestPageNumber];
+        if (e != NotPresent)
+        {
+            e = writable ? e | WritableBit : e & ~WritableBit;
+        }
+    }
+
+    /// <summary>Translates a guest-physical address. False when the page is absent or, for a write, write-protected.</summary>
+    public bool TryTranslate(uint guestPhysicalAddress, bool write, out uint hostPhysicalAddress)
+    {
+        uint page = guestPhysicalAddress >> HostPhysicalMemory.FrameShift;
+        if (page >= (uint)_entries.Length || _entries[page] == NotPresent || (write && (_entries[page] & WritableBit) == 0))
+        {
+            hostPhysicalAddress = 0;
+            return false;
+        }
+
+        hostPhysicalAddress = ((uint)(_entries[page] & FrameMask) << HostPhysicalMemory.FrameShift)
+            | (guestPhysicalAddress & (HostPhysicalMemory.FrameSize - 1));
+        return true;
+    }
+}
