@@ -1,0 +1,41 @@
+using HybridVmm.HostOS.Management;
+using HybridVmm.Hypervisor.Partitions;
+
+namespace HybridVmm.Cli.Commands;
+
+/// <summary>Turns how a guest ended into a message on stderr and the documented exit status.</summary>
+internal static class Outcome
+{
+    public static int Report(VirtualMachine vm, PartitionExit exit, TextWriter error)
+    {
+        switch (exit.Reason)
+        {
+            case StopReason.GuestExit:
+                return (int)(exit.ExitValue & 0xFF);
+            case StopReason.GuestFault:
+                error.WriteLine($"hybridvmm: guest '{vm.Name}' stopped on a fault; other guests are unaffected.");
+                error.WriteLine(exit.Diagnostic);
+                return ExitStatus.GuestFault;
+            case StopReason.Halted:
+                error.WriteLine($"hybridvmm: guest '{vm.Name}' halted with interrupts unable to wake it, without writing to the exit port 0xf4.");
+                return ExitStatus.GuestHalted;
+            case StopReason.InstructionLimit:
+                error.WriteLine($"hybridvmm: guest '{vm.Name}' reached the instruction limit ({vm.Configuration.InstructionLimit}).");
+                return ExitStatus.InstructionLimit;
+            default:
+                error.WriteLine($"hybridvmm: guest '{vm.Name}' was stopped.");
+                return ExitStatus.Interrupted;
+        }
+    }
+
+    public static int CreationFailed(VmCreationError error, TextWriter stderr)
+    {
+        stderr.WriteLine($"hybridvmm: error: {error.Message}");
+        return error.Kind switch
+        {
+            VmCreationErrorKind.InvalidImage => ExitStatus.InvalidImage,
+            VmCreationErrorKind.OutOfHostMemory => ExitStatus.Configuration,
+            _ => ExitStatus.Configuration,
+        };
+    }
+}

@@ -1,0 +1,40 @@
+namespace HybridVmm.Cli.Hosting;
+
+/// <summary>The "HybridVmm" section of a serve configuration file (appsettings style). Unknown keys are errors.</summary>
+public sealed class HybridVmmOptions
+{
+    public const string Section = "HybridVmm";
+
+    /// <summary>Host physical memory the kernel manages, e.g. "512M".</summary>
+    public string HostMemory { get; set; } = "512M";
+
+    /// <summary>Scheduler quantum in instructions.</summary>
+    public long Quantum { get; set; } = 100_000;
+
+    /// <summary>A trace file for the whole machine (all partitions), or null.</summary>
+    public string? Trace { get; set; }
+
+    /// <summary>Stop the host once every guest has stopped (otherwise it keeps serving until Ctrl+C/SIGTERM).</summary>
+    public bool ExitWhenGuestsStop { get; set; }
+
+    public List<VmOptions> Vms { get; set; } = new();
+}
+
+public sealed class VmOptions
+{
+    public string Name { get; set; } = "";
+
+    /// <summary>A path to a Multiboot ELF, or "embedded:NAME" for a sample guest built into hybridvmm.</summary>
+    public string Image { get; set; } = "";
+
+    public string Memory { get; set; } = "64M";
+
+    public string CommandLine { get; set; } = "";
+
+    public List<string> Devices { get; set; } = new(HostOS.Management.VmConfiguration.KnownDevices);
+
+    /// <summary>A trace file for this VM alone, or null.</summary>
+    public string? Trace { get; set; }
+
+    public long MaxInstructions { get; set; }
+}

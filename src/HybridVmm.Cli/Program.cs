@@ -1,0 +1,42 @@
+using System.CommandLine;
+using HybridVmm.Cli;
+using HybridVmm.Cli.Commands;
+using HybridVmm.Hypervisor.Tracing;
+
+var root = new RootCommand("HybridVmm: a hybrid (Type 3) hypervisor simulator that boots real Multiboot guests.\n" +
+    "With no command it runs the embedded default scenario: several guests side by side in their own partitions.");
+var trace = new Option<string?>("--trace") { Description = "Write the default scenario's trace to this file" };
+root.Options.Add(trace);
+root.Subcommands.Add(RunCommand.Create());
+root.Subcommands.Add(ServeCommand.Create());
+root.Subcommands.Add(BenchCommand.Create());
+root.SetAction(async (result, cancellationToken) =>
+{
+    TraceRecorder? recorder = TraceFiles.Open(result.GetValue(trace), Console.Error);
+    return recorder is null
+        ? ExitStatus.CannotWrite
+        : await DefaultScenario.RunAsync(Console.Out, Console.Error, recorder, cancellationToken);
+});
+
+ParseResult parsed = root.Parse(args);
+if (parsed.Errors.Count > 0)
+{
+    foreach (System.CommandLine.Parsing.ParseError error in parsed.Errors)
+    {
+        Console.Error.WriteLine($"hybridvmm: error: {error.Message}");
+    }
+
+    Console.Error.WriteLine("Try 'hybridvmm --help'.");
+    return ExitStatus.Usage;
+}
+
+try
+{
+    return await parsed.InvokeAsync();
+}
+catch (Exception e)
+{
+    // Only a simulator bug gets here; a guest's misbehaviour is reported as data with its own status.
+    Console.Error.WriteLine($"hybridvmm: internal error (a bug in HybridVmm, please report it): {e}");
+    return ExitStatus.InternalError;
+}

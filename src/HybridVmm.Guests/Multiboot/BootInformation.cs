@@ -1,0 +1,122 @@
+using System.Buffers.Binary;
+using System.Text;
+
+namespace HybridVmm.Guests.Multiboot;
+
+/// <summary>One contiguous write the loader asks the host to make into guest memory.</summary>
+public readonly record struct GuestWrite(uint GuestPhysicalAddress, byte[] Data);
+
+/// <summary>
+/// Builds the Multiboot information structure (Multiboot 0.6.96, 3.3) and the boot-time layout of guest
+/// memory. Everything sits in one page at <see cref="InfoAddress"/>, below the 640 KiB conventional limit.
+/// </summary>
+public static class BootInformation
+{
+    public const uint BootloaderMagic = 0x2BADB002;
+    public const uint InfoAddress = 0x9000;
+    public const uint InfoPageEnd = 0xA000;
+    public const string LoaderName = "HybridVmm";
+
+    private const uint MmapAddress = InfoAddress + 0x80;
+    private const uint NameAddress = InfoAddress + 0x100;
+    private const uint CmdlineAddress = InfoAddress + 0x200;
+    public const int MaxCommandLineBytes = (int)(InfoPageEnd - CmdlineAddress) - 1;
+
+    /// <summary>The conventional-memory top reported as mem_lower and the first reserved mmap range (EBDA).</summary>
+    private const uint ConventionalTop = 0x9FC00;
+    private const uint HighMemoryStart = 0x100000;
+
+    [Flags]
+    private enum InfoFlags : uint
+    {
+        Memory = 1 << 0,
+        CommandLine = 1 << 2,
+        MemoryMap = 1 << 6,
+        BootLoaderName = 1 << 9,
+    }
+
+    /// <summary>Places <paramref name="image"/> and its boot information in a guest of <paramref name="memoryBytes"/>.
+    /// Returns null and a reason when the image does not fit.</summary>
+    public static IReadOnlyList<GuestWrite>? Layout(MultibootImage image, uint memoryBytes, string commandLine, out string error)
+    {
+        byte[] cmdline = Encoding.UTF8.GetBytes(commandLine);
+        if (cmdline.Length > MaxCommandLineBytes)
+        {
+            error = $"the command line is {cmdline.Length} bytes; at most {MaxCommandLineBytes} fit";
+            return null;
+        }
+
+        if (memoryBytes < 2 * HighMemoryStart)
+        {
+            error = $"guest memory must be at least 2 MiB, got {memoryBytes} bytes";
+            return null;
+        }
+
+        var writes = new List<GuestWrite>();
+        foreach (Elf.LoadSegment s in image.Segments)
+        {
+            ulong end = (ulong)s.PhysicalAddress + s.MemorySize;
+            if (end > memoryBytes)
+            {
+                error = $"segment at 0x{s.PhysicalAddress:x8} (+{s.MemorySize} bytes) does not fit in {memoryBytes / (1024 * 1024)} MiB of guest memory";
+                return null;
+            }
+
+            if (s.PhysicalAddress < InfoPageEnd && end > InfoAddress)
+            {
+                error = $"segment at 0x{s.PhysicalAddress:x8} overlaps the boot information page at 0x{InfoAddress:x}";
+                return null;
+            }
+
+            byte[] data = new byte[s.MemorySize];
+            image.FileBytes(s).CopyTo(data);
+            writes.Add(new GuestWrite(s.PhysicalAddress, data));
+        }
+
+        if (image.Entry >= memoryBytes)
+        {
+            error = $"entry point 0x{image.Entry:x8} lies outside guest memory";
+            return null;
+        }
+
+        writes.Add(new GuestWrite(InfoAddress, BuildInfoPage(memoryBytes, cmdline)));
+        error = "";
+        return writes;
+    }
+
+    private static byte[] BuildInfoPage(uint memoryBytes, byte[] cmdline)
+    {
+        byte[] page = new byte[InfoPageEnd - InfoAddress];
+        Span<byte> info = page;
+        InfoFlags flags = InfoFlags.Memory | InfoFlags.CommandLine | InfoFlags.MemoryMap | InfoFlags.BootLoaderName;
+        BinaryPrimitives.WriteUInt32LittleEndian(info[0..], (uint)flags);
+        BinaryPrimitives.WriteUInt32LittleEndian(info[4..], ConventionalTop / 1024);                   // mem_lower (KiB)
+        BinaryPrimitives.WriteUInt32LittleEndian(info[8..], (memoryBytes - HighMemoryStart) / 1024);  // mem_upper (KiB)
+        BinaryPrimitives.WriteUInt32LittleEndian(info[16..], CmdlineAddress);                        // cmdline
+        BinaryPrimitives.WriteUInt32LittleEndian(info[64..], NameAddress);                           // boot_loader_name
+
+        (ulong Base, ulong Length, uint Type)[] map =
+        {
+            (0, ConventionalTop, 1),
+            (ConventionalTop, HighMemoryStart - ConventionalTop, 2),
+            (HighMemoryStart, memoryBytes - HighMemoryStart, 1),
+        };
+        int at = (int)(MmapAddress - InfoAddress);
+        foreach ((ulong b, ulong len, uint type) in map)
+        {
+            // Each entry starts with its size, which does not count the size field itself.
+            BinaryPrimitives.WriteUInt32LittleEndian(page.AsSpan(at), 20);
+            BinaryPrimitives.WriteUInt64LittleEndian(page.AsSpan(at + 4), b);
+            BinaryPrimitives.WriteUInt64LittleEndian(page.AsSpan(at + 12), len);
+            BinaryPrimitives.WriteUInt32LittleEndian(page.AsSpan(at + 20), type);
+            at += 24;
+        }
+
+        BinaryPrimitives.WriteUInt32LittleEndian(info[44..], (uint)(map.Length * 24));               // mmap_length
+        BinaryPrimitives.WriteUInt32LittleEndian(info[48..], MmapAddress);                           // mmap_addr
+
+        Encoding.ASCII.GetBytes(LoaderName).CopyTo(page.AsSpan((int)(NameAddress - InfoAddress)));
+        cmdline.CopyTo(page.AsSpan((int)(CmdlineAddress - InfoAddress)));                            // NUL-terminated by the zeroed page
+        return page;
+    }
+}

@@ -1,0 +1,19 @@
+namespace HybridVmm.HostOS.Devices;
+
+/// <summary>
+/// QEMU's isa-debug-exit at iobase 0xF4, iosize 4: any write ends the guest with the written value as its
+/// exit value. (QEMU's own process then exits with (value &lt;&lt; 1) | 1; ours exits with the value.)
+/// </summary>
+public sealed class DebugExitDevice : IPortIoDevice
+{
+    public const ushort BasePort = 0xF4;
+
+    public string Name => "debug-exit";
+
+    public IReadOnlyList<PortRange> Ports { get; } = new[] { new PortRange(BasePort, BasePort + 3) };
+
+    /// <summary>Reads return zero, as QEMU's device does.</summary>
+    public uint Read(ushort port, int size) => 0;
+
+    public PortWriteOutcome Write(ushort port, int size, uint value) => PortWriteOutcome.Exit(value);
+}

@@ -1,0 +1,31 @@
+namespace HybridVmm.HostOS.Devices;
+
+/// <summary>An inclusive range of I/O ports a device claims.</summary>
+public readonly record struct PortRange(ushort First, ushort Last)
+{
+    public bool Contains(ushort port) => port >= First && port <= Last;
+}
+
+/// <summary>What a port write asks the VM worker to do next.</summary>
+public readonly record struct PortWriteOutcome(bool ExitGuest, uint ExitValue)
+{
+    public static PortWriteOutcome Continue => default;
+
+    public static PortWriteOutcome Exit(uint value) => new(true, value);
+}
+
+/// <summary>
+/// One emulated device in a VM worker, in the shape OpenVMM gives its chipset devices: it declares the
+/// ports it claims and handles reads and writes. It never sees the vCPU or the kernel.
+/// </summary>
+public interface IPortIoDevice
+{
+    string Name { get; }
+
+    IReadOnlyList<PortRange> Ports { get; }
+
+    /// <summary>Reads <paramref name="size"/> bytes (1, 2 or 4) at <paramref name="port"/>.</summary>
+    uint Read(ushort port, int size);
+
+    PortWriteOutcome Write(ushort port, int size, uint value);
+}

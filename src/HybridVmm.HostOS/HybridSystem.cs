@@ -1,0 +1,52 @@
+using HybridVmm.HostOS.Management;
+using HybridVmm.Hypervisor;
+using HybridVmm.Hypervisor.Tracing;
+
+namespace HybridVmm.HostOS;
+
+/// <summary>
+/// One hybrid machine: the hypervisor kernel with the root partition on top of it. The kernel's
+/// scheduler and the root's message loop run side by side, as the two halves of the Type 3 design.
+/// </summary>
+public sealed class HybridSystem : IDisposable
+{
+    public HybridSystem(HypervisorOptions options, IGuestConsole console, TraceRecorder trace)
+    {
+        Trace = trace;
+        Console = console;
+        Kernel = new HypervisorKernel(options, trace);
+        Root = new RootPartition(Kernel, console);
+    }
+
+    public HypervisorKernel Kernel { get; }
+
+    public RootPartition Root { get; }
+
+    public TraceRecorder Trace { get; }
+
+    public IGuestConsole Console { get; }
+
+    /// <summary>Runs until no guest can make progress (all stopped or halted), or until cancelled.</summary>
+    public async Task RunUntilIdleAsync(CancellationToken cancellationToken = default)
+    {
+        using var rootStop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        Task root = Task.Run(() => Root.RunAsync(rootStop.Token), CancellationToken.None);
+        try
+        {
+            await Kernel.Scheduler.RunAsync(untilIdle: true, cancellationToken).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        {
+            Root.StopAll();
+        }
+        finally
+        {
+            rootStop.Cancel();
+            await root.ConfigureAwait(false);
+            Trace.Flush();
+            Console.Flush();
+        }
+    }
+
+    public void Dispose() => Trace.Dispose();
+}

@@ -1,0 +1,11 @@
+namespace HybridVmm.HostOS.Management;
+
+/// <summary>Why a VM could not be created: bad input, not a simulator bug.</summary>
+public enum VmCreationErrorKind
+{
+    InvalidImage,
+    InvalidConfiguration,
+    OutOfHostMemory,
+}
+
+public sealed record VmCreationError(VmCreationErrorKind Kind, string Message);

@@ -1,0 +1,214 @@
+using HybridVmm.Guests.Multiboot;
+using HybridVmm.HostOS.Devices;
+using HybridVmm.HostOS.Management;
+using HybridVmm.HostOS.Worker;
+using HybridVmm.Hypervisor;
+using HybridVmm.Hypervisor.Intercepts;
+using HybridVmm.Hypervisor.Partitions;
+using HybridVmm.Hypervisor.Tracing;
+
+namespace HybridVmm.HostOS;
+
+/// <summary>
+/// The privileged root partition: the host OS of the Type 3 picture. It holds the root-only kernel API,
+/// runs one <see cref="VmWorker"/> per guest, routes the kernel's intercept messages to them, and offers VM
+/// management (create, start, pause, stop). It reaches guests only through the kernel and messages.
+/// </summary>
+public sealed class RootPartition
+{
+    private readonly RootPartitionApi _api;
+    private readonly IGuestConsole _console;
+    private readonly Dictionary<int, VirtualMachine> _vms = new();
+    private readonly List<Task> _workerTasks = new();
+    private readonly object _gate = new();
+    private CancellationToken _running;
+
+    public RootPartition(HypervisorKernel kernel, IGuestConsole console)
+    {
+        _api = kernel.ClaimRootApi();
+        _console = console;
+        _api.Scheduler.RoundCompleted += console.Flush;
+    }
+
+    public IReadOnlyList<VirtualMachine> VirtualMachines
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _vms.Values.OrderBy(v => v.Partition.Id).ToArray();
+            }
+        }
+    }
+
+    /// <summary>Checks an image and configuration without touching the kernel: what <see cref="CreateVm"/> would load, or why it would refuse.</summary>
+    public static PreparedImage? Prepare(VmConfiguration config, out VmCreationError? error)
+    {
+        MultibootImage? image = MultibootImage.TryParse(config.Image, out string reason);
+        if (image is null)
+        {
+            error = new VmCreationError(VmCreationErrorKind.InvalidImage, reason);
+            return null;
+        }
+
+        foreach (string device in config.Devices)
+        {
+            if (!VmConfiguration.KnownDevices.Contains(device))
+            {
+                error = new VmCreationError(VmCreationErrorKind.InvalidConfiguration,
+                    $"unknown device '{device}' (known: {string.Join(", ", VmConfiguration.KnownDevices)})");
+                return null;
+            }
+        }
+
+        if (config.MemoryBytes % 4096 != 0)
+        {
+            error = new VmCreationError(VmCreationErrorKind.InvalidConfiguration, "guest memory must be a multiple of 4 KiB");
+            return null;
+        }
+
+        IReadOnlyList<GuestWrite>? writes = BootInformation.Layout(image, config.MemoryBytes, config.CommandLine, out reason);
+        if (writes is null)
+        {
+            error = new VmCreationError(VmCreationErrorKind.InvalidImage, reason);
+            return null;
+        }
+
+        error = null;
+        return new PreparedImage(image.Entry, writes);
+    }
+
+    /// <summary>Loads the image into a new partition with its worker and devices. The VM is created, not started.</summary>
+    public VirtualMachine? CreateVm(VmConfiguration config, out VmCreationError? error)
+    {
+        if (Prepare(config, out error) is not { } prepared)
+        {
+            return null;
+        }
+
+        Partition? partition = _api.CreatePartition(config.Name, config.MemoryBytes, config.InstructionLimit);
+        if (partition is null)
+        {
+            error = new VmCreationError(VmCreationErrorKind.OutOfHostMemory,
+                $"not enough host memory for {config.MemoryBytes / (1024 * 1024)} MiB ({_api.FreeMemoryBytes / (1024 * 1024)} MiB free)");
+            return null;
+        }
+
+        foreach (GuestWrite write in prepared.Writes)
+        {
+            _api.WriteGuestMemory(partition, write.GuestPhysicalAddress, write.Data);
+        }
+
+        _api.SetBootState(partition, prepared.Entry, BootInformation.BootloaderMagic, BootInformation.InfoAddress);
+
+        var worker = new VmWorker(_api, partition);
+        VirtualMachine? vm = null;
+        var com1 = new Uart16550(Uart16550.Com1Base, b => _console.Write(vm!, worker.Now, b));
+        if (config.Devices.Contains("com1"))
+        {
+            worker.Attach(com1);
+        }
+
+        if (config.Devices.Contains("debug-exit"))
+        {
+            worker.Attach(new DebugExitDevice());
+        }
+        vm = new VirtualMachine(config, partition, worker, com1);
+        lock (_gate)
+        {
+            _vms.Add(partition.Id, vm);
+            if (_running.CanBeCanceled)
+            {
+                _workerTasks.Add(Task.Run(() => worker.RunAsync(_running)));
+            }
+        }
+
+        error = null;
+        return vm;
+    }
+
+    public void Start(VirtualMachine vm) => _api.Start(vm.Partition);
+
+    public void Pause(VirtualMachine vm) => _api.Pause(vm.Partition);
+
+    public void Stop(VirtualMachine vm) => _api.Stop(vm.Partition);
+
+    /// <summary>Stops the VM and returns its memory to the kernel.</summary>
+    public void Delete(VirtualMachine vm)
+    {
+        lock (_gate)
+        {
+            _vms.Remove(vm.Partition.Id);
+        }
+
+        _api.Delete(vm.Partition);
+        vm.Worker.Inbox.Complete();
+    }
+
+    public void StopAll()
+    {
+        foreach (VirtualMachine vm in VirtualMachines)
+        {
+            Stop(vm);
+        }
+    }
+
+    /// <summary>
+    /// The root's message loop: takes intercepts from the kernel's port and hands each to the worker of the
+    /// partition it came from. Runs until cancelled.
+    /// </summary>
+    public async Task RunAsync(CancellationToken cancellationToken)
+    {
+        lock (_gate)
+        {
+            _running = cancellationToken;
+            foreach (VirtualMachine vm in _vms.Values)
+            {
+                _workerTasks.Add(Task.Run(() => vm.Worker.RunAsync(cancellationToken), CancellationToken.None));
+            }
+        }
+
+        try
+        {
+            await foreach (InterceptMessage message in _api.Intercepts.ReadAllAsync(cancellationToken).ConfigureAwait(false))
+            {
+                VirtualMachine? vm;
+                lock (_gate)
+                {
+                    _vms.TryGetValue(message.PartitionId, out vm);
+                }
+
+                if (vm is null)
+                {
+                    // The partition was deleted while its intercept was in flight: nothing to resume.
+                    await _api.CompleteInterceptAsync(new InterceptReply(message.PartitionId, message.VpIndex, InterceptAction.Fault, 0, "partition deleted"), cancellationToken).ConfigureAwait(false);
+                    continue;
+                }
+
+                if (_api.Trace.Enabled)
+                {
+                    _api.Trace.Record(message.VirtualTime, message.PartitionId, message.VpIndex, TraceKind.Message, $"root -> {vm.Worker.Inbox.Name}");
+                }
+
+                await vm.Worker.Inbox.SendAsync(message, cancellationToken).ConfigureAwait(false);
+            }
+        }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        {
+        }
+
+        Task[] workers;
+        lock (_gate)
+        {
+            workers = _workerTasks.ToArray();
+        }
+
+        try
+        {
+            await Task.WhenAll(workers).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException)
+        {
+        }
+    }
+}

@@ -1,0 +1,167 @@
+using HybridVmm.Hardware.Cpu;
+using HybridVmm.Hardware.Memory;
+using HybridVmm.Hypervisor.Intercepts;
+using HybridVmm.Hypervisor.Messaging;
+using HybridVmm.Hypervisor.Partitions;
+using HybridVmm.Hypervisor.Scheduling;
+using HybridVmm.Hypervisor.Tracing;
+
+namespace HybridVmm.Hypervisor;
+
+public sealed record HypervisorOptions
+{
+    /// <summary>Host physical memory the kernel manages for all partitions.</summary>
+    public long HostMemoryBytes { get; init; } = 512L * 1024 * 1024;
+
+    /// <summary>Instructions a vCPU may run before the scheduler moves on (one quantum of virtual time).</summary>
+    public long Quantum { get; init; } = 100_000;
+
+    /// <summary>Virtual ticks charged for an intercept's round trip through the root partition (exit, message,
+    /// worker, reply, resume). About 2,000 cycles is the cost of a hardware VM exit and entry alone.</summary>
+    public long InterceptCostTicks { get; init; } = 5_000;
+
+    /// <summary>Capacity of the root partition's intercept port; a full port holds senders back.</summary>
+    public int InterceptPortCapacity { get; init; } = 64;
+}
+
+/// <summary>
+/// The thin hypervisor kernel. It owns host physical memory, the partitions and their virtual processors,
+/// the scheduler, CPUID and the message ports. Everything it does not own (I/O ports, unmapped GPAs) it
+/// sends to the root partition as an intercept message.
+/// </summary>
+public sealed class HypervisorKernel
+{
+    private readonly List<Partition> _partitions = new();
+    private readonly object _gate = new();
+    private RootPartitionApi? _rootApi;
+
+    public HypervisorKernel(HypervisorOptions options, TraceRecorder trace)
+    {
+        Options = options;
+        Trace = trace;
+        Memory = new HostPhysicalMemory(checked((int)(options.HostMemoryBytes >> HostPhysicalMemory.FrameShift)));
+        Frames = new FrameAllocator(Memory);
+        InterceptPort = new MessagePort<InterceptMessage>("root.intercepts", options.InterceptPortCapacity);
+        // Replies are bounded only by the number of vCPUs that can be waiting, so this port never holds the root back.
+        ReplyPort = new MessagePort<InterceptReply>("kernel.replies", 1 << 16);
+        Scheduler = new Scheduler(this);
+        var root = new Partition(0, "root", addressSpace: null, instructionLimit: 0) { State = PartitionState.Running };
+        _partitions.Add(root);
+        trace.NamePartition(0, root.Name);
+    }
+
+    public HypervisorOptions Options { get; }
+
+    public TraceRecorder Trace { get; }
+
+    public Scheduler Scheduler { get; }
+
+    public Hardware.Clock.VirtualClock Clock { get; } = new();
+
+    internal HostPhysicalMemory Memory { get; }
+
+    internal FrameAllocator Frames { get; }
+
+    /// <summary>Kernel to root: intercepts the root must serve.</summary>
+    internal MessagePort<InterceptMessage> InterceptPort { get; }
+
+    /// <summary>Root to kernel: completions of intercepts.</summary>
+    internal MessagePort<InterceptReply> ReplyPort { get; }
+
+    /// <summary>A snapshot of the partitions, root first.</summary>
+    public IReadOnlyList<Partition> Partitions
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _partitions.ToArray();
+            }
+        }
+    }
+
+    /// <summary>
+    /// Hands out the root-only API, once. Whoever holds it is the root partition; nothing else in the
+    /// process can create partitions, touch guest memory or complete intercepts.
+    /// </summary>
+    public RootPartitionApi ClaimRootApi()
+    {
+        lock (_gate)
+        {
+            if (_rootApi is not null)
+            {
+                throw new InvalidOperationException("The root partition API has already been claimed.");
+            }
+
+            _rootApi = new RootPartitionApi(this);
+            return _rootApi;
+        }
+    }
+
+    internal Partition? Find(int partitionId)
+    {
+        lock (_gate)
+        {
+            foreach (Partition p in _partitions)
+            {
+                if (p.Id == partitionId)
+                {
+                    return p;
+                }
+            }
+
+            return null;
+        }
+    }
+
+    internal Partition? CreateChild(string name, uint memoryBytes, long instructionLimit)
+    {
+        lock (_gate)
+        {
+            GuestPhysicalAddressSpace? space = GuestPhysicalAddressSpace.TryCreate(Memory, Frames, memoryBytes);
+            if (space is null)
+            {
+                return null;
+            }
+
+            int id = _partitions[^1].Id + 1;
+            var partition = new Partition(id, name, space, instructionLimit);
+            X86Core core = new(Memory, space.Slat);
+            partition.AddVp(core);
+            space.HostWrote += core.InvalidateCode;
+            _partitions.Add(partition);
+            Trace.NamePartition(id, name);
+            return partition;
+        }
+    }
+
+    internal void Remove(Partition partition)
+    {
+        lock (_gate)
+        {
+            _partitions.Remove(partition);
+            partition.AddressSpace?.Release(Frames);
+        }
+    }
+
+    internal void StopPartition(Partition partition, PartitionExit exit)
+    {
+        if (partition.State == PartitionState.Stopped)
+        {
+            return;
+        }
+
+        long time = partition.VirtualProcessors.Count > 0 ? partition.VirtualProcessors[0].Core.InstructionsRetired : 0;
+        Trace.Record(time, partition.Id, -1, TraceKind.Lifecycle, exit.Reason switch
+        {
+            StopReason.GuestExit => $"stopped guest-exit value={exit.ExitValue}",
+            StopReason.GuestFault => "stopped guest-fault",
+            StopReason.Halted => "stopped halted",
+            StopReason.InstructionLimit => $"stopped instruction-limit {partition.InstructionLimit}",
+            _ => "stopped by-root",
+        });
+        partition.Statistics.StopTicks = Clock.Ticks;
+        partition.MarkStopped(exit);
+        Scheduler.Wake();
+    }
+}

@@ -1,0 +1,45 @@
+namespace HybridVmm.Hypervisor.Intercepts;
+
+/// <summary>
+/// What CPUID tells a guest. The kernel owns CPUID (as Hyper-V's hypervisor does): the answer describes an
+/// i686-class processor that claims only features the core implements, sets the "hypervisor present" bit
+/// and identifies HybridVmm in the hypervisor leaf range, Hyper-V style (TLFS 2.4).
+/// </summary>
+public static class CpuidPolicy
+{
+    public const uint MaxBasicLeaf = 1;
+    public const uint MaxHypervisorLeaf = 0x40000001;
+
+    /// <summary>Leaf 1 EAX: family 6, model 1, stepping 1 (a Pentium Pro-class signature).</summary>
+    public const uint Signature = 0x0000_0611;
+
+    /// <summary>Leaf 1 EDX: TSC (bit 4), CX8 (bit 8), CMOV (bit 15). No FPU, MSR, APIC or paging extensions.</summary>
+    public const uint FeaturesEdx = (1u << 4) | (1u << 8) | (1u << 15);
+
+    /// <summary>Leaf 1 ECX bit 31 is reserved by Intel for "hypervisor present".</summary>
+    public const uint HypervisorPresent = 1u << 31;
+
+    /// <summary>"HybridVmm Hv" as the leaf 0x40000000 vendor signature in EBX, ECX, EDX.</summary>
+    public const string VendorSignature = "HybridVmm Hv";
+
+    /// <summary>Leaf 0x40000001 EAX: our own interface signature "HVmm" (not "Hv#1": the TLFS interface is not offered yet).</summary>
+    public const uint InterfaceSignature = 0x6D6D5648;
+
+    public static (uint Eax, uint Ebx, uint Ecx, uint Edx) Query(uint leaf, uint subleaf)
+    {
+        _ = subleaf;
+        return leaf switch
+        {
+            0 => (MaxBasicLeaf, Pack("Genu"), Pack("ntel"), Pack("ineI")),
+            1 => (Signature, 0, HypervisorPresent, FeaturesEdx),
+            0x40000000 => (MaxHypervisorLeaf, Pack(VendorSignature[..4]), Pack(VendorSignature[4..8]), Pack(VendorSignature[8..])),
+            0x40000001 => (InterfaceSignature, 0, 0, 0),
+            // Leaves past the maximum read as zero here (real Intel parts repeat the highest basic leaf;
+            // zero is the documented, deterministic choice of this platform).
+            _ => (0, 0, 0, 0),
+        };
+    }
+
+    private static uint Pack(string four) =>
+        (uint)four[0] | ((uint)four[1] << 8) | ((uint)four[2] << 16) | ((uint)four[3] << 24);
+}

@@ -1,0 +1,47 @@
+namespace HybridVmm.Hypervisor.Intercepts;
+
+/// <summary>Intercepts the kernel forwards to the root partition instead of handling itself.</summary>
+public enum InterceptKind
+{
+    IoPortRead,
+    IoPortWrite,
+    /// <summary>An access to a guest-physical address with no RAM behind it (unmapped GPA / MMIO).</summary>
+    UnmappedGpa,
+}
+
+/// <summary>
+/// The message the kernel posts to the root partition's intercept port, in the role of Hyper-V's
+/// HvMessageTypeX64IoPortIntercept / HvMessageTypeUnmappedGpa. The vCPU stays suspended until the
+/// root answers with an <see cref="InterceptReply"/>.
+/// </summary>
+public readonly record struct InterceptMessage(
+    int PartitionId,
+    int VpIndex,
+    long VirtualTime,
+    InterceptKind Kind,
+    ushort Port,
+    byte Size,
+    uint Value,
+    uint GuestPhysicalAddress,
+    bool IsWrite)
+{
+    public override string ToString() => Kind switch
+    {
+        InterceptKind.IoPortRead => $"io-read port=0x{Port:x4} size={Size}",
+        InterceptKind.IoPortWrite => $"io-write port=0x{Port:x4} size={Size} value=0x{Value.ToString(Size == 1 ? "x2" : Size == 2 ? "x4" : "x8")}",
+        _ => $"unmapped-gpa gpa=0x{GuestPhysicalAddress:x8} {(IsWrite ? "write" : "read")} size={Size}",
+    };
+}
+
+/// <summary>What the root decided about an intercept.</summary>
+public enum InterceptAction
+{
+    /// <summary>Complete the instruction (with <see cref="InterceptReply.Value"/> for reads) and resume.</summary>
+    Resume,
+    /// <summary>Stop the partition: the guest asked to exit (debug-exit port).</summary>
+    ExitGuest,
+    /// <summary>Stop the partition: nothing in the host backs the access.</summary>
+    Fault,
+}
+
+public readonly record struct InterceptReply(int PartitionId, int VpIndex, InterceptAction Action, uint Value, string? Reason = null);

@@ -1,0 +1,63 @@
+using HybridVmm.Hardware.Cpu;
+
+namespace HybridVmm.Hypervisor.Partitions;
+
+/// <summary>
+/// An isolation boundary: its own guest-physical address space, its own virtual processors. The root
+/// partition (Id 0) has no guest address space here: its "OS" is the HostOS code, which reaches the
+/// kernel only through <see cref="RootPartitionApi"/>.
+/// </summary>
+public sealed class Partition
+{
+    private readonly List<VirtualProcessor> _vps = new();
+    private readonly TaskCompletionSource<PartitionExit> _exited = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    internal Partition(int id, string name, GuestPhysicalAddressSpace? addressSpace, long instructionLimit)
+    {
+        Id = id;
+        Name = name;
+        AddressSpace = addressSpace;
+        InstructionLimit = instructionLimit;
+    }
+
+    public int Id { get; }
+
+    public string Name { get; }
+
+    public bool IsRoot => Id == 0;
+
+    public GuestPhysicalAddressSpace? AddressSpace { get; }
+
+    /// <summary>Zero means no limit.</summary>
+    public long InstructionLimit { get; }
+
+    public PartitionState State { get; internal set; }
+
+    public PartitionStatistics Statistics { get; } = new();
+
+    public IReadOnlyList<VirtualProcessor> VirtualProcessors => _vps;
+
+    /// <summary>Completes when the partition stops, with the reason.</summary>
+    public Task<PartitionExit> Exited => _exited.Task;
+
+    internal PartitionExit? Exit { get; private set; }
+
+    internal VirtualProcessor AddVp(X86Core core)
+    {
+        var vp = new VirtualProcessor(_vps.Count, core);
+        _vps.Add(vp);
+        return vp;
+    }
+
+    internal void MarkStopped(PartitionExit exit)
+    {
+        State = PartitionState.Stopped;
+        Exit = exit;
+        foreach (VirtualProcessor vp in _vps)
+        {
+            vp.State = VpState.Stopped;
+        }
+
+        _exited.TrySetResult(exit);
+    }
+}

@@ -1,0 +1,28 @@
+namespace HybridVmm.Hypervisor.Partitions;
+
+public enum PartitionState
+{
+    Created,
+    Running,
+    Paused,
+    Stopped,
+}
+
+/// <summary>Why a partition stopped. Each maps to a documented CLI exit status.</summary>
+public enum StopReason
+{
+    None,
+    /// <summary>The guest wrote its exit value to the debug-exit port.</summary>
+    GuestExit,
+    /// <summary>An exception the guest could not handle, or an access nothing backs.</summary>
+    GuestFault,
+    /// <summary>Every vCPU halted with nothing that could ever wake it.</summary>
+    Halted,
+    /// <summary>The partition reached its instruction limit.</summary>
+    InstructionLimit,
+    /// <summary>The root partition stopped it (VM management, shutdown).</summary>
+    StoppedByRoot,
+}
+
+/// <summary>How a partition ended: the reason, the guest's exit value and, for faults, a diagnostic.</summary>
+public sealed record PartitionExit(StopReason Reason, uint ExitValue, string? Diagnostic);

@@ -1,0 +1,38 @@
+namespace HybridVmm.Hypervisor.Partitions;
+
+/// <summary>Counters for the summary table. Updated by the kernel's scheduler thread only.</summary>
+public sealed class PartitionStatistics
+{
+    private readonly SortedDictionary<string, long> _intercepts = new(StringComparer.Ordinal);
+
+    public long InstructionsRetired { get; internal set; }
+
+    /// <summary>Messages between this partition's vCPUs and the root (intercepts sent plus replies received).</summary>
+    public long ChannelMessages { get; internal set; }
+
+    /// <summary>Virtual clock ticks at start and stop; their difference is the partition's run time in virtual time.</summary>
+    public long StartTicks { get; internal set; }
+
+    public long StopTicks { get; internal set; } = -1;
+
+    public long VirtualTicks(long now) => (StopTicks >= 0 ? StopTicks : now) - StartTicks;
+
+    public IReadOnlyDictionary<string, long> InterceptsByKind => _intercepts;
+
+    public long TotalIntercepts
+    {
+        get
+        {
+            long total = 0;
+            foreach (long v in _intercepts.Values)
+            {
+                total += v;
+            }
+
+            return total;
+        }
+    }
+
+    internal void CountIntercept(string kind) =>
+        _intercepts[kind] = _intercepts.TryGetValue(kind, out long n) ? n + 1 : 1;
+}

@@ -1,0 +1,31 @@
+using HybridVmm.Hardware.Cpu;
+
+namespace HybridVmm.Hypervisor.Partitions;
+
+public enum VpState
+{
+    Runnable,
+    /// <summary>Suspended on an intercept until the root partition replies.</summary>
+    WaitingForRoot,
+    Halted,
+    Stopped,
+}
+
+/// <summary>A virtual processor: a hardware core bound to one partition's second-level translation.</summary>
+public sealed class VirtualProcessor
+{
+    internal VirtualProcessor(int index, X86Core core)
+    {
+        Index = index;
+        Core = core;
+    }
+
+    public int Index { get; }
+
+    public X86Core Core { get; }
+
+    public VpState State { get; internal set; }
+
+    /// <summary>The exit that is waiting for the root's reply.</summary>
+    internal CpuExit PendingExit { get; set; }
+}
