@@ -1,0 +1,5 @@
+using ApprovalTests.Reporters;
+using HybridVmm.Tests.Support;
+
+[assembly: UseReporter(typeof(DiffInMessageReporter))]
+[assembly: Parallelizable(ParallelScope.Fixtures)]

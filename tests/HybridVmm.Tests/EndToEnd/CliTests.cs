@@ -1,0 +1,149 @@
+using HybridVmm.Cli;
+using HybridVmm.Tests.Support;
+
+namespace HybridVmm.Tests.EndToEnd;
+
+/// <summary>The real CLI on the real sample guests, compared with what QEMU printed for the same ELF.</summary>
+public class CliTests
+{
+    [TestCase("hello")]
+    [TestCase("cpu")]
+    [TestCase("asmhello")]
+    public void RunPrintsTheSameBytesAsQemuAndExitsWithTheGuestValue(string guest)
+    {
+        CliProcess.Result result = CliProcess.Run("run", Repository.GuestElf(guest));
+        byte[] qemu = File.ReadAllBytes(Path.ChangeExtension(Repository.GuestElf(guest), ".qemu.txt"));
+        Assert.Multiple(() =>
+        {
+            Assert.That(result.Text, Is.EqualTo(System.Text.Encoding.Latin1.GetString(qemu)), result.Stderr);
+            Assert.That(result.ExitCode, Is.EqualTo(0), result.Stderr);
+        });
+    }
+
+    [Test]
+    public void AFaultingGuestGetsTheFaultStatusAndADiagnosticOnStderr()
+    {
+        CliProcess.Result result = CliProcess.Run("run", Repository.GuestElf("fault"));
+        Assert.Multiple(() =>
+        {
+            Assert.That(result.ExitCode, Is.EqualTo(ExitStatus.GuestFault));
+            Assert.That(result.Text, Is.EqualTo(File.ReadAllText(Path.ChangeExtension(Repository.GuestElf("fault"), ".qemu.txt"))));
+            Assert.That(result.Stderr, Does.Contain("#DE").And.Contain("EIP").And.Contain("div"));
+            Assert.That(result.Stderr, Does.Not.Contain("   at "), "no stack trace");
+        });
+    }
+
+    [Test]
+    public void AWildGuestIsStoppedWhenItWritesOutsideItsMemory()
+    {
+        CliProcess.Result result = CliProcess.Run("run", Repository.GuestElf("wild"));
+        Assert.That(result.ExitCode, Is.EqualTo(ExitStatus.GuestFault));
+        Assert.That(result.Stderr, Does.Contain("outside the guest's"));
+    }
+
+    [Test]
+    public void TheMaxInstructionsLimitHasItsOwnStatus()
+    {
+        CliProcess.Result result = CliProcess.Run("run", Repository.GuestElf("cpu"), "--max-instructions", "100000");
+        Assert.That(result.ExitCode, Is.EqualTo(ExitStatus.InstructionLimit));
+        Assert.That(result.Stderr, Does.Contain("instruction limit"));
+    }
+
+    [Test]
+    public void AppendReachesTheGuestAsItsMultibootCommandLine()
+    {
+        CliProcess.Result result = CliProcess.Run("run", Repository.GuestElf("bootinfo"), "--append", "alpha beta=2", "--memory", "32M");
+        Assert.That(result.Text, Does.Contain("alpha beta=2"));
+        Assert.That(result.Text, Does.Contain("HybridVmm"));
+    }
+
+    [Test]
+    public void TraceOptionWritesTheReadableTraceFile()
+    {
+        string path = Path.Combine(Path.GetTempPath(), $"hybridvmm-{Guid.NewGuid():N}.trace");
+        try
+        {
+            CliProcess.Result result = CliProcess.Run("run", Repository.GuestElf("hello"), "--trace", path);
+            Assert.That(result.ExitCode, Is.Zero, result.Stderr);
+            string[] lines = File.ReadAllLines(path);
+            Assert.That(lines.First(), Does.Contain("Lifecycle").And.Contain("created"));
+            Assert.That(lines.Last(), Does.Contain("stopped guest-exit value=0"));
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
+
+    [Test]
+    public void AMissingImageIsNoInput()
+    {
+        CliProcess.Result result = CliProcess.Run("run", "/nonexistent/kernel.elf");
+        Assert.That(result.ExitCode, Is.EqualTo(ExitStatus.NoInput));
+        Assert.That(result.Stderr, Does.StartWith("hybridvmm: error: cannot read image"));
+    }
+
+    [Test]
+    public void AMalformedImageIsRejectedWithOneLineAndTheInvalidImageStatus()
+    {
+        string path = Path.GetTempFileName();
+        try
+        {
+            File.WriteAllText(path, "this is not a kernel");
+            CliProcess.Result result = CliProcess.Run("run", path);
+            Assert.That(result.ExitCode, Is.EqualTo(ExitStatus.InvalidImage));
+            Assert.That(result.Stderr.TrimEnd().Split('\n'), Has.Length.EqualTo(1));
+            Assert.That(result.Stderr, Does.Contain("not a Multiboot v1 kernel"));
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
+
+    [Test]
+    public void ARejectedImageDoesNotTruncateAnExistingTraceFile()
+    {
+        string image = Path.GetTempFileName();
+        string trace = Path.GetTempFileName();
+        try
+        {
+            File.WriteAllText(image, "junk");
+            File.WriteAllText(trace, "previous trace\n");
+            CliProcess.Result result = CliProcess.Run("run", image, "--trace", trace);
+            Assert.That(result.ExitCode, Is.EqualTo(ExitStatus.InvalidImage));
+            Assert.That(File.ReadAllText(trace), Is.EqualTo("previous trace\n"));
+        }
+        finally
+        {
+            File.Delete(image);
+            File.Delete(trace);
+        }
+    }
+
+    [TestCase("run", "--memory", "lots")]
+    [TestCase("run")]
+    [TestCase("--no-such-flag")]
+    public void BadCommandLinesGetTheUsageStatus(params string[] args)
+    {
+        if (args.Length > 1)
+        {
+            args = args.Append(Repository.GuestElf("hello")).ToArray();
+        }
+
+        CliProcess.Result result = CliProcess.Run(args);
+        Assert.That(result.ExitCode, Is.EqualTo(ExitStatus.Usage));
+        Assert.That(result.Stderr, Does.StartWith("hybridvmm: error:"));
+    }
+
+    [Test]
+    public void TheDefaultScenarioBootsSeveralGuestsAndEndsWithASummaryTable()
+    {
+        CliProcess.Result result = CliProcess.Run();
+        Assert.That(result.ExitCode, Is.Zero, result.Stderr);
+        Assert.That(result.Text, Does.Contain("hello     | Hello from a HybridVmm guest!"));
+        Assert.That(result.Text, Does.Contain("asmhello  |"));
+        Assert.That(result.Text, Does.Contain("cpu       | crc32 "));
+        Assert.That(result.Text, Does.Contain("instructions").And.Contain("virtual time"));
+    }
+}
