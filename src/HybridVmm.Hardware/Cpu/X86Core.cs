@@ -1,50 +1,194 @@
+using System.Runtime.CompilerServices;
 using HybridVmm.Hardware.Memory;
+using Iced.Intel;
 
 namespace HybridVmm.Hardware.Cpu;
 
 /// <summary>
-/// CONTRACT STUB — the CPU helper replaces the body. Public surface used by the hypervisor:
-/// one x86 logical processor executing 32-bit protected-mode code decoded by Iced.
+/// One x86 logical processor executing 32-bit protected-mode code decoded by Iced.
+/// Segments are flat (base 0, limit 4 GiB) and paging is off, so a linear address is a guest-physical
+/// address that every access translates through the <see cref="SecondLevelPageTable"/>.
 /// </summary>
+/// <remarks>
+/// The core is split over partial files: state and the run loop here, memory access, the decode cache,
+/// operand access, and one file per instruction family. Flags are computed eagerly into <see cref="_flags"/>.
+/// An instruction that touches memory the second-level table refuses is rolled back from a register
+/// snapshot taken at its start, so a guest fault never leaves partial architectural state.
+/// </remarks>
 public sealed partial class X86Core
 {
+    private GprFile _gpr;
+    private uint _eip;
+    private uint _flags = (uint)EFlags.Reserved1;
+
+    // Snapshot of the register file at the start of the current instruction, for rollback.
+    private GprFile _savedGpr;
+    private uint _savedEip;
+    private uint _savedFlags;
+
     public X86Core(HostPhysicalMemory memory, SecondLevelPageTable slat)
     {
         Memory = memory;
         Slat = slat;
+        _ram = memory.Bytes;
+        _slatEntries = slat.RawEntries;
+        _codePages = new CodePage?[slat.GuestPageCount];
+        _codeReader = new GuestCodeReader(this);
+        _decoder = Decoder.Create(32, _codeReader);
     }
 
     public HostPhysicalMemory Memory { get; }
     public SecondLevelPageTable Slat { get; }
 
-    public uint Eip { get; set; }
-    /// <summary>EFLAGS fully materialised (bit 1 always set).</summary>
-    public uint Eflags { get; set; } = 2;
-    public uint Cr0 { get; set; }
+    public uint Eip { get => _eip; set => _eip = value; }
 
-    public uint this[Gpr r] { get => 0; set { } }
+    /// <summary>EFLAGS fully materialised (bit 1 always set).</summary>
+    public uint Eflags { get => _flags; set => _flags = (value & EFlagsWritableMask) | (uint)EFlags.Reserved1; }
+
+    public uint Cr0 { get; set; }
+    public uint Cr2 { get; set; }
+    public uint Cr3 { get; set; }
+    public uint Cr4 { get; set; }
+
+    public ushort Cs { get; set; }
+    public ushort Ds { get; set; }
+    public ushort Es { get; set; }
+    public ushort Fs { get; set; }
+    public ushort Gs { get; set; }
+    public ushort Ss { get; set; }
+
+    /// <summary>GDTR as loaded by LGDT (stored only; flat segments ignore descriptors for now).</summary>
+    public DescriptorTableRegister Gdtr { get; set; }
+    /// <summary>IDTR as loaded by LIDT (stored only; interrupt delivery is a later feature).</summary>
+    public DescriptorTableRegister Idtr { get; set; }
+
+    /// <summary>Added to <see cref="InstructionsRetired"/> to form the value RDTSC returns (like VMX TSC offsetting).</summary>
+    public ulong TscOffset { get; set; }
+
+    public uint this[Gpr r]
+    {
+        get => _gpr[(int)r];
+        set => _gpr[(int)r] = value;
+    }
 
     /// <summary>Instructions retired since reset (virtual time for this core; RDTSC derives from it).</summary>
-    public long InstructionsRetired { get; }
+    public long InstructionsRetired { get; private set; }
 
     /// <summary>Sets the flat 4 GiB protected-mode state Multiboot requires (CS/DS/ES/FS/GS/SS flat, CR0.PE=1, IF=0).</summary>
-    public void ResetToFlatProtectedMode(uint eip) => throw new NotImplementedException();
+    public void ResetToFlatProtectedMode(uint eip)
+    {
+        _gpr = default;
+        _eip = eip;
+        _flags = (uint)EFlags.Reserved1;
+        Cr0 = 1; // PE=1, PG=0
+        Cr2 = Cr3 = Cr4 = 0;
+        Cs = 0x08;
+        Ds = Es = Fs = Gs = Ss = 0x10;
+        Gdtr = default;
+        Idtr = default;
+        _pending = default;
+    }
 
     /// <summary>Runs until an exit or until <paramref name="maxInstructions"/> have retired.</summary>
-    public CpuExit Run(long maxInstructions) => throw new NotImplementedException();
+    public CpuExit Run(long maxInstructions)
+    {
+        long retired = 0;
+        CodePage? page = null;
+        uint pageBase = 0;
+        while (retired < maxInstructions)
+        {
+            uint eip = _eip;
+            if (page is null || (eip & ~PageOffsetMask) != pageBase)
+            {
+                pageBase = eip & ~PageOffsetMask;
+                page = GetCodePage(pageBase >> PageShift);
+                if (page is null)
+                {
+                    return IntercepFetch(eip);
+                }
+            }
 
-    /// <summary>Completes a pending IN/INS with the value read from the port, retiring the instruction (or one REP iteration).</summary>
-    public void CompleteIoIn(uint value) => throw new NotImplementedException();
+            int index = page.Index[eip & PageOffsetMask];
+            bool fetchFault = false;
+            ref Instruction ins = ref index > 0
+                ? ref page.Instructions[index - 1]
+                : ref DecodeAt(page, eip, out fetchFault);
+            if (fetchFault)
+            {
+                return _exit;
+            }
 
-    /// <summary>Completes a pending OUT/OUTS, retiring the instruction (or one REP iteration).</summary>
-    public void CompleteIoOut() => throw new NotImplementedException();
+            _savedGpr = _gpr;
+            _savedEip = eip;
+            _savedFlags = _flags;
+            _eip = ins.NextIP32;
 
-    /// <summary>Completes a pending CPUID with the values the hypervisor chose.</summary>
-    public void CompleteCpuid(uint eax, uint ebx, uint ecx, uint edx) => throw new NotImplementedException();
+            if (Execute(ref ins))
+            {
+                InstructionsRetired++;
+                retired++;
+                continue;
+            }
 
-    /// <summary>Drops cached decoded instructions for a guest-physical range written by something other than this core.</summary>
-    public void InvalidateCode(uint guestPhysicalAddress, int length) => throw new NotImplementedException();
+            // The instruction stopped: memory intercept, exception, or an exit that completes later.
+            CpuExit exit = _exit;
+            if (exit.Reason is CpuExitReason.MemoryIntercept or CpuExitReason.Exception)
+            {
+                _faulted = false;
+                if (_keepProgress)
+                {
+                    _eip = _savedEip; // completed REP iterations stay; the instruction resumes
+                }
+                else
+                {
+                    Rollback();
+                }
+                _keepProgress = false;
+            }
+            else if (exit.Reason == CpuExitReason.Halt)
+            {
+                InstructionsRetired++;
+            }
+            return exit;
+        }
 
-    /// <summary>A multi-line fault diagnostic: EIP, the instruction bytes, Iced's disassembly and all registers.</summary>
-    public string DescribeState() => throw new NotImplementedException();
+        return new CpuExit(CpuExitReason.BudgetExhausted);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private void Rollback()
+    {
+        _gpr = _savedGpr;
+        _eip = _savedEip;
+        _flags = _savedFlags;
+    }
+
+    private CpuExit IntercepFetch(uint eip)
+    {
+        _exit = new CpuExit(CpuExitReason.MemoryIntercept, GuestPhysicalAddress: eip, IsWrite: false, Size: 1);
+        return _exit;
+    }
+
+    /// <summary>Stops the current instruction with an architectural exception; EIP stays on it (a fault).</summary>
+    private bool Fault(byte vector, uint errorCode = 0)
+    {
+        // A memory intercept recorded earlier in the same instruction takes priority.
+        if (!_faulted)
+        {
+            _exit = new CpuExit(CpuExitReason.Exception, Vector: vector, ErrorCode: errorCode);
+        }
+        return false;
+    }
+
+    private bool UndefinedOpcode() => Fault(ExceptionVector.InvalidOpcode);
+}
+
+/// <summary>The base and limit a descriptor-table register holds (SDM Vol. 3A, 2.4).</summary>
+public readonly record struct DescriptorTableRegister(uint Base, ushort Limit);
+
+/// <summary>The eight general-purpose registers stored inline so that a snapshot is a plain struct copy.</summary>
+[InlineArray(8)]
+internal struct GprFile
+{
+    private uint _element;
 }

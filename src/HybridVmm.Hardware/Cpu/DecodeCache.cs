@@ -1,0 +1,143 @@
+using HybridVmm.Hardware.Memory;
+using Iced.Intel;
+
+namespace HybridVmm.Hardware.Cpu;
+
+/// <summary>
+/// Decoded instructions of one guest-physical page, created lazily the first time the page executes.
+/// <see cref="Index"/> maps a page offset to 1 + the slot in <see cref="Instructions"/> (0 = not decoded),
+/// so the run loop finds an instruction with two array loads. Any write into the page clears it.
+/// </summary>
+internal sealed class CodePage
+{
+    public readonly ushort[] Index = new ushort[HostPhysicalMemory.FrameSize];
+    public Instruction[] Instructions = new Instruction[64];
+    public int Count;
+    /// <summary>The host frame the bytes were decoded from; a remapped page is decoded afresh.</summary>
+    public int HostFrame;
+
+    public void Clear()
+    {
+        Array.Clear(Index);
+        Count = 0;
+        // The Instructions array is kept: the run loop may still hold a ref to the instruction that
+        // performed the write, and the slot is only reused by the next decode.
+    }
+
+    public ref Instruction Add(uint offset, scoped in Instruction instruction)
+    {
+        if (Count == Instructions.Length)
+        {
+            Array.Resize(ref Instructions, Count * 2);
+        }
+        Instructions[Count] = instruction;
+        Index[offset] = (ushort)(Count + 1);
+        return ref Instructions[Count++];
+    }
+}
+
+/// <summary>Feeds Iced's decoder from guest memory through the second-level table, stopping at a refused page.</summary>
+internal sealed class GuestCodeReader(X86Core core) : CodeReader
+{
+    public uint Address;
+    public bool Failed;
+    public uint FailedAddress;
+
+    public override int ReadByte()
+    {
+        if (Failed)
+        {
+            return -1;
+        }
+        int value = core.FetchCodeByte(Address);
+        if (value < 0)
+        {
+            Failed = true;
+            FailedAddress = Address;
+            return -1;
+        }
+        Address++;
+        return value;
+    }
+}
+
+public sealed partial class X86Core
+{
+    private readonly CodePage?[] _codePages;
+    private readonly GuestCodeReader _codeReader;
+    private readonly Decoder _decoder;
+    // Holds an instruction that straddles two pages; such instructions are decoded on every execution.
+    private Instruction _straddling;
+
+    internal int FetchCodeByte(uint address)
+    {
+        uint page = address >> PageShift;
+        if (page >= (uint)_slatEntries.Length || _slatEntries[page] < 0)
+        {
+            return -1;
+        }
+        int frame = _slatEntries[page] & SecondLevelPageTable.FrameMask;
+        return _ram[((long)frame << PageShift) | (address & PageOffsetMask)];
+    }
+
+    /// <summary>The code cache for a guest page, or null when the page cannot be fetched from.</summary>
+    private CodePage? GetCodePage(uint guestPage)
+    {
+        if (guestPage >= (uint)_slatEntries.Length || _slatEntries[guestPage] < 0)
+        {
+            return null;
+        }
+        int frame = _slatEntries[guestPage] & SecondLevelPageTable.FrameMask;
+        CodePage? page = _codePages[guestPage];
+        if (page is null)
+        {
+            page = new CodePage { HostFrame = frame };
+            _codePages[guestPage] = page;
+        }
+        else if (page.HostFrame != frame)
+        {
+            page.Clear();
+            page.HostFrame = frame;
+        }
+        return page;
+    }
+
+    private ref Instruction DecodeAt(CodePage page, uint eip, out bool fetchFault)
+    {
+        _codeReader.Address = eip;
+        _codeReader.Failed = false;
+        _decoder.IP = eip;
+        _decoder.Decode(out Instruction instruction);
+        if (_codeReader.Failed && instruction.Code == Code.INVALID)
+        {
+            fetchFault = true;
+            _exit = new CpuExit(CpuExitReason.MemoryIntercept, GuestPhysicalAddress: _codeReader.FailedAddress, IsWrite: false, Size: 1);
+            return ref _straddling;
+        }
+        fetchFault = false;
+        uint offset = eip & PageOffsetMask;
+        if (offset + (uint)instruction.Length > HostPhysicalMemory.FrameSize)
+        {
+            _straddling = instruction;
+            return ref _straddling;
+        }
+        return ref page.Add(offset, instruction);
+    }
+
+    /// <summary>Drops cached decoded instructions for a guest-physical range written by something other than this core.</summary>
+    public void InvalidateCode(uint guestPhysicalAddress, int length)
+    {
+        if (length <= 0)
+        {
+            return;
+        }
+        // Also cover an instruction that starts on the previous page and straddles into the range:
+        // straddling instructions are never cached, so only the pages of the range itself matter.
+        ulong first = guestPhysicalAddress >> PageShift;
+        ulong last = ((ulong)guestPhysicalAddress + (ulong)length - 1) >> PageShift;
+        for (ulong p = first; p <= last && p < (ulong)_codePages.Length; p++)
+        {
+            _codePages[p]?.Clear();
+        }
+    }
+}

@@ -1,0 +1,186 @@
+using Iced.Intel;
+
+namespace HybridVmm.Hardware.Cpu;
+
+/// <summary>MOV family, exchange, conversions, conditional moves and byte swaps.</summary>
+public sealed partial class X86Core
+{
+    private bool Mov(ref Instruction ins)
+    {
+        if (ins.Op0Kind == OpKind.Register)
+        {
+            Register r = ins.Op0Register;
+            WriteReg(r, ReadOp1(ref ins, RegSize[(int)r]));
+        }
+        else
+        {
+            uint ea = Ea(ref ins);
+            int size = MemSize(ref ins);
+            WriteMem(ea, size, ReadOp1(ref ins, size));
+        }
+        return true;
+    }
+
+    private bool MovExtend(ref Instruction ins, bool signExtend)
+    {
+        int srcSize = ins.Op1Kind == OpKind.Register ? RegSize[(int)ins.Op1Register] : MemSize(ref ins);
+        uint v = ReadOp1(ref ins, srcSize);
+        if (signExtend)
+        {
+            v = srcSize == 1 ? (uint)(sbyte)v : (uint)(short)v;
+        }
+        WriteReg(ins.Op0Register, v);
+        return true;
+    }
+
+    private bool Lea(ref Instruction ins)
+    {
+        WriteReg(ins.Op0Register, Ea(ref ins));
+        return true;
+    }
+
+    private bool Xchg(ref Instruction ins)
+    {
+        uint a = LoadDest(ref ins, out uint ea, out int size);
+        uint b = ReadOp1(ref ins, size);
+        if (ins.Op1Kind == OpKind.Register)
+        {
+            WriteReg(ins.Op1Register, a);
+        }
+        StoreDest(ref ins, ea, size, b);
+        return true;
+    }
+
+    private bool MovSreg(ref Instruction ins)
+    {
+        if (ins.Op0Register.IsSegmentRegister())
+        {
+            // Flat model: the selector is stored, the descriptor is not loaded (bases stay 0).
+            int size = ins.Op1Kind == OpKind.Register ? RegSize[(int)ins.Op1Register] : 2;
+            WriteSegment(ins.Op0Register, (ushort)ReadOp1(ref ins, size));
+            return true;
+        }
+        uint selector = ReadSegment(ins.Op1Register);
+        if (ins.Op0Kind == OpKind.Register)
+        {
+            // A 32-bit register destination receives the zero-extended selector (SDM Vol. 2B, MOV).
+            WriteReg(ins.Op0Register, selector);
+        }
+        else
+        {
+            Write16(Ea(ref ins), selector);
+        }
+        return true;
+    }
+
+    private uint ReadSegment(Register s) => s switch
+    {
+        Register.ES => Es,
+        Register.CS => Cs,
+        Register.SS => Ss,
+        Register.DS => Ds,
+        Register.FS => Fs,
+        _ => Gs,
+    };
+
+    private void WriteSegment(Register s, ushort selector)
+    {
+        switch (s)
+        {
+            case Register.ES: Es = selector; break;
+            case Register.CS: Cs = selector; break;
+            case Register.SS: Ss = selector; break;
+            case Register.DS: Ds = selector; break;
+            case Register.FS: Fs = selector; break;
+            default: Gs = selector; break;
+        }
+    }
+
+    private bool MovCr(ref Instruction ins)
+    {
+        if (ins.Code == Code.Mov_r32_cr)
+        {
+            uint value = ins.Op1Register switch
+            {
+                Register.CR0 => Cr0,
+                Register.CR2 => Cr2,
+                Register.CR3 => Cr3,
+                Register.CR4 => Cr4,
+                _ => uint.MaxValue,
+            };
+            if (value == uint.MaxValue && ins.Op1Register is not (Register.CR0 or Register.CR2 or Register.CR3 or Register.CR4))
+            {
+                return UndefinedOpcode();
+            }
+            WriteReg(ins.Op0Register, value);
+            return true;
+        }
+        uint v = ReadReg(ins.Op1Register);
+        switch (ins.Op0Register)
+        {
+            case Register.CR0:
+                // Paging and leaving protected mode are not simulated: refuse rather than run wrongly.
+                if ((v & 0x80000000) != 0 || (v & 1) == 0) return Fault(ExceptionVector.GeneralProtection);
+                Cr0 = v;
+                return true;
+            case Register.CR2: Cr2 = v; return true;
+            case Register.CR3: Cr3 = v; return true;
+            case Register.CR4: Cr4 = v; return true;
+            default: return UndefinedOpcode();
+        }
+    }
+
+    private bool Cbw() { _gpr[0] = (_gpr[0] & 0xffff0000) | ((uint)(int)(sbyte)_gpr[0] & 0xffff); return true; }
+
+    private bool Cwde() { _gpr[0] = (uint)(short)_gpr[0]; return true; }
+
+    private bool Cwd()
+    {
+        _gpr[2] = (_gpr[2] & 0xffff0000) | ((_gpr[0] & 0x8000) != 0 ? 0xffffu : 0);
+        return true;
+    }
+
+    private bool Cdq() { _gpr[2] = (uint)((int)_gpr[0] >> 31); return true; }
+
+    private bool Setcc(ref Instruction ins)
+    {
+        uint value = Condition(ins.ConditionCode) ? 1u : 0u;
+        if (ins.Op0Kind == OpKind.Register)
+        {
+            WriteReg(ins.Op0Register, value);
+        }
+        else
+        {
+            Write8(Ea(ref ins), value);
+        }
+        return true;
+    }
+
+    private bool Cmovcc(ref Instruction ins)
+    {
+        Register r = ins.Op0Register;
+        // The source is read even when the condition is false, so a bad address faults (SDM Vol. 2A, CMOVcc).
+        uint value = ReadOp1(ref ins, RegSize[(int)r]);
+        if (Condition(ins.ConditionCode))
+        {
+            WriteReg(r, value);
+        }
+        return true;
+    }
+
+    private bool Bswap(ref Instruction ins)
+    {
+        Register r = ins.Op0Register;
+        // BSWAP of a 16-bit register is undefined; like Intel hardware we clear it (docs/undefined-flags.md).
+        WriteReg(r, RegSize[(int)r] == 4 ? System.Buffers.Binary.BinaryPrimitives.ReverseEndianness(ReadReg(r)) : 0);
+        return true;
+    }
+
+    private bool Xlat(ref Instruction ins)
+    {
+        uint address = _gpr[3] + (_gpr[0] & 0xff);
+        if (ins.MemoryBase == Register.BX) address &= 0xffff;
+        WriteReg(Register.AL, Read8(address));
+        return true;
+    }
+}

@@ -1,0 +1,100 @@
+using Iced.Intel;
+
+namespace HybridVmm.Hardware.Cpu;
+
+/// <summary>The dispatch switch. Handlers return false when they stop with an exit recorded in <see cref="_exit"/>.</summary>
+public sealed partial class X86Core
+{
+    private static readonly Operation[] OperationByCode = OperationTable.ByCode;
+
+    private bool Execute(ref Instruction ins)
+    {
+        bool ok = OperationByCode[(int)ins.Code] switch
+        {
+            Operation.Mov => Mov(ref ins),
+            Operation.Movzx => MovExtend(ref ins, signExtend: false),
+            Operation.Movsx => MovExtend(ref ins, signExtend: true),
+            Operation.Lea => Lea(ref ins),
+            Operation.Xchg => Xchg(ref ins),
+            Operation.Push => PushOperand(ref ins),
+            Operation.Pop => PopOperand(ref ins),
+            Operation.MovSreg => MovSreg(ref ins),
+            Operation.MovCr => MovCr(ref ins),
+            Operation.Add or Operation.Adc or Operation.Sub or Operation.Sbb or Operation.And or Operation.Or
+                or Operation.Xor or Operation.Cmp or Operation.Test => Binary(ref ins, OperationByCode[(int)ins.Code]),
+            Operation.Inc => IncDec(ref ins, inc: true),
+            Operation.Dec => IncDec(ref ins, inc: false),
+            Operation.Neg => Neg(ref ins),
+            Operation.Not => Not(ref ins),
+            Operation.Mul => Mul(ref ins),
+            Operation.Imul => Imul(ref ins),
+            Operation.Div => Div(ref ins),
+            Operation.Idiv => Idiv(ref ins),
+            Operation.Rol or Operation.Ror or Operation.Rcl or Operation.Rcr or Operation.Shl or Operation.Shr
+                or Operation.Sar => Shift(ref ins, OperationByCode[(int)ins.Code]),
+            Operation.Shld => DoubleShift(ref ins, left: true),
+            Operation.Shrd => DoubleShift(ref ins, left: false),
+            Operation.Cbw => Cbw(),
+            Operation.Cwde => Cwde(),
+            Operation.Cwd => Cwd(),
+            Operation.Cdq => Cdq(),
+            Operation.Jcc => Jcc(ref ins),
+            Operation.Jmp => Jmp(ref ins),
+            Operation.Call => Call(ref ins),
+            Operation.Ret => Ret(ref ins),
+            Operation.Setcc => Setcc(ref ins),
+            Operation.Cmovcc => Cmovcc(ref ins),
+            Operation.Loop or Operation.Loope or Operation.Loopne or Operation.Jecxz => Loop(ref ins, OperationByCode[(int)ins.Code]),
+            Operation.Bt or Operation.Bts or Operation.Btr or Operation.Btc => BitTest(ref ins, OperationByCode[(int)ins.Code]),
+            Operation.Bsf => BitScan(ref ins, forward: true),
+            Operation.Bsr => BitScan(ref ins, forward: false),
+            Operation.Bswap => Bswap(ref ins),
+            Operation.Xadd => Xadd(ref ins),
+            Operation.Cmpxchg => Cmpxchg(ref ins),
+            Operation.Cmpxchg8b => Cmpxchg8b(ref ins),
+            Operation.Movs or Operation.Stos or Operation.Lods or Operation.Cmps or Operation.Scas
+                => StringOp(ref ins, OperationByCode[(int)ins.Code]),
+            Operation.Ins => Ins(ref ins),
+            Operation.Outs => Outs(ref ins),
+            Operation.Daa => Daa(),
+            Operation.Das => Das(),
+            Operation.Aaa => Aaa(),
+            Operation.Aas => Aas(),
+            Operation.Aam => Aam(ref ins),
+            Operation.Aad => Aad(ref ins),
+            Operation.Enter => Enter(ref ins),
+            Operation.Leave => Leave(ref ins),
+            Operation.Pusha => Pusha(ref ins),
+            Operation.Popa => Popa(ref ins),
+            Operation.Pushf => Pushf(ref ins),
+            Operation.Popf => Popf(ref ins),
+            Operation.Lahf => Lahf(),
+            Operation.Sahf => Sahf(),
+            Operation.Clc => SetFlag(CF, false),
+            Operation.Stc => SetFlag(CF, true),
+            Operation.Cmc => SetFlag(CF, (_flags & CF) == 0),
+            Operation.Cld => SetFlag(DF, false),
+            Operation.Std => SetFlag(DF, true),
+            Operation.Cli => SetFlag((uint)EFlags.IF, false),
+            Operation.Sti => SetFlag((uint)EFlags.IF, true),
+            Operation.Nop => true,
+            Operation.Cpuid => Cpuid(),
+            Operation.Rdtsc => Rdtsc(),
+            Operation.Hlt => Hlt(),
+            Operation.In => In(ref ins),
+            Operation.Out => Out(ref ins),
+            Operation.Xlat => Xlat(ref ins),
+            Operation.Lgdt or Operation.Lidt => LoadDescriptorTable(ref ins, OperationByCode[(int)ins.Code]),
+            Operation.Sgdt or Operation.Sidt => StoreDescriptorTable(ref ins, OperationByCode[(int)ins.Code]),
+            Operation.SoftwareInterrupt => SoftwareInterrupt(ref ins),
+            _ => UndefinedOpcode(),
+        };
+        return ok && !_faulted;
+    }
+
+    private bool SetFlag(uint flag, bool value)
+    {
+        _flags = value ? _flags | flag : _flags & ~flag;
+        return true;
+    }
+}

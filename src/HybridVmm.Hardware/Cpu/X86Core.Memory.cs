@@ -1,0 +1,188 @@
+using System.Runtime.CompilerServices;
+using HybridVmm.Hardware.Memory;
+
+namespace HybridVmm.Hardware.Cpu;
+
+/// <summary>
+/// Guest memory access: every linear address (= guest-physical, paging off) goes through the
+/// second-level table. A refused access records a <see cref="CpuExitReason.MemoryIntercept"/> exit and
+/// sets <see cref="_faulted"/>; later accesses of the same instruction then do nothing, and the run loop
+/// rolls the instruction back. Accesses that cross a page translate both pages before touching either.
+/// </summary>
+public sealed partial class X86Core
+{
+    private const int PageShift = HostPhysicalMemory.FrameShift;
+    private const uint PageOffsetMask = HostPhysicalMemory.FrameSize - 1;
+
+    private readonly byte[] _ram;
+    private readonly int[] _slatEntries;
+
+    private CpuExit _exit;
+    private bool _faulted;
+    // Set by REP string instructions: their completed iterations stay architecturally visible on a fault.
+    private bool _keepProgress;
+
+    /// <summary>Translates one page; -1 (and a recorded intercept) when refused.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private long TranslateOrFault(uint address, bool write, int size)
+    {
+        uint page = address >> PageShift;
+        int[] entries = _slatEntries;
+        if (page < (uint)entries.Length)
+        {
+            int entry = entries[page];
+            if (entry >= 0 && (!write || (entry & SecondLevelPageTable.WritableBit) != 0))
+            {
+                return ((long)(entry & SecondLevelPageTable.FrameMask) << PageShift) | (address & PageOffsetMask);
+            }
+        }
+        return RecordIntercept(address, write, size);
+    }
+
+    private long RecordIntercept(uint address, bool write, int size)
+    {
+        if (!_faulted)
+        {
+            _faulted = true;
+            _exit = new CpuExit(CpuExitReason.MemoryIntercept, GuestPhysicalAddress: address, IsWrite: write, Size: (byte)size);
+        }
+        return -1;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private uint Read8(uint address)
+    {
+        long host = TranslateOrFault(address, false, 1);
+        return host < 0 ? 0u : _ram[host];
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private uint Read16(uint address)
+    {
+        if ((address & PageOffsetMask) <= PageOffsetMask - 1)
+        {
+            long host = TranslateOrFault(address, false, 2);
+            return host < 0 ? 0u : Unsafe.ReadUnaligned<ushort>(ref _ram[host]);
+        }
+        return ReadSplit(address, 2);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private uint Read32(uint address)
+    {
+        if ((address & PageOffsetMask) <= PageOffsetMask - 3)
+        {
+            long host = TranslateOrFault(address, false, 4);
+            return host < 0 ? 0 : Unsafe.ReadUnaligned<uint>(ref _ram[host]);
+        }
+        return ReadSplit(address, 4);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private uint ReadMem(uint address, int size) => size switch
+    {
+        1 => Read8(address),
+        2 => Read16(address),
+        _ => Read32(address),
+    };
+
+    /// <summary>A little-endian read whose bytes lie in two pages (addresses wrap at 4 GiB).</summary>
+    private uint ReadSplit(uint address, int size)
+    {
+        int first = (int)(HostPhysicalMemory.FrameSize - (address & PageOffsetMask));
+        uint second = address + (uint)first;
+        long h1 = TranslateOrFault(address, false, first);
+        if (h1 < 0) return 0;
+        long h2 = TranslateOrFault(second, false, size - first);
+        if (h2 < 0) return 0;
+        uint value = 0;
+        for (int i = 0; i < size; i++)
+        {
+            uint b = i < first ? _ram[h1 + i] : _ram[h2 + i - first];
+            value |= b << (8 * i);
+        }
+        return value;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private long TranslateForWrite(uint address, int size)
+    {
+        long host = TranslateOrFault(address, true, size);
+        if (host < 0 || _faulted)
+        {
+            return -1;
+        }
+        CodePage? code = _codePages[address >> PageShift];
+        if (code is not null && code.Count != 0)
+        {
+            code.Clear();
+        }
+        return host;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private void Write8(uint address, uint value)
+    {
+        long host = TranslateForWrite(address, 1);
+        if (host >= 0) _ram[host] = (byte)value;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private void Write16(uint address, uint value)
+    {
+        if ((address & PageOffsetMask) <= PageOffsetMask - 1)
+        {
+            long host = TranslateForWrite(address, 2);
+            if (host >= 0) Unsafe.WriteUnaligned(ref _ram[host], (ushort)value);
+            return;
+        }
+        WriteSplit(address, value, 2);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private void Write32(uint address, uint value)
+    {
+        if ((address & PageOffsetMask) <= PageOffsetMask - 3)
+        {
+            long host = TranslateForWrite(address, 4);
+            if (host >= 0) Unsafe.WriteUnaligned(ref _ram[host], value);
+            return;
+        }
+        WriteSplit(address, value, 4);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private void WriteMem(uint address, int size, uint value)
+    {
+        switch (size)
+        {
+            case 1: Write8(address, value); break;
+            case 2: Write16(address, value); break;
+            default: Write32(address, value); break;
+        }
+    }
+
+    private void WriteSplit(uint address, uint value, int size)
+    {
+        int first = (int)(HostPhysicalMemory.FrameSize - (address & PageOffsetMask));
+        uint second = address + (uint)first;
+        // Check both pages before writing any byte, so a refused second page leaves memory untouched.
+        long h1 = TranslateForWrite(address, first);
+        if (h1 < 0) return;
+        long h2 = TranslateForWrite(second, size - first);
+        if (h2 < 0) return;
+        for (int i = 0; i < size; i++)
+        {
+            byte b = (byte)(value >> (8 * i));
+            if (i < first) _ram[h1 + i] = b; else _ram[h2 + i - first] = b;
+        }
+    }
+
+    /// <summary>Checks that a write would be allowed, without writing (used before multi-write instructions).</summary>
+    private bool ProbeWrite(uint address, int size)
+    {
+        int first = (int)Math.Min(size, HostPhysicalMemory.FrameSize - (address & PageOffsetMask));
+        if (TranslateOrFault(address, true, first) < 0) return false;
+        return first == size || TranslateOrFault(address + (uint)first, true, size - first) >= 0;
+    }
+}

@@ -1,0 +1,156 @@
+using Iced.Intel;
+
+namespace HybridVmm.Hardware.Cpu;
+
+/// <summary>Stack instructions (SDM Vol. 2B, PUSH, POP, PUSHA, POPA, PUSHF, POPF, ENTER, LEAVE).</summary>
+public sealed partial class X86Core
+{
+    private static readonly byte[] StackOperandSize = OperationTable.StackOperandSize;
+
+    private bool PushOperand(ref Instruction ins)
+    {
+        int size = StackOperandSize[(int)ins.Code];
+        uint value;
+        if (ins.Op0Kind == OpKind.Register)
+        {
+            Register r = ins.Op0Register;
+            value = r.IsSegmentRegister() ? ReadSegment(r) : ReadReg(r);
+        }
+        else
+        {
+            value = ReadSource(ref ins, ins.Op0Kind, Register.None, size) & SizeMask(size);
+        }
+        Push(value, size); // PUSH ESP pushes the value before the decrement
+        return true;
+    }
+
+    private bool PopOperand(ref Instruction ins)
+    {
+        int size = StackOperandSize[(int)ins.Code];
+        uint value = Pop(size);
+        if (ins.Op0Kind == OpKind.Register)
+        {
+            Register r = ins.Op0Register;
+            if (r.IsSegmentRegister())
+            {
+                WriteSegment(r, (ushort)value);
+            }
+            else
+            {
+                WriteReg(r, value); // POP ESP: ESP receives the popped value
+            }
+        }
+        else
+        {
+            // The address is computed after ESP is incremented (SDM Vol. 2B, POP).
+            WriteMem(Ea(ref ins), size, value);
+        }
+        return true;
+    }
+
+    private bool Pusha(ref Instruction ins)
+    {
+        int size = ins.Code == Code.Pushaw ? 2 : 4;
+        uint esp = _gpr[4];
+        if (!ProbeWrite(esp - (uint)(8 * size), 8 * size)) return false;
+        for (int i = 0; i < 8; i++)
+        {
+            // The ESP slot holds ESP as it was before the first push.
+            uint value = i == 4 ? esp : _gpr[i];
+            WriteMem(esp - (uint)((i + 1) * size), size, value);
+        }
+        _gpr[4] = esp - (uint)(8 * size);
+        return true;
+    }
+
+    private bool Popa(ref Instruction ins)
+    {
+        int size = ins.Code == Code.Popaw ? 2 : 4;
+        uint esp = _gpr[4];
+        for (int i = 7; i >= 0; i--)
+        {
+            uint value = ReadMem(esp + (uint)((7 - i) * size), size);
+            if (i == 4) continue; // the stored ESP is skipped
+            if (size == 4) _gpr[i] = value;
+            else _gpr[i] = (_gpr[i] & 0xffff0000) | value;
+        }
+        _gpr[4] = esp + (uint)(8 * size);
+        return true;
+    }
+
+    private bool Pushf(ref Instruction ins)
+    {
+        // VM (17) and RF (16) are stored cleared (SDM Vol. 2B, PUSHF).
+        uint value = _flags & 0x00fcffff;
+        Push(ins.Code == Code.Pushfw ? value & 0xffff : value, ins.Code == Code.Pushfw ? 2 : 4);
+        return true;
+    }
+
+    private bool Popf(ref Instruction ins)
+    {
+        if (ins.Code == Code.Popfw)
+        {
+            uint low = Pop(2);
+            _flags = (_flags & 0xffff0000) | (low & EFlagsWritableMask & 0xffff) | (uint)EFlags.Reserved1;
+        }
+        else
+        {
+            // At CPL 0 every writable bit including IF and IOPL may change; VM/RF/VIF/VIP stay clear.
+            _flags = (Pop(4) & EFlagsWritableMask) | (uint)EFlags.Reserved1;
+        }
+        return true;
+    }
+
+    private bool Lahf()
+    {
+        // AH <- SF:ZF:0:AF:0:PF:1:CF
+        uint ah = (_flags & (SF | ZF | AF | PF | CF)) | 2;
+        _gpr[0] = (_gpr[0] & 0xffff00ff) | (ah << 8);
+        return true;
+    }
+
+    private bool Sahf()
+    {
+        uint ah = (_gpr[0] >> 8) & (SF | ZF | AF | PF | CF);
+        _flags = (_flags & ~(SF | ZF | AF | PF | CF)) | ah;
+        return true;
+    }
+
+    private bool Enter(ref Instruction ins)
+    {
+        int size = ins.Code == Code.Enterw_imm16_imm8 ? 2 : 4;
+        uint allocSize = ins.Immediate16;
+        int level = ins.Immediate8_2nd & 31;
+        uint ebp = _gpr[5];
+        Push(ebp, size);
+        uint frameTemp = _gpr[4];
+        if (level > 0)
+        {
+            for (int i = 1; i < level; i++)
+            {
+                ebp -= (uint)size;
+                Push(ReadMem(ebp, size), size);
+            }
+            Push(frameTemp, size);
+        }
+        if (size == 4) _gpr[5] = frameTemp;
+        else _gpr[5] = (_gpr[5] & 0xffff0000) | (frameTemp & 0xffff);
+        _gpr[4] -= allocSize;
+        return true;
+    }
+
+    private bool Leave(ref Instruction ins)
+    {
+        if (ins.Code == Code.Leavew)
+        {
+            _gpr[4] = (_gpr[4] & 0xffff0000) | (_gpr[5] & 0xffff);
+            _gpr[5] = (_gpr[5] & 0xffff0000) | Pop(2);
+        }
+        else
+        {
+            _gpr[4] = _gpr[5];
+            _gpr[5] = Pop(4);
+        }
+        return true;
+    }
+}

@@ -1,0 +1,105 @@
+using Iced.Intel;
+
+namespace HybridVmm.Hardware.Cpu;
+
+/// <summary>
+/// String instructions (SDM Vol. 2B, MOVS/STOS/LODS/CMPS/SCAS and REP/REPE/REPNE). A REP instruction
+/// runs all its iterations in one step and retires once. If an iteration is refused by the second-level
+/// table, the completed iterations stay visible (ESI/EDI/ECX updated) and EIP stays on the instruction,
+/// exactly as a restartable fault leaves them, so the instruction resumes where it stopped.
+/// </summary>
+public sealed partial class X86Core
+{
+    private bool StringOp(ref Instruction ins, Operation op)
+    {
+        if (ins.Op0Kind is OpKind.MemoryESDI or OpKind.MemorySegSI || ins.Op1Kind is OpKind.MemoryESDI or OpKind.MemorySegSI)
+        {
+            return UndefinedOpcode(); // 16-bit address size is not emulated
+        }
+        int size = MemSize(ref ins);
+        uint delta = (_flags & DF) != 0 ? (uint)-size : (uint)size;
+        bool rep = ins.HasRepPrefix || ins.HasRepnePrefix;
+        if (!rep)
+        {
+            StringIteration(op, size, delta);
+            return true;
+        }
+
+        _keepProgress = true;
+        bool repeWhileEqual = ins.HasRepePrefix;
+        while (_gpr[1] != 0)
+        {
+            if (!StringIteration(op, size, delta))
+            {
+                return false;
+            }
+            _gpr[1]--;
+            if (op is Operation.Cmps or Operation.Scas && ((_flags & ZF) != 0) != repeWhileEqual)
+            {
+                break;
+            }
+        }
+        _keepProgress = false;
+        return true;
+    }
+
+    /// <summary>One element; false (with nothing committed) when an access was refused.</summary>
+    private bool StringIteration(Operation op, int size, uint delta)
+    {
+        uint esi = _gpr[6];
+        uint edi = _gpr[7];
+        switch (op)
+        {
+            case Operation.Movs:
+                {
+                    uint v = ReadMem(esi, size);
+                    WriteMem(edi, size, v);
+                    if (_faulted) return false;
+                    _gpr[6] = esi + delta;
+                    _gpr[7] = edi + delta;
+                    return true;
+                }
+            case Operation.Stos:
+                WriteMem(edi, size, _gpr[0]);
+                if (_faulted) return false;
+                _gpr[7] = edi + delta;
+                return true;
+            case Operation.Lods:
+                {
+                    uint v = ReadMem(esi, size);
+                    if (_faulted) return false;
+                    WriteAccumulator(size, v);
+                    _gpr[6] = esi + delta;
+                    return true;
+                }
+            case Operation.Cmps:
+                {
+                    uint a = ReadMem(esi, size);
+                    uint b = ReadMem(edi, size);
+                    if (_faulted) return false;
+                    SubWithFlags(a, b, 0, size);
+                    _gpr[6] = esi + delta;
+                    _gpr[7] = edi + delta;
+                    return true;
+                }
+            default: // SCAS
+                {
+                    uint b = ReadMem(edi, size);
+                    if (_faulted) return false;
+                    SubWithFlags(_gpr[0] & SizeMask(size), b, 0, size);
+                    _gpr[7] = edi + delta;
+                    return true;
+                }
+        }
+    }
+
+    private void WriteAccumulator(int size, uint value)
+    {
+        switch (size)
+        {
+            case 1: _gpr[0] = (_gpr[0] & 0xffffff00) | (value & 0xff); break;
+            case 2: _gpr[0] = (_gpr[0] & 0xffff0000) | (value & 0xffff); break;
+            default: _gpr[0] = value; break;
+        }
+    }
+}

@@ -1,0 +1,64 @@
+using Iced.Intel;
+
+namespace HybridVmm.Hardware.Cpu;
+
+/// <summary>System and miscellaneous instructions: HLT, RDTSC, descriptor-table registers, software interrupts.</summary>
+public sealed partial class X86Core
+{
+    private bool Hlt()
+    {
+        _exit = new CpuExit(CpuExitReason.Halt);
+        return false;
+    }
+
+    /// <summary>RDTSC is deterministic: instructions retired before it plus <see cref="TscOffset"/>.</summary>
+    private bool Rdtsc()
+    {
+        ulong tsc = (ulong)InstructionsRetired + TscOffset;
+        _gpr[0] = (uint)tsc;
+        _gpr[2] = (uint)(tsc >> 32);
+        return true;
+    }
+
+    private bool LoadDescriptorTable(ref Instruction ins, Operation op)
+    {
+        // m16&32: limit then base; a 16-bit operand size uses only 24 bits of the base (SDM Vol. 2A, LGDT).
+        uint ea = Ea(ref ins);
+        ushort limit = (ushort)Read16(ea);
+        uint baseAddress = Read32(ea + 2);
+        if (_faulted) return false;
+        if (ins.Code is Code.Lgdt_m1632_16 or Code.Lidt_m1632_16) baseAddress &= 0x00ffffff;
+        var value = new DescriptorTableRegister(baseAddress, limit);
+        if (op == Operation.Lgdt) Gdtr = value; else Idtr = value;
+        return true;
+    }
+
+    private bool StoreDescriptorTable(ref Instruction ins, Operation op)
+    {
+        uint ea = Ea(ref ins);
+        DescriptorTableRegister value = op == Operation.Sgdt ? Gdtr : Idtr;
+        if (!ProbeWrite(ea, 6)) return false;
+        Write16(ea, value.Limit);
+        Write32(ea + 2, value.Base);
+        return true;
+    }
+
+    /// <summary>
+    /// INT n, INT3, INTO, INT1: interrupt delivery through the IDT is not implemented yet, so the core
+    /// reports the vector as an exception exit with EIP on the instruction. INTO with OF=0 is a no-op.
+    /// </summary>
+    private bool SoftwareInterrupt(ref Instruction ins)
+    {
+        switch (ins.Code)
+        {
+            case Code.Int3:
+                return Fault(ExceptionVector.Breakpoint);
+            case Code.Into:
+                return (_flags & OF) == 0 || Fault(ExceptionVector.Overflow);
+            case Code.Int1:
+                return Fault(ExceptionVector.Debug);
+            default:
+                return Fault(ins.Immediate8);
+        }
+    }
+}

@@ -1,0 +1,107 @@
+using System.Diagnostics;
+using HybridVmm.Hardware.Cpu;
+using Iced.Intel;
+using static Iced.Intel.AssemblerRegisters;
+
+namespace HybridVmm.Hardware.Tests.Cpu;
+
+/// <summary>
+/// Throughput and allocation checks. The MIPS figure is printed, never asserted:
+/// <c>dotnet test tests/HybridVmm.Hardware.Tests -c Release --filter Name~Mips --logger "console;verbosity=detailed"</c>.
+/// </summary>
+public class PerformanceTests
+{
+    private const int BufferLength = 64 * 1024;
+
+    /// <summary>Bitwise CRC-32 over a buffer: the shape of code gcc -O2 emits for a checksum loop.</summary>
+    private static void Crc32Kernel(Assembler asm)
+    {
+        var outer = asm.CreateLabel();
+        var inner = asm.CreateLabel();
+        var skip = asm.CreateLabel();
+        asm.mov(esi, TestMachine.DataBase);
+        asm.mov(ecx, BufferLength);
+        asm.mov(eax, -1);
+        asm.Label(ref outer);
+        asm.movzx(edx, __byte_ptr[esi]);
+        asm.xor(eax, edx);
+        asm.mov(ebx, 8);
+        asm.Label(ref inner);
+        asm.shr(eax, 1);
+        asm.jae(skip);
+        asm.xor(eax, 0xEDB88320);
+        asm.Label(ref skip);
+        asm.dec(ebx);
+        asm.jne(inner);
+        asm.inc(esi);
+        asm.dec(ecx);
+        asm.jne(outer);
+        asm.not(eax);
+        asm.hlt();
+    }
+
+    private static TestMachine PrepareCrc()
+    {
+        var m = new TestMachine();
+        var random = new Random(1234);
+        var data = new byte[BufferLength];
+        random.NextBytes(data);
+        m.WriteBytes(TestMachine.DataBase, data);
+        m.Load(Crc32Kernel);
+        return m;
+    }
+
+    private static uint ReferenceCrc(TestMachine m)
+    {
+        uint crc = 0xffffffff;
+        for (int i = 0; i < BufferLength; i++)
+        {
+            crc ^= m.Read8(TestMachine.DataBase + (uint)i);
+            for (int k = 0; k < 8; k++) crc = (crc & 1) != 0 ? (crc >> 1) ^ 0xEDB88320 : crc >> 1;
+        }
+        return ~crc;
+    }
+
+    [Test]
+    public void Crc32KernelComputesTheReferenceChecksum()
+    {
+        TestMachine m = PrepareCrc();
+        m.RunToHalt(100_000_000);
+        Assert.That(m.Cpu[Gpr.Eax], Is.EqualTo(ReferenceCrc(m)));
+    }
+
+    [Test]
+    public void HotLoopDoesNotAllocate()
+    {
+        TestMachine m = PrepareCrc();
+        m.Cpu.Run(100_000); // warm up: decode cache filled, JIT done
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        CpuExit exit = default;
+        for (int i = 0; i < 100 && exit.Reason != CpuExitReason.Halt; i++)
+        {
+            exit = m.Cpu.Run(10_000);
+        }
+        long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+        Assert.That(allocated, Is.Zero);
+    }
+
+    [Test, Explicit("Benchmark: prints guest MIPS; run in Release")]
+    public void Crc32Mips()
+    {
+        for (int round = 0; round < 12; round++)
+        {
+            TestMachine m = PrepareCrc();
+            var sw = Stopwatch.StartNew();
+            CpuExit exit;
+            do
+            {
+                exit = m.Cpu.Run(10_000_000);
+            }
+            while (exit.Reason == CpuExitReason.BudgetExhausted);
+            sw.Stop();
+            Assert.That(exit.Reason, Is.EqualTo(CpuExitReason.Halt));
+            double mips = m.Cpu.InstructionsRetired / sw.Elapsed.TotalSeconds / 1e6;
+            TestContext.Out.WriteLine($"round {round}: {m.Cpu.InstructionsRetired:N0} instructions in {sw.Elapsed.TotalMilliseconds:F0} ms = {mips:F1} MIPS");
+        }
+    }
+}
