@@ -32,7 +32,7 @@ if (parsed.Errors.Count > 0)
 
 try
 {
-    return await parsed.InvokeAsync();
+    return await parsed.InvokeAsync(new InvocationConfiguration { EnableDefaultExceptionHandler = false });
 }
 catch (Exception e)
 {

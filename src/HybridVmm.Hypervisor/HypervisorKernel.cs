@@ -98,6 +98,24 @@ public sealed class HypervisorKernel
         }
     }
 
+    /// <summary>Virtual clock ticks when the current scheduling round began.</summary>
+    internal long RoundStartTicks { get; set; }
+
+    /// <summary>The virtual time a vCPU has reached: the round's start plus the ticks it has used in this round.</summary>
+    internal long Now(VirtualProcessor vp) => RoundStartTicks + vp.SliceTicks;
+
+    /// <summary>The virtual time of a partition's events outside any instruction (lifecycle).</summary>
+    internal long Now(Partition partition)
+    {
+        long now = Clock.Ticks;
+        foreach (VirtualProcessor vp in partition.VirtualProcessors)
+        {
+            now = Math.Max(now, Now(vp));
+        }
+
+        return now;
+    }
+
     internal Partition? Find(int partitionId)
     {
         lock (_gate)
@@ -151,7 +169,7 @@ public sealed class HypervisorKernel
             return;
         }
 
-        long time = partition.VirtualProcessors.Count > 0 ? partition.VirtualProcessors[0].Core.InstructionsRetired : 0;
+        long time = Now(partition);
         Trace.Record(time, partition.Id, -1, TraceKind.Lifecycle, exit.Reason switch
         {
             StopReason.GuestExit => $"stopped guest-exit value={exit.ExitValue}",
@@ -160,7 +178,7 @@ public sealed class HypervisorKernel
             StopReason.InstructionLimit => $"stopped instruction-limit {partition.InstructionLimit}",
             _ => "stopped by-root",
         });
-        partition.Statistics.StopTicks = Clock.Ticks;
+        partition.Statistics.StopTicks = time;
         partition.MarkStopped(exit);
         Scheduler.Wake();
     }

@@ -33,7 +33,7 @@ public sealed class RootPartitionApi
         Partition? partition = _kernel.CreateChild(name, memoryBytes, instructionLimit);
         if (partition is not null)
         {
-            _kernel.Trace.Record(0, partition.Id, -1, TraceKind.Lifecycle, $"created memory={memoryBytes / 1024}KiB vcpus={partition.VirtualProcessors.Count}");
+            _kernel.Trace.Record(_kernel.Now(partition), partition.Id, -1, TraceKind.Lifecycle, $"created memory={memoryBytes / 1024}KiB vcpus={partition.VirtualProcessors.Count}");
         }
 
         return partition;
@@ -59,11 +59,11 @@ public sealed class RootPartitionApi
     {
         if (partition.State is PartitionState.Created or PartitionState.Paused)
         {
-            _kernel.Trace.Record(partition.VirtualProcessors[0].Core.InstructionsRetired, partition.Id, -1, TraceKind.Lifecycle,
+            _kernel.Trace.Record(_kernel.Now(partition), partition.Id, -1, TraceKind.Lifecycle,
                 partition.State == PartitionState.Created ? $"started eip=0x{partition.VirtualProcessors[0].Core.Eip:x8}" : "resumed");
             if (partition.State == PartitionState.Created)
             {
-                partition.Statistics.StartTicks = _kernel.Clock.Ticks;
+                partition.Statistics.StartTicks = _kernel.Now(partition);
             }
 
             partition.State = PartitionState.Running;
@@ -76,7 +76,7 @@ public sealed class RootPartitionApi
         if (partition.State == PartitionState.Running)
         {
             partition.State = PartitionState.Paused;
-            _kernel.Trace.Record(partition.VirtualProcessors[0].Core.InstructionsRetired, partition.Id, -1, TraceKind.Lifecycle, "paused");
+            _kernel.Trace.Record(_kernel.Now(partition), partition.Id, -1, TraceKind.Lifecycle, "paused");
         }
     }
 

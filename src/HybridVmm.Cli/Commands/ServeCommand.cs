@@ -48,7 +48,13 @@ internal static class ServeCommand
         }
         catch (Exception e) when (e is InvalidDataException or FormatException or InvalidOperationException)
         {
-            stderr.WriteLine($"hybridvmm: error: invalid configuration in {configPath}: {e.Message}");
+            Exception innermost = e;
+            while (innermost.InnerException is not null)
+            {
+                innermost = innermost.InnerException;
+            }
+
+            stderr.WriteLine($"hybridvmm: error: invalid configuration in {configPath}: {innermost.Message}");
             return ExitStatus.Configuration;
         }
 
@@ -77,6 +83,7 @@ internal static class ServeCommand
             Configuration = new ConfigurationManager(),
         });
         builder.Configuration.AddConfiguration(configuration);
+        // Logs go to stderr so stdout carries only the guests' output and the summary.
         builder.Logging.AddSimpleConsole(o => o.SingleLine = true);
         builder.Logging.AddConsole(o => o.LogToStandardErrorThreshold = LogLevel.Trace);
         builder.Services.AddOptions<HybridVmmOptions>()
@@ -91,8 +98,9 @@ internal static class ServeCommand
         builder.Services.AddHostedService<RootPartitionService>();
 
         using IHost host = builder.Build();
+        HybridSystem system = host.Services.GetRequiredService<HybridSystem>();
         await host.RunAsync(cancellationToken);
-        host.Services.GetRequiredService<HybridSystem>().Dispose();
+        system.Dispose();
         return outcome.ExitStatus;
     }
 }

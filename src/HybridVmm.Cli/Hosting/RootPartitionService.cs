@@ -68,8 +68,10 @@ public sealed class RootPartitionService(
             lines.FlushPartialLines();
         }
 
-        logger.LogInformation("Root partition stopped; summary:\n{Summary}",
-            SummaryTable.Render(system.Root.VirtualMachines, system.Kernel.Clock.Ticks));
+        logger.LogInformation("Root partition stopped");
+        Console.Out.WriteLine();
+        Console.Out.Write(SummaryTable.Render(system.Root.VirtualMachines, system.Kernel.Clock.Ticks));
+        Console.Out.Flush();
     }
 
     private VirtualMachine? Create(VmOptions vmOptions)

@@ -26,6 +26,12 @@ public sealed class VirtualProcessor
 
     public VpState State { get; internal set; }
 
+    /// <summary>Virtual ticks this vCPU has used in the current scheduling round.</summary>
+    internal long SliceTicks { get; set; }
+
+    /// <summary>Virtual time at which the pending intercept was raised.</summary>
+    internal long PendingTime { get; set; }
+
     /// <summary>The exit that is waiting for the root's reply.</summary>
     internal CpuExit PendingExit { get; set; }
 }

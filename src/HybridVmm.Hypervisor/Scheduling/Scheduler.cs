@@ -28,42 +28,68 @@ public sealed class Scheduler
     /// <summary>Tells an idle scheduler that something changed (a partition started, resumed or stopped).</summary>
     public void Wake() => _work.Release();
 
-    /// <summary>The scheduling loop; returns when cancelled, or when <paramref name="untilIdle"/> and nothing can run.</summary>
+    /// <summary>
+    /// The scheduling loop; returns when cancelled, or when <paramref name="untilIdle"/> and nothing can run.
+    /// A round gives each vCPU a quantum of virtual ticks: its instructions plus
+    /// <see cref="HypervisorOptions.InterceptCostTicks"/> per intercept served by the root. A round is made of
+    /// passes; each pass runs every vCPU that still has budget and ends at the barrier, where replies are
+    /// applied, so a vCPU resumed by the root continues in the same round. The virtual clock then advances by
+    /// the longest slice, as if every vCPU had its own physical processor.
+    /// </summary>
     public async Task RunAsync(bool untilIdle, CancellationToken cancellationToken)
     {
+        long quantum = _kernel.Options.Quantum;
         while (!cancellationToken.IsCancellationRequested)
         {
-            bool ranAny = false;
-            long longestSlice = 0;
-            foreach (Partition partition in _kernel.Partitions)
+            _kernel.RoundStartTicks = _kernel.Clock.Ticks;
+            IReadOnlyList<Partition> partitions = _kernel.Partitions;
+            foreach (Partition partition in partitions)
             {
-                if (partition.IsRoot || partition.State != PartitionState.Running)
-                {
-                    continue;
-                }
-
                 foreach (VirtualProcessor vp in partition.VirtualProcessors)
                 {
-                    if (vp.State == VpState.Runnable && partition.State == PartitionState.Running)
-                    {
-                        ranAny = true;
-                        long before = vp.Core.InstructionsRetired;
-                        bool forwarded = await RunQuantumAsync(partition, vp, cancellationToken).ConfigureAwait(false);
-                        long slice = vp.Core.InstructionsRetired - before + (forwarded ? _kernel.Options.InterceptCostTicks : 0);
-                        longestSlice = Math.Max(longestSlice, slice);
-                    }
+                    vp.SliceTicks = 0;
                 }
             }
 
-            while (_outstanding > 0)
+            bool ranAny = false;
+            bool ranThisPass;
+            do
             {
-                InterceptReply reply = await _kernel.ReplyPort.ReceiveAsync(cancellationToken).ConfigureAwait(false);
-                _outstanding--;
-                Complete(reply);
+                ranThisPass = false;
+                foreach (Partition partition in partitions)
+                {
+                    foreach (VirtualProcessor vp in partition.VirtualProcessors)
+                    {
+                        if (!partition.IsRoot && partition.State == PartitionState.Running
+                            && vp.State == VpState.Runnable && vp.SliceTicks < quantum)
+                        {
+                            ranThisPass = true;
+                            await RunSliceAsync(partition, vp, quantum - vp.SliceTicks, cancellationToken).ConfigureAwait(false);
+                        }
+                    }
+                }
+
+                while (_outstanding > 0)
+                {
+                    InterceptReply reply = await _kernel.ReplyPort.ReceiveAsync(cancellationToken).ConfigureAwait(false);
+                    _outstanding--;
+                    Complete(reply);
+                }
+
+                ranAny |= ranThisPass;
+            }
+            while (ranThisPass);
+
+            long longest = 0;
+            foreach (Partition partition in partitions)
+            {
+                foreach (VirtualProcessor vp in partition.VirtualProcessors)
+                {
+                    longest = Math.Max(longest, vp.SliceTicks);
+                }
             }
 
-            // vCPUs run side by side, as on separate physical processors: a round lasts as long as its longest slice.
-            _kernel.Clock.Advance(longestSlice);
+            _kernel.Clock.Advance(longest);
             Rounds++;
             _kernel.Trace.Flush();
             RoundCompleted?.Invoke();
@@ -80,11 +106,10 @@ public sealed class Scheduler
         }
     }
 
-    /// <summary>Runs one quantum; true when it ended by forwarding an intercept to the root.</summary>
-    private async ValueTask<bool> RunQuantumAsync(Partition partition, VirtualProcessor vp, CancellationToken cancellationToken)
+    /// <summary>Runs a vCPU for up to <paramref name="budget"/> ticks, or until it needs the root, halts or faults.</summary>
+    private async ValueTask RunSliceAsync(Partition partition, VirtualProcessor vp, long budget, CancellationToken cancellationToken)
     {
         X86Core core = vp.Core;
-        long budget = _kernel.Options.Quantum;
         while (budget > 0)
         {
             if (partition.InstructionLimit > 0)
@@ -93,7 +118,7 @@ public sealed class Scheduler
                 if (left <= 0)
                 {
                     _kernel.StopPartition(partition, new PartitionExit(StopReason.InstructionLimit, 0, null));
-                    return false;
+                    return;
                 }
 
                 budget = Math.Min(budget, left);
@@ -101,7 +126,9 @@ public sealed class Scheduler
 
             long before = core.InstructionsRetired;
             CpuExit exit = core.Run(budget);
-            budget -= core.InstructionsRetired - before;
+            long retired = core.InstructionsRetired - before;
+            budget -= retired;
+            vp.SliceTicks += retired;
             partition.Statistics.InstructionsRetired = core.InstructionsRetired;
 
             switch (exit.Reason)
@@ -115,17 +142,16 @@ public sealed class Scheduler
                 case CpuExitReason.IoOut:
                 case CpuExitReason.MemoryIntercept:
                     await ForwardToRootAsync(partition, vp, exit, cancellationToken).ConfigureAwait(false);
-                    return true;
+                    vp.SliceTicks += _kernel.Options.InterceptCostTicks;
+                    return;
                 case CpuExitReason.Halt:
                     Halt(partition, vp);
-                    return false;
+                    return;
                 case CpuExitReason.Exception:
                     Fault(partition, vp, $"{ExceptionVector.Mnemonic(exit.Vector)} (vector {exit.Vector}, error code 0x{exit.ErrorCode:x})");
-                    return false;
+                    return;
             }
         }
-
-        return false;
     }
 
     private void HandleCpuid(Partition partition, VirtualProcessor vp)
@@ -137,7 +163,7 @@ public sealed class Scheduler
         partition.Statistics.CountIntercept("cpuid");
         if (_kernel.Trace.Enabled)
         {
-            _kernel.Trace.Record(core.InstructionsRetired, partition.Id, vp.Index, TraceKind.Cpuid,
+            _kernel.Trace.Record(_kernel.Now(vp), partition.Id, vp.Index, TraceKind.Cpuid,
                 $"leaf=0x{leaf:x8} -> eax=0x{a:x8} ebx=0x{b:x8} ecx=0x{c:x8} edx=0x{d:x8}");
         }
 
@@ -152,7 +178,7 @@ public sealed class Scheduler
             CpuExitReason.IoOut => InterceptKind.IoPortWrite,
             _ => InterceptKind.UnmappedGpa,
         };
-        var message = new InterceptMessage(partition.Id, vp.Index, vp.Core.InstructionsRetired, kind,
+        var message = new InterceptMessage(partition.Id, vp.Index, _kernel.Now(vp), kind,
             exit.Port, exit.Size, exit.Value, exit.GuestPhysicalAddress, exit.IsWrite);
 
         partition.Statistics.CountIntercept(kind switch
@@ -168,6 +194,7 @@ public sealed class Scheduler
         }
 
         vp.PendingExit = exit;
+        vp.PendingTime = message.VirtualTime;
         vp.State = VpState.WaitingForRoot;
         _outstanding++;
         await _kernel.InterceptPort.SendAsync(message, cancellationToken).ConfigureAwait(false);
@@ -191,7 +218,7 @@ public sealed class Scheduler
         X86Core core = vp.Core;
         if (_kernel.Trace.Enabled)
         {
-            _kernel.Trace.Record(core.InstructionsRetired, partition.Id, vp.Index, TraceKind.Message,
+            _kernel.Trace.Record(vp.PendingTime, partition.Id, vp.Index, TraceKind.Message,
                 reply.Action == InterceptAction.Resume && vp.PendingExit.Reason == CpuExitReason.IoIn
                     ? $"reply resume value=0x{reply.Value:x}"
                     : $"reply {reply.Action.ToString().ToLowerInvariant()}");
@@ -228,7 +255,7 @@ public sealed class Scheduler
         partition.Statistics.CountIntercept("hlt");
         if (_kernel.Trace.Enabled)
         {
-            _kernel.Trace.Record(vp.Core.InstructionsRetired, partition.Id, vp.Index, TraceKind.Intercept, "hlt");
+            _kernel.Trace.Record(_kernel.Now(vp), partition.Id, vp.Index, TraceKind.Intercept, "hlt");
         }
 
         // Nothing can raise an interrupt on this platform yet, so a vCPU that halts never wakes.
@@ -247,7 +274,7 @@ public sealed class Scheduler
     {
         partition.Statistics.CountIntercept("fault");
         string diagnostic = $"guest fault: {what}\n{vp.Core.DescribeState()}";
-        _kernel.Trace.Record(vp.Core.InstructionsRetired, partition.Id, vp.Index, TraceKind.Fault, what);
+        _kernel.Trace.Record(_kernel.Now(vp), partition.Id, vp.Index, TraceKind.Fault, what);
         _kernel.StopPartition(partition, new PartitionExit(StopReason.GuestFault, 0, diagnostic));
     }
 }

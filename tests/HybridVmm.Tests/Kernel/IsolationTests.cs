@@ -22,7 +22,7 @@ public class IsolationTests
     {
         a.mov(eax, 0xBAD0BAD0);
         a.mov(__dword_ptr[(int)Memory], eax);
-        a.mov(__dword_ptr[unchecked((int)0xF000_0000)], eax);
+        a.mov(__dword_ptr[0xF000_0000UL], eax);
         a.mov(eax, 0); a.@out(0xF4, eax);
     });
 
