@@ -74,15 +74,20 @@ public class PerformanceTests
     public void HotLoopDoesNotAllocate()
     {
         TestMachine m = PrepareCrc();
-        m.Cpu.Run(100_000); // warm up: decode cache filled, JIT done
-        long before = GC.GetAllocatedBytesForCurrentThread();
-        CpuExit exit = default;
-        for (int i = 0; i < 100 && exit.Reason != CpuExitReason.Halt; i++)
+        m.Cpu.Run(100_000); // warm up: decode cache filled
+        // Tiered JIT compilation can allocate on this thread while the loop is being re-jitted, so take
+        // the best of a few windows: a per-instruction allocation would show up in every window.
+        long best = long.MaxValue;
+        for (int window = 0; window < 5 && best != 0; window++)
         {
-            exit = m.Cpu.Run(10_000);
+            long before = GC.GetAllocatedBytesForCurrentThread();
+            for (int i = 0; i < 20; i++)
+            {
+                m.Cpu.Run(10_000);
+            }
+            best = Math.Min(best, GC.GetAllocatedBytesForCurrentThread() - before);
         }
-        long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
-        Assert.That(allocated, Is.Zero);
+        Assert.That(best, Is.Zero, "bytes allocated over 200,000 guest instructions");
     }
 
     [Test, Explicit("Benchmark: prints guest MIPS; run in Release")]
