@@ -113,9 +113,9 @@ public sealed partial class X86Core
             return -1;
         }
         CodePage? code = _codePages[address >> PageShift];
-        if (code is not null && code.Count != 0)
+        if (code is not null && code.Count != 0 && code.Overlaps(address & PageOffsetMask, size))
         {
-            code.Clear();
+            code.Clear(); // self-modifying code: re-decode from the new bytes
         }
         return host;
     }
