@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Numerics;
 using Iced.Intel;
 
@@ -6,6 +7,7 @@ namespace HybridVmm.Hardware.Cpu;
 /// <summary>Integer arithmetic and logic (SDM Vol. 2, instruction pages of the same names).</summary>
 public sealed partial class X86Core
 {
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private bool Binary(ref Instruction ins, Operation op)
     {
         uint a = LoadDest(ref ins, out uint ea, out int size);
@@ -27,6 +29,7 @@ public sealed partial class X86Core
         return true;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private bool IncDec(ref Instruction ins, bool inc)
     {
         uint a = LoadDest(ref ins, out uint ea, out int size);
@@ -34,6 +37,7 @@ public sealed partial class X86Core
         return true;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private bool Neg(ref Instruction ins)
     {
         // NEG sets CF unless the operand is 0, which is exactly the borrow of 0 - a.
@@ -42,6 +46,7 @@ public sealed partial class X86Core
         return true;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private bool Not(ref Instruction ins)
     {
         uint a = LoadDest(ref ins, out uint ea, out int size);
@@ -53,6 +58,7 @@ public sealed partial class X86Core
     private void MulFlags(uint low, int size, bool overflow) =>
         SetStatus(Szp(low & SizeMask(size), size) | (overflow ? CF | OF : 0));
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private bool Mul(ref Instruction ins)
     {
         uint src = LoadDest(ref ins, out _, out int size);
@@ -85,6 +91,7 @@ public sealed partial class X86Core
         return true;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private bool Imul(ref Instruction ins)
     {
         if (ins.OpCount == 1)
@@ -132,6 +139,7 @@ public sealed partial class X86Core
     }
 
     // DIV/IDIV leave all status flags unchanged (undefined in the SDM; docs/undefined-flags.md).
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private bool Div(ref Instruction ins)
     {
         uint divisor = LoadDest(ref ins, out _, out int size);
@@ -169,6 +177,7 @@ public sealed partial class X86Core
         return true;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private bool Idiv(ref Instruction ins)
     {
         uint raw = LoadDest(ref ins, out _, out int size);
@@ -265,6 +274,7 @@ public sealed partial class X86Core
     }
 
     /// <summary>BT/BTS/BTR/BTC: CF = selected bit; other status flags unchanged (docs/undefined-flags.md).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private bool BitTest(ref Instruction ins, Operation op)
     {
         int size = DestSize(ref ins);
@@ -312,6 +322,7 @@ public sealed partial class X86Core
     }
 
     /// <summary>BSF/BSR: ZF=1 and destination unchanged for a zero source; other flags from the source (undefined).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private bool BitScan(ref Instruction ins, bool forward)
     {
         Register dest = ins.Op0Register;

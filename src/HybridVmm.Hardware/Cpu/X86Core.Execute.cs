@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using Iced.Intel;
 
 namespace HybridVmm.Hardware.Cpu;
@@ -7,6 +8,7 @@ public sealed partial class X86Core
 {
     private static readonly Operation[] OperationByCode = OperationTable.ByCode;
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private bool Execute(ref Instruction ins)
     {
         bool ok = OperationByCode[(int)ins.Code] switch

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using Iced.Intel;
 
 namespace HybridVmm.Hardware.Cpu;
@@ -9,6 +10,7 @@ namespace HybridVmm.Hardware.Cpu;
 /// </summary>
 public sealed partial class X86Core
 {
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private bool Shift(ref Instruction ins, Operation op)
     {
         uint a = LoadDest(ref ins, out uint ea, out int size);
@@ -94,6 +96,7 @@ public sealed partial class X86Core
         return true;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private bool DoubleShift(ref Instruction ins, bool left)
     {
         uint a = LoadDest(ref ins, out uint ea, out int size);

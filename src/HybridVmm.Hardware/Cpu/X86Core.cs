@@ -90,6 +90,7 @@ public sealed partial class X86Core
     }
 
     /// <summary>Runs until an exit or until <paramref name="maxInstructions"/> have retired.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public CpuExit Run(long maxInstructions)
     {
         long retired = 0;

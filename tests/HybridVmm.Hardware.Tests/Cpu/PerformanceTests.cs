@@ -90,6 +90,84 @@ public class PerformanceTests
         Assert.That(best, Is.Zero, "bytes allocated over 200,000 guest instructions");
     }
 
+    /// <summary>Sieve of Eratosthenes over 64 KiB of flags: byte stores, compares and branches.</summary>
+    private static void SieveKernel(Assembler asm)
+    {
+        const int n = 0x10000;
+        var clear = asm.CreateLabel();
+        var outer = asm.CreateLabel();
+        var inner = asm.CreateLabel();
+        var next = asm.CreateLabel();
+        var count = asm.CreateLabel();
+        var skip = asm.CreateLabel();
+        asm.mov(edi, TestMachine.DataBase);
+        asm.mov(ecx, n / 4);
+        asm.mov(eax, 0x01010101);
+        asm.rep.stosd();
+        asm.mov(ebx, 2);
+        asm.Label(ref outer);
+        asm.mov(eax, ebx);
+        asm.imul(eax, ebx);
+        asm.cmp(eax, n);
+        asm.jae(count);
+        asm.cmp(__byte_ptr[ebx + TestMachine.DataBase], 0);
+        asm.je(next);
+        asm.Label(ref inner);
+        asm.mov(__byte_ptr[eax + TestMachine.DataBase], 0);
+        asm.add(eax, ebx);
+        asm.cmp(eax, n);
+        asm.jb(inner);
+        asm.Label(ref next);
+        asm.inc(ebx);
+        asm.jmp(outer);
+        asm.Label(ref count);
+        asm.xor(eax, eax);
+        asm.mov(ecx, 2);
+        asm.Label(ref clear);
+        asm.movzx(edx, __byte_ptr[ecx + TestMachine.DataBase]);
+        asm.add(eax, edx);
+        asm.inc(ecx);
+        asm.cmp(ecx, n);
+        asm.jb(clear);
+        asm.Label(ref skip);
+        asm.hlt();
+    }
+
+    [Test]
+    public void SieveKernelCountsPrimesBelow65536()
+    {
+        var m = new TestMachine();
+        m.Load(SieveKernel);
+        m.RunToHalt(100_000_000);
+        Assert.That(m.Cpu[Gpr.Eax], Is.EqualTo(6542));
+    }
+
+    [Test, Explicit("Benchmark: prints guest MIPS; run in Release")]
+    public void SieveMips()
+    {
+        for (int round = 0; round < 12; round++)
+        {
+            var m = new TestMachine();
+            m.Load(SieveKernel);
+            Measure(m, $"sieve round {round}");
+        }
+    }
+
+    private static void Measure(TestMachine m, string label)
+    {
+        var sw = Stopwatch.StartNew();
+        CpuExit exit;
+        do
+        {
+            exit = m.Cpu.Run(10_000_000);
+        }
+        while (exit.Reason == CpuExitReason.BudgetExhausted);
+        sw.Stop();
+        Assert.That(exit.Reason, Is.EqualTo(CpuExitReason.Halt));
+        double mips = m.Cpu.InstructionsRetired / sw.Elapsed.TotalSeconds / 1e6;
+        TestContext.Out.WriteLine($"{label}: {m.Cpu.InstructionsRetired:N0} instructions in {sw.Elapsed.TotalMilliseconds:F0} ms = {mips:F1} MIPS");
+    }
+
     [Test, Explicit("Benchmark: prints guest MIPS; run in Release")]
     public void Crc32Mips()
     {
