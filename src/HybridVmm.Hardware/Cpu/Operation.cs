@@ -29,6 +29,20 @@ internal static class OperationTable
     /// <summary>Operation for every Iced <see cref="Code"/>; forms the core does not emulate stay <see cref="Operation.Undefined"/> (#UD).</summary>
     public static readonly Operation[] ByCode = Build();
 
+    /// <summary>Condition code of every Jcc/SETcc/CMOVcc/LOOPcc form, looked up once instead of per execution.</summary>
+    public static readonly ConditionCode[] Condition = BuildConditions();
+
+    private static ConditionCode[] BuildConditions()
+    {
+        Code[] codes = Enum.GetValues<Code>();
+        var table = new ConditionCode[codes.Length + 1];
+        foreach (Code code in codes)
+        {
+            table[(int)code] = code.ConditionCode();
+        }
+        return table;
+    }
+
     /// <summary>Bytes a PUSH or POP form moves (operand size of the stack access), from Iced's stack-pointer increment.</summary>
     public static readonly byte[] StackOperandSize = BuildStackSizes();
 

@@ -7,7 +7,18 @@ namespace HybridVmm.Hardware.Cpu;
 /// <summary>Integer arithmetic and logic (SDM Vol. 2, instruction pages of the same names).</summary>
 public sealed partial class X86Core
 {
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    // One small method per operation, each inlining Binary with a constant op so its switch folds away.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)] private bool Add(ref Instruction ins) => Binary(ref ins, Operation.Add);
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)] private bool Adc(ref Instruction ins) => Binary(ref ins, Operation.Adc);
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)] private bool Sub(ref Instruction ins) => Binary(ref ins, Operation.Sub);
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)] private bool Sbb(ref Instruction ins) => Binary(ref ins, Operation.Sbb);
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)] private bool And(ref Instruction ins) => Binary(ref ins, Operation.And);
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)] private bool Or(ref Instruction ins) => Binary(ref ins, Operation.Or);
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)] private bool Xor(ref Instruction ins) => Binary(ref ins, Operation.Xor);
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)] private bool Cmp(ref Instruction ins) => Binary(ref ins, Operation.Cmp);
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)] private bool Test(ref Instruction ins) => Binary(ref ins, Operation.Test);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private bool Binary(ref Instruction ins, Operation op)
     {
         uint a = LoadDest(ref ins, out uint ea, out int size);

@@ -12,7 +12,7 @@ public sealed partial class X86Core
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private bool Jcc(ref Instruction ins)
     {
-        if (Condition(ins.ConditionCode))
+        if (Condition(ConditionByCode[(int)ins.Code]))
         {
             _eip = BranchTarget(ref ins);
         }

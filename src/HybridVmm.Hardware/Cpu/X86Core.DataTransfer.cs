@@ -150,7 +150,7 @@ public sealed partial class X86Core
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private bool Setcc(ref Instruction ins)
     {
-        uint value = Condition(ins.ConditionCode) ? 1u : 0u;
+        uint value = Condition(ConditionByCode[(int)ins.Code]) ? 1u : 0u;
         if (ins.Op0Kind == OpKind.Register)
         {
             WriteReg(ins.Op0Register, value);
@@ -168,7 +168,7 @@ public sealed partial class X86Core
         Register r = ins.Op0Register;
         // The source is read even when the condition is false, so a bad address faults (SDM Vol. 2A, CMOVcc).
         uint value = ReadOp1(ref ins, RegSize[(int)r]);
-        if (Condition(ins.ConditionCode))
+        if (Condition(ConditionByCode[(int)ins.Code]))
         {
             WriteReg(r, value);
         }

@@ -7,6 +7,7 @@ namespace HybridVmm.Hardware.Cpu;
 public sealed partial class X86Core
 {
     private static readonly Operation[] OperationByCode = OperationTable.ByCode;
+    private static readonly ConditionCode[] ConditionByCode = OperationTable.Condition;
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private bool Execute(ref Instruction ins)
@@ -22,8 +23,15 @@ public sealed partial class X86Core
             Operation.Pop => PopOperand(ref ins),
             Operation.MovSreg => MovSreg(ref ins),
             Operation.MovCr => MovCr(ref ins),
-            Operation.Add or Operation.Adc or Operation.Sub or Operation.Sbb or Operation.And or Operation.Or
-                or Operation.Xor or Operation.Cmp or Operation.Test => Binary(ref ins, OperationByCode[(int)ins.Code]),
+            Operation.Add => Add(ref ins),
+            Operation.Adc => Adc(ref ins),
+            Operation.Sub => Sub(ref ins),
+            Operation.Sbb => Sbb(ref ins),
+            Operation.And => And(ref ins),
+            Operation.Or => Or(ref ins),
+            Operation.Xor => Xor(ref ins),
+            Operation.Cmp => Cmp(ref ins),
+            Operation.Test => Test(ref ins),
             Operation.Inc => IncDec(ref ins, inc: true),
             Operation.Dec => IncDec(ref ins, inc: false),
             Operation.Neg => Neg(ref ins),

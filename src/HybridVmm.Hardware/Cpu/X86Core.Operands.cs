@@ -53,6 +53,12 @@ public sealed partial class X86Core
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private uint ReadReg(Register r)
     {
+        // 32-bit registers are the common case in 32-bit code: index the file directly.
+        uint r32 = (uint)(r - Register.EAX);
+        if (r32 < 8)
+        {
+            return _gpr[(int)r32];
+        }
         int i = (int)r;
         return (_gpr[RegGpr[i]] >> RegShift[i]) & RegMask[i];
     }
@@ -60,6 +66,12 @@ public sealed partial class X86Core
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private void WriteReg(Register r, uint value)
     {
+        uint r32 = (uint)(r - Register.EAX);
+        if (r32 < 8)
+        {
+            _gpr[(int)r32] = value;
+            return;
+        }
         int i = (int)r;
         int shift = RegShift[i];
         uint mask = RegMask[i] << shift;
@@ -82,7 +94,7 @@ public sealed partial class X86Core
         {
             address += ReadReg(x) * (uint)ins.MemoryIndexScale;
         }
-        if (ins.MemoryDisplSize == 2 || RegSize[(int)b] == 2 || RegSize[(int)x] == 2)
+        if ((uint)(b - Register.AX) < 8 || (uint)(x - Register.AX) < 8 || ins.MemoryDisplSize == 2)
         {
             address &= 0xffff; // 16-bit addressing (0x67 prefix) wraps at 64 KiB
         }
