@@ -15,7 +15,7 @@ internal enum Operation : byte
     Rol, Ror, Rcl, Rcr, Shl, Shr, Sar, Shld, Shrd,
     Cbw, Cwde, Cwd, Cdq,
     Jcc, Jmp, Call, Ret, Setcc, Cmovcc, Loop, Loope, Loopne, Jecxz,
-    Bt, Bts, Btr, Btc, Bsf, Bsr, Bswap, Xadd, Cmpxchg, Cmpxchg8b,
+    Bt, Bts, Btr, Btc, Bsf, Bsr, Tzcnt, Lzcnt, Bswap, Xadd, Cmpxchg, Cmpxchg8b,
     Movs, Stos, Lods, Cmps, Scas, Ins, Outs,
     Daa, Das, Aaa, Aas, Aam, Aad,
     Enter, Leave, Pusha, Popa, Pushf, Popf, Lahf, Sahf,
@@ -153,6 +153,9 @@ internal static class OperationTable
             Mnemonic.Btc => Operation.Btc,
             Mnemonic.Bsf => Operation.Bsf,
             Mnemonic.Bsr => Operation.Bsr,
+            // F3 0F BC/BD: gcc's generic tuning emits "rep bsf" for __builtin_ctz; Iced decodes it as TZCNT.
+            Mnemonic.Tzcnt => Operation.Tzcnt,
+            Mnemonic.Lzcnt => Operation.Lzcnt,
             Mnemonic.Bswap => Operation.Bswap,
             Mnemonic.Xadd => Operation.Xadd,
             Mnemonic.Cmpxchg => Operation.Cmpxchg,
