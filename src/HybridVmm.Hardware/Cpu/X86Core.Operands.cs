@@ -6,10 +6,12 @@ namespace HybridVmm.Hardware.Cpu;
 /// <summary>Register and operand access, driven by small tables indexed by Iced's enums.</summary>
 public sealed partial class X86Core
 {
-    private static readonly byte[] RegGpr = new byte[256];
-    private static readonly byte[] RegShift = new byte[256];
-    private static readonly uint[] RegMask = new uint[256];
-    private static readonly byte[] RegSize = new byte[256];
+    // Indexed by every Iced Register value, so any register a decoded instruction names is in range.
+    private static readonly int RegisterCount = Enum.GetValues<Register>().Length + 1;
+    private static readonly byte[] RegGpr = new byte[RegisterCount];
+    private static readonly byte[] RegShift = new byte[RegisterCount];
+    private static readonly uint[] RegMask = new uint[RegisterCount];
+    private static readonly byte[] RegSize = new byte[RegisterCount];
     private static readonly byte[] MemSizeBytes = BuildMemorySizes();
 
     static X86Core()

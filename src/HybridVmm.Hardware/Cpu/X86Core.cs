@@ -98,6 +98,7 @@ public sealed partial class X86Core
         uint pageBase = 0;
         while (retired < maxInstructions)
         {
+            // Interrupt delivery (IDT, IF, STI/MOV SS shadows) will be checked here, between instructions.
             uint eip = _eip;
             if (page is null || (eip & ~PageOffsetMask) != pageBase)
             {
