@@ -96,7 +96,9 @@ public sealed partial class X86Core
         {
             address += ReadReg(x) * (uint)ins.MemoryIndexScale;
         }
-        if ((uint)(b - Register.AX) < 8 || (uint)(x - Register.AX) < 8 || ins.MemoryDisplSize == 2)
+        // 16-bit addressing: a 16-bit base or index, or a bare disp16 (checked last: it costs a decode).
+        if ((uint)(b - Register.AX) < 8 || (uint)(x - Register.AX) < 8
+            || (b == Register.None && x == Register.None && ins.MemoryDisplSize == 2))
         {
             address &= 0xffff; // 16-bit addressing (0x67 prefix) wraps at 64 KiB
         }

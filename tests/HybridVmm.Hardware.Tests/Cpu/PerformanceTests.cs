@@ -13,6 +13,9 @@ public class PerformanceTests
 {
     private const int BufferLength = 64 * 1024;
 
+    /// <summary>Benchmark rounds; HYBRIDVMM_BENCH_ROUNDS raises it for profiling runs.</summary>
+    private static int Rounds => int.TryParse(Environment.GetEnvironmentVariable("HYBRIDVMM_BENCH_ROUNDS"), out int n) ? n : 12;
+
     /// <summary>Bitwise CRC-32 over a buffer: the shape of code gcc -O2 emits for a checksum loop.</summary>
     private static void Crc32Kernel(Assembler asm)
     {
@@ -145,7 +148,7 @@ public class PerformanceTests
     [Test, Explicit("Benchmark: prints guest MIPS; run in Release")]
     public void SieveMips()
     {
-        for (int round = 0; round < 12; round++)
+        for (int round = 0; round < Rounds; round++)
         {
             var m = new TestMachine();
             m.Load(SieveKernel);
@@ -171,7 +174,7 @@ public class PerformanceTests
     [Test, Explicit("Benchmark: prints guest MIPS; run in Release")]
     public void Crc32Mips()
     {
-        for (int round = 0; round < 12; round++)
+        for (int round = 0; round < Rounds; round++)
         {
             TestMachine m = PrepareCrc();
             var sw = Stopwatch.StartNew();
