@@ -6,11 +6,14 @@ namespace HybridVmm.Hardware.Cpu;
 /// <summary>
 /// Decoded instructions of one guest-physical page, created lazily the first time the page executes.
 /// <see cref="Index"/> maps a page offset to 1 + the slot in <see cref="Instructions"/> (0 = not decoded),
-/// so the run loop finds an instruction with two array loads. Any write into the page clears it.
+/// so the run loop finds an instruction with two array loads. <see cref="Covered"/> marks the bytes that
+/// cached instructions occupy: a write to one of them clears the page, while writes to data that merely
+/// shares the page (globals next to code in a small kernel) leave the cache alone.
 /// </summary>
 internal sealed class CodePage
 {
     public readonly ushort[] Index = new ushort[HostPhysicalMemory.FrameSize];
+    public readonly ulong[] Covered = new ulong[HostPhysicalMemory.FrameSize / 64];
     public Instruction[] Instructions = new Instruction[64];
     public int Count;
     /// <summary>The host frame the bytes were decoded from; a remapped page is decoded afresh.</summary>
@@ -19,6 +22,7 @@ internal sealed class CodePage
     public void Clear()
     {
         Array.Clear(Index);
+        Array.Clear(Covered);
         Count = 0;
         // The Instructions array is kept: the run loop may still hold a ref to the instruction that
         // performed the write, and the slot is only reused by the next decode.
@@ -32,7 +36,23 @@ internal sealed class CodePage
         }
         Instructions[Count] = instruction;
         Index[offset] = (ushort)(Count + 1);
+        for (uint b = offset, end = offset + (uint)instruction.Length; b < end; b++)
+        {
+            Covered[b >> 6] |= 1UL << (int)(b & 63);
+        }
         return ref Instructions[Count++];
+    }
+
+    /// <summary>True when any byte of [offset, offset+length) belongs to a cached instruction (length ≤ 8, within the page).</summary>
+    public bool Overlaps(uint offset, int length)
+    {
+        uint last = offset + (uint)length - 1;
+        ulong first = Covered[offset >> 6] >> (int)(offset & 63);
+        if ((offset >> 6) == (last >> 6))
+        {
+            return (first & ((2UL << (int)(last - offset)) - 1)) != 0;
+        }
+        return first != 0 || (Covered[last >> 6] & ((2UL << (int)(last & 63)) - 1)) != 0;
     }
 }
 

@@ -15,7 +15,7 @@ internal enum Operation : byte
     Rol, Ror, Rcl, Rcr, Shl, Shr, Sar, Shld, Shrd,
     Cbw, Cwde, Cwd, Cdq,
     Jcc, Jmp, Call, Ret, Setcc, Cmovcc, Loop, Loope, Loopne, Jecxz,
-    Bt, Bts, Btr, Btc, Bsf, Bsr, Bswap, Xadd, Cmpxchg, Cmpxchg8b,
+    Bt, Bts, Btr, Btc, Bsf, Bsr, Tzcnt, Lzcnt, Bswap, Xadd, Cmpxchg, Cmpxchg8b,
     Movs, Stos, Lods, Cmps, Scas, Ins, Outs,
     Daa, Das, Aaa, Aas, Aam, Aad,
     Enter, Leave, Pusha, Popa, Pushf, Popf, Lahf, Sahf,
@@ -28,6 +28,20 @@ internal static class OperationTable
 {
     /// <summary>Operation for every Iced <see cref="Code"/>; forms the core does not emulate stay <see cref="Operation.Undefined"/> (#UD).</summary>
     public static readonly Operation[] ByCode = Build();
+
+    /// <summary>Condition code of every Jcc/SETcc/CMOVcc/LOOPcc form, looked up once instead of per execution.</summary>
+    public static readonly ConditionCode[] Condition = BuildConditions();
+
+    private static ConditionCode[] BuildConditions()
+    {
+        Code[] codes = Enum.GetValues<Code>();
+        var table = new ConditionCode[codes.Length + 1];
+        foreach (Code code in codes)
+        {
+            table[(int)code] = code.ConditionCode();
+        }
+        return table;
+    }
 
     /// <summary>Bytes a PUSH or POP form moves (operand size of the stack access), from Iced's stack-pointer increment.</summary>
     public static readonly byte[] StackOperandSize = BuildStackSizes();
@@ -139,6 +153,9 @@ internal static class OperationTable
             Mnemonic.Btc => Operation.Btc,
             Mnemonic.Bsf => Operation.Bsf,
             Mnemonic.Bsr => Operation.Bsr,
+            // F3 0F BC/BD: gcc's generic tuning emits "rep bsf" for __builtin_ctz; Iced decodes it as TZCNT.
+            Mnemonic.Tzcnt => Operation.Tzcnt,
+            Mnemonic.Lzcnt => Operation.Lzcnt,
             Mnemonic.Bswap => Operation.Bswap,
             Mnemonic.Xadd => Operation.Xadd,
             Mnemonic.Cmpxchg => Operation.Cmpxchg,

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Numerics;
 using Iced.Intel;
 
@@ -6,6 +7,18 @@ namespace HybridVmm.Hardware.Cpu;
 /// <summary>Integer arithmetic and logic (SDM Vol. 2, instruction pages of the same names).</summary>
 public sealed partial class X86Core
 {
+    // One small method per operation, each inlining Binary with a constant op so its switch folds away.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)] private bool Add(ref Instruction ins) => Binary(ref ins, Operation.Add);
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)] private bool Adc(ref Instruction ins) => Binary(ref ins, Operation.Adc);
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)] private bool Sub(ref Instruction ins) => Binary(ref ins, Operation.Sub);
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)] private bool Sbb(ref Instruction ins) => Binary(ref ins, Operation.Sbb);
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)] private bool And(ref Instruction ins) => Binary(ref ins, Operation.And);
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)] private bool Or(ref Instruction ins) => Binary(ref ins, Operation.Or);
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)] private bool Xor(ref Instruction ins) => Binary(ref ins, Operation.Xor);
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)] private bool Cmp(ref Instruction ins) => Binary(ref ins, Operation.Cmp);
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)] private bool Test(ref Instruction ins) => Binary(ref ins, Operation.Test);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private bool Binary(ref Instruction ins, Operation op)
     {
         uint a = LoadDest(ref ins, out uint ea, out int size);
@@ -27,6 +40,7 @@ public sealed partial class X86Core
         return true;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private bool IncDec(ref Instruction ins, bool inc)
     {
         uint a = LoadDest(ref ins, out uint ea, out int size);
@@ -34,6 +48,7 @@ public sealed partial class X86Core
         return true;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private bool Neg(ref Instruction ins)
     {
         // NEG sets CF unless the operand is 0, which is exactly the borrow of 0 - a.
@@ -42,6 +57,7 @@ public sealed partial class X86Core
         return true;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private bool Not(ref Instruction ins)
     {
         uint a = LoadDest(ref ins, out uint ea, out int size);
@@ -53,6 +69,7 @@ public sealed partial class X86Core
     private void MulFlags(uint low, int size, bool overflow) =>
         SetStatus(Szp(low & SizeMask(size), size) | (overflow ? CF | OF : 0));
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private bool Mul(ref Instruction ins)
     {
         uint src = LoadDest(ref ins, out _, out int size);
@@ -85,6 +102,7 @@ public sealed partial class X86Core
         return true;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private bool Imul(ref Instruction ins)
     {
         if (ins.OpCount == 1)
@@ -132,6 +150,7 @@ public sealed partial class X86Core
     }
 
     // DIV/IDIV leave all status flags unchanged (undefined in the SDM; docs/undefined-flags.md).
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private bool Div(ref Instruction ins)
     {
         uint divisor = LoadDest(ref ins, out _, out int size);
@@ -169,6 +188,7 @@ public sealed partial class X86Core
         return true;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private bool Idiv(ref Instruction ins)
     {
         uint raw = LoadDest(ref ins, out _, out int size);
@@ -265,6 +285,7 @@ public sealed partial class X86Core
     }
 
     /// <summary>BT/BTS/BTR/BTC: CF = selected bit; other status flags unchanged (docs/undefined-flags.md).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private bool BitTest(ref Instruction ins, Operation op)
     {
         int size = DestSize(ref ins);
@@ -312,6 +333,7 @@ public sealed partial class X86Core
     }
 
     /// <summary>BSF/BSR: ZF=1 and destination unchanged for a zero source; other flags from the source (undefined).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private bool BitScan(ref Instruction ins, bool forward)
     {
         Register dest = ins.Op0Register;
@@ -322,6 +344,21 @@ public sealed partial class X86Core
         {
             WriteReg(dest, forward ? (uint)BitOperations.TrailingZeroCount(src) : (uint)(31 - BitOperations.LeadingZeroCount(src)));
         }
+        return true;
+    }
+
+    /// <summary>TZCNT/LZCNT (SDM Vol. 2B): CF = source is zero, ZF = result is zero; OF/SF/AF/PF undefined (cleared).</summary>
+    private bool CountZeros(ref Instruction ins, bool trailing)
+    {
+        Register dest = ins.Op0Register;
+        int size = RegSize[(int)dest];
+        uint src = ReadOp1(ref ins, size);
+        int bits = size * 8;
+        uint count = src == 0
+            ? (uint)bits
+            : trailing ? (uint)BitOperations.TrailingZeroCount(src) : (uint)(BitOperations.LeadingZeroCount(src) - (32 - bits));
+        WriteReg(dest, count);
+        SetStatus((src == 0 ? CF : 0) | (count == 0 ? ZF : 0));
         return true;
     }
 }

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using Iced.Intel;
 
 namespace HybridVmm.Hardware.Cpu;
@@ -8,15 +9,17 @@ public sealed partial class X86Core
     private static uint BranchTarget(ref Instruction ins) =>
         ins.Op0Kind == OpKind.NearBranch16 ? ins.NearBranch16 : ins.NearBranch32;
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private bool Jcc(ref Instruction ins)
     {
-        if (Condition(ins.ConditionCode))
+        if (Condition(ConditionByCode[(int)ins.Code]))
         {
             _eip = BranchTarget(ref ins);
         }
         return true;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private bool Jmp(ref Instruction ins)
     {
         switch (ins.Op0Kind)
@@ -34,6 +37,7 @@ public sealed partial class X86Core
         return true;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private bool Call(ref Instruction ins)
     {
         uint target;
@@ -58,6 +62,7 @@ public sealed partial class X86Core
         return true;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private bool Ret(ref Instruction ins)
     {
         int size = ins.Code is Code.Retnw or Code.Retnw_imm16 ? 2 : 4;
@@ -69,6 +74,7 @@ public sealed partial class X86Core
         return true;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private bool Loop(ref Instruction ins, Operation op)
     {
         // The counter is CX with a 16-bit address size (0x67 prefix), otherwise ECX.

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using Iced.Intel;
 
 namespace HybridVmm.Hardware.Cpu;
@@ -5,6 +6,7 @@ namespace HybridVmm.Hardware.Cpu;
 /// <summary>MOV family, exchange, conversions, conditional moves and byte swaps.</summary>
 public sealed partial class X86Core
 {
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private bool Mov(ref Instruction ins)
     {
         if (ins.Op0Kind == OpKind.Register)
@@ -21,6 +23,7 @@ public sealed partial class X86Core
         return true;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private bool MovExtend(ref Instruction ins, bool signExtend)
     {
         int srcSize = ins.Op1Kind == OpKind.Register ? RegSize[(int)ins.Op1Register] : MemSize(ref ins);
@@ -33,12 +36,14 @@ public sealed partial class X86Core
         return true;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private bool Lea(ref Instruction ins)
     {
         WriteReg(ins.Op0Register, Ea(ref ins));
         return true;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private bool Xchg(ref Instruction ins)
     {
         uint a = LoadDest(ref ins, out uint ea, out int size);
@@ -142,9 +147,10 @@ public sealed partial class X86Core
 
     private bool Cdq() { _gpr[2] = (uint)((int)_gpr[0] >> 31); return true; }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private bool Setcc(ref Instruction ins)
     {
-        uint value = Condition(ins.ConditionCode) ? 1u : 0u;
+        uint value = Condition(ConditionByCode[(int)ins.Code]) ? 1u : 0u;
         if (ins.Op0Kind == OpKind.Register)
         {
             WriteReg(ins.Op0Register, value);
@@ -156,12 +162,13 @@ public sealed partial class X86Core
         return true;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private bool Cmovcc(ref Instruction ins)
     {
         Register r = ins.Op0Register;
         // The source is read even when the condition is false, so a bad address faults (SDM Vol. 2A, CMOVcc).
         uint value = ReadOp1(ref ins, RegSize[(int)r]);
-        if (Condition(ins.ConditionCode))
+        if (Condition(ConditionByCode[(int)ins.Code]))
         {
             WriteReg(r, value);
         }

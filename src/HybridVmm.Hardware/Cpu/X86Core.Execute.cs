@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using Iced.Intel;
 
 namespace HybridVmm.Hardware.Cpu;
@@ -6,7 +7,9 @@ namespace HybridVmm.Hardware.Cpu;
 public sealed partial class X86Core
 {
     private static readonly Operation[] OperationByCode = OperationTable.ByCode;
+    private static readonly ConditionCode[] ConditionByCode = OperationTable.Condition;
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private bool Execute(ref Instruction ins)
     {
         bool ok = OperationByCode[(int)ins.Code] switch
@@ -20,8 +23,15 @@ public sealed partial class X86Core
             Operation.Pop => PopOperand(ref ins),
             Operation.MovSreg => MovSreg(ref ins),
             Operation.MovCr => MovCr(ref ins),
-            Operation.Add or Operation.Adc or Operation.Sub or Operation.Sbb or Operation.And or Operation.Or
-                or Operation.Xor or Operation.Cmp or Operation.Test => Binary(ref ins, OperationByCode[(int)ins.Code]),
+            Operation.Add => Add(ref ins),
+            Operation.Adc => Adc(ref ins),
+            Operation.Sub => Sub(ref ins),
+            Operation.Sbb => Sbb(ref ins),
+            Operation.And => And(ref ins),
+            Operation.Or => Or(ref ins),
+            Operation.Xor => Xor(ref ins),
+            Operation.Cmp => Cmp(ref ins),
+            Operation.Test => Test(ref ins),
             Operation.Inc => IncDec(ref ins, inc: true),
             Operation.Dec => IncDec(ref ins, inc: false),
             Operation.Neg => Neg(ref ins),
@@ -48,6 +58,8 @@ public sealed partial class X86Core
             Operation.Bt or Operation.Bts or Operation.Btr or Operation.Btc => BitTest(ref ins, OperationByCode[(int)ins.Code]),
             Operation.Bsf => BitScan(ref ins, forward: true),
             Operation.Bsr => BitScan(ref ins, forward: false),
+            Operation.Tzcnt => CountZeros(ref ins, trailing: true),
+            Operation.Lzcnt => CountZeros(ref ins, trailing: false),
             Operation.Bswap => Bswap(ref ins),
             Operation.Xadd => Xadd(ref ins),
             Operation.Cmpxchg => Cmpxchg(ref ins),

@@ -39,6 +39,7 @@ public sealed partial class X86Core
         return RecordIntercept(address, write, size);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private long RecordIntercept(uint address, bool write, int size)
     {
         if (!_faulted)
@@ -87,6 +88,7 @@ public sealed partial class X86Core
     };
 
     /// <summary>A little-endian read whose bytes lie in two pages (addresses wrap at 4 GiB).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private uint ReadSplit(uint address, int size)
     {
         int first = (int)(HostPhysicalMemory.FrameSize - (address & PageOffsetMask));
@@ -113,9 +115,9 @@ public sealed partial class X86Core
             return -1;
         }
         CodePage? code = _codePages[address >> PageShift];
-        if (code is not null && code.Count != 0)
+        if (code is not null && code.Count != 0 && code.Overlaps(address & PageOffsetMask, size))
         {
-            code.Clear();
+            code.Clear(); // self-modifying code: re-decode from the new bytes
         }
         return host;
     }
@@ -162,6 +164,7 @@ public sealed partial class X86Core
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void WriteSplit(uint address, uint value, int size)
     {
         int first = (int)(HostPhysicalMemory.FrameSize - (address & PageOffsetMask));

@@ -6,10 +6,12 @@ namespace HybridVmm.Hardware.Cpu;
 /// <summary>Register and operand access, driven by small tables indexed by Iced's enums.</summary>
 public sealed partial class X86Core
 {
-    private static readonly byte[] RegGpr = new byte[256];
-    private static readonly byte[] RegShift = new byte[256];
-    private static readonly uint[] RegMask = new uint[256];
-    private static readonly byte[] RegSize = new byte[256];
+    // Indexed by every Iced Register value, so any register a decoded instruction names is in range.
+    private static readonly int RegisterCount = Enum.GetValues<Register>().Length + 1;
+    private static readonly byte[] RegGpr = new byte[RegisterCount];
+    private static readonly byte[] RegShift = new byte[RegisterCount];
+    private static readonly uint[] RegMask = new uint[RegisterCount];
+    private static readonly byte[] RegSize = new byte[RegisterCount];
     private static readonly byte[] MemSizeBytes = BuildMemorySizes();
 
     static X86Core()
@@ -53,6 +55,12 @@ public sealed partial class X86Core
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private uint ReadReg(Register r)
     {
+        // 32-bit registers are the common case in 32-bit code: index the file directly.
+        uint r32 = (uint)(r - Register.EAX);
+        if (r32 < 8)
+        {
+            return _gpr[(int)r32];
+        }
         int i = (int)r;
         return (_gpr[RegGpr[i]] >> RegShift[i]) & RegMask[i];
     }
@@ -60,6 +68,12 @@ public sealed partial class X86Core
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private void WriteReg(Register r, uint value)
     {
+        uint r32 = (uint)(r - Register.EAX);
+        if (r32 < 8)
+        {
+            _gpr[(int)r32] = value;
+            return;
+        }
         int i = (int)r;
         int shift = RegShift[i];
         uint mask = RegMask[i] << shift;
@@ -82,7 +96,9 @@ public sealed partial class X86Core
         {
             address += ReadReg(x) * (uint)ins.MemoryIndexScale;
         }
-        if (ins.MemoryDisplSize == 2 || RegSize[(int)b] == 2 || RegSize[(int)x] == 2)
+        // 16-bit addressing: a 16-bit base or index, or a bare disp16 (checked last: it costs a decode).
+        if ((uint)(b - Register.AX) < 8 || (uint)(x - Register.AX) < 8
+            || (b == Register.None && x == Register.None && ins.MemoryDisplSize == 2))
         {
             address &= 0xffff; // 16-bit addressing (0x67 prefix) wraps at 64 KiB
         }

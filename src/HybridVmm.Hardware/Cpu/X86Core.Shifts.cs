@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using Iced.Intel;
 
 namespace HybridVmm.Hardware.Cpu;
@@ -9,6 +10,7 @@ namespace HybridVmm.Hardware.Cpu;
 /// </summary>
 public sealed partial class X86Core
 {
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private bool Shift(ref Instruction ins, Operation op)
     {
         uint a = LoadDest(ref ins, out uint ea, out int size);
@@ -94,6 +96,7 @@ public sealed partial class X86Core
         return true;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private bool DoubleShift(ref Instruction ins, bool left)
     {
         uint a = LoadDest(ref ins, out uint ea, out int size);
@@ -103,20 +106,25 @@ public sealed partial class X86Core
         {
             return true;
         }
-        uint r, cf;
+        // "previous" is the operand after count-1 shifts: CF is the bit it shifts out next, and OF
+        // compares its sign with the result's (for count 1 that is the SDM's sign-change rule; for
+        // larger counts OF is undefined and this matches QEMU).
+        uint r, cf, previous;
         if (size == 4)
         {
             if (left)
             {
                 ulong t = ((ulong)a << 32) | b;
+                previous = (uint)((t << (count - 1)) >> 32);
                 r = (uint)((t << count) >> 32);
-                cf = (uint)(t >> (64 - count)) & 1;
+                cf = previous >> 31;
             }
             else
             {
                 ulong t = ((ulong)b << 32) | a;
+                previous = (uint)(t >> (count - 1));
                 r = (uint)(t >> count);
-                cf = (uint)(t >> (count - 1)) & 1;
+                cf = previous & 1;
             }
         }
         else
@@ -125,17 +133,19 @@ public sealed partial class X86Core
             if (left)
             {
                 ulong t = ((ulong)a << 32) | ((ulong)b << 16) | a;
+                previous = (uint)((t << (count - 1)) >> 32) & 0xffff;
                 r = (uint)((t << count) >> 32) & 0xffff;
-                cf = (uint)(t >> (48 - count)) & 1;
+                cf = previous >> 15;
             }
             else
             {
                 ulong t = a | ((ulong)b << 16) | ((ulong)a << 32);
+                previous = (uint)(t >> (count - 1)) & 0xffff;
                 r = (uint)(t >> count) & 0xffff;
-                cf = (uint)(t >> (count - 1)) & 1;
+                cf = previous & 1;
             }
         }
-        uint of = ((a ^ r) & SignBit(size)) != 0 ? OF : 0;
+        uint of = ((previous ^ r) & SignBit(size)) != 0 ? OF : 0;
         SetStatus(Szp(r, size) | cf | of);
         StoreDest(ref ins, ea, size, r);
         return true;

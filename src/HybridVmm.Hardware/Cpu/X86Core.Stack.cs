@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using Iced.Intel;
 
 namespace HybridVmm.Hardware.Cpu;
@@ -7,6 +8,7 @@ public sealed partial class X86Core
 {
     private static readonly byte[] StackOperandSize = OperationTable.StackOperandSize;
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private bool PushOperand(ref Instruction ins)
     {
         int size = StackOperandSize[(int)ins.Code];
@@ -24,6 +26,7 @@ public sealed partial class X86Core
         return true;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private bool PopOperand(ref Instruction ins)
     {
         int size = StackOperandSize[(int)ins.Code];
@@ -116,6 +119,7 @@ public sealed partial class X86Core
         return true;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private bool Enter(ref Instruction ins)
     {
         int size = ins.Code == Code.Enterw_imm16_imm8 ? 2 : 4;
@@ -139,6 +143,7 @@ public sealed partial class X86Core
         return true;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private bool Leave(ref Instruction ins)
     {
         if (ins.Code == Code.Leavew)

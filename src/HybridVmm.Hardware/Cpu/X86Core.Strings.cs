@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using Iced.Intel;
 
 namespace HybridVmm.Hardware.Cpu;
@@ -10,6 +11,7 @@ namespace HybridVmm.Hardware.Cpu;
 /// </summary>
 public sealed partial class X86Core
 {
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private bool StringOp(ref Instruction ins, Operation op)
     {
         if (ins.Op0Kind is OpKind.MemoryESDI or OpKind.MemorySegSI || ins.Op1Kind is OpKind.MemoryESDI or OpKind.MemorySegSI)
@@ -44,6 +46,7 @@ public sealed partial class X86Core
     }
 
     /// <summary>One element; false (with nothing committed) when an access was refused.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private bool StringIteration(Operation op, int size, uint delta)
     {
         uint esi = _gpr[6];

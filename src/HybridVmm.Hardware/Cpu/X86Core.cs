@@ -90,6 +90,7 @@ public sealed partial class X86Core
     }
 
     /// <summary>Runs until an exit or until <paramref name="maxInstructions"/> have retired.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public CpuExit Run(long maxInstructions)
     {
         long retired = 0;
@@ -97,6 +98,7 @@ public sealed partial class X86Core
         uint pageBase = 0;
         while (retired < maxInstructions)
         {
+            // Interrupt delivery (IDT, IF, STI/MOV SS shadows) will be checked here, between instructions.
             uint eip = _eip;
             if (page is null || (eip & ~PageOffsetMask) != pageBase)
             {

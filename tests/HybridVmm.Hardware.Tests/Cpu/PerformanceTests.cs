@@ -13,6 +13,9 @@ public class PerformanceTests
 {
     private const int BufferLength = 64 * 1024;
 
+    /// <summary>Benchmark rounds; HYBRIDVMM_BENCH_ROUNDS raises it for profiling runs.</summary>
+    private static int Rounds => int.TryParse(Environment.GetEnvironmentVariable("HYBRIDVMM_BENCH_ROUNDS"), out int n) ? n : 12;
+
     /// <summary>Bitwise CRC-32 over a buffer: the shape of code gcc -O2 emits for a checksum loop.</summary>
     private static void Crc32Kernel(Assembler asm)
     {
@@ -74,21 +77,104 @@ public class PerformanceTests
     public void HotLoopDoesNotAllocate()
     {
         TestMachine m = PrepareCrc();
-        m.Cpu.Run(100_000); // warm up: decode cache filled, JIT done
-        long before = GC.GetAllocatedBytesForCurrentThread();
-        CpuExit exit = default;
-        for (int i = 0; i < 100 && exit.Reason != CpuExitReason.Halt; i++)
+        m.Cpu.Run(100_000); // warm up: decode cache filled
+        // Tiered JIT compilation can allocate on this thread while the loop is being re-jitted, so take
+        // the best of a few windows: a per-instruction allocation would show up in every window.
+        long best = long.MaxValue;
+        for (int window = 0; window < 5 && best != 0; window++)
         {
-            exit = m.Cpu.Run(10_000);
+            long before = GC.GetAllocatedBytesForCurrentThread();
+            for (int i = 0; i < 20; i++)
+            {
+                m.Cpu.Run(10_000);
+            }
+            best = Math.Min(best, GC.GetAllocatedBytesForCurrentThread() - before);
         }
-        long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
-        Assert.That(allocated, Is.Zero);
+        Assert.That(best, Is.Zero, "bytes allocated over 200,000 guest instructions");
+    }
+
+    /// <summary>Sieve of Eratosthenes over 64 KiB of flags: byte stores, compares and branches.</summary>
+    private static void SieveKernel(Assembler asm)
+    {
+        const int n = 0x10000;
+        var clear = asm.CreateLabel();
+        var outer = asm.CreateLabel();
+        var inner = asm.CreateLabel();
+        var next = asm.CreateLabel();
+        var count = asm.CreateLabel();
+        var skip = asm.CreateLabel();
+        asm.mov(edi, TestMachine.DataBase);
+        asm.mov(ecx, n / 4);
+        asm.mov(eax, 0x01010101);
+        asm.rep.stosd();
+        asm.mov(ebx, 2);
+        asm.Label(ref outer);
+        asm.mov(eax, ebx);
+        asm.imul(eax, ebx);
+        asm.cmp(eax, n);
+        asm.jae(count);
+        asm.cmp(__byte_ptr[ebx + TestMachine.DataBase], 0);
+        asm.je(next);
+        asm.Label(ref inner);
+        asm.mov(__byte_ptr[eax + TestMachine.DataBase], 0);
+        asm.add(eax, ebx);
+        asm.cmp(eax, n);
+        asm.jb(inner);
+        asm.Label(ref next);
+        asm.inc(ebx);
+        asm.jmp(outer);
+        asm.Label(ref count);
+        asm.xor(eax, eax);
+        asm.mov(ecx, 2);
+        asm.Label(ref clear);
+        asm.movzx(edx, __byte_ptr[ecx + TestMachine.DataBase]);
+        asm.add(eax, edx);
+        asm.inc(ecx);
+        asm.cmp(ecx, n);
+        asm.jb(clear);
+        asm.Label(ref skip);
+        asm.hlt();
+    }
+
+    [Test]
+    public void SieveKernelCountsPrimesBelow65536()
+    {
+        var m = new TestMachine();
+        m.Load(SieveKernel);
+        m.RunToHalt(100_000_000);
+        Assert.That(m.Cpu[Gpr.Eax], Is.EqualTo(6542));
+    }
+
+    [Test, Explicit("Benchmark: prints guest MIPS; run in Release")]
+    public void SieveMips()
+    {
+        for (int round = 0; round < Rounds; round++)
+        {
+            var m = new TestMachine();
+            m.Load(SieveKernel);
+            Measure(m, $"sieve round {round}");
+        }
+    }
+
+    private static void Measure(TestMachine m, string label)
+    {
+        var sw = Stopwatch.StartNew();
+        CpuExit exit;
+        do
+        {
+            exit = m.Cpu.Run(10_000_000);
+        }
+        while (exit.Reason == CpuExitReason.BudgetExhausted);
+        sw.Stop();
+        Assert.That(exit.Reason, Is.EqualTo(CpuExitReason.Halt));
+        double mips = m.Cpu.InstructionsRetired / sw.Elapsed.TotalSeconds / 1e6;
+        TestContext.Out.WriteLine($"{label}: {m.Cpu.InstructionsRetired:N0} instructions in {sw.Elapsed.TotalMilliseconds:F0} ms = {mips:F1} MIPS");
     }
 
     [Test, Explicit("Benchmark: prints guest MIPS; run in Release")]
     public void Crc32Mips()
     {
-        for (int round = 0; round < 12; round++)
+        for (int round = 0; round < Rounds; round++)
         {
             TestMachine m = PrepareCrc();
             var sw = Stopwatch.StartNew();

@@ -1,0 +1,148 @@
+using HybridVmm.Hardware.Cpu;
+using Iced.Intel;
+using static Iced.Intel.AssemblerRegisters;
+
+namespace HybridVmm.Hardware.Tests.Cpu;
+
+/// <summary>Segment registers, control registers, software interrupts and the less common encodings.</summary>
+public class SystemInstructionTests
+{
+    [Test]
+    public void SegmentRegistersMoveThroughStackAndRegisters()
+    {
+        var m = new TestMachine();
+        m.Execute(asm =>
+        {
+            asm.mov(ax, 0x23);
+            asm.mov(es, ax);
+            asm.push(es);
+            asm.pop(fs);
+            asm.mov(ebx, 0xffffffff);
+            asm.mov(ebx, fs);      // zero-extends into a 32-bit register
+            asm.mov(__word_ptr[TestMachine.DataBase], gs);
+        });
+        Assert.That((m.Cpu.Es, m.Cpu.Fs), Is.EqualTo(((ushort)0x23, (ushort)0x23)));
+        Assert.That(m.Cpu[Gpr.Ebx], Is.EqualTo(0x23));
+        Assert.That(m.Read32(TestMachine.DataBase) & 0xffff, Is.EqualTo(0x10));
+        Assert.That(m.Cpu[Gpr.Esp], Is.EqualTo(TestMachine.StackTop));
+    }
+
+    [Test]
+    public void ControlRegistersAreReadableAndWritable()
+    {
+        var m = new TestMachine();
+        m.Execute(asm =>
+        {
+            asm.mov(eax, cr0);
+            asm.or(eax, 0x10);
+            asm.mov(cr0, eax);
+            asm.mov(ebx, 0x5000);
+            asm.mov(cr3, ebx);
+            asm.mov(ecx, cr3);
+        });
+        Assert.That(m.Cpu.Cr0, Is.EqualTo(0x11));
+        Assert.That((m.Cpu.Cr3, m.Cpu[Gpr.Ecx]), Is.EqualTo((0x5000u, 0x5000u)));
+    }
+
+    [Test]
+    public void EnablingPagingRaisesGeneralProtectionBecauseItIsNotSimulated()
+    {
+        var m = new TestMachine();
+        m.Load(asm => { asm.mov(eax, 0x80000001); asm.mov(cr0, eax); asm.hlt(); });
+        CpuExit exit = m.Cpu.Run(10);
+        Assert.That((exit.Reason, exit.Vector), Is.EqualTo((CpuExitReason.Exception, ExceptionVector.GeneralProtection)));
+        Assert.That(m.Cpu.Cr0, Is.EqualTo(1));
+    }
+
+    [TestCase(new byte[] { 0xcd, 0x80 }, (byte)0x80)]
+    [TestCase(new byte[] { 0xcc }, ExceptionVector.Breakpoint)]
+    public void SoftwareInterruptExitsWithItsVectorUntilIdtDeliveryExists(byte[] code, byte vector)
+    {
+        var m = new TestMachine();
+        m.WriteBytes(TestMachine.CodeBase, code);
+        m.Cpu.Eip = TestMachine.CodeBase;
+        CpuExit exit = m.Cpu.Run(10);
+        Assert.That((exit.Reason, exit.Vector), Is.EqualTo((CpuExitReason.Exception, vector)));
+        Assert.That(m.Cpu.Eip, Is.EqualTo(TestMachine.CodeBase));
+    }
+
+    [Test]
+    public void IntoTrapsOnlyWhenOverflowIsSet()
+    {
+        var m = new TestMachine();
+        m.Load(asm => { asm.into(); asm.mov(eax, 0x7fffffff); asm.inc(eax); asm.into(); asm.hlt(); });
+        CpuExit exit = m.Cpu.Run(10);
+        Assert.That((exit.Reason, exit.Vector), Is.EqualTo((CpuExitReason.Exception, ExceptionVector.Overflow)));
+        Assert.That(m.Cpu.InstructionsRetired, Is.EqualTo(3));
+    }
+
+    [TestCase(0x00000000u, 32u, F.CF | 0)]
+    [TestCase(0x00000001u, 0u, F.ZF)]
+    [TestCase(0x80000000u, 31u, 0u)]
+    public void RepBsfEncodingExecutesAsTzcnt(uint source, uint expected, uint flags)
+    {
+        var m = new TestMachine();
+        m.Cpu[Gpr.Ebx] = source;
+        m.Execute(asm => asm.db(0xf3, 0x0f, 0xbc, 0xc3)); // rep bsf eax, ebx = tzcnt eax, ebx
+        Assert.That(m.Cpu[Gpr.Eax], Is.EqualTo(expected));
+        Assert.That(m.Cpu.Eflags & (F.CF | F.ZF), Is.EqualTo(flags));
+    }
+
+    [Test]
+    public void StringInstructionWithSixteenBitAddressSizeIsNotEmulated()
+    {
+        var m = new TestMachine();
+        m.Load(asm => asm.db(0x67, 0xa4)); // movsb with 16-bit addressing (SI/DI)
+        CpuExit exit = m.Cpu.Run(10);
+        Assert.That((exit.Reason, exit.Vector), Is.EqualTo((CpuExitReason.Exception, ExceptionVector.InvalidOpcode)));
+    }
+
+    [Test]
+    public void SixteenBitAddressingWrapsAt64KiB()
+    {
+        var m = new TestMachine();
+        m.Write32(0x0010, 0xabcd);
+        m.Execute(asm =>
+        {
+            asm.mov(ebx, 0x1fff0);
+            asm.db(0x67, 0x8b, 0x47, 0x20); // mov eax, [bx+0x20] -> 0xfff0 + 0x20 wraps to 0x0010
+        });
+        Assert.That(m.Cpu[Gpr.Eax], Is.EqualTo(0xabcd));
+    }
+
+    [Test]
+    public void PushfwAndPopfwMoveSixteenBits()
+    {
+        var m = new TestMachine();
+        m.Execute(asm =>
+        {
+            asm.stc();
+            asm.pushf();
+            asm.pop(ax);
+            asm.db(0x66, 0x68, 0x40, 0x08);  // push word 0x0840 (OF | ZF)
+            asm.popf();
+        });
+        Assert.That(m.Cpu[Gpr.Eax] & 0xffff, Is.EqualTo(3));
+        Assert.That(m.Cpu.Eflags & F.Status, Is.EqualTo(F.OF | F.ZF));
+        Assert.That(m.Cpu[Gpr.Esp], Is.EqualTo(TestMachine.StackTop));
+    }
+
+    [Test]
+    public void EipAndDataAccessesWrapAroundFourGiB()
+    {
+        var memory = new HybridVmm.Hardware.Memory.HostPhysicalMemory(2);
+        var slat = new HybridVmm.Hardware.Memory.SecondLevelPageTable(1 << 20);
+        slat.Map(0xfffff, 1, writable: true);
+        slat.Map(0, 0, writable: true);
+        var cpu = new X86Core(memory, slat);
+        cpu.ResetToFlatProtectedMode(0xffffffff);
+        memory.Bytes[0x1fff] = 0x90;                                          // nop at 0xffffffff
+        new byte[] { 0xa1, 0xfe, 0xff, 0xff, 0xff, 0xf4 }.CopyTo(memory.Bytes, 0); // mov eax,[0xfffffffe]; hlt
+        memory.Bytes[0x1ffe] = 0x11;
+        cpu.InvalidateCode(0, 8);
+        CpuExit exit = cpu.Run(10);
+        Assert.That(exit.Reason, Is.EqualTo(CpuExitReason.Halt), cpu.DescribeState());
+        Assert.That(cpu[Gpr.Eax], Is.EqualTo(0xfea19011u), "bytes ffffFFFE..0x00000001");
+        Assert.That(cpu.Eip, Is.EqualTo(6));
+    }
+}
