@@ -8,6 +8,7 @@ var root = new RootCommand("HybridVmm: a hybrid (Type 3) hypervisor simulator th
 var trace = new Option<string?>("--trace") { Description = "Write the default scenario's trace to this file" };
 root.Options.Add(trace);
 root.Subcommands.Add(RunCommand.Create());
+root.Subcommands.Add(RestoreCommand.Create());
 root.Subcommands.Add(ServeCommand.Create());
 root.Subcommands.Add(BenchCommand.Create());
 root.SetAction(async (result, cancellationToken) =>

@@ -1,5 +1,6 @@
 using HybridVmm.Guests.Multiboot;
 using HybridVmm.HostOS.Devices;
+using HybridVmm.HostOS.Encapsulation;
 using HybridVmm.HostOS.Management;
 using HybridVmm.HostOS.Worker;
 using HybridVmm.Hypervisor;
@@ -89,8 +90,7 @@ public sealed class RootPartition
         Partition? partition = _api.CreatePartition(config.Name, config.MemoryBytes, config.InstructionLimit);
         if (partition is null)
         {
-            error = new VmCreationError(VmCreationErrorKind.OutOfHostMemory,
-                $"not enough host memory for {config.MemoryBytes / (1024 * 1024)} MiB ({_api.FreeMemoryBytes / (1024 * 1024)} MiB free)");
+            error = OutOfMemory(config.MemoryBytes);
             return null;
         }
 
@@ -100,7 +100,101 @@ public sealed class RootPartition
         }
 
         _api.SetBootState(partition, prepared.Entry, BootInformation.BootloaderMagic, BootInformation.InfoAddress);
+        return AddWorker(config, partition);
+    }
 
+    /// <summary>Encapsulation: captures a paused or stopped VM (at an instruction boundary) as a value.</summary>
+    public VmSnapshot CaptureSnapshot(VirtualMachine vm)
+    {
+        GuestPhysicalAddressSpace space = vm.Partition.AddressSpace!;
+        var pages = new List<SavedPage>();
+        for (uint page = 0; page < space.PageCount; page++)
+        {
+            if (!space.IsZeroPage(page))
+            {
+                byte[] bytes = new byte[4096];
+                space.TryRead(page << 12, bytes);
+                pages.Add(new SavedPage(page, bytes));
+            }
+        }
+
+        var devices = new List<DeviceState>();
+        foreach (IPortIoDevice device in vm.Worker.Devices)
+        {
+            devices.Add(new DeviceState(device.Name, device.SaveState()));
+        }
+
+        VmConfiguration c = vm.Configuration;
+        PartitionStatistics stats = vm.Partition.Statistics;
+        return new VmSnapshot
+        {
+            Name = c.Name, MemoryBytes = c.MemoryBytes, CommandLine = c.CommandLine, Devices = c.Devices.ToArray(),
+            InstructionLimit = c.InstructionLimit, Cpu = _api.GetVpState(vm.Partition),
+            VirtualTicks = _api.VirtualTicks(vm.Partition), ChannelMessages = stats.ChannelMessages,
+            Intercepts = new SortedDictionary<string, long>(stats.InterceptsByKind.ToDictionary(p => p.Key, p => p.Value), StringComparer.Ordinal),
+            DeviceStates = devices, Pages = pages,
+        };
+    }
+
+    /// <summary>Brings a VM back from a snapshot, created and ready to start where it was saved.</summary>
+    public VirtualMachine? RestoreVm(VmSnapshot snapshot, out VmCreationError? error, string? name = null)
+    {
+        var config = new VmConfiguration
+        {
+            Name = name ?? snapshot.Name, Image = Array.Empty<byte>(), MemoryBytes = snapshot.MemoryBytes,
+            CommandLine = snapshot.CommandLine, Devices = snapshot.Devices, InstructionLimit = snapshot.InstructionLimit,
+        };
+        Partition? partition = _api.CreatePartition(config.Name, config.MemoryBytes, config.InstructionLimit);
+        if (partition is null)
+        {
+            error = OutOfMemory(config.MemoryBytes);
+            return null;
+        }
+
+        foreach (SavedPage page in snapshot.Pages)
+        {
+            _api.WriteGuestMemory(partition, page.PageNumber << 12, page.Bytes);
+        }
+
+        _api.SetVpState(partition, snapshot.Cpu);
+        _api.RestoreStatistics(partition, snapshot.VirtualTicks, snapshot.ChannelMessages, snapshot.Intercepts);
+        VirtualMachine vm = AddWorker(config, partition);
+        foreach (DeviceState state in snapshot.DeviceStates)
+        {
+            IPortIoDevice? device = vm.Worker.Devices.FirstOrDefault(d => d.Name == state.Name);
+            if (device is null || !device.RestoreState(state.State))
+            {
+                Delete(vm);
+                error = new VmCreationError(VmCreationErrorKind.InvalidImage, $"snapshot holds state for device '{state.Name}' that this VM cannot take");
+                return null;
+            }
+        }
+
+        error = null;
+        return vm;
+    }
+
+    /// <summary>Rapid provisioning: a clone of a paused template VM, sharing its memory copy-on-write, with copies of its device state.</summary>
+    public VirtualMachine CloneVm(VirtualMachine template, string name)
+    {
+        Partition partition = _api.ClonePartition(template.Partition, name);
+        VirtualMachine clone = AddWorker(template.Configuration with { Name = name }, partition);
+        foreach (IPortIoDevice device in template.Worker.Devices)
+        {
+            clone.Worker.Devices.First(d => d.Name == device.Name).RestoreState(device.SaveState());
+        }
+
+        return clone;
+    }
+
+    /// <summary>Pauses the VM once it has retired <paramref name="instructions"/> instructions in total.</summary>
+    public void PauseAtInstruction(VirtualMachine vm, long instructions) => _api.PauseAtInstruction(vm.Partition, instructions);
+
+    private VmCreationError OutOfMemory(uint bytes) => new(VmCreationErrorKind.OutOfHostMemory,
+        $"not enough host memory for {bytes / (1024 * 1024)} MiB ({_api.FreeMemoryBytes / (1024 * 1024)} MiB free)");
+
+    private VirtualMachine AddWorker(VmConfiguration config, Partition partition)
+    {
         var worker = new VmWorker(_api, partition);
         VirtualMachine? vm = null;
         var com1 = new Uart16550(Uart16550.Com1Base, b => _console.Write(vm!, worker.Now, b));
@@ -113,6 +207,7 @@ public sealed class RootPartition
         {
             worker.Attach(new DebugExitDevice());
         }
+
         vm = new VirtualMachine(config, partition, worker, com1);
         lock (_gate)
         {
@@ -123,7 +218,6 @@ public sealed class RootPartition
             }
         }
 
-        error = null;
         return vm;
     }
 

@@ -137,20 +137,47 @@ public sealed class HypervisorKernel
         lock (_gate)
         {
             GuestPhysicalAddressSpace? space = GuestPhysicalAddressSpace.TryCreate(Memory, Frames, memoryBytes);
-            if (space is null)
+            return space is null ? null : AddChild(name, space, instructionLimit);
+        }
+    }
+
+    /// <summary>A new partition sharing <paramref name="template"/>'s memory copy-on-write, with a copy of its vCPU state.</summary>
+    internal Partition CloneChild(Partition template, string name)
+    {
+        lock (_gate)
+        {
+            Partition clone = AddChild(name, template.AddressSpace!.CloneCopyOnWrite(), template.InstructionLimit);
+            for (int i = 0; i < template.VirtualProcessors.Count; i++)
             {
-                return null;
+                clone.VirtualProcessors[i].Core.RestoreState(template.VirtualProcessors[i].Core.SaveState());
             }
 
-            int id = _partitions[^1].Id + 1;
-            var partition = new Partition(id, name, space, instructionLimit);
-            X86Core core = new(Memory, space.Slat);
-            partition.AddVp(core);
-            space.HostWrote += core.InvalidateCode;
-            _partitions.Add(partition);
-            Trace.NamePartition(id, name);
-            return partition;
+            return clone;
         }
+    }
+
+    private Partition AddChild(string name, GuestPhysicalAddressSpace space, long instructionLimit)
+    {
+        int id = _partitions[^1].Id + 1;
+        var partition = new Partition(id, name, space, instructionLimit);
+        X86Core core = new(Memory, space.Slat);
+        partition.AddVp(core);
+        space.HostWrote += core.InvalidateCode;
+        _partitions.Add(partition);
+        Trace.NamePartition(id, name);
+        return partition;
+    }
+
+    /// <summary>Raised on the scheduler thread when a partition reaches its <see cref="Partition.BreakAtInstruction"/> and pauses.</summary>
+    public event Action<Partition>? BreakpointReached;
+
+    internal void ReachBreakpoint(Partition partition)
+    {
+        long at = partition.BreakAtInstruction;
+        partition.BreakAtInstruction = 0;
+        partition.State = PartitionState.Paused;
+        Trace.Record(Now(partition), partition.Id, -1, TraceKind.Lifecycle, $"paused at instruction {at}");
+        BreakpointReached?.Invoke(partition);
     }
 
     internal void Remove(Partition partition)
@@ -158,7 +185,7 @@ public sealed class HypervisorKernel
         lock (_gate)
         {
             _partitions.Remove(partition);
-            partition.AddressSpace?.Release(Frames);
+            partition.AddressSpace?.Release();
         }
     }
 

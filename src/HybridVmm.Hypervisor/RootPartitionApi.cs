@@ -61,7 +61,7 @@ public sealed class RootPartitionApi
         {
             _kernel.Trace.Record(_kernel.Now(partition), partition.Id, -1, TraceKind.Lifecycle,
                 partition.State == PartitionState.Created ? $"started eip=0x{partition.VirtualProcessors[0].Core.Eip:x8}" : "resumed");
-            if (partition.State == PartitionState.Created)
+            if (partition.Statistics.StartTicks == PartitionStatistics.NotStarted)
             {
                 partition.Statistics.StartTicks = _kernel.Now(partition);
             }
@@ -89,6 +89,49 @@ public sealed class RootPartitionApi
         Stop(partition);
         _kernel.Remove(partition);
     }
+
+    /// <summary>
+    /// Rapid provisioning: a new partition that shares <paramref name="template"/>'s RAM copy-on-write through
+    /// the second-level translation and starts from a copy of its vCPU state. The template should be paused.
+    /// </summary>
+    public Partition ClonePartition(Partition template, string name)
+    {
+        Partition clone = _kernel.CloneChild(template, name);
+        _kernel.Trace.Record(_kernel.Now(template), clone.Id, -1, TraceKind.Lifecycle,
+            $"cloned from {template.Name} memory={clone.AddressSpace!.SizeBytes / 1024}KiB shared-pages={clone.AddressSpace.SharedPages}");
+        return clone;
+    }
+
+    /// <summary>Pauses the partition once its boot vCPU has retired <paramref name="instructions"/> instructions in total.</summary>
+    public void PauseAtInstruction(Partition partition, long instructions) => partition.BreakAtInstruction = instructions;
+
+    public Hardware.Cpu.CpuState GetVpState(Partition partition, int vpIndex = 0) =>
+        partition.VirtualProcessors[vpIndex].Core.SaveState();
+
+    public void SetVpState(Partition partition, in Hardware.Cpu.CpuState state, int vpIndex = 0) =>
+        partition.VirtualProcessors[vpIndex].Core.RestoreState(state);
+
+    /// <summary>Restores the counters of a partition brought back from a snapshot or a migration stream.</summary>
+    public void RestoreStatistics(Partition partition, long virtualTicks, long channelMessages, IEnumerable<KeyValuePair<string, long>> intercepts)
+    {
+        partition.Statistics.StartTicks = _kernel.Clock.Ticks - virtualTicks;
+        partition.Statistics.ChannelMessages = channelMessages;
+        partition.Statistics.InstructionsRetired = partition.VirtualProcessors[0].Core.InstructionsRetired;
+        foreach ((string kind, long count) in intercepts)
+        {
+            partition.Statistics.SetIntercepts(kind, count);
+        }
+    }
+
+    /// <summary>Virtual ticks since the partition started (its share of the machine's virtual time).</summary>
+    public long VirtualTicks(Partition partition) => partition.Statistics.VirtualTicks(_kernel.Clock.Ticks);
+
+    /// <summary>Live migration: write-protect all RAM and log the pages the guest writes from now on.</summary>
+    public void StartDirtyTracking(Partition partition) => partition.AddressSpace!.StartDirtyTracking();
+
+    public List<uint> CollectDirtyPages(Partition partition) => partition.AddressSpace!.CollectDirtyPages();
+
+    public void StopDirtyTracking(Partition partition) => partition.AddressSpace!.StopDirtyTracking();
 
     /// <summary>Completes an intercept; the vCPU resumes at the scheduler's next round barrier.</summary>
     public ValueTask CompleteInterceptAsync(InterceptReply reply, CancellationToken cancellationToken = default) =>

@@ -1,9 +1,6 @@
 using System.CommandLine;
 using HybridVmm.HostOS;
 using HybridVmm.HostOS.Management;
-using HybridVmm.Hypervisor;
-using HybridVmm.Hypervisor.Partitions;
-using HybridVmm.Hypervisor.Tracing;
 
 namespace HybridVmm.Cli.Commands;
 
@@ -15,25 +12,23 @@ internal static class RunCommand
         var image = new Argument<string>("IMAGE") { Description = "Multiboot v1 ELF32 kernel to boot" };
         var memory = new Option<string>("--memory", "-m") { Description = "Guest RAM, e.g. 64M or 1G", DefaultValueFactory = _ => "64M" };
         var append = new Option<string>("--append") { Description = "Multiboot command line passed to the guest", DefaultValueFactory = _ => "" };
-        var trace = new Option<string?>("--trace") { Description = "Write the readable trace to this file" };
-        var max = new Option<long>("--max-instructions") { Description = "Stop the guest after N instructions (0 = no limit)" };
+        var session = new SessionOptions();
         var command = new Command("run", "Boot one Multiboot kernel in a child partition and print its serial output")
         {
-            image, memory, append, trace, max,
+            image, memory, append,
         };
+        session.AddTo(command);
         command.SetAction((result, cancellationToken) => RunAsync(
-            result.GetValue(image)!, result.GetValue(memory)!, result.GetValue(append) ?? "",
-            result.GetValue(trace), result.GetValue(max), cancellationToken));
+            result.GetValue(image)!, result.GetValue(memory)!, result.GetValue(append) ?? "", session.Read(result), cancellationToken));
         return command;
     }
 
-    private static async Task<int> RunAsync(string imagePath, string memoryText, string commandLine, string? tracePath, long maxInstructions, CancellationToken cancellationToken)
+    private static async Task<int> RunAsync(string imagePath, string memoryText, string commandLine, SessionOptions.Values options, CancellationToken cancellationToken)
     {
         TextWriter stderr = Console.Error;
-        if (maxInstructions < 0)
+        if (options.Validate(stderr) is { } usage)
         {
-            stderr.WriteLine("hybridvmm: error: --max-instructions must be zero or positive");
-            return ExitStatus.Usage;
+            return usage;
         }
 
         if (!SizeParser.TryParseGuestMemory(memoryText, out uint memoryBytes, out string sizeError))
@@ -59,7 +54,7 @@ internal static class RunCommand
             Image = bytes,
             MemoryBytes = memoryBytes,
             CommandLine = commandLine,
-            InstructionLimit = maxInstructions,
+            InstructionLimit = options.MaxInstructions,
         };
 
         // Refuse bad input before the trace file is opened, so a failed run never truncates an old trace.
@@ -68,30 +63,6 @@ internal static class RunCommand
             return Outcome.CreationFailed(invalid!, stderr);
         }
 
-        TraceRecorder? recorder = TraceFiles.Open(tracePath, stderr);
-        if (recorder is null)
-        {
-            return ExitStatus.CannotWrite;
-        }
-
-        using Stream stdout = Console.OpenStandardOutput();
-        var options = new HypervisorOptions { HostMemoryBytes = memoryBytes + (4L << 20) };
-        using var system = new HybridSystem(options, new RawStreamConsole(new BufferedStream(stdout)), recorder);
-        VirtualMachine? vm = system.Root.CreateVm(config, out VmCreationError? error);
-        if (vm is null)
-        {
-            return Outcome.CreationFailed(error!, stderr);
-        }
-
-        system.Root.Start(vm);
-        await system.RunUntilIdleAsync(cancellationToken);
-        if (cancellationToken.IsCancellationRequested)
-        {
-            stderr.WriteLine("hybridvmm: interrupted; guest stopped, trace flushed.");
-            return ExitStatus.Interrupted;
-        }
-
-        PartitionExit exit = await vm.Exited;
-        return Outcome.Report(vm, exit, stderr);
+        return await SingleVmSession.RunAsync(memoryBytes, options, root => (root.CreateVm(config, out VmCreationError? error), error), cancellationToken);
     }
 }

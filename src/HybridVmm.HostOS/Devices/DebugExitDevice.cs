@@ -16,4 +16,9 @@ public sealed class DebugExitDevice : IPortIoDevice
     public uint Read(ushort port, int size) => 0;
 
     public PortWriteOutcome Write(ushort port, int size, uint value) => PortWriteOutcome.Exit(value);
+
+    /// <summary>The device has no state.</summary>
+    public byte[] SaveState() => Array.Empty<byte>();
+
+    public bool RestoreState(ReadOnlySpan<byte> state) => state.IsEmpty;
 }

@@ -28,4 +28,10 @@ public interface IPortIoDevice
     uint Read(ushort port, int size);
 
     PortWriteOutcome Write(ushort port, int size, uint value);
+
+    /// <summary>The device's state for snapshots and migration.</summary>
+    byte[] SaveState();
+
+    /// <summary>Restores state from <see cref="SaveState"/>; false when the bytes are not a valid state.</summary>
+    bool RestoreState(ReadOnlySpan<byte> state);
 }

@@ -77,6 +77,32 @@ public sealed class Uart16550 : IPortIoDevice
         return PortWriteOutcome.Continue;
     }
 
+    /// <summary>Registers, then the pending received bytes.</summary>
+    public byte[] SaveState()
+    {
+        byte[] state = new byte[7 + _receive.Count];
+        state[0] = _ier; state[1] = _lcr; state[2] = _mcr; state[3] = _scr; state[4] = _fcr; state[5] = _dll; state[6] = _dlm;
+        _receive.CopyTo(state, 7);
+        return state;
+    }
+
+    public bool RestoreState(ReadOnlySpan<byte> state)
+    {
+        if (state.Length < 7)
+        {
+            return false;
+        }
+
+        _ier = state[0]; _lcr = state[1]; _mcr = state[2]; _scr = state[3]; _fcr = state[4]; _dll = state[5]; _dlm = state[6];
+        _receive.Clear();
+        foreach (byte b in state[7..])
+        {
+            _receive.Enqueue(b);
+        }
+
+        return true;
+    }
+
     private void Transmit(byte b)
     {
         if ((_mcr & McrLoop) != 0)

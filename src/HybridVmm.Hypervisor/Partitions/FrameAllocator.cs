@@ -3,17 +3,20 @@ using HybridVmm.Hardware.Memory;
 namespace HybridVmm.Hypervisor.Partitions;
 
 /// <summary>
-/// Hands out host physical frames. Only the kernel holds it: a partition gets frames through its
-/// second-level translation and never learns their host addresses.
+/// Hands out host physical frames and counts their references. Only the kernel holds it: a partition gets
+/// frames through its second-level translation and never learns their host addresses. A frame shared
+/// copy-on-write by a template and its clones has one reference per address space that maps it.
 /// </summary>
 public sealed class FrameAllocator
 {
     private readonly HostPhysicalMemory _memory;
     private readonly Stack<int> _free = new();
+    private readonly int[] _references;
 
     public FrameAllocator(HostPhysicalMemory memory)
     {
         _memory = memory;
+        _references = new int[memory.FrameCount];
         for (int frame = memory.FrameCount - 1; frame >= 0; frame--)
         {
             _free.Push(frame);
@@ -22,17 +25,32 @@ public sealed class FrameAllocator
 
     public int FreeFrames => _free.Count;
 
+    public int TotalFrames => _memory.FrameCount;
+
     public bool TryAllocate(out int frame)
     {
         if (_free.TryPop(out frame))
         {
             // A frame never carries a previous owner's data into a new partition.
             _memory.Frame(frame).Clear();
+            _references[frame] = 1;
             return true;
         }
 
         return false;
     }
 
-    public void Free(int frame) => _free.Push(frame);
+    public int References(int frame) => _references[frame];
+
+    /// <summary>One more address space maps this frame (a copy-on-write share).</summary>
+    public void Share(int frame) => _references[frame]++;
+
+    /// <summary>Drops one reference; the frame returns to the free list with the last one.</summary>
+    public void Free(int frame)
+    {
+        if (--_references[frame] == 0)
+        {
+            _free.Push(frame);
+        }
+    }
 }

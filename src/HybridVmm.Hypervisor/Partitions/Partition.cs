@@ -33,6 +33,9 @@ public sealed class Partition
 
     public PartitionState State { get; internal set; }
 
+    /// <summary>When non-zero, the partition pauses as soon as its boot vCPU has retired this many instructions.</summary>
+    public long BreakAtInstruction { get; internal set; }
+
     public PartitionStatistics Statistics { get; } = new();
 
     public IReadOnlyList<VirtualProcessor> VirtualProcessors => _vps;

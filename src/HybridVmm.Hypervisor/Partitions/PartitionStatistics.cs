@@ -11,11 +11,13 @@ public sealed class PartitionStatistics
     public long ChannelMessages { get; internal set; }
 
     /// <summary>Virtual clock ticks at start and stop; their difference is the partition's run time in virtual time.</summary>
-    public long StartTicks { get; internal set; }
+    public long StartTicks { get; internal set; } = NotStarted;
+
+    internal const long NotStarted = long.MinValue;
 
     public long StopTicks { get; internal set; } = -1;
 
-    public long VirtualTicks(long now) => (StopTicks >= 0 ? StopTicks : now) - StartTicks;
+    public long VirtualTicks(long now) => StartTicks == NotStarted ? 0 : (StopTicks >= 0 ? StopTicks : now) - StartTicks;
 
     public IReadOnlyDictionary<string, long> InterceptsByKind => _intercepts;
 
@@ -32,6 +34,8 @@ public sealed class PartitionStatistics
             return total;
         }
     }
+
+    internal void SetIntercepts(string kind, long count) => _intercepts[kind] = count;
 
     internal void CountIntercept(string kind) =>
         _intercepts[kind] = _intercepts.TryGetValue(kind, out long n) ? n + 1 : 1;

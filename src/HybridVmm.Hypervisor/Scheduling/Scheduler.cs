@@ -124,6 +124,18 @@ public sealed class Scheduler
                 budget = Math.Min(budget, left);
             }
 
+            if (partition.BreakAtInstruction > 0)
+            {
+                long left = partition.BreakAtInstruction - core.InstructionsRetired;
+                if (left <= 0)
+                {
+                    _kernel.ReachBreakpoint(partition);
+                    return;
+                }
+
+                budget = Math.Min(budget, left);
+            }
+
             long before = core.InstructionsRetired;
             CpuExit exit = core.Run(budget);
             long retired = core.InstructionsRetired - before;
@@ -137,6 +149,8 @@ public sealed class Scheduler
                     break;
                 case CpuExitReason.Cpuid:
                     HandleCpuid(partition, vp);
+                    break;
+                case CpuExitReason.MemoryIntercept when exit.IsWrite && ResolveWriteProtection(partition, vp, exit.GuestPhysicalAddress):
                     break;
                 case CpuExitReason.IoIn:
                 case CpuExitReason.IoOut:
@@ -152,6 +166,27 @@ public sealed class Scheduler
                     return;
             }
         }
+    }
+
+    /// <summary>
+    /// A write to RAM the kernel itself write-protected (a copy-on-write share or dirty-page tracking) is the
+    /// kernel's own business: it fixes the mapping and the instruction re-executes, with no message to the root.
+    /// </summary>
+    private bool ResolveWriteProtection(Partition partition, VirtualProcessor vp, uint gpa)
+    {
+        if (partition.AddressSpace is not { } space || !space.TryResolveWriteFault(gpa, out bool copied))
+        {
+            return false;
+        }
+
+        string kind = copied ? "cow-copy" : "dirty-log";
+        partition.Statistics.CountIntercept(kind);
+        if (_kernel.Trace.Enabled && copied)
+        {
+            _kernel.Trace.Record(_kernel.Now(vp), partition.Id, vp.Index, TraceKind.Intercept, $"{kind} gpa=0x{gpa & ~0xFFFu:x8}");
+        }
+
+        return true;
     }
 
     private void HandleCpuid(Partition partition, VirtualProcessor vp)

@@ -1,0 +1,48 @@
+using System.CommandLine;
+using HybridVmm.HostOS.Encapsulation;
+
+namespace HybridVmm.Cli.Commands;
+
+/// <summary><c>hybridvmm restore FILE</c>: continues a saved VM exactly where it stopped.</summary>
+internal static class RestoreCommand
+{
+    public static Command Create()
+    {
+        var file = new Argument<string>("FILE") { Description = "Snapshot written by run/restore --save-to" };
+        var session = new SessionOptions();
+        var command = new Command("restore", "Continue a VM from a snapshot file; its output goes on where it left off") { file };
+        session.AddTo(command);
+        command.SetAction((result, cancellationToken) => RestoreAsync(result.GetValue(file)!, session.Read(result), cancellationToken));
+        return command;
+    }
+
+    private static async Task<int> RestoreAsync(string path, SessionOptions.Values options, CancellationToken cancellationToken)
+    {
+        TextWriter stderr = Console.Error;
+        if (options.Validate(stderr) is { } usage)
+        {
+            return usage;
+        }
+
+        if (!File.Exists(path))
+        {
+            stderr.WriteLine($"hybridvmm: error: snapshot '{path}' does not exist");
+            return ExitStatus.NoInput;
+        }
+
+        VmSnapshot? snapshot = SnapshotFile.TryRead(path, out string error);
+        if (snapshot is null)
+        {
+            stderr.WriteLine($"hybridvmm: error: {error}");
+            return ExitStatus.InvalidImage;
+        }
+
+        if (options.MaxInstructions > 0)
+        {
+            snapshot = snapshot with { InstructionLimit = options.MaxInstructions };
+        }
+
+        return await SingleVmSession.RunAsync(snapshot.MemoryBytes, options,
+            root => (root.RestoreVm(snapshot, out var creationError), creationError), cancellationToken);
+    }
+}

@@ -1,0 +1,42 @@
+using System.CommandLine;
+
+namespace HybridVmm.Cli.Commands;
+
+/// <summary>Options shared by the commands that run one VM in the foreground (<c>run</c>, <c>restore</c>).</summary>
+internal sealed class SessionOptions
+{
+    private readonly Option<string?> _trace = new("--trace") { Description = "Write the readable trace to this file" };
+    private readonly Option<long> _max = new("--max-instructions") { Description = "Stop the guest after N instructions in total (0 = no limit)" };
+    private readonly Option<long> _saveAt = new("--save-at") { Description = "Pause the guest after N instructions in total and save it to --save-to" };
+    private readonly Option<string?> _saveTo = new("--save-to") { Description = "Snapshot file written at --save-at (atomically)" };
+
+    public void AddTo(Command command)
+    {
+        command.Options.Add(_trace);
+        command.Options.Add(_max);
+        command.Options.Add(_saveAt);
+        command.Options.Add(_saveTo);
+    }
+
+    public Values Read(ParseResult result) =>
+        new(result.GetValue(_trace), result.GetValue(_max), result.GetValue(_saveAt), result.GetValue(_saveTo));
+
+    public sealed record Values(string? TracePath, long MaxInstructions, long SaveAt, string? SaveTo)
+    {
+        /// <summary>A usage status and message when the combination is invalid, else null.</summary>
+        public int? Validate(TextWriter stderr)
+        {
+            string? problem = MaxInstructions < 0 ? "--max-instructions must be zero or positive"
+                : SaveAt < 0 ? "--save-at must be positive"
+                : (SaveAt > 0) != !string.IsNullOrEmpty(SaveTo) ? "--save-at and --save-to go together"
+                : null;
+            if (problem is null)
+            {
+                return null;
+            }
+
+            stderr.WriteLine($"hybridvmm: error: {problem}");
+            return ExitStatus.Usage;
+        }
+    }
+}

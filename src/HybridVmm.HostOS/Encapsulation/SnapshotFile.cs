@@ -1,0 +1,50 @@
+namespace HybridVmm.HostOS.Encapsulation;
+
+/// <summary>Reads and writes snapshot files. Writing is atomic: a crash mid-save never damages the previous file.</summary>
+public static class SnapshotFile
+{
+    /// <summary>Writes to a temporary file beside <paramref name="path"/>, flushes it to disk, then renames it over the target.</summary>
+    public static void Write(string path, VmSnapshot snapshot)
+    {
+        byte[] bytes = SnapshotFormat.Serialize(snapshot);
+        string full = Path.GetFullPath(path);
+        string temporary = Path.Combine(Path.GetDirectoryName(full)!, $".{Path.GetFileName(full)}.{Environment.ProcessId}.tmp");
+        try
+        {
+            using (var stream = new FileStream(temporary, FileMode.Create, FileAccess.Write, FileShare.None))
+            {
+                stream.Write(bytes);
+                stream.Flush(flushToDisk: true);
+            }
+
+            File.Move(temporary, full, overwrite: true);
+        }
+        finally
+        {
+            File.Delete(temporary);
+        }
+    }
+
+    /// <summary>Reads and verifies a snapshot file; null with a one-line reason on any problem.</summary>
+    public static VmSnapshot? TryRead(string path, out string error)
+    {
+        byte[] bytes;
+        try
+        {
+            bytes = File.ReadAllBytes(path);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            error = $"cannot read snapshot '{path}': {e.Message}";
+            return null;
+        }
+
+        VmSnapshot? snapshot = SnapshotFormat.TryDeserialize(bytes, out error);
+        if (snapshot is null)
+        {
+            error = $"{path}: {error}";
+        }
+
+        return snapshot;
+    }
+}
