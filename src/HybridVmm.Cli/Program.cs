@@ -9,6 +9,7 @@ var trace = new Option<string?>("--trace") { Description = "Write the default sc
 root.Options.Add(trace);
 root.Subcommands.Add(RunCommand.Create());
 root.Subcommands.Add(RestoreCommand.Create());
+root.Subcommands.Add(CloneCommand.Create());
 root.Subcommands.Add(ServeCommand.Create());
 root.Subcommands.Add(BenchCommand.Create());
 root.SetAction(async (result, cancellationToken) =>

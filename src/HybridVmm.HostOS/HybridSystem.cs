@@ -26,6 +26,9 @@ public sealed class HybridSystem : IDisposable
 
     public IGuestConsole Console { get; }
 
+    /// <summary>Host physical memory currently backing partitions.</summary>
+    public long HostMemoryUsedBytes => Kernel.Options.HostMemoryBytes - Root.FreeHostMemoryBytes;
+
     /// <summary>Runs until no guest can make progress (all stopped or halted), or until cancelled.</summary>
     public async Task RunUntilIdleAsync(CancellationToken cancellationToken = default)
     {

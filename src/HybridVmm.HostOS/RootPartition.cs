@@ -42,6 +42,9 @@ public sealed class RootPartition
         }
     }
 
+    /// <summary>Host physical memory not yet given to any partition.</summary>
+    public long FreeHostMemoryBytes => _api.FreeMemoryBytes;
+
     /// <summary>Checks an image and configuration without touching the kernel: what <see cref="CreateVm"/> would load, or why it would refuse.</summary>
     public static PreparedImage? Prepare(VmConfiguration config, out VmCreationError? error)
     {
@@ -175,13 +178,18 @@ public sealed class RootPartition
     }
 
     /// <summary>Rapid provisioning: a clone of a paused template VM, sharing its memory copy-on-write, with copies of its device state.</summary>
-    public VirtualMachine CloneVm(VirtualMachine template, string name)
+    public VirtualMachine CloneVm(VirtualMachine template, string name, uint identity)
     {
         Partition partition = _api.ClonePartition(template.Partition, name);
         VirtualMachine clone = AddWorker(template.Configuration with { Name = name }, partition);
         foreach (IPortIoDevice device in template.Worker.Devices)
         {
             clone.Worker.Devices.First(d => d.Name == device.Name).RestoreState(device.SaveState());
+        }
+
+        if (clone.Worker.Devices.OfType<ProvisioningDevice>().FirstOrDefault() is { } provisioning)
+        {
+            provisioning.Identity = identity;
         }
 
         return clone;
@@ -206,6 +214,11 @@ public sealed class RootPartition
         if (config.Devices.Contains("debug-exit"))
         {
             worker.Attach(new DebugExitDevice());
+        }
+
+        if (config.Devices.Contains("provisioning"))
+        {
+            worker.Attach(new ProvisioningDevice());
         }
 
         vm = new VirtualMachine(config, partition, worker, com1);

@@ -7,11 +7,22 @@ public readonly record struct PortRange(ushort First, ushort Last)
 }
 
 /// <summary>What a port write asks the VM worker to do next.</summary>
-public readonly record struct PortWriteOutcome(bool ExitGuest, uint ExitValue)
+public enum PortWriteAction
+{
+    Continue,
+    /// <summary>End the guest with <see cref="PortWriteOutcome.Value"/> as its exit value.</summary>
+    ExitGuest,
+    /// <summary>Pause the guest after the write retires (a template asking to be frozen).</summary>
+    PauseGuest,
+}
+
+public readonly record struct PortWriteOutcome(PortWriteAction Action, uint Value)
 {
     public static PortWriteOutcome Continue => default;
 
-    public static PortWriteOutcome Exit(uint value) => new(true, value);
+    public static PortWriteOutcome Exit(uint value) => new(PortWriteAction.ExitGuest, value);
+
+    public static PortWriteOutcome Pause => new(PortWriteAction.PauseGuest, 0);
 }
 
 /// <summary>

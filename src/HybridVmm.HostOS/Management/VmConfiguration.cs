@@ -16,7 +16,7 @@ public sealed record VmConfiguration
     /// <summary>Emulated devices the guest's worker provides, by name (see <see cref="KnownDevices"/>).</summary>
     public IReadOnlyList<string> Devices { get; init; } = KnownDevices;
 
-    public static readonly IReadOnlyList<string> KnownDevices = new[] { "com1", "debug-exit" };
+    public static readonly IReadOnlyList<string> KnownDevices = new[] { "com1", "debug-exit", "provisioning" };
 
     /// <summary>Stop the guest after this many instructions; zero means no limit.</summary>
     public long InstructionLimit { get; init; }

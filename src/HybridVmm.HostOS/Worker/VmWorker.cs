@@ -100,9 +100,13 @@ public sealed class VmWorker
 
         PortWriteOutcome outcome = device.Write(m.Port, m.Size, value);
         Trace(m, $"{device.Name} write port=0x{m.Port:x4} size={m.Size} value=0x{value:x}{Printable(device, value)}");
-        return outcome.ExitGuest
-            ? new InterceptReply(m.PartitionId, m.VpIndex, InterceptAction.ExitGuest, outcome.ExitValue)
-            : new InterceptReply(m.PartitionId, m.VpIndex, InterceptAction.Resume, 0);
+        InterceptAction action = outcome.Action switch
+        {
+            PortWriteAction.ExitGuest => InterceptAction.ExitGuest,
+            PortWriteAction.PauseGuest => InterceptAction.Pause,
+            _ => InterceptAction.Resume,
+        };
+        return new InterceptReply(m.PartitionId, m.VpIndex, action, outcome.Value);
     }
 
     private InterceptReply UnmappedGpa(in InterceptMessage m)

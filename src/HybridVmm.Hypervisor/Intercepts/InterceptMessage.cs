@@ -40,6 +40,8 @@ public enum InterceptAction
     Resume,
     /// <summary>Stop the partition: the guest asked to exit (debug-exit port).</summary>
     ExitGuest,
+    /// <summary>Complete the instruction, then pause the partition (it asked to be frozen, e.g. as a template).</summary>
+    Pause,
     /// <summary>Stop the partition: nothing in the host backs the access.</summary>
     Fault,
 }

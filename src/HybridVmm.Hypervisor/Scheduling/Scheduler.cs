@@ -269,6 +269,12 @@ public sealed class Scheduler
                 core.CompleteIoOut();
                 vp.State = VpState.Runnable;
                 break;
+            case InterceptAction.Pause when vp.PendingExit.Reason == CpuExitReason.IoOut:
+                core.CompleteIoOut();
+                vp.State = VpState.Runnable;
+                partition.State = PartitionState.Paused;
+                _kernel.Trace.Record(vp.PendingTime, partition.Id, -1, TraceKind.Lifecycle, "paused at the guest's request");
+                break;
             case InterceptAction.ExitGuest:
                 // The OUT that asked to exit retires before the partition stops.
                 if (vp.PendingExit.Reason == CpuExitReason.IoOut)

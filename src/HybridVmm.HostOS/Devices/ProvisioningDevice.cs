@@ -1,0 +1,41 @@
+namespace HybridVmm.HostOS.Devices;
+
+/// <summary>
+/// The provisioning port (0x5F0, 4 bytes), a HybridVmm device for rapid provisioning. A guest writes to it
+/// to ask to be frozen as a template at that point; reading it returns the VM's identity, which VM
+/// management sets per clone (0 for an ordinary VM) so that clones of one template can tell themselves apart.
+/// </summary>
+public sealed class ProvisioningDevice : IPortIoDevice
+{
+    public const ushort BasePort = 0x5F0;
+
+    public string Name => "provisioning";
+
+    public IReadOnlyList<PortRange> Ports { get; } = new[] { new PortRange(BasePort, BasePort + 3) };
+
+    public uint Identity { get; set; }
+
+    /// <summary>Whether the guest has asked to be frozen as a template.</summary>
+    public bool TemplateReady { get; private set; }
+
+    public uint Read(ushort port, int size) => Identity;
+
+    public PortWriteOutcome Write(ushort port, int size, uint value)
+    {
+        TemplateReady = true;
+        return PortWriteOutcome.Pause;
+    }
+
+    public byte[] SaveState() => BitConverter.GetBytes(Identity);
+
+    public bool RestoreState(ReadOnlySpan<byte> state)
+    {
+        if (state.Length != 4)
+        {
+            return false;
+        }
+
+        Identity = BitConverter.ToUInt32(state);
+        return true;
+    }
+}

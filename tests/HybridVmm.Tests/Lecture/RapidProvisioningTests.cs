@@ -1,0 +1,83 @@
+using System.Security.Cryptography;
+using ApprovalTests;
+using HybridVmm.HostOS;
+using HybridVmm.HostOS.Management;
+using HybridVmm.Hypervisor;
+using HybridVmm.Hypervisor.Partitions;
+using HybridVmm.Hypervisor.Tracing;
+using HybridVmm.Tests.Support;
+
+namespace HybridVmm.Tests.Lecture;
+
+/// <summary>Rapid provisioning: clones of a frozen template share its frames copy-on-write.</summary>
+public class RapidProvisioningTests
+{
+    private const uint Memory = 8u << 20;
+
+    [Test]
+    public async Task ClonesShareTheTemplatesFramesAndEachSeesItsOwnIdentity()
+    {
+        (ProvisioningReport report, _) = await Provision(clones: 6);
+        Assert.Multiple(() =>
+        {
+            Assert.That(report.Results.Select(r => r.Outcome), Is.All.EqualTo(StopReason.GuestExit));
+            Assert.That(report.Results.Select(r => r.Output).Distinct().Count(), Is.EqualTo(6), "each clone prints its own identity and checksum");
+            Assert.That(report.Results[2].Output, Does.StartWith("clone 3: checksum "));
+            Assert.That(report.HostBytesUsedAfterCloning, Is.EqualTo((long)Memory), "cloning itself copies no frame");
+            Assert.That(report.HostBytesUsedAfterRunning, Is.LessThan(report.FullCopyBytes / 4));
+            Assert.That(report.Results.Select(r => r.CopyOnWriteCopies), Is.All.GreaterThan(0).And.All.LessThan(16));
+        });
+        Approvals.Verify(report.Render());
+    }
+
+    [Test]
+    public async Task AClonesWritesNeverReachTheTemplateOrItsSiblings()
+    {
+        var console = new CapturingConsole();
+        using var system = new HybridSystem(new HypervisorOptions { HostMemoryBytes = 64L << 20 }, console, new TraceRecorder(null));
+        VirtualMachine template = system.Root.CreateVm(new VmConfiguration { Name = "t", Image = Repository.ReadGuest("provision"), MemoryBytes = Memory }, out _)!;
+        system.Root.Start(template);
+        await system.RunUntilIdleAsync();
+        string before = Hash(template);
+
+        VirtualMachine first = system.Root.CloneVm(template, "a", 1);
+        VirtualMachine second = system.Root.CloneVm(template, "b", 2);
+        Assert.That(Hash(first), Is.EqualTo(before), "a fresh clone is the template");
+        system.Root.Start(first);
+        await system.RunUntilIdleAsync();
+        Assert.That(Hash(template), Is.EqualTo(before), "the template is untouched by its clone's writes");
+        Assert.That(Hash(second), Is.EqualTo(before), "a sibling is untouched too");
+        Assert.That(Hash(first), Is.Not.EqualTo(before), "the clone did write");
+    }
+
+    [Test]
+    public void TheCloneCommandReportsClonesPerSecondAndMemorySaved()
+    {
+        CliProcess.Result result = CliProcess.Run("clone", "--count", "3");
+        Assert.That(result.ExitCode, Is.Zero, result.Stderr);
+        Assert.That(result.Text, Does.Contain("clone3    | clone 3: checksum").And.Contain("clones per second").And.Contain("% saved"));
+    }
+
+    [Test]
+    public void ATemplateThatNeverAsksToBeFrozenIsRefusedClearly()
+    {
+        CliProcess.Result result = CliProcess.Run("clone", "--guest", "hello", "--count", "2");
+        Assert.That(result.ExitCode, Is.EqualTo(HybridVmm.Cli.ExitStatus.InvalidImage));
+        Assert.That(result.Stderr, Does.Contain("without asking to be frozen"));
+    }
+
+    private static async Task<(ProvisioningReport, HybridSystem)> Provision(int clones)
+    {
+        var console = new CapturingConsole();
+        var system = new HybridSystem(new HypervisorOptions { HostMemoryBytes = 64L << 20 }, console, new TraceRecorder(null));
+        var config = new VmConfiguration { Name = "provision", Image = Repository.ReadGuest("provision"), MemoryBytes = Memory };
+        return (await RapidProvisioning.RunAsync(system, config, clones, console.Text), system);
+    }
+
+    private static string Hash(VirtualMachine vm)
+    {
+        byte[] ram = new byte[Memory];
+        vm.Partition.AddressSpace!.TryRead(0, ram);
+        return Convert.ToHexString(SHA256.HashData(ram));
+    }
+}
