@@ -222,6 +222,12 @@ public sealed class RootPartition
         }
 
         vm = new VirtualMachine(config, partition, worker, com1);
+        if (_api.Hosting == Hypervisor.Scheduling.DeviceHosting.Type1)
+        {
+            // Type 1: the same device models, run by the kernel itself instead of a root worker.
+            _api.InstallInKernelDevices(partition, message => worker.Handle(message));
+        }
+
         lock (_gate)
         {
             _vms.Add(partition.Id, vm);

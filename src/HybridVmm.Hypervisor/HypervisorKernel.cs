@@ -16,9 +16,13 @@ public sealed record HypervisorOptions
     /// <summary>Instructions a vCPU may run before the scheduler moves on (one quantum of virtual time).</summary>
     public long Quantum { get; init; } = 100_000;
 
-    /// <summary>Virtual ticks charged for an intercept's round trip through the root partition (exit, message,
-    /// worker, reply, resume). About 2,000 cycles is the cost of a hardware VM exit and entry alone.</summary>
-    public long InterceptCostTicks { get; init; } = 5_000;
+    /// <summary>Where emulated devices run: the root partition (hybrid), the kernel (Type 1) or a host process (Type 2).</summary>
+    public DeviceHosting Hosting { get; init; } = DeviceHosting.Hybrid;
+
+    /// <summary>The virtual cycles charged per intercept for the chosen <see cref="Hosting"/>.</summary>
+    public CrossingCostModel Costs { get; init; } = new();
+
+    public long InterceptCostTicks => Costs.For(Hosting).Ticks;
 
     /// <summary>Capacity of the root partition's intercept port; a full port holds senders back.</summary>
     public int InterceptPortCapacity { get; init; } = 64;
@@ -115,6 +119,12 @@ public sealed class HypervisorKernel
 
         return now;
     }
+
+    /// <summary>
+    /// Type 1 only: device models the kernel runs itself, per partition, installed by whoever builds the
+    /// machine. In the hybrid and Type 2 configurations it stays empty and intercepts go to the root.
+    /// </summary>
+    internal Dictionary<int, Func<InterceptMessage, InterceptReply>> InKernelDevices { get; } = new();
 
     internal Partition? Find(int partitionId)
     {

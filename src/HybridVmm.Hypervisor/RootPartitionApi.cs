@@ -17,6 +17,8 @@ public sealed class RootPartitionApi
 
     public TraceRecorder Trace => _kernel.Trace;
 
+    public Scheduling.DeviceHosting Hosting => _kernel.Options.Hosting;
+
     public Scheduling.Scheduler Scheduler => _kernel.Scheduler;
 
     public Hardware.Clock.VirtualClock Clock => _kernel.Clock;
@@ -132,6 +134,20 @@ public sealed class RootPartitionApi
     public List<uint> CollectDirtyPages(Partition partition) => partition.AddressSpace!.CollectDirtyPages();
 
     public void StopDirtyTracking(Partition partition) => partition.AddressSpace!.StopDirtyTracking();
+
+    /// <summary>
+    /// Type 1 configuration: moves a partition's device model into the kernel, which then serves that
+    /// partition's intercepts itself, synchronously, with no message to the root.
+    /// </summary>
+    public void InstallInKernelDevices(Partition partition, Func<InterceptMessage, InterceptReply> deviceModel)
+    {
+        if (_kernel.Options.Hosting != Scheduling.DeviceHosting.Type1)
+        {
+            throw new InvalidOperationException("device models run in the kernel only in the Type 1 configuration");
+        }
+
+        _kernel.InKernelDevices[partition.Id] = deviceModel;
+    }
 
     /// <summary>Completes an intercept; the vCPU resumes at the scheduler's next round barrier.</summary>
     public ValueTask CompleteInterceptAsync(InterceptReply reply, CancellationToken cancellationToken = default) =>

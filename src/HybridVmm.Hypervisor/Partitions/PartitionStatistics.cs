@@ -19,6 +19,12 @@ public sealed class PartitionStatistics
 
     public long VirtualTicks(long now) => StartTicks == NotStarted ? 0 : (StopTicks >= 0 ? StopTicks : now) - StartTicks;
 
+    /// <summary>Boundaries crossed serving intercepts, as the cost model counts them.</summary>
+    public long Crossings { get; internal set; }
+
+    /// <summary>Virtual ticks charged for serving intercepts.</summary>
+    public long InterceptTicks { get; internal set; }
+
     public IReadOnlyDictionary<string, long> InterceptsByKind => _intercepts;
 
     public long TotalIntercepts

@@ -155,8 +155,25 @@ public sealed class Scheduler
                 case CpuExitReason.IoIn:
                 case CpuExitReason.IoOut:
                 case CpuExitReason.MemoryIntercept:
+                    InterceptCost cost = _kernel.Options.Costs.For(_kernel.Options.Hosting);
+                    partition.Statistics.Crossings += cost.Crossings;
+                    partition.Statistics.InterceptTicks += cost.Ticks;
+                    if (_kernel.InKernelDevices.TryGetValue(partition.Id, out Func<InterceptMessage, InterceptReply>? deviceModel))
+                    {
+                        // Type 1: the kernel emulates the device itself and the vCPU goes on in this slice.
+                        HandleInKernel(partition, vp, exit, deviceModel);
+                        vp.SliceTicks += cost.Ticks;
+                        budget -= cost.Ticks;
+                        if (vp.State != VpState.Runnable || partition.State != PartitionState.Running)
+                        {
+                            return;
+                        }
+
+                        break;
+                    }
+
                     await ForwardToRootAsync(partition, vp, exit, cancellationToken).ConfigureAwait(false);
-                    vp.SliceTicks += _kernel.Options.InterceptCostTicks;
+                    vp.SliceTicks += cost.Ticks;
                     return;
                 case CpuExitReason.Halt:
                     Halt(partition, vp);
@@ -205,7 +222,22 @@ public sealed class Scheduler
         core.CompleteCpuid(a, b, c, d);
     }
 
-    private async ValueTask ForwardToRootAsync(Partition partition, VirtualProcessor vp, CpuExit exit, CancellationToken cancellationToken)
+    private void HandleInKernel(Partition partition, VirtualProcessor vp, CpuExit exit, Func<InterceptMessage, InterceptReply> deviceModel)
+    {
+        InterceptMessage message = ToMessage(partition, vp, exit);
+        CountIntercept(partition, message.Kind);
+        if (_kernel.Trace.Enabled)
+        {
+            _kernel.Trace.Record(message.VirtualTime, partition.Id, vp.Index, TraceKind.Intercept, $"{message} -> in-kernel device model");
+        }
+
+        vp.PendingExit = exit;
+        vp.PendingTime = message.VirtualTime;
+        vp.State = VpState.WaitingForRoot;
+        Complete(deviceModel(message), countMessage: false);
+    }
+
+    private InterceptMessage ToMessage(Partition partition, VirtualProcessor vp, CpuExit exit)
     {
         InterceptKind kind = exit.Reason switch
         {
@@ -213,15 +245,22 @@ public sealed class Scheduler
             CpuExitReason.IoOut => InterceptKind.IoPortWrite,
             _ => InterceptKind.UnmappedGpa,
         };
-        var message = new InterceptMessage(partition.Id, vp.Index, _kernel.Now(vp), kind,
+        return new InterceptMessage(partition.Id, vp.Index, _kernel.Now(vp), kind,
             exit.Port, exit.Size, exit.Value, exit.GuestPhysicalAddress, exit.IsWrite);
+    }
 
+    private static void CountIntercept(Partition partition, InterceptKind kind) =>
         partition.Statistics.CountIntercept(kind switch
         {
             InterceptKind.IoPortRead => "io-read",
             InterceptKind.IoPortWrite => "io-write",
             _ => "unmapped-gpa",
         });
+
+    private async ValueTask ForwardToRootAsync(Partition partition, VirtualProcessor vp, CpuExit exit, CancellationToken cancellationToken)
+    {
+        InterceptMessage message = ToMessage(partition, vp, exit);
+        CountIntercept(partition, message.Kind);
         partition.Statistics.ChannelMessages++;
         if (_kernel.Trace.Enabled)
         {
@@ -235,7 +274,7 @@ public sealed class Scheduler
         await _kernel.InterceptPort.SendAsync(message, cancellationToken).ConfigureAwait(false);
     }
 
-    private void Complete(InterceptReply reply)
+    private void Complete(InterceptReply reply, bool countMessage = true)
     {
         Partition? partition = _kernel.Find(reply.PartitionId);
         if (partition is null || reply.VpIndex >= partition.VirtualProcessors.Count)
@@ -249,9 +288,13 @@ public sealed class Scheduler
             return;
         }
 
-        partition.Statistics.ChannelMessages++;
+        if (countMessage)
+        {
+            partition.Statistics.ChannelMessages++;
+        }
+
         X86Core core = vp.Core;
-        if (_kernel.Trace.Enabled)
+        if (_kernel.Trace.Enabled && countMessage)
         {
             _kernel.Trace.Record(vp.PendingTime, partition.Id, vp.Index, TraceKind.Message,
                 reply.Action == InterceptAction.Resume && vp.PendingExit.Reason == CpuExitReason.IoIn

@@ -9,6 +9,7 @@ public class CliTests
     [TestCase("hello")]
     [TestCase("cpu")]
     [TestCase("asmhello")]
+    [TestCase("iobench")]
     public void RunPrintsTheSameBytesAsQemuAndExitsWithTheGuestValue(string guest)
     {
         CliProcess.Result result = CliProcess.Run("run", Repository.GuestElf(guest));
