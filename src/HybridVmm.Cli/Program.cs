@@ -10,6 +10,7 @@ root.Options.Add(trace);
 root.Subcommands.Add(RunCommand.Create());
 root.Subcommands.Add(RestoreCommand.Create());
 root.Subcommands.Add(CloneCommand.Create());
+root.Subcommands.Add(ReceiveCommand.Create());
 root.Subcommands.Add(CompareTypesCommand.Create());
 root.Subcommands.Add(ServeCommand.Create());
 root.Subcommands.Add(BenchCommand.Create());

@@ -29,14 +29,15 @@ public sealed class HybridSystem : IDisposable
     /// <summary>Host physical memory currently backing partitions.</summary>
     public long HostMemoryUsedBytes => Kernel.Options.HostMemoryBytes - Root.FreeHostMemoryBytes;
 
-    /// <summary>Runs until no guest can make progress (all stopped or halted), or until cancelled.</summary>
-    public async Task RunUntilIdleAsync(CancellationToken cancellationToken = default)
+    /// <summary>Runs until no guest can make progress (all stopped or halted), until <paramref name="stopWhen"/>
+    /// holds at the end of a scheduling round, or until cancelled.</summary>
+    public async Task RunUntilIdleAsync(CancellationToken cancellationToken = default, Func<bool>? stopWhen = null)
     {
         using var rootStop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         Task root = Task.Run(() => Root.RunAsync(rootStop.Token), CancellationToken.None);
         try
         {
-            await Kernel.Scheduler.RunAsync(untilIdle: true, cancellationToken).ConfigureAwait(false);
+            await Kernel.Scheduler.RunAsync(untilIdle: true, cancellationToken, stopWhen).ConfigureAwait(false);
         }
         catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
         {

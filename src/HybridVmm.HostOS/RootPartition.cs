@@ -107,19 +107,10 @@ public sealed class RootPartition
     }
 
     /// <summary>Encapsulation: captures a paused or stopped VM (at an instruction boundary) as a value.</summary>
-    public VmSnapshot CaptureSnapshot(VirtualMachine vm)
+    /// <param name="onlyPages">For live migration's final copy: just these pages (zero pages included), instead of every non-zero page.</param>
+    public VmSnapshot CaptureSnapshot(VirtualMachine vm, IReadOnlyCollection<uint>? onlyPages = null)
     {
-        GuestPhysicalAddressSpace space = vm.Partition.AddressSpace!;
-        var pages = new List<SavedPage>();
-        for (uint page = 0; page < space.PageCount; page++)
-        {
-            if (!space.IsZeroPage(page))
-            {
-                byte[] bytes = new byte[4096];
-                space.TryRead(page << 12, bytes);
-                pages.Add(new SavedPage(page, bytes));
-            }
-        }
+        List<SavedPage> pages = onlyPages is null ? ReadNonZeroPages(vm) : ReadPages(vm, onlyPages);
 
         var devices = new List<DeviceState>();
         foreach (IPortIoDevice device in vm.Worker.Devices)
@@ -138,6 +129,42 @@ public sealed class RootPartition
             DeviceStates = devices, Pages = pages,
         };
     }
+
+    /// <summary>Every RAM page of the VM that is not all zeros.</summary>
+    public List<SavedPage> ReadNonZeroPages(VirtualMachine vm)
+    {
+        GuestPhysicalAddressSpace space = vm.Partition.AddressSpace!;
+        var pages = new List<uint>();
+        for (uint page = 0; page < space.PageCount; page++)
+        {
+            if (!space.IsZeroPage(page))
+            {
+                pages.Add(page);
+            }
+        }
+
+        return ReadPages(vm, pages);
+    }
+
+    public List<SavedPage> ReadPages(VirtualMachine vm, IEnumerable<uint> pageNumbers)
+    {
+        var pages = new List<SavedPage>();
+        foreach (uint page in pageNumbers)
+        {
+            byte[] bytes = new byte[4096];
+            vm.Partition.AddressSpace!.TryRead(page << 12, bytes);
+            pages.Add(new SavedPage(page, bytes));
+        }
+
+        return pages;
+    }
+
+    /// <summary>Live migration: log the pages the guest writes from now on (write-protection through the second-level table).</summary>
+    public void StartDirtyTracking(VirtualMachine vm) => _api.StartDirtyTracking(vm.Partition);
+
+    public List<uint> CollectDirtyPages(VirtualMachine vm) => _api.CollectDirtyPages(vm.Partition);
+
+    public void StopDirtyTracking(VirtualMachine vm) => _api.StopDirtyTracking(vm.Partition);
 
     /// <summary>Brings a VM back from a snapshot, created and ready to start where it was saved.</summary>
     public VirtualMachine? RestoreVm(VmSnapshot snapshot, out VmCreationError? error, string? name = null)

@@ -9,6 +9,8 @@ internal sealed class SessionOptions
     private readonly Option<long> _max = new("--max-instructions") { Description = "Stop the guest after N instructions in total (0 = no limit)" };
     private readonly Option<long> _saveAt = new("--save-at") { Description = "Pause the guest after N instructions in total and save it to --save-to" };
     private readonly Option<string?> _saveTo = new("--save-to") { Description = "Snapshot file written at --save-at (atomically)" };
+    private readonly Option<long> _migrateAt = new("--migrate-at") { Description = "Start live migration after N instructions in total" };
+    private readonly Option<string?> _migrateTo = new("--migrate-to") { Description = "HOST:PORT of a 'hybridvmm receive' to live-migrate the guest to" };
 
     public void AddTo(Command command)
     {
@@ -16,19 +18,29 @@ internal sealed class SessionOptions
         command.Options.Add(_max);
         command.Options.Add(_saveAt);
         command.Options.Add(_saveTo);
+        command.Options.Add(_migrateAt);
+        command.Options.Add(_migrateTo);
     }
 
     public Values Read(ParseResult result) =>
-        new(result.GetValue(_trace), result.GetValue(_max), result.GetValue(_saveAt), result.GetValue(_saveTo));
+        new(result.GetValue(_trace), result.GetValue(_max), result.GetValue(_saveAt), result.GetValue(_saveTo),
+            result.GetValue(_migrateAt), result.GetValue(_migrateTo));
 
-    public sealed record Values(string? TracePath, long MaxInstructions, long SaveAt, string? SaveTo)
+    public sealed record Values(string? TracePath, long MaxInstructions, long SaveAt, string? SaveTo, long MigrateAt, string? MigrateTo)
     {
+        /// <summary>Where to pause the guest for a save or a migration (0 = never).</summary>
+        public long PauseAt => SaveAt > 0 ? SaveAt : MigrateAt;
+
         /// <summary>A usage status and message when the combination is invalid, else null.</summary>
         public int? Validate(TextWriter stderr)
         {
             string? problem = MaxInstructions < 0 ? "--max-instructions must be zero or positive"
                 : SaveAt < 0 ? "--save-at must be positive"
                 : (SaveAt > 0) != !string.IsNullOrEmpty(SaveTo) ? "--save-at and --save-to go together"
+                : MigrateAt < 0 ? "--migrate-at must be positive"
+                : (MigrateAt > 0) != !string.IsNullOrEmpty(MigrateTo) ? "--migrate-at and --migrate-to go together"
+                : SaveAt > 0 && MigrateAt > 0 ? "a guest is either saved or migrated, not both"
+                : MigrateTo is not null && !Endpoints.TryParse(MigrateTo, out _) ? $"--migrate-to '{MigrateTo}' is not HOST:PORT"
                 : null;
             if (problem is null)
             {

@@ -1,5 +1,7 @@
 using HybridVmm.HostOS;
+using System.Net.Sockets;
 using HybridVmm.HostOS.Encapsulation;
+using HybridVmm.HostOS.Migration;
 using HybridVmm.HostOS.Management;
 using HybridVmm.Hypervisor;
 using HybridVmm.Hypervisor.Partitions;
@@ -10,6 +12,22 @@ namespace HybridVmm.Cli.Commands;
 /// <summary>Runs one VM in the foreground: raw COM1 bytes on stdout, optional trace, optional save at an instruction count.</summary>
 internal static class SingleVmSession
 {
+    private static async Task<MigrationReport> MigrateAsync(HybridSystem system, VirtualMachine vm, string target, CancellationToken cancellationToken)
+    {
+        Endpoints.TryParse(target, out System.Net.IPEndPoint? endpoint);
+        try
+        {
+            using var client = new TcpClient();
+            await client.ConnectAsync(endpoint!, cancellationToken);
+            await using NetworkStream stream = client.GetStream();
+            return await LiveMigration.SendAsync(system, vm, stream, new MigrationOptions(), cancellationToken);
+        }
+        catch (SocketException e)
+        {
+            return new MigrationReport(false, $"cannot reach {target}: {e.Message}", Array.Empty<int>(), 0, 0, TimeSpan.Zero, 0);
+        }
+    }
+
     public static async Task<int> RunAsync(
         uint memoryBytes,
         SessionOptions.Values options,
@@ -32,9 +50,9 @@ internal static class SingleVmSession
             return Outcome.CreationFailed(error!, stderr);
         }
 
-        if (options.SaveAt > 0)
+        if (options.PauseAt > 0)
         {
-            system.Root.PauseAtInstruction(vm, options.SaveAt);
+            system.Root.PauseAtInstruction(vm, options.PauseAt);
         }
 
         system.Root.Start(vm);
@@ -62,10 +80,23 @@ internal static class SingleVmSession
             return ExitStatus.Success;
         }
 
-        PartitionExit exit = await vm.Exited;
-        if (options.SaveAt > 0)
+        if (vm.State == PartitionState.Paused && options.MigrateTo is { } target)
         {
-            stderr.WriteLine($"hybridvmm: the guest ended before instruction {options.SaveAt}; nothing was saved.");
+            MigrationReport report = await MigrateAsync(system, vm, target, cancellationToken);
+            stderr.WriteLine($"hybridvmm: {report.Render()}");
+            if (report.Succeeded)
+            {
+                return ExitStatus.Success;
+            }
+
+            system.Root.Start(vm);
+            await system.RunUntilIdleAsync(cancellationToken);
+        }
+
+        PartitionExit exit = await vm.Exited;
+        if (options.PauseAt > 0 && vm.Partition.Statistics.InstructionsRetired < options.PauseAt)
+        {
+            stderr.WriteLine($"hybridvmm: the guest ended before instruction {options.PauseAt}; it was neither saved nor migrated.");
         }
 
         return Outcome.Report(vm, exit, stderr);

@@ -36,7 +36,7 @@ public sealed class Scheduler
     /// applied, so a vCPU resumed by the root continues in the same round. The virtual clock then advances by
     /// the longest slice, as if every vCPU had its own physical processor.
     /// </summary>
-    public async Task RunAsync(bool untilIdle, CancellationToken cancellationToken)
+    public async Task RunAsync(bool untilIdle, CancellationToken cancellationToken, Func<bool>? stopWhen = null)
     {
         long quantum = _kernel.Options.Quantum;
         while (!cancellationToken.IsCancellationRequested)
@@ -93,6 +93,11 @@ public sealed class Scheduler
             Rounds++;
             _kernel.Trace.Flush();
             RoundCompleted?.Invoke();
+
+            if (stopWhen?.Invoke() == true)
+            {
+                return;
+            }
 
             if (!ranAny)
             {

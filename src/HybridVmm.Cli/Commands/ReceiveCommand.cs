@@ -1,0 +1,88 @@
+using System.CommandLine;
+using System.Net;
+using System.Net.Sockets;
+using HybridVmm.HostOS;
+using HybridVmm.HostOS.Management;
+using HybridVmm.HostOS.Migration;
+using HybridVmm.Hypervisor;
+using HybridVmm.Hypervisor.Partitions;
+using HybridVmm.Hypervisor.Tracing;
+
+namespace HybridVmm.Cli.Commands;
+
+/// <summary><c>hybridvmm receive --listen HOST:PORT</c>: the target of a live migration; runs the VM it receives.</summary>
+internal static class ReceiveCommand
+{
+    public static Command Create()
+    {
+        var listen = new Option<string>("--listen") { Description = "Address to accept one migration on (port 0 picks a free port)", DefaultValueFactory = _ => "127.0.0.1:0" };
+        var trace = new Option<string?>("--trace") { Description = "Write the readable trace to this file" };
+        var memory = new Option<string>("--host-memory") { Description = "Host memory of this hypervisor", DefaultValueFactory = _ => "512M" };
+        var command = new Command("receive", "Wait for one live migration, then run the migrated guest here") { listen, trace, memory };
+        command.SetAction((result, cancellationToken) => ReceiveAsync(result.GetValue(listen)!, result.GetValue(trace), result.GetValue(memory)!, cancellationToken));
+        return command;
+    }
+
+    private static async Task<int> ReceiveAsync(string listen, string? tracePath, string memoryText, CancellationToken cancellationToken)
+    {
+        TextWriter stderr = Console.Error;
+        if (!Endpoints.TryParse(listen, out IPEndPoint? endpoint))
+        {
+            stderr.WriteLine($"hybridvmm: error: --listen '{listen}' is not HOST:PORT");
+            return ExitStatus.Usage;
+        }
+
+        if (!SizeParser.TryParse(memoryText, out ulong hostMemory, out string sizeError))
+        {
+            stderr.WriteLine($"hybridvmm: error: {sizeError}");
+            return ExitStatus.Usage;
+        }
+
+        TraceRecorder? recorder = TraceFiles.Open(tracePath, stderr);
+        if (recorder is null)
+        {
+            return ExitStatus.CannotWrite;
+        }
+
+        var listener = new TcpListener(endpoint!);
+        try
+        {
+            listener.Start();
+        }
+        catch (SocketException e)
+        {
+            stderr.WriteLine($"hybridvmm: error: cannot listen on {listen}: {e.Message}");
+            return ExitStatus.CannotWrite;
+        }
+
+        stderr.WriteLine($"hybridvmm: listening on {listener.LocalEndpoint}");
+        stderr.Flush();
+        using Stream stdout = Console.OpenStandardOutput();
+        using var system = new HybridSystem(new HypervisorOptions { HostMemoryBytes = (long)hostMemory }, new RawStreamConsole(new BufferedStream(stdout)), recorder);
+        VirtualMachine? vm;
+        string? error;
+        using (TcpClient client = await listener.AcceptTcpClientAsync(cancellationToken))
+        {
+            listener.Stop();
+            await using NetworkStream stream = client.GetStream();
+            (vm, error) = await LiveMigration.ReceiveAsync(system, stream, cancellationToken);
+        }
+
+        if (vm is null)
+        {
+            stderr.WriteLine($"hybridvmm: error: migration did not complete: {error}");
+            return ExitStatus.InvalidImage;
+        }
+
+        stderr.WriteLine($"hybridvmm: received '{vm.Name}' at instruction {vm.Partition.Statistics.InstructionsRetired}; resuming it here");
+        system.Root.Start(vm);
+        await system.RunUntilIdleAsync(cancellationToken);
+        if (cancellationToken.IsCancellationRequested)
+        {
+            return ExitStatus.Interrupted;
+        }
+
+        PartitionExit exit = await vm.Exited;
+        return Outcome.Report(vm, exit, stderr);
+    }
+}

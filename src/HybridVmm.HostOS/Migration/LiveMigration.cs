@@ -1,0 +1,186 @@
+using System.Diagnostics;
+using System.Net.Sockets;
+using HybridVmm.HostOS.Encapsulation;
+using HybridVmm.HostOS.Management;
+using HybridVmm.Hypervisor.Partitions;
+using HybridVmm.Hypervisor.Tracing;
+using static HybridVmm.HostOS.Migration.MigrationProtocol;
+
+namespace HybridVmm.HostOS.Migration;
+
+/// <summary>Pre-copy tuning. Virtual time models the link: each 4 KiB page takes <see cref="TicksPerPage"/> ticks on the wire.</summary>
+public sealed record MigrationOptions
+{
+    /// <summary>Stop pre-copy once a round leaves at most this many dirty pages.</summary>
+    public int ConvergedPages { get; init; } = 64;
+
+    public int MaxRounds { get; init; } = 8;
+
+    /// <summary>About 1 GiB/s: a page every 4 us of virtual time.</summary>
+    public long TicksPerPage { get; init; } = 4_096;
+
+    /// <summary>The guest runs at least this long between two rounds.</summary>
+    public long MinimumWindowTicks { get; init; } = 50_000;
+}
+
+/// <summary>What a migration did: pre-copy rounds, pages per round, the final stop-and-copy and the downtime.</summary>
+public sealed record MigrationReport(
+    bool Succeeded,
+    string? Failure,
+    IReadOnlyList<int> PagesPerRound,
+    int FinalPages,
+    long DowntimeTicks,
+    TimeSpan DowntimeWallTime,
+    long PausedAtInstruction)
+{
+    public string Render() => Succeeded
+        ? $"migrated after {PagesPerRound.Count} pre-copy round(s), pages per round: {string.Join(", ", PagesPerRound)}; " +
+          $"stop-and-copy of {FinalPages} page(s) at instruction {PausedAtInstruction}; " +
+          $"downtime {DowntimeTicks} ticks of virtual time ({Hardware.Clock.VirtualClock.Format(DowntimeTicks)}), {DowntimeWallTime.TotalMilliseconds:0.0} ms wall-clock"
+        : $"migration failed: {Failure}; the VM keeps running here, nothing was lost";
+}
+
+/// <summary>
+/// Live migration of one VM to another hypervisor over a stream (TCP on loopback between two processes, or
+/// in memory between two hosts of one cluster). Pre-copy rounds track dirty pages by write-protecting RAM
+/// through the second-level translation; when a round leaves few enough dirty pages, or stops shrinking,
+/// the VM is paused and the rest, with vCPU and device state, goes in one final snapshot. A failure at any
+/// point leaves the VM on the source, where it resumes.
+/// </summary>
+public static class LiveMigration
+{
+    /// <summary>Migrates a paused VM. On success the source VM is stopped; on failure it is left paused, untracked, ready to resume.</summary>
+    public static async Task<MigrationReport> SendAsync(HybridSystem system, VirtualMachine vm, Stream target, MigrationOptions options, CancellationToken cancellationToken = default)
+    {
+        var rounds = new List<int>();
+        TraceRecorder trace = system.Trace;
+        try
+        {
+            await WriteFrameAsync(target, FrameType.Hello, Hello(vm.Configuration), cancellationToken);
+            system.Root.StartDirtyTracking(vm);
+            List<SavedPage> pages = system.Root.ReadNonZeroPages(vm);
+            List<uint> dirty;
+            while (true)
+            {
+                await WriteFrameAsync(target, FrameType.Pages, Pages(pages), cancellationToken);
+                rounds.Add(pages.Count);
+                trace.Record(system.Kernel.Clock.Ticks, vm.Partition.Id, -1, TraceKind.Lifecycle, $"migration pre-copy round {rounds.Count}: {pages.Count} pages sent");
+
+                // The guest keeps running while the round is on the wire.
+                long window = Math.Max(options.MinimumWindowTicks, pages.Count * options.TicksPerPage);
+                system.Root.PauseAtInstruction(vm, vm.Partition.Statistics.InstructionsRetired + window);
+                system.Root.Start(vm);
+                await system.RunUntilIdleAsync(cancellationToken, () => vm.State != PartitionState.Running);
+                if (vm.State == PartitionState.Stopped)
+                {
+                    return new MigrationReport(false, "the guest finished on the source before pre-copy converged", rounds, 0, 0, TimeSpan.Zero, 0);
+                }
+
+                dirty = system.Root.CollectDirtyPages(vm);
+                bool converged = dirty.Count <= options.ConvergedPages;
+                bool stalled = dirty.Count * 10 >= pages.Count * 9;
+                if (converged || stalled || rounds.Count >= options.MaxRounds)
+                {
+                    break;
+                }
+
+                pages = system.Root.ReadPages(vm, dirty);
+            }
+
+            // Stop-and-copy: the VM stays paused from here until the target resumes it.
+            var downtime = Stopwatch.StartNew();
+            VmSnapshot final = system.Root.CaptureSnapshot(vm, dirty);
+            byte[] state = SnapshotFormat.Serialize(final);
+            await WriteFrameAsync(target, FrameType.Final, state, cancellationToken);
+            (FrameType type, byte[] answer) = await ReadFrameAsync(target, cancellationToken);
+            downtime.Stop();
+            if (type != FrameType.Resumed)
+            {
+                throw new IOException(type == FrameType.Failed ? $"the target refused the VM: {System.Text.Encoding.UTF8.GetString(answer)}" : $"unexpected {type} frame");
+            }
+
+            long downtimeTicks = (state.Length + 4095) / 4096 * options.TicksPerPage;
+            long at = vm.Partition.Statistics.InstructionsRetired;
+            trace.Record(system.Kernel.Clock.Ticks, vm.Partition.Id, -1, TraceKind.Lifecycle, $"migrated: {dirty.Count} pages and device state in the final copy, resumed on the target");
+            system.Root.StopDirtyTracking(vm);
+            system.Root.Stop(vm);
+            return new MigrationReport(true, null, rounds, dirty.Count, downtimeTicks, downtime.Elapsed, at);
+        }
+        catch (Exception e) when (e is IOException or SocketException or ObjectDisposedException or EndOfStreamException)
+        {
+            if (vm.State != PartitionState.Stopped)
+            {
+                system.Root.StopDirtyTracking(vm);
+            }
+
+            trace.Record(system.Kernel.Clock.Ticks, vm.Partition.Id, -1, TraceKind.Lifecycle, "migration failed; the VM stays on the source");
+            return new MigrationReport(false, e.Message, rounds, 0, 0, TimeSpan.Zero, 0);
+        }
+    }
+
+    /// <summary>Receives a VM; returns it created (not started) once the final state is in, or null with a reason.</summary>
+    public static async Task<(VirtualMachine? Vm, string? Error)> ReceiveAsync(HybridSystem system, Stream source, CancellationToken cancellationToken = default)
+    {
+        try
+        {
+            (FrameType type, byte[] payload) = await ReadFrameAsync(source, cancellationToken);
+            if (type != FrameType.Hello)
+            {
+                return (null, $"expected Hello, got {type}");
+            }
+
+            (int version, string name, _) = ReadHello(payload);
+            if (version != MigrationProtocol.Version)
+            {
+                await WriteFrameAsync(source, FrameType.Failed, System.Text.Encoding.UTF8.GetBytes($"protocol version {version} is not {MigrationProtocol.Version}"), cancellationToken);
+                return (null, $"source speaks migration protocol {version}, this build {MigrationProtocol.Version}");
+            }
+
+            var pages = new SortedDictionary<uint, byte[]>();
+            while (true)
+            {
+                (type, payload) = await ReadFrameAsync(source, cancellationToken);
+                if (type == FrameType.Pages)
+                {
+                    foreach (SavedPage page in MigrationProtocol.ReadPages(payload))
+                    {
+                        pages[page.PageNumber] = page.Bytes;
+                    }
+
+                    continue;
+                }
+
+                if (type != FrameType.Final)
+                {
+                    return (null, $"unexpected {type} frame from the source");
+                }
+
+                VmSnapshot? final = SnapshotFormat.TryDeserialize(payload, out string error);
+                if (final is null)
+                {
+                    await WriteFrameAsync(source, FrameType.Failed, System.Text.Encoding.UTF8.GetBytes(error), cancellationToken);
+                    return (null, error);
+                }
+
+                foreach (SavedPage page in final.Pages)
+                {
+                    pages[page.PageNumber] = page.Bytes;
+                }
+
+                VirtualMachine? vm = system.Root.RestoreVm(final with { Pages = pages.Select(p => new SavedPage(p.Key, p.Value)).ToList() }, out VmCreationError? creationError, name);
+                if (vm is null)
+                {
+                    await WriteFrameAsync(source, FrameType.Failed, System.Text.Encoding.UTF8.GetBytes(creationError!.Message), cancellationToken);
+                    return (null, creationError.Message);
+                }
+
+                await WriteFrameAsync(source, FrameType.Resumed, Array.Empty<byte>(), cancellationToken);
+                return (vm, null);
+            }
+        }
+        catch (Exception e) when (e is IOException or SocketException or EndOfStreamException or ObjectDisposedException)
+        {
+            return (null, $"the source went away before the final state arrived: {e.Message}");
+        }
+    }
+}

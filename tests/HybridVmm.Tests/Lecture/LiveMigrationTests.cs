@@ -1,0 +1,144 @@
+using System.Diagnostics;
+using System.Net;
+using System.Net.Sockets;
+using HybridVmm.HostOS;
+using HybridVmm.HostOS.Management;
+using HybridVmm.HostOS.Migration;
+using HybridVmm.Hypervisor;
+using HybridVmm.Hypervisor.Partitions;
+using HybridVmm.Hypervisor.Tracing;
+using HybridVmm.Tests.Support;
+
+namespace HybridVmm.Tests.Lecture;
+
+/// <summary>Live migration over TCP on loopback: pre-copy with dirty tracking, stop-and-copy, resume on the target.</summary>
+public class LiveMigrationTests
+{
+    private static string Expected => File.ReadAllText(Path.ChangeExtension(Repository.GuestElf("cpu"), ".qemu.txt"));
+
+    [TestCase(9_000_000)]
+    [TestCase(14_000_000)]
+    public async Task TheGuestsOutputAcrossAMigrationEqualsAnUnmigratedRun(long migrateAt)
+    {
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        var targetConsole = new CapturingConsole();
+        using var target = new HybridSystem(new HypervisorOptions { HostMemoryBytes = 72L << 20 }, targetConsole, new TraceRecorder(null));
+        Task<(VirtualMachine?, string?)> receiving = Task.Run(async () =>
+        {
+            using TcpClient client = await listener.AcceptTcpClientAsync();
+            return await LiveMigration.ReceiveAsync(target, client.GetStream());
+        });
+
+        var sourceConsole = new CapturingConsole();
+        using var source = new HybridSystem(new HypervisorOptions { HostMemoryBytes = 72L << 20 }, sourceConsole, new TraceRecorder(null));
+        VirtualMachine vm = source.Root.CreateVm(new VmConfiguration { Name = "cpu", Image = Repository.ReadGuest("cpu") }, out _)!;
+        source.Root.PauseAtInstruction(vm, migrateAt);
+        source.Root.Start(vm);
+        await source.RunUntilIdleAsync();
+
+        MigrationReport report;
+        using (var client = new TcpClient())
+        {
+            await client.ConnectAsync(IPAddress.Loopback, ((IPEndPoint)listener.LocalEndpoint).Port);
+            report = await LiveMigration.SendAsync(source, vm, client.GetStream(), new MigrationOptions());
+        }
+
+        (VirtualMachine? moved, string? error) = await receiving;
+        Assert.That(report.Succeeded, Is.True, report.Failure);
+        Assert.That(moved, Is.Not.Null, error);
+        Assert.That(vm.State, Is.EqualTo(PartitionState.Stopped), "the source copy is gone");
+        target.Root.Start(moved!);
+        await target.RunUntilIdleAsync();
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(sourceConsole.Text(vm) + targetConsole.Text(moved!), Is.EqualTo(Expected));
+            Assert.That(moved!.Exited.Result.Reason, Is.EqualTo(StopReason.GuestExit));
+            Assert.That(moved.Partition.Statistics.InstructionsRetired, Is.EqualTo(23_959_616));
+            Assert.That(report.PagesPerRound, Is.Not.Empty);
+            Assert.That(report.PagesPerRound[0], Is.GreaterThan(report.FinalPages), "pre-copy moved most pages while the guest ran");
+        });
+    }
+
+    [Test]
+    public void TwoHypervisorProcessesMigrateAGuestOverLoopbackTcp()
+    {
+        using Process receiver = StartReceiver(out int port);
+        Task<string> targetOut = receiver.StandardOutput.ReadToEndAsync();
+        Task<string> targetErr = receiver.StandardError.ReadToEndAsync();
+        CliProcess.Result source = CliProcess.Run("run", Repository.GuestElf("cpu"), "--migrate-at", "9000000", "--migrate-to", $"127.0.0.1:{port}");
+        Assert.That(receiver.WaitForExit(TimeSpan.FromMinutes(2)), Is.True);
+        Assert.Multiple(() =>
+        {
+            Assert.That(source.ExitCode, Is.Zero, source.Stderr);
+            Assert.That(source.Stderr, Does.Contain("pre-copy round").And.Contain("downtime"));
+            Assert.That(receiver.ExitCode, Is.Zero, targetErr.Result);
+            Assert.That(source.Text + targetOut.Result, Is.EqualTo(Expected));
+        });
+    }
+
+    [Test]
+    public void AnUnreachableTargetLeavesTheGuestRunningOnTheSource()
+    {
+        using var probe = new TcpListener(IPAddress.Loopback, 0);
+        probe.Start();
+        int closedPort = ((IPEndPoint)probe.LocalEndpoint).Port;
+        probe.Stop();
+        CliProcess.Result result = CliProcess.Run("run", Repository.GuestElf("cpu"), "--migrate-at", "5000000", "--migrate-to", $"127.0.0.1:{closedPort}");
+        Assert.That(result.ExitCode, Is.Zero, result.Stderr);
+        Assert.That(result.Stderr, Does.Contain("migration failed").And.Contain("nothing was lost"));
+        Assert.That(result.Text, Is.EqualTo(Expected));
+    }
+
+    [Test]
+    public async Task ATargetThatDiesMidMigrationLeavesTheGuestRunningOnTheSource()
+    {
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        Task dying = Task.Run(async () =>
+        {
+            using TcpClient client = await listener.AcceptTcpClientAsync();
+            NetworkStream stream = client.GetStream();
+            await MigrationProtocol.ReadFrameAsync(stream, CancellationToken.None);   // Hello
+            await MigrationProtocol.ReadFrameAsync(stream, CancellationToken.None);   // first pages
+            client.Client.Close();                                                     // crash
+        });
+
+        var console = new CapturingConsole();
+        using var source = new HybridSystem(new HypervisorOptions { HostMemoryBytes = 72L << 20 }, console, new TraceRecorder(null));
+        VirtualMachine vm = source.Root.CreateVm(new VmConfiguration { Name = "cpu", Image = Repository.ReadGuest("cpu") }, out _)!;
+        source.Root.PauseAtInstruction(vm, 9_000_000);
+        source.Root.Start(vm);
+        await source.RunUntilIdleAsync();
+        MigrationReport report;
+        using (var client = new TcpClient())
+        {
+            await client.ConnectAsync(IPAddress.Loopback, ((IPEndPoint)listener.LocalEndpoint).Port);
+            report = await LiveMigration.SendAsync(source, vm, client.GetStream(), new MigrationOptions());
+        }
+
+        await dying;
+        Assert.That(report.Succeeded, Is.False);
+        Assert.That(vm.State, Is.Not.EqualTo(PartitionState.Stopped));
+        source.Root.Start(vm);
+        await source.RunUntilIdleAsync();
+        Assert.That(console.Text(vm), Is.EqualTo(Expected));
+        Assert.That(vm.Exited.Result.Reason, Is.EqualTo(StopReason.GuestExit));
+    }
+
+    private static Process StartReceiver(out int port)
+    {
+        var start = new ProcessStartInfo("dotnet") { RedirectStandardError = true, RedirectStandardOutput = true, UseShellExecute = false };
+        foreach (string arg in new[] { Path.Combine(AppContext.BaseDirectory, "hybridvmm.dll"), "receive", "--listen", "127.0.0.1:0" })
+        {
+            start.ArgumentList.Add(arg);
+        }
+
+        Process process = Process.Start(start)!;
+        string line = process.StandardError.ReadLine() ?? "";
+        Assert.That(line, Does.StartWith("hybridvmm: listening on 127.0.0.1:"));
+        port = int.Parse(line[(line.LastIndexOf(':') + 1)..]);
+        return process;
+    }
+}
