@@ -233,19 +233,27 @@ public sealed class RootPartition
         var worker = new VmWorker(_api, partition);
         VirtualMachine? vm = null;
         var com1 = new Uart16550(Uart16550.Com1Base, b => _console.Write(vm!, worker.Now, b));
+        var devices = new List<IPortIoDevice>();
         if (config.Devices.Contains("com1"))
         {
-            worker.Attach(com1);
+            devices.Add(com1);
         }
 
         if (config.Devices.Contains("debug-exit"))
         {
-            worker.Attach(new DebugExitDevice());
+            devices.Add(new DebugExitDevice());
         }
 
         if (config.Devices.Contains("provisioning"))
         {
-            worker.Attach(new ProvisioningDevice());
+            devices.Add(new ProvisioningDevice());
+        }
+
+        foreach (IPortIoDevice device in devices)
+        {
+            worker.Attach(config.InjectDeviceFailure is { } failure && failure.Device == device.Name
+                ? new FlakyDevice(device, failure.OnAccess)
+                : device);
         }
 
         vm = new VirtualMachine(config, partition, worker, com1);

@@ -212,6 +212,7 @@ public sealed class HypervisorKernel
             StopReason.GuestExit => $"stopped guest-exit value={exit.ExitValue}",
             StopReason.GuestFault => "stopped guest-fault",
             StopReason.Halted => "stopped halted",
+            StopReason.WorkerFailure => "stopped worker-failure",
             StopReason.InstructionLimit => $"stopped instruction-limit {partition.InstructionLimit}",
             _ => "stopped by-root",
         });

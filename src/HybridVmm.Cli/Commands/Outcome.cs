@@ -16,6 +16,9 @@ internal static class Outcome
                 error.WriteLine($"hybridvmm: guest '{vm.Name}' stopped on a fault; other guests are unaffected.");
                 error.WriteLine(exit.Diagnostic);
                 return ExitStatus.GuestFault;
+            case StopReason.WorkerFailure:
+                error.WriteLine($"hybridvmm: guest '{vm.Name}' stopped: {exit.Diagnostic}");
+                return ExitStatus.GuestFault;
             case StopReason.Halted:
                 error.WriteLine($"hybridvmm: guest '{vm.Name}' halted with interrupts unable to wake it, without writing to the exit port 0xf4.");
                 return ExitStatus.GuestHalted;

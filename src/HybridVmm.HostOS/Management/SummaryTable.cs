@@ -40,6 +40,7 @@ public static class SummaryTable
             StopReason.GuestExit => $"exit {vm.Exited.Result.ExitValue}",
             StopReason.GuestFault => "fault",
             StopReason.Halted => "halted",
+            StopReason.WorkerFailure => "worker failed",
             StopReason.InstructionLimit => "limit",
             _ => "stopped",
         }

@@ -18,6 +18,9 @@ public sealed record VmConfiguration
 
     public static readonly IReadOnlyList<string> KnownDevices = new[] { "com1", "debug-exit", "provisioning" };
 
+    /// <summary>Fault injection: the named device's driver fails once, on this access (high-availability demos and tests).</summary>
+    public (string Device, long OnAccess)? InjectDeviceFailure { get; init; }
+
     /// <summary>Stop the guest after this many instructions; zero means no limit.</summary>
     public long InstructionLimit { get; init; }
 }

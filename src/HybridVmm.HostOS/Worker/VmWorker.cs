@@ -69,12 +69,21 @@ public sealed class VmWorker
     public InterceptReply Handle(in InterceptMessage message)
     {
         Now = message.VirtualTime;
-        return message.Kind switch
+        try
         {
-            InterceptKind.IoPortRead => PortRead(message),
-            InterceptKind.IoPortWrite => PortWrite(message),
-            _ => UnmappedGpa(message),
-        };
+            return message.Kind switch
+            {
+                InterceptKind.IoPortRead => PortRead(message),
+                InterceptKind.IoPortWrite => PortWrite(message),
+                _ => UnmappedGpa(message),
+            };
+        }
+        catch (DeviceFailureException e)
+        {
+            // A failing device driver takes down this guest's worker, not the root or the other guests.
+            Trace(message, $"device driver failed: {e.Message}; worker stops");
+            return new InterceptReply(message.PartitionId, message.VpIndex, InterceptAction.WorkerFailed, 0, $"the VM worker's device driver failed: {e.Message}");
+        }
     }
 
     private InterceptReply PortRead(in InterceptMessage m)

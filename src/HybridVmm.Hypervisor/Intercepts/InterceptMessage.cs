@@ -44,6 +44,8 @@ public enum InterceptAction
     Pause,
     /// <summary>Stop the partition: nothing in the host backs the access.</summary>
     Fault,
+    /// <summary>Stop the partition: the VM worker serving it failed (a device driver crashed).</summary>
+    WorkerFailed,
 }
 
 public readonly record struct InterceptReply(int PartitionId, int VpIndex, InterceptAction Action, uint Value, string? Reason = null);

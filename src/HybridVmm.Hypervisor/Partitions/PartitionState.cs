@@ -16,6 +16,8 @@ public enum StopReason
     GuestExit,
     /// <summary>An exception the guest could not handle, or an access nothing backs.</summary>
     GuestFault,
+    /// <summary>The root partition's worker for this guest failed (a device driver crashed).</summary>
+    WorkerFailure,
     /// <summary>Every vCPU halted with nothing that could ever wake it.</summary>
     Halted,
     /// <summary>The partition reached its instruction limit.</summary>

@@ -332,6 +332,10 @@ public sealed class Scheduler
 
                 _kernel.StopPartition(partition, new PartitionExit(StopReason.GuestExit, reply.Value, null));
                 break;
+            case InterceptAction.WorkerFailed:
+                _kernel.Trace.Record(vp.PendingTime, partition.Id, vp.Index, TraceKind.Fault, reply.Reason ?? "worker failed");
+                _kernel.StopPartition(partition, new PartitionExit(StopReason.WorkerFailure, 0, reply.Reason));
+                break;
             default:
                 Fault(partition, vp, reply.Reason ?? "the root partition could not complete the intercept");
                 break;

@@ -1,0 +1,114 @@
+using System.Security.Cryptography;
+using HybridVmm.Guests;
+using HybridVmm.Guests.Multiboot;
+using HybridVmm.HostOS;
+using HybridVmm.HostOS.Management;
+using HybridVmm.Hypervisor;
+using HybridVmm.Hypervisor.Partitions;
+using HybridVmm.Hypervisor.Tracing;
+using Iced.Intel;
+using static Iced.Intel.AssemblerRegisters;
+
+namespace HybridVmm.Samples.Lecture;
+
+/// <summary>
+/// Isolation and OS diversity under attack. A C guest ('cpu'), a hand-written assembly guest ('asmhello')
+/// and a victim holding a secret in its RAM run side by side with attackers that try to reach other
+/// partitions' memory, the host's devices and the hypervisor's own state. Each attempt runs as its own
+/// attacker VM, since a refused access stops the attacker. The report states what each tried and what it
+/// got; afterwards the victim's memory and the other guests' output are checked to be untouched.
+/// </summary>
+public static class AttackScenario
+{
+    private const uint AttackerMemory = 4u << 20;
+    private const uint Secret = 0x5EC12E7;
+
+    private sealed record Attempt(string Goal, string How, Action<Assembler> Code, string IfSurvived = "");
+
+    private static readonly Attempt[] Attempts =
+    {
+        new("read another partition's RAM", "load from GPA 0x00400000, just past its own 4 MiB",
+            a => { a.mov(eax, __dword_ptr[0x0040_0000]); Report(a); }),
+        new("write another partition's RAM", "store to GPA 0x08000000 (where a neighbour's RAM might be)",
+            a => { a.mov(__dword_ptr[0x0800_0000], eax); Report(a); }),
+        new("write host memory-mapped hardware", "store to the local APIC page 0xFEE00000",
+            a => { a.mov(__dword_ptr[0xFEE0_0000UL], eax); Report(a); }),
+        new("read the host's PCI configuration", "out 0xCF8 = 0x80000000, in 0xCFC",
+            a => { a.mov(dx, 0xCF8); a.mov(eax, 0x8000_0000); a.@out(dx, eax); a.mov(dx, 0xCFC); a.@in(eax, dx); Report(a); },
+            "no PCI bus is exposed: the ports are unclaimed, the write was dropped and the read returned all ones"),
+        new("reset the host through the keyboard controller", "out 0x64 = 0xFE",
+            a => { a.mov(al, 0xFE); a.@out(0x64, al); a.mov(eax, 0); Report(a); },
+            "port 0x64 is unclaimed: the reset request was dropped and traced; nothing outside this guest noticed"),
+        new("turn on paging to remap memory", "mov cr0 with PG set",
+            a => { a.mov(eax, cr0); a.or(eax, unchecked((int)0x8000_0000)); a.mov(cr0, eax); Report(a); }),
+        new("execute outside its RAM", "jmp to 0x09000000",
+            a => { a.mov(eax, 0x0900_0000); a.jmp(eax); }),
+    };
+
+    public static async Task<int> RunAsync(TextWriter output, TextWriter measurements)
+    {
+        var trace = new TraceRecorder(null, keepInMemory: true);
+        var console = new CapturingConsole();
+        using var system = new HybridSystem(new HypervisorOptions { HostMemoryBytes = 96L << 20 }, console, trace);
+        VirtualMachine victim = Create(system, "victim", FlatMultibootImage.Wrap(Assemble(a =>
+        {
+            a.mov(edi, 0x0020_0000); a.mov(ecx, 1024); a.mov(eax, Secret); a.cld(); a.rep.stosd();
+            a.hlt();
+        })), AttackerMemory);
+        VirtualMachine cpu = Create(system, "cpu", EmbeddedGuests.Load("cpu")!, 8u << 20);
+        VirtualMachine asm = Create(system, "asmhello", EmbeddedGuests.Load("asmhello")!, 4u << 20);
+        var attackers = new List<VirtualMachine>();
+        for (int i = 0; i < Attempts.Length; i++)
+        {
+            attackers.Add(Create(system, $"attack{i + 1}", FlatMultibootImage.Wrap(Assemble(Attempts[i].Code)), AttackerMemory));
+        }
+
+        foreach (VirtualMachine vm in system.Root.VirtualMachines)
+        {
+            system.Root.Start(vm);
+        }
+
+        await system.RunUntilIdleAsync();
+
+        output.WriteLine($"{"attacker",-9} {"goal",-47} outcome");
+        for (int i = 0; i < Attempts.Length; i++)
+        {
+            PartitionExit exit = await attackers[i].Exited;
+            string outcome = exit.Reason switch
+            {
+                StopReason.GuestFault => "stopped: " + exit.Diagnostic!.Split('\n')[0].Replace("guest fault: ", ""),
+                StopReason.GuestExit => $"harmless (EAX=0x{exit.ExitValue:x8}): {Attempts[i].IfSurvived}",
+                _ => exit.Reason.ToString(),
+            };
+            output.WriteLine($"{attackers[i].Name,-9} {Attempts[i].Goal,-47} {outcome}");
+            output.WriteLine($"{"",-9} {"  how: " + Attempts[i].How}");
+        }
+
+        byte[] ram = new byte[0x1000];
+        victim.Partition.AddressSpace!.TryRead(0x0020_0000, ram);
+        bool secretIntact = Enumerable.Range(0, 1024).All(k => BitConverter.ToUInt32(ram, k * 4) == Secret);
+        bool cpuOk = (await cpu.Exited).Reason == StopReason.GuestExit && console.Text(cpu).Contains("cpu: done");
+        bool asmOk = (await asm.Exited).Reason == StopReason.GuestExit && console.Text(asm).Contains("says bye");
+        output.WriteLine();
+        output.WriteLine($"victim's secret page intact: {(secretIntact ? "yes" : "NO")} (sha256 {Convert.ToHexString(SHA256.HashData(ram))[..16].ToLowerInvariant()}...)");
+        output.WriteLine($"C guest 'cpu' completed with its digests: {(cpuOk ? "yes" : "NO")}; assembly guest 'asmhello' completed: {(asmOk ? "yes" : "NO")}");
+        output.WriteLine($"unclaimed port accesses traced: {trace.Lines!.Count(l => l.Contains("unclaimed"))}; faults traced: {trace.Lines!.Count(l => l.Contains(" Fault "))}");
+        return secretIntact && cpuOk && asmOk ? 0 : 1;
+    }
+
+    /// <summary>An attacker that survives reports what EAX holds through the debug-exit port.</summary>
+    private static void Report(Assembler a) => a.@out(0xF4, eax);
+
+    private static byte[] Assemble(Action<Assembler> program)
+    {
+        var asm = new Assembler(32);
+        program(asm);
+        using var code = new MemoryStream();
+        asm.Assemble(new StreamCodeWriter(code), FlatMultibootImage.Entry);
+        return code.ToArray();
+    }
+
+    private static VirtualMachine Create(HybridSystem system, string name, byte[] image, uint memory) =>
+        system.Root.CreateVm(new VmConfiguration { Name = name, Image = image, MemoryBytes = memory }, out VmCreationError? error)
+            ?? throw new InvalidOperationException($"{name}: {error!.Message}");
+}

@@ -1,0 +1,153 @@
+using System.Net;
+using System.Net.Sockets;
+using HybridVmm.Guests;
+using HybridVmm.HostOS;
+using HybridVmm.HostOS.Management;
+using HybridVmm.HostOS.Migration;
+using HybridVmm.Hypervisor;
+using HybridVmm.Hypervisor.Partitions;
+using HybridVmm.Hypervisor.Tracing;
+
+namespace HybridVmm.Samples.Lecture;
+
+/// <summary>
+/// Load balancing on a small cluster: three hypervisor hosts in one process, two physical cores each. Six
+/// CPU-bound VMs land on one host (a burst the placement could not spread); the balancer sees it overloaded
+/// (load = runnable vCPUs / cores) and live-migrates VMs to the least-loaded hosts until no host is over
+/// capacity. Every VM still prints exactly what it prints alone.
+/// </summary>
+public static class LoadBalancingScenario
+{
+    private const int CoresPerHost = 2;
+
+    public static async Task<int> RunAsync(TextWriter output, TextWriter measurements)
+    {
+        byte[] image = EmbeddedGuests.Load("cpu")!;
+        var hosts = new List<Host>();
+        for (int i = 0; i < 3; i++)
+        {
+            var console = new CapturingConsole();
+            hosts.Add(new Host($"host{(char)('A' + i)}", new HybridSystem(new HypervisorOptions { HostMemoryBytes = 160L << 20 }, console, new TraceRecorder(null)), console));
+        }
+
+        try
+        {
+            // The burst: six VMs on host A.
+            for (int i = 1; i <= 6; i++)
+            {
+                VirtualMachine vm = hosts[0].System.Root.CreateVm(new VmConfiguration { Name = $"vm{i}", Image = image, MemoryBytes = 16u << 20 }, out _)!;
+                hosts[0].System.Root.PauseAtInstruction(vm, 2_000_000 + i * 100_000);
+                hosts[0].System.Root.Start(vm);
+                hosts[0].Vms.Add(vm);
+            }
+
+            await hosts[0].System.RunUntilIdleAsync();
+            output.WriteLine("before balancing:");
+            PrintLoad(output, hosts);
+
+            var printedBefore = new Dictionary<string, string>();
+            int migrations = 0;
+            while (true)
+            {
+                Host busiest = hosts.MaxBy(h => h.Load)!;
+                Host idlest = hosts.MinBy(h => h.Load)!;
+                if (busiest.Load <= 1.0 || busiest.Vms.Count - idlest.Vms.Count < 2)
+                {
+                    break;
+                }
+
+                VirtualMachine vm = busiest.Vms[^1];
+                (VirtualMachine moved, MigrationReport report) = await MigrateAsync(busiest, idlest, vm);
+                busiest.Vms.Remove(vm);
+                idlest.Vms.Add(moved);
+                printedBefore[vm.Name] = printedBefore.GetValueOrDefault(vm.Name, "") + busiest.Console.Text(vm);
+                migrations++;
+                output.WriteLine($"  migrate {vm.Name}: {busiest.Name} -> {idlest.Name} ({report.PagesPerRound.Count} pre-copy round(s), {report.FinalPages} pages in the final copy)");
+            }
+
+            output.WriteLine("after balancing:");
+            PrintLoad(output, hosts);
+
+            foreach (Host host in hosts)
+            {
+                foreach (VirtualMachine vm in host.Vms)
+                {
+                    host.System.Root.Start(vm);
+                }
+            }
+
+            await Task.WhenAll(hosts.Select(h => h.System.RunUntilIdleAsync()));
+            string alone = await RunAloneAsync(image);
+            int wrong = 0;
+            foreach (Host host in hosts)
+            {
+                foreach (VirtualMachine vm in host.Vms)
+                {
+                    string whole = printedBefore.GetValueOrDefault(vm.Name, "") + host.Console.Text(vm);
+                    wrong += whole == alone && vm.Exited.Result.Reason == StopReason.GuestExit ? 0 : 1;
+                }
+            }
+
+            output.WriteLine($"{migrations} migration(s); every VM's output equals a run alone: {(wrong == 0 ? "yes" : $"NO ({wrong})")}");
+            return wrong == 0 ? 0 : 1;
+        }
+        finally
+        {
+            foreach (Host host in hosts)
+            {
+                host.System.Dispose();
+            }
+        }
+    }
+
+    private static void PrintLoad(TextWriter output, IReadOnlyList<Host> hosts)
+    {
+        foreach (Host host in hosts)
+        {
+            output.WriteLine($"  {host.Name}: {host.Vms.Count} vCPU(s) on {CoresPerHost} cores, load {host.Load:0.00}{(host.Load > 1.0 ? "  OVERLOADED" : "")}  [{string.Join(" ", host.Vms.Select(v => v.Name))}]");
+        }
+    }
+
+    private static async Task<(VirtualMachine, MigrationReport)> MigrateAsync(Host from, Host to, VirtualMachine vm)
+    {
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        Task<(VirtualMachine?, string?)> receiving = Task.Run(async () =>
+        {
+            using TcpClient accepted = await listener.AcceptTcpClientAsync();
+            return await LiveMigration.ReceiveAsync(to.System, accepted.GetStream());
+        });
+        MigrationReport report;
+        using (var client = new TcpClient())
+        {
+            await client.ConnectAsync(IPAddress.Loopback, ((IPEndPoint)listener.LocalEndpoint).Port);
+            report = await LiveMigration.SendAsync(from.System, vm, client.GetStream(), new MigrationOptions());
+        }
+
+        (VirtualMachine? moved, string? error) = await receiving;
+        return (moved ?? throw new InvalidOperationException(error), report);
+    }
+
+    private static async Task<string> RunAloneAsync(byte[] image)
+    {
+        var console = new CapturingConsole();
+        using var system = new HybridSystem(new HypervisorOptions { HostMemoryBytes = 24L << 20 }, console, new TraceRecorder(null));
+        VirtualMachine vm = system.Root.CreateVm(new VmConfiguration { Name = "alone", Image = image, MemoryBytes = 16u << 20 }, out _)!;
+        system.Root.Start(vm);
+        await system.RunUntilIdleAsync();
+        return console.Text(vm);
+    }
+
+    private sealed class Host(string name, HybridSystem system, CapturingConsole console)
+    {
+        public string Name { get; } = name;
+
+        public HybridSystem System { get; } = system;
+
+        public CapturingConsole Console { get; } = console;
+
+        public List<VirtualMachine> Vms { get; } = new();
+
+        public double Load => (double)Vms.Count / CoresPerHost;
+    }
+}

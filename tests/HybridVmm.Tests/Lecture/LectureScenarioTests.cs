@@ -1,0 +1,42 @@
+using ApprovalTests;
+using HybridVmm.Samples.Lecture;
+
+namespace HybridVmm.Tests.Lecture;
+
+/// <summary>
+/// The lecture's scenario programs, run as a user runs them. Each returns 0 only if its own checks held
+/// (outputs identical across save/restore and migration, isolation intact, ...); its deterministic report is
+/// snapshot-approved, while wall-clock measurements go to a separate writer and are not compared.
+/// </summary>
+public class LectureScenarioTests
+{
+    [Test]
+    public async Task Encapsulation() => Approvals.Verify(await Run(EncapsulationScenario.RunAsync));
+
+    [Test]
+    public async Task Provisioning() => Approvals.Verify(await Run(ProvisioningScenario.RunAsync));
+
+    [Test]
+    public async Task Migration() => Approvals.Verify(await Run(MigrationScenario.RunAsync));
+
+    [Test]
+    public async Task HighAvailability() => Approvals.Verify(await Run(HighAvailabilityScenario.RunAsync));
+
+    [Test]
+    public async Task LoadBalancing() => Approvals.Verify(await Run(LoadBalancingScenario.RunAsync));
+
+    [Test]
+    public async Task HostingTypes() => Approvals.Verify(await Run(HostingTypesScenario.RunAsync));
+
+    [Test]
+    public async Task Attack() => Approvals.Verify(await Run(AttackScenario.RunAsync));
+
+    /// <summary>Runs a scenario; Approvals.Verify stays in the test method itself, where ApprovalTests looks for the test's name.</summary>
+    private static async Task<string> Run(Func<TextWriter, TextWriter, Task<int>> scenario)
+    {
+        var output = new StringWriter { NewLine = "\n" };
+        int status = await scenario(output, new StringWriter());
+        Assert.That(status, Is.Zero, output.ToString());
+        return output.ToString();
+    }
+}
