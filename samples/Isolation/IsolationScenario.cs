@@ -60,7 +60,8 @@ public static class IsolationScenario
     private static async Task<(Dictionary<string, string> Output, Dictionary<string, PartitionExit> Exits, Dictionary<string, string> MemoryHash, string Summary)>
         RunAsync(IReadOnlyList<string> names, TextWriter console)
     {
-        var capture = new CapturingConsole(console);
+        var lines = new PrefixedLineConsole(console);
+        var capture = new CapturingConsole(lines);
         using var system = new HybridSystem(new HypervisorOptions { HostMemoryBytes = 64L << 20 }, capture, new TraceRecorder(null));
         var vms = new List<VirtualMachine>();
         foreach (string name in names)
@@ -76,7 +77,7 @@ public static class IsolationScenario
         }
 
         await system.RunUntilIdleAsync();
-        capture.Lines.FlushPartialLines();
+        lines.FlushPartialLines();
 
         var exits = new Dictionary<string, PartitionExit>();
         var hashes = new Dictionary<string, string>();
@@ -88,39 +89,6 @@ public static class IsolationScenario
             hashes[vm.Name] = Convert.ToHexString(SHA256.HashData(ram)).ToLowerInvariant();
         }
 
-        return (capture.Text(), exits, hashes, SummaryTable.Render(vms, system.Kernel.Clock.Ticks));
-    }
-
-    /// <summary>Shows lines with the guest's name and also keeps each guest's raw output.</summary>
-    private sealed class CapturingConsole(TextWriter output) : IGuestConsole
-    {
-        private readonly Dictionary<string, List<byte>> _raw = new();
-
-        public PrefixedLineConsole Lines { get; } = new(output);
-
-        public void Write(VirtualMachine vm, long virtualTime, byte value)
-        {
-            lock (_raw)
-            {
-                if (!_raw.TryGetValue(vm.Name, out List<byte>? bytes))
-                {
-                    _raw[vm.Name] = bytes = new List<byte>();
-                }
-
-                bytes.Add(value);
-            }
-
-            Lines.Write(vm, virtualTime, value);
-        }
-
-        public void Flush() => Lines.Flush();
-
-        public Dictionary<string, string> Text()
-        {
-            lock (_raw)
-            {
-                return _raw.ToDictionary(p => p.Key, p => System.Text.Encoding.Latin1.GetString(p.Value.ToArray()));
-            }
-        }
+        return (vms.ToDictionary(vm => vm.Name, capture.Text), exits, hashes, SummaryTable.Render(vms, system.Kernel.Clock.Ticks));
     }
 }

@@ -1,5 +1,3 @@
-using System.Net;
-using System.Net.Sockets;
 using HybridVmm.Guests;
 using HybridVmm.HostOS;
 using HybridVmm.HostOS.Management;
@@ -110,22 +108,8 @@ public static class LoadBalancingScenario
 
     private static async Task<(VirtualMachine, MigrationReport)> MigrateAsync(Host from, Host to, VirtualMachine vm)
     {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        Task<(VirtualMachine?, string?)> receiving = Task.Run(async () =>
-        {
-            using TcpClient accepted = await listener.AcceptTcpClientAsync();
-            return await LiveMigration.ReceiveAsync(to.System, accepted.GetStream());
-        });
-        MigrationReport report;
-        using (var client = new TcpClient())
-        {
-            await client.ConnectAsync(IPAddress.Loopback, ((IPEndPoint)listener.LocalEndpoint).Port);
-            report = await LiveMigration.SendAsync(from.System, vm, client.GetStream(), new MigrationOptions());
-        }
-
-        (VirtualMachine? moved, string? error) = await receiving;
-        return (moved ?? throw new InvalidOperationException(error), report);
+        (MigrationReport report, VirtualMachine? moved) = await LiveMigration.OverLoopbackAsync(from.System, vm, to.System, new MigrationOptions());
+        return (moved ?? throw new InvalidOperationException(report.Failure), report);
     }
 
     private static async Task<string> RunAloneAsync(byte[] image)

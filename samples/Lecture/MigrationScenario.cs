@@ -1,5 +1,3 @@
-using System.Net;
-using System.Net.Sockets;
 using HybridVmm.Guests;
 using HybridVmm.HostOS;
 using HybridVmm.HostOS.Management;
@@ -55,24 +53,10 @@ public static class MigrationScenario
             return (sourceConsole.Text(vm), new MigrationReport(false, "not migrated", Array.Empty<int>(), 0, 0, TimeSpan.Zero, 0));
         }
 
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        Task<(VirtualMachine?, string?)> receiving = Task.Run(async () =>
-        {
-            using TcpClient accepted = await listener.AcceptTcpClientAsync();
-            return await LiveMigration.ReceiveAsync(target, accepted.GetStream());
-        });
-        MigrationReport report;
-        using (var client = new TcpClient())
-        {
-            await client.ConnectAsync(IPAddress.Loopback, ((IPEndPoint)listener.LocalEndpoint).Port);
-            report = await LiveMigration.SendAsync(source, vm, client.GetStream(), new MigrationOptions());
-        }
-
-        (VirtualMachine? moved, string? error) = await receiving;
+        (MigrationReport report, VirtualMachine? moved) = await LiveMigration.OverLoopbackAsync(source, vm, target, new MigrationOptions());
         if (moved is null)
         {
-            throw new InvalidOperationException(error);
+            throw new InvalidOperationException(report.Failure);
         }
 
         target.Root.Start(moved);

@@ -118,6 +118,35 @@ public static class LiveMigration
         }
     }
 
+    /// <summary>
+    /// Migrates a paused VM between two hypervisors of this process over a TCP connection on loopback (the
+    /// same wire path as between two processes). Returns the report and, on success, the VM on the target,
+    /// created and not yet started.
+    /// </summary>
+    public static async Task<(MigrationReport Report, VirtualMachine? Moved)> OverLoopbackAsync(
+        HybridSystem source, VirtualMachine vm, HybridSystem target, MigrationOptions options, CancellationToken cancellationToken = default)
+    {
+        using var listener = new TcpListener(System.Net.IPAddress.Loopback, 0);
+        listener.Start();
+        Task<(VirtualMachine? Vm, string? Error)> receiving = Task.Run(async () =>
+        {
+            using TcpClient accepted = await listener.AcceptTcpClientAsync(cancellationToken);
+            return await ReceiveAsync(target, accepted.GetStream(), cancellationToken);
+        }, cancellationToken);
+
+        MigrationReport report;
+        using (var client = new TcpClient())
+        {
+            await client.ConnectAsync((System.Net.IPEndPoint)listener.LocalEndpoint, cancellationToken);
+            report = await SendAsync(source, vm, client.GetStream(), options, cancellationToken);
+        }
+
+        (VirtualMachine? moved, string? error) = await receiving;
+        return report.Succeeded && moved is null
+            ? (report with { Succeeded = false, Failure = error }, null)
+            : (report, moved);
+    }
+
     /// <summary>Receives a VM; returns it created (not started) once the final state is in, or null with a reason.</summary>
     public static async Task<(VirtualMachine? Vm, string? Error)> ReceiveAsync(HybridSystem system, Stream source, CancellationToken cancellationToken = default)
     {

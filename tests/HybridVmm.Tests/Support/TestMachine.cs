@@ -1,4 +1,3 @@
-using System.Text;
 using HybridVmm.HostOS;
 using HybridVmm.HostOS.Management;
 using HybridVmm.Hypervisor;
@@ -56,34 +55,4 @@ public sealed class TestMachine : IDisposable
     public string Output(VirtualMachine vm) => _console.Text(vm);
 
     public void Dispose() => System.Dispose();
-
-    private sealed class CapturingConsole : IGuestConsole
-    {
-        private readonly Dictionary<VirtualMachine, List<byte>> _bytes = new();
-
-        public void Write(VirtualMachine vm, long virtualTime, byte value)
-        {
-            lock (_bytes)
-            {
-                if (!_bytes.TryGetValue(vm, out List<byte>? list))
-                {
-                    _bytes[vm] = list = new List<byte>();
-                }
-
-                list.Add(value);
-            }
-        }
-
-        public void Flush()
-        {
-        }
-
-        public string Text(VirtualMachine vm)
-        {
-            lock (_bytes)
-            {
-                return _bytes.TryGetValue(vm, out List<byte>? list) ? Encoding.Latin1.GetString(list.ToArray()) : "";
-            }
-        }
-    }
 }
