@@ -42,7 +42,10 @@ public static class SizeParser
         return true;
     }
 
-    /// <summary>Guest memory: 2 MiB to 3 GiB, in whole 4 KiB pages.</summary>
+    /// <summary>Largest guest: host memory (one array of just under 2 GiB) must also hold the hypervisor's margin.</summary>
+    public const ulong MaxGuestBytes = 2016UL * 1024 * 1024;
+
+    /// <summary>Guest memory: 2 MiB to 2016 MiB, in whole 4 KiB pages.</summary>
     public static bool TryParseGuestMemory(string text, out uint bytes, out string error)
     {
         bytes = 0;
@@ -51,9 +54,9 @@ public static class SizeParser
             return false;
         }
 
-        if (value < 2 * 1024 * 1024 || value > 3UL * 1024 * 1024 * 1024 || value % 4096 != 0)
+        if (value < 2 * 1024 * 1024 || value > MaxGuestBytes || value % 4096 != 0)
         {
-            error = $"guest memory {text} is out of range: give 2M to 3G in whole 4 KiB pages";
+            error = $"guest memory {text} is out of range: give 2M to 2016M in whole 4 KiB pages";
             return false;
         }
 

@@ -13,6 +13,10 @@ public sealed class HybridVmmOptionsValidator : IValidateOptions<HybridVmmOption
         {
             problems.Add($"HostMemory: {error}");
         }
+        else if (host < 4096 || (long)host > Hardware.Memory.HostPhysicalMemory.MaxBytes)
+        {
+            problems.Add($"HostMemory: {options.HostMemory} is out of range: give 4K to {Hardware.Memory.HostPhysicalMemory.MaxBytes >> 20}M");
+        }
 
         if (options.Quantum <= 0)
         {

@@ -9,11 +9,15 @@ public sealed class HostPhysicalMemory
     public const int FrameShift = 12;
     public const int FrameSize = 1 << FrameShift;
 
+    /// <summary>The largest machine: host memory is one .NET array, so just under 2 GiB.</summary>
+    public const long MaxBytes = (long)(int.MaxValue / FrameSize) * FrameSize - FrameSize * 8;
+
     private readonly byte[] _bytes;
 
     public HostPhysicalMemory(int frameCount)
     {
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(frameCount);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan((long)frameCount * FrameSize, MaxBytes);
         FrameCount = frameCount;
         _bytes = GC.AllocateUninitializedArray<byte>(checked(frameCount * FrameSize));
         Array.Clear(_bytes);
