@@ -22,6 +22,9 @@ public sealed record HypervisorOptions
 
     /// <summary>Capacity of the root partition's intercept port; a full port holds senders back.</summary>
     public int InterceptPortCapacity { get; init; } = 64;
+
+    /// <summary>Virtual ticks charged for an exit the kernel serves itself (RDMSR, WRMSR, VMCALL): no root round trip.</summary>
+    public long SyntheticExitCostTicks { get; init; } = 1_000;
 }
 
 /// <summary>
@@ -45,6 +48,7 @@ public sealed class HypervisorKernel
         // Replies are bounded only by the number of vCPUs that can be waiting, so this port never holds the root back.
         ReplyPort = new MessagePort<InterceptReply>("kernel.replies", 1 << 16);
         Scheduler = new Scheduler(this);
+        Enlightenments = new Hypercalls.Enlightenments(this);
         var root = new Partition(0, "root", addressSpace: null, instructionLimit: 0) { State = PartitionState.Running };
         _partitions.Add(root);
         trace.NamePartition(0, root.Name);
@@ -55,6 +59,9 @@ public sealed class HypervisorKernel
     public TraceRecorder Trace { get; }
 
     public Scheduler Scheduler { get; }
+
+    /// <summary>Synthetic MSRs, hypercalls, SynIC and VMBus plumbing (TLFS), served without the root.</summary>
+    internal Hypercalls.Enlightenments Enlightenments { get; }
 
     public Hardware.Clock.VirtualClock Clock { get; } = new();
 

@@ -150,6 +150,14 @@ public sealed class Scheduler
                 case CpuExitReason.Exception:
                     Fault(partition, vp, $"{ExceptionVector.Mnemonic(exit.Vector)} (vector {exit.Vector}, error code 0x{exit.ErrorCode:x})");
                     return;
+                case CpuExitReason.TripleFault:
+                    Fault(partition, vp, $"triple fault: {ExceptionVector.Mnemonic(exit.Vector)} (vector {exit.Vector}) could not be delivered, nor #GP, nor #DF (no usable IDT gate)");
+                    return;
+                case CpuExitReason.Rdmsr:
+                case CpuExitReason.Wrmsr:
+                case CpuExitReason.Vmcall:
+                    vp.SliceTicks += _kernel.Enlightenments.Handle(partition, vp, exit);
+                    break;
             }
         }
     }
