@@ -21,11 +21,13 @@ public sealed class RootPartition
     private readonly Dictionary<int, VirtualMachine> _vms = new();
     private readonly List<Task> _workerTasks = new();
     private readonly object _gate = new();
+    private readonly VmBus.VmBusServer _vmbus;
     private CancellationToken _running;
 
     public RootPartition(HypervisorKernel kernel, IGuestConsole console)
     {
         _api = kernel.ClaimRootApi();
+        _vmbus = new VmBus.VmBusServer(_api);
         _console = console;
         _api.Scheduler.RoundCompleted += console.Flush;
     }
@@ -59,6 +61,24 @@ public sealed class RootPartition
                     $"unknown device '{device}' (known: {string.Join(", ", VmConfiguration.KnownDevices)})");
                 return null;
             }
+        }
+
+        foreach (string device in config.SyntheticDevices)
+        {
+            if (!VmConfiguration.KnownSyntheticDevices.Contains(device))
+            {
+                error = new VmCreationError(VmCreationErrorKind.InvalidConfiguration,
+                    $"unknown synthetic device '{device}' (known: {string.Join(", ", VmConfiguration.KnownSyntheticDevices)})");
+                return null;
+            }
+        }
+
+        if (config.SyntheticDevices.Contains("synthblk") && (config.DiskImage is null || !File.Exists(config.DiskImage)
+            || new FileInfo(config.DiskImage).Length % VmBus.SynthBlockDevice.SectorSize != 0))
+        {
+            error = new VmCreationError(VmCreationErrorKind.InvalidConfiguration,
+                "synthblk needs an existing disk image whose size is a multiple of 512 bytes");
+            return null;
         }
 
         if (config.MemoryBytes % 4096 != 0)
@@ -100,6 +120,10 @@ public sealed class RootPartition
         }
 
         _api.SetBootState(partition, prepared.Entry, BootInformation.BootloaderMagic, BootInformation.InfoAddress);
+        if (config.Privileges is { } privileges)
+        {
+            _api.SetPrivileges(partition, privileges);
+        }
 
         var worker = new VmWorker(_api, partition);
         VirtualMachine? vm = null;
@@ -114,6 +138,7 @@ public sealed class RootPartition
             worker.Attach(new DebugExitDevice());
         }
         vm = new VirtualMachine(config, partition, worker, com1);
+        vm.Channels = _vmbus.AddPartition(partition, CreateSyntheticDevices(config, vm, worker));
         lock (_gate)
         {
             _vms.Add(partition.Id, vm);
@@ -125,6 +150,30 @@ public sealed class RootPartition
 
         error = null;
         return vm;
+    }
+
+    private IEnumerable<VmBus.IVmBusDevice> CreateSyntheticDevices(VmConfiguration config, VirtualMachine vm, VmWorker worker)
+    {
+        var devices = new List<VmBus.IVmBusDevice>();
+        foreach (string name in config.SyntheticDevices)
+        {
+            if (name == "synthcon")
+            {
+                var console = new VmBus.SynthConsoleDevice((time, b) => _console.Write(vm, time, b), () => _api.VmBusTime);
+                if (config.ConsoleInput is { } input) console.QueueInput(input);
+                devices.Add(console);
+            }
+            else if (name == "synthblk")
+            {
+                var disk = new VmBus.SynthBlockDevice(config.DiskImage!);
+                // The image is closed when the guest stops, so a restarted VM can open it again.
+                _ = vm.Exited.ContinueWith(_ => disk.Dispose(), TaskScheduler.Default);
+                devices.Add(disk);
+            }
+        }
+
+        _ = worker;
+        return devices;
     }
 
     public void Start(VirtualMachine vm) => _api.Start(vm.Partition);
@@ -142,6 +191,7 @@ public sealed class RootPartition
         }
 
         _api.Delete(vm.Partition);
+        _vmbus.RemovePartition(vm.Partition);
         vm.Worker.Inbox.Complete();
     }
 
@@ -162,6 +212,7 @@ public sealed class RootPartition
         lock (_gate)
         {
             _running = cancellationToken;
+            _workerTasks.Add(Task.Run(() => _vmbus.RunAsync(cancellationToken), CancellationToken.None));
             foreach (VirtualMachine vm in _vms.Values)
             {
                 _workerTasks.Add(Task.Run(() => vm.Worker.RunAsync(cancellationToken), CancellationToken.None));

@@ -47,6 +47,8 @@ public sealed class HypervisorKernel
         InterceptPort = new MessagePort<InterceptMessage>("root.intercepts", options.InterceptPortCapacity);
         // Replies are bounded only by the number of vCPUs that can be waiting, so this port never holds the root back.
         ReplyPort = new MessagePort<InterceptReply>("kernel.replies", 1 << 16);
+        VmBusPort = new MessagePort<VmBus.VmBusRequest>("root.vmbus", options.InterceptPortCapacity);
+        VmBusDonePort = new MessagePort<VmBus.VmBusRequest>("kernel.vmbus-done", 1 << 16);
         Scheduler = new Scheduler(this);
         Enlightenments = new Hypercalls.Enlightenments(this);
         var root = new Partition(0, "root", addressSpace: null, instructionLimit: 0) { State = PartitionState.Running };
@@ -74,6 +76,12 @@ public sealed class HypervisorKernel
 
     /// <summary>Root to kernel: completions of intercepts.</summary>
     internal MessagePort<InterceptReply> ReplyPort { get; }
+
+    /// <summary>Kernel to root: guests' HvPostMessage / HvSignalEvent for the VMBus server.</summary>
+    internal MessagePort<VmBus.VmBusRequest> VmBusPort { get; }
+
+    /// <summary>Root to kernel: the VMBus server finished a request.</summary>
+    internal MessagePort<VmBus.VmBusRequest> VmBusDonePort { get; }
 
     /// <summary>A snapshot of the partitions, root first.</summary>
     public IReadOnlyList<Partition> Partitions

@@ -76,6 +76,11 @@ public sealed class Scheduler
                     Complete(reply);
                 }
 
+                // Guests' VMBus messages and signals go to the root while every vCPU is stopped; what the root
+                // posts back raises SynIC interrupts, which wake halted vCPUs (Hypercalls/Enlightenments.cs).
+                await _kernel.Enlightenments.FlushToRootAsync(cancellationToken).ConfigureAwait(false);
+                ranThisPass |= Hypercalls.Enlightenments.WakeHalted(partitions);
+
                 ranAny |= ranThisPass;
             }
             while (ranThisPass);
@@ -98,6 +103,9 @@ public sealed class Scheduler
             {
                 if (untilIdle)
                 {
+                    // Nothing can raise an interrupt any more: vCPUs halted with IF=1 will never wake.
+                    StopIdleHalted(partitions);
+                    _kernel.Trace.Flush();
                     return;
                 }
 
@@ -266,16 +274,44 @@ public sealed class Scheduler
             _kernel.Trace.Record(_kernel.Now(vp), partition.Id, vp.Index, TraceKind.Intercept, "hlt");
         }
 
-        // Nothing can raise an interrupt on this platform yet, so a vCPU that halts never wakes.
+        if (vp.Core.HasDeliverableInterrupt)
+        {
+            vp.State = VpState.Runnable; // an interrupt is already waiting: HLT falls through to it
+            return;
+        }
+
+        // A vCPU halted with IF=0 can never wake; with IF=1 a SynIC interrupt may still wake it.
         foreach (VirtualProcessor other in partition.VirtualProcessors)
         {
-            if (other.State != VpState.Halted)
+            if (other.State != VpState.Halted || other.Core.InterruptsEnabled)
             {
                 return;
             }
         }
 
         _kernel.StopPartition(partition, new PartitionExit(StopReason.Halted, 0, null));
+    }
+
+    private void StopIdleHalted(IReadOnlyList<Partition> partitions)
+    {
+        foreach (Partition partition in partitions)
+        {
+            if (partition.IsRoot || partition.State != PartitionState.Running)
+            {
+                continue;
+            }
+
+            bool allHalted = true;
+            foreach (VirtualProcessor vp in partition.VirtualProcessors)
+            {
+                allHalted &= vp.State == VpState.Halted;
+            }
+
+            if (allHalted)
+            {
+                _kernel.StopPartition(partition, new PartitionExit(StopReason.Halted, 0, null));
+            }
+        }
     }
 
     private void Fault(Partition partition, VirtualProcessor vp, string what)
