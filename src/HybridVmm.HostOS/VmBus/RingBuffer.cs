@@ -29,6 +29,7 @@ public sealed class RingBuffer
     private const int WriteIndexOffset = 0;
     private const int ReadIndexOffset = 4;
     private const int InterruptMaskOffset = 8;
+    private const int PendingSendSizeOffset = 12;
     private readonly RootPartitionApi _api;
     private readonly Partition _partition;
     private readonly uint _gpadl;
@@ -58,6 +59,17 @@ public sealed class RingBuffer
         Span<byte> b = stackalloc byte[4];
         BinaryPrimitives.WriteUInt32LittleEndian(b, value);
         _api.WriteGpadl(_partition, _gpadl, _base + offset, b);
+    }
+
+    /// <summary>
+    /// The writer found the ring full and set PendingSendSize (u32 at 12): once the reader has drained the ring,
+    /// it clears the field and signals the writer. True when that signal is due.
+    /// </summary>
+    public bool TakeWriterWaiting()
+    {
+        if (ReadControl(PendingSendSizeOffset) is 0 or uint.MaxValue) return false;
+        WriteControl(PendingSendSizeOffset, 0);
+        return true;
     }
 
     /// <summary>The reader set InterruptMask: it polls, so the writer need not signal.</summary>

@@ -80,6 +80,11 @@ public sealed class VmBusChannel
     /// <summary>Host to guest signal: event flag relid on the VMBus SINT, unless the guest masked the ring.</summary>
     internal void FlushSignal()
     {
+        if (Outbound is not null && Outbound.TakeWriterWaiting())
+        {
+            _signalPending = true; // the guest waits for room in its ring (VMBus pending_send_sz)
+        }
+
         if (_signalPending && Inbound is not null && !Inbound.ReaderMasked)
         {
             _api.SignalGuestEvent(Partition, VmBusProtocol.MessageSint, (int)RelId);

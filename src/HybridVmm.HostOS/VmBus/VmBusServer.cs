@@ -74,7 +74,7 @@ public sealed class VmBusServer
             _channels.TryGetValue(request.PartitionId, out channels);
         }
 
-        if (channels is null || channels.Count == 0 || channels[0].Partition.State == PartitionState.Stopped)
+        if (channels is null || channels.Count == 0)
         {
             Trace(request, "no VMBus devices: request dropped");
             return;

@@ -69,6 +69,10 @@ public sealed class Scheduler
                     }
                 }
 
+                // Guests' VMBus messages and signals go to the root while every vCPU is stopped, before the
+                // intercepts that came after them are completed; what the root posts back raises SynIC
+                // interrupts, which wake halted vCPUs (Hypercalls/Enlightenments.cs).
+                await _kernel.Enlightenments.FlushToRootAsync(cancellationToken).ConfigureAwait(false);
                 while (_outstanding > 0)
                 {
                     InterceptReply reply = await _kernel.ReplyPort.ReceiveAsync(cancellationToken).ConfigureAwait(false);
@@ -76,9 +80,6 @@ public sealed class Scheduler
                     Complete(reply);
                 }
 
-                // Guests' VMBus messages and signals go to the root while every vCPU is stopped; what the root
-                // posts back raises SynIC interrupts, which wake halted vCPUs (Hypercalls/Enlightenments.cs).
-                await _kernel.Enlightenments.FlushToRootAsync(cancellationToken).ConfigureAwait(false);
                 ranThisPass |= Hypercalls.Enlightenments.WakeHalted(partitions);
 
                 ranAny |= ranThisPass;
@@ -175,7 +176,7 @@ public sealed class Scheduler
         X86Core core = vp.Core;
         uint leaf = core[Gpr.Eax];
         uint subleaf = core[Gpr.Ecx];
-        (uint a, uint b, uint c, uint d) = CpuidPolicy.Query(leaf, subleaf);
+        (uint a, uint b, uint c, uint d) = CpuidPolicy.Query(leaf, subleaf, (ulong)partition.Hv.Privileges);
         partition.Statistics.CountIntercept("cpuid");
         if (_kernel.Trace.Enabled)
         {
