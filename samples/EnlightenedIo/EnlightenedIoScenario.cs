@@ -13,7 +13,7 @@ namespace HybridVmm.Samples.EnlightenedIo;
 /// where every byte is an intercept served by the root, and through the synthetic console, where a batch of
 /// 2 KiB costs one HvSignalEvent; the exits and messages are counted side by side. (2) A guest writes a record
 /// to its synthetic disk (a host file), flushes, is deleted and booted again, and finds its data intact.
-/// (3) Two guests exchange pings through the root partition's virtual switch.
+/// (3) Two guests exchange pings (ICMP echo over Ethernet) through the root partition's virtual switch.
 /// </summary>
 public static class EnlightenedIoScenario
 {
@@ -89,6 +89,23 @@ public static class EnlightenedIoScenario
         }
 
         output.WriteLine();
+
+        // Act 3: two guests ping each other through the root's virtual switch.
+        (GuestRun pong, GuestRun ping, long forwarded, IReadOnlyList<string> pingTrace) = await RunPingPairAsync();
+        traces?.Add("ping", pingTrace);
+        output.WriteLine("3. Network: 'pong' (10.0.0.2) and 'ping' (10.0.0.1), each with a synthetic NIC on the root's virtual switch");
+        foreach (GuestRun run in new[] { pong, ping })
+        {
+            foreach (string line in run.Output.Split('\n', StringSplitOptions.RemoveEmptyEntries))
+            {
+                output.WriteLine($"   {line}");
+            }
+
+            failures += run.Exit.Reason == StopReason.GuestExit && run.Exit.ExitValue == 0 ? 0 : 1;
+        }
+
+        output.WriteLine($"   frames forwarded by the switch: {forwarded}; exits: pong {pong.TotalExits}, ping {ping.TotalExits}");
+        output.WriteLine();
         output.WriteLine(failures == 0 ? "Everything held." : $"{failures} check(s) FAILED.");
         return failures == 0 ? 0 : 1;
     }
@@ -118,9 +135,43 @@ public static class EnlightenedIoScenario
             stats.ChannelMessages, stats.InstructionsRetired, stats.VirtualTicks(system.Kernel.Clock.Ticks), trace.Lines!);
     }
 
+    /// <summary>Boots 'pong' then 'ping' side by side on one machine; both have a console and a NIC.</summary>
+    public static async Task<(GuestRun Pong, GuestRun Ping, long Forwarded, IReadOnlyList<string> Trace)> RunPingPairAsync()
+    {
+        var trace = new TraceRecorder(null, keepInMemory: true);
+        var console = new CapturingConsole();
+        using var system = new HybridSystem(new HypervisorOptions { HostMemoryBytes = 32L << 20 }, console, trace);
+        byte[] image = EmbeddedGuests.Load("enlnet") ?? throw new InvalidOperationException("missing embedded guest enlnet");
+        var vms = new List<VirtualMachine>();
+        foreach (string name in new[] { "pong", "ping" })
+        {
+            vms.Add(system.Root.CreateVm(new VmConfiguration
+            {
+                Name = name, Image = image, MemoryBytes = GuestMemory, CommandLine = name,
+                SyntheticDevices = new[] { "synthcon", "synthnet" },
+            }, out VmCreationError? error) ?? throw new InvalidOperationException(error!.Message));
+        }
+
+        foreach (VirtualMachine vm in vms) system.Root.Start(vm);
+        await system.RunUntilIdleAsync();
+        var runs = new List<GuestRun>();
+        foreach (VirtualMachine vm in vms)
+        {
+            PartitionExit exit = await vm.Exited;
+            PartitionStatistics stats = vm.Partition.Statistics;
+            runs.Add(new GuestRun(vm.Name, console.TextOf(vm), exit, new Dictionary<string, long>(stats.InterceptsByKind), stats.TotalIntercepts,
+                stats.ChannelMessages, stats.InstructionsRetired, stats.VirtualTicks(system.Kernel.Clock.Ticks), Array.Empty<string>()));
+        }
+
+        long forwarded = system.Root.VirtualSwitch.Forwarded;
+        foreach (VirtualMachine vm in vms) system.Root.Delete(vm);
+        return (runs[0], runs[1], forwarded, trace.Lines!);
+    }
+
     private sealed class CapturingConsole : IGuestConsole
     {
         private readonly List<byte> _bytes = new();
+        private readonly Dictionary<string, List<byte>> _byVm = new();
 
         public string Text
         {
@@ -130,9 +181,19 @@ public static class EnlightenedIoScenario
             }
         }
 
+        public string TextOf(VirtualMachine vm)
+        {
+            lock (_bytes) return _byVm.TryGetValue(vm.Name, out List<byte>? b) ? Encoding.Latin1.GetString(b.ToArray()) : "";
+        }
+
         public void Write(VirtualMachine vm, long virtualTime, byte value)
         {
-            lock (_bytes) _bytes.Add(value);
+            lock (_bytes)
+            {
+                _bytes.Add(value);
+                if (!_byVm.TryGetValue(vm.Name, out List<byte>? b)) _byVm[vm.Name] = b = new List<byte>();
+                b.Add(value);
+            }
         }
 
         public void Flush()

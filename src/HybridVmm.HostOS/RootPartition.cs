@@ -22,6 +22,7 @@ public sealed class RootPartition
     private readonly List<Task> _workerTasks = new();
     private readonly object _gate = new();
     private readonly VmBus.VmBusServer _vmbus;
+    private readonly VmBus.VirtualSwitch _switch = new();
     private CancellationToken _running;
 
     public RootPartition(HypervisorKernel kernel, IGuestConsole console)
@@ -163,6 +164,12 @@ public sealed class RootPartition
                 if (config.ConsoleInput is { } input) console.QueueInput(input);
                 devices.Add(console);
             }
+            else if (name == "synthnet")
+            {
+                // A locally administered MAC that names the partition: 02:48:56:00:00:<id>.
+                var nic = new VmBus.SynthNetDevice(_switch, new byte[] { 0x02, 0x48, 0x56, 0x00, (byte)(vm.Partition.Id >> 8), (byte)vm.Partition.Id });
+                devices.Add(nic);
+            }
             else if (name == "synthblk")
             {
                 var disk = new VmBus.SynthBlockDevice(config.DiskImage!);
@@ -175,6 +182,9 @@ public sealed class RootPartition
         _ = worker;
         return devices;
     }
+
+    /// <summary>The virtual switch that connects the guests' synthetic NICs.</summary>
+    public VmBus.VirtualSwitch VirtualSwitch => _switch;
 
     public void Start(VirtualMachine vm) => _api.Start(vm.Partition);
 
@@ -192,6 +202,10 @@ public sealed class RootPartition
 
         _api.Delete(vm.Partition);
         _vmbus.RemovePartition(vm.Partition);
+        foreach (VmBus.VmBusChannel channel in vm.Channels)
+        {
+            (channel.Device as VmBus.SynthNetDevice)?.Disconnect();
+        }
         vm.Worker.Inbox.Complete();
     }
 

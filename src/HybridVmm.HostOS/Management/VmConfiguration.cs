@@ -21,7 +21,7 @@ public sealed record VmConfiguration
     /// <summary>Synthetic (VMBus) devices offered to the guest, in relid order (see <see cref="KnownSyntheticDevices"/>).</summary>
     public IReadOnlyList<string> SyntheticDevices { get; init; } = Array.Empty<string>();
 
-    public static readonly IReadOnlyList<string> KnownSyntheticDevices = new[] { "synthcon", "synthblk" };
+    public static readonly IReadOnlyList<string> KnownSyntheticDevices = new[] { "synthcon", "synthblk", "synthnet" };
 
     /// <summary>The host disk-image file behind "synthblk" (its size must be a multiple of 512 bytes).</summary>
     public string? DiskImage { get; init; }

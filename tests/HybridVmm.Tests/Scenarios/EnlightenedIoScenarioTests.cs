@@ -32,6 +32,9 @@ public class EnlightenedIoScenarioTests
     [Test]
     public async Task TraceOfTheSecondDiskBoot() => Approvals.Verify(await Trace("disk-boot2"));
 
+    [Test]
+    public async Task TraceOfTwoGuestsPinging() => Approvals.Verify(await Trace("ping"));
+
     private static async Task<string> Trace(string name)
     {
         (_, _, Dictionary<string, IReadOnlyList<string>> traces) = await Run.Value;
