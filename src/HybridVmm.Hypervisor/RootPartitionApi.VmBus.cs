@@ -112,7 +112,6 @@ public sealed partial class RootPartitionApi
 
     private void RefuseAccess(Partition partition, string details)
     {
-        partition.Statistics.CountIntercept("grant-refused");
         _kernel.Trace.Record(RootEventTime(partition), partition.Id, -1, TraceKind.Grant, details);
     }
 

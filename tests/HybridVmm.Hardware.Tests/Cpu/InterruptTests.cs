@@ -264,3 +264,29 @@ public class InterruptTests
         Assert.That((exit.Reason, exit.Vector), Is.EqualTo((CpuExitReason.Exception, ExceptionVector.DivideError)));
     }
 }
+
+public class InterruptDuringHandlerTests
+{
+    [Test]
+    public void AnInterruptRaisedInsideAHandlerIsTakenAfterIret()
+    {
+        var m = new TestMachine();
+        m.WriteBytes(0x2F000, BitConverter.GetBytes((ushort)(256 * 8 - 1)));
+        m.Write32(0x2F002, 0x30000);
+        m.Write32(0x30000 + 0x40 * 8, 0x5000 | (0x08u << 16));
+        m.Write32(0x30000 + 0x40 * 8 + 4, 0x8E00);
+        m.Load(a => { a.pushad(); a.inc(__dword_ptr[0x7000]); a.mov(ecx, 0x40000084); a.wrmsr(); a.popad(); a.iretd(); }, 0x5000);
+        m.Load(a => { a.lidt(__[0x2F000]); a.sti(); a.hlt(); a.mov(esi, 1); a.hlt(); });
+        Assert.That(m.Cpu.Run(100).Reason, Is.EqualTo(CpuExitReason.Halt));
+        m.Cpu.RequestInterrupt(0x40);
+        CpuExit exit = m.Cpu.Run(100);
+        Assert.That(exit.Reason, Is.EqualTo(CpuExitReason.Wrmsr));
+        m.Cpu.RequestInterrupt(0x40);
+        m.Cpu.CompleteWrmsr();
+        exit = m.Cpu.Run(100);
+        Assert.That(exit.Reason, Is.EqualTo(CpuExitReason.Wrmsr), m.Cpu.DescribeState());
+        m.Cpu.CompleteWrmsr();
+        m.RunToHalt();
+        Assert.That((m.Read32(0x7000), m.Cpu[Gpr.Esi], m.Cpu[Gpr.Esp]), Is.EqualTo((2u, 1u, TestMachine.StackTop)));
+    }
+}
