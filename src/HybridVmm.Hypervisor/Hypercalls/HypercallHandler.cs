@@ -219,6 +219,7 @@ internal sealed class HypercallHandler(HypervisorKernel kernel, Enlightenments e
         {
             if (!partition.AddressSpace.TryRead((uint)inputGpa + 8 + (uint)i * 8, element))
             {
+                table.Remove(id);
                 return (HvStatus.InvalidParameter, done, what);
             }
 
