@@ -17,17 +17,22 @@ internal static class RunCommand
         var append = new Option<string>("--append") { Description = "Multiboot command line passed to the guest", DefaultValueFactory = _ => "" };
         var trace = new Option<string?>("--trace") { Description = "Write the readable trace to this file" };
         var max = new Option<long>("--max-instructions") { Description = "Stop the guest after N instructions (0 = no limit)" };
+        var synthetic = new Option<string>("--synthetic") { Description = "Synthetic (VMBus) devices, comma separated: synthcon, synthblk, synthnet", DefaultValueFactory = _ => "" };
+        var disk = new Option<string?>("--disk") { Description = "Disk-image file behind synthblk (size a multiple of 512 bytes)" };
         var command = new Command("run", "Boot one Multiboot kernel in a child partition and print its serial output")
         {
-            image, memory, append, trace, max,
+            image, memory, append, trace, max, synthetic, disk,
         };
         command.SetAction((result, cancellationToken) => RunAsync(
             result.GetValue(image)!, result.GetValue(memory)!, result.GetValue(append) ?? "",
-            result.GetValue(trace), result.GetValue(max), cancellationToken));
+            result.GetValue(trace), result.GetValue(max),
+            (result.GetValue(synthetic) ?? "").Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries),
+            result.GetValue(disk), cancellationToken));
         return command;
     }
 
-    private static async Task<int> RunAsync(string imagePath, string memoryText, string commandLine, string? tracePath, long maxInstructions, CancellationToken cancellationToken)
+    private static async Task<int> RunAsync(string imagePath, string memoryText, string commandLine, string? tracePath, long maxInstructions,
+        string[] syntheticDevices, string? diskImage, CancellationToken cancellationToken)
     {
         TextWriter stderr = Console.Error;
         if (maxInstructions < 0)
@@ -60,6 +65,8 @@ internal static class RunCommand
             MemoryBytes = memoryBytes,
             CommandLine = commandLine,
             InstructionLimit = maxInstructions,
+            SyntheticDevices = syntheticDevices,
+            DiskImage = diskImage,
         };
 
         // Refuse bad input before the trace file is opened, so a failed run never truncates an old trace.

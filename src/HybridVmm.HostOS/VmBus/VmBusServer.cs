@@ -56,7 +56,17 @@ public sealed class VmBusServer
         {
             await foreach (VmBusRequest request in _api.VmBusRequests.ReadAllAsync(cancellationToken).ConfigureAwait(false))
             {
-                Serve(request);
+                try
+                {
+                    Serve(request);
+                }
+                catch (Exception e) when (e is not OperationCanceledException)
+                {
+                    // A bug in a provider must not leave the kernel waiting at its barrier forever: report it
+                    // in the trace and complete the request; the guest sees no answer on that channel.
+                    Trace(request, $"internal error in the VMBus server: {e.GetType().Name}: {e.Message}");
+                }
+
                 await _api.CompleteVmBusRequestAsync(request, cancellationToken).ConfigureAwait(false);
             }
         }

@@ -29,8 +29,7 @@ public class GrantTests
         a.cli(); a.hlt();
     });
 
-    [Test]
-    public async Task TheRootReachesOnlyGrantedPagesAndEveryOtherAccessIsRefusedAndTraced()
+    private static async Task<(HypervisorKernel Kernel, RootPartitionApi Api, Partition Guest, TraceRecorder Trace)> BootGranter()
     {
         var trace = new TraceRecorder(null, keepInMemory: true);
         var kernel = new HypervisorKernel(new HypervisorOptions { HostMemoryBytes = 16L << 20 }, trace);
@@ -46,6 +45,13 @@ public class GrantTests
         api.Start(guest);
         await kernel.Scheduler.RunAsync(untilIdle: true, CancellationToken.None);
         Assert.That((await guest.Exited).Reason, Is.EqualTo(StopReason.Halted));
+        return (kernel, api, guest, trace);
+    }
+
+    [Test]
+    public async Task TheRootReachesOnlyGrantedPagesAndEveryOtherAccessIsRefusedAndTraced()
+    {
+        (HypervisorKernel kernel, RootPartitionApi api, Partition guest, TraceRecorder trace) = await BootGranter();
 
         byte[] four = new byte[4];
         Assert.Multiple(() =>
@@ -66,5 +72,31 @@ public class GrantTests
             "granter/-  Grant     refused root read gpadl=9 offset=0x1ffe size=4 (no such granted range)",
             "granter/-  Grant     refused root read gpadl=10 offset=0x0 size=4 (no such granted range)",
         }));
+    }
+
+    [Test]
+    public async Task AMalformedRingIsReportedAndNeverThrows()
+    {
+        (_, RootPartitionApi api, Partition guest, _) = await BootGranter();
+        var ring = new HybridVmm.HostOS.VmBus.RingBuffer(api, guest, 9, 0, 2);
+        void Control(uint write, uint read) =>
+            api.WriteGpadl(guest, 9, 0, BitConverter.GetBytes(write).Concat(BitConverter.GetBytes(read)).ToArray());
+
+        Assert.That((ring.TryRead(out _, out _, out bool malformed), malformed), Is.EqualTo((false, true)), "the guest left 0x11111111 there");
+        Control(write: 0, read: 0);
+        Assert.That((ring.TryRead(out _, out _, out malformed), malformed), Is.EqualTo((false, false)), "an empty ring");
+
+        Control(write: 0x5000, read: 0);              // write index beyond the 4 KiB data area
+        Assert.That((ring.TryRead(out _, out _, out malformed), malformed), Is.EqualTo((false, true)));
+        Control(write: 16, read: 0);                  // a descriptor claiming 0xFFFF * 8 bytes
+        api.WriteGpadl(guest, 9, 4096, new byte[] { 6, 0, 2, 0, 0xFF, 0xFF, 0, 0 });
+        Assert.That((ring.TryRead(out _, out _, out malformed), malformed), Is.EqualTo((false, true)));
+        Control(write: 12, read: 0);                  // misaligned
+        Assert.That((ring.TryRead(out _, out _, out malformed), malformed), Is.EqualTo((false, true)));
+        Control(write: 0, read: 0);
+        Assert.That(ring.TryWrite(6, 0, 1, new byte[4000]), Is.True);
+        Assert.That(ring.TryWrite(6, 0, 2, new byte[100]), Is.False, "full: nothing written");
+        Assert.That(ring.TryRead(out var d, out byte[] payload, out malformed), Is.True);
+        Assert.That((d.TransactionId, payload.Length, malformed), Is.EqualTo((1ul, 4000, false)));
     }
 }
