@@ -48,5 +48,9 @@ public sealed class HybridSystem : IDisposable
         }
     }
 
-    public void Dispose() => Trace.Dispose();
+    public void Dispose()
+    {
+        Root.ReleaseAllDevices();
+        Trace.Dispose();
+    }
 }

@@ -172,10 +172,9 @@ public sealed class RootPartition
             }
             else if (name == "synthblk")
             {
-                var disk = new VmBus.SynthBlockDevice(config.DiskImage!);
-                // The image is closed when the guest stops, so a restarted VM can open it again.
-                _ = vm.Exited.ContinueWith(_ => disk.Dispose(), TaskScheduler.Default);
-                devices.Add(disk);
+                // The image stays open until the VM is deleted (or the system disposed): the root may still
+                // serve requests the guest made just before it stopped.
+                devices.Add(new VmBus.SynthBlockDevice(config.DiskImage!));
             }
         }
 
@@ -202,11 +201,26 @@ public sealed class RootPartition
 
         _api.Delete(vm.Partition);
         _vmbus.RemovePartition(vm.Partition);
+        ReleaseDevices(vm);
+        vm.Worker.Inbox.Complete();
+    }
+
+    private static void ReleaseDevices(VirtualMachine vm)
+    {
         foreach (VmBus.VmBusChannel channel in vm.Channels)
         {
             (channel.Device as VmBus.SynthNetDevice)?.Disconnect();
+            (channel.Device as IDisposable)?.Dispose();
         }
-        vm.Worker.Inbox.Complete();
+    }
+
+    /// <summary>Closes what the synthetic devices hold on the host (disk images). Called when the system is disposed.</summary>
+    public void ReleaseAllDevices()
+    {
+        foreach (VirtualMachine vm in VirtualMachines)
+        {
+            ReleaseDevices(vm);
+        }
     }
 
     public void StopAll()

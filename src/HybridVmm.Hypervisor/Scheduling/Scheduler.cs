@@ -69,16 +69,17 @@ public sealed class Scheduler
                     }
                 }
 
-                // Guests' VMBus messages and signals go to the root while every vCPU is stopped, before the
-                // intercepts that came after them are completed; what the root posts back raises SynIC
-                // interrupts, which wake halted vCPUs (Hypercalls/Enlightenments.cs).
-                await _kernel.Enlightenments.FlushToRootAsync(cancellationToken).ConfigureAwait(false);
                 while (_outstanding > 0)
                 {
                     InterceptReply reply = await _kernel.ReplyPort.ReceiveAsync(cancellationToken).ConfigureAwait(false);
                     _outstanding--;
                     Complete(reply);
                 }
+
+                // Guests' VMBus messages and signals go to the root once every vCPU is stopped and every worker
+                // idle, so nothing runs beside the VMBus server; what it posts back raises SynIC interrupts,
+                // which wake halted vCPUs (Hypercalls/Enlightenments.cs).
+                await _kernel.Enlightenments.FlushToRootAsync(cancellationToken).ConfigureAwait(false);
 
                 ranThisPass |= Hypercalls.Enlightenments.WakeHalted(partitions);
 
