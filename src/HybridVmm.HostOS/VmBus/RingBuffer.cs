@@ -37,6 +37,7 @@ public sealed class RingBuffer
 
     public RingBuffer(RootPartitionApi api, Partition partition, uint gpadl, long baseOffset, int pages)
     {
+        ArgumentOutOfRangeException.ThrowIfLessThan(pages, 2); // a control page and at least one data page
         _api = api;
         _partition = partition;
         _gpadl = gpadl;
