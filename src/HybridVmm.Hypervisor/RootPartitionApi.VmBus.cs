@@ -20,10 +20,14 @@ public sealed partial class RootPartitionApi
     public ValueTask CompleteVmBusRequestAsync(VmBusRequest request, CancellationToken cancellationToken = default) =>
         _kernel.VmBusDonePort.SendAsync(request, cancellationToken);
 
-    /// <summary>Virtual time of the request being served: the root's effects on guests are stamped with it.</summary>
+    /// <summary>Virtual time of the request being served (the root's effects on guests are stamped with it); -1 between requests.</summary>
     public long VmBusTime => _kernel.Enlightenments.CurrentRequestTime;
 
-    /// <summary>Posts a message to the guest's SynIC (vCPU 0) on <paramref name="sint"/>, as the hypervisor does for the root's HvPostMessage.</summary>
+    /// <summary>
+    /// Posts a message to the guest's SynIC (vCPU 0) on <paramref name="sint"/>, as the hypervisor does for the
+    /// root's HvPostMessage. Like every call here that touches a guest, it is meant for the VMBus server while it
+    /// serves a <see cref="VmBusRequest"/>: the kernel then guarantees that no vCPU runs.
+    /// </summary>
     public HvStatus PostMessageToGuest(Partition partition, int sint, uint messageType, ReadOnlySpan<byte> payload)
     {
         if (partition.IsRoot || partition.VirtualProcessors.Count == 0) return HvStatus.InvalidParameter;
@@ -124,5 +128,5 @@ public sealed partial class RootPartitionApi
     }
 
     private long RootEventTime(Partition partition) =>
-        _kernel.Enlightenments.CurrentRequestTime > 0 ? _kernel.Enlightenments.CurrentRequestTime : _kernel.Now(partition);
+        _kernel.Enlightenments.CurrentRequestTime >= 0 ? _kernel.Enlightenments.CurrentRequestTime : _kernel.Now(partition);
 }

@@ -27,8 +27,8 @@ internal sealed class Enlightenments
         _hypercalls = new HypercallHandler(kernel, this);
     }
 
-    /// <summary>Virtual time of the request the root is serving (its effects on guests are stamped with it).</summary>
-    internal long CurrentRequestTime { get; private set; }
+    /// <summary>Virtual time of the request the root is serving (its effects on guests are stamped with it); -1 between requests.</summary>
+    internal long CurrentRequestTime { get; private set; } = -1;
 
     /// <summary>Serves one RDMSR, WRMSR or VMCALL exit; returns its cost in virtual ticks.</summary>
     public long Handle(Partition partition, VirtualProcessor vp, in CpuExit exit)
@@ -99,6 +99,8 @@ internal sealed class Enlightenments
             await _kernel.VmBusPort.SendAsync(request, cancellationToken).ConfigureAwait(false);
             await _kernel.VmBusDonePort.ReceiveAsync(cancellationToken).ConfigureAwait(false);
         }
+
+        CurrentRequestTime = -1;
     }
 
     /// <summary>A halted vCPU with an interrupt it can take becomes runnable (HLT wakes on an interrupt).</summary>
