@@ -52,5 +52,9 @@ public sealed class HybridSystem : IDisposable
         }
     }
 
-    public void Dispose() => Trace.Dispose();
+    public void Dispose()
+    {
+        Root.ReleaseAllDevices();
+        Trace.Dispose();
+    }
 }

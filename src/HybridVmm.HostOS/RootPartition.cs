@@ -22,11 +22,14 @@ public sealed class RootPartition
     private readonly Dictionary<int, VirtualMachine> _vms = new();
     private readonly List<Task> _workerTasks = new();
     private readonly object _gate = new();
+    private readonly VmBus.VmBusServer _vmbus;
+    private readonly VmBus.VirtualSwitch _switch = new();
     private CancellationToken _running;
 
     public RootPartition(HypervisorKernel kernel, IGuestConsole console)
     {
         _api = kernel.ClaimRootApi();
+        _vmbus = new VmBus.VmBusServer(_api);
         _console = console;
         _api.Scheduler.RoundCompleted += console.Flush;
     }
@@ -63,6 +66,24 @@ public sealed class RootPartition
                     $"unknown device '{device}' (known: {string.Join(", ", VmConfiguration.KnownDevices)})");
                 return null;
             }
+        }
+
+        foreach (string device in config.SyntheticDevices)
+        {
+            if (!VmConfiguration.KnownSyntheticDevices.Contains(device))
+            {
+                error = new VmCreationError(VmCreationErrorKind.InvalidConfiguration,
+                    $"unknown synthetic device '{device}' (known: {string.Join(", ", VmConfiguration.KnownSyntheticDevices)})");
+                return null;
+            }
+        }
+
+        if (config.SyntheticDevices.Contains("synthblk") && (config.DiskImage is null || !File.Exists(config.DiskImage)
+            || new FileInfo(config.DiskImage).Length % VmBus.SynthBlockDevice.SectorSize != 0))
+        {
+            error = new VmCreationError(VmCreationErrorKind.InvalidConfiguration,
+                "synthblk needs an existing disk image whose size is a multiple of 512 bytes");
+            return null;
         }
 
         if (config.MemoryBytes % 4096 != 0)
@@ -230,6 +251,11 @@ public sealed class RootPartition
 
     private VirtualMachine AddWorker(VmConfiguration config, Partition partition)
     {
+        if (config.Privileges is { } privileges)
+        {
+            _api.SetPrivileges(partition, privileges);
+        }
+
         var worker = new VmWorker(_api, partition);
         VirtualMachine? vm = null;
         var com1 = new Uart16550(Uart16550.Com1Base, b => _console.Write(vm!, worker.Now, b));
@@ -263,6 +289,7 @@ public sealed class RootPartition
             _api.InstallInKernelDevices(partition, message => worker.Handle(message));
         }
 
+        vm.Channels = _vmbus.AddPartition(partition, CreateSyntheticDevices(config, vm, worker));
         lock (_gate)
         {
             _vms.Add(partition.Id, vm);
@@ -274,6 +301,38 @@ public sealed class RootPartition
 
         return vm;
     }
+
+    private IEnumerable<VmBus.IVmBusDevice> CreateSyntheticDevices(VmConfiguration config, VirtualMachine vm, VmWorker worker)
+    {
+        var devices = new List<VmBus.IVmBusDevice>();
+        foreach (string name in config.SyntheticDevices)
+        {
+            if (name == "synthcon")
+            {
+                var console = new VmBus.SynthConsoleDevice((time, b) => _console.Write(vm, time, b), () => _api.VmBusTime);
+                if (config.ConsoleInput is { } input) console.QueueInput(input);
+                devices.Add(console);
+            }
+            else if (name == "synthnet")
+            {
+                // A locally administered MAC that names the partition: 02:48:56:00:00:<id>.
+                var nic = new VmBus.SynthNetDevice(_switch, new byte[] { 0x02, 0x48, 0x56, 0x00, (byte)(vm.Partition.Id >> 8), (byte)vm.Partition.Id });
+                devices.Add(nic);
+            }
+            else if (name == "synthblk")
+            {
+                // The image stays open until the VM is deleted (or the system disposed): the root may still
+                // serve requests the guest made just before it stopped.
+                devices.Add(new VmBus.SynthBlockDevice(config.DiskImage!));
+            }
+        }
+
+        _ = worker;
+        return devices;
+    }
+
+    /// <summary>The virtual switch that connects the guests' synthetic NICs.</summary>
+    public VmBus.VirtualSwitch VirtualSwitch => _switch;
 
     public void Start(VirtualMachine vm) => _api.Start(vm.Partition);
 
@@ -290,7 +349,27 @@ public sealed class RootPartition
         }
 
         _api.Delete(vm.Partition);
+        _vmbus.RemovePartition(vm.Partition);
+        ReleaseDevices(vm);
         vm.Worker.Inbox.Complete();
+    }
+
+    private static void ReleaseDevices(VirtualMachine vm)
+    {
+        foreach (VmBus.VmBusChannel channel in vm.Channels)
+        {
+            (channel.Device as VmBus.SynthNetDevice)?.Disconnect();
+            (channel.Device as IDisposable)?.Dispose();
+        }
+    }
+
+    /// <summary>Closes what the synthetic devices hold on the host (disk images). Called when the system is disposed.</summary>
+    public void ReleaseAllDevices()
+    {
+        foreach (VirtualMachine vm in VirtualMachines)
+        {
+            ReleaseDevices(vm);
+        }
     }
 
     public void StopAll()
@@ -310,6 +389,7 @@ public sealed class RootPartition
         lock (_gate)
         {
             _running = cancellationToken;
+            _workerTasks.Add(Task.Run(() => _vmbus.RunAsync(cancellationToken), CancellationToken.None));
             foreach (VirtualMachine vm in _vms.Values)
             {
                 _workerTasks.Add(Task.Run(() => vm.Worker.RunAsync(cancellationToken), CancellationToken.None));

@@ -26,6 +26,9 @@ public sealed record HypervisorOptions
 
     /// <summary>Capacity of the root partition's intercept port; a full port holds senders back.</summary>
     public int InterceptPortCapacity { get; init; } = 64;
+
+    /// <summary>Virtual ticks charged for an exit the kernel serves itself (RDMSR, WRMSR, VMCALL): no root round trip.</summary>
+    public long SyntheticExitCostTicks { get; init; } = 1_000;
 }
 
 /// <summary>
@@ -48,7 +51,10 @@ public sealed class HypervisorKernel
         InterceptPort = new MessagePort<InterceptMessage>("root.intercepts", options.InterceptPortCapacity);
         // Replies are bounded only by the number of vCPUs that can be waiting, so this port never holds the root back.
         ReplyPort = new MessagePort<InterceptReply>("kernel.replies", 1 << 16);
+        VmBusPort = new MessagePort<VmBus.VmBusRequest>("root.vmbus", options.InterceptPortCapacity);
+        VmBusDonePort = new MessagePort<VmBus.VmBusRequest>("kernel.vmbus-done", 1 << 16);
         Scheduler = new Scheduler(this);
+        Enlightenments = new Hypercalls.Enlightenments(this);
         var root = new Partition(0, "root", addressSpace: null, instructionLimit: 0) { State = PartitionState.Running };
         _partitions.Add(root);
         trace.NamePartition(0, root.Name);
@@ -59,6 +65,9 @@ public sealed class HypervisorKernel
     public TraceRecorder Trace { get; }
 
     public Scheduler Scheduler { get; }
+
+    /// <summary>Synthetic MSRs, hypercalls, SynIC and VMBus plumbing (TLFS), served without the root.</summary>
+    internal Hypercalls.Enlightenments Enlightenments { get; }
 
     public Hardware.Clock.VirtualClock Clock { get; } = new();
 
@@ -71,6 +80,12 @@ public sealed class HypervisorKernel
 
     /// <summary>Root to kernel: completions of intercepts.</summary>
     internal MessagePort<InterceptReply> ReplyPort { get; }
+
+    /// <summary>Kernel to root: guests' HvPostMessage / HvSignalEvent for the VMBus server.</summary>
+    internal MessagePort<VmBus.VmBusRequest> VmBusPort { get; }
+
+    /// <summary>Root to kernel: the VMBus server finished a request.</summary>
+    internal MessagePort<VmBus.VmBusRequest> VmBusDonePort { get; }
 
     /// <summary>A snapshot of the partitions, root first.</summary>
     public IReadOnlyList<Partition> Partitions

@@ -9,7 +9,7 @@ namespace HybridVmm.Hypervisor;
 /// The kernel's root-only interface, in the role of the hypercalls Hyper-V reserves for the root partition
 /// (HvCreatePartition, HvMapGpaPages, HvSetVpRegisters, ...). The HostOS reaches the kernel only through it.
 /// </summary>
-public sealed class RootPartitionApi
+public sealed partial class RootPartitionApi
 {
     private readonly HypervisorKernel _kernel;
 
@@ -41,12 +41,19 @@ public sealed class RootPartitionApi
         return partition;
     }
 
-    /// <summary>Writes guest memory through the partition's second-level translation (the loader's path).</summary>
+    /// <summary>
+    /// Writes guest memory through the partition's second-level translation (the loader's path). Once the
+    /// partition has started, only pages the guest granted (GPADLs) can be written; anything else is refused.
+    /// </summary>
     public bool WriteGuestMemory(Partition partition, uint gpa, ReadOnlySpan<byte> data) =>
-        partition.AddressSpace is { } space && space.TryWrite(gpa, data);
+        partition.State == PartitionState.Created
+            ? partition.AddressSpace is { } space && space.TryWrite(gpa, data)
+            : WriteGrantedMemory(partition, gpa, data);
 
     public bool ReadGuestMemory(Partition partition, uint gpa, Span<byte> destination) =>
-        partition.AddressSpace is { } space && space.TryRead(gpa, destination);
+        partition.State == PartitionState.Created
+            ? partition.AddressSpace is { } space && space.TryRead(gpa, destination)
+            : ReadGrantedMemory(partition, gpa, destination);
 
     /// <summary>Sets the boot processor's entry state: flat protected mode at <paramref name="eip"/> plus register values.</summary>
     public void SetBootState(Partition partition, uint eip, uint eax, uint ebx)

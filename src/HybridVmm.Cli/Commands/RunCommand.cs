@@ -12,18 +12,23 @@ internal static class RunCommand
         var image = new Argument<string>("IMAGE") { Description = "Multiboot v1 ELF32 kernel to boot" };
         var memory = new Option<string>("--memory", "-m") { Description = "Guest RAM, e.g. 64M or 1G", DefaultValueFactory = _ => "64M" };
         var append = new Option<string>("--append") { Description = "Multiboot command line passed to the guest", DefaultValueFactory = _ => "" };
+        var synthetic = new Option<string>("--synthetic") { Description = "Synthetic (VMBus) devices, comma separated: synthcon, synthblk, synthnet", DefaultValueFactory = _ => "" };
+        var disk = new Option<string?>("--disk") { Description = "Disk-image file behind synthblk (size a multiple of 512 bytes)" };
         var session = new SessionOptions();
         var command = new Command("run", "Boot one Multiboot kernel in a child partition and print its serial output")
         {
-            image, memory, append,
+            image, memory, append, synthetic, disk,
         };
         session.AddTo(command);
         command.SetAction((result, cancellationToken) => RunAsync(
-            result.GetValue(image)!, result.GetValue(memory)!, result.GetValue(append) ?? "", session.Read(result), cancellationToken));
+            result.GetValue(image)!, result.GetValue(memory)!, result.GetValue(append) ?? "",
+            (result.GetValue(synthetic) ?? "").Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries),
+            result.GetValue(disk), session.Read(result), cancellationToken));
         return command;
     }
 
-    private static async Task<int> RunAsync(string imagePath, string memoryText, string commandLine, SessionOptions.Values options, CancellationToken cancellationToken)
+    private static async Task<int> RunAsync(string imagePath, string memoryText, string commandLine,
+        string[] syntheticDevices, string? diskImage, SessionOptions.Values options, CancellationToken cancellationToken)
     {
         TextWriter stderr = Console.Error;
         if (options.Validate(stderr) is { } usage)
@@ -55,6 +60,8 @@ internal static class RunCommand
             MemoryBytes = memoryBytes,
             CommandLine = commandLine,
             InstructionLimit = options.MaxInstructions,
+            SyntheticDevices = syntheticDevices,
+            DiskImage = diskImage,
         };
 
         // Refuse bad input before the trace file is opened, so a failed run never truncates an old trace.

@@ -33,6 +33,12 @@ public sealed class VmOptions
 
     public List<string> Devices { get; set; } = new(HostOS.Management.VmConfiguration.KnownDevices);
 
+    /// <summary>Synthetic (VMBus) devices: synthcon, synthblk, synthnet. None by default.</summary>
+    public List<string> SyntheticDevices { get; set; } = new();
+
+    /// <summary>The disk-image file behind synthblk.</summary>
+    public string? DiskImage { get; set; }
+
     /// <summary>A trace file for this VM alone, or null.</summary>
     public string? Trace { get; set; }
 

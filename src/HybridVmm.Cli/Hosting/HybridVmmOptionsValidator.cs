@@ -70,6 +70,19 @@ public sealed class HybridVmmOptionsValidator : IValidateOptions<HybridVmmOption
                 }
             }
 
+            foreach (string device in vm.SyntheticDevices)
+            {
+                if (!HostOS.Management.VmConfiguration.KnownSyntheticDevices.Contains(device))
+                {
+                    problems.Add($"{where}:SyntheticDevices: unknown synthetic device '{device}' (known: {string.Join(", ", HostOS.Management.VmConfiguration.KnownSyntheticDevices)})");
+                }
+            }
+
+            if (vm.SyntheticDevices.Contains("synthblk") && (vm.DiskImage is null || !File.Exists(vm.DiskImage)))
+            {
+                problems.Add($"{where}:DiskImage: synthblk needs an existing disk-image file");
+            }
+
             if (vm.MaxInstructions < 0)
             {
                 problems.Add($"{where}:MaxInstructions must be zero or positive");

@@ -96,6 +96,8 @@ public sealed class RootPartitionService(
             MemoryBytes = memory,
             CommandLine = vmOptions.CommandLine,
             Devices = vmOptions.Devices,
+            SyntheticDevices = vmOptions.SyntheticDevices,
+            DiskImage = vmOptions.DiskImage,
             InstructionLimit = vmOptions.MaxInstructions,
         };
         VirtualMachine? vm = system.Root.CreateVm(config, out VmCreationError? error);

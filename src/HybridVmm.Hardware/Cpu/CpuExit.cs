@@ -18,6 +18,15 @@ public enum CpuExitReason
     MemoryIntercept,
     /// <summary>An architectural exception (#DE, #UD, #GP, ...). Vector and error code are in the exit; EIP is the faulting instruction.</summary>
     Exception,
+    /// <summary>RDMSR: MSR index in <see cref="CpuExit.Value"/>; pending until <see cref="X86Core.CompleteRdmsr"/> or <see cref="X86Core.InjectException"/>.</summary>
+    Rdmsr,
+    /// <summary>WRMSR: MSR index in <see cref="CpuExit.Value"/>, the value in EDX:EAX; pending until <see cref="X86Core.CompleteWrmsr"/>.</summary>
+    Wrmsr,
+    /// <summary>VMCALL: a hypercall (TLFS 3); pending until <see cref="X86Core.CompleteHypercall"/>.</summary>
+    Vmcall,
+    /// <summary>An exception or interrupt could not be delivered, nor #GP, nor #DF: the core shut down (SDM Vol. 3A, 6.15, interrupt 8).
+    /// <see cref="CpuExit.Vector"/> is the event whose delivery started the chain.</summary>
+    TripleFault,
 }
 
 /// <summary>Exit information, a plain struct so the hot path does not allocate.</summary>

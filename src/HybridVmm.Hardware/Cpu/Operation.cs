@@ -22,6 +22,7 @@ internal enum Operation : byte
     Clc, Stc, Cmc, Cld, Std, Cli, Sti,
     Nop, Cpuid, Rdtsc, Hlt, In, Out, Xlat,
     Lgdt, Lidt, Sgdt, Sidt, SoftwareInterrupt,
+    Iret, Rdmsr, Wrmsr, Vmcall,
 }
 
 internal static class OperationTable
@@ -195,6 +196,10 @@ internal static class OperationTable
             Mnemonic.Sgdt => Operation.Sgdt,
             Mnemonic.Sidt => Operation.Sidt,
             Mnemonic.Int or Mnemonic.Int3 or Mnemonic.Into or Mnemonic.Int1 => Operation.SoftwareInterrupt,
+            Mnemonic.Iret or Mnemonic.Iretd => Operation.Iret,
+            Mnemonic.Rdmsr => Operation.Rdmsr,
+            Mnemonic.Wrmsr => Operation.Wrmsr,
+            Mnemonic.Vmcall => Operation.Vmcall,
             _ => Operation.Undefined,
         };
     }

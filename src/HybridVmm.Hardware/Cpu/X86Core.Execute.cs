@@ -88,7 +88,7 @@ public sealed partial class X86Core
             Operation.Cld => SetFlag(DF, false),
             Operation.Std => SetFlag(DF, true),
             Operation.Cli => SetFlag((uint)EFlags.IF, false),
-            Operation.Sti => SetFlag((uint)EFlags.IF, true),
+            Operation.Sti => Sti(),
             Operation.Nop => true,
             Operation.Cpuid => Cpuid(),
             Operation.Rdtsc => Rdtsc(),
@@ -99,6 +99,10 @@ public sealed partial class X86Core
             Operation.Lgdt or Operation.Lidt => LoadDescriptorTable(ref ins, OperationByCode[(int)ins.Code]),
             Operation.Sgdt or Operation.Sidt => StoreDescriptorTable(ref ins, OperationByCode[(int)ins.Code]),
             Operation.SoftwareInterrupt => SoftwareInterrupt(ref ins),
+            Operation.Iret => Iret(ref ins),
+            Operation.Rdmsr => Rdmsr(),
+            Operation.Wrmsr => Wrmsr(),
+            Operation.Vmcall => Vmcall(),
             _ => UndefinedOpcode(),
         };
         return ok && !_faulted;

@@ -9,7 +9,7 @@ namespace HybridVmm.Hardware.Cpu;
 /// </summary>
 public sealed partial class X86Core
 {
-    private enum PendingKind : byte { None, In, Ins, Out, Outs, Cpuid }
+    private enum PendingKind : byte { None, In, Ins, Out, Outs, Cpuid, Rdmsr, Wrmsr, Vmcall }
 
     private struct PendingInstruction
     {

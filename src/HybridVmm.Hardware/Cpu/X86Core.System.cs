@@ -49,6 +49,12 @@ public sealed partial class X86Core
     /// </summary>
     private bool SoftwareInterrupt(ref Instruction ins)
     {
+        if (IdtLoaded)
+        {
+            byte vector = ins.Code switch { Code.Int3 => ExceptionVector.Breakpoint, Code.Into => ExceptionVector.Overflow, Code.Int1 => ExceptionVector.Debug, _ => ins.Immediate8 };
+            return (ins.Code == Code.Into && (_flags & OF) == 0) || DeliverSoftwareInterrupt(vector);
+        }
+
         switch (ins.Code)
         {
             case Code.Int3:

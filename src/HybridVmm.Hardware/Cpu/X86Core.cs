@@ -59,7 +59,7 @@ public sealed partial class X86Core
 
     /// <summary>GDTR as loaded by LGDT (stored only; flat segments ignore descriptors for now).</summary>
     public DescriptorTableRegister Gdtr { get; set; }
-    /// <summary>IDTR as loaded by LIDT (stored only; interrupt delivery is a later feature).</summary>
+    /// <summary>IDTR as loaded by LIDT; a non-empty table turns on exception and interrupt delivery (X86Core.Interrupts.cs).</summary>
     public DescriptorTableRegister Idtr { get; set; }
 
     /// <summary>Added to <see cref="InstructionsRetired"/> to form the value RDTSC returns (like VMX TSC offsetting).</summary>
@@ -87,6 +87,7 @@ public sealed partial class X86Core
         Gdtr = default;
         Idtr = default;
         _pending = default;
+        ResetInterruptState();
     }
 
     /// <summary>Runs until an exit or until <paramref name="maxInstructions"/> have retired.</summary>
@@ -98,7 +99,12 @@ public sealed partial class X86Core
         uint pageBase = 0;
         while (retired < maxInstructions)
         {
-            // Interrupt delivery (IDT, IF, STI/MOV SS shadows) will be checked here, between instructions.
+            // Pending interrupts, queued exceptions and the STI shadow (X86Core.Interrupts.cs).
+            if (_eventCheck && !ServiceEvents())
+            {
+                return _exit;
+            }
+
             uint eip = _eip;
             if (page is null || (eip & ~PageOffsetMask) != pageBase)
             {
@@ -146,6 +152,17 @@ public sealed partial class X86Core
                     Rollback();
                 }
                 _keepProgress = false;
+                if (exit.Reason == CpuExitReason.Exception && IdtLoaded)
+                {
+                    // Delivered through the IDT: the handler runs next (X86Core.Interrupts.cs).
+                    if (!DeliverException(exit.Vector, exit.ErrorCode))
+                    {
+                        return _exit;
+                    }
+
+                    page = null;
+                    continue;
+                }
             }
             else if (exit.Reason == CpuExitReason.Halt)
             {

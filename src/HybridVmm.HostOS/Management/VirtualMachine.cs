@@ -25,6 +25,9 @@ public sealed class VirtualMachine
 
     public Uart16550 Com1 { get; }
 
+    /// <summary>The VMBus channels offered to this guest (its synthetic devices).</summary>
+    public IReadOnlyList<VmBus.VmBusChannel> Channels { get; internal set; } = Array.Empty<VmBus.VmBusChannel>();
+
     public PartitionState State => Partition.State;
 
     public Task<PartitionExit> Exited => Partition.Exited;

@@ -21,6 +21,20 @@ public sealed record VmConfiguration
     /// <summary>Fault injection: the named device's driver fails once, on this access (high-availability demos and tests).</summary>
     public (string Device, long OnAccess)? InjectDeviceFailure { get; init; }
 
+    /// <summary>Synthetic (VMBus) devices offered to the guest, in relid order (see <see cref="KnownSyntheticDevices"/>).</summary>
+    public IReadOnlyList<string> SyntheticDevices { get; init; } = Array.Empty<string>();
+
+    public static readonly IReadOnlyList<string> KnownSyntheticDevices = new[] { "synthcon", "synthblk", "synthnet" };
+
+    /// <summary>The host disk-image file behind "synthblk" (its size must be a multiple of 512 bytes).</summary>
+    public string? DiskImage { get; init; }
+
+    /// <summary>Bytes the synthetic console delivers to the guest as input once it opens the channel.</summary>
+    public byte[]? ConsoleInput { get; init; }
+
+    /// <summary>What the guest may do through synthetic MSRs and hypercalls; a child's defaults when null.</summary>
+    public Hypervisor.Hypercalls.HvPartitionPrivileges? Privileges { get; init; }
+
     /// <summary>Stop the guest after this many instructions; zero means no limit.</summary>
     public long InstructionLimit { get; init; }
 }

@@ -8,7 +8,8 @@ namespace HybridVmm.Hypervisor.Intercepts;
 public static class CpuidPolicy
 {
     public const uint MaxBasicLeaf = 1;
-    public const uint MaxHypervisorLeaf = 0x40000001;
+    /// <summary>A TLFS-compliant ("Hv#1") hypervisor implements leaves 0x40000000-0x40000005 at least (TLFS 2.4).</summary>
+    public const uint MaxHypervisorLeaf = 0x40000005;
 
     /// <summary>Leaf 1 EAX: family 6, model 1, stepping 1 (a Pentium Pro-class signature).</summary>
     public const uint Signature = 0x0000_0611;
@@ -22,10 +23,17 @@ public static class CpuidPolicy
     /// <summary>"HybridVmm Hv" as the leaf 0x40000000 vendor signature in EBX, ECX, EDX.</summary>
     public const string VendorSignature = "HybridVmm Hv";
 
-    /// <summary>Leaf 0x40000001 EAX: our own interface signature "HVmm" (not "Hv#1": the TLFS interface is not offered yet).</summary>
-    public const uint InterfaceSignature = 0x6D6D5648;
+    /// <summary>Leaf 0x40000001 EAX: "Hv#1", the TLFS interface (synthetic MSRs, hypercalls, SynIC; TLFS 2.4.2).</summary>
+    public const uint InterfaceSignature = 0x31237648;
 
-    public static (uint Eax, uint Ebx, uint Ecx, uint Edx) Query(uint leaf, uint subleaf)
+    /// <summary>Leaf 0x40000002: hypervisor version, reported as build 1, version 0.1.</summary>
+    public const uint VersionBuild = 1, VersionMajorMinor = 0x0000_0001;
+
+    /// <summary>Leaf 0x40000005 EAX: the virtual processors a partition may have (one, on this platform).</summary>
+    public const uint MaxVirtualProcessors = 1;
+
+    /// <param name="privileges">The partition's HV_PARTITION_PRIVILEGE_MASK, reported in leaf 0x40000003 EAX (low) and EBX (high).</param>
+    public static (uint Eax, uint Ebx, uint Ecx, uint Edx) Query(uint leaf, uint subleaf, ulong privileges = (ulong)Hypercalls.HvPartitionPrivileges.Child)
     {
         _ = subleaf;
         return leaf switch
@@ -34,6 +42,11 @@ public static class CpuidPolicy
             1 => (Signature, 0, HypervisorPresent, FeaturesEdx),
             0x40000000 => (MaxHypervisorLeaf, Pack(VendorSignature[..4]), Pack(VendorSignature[4..8]), Pack(VendorSignature[8..])),
             0x40000001 => (InterfaceSignature, 0, 0, 0),
+            0x40000002 => (VersionBuild, VersionMajorMinor, 0, 0),
+            // Features (TLFS 2.4.4): the privilege mask; no feature bits in ECX/EDX (no timers, no XMM hypercalls).
+            0x40000003 => ((uint)privileges, (uint)(privileges >> 32), 0, 0),
+            0x40000004 => (0, 0, 0, 0),  // no implementation recommendations
+            0x40000005 => (MaxVirtualProcessors, MaxVirtualProcessors, 0, 0),
             // Leaves past the maximum read as zero here (real Intel parts repeat the highest basic leaf;
             // zero is the documented, deterministic choice of this platform).
             _ => (0, 0, 0, 0),

@@ -38,6 +38,9 @@ public sealed class Partition
 
     public PartitionStatistics Statistics { get; } = new();
 
+    /// <summary>The synthetic (TLFS) state: guest OS ID, hypercall page, privileges, grants, connections.</summary>
+    public Hypercalls.HvPartitionState Hv { get; } = new();
+
     public IReadOnlyList<VirtualProcessor> VirtualProcessors => _vps;
 
     /// <summary>Completes when the partition stops, with the reason.</summary>
@@ -48,6 +51,7 @@ public sealed class Partition
     internal VirtualProcessor AddVp(X86Core core)
     {
         var vp = new VirtualProcessor(_vps.Count, core);
+        vp.Synic = new SynIc.SyntheticInterruptController(this, vp);
         _vps.Add(vp);
         return vp;
     }

@@ -26,6 +26,9 @@ public sealed class VirtualProcessor
 
     public VpState State { get; internal set; }
 
+    /// <summary>This vCPU's synthetic interrupt controller (TLFS chapter 11).</summary>
+    public SynIc.SyntheticInterruptController Synic { get; internal set; } = null!;
+
     /// <summary>Virtual ticks this vCPU has used in the current scheduling round.</summary>
     internal long SliceTicks { get; set; }
 

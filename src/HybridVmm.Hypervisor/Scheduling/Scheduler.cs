@@ -76,6 +76,13 @@ public sealed class Scheduler
                     Complete(reply);
                 }
 
+                // Guests' VMBus messages and signals go to the root once every vCPU is stopped and every worker
+                // idle, so nothing runs beside the VMBus server; what it posts back raises SynIC interrupts,
+                // which wake halted vCPUs (Hypercalls/Enlightenments.cs).
+                await _kernel.Enlightenments.FlushToRootAsync(cancellationToken).ConfigureAwait(false);
+
+                ranThisPass |= Hypercalls.Enlightenments.WakeHalted(partitions);
+
                 ranAny |= ranThisPass;
             }
             while (ranThisPass);
@@ -103,6 +110,9 @@ public sealed class Scheduler
             {
                 if (untilIdle)
                 {
+                    // Nothing can raise an interrupt any more: vCPUs halted with IF=1 will never wake.
+                    StopIdleHalted(partitions);
+                    _kernel.Trace.Flush();
                     return;
                 }
 
@@ -186,6 +196,14 @@ public sealed class Scheduler
                 case CpuExitReason.Exception:
                     Fault(partition, vp, $"{ExceptionVector.Mnemonic(exit.Vector)} (vector {exit.Vector}, error code 0x{exit.ErrorCode:x})");
                     return;
+                case CpuExitReason.TripleFault:
+                    Fault(partition, vp, $"triple fault: {ExceptionVector.Mnemonic(exit.Vector)} (vector {exit.Vector}) could not be delivered, nor #GP, nor #DF (no usable IDT gate)");
+                    return;
+                case CpuExitReason.Rdmsr:
+                case CpuExitReason.Wrmsr:
+                case CpuExitReason.Vmcall:
+                    vp.SliceTicks += _kernel.Enlightenments.Handle(partition, vp, exit);
+                    break;
             }
         }
     }
@@ -216,7 +234,7 @@ public sealed class Scheduler
         X86Core core = vp.Core;
         uint leaf = core[Gpr.Eax];
         uint subleaf = core[Gpr.Ecx];
-        (uint a, uint b, uint c, uint d) = CpuidPolicy.Query(leaf, subleaf);
+        (uint a, uint b, uint c, uint d) = CpuidPolicy.Query(leaf, subleaf, (ulong)partition.Hv.Privileges);
         partition.Statistics.CountIntercept("cpuid");
         if (_kernel.Trace.Enabled)
         {
@@ -351,16 +369,44 @@ public sealed class Scheduler
             _kernel.Trace.Record(_kernel.Now(vp), partition.Id, vp.Index, TraceKind.Intercept, "hlt");
         }
 
-        // Nothing can raise an interrupt on this platform yet, so a vCPU that halts never wakes.
+        if (vp.Core.HasDeliverableInterrupt)
+        {
+            vp.State = VpState.Runnable; // an interrupt is already waiting: HLT falls through to it
+            return;
+        }
+
+        // A vCPU halted with IF=0 can never wake; with IF=1 a SynIC interrupt may still wake it.
         foreach (VirtualProcessor other in partition.VirtualProcessors)
         {
-            if (other.State != VpState.Halted)
+            if (other.State != VpState.Halted || other.Core.InterruptsEnabled)
             {
                 return;
             }
         }
 
         _kernel.StopPartition(partition, new PartitionExit(StopReason.Halted, 0, null));
+    }
+
+    private void StopIdleHalted(IReadOnlyList<Partition> partitions)
+    {
+        foreach (Partition partition in partitions)
+        {
+            if (partition.IsRoot || partition.State != PartitionState.Running)
+            {
+                continue;
+            }
+
+            bool allHalted = true;
+            foreach (VirtualProcessor vp in partition.VirtualProcessors)
+            {
+                allHalted &= vp.State == VpState.Halted;
+            }
+
+            if (allHalted)
+            {
+                _kernel.StopPartition(partition, new PartitionExit(StopReason.Halted, 0, null));
+            }
+        }
     }
 
     private void Fault(Partition partition, VirtualProcessor vp, string what)

@@ -9,6 +9,16 @@ public enum TraceKind
     Device,
     Cpuid,
     Fault,
+    /// <summary>A synthetic MSR access the kernel served (TLFS).</summary>
+    Msr,
+    /// <summary>A hypercall (VMCALL through the hypercall page) and its status.</summary>
+    Hypercall,
+    /// <summary>A SynIC message or event flag delivered to a guest.</summary>
+    Synic,
+    /// <summary>The root's VMBus server and its synthetic devices.</summary>
+    VmBus,
+    /// <summary>A root access to guest memory that no grant (GPADL) allows: refused.</summary>
+    Grant,
 }
 
 /// <summary>

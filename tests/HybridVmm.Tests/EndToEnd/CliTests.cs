@@ -59,6 +59,16 @@ public class CliTests
     }
 
     [Test]
+    public void RunOffersSyntheticDevicesAndTheSyntheticConsolePrintsToStdout()
+    {
+        CliProcess.Result uart = CliProcess.Run("run", Repository.GuestElf("enlcon"), "--append", "uart");
+        CliProcess.Result synth = CliProcess.Run("run", Repository.GuestElf("enlcon"), "--append", "synth", "--synthetic", "synthcon");
+        Assert.That((uart.ExitCode, synth.ExitCode), Is.EqualTo((0, 0)), synth.Stderr);
+        Assert.That(synth.Text, Is.EqualTo(uart.Text));
+        Assert.That(synth.Text, Does.EndWith("enlcon: done\n"));
+    }
+
+    [Test]
     public void TraceOptionWritesTheReadableTraceFile()
     {
         string path = Path.Combine(Path.GetTempPath(), $"hybridvmm-{Guid.NewGuid():N}.trace");

@@ -36,6 +36,21 @@ public class ServeTests
     }
 
     [Test]
+    public void ServesEnlightenedGuestsThatPingEachOther()
+    {
+        string config = Write("""
+            { "HybridVmm": { "HostMemory": "64M", "ExitWhenGuestsStop": true,
+              "Vms": [
+                { "Name": "pong", "Image": "embedded:enlnet", "Memory": "8M", "CommandLine": "pong", "SyntheticDevices": [ "synthcon", "synthnet" ] },
+                { "Name": "ping", "Image": "embedded:enlnet", "Memory": "8M", "CommandLine": "ping", "SyntheticDevices": [ "synthcon", "synthnet" ] } ] } }
+            """);
+        CliProcess.Result result = CliProcess.RunIn(_dir, "serve", "--config", config);
+        Assert.That(result.ExitCode, Is.Zero, result.Stderr);
+        Assert.That(result.Text, Does.Contain("ping      | enlnet ping: 3 replies to 3 requests"));
+        Assert.That(result.Text, Does.Contain("pong      | enlnet pong: echo request seq=3 from 10.0.0.1"));
+    }
+
+    [Test]
     public void AnUnknownConfigurationKeyIsRefusedWithOneClearMessage()
     {
         string config = Write("""{ "HybridVmm": { "Vms": [ { "Name": "a", "Image": "embedded:hello", "Memroy": "16M" } ] } }""");

@@ -31,6 +31,13 @@ public sealed class TestMachine : IDisposable
         return vm!;
     }
 
+    public VirtualMachine Create(VmConfiguration config)
+    {
+        VirtualMachine? vm = System.Root.CreateVm(config, out VmCreationError? error);
+        Assert.That(vm, Is.Not.Null, () => $"VM {config.Name} refused: {error?.Message}");
+        return vm!;
+    }
+
     /// <summary>Starts every created VM and runs until none can make progress.</summary>
     public async Task RunAsync()
     {

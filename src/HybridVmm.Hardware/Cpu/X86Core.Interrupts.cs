@@ -1,0 +1,308 @@
+using System.Runtime.CompilerServices;
+using Iced.Intel;
+
+namespace HybridVmm.Hardware.Cpu;
+
+/// <summary>
+/// Interrupt and exception delivery in 32-bit protected mode (Intel SDM Vol. 3A, chapter 6): the IDT with
+/// 32-bit interrupt and trap gates, error codes, IRET, STI's one-instruction shadow, the double-fault and
+/// triple-fault escalation, and the host side of an interrupt line (<see cref="RequestInterrupt"/>): only the
+/// hypervisor calls it, a device never does.
+/// </summary>
+/// <remarks>
+/// The hot path pays one predictable branch per instruction (<see cref="_eventCheck"/>), which is set only while
+/// an interrupt is pending, an exception is queued or an STI shadow is active. The run loop stays free of
+/// allocations: pending vectors are a 256-bit request register held in four fields.
+/// A guest that never loaded an IDT (IDTR limit 0) keeps the historic behaviour: its first exception stops it
+/// with an <see cref="CpuExitReason.Exception"/> exit naming the exception, which is where real hardware would
+/// begin the #GP, #DF, triple-fault chain anyway.
+/// </remarks>
+public sealed partial class X86Core
+{
+    private const uint GateInterrupt32 = 0xE;
+    private const uint GateTrap32 = 0xF;
+
+    // Pending external interrupt vectors (an interrupt request register, as in the local APIC's IRR).
+    private ulong _irr0, _irr1, _irr2, _irr3;
+    private bool _eventCheck;
+    private bool _stiShadow;
+    private bool _queuedException;
+    private byte _queuedVector;
+    private uint _queuedErrorCode;
+
+    /// <summary>True once LIDT has loaded a non-empty table: exceptions are then delivered through it.</summary>
+    public bool IdtLoaded => Idtr.Limit != 0;
+
+    /// <summary>EFLAGS.IF: maskable interrupts are accepted.</summary>
+    public bool InterruptsEnabled => (_flags & (uint)EFlags.IF) != 0;
+
+    /// <summary>An interrupt is pending and IF would let the core take it (a halted core wakes for it).</summary>
+    public bool HasDeliverableInterrupt => InterruptsEnabled && (_irr0 | _irr1 | _irr2 | _irr3) != 0;
+
+    /// <summary>An interrupt vector is requested but not yet delivered.</summary>
+    public bool HasPendingInterrupt => (_irr0 | _irr1 | _irr2 | _irr3) != 0;
+
+    /// <summary>
+    /// Raises an external interrupt with <paramref name="vector"/> (32-255). It is delivered through the IDT at
+    /// the next instruction boundary where IF=1 and no STI shadow is active. Called by the hypervisor only.
+    /// </summary>
+    public void RequestInterrupt(byte vector)
+    {
+        switch (vector >> 6)
+        {
+            case 0: _irr0 |= 1UL << (vector & 63); break;
+            case 1: _irr1 |= 1UL << (vector & 63); break;
+            case 2: _irr2 |= 1UL << (vector & 63); break;
+            default: _irr3 |= 1UL << (vector & 63); break;
+        }
+
+        _eventCheck = true;
+    }
+
+    /// <summary>
+    /// Makes the pending RDMSR/WRMSR/VMCALL (or whatever exited last) raise an exception instead of completing,
+    /// e.g. #GP for an MSR the hypervisor does not implement (SDM Vol. 2B, RDMSR). EIP stays on the instruction.
+    /// </summary>
+    public void InjectException(byte vector, uint errorCode = 0)
+    {
+        _pending = default;
+        _queuedException = true;
+        _queuedVector = vector;
+        _queuedErrorCode = errorCode;
+        _eventCheck = true;
+    }
+
+    private void ResetInterruptState()
+    {
+        _irr0 = _irr1 = _irr2 = _irr3 = 0;
+        _eventCheck = _stiShadow = _queuedException = false;
+    }
+
+    private bool Sti()
+    {
+        // The shadow exists only when STI sets IF from 0 (SDM Vol. 2B, STI): "sti; hlt" cannot lose a wake-up.
+        if ((_flags & (uint)EFlags.IF) == 0)
+        {
+            _flags |= (uint)EFlags.IF;
+            _stiShadow = true;
+            _eventCheck = true;
+        }
+
+        return true;
+    }
+
+    private bool Iret(ref Instruction ins)
+    {
+        int size = ins.Code == Code.Iretw ? 2 : 4;
+        uint eip = Pop(size);
+        uint cs = Pop(size);
+        uint flags = Pop(size);
+        if (_faulted) return false;
+        _eip = size == 2 ? eip & 0xffff : eip;
+        Cs = (ushort)cs;
+        _flags = size == 2
+            ? (_flags & 0xffff0000) | (flags & EFlagsWritableMask & 0xffff) | (uint)EFlags.Reserved1
+            : (flags & EFlagsWritableMask) | (uint)EFlags.Reserved1;
+        return true;
+    }
+
+    /// <summary>Handles pending events at an instruction boundary. False when the core triple-faulted (exit in <see cref="_exit"/>).</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private bool ServiceEvents()
+    {
+        if (_queuedException)
+        {
+            _queuedException = false;
+            RecomputeEventCheck();
+            return DeliverException(_queuedVector, _queuedErrorCode);
+        }
+
+        if (_stiShadow)
+        {
+            // The instruction after STI runs before any interrupt is taken.
+            _stiShadow = false;
+            return true;
+        }
+
+        if ((_flags & (uint)EFlags.IF) == 0 || !HasPendingInterrupt)
+        {
+            RecomputeEventCheck();
+            return true;
+        }
+
+        byte vector = TakeHighestVector();
+        RecomputeEventCheck();
+        if (!IdtLoaded)
+        {
+            _exit = new CpuExit(CpuExitReason.TripleFault, Vector: vector);
+            return false;
+        }
+
+        if (TryDeliver(vector, _eip, hasErrorCode: false, 0))
+        {
+            return true;
+        }
+
+        // An unusable gate for an external interrupt is a #GP with the EXT bit (SDM Vol. 3A, 6.13).
+        return Escalate(vector, ExceptionVector.GeneralProtection, ((uint)vector << 3) | 2 | 1);
+    }
+
+    private void RecomputeEventCheck() => _eventCheck = _stiShadow || _queuedException || HasPendingInterrupt;
+
+    private byte TakeHighestVector()
+    {
+        if (_irr3 != 0) { int b = 63 - System.Numerics.BitOperations.LeadingZeroCount(_irr3); _irr3 &= ~(1UL << b); return (byte)(192 + b); }
+        if (_irr2 != 0) { int b = 63 - System.Numerics.BitOperations.LeadingZeroCount(_irr2); _irr2 &= ~(1UL << b); return (byte)(128 + b); }
+        if (_irr1 != 0) { int b = 63 - System.Numerics.BitOperations.LeadingZeroCount(_irr1); _irr1 &= ~(1UL << b); return (byte)(64 + b); }
+        int c = 63 - System.Numerics.BitOperations.LeadingZeroCount(_irr0); _irr0 &= ~(1UL << c); return (byte)c;
+    }
+
+    /// <summary>Vectors whose exceptions push an error code (SDM Vol. 3A, table 6-1).</summary>
+    private static bool PushesErrorCode(byte vector) => vector is 8 or 10 or 11 or 12 or 13 or 14 or 17;
+
+    /// <summary>
+    /// Delivers a fault-class exception with EIP on the faulting instruction. False when even #DF could not be
+    /// delivered: the core is in shutdown (triple fault) and <see cref="_exit"/> says so.
+    /// </summary>
+    private bool DeliverException(byte vector, uint errorCode)
+    {
+        if (!IdtLoaded)
+        {
+            _exit = new CpuExit(CpuExitReason.Exception, Vector: vector, ErrorCode: errorCode);
+            return false;
+        }
+
+        if (TryDeliver(vector, _eip, PushesErrorCode(vector), errorCode))
+        {
+            return true;
+        }
+
+        return vector == ExceptionVector.GeneralProtection
+            ? Escalate(vector, ExceptionVector.DoubleFault, 0)
+            : Escalate(vector, ExceptionVector.GeneralProtection, ((uint)vector << 3) | 2);
+    }
+
+    /// <summary>Delivering <paramref name="original"/> failed: try #GP then #DF; a failed #DF is a triple fault (SDM Vol. 3A, 6.15, interrupt 8).</summary>
+    private bool Escalate(byte original, byte next, uint errorCode)
+    {
+        if (next == ExceptionVector.GeneralProtection)
+        {
+            if (TryDeliver(next, _eip, true, errorCode))
+            {
+                return true;
+            }
+
+            next = ExceptionVector.DoubleFault;
+            errorCode = 0;
+        }
+
+        if (TryDeliver(next, _eip, true, errorCode))
+        {
+            return true;
+        }
+
+        _exit = new CpuExit(CpuExitReason.TripleFault, Vector: original);
+        return false;
+    }
+
+    /// <summary>
+    /// One delivery attempt through a 32-bit interrupt or trap gate: checks the gate, pushes EFLAGS, CS, EIP
+    /// (and the error code), clears TF (and IF for an interrupt gate) and jumps to the handler. Ring 0 only, so
+    /// there is no stack switch (SDM Vol. 3A, 6.12.1). On failure nothing architectural has changed.
+    /// </summary>
+    private bool TryDeliver(byte vector, uint returnEip, bool hasErrorCode, uint errorCode)
+    {
+        bool faultedBefore = _faulted;
+        CpuExit exitBefore = _exit;
+        uint espBefore = _gpr[4];
+        uint entry = (uint)vector * 8;
+        bool ok = entry + 7 <= Idtr.Limit;
+        uint low = 0, high = 0;
+        if (ok)
+        {
+            low = Read32(Idtr.Base + entry);
+            high = Read32(Idtr.Base + entry + 4);
+            ok = !_faulted;
+        }
+
+        uint type = (high >> 8) & 0xF;
+        ushort selector = (ushort)(low >> 16);
+        ok = ok && (high & 0x8000) != 0 && (type == GateInterrupt32 || type == GateTrap32) && CodeSelectorUsable(selector);
+        if (ok)
+        {
+            Push(_flags, 4);
+            Push(Cs, 4);
+            Push(returnEip, 4);
+            if (hasErrorCode) Push(errorCode, 4);
+            ok = !_faulted;
+        }
+
+        if (!ok)
+        {
+            _gpr[4] = espBefore;
+            _faulted = faultedBefore;
+            _exit = exitBefore;
+            return false;
+        }
+
+        _flags &= ~((uint)EFlags.TF | 0x10000u | (type == GateInterrupt32 ? (uint)EFlags.IF : 0));
+        Cs = selector;
+        _eip = (low & 0xffff) | (high & 0xffff0000);
+        return true;
+    }
+
+    /// <summary>A gate's selector must be non-null and, once a GDT is loaded, name a present code segment in it.</summary>
+    private bool CodeSelectorUsable(ushort selector)
+    {
+        uint index = (uint)selector & ~7u;
+        if (index == 0) return false;
+        if (Gdtr.Limit == 0) return true; // the boot GDT (Multiboot's flat segments) is implied
+        if (index + 7 > Gdtr.Limit) return false;
+        uint high = Read32(Gdtr.Base + index + 4);
+        if (_faulted) return false;
+        // P (bit 15), S (bit 12), code (type bit 3 = bit 11).
+        return (high & 0x9800) == 0x9800;
+    }
+
+    /// <summary>INT n / INT3 / INTO / INT1 with an IDT: a trap, the pushed EIP is the next instruction.</summary>
+    private bool DeliverSoftwareInterrupt(byte vector)
+    {
+        if (TryDeliver(vector, _eip, hasErrorCode: false, 0))
+        {
+            return true;
+        }
+
+        return Fault(ExceptionVector.GeneralProtection, ((uint)vector << 3) | 2);
+    }
+
+    // ---- RDMSR, WRMSR and VMCALL: completed by the hypervisor, like CPUID. ----
+
+    private bool Rdmsr() => Exit(PendingKind.Rdmsr, 0, false, 0, new CpuExit(CpuExitReason.Rdmsr, Value: _gpr[1]));
+
+    private bool Wrmsr() => Exit(PendingKind.Wrmsr, 0, false, 0, new CpuExit(CpuExitReason.Wrmsr, Value: _gpr[1]));
+
+    private bool Vmcall() => Exit(PendingKind.Vmcall, 0, false, 0, new CpuExit(CpuExitReason.Vmcall));
+
+    /// <summary>Completes a pending RDMSR: EDX:EAX = <paramref name="value"/>.</summary>
+    public void CompleteRdmsr(ulong value)
+    {
+        if (_pending.Kind != PendingKind.Rdmsr) return;
+        _gpr[0] = (uint)value;
+        _gpr[2] = (uint)(value >> 32);
+        RetirePending();
+    }
+
+    /// <summary>Completes a pending WRMSR (the hypervisor has consumed EDX:EAX).</summary>
+    public void CompleteWrmsr()
+    {
+        if (_pending.Kind == PendingKind.Wrmsr) RetirePending();
+    }
+
+    /// <summary>Completes a pending VMCALL: the hypervisor has already written the result registers.</summary>
+    public void CompleteHypercall()
+    {
+        if (_pending.Kind == PendingKind.Vmcall) RetirePending();
+    }
+
+    private void RetirePending() => Retire();
+}

@@ -1,0 +1,30 @@
+namespace HybridVmm.Hypervisor.Hypercalls;
+
+/// <summary>Synthetic MSR indices (TLFS appendix, "Hypervisor Synthetic MSRs").</summary>
+public static class HvMsr
+{
+    public const uint GuestOsId = 0x40000000;     // HV_X64_MSR_GUEST_OS_ID
+    public const uint Hypercall = 0x40000001;     // HV_X64_MSR_HYPERCALL
+    public const uint VpIndex = 0x40000002;       // HV_X64_MSR_VP_INDEX (read only)
+    public const uint SControl = 0x40000080;      // HV_X64_MSR_SCONTROL
+    public const uint SVersion = 0x40000081;      // HV_X64_MSR_SVERSION (read only)
+    public const uint Siefp = 0x40000082;         // HV_X64_MSR_SIEFP
+    public const uint Simp = 0x40000083;          // HV_X64_MSR_SIMP
+    public const uint Eom = 0x40000084;           // HV_X64_MSR_EOM (write only)
+    public const uint Sint0 = 0x40000090;         // HV_X64_MSR_SINT0 .. SINT15 = 0x4000009F
+    public const uint Sint15 = 0x4000009F;
+
+    public static string Name(uint msr) => msr switch
+    {
+        GuestOsId => "HV_X64_MSR_GUEST_OS_ID",
+        Hypercall => "HV_X64_MSR_HYPERCALL",
+        VpIndex => "HV_X64_MSR_VP_INDEX",
+        SControl => "HV_X64_MSR_SCONTROL",
+        SVersion => "HV_X64_MSR_SVERSION",
+        Siefp => "HV_X64_MSR_SIEFP",
+        Simp => "HV_X64_MSR_SIMP",
+        Eom => "HV_X64_MSR_EOM",
+        >= Sint0 and <= Sint15 => $"HV_X64_MSR_SINT{msr - Sint0}",
+        _ => "unknown",
+    };
+}

@@ -1,0 +1,115 @@
+using HybridVmm.Hardware.Cpu;
+using HybridVmm.Hypervisor.Partitions;
+using HybridVmm.Hypervisor.Tracing;
+
+namespace HybridVmm.Hypervisor.Hypercalls;
+
+/// <summary>
+/// RDMSR and WRMSR of the synthetic MSRs (TLFS 3.13 for the guest OS ID and hypercall MSRs, 11.8 for the SynIC
+/// ones). An unknown MSR, reserved bits, a read-only or write-only register, or a partition without the
+/// privilege for the MSR group get #GP(0), as on Hyper-V.
+/// </summary>
+internal sealed class MsrHandler(HypervisorKernel kernel)
+{
+    /// <summary>vmcall; ret: what the hypervisor writes at the start of the hypercall page.</summary>
+    private static readonly byte[] HypercallStub = { 0x0F, 0x01, 0xC1, 0xC3 };
+
+    public void Read(Partition partition, VirtualProcessor vp, uint msr)
+    {
+        HvPartitionState hv = partition.Hv;
+        bool ok = true;
+        ulong value = 0;
+        switch (msr)
+        {
+            case HvMsr.GuestOsId when Allowed(hv, HvPartitionPrivileges.AccessHypercallMsrs):
+                value = hv.GuestOsId;
+                break;
+            case HvMsr.Hypercall when Allowed(hv, HvPartitionPrivileges.AccessHypercallMsrs):
+                value = hv.HypercallMsr;
+                break;
+            case HvMsr.VpIndex when Allowed(hv, HvPartitionPrivileges.AccessVpIndex):
+                value = (ulong)vp.Index;
+                break;
+            case HvMsr.Eom:
+                ok = false; // write only
+                break;
+            default:
+                ok = Allowed(hv, HvPartitionPrivileges.AccessSynicMsrs) && vp.Synic.TryReadMsr(msr, out value);
+                break;
+        }
+
+        Trace(partition, vp, ok ? $"rdmsr {HvMsr.Name(msr)} (0x{msr:x8}) -> 0x{value:x16}" : $"rdmsr 0x{msr:x8} ({HvMsr.Name(msr)}) -> #GP");
+        if (ok) vp.Core.CompleteRdmsr(value);
+        else vp.Core.InjectException(ExceptionVector.GeneralProtection);
+    }
+
+    public void Write(Partition partition, VirtualProcessor vp, uint msr, ulong value)
+    {
+        HvPartitionState hv = partition.Hv;
+        bool ok;
+        switch (msr)
+        {
+            case HvMsr.GuestOsId when Allowed(hv, HvPartitionPrivileges.AccessHypercallMsrs):
+                hv.GuestOsId = value;
+                if (value == 0)
+                {
+                    hv.HypercallMsr &= ~1UL; // clearing the OS ID disables the hypercall page (TLFS 3.13)
+                }
+
+                ok = true;
+                break;
+            case HvMsr.Hypercall when Allowed(hv, HvPartitionPrivileges.AccessHypercallMsrs):
+                ok = WriteHypercallMsr(partition, value);
+                break;
+            default:
+                ok = Allowed(hv, HvPartitionPrivileges.AccessSynicMsrs) && vp.Synic.TryWriteMsr(msr, value);
+                break;
+        }
+
+        Trace(partition, vp, $"wrmsr {HvMsr.Name(msr)} (0x{msr:x8}) value=0x{value:x16}{(ok ? "" : " -> #GP")}");
+        if (ok) vp.Core.CompleteWrmsr();
+        else vp.Core.InjectException(ExceptionVector.GeneralProtection);
+    }
+
+    /// <summary>
+    /// Bit 0 enables the page, bit 1 locks the MSR, bits 63:12 give its GPA. Enabling needs a non-zero guest
+    /// OS ID (the bit then reads back 0). The hypervisor overlays the stub on that guest page.
+    /// </summary>
+    private bool WriteHypercallMsr(Partition partition, ulong value)
+    {
+        HvPartitionState hv = partition.Hv;
+        if ((hv.HypercallMsr & 2) != 0 || (value & 0xFFC) != 0)
+        {
+            return false; // locked, or reserved bits 11:2
+        }
+
+        if (hv.GuestOsId == 0)
+        {
+            value &= ~1UL;
+        }
+
+        if ((value & 1) != 0)
+        {
+            ulong gpa = value & ~0xFFFUL;
+            if (partition.AddressSpace is not { } space || gpa + 0x1000 > space.SizeBytes)
+            {
+                return false;
+            }
+
+            space.TryWrite((uint)gpa, HypercallStub);
+        }
+
+        hv.HypercallMsr = value;
+        return true;
+    }
+
+    private static bool Allowed(HvPartitionState hv, HvPartitionPrivileges privilege) => (hv.Privileges & privilege) != 0;
+
+    private void Trace(Partition partition, VirtualProcessor vp, string details)
+    {
+        if (kernel.Trace.Enabled)
+        {
+            kernel.Trace.Record(kernel.Now(vp), partition.Id, vp.Index, TraceKind.Msr, details);
+        }
+    }
+}

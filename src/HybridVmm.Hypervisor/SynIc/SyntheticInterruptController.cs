@@ -1,0 +1,217 @@
+using System.Buffers.Binary;
+using HybridVmm.Hypervisor.Hypercalls;
+using HybridVmm.Hypervisor.Partitions;
+
+namespace HybridVmm.Hypervisor.SynIc;
+
+/// <summary>
+/// One virtual processor's synthetic interrupt controller (TLFS chapter 11): SCONTROL, the message page
+/// (SIMP), the event-flags page (SIEFP), sixteen SINT registers and end-of-message. A message is copied into
+/// its SINT's slot when the slot is free, otherwise it queues and the slot's MessagePending flag asks the
+/// guest to write EOM when it frees the slot. An unmasked SINT is delivered as an ordinary interrupt with its
+/// vector, through the guest's IDT. Touched only by the scheduler thread, or by the root while the scheduler
+/// waits for it at a barrier.
+/// </summary>
+public sealed class SyntheticInterruptController
+{
+    private const ulong EnableBit = 1;
+    private const ulong SintMasked = 1UL << 16;
+    private const ulong SintAutoEoi = 1UL << 17;
+    private const ulong SintPolling = 1UL << 18;
+    private const ulong SintWritable = 0xFF | SintMasked | SintAutoEoi | SintPolling;
+    private const ulong PageRegisterWritable = ~0xFFEUL; // enable bit 0 and GPA page bits 63:12
+
+    private readonly Partition _partition;
+    private readonly VirtualProcessor _vp;
+    private readonly ulong[] _sint = new ulong[HvMessageLayout.SintCount];
+    private readonly Queue<QueuedMessage>?[] _queues = new Queue<QueuedMessage>?[HvMessageLayout.SintCount];
+
+    internal SyntheticInterruptController(Partition partition, VirtualProcessor vp)
+    {
+        _partition = partition;
+        _vp = vp;
+        Array.Fill(_sint, SintMasked);
+    }
+
+    public ulong SControl { get; private set; }
+    public ulong Simp { get; private set; }
+    public ulong Siefp { get; private set; }
+
+    public bool Enabled => (SControl & EnableBit) != 0;
+
+    public ulong Sint(int index) => _sint[index];
+
+    private uint SimpGpa => (uint)(Simp & ~0xFFFUL);
+    private uint SiefpGpa => (uint)(Siefp & ~0xFFFUL);
+
+    /// <summary>Reads a SynIC MSR. False for an index this controller does not own.</summary>
+    internal bool TryReadMsr(uint msr, out ulong value)
+    {
+        value = msr switch
+        {
+            HvMsr.SControl => SControl,
+            HvMsr.SVersion => 1,
+            HvMsr.Simp => Simp,
+            HvMsr.Siefp => Siefp,
+            HvMsr.Eom => 0,
+            >= HvMsr.Sint0 and <= HvMsr.Sint15 => _sint[msr - HvMsr.Sint0],
+            _ => ulong.MaxValue,
+        };
+        return msr is HvMsr.SControl or HvMsr.SVersion or HvMsr.Simp or HvMsr.Siefp or HvMsr.Eom or (>= HvMsr.Sint0 and <= HvMsr.Sint15);
+    }
+
+    /// <summary>Writes a SynIC MSR. False (the caller injects #GP) for reserved bits, a read-only register or a page outside RAM.</summary>
+    internal bool TryWriteMsr(uint msr, ulong value)
+    {
+        switch (msr)
+        {
+            case HvMsr.SControl:
+                if ((value & ~EnableBit) != 0) return false;
+                SControl = value;
+                return true;
+            case HvMsr.Simp:
+            case HvMsr.Siefp:
+                if ((value & ~PageRegisterWritable) != 0 || !PageInRam(value)) return false;
+                if (msr == HvMsr.Simp)
+                {
+                    Simp = value;
+                    DeliverQueued();
+                }
+                else
+                {
+                    Siefp = value;
+                }
+
+                return true;
+            case HvMsr.Eom:
+                EndOfMessage();
+                return true;
+            case >= HvMsr.Sint0 and <= HvMsr.Sint15:
+                if ((value & ~SintWritable) != 0 || (value & 0xFF) is > 0 and < 16) return false;
+                _sint[msr - HvMsr.Sint0] = value;
+                return true;
+            default:
+                return false;
+        }
+    }
+
+    private bool PageInRam(ulong register) =>
+        (register & EnableBit) == 0 || (_partition.AddressSpace is { } space && (register & ~0xFFFUL) + 0x1000 <= space.SizeBytes);
+
+    /// <summary>
+    /// Posts a message to <paramref name="sint"/>: into the slot if it is free, otherwise queued (TLFS 11.10.3).
+    /// Fails with HV_STATUS_INVALID_SYNIC_STATE when the SynIC, the message page or the SINT is disabled.
+    /// </summary>
+    public HvStatus PostMessage(int sint, uint messageType, ReadOnlySpan<byte> payload, ulong sender)
+    {
+        if ((uint)sint >= HvMessageLayout.SintCount || payload.Length > HvMessageLayout.MaxPayload || messageType == HvMessageLayout.MessageTypeNone)
+        {
+            return HvStatus.InvalidParameter;
+        }
+
+        if (!Enabled || (Simp & EnableBit) == 0 || (_sint[sint] & SintMasked) != 0)
+        {
+            return HvStatus.InvalidSynicState;
+        }
+
+        Queue<QueuedMessage> queue = _queues[sint] ??= new Queue<QueuedMessage>();
+        if (queue.Count >= HvMessageLayout.QueueLimit)
+        {
+            return HvStatus.InsufficientBuffers;
+        }
+
+        queue.Enqueue(new QueuedMessage(messageType, payload.ToArray(), sender));
+        DeliverQueued();
+        return HvStatus.Success;
+    }
+
+    /// <summary>Sets event flag <paramref name="flag"/> of <paramref name="sint"/>; a flag that goes from 0 to 1 asserts the SINT (TLFS 11.9).</summary>
+    public HvStatus SignalEvent(int sint, int flag)
+    {
+        if ((uint)sint >= HvMessageLayout.SintCount || (uint)flag >= HvMessageLayout.FlagsPerSint)
+        {
+            return HvStatus.InvalidParameter;
+        }
+
+        if (!Enabled || (Siefp & EnableBit) == 0 || (_sint[sint] & SintMasked) != 0 || _partition.AddressSpace is not { } space)
+        {
+            return HvStatus.InvalidSynicState;
+        }
+
+        uint address = SiefpGpa + (uint)(sint * HvMessageLayout.SlotSize + flag / 8);
+        Span<byte> b = stackalloc byte[1];
+        if (!space.TryRead(address, b)) return HvStatus.InvalidSynicState;
+        byte bit = (byte)(1 << (flag & 7));
+        if ((b[0] & bit) == 0)
+        {
+            b[0] |= bit;
+            space.TryWrite(address, b);
+            Assert(sint);
+        }
+
+        return HvStatus.Success;
+    }
+
+    /// <summary>The guest wrote HV_X64_MSR_EOM: slots it freed take the next queued message.</summary>
+    public void EndOfMessage() => DeliverQueued();
+
+    public int QueuedMessages(int sint) => _queues[sint]?.Count ?? 0;
+
+    private void DeliverQueued()
+    {
+        if (!Enabled || (Simp & EnableBit) == 0 || _partition.AddressSpace is not { } space)
+        {
+            return;
+        }
+
+        Span<byte> slot = stackalloc byte[HvMessageLayout.SlotSize];
+        for (int sint = 0; sint < HvMessageLayout.SintCount; sint++)
+        {
+            Queue<QueuedMessage>? queue = _queues[sint];
+            if (queue is null || queue.Count == 0)
+            {
+                continue;
+            }
+
+            uint address = SimpGpa + (uint)(sint * HvMessageLayout.SlotSize);
+            if (!space.TryRead(address, slot[..HvMessageLayout.HeaderSize]))
+            {
+                continue;
+            }
+
+            if (BinaryPrimitives.ReadUInt32LittleEndian(slot) != HvMessageLayout.MessageTypeNone)
+            {
+                // Busy: ask the guest for an EOM once it has consumed the slot.
+                Span<byte> flags = slot.Slice(HvMessageLayout.FlagsOffset, 1);
+                if ((flags[0] & HvMessageLayout.MessagePendingFlag) == 0)
+                {
+                    flags[0] |= HvMessageLayout.MessagePendingFlag;
+                    space.TryWrite(address + HvMessageLayout.FlagsOffset, flags);
+                }
+
+                continue;
+            }
+
+            QueuedMessage message = queue.Dequeue();
+            slot.Clear();
+            BinaryPrimitives.WriteUInt32LittleEndian(slot, message.Type);
+            slot[HvMessageLayout.PayloadSizeOffset] = (byte)message.Payload.Length;
+            slot[HvMessageLayout.FlagsOffset] = queue.Count > 0 ? HvMessageLayout.MessagePendingFlag : (byte)0;
+            BinaryPrimitives.WriteUInt64LittleEndian(slot[HvMessageLayout.SenderOffset..], message.Sender);
+            message.Payload.CopyTo(slot[HvMessageLayout.HeaderSize..]);
+            space.TryWrite(address, slot);
+            Assert(sint);
+        }
+    }
+
+    private void Assert(int sint)
+    {
+        ulong config = _sint[sint];
+        if (Enabled && (config & (SintMasked | SintPolling)) == 0)
+        {
+            _vp.Core.RequestInterrupt((byte)config);
+        }
+    }
+
+    private readonly record struct QueuedMessage(uint Type, byte[] Payload, ulong Sender);
+}

@@ -1,0 +1,81 @@
+namespace HybridVmm.Hypervisor.VmBus;
+
+/// <summary>
+/// One partition's grants: guest physical address descriptor lists (GPADLs, as in VMBus), each a list of
+/// guest pages the guest has allowed the root to access, addressed as one virtually contiguous buffer.
+/// The kernel keeps the table; the root can touch a guest page only if some GPADL lists it (the Xen
+/// grant-table discipline), and every other access through <see cref="RootPartitionApi"/> is refused.
+/// </summary>
+public sealed class GpadlTable
+{
+    /// <summary>GPADLs per partition, and pages per GPADL: resource limits in the Firecracker spirit.</summary>
+    public const int MaxGpadls = 64;
+    public const int MaxPagesPerGpadl = 1024;
+
+    private readonly Dictionary<uint, Gpadl> _gpadls = new();
+    private readonly Dictionary<uint, int> _grantedPages = new();
+
+    public int Count => _gpadls.Count;
+
+    public bool TryGet(uint id, out Gpadl gpadl) => _gpadls.TryGetValue(id, out gpadl!) && gpadl.Complete;
+
+    internal Gpadl? Find(uint id) => _gpadls.GetValueOrDefault(id);
+
+    internal Gpadl Begin(uint id, int expectedPages)
+    {
+        var gpadl = new Gpadl(id, expectedPages);
+        _gpadls.Add(id, gpadl);
+        return gpadl;
+    }
+
+    internal void Append(Gpadl gpadl, uint guestPage)
+    {
+        gpadl.Pages.Add(guestPage);
+        _grantedPages[guestPage] = _grantedPages.GetValueOrDefault(guestPage) + 1;
+    }
+
+    internal bool Remove(uint id)
+    {
+        if (!_gpadls.Remove(id, out Gpadl? gpadl))
+        {
+            return false;
+        }
+
+        foreach (uint page in gpadl.Pages)
+        {
+            if (--_grantedPages[page] == 0)
+            {
+                _grantedPages.Remove(page);
+            }
+        }
+
+        return true;
+    }
+
+    /// <summary>True when every page of [gpa, gpa+length) is listed by a complete or partial GPADL.</summary>
+    public bool IsGranted(uint gpa, int length)
+    {
+        if (length <= 0) return true;
+        uint first = gpa >> 12, last = (uint)(((ulong)gpa + (ulong)length - 1) >> 12);
+        for (uint page = first; page <= last; page++)
+        {
+            if (!_grantedPages.ContainsKey(page)) return false;
+        }
+
+        return true;
+    }
+}
+
+/// <summary>One GPADL: the guest pages, in order, that form one buffer (e.g. a channel's two ring buffers).</summary>
+public sealed class Gpadl(uint id, int expectedPages)
+{
+    public uint Id { get; } = id;
+
+    public int ExpectedPages { get; } = expectedPages;
+
+    public List<uint> Pages { get; } = new();
+
+    public bool Complete => Pages.Count == ExpectedPages;
+
+    public long SizeBytes => (long)Pages.Count << 12;
+}
