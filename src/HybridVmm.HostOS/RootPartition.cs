@@ -226,10 +226,11 @@ public sealed class RootPartition
     }
 
     /// <summary>Rapid provisioning: a clone of a paused template VM, sharing its memory copy-on-write, with copies of its device state.</summary>
-    public VirtualMachine CloneVm(VirtualMachine template, string name, uint identity)
+    /// <param name="diskOverlay">For a template with a synthetic disk: the clone's own copy-on-write overlay file.</param>
+    public VirtualMachine CloneVm(VirtualMachine template, string name, uint identity, string? diskOverlay = null)
     {
         Partition partition = _api.ClonePartition(template.Partition, name);
-        VirtualMachine clone = AddWorker(template.Configuration with { Name = name }, partition);
+        VirtualMachine clone = AddWorker(template.Configuration with { Name = name, DiskOverlay = diskOverlay ?? template.Configuration.DiskOverlay }, partition);
         foreach (IPortIoDevice device in template.Worker.Devices)
         {
             clone.Worker.Devices.First(d => d.Name == device.Name).RestoreState(device.SaveState());
@@ -323,7 +324,9 @@ public sealed class RootPartition
             {
                 // The image stays open until the VM is deleted (or the system disposed): the root may still
                 // serve requests the guest made just before it stopped.
-                devices.Add(new VmBus.SynthBlockDevice(config.DiskImage!));
+                devices.Add(config.DiskOverlay is { } overlay
+                    ? new VmBus.SynthBlockDevice(new Storage.CopyOnWriteDisk(config.DiskImage!, overlay))
+                    : new VmBus.SynthBlockDevice(config.DiskImage!));
             }
         }
 

@@ -16,12 +16,15 @@ internal static class CloneCommand
         var count = new Option<int>("--count", "-n") { Description = "Number of clones", DefaultValueFactory = _ => 8 };
         var memory = new Option<string>("--memory", "-m") { Description = "Template RAM", DefaultValueFactory = _ => "8M" };
         var trace = new Option<string?>("--trace") { Description = "Write the readable trace to this file" };
-        var command = new Command("clone", "Boot a template VM to its ready point, then provision copy-on-write clones of it") { image, count, memory, trace };
-        command.SetAction((result, cancellationToken) => CloneAsync(result.GetValue(image)!, result.GetValue(count), result.GetValue(memory)!, result.GetValue(trace), cancellationToken));
+        var disk = new Option<string?>("--disk") { Description = "A read-only base disk image for a synthblk disk; each clone gets a copy-on-write overlay (e.g. --guest provdisk)" };
+        var overlays = new Option<string?>("--overlays") { Description = "Directory for the clones' overlay files (default: BASE.overlays)" };
+        var command = new Command("clone", "Boot a template VM to its ready point, then provision copy-on-write clones of it") { image, count, memory, trace, disk, overlays };
+        command.SetAction((result, cancellationToken) => CloneAsync(result.GetValue(image)!, result.GetValue(count), result.GetValue(memory)!, result.GetValue(trace),
+            result.GetValue(disk), result.GetValue(overlays), cancellationToken));
         return command;
     }
 
-    private static async Task<int> CloneAsync(string guest, int count, string memoryText, string? tracePath, CancellationToken cancellationToken)
+    private static async Task<int> CloneAsync(string guest, int count, string memoryText, string? tracePath, string? disk, string? overlays, CancellationToken cancellationToken)
     {
         TextWriter stderr = Console.Error;
         if (count is < 1 or > 256)
@@ -43,7 +46,17 @@ internal static class CloneCommand
             return ExitStatus.NoInput;
         }
 
-        var config = new VmConfiguration { Name = Path.GetFileNameWithoutExtension(guest), Image = bytes, MemoryBytes = memoryBytes };
+        var config = new VmConfiguration
+        {
+            Name = Path.GetFileNameWithoutExtension(guest), Image = bytes, MemoryBytes = memoryBytes,
+            SyntheticDevices = disk is null ? Array.Empty<string>() : new[] { "synthblk" }, DiskImage = disk,
+        };
+        overlays ??= disk is null ? null : disk + ".overlays";
+        if (overlays is not null)
+        {
+            Directory.CreateDirectory(overlays);
+        }
+
         if (RootPartition.Prepare(config, out VmCreationError? invalid) is null)
         {
             return Outcome.CreationFailed(invalid!, stderr);
@@ -62,7 +75,7 @@ internal static class CloneCommand
         ProvisioningReport report;
         try
         {
-            report = await RapidProvisioning.RunAsync(system, config, count, console.Text, cancellationToken);
+            report = await RapidProvisioning.RunAsync(system, config, count, console.Text, cancellationToken, overlays);
         }
         catch (InvalidOperationException e)
         {

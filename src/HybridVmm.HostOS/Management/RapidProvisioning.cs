@@ -27,10 +27,12 @@ public sealed record ProvisioningReport(
         sb.Append($"template '{Template}' frozen after {TemplateInstructions} instructions; {Clones} clones of {GuestMemoryBytes >> 20} MiB each\n");
         sb.Append($"host memory right after cloning: {HostBytesUsedAfterCloning >> 10} KiB used, {FullCopyBytes >> 10} KiB for full copies ({Saved(HostBytesUsedAfterCloning)} saved)\n");
         sb.Append($"host memory after the clones ran: {HostBytesUsedAfterRunning >> 10} KiB used ({Saved(HostBytesUsedAfterRunning)} saved)\n\n");
-        sb.Append($"{"clone",-8} {"identity",8} {"instructions",13} {"cow copies",11} {"shared pages",13}  output\n");
+        bool disks = Results.Any(r => r.PrivateDiskSectors is not null);
+        sb.Append($"{"clone",-8} {"identity",8} {"instructions",13} {"cow copies",11} {"shared pages",13}{(disks ? $" {"disk sectors",13}" : "")}  output\n");
         foreach (CloneResult r in Results)
         {
-            sb.Append($"{r.Name,-8} {r.Identity,8} {r.Instructions,13} {r.CopyOnWriteCopies,11} {r.SharedPages,13}  {r.Output.TrimEnd('\n').Replace("\n", " | ")}\n");
+            string disk = disks ? $" {r.PrivateDiskSectors,13}" : "";
+            sb.Append($"{r.Name,-8} {r.Identity,8} {r.Instructions,13} {r.CopyOnWriteCopies,11} {r.SharedPages,13}{disk}  {r.Output.TrimEnd('\n').Replace("\n", " | ")}\n");
         }
 
         return sb.ToString();
@@ -39,7 +41,11 @@ public sealed record ProvisioningReport(
     private string Saved(long used) => $"{100.0 * (FullCopyBytes - used) / FullCopyBytes:0.0} %";
 }
 
-public sealed record CloneResult(string Name, uint Identity, long Instructions, long CopyOnWriteCopies, int SharedPages, StopReason Outcome, string Output);
+public sealed record CloneResult(string Name, uint Identity, long Instructions, long CopyOnWriteCopies, int SharedPages, StopReason Outcome, string Output)
+{
+    /// <summary>Disk sectors the clone wrote into its own copy-on-write overlay (null without a synthetic disk).</summary>
+    public int? PrivateDiskSectors { get; init; }
+}
 
 /// <summary>
 /// Rapid provisioning: boot a template VM until it asks to be frozen (a write to the provisioning port),
@@ -48,8 +54,14 @@ public sealed record CloneResult(string Name, uint Identity, long Instructions, 
 /// </summary>
 public static class RapidProvisioning
 {
-    public static async Task<ProvisioningReport> RunAsync(HybridSystem system, VmConfiguration template, int clones, Func<VirtualMachine, string> outputOf, CancellationToken cancellationToken = default)
+    /// <param name="overlayDirectory">For a template with a synthetic disk: where the copy-on-write overlays go. The
+    /// disk image itself becomes a read-only base shared by the template and every clone.</param>
+    public static async Task<ProvisioningReport> RunAsync(HybridSystem system, VmConfiguration template, int clones, Func<VirtualMachine, string> outputOf,
+        CancellationToken cancellationToken = default, string? overlayDirectory = null)
     {
+        string? Overlay(string name) => template.DiskImage is null ? null
+            : Path.Combine(overlayDirectory ?? throw new ArgumentException("a template with a disk needs an overlay directory", nameof(overlayDirectory)), $"{name}.overlay");
+        template = template with { DiskOverlay = Overlay(template.Name) };
         VirtualMachine templateVm = system.Root.CreateVm(template, out VmCreationError? error)
             ?? throw new InvalidOperationException($"template refused: {error!.Message}");
         system.Root.Start(templateVm);
@@ -63,7 +75,7 @@ public static class RapidProvisioning
         var vms = new List<VirtualMachine>();
         for (int i = 1; i <= clones; i++)
         {
-            vms.Add(system.Root.CloneVm(templateVm, $"clone{i}", (uint)i));
+            vms.Add(system.Root.CloneVm(templateVm, $"clone{i}", (uint)i, Overlay($"clone{i}")));
         }
 
         clock.Stop();
@@ -81,7 +93,11 @@ public static class RapidProvisioning
             PartitionExit exit = await vm.Exited;
             GuestPhysicalAddressSpace space = vm.Partition.AddressSpace!;
             results.Add(new CloneResult(vm.Name, vm.Worker.Devices.OfType<Devices.ProvisioningDevice>().Single().Identity,
-                vm.Partition.Statistics.InstructionsRetired, space.CopyOnWriteCopies, space.SharedPages, exit.Reason, outputOf(vm)));
+                vm.Partition.Statistics.InstructionsRetired, space.CopyOnWriteCopies, space.SharedPages, exit.Reason, outputOf(vm))
+            {
+                PrivateDiskSectors = vm.Channels.Select(c => c.Device).OfType<VmBus.SynthBlockDevice>().Select(d => d.Backend)
+                    .OfType<Storage.CopyOnWriteDisk>().FirstOrDefault()?.PrivateSectors,
+            });
         }
 
         return new ProvisioningReport(template.Name, templateVm.Partition.Statistics.InstructionsRetired, clones, template.MemoryBytes,

@@ -29,6 +29,9 @@ public sealed record VmConfiguration
     /// <summary>The host disk-image file behind "synthblk" (its size must be a multiple of 512 bytes).</summary>
     public string? DiskImage { get; init; }
 
+    /// <summary>When set, <see cref="DiskImage"/> is a read-only base and the guest's writes go to this copy-on-write overlay file.</summary>
+    public string? DiskOverlay { get; init; }
+
     /// <summary>Bytes the synthetic console delivers to the guest as input once it opens the channel.</summary>
     public byte[]? ConsoleInput { get; init; }
 

@@ -20,13 +20,21 @@ public sealed class SynthBlockDevice : IVmBusDevice, IDisposable
     public const int MaxSectorsPerRequest = 8;
     private const int RequestHeader = 16;
 
-    private readonly FileStream _disk;
+    private readonly Storage.IDiskBackend _disk;
 
     public SynthBlockDevice(string imagePath)
+        : this(new Storage.FileDisk(imagePath))
     {
-        _disk = new FileStream(imagePath, FileMode.Open, FileAccess.ReadWrite, FileShare.ReadWrite, 4096, FileOptions.None);
-        CapacitySectors = _disk.Length / SectorSize;
     }
+
+    /// <summary>A disk on any backend: a raw image file, or a copy-on-write overlay over a read-only base for clones.</summary>
+    public SynthBlockDevice(Storage.IDiskBackend disk)
+    {
+        _disk = disk;
+        CapacitySectors = disk.CapacitySectors;
+    }
+
+    public Storage.IDiskBackend Backend => _disk;
 
     public string Name => "synthblk";
 
@@ -77,17 +85,15 @@ public sealed class SynthBlockDevice : IVmBusDevice, IDisposable
                 case OpRead:
                     if (count == 0 || !inRange) return (count == 0 ? StatusBadRequest : StatusOutOfRange, 0, 0, Array.Empty<byte>(), $"read sector={sector} count={count}");
                     byte[] data = new byte[count * SectorSize];
-                    _disk.Position = (long)sector * SectorSize;
-                    _disk.ReadExactly(data);
+                    _disk.Read((long)sector, data);
                     return (StatusOk, count, 0, data, $"read sector={sector} count={count}");
                 case OpWrite:
                     if (count == 0 || !inRange) return (count == 0 ? StatusBadRequest : StatusOutOfRange, 0, 0, Array.Empty<byte>(), $"write sector={sector} count={count}");
                     if (request.Length < RequestHeader + count * SectorSize) return (StatusBadRequest, 0, 0, Array.Empty<byte>(), $"write sector={sector} count={count} (short data)");
-                    _disk.Position = (long)sector * SectorSize;
-                    _disk.Write(request, RequestHeader, (int)count * SectorSize);
+                    _disk.Write((long)sector, request.AsSpan(RequestHeader, (int)count * SectorSize));
                     return (StatusOk, count, 0, Array.Empty<byte>(), $"write sector={sector} count={count}");
                 case OpFlush:
-                    _disk.Flush(flushToDisk: true); // fsync before the completion: the data is durable
+                    _disk.Flush(); // fsync before the completion: the data is durable
                     Flushes++;
                     return (StatusOk, 0, 0, Array.Empty<byte>(), "flush (fsync)");
                 default:
