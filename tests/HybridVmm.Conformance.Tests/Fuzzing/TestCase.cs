@@ -1,0 +1,26 @@
+using Iced.Intel;
+
+namespace HybridVmm.Conformance.Tests.Fuzzing;
+
+/// <summary>One generated test case: an instruction and the complete input state. Reused between cases (no allocation per case).</summary>
+internal sealed class TestCase
+{
+    public long Index;
+    public InstructionForm Form = null!;
+    public Instruction Instruction;
+    public readonly byte[] Bytes = new byte[16];
+    public int Length;
+    public uint Eip;
+    public readonly uint[] Gprs = new uint[8];
+    public uint Eflags;
+    public readonly byte[] Data = new byte[MachineLayout.DataWindowSize];
+    public readonly byte[] Stack = new byte[MachineLayout.StackWindowSize];
+    /// <summary>Effective address of the memory operand, or 0.</summary>
+    public uint EffectiveAddress;
+    /// <summary>Masked shift/rotate count, or -1 when the instruction has none.</summary>
+    public int Count = -1;
+    /// <summary>Value of the source operand (bit scans; BSWAP's operand size), for the undefined-state rules.</summary>
+    public uint Source;
+
+    public ReadOnlySpan<byte> Code => Bytes.AsSpan(0, Length);
+}
