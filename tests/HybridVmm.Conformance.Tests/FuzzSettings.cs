@@ -9,7 +9,7 @@ internal static class FuzzSettings
 {
     public const ulong DefaultSeed = 0x48796272_69645600; // fixed: CI runs are reproducible
     public const long DefaultUnicornCases = 1_000_000;
-    public const long DefaultNativeCases = 200_000;
+    public const long DefaultNativeCases = 500_000;
 
     public static ulong Seed => ParseULong(Environment.GetEnvironmentVariable("HYBRIDVMM_FUZZ_SEED")) ?? DefaultSeed;
     public static long UnicornCases => (long?)ParseULong(Environment.GetEnvironmentVariable("HYBRIDVMM_FUZZ_INSTRUCTIONS")) ?? DefaultUnicornCases;

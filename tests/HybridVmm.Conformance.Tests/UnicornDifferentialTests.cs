@@ -16,10 +16,11 @@ public class UnicornDifferentialTests
         using UnicornFuzzer fuzzer = UnicornFuzzer.TryCreate(FuzzSettings.Seed, FuzzSettings.Restrict(SupportedForms.All))
             ?? throw new IgnoreException(Reference.Unicorn.UnavailableReason ?? "Unicorn unavailable");
         FuzzReport report = fuzzer.Run(0, FuzzSettings.UnicornCases);
-        TestContext.Out.WriteLine($"{SupportedForms.All.Length} supported forms ({SupportedForms.Unsupported.Length} candidate forms raise #UD on the core)");
+        TestContext.Out.WriteLine($"{SupportedForms.All.Length} supported forms; candidate forms that raise #UD on the core: {string.Join(", ", SupportedForms.Unsupported.Select(f => f.Code))}");
         TestContext.Out.WriteLine(report.Summary("Unicorn " + "2 (QEMU TCG)"));
         TestContext.Out.WriteLine("Differences on SDM-undefined flags only (masked):");
         TestContext.Out.WriteLine(report.UndefinedSummary());
+        foreach (var (rule, n) in report.KnownDeviations) TestContext.Out.WriteLine($"Known Unicorn deviation ({n:N0} cases): {rule}");
         if (report.Mismatches > 0) TestContext.Out.WriteLine("Mismatches by form:\n" + report.MismatchSummary());
         Assert.That(report.Mismatches, Is.Zero, () => string.Join(Environment.NewLine, report.Reproducers));
         Assert.That(report.NotEncodable, Is.LessThan(report.Cases / 100), "the generator should encode nearly every case");

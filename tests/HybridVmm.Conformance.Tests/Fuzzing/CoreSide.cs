@@ -12,6 +12,7 @@ internal sealed class CoreSide
         Memory = new HostPhysicalMemory(pages);
         var slat = new SecondLevelPageTable(pages);
         for (uint page = 0; page < pages; page++) slat.Map(page, (int)page, writable: MachineLayout.IsWritablePage(page << 12));
+        Memory.Bytes.AsSpan().Fill(0xF4); // HLT everywhere, as on the Unicorn side
         Cpu = new X86Core(Memory, slat);
         Cpu.ResetToFlatProtectedMode(MachineLayout.CodeBase);
     }

@@ -18,7 +18,8 @@ internal sealed unsafe class UnicornSide : IDisposable
     public static UnicornSide? TryCreate()
     {
         byte* memory = (byte*)NativeMemory.AlignedAlloc(MachineLayout.MemorySize, 4096);
-        new Span<byte>(memory, (int)MachineLayout.MemorySize).Clear();
+        // HLT everywhere: a translation block never runs on into stale bytes (see MachineLayout.IsWritablePage).
+        new Span<byte>(memory, (int)MachineLayout.MemorySize).Fill(0xF4);
         Unicorn? unicorn = Unicorn.TryCreate(memory, MachineLayout.MemorySize, MachineLayout.IsWritablePage);
         if (unicorn is null)
         {
