@@ -13,6 +13,12 @@ internal sealed class CaseGenerator
     private static readonly Register[] Gpr32 = [Register.EAX, Register.ECX, Register.EDX, Register.EBX, Register.ESP, Register.EBP, Register.ESI, Register.EDI];
     private static readonly Register[] Gpr16 = [Register.AX, Register.CX, Register.DX, Register.BX, Register.SP, Register.BP, Register.SI, Register.DI];
     private static readonly Register[] Gpr8 = [Register.AL, Register.CL, Register.DL, Register.BL, Register.AH, Register.CH, Register.DH, Register.BH];
+    private static readonly HashSet<Mnemonic> Lockable =
+    [
+        Mnemonic.Add, Mnemonic.Adc, Mnemonic.And, Mnemonic.Btc, Mnemonic.Btr, Mnemonic.Bts, Mnemonic.Cmpxchg, Mnemonic.Cmpxchg8b,
+        Mnemonic.Dec, Mnemonic.Inc, Mnemonic.Neg, Mnemonic.Not, Mnemonic.Or, Mnemonic.Sbb, Mnemonic.Sub, Mnemonic.Xor, Mnemonic.Xadd, Mnemonic.Xchg,
+    ];
+    private static readonly Register[] SegmentPrefixes = [Register.DS, Register.ES, Register.SS, Register.FS, Register.GS];
     private static readonly int[] CountEdges = [0, 1, 2, 3, 4, 7, 8, 9, 15, 16, 17, 18, 23, 24, 25, 31, 32, 33, 63, 255];
 
     private readonly ulong _seed;
@@ -88,7 +94,7 @@ internal sealed class CaseGenerator
             switch (kind)
             {
                 case OpCodeOperandKind.r8_or_mem or OpCodeOperandKind.r16_or_mem or OpCodeOperandKind.r32_or_mem:
-                    if (!_native && rng.Chance(50))
+                    if (rng.Chance(_native ? NativeMemoryPercent(form) : 50))
                     {
                         op.Kind = OpKind.Memory;
                         memIndex = i;
@@ -182,6 +188,11 @@ internal sealed class CaseGenerator
             return false;
         }
         ComputeCountAndSource(form, instruction, c, ops[..form.OperandKinds.Length]);
+        // Occasional prefixes: LOCK on read-modify-write memory destinations and data-segment overrides (flat
+        // segments: no effect). CS is left out: writes through it would #GP on hardware. LOCK where it is illegal
+        // (#UD) is not generated: Unicorn 2.0.1 aborts the process ("tcg fatal error") on some of those.
+        if (memIndex == 0 && Lockable.Contains(form.Mnemonic) && rng.Chance(_native ? 20 : 5)) instruction.HasLockPrefix = true;
+        if (!_native && memIndex >= 0 && rng.Chance(4)) instruction.SegmentPrefix = SegmentPrefixes[rng.Next(SegmentPrefixes.Length)];
         return Encode(instruction, c);
     }
 
@@ -193,6 +204,11 @@ internal sealed class CaseGenerator
         if (_native && bits > 8 && r == 4) r = rng.Next(4); // never SP/ESP on the host
         return bits == 8 ? Gpr8[r] : bits == 16 ? Gpr16[r] : Gpr32[r];
     }
+
+    /// <summary>On the host a memory operand becomes [r15+40] (8 bytes): not for BT* with a register bit offset, which reaches further.</summary>
+    private static int NativeMemoryPercent(InstructionForm form) =>
+        form.Mnemonic is Mnemonic.Bt or Mnemonic.Bts or Mnemonic.Btr or Mnemonic.Btc && form.OperandKinds.Length == 2
+            && form.OperandKinds[1] is not OpCodeOperandKind.imm8 ? 0 : 30;
 
     private static void ChooseAddressing(ref CaseRandom rng, ref Register baseReg, ref Register indexReg, ref int scale)
     {

@@ -18,6 +18,7 @@ internal sealed class InstructionForm
             or OpCodeOperandKind.r32_or_mem or OpCodeOperandKind.mem or OpCodeOperandKind.mem_offs);
         NativeEligible = OpCode.Mode64 && !IsString && InstructionCatalogue.NativeMnemonics.Contains(Mnemonic)
             && Array.TrueForAll(OperandKinds, k => k is not (OpCodeOperandKind.mem or OpCodeOperandKind.mem_offs));
+        // (r/m operands are memory in part of the native cases too: see CaseGenerator.NativeMemoryPercent.)
     }
 
     public Code Code { get; }

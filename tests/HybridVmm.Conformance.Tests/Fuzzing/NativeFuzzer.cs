@@ -19,6 +19,7 @@ internal sealed class NativeFuzzer : IDisposable
     private readonly Outcome _coreOut = new(), _nativeOut = new(), _refOut = new();
     private readonly byte[] _native64 = new byte[16];
     private readonly byte[] _slot = new byte[MachineLayout.SlotSize];
+    private readonly byte[] _nativeMemory = new byte[8];
     private readonly Encoder _encoder64;
     private readonly Writer _writer = new();
 
@@ -44,6 +45,7 @@ internal sealed class NativeFuzzer : IDisposable
     /// <summary>Core vs. hardware differences on SDM-undefined flags (masked), by mnemonic and flags.</summary>
     public readonly Dictionary<Mnemonic, (long Count, uint Flags)> UndefinedVsHardware = [];
     public long Skipped;
+    public readonly List<string> EncodeErrors = [];
 
     public FuzzReport Run(long firstCase, long count)
     {
@@ -64,6 +66,12 @@ internal sealed class NativeFuzzer : IDisposable
             report.Retired++;
 
             string? diff = Comparison.Differences(c, _coreOut, _nativeOut, default, default, compareMemory: false, out uint undefinedDiff);
+            UndefinedState.Flags(c, out bool resultUndefined);
+            if (c.EffectiveAddress != 0 && _coreOut.Kind == OutcomeKind.Retired && !resultUndefined
+                && !_core.Bytes.Slice((int)c.EffectiveAddress, 8).SequenceEqual(_nativeMemory))
+            {
+                diff = (diff is null ? "" : diff + " ") + $"memory@{c.EffectiveAddress:x} (core {Convert.ToHexString(_core.Bytes.Slice((int)c.EffectiveAddress, 8))}, host {Convert.ToHexString(_nativeMemory)})";
+            }
             if (undefinedDiff != 0)
             {
                 var (n, f) = UndefinedVsHardware.GetValueOrDefault(c.Form.Mnemonic);
@@ -98,7 +106,8 @@ internal sealed class NativeFuzzer : IDisposable
         _nativeOut.Kind = OutcomeKind.Retired;
         c.Gprs.CopyTo(_nativeOut.Gprs, 0);
         uint flags = c.Eflags;
-        _native.Run(_native64.AsSpan(0, length), _nativeOut.Gprs, ref flags);
+        if (c.EffectiveAddress != 0) c.Data.AsSpan((int)(c.EffectiveAddress - MachineLayout.DataWindow), 8).CopyTo(_nativeMemory);
+        _native.Run(_native64.AsSpan(0, length), _nativeOut.Gprs, ref flags, _nativeMemory);
         // The host keeps its own ESP, EIP and control flags: take them from the core's run.
         _nativeOut.Gprs[4] = _coreOut.Gprs[4];
         _nativeOut.Eip = c.Eip + (uint)c.Length;
@@ -108,7 +117,19 @@ internal sealed class NativeFuzzer : IDisposable
     private bool Encode64(TestCase c, out int length)
     {
         _writer.Reset(_native64);
-        bool ok = _encoder64.TryEncode(c.Instruction, 0, out uint n, out _);
+        Instruction instruction = c.Instruction;
+        if (c.EffectiveAddress != 0)
+        {
+            // The memory operand becomes [r15+40] in the host stub's state block.
+            instruction.MemoryBase = Register.R15;
+            instruction.MemoryIndex = Register.None;
+            instruction.MemoryIndexScale = 1;
+            instruction.MemoryDisplacement64 = NativeCpu.MemoryOffset;
+            instruction.MemoryDisplSize = 1;
+            instruction.SegmentPrefix = Register.None;
+        }
+        bool ok = _encoder64.TryEncode(instruction, 0, out uint n, out string? error);
+        if (!ok && EncodeErrors.Count < 5) EncodeErrors.Add($"{c.Form.Code}: {error}");
         length = (int)n;
         return ok && n <= NativeCpu.SlotSize;
     }
@@ -120,7 +141,10 @@ internal sealed class NativeFuzzer : IDisposable
         Register r = c.Instruction.Op0Register;
         int bits = c.Form.OperandBits;
         uint[] g = c.Gprs;
-        uint divisor = r switch
+        uint divisor = c.Instruction.Op0Kind == OpKind.Memory
+            ? System.Buffers.Binary.BinaryPrimitives.ReadUInt32LittleEndian(c.Data.AsSpan((int)(c.EffectiveAddress - MachineLayout.DataWindow)))
+                & (bits == 8 ? 0xffu : bits == 16 ? 0xffffu : 0xffffffffu)
+            : r switch
         {
             >= Register.EAX and <= Register.EDI => g[r - Register.EAX],
             >= Register.AX and <= Register.DI => g[r - Register.AX] & 0xffff,

@@ -154,6 +154,9 @@ internal sealed class UnicornFuzzer : IDisposable
                 return "TEST F6 /1, F7 /1: Unicorn raises #UD, the host executes TEST";
             case Code.Bswap_r16 when core.Kind == OutcomeKind.Retired && diff is "eax" or "ecx" or "edx" or "ebx" or "esp" or "ebp" or "esi" or "edi":
                 return "BSWAP r16: Unicorn swaps all 32 bits, the host clears the 16-bit register and keeps the upper half";
+            case Code.Neg_rm8 or Code.Neg_rm16 or Code.Neg_rm32
+                when c.Instruction.HasLockPrefix && diff.StartsWith("eflags(", StringComparison.Ordinal) && diff.IndexOf(')') == diff.Length - 1:
+                return "LOCK NEG: Unicorn computes SF/PF wrongly, the host agrees with the core (and with NEG without LOCK)";
             case Code.Retnw_imm16 or Code.Retnd_imm16
                 when diff == "esp" && c.Instruction.Immediate16 >= 0x8000 && core.Gprs[4] - unicorn.Gprs[4] == 0x10000:
                 return "RET imm16 >= 0x8000: Unicorn sign-extends imm16, the SDM and the host zero-extend it";

@@ -7,8 +7,9 @@ namespace HybridVmm.Conformance.Tests.Reference;
 /// <summary>
 /// Runs one instruction on the host processor (x86-64, 64-bit mode): a stub on an executable page loads
 /// EAX..EDI (not ESP) and the status flags from a state block, runs the instruction placed in a 16-byte
-/// slot, and stores the registers and RFLAGS back. Only register forms whose 32-bit behaviour is the same
-/// in 64-bit mode go here, and never with inputs that fault (#DE).
+/// slot, and stores the registers and RFLAGS back. A memory operand is rewritten to <c>[r15+40]</c>, 8 bytes
+/// of the state block. Only forms whose 32-bit behaviour is the same in 64-bit mode go here, and never with
+/// inputs that fault (#DE).
 /// </summary>
 internal sealed unsafe class NativeCpu : IDisposable
 {
@@ -21,7 +22,8 @@ internal sealed unsafe class NativeCpu : IDisposable
 
     private readonly byte* _page;
     private readonly byte* _slot;
-    private readonly uint* _state; // 8 GPRs (index 4 unused), then RFLAGS as a 64-bit value at byte 32
+    private readonly uint* _state; // 8 GPRs (index 4 unused), RFLAGS as a 64-bit value at byte 32, memory operand at byte 40
+    public const int MemoryOffset = 40;
     private readonly delegate* unmanaged<uint*, void> _run;
 
     private NativeCpu(byte* page, byte* slot)
@@ -77,8 +79,10 @@ internal sealed unsafe class NativeCpu : IDisposable
     }
 
     /// <summary>Runs <paramref name="instruction"/> (64-bit encoding, at most 16 bytes) on the given state.</summary>
-    public void Run(ReadOnlySpan<byte> instruction, Span<uint> gprs, ref uint flags)
+    public void Run(ReadOnlySpan<byte> instruction, Span<uint> gprs, ref uint flags, Span<byte> memory)
     {
+        var operand = new Span<byte>((byte*)_state + MemoryOffset, 8);
+        memory.CopyTo(operand);
         var slot = new Span<byte>(_slot, SlotSize);
         slot.Fill(0x90);
         instruction.CopyTo(slot);
@@ -87,6 +91,7 @@ internal sealed unsafe class NativeCpu : IDisposable
         _run(_state);
         for (int i = 0; i < 8; i++) if (i != 4) gprs[i] = _state[i];
         flags = (uint)*(ulong*)(_state + 8);
+        operand.CopyTo(memory);
     }
 
     /// <summary>
