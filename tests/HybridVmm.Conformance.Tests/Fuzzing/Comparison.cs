@@ -17,8 +17,9 @@ internal static class Comparison
     {
         undefinedFlagDifference = 0;
         if (core.Kind != reference.Kind) return $"outcome ({core.Kind} vs {reference.Kind})";
-        if (core.Kind == OutcomeKind.Exception) return core.Vector == reference.Vector ? null : "exception vector";
-        if (core.Kind != OutcomeKind.Retired) return null;
+        if (core.Kind == OutcomeKind.Exception && core.Vector != reference.Vector) return "exception vector";
+        // After an exception or a memory fault the state left behind is compared too: the instruction must have had
+        // no effect (EIP on it), except for the completed iterations of a REP string instruction.
 
         uint undefinedFlags = UndefinedState.Flags(c, out bool resultUndefined);
         int skipRegister = resultUndefined ? UndefinedState.UndefinedResultRegister(c) : -1;
