@@ -14,6 +14,8 @@ internal static class FuzzSettings
     public static ulong Seed => ParseULong(Environment.GetEnvironmentVariable("HYBRIDVMM_FUZZ_SEED")) ?? DefaultSeed;
     public static long UnicornCases => (long?)ParseULong(Environment.GetEnvironmentVariable("HYBRIDVMM_FUZZ_INSTRUCTIONS")) ?? DefaultUnicornCases;
     public static long NativeCases => (long?)ParseULong(Environment.GetEnvironmentVariable("HYBRIDVMM_FUZZ_NATIVE_INSTRUCTIONS")) ?? DefaultNativeCases;
+    public static long Sequences => (long?)ParseULong(Environment.GetEnvironmentVariable("HYBRIDVMM_FUZZ_SEQUENCES")) ?? DefaultSequences;
+    public const long DefaultSequences = 20_000;
     public static long? ReplayCase => (long?)ParseULong(Environment.GetEnvironmentVariable("HYBRIDVMM_FUZZ_CASE"));
 
     /// <summary>HYBRIDVMM_FUZZ_FORMS: comma-separated Iced Code names (or prefixes) to restrict a run to, for debugging.</summary>

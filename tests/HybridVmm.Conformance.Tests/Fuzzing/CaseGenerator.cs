@@ -36,6 +36,9 @@ internal sealed class CaseGenerator
         _encoder = Encoder.Create(32, _writer);
     }
 
+    /// <summary>Memory operands only as [disp32] (instruction sequences: register values change between instructions).</summary>
+    public bool AbsoluteMemory { get; init; }
+
     public static bool CanGenerate(OpCodeOperandKind kind) => kind is
         OpCodeOperandKind.r8_or_mem or OpCodeOperandKind.r16_or_mem or OpCodeOperandKind.r32_or_mem or OpCodeOperandKind.mem
         or OpCodeOperandKind.mem_offs or OpCodeOperandKind.r8_reg or OpCodeOperandKind.r8_opcode or OpCodeOperandKind.r16_reg
@@ -98,7 +101,7 @@ internal sealed class CaseGenerator
                     {
                         op.Kind = OpKind.Memory;
                         memIndex = i;
-                        ChooseAddressing(ref rng, ref baseReg, ref indexReg, ref scale);
+                        if (!AbsoluteMemory) ChooseAddressing(ref rng, ref baseReg, ref indexReg, ref scale);
                         break;
                     }
                     op.Kind = OpKind.Register;
@@ -108,7 +111,7 @@ internal sealed class CaseGenerator
                     op.Kind = OpKind.Memory;
                     memIndex = i;
                     if (kind == OpCodeOperandKind.mem_offs) break;
-                    ChooseAddressing(ref rng, ref baseReg, ref indexReg, ref scale);
+                    if (!AbsoluteMemory) ChooseAddressing(ref rng, ref baseReg, ref indexReg, ref scale);
                     break;
                 case OpCodeOperandKind.r8_reg or OpCodeOperandKind.r8_opcode:
                     op.Kind = OpKind.Register; op.Register = RandomRegister(ref rng, 8); break;

@@ -28,13 +28,26 @@ internal sealed class CoreSide
         Cpu.InvalidateCode(address, code.Length);
     }
 
-    public void Run(TestCase c, Outcome o)
+    public void Run(TestCase c, Outcome o) { Load(c); Step(o); }
+
+    /// <summary>Sets the case's registers, flags and memory windows.</summary>
+    public void Load(TestCase c)
     {
         c.Data.CopyTo(Memory.Bytes.AsSpan((int)MachineLayout.DataWindow));
         c.Stack.CopyTo(Memory.Bytes.AsSpan((int)MachineLayout.StackWindow));
-        for (int i = 0; i < 8; i++) Cpu[(Gpr)i] = c.Gprs[i];
-        Cpu.Eflags = c.Eflags;
-        Cpu.Eip = c.Eip;
+        SetRegisters(c.Gprs, c.Eflags, c.Eip);
+    }
+
+    public void SetRegisters(ReadOnlySpan<uint> gprs, uint eflags, uint eip)
+    {
+        for (int i = 0; i < 8; i++) Cpu[(Gpr)i] = gprs[i];
+        Cpu.Eflags = eflags;
+        Cpu.Eip = eip;
+    }
+
+    /// <summary>Executes one instruction from the current state.</summary>
+    public void Step(Outcome o)
+    {
         CpuExit exit = Cpu.Run(1);
         o.Kind = exit.Reason switch
         {

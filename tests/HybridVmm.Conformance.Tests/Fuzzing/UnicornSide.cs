@@ -49,11 +49,22 @@ internal sealed unsafe class UnicornSide : IDisposable
         _unicorn.InvalidateCode(address, address + (uint)code.Length);
     }
 
-    public void Run(TestCase c, Outcome o)
+    /// <summary>Sets the case's registers, flags and memory windows without running anything.</summary>
+    public void Load(TestCase c)
     {
         c.Data.CopyTo(Bytes[(int)MachineLayout.DataWindow..]);
         c.Stack.CopyTo(Bytes[(int)MachineLayout.StackWindow..]);
         _unicorn.SetState(c.Gprs, c.Eflags, c.Eip);
+    }
+
+    /// <summary>Overwrites the registers and flags (to resynchronise after an SDM-undefined difference).</summary>
+    public void SetRegisters(ReadOnlySpan<uint> gprs, uint eflags, uint eip) => _unicorn.SetState(gprs, eflags, eip);
+
+    public void Run(TestCase c, Outcome o) { Load(c); Step(c, o); }
+
+    /// <summary>Executes the case's instruction from the current state.</summary>
+    public void Step(TestCase c, Outcome o)
+    {
         // Unicorn counts every REP iteration as an instruction: run a REP string instruction to its end address
         // (count stays non-zero: Unicorn flushes its translation cache whenever the count hook goes away).
         bool rep = c.Form.IsString && (c.Bytes[0] == 0xF3 || c.Bytes[0] == 0xF2);
