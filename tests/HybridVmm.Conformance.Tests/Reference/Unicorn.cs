@@ -110,37 +110,6 @@ internal sealed unsafe class Unicorn : IDisposable
         uc_emu_stop(uc);
     }
 
-    public const int RegSs = 49, RegDs = 17, RegEs = 28, RegGdtr = 243;
-
-    [DllImport(Library)] private static extern int uc_reg_write(IntPtr uc, int reg, void* value);
-    [DllImport(Library)] private static extern int uc_reg_read(IntPtr uc, int reg, void* value);
-
-    /// <summary>
-    /// Loads GDTR and reloads SS, DS and ES from it. Unicorn's 32-bit mode starts with a 16-bit stack segment
-    /// (SS.B = 0), unlike a Multiboot machine; a flat 32-bit data descriptor fixes that.
-    /// </summary>
-    public int LoadFlatSegments(uint gdtBase, ushort gdtLimit, ushort dataSelector)
-    {
-        ulong* mmr = stackalloc ulong[3];
-        mmr[0] = 0; mmr[1] = gdtBase; mmr[2] = gdtLimit;
-        int err = uc_reg_write(_uc, RegGdtr, mmr);
-        if (err != 0) return err;
-        ulong selector = dataSelector;
-        foreach (int reg in new[] { RegSs, RegDs, RegEs })
-        {
-            err = uc_reg_write(_uc, reg, &selector);
-            if (err != 0) return err;
-        }
-        return 0;
-    }
-
-    public ulong ReadGdtrBase()
-    {
-        ulong* mmr = stackalloc ulong[3];
-        uc_reg_read(_uc, RegGdtr, mmr);
-        return mmr[1];
-    }
-
     /// <summary>Drops translated blocks of a code range the test rewrote through <see cref="Memory"/>.</summary>
     public void InvalidateCode(uint begin, uint end) => uc_ctl_range(_uc, CtlRemoveCache, begin, end);
 
