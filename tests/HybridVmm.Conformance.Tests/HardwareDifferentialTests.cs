@@ -13,9 +13,11 @@ public class HardwareDifferentialTests
     [Test]
     public void CoreMatchesHostProcessor()
     {
-        using NativeFuzzer fuzzer = NativeFuzzer.TryCreate(FuzzSettings.Seed ^ 0x4e41544956, FuzzSettings.Restrict(SupportedForms.Native))
+        ulong seed = FuzzSettings.Seed;
+        using NativeFuzzer fuzzer = NativeFuzzer.TryCreate(seed ^ 0x4e41544956, FuzzSettings.Restrict(SupportedForms.Native),
+                index => FuzzSettings.RerunCommand(seed, index, nameof(CoreMatchesHostProcessor)))
             ?? throw new IgnoreException("needs an x86-64 Linux host with executable anonymous mappings");
-        FuzzReport report = fuzzer.Run(0, FuzzSettings.NativeCases);
+        FuzzReport report = FuzzSettings.ReplayCase is long one ? fuzzer.Run(one, 1) : fuzzer.Run(0, FuzzSettings.NativeCases);
         TestContext.Out.WriteLine($"{SupportedForms.Native.Length} register forms checked on the host processor");
         TestContext.Out.WriteLine(report.Summary("the host processor") + $"; {fuzzer.Skipped:N0} #DE inputs not run");
         TestContext.Out.WriteLine("Core vs. host on SDM-undefined flags (masked; the core follows QEMU, see docs/undefined-flags.md):");

@@ -63,7 +63,8 @@ internal sealed partial class CaseGenerator
     public bool Generate(long index, uint eip, TestCase c, InstructionForm? only = null)
     {
         var rng = new CaseRandom(_seed, index);
-        InstructionForm form = only ?? _forms[rng.Next(_forms.Length)];
+        InstructionForm form = _forms[rng.Next(_forms.Length)]; // drawn in every mode, so a one-form replay sees the same stream
+        if (only is not null) form = only;
         c.Index = index;
         c.Form = form;
         c.Eip = eip;

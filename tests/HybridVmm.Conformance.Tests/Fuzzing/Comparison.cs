@@ -75,12 +75,12 @@ internal static class Comparison
     }
 
     /// <summary>The smallest reproducer: one instruction, its bytes and disassembly, the inputs and both outputs.</summary>
-    public static string Reproducer(ulong seed, TestCase c, Outcome core, Outcome reference, string referenceName, string differences,
+    public static string Reproducer(string rerun, TestCase c, Outcome core, Outcome reference, string referenceName, string differences,
         ReadOnlySpan<byte> coreMemory, ReadOnlySpan<byte> referenceMemory)
     {
         var sb = new StringBuilder();
-        sb.AppendLine($"case {c.Index} of seed 0x{seed:x}: {differences}");
-        sb.AppendLine($"  rerun : HYBRIDVMM_FUZZ_SEED=0x{seed:x} HYBRIDVMM_FUZZ_CASE={c.Index} dotnet test tests/HybridVmm.Conformance.Tests --filter Name=ReplaysOneCase");
+        sb.AppendLine($"case {c.Index}: {differences}");
+        sb.AppendLine($"  rerun : {rerun}");
         sb.AppendLine($"  instr : {Disassemble(c)}   [{Convert.ToHexString(c.Code)}] {c.Form.Code} at eip={c.Eip:x8}");
         sb.AppendLine($"  input : {Outcome.Registers(c.Gprs)} eflags={c.Eflags:x8}");
         if (c.EffectiveAddress != 0)

@@ -32,10 +32,10 @@ internal sealed class NativeFuzzer : IDisposable
         _encoder64 = Encoder.Create(64, _writer);
     }
 
-    public static NativeFuzzer? TryCreate(ulong seed, InstructionForm[] forms)
+    public static NativeFuzzer? TryCreate(ulong seed, InstructionForm[] forms, Func<long, string> rerun)
     {
         NativeCpu? native = NativeCpu.TryCreate();
-        return native is null ? null : new NativeFuzzer(native, seed, forms);
+        return native is null ? null : new NativeFuzzer(native, seed, forms) { Rerun = rerun };
     }
 
     public bool HasUnicorn => _unicorn is not null;
@@ -46,6 +46,9 @@ internal sealed class NativeFuzzer : IDisposable
     public readonly Dictionary<Mnemonic, (long Count, uint Flags)> UndefinedVsHardware = [];
     public long Skipped;
     public readonly List<string> EncodeErrors = [];
+
+    /// <summary>The command that replays one case (set by the test, which knows its seed and name).</summary>
+    public Func<long, string> Rerun { get; private init; } = index => $"case {index}";
 
     public FuzzReport Run(long firstCase, long count)
     {
@@ -82,7 +85,7 @@ internal sealed class NativeFuzzer : IDisposable
                 report.Mismatches++;
                 report.MismatchesByForm[c.Form.Code] = report.MismatchesByForm.GetValueOrDefault(c.Form.Code) + 1;
                 if (report.Reproducers.Count < 12)
-                    report.Reproducers.Add(Comparison.Reproducer(_seed, c, _coreOut, _nativeOut, "host", diff, default, default));
+                    report.Reproducers.Add(Comparison.Reproducer(Rerun(c.Index), c, _coreOut, _nativeOut, "host", diff, default, default));
             }
 
             if (_unicorn is not null)
@@ -93,7 +96,7 @@ internal sealed class NativeFuzzer : IDisposable
                 if (refDiff is not null)
                 {
                     var (n, example) = UnicornVsHardware.GetValueOrDefault(c.Form.Code);
-                    UnicornVsHardware[c.Form.Code] = (n + 1, example ?? Comparison.Reproducer(_seed, c, _refOut, _nativeOut, "host", refDiff, default, default).Replace("core  :", "unicorn:"));
+                    UnicornVsHardware[c.Form.Code] = (n + 1, example ?? Comparison.Reproducer(Rerun(c.Index), c, _refOut, _nativeOut, "host", refDiff, default, default).Replace("core  :", "unicorn:"));
                 }
             }
         }

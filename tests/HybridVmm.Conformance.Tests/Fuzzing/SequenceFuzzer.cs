@@ -44,11 +44,14 @@ internal sealed class SequenceFuzzer : IDisposable
         or Mnemonic.Je or Mnemonic.Jne or Mnemonic.Jbe or Mnemonic.Ja or Mnemonic.Js or Mnemonic.Jns or Mnemonic.Jp
         or Mnemonic.Jnp or Mnemonic.Jl or Mnemonic.Jge or Mnemonic.Jle or Mnemonic.Jg;
 
-    public static SequenceFuzzer? TryCreate(ulong seed, InstructionForm[] forms)
+    public static SequenceFuzzer? TryCreate(ulong seed, InstructionForm[] forms, Func<long, string> rerun)
     {
         UnicornSide? unicorn = UnicornSide.TryCreate();
-        return unicorn is null ? null : new SequenceFuzzer(unicorn, seed, Forms(forms));
+        return unicorn is null ? null : new SequenceFuzzer(unicorn, seed, Forms(forms)) { Rerun = rerun };
     }
+
+    /// <summary>The command that replays one sequence (set by the test, which knows its seed and name).</summary>
+    public Func<long, string> Rerun { get; private init; } = index => $"sequence {index}";
 
     public FuzzReport Run(long firstSequence, long count)
     {
@@ -88,7 +91,7 @@ internal sealed class SequenceFuzzer : IDisposable
                     report.MismatchesByForm[step.Form.Code] = report.MismatchesByForm.GetValueOrDefault(step.Form.Code) + 1;
                     if (report.Reproducers.Count < 8)
                         report.Reproducers.Add($"sequence {s}, instruction {i} (the state before it is the input below):\n"
-                            + Comparison.Reproducer(_seed, _before, _coreOut, _refOut, "unicorn", diff, _core.Bytes, _unicorn.Bytes));
+                            + Comparison.Reproducer(Rerun(s), _before, _coreOut, _refOut, "unicorn", diff, _core.Bytes, _unicorn.Bytes));
                 }
                 if (_refOut.Kind != OutcomeKind.Retired || diff is not null)
                 {

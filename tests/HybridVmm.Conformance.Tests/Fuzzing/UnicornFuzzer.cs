@@ -63,11 +63,14 @@ internal sealed class UnicornFuzzer : IDisposable
         for (int i = 0; i < _cases.Length; i++) _cases[i] = new TestCase();
     }
 
-    public static UnicornFuzzer? TryCreate(ulong seed, InstructionForm[] forms)
+    public static UnicornFuzzer? TryCreate(ulong seed, InstructionForm[] forms, Func<long, string> rerun)
     {
         UnicornSide? unicorn = UnicornSide.TryCreate();
-        return unicorn is null ? null : new UnicornFuzzer(unicorn, seed, forms);
+        return unicorn is null ? null : new UnicornFuzzer(unicorn, seed, forms) { Rerun = rerun };
     }
+
+    /// <summary>The command that replays one case (set by the test, which knows its seed and name).</summary>
+    public Func<long, string> Rerun { get; private init; } = index => $"case {index}";
 
     public FuzzReport Run(long firstCase, long count, InstructionForm? only = null)
     {
@@ -87,9 +90,10 @@ internal sealed class UnicornFuzzer : IDisposable
         _code.AsSpan().Fill(0xF4); // HLT between slots
         for (int i = 0; i < n; i++)
         {
-            uint eip = MachineLayout.CodeBase + (uint)(i * MachineLayout.SlotSize);
+            // A case's slot depends on its index only, so a replay of one case runs it at the same address.
+            uint eip = MachineLayout.CodeBase + (uint)((blockStart + i) % MachineLayout.CasesPerBlock * MachineLayout.SlotSize);
             _valid[i] = _generator.Generate(blockStart + i, eip, _cases[i], only);
-            if (_valid[i]) _cases[i].Code.CopyTo(_code.AsSpan(i * MachineLayout.SlotSize));
+            if (_valid[i]) _cases[i].Code.CopyTo(_code.AsSpan((int)(eip - MachineLayout.CodeBase)));
         }
         if (++_blocks % RenewEveryBlocks == 0) _unicorn.Renew();
         _core.LoadCode(MachineLayout.CodeBase, _code);
@@ -124,7 +128,7 @@ internal sealed class UnicornFuzzer : IDisposable
             report.Mismatches++;
             report.MismatchesByForm[c.Form.Code] = report.MismatchesByForm.GetValueOrDefault(c.Form.Code) + 1;
             if (report.Reproducers.Count < MaxReproducers)
-                report.Reproducers.Add(Comparison.Reproducer(_seed, c, _coreOut, _refOut, "unicorn", diff, _core.Bytes, _unicorn.Bytes));
+                report.Reproducers.Add(Comparison.Reproducer(Rerun(c.Index), c, _coreOut, _refOut, "unicorn", diff, _core.Bytes, _unicorn.Bytes));
             // Resynchronise the memories so one difference is reported once.
             _unicorn.Bytes.CopyTo(_core.Bytes);
             _core.Cpu.InvalidateCode(0, (int)MachineLayout.MemorySize);
