@@ -33,6 +33,11 @@ internal static class SupportedForms
         Unsupported = unsupported.ToArray();
     }
 
-    /// <summary>Forms the host CPU can run in 64-bit mode with register operands.</summary>
-    public static InstructionForm[] Native => All.Where(f => f.NativeEligible).ToArray();
+    /// <summary>
+    /// Forms the host CPU can run in 64-bit mode. TZCNT and LZCNT only where the host has BMI1 and LZCNT:
+    /// elsewhere F3 0F BC/BD execute as BSF/BSR.
+    /// </summary>
+    public static InstructionForm[] Native => All.Where(f => f.NativeEligible
+        && (f.Mnemonic != Iced.Intel.Mnemonic.Tzcnt || System.Runtime.Intrinsics.X86.Bmi1.IsSupported)
+        && (f.Mnemonic != Iced.Intel.Mnemonic.Lzcnt || System.Runtime.Intrinsics.X86.Lzcnt.IsSupported)).ToArray();
 }
