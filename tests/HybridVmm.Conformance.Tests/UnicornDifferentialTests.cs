@@ -23,6 +23,7 @@ public class UnicornDifferentialTests
         TestContext.Out.WriteLine(report.UndefinedSummary());
         foreach (var (rule, n) in report.KnownDeviations) TestContext.Out.WriteLine($"Known Unicorn deviation ({n:N0} cases): {rule}");
         if (report.Mismatches > 0) TestContext.Out.WriteLine("Mismatches by form:\n" + report.MismatchSummary());
+        if (fuzzer.EncodeErrors.Count > 0) TestContext.Out.WriteLine("Not encodable, e.g.: " + string.Join("; ", fuzzer.EncodeErrors));
         Assert.That(report.Mismatches, Is.Zero, () => string.Join(Environment.NewLine, report.Reproducers));
         Assert.That(report.NotEncodable, Is.LessThanOrEqualTo(report.Cases / 100), "the generator should encode nearly every case");
     }

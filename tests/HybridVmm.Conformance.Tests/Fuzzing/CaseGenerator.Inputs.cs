@@ -77,8 +77,7 @@ internal sealed partial class CaseGenerator
 
     private void WriteMemoryBias(ref CaseRandom rng, InstructionForm form, TestCase c, uint target, Span<uint> regs)
     {
-        int offset = (int)(target - MachineLayout.DataWindow);
-        Span<byte> at = c.Data.AsSpan(offset);
+        Span<byte> at = c.InputAt(target);
         if (form.Code == Code.Cmpxchg8b_m64)
         {
             if (rng.Chance(50))

@@ -39,6 +39,9 @@ internal sealed partial class CaseGenerator
     /// <summary>Memory operands only as [disp32] (instruction sequences: register values change between instructions).</summary>
     public bool AbsoluteMemory { get; init; }
 
+    /// <summary>The first few reasons Iced refused to encode a generated instruction.</summary>
+    public List<string> EncodeErrors { get; } = [];
+
     public static bool CanGenerate(OpCodeOperandKind kind) => kind is
         OpCodeOperandKind.r8_or_mem or OpCodeOperandKind.r16_or_mem or OpCodeOperandKind.r32_or_mem or OpCodeOperandKind.mem
         or OpCodeOperandKind.mem_offs or OpCodeOperandKind.r8_reg or OpCodeOperandKind.r8_opcode or OpCodeOperandKind.r16_reg
@@ -77,6 +80,7 @@ internal sealed partial class CaseGenerator
         c.Eflags = (rng.NextUInt32() & (_native ? 0x8D5u : 0xED5u)) | 2;
         FillRandom(ref rng, c.Data);
         FillRandom(ref rng, c.Stack);
+        FillRandom(ref rng, c.Low);
         if (!_native && rng.Chance(92))
         {
             regs[4] = MachineLayout.StackTop - (uint)rng.Next(64);
@@ -162,7 +166,19 @@ internal sealed partial class CaseGenerator
         ApplyBias(ref rng, form, ops[..form.OperandKinds.Length], regs);
 
         // 3. The memory operand: any base/index values, the displacement makes the address land in the data window.
-        if (memIndex >= 0)
+        //    Some use 16-bit addressing ([bx+si+disp16] ..., 0x67 prefix) and land in the low window instead.
+        if (memIndex >= 0 && !_native && !AbsoluteMemory && form.OperandKinds[memIndex] != OpCodeOperandKind.mem_offs && rng.Chance(6))
+        {
+            uint target = MachineLayout.LowTarget + (uint)rng.Next(MachineLayout.LowTargetRange);
+            (Register b16, Register x16) = Addressing16[rng.Next(Addressing16.Length)];
+            uint b = b16 == Register.None ? 0 : regs[b16 - Register.AX] & 0xffff;
+            uint x = x16 == Register.None ? 0 : regs[x16 - Register.AX] & 0xffff;
+            int displacement = (ushort)(target - b - x); // Iced wants disp16 as an unsigned 16-bit value
+            _memory = new MemoryOperand(b16, x16, 1, displacement, 2);
+            if (form.Mnemonic != Mnemonic.Lea) c.EffectiveAddress = target;
+            WriteMemoryBias(ref rng, form, c, target, regs);
+        }
+        else if (memIndex >= 0)
         {
             uint target = MachineLayout.DataTarget + (uint)rng.Next(MachineLayout.DataTargetRange);
             if (form.Code == Code.Cmpxchg8b_m64 || bits == 32) target &= rng.Chance(85) ? ~3u : ~0u;
@@ -201,6 +217,14 @@ internal sealed partial class CaseGenerator
     }
 
     private MemoryOperand _memory;
+
+    /// <summary>The 16-bit addressing forms (SDM Vol. 2A, table 2-1).</summary>
+    private static readonly (Register Base, Register Index)[] Addressing16 =
+    [
+        (Register.BX, Register.SI), (Register.BX, Register.DI), (Register.BP, Register.SI), (Register.BP, Register.DI),
+        (Register.SI, Register.None), (Register.DI, Register.None), (Register.BP, Register.None), (Register.BX, Register.None),
+        (Register.None, Register.None),
+    ];
 
     private Register RandomRegister(ref CaseRandom rng, int bits)
     {
@@ -246,7 +270,7 @@ internal sealed partial class CaseGenerator
             case Mnemonic.Bsf or Mnemonic.Bsr or Mnemonic.Tzcnt or Mnemonic.Lzcnt:
                 c.Source = ops[1].Kind == OpKind.Register
                     ? ReadRegister(c.Gprs, ops[1].Register)
-                    : BinaryPrimitives.ReadUInt32LittleEndian(c.Data.AsSpan((int)(c.EffectiveAddress - MachineLayout.DataWindow))) & (form.OperandBits == 16 ? 0xffffu : 0xffffffffu);
+                    : BinaryPrimitives.ReadUInt32LittleEndian(c.InputAt(c.EffectiveAddress)) & (form.OperandBits == 16 ? 0xffffu : 0xffffffffu);
                 break;
         }
     }
@@ -294,7 +318,11 @@ internal sealed partial class CaseGenerator
     private bool Encode(Instruction instruction, TestCase c)
     {
         _writer.Reset(c.Bytes);
-        if (!_encoder.TryEncode(instruction, c.Eip, out uint length, out _)) return false;
+        if (!_encoder.TryEncode(instruction, c.Eip, out uint length, out string? error))
+        {
+            if (EncodeErrors.Count < 5) EncodeErrors.Add($"{c.Form.Code}: {error}");
+            return false;
+        }
         c.Length = (int)length;
         c.Instruction = instruction;
         return true;

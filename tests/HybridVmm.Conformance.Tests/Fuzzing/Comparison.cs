@@ -40,6 +40,8 @@ internal static class Comparison
             if (d >= 0) sb.Append($"memory@{d:x} ");
             int s = FirstDifference(coreMemory, referenceMemory, (int)MachineLayout.StackWindow, MachineLayout.StackWindowSize);
             if (s >= 0) sb.Append($"stack@{s:x} ");
+            int l = FirstDifference(coreMemory, referenceMemory, (int)MachineLayout.LowWindow, MachineLayout.LowWindowSize);
+            if (l >= 0) sb.Append($"memory@{l:x} ");
         }
         return sb.Length == 0 ? null : sb.ToString().TrimEnd();
     }
@@ -85,8 +87,7 @@ internal static class Comparison
         sb.AppendLine($"  input : {Outcome.Registers(c.Gprs)} eflags={c.Eflags:x8}");
         if (c.EffectiveAddress != 0)
         {
-            int offset = (int)(c.EffectiveAddress - MachineLayout.DataWindow);
-            sb.AppendLine($"  input : [{c.EffectiveAddress:x8}] = {Convert.ToHexString(c.Data.AsSpan(offset, 8))}");
+            sb.AppendLine($"  input : [{c.EffectiveAddress:x8}] = {Convert.ToHexString(c.InputAt(c.EffectiveAddress)[..8])}");
         }
         if (c.Form.IsString || c.Form.Mnemonic is Mnemonic.Pop or Mnemonic.Ret or Mnemonic.Popa or Mnemonic.Popad or Mnemonic.Popf or Mnemonic.Popfd or Mnemonic.Leave)
         {
@@ -99,6 +100,7 @@ internal static class Comparison
         {
             AppendMemoryDifference(sb, "data", coreMemory, referenceMemory, (int)MachineLayout.DataWindow, MachineLayout.DataWindowSize, referenceName);
             AppendMemoryDifference(sb, "stack", coreMemory, referenceMemory, (int)MachineLayout.StackWindow, MachineLayout.StackWindowSize, referenceName);
+            AppendMemoryDifference(sb, "low", coreMemory, referenceMemory, (int)MachineLayout.LowWindow, MachineLayout.LowWindowSize, referenceName);
         }
         return sb.ToString();
     }

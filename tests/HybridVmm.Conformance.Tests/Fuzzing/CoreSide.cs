@@ -35,6 +35,7 @@ internal sealed class CoreSide
     {
         c.Data.CopyTo(Memory.Bytes.AsSpan((int)MachineLayout.DataWindow));
         c.Stack.CopyTo(Memory.Bytes.AsSpan((int)MachineLayout.StackWindow));
+        c.Low.CopyTo(Memory.Bytes.AsSpan((int)MachineLayout.LowWindow));
         SetRegisters(c.Gprs, c.Eflags, c.Eip);
     }
 

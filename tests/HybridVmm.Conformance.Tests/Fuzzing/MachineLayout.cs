@@ -19,6 +19,13 @@ internal static class MachineLayout
     public const uint DataTarget = DataWindow + 0xC0;
     public const int DataTargetRange = 0x80;
 
+    /// <summary>Target of 16-bit addressing (0x67 prefix), which wraps at 64 KiB: memory operands land in
+    /// [LowTarget, LowTarget + LowTargetRange).</summary>
+    public const uint LowWindow = 0x8000 - 0x100;
+    public const int LowWindowSize = 0x200;
+    public const uint LowTarget = LowWindow + 0x80;
+    public const int LowTargetRange = 0x100;
+
     public const uint StackWindow = 0x60000 - 0x100;
     public const int StackWindowSize = 0x200;
     public const uint StackTop = 0x60000;
@@ -28,5 +35,5 @@ internal static class MachineLayout
     /// HLT bytes and read-only on both CPUs. A stray write faults on both sides instead of planting code that
     /// a later jump would run: QEMU's TCG aborts the process on some random byte sequences.
     /// </summary>
-    public static bool IsWritablePage(uint address) => (address >> 12) is 0x40 or 0x5F or 0x60;
+    public static bool IsWritablePage(uint address) => (address >> 12) is 0x7 or 0x8 or 0x40 or 0x5F or 0x60;
 }

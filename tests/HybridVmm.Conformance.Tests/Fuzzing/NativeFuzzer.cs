@@ -109,7 +109,7 @@ internal sealed class NativeFuzzer : IDisposable
         _nativeOut.Kind = OutcomeKind.Retired;
         c.Gprs.CopyTo(_nativeOut.Gprs, 0);
         uint flags = c.Eflags;
-        if (c.EffectiveAddress != 0) c.Data.AsSpan((int)(c.EffectiveAddress - MachineLayout.DataWindow), 8).CopyTo(_nativeMemory);
+        if (c.EffectiveAddress != 0) c.InputAt(c.EffectiveAddress)[..8].CopyTo(_nativeMemory);
         _native.Run(_native64.AsSpan(0, length), _nativeOut.Gprs, ref flags, _nativeMemory);
         // The host keeps its own ESP, EIP and control flags: take them from the core's run.
         _nativeOut.Gprs[4] = _coreOut.Gprs[4];
@@ -145,7 +145,7 @@ internal sealed class NativeFuzzer : IDisposable
         int bits = c.Form.OperandBits;
         uint[] g = c.Gprs;
         uint divisor = c.Instruction.Op0Kind == OpKind.Memory
-            ? System.Buffers.Binary.BinaryPrimitives.ReadUInt32LittleEndian(c.Data.AsSpan((int)(c.EffectiveAddress - MachineLayout.DataWindow)))
+            ? System.Buffers.Binary.BinaryPrimitives.ReadUInt32LittleEndian(c.InputAt(c.EffectiveAddress))
                 & (bits == 8 ? 0xffu : bits == 16 ? 0xffffu : 0xffffffffu)
             : r switch
         {

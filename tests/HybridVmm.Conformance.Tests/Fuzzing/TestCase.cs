@@ -15,6 +15,12 @@ internal sealed class TestCase
     public uint Eflags;
     public readonly byte[] Data = new byte[MachineLayout.DataWindowSize];
     public readonly byte[] Stack = new byte[MachineLayout.StackWindowSize];
+    public readonly byte[] Low = new byte[MachineLayout.LowWindowSize];
+
+    /// <summary>The input bytes from <paramref name="address"/> to the end of its window (data or low window).</summary>
+    public Span<byte> InputAt(uint address) => address >= MachineLayout.DataWindow
+        ? Data.AsSpan((int)(address - MachineLayout.DataWindow))
+        : Low.AsSpan((int)(address - MachineLayout.LowWindow));
     /// <summary>Effective address of the memory operand, or 0.</summary>
     public uint EffectiveAddress;
     /// <summary>Masked shift/rotate count, or -1 when the instruction has none.</summary>

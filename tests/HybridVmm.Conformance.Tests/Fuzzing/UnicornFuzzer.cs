@@ -72,6 +72,8 @@ internal sealed class UnicornFuzzer : IDisposable
     /// <summary>The command that replays one case (set by the test, which knows its seed and name).</summary>
     public Func<long, string> Rerun { get; private init; } = index => $"case {index}";
 
+    public IReadOnlyList<string> EncodeErrors => _generator.EncodeErrors;
+
     public FuzzReport Run(long firstCase, long count, InstructionForm? only = null)
     {
         var report = new FuzzReport();

@@ -54,6 +54,7 @@ internal sealed unsafe class UnicornSide : IDisposable
     {
         c.Data.CopyTo(Bytes[(int)MachineLayout.DataWindow..]);
         c.Stack.CopyTo(Bytes[(int)MachineLayout.StackWindow..]);
+        c.Low.CopyTo(Bytes[(int)MachineLayout.LowWindow..]);
         _unicorn.SetState(c.Gprs, c.Eflags, c.Eip);
     }
 
