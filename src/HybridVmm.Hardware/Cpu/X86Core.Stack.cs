@@ -137,8 +137,9 @@ public sealed partial class X86Core
             }
             Push(frameTemp, size);
         }
-        if (size == 4) _gpr[5] = frameTemp;
-        else _gpr[5] = (_gpr[5] & 0xffff0000) | (frameTemp & 0xffff);
+        // The stack-size attribute (32 bits here), not the operand size, selects EBP over BP as the frame
+        // pointer (SDM Vol. 2A, ENTER), so an o16 ENTER still loads all of EBP.
+        _gpr[5] = frameTemp;
         _gpr[4] -= allocSize;
         return true;
     }
@@ -146,9 +147,10 @@ public sealed partial class X86Core
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private bool Leave(ref Instruction ins)
     {
+        // ESP <- EBP follows the stack-address size (32 bits here), not the operand size (SDM Vol. 2A, LEAVE).
         if (ins.Code == Code.Leavew)
         {
-            _gpr[4] = (_gpr[4] & 0xffff0000) | (_gpr[5] & 0xffff);
+            _gpr[4] = _gpr[5];
             _gpr[5] = (_gpr[5] & 0xffff0000) | Pop(2);
         }
         else

@@ -114,6 +114,30 @@ public class StackAndControlTests
     }
 
     [Test]
+    public void O16EnterAndLeaveUseTheWholeStackAndFramePointers()
+    {
+        // With a 32-bit stack, the stack-address size selects ESP/EBP even for 16-bit operands (SDM ENTER,
+        // LEAVE): found by the Unicorn differential fuzzer (docs/conformance.md).
+        var m = new TestMachine();
+        uint frame = 0x2fff0; // bits 31-16 differ from the stack's, so BP-only updates would show
+        m.Execute(asm =>
+        {
+            asm.mov(ebp, 0x1234_5678);
+            asm.AddInstruction(Instruction.Create(Code.Enterw_imm16_imm8, 4, 0)); // push bp; ebp = esp; esp -= 4
+            asm.mov(ecx, ebp);
+            asm.mov(ebp, frame);
+            asm.mov(__word_ptr[frame], 0xbeef);
+            asm.AddInstruction(Instruction.Create(Code.Leavew));                 // esp = ebp; pop bp
+        });
+        Assert.Multiple(() =>
+        {
+            Assert.That(m.Cpu[Gpr.Ecx], Is.EqualTo(TestMachine.StackTop - 2), "ENTER: EBP <- ESP in full");
+            Assert.That(m.Cpu[Gpr.Esp], Is.EqualTo(frame + 2), "LEAVE: ESP <- EBP in full");
+            Assert.That(m.Cpu[Gpr.Ebp], Is.EqualTo((frame & 0xffff0000) | 0xbeef), "LEAVE: POP BP keeps bits 31-16");
+        });
+    }
+
+    [Test]
     public void LoopFamilyCountsAndTestsZeroFlag()
     {
         var m = new TestMachine();

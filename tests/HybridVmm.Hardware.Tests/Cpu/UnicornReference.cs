@@ -4,7 +4,8 @@ namespace HybridVmm.Hardware.Tests.Cpu;
 
 /// <summary>
 /// A minimal P/Invoke binding to libunicorn 2 (QEMU TCG), used as a reference CPU to cross-check
-/// single instructions during development. Not a differential fuzzer: that is a later issue.
+/// single instructions during development. The differential fuzzer (random instructions at volume, with
+/// its own batch-oriented binding) is in tests/HybridVmm.Conformance.Tests; see docs/conformance.md.
 /// </summary>
 internal sealed unsafe class UnicornReference : IDisposable
 {

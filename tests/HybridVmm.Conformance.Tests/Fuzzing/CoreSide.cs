@@ -1,0 +1,65 @@
+using HybridVmm.Hardware.Cpu;
+using HybridVmm.Hardware.Memory;
+
+namespace HybridVmm.Conformance.Tests.Fuzzing;
+
+/// <summary>The CPU under test: an <see cref="X86Core"/> on 1 MiB of identity-mapped guest memory.</summary>
+internal sealed class CoreSide
+{
+    public CoreSide()
+    {
+        int pages = (int)(MachineLayout.MemorySize >> 12);
+        Memory = new HostPhysicalMemory(pages);
+        var slat = new SecondLevelPageTable(pages);
+        for (uint page = 0; page < pages; page++) slat.Map(page, (int)page, writable: MachineLayout.IsWritablePage(page << 12));
+        Memory.Bytes.AsSpan().Fill(0xF4); // HLT everywhere, as on the Unicorn side
+        Cpu = new X86Core(Memory, slat);
+        Cpu.ResetToFlatProtectedMode(MachineLayout.CodeBase);
+    }
+
+    public HostPhysicalMemory Memory { get; }
+    public X86Core Cpu { get; }
+    public Span<byte> Bytes => Memory.Bytes;
+
+    /// <summary>Writes code as the host (the loader), past the read-only second-level mapping.</summary>
+    public void LoadCode(uint address, ReadOnlySpan<byte> code)
+    {
+        code.CopyTo(Memory.Bytes.AsSpan((int)address));
+        Cpu.InvalidateCode(address, code.Length);
+    }
+
+    public void Run(TestCase c, Outcome o) { Load(c); Step(o); }
+
+    /// <summary>Sets the case's registers, flags and memory windows.</summary>
+    public void Load(TestCase c)
+    {
+        c.Data.CopyTo(Memory.Bytes.AsSpan((int)MachineLayout.DataWindow));
+        c.Stack.CopyTo(Memory.Bytes.AsSpan((int)MachineLayout.StackWindow));
+        c.Low.CopyTo(Memory.Bytes.AsSpan((int)MachineLayout.LowWindow));
+        SetRegisters(c.Gprs, c.Eflags, c.Eip);
+    }
+
+    public void SetRegisters(ReadOnlySpan<uint> gprs, uint eflags, uint eip)
+    {
+        for (int i = 0; i < 8; i++) Cpu[(Gpr)i] = gprs[i];
+        Cpu.Eflags = eflags;
+        Cpu.Eip = eip;
+    }
+
+    /// <summary>Executes one instruction from the current state.</summary>
+    public void Step(Outcome o)
+    {
+        CpuExit exit = Cpu.Run(1);
+        o.Kind = exit.Reason switch
+        {
+            CpuExitReason.BudgetExhausted => OutcomeKind.Retired,
+            CpuExitReason.Exception => OutcomeKind.Exception,
+            CpuExitReason.MemoryIntercept => OutcomeKind.MemoryFault,
+            _ => OutcomeKind.Skipped,
+        };
+        o.Vector = exit.Vector;
+        for (int i = 0; i < 8; i++) o.Gprs[i] = Cpu[(Gpr)i];
+        o.Eip = Cpu.Eip;
+        o.Eflags = Cpu.Eflags;
+    }
+}
