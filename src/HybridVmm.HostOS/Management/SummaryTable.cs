@@ -7,13 +7,22 @@ namespace HybridVmm.HostOS.Management;
 /// <summary>The per-guest summary: how it ended, instructions retired, intercepts by kind, channel messages and virtual time.</summary>
 public static class SummaryTable
 {
-    private static readonly string[] InterceptKinds = { "io-read", "io-write", "cpuid", "hlt", "unmapped-gpa", "fault" };
+    /// <summary>Always shown; any other kind a guest produced (rdmsr, hypercall, cow-copy, ...) gets a column after these.</summary>
+    private static readonly string[] BaseKinds = { "io-read", "io-write", "cpuid", "hlt", "unmapped-gpa", "fault" };
 
     public static string Render(IReadOnlyList<VirtualMachine> vms, long nowTicks)
     {
+        var extra = new SortedSet<string>(StringComparer.Ordinal);
+        foreach (VirtualMachine vm in vms)
+        {
+            extra.UnionWith(vm.Partition.Statistics.InterceptsByKind.Keys);
+        }
+
+        extra.ExceptWith(BaseKinds);
+        string[] kinds = [.. BaseKinds, .. extra];
         var sb = new StringBuilder();
         sb.Append($"{"guest",-10} {"outcome",-14} {"instructions",13}");
-        foreach (string kind in InterceptKinds)
+        foreach (string kind in kinds)
         {
             sb.Append($" {kind,12}");
         }
@@ -23,7 +32,7 @@ public static class SummaryTable
         {
             PartitionStatistics stats = vm.Partition.Statistics;
             sb.Append($"{vm.Name,-10} {Describe(vm),-14} {stats.InstructionsRetired,13}");
-            foreach (string kind in InterceptKinds)
+            foreach (string kind in kinds)
             {
                 sb.Append($" {(stats.InterceptsByKind.TryGetValue(kind, out long n) ? n : 0),12}");
             }
