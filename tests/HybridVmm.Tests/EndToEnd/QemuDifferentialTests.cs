@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Text;
 using HybridVmm.Cli;
 using HybridVmm.Tests.Support;
@@ -23,6 +22,7 @@ public class QemuDifferentialTests
     [TestCase("hello")]
     [TestCase("cpu")]
     [TestCase("asmhello")]
+    [TestCase("iobench")]
     public void GuestPrintsTheSameBytesAndExitsWithTheSameValueAsUnderQemu(string guest)
     {
         (int qemuStatus, byte[] qemuOutput) = RunQemu(guest);
@@ -55,30 +55,13 @@ public class QemuDifferentialTests
     {
         string? qemu = FindOnPath(Qemu);
         if (qemu is null) Assert.Ignore($"{Qemu} is not installed (Debian package qemu-system-x86)");
-        var start = new ProcessStartInfo(qemu!)
+        CliProcess.Result run = CliProcess.RunProgram(qemu!, new[]
         {
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            RedirectStandardInput = true,
-            UseShellExecute = false,
-        };
-        foreach (string arg in new[] { "-kernel", Repository.GuestElf(guest), "-serial", "stdio", "-monitor", "none", "-display", "none",
-            "-no-reboot", "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04" })
-        {
-            start.ArgumentList.Add(arg);
-        }
-        using Process process = Process.Start(start)!;
-        process.StandardInput.Close();
-        Task<string> stderr = process.StandardError.ReadToEndAsync();
-        using var stdout = new MemoryStream();
-        process.StandardOutput.BaseStream.CopyTo(stdout);
-        if (!process.WaitForExit(TimeSpan.FromMinutes(2)))
-        {
-            process.Kill(entireProcessTree: true);
-            Assert.Fail($"{Qemu} {guest} did not finish within the safety limit");
-        }
-        TestContext.Out.WriteLine($"{Qemu} {guest}: status {process.ExitCode}, {stdout.Length} bytes {stderr.Result}");
-        return (process.ExitCode, stdout.ToArray());
+            "-kernel", Repository.GuestElf(guest), "-serial", "stdio", "-monitor", "none", "-display", "none",
+            "-no-reboot", "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04",
+        }, Repository.Root);
+        TestContext.Out.WriteLine($"{Qemu} {guest}: status {run.ExitCode}, {run.Stdout.Length} bytes {run.Stderr}");
+        return (run.ExitCode, run.Stdout);
     }
 
     private static string? FindOnPath(string program)

@@ -13,9 +13,13 @@ public static class CliProcess
 
     public static Result Run(params string[] args) => RunIn(Repository.Root, args);
 
-    public static Result RunIn(string workingDirectory, params string[] args)
+    public static Result RunIn(string workingDirectory, params string[] args) =>
+        RunProgram("dotnet", [Path.Combine(AppContext.BaseDirectory, "hybridvmm.dll"), .. args], workingDirectory);
+
+    /// <summary>Runs any program with no standard input, collecting stdout as bytes and stderr as text.</summary>
+    public static Result RunProgram(string program, IEnumerable<string> args, string workingDirectory)
     {
-        var start = new ProcessStartInfo("dotnet")
+        var start = new ProcessStartInfo(program)
         {
             WorkingDirectory = workingDirectory,
             RedirectStandardOutput = true,
@@ -23,7 +27,6 @@ public static class CliProcess
             RedirectStandardInput = true,
             UseShellExecute = false,
         };
-        start.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "hybridvmm.dll"));
         foreach (string arg in args)
         {
             start.ArgumentList.Add(arg);
@@ -37,7 +40,7 @@ public static class CliProcess
         if (!process.WaitForExit(TimeSpan.FromMinutes(3)))
         {
             process.Kill(entireProcessTree: true);
-            Assert.Fail($"hybridvmm {string.Join(' ', args)} did not finish within the safety limit");
+            Assert.Fail($"{program} {string.Join(' ', args)} did not finish within the safety limit");
         }
 
         return new Result(process.ExitCode, stdout.ToArray(), stderr.Result);
