@@ -144,10 +144,12 @@ public sealed class RootPartition
         return new VmSnapshot
         {
             Name = c.Name, MemoryBytes = c.MemoryBytes, CommandLine = c.CommandLine, Devices = c.Devices.ToArray(),
+            SyntheticDevices = c.SyntheticDevices.ToArray(), DiskImage = c.DiskImage,
             InstructionLimit = c.InstructionLimit, Cpu = _api.GetVpState(vm.Partition),
             VirtualTicks = _api.VirtualTicks(vm.Partition), ChannelMessages = stats.ChannelMessages,
             Intercepts = new SortedDictionary<string, long>(stats.InterceptsByKind.ToDictionary(p => p.Key, p => p.Value), StringComparer.Ordinal),
-            DeviceStates = devices, Pages = pages,
+            DeviceStates = devices, Enlightened = _api.GetEnlightenedState(vm.Partition),
+            Channels = vm.Channels.Select(channel => channel.SaveState()).ToArray(), Pages = pages,
         };
     }
 
@@ -188,13 +190,25 @@ public sealed class RootPartition
     public void StopDirtyTracking(VirtualMachine vm) => _api.StopDirtyTracking(vm.Partition);
 
     /// <summary>Brings a VM back from a snapshot, created and ready to start where it was saved.</summary>
+    /// <remarks>
+    /// The order matters: RAM and registers first, then the kernel's synthetic state (grants, SynIC), then the
+    /// worker and channels, which reopen on the restored grants without a word to the guest. A synthblk reopens
+    /// the disk image the snapshot names; the snapshot does not contain it.
+    /// </remarks>
     public VirtualMachine? RestoreVm(VmSnapshot snapshot, out VmCreationError? error, string? name = null)
     {
         var config = new VmConfiguration
         {
             Name = name ?? snapshot.Name, Image = Array.Empty<byte>(), MemoryBytes = snapshot.MemoryBytes,
             CommandLine = snapshot.CommandLine, Devices = snapshot.Devices, InstructionLimit = snapshot.InstructionLimit,
+            SyntheticDevices = snapshot.SyntheticDevices, DiskImage = snapshot.DiskImage,
         };
+        if (RestoreConfigurationError(snapshot) is { } invalid)
+        {
+            error = new VmCreationError(VmCreationErrorKind.InvalidConfiguration, invalid);
+            return null;
+        }
+
         Partition? partition = _api.CreatePartition(config.Name, config.MemoryBytes, config.InstructionLimit);
         if (partition is null)
         {
@@ -209,6 +223,13 @@ public sealed class RootPartition
 
         _api.SetVpState(partition, snapshot.Cpu);
         _api.RestoreStatistics(partition, snapshot.VirtualTicks, snapshot.ChannelMessages, snapshot.Intercepts);
+        if (_api.SetEnlightenedState(partition, snapshot.Enlightened) is { } refused)
+        {
+            _api.Delete(partition);
+            error = new VmCreationError(VmCreationErrorKind.InvalidImage, $"snapshot's synthetic state cannot be restored: {refused}");
+            return null;
+        }
+
         VirtualMachine vm = AddWorker(config, partition);
         foreach (DeviceState state in snapshot.DeviceStates)
         {
@@ -221,8 +242,48 @@ public sealed class RootPartition
             }
         }
 
+        for (int i = 0; i < vm.Channels.Count; i++)
+        {
+            if (vm.Channels[i].RestoreState(snapshot.Channels[i]) is { } channelRefused)
+            {
+                Delete(vm);
+                error = new VmCreationError(VmCreationErrorKind.InvalidImage, channelRefused);
+                return null;
+            }
+        }
+
         error = null;
         return vm;
+    }
+
+    /// <summary>What a snapshot's configuration lacks to be restored here: known synthetic devices, one channel state each, the disk image.</summary>
+    private static string? RestoreConfigurationError(VmSnapshot snapshot)
+    {
+        foreach (string device in snapshot.SyntheticDevices)
+        {
+            if (!VmConfiguration.KnownSyntheticDevices.Contains(device))
+            {
+                return $"snapshot offers unknown synthetic device '{device}'";
+            }
+        }
+
+        if (snapshot.Channels.Count != snapshot.SyntheticDevices.Count)
+        {
+            return $"snapshot has {snapshot.Channels.Count} channel states for {snapshot.SyntheticDevices.Count} synthetic devices";
+        }
+
+        if (snapshot.SyntheticDevices.Contains("synthblk") && (snapshot.DiskImage is not { } disk || !File.Exists(disk)
+            || new FileInfo(disk).Length % VmBus.SynthBlockDevice.SectorSize != 0))
+        {
+            return $"the snapshot's synthblk disk image '{snapshot.DiskImage}' is missing or its size is not a multiple of 512 bytes (a snapshot names the disk, it does not contain it)";
+        }
+
+        if (snapshot.MemoryBytes % 4096 != 0)
+        {
+            return "guest memory must be a multiple of 4 KiB";
+        }
+
+        return null;
     }
 
     /// <summary>Rapid provisioning: a clone of a paused template VM, sharing its memory copy-on-write, with copies of its device state.</summary>
