@@ -78,7 +78,7 @@ public static partial class SnapshotFormat
         }
         catch (EndOfStreamException)
         {
-            error = "snapshot payload ends early although its checksum matches: it was written by a different build";
+            error = "snapshot payload does not have the layout of its format version although its checksum matches: it was written by a different build";
             return null;
         }
     }
@@ -192,6 +192,11 @@ public static partial class SnapshotFormat
             }
 
             pages.Add(new SavedPage(number, bytes));
+        }
+
+        if (r.BaseStream.Position != payload.Length)
+        {
+            throw new EndOfStreamException(); // bytes left over: a layout this build does not know
         }
 
         error = "";
