@@ -89,6 +89,34 @@ public class EnlightenedSnapshotTests
         Assert.That(midOutput, Is.GreaterThan(states / 4));
     }
 
+    [Test]
+    public void ARestoredGuestSavedAgainContinuesExactly()
+    {
+        Run expected = UninterruptedEnlcon.Value;
+        Saved first = Save(Enlcon(), expected.Instructions * 3 / 10);
+        byte[] second;
+        string middle;
+        using (var machine = new TestMachine())
+        {
+            VirtualMachine vm = machine.System.Root.RestoreVm(first.Snapshot, out VmCreationError? error)!;
+            Assert.That(vm, Is.Not.Null, error?.Message);
+            machine.System.Root.PauseAtInstruction(vm, expected.Instructions * 7 / 10);
+            machine.RunAsync().GetAwaiter().GetResult();
+            Assert.That(vm.State, Is.EqualTo(PartitionState.Paused));
+            middle = machine.Output(vm);
+            second = SnapshotFormat.Serialize(machine.System.Root.CaptureSnapshot(vm));
+        }
+
+        using (var machine = new TestMachine())
+        {
+            VirtualMachine vm = machine.System.Root.RestoreVm(SnapshotFormat.TryDeserialize(second, out _)!, out VmCreationError? error)!;
+            Assert.That(vm, Is.Not.Null, error?.Message);
+            machine.RunAsync().GetAwaiter().GetResult();
+            Assert.That(first.Output + middle + machine.Output(vm), Is.EqualTo(expected.Output));
+            Assert.That(vm.Partition.Statistics.InstructionsRetired, Is.EqualTo(expected.Instructions));
+        }
+    }
+
     [TestCase(0.05)]
     [TestCase(0.4)]
     [TestCase(0.8)]
