@@ -17,7 +17,8 @@ public sealed partial class RootPartitionApi
         var vps = new List<VpEnlightenedState>(partition.VirtualProcessors.Count);
         foreach (VirtualProcessor vp in partition.VirtualProcessors)
         {
-            vps.Add(new VpEnlightenedState(vp.State == VpState.Halted, vp.Synic.SaveState()));
+            bool halted = vp.State == VpState.Halted || (vp.HeldForRoot && vp.ReleaseState == VpState.Halted);
+            vps.Add(new VpEnlightenedState(halted, vp.Synic.SaveState()));
         }
 
         return new EnlightenedState(partition.Hv.SaveState(), vps, _kernel.Enlightenments.PendingFor(partition));
@@ -88,7 +89,12 @@ public sealed partial class RootPartitionApi
         partition.Hv.RestoreState(hv);
         for (int i = 0; i < partition.VirtualProcessors.Count; i++)
         {
-            partition.VirtualProcessors[i].State = state.VirtualProcessors[i].Halted ? VpState.Halted : VpState.Runnable;
+            VirtualProcessor vp = partition.VirtualProcessors[i];
+            VpState afterRestore = state.VirtualProcessors[i].Halted ? VpState.Halted : VpState.Runnable;
+            // Saved mid-pass with requests queued: on the source the root served them before the guest ran again.
+            vp.HeldForRoot = state.PendingRequests.Count > 0;
+            vp.ReleaseState = afterRestore;
+            vp.State = vp.HeldForRoot ? VpState.WaitingForRoot : afterRestore;
         }
 
         _kernel.Enlightenments.Requeue(partition, state.PendingRequests);

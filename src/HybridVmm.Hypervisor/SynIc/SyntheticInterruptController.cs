@@ -179,7 +179,7 @@ public sealed class SyntheticInterruptController
     /// Puts saved state back verbatim: nothing is delivered and no SINT is asserted, because the slots are in the
     /// restored RAM and the requested vectors in the restored vCPU state. Null on success, otherwise why not.
     /// </summary>
-    public string? RestoreState(SynicState state)
+    internal string? RestoreState(SynicState state)
     {
         if (state.Sints.Count != HvMessageLayout.SintCount)
         {
