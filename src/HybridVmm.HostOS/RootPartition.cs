@@ -1,6 +1,5 @@
 using HybridVmm.Guests.Multiboot;
 using HybridVmm.HostOS.Devices;
-using HybridVmm.HostOS.Encapsulation;
 using HybridVmm.HostOS.Management;
 using HybridVmm.HostOS.Worker;
 using HybridVmm.Hypervisor;
@@ -15,7 +14,7 @@ namespace HybridVmm.HostOS;
 /// runs one <see cref="VmWorker"/> per guest, routes the kernel's intercept messages to them, and offers VM
 /// management (create, start, pause, stop). It reaches guests only through the kernel and messages.
 /// </summary>
-public sealed class RootPartition
+public sealed partial class RootPartition
 {
     private readonly RootPartitionApi _api;
     private readonly IGuestConsole _console;
@@ -127,103 +126,12 @@ public sealed class RootPartition
         return AddWorker(config, partition);
     }
 
-    /// <summary>Encapsulation: captures a paused or stopped VM (at an instruction boundary) as a value.</summary>
-    /// <param name="onlyPages">For live migration's final copy: just these pages (zero pages included), instead of every non-zero page.</param>
-    public VmSnapshot CaptureSnapshot(VirtualMachine vm, IReadOnlyCollection<uint>? onlyPages = null)
-    {
-        List<SavedPage> pages = onlyPages is null ? ReadNonZeroPages(vm) : ReadPages(vm, onlyPages);
-
-        var devices = new List<DeviceState>();
-        foreach (IPortIoDevice device in vm.Worker.Devices)
-        {
-            devices.Add(new DeviceState(device.Name, device.SaveState()));
-        }
-
-        VmConfiguration c = vm.Configuration;
-        PartitionStatistics stats = vm.Partition.Statistics;
-        return new VmSnapshot
-        {
-            Name = c.Name, MemoryBytes = c.MemoryBytes, CommandLine = c.CommandLine, Devices = c.Devices.ToArray(),
-            InstructionLimit = c.InstructionLimit, Cpu = _api.GetVpState(vm.Partition),
-            VirtualTicks = _api.VirtualTicks(vm.Partition), ChannelMessages = stats.ChannelMessages,
-            Intercepts = new SortedDictionary<string, long>(stats.InterceptsByKind.ToDictionary(p => p.Key, p => p.Value), StringComparer.Ordinal),
-            DeviceStates = devices, Pages = pages,
-        };
-    }
-
-    /// <summary>Every RAM page of the VM that is not all zeros.</summary>
-    public List<SavedPage> ReadNonZeroPages(VirtualMachine vm)
-    {
-        GuestPhysicalAddressSpace space = vm.Partition.AddressSpace!;
-        var pages = new List<uint>();
-        for (uint page = 0; page < space.PageCount; page++)
-        {
-            if (!space.IsZeroPage(page))
-            {
-                pages.Add(page);
-            }
-        }
-
-        return ReadPages(vm, pages);
-    }
-
-    public List<SavedPage> ReadPages(VirtualMachine vm, IEnumerable<uint> pageNumbers)
-    {
-        var pages = new List<SavedPage>();
-        foreach (uint page in pageNumbers)
-        {
-            byte[] bytes = new byte[4096];
-            vm.Partition.AddressSpace!.TryRead(page << 12, bytes);
-            pages.Add(new SavedPage(page, bytes));
-        }
-
-        return pages;
-    }
-
     /// <summary>Live migration: log the pages the guest writes from now on (write-protection through the second-level table).</summary>
     public void StartDirtyTracking(VirtualMachine vm) => _api.StartDirtyTracking(vm.Partition);
 
     public List<uint> CollectDirtyPages(VirtualMachine vm) => _api.CollectDirtyPages(vm.Partition);
 
     public void StopDirtyTracking(VirtualMachine vm) => _api.StopDirtyTracking(vm.Partition);
-
-    /// <summary>Brings a VM back from a snapshot, created and ready to start where it was saved.</summary>
-    public VirtualMachine? RestoreVm(VmSnapshot snapshot, out VmCreationError? error, string? name = null)
-    {
-        var config = new VmConfiguration
-        {
-            Name = name ?? snapshot.Name, Image = Array.Empty<byte>(), MemoryBytes = snapshot.MemoryBytes,
-            CommandLine = snapshot.CommandLine, Devices = snapshot.Devices, InstructionLimit = snapshot.InstructionLimit,
-        };
-        Partition? partition = _api.CreatePartition(config.Name, config.MemoryBytes, config.InstructionLimit);
-        if (partition is null)
-        {
-            error = OutOfMemory(config.MemoryBytes);
-            return null;
-        }
-
-        foreach (SavedPage page in snapshot.Pages)
-        {
-            _api.WriteGuestMemory(partition, page.PageNumber << 12, page.Bytes);
-        }
-
-        _api.SetVpState(partition, snapshot.Cpu);
-        _api.RestoreStatistics(partition, snapshot.VirtualTicks, snapshot.ChannelMessages, snapshot.Intercepts);
-        VirtualMachine vm = AddWorker(config, partition);
-        foreach (DeviceState state in snapshot.DeviceStates)
-        {
-            IPortIoDevice? device = vm.Worker.Devices.FirstOrDefault(d => d.Name == state.Name);
-            if (device is null || !device.RestoreState(state.State))
-            {
-                Delete(vm);
-                error = new VmCreationError(VmCreationErrorKind.InvalidImage, $"snapshot holds state for device '{state.Name}' that this VM cannot take");
-                return null;
-            }
-        }
-
-        error = null;
-        return vm;
-    }
 
     /// <summary>Rapid provisioning: a clone of a paused template VM, sharing its memory copy-on-write, with copies of its device state.</summary>
     /// <param name="diskOverlay">For a template with a synthetic disk: the clone's own copy-on-write overlay file.</param>

@@ -5,6 +5,12 @@ namespace HybridVmm.Hardware.Cpu;
 /// The decode cache is not state: it is rebuilt from memory. An IN/OUT/CPUID exit that was not completed
 /// is not saved either; after a restore the instruction simply executes again and exits again.
 /// </summary>
+/// <remarks>
+/// The interrupt state is part of it (SDM Vol. 3A, 6.8 and 6.9): the requested but undelivered external
+/// vectors (the interrupt request register, a 256-bit set), the one-instruction STI shadow, and an exception
+/// the hypervisor injected that the core has not delivered yet. There is no in-service register: without a
+/// local APIC, "in service" is EFLAGS.IF = 0 inside the guest's interrupt gate, which EFLAGS already holds.
+/// </remarks>
 public record struct CpuState
 {
     public uint Eax, Ecx, Edx, Ebx, Esp, Ebp, Esi, Edi;
@@ -14,6 +20,17 @@ public record struct CpuState
     public DescriptorTableRegister Gdtr, Idtr;
     public ulong TscOffset;
     public long InstructionsRetired;
+
+    /// <summary>Pending external vectors 0-63, 64-127, 128-191 and 192-255 (bit n of word w is vector 64w + n).</summary>
+    public ulong InterruptRequest0, InterruptRequest1, InterruptRequest2, InterruptRequest3;
+
+    /// <summary>The instruction after STI has not run yet: no interrupt is taken before it.</summary>
+    public bool StiShadow;
+
+    /// <summary>An injected exception (<see cref="X86Core.InjectException"/>) waits for the next instruction boundary.</summary>
+    public bool ExceptionQueued;
+    public byte QueuedVector;
+    public uint QueuedErrorCode;
 }
 
 public sealed partial class X86Core
@@ -28,6 +45,9 @@ public sealed partial class X86Core
         Gdtr = Gdtr, Idtr = Idtr,
         TscOffset = TscOffset,
         InstructionsRetired = InstructionsRetired,
+        InterruptRequest0 = _irr0, InterruptRequest1 = _irr1, InterruptRequest2 = _irr2, InterruptRequest3 = _irr3,
+        StiShadow = _stiShadow,
+        ExceptionQueued = _queuedException, QueuedVector = _queuedVector, QueuedErrorCode = _queuedErrorCode,
     };
 
     public void RestoreState(in CpuState state)
@@ -43,5 +63,11 @@ public sealed partial class X86Core
         TscOffset = state.TscOffset;
         InstructionsRetired = state.InstructionsRetired;
         _pending = default;
+        _irr0 = state.InterruptRequest0; _irr1 = state.InterruptRequest1; _irr2 = state.InterruptRequest2; _irr3 = state.InterruptRequest3;
+        _stiShadow = state.StiShadow;
+        _queuedException = state.ExceptionQueued;
+        _queuedVector = state.QueuedVector;
+        _queuedErrorCode = state.QueuedErrorCode;
+        RecomputeEventCheck();
     }
 }

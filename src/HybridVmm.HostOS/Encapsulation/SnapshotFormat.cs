@@ -1,6 +1,8 @@
 using System.Security.Cryptography;
 using System.Text;
 using HybridVmm.Hardware.Cpu;
+using HybridVmm.HostOS.VmBus;
+using HybridVmm.Hypervisor.Partitions;
 
 namespace HybridVmm.HostOS.Encapsulation;
 
@@ -9,9 +11,10 @@ namespace HybridVmm.HostOS.Encapsulation;
 /// version, a u32 of zero, a u64 payload length and the SHA-256 of the payload, then the payload. The same
 /// payload is what live migration sends for the final device and vCPU state.
 /// </summary>
-public static class SnapshotFormat
+public static partial class SnapshotFormat
 {
-    public const int Version = 1;
+    /// <summary>2 added the interrupt state, the synthetic MSRs, SynIC, grants, event connections and VMBus channels.</summary>
+    public const int Version = 2;
     private static readonly byte[] Magic = "HVMMSNAP"u8.ToArray();
     private const int HeaderSize = 8 + 4 + 4 + 8 + 32;
     private const int PageSize = 4096;
@@ -75,7 +78,7 @@ public static class SnapshotFormat
         }
         catch (EndOfStreamException)
         {
-            error = "snapshot payload ends early although its checksum matches: it was written by a different build";
+            error = "snapshot payload does not have the layout of its format version although its checksum matches: it was written by a different build";
             return null;
         }
     }
@@ -93,6 +96,14 @@ public static class SnapshotFormat
             w.Write(d);
         }
 
+        w.Write(s.SyntheticDevices.Count);
+        foreach (string d in s.SyntheticDevices)
+        {
+            w.Write(d);
+        }
+
+        w.Write(s.DiskImage is not null);
+        w.Write(s.DiskImage ?? "");
         w.Write(s.InstructionLimit);
         WriteCpu(w, s.Cpu);
         w.Write(s.VirtualTicks);
@@ -112,6 +123,8 @@ public static class SnapshotFormat
             w.Write(d.State);
         }
 
+        WriteEnlightened(w, s.Enlightened);
+        WriteChannels(w, s.Channels);
         w.Write(s.Pages.Count);
         foreach (SavedPage page in s.Pages)
         {
@@ -135,6 +148,14 @@ public static class SnapshotFormat
             devices[i] = r.ReadString();
         }
 
+        var synthetic = new string[Count(r, 64)];
+        for (int i = 0; i < synthetic.Length; i++)
+        {
+            synthetic[i] = r.ReadString();
+        }
+
+        bool hasDisk = r.ReadBoolean();
+        string disk = r.ReadString();
         long limit = r.ReadInt64();
         CpuState cpu = ReadCpu(r);
         long ticks = r.ReadInt64();
@@ -151,8 +172,11 @@ public static class SnapshotFormat
         for (int i = 0; i < deviceCount; i++)
         {
             string device = r.ReadString();
-            states.Add(new DeviceState(device, r.ReadBytes(Count(r, 1 << 20))));
+            states.Add(new DeviceState(device, ReadBlob(r, 1 << 20)));
         }
+
+        EnlightenedState enlightened = ReadEnlightened(r);
+        ChannelState[] channels = ReadChannels(r);
 
         uint pageLimit = memory / PageSize;
         int pageCount = Count(r, (int)pageLimit);
@@ -170,11 +194,18 @@ public static class SnapshotFormat
             pages.Add(new SavedPage(number, bytes));
         }
 
+        if (r.BaseStream.Position != payload.Length)
+        {
+            throw new EndOfStreamException(); // bytes left over: a layout this build does not know
+        }
+
         error = "";
         return new VmSnapshot
         {
-            Name = name, MemoryBytes = memory, CommandLine = cmdline, Devices = devices, InstructionLimit = limit, Cpu = cpu,
-            VirtualTicks = ticks, ChannelMessages = messages, Intercepts = intercepts, DeviceStates = states, Pages = pages,
+            Name = name, MemoryBytes = memory, CommandLine = cmdline, Devices = devices, SyntheticDevices = synthetic,
+            DiskImage = hasDisk ? disk : null, InstructionLimit = limit, Cpu = cpu,
+            VirtualTicks = ticks, ChannelMessages = messages, Intercepts = intercepts, DeviceStates = states,
+            Enlightened = enlightened, Channels = channels, Pages = pages,
         };
     }
 
@@ -207,6 +238,14 @@ public static class SnapshotFormat
         w.Write(c.Idtr.Limit);
         w.Write(c.TscOffset);
         w.Write(c.InstructionsRetired);
+        w.Write(c.InterruptRequest0);
+        w.Write(c.InterruptRequest1);
+        w.Write(c.InterruptRequest2);
+        w.Write(c.InterruptRequest3);
+        w.Write(c.StiShadow);
+        w.Write(c.ExceptionQueued);
+        w.Write(c.QueuedVector);
+        w.Write(c.QueuedErrorCode);
     }
 
     private static CpuState ReadCpu(BinaryReader r)
@@ -223,6 +262,14 @@ public static class SnapshotFormat
         c.Idtr = new DescriptorTableRegister(r.ReadUInt32(), r.ReadUInt16());
         c.TscOffset = r.ReadUInt64();
         c.InstructionsRetired = r.ReadInt64();
+        c.InterruptRequest0 = r.ReadUInt64();
+        c.InterruptRequest1 = r.ReadUInt64();
+        c.InterruptRequest2 = r.ReadUInt64();
+        c.InterruptRequest3 = r.ReadUInt64();
+        c.StiShadow = r.ReadBoolean();
+        c.ExceptionQueued = r.ReadBoolean();
+        c.QueuedVector = r.ReadByte();
+        c.QueuedErrorCode = r.ReadUInt32();
         return c;
     }
 }

@@ -1,4 +1,6 @@
 using HybridVmm.Hardware.Cpu;
+using HybridVmm.Hypervisor.Partitions;
+using HybridVmm.HostOS.VmBus;
 
 namespace HybridVmm.HostOS.Encapsulation;
 
@@ -10,8 +12,11 @@ public readonly record struct SavedPage(uint PageNumber, byte[] Bytes);
 
 /// <summary>
 /// Everything that makes up a running VM, taken at an instruction boundary with no intercept in flight:
-/// its configuration, vCPU state, RAM, device and worker state, and counters. Encapsulation in the
-/// lecture's sense: the VM is this value, and <see cref="SnapshotFormat"/> turns it into one file.
+/// its configuration, vCPU state (with its interrupt state), RAM, device and worker state, the kernel's
+/// synthetic state (MSRs, SynIC, grants, event connections), the root's VMBus channels and synthetic devices,
+/// and counters. Encapsulation in the lecture's sense: the VM is this value, and <see cref="SnapshotFormat"/>
+/// turns it into one file. A synthblk's disk image is not in it: like Hyper-V's saved state beside its VHDX,
+/// the snapshot names the file (<see cref="DiskImage"/>), which must still be there, unchanged, on restore.
 /// </summary>
 public sealed record VmSnapshot
 {
@@ -22,6 +27,12 @@ public sealed record VmSnapshot
     public required string CommandLine { get; init; }
 
     public required IReadOnlyList<string> Devices { get; init; }
+
+    /// <summary>Synthetic (VMBus) devices, in relid order.</summary>
+    public required IReadOnlyList<string> SyntheticDevices { get; init; }
+
+    /// <summary>The host disk-image file behind synthblk, by path; the file itself is not copied.</summary>
+    public string? DiskImage { get; init; }
 
     public required long InstructionLimit { get; init; }
 
@@ -35,6 +46,12 @@ public sealed record VmSnapshot
     public required IReadOnlyDictionary<string, long> Intercepts { get; init; }
 
     public required IReadOnlyList<DeviceState> DeviceStates { get; init; }
+
+    /// <summary>The kernel's synthetic state: MSRs, grants, event connections, SynIC, HLT, requests queued for the root.</summary>
+    public required EnlightenedState Enlightened { get; init; }
+
+    /// <summary>The root's VMBus channels, one per synthetic device, with each device's host-side state.</summary>
+    public required IReadOnlyList<ChannelState> Channels { get; init; }
 
     /// <summary>Non-zero RAM pages; every other page is zero.</summary>
     public required IReadOnlyList<SavedPage> Pages { get; init; }

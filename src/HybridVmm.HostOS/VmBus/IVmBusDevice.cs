@@ -18,4 +18,16 @@ public interface IVmBusDevice
 
     /// <summary>The guest signalled: drain the guest-to-host ring and answer on the host-to-guest ring.</summary>
     void Serve(VmBusChannel channel);
+
+    /// <summary>
+    /// The provider's host-side state for a snapshot (queued input, counters), as opaque bytes. The rings are
+    /// guest RAM and the channel's own state is saved by the channel, so a device without more state saves nothing.
+    /// </summary>
+    byte[] SaveState() => Array.Empty<byte>();
+
+    /// <summary>
+    /// Takes back what <see cref="SaveState"/> returned, on a restored channel (already open if it was), without
+    /// sending anything to the guest. False when the bytes are not this device's state.
+    /// </summary>
+    bool RestoreState(VmBusChannel channel, ReadOnlySpan<byte> state) => state.IsEmpty;
 }

@@ -37,6 +37,38 @@ public sealed class SynthConsoleDevice(Action<long, byte> output, Func<long> now
 
     public void Opened(VmBusChannel channel) => SendInput(channel);
 
+    /// <summary>Counters and the input not yet sent to the guest: { i64 BytesWritten; i64 Batches; i32 Length; bytes }.</summary>
+    public byte[] SaveState()
+    {
+        lock (_input)
+        {
+            byte[] state = new byte[20 + _input.Count];
+            BinaryPrimitives.WriteInt64LittleEndian(state, BytesWritten);
+            BinaryPrimitives.WriteInt64LittleEndian(state.AsSpan(8), Batches);
+            BinaryPrimitives.WriteInt32LittleEndian(state.AsSpan(16), _input.Count);
+            _input.CopyTo(state, 20);
+            return state;
+        }
+    }
+
+    public bool RestoreState(VmBusChannel channel, ReadOnlySpan<byte> state)
+    {
+        if (state.Length < 20 || BinaryPrimitives.ReadInt32LittleEndian(state[16..]) != state.Length - 20)
+        {
+            return false;
+        }
+
+        lock (_input)
+        {
+            BytesWritten = BinaryPrimitives.ReadInt64LittleEndian(state);
+            Batches = BinaryPrimitives.ReadInt64LittleEndian(state[8..]);
+            _input.Clear();
+            foreach (byte b in state[20..]) _input.Enqueue(b);
+        }
+
+        return true;
+    }
+
     public void Serve(VmBusChannel channel)
     {
         while (channel.Outbound!.TryRead(out PacketDescriptor d, out byte[] payload, out bool malformed))

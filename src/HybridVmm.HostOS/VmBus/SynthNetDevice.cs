@@ -36,6 +36,30 @@ public sealed class SynthNetDevice : IVmBusDevice
 
     public void Opened(VmBusChannel channel) => _channel = channel;
 
+    /// <summary>{ u8 Mac[6]; i64 FramesSent; i64 FramesReceived }: the MAC travels with the VM, as a NIC's address does.</summary>
+    public byte[] SaveState()
+    {
+        byte[] state = new byte[22];
+        Mac.CopyTo(state, 0);
+        BinaryPrimitives.WriteInt64LittleEndian(state.AsSpan(6), FramesSent);
+        BinaryPrimitives.WriteInt64LittleEndian(state.AsSpan(14), FramesReceived);
+        return state;
+    }
+
+    public bool RestoreState(VmBusChannel channel, ReadOnlySpan<byte> state)
+    {
+        if (state.Length != 22)
+        {
+            return false;
+        }
+
+        state[..6].CopyTo(Mac);
+        FramesSent = BinaryPrimitives.ReadInt64LittleEndian(state[6..]);
+        FramesReceived = BinaryPrimitives.ReadInt64LittleEndian(state[14..]);
+        _channel = channel.IsOpen ? channel : null;
+        return true;
+    }
+
     public void Disconnect() => _switch.Disconnect(this);
 
     public void Serve(VmBusChannel channel)

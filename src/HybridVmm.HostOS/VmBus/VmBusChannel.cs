@@ -13,6 +13,8 @@ public sealed class VmBusChannel
 {
     private readonly RootPartitionApi _api;
     private bool _signalPending;
+    private uint _gpadl;
+    private int _inboundPageOffset;
 
     internal VmBusChannel(RootPartitionApi api, Partition partition, uint relid, Guid instanceId, IVmBusDevice device)
     {
@@ -29,7 +31,7 @@ public sealed class VmBusChannel
 
     public uint ConnectionId => VmBusProtocol.ChannelConnectionBase + RelId;
 
-    public Guid InstanceId { get; }
+    public Guid InstanceId { get; private set; }
 
     public IVmBusDevice Device { get; }
 
@@ -55,12 +57,16 @@ public sealed class VmBusChannel
         Outbound = new RingBuffer(_api, Partition, gpadl, 0, inboundPageOffset);
         Inbound = new RingBuffer(_api, Partition, gpadl, (long)inboundPageOffset << 12, pages - inboundPageOffset);
         _api.CreateEventConnection(Partition, ConnectionId);
+        _gpadl = gpadl;
+        _inboundPageOffset = inboundPageOffset;
         return true;
     }
 
     internal void Close()
     {
         Outbound = Inbound = null;
+        _gpadl = 0;
+        _inboundPageOffset = 0;
         _api.DeleteEventConnection(Partition, ConnectionId);
     }
 
@@ -93,6 +99,32 @@ public sealed class VmBusChannel
         _signalPending = false;
     }
 
+    /// <summary>The channel as a value: open or not, where its rings are, and its device's host-side state.</summary>
+    public ChannelState SaveState() =>
+        new(RelId, Device.Name, InstanceId, IsOpen, _gpadl, _inboundPageOffset, _signalPending, Packets, Device.SaveState());
+
+    /// <summary>
+    /// Brings a channel of a restored VM back to its saved state: reopened on the same GPADL (the kernel's grants
+    /// are restored first) with no message to the guest, then the device's state. Null on success, else why not.
+    /// </summary>
+    internal string? RestoreState(ChannelState state)
+    {
+        if (state.RelId != RelId || state.Device != Device.Name)
+        {
+            return $"snapshot channel {state.RelId} ({state.Device}) does not match this VM's channel {RelId} ({Device.Name})";
+        }
+
+        if (state.Open && (state.InboundPageOffset >= 4096 || !Open(state.Gpadl, state.InboundPageOffset)))
+        {
+            return $"snapshot channel {RelId} ({Device.Name}) names GPADL {state.Gpadl} with inbound page {state.InboundPageOffset}, which its grants do not hold";
+        }
+
+        InstanceId = state.InstanceId;
+        _signalPending = state.SignalPending;
+        Packets = state.Packets;
+        return Device.RestoreState(this, state.DeviceState) ? null : $"snapshot holds state for synthetic device '{Device.Name}' that this VM cannot take";
+    }
+
     public void Trace(string details)
     {
         if (_api.Trace.Enabled)
@@ -101,3 +133,19 @@ public sealed class VmBusChannel
         }
     }
 }
+
+/// <summary>
+/// A channel's saved state: whether the guest has it open and, if so, the GPADL and inbound page offset its rings
+/// live at (the ring indices and data are guest RAM), the pending host-to-guest signal, its packet count, and
+/// the device's own state (<see cref="IVmBusDevice.SaveState"/>).
+/// </summary>
+public sealed record ChannelState(
+    uint RelId,
+    string Device,
+    Guid InstanceId,
+    bool Open,
+    uint Gpadl,
+    int InboundPageOffset,
+    bool SignalPending,
+    long Packets,
+    byte[] DeviceState);

@@ -62,37 +62,77 @@ internal sealed class Enlightenments
 
     internal HvStatus QueueForRoot(Partition partition, VirtualProcessor vp, VmBusRequestKind kind, uint connection, uint type, byte[] payload)
     {
-        int queued = 0;
-        foreach (VmBusRequest r in _queue)
+        lock (_queue)
         {
-            if (r.PartitionId != partition.Id) continue;
-            // An event flag that is already set is not set again: repeated signals before the root runs coalesce.
-            if (kind == VmBusRequestKind.Signal && r.Kind == VmBusRequestKind.Signal && r.ConnectionId == connection) return HvStatus.Success;
-            queued++;
+            int queued = 0;
+            foreach (VmBusRequest r in _queue)
+            {
+                if (r.PartitionId != partition.Id) continue;
+                // An event flag that is already set is not set again: repeated signals before the root runs coalesce.
+                if (kind == VmBusRequestKind.Signal && r.Kind == VmBusRequestKind.Signal && r.ConnectionId == connection) return HvStatus.Success;
+                queued++;
+            }
+
+            if (queued >= MaxQueuedPerPartition)
+            {
+                return HvStatus.InsufficientBuffers;
+            }
+
+            _queue.Add(new VmBusRequest(partition.Id, vp.Index, _kernel.Now(vp), kind, connection, type, payload));
         }
 
-        if (queued >= MaxQueuedPerPartition)
-        {
-            return HvStatus.InsufficientBuffers;
-        }
-
-        _queue.Add(new VmBusRequest(partition.Id, vp.Index, _kernel.Now(vp), kind, connection, type, payload));
         partition.Statistics.ChannelMessages++;
         return HvStatus.Success;
     }
 
     public bool HasQueuedRequests => _queue.Count > 0;
 
+    /// <summary>The partition's requests still waiting for the root, in order (a snapshot taken between two barriers).</summary>
+    internal List<PendingRootRequest> PendingFor(Partition partition)
+    {
+        var pending = new List<PendingRootRequest>();
+        lock (_queue)
+        {
+            foreach (VmBusRequest r in _queue)
+            {
+                if (r.PartitionId == partition.Id)
+                {
+                    pending.Add(new PendingRootRequest(r.VpIndex, r.Kind, r.ConnectionId, r.MessageType, r.Payload.ToArray()));
+                }
+            }
+        }
+
+        return pending;
+    }
+
+    /// <summary>Queues restored requests again; they were counted when the guest made them, so no statistics change.</summary>
+    internal void Requeue(Partition partition, IEnumerable<PendingRootRequest> requests)
+    {
+        // Restores may run on another thread than the scheduler (a restore beside running guests).
+        lock (_queue)
+        {
+            foreach (PendingRootRequest r in requests)
+            {
+                _queue.Add(new VmBusRequest(partition.Id, r.VpIndex, _kernel.Now(partition), r.Kind, r.ConnectionId, r.MessageType, r.Payload.ToArray()));
+            }
+        }
+    }
+
     /// <summary>At a pass barrier: hands each queued request to the root and waits until the root has served it.</summary>
     public async ValueTask FlushToRootAsync(CancellationToken cancellationToken)
     {
-        if (_queue.Count == 0)
+        VmBusRequest[] batch;
+        lock (_queue)
         {
-            return;
+            if (_queue.Count == 0)
+            {
+                return;
+            }
+
+            batch = _queue.ToArray();
+            _queue.Clear();
         }
 
-        VmBusRequest[] batch = _queue.ToArray();
-        _queue.Clear();
         foreach (VmBusRequest request in batch)
         {
             CurrentRequestTime = request.VirtualTime;
@@ -103,7 +143,11 @@ internal sealed class Enlightenments
         CurrentRequestTime = -1;
     }
 
-    /// <summary>A halted vCPU with an interrupt it can take becomes runnable (HLT wakes on an interrupt).</summary>
+    /// <summary>
+    /// A halted vCPU with an interrupt it can take becomes runnable (HLT wakes on an interrupt). Called right after
+    /// <see cref="FlushToRootAsync"/>, so a vCPU restored with requests for the root (held until the root served
+    /// them) is released here too, once its partition runs.
+    /// </summary>
     public static bool WakeHalted(IReadOnlyList<Partition> partitions)
     {
         bool woke = false;
@@ -111,6 +155,13 @@ internal sealed class Enlightenments
         {
             foreach (VirtualProcessor vp in partition.VirtualProcessors)
             {
+                if (vp.HeldForRoot && partition.State == PartitionState.Running && vp.State == VpState.WaitingForRoot)
+                {
+                    vp.HeldForRoot = false;
+                    vp.State = vp.ReleaseState;
+                    woke |= vp.State == VpState.Runnable;
+                }
+
                 if (partition.State == PartitionState.Running && vp.State == VpState.Halted && vp.Core.HasDeliverableInterrupt)
                 {
                     vp.State = VpState.Runnable;

@@ -35,4 +35,37 @@ public sealed class HvPartitionState
     {
         lock (_eventConnections) _eventConnections.Remove(connectionId);
     }
+
+    /// <summary>The partition-wide synthetic state for a snapshot. The hypercall page's code is in guest RAM.</summary>
+    public HvPartitionSavedState SaveState()
+    {
+        uint[] connections;
+        lock (_eventConnections) connections = _eventConnections.Order().ToArray();
+        return new HvPartitionSavedState(GuestOsId, HypercallMsr, Privileges, Gpadls.SaveState(), connections);
+    }
+
+    /// <summary>Replaces this state with a saved one; the caller has checked the GPADL pages against the partition's RAM.</summary>
+    internal void RestoreState(HvPartitionSavedState state)
+    {
+        GuestOsId = state.GuestOsId;
+        HypercallMsr = state.HypercallMsr;
+        Privileges = state.Privileges;
+        Gpadls.RestoreState(state.Gpadls);
+        lock (_eventConnections)
+        {
+            _eventConnections.Clear();
+            _eventConnections.UnionWith(state.EventConnections);
+        }
+    }
 }
+
+/// <summary>
+/// <see cref="HvPartitionState"/> as a value: the synthetic MSRs (guest OS ID, hypercall MSR), the privileges,
+/// the guest's grants and the event connections the root created.
+/// </summary>
+public sealed record HvPartitionSavedState(
+    ulong GuestOsId,
+    ulong HypercallMsr,
+    HvPartitionPrivileges Privileges,
+    IReadOnlyList<GpadlState> Gpadls,
+    IReadOnlyList<uint> EventConnections);

@@ -37,4 +37,12 @@ public sealed class VirtualProcessor
 
     /// <summary>The exit that is waiting for the root's reply.</summary>
     internal CpuExit PendingExit { get; set; }
+
+    /// <summary>
+    /// Restored with requests for the root still queued: the vCPU waits (as <see cref="VpState.WaitingForRoot"/>)
+    /// until the root has served them, as it did when it was saved, then takes <see cref="ReleaseState"/>.
+    /// </summary>
+    internal bool HeldForRoot { get; set; }
+
+    internal VpState ReleaseState { get; set; }
 }

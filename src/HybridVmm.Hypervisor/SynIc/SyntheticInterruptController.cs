@@ -157,6 +157,78 @@ public sealed class SyntheticInterruptController
 
     public int QueuedMessages(int sint) => _queues[sint]?.Count ?? 0;
 
+    /// <summary>The registers and queued messages, for a snapshot (the pages are guest RAM and saved with it).</summary>
+    public SynicState SaveState()
+    {
+        var queued = new List<SynicQueuedMessage>();
+        for (int sint = 0; sint < HvMessageLayout.SintCount; sint++)
+        {
+            if (_queues[sint] is { } queue)
+            {
+                foreach (QueuedMessage m in queue)
+                {
+                    queued.Add(new SynicQueuedMessage(sint, m.Type, m.Payload.ToArray(), m.Sender));
+                }
+            }
+        }
+
+        return new SynicState(SControl, Simp, Siefp, _sint.ToArray(), queued);
+    }
+
+    /// <summary>
+    /// Puts saved state back verbatim: nothing is delivered and no SINT is asserted, because the slots are in the
+    /// restored RAM and the requested vectors in the restored vCPU state. Null on success, otherwise why not.
+    /// </summary>
+    internal string? RestoreState(SynicState state)
+    {
+        if (state.Sints.Count != HvMessageLayout.SintCount)
+        {
+            return $"SynIC state has {state.Sints.Count} SINT registers, not {HvMessageLayout.SintCount}";
+        }
+
+        foreach (ulong sint in state.Sints)
+        {
+            if ((sint & ~SintWritable) != 0)
+            {
+                return $"SynIC SINT register 0x{sint:x} has reserved bits set";
+            }
+        }
+
+        if ((state.SControl & ~EnableBit) != 0 || (state.Simp & ~PageRegisterWritable) != 0 || (state.Siefp & ~PageRegisterWritable) != 0
+            || !PageInRam(state.Simp) || !PageInRam(state.Siefp))
+        {
+            return "SynIC SCONTROL, SIMP or SIEFP has reserved bits set or names a page outside the VM's RAM";
+        }
+
+        var queues = new Queue<QueuedMessage>?[HvMessageLayout.SintCount];
+        foreach (SynicQueuedMessage m in state.Queued)
+        {
+            if ((uint)m.Sint >= HvMessageLayout.SintCount || m.Payload.Length > HvMessageLayout.MaxPayload || m.MessageType == HvMessageLayout.MessageTypeNone)
+            {
+                return $"SynIC queued message for SINT {m.Sint} is malformed";
+            }
+
+            Queue<QueuedMessage> queue = queues[m.Sint] ??= new Queue<QueuedMessage>();
+            if (queue.Count >= HvMessageLayout.QueueLimit)
+            {
+                return $"SynIC queue of SINT {m.Sint} holds more than {HvMessageLayout.QueueLimit} messages";
+            }
+
+            queue.Enqueue(new QueuedMessage(m.MessageType, m.Payload.ToArray(), m.Sender));
+        }
+
+        SControl = state.SControl;
+        Simp = state.Simp;
+        Siefp = state.Siefp;
+        for (int i = 0; i < _sint.Length; i++)
+        {
+            _sint[i] = state.Sints[i];
+        }
+
+        Array.Copy(queues, _queues, queues.Length);
+        return null;
+    }
+
     private void DeliverQueued()
     {
         if (!Enabled || (Simp & EnableBit) == 0 || _partition.AddressSpace is not { } space)

@@ -52,6 +52,33 @@ public sealed class GpadlTable
         return true;
     }
 
+    /// <summary>Every GPADL, by ID, with its pages in order.</summary>
+    public IReadOnlyList<GpadlState> SaveState()
+    {
+        var list = new List<GpadlState>(_gpadls.Count);
+        foreach (Gpadl gpadl in _gpadls.Values.OrderBy(g => g.Id))
+        {
+            list.Add(new GpadlState(gpadl.Id, gpadl.ExpectedPages, gpadl.Pages.ToArray()));
+        }
+
+        return list;
+    }
+
+    /// <summary>Replaces every grant with the saved ones.</summary>
+    internal void RestoreState(IReadOnlyList<GpadlState> gpadls)
+    {
+        _gpadls.Clear();
+        _grantedPages.Clear();
+        foreach (GpadlState saved in gpadls)
+        {
+            Gpadl gpadl = Begin(saved.Id, saved.ExpectedPages);
+            foreach (uint page in saved.Pages)
+            {
+                Append(gpadl, page);
+            }
+        }
+    }
+
     /// <summary>True when every page of [gpa, gpa+length) is listed by a complete or partial GPADL.</summary>
     public bool IsGranted(uint gpa, int length)
     {
@@ -79,3 +106,6 @@ public sealed class Gpadl(uint id, int expectedPages)
 
     public long SizeBytes => (long)Pages.Count << 12;
 }
+
+/// <summary>A GPADL as a value: its ID, the page count it was created with, and the guest pages granted so far.</summary>
+public sealed record GpadlState(uint Id, int ExpectedPages, IReadOnlyList<uint> Pages);

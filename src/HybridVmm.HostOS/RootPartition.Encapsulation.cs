@@ -1,0 +1,162 @@
+using HybridVmm.HostOS.Devices;
+using HybridVmm.HostOS.Encapsulation;
+using HybridVmm.HostOS.Management;
+using HybridVmm.Hypervisor.Partitions;
+
+namespace HybridVmm.HostOS;
+
+/// <summary>Encapsulation: a VM captured as a <see cref="VmSnapshot"/> and brought back from one (docs/scenarios.md).</summary>
+public sealed partial class RootPartition
+{
+    /// <summary>Encapsulation: captures a paused or stopped VM (at an instruction boundary) as a value.</summary>
+    /// <param name="onlyPages">For live migration's final copy: just these pages (zero pages included), instead of every non-zero page.</param>
+    public VmSnapshot CaptureSnapshot(VirtualMachine vm, IReadOnlyCollection<uint>? onlyPages = null)
+    {
+        List<SavedPage> pages = onlyPages is null ? ReadNonZeroPages(vm) : ReadPages(vm, onlyPages);
+
+        var devices = new List<DeviceState>();
+        foreach (IPortIoDevice device in vm.Worker.Devices)
+        {
+            devices.Add(new DeviceState(device.Name, device.SaveState()));
+        }
+
+        VmConfiguration c = vm.Configuration;
+        PartitionStatistics stats = vm.Partition.Statistics;
+        return new VmSnapshot
+        {
+            Name = c.Name, MemoryBytes = c.MemoryBytes, CommandLine = c.CommandLine, Devices = c.Devices.ToArray(),
+            SyntheticDevices = c.SyntheticDevices.ToArray(), DiskImage = c.DiskImage,
+            InstructionLimit = c.InstructionLimit, Cpu = _api.GetVpState(vm.Partition),
+            VirtualTicks = _api.VirtualTicks(vm.Partition), ChannelMessages = stats.ChannelMessages,
+            Intercepts = new SortedDictionary<string, long>(stats.InterceptsByKind.ToDictionary(p => p.Key, p => p.Value), StringComparer.Ordinal),
+            DeviceStates = devices, Enlightened = _api.GetEnlightenedState(vm.Partition),
+            Channels = vm.Channels.Select(channel => channel.SaveState()).ToArray(), Pages = pages,
+        };
+    }
+
+    /// <summary>Every RAM page of the VM that is not all zeros.</summary>
+    public List<SavedPage> ReadNonZeroPages(VirtualMachine vm)
+    {
+        GuestPhysicalAddressSpace space = vm.Partition.AddressSpace!;
+        var pages = new List<uint>();
+        for (uint page = 0; page < space.PageCount; page++)
+        {
+            if (!space.IsZeroPage(page))
+            {
+                pages.Add(page);
+            }
+        }
+
+        return ReadPages(vm, pages);
+    }
+
+    public List<SavedPage> ReadPages(VirtualMachine vm, IEnumerable<uint> pageNumbers)
+    {
+        var pages = new List<SavedPage>();
+        foreach (uint page in pageNumbers)
+        {
+            byte[] bytes = new byte[4096];
+            vm.Partition.AddressSpace!.TryRead(page << 12, bytes);
+            pages.Add(new SavedPage(page, bytes));
+        }
+
+        return pages;
+    }
+
+    /// <summary>Brings a VM back from a snapshot, created and ready to start where it was saved.</summary>
+    /// <remarks>
+    /// The order matters: RAM and registers first, then the kernel's synthetic state (grants, SynIC), then the
+    /// worker and channels, which reopen on the restored grants without a word to the guest. A synthblk reopens
+    /// the disk image the snapshot names; the snapshot does not contain it.
+    /// </remarks>
+    public VirtualMachine? RestoreVm(VmSnapshot snapshot, out VmCreationError? error, string? name = null)
+    {
+        var config = new VmConfiguration
+        {
+            Name = name ?? snapshot.Name, Image = Array.Empty<byte>(), MemoryBytes = snapshot.MemoryBytes,
+            CommandLine = snapshot.CommandLine, Devices = snapshot.Devices, InstructionLimit = snapshot.InstructionLimit,
+            SyntheticDevices = snapshot.SyntheticDevices, DiskImage = snapshot.DiskImage,
+        };
+        if (RestoreConfigurationError(snapshot) is { } invalid)
+        {
+            error = new VmCreationError(VmCreationErrorKind.InvalidConfiguration, invalid);
+            return null;
+        }
+
+        Partition? partition = _api.CreatePartition(config.Name, config.MemoryBytes, config.InstructionLimit);
+        if (partition is null)
+        {
+            error = OutOfMemory(config.MemoryBytes);
+            return null;
+        }
+
+        foreach (SavedPage page in snapshot.Pages)
+        {
+            _api.WriteGuestMemory(partition, page.PageNumber << 12, page.Bytes);
+        }
+
+        _api.SetVpState(partition, snapshot.Cpu);
+        _api.RestoreStatistics(partition, snapshot.VirtualTicks, snapshot.ChannelMessages, snapshot.Intercepts);
+        if (_api.SetEnlightenedState(partition, snapshot.Enlightened) is { } refused)
+        {
+            _api.Delete(partition);
+            error = new VmCreationError(VmCreationErrorKind.InvalidImage, $"snapshot's synthetic state cannot be restored: {refused}");
+            return null;
+        }
+
+        VirtualMachine vm = AddWorker(config, partition);
+        foreach (DeviceState state in snapshot.DeviceStates)
+        {
+            IPortIoDevice? device = vm.Worker.Devices.FirstOrDefault(d => d.Name == state.Name);
+            if (device is null || !device.RestoreState(state.State))
+            {
+                Delete(vm);
+                error = new VmCreationError(VmCreationErrorKind.InvalidImage, $"snapshot holds state for device '{state.Name}' that this VM cannot take");
+                return null;
+            }
+        }
+
+        for (int i = 0; i < vm.Channels.Count; i++)
+        {
+            if (vm.Channels[i].RestoreState(snapshot.Channels[i]) is { } channelRefused)
+            {
+                Delete(vm);
+                error = new VmCreationError(VmCreationErrorKind.InvalidImage, channelRefused);
+                return null;
+            }
+        }
+
+        error = null;
+        return vm;
+    }
+
+    /// <summary>What a snapshot's configuration lacks to be restored here: known synthetic devices, one channel state each, the disk image.</summary>
+    private static string? RestoreConfigurationError(VmSnapshot snapshot)
+    {
+        foreach (string device in snapshot.SyntheticDevices)
+        {
+            if (!VmConfiguration.KnownSyntheticDevices.Contains(device))
+            {
+                return $"snapshot offers unknown synthetic device '{device}'";
+            }
+        }
+
+        if (snapshot.Channels.Count != snapshot.SyntheticDevices.Count)
+        {
+            return $"snapshot has {snapshot.Channels.Count} channel states for {snapshot.SyntheticDevices.Count} synthetic devices";
+        }
+
+        if (snapshot.SyntheticDevices.Contains("synthblk") && (snapshot.DiskImage is not { } disk || !File.Exists(disk)
+            || new FileInfo(disk).Length % VmBus.SynthBlockDevice.SectorSize != 0))
+        {
+            return $"the snapshot's synthblk disk image '{snapshot.DiskImage}' is missing or its size is not a multiple of 512 bytes (a snapshot names the disk, it does not contain it)";
+        }
+
+        if (snapshot.MemoryBytes % 4096 != 0)
+        {
+            return "guest memory must be a multiple of 4 KiB";
+        }
+
+        return null;
+    }
+}

@@ -1,0 +1,103 @@
+using HybridVmm.Hypervisor.Hypercalls;
+using HybridVmm.Hypervisor.Partitions;
+using HybridVmm.Hypervisor.VmBus;
+
+namespace HybridVmm.Hypervisor;
+
+/// <summary>
+/// Save and restore of the kernel's synthetic state (the part of HvSaveRestorePartitionState a guest's
+/// enlightenments need): synthetic MSRs, grants, event connections, the SynIC of each vCPU, HLT, and requests
+/// still queued for the root. Registers and RAM go through <see cref="GetVpState"/> and guest-memory writes.
+/// </summary>
+public sealed partial class RootPartitionApi
+{
+    /// <summary>The partition's synthetic state. Take it while the partition is paused or stopped.</summary>
+    public EnlightenedState GetEnlightenedState(Partition partition)
+    {
+        var vps = new List<VpEnlightenedState>(partition.VirtualProcessors.Count);
+        foreach (VirtualProcessor vp in partition.VirtualProcessors)
+        {
+            bool halted = vp.State == VpState.Halted || (vp.HeldForRoot && vp.ReleaseState == VpState.Halted);
+            vps.Add(new VpEnlightenedState(halted, vp.Synic.SaveState()));
+        }
+
+        return new EnlightenedState(partition.Hv.SaveState(), vps, _kernel.Enlightenments.PendingFor(partition));
+    }
+
+    /// <summary>
+    /// Rebuilds the synthetic state of a partition that was created but not started, after its RAM has been
+    /// written. Checks the saved values against the partition (pages in RAM, resource limits) first. Null on
+    /// success, otherwise a one-line reason, and the caller should delete the partition.
+    /// </summary>
+    public string? SetEnlightenedState(Partition partition, EnlightenedState state)
+    {
+        if (partition.State != PartitionState.Created || partition.AddressSpace is not { } space)
+        {
+            return "synthetic state can only be restored into a partition that has not started";
+        }
+
+        if (state.VirtualProcessors.Count != partition.VirtualProcessors.Count)
+        {
+            return $"saved state has {state.VirtualProcessors.Count} virtual processors, the partition {partition.VirtualProcessors.Count}";
+        }
+
+        HvPartitionSavedState hv = state.Partition;
+        if (hv.Gpadls.Count > GpadlTable.MaxGpadls)
+        {
+            return $"saved state has {hv.Gpadls.Count} GPADLs, more than {GpadlTable.MaxGpadls}";
+        }
+
+        var ids = new HashSet<uint>();
+        foreach (GpadlState gpadl in hv.Gpadls)
+        {
+            if (gpadl.Id == 0 || !ids.Add(gpadl.Id) || gpadl.ExpectedPages is <= 0 or > GpadlTable.MaxPagesPerGpadl
+                || gpadl.Pages.Count > gpadl.ExpectedPages)
+            {
+                return $"saved GPADL {gpadl.Id} is malformed";
+            }
+
+            foreach (uint page in gpadl.Pages)
+            {
+                if (page >= space.PageCount)
+                {
+                    return $"saved GPADL {gpadl.Id} grants page {page}, outside the VM's RAM";
+                }
+            }
+        }
+
+        if (state.PendingRequests.Count > Enlightenments.MaxQueuedPerPartition)
+        {
+            return $"saved state has {state.PendingRequests.Count} requests for the root, more than {Enlightenments.MaxQueuedPerPartition}";
+        }
+
+        foreach (PendingRootRequest request in state.PendingRequests)
+        {
+            if ((uint)request.VpIndex >= (uint)partition.VirtualProcessors.Count || !Enum.IsDefined(request.Kind))
+            {
+                return "a saved request for the root is malformed";
+            }
+        }
+
+        for (int i = 0; i < partition.VirtualProcessors.Count; i++)
+        {
+            if (partition.VirtualProcessors[i].Synic.RestoreState(state.VirtualProcessors[i].Synic) is { } error)
+            {
+                return error;
+            }
+        }
+
+        partition.Hv.RestoreState(hv);
+        for (int i = 0; i < partition.VirtualProcessors.Count; i++)
+        {
+            VirtualProcessor vp = partition.VirtualProcessors[i];
+            VpState afterRestore = state.VirtualProcessors[i].Halted ? VpState.Halted : VpState.Runnable;
+            // Saved mid-pass with requests queued: on the source the root served them before the guest ran again.
+            vp.HeldForRoot = state.PendingRequests.Count > 0;
+            vp.ReleaseState = afterRestore;
+            vp.State = vp.HeldForRoot ? VpState.WaitingForRoot : afterRestore;
+        }
+
+        _kernel.Enlightenments.Requeue(partition, state.PendingRequests);
+        return null;
+    }
+}
