@@ -12,9 +12,10 @@ using static Iced.Intel.AssemblerRegisters;
 namespace HybridVmm.Samples.Lecture;
 
 /// <summary>
-/// Isolation and OS diversity under attack. A C guest ('cpu'), a hand-written assembly guest ('asmhello')
-/// and a victim holding a secret in its RAM run side by side with attackers that try to reach other
-/// partitions' memory, the host's devices and the hypervisor's own state. Each attempt runs as its own
+/// Isolation and OS diversity under attack. A C guest ('cpu'), a hand-written assembly guest ('asmhello'), an
+/// enlightened guest talking VMBus ('enlcon') and a victim holding a secret in its RAM run side by side with
+/// attackers that try to reach other partitions' memory, the host's devices, channels they were not granted
+/// and the hypervisor's root-only services. Each attempt runs as its own
 /// attacker VM, since a refused access stops the attacker. The report states what each tried and what it
 /// got; afterwards the victim's memory and the other guests' output are checked to be untouched.
 /// </summary>
@@ -23,7 +24,8 @@ public static class AttackScenario
     private const uint AttackerMemory = 4u << 20;
     private const uint Secret = 0x5EC12E7;
 
-    private sealed record Attempt(string Goal, string How, Action<Assembler> Code, string IfSurvived = "");
+    /// <summary>One attack. <see cref="Harmless"/> is the value a surviving attacker must report (null: it must be stopped).</summary>
+    private sealed record Attempt(string Goal, string How, Action<Assembler> Code, string IfSurvived = "", uint? Harmless = null);
 
     private static readonly Attempt[] Attempts =
     {
@@ -35,15 +37,41 @@ public static class AttackScenario
             a => { a.mov(__dword_ptr[0xFEE0_0000UL], eax); Report(a); }),
         new("read the host's PCI configuration", "out 0xCF8 = 0x80000000, in 0xCFC",
             a => { a.mov(dx, 0xCF8); a.mov(eax, 0x8000_0000); a.@out(dx, eax); a.mov(dx, 0xCFC); a.@in(eax, dx); Report(a); },
-            "no PCI bus is exposed: the ports are unclaimed, the write was dropped and the read returned all ones"),
+            "no PCI bus is exposed: the ports are unclaimed, the write was dropped and the read returned all ones", 0xFFFF_FFFF),
         new("reset the host through the keyboard controller", "out 0x64 = 0xFE",
             a => { a.mov(al, 0xFE); a.@out(0x64, al); a.mov(eax, 0); Report(a); },
-            "port 0x64 is unclaimed: the reset request was dropped and traced; nothing outside this guest noticed"),
+            "port 0x64 is unclaimed: the reset request was dropped and traced; nothing outside this guest noticed", 0),
         new("turn on paging to remap memory", "mov cr0 with PG set",
             a => { a.mov(eax, cr0); a.or(eax, unchecked((int)0x8000_0000)); a.mov(cr0, eax); Report(a); }),
         new("execute outside its RAM", "jmp to 0x09000000",
             a => { a.mov(eax, 0x0900_0000); a.jmp(eax); }),
+        new("signal a VMBus channel it was not granted", "HvSignalEvent (fast) on connection 0x1000",
+            a => { EnableHypercalls(a); Hypercall(a, control: 0x1_005D, ebx: 0, ecx: 0x1000); Report(a); },
+            "refused with HV_STATUS_INVALID_CONNECTION_ID (0x12): only the root creates event connections, per open channel", 0x12),
+        new("create a partition (a root-only hypercall)", "HvCallCreatePartition (0x0040)",
+            a => { EnableHypercalls(a); Hypercall(a, control: 0x0040, ebx: 0, ecx: 0x0030_1000); Report(a); },
+            "refused with HV_STATUS_ACCESS_DENIED (0x6): a child partition lacks the CreatePartitions privilege", 0x6),
     };
+
+    private const uint HypercallPage = 0x0030_0000;
+
+    /// <summary>TLFS: a non-zero guest OS ID, then the hypercall MSR with the page's GPA and the enable bit.</summary>
+    private static void EnableHypercalls(Assembler a)
+    {
+        a.mov(esp, 0x0020_0000); // a stack for the call into the hypercall page
+        a.mov(ecx, 0x4000_0000); a.mov(eax, 1); a.xor(edx, edx); a.wrmsr();
+        a.mov(ecx, 0x4000_0001); a.mov(eax, HypercallPage | 1); a.xor(edx, edx); a.wrmsr();
+    }
+
+    /// <summary>The 32-bit calling convention: EDX:EAX the control word, EBX:ECX the input (or its GPA); the status comes back in EAX.</summary>
+    private static void Hypercall(Assembler a, uint control, uint ebx, uint ecx)
+    {
+        a.mov(eax, control); a.xor(edx, edx); a.mov(AssemblerRegisters.ebx, ebx); a.mov(AssemblerRegisters.ecx, ecx);
+        a.xor(edi, edi); a.xor(esi, esi);
+        a.mov(AssemblerRegisters.ebp, HypercallPage);
+        a.call(AssemblerRegisters.ebp);
+        a.and(eax, 0xFFFF);
+    }
 
     public static async Task<int> RunAsync(TextWriter output, TextWriter measurements)
     {
@@ -57,6 +85,10 @@ public static class AttackScenario
         })), AttackerMemory);
         VirtualMachine cpu = Create(system, "cpu", EmbeddedGuests.Load("cpu")!, 8u << 20);
         VirtualMachine asm = Create(system, "asmhello", EmbeddedGuests.Load("asmhello")!, 4u << 20);
+        VirtualMachine enlightened = system.Root.CreateVm(new VmConfiguration
+        {
+            Name = "enlcon", Image = EmbeddedGuests.Load("enlcon")!, MemoryBytes = 8u << 20, CommandLine = "synth", SyntheticDevices = new[] { "synthcon" },
+        }, out VmCreationError? enlError) ?? throw new InvalidOperationException(enlError!.Message);
         var attackers = new List<VirtualMachine>();
         for (int i = 0; i < Attempts.Length; i++)
         {
@@ -71,15 +103,20 @@ public static class AttackScenario
         await system.RunUntilIdleAsync();
 
         output.WriteLine($"{"attacker",-9} {"goal",-47} outcome");
+        int unexpected = 0;
         for (int i = 0; i < Attempts.Length; i++)
         {
             PartitionExit exit = await attackers[i].Exited;
+            bool asExpected = Attempts[i].Harmless is { } value
+                ? exit.Reason == StopReason.GuestExit && exit.ExitValue == value
+                : exit.Reason == StopReason.GuestFault;
+            unexpected += asExpected ? 0 : 1;
             string outcome = exit.Reason switch
             {
                 StopReason.GuestFault => "stopped: " + exit.Diagnostic!.Split('\n')[0].Replace("guest fault: ", ""),
                 StopReason.GuestExit => $"harmless (EAX=0x{exit.ExitValue:x8}): {Attempts[i].IfSurvived}",
                 _ => exit.Reason.ToString(),
-            };
+            } + (asExpected ? "" : "  <-- UNEXPECTED");
             output.WriteLine($"{attackers[i].Name,-9} {Attempts[i].Goal,-47} {outcome}");
             output.WriteLine($"{"",-9} {"  how: " + Attempts[i].How}");
         }
@@ -91,9 +128,11 @@ public static class AttackScenario
         bool asmOk = (await asm.Exited).Reason == StopReason.GuestExit && console.Text(asm).Contains("says bye");
         output.WriteLine();
         output.WriteLine($"victim's secret page intact: {(secretIntact ? "yes" : "NO")} (sha256 {Convert.ToHexString(SHA256.HashData(ram))[..16].ToLowerInvariant()}...)");
-        output.WriteLine($"C guest 'cpu' completed with its digests: {(cpuOk ? "yes" : "NO")}; assembly guest 'asmhello' completed: {(asmOk ? "yes" : "NO")}");
+        bool enlOk = (await enlightened.Exited).Reason == StopReason.GuestExit && console.Text(enlightened).Contains("100 lines");
+        output.WriteLine($"C guest 'cpu' completed with its digests: {(cpuOk ? "yes" : "NO")}; assembly guest 'asmhello' completed: {(asmOk ? "yes" : "NO")}; " +
+            $"enlightened guest 'enlcon' completed over its own VMBus channel: {(enlOk ? "yes" : "NO")}");
         output.WriteLine($"unclaimed port accesses traced: {trace.Lines!.Count(l => l.Contains("unclaimed"))}; faults traced: {trace.Lines!.Count(l => l.Contains(" Fault "))}");
-        return secretIntact && cpuOk && asmOk ? 0 : 1;
+        return unexpected == 0 && secretIntact && cpuOk && asmOk && enlOk ? 0 : 1;
     }
 
     /// <summary>An attacker that survives reports what EAX holds through the debug-exit port.</summary>

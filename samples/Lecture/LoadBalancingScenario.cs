@@ -9,14 +9,16 @@ using HybridVmm.Hypervisor.Tracing;
 namespace HybridVmm.Samples.Lecture;
 
 /// <summary>
-/// Load balancing on a small cluster: three hypervisor hosts in one process, two physical cores each. Six
-/// CPU-bound VMs land on one host (a burst the placement could not spread); the balancer sees it overloaded
+/// Load balancing on a small cluster: three hypervisor hosts in one process, two physical cores each. The
+/// placement policy (first fit by free memory, to consolidate) packs six CPU-bound VMs onto one host; the
+/// balancer sees it overloaded
 /// (load = runnable vCPUs / cores) and live-migrates VMs to the least-loaded hosts until no host is over
 /// capacity. Every VM still prints exactly what it prints alone.
 /// </summary>
 public static class LoadBalancingScenario
 {
     private const int CoresPerHost = 2;
+    private const uint VmMemory = 16u << 20;
 
     public static async Task<int> RunAsync(TextWriter output, TextWriter measurements)
     {
@@ -30,16 +32,20 @@ public static class LoadBalancingScenario
 
         try
         {
-            // The burst: six VMs on host A.
+            // Placement: first fit by free host memory, the consolidation policy that keeps idle hosts free
+            // (to power down). It packs all six VMs onto host A, which has the memory but only two cores.
+            output.WriteLine("placement policy: first fit by free host memory (consolidate)");
             for (int i = 1; i <= 6; i++)
             {
-                VirtualMachine vm = hosts[0].System.Root.CreateVm(new VmConfiguration { Name = $"vm{i}", Image = image, MemoryBytes = 16u << 20 }, out _)!;
-                hosts[0].System.Root.PauseAtInstruction(vm, 2_000_000 + i * 100_000);
-                hosts[0].System.Root.Start(vm);
-                hosts[0].Vms.Add(vm);
+                Host host = hosts.First(h => h.System.Root.FreeHostMemoryBytes >= VmMemory);
+                VirtualMachine vm = host.System.Root.CreateVm(new VmConfiguration { Name = $"vm{i}", Image = image, MemoryBytes = VmMemory }, out _)!;
+                host.System.Root.PauseAtInstruction(vm, 2_000_000 + i * 100_000);
+                host.System.Root.Start(vm);
+                host.Vms.Add(vm);
+                output.WriteLine($"  place vm{i} on {host.Name}");
             }
 
-            await hosts[0].System.RunUntilIdleAsync();
+            await Task.WhenAll(hosts.Select(h => h.System.RunUntilIdleAsync()));
             output.WriteLine("before balancing:");
             PrintLoad(output, hosts);
 
