@@ -198,7 +198,7 @@ public sealed partial class RootPartition
             _api.InstallInKernelDevices(partition, message => worker.Handle(message));
         }
 
-        vm.Channels = _vmbus.AddPartition(partition, CreateSyntheticDevices(config, vm, worker));
+        vm.Channels = _vmbus.AddPartition(partition, CreateSyntheticDevices(config, vm));
         lock (_gate)
         {
             _vms.Add(partition.Id, vm);
@@ -211,7 +211,7 @@ public sealed partial class RootPartition
         return vm;
     }
 
-    private IEnumerable<VmBus.IVmBusDevice> CreateSyntheticDevices(VmConfiguration config, VirtualMachine vm, VmWorker worker)
+    private IEnumerable<VmBus.IVmBusDevice> CreateSyntheticDevices(VmConfiguration config, VirtualMachine vm)
     {
         var devices = new List<VmBus.IVmBusDevice>();
         foreach (string name in config.SyntheticDevices)
@@ -238,7 +238,6 @@ public sealed partial class RootPartition
             }
         }
 
-        _ = worker;
         return devices;
     }
 
