@@ -35,20 +35,7 @@ public sealed partial class RootPartition
     }
 
     /// <summary>Every RAM page of the VM that is not all zeros.</summary>
-    public List<SavedPage> ReadNonZeroPages(VirtualMachine vm)
-    {
-        GuestPhysicalAddressSpace space = vm.Partition.AddressSpace!;
-        var pages = new List<uint>();
-        for (uint page = 0; page < space.PageCount; page++)
-        {
-            if (!space.IsZeroPage(page))
-            {
-                pages.Add(page);
-            }
-        }
-
-        return ReadPages(vm, pages);
-    }
+    public List<SavedPage> ReadNonZeroPages(VirtualMachine vm) => ReadPages(vm, _api.NonZeroPages(vm.Partition));
 
     public List<SavedPage> ReadPages(VirtualMachine vm, IEnumerable<uint> pageNumbers)
     {
@@ -56,7 +43,11 @@ public sealed partial class RootPartition
         foreach (uint page in pageNumbers)
         {
             byte[] bytes = new byte[4096];
-            vm.Partition.AddressSpace!.TryRead(page << 12, bytes);
+            if (!_api.ReadSavedStateMemory(vm.Partition, page << 12, bytes))
+            {
+                throw new InvalidOperationException($"'{vm.Name}' must be paused or stopped to read its saved state");
+            }
+
             pages.Add(new SavedPage(page, bytes));
         }
 

@@ -55,6 +55,34 @@ public sealed partial class RootPartitionApi
             ? partition.AddressSpace is { } space && space.TryRead(gpa, destination)
             : ReadGrantedMemory(partition, gpa, destination);
 
+    /// <summary>
+    /// Saved-state access, for save, checkpoints, live migration and cloning: reads any RAM of a partition that
+    /// is not running (paused or stopped), as Hyper-V's saved-state path does. A running partition's memory is
+    /// reachable only through its grants.
+    /// </summary>
+    public bool ReadSavedStateMemory(Partition partition, uint gpa, Span<byte> destination) =>
+        partition.State != PartitionState.Running && partition.AddressSpace is { } space && space.TryRead(gpa, destination);
+
+    /// <summary>The non-zero RAM pages of a partition that is not running (saved-state access).</summary>
+    public List<uint> NonZeroPages(Partition partition)
+    {
+        var pages = new List<uint>();
+        if (partition.State == PartitionState.Running || partition.AddressSpace is not { } space)
+        {
+            return pages;
+        }
+
+        for (uint page = 0; page < space.PageCount; page++)
+        {
+            if (!space.IsZeroPage(page))
+            {
+                pages.Add(page);
+            }
+        }
+
+        return pages;
+    }
+
     /// <summary>Sets the boot processor's entry state: flat protected mode at <paramref name="eip"/> plus register values.</summary>
     public void SetBootState(Partition partition, uint eip, uint eax, uint ebx)
     {
