@@ -90,6 +90,11 @@ public sealed partial class X86Core
         ResetInterruptState();
     }
 
+    /// <summary>Software interrupts enter their handler with TF cleared and are not single-stepped (SDM Vol. 3A 17.3.1.4).</summary>
+    private static bool IsSingleStepTrap(Mnemonic mnemonic, uint flagsBefore) =>
+        mnemonic is not (Mnemonic.Int or Mnemonic.Int3 or Mnemonic.Int1)
+        && !(mnemonic == Mnemonic.Into && (flagsBefore & (uint)EFlags.OF) != 0);
+
     /// <summary>Runs until an exit or until <paramref name="maxInstructions"/> have retired.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public CpuExit Run(long maxInstructions)
@@ -135,6 +140,18 @@ public sealed partial class X86Core
             {
                 InstructionsRetired++;
                 retired++;
+                if ((_savedFlags & (uint)EFlags.TF) != 0 && IsSingleStepTrap(ins.Mnemonic, _savedFlags))
+                {
+                    // SDM Vol. 3A 17.3.1.4: TF set when the instruction began raises a #DB trap after it,
+                    // with EIP on the next instruction. The handler entry clears TF.
+                    if (!DeliverException(ExceptionVector.Debug, 0))
+                    {
+                        return _exit;
+                    }
+
+                    page = null;
+                }
+
                 continue;
             }
 

@@ -32,7 +32,8 @@ internal sealed class SequenceFuzzer : IDisposable
     }
 
     /// <summary>
-    /// Forms fit for sequences: no control transfer, no POPF (TF single-step traps are not emulated), and none of
+    /// Forms fit for sequences: no control transfer, no POPF (the core single-steps a REP string instruction as a whole,
+    /// real CPUs and Unicorn per iteration), and none of
     /// the forms where Unicorn is known wrong (UnicornFuzzer.KnownUnicornDeviation).
     /// </summary>
     public static InstructionForm[] Forms(InstructionForm[] all) => all.Where(f =>
