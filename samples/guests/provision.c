@@ -10,13 +10,6 @@
 
 static uint32_t table[ENTRIES];
 
-static inline uint32_t inl(uint16_t port)
-{
-    uint32_t v;
-    __asm__ volatile("inl %1, %0" : "=a"(v) : "Nd"(port));
-    return v;
-}
-
 uint32_t kmain(uint32_t magic, struct multiboot_info *mbi)
 {
     (void)magic;
