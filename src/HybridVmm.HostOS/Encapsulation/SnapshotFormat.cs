@@ -90,17 +90,8 @@ public static partial class SnapshotFormat
         w.Write(s.Name);
         w.Write(s.MemoryBytes);
         w.Write(s.CommandLine);
-        w.Write(s.Devices.Count);
-        foreach (string d in s.Devices)
-        {
-            w.Write(d);
-        }
-
-        w.Write(s.SyntheticDevices.Count);
-        foreach (string d in s.SyntheticDevices)
-        {
-            w.Write(d);
-        }
+        WriteNames(w, s.Devices);
+        WriteNames(w, s.SyntheticDevices);
 
         w.Write(s.DiskImage is not null);
         w.Write(s.DiskImage ?? "");
@@ -142,17 +133,8 @@ public static partial class SnapshotFormat
         string name = r.ReadString();
         uint memory = r.ReadUInt32();
         string cmdline = r.ReadString();
-        var devices = new string[Count(r, 64)];
-        for (int i = 0; i < devices.Length; i++)
-        {
-            devices[i] = r.ReadString();
-        }
-
-        var synthetic = new string[Count(r, 64)];
-        for (int i = 0; i < synthetic.Length; i++)
-        {
-            synthetic[i] = r.ReadString();
-        }
+        string[] devices = ReadNames(r);
+        string[] synthetic = ReadNames(r);
 
         bool hasDisk = r.ReadBoolean();
         string disk = r.ReadString();
@@ -207,6 +189,27 @@ public static partial class SnapshotFormat
             VirtualTicks = ticks, ChannelMessages = messages, Intercepts = intercepts, DeviceStates = states,
             Enlightened = enlightened, Channels = channels, Pages = pages,
         };
+    }
+
+    /// <summary>A device list: a count, then each name.</summary>
+    private static void WriteNames(BinaryWriter w, IReadOnlyList<string> names)
+    {
+        w.Write(names.Count);
+        foreach (string name in names)
+        {
+            w.Write(name);
+        }
+    }
+
+    private static string[] ReadNames(BinaryReader r)
+    {
+        var names = new string[Count(r, 64)];
+        for (int i = 0; i < names.Length; i++)
+        {
+            names[i] = r.ReadString();
+        }
+
+        return names;
     }
 
     private static int Count(BinaryReader r, int max)
