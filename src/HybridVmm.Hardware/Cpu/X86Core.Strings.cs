@@ -5,7 +5,7 @@ namespace HybridVmm.Hardware.Cpu;
 
 /// <summary>
 /// String instructions (SDM Vol. 2B, MOVS/STOS/LODS/CMPS/SCAS and REP/REPE/REPNE). A REP instruction
-/// runs all its iterations in one step and retires once. If an iteration is refused by the second-level
+/// runs all its iterations in one step and retires once (one step per iteration while single-stepping). If an iteration is refused by the second-level
 /// table, the completed iterations stay visible (ESI/EDI/ECX updated) and EIP stays on the instruction,
 /// exactly as a restartable fault leaves them, so the instruction resumes where it stopped.
 /// </summary>
@@ -29,6 +29,9 @@ public sealed partial class X86Core
 
         _keepProgress = true;
         bool repeWhileEqual = ins.HasRepePrefix;
+        // SDM Vol. 3A 17.3.1.4: under single-stepping a REP instruction runs one iteration per step, EIP staying
+        // on it while iterations remain, so the #DB trap comes after every iteration.
+        bool singleStep = (_savedFlags & (uint)EFlags.TF) != 0;
         while (_gpr[1] != 0)
         {
             if (!StringIteration(op, size, delta))
@@ -38,6 +41,12 @@ public sealed partial class X86Core
             _gpr[1]--;
             if (op is Operation.Cmps or Operation.Scas && ((_flags & ZF) != 0) != repeWhileEqual)
             {
+                break;
+            }
+
+            if (singleStep && _gpr[1] != 0)
+            {
+                _eip = _savedEip;
                 break;
             }
         }

@@ -32,12 +32,11 @@ internal sealed class SequenceFuzzer : IDisposable
     }
 
     /// <summary>
-    /// Forms fit for sequences: no control transfer, no POPF (the core single-steps a REP string instruction as a whole,
-    /// real CPUs and Unicorn per iteration), and none of
+    /// Forms fit for sequences: no control transfer (POPF is in: a TF it sets single-steps what follows), and none of
     /// the forms where Unicorn is known wrong (UnicornFuzzer.KnownUnicornDeviation).
     /// </summary>
     public static InstructionForm[] Forms(InstructionForm[] all) => all.Where(f =>
-        !IsControlTransfer(f.Mnemonic) && f.Mnemonic is not (Mnemonic.Popf or Mnemonic.Popfd or Mnemonic.Neg)
+        !IsControlTransfer(f.Mnemonic) && f.Mnemonic is not Mnemonic.Neg
         && f.Code is not (Code.Test_rm8_imm8_F6r1 or Code.Test_rm16_imm16_F7r1 or Code.Test_rm32_imm32_F7r1 or Code.Bswap_r16)).ToArray();
 
     private static bool IsControlTransfer(Mnemonic m) => m is Mnemonic.Jmp or Mnemonic.Call or Mnemonic.Ret or Mnemonic.Loop

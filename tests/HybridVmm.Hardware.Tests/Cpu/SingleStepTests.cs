@@ -50,6 +50,44 @@ public class SingleStepTests
     }
 
     [Test]
+    public void ARepStringInstructionIsSteppedOneIterationAtATimeWithEipOnItWhileIterationsRemain()
+    {
+        var m = new TestMachine();
+        m.WriteBytes(IdtDescriptor, BitConverter.GetBytes((ushort)(256 * 8 - 1)));
+        m.Write32(IdtDescriptor + 2, Idt);
+        m.Write32(Idt + 8, (Handler & 0xffff) | (0x08u << 16));
+        m.Write32(Idt + 12, (Handler & 0xffff0000) | 0x8E00);
+        const uint Log = 0x40000;
+        m.Load(a =>
+        {
+            a.mov(edx, __dword_ptr[esp]);                  // the pushed EIP
+            a.mov(__dword_ptr[esi * 4 + (int)Log], edx);
+            a.inc(esi);
+            a.iretd();
+        }, Handler);
+        byte[] code = m.Load(a =>
+        {
+            a.lidt(__[IdtDescriptor]);
+            a.xor(esi, esi);
+            a.mov(edi, TestMachine.DataBase); a.mov(ecx, 3); a.mov(al, 0x5A); a.cld();
+            a.pushfd(); a.or(__dword_ptr[esp], 0x100); a.popfd();
+            a.rep.stosb();                                 // three iterations, three traps
+            a.hlt();
+        });
+        m.RunToHalt();
+        uint rep = TestMachine.CodeBase + (uint)code.Length - 3;   // F3 AA, then HLT
+        Assert.Multiple(() =>
+        {
+            Assert.That(m.Cpu[Gpr.Esi], Is.EqualTo(3u));
+            Assert.That(m.Read32(Log), Is.EqualTo(rep), "after the first iteration EIP is still on REP STOSB");
+            Assert.That(m.Read32(Log + 4), Is.EqualTo(rep));
+            Assert.That(m.Read32(Log + 8), Is.EqualTo(rep + 2), "after the last one it is on the next instruction");
+            Assert.That(m.Cpu[Gpr.Ecx], Is.Zero);
+            Assert.That(m.Read32(TestMachine.DataBase) & 0xFFFFFF, Is.EqualTo(0x5A5A5Au));
+        });
+    }
+
+    [Test]
     public void WithoutAnIdtTheSingleStepTrapStopsTheGuestAfterTheSteppedInstruction()
     {
         var m = new TestMachine();
