@@ -176,18 +176,7 @@ public class PerformanceTests
     {
         for (int round = 0; round < Rounds; round++)
         {
-            TestMachine m = PrepareCrc();
-            var sw = Stopwatch.StartNew();
-            CpuExit exit;
-            do
-            {
-                exit = m.Cpu.Run(10_000_000);
-            }
-            while (exit.Reason == CpuExitReason.BudgetExhausted);
-            sw.Stop();
-            Assert.That(exit.Reason, Is.EqualTo(CpuExitReason.Halt));
-            double mips = m.Cpu.InstructionsRetired / sw.Elapsed.TotalSeconds / 1e6;
-            TestContext.Out.WriteLine($"round {round}: {m.Cpu.InstructionsRetired:N0} instructions in {sw.Elapsed.TotalMilliseconds:F0} ms = {mips:F1} MIPS");
+            Measure(PrepareCrc(), $"crc32 round {round}");
         }
     }
 }
