@@ -348,5 +348,12 @@ public sealed partial class RootPartition
         catch (OperationCanceledException)
         {
         }
+
+        // Each run starts its own worker tasks; finished ones are dropped, or repeated runs (checkpoints,
+        // pre-copy rounds) would pile them up.
+        lock (_gate)
+        {
+            _workerTasks.RemoveAll(task => task.IsCompleted);
+        }
     }
 }
