@@ -34,11 +34,6 @@ internal static class Outcome
     public static int CreationFailed(VmCreationError error, TextWriter stderr)
     {
         stderr.WriteLine($"hybridvmm: error: {error.Message}");
-        return error.Kind switch
-        {
-            VmCreationErrorKind.InvalidImage => ExitStatus.InvalidImage,
-            VmCreationErrorKind.OutOfHostMemory => ExitStatus.Configuration,
-            _ => ExitStatus.Configuration,
-        };
+        return error.Kind == VmCreationErrorKind.InvalidImage ? ExitStatus.InvalidImage : ExitStatus.Configuration;
     }
 }
