@@ -130,7 +130,7 @@ public static class EnlightenedIoScenario
         await system.RunUntilIdleAsync();
         PartitionExit exit = await vm.Exited;
         system.Root.Delete(vm);
-        PartitionStatistics stats = vm.Partition.Statistics;
+        PartitionStatistics stats = vm.Statistics;
         return new GuestRun(guest, console.Text, exit, new Dictionary<string, long>(stats.InterceptsByKind), stats.TotalIntercepts,
             stats.ChannelMessages, stats.InstructionsRetired, stats.VirtualTicks(system.Kernel.Clock.Ticks), trace.Lines!);
     }
@@ -158,7 +158,7 @@ public static class EnlightenedIoScenario
         foreach (VirtualMachine vm in vms)
         {
             PartitionExit exit = await vm.Exited;
-            PartitionStatistics stats = vm.Partition.Statistics;
+            PartitionStatistics stats = vm.Statistics;
             runs.Add(new GuestRun(vm.Name, console.TextOf(vm), exit, new Dictionary<string, long>(stats.InterceptsByKind), stats.TotalIntercepts,
                 stats.ChannelMessages, stats.InstructionsRetired, stats.VirtualTicks(system.Kernel.Clock.Ticks), Array.Empty<string>()));
         }

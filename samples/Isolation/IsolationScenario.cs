@@ -85,7 +85,7 @@ public static class IsolationScenario
         foreach (VirtualMachine vm in vms)
         {
             exits[vm.Name] = await vm.Exited;
-            vm.Partition.AddressSpace!.TryRead(0, ram);
+            system.Root.ReadMemoryOfStoppedVm(vm, 0, ram);
             hashes[vm.Name] = Convert.ToHexString(SHA256.HashData(ram)).ToLowerInvariant();
         }
 

@@ -122,7 +122,7 @@ public static class AttackScenario
         }
 
         byte[] ram = new byte[0x1000];
-        victim.Partition.AddressSpace!.TryRead(0x0020_0000, ram);
+        system.Root.ReadMemoryOfStoppedVm(victim, 0x0020_0000, ram);
         bool secretIntact = Enumerable.Range(0, 1024).All(k => BitConverter.ToUInt32(ram, k * 4) == Secret);
         bool cpuOk = (await cpu.Exited).Reason == StopReason.GuestExit && console.Text(cpu).Contains("cpu: done");
         bool asmOk = (await asm.Exited).Reason == StopReason.GuestExit && console.Text(asm).Contains("says bye");

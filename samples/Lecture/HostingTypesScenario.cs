@@ -1,6 +1,6 @@
 using HybridVmm.Guests;
 using HybridVmm.HostOS.Management;
-using HybridVmm.Hypervisor.Scheduling;
+using HybridVmm.Hypervisor.Intercepts;
 
 namespace HybridVmm.Samples.Lecture;
 

@@ -15,13 +15,13 @@ public sealed partial class RootPartition
         List<SavedPage> pages = onlyPages is null ? ReadNonZeroPages(vm) : ReadPages(vm, onlyPages);
 
         var devices = new List<DeviceState>();
-        foreach (IPortIoDevice device in vm.Worker.Devices)
+        foreach (IChipsetDevice device in vm.Worker.Devices)
         {
-            devices.Add(new DeviceState(device.Name, device.SaveState()));
+            devices.Add(new DeviceState(device.Name, StateOf(device)?.SaveState() ?? Array.Empty<byte>()));
         }
 
         VmConfiguration c = vm.Configuration;
-        PartitionStatistics stats = vm.Partition.Statistics;
+        PartitionStatistics stats = vm.Statistics;
         return new VmSnapshot
         {
             Name = c.Name, MemoryBytes = c.MemoryBytes, CommandLine = c.CommandLine, Devices = c.Devices.ToArray(),
@@ -74,8 +74,7 @@ public sealed partial class RootPartition
             return null;
         }
 
-        Partition? partition = _api.CreatePartition(config.Name, config.MemoryBytes, config.InstructionLimit);
-        if (partition is null)
+        if (_api.CreatePartition(config.Name, config.MemoryBytes, config.InstructionLimit) is not { } partition)
         {
             error = OutOfMemory(config.MemoryBytes);
             return null;
@@ -98,8 +97,8 @@ public sealed partial class RootPartition
         VirtualMachine vm = AddWorker(config, partition);
         foreach (DeviceState state in snapshot.DeviceStates)
         {
-            IPortIoDevice? device = vm.Worker.Devices.FirstOrDefault(d => d.Name == state.Name);
-            if (device is null || !device.RestoreState(state.State))
+            IChipsetDevice? device = vm.Worker.Devices.FirstOrDefault(d => d.Name == state.Name);
+            if (device is null || !(StateOf(device)?.RestoreState(state.State) ?? state.State.Length == 0))
             {
                 Delete(vm);
                 error = new VmCreationError(VmCreationErrorKind.InvalidImage, $"snapshot holds state for device '{state.Name}' that this VM cannot take");

@@ -44,6 +44,13 @@ public sealed partial class RootPartition
         }
     }
 
+    /// <summary>Raised on the scheduler thread when a VM reaches the instruction given to <see cref="PauseAtInstruction"/> and pauses.</summary>
+    public event Action<PartitionHandle>? BreakpointReached
+    {
+        add => _api.BreakpointReached += value;
+        remove => _api.BreakpointReached -= value;
+    }
+
     /// <summary>Host physical memory not yet given to any partition.</summary>
     public long FreeHostMemoryBytes => _api.FreeMemoryBytes;
 
@@ -110,8 +117,7 @@ public sealed partial class RootPartition
             return null;
         }
 
-        Partition? partition = _api.CreatePartition(config.Name, config.MemoryBytes, config.InstructionLimit);
-        if (partition is null)
+        if (_api.CreatePartition(config.Name, config.MemoryBytes, config.InstructionLimit) is not { } partition)
         {
             error = OutOfMemory(config.MemoryBytes);
             return null;
@@ -137,11 +143,14 @@ public sealed partial class RootPartition
     /// <param name="diskOverlay">For a template with a synthetic disk: the clone's own copy-on-write overlay file.</param>
     public VirtualMachine CloneVm(VirtualMachine template, string name, uint identity, string? diskOverlay = null)
     {
-        Partition partition = _api.ClonePartition(template.Partition, name);
+        PartitionHandle partition = _api.ClonePartition(template.Partition, name);
         VirtualMachine clone = AddWorker(template.Configuration with { Name = name, DiskOverlay = diskOverlay ?? template.Configuration.DiskOverlay }, partition);
-        foreach (IPortIoDevice device in template.Worker.Devices)
+        foreach (IChipsetDevice device in template.Worker.Devices)
         {
-            clone.Worker.Devices.First(d => d.Name == device.Name).RestoreState(device.SaveState());
+            if (StateOf(device) is { } state)
+            {
+                StateOf(clone.Worker.Devices.First(d => d.Name == device.Name))!.RestoreState(state.SaveState());
+            }
         }
 
         if (clone.Worker.Devices.OfType<ProvisioningDevice>().FirstOrDefault() is { } provisioning)
@@ -152,13 +161,38 @@ public sealed partial class RootPartition
         return clone;
     }
 
+    /// <summary>
+    /// Reads RAM of a VM that is not running (paused or stopped), through the kernel's saved-state access, as
+    /// Hyper-V's root inspects a saved VM. False while it runs: a running guest's memory is its own.
+    /// </summary>
+    public bool ReadMemoryOfStoppedVm(VirtualMachine vm, uint gpa, Span<byte> destination) =>
+        _api.ReadSavedStateMemory(vm.Partition, gpa, destination);
+
+    /// <summary>A vCPU's registers (saved-state access; meaningful while the VM does not run).</summary>
+    public Hardware.Cpu.CpuState Registers(VirtualMachine vm, int vpIndex = 0) => _api.GetVpState(vm.Partition, vpIndex);
+
+    public VpState VirtualProcessorState(VirtualMachine vm, int vpIndex = 0) => _api.VirtualProcessorState(vm.Partition, vpIndex);
+
+    /// <summary>Messages queued in a vCPU's SynIC for <paramref name="sint"/> behind a full message slot.</summary>
+    public int QueuedSynicMessages(VirtualMachine vm, int sint, int vpIndex = 0) => _api.QueuedSynicMessages(vm.Partition, vpIndex, sint);
+
+    /// <summary>Asserts a fixed interrupt vector on one of the VM's vCPUs, as a device's interrupt line does.</summary>
+    public void AssertInterrupt(VirtualMachine vm, byte vector, int vpIndex = 0) => _api.AssertInterrupt(vm.Partition, vpIndex, vector);
+
+    /// <summary>How much of the VM's RAM it shares copy-on-write with its template, and how many pages it has copied.</summary>
+    public MemorySharing MemorySharing(VirtualMachine vm) => _api.MemorySharing(vm.Partition);
+
+    /// <summary>A device's saved state; a fault-injection wrapper saves the device it wraps.</summary>
+    private static IDeviceStateBytes? StateOf(IChipsetDevice device) =>
+        (device is FlakyDevice flaky ? flaky.Inner : device) as IDeviceStateBytes;
+
     /// <summary>Pauses the VM once it has retired <paramref name="instructions"/> instructions in total.</summary>
     public void PauseAtInstruction(VirtualMachine vm, long instructions) => _api.PauseAtInstruction(vm.Partition, instructions);
 
     private VmCreationError OutOfMemory(uint bytes) => new(VmCreationErrorKind.OutOfHostMemory,
         $"not enough host memory for {bytes / (1024 * 1024)} MiB ({_api.FreeMemoryBytes / (1024 * 1024)} MiB free)");
 
-    private VirtualMachine AddWorker(VmConfiguration config, Partition partition)
+    private VirtualMachine AddWorker(VmConfiguration config, PartitionHandle partition)
     {
         if (config.Privileges is { } privileges)
         {
@@ -168,7 +202,7 @@ public sealed partial class RootPartition
         var worker = new VmWorker(_api, partition);
         VirtualMachine? vm = null;
         var com1 = new Uart16550(Uart16550.Com1Base, b => _console.Write(vm!, worker.Now, b));
-        var devices = new List<IPortIoDevice>();
+        var devices = new List<IChipsetDevice>();
         if (config.Devices.Contains("com1"))
         {
             devices.Add(com1);
@@ -176,23 +210,23 @@ public sealed partial class RootPartition
 
         if (config.Devices.Contains("debug-exit"))
         {
-            devices.Add(new DebugExitDevice());
+            devices.Add(new DebugExitDevice(worker.Services.Control));
         }
 
         if (config.Devices.Contains("provisioning"))
         {
-            devices.Add(new ProvisioningDevice());
+            devices.Add(new ProvisioningDevice(worker.Services.Control));
         }
 
-        foreach (IPortIoDevice device in devices)
+        foreach (IChipsetDevice device in devices)
         {
             worker.Attach(config.InjectDeviceFailure is { } failure && failure.Device == device.Name
                 ? new FlakyDevice(device, failure.OnAccess)
                 : device);
         }
 
-        vm = new VirtualMachine(config, partition, worker, com1);
-        if (_api.Hosting == Hypervisor.Scheduling.DeviceHosting.Type1)
+        vm = new VirtualMachine(config, partition, worker, com1, _api);
+        if (_api.Hosting == Hypervisor.Intercepts.DeviceHosting.Type1)
         {
             // Type 1: the same device models, run by the kernel itself instead of a root worker.
             _api.InstallInKernelDevices(partition, message => worker.Handle(message));

@@ -53,6 +53,9 @@ public sealed class HypervisorKernel
         ReplyPort = new MessagePort<InterceptReply>("kernel.replies", 1 << 16);
         VmBusPort = new MessagePort<VmBus.VmBusRequest>("root.vmbus", options.InterceptPortCapacity);
         VmBusDonePort = new MessagePort<VmBus.VmBusRequest>("kernel.vmbus-done", 1 << 16);
+        Completion = new InterceptCompletion(this);
+        RootChannel = new RootChannel(InterceptPort, ReplyPort, trace, Completion);
+        Dispatcher = new ExitDispatcher(this, RootChannel, Completion);
         Scheduler = new Scheduler(this);
         Enlightenments = new Hypercalls.Enlightenments(this);
         var root = new Partition(0, "root", addressSpace: null, instructionLimit: 0) { State = PartitionState.Running };
@@ -65,6 +68,15 @@ public sealed class HypervisorKernel
     public TraceRecorder Trace { get; }
 
     public Scheduler Scheduler { get; }
+
+    /// <summary>What each VM exit means and who serves it.</summary>
+    internal ExitDispatcher Dispatcher { get; }
+
+    /// <summary>Intercepts on their way to the root, and the replies the barrier collects.</summary>
+    internal RootChannel RootChannel { get; }
+
+    /// <summary>Applies the root's replies to suspended vCPUs.</summary>
+    internal InterceptCompletion Completion { get; }
 
     /// <summary>Synthetic MSRs, hypercalls, SynIC and VMBus plumbing (TLFS), served without the root.</summary>
     internal Hypercalls.Enlightenments Enlightenments { get; }
@@ -87,8 +99,21 @@ public sealed class HypervisorKernel
     /// <summary>Root to kernel: the VMBus server finished a request.</summary>
     internal MessagePort<VmBus.VmBusRequest> VmBusDonePort { get; }
 
+    /// <summary>Interrupts the root asserted, waiting for the scheduler thread to deliver them.</summary>
+    internal Interrupts.InterruptQueue Interrupts { get; } = new();
+
+    /// <summary>Delivers the interrupts the root asserted into their vCPUs; call on the scheduler thread only.</summary>
+    internal void DeliverPostedInterrupts() => Interrupts.Drain((partitionId, vpIndex, vector) =>
+    {
+        if (Find(partitionId) is { State: not PartitionState.Stopped } partition && vpIndex < partition.VirtualProcessors.Count)
+        {
+            partition.VirtualProcessors[vpIndex].Core.RequestInterrupt(vector);
+            Trace.Record(Now(partition.VirtualProcessors[vpIndex]), partitionId, vpIndex, TraceKind.Message, $"root asserted interrupt vector=0x{vector:x2}");
+        }
+    });
+
     /// <summary>A snapshot of the partitions, root first.</summary>
-    public IReadOnlyList<Partition> Partitions
+    internal IReadOnlyList<Partition> Partitions
     {
         get
         {
@@ -194,7 +219,7 @@ public sealed class HypervisorKernel
     }
 
     /// <summary>Raised on the scheduler thread when a partition reaches its <see cref="Partition.BreakAtInstruction"/> and pauses.</summary>
-    public event Action<Partition>? BreakpointReached;
+    internal event Action<PartitionHandle>? BreakpointReached;
 
     internal void ReachBreakpoint(Partition partition)
     {
@@ -202,7 +227,7 @@ public sealed class HypervisorKernel
         partition.BreakAtInstruction = 0;
         partition.State = PartitionState.Paused;
         Trace.Record(Now(partition), partition.Id, -1, TraceKind.Lifecycle, $"paused at instruction {at}");
-        BreakpointReached?.Invoke(partition);
+        BreakpointReached?.Invoke(partition.Handle);
     }
 
     internal void Remove(Partition partition)
@@ -212,6 +237,15 @@ public sealed class HypervisorKernel
             _partitions.Remove(partition);
             partition.AddressSpace?.Release();
         }
+    }
+
+    /// <summary>Stops a partition on a guest fault, with the diagnostic the CLI prints: the cause and the vCPU's state.</summary>
+    internal void Fault(Partition partition, VirtualProcessor vp, string what)
+    {
+        partition.Statistics.CountIntercept("fault");
+        string diagnostic = $"guest fault: {what}\n{vp.Core.DescribeState()}";
+        Trace.Record(Now(vp), partition.Id, vp.Index, TraceKind.Fault, what);
+        StopPartition(partition, new PartitionExit(StopReason.GuestFault, 0, diagnostic));
     }
 
     internal void StopPartition(Partition partition, PartitionExit exit)
@@ -229,6 +263,8 @@ public sealed class HypervisorKernel
             StopReason.Halted => "stopped halted",
             StopReason.WorkerFailure => "stopped worker-failure",
             StopReason.InstructionLimit => $"stopped instruction-limit {partition.InstructionLimit}",
+            StopReason.PoweredOff => "stopped power-off",
+            StopReason.Reset => "stopped reset (rebooting a guest is not supported yet)",
             _ => "stopped by-root",
         });
         partition.Statistics.StopTicks = time;

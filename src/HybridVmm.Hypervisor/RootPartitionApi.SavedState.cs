@@ -12,8 +12,9 @@ namespace HybridVmm.Hypervisor;
 public sealed partial class RootPartitionApi
 {
     /// <summary>The partition's synthetic state. Take it while the partition is paused or stopped.</summary>
-    public EnlightenedState GetEnlightenedState(Partition partition)
+    public EnlightenedState GetEnlightenedState(PartitionHandle partitionHandle)
     {
+        Partition partition = Get(partitionHandle);
         var vps = new List<VpEnlightenedState>(partition.VirtualProcessors.Count);
         foreach (VirtualProcessor vp in partition.VirtualProcessors)
         {
@@ -29,8 +30,9 @@ public sealed partial class RootPartitionApi
     /// written. Checks the saved values against the partition (pages in RAM, resource limits) first. Null on
     /// success, otherwise a one-line reason, and the caller should delete the partition.
     /// </summary>
-    public string? SetEnlightenedState(Partition partition, EnlightenedState state)
+    public string? SetEnlightenedState(PartitionHandle partitionHandle, EnlightenedState state)
     {
+        Partition partition = Get(partitionHandle);
         if (partition.State != PartitionState.Created || partition.AddressSpace is not { } space)
         {
             return "synthetic state can only be restored into a partition that has not started";

@@ -28,8 +28,9 @@ public sealed partial class RootPartitionApi
     /// root's HvPostMessage. Like every call here that touches a guest, it is meant for the VMBus server while it
     /// serves a <see cref="VmBusRequest"/>: the kernel then guarantees that no vCPU runs.
     /// </summary>
-    public HvStatus PostMessageToGuest(Partition partition, int sint, uint messageType, ReadOnlySpan<byte> payload)
+    public HvStatus PostMessageToGuest(PartitionHandle partitionHandle, int sint, uint messageType, ReadOnlySpan<byte> payload)
     {
+        Partition partition = Get(partitionHandle);
         if (partition.IsRoot || partition.VirtualProcessors.Count == 0) return HvStatus.InvalidParameter;
         HvStatus status = partition.VirtualProcessors[0].Synic.PostMessage(sint, messageType, payload, sender: 0);
         partition.Statistics.ChannelMessages++;
@@ -38,8 +39,9 @@ public sealed partial class RootPartitionApi
     }
 
     /// <summary>Sets an event flag in the guest's SIEF page and asserts the SINT (the root's HvSignalEvent toward a guest).</summary>
-    public HvStatus SignalGuestEvent(Partition partition, int sint, int flag)
+    public HvStatus SignalGuestEvent(PartitionHandle partitionHandle, int sint, int flag)
     {
+        Partition partition = Get(partitionHandle);
         if (partition.IsRoot || partition.VirtualProcessors.Count == 0) return HvStatus.InvalidParameter;
         HvStatus status = partition.VirtualProcessors[0].Synic.SignalEvent(sint, flag);
         partition.Statistics.ChannelMessages++;
@@ -48,24 +50,24 @@ public sealed partial class RootPartitionApi
     }
 
     /// <summary>Sets what the partition may do through synthetic MSRs and hypercalls (TLFS partition privileges).</summary>
-    public void SetPrivileges(Partition partition, HvPartitionPrivileges privileges) => partition.Hv.Privileges = privileges;
+    public void SetPrivileges(PartitionHandle partitionHandle, HvPartitionPrivileges privileges) => Get(partitionHandle).Hv.Privileges = privileges;
 
     /// <summary>Lets the guest signal the root on <paramref name="connectionId"/> with HvSignalEvent.</summary>
-    public void CreateEventConnection(Partition partition, uint connectionId) => partition.Hv.AddEventConnection(connectionId);
+    public void CreateEventConnection(PartitionHandle partitionHandle, uint connectionId) => Get(partitionHandle).Hv.AddEventConnection(connectionId);
 
-    public void DeleteEventConnection(Partition partition, uint connectionId) => partition.Hv.RemoveEventConnection(connectionId);
+    public void DeleteEventConnection(PartitionHandle partitionHandle, uint connectionId) => Get(partitionHandle).Hv.RemoveEventConnection(connectionId);
 
     /// <summary>The size of a complete GPADL the guest created, or -1.</summary>
-    public long GpadlSize(Partition partition, uint gpadlId) =>
-        partition.Hv.Gpadls.TryGet(gpadlId, out Gpadl gpadl) ? gpadl.SizeBytes : -1;
+    public long GpadlSize(PartitionHandle partitionHandle, uint gpadlId) =>
+        Get(partitionHandle).Hv.Gpadls.TryGet(gpadlId, out Gpadl gpadl) ? gpadl.SizeBytes : -1;
 
     /// <summary>Reads from a GPADL's buffer at <paramref name="offset"/>: only its pages can be reached.</summary>
-    public bool ReadGpadl(Partition partition, uint gpadlId, long offset, Span<byte> destination) =>
-        CopyGpadl(partition, gpadlId, offset, destination, ReadOnlySpan<byte>.Empty, write: false);
+    public bool ReadGpadl(PartitionHandle partitionHandle, uint gpadlId, long offset, Span<byte> destination) =>
+        CopyGpadl(Get(partitionHandle), gpadlId, offset, destination, ReadOnlySpan<byte>.Empty, write: false);
 
     /// <summary>Writes into a GPADL's buffer at <paramref name="offset"/>: only its pages can be reached.</summary>
-    public bool WriteGpadl(Partition partition, uint gpadlId, long offset, ReadOnlySpan<byte> source) =>
-        CopyGpadl(partition, gpadlId, offset, Span<byte>.Empty, source, write: true);
+    public bool WriteGpadl(PartitionHandle partitionHandle, uint gpadlId, long offset, ReadOnlySpan<byte> source) =>
+        CopyGpadl(Get(partitionHandle), gpadlId, offset, Span<byte>.Empty, source, write: true);
 
     private bool CopyGpadl(Partition partition, uint gpadlId, long offset, Span<byte> destination, ReadOnlySpan<byte> source, bool write)
     {
@@ -92,8 +94,9 @@ public sealed partial class RootPartitionApi
     }
 
     /// <summary>Root access by guest-physical address, allowed only inside pages a GPADL grants.</summary>
-    public bool ReadGrantedMemory(Partition partition, uint gpa, Span<byte> destination)
+    public bool ReadGrantedMemory(PartitionHandle partitionHandle, uint gpa, Span<byte> destination)
     {
+        Partition partition = Get(partitionHandle);
         if (!partition.Hv.Gpadls.IsGranted(gpa, destination.Length))
         {
             RefuseAccess(partition, $"refused root read gpa=0x{gpa:x8} size={destination.Length} (not granted)");
@@ -103,8 +106,9 @@ public sealed partial class RootPartitionApi
         return partition.AddressSpace is { } space && space.TryRead(gpa, destination);
     }
 
-    public bool WriteGrantedMemory(Partition partition, uint gpa, ReadOnlySpan<byte> source)
+    public bool WriteGrantedMemory(PartitionHandle partitionHandle, uint gpa, ReadOnlySpan<byte> source)
     {
+        Partition partition = Get(partitionHandle);
         if (!partition.Hv.Gpadls.IsGranted(gpa, source.Length))
         {
             RefuseAccess(partition, $"refused root write gpa=0x{gpa:x8} size={source.Length} (not granted)");

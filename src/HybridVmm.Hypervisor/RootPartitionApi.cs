@@ -17,7 +17,7 @@ public sealed partial class RootPartitionApi
 
     public TraceRecorder Trace => _kernel.Trace;
 
-    public Scheduling.DeviceHosting Hosting => _kernel.Options.Hosting;
+    public global::HybridVmm.Hypervisor.Intercepts.DeviceHosting Hosting => _kernel.Options.Hosting;
 
     public Scheduling.Scheduler Scheduler => _kernel.Scheduler;
 
@@ -30,42 +30,140 @@ public sealed partial class RootPartitionApi
     public long FreeMemoryBytes => (long)_kernel.Frames.FreeFrames << Hardware.Memory.HostPhysicalMemory.FrameShift;
 
     /// <summary>Creates a child partition with <paramref name="memoryBytes"/> of RAM at GPA 0 and one vCPU. Null when host memory is short.</summary>
-    public Partition? CreatePartition(string name, uint memoryBytes, long instructionLimit = 0)
+    public PartitionHandle? CreatePartition(string name, uint memoryBytes, long instructionLimit = 0)
     {
         Partition? partition = _kernel.CreateChild(name, memoryBytes, instructionLimit);
-        if (partition is not null)
+        if (partition is null)
         {
-            _kernel.Trace.Record(_kernel.Now(partition), partition.Id, -1, TraceKind.Lifecycle, $"created memory={memoryBytes / 1024}KiB vcpus={partition.VirtualProcessors.Count}");
+            return null;
         }
 
-        return partition;
+        _kernel.Trace.Record(_kernel.Now(partition), partition.Id, -1, TraceKind.Lifecycle, $"created memory={memoryBytes / 1024}KiB vcpus={partition.VirtualProcessors.Count}");
+        return partition.Handle;
+    }
+
+    /// <summary>The partition a handle names; a handle of a deleted or never-created partition is a caller bug.</summary>
+    private Partition Get(PartitionHandle handle) =>
+        _kernel.Find(handle.Id) is { IsRoot: false } partition
+            ? partition
+            : throw new ArgumentException($"no guest partition with ID {handle.Id}", nameof(handle));
+
+    /// <summary>What the root may know about a partition: name, state, counters, and how it ended.</summary>
+    public string Name(PartitionHandle partition) => Get(partition).Name;
+
+    /// <summary>The partition's run state; a deleted partition reads as stopped.</summary>
+    public PartitionState State(PartitionHandle partition) => _kernel.Find(partition.Id)?.State ?? PartitionState.Stopped;
+
+    /// <summary>How much of the partition's RAM it shares copy-on-write with its template, and how many pages it has copied.</summary>
+    public MemorySharing MemorySharing(PartitionHandle partition) =>
+        Get(partition).AddressSpace is { } space ? new MemorySharing(space.SharedPages, space.CopyOnWriteCopies) : default;
+
+    public PartitionStatistics Statistics(PartitionHandle partition) => Get(partition).Statistics;
+
+    /// <summary>Completes when the partition stops, with the reason.</summary>
+    public Task<PartitionExit> Exited(PartitionHandle partition) => Get(partition).Exited;
+
+    /// <summary>Bytes of RAM the partition has at GPA 0.</summary>
+    public uint MemorySizeBytes(PartitionHandle partition) => Get(partition).AddressSpace?.SizeBytes ?? 0;
+
+    /// <summary>Whether any guest-physical address in [<paramref name="first"/>, <paramref name="last"/>] is backed by the partition's RAM.</summary>
+    public bool IsRam(PartitionHandle partition, uint first, uint last) => first < MemorySizeBytes(partition);
+
+    /// <summary>The state of one virtual processor (running, waiting for the root, halted, stopped).</summary>
+    public VpState VirtualProcessorState(PartitionHandle partition, int vpIndex) => Get(partition).VirtualProcessors[vpIndex].State;
+
+    public int VpCount(PartitionHandle partition) => Get(partition).VirtualProcessors.Count;
+
+    /// <summary>
+    /// Asserts a fixed interrupt <paramref name="vector"/> on a vCPU of the partition (a device's interrupt line).
+    /// It reaches the vCPU deterministically: before that partition's next intercept completes, or at the
+    /// scheduler's next round barrier, whichever comes first.
+    /// </summary>
+    public void AssertInterrupt(PartitionHandle partition, int vpIndex, byte vector)
+    {
+        Partition p = Get(partition);
+        if ((uint)vpIndex >= (uint)p.VirtualProcessors.Count)
+        {
+            throw new ArgumentOutOfRangeException(nameof(vpIndex), $"partition {p.Id} has {p.VirtualProcessors.Count} virtual processors");
+        }
+
+        _kernel.Interrupts.Post(p.Id, vpIndex, vector);
+        if (!_kernel.Scheduler.IsRunning)
+        {
+            _kernel.DeliverPostedInterrupts(); // nothing runs a vCPU now: deliver at once
+        }
+        else
+        {
+            _kernel.Scheduler.Wake(); // a halted vCPU may wake at the next barrier
+        }
+    }
+
+    /// <summary>Messages waiting in a vCPU's SynIC queue for <paramref name="sint"/> (its message slot was full).</summary>
+    public int QueuedSynicMessages(PartitionHandle partition, int vpIndex, int sint) => Get(partition).VirtualProcessors[vpIndex].Synic.QueuedMessages(sint);
+
+    /// <summary>
+    /// Sets the virtual time at which the partition's devices want a <see cref="InterceptKind.DeviceTimer"/>
+    /// intercept (null: none). The boot vCPU stops exactly there; meant to be called while the root serves one of
+    /// the partition's intercepts, or while it does not run.
+    /// </summary>
+    public void SetDeviceTimer(PartitionHandle partition, long? deadline) => Get(partition).DeviceTimerDeadline = deadline;
+
+    /// <summary>A device's run-state request made outside any intercept: exit, pause, power-off or reset at once.</summary>
+    public void RequestStop(PartitionHandle partition, InterceptAction action, uint value)
+    {
+        Partition p = Get(partition);
+        switch (action)
+        {
+            case InterceptAction.Pause:
+                Pause(partition);
+                break;
+            case InterceptAction.ExitGuest:
+                _kernel.StopPartition(p, new PartitionExit(StopReason.GuestExit, value, null));
+                break;
+            case InterceptAction.PowerOff:
+                _kernel.StopPartition(p, new PartitionExit(StopReason.PoweredOff, 0, null));
+                break;
+            case InterceptAction.Reset:
+                _kernel.StopPartition(p, new PartitionExit(StopReason.Reset, 0, null));
+                break;
+            default:
+                throw new ArgumentException($"{action} is not a run-state request", nameof(action));
+        }
+    }
+
+    /// <summary>Raised on the scheduler thread when a partition reaches the instruction given to <see cref="PauseAtInstruction"/> and pauses.</summary>
+    public event Action<PartitionHandle>? BreakpointReached
+    {
+        add => _kernel.BreakpointReached += value;
+        remove => _kernel.BreakpointReached -= value;
     }
 
     /// <summary>
     /// Writes guest memory through the partition's second-level translation (the loader's path). Once the
     /// partition has started, only pages the guest granted (GPADLs) can be written; anything else is refused.
     /// </summary>
-    public bool WriteGuestMemory(Partition partition, uint gpa, ReadOnlySpan<byte> data) =>
-        partition.State == PartitionState.Created
-            ? partition.AddressSpace is { } space && space.TryWrite(gpa, data)
-            : WriteGrantedMemory(partition, gpa, data);
+    public bool WriteGuestMemory(PartitionHandle partitionHandle, uint gpa, ReadOnlySpan<byte> data) =>
+        Get(partitionHandle).State == PartitionState.Created
+            ? Get(partitionHandle).AddressSpace is { } space && space.TryWrite(gpa, data)
+            : WriteGrantedMemory(partitionHandle, gpa, data);
 
-    public bool ReadGuestMemory(Partition partition, uint gpa, Span<byte> destination) =>
-        partition.State == PartitionState.Created
-            ? partition.AddressSpace is { } space && space.TryRead(gpa, destination)
-            : ReadGrantedMemory(partition, gpa, destination);
+    public bool ReadGuestMemory(PartitionHandle partitionHandle, uint gpa, Span<byte> destination) =>
+        Get(partitionHandle).State == PartitionState.Created
+            ? Get(partitionHandle).AddressSpace is { } space && space.TryRead(gpa, destination)
+            : ReadGrantedMemory(partitionHandle, gpa, destination);
 
     /// <summary>
     /// Saved-state access, for save, checkpoints, live migration and cloning: reads any RAM of a partition that
     /// is not running (paused or stopped), as Hyper-V's saved-state path does. A running partition's memory is
     /// reachable only through its grants.
     /// </summary>
-    public bool ReadSavedStateMemory(Partition partition, uint gpa, Span<byte> destination) =>
-        partition.State != PartitionState.Running && partition.AddressSpace is { } space && space.TryRead(gpa, destination);
+    public bool ReadSavedStateMemory(PartitionHandle partitionHandle, uint gpa, Span<byte> destination) =>
+        Get(partitionHandle).State != PartitionState.Running && Get(partitionHandle).AddressSpace is { } space && space.TryRead(gpa, destination);
 
     /// <summary>The non-zero RAM pages of a partition that is not running (saved-state access).</summary>
-    public List<uint> NonZeroPages(Partition partition)
+    public List<uint> NonZeroPages(PartitionHandle partitionHandle)
     {
+        Partition partition = Get(partitionHandle);
         var pages = new List<uint>();
         if (partition.State == PartitionState.Running || partition.AddressSpace is not { } space)
         {
@@ -84,16 +182,18 @@ public sealed partial class RootPartitionApi
     }
 
     /// <summary>Sets the boot processor's entry state: flat protected mode at <paramref name="eip"/> plus register values.</summary>
-    public void SetBootState(Partition partition, uint eip, uint eax, uint ebx)
+    public void SetBootState(PartitionHandle partitionHandle, uint eip, uint eax, uint ebx)
     {
+        Partition partition = Get(partitionHandle);
         Hardware.Cpu.X86Core core = partition.VirtualProcessors[0].Core;
         core.ResetToFlatProtectedMode(eip);
         core[Hardware.Cpu.Gpr.Eax] = eax;
         core[Hardware.Cpu.Gpr.Ebx] = ebx;
     }
 
-    public void Start(Partition partition)
+    public void Start(PartitionHandle partitionHandle)
     {
+        Partition partition = Get(partitionHandle);
         if (partition.State is PartitionState.Created or PartitionState.Paused)
         {
             _kernel.Trace.Record(_kernel.Now(partition), partition.Id, -1, TraceKind.Lifecycle,
@@ -108,8 +208,9 @@ public sealed partial class RootPartitionApi
         }
     }
 
-    public void Pause(Partition partition)
+    public void Pause(PartitionHandle partitionHandle)
     {
+        Partition partition = Get(partitionHandle);
         if (partition.State == PartitionState.Running)
         {
             partition.State = PartitionState.Paused;
@@ -117,13 +218,14 @@ public sealed partial class RootPartitionApi
         }
     }
 
-    public void Stop(Partition partition) =>
-        _kernel.StopPartition(partition, new PartitionExit(StopReason.StoppedByRoot, 0, null));
+    public void Stop(PartitionHandle partitionHandle) =>
+        _kernel.StopPartition(Get(partitionHandle), new PartitionExit(StopReason.StoppedByRoot, 0, null));
 
     /// <summary>Stops (if needed) and deletes the partition, returning its frames to the kernel.</summary>
-    public void Delete(Partition partition)
+    public void Delete(PartitionHandle partitionHandle)
     {
-        Stop(partition);
+        Partition partition = Get(partitionHandle);
+        Stop(partitionHandle);
         _kernel.Remove(partition);
     }
 
@@ -131,26 +233,28 @@ public sealed partial class RootPartitionApi
     /// Rapid provisioning: a new partition that shares <paramref name="template"/>'s RAM copy-on-write through
     /// the second-level translation and starts from a copy of its vCPU state. The template should be paused.
     /// </summary>
-    public Partition ClonePartition(Partition template, string name)
+    public PartitionHandle ClonePartition(PartitionHandle templateHandle, string name)
     {
+        Partition template = Get(templateHandle);
         Partition clone = _kernel.CloneChild(template, name);
         _kernel.Trace.Record(_kernel.Now(template), clone.Id, -1, TraceKind.Lifecycle,
             $"cloned from {template.Name} memory={clone.AddressSpace!.SizeBytes / 1024}KiB shared-pages={clone.AddressSpace.SharedPages}");
-        return clone;
+        return clone.Handle;
     }
 
     /// <summary>Pauses the partition once its boot vCPU has retired <paramref name="instructions"/> instructions in total.</summary>
-    public void PauseAtInstruction(Partition partition, long instructions) => partition.BreakAtInstruction = instructions;
+    public void PauseAtInstruction(PartitionHandle partitionHandle, long instructions) => Get(partitionHandle).BreakAtInstruction = instructions;
 
-    public Hardware.Cpu.CpuState GetVpState(Partition partition, int vpIndex = 0) =>
-        partition.VirtualProcessors[vpIndex].Core.SaveState();
+    public Hardware.Cpu.CpuState GetVpState(PartitionHandle partitionHandle, int vpIndex = 0) =>
+        Get(partitionHandle).VirtualProcessors[vpIndex].Core.SaveState();
 
-    public void SetVpState(Partition partition, in Hardware.Cpu.CpuState state, int vpIndex = 0) =>
-        partition.VirtualProcessors[vpIndex].Core.RestoreState(state);
+    public void SetVpState(PartitionHandle partitionHandle, in Hardware.Cpu.CpuState state, int vpIndex = 0) =>
+        Get(partitionHandle).VirtualProcessors[vpIndex].Core.RestoreState(state);
 
     /// <summary>Restores the counters of a partition brought back from a snapshot or a migration stream.</summary>
-    public void RestoreStatistics(Partition partition, long virtualTicks, long channelMessages, IEnumerable<KeyValuePair<string, long>> intercepts)
+    public void RestoreStatistics(PartitionHandle partitionHandle, long virtualTicks, long channelMessages, IEnumerable<KeyValuePair<string, long>> intercepts)
     {
+        Partition partition = Get(partitionHandle);
         partition.Statistics.StartTicks = _kernel.Clock.Ticks - virtualTicks;
         partition.Statistics.ChannelMessages = channelMessages;
         partition.Statistics.InstructionsRetired = partition.VirtualProcessors[0].Core.InstructionsRetired;
@@ -161,22 +265,23 @@ public sealed partial class RootPartitionApi
     }
 
     /// <summary>Virtual ticks since the partition started (its share of the machine's virtual time).</summary>
-    public long VirtualTicks(Partition partition) => partition.Statistics.VirtualTicks(_kernel.Clock.Ticks);
+    public long VirtualTicks(PartitionHandle partitionHandle) => Get(partitionHandle).Statistics.VirtualTicks(_kernel.Clock.Ticks);
 
     /// <summary>Live migration: write-protect all RAM and log the pages the guest writes from now on.</summary>
-    public void StartDirtyTracking(Partition partition) => partition.AddressSpace!.StartDirtyTracking();
+    public void StartDirtyTracking(PartitionHandle partitionHandle) => Get(partitionHandle).AddressSpace!.StartDirtyTracking();
 
-    public List<uint> CollectDirtyPages(Partition partition) => partition.AddressSpace!.CollectDirtyPages();
+    public List<uint> CollectDirtyPages(PartitionHandle partitionHandle) => Get(partitionHandle).AddressSpace!.CollectDirtyPages();
 
-    public void StopDirtyTracking(Partition partition) => partition.AddressSpace!.StopDirtyTracking();
+    public void StopDirtyTracking(PartitionHandle partitionHandle) => Get(partitionHandle).AddressSpace!.StopDirtyTracking();
 
     /// <summary>
     /// Type 1 configuration: moves a partition's device model into the kernel, which then serves that
     /// partition's intercepts itself, synchronously, with no message to the root.
     /// </summary>
-    public void InstallInKernelDevices(Partition partition, Func<InterceptMessage, InterceptReply> deviceModel)
+    public void InstallInKernelDevices(PartitionHandle partitionHandle, Func<InterceptMessage, InterceptReply> deviceModel)
     {
-        if (_kernel.Options.Hosting != Scheduling.DeviceHosting.Type1)
+        Partition partition = Get(partitionHandle);
+        if (_kernel.Options.Hosting != global::HybridVmm.Hypervisor.Intercepts.DeviceHosting.Type1)
         {
             throw new InvalidOperationException("device models run in the kernel only in the Type 1 configuration");
         }

@@ -60,7 +60,7 @@ internal static class BenchCommand
                 return Outcome.Report(vm, exit, Console.Error);
             }
 
-            long instructions = vm.Partition.Statistics.InstructionsRetired;
+            long instructions = vm.Statistics.InstructionsRetired;
             double mips = instructions / clock.Elapsed.TotalSeconds / 1e6;
             // Run 0 warms up the JIT (tiered compilation) and is not counted.
             Console.WriteLine(run == 0

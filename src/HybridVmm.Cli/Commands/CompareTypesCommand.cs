@@ -1,7 +1,7 @@
 using System.CommandLine;
 using HybridVmm.Guests;
 using HybridVmm.HostOS.Management;
-using HybridVmm.Hypervisor.Scheduling;
+using HybridVmm.Hypervisor.Intercepts;
 
 namespace HybridVmm.Cli.Commands;
 

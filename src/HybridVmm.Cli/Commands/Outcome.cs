@@ -22,6 +22,13 @@ internal static class Outcome
             case StopReason.Halted:
                 error.WriteLine($"hybridvmm: guest '{vm.Name}' halted with interrupts unable to wake it, without writing to the exit port 0xf4.");
                 return ExitStatus.GuestHalted;
+            case StopReason.PoweredOff:
+                error.WriteLine($"hybridvmm: guest '{vm.Name}' powered off.");
+                return 0;
+            case StopReason.Reset:
+                // As QEMU with -no-reboot: a guest that asks for a reset ends the run.
+                error.WriteLine($"hybridvmm: guest '{vm.Name}' asked for a reset; rebooting a guest is not supported yet, so it stopped.");
+                return 0;
             case StopReason.InstructionLimit:
                 error.WriteLine($"hybridvmm: guest '{vm.Name}' reached the instruction limit ({vm.Configuration.InstructionLimit}).");
                 return ExitStatus.InstructionLimit;

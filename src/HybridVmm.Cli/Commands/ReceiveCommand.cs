@@ -74,7 +74,7 @@ internal static class ReceiveCommand
             return ExitStatus.InvalidImage;
         }
 
-        stderr.WriteLine($"hybridvmm: received '{vm.Name}' at instruction {vm.Partition.Statistics.InstructionsRetired}; resuming it here");
+        stderr.WriteLine($"hybridvmm: received '{vm.Name}' at instruction {vm.Statistics.InstructionsRetired}; resuming it here");
         system.Root.Start(vm);
         await system.RunUntilIdleAsync(cancellationToken);
         if (cancellationToken.IsCancellationRequested)

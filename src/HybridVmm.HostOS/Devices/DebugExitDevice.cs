@@ -4,7 +4,7 @@ namespace HybridVmm.HostOS.Devices;
 /// QEMU's isa-debug-exit at iobase 0xF4, iosize 4: any write ends the guest with the written value as its
 /// exit value. (QEMU's own process then exits with (value &lt;&lt; 1) | 1; ours exits with the value.)
 /// </summary>
-public sealed class DebugExitDevice : IPortIoDevice
+public sealed class DebugExitDevice(IVmControl control) : IChipsetDevice, IPortIoDevice, IDeviceStateBytes
 {
     public const ushort BasePort = 0xF4;
 
@@ -12,10 +12,16 @@ public sealed class DebugExitDevice : IPortIoDevice
 
     public IReadOnlyList<PortRange> Ports { get; } = new[] { new PortRange(BasePort, BasePort + 3) };
 
-    /// <summary>Reads return zero, as QEMU's device does.</summary>
-    public uint Read(ushort port, int size) => 0;
+    public IPortIoDevice PortIo => this;
 
-    public PortWriteOutcome Write(ushort port, int size, uint value) => PortWriteOutcome.Exit(value);
+    /// <summary>Reads return zero, as QEMU's device does.</summary>
+    public IoResult Read(ushort port, int size) => IoResult.Ok(0);
+
+    public IoResult Write(ushort port, int size, uint value)
+    {
+        control.SignalGuestExit(value);
+        return IoResult.Ok();
+    }
 
     /// <summary>The device has no state.</summary>
     public byte[] SaveState() => Array.Empty<byte>();

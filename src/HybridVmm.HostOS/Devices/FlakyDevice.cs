@@ -4,29 +4,46 @@ namespace HybridVmm.HostOS.Devices;
 /// Fault injection for the high-availability scenario: wraps a device and fails, once, on its Nth access,
 /// as a driver with a transient bug would. Every other access goes to the real device.
 /// </summary>
-public sealed class FlakyDevice(IPortIoDevice inner, long failOnAccess) : IPortIoDevice
+public sealed class FlakyDevice(IChipsetDevice inner, long failOnAccess) : IChipsetDevice, IPortIoDevice, IMmioDevice
 {
     private long _accesses;
 
     public string Name => inner.Name;
 
-    public IReadOnlyList<PortRange> Ports => inner.Ports;
+    /// <summary>The wrapped device, whose state the VM's saved state holds.</summary>
+    public IChipsetDevice Inner => inner;
 
-    public uint Read(ushort port, int size)
+    public IPortIoDevice? PortIo => inner.PortIo is null ? null : this;
+
+    public IMmioDevice? Mmio => inner.Mmio is null ? null : this;
+
+    public IReadOnlyList<PortRange> Ports => inner.PortIo!.Ports;
+
+    public IReadOnlyList<MmioRange> Regions => inner.Mmio!.Regions;
+
+    IoResult IPortIoDevice.Read(ushort port, int size)
     {
         Count();
-        return inner.Read(port, size);
+        return inner.PortIo!.Read(port, size);
     }
 
-    public PortWriteOutcome Write(ushort port, int size, uint value)
+    IoResult IPortIoDevice.Write(ushort port, int size, uint value)
     {
         Count();
-        return inner.Write(port, size, value);
+        return inner.PortIo!.Write(port, size, value);
     }
 
-    public byte[] SaveState() => inner.SaveState();
+    IoResult IMmioDevice.Read(uint gpa, int size)
+    {
+        Count();
+        return inner.Mmio!.Read(gpa, size);
+    }
 
-    public bool RestoreState(ReadOnlySpan<byte> state) => inner.RestoreState(state);
+    IoResult IMmioDevice.Write(uint gpa, int size, uint value)
+    {
+        Count();
+        return inner.Mmio!.Write(gpa, size, value);
+    }
 
     private void Count()
     {

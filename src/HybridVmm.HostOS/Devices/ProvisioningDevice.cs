@@ -5,7 +5,7 @@ namespace HybridVmm.HostOS.Devices;
 /// to ask to be frozen as a template at that point; reading it returns the VM's identity, which VM
 /// management sets per clone (0 for an ordinary VM) so that clones of one template can tell themselves apart.
 /// </summary>
-public sealed class ProvisioningDevice : IPortIoDevice
+public sealed class ProvisioningDevice(IVmControl control) : IChipsetDevice, IPortIoDevice, IDeviceStateBytes
 {
     public const ushort BasePort = 0x5F0;
 
@@ -13,17 +13,20 @@ public sealed class ProvisioningDevice : IPortIoDevice
 
     public IReadOnlyList<PortRange> Ports { get; } = new[] { new PortRange(BasePort, BasePort + 3) };
 
+    public IPortIoDevice PortIo => this;
+
     public uint Identity { get; set; }
 
     /// <summary>Whether the guest has asked to be frozen as a template.</summary>
     public bool TemplateReady { get; private set; }
 
-    public uint Read(ushort port, int size) => Identity;
+    public IoResult Read(ushort port, int size) => IoResult.Ok(Identity);
 
-    public PortWriteOutcome Write(ushort port, int size, uint value)
+    public IoResult Write(ushort port, int size, uint value)
     {
         TemplateReady = true;
-        return PortWriteOutcome.Pause;
+        control.RequestPause();
+        return IoResult.Ok();
     }
 
     public byte[] SaveState() => BitConverter.GetBytes(Identity);

@@ -6,7 +6,7 @@ namespace HybridVmm.HostOS.Devices;
 /// DLL/DLM: those writes program the baud rate and print nothing. In loopback (MCR bit 4) transmitted bytes
 /// come back as received data, as on the real part. Receiving from the host is a later step.
 /// </summary>
-public sealed class Uart16550 : IPortIoDevice
+public sealed class Uart16550 : IChipsetDevice, IPortIoDevice, IDeviceStateBytes
 {
     public const ushort Com1Base = 0x3F8;
 
@@ -35,11 +35,15 @@ public sealed class Uart16550 : IPortIoDevice
 
     public IReadOnlyList<PortRange> Ports { get; }
 
+    public IPortIoDevice PortIo => this;
+
     public ushort Divisor => (ushort)(_dll | (_dlm << 8));
 
     public long BytesTransmitted { get; private set; }
 
-    public uint Read(ushort port, int size)
+    public IoResult Read(ushort port, int size) => IoResult.Ok(ReadRegister(port));
+
+    private uint ReadRegister(ushort port)
     {
         bool dlab = (_lcr & LcrDlab) != 0;
         return (port - _base) switch
@@ -57,7 +61,7 @@ public sealed class Uart16550 : IPortIoDevice
         };
     }
 
-    public PortWriteOutcome Write(ushort port, int size, uint value)
+    public IoResult Write(ushort port, int size, uint value)
     {
         byte b = (byte)value;
         bool dlab = (_lcr & LcrDlab) != 0;
@@ -74,7 +78,7 @@ public sealed class Uart16550 : IPortIoDevice
             default: _scr = b; break;
         }
 
-        return PortWriteOutcome.Continue;
+        return IoResult.Ok();
     }
 
     /// <summary>Registers, then the pending received bytes.</summary>

@@ -77,12 +77,12 @@ public static partial class SnapshotFormat
         ulong guestOsId = r.ReadUInt64();
         ulong hypercallMsr = r.ReadUInt64();
         var privileges = (HvPartitionPrivileges)r.ReadUInt64();
-        var gpadls = new GpadlState[Count(r, GpadlTable.MaxGpadls)];
+        var gpadls = new GpadlState[Count(r, GpadlLimits.MaxGpadls)];
         for (int i = 0; i < gpadls.Length; i++)
         {
             uint id = r.ReadUInt32();
             int expected = r.ReadInt32();
-            var pages = new uint[Count(r, GpadlTable.MaxPagesPerGpadl)];
+            var pages = new uint[Count(r, GpadlLimits.MaxPagesPerGpadl)];
             for (int p = 0; p < pages.Length; p++)
             {
                 pages[p] = r.ReadUInt32();

@@ -1,4 +1,5 @@
 using HybridVmm.HostOS.Encapsulation;
+using HybridVmm.Hypervisor;
 using HybridVmm.Hypervisor.Partitions;
 using HybridVmm.Hypervisor.Tracing;
 
@@ -34,7 +35,7 @@ public sealed class HighAvailabilityManager
     {
         _system = system;
         _policy = policy;
-        system.Kernel.BreakpointReached += OnBreakpoint;
+        system.Root.BreakpointReached += OnBreakpoint;
     }
 
     /// <summary>The VM currently running under this name (a restarted VM replaces the failed one).</summary>
@@ -43,7 +44,7 @@ public sealed class HighAvailabilityManager
     public void Protect(VirtualMachine vm)
     {
         _protected[vm.Name] = new Protected(vm);
-        _system.Root.PauseAtInstruction(vm, vm.Partition.Statistics.InstructionsRetired + 1);
+        _system.Root.PauseAtInstruction(vm, vm.Statistics.InstructionsRetired + 1);
     }
 
     /// <summary>Runs every VM until all have ended, restarting protected ones that fail.</summary>
@@ -72,7 +73,7 @@ public sealed class HighAvailabilityManager
     private static bool Failed(VirtualMachine vm) =>
         vm.Exited.IsCompleted && vm.Exited.Result.Reason is StopReason.GuestFault or StopReason.WorkerFailure;
 
-    private void OnBreakpoint(Partition partition)
+    private void OnBreakpoint(PartitionHandle partition)
     {
         Protected? p = _protected.Values.FirstOrDefault(x => x.Vm.Partition == partition);
         if (p is null)

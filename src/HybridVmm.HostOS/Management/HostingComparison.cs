@@ -2,7 +2,7 @@ using System.Text;
 using HybridVmm.Hardware.Clock;
 using HybridVmm.Hypervisor;
 using HybridVmm.Hypervisor.Partitions;
-using HybridVmm.Hypervisor.Scheduling;
+using HybridVmm.Hypervisor.Intercepts;
 using HybridVmm.Hypervisor.Tracing;
 
 namespace HybridVmm.HostOS.Management;
@@ -37,7 +37,7 @@ public static class HostingComparison
             system.Root.Start(vm);
             await system.RunUntilIdleAsync();
             PartitionExit exit = await vm.Exited;
-            PartitionStatistics s = vm.Partition.Statistics;
+            PartitionStatistics s = vm.Statistics;
             rows.Add(new HostingRow(hosting, s.InstructionsRetired, s.TotalIntercepts, s.Crossings, s.InterceptTicks,
                 s.VirtualTicks(system.Kernel.Clock.Ticks), console.Text(vm).Length, exit.Reason));
         }

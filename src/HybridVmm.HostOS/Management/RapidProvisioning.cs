@@ -91,16 +91,16 @@ public static class RapidProvisioning
         foreach (VirtualMachine vm in vms)
         {
             PartitionExit exit = await vm.Exited;
-            GuestPhysicalAddressSpace space = vm.Partition.AddressSpace!;
+            MemorySharing sharing = system.Root.MemorySharing(vm);
             results.Add(new CloneResult(vm.Name, vm.Worker.Devices.OfType<Devices.ProvisioningDevice>().Single().Identity,
-                vm.Partition.Statistics.InstructionsRetired, space.CopyOnWriteCopies, space.SharedPages, exit.Reason, outputOf(vm))
+                vm.Statistics.InstructionsRetired, sharing.CopyOnWriteCopies, sharing.SharedPages, exit.Reason, outputOf(vm))
             {
                 PrivateDiskSectors = vm.Channels.Select(c => c.Device).OfType<VmBus.SynthBlockDevice>().Select(d => d.Backend)
                     .OfType<Storage.CopyOnWriteDisk>().FirstOrDefault()?.PrivateSectors,
             });
         }
 
-        return new ProvisioningReport(template.Name, templateVm.Partition.Statistics.InstructionsRetired, clones, template.MemoryBytes,
+        return new ProvisioningReport(template.Name, templateVm.Statistics.InstructionsRetired, clones, template.MemoryBytes,
             afterCloning, afterRunning, results, clock.Elapsed);
     }
 }

@@ -15,7 +15,7 @@ public static class SummaryTable
         var extra = new SortedSet<string>(StringComparer.Ordinal);
         foreach (VirtualMachine vm in vms)
         {
-            extra.UnionWith(vm.Partition.Statistics.InterceptsByKind.Keys);
+            extra.UnionWith(vm.Statistics.InterceptsByKind.Keys);
         }
 
         extra.ExceptWith(BaseKinds);
@@ -30,7 +30,7 @@ public static class SummaryTable
         sb.Append($" {"messages",9} {"virtual time",13}\n");
         foreach (VirtualMachine vm in vms)
         {
-            PartitionStatistics stats = vm.Partition.Statistics;
+            PartitionStatistics stats = vm.Statistics;
             sb.Append($"{vm.Name,-10} {Describe(vm),-14} {stats.InstructionsRetired,13}");
             foreach (string kind in kinds)
             {

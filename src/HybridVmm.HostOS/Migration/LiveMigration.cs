@@ -68,7 +68,7 @@ public static class LiveMigration
 
                 // The guest keeps running while the round is on the wire.
                 long window = Math.Max(options.MinimumWindowTicks, pages.Count * options.TicksPerPage);
-                system.Root.PauseAtInstruction(vm, vm.Partition.Statistics.InstructionsRetired + window);
+                system.Root.PauseAtInstruction(vm, vm.Statistics.InstructionsRetired + window);
                 system.Root.Start(vm);
                 await system.RunUntilIdleAsync(cancellationToken, () => vm.State != PartitionState.Running);
                 if (vm.State == PartitionState.Stopped)
@@ -100,7 +100,7 @@ public static class LiveMigration
             }
 
             long downtimeTicks = (state.Length + 4095) / 4096 * options.TicksPerPage;
-            long at = vm.Partition.Statistics.InstructionsRetired;
+            long at = vm.Statistics.InstructionsRetired;
             trace.Record(system.Kernel.Clock.Ticks, vm.Partition.Id, -1, TraceKind.Lifecycle, $"migrated: {dirty.Count} pages and device state in the final copy, resumed on the target");
             system.Root.StopDirtyTracking(vm);
             system.Root.Stop(vm);

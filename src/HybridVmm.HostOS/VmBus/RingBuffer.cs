@@ -31,11 +31,11 @@ public sealed class RingBuffer
     private const int InterruptMaskOffset = 8;
     private const int PendingSendSizeOffset = 12;
     private readonly RootPartitionApi _api;
-    private readonly Partition _partition;
+    private readonly PartitionHandle _partition;
     private readonly uint _gpadl;
     private readonly long _base;
 
-    public RingBuffer(RootPartitionApi api, Partition partition, uint gpadl, long baseOffset, int pages)
+    public RingBuffer(RootPartitionApi api, PartitionHandle partition, uint gpadl, long baseOffset, int pages)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(pages, 2); // a control page and at least one data page
         _api = api;

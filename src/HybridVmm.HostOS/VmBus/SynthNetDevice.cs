@@ -101,7 +101,7 @@ public sealed class SynthNetDevice : IVmBusDevice
     internal bool Receive(ReadOnlySpan<byte> frame)
     {
         VmBusChannel? channel = _channel;
-        if (channel is null || !channel.IsOpen || channel.Partition.State == Hypervisor.Partitions.PartitionState.Stopped)
+        if (channel is null || !channel.IsOpen || channel.PartitionState == Hypervisor.Partitions.PartitionState.Stopped)
         {
             return false; // the port is down: nothing to trace on a guest that is not listening
         }

@@ -16,7 +16,7 @@ public sealed class VmBusChannel
     private uint _gpadl;
     private int _inboundPageOffset;
 
-    internal VmBusChannel(RootPartitionApi api, Partition partition, uint relid, Guid instanceId, IVmBusDevice device)
+    internal VmBusChannel(RootPartitionApi api, PartitionHandle partition, uint relid, Guid instanceId, IVmBusDevice device)
     {
         _api = api;
         Partition = partition;
@@ -25,7 +25,10 @@ public sealed class VmBusChannel
         Device = device;
     }
 
-    public Partition Partition { get; }
+    public PartitionHandle Partition { get; }
+
+    /// <summary>The run state of the guest on the other end (stopped once it is deleted).</summary>
+    public Hypervisor.Partitions.PartitionState PartitionState => _api.State(Partition);
 
     public uint RelId { get; }
 

@@ -21,7 +21,7 @@ public sealed class VmBusServer
     public VmBusServer(RootPartitionApi api) => _api = api;
 
     /// <summary>Registers the synthetic devices a guest will be offered, relids from 1 in this order.</summary>
-    public IReadOnlyList<VmBusChannel> AddPartition(Partition partition, IEnumerable<IVmBusDevice> devices)
+    public IReadOnlyList<VmBusChannel> AddPartition(PartitionHandle partition, IEnumerable<IVmBusDevice> devices)
     {
         var list = new List<VmBusChannel>();
         uint relid = 1;
@@ -42,7 +42,7 @@ public sealed class VmBusServer
         return list;
     }
 
-    public void RemovePartition(Partition partition)
+    public void RemovePartition(PartitionHandle partition)
     {
         lock (_gate)
         {
@@ -109,7 +109,7 @@ public sealed class VmBusServer
 
     private void ServeMessage(VmBusRequest request, List<VmBusChannel> channels)
     {
-        Partition partition = channels[0].Partition;
+        PartitionHandle partition = channels[0].Partition;
         ReadOnlySpan<byte> m = request.Payload;
         if (request.MessageType != VmBusProtocol.HvMessageType || m.Length < VmBusProtocol.HeaderSize)
         {

@@ -9,50 +9,62 @@ namespace HybridVmm.HostOS.Worker;
 
 /// <summary>
 /// The root partition's worker for one guest (Hyper-V's vmwp.exe in spirit): it owns that guest's emulated
-/// devices and serves the guest's intercepts from its own inbox, one at a time. A port nobody claims reads
-/// as all ones and swallows writes; an access to a guest-physical address with nothing behind it faults the
-/// guest. Either way only this guest is affected.
+/// devices and serves the guest's intercepts from its own inbox, one at a time, through the device map
+/// (<see cref="DeviceMap"/>). A port nobody claims reads as all ones and swallows writes; an access to a
+/// guest-physical address with nothing behind it faults the guest. Either way only this guest is affected.
+/// The worker also gives its devices their services: the VM's virtual clock, run-state requests, interrupt
+/// lines and virtual-time timers.
 /// </summary>
-public sealed class VmWorker
+public sealed class VmWorker : IDeviceClock, IVmControl
 {
     private readonly RootPartitionApi _root;
-    private readonly List<IPortIoDevice> _devices = new();
     private readonly TraceRecorder _trace;
+    private readonly DeviceMap _map = new();
+    private readonly DeviceTimers _timers;
+    private InterceptReply? _request;
+    private bool _serving;
+    // A deferred device access of the intercept being served: what to trace, and the read's size mask.
+    private DeferredIo? _deferred;
+    private string? _deferredWhat;
+    private uint _deferredMask;
 
-    public VmWorker(RootPartitionApi root, Partition partition)
+    public VmWorker(RootPartitionApi root, PartitionHandle partition)
     {
         _root = root;
         _trace = root.Trace;
         Partition = partition;
-        Inbox = new MessagePort<InterceptMessage>($"worker.{partition.Name}", capacity: 16);
+        Inbox = new MessagePort<InterceptMessage>($"worker.{root.Name(partition)}", capacity: 16);
+        _timers = new DeviceTimers(deadline => _root.SetDeviceTimer(Partition, deadline));
+        Services = new DeviceServices(this, this, line => new InterruptLine(this, line), _timers.Create);
     }
 
-    public Partition Partition { get; }
+    public PartitionHandle Partition { get; }
 
     public MessagePort<InterceptMessage> Inbox { get; }
+
+    /// <summary>The services this worker gives the devices it builds.</summary>
+    public DeviceServices Services { get; }
 
     /// <summary>Virtual time of the intercept being served; devices stamp their output with it.</summary>
     public long Now { get; private set; }
 
-    public IReadOnlyList<IPortIoDevice> Devices => _devices;
+    public IReadOnlyList<IChipsetDevice> Devices => _map.Devices;
 
-    public void Attach(IPortIoDevice device)
+    /// <summary>Adds a device to the machine; a claim that overlaps another device's, or the guest's RAM, is refused.</summary>
+    public void Attach(IChipsetDevice device)
     {
-        foreach (PortRange range in device.Ports)
+        if (device.Mmio is { } mmio)
         {
-            foreach (IPortIoDevice other in _devices)
+            foreach (MmioRange range in mmio.Regions)
             {
-                foreach (PortRange taken in other.Ports)
+                if (_root.IsRam(Partition, range.First, range.Last))
                 {
-                    if (range.First <= taken.Last && taken.First <= range.Last)
-                    {
-                        throw new InvalidOperationException($"{device.Name} ports 0x{range.First:x}-0x{range.Last:x} overlap {other.Name}");
-                    }
+                    throw new InvalidOperationException($"{device.Name} {range} overlaps the guest's RAM");
                 }
             }
         }
 
-        _devices.Add(device);
+        _map.Add(device);
     }
 
     /// <summary>Serves intercepts until the inbox is completed or the token fires.</summary>
@@ -60,85 +72,155 @@ public sealed class VmWorker
     {
         await foreach (InterceptMessage message in Inbox.ReadAllAsync(cancellationToken).ConfigureAwait(false))
         {
-            InterceptReply reply = Handle(message);
+            InterceptReply reply = await HandleAsync(message).ConfigureAwait(false);
             await _root.CompleteInterceptAsync(reply, cancellationToken).ConfigureAwait(false);
         }
     }
 
+    /// <summary>Serves one intercept synchronously (the Type 1 kernel's in-kernel path), waiting for a deferred access.</summary>
+    public InterceptReply Handle(in InterceptMessage message) => HandleAsync(message).AsTask().GetAwaiter().GetResult();
+
     /// <summary>Serves one intercept and decides the reply.</summary>
-    public InterceptReply Handle(in InterceptMessage message)
+    public async ValueTask<InterceptReply> HandleAsync(InterceptMessage message)
     {
         Now = message.VirtualTime;
+        _serving = true;
+        _request = null;
         try
         {
-            return message.Kind switch
+            InterceptReply reply = message.Kind switch
             {
                 InterceptKind.IoPortRead => PortRead(message),
                 InterceptKind.IoPortWrite => PortWrite(message),
-                _ => UnmappedGpa(message),
+                InterceptKind.DeviceTimer => FireTimers(message),
+                _ => Mmio(message),
             };
+            if (_deferred is { } deferred)
+            {
+                _deferred = null;
+                IoResult completed = await deferred.Completion.ConfigureAwait(false);
+                reply = completed.Status == IoStatus.Deferred
+                    ? Reply(message, InterceptAction.Fault, 0, $"{_deferredWhat}: a deferred access completed with another deferral")
+                    : Finish(message, completed, $"{_deferredWhat} (deferred)", _deferredMask);
+            }
+
+            // A run-state request made during the access replaces a plain resume; the access still completes
+            // (a read keeps its value), except that a guest exit carries its own value.
+            if (reply.Action == InterceptAction.Resume && _request is { } request)
+            {
+                reply = request with { VpIndex = message.VpIndex, Value = request.Action == InterceptAction.ExitGuest ? request.Value : reply.Value };
+            }
+
+            return reply;
         }
         catch (DeviceFailureException e)
         {
             // A failing device driver takes down this guest's worker, not the root or the other guests.
             Trace(message, $"device driver failed: {e.Message}; worker stops");
-            return new InterceptReply(message.PartitionId, message.VpIndex, InterceptAction.WorkerFailed, 0, $"the VM worker's device driver failed: {e.Message}");
+            return Reply(message, InterceptAction.WorkerFailed, 0, $"the VM worker's device driver failed: {e.Message}");
+        }
+        finally
+        {
+            _serving = false;
+            _deferred = null;
         }
     }
 
     private InterceptReply PortRead(in InterceptMessage m)
     {
         uint mask = SizeMask(m.Size);
-        IPortIoDevice? device = Find(m.Port);
-        uint value = device is null ? mask : device.Read(m.Port, m.Size) & mask;
-        Trace(m, device is null
-            ? $"unclaimed read port=0x{m.Port:x4} size={m.Size} -> 0x{value:x} (all ones)"
-            : $"{device.Name} read port=0x{m.Port:x4} size={m.Size} -> 0x{value:x}");
-        return new InterceptReply(m.PartitionId, m.VpIndex, InterceptAction.Resume, value);
+        if (_map.FindPort(m.Port) is not { } device)
+        {
+            Trace(m, $"unclaimed read port=0x{m.Port:x4} size={m.Size} -> 0x{mask:x} (all ones)");
+            return Reply(m, InterceptAction.Resume, mask);
+        }
+
+        IoResult result = device.PortIo!.Read(m.Port, m.Size);
+        return Finish(m, result, $"{device.Name} read port=0x{m.Port:x4} size={m.Size}", mask);
     }
 
     private InterceptReply PortWrite(in InterceptMessage m)
     {
-        IPortIoDevice? device = Find(m.Port);
         uint value = m.Value & SizeMask(m.Size);
-        if (device is null)
+        if (_map.FindPort(m.Port) is not { } device)
         {
             Trace(m, $"unclaimed write port=0x{m.Port:x4} size={m.Size} value=0x{value:x} (dropped)");
-            return new InterceptReply(m.PartitionId, m.VpIndex, InterceptAction.Resume, 0);
+            return Reply(m, InterceptAction.Resume, 0);
         }
 
-        PortWriteOutcome outcome = device.Write(m.Port, m.Size, value);
-        Trace(m, $"{device.Name} write port=0x{m.Port:x4} size={m.Size} value=0x{value:x}{Printable(device, value)}");
-        InterceptAction action = outcome.Action switch
-        {
-            PortWriteAction.ExitGuest => InterceptAction.ExitGuest,
-            PortWriteAction.PauseGuest => InterceptAction.Pause,
-            _ => InterceptAction.Resume,
-        };
-        return new InterceptReply(m.PartitionId, m.VpIndex, action, outcome.Value);
+        IoResult result = device.PortIo!.Write(m.Port, m.Size, value);
+        return Finish(m, result, $"{device.Name} write port=0x{m.Port:x4} size={m.Size} value=0x{value:x}{Printable(device, value)}");
     }
 
-    private InterceptReply UnmappedGpa(in InterceptMessage m)
+    private InterceptReply Mmio(in InterceptMessage m)
     {
-        string what = $"{(m.IsWrite ? "write to" : "read from")} guest-physical address 0x{m.GuestPhysicalAddress:x8}, outside the guest's {Partition.AddressSpace?.SizeBytes / (1024 * 1024)} MiB of RAM and claimed by no device";
-        Trace(m, $"no device at gpa=0x{m.GuestPhysicalAddress:x8}: fault");
-        return new InterceptReply(m.PartitionId, m.VpIndex, InterceptAction.Fault, 0, what);
-    }
-
-    private IPortIoDevice? Find(ushort port)
-    {
-        foreach (IPortIoDevice device in _devices)
+        uint gpa = m.GuestPhysicalAddress;
+        if (_map.FindMmio(gpa, m.Size) is not { } device)
         {
-            foreach (PortRange range in device.Ports)
-            {
-                if (range.Contains(port))
-                {
-                    return device;
-                }
-            }
+            string what = $"{(m.IsWrite ? "write to" : "read from")} guest-physical address 0x{gpa:x8}, outside the guest's {_root.MemorySizeBytes(Partition) / (1024 * 1024)} MiB of RAM and claimed by no device";
+            Trace(m, $"no device at gpa=0x{gpa:x8}: fault");
+            return Reply(m, InterceptAction.Fault, 0, what);
         }
 
-        return null;
+        uint mask = SizeMask(m.Size);
+        if (m.IsWrite)
+        {
+            uint value = m.Value & mask;
+            return Finish(m, device.Mmio!.Write(gpa, m.Size, value), $"{device.Name} write gpa=0x{gpa:x8} size={m.Size} value=0x{value:x}");
+        }
+
+        return Finish(m, device.Mmio!.Read(gpa, m.Size), $"{device.Name} read gpa=0x{gpa:x8} size={m.Size}", mask);
+    }
+
+    private InterceptReply FireTimers(in InterceptMessage m)
+    {
+        int fired = _timers.FireDue(m.VirtualTime);
+        Trace(m, $"device timer at {m.VirtualTime}: {fired} fired");
+        return Reply(m, InterceptAction.Resume, 0);
+    }
+
+    /// <summary>Turns a device's answer into the reply: a read's value (masked to its size), a fault, or a deferral to wait for.</summary>
+    private InterceptReply Finish(in InterceptMessage m, IoResult result, string what, uint readMask = 0)
+    {
+        switch (result.Status)
+        {
+            case IoStatus.Ok:
+                uint value = result.Value & readMask;
+                Trace(m, readMask == 0 ? what : $"{what} -> 0x{value:x}");
+                return Reply(m, InterceptAction.Resume, value);
+            case IoStatus.Deferred when _deferred is null && result.Deferred is not null:
+                _deferred = result.Deferred;
+                _deferredWhat = what;
+                _deferredMask = readMask;
+                return Reply(m, InterceptAction.Resume, 0);
+            default:
+                string error = result.Error ?? "the device refused the access";
+                Trace(m, $"{what}: error: {error}");
+                return Reply(m, InterceptAction.Fault, 0, $"{what}: {error}");
+        }
+    }
+
+    private static InterceptReply Reply(in InterceptMessage m, InterceptAction action, uint value, string? reason = null) =>
+        new(m.PartitionId, m.VpIndex, action, value, reason);
+
+    void IVmControl.SignalGuestExit(uint value) => Request(InterceptAction.ExitGuest, value);
+
+    void IVmControl.RequestPause() => Request(InterceptAction.Pause, 0);
+
+    void IVmControl.RequestPowerOff() => Request(InterceptAction.PowerOff, 0);
+
+    void IVmControl.RequestReset() => Request(InterceptAction.Reset, 0);
+
+    /// <summary>During an access, the request becomes the reply (the instruction retires first); otherwise it goes to the kernel at once.</summary>
+    private void Request(InterceptAction action, uint value)
+    {
+        if (_serving)
+        {
+            _request ??= new InterceptReply(Partition.Id, 0, action, value);
+            return;
+        }
+
+        _root.RequestStop(Partition, action, value);
     }
 
     private void Trace(in InterceptMessage m, string details)
@@ -149,7 +231,7 @@ public sealed class VmWorker
         }
     }
 
-    private static string Printable(IPortIoDevice device, uint value) =>
+    private static string Printable(IChipsetDevice device, uint value) =>
         device is Uart16550 && value is >= 0x20 and < 0x7F ? $" '{(char)value}'" : "";
 
     private static uint SizeMask(byte size) => size switch
@@ -158,4 +240,21 @@ public sealed class VmWorker
         2 => 0xFFFFu,
         _ => 0xFFFF_FFFFu,
     };
+
+    /// <summary>A platform interrupt line: until the PC's interrupt controllers exist, line n is vector 0x20 + n on the boot vCPU.</summary>
+    private sealed class InterruptLine(VmWorker worker, int line) : IInterruptLine
+    {
+        public bool IsRaised { get; private set; }
+
+        public void Raise()
+        {
+            if (!IsRaised)
+            {
+                IsRaised = true;
+                worker._root.AssertInterrupt(worker.Partition, 0, (byte)(0x20 + line));
+            }
+        }
+
+        public void Lower() => IsRaised = false;
+    }
 }

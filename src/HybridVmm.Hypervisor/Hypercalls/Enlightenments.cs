@@ -142,34 +142,4 @@ internal sealed class Enlightenments
 
         CurrentRequestTime = -1;
     }
-
-    /// <summary>
-    /// A halted vCPU with an interrupt it can take becomes runnable (HLT wakes on an interrupt). Called right after
-    /// <see cref="FlushToRootAsync"/>, so a vCPU restored with requests for the root (held until the root served
-    /// them) is released here too, once its partition runs.
-    /// </summary>
-    public static bool WakeHalted(IReadOnlyList<Partition> partitions)
-    {
-        bool woke = false;
-        foreach (Partition partition in partitions)
-        {
-            foreach (VirtualProcessor vp in partition.VirtualProcessors)
-            {
-                if (vp.HeldForRoot && partition.State == PartitionState.Running && vp.State == VpState.WaitingForRoot)
-                {
-                    vp.HeldForRoot = false;
-                    vp.State = vp.ReleaseState;
-                    woke |= vp.State == VpState.Runnable;
-                }
-
-                if (partition.State == PartitionState.Running && vp.State == VpState.Halted && vp.Core.HasDeliverableInterrupt)
-                {
-                    vp.State = VpState.Runnable;
-                    woke = true;
-                }
-            }
-        }
-
-        return woke;
-    }
 }

@@ -3,7 +3,7 @@ using HybridVmm.Hypervisor.VmBus;
 namespace HybridVmm.Hypervisor.Hypercalls;
 
 /// <summary>The partition-wide synthetic state: guest OS ID, the hypercall page, privileges, grants and connections (TLFS 3.13, 11.10).</summary>
-public sealed class HvPartitionState
+internal sealed class HvPartitionState
 {
     /// <summary>The connection ID every partition has to the root's VMBus server (VMBUS_MESSAGE_CONNECTION_ID in Hyper-V).</summary>
     public const uint VmBusMessageConnectionId = 1;

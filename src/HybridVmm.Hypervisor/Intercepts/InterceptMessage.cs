@@ -7,6 +7,8 @@ public enum InterceptKind
     IoPortWrite,
     /// <summary>An access to a guest-physical address with no RAM behind it (unmapped GPA / MMIO).</summary>
     UnmappedGpa,
+    /// <summary>The partition reached the deadline of its devices' virtual-time timer (the boot vCPU stopped there).</summary>
+    DeviceTimer,
 }
 
 /// <summary>
@@ -29,7 +31,10 @@ public readonly record struct InterceptMessage(
     {
         InterceptKind.IoPortRead => $"io-read port=0x{Port:x4} size={Size}",
         InterceptKind.IoPortWrite => $"io-write port=0x{Port:x4} size={Size} value=0x{Value.ToString(Size == 1 ? "x2" : Size == 2 ? "x4" : "x8")}",
-        _ => $"unmapped-gpa gpa=0x{GuestPhysicalAddress:x8} {(IsWrite ? "write" : "read")} size={Size}",
+        InterceptKind.DeviceTimer => "device-timer",
+        _ => IsWrite
+            ? $"unmapped-gpa gpa=0x{GuestPhysicalAddress:x8} write size={Size} value=0x{Value.ToString(Size == 1 ? "x2" : Size == 2 ? "x4" : "x8")}"
+            : $"unmapped-gpa gpa=0x{GuestPhysicalAddress:x8} read size={Size}",
     };
 }
 
@@ -46,6 +51,10 @@ public enum InterceptAction
     Fault,
     /// <summary>Stop the partition: the VM worker serving it failed (a device driver crashed).</summary>
     WorkerFailed,
+    /// <summary>Complete the instruction, then power the partition off (a device asked for it).</summary>
+    PowerOff,
+    /// <summary>Complete the instruction, then reset the partition; until guests can be rebooted it stops.</summary>
+    Reset,
 }
 
 public readonly record struct InterceptReply(int PartitionId, int VpIndex, InterceptAction Action, uint Value, string? Reason = null);

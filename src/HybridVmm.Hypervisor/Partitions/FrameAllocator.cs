@@ -7,7 +7,7 @@ namespace HybridVmm.Hypervisor.Partitions;
 /// frames through its second-level translation and never learns their host addresses. A frame shared
 /// copy-on-write by a template and its clones has one reference per address space that maps it.
 /// </summary>
-public sealed class FrameAllocator
+internal sealed class FrameAllocator
 {
     private readonly HostPhysicalMemory _memory;
     private readonly Stack<int> _free = new();

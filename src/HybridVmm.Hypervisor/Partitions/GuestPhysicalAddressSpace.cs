@@ -13,7 +13,7 @@ namespace HybridVmm.Hypervisor.Partitions;
 /// migration). A guest write to such a page exits to the kernel, which resolves it here without the root.
 /// </para>
 /// </summary>
-public sealed class GuestPhysicalAddressSpace
+internal sealed class GuestPhysicalAddressSpace
 {
     private readonly HostPhysicalMemory _memory;
     private readonly FrameAllocator _allocator;

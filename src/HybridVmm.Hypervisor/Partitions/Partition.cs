@@ -7,7 +7,7 @@ namespace HybridVmm.Hypervisor.Partitions;
 /// partition (Id 0) has no guest address space here: its "OS" is the HostOS code, which reaches the
 /// kernel only through <see cref="RootPartitionApi"/>.
 /// </summary>
-public sealed class Partition
+internal sealed class Partition
 {
     private readonly List<VirtualProcessor> _vps = new();
     private readonly TaskCompletionSource<PartitionExit> _exited = new(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -25,6 +25,11 @@ public sealed class Partition
     public string Name { get; }
 
     public bool IsRoot => Id == 0;
+
+    public PartitionHandle Handle => new(Id);
+
+    /// <summary>Virtual time at which the root's devices want a device-timer intercept; null when none is armed.</summary>
+    public long? DeviceTimerDeadline { get; set; }
 
     public GuestPhysicalAddressSpace? AddressSpace { get; }
 

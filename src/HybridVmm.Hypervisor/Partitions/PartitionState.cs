@@ -24,6 +24,10 @@ public enum StopReason
     InstructionLimit,
     /// <summary>The root partition stopped it (VM management, shutdown).</summary>
     StoppedByRoot,
+    /// <summary>A device powered the VM off at the guest's request (a PC's power-off).</summary>
+    PoweredOff,
+    /// <summary>A device reset the VM at the guest's request; until guests can be rebooted, the VM stops (QEMU's -no-reboot).</summary>
+    Reset,
 }
 
 /// <summary>How a partition ended: the reason, the guest's exit value and, for faults, a diagnostic.</summary>

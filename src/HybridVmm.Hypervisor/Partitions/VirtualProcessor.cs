@@ -12,7 +12,7 @@ public enum VpState
 }
 
 /// <summary>A virtual processor: a hardware core bound to one partition's second-level translation.</summary>
-public sealed class VirtualProcessor
+internal sealed class VirtualProcessor
 {
     internal VirtualProcessor(int index, X86Core core)
     {

@@ -1,22 +1,20 @@
 using HybridVmm.Hardware.Cpu;
 using HybridVmm.Hypervisor.Intercepts;
 using HybridVmm.Hypervisor.Partitions;
-using HybridVmm.Hypervisor.Tracing;
 
 namespace HybridVmm.Hypervisor.Scheduling;
 
 /// <summary>
 /// Runs every runnable vCPU for one quantum per round, in partition order. A vCPU that needs the root
-/// (I/O port, unmapped GPA) posts an intercept message and stays suspended; the root serves it while the
-/// other vCPUs keep running. At the end of each round the scheduler waits for every outstanding reply
-/// (the round barrier), so what each guest observes, and the trace, never depends on host thread timing.
-/// Halted vCPUs are idled: they take no quantum.
+/// (I/O port, MMIO, device timer) posts an intercept message and stays suspended; the root serves it while
+/// the other vCPUs keep running. At the end of each pass the scheduler waits for every outstanding reply
+/// (the barrier), so what each guest observes, and the trace, never depends on host thread timing.
+/// Halted vCPUs are idled: they take no quantum. What an exit means is the <see cref="ExitDispatcher"/>'s business.
 /// </summary>
 public sealed class Scheduler
 {
     private readonly HypervisorKernel _kernel;
     private readonly SemaphoreSlim _work = new(0);
-    private int _outstanding;
 
     internal Scheduler(HypervisorKernel kernel) => _kernel = kernel;
 
@@ -24,6 +22,11 @@ public sealed class Scheduler
     public event Action? RoundCompleted;
 
     public long Rounds { get; private set; }
+
+    /// <summary>Whether <see cref="RunAsync"/> is in progress (vCPUs may be executing on its thread).</summary>
+    public bool IsRunning => Volatile.Read(ref _running) != 0;
+
+    private int _running;
 
     /// <summary>Tells an idle scheduler that something changed (a partition started, resumed or stopped).</summary>
     public void Wake() => _work.Release();
@@ -37,6 +40,19 @@ public sealed class Scheduler
     /// the longest slice, as if every vCPU had its own physical processor.
     /// </summary>
     public async Task RunAsync(bool untilIdle, CancellationToken cancellationToken, Func<bool>? stopWhen = null)
+    {
+        Interlocked.Increment(ref _running);
+        try
+        {
+            await RunRoundsAsync(untilIdle, cancellationToken, stopWhen).ConfigureAwait(false);
+        }
+        finally
+        {
+            Interlocked.Decrement(ref _running);
+        }
+    }
+
+    private async Task RunRoundsAsync(bool untilIdle, CancellationToken cancellationToken, Func<bool>? stopWhen)
     {
         long quantum = _kernel.Options.Quantum;
         while (!cancellationToken.IsCancellationRequested)
@@ -69,19 +85,15 @@ public sealed class Scheduler
                     }
                 }
 
-                while (_outstanding > 0)
-                {
-                    InterceptReply reply = await _kernel.ReplyPort.ReceiveAsync(cancellationToken).ConfigureAwait(false);
-                    _outstanding--;
-                    Complete(reply);
-                }
+                await _kernel.RootChannel.CompleteOutstandingAsync(cancellationToken).ConfigureAwait(false);
 
                 // Guests' VMBus messages and signals go to the root once every vCPU is stopped and every worker
                 // idle, so nothing runs beside the VMBus server; what it posts back raises SynIC interrupts,
-                // which wake halted vCPUs (Hypercalls/Enlightenments.cs).
+                // which wake halted vCPUs.
                 await _kernel.Enlightenments.FlushToRootAsync(cancellationToken).ConfigureAwait(false);
+                _kernel.DeliverPostedInterrupts();
 
-                ranThisPass |= Hypercalls.Enlightenments.WakeHalted(partitions);
+                ranThisPass |= WakeHalted(partitions);
 
                 ranAny |= ranThisPass;
             }
@@ -151,6 +163,24 @@ public sealed class Scheduler
                 budget = Math.Min(budget, left);
             }
 
+            ExitOutcome outcome;
+            if (vp.Index == 0 && partition.DeviceTimerDeadline is { } deadline)
+            {
+                long left = deadline - _kernel.Now(vp);
+                if (left <= 0)
+                {
+                    outcome = await _kernel.Dispatcher.DeviceTimerAsync(partition, vp, cancellationToken).ConfigureAwait(false);
+                    if (!Charge(vp, ref budget, outcome))
+                    {
+                        return;
+                    }
+
+                    continue;
+                }
+
+                budget = Math.Min(budget, left);
+            }
+
             long before = core.InstructionsRetired;
             CpuExit exit = core.Run(budget);
             long retired = core.InstructionsRetired - before;
@@ -158,233 +188,49 @@ public sealed class Scheduler
             vp.SliceTicks += retired;
             partition.Statistics.InstructionsRetired = core.InstructionsRetired;
 
-            switch (exit.Reason)
-            {
-                case CpuExitReason.BudgetExhausted:
-                    break;
-                case CpuExitReason.Cpuid:
-                    HandleCpuid(partition, vp);
-                    break;
-                case CpuExitReason.MemoryIntercept when exit.IsWrite && ResolveWriteProtection(partition, vp, exit.GuestPhysicalAddress):
-                    break;
-                case CpuExitReason.IoIn:
-                case CpuExitReason.IoOut:
-                case CpuExitReason.MemoryIntercept:
-                    InterceptCost cost = _kernel.Options.Costs.For(_kernel.Options.Hosting);
-                    partition.Statistics.Crossings += cost.Crossings;
-                    partition.Statistics.InterceptTicks += cost.Ticks;
-                    if (_kernel.InKernelDevices.TryGetValue(partition.Id, out Func<InterceptMessage, InterceptReply>? deviceModel))
-                    {
-                        // Type 1: the kernel emulates the device itself and the vCPU goes on in this slice.
-                        HandleInKernel(partition, vp, exit, deviceModel);
-                        vp.SliceTicks += cost.Ticks;
-                        budget -= cost.Ticks;
-                        if (vp.State != VpState.Runnable || partition.State != PartitionState.Running)
-                        {
-                            return;
-                        }
-
-                        break;
-                    }
-
-                    await ForwardToRootAsync(partition, vp, exit, cancellationToken).ConfigureAwait(false);
-                    vp.SliceTicks += cost.Ticks;
-                    return;
-                case CpuExitReason.Halt:
-                    Halt(partition, vp);
-                    return;
-                case CpuExitReason.Exception:
-                    Fault(partition, vp, $"{ExceptionVector.Mnemonic(exit.Vector)} (vector {exit.Vector}, error code 0x{exit.ErrorCode:x})");
-                    return;
-                case CpuExitReason.TripleFault:
-                    Fault(partition, vp, $"triple fault: {ExceptionVector.Mnemonic(exit.Vector)} (vector {exit.Vector}) could not be delivered, nor #GP, nor #DF (no usable IDT gate)");
-                    return;
-                case CpuExitReason.Rdmsr:
-                case CpuExitReason.Wrmsr:
-                case CpuExitReason.Vmcall:
-                    vp.SliceTicks += _kernel.Enlightenments.Handle(partition, vp, exit);
-                    break;
-            }
-        }
-    }
-
-    /// <summary>
-    /// A write to RAM the kernel itself write-protected (a copy-on-write share or dirty-page tracking) is the
-    /// kernel's own business: it fixes the mapping and the instruction re-executes, with no message to the root.
-    /// </summary>
-    private bool ResolveWriteProtection(Partition partition, VirtualProcessor vp, uint gpa)
-    {
-        if (partition.AddressSpace is not { } space || !space.TryResolveWriteFault(gpa, out bool copied))
-        {
-            return false;
-        }
-
-        string kind = copied ? "cow-copy" : "dirty-log";
-        partition.Statistics.CountIntercept(kind);
-        if (_kernel.Trace.Enabled && copied)
-        {
-            _kernel.Trace.Record(_kernel.Now(vp), partition.Id, vp.Index, TraceKind.Intercept, $"{kind} gpa=0x{gpa & ~0xFFFu:x8}");
-        }
-
-        return true;
-    }
-
-    private void HandleCpuid(Partition partition, VirtualProcessor vp)
-    {
-        X86Core core = vp.Core;
-        uint leaf = core[Gpr.Eax];
-        uint subleaf = core[Gpr.Ecx];
-        (uint a, uint b, uint c, uint d) = CpuidPolicy.Query(leaf, subleaf, (ulong)partition.Hv.Privileges);
-        partition.Statistics.CountIntercept("cpuid");
-        if (_kernel.Trace.Enabled)
-        {
-            _kernel.Trace.Record(_kernel.Now(vp), partition.Id, vp.Index, TraceKind.Cpuid,
-                $"leaf=0x{leaf:x8} -> eax=0x{a:x8} ebx=0x{b:x8} ecx=0x{c:x8} edx=0x{d:x8}");
-        }
-
-        core.CompleteCpuid(a, b, c, d);
-    }
-
-    private void HandleInKernel(Partition partition, VirtualProcessor vp, CpuExit exit, Func<InterceptMessage, InterceptReply> deviceModel)
-    {
-        InterceptMessage message = ToMessage(partition, vp, exit);
-        CountIntercept(partition, message.Kind);
-        if (_kernel.Trace.Enabled)
-        {
-            _kernel.Trace.Record(message.VirtualTime, partition.Id, vp.Index, TraceKind.Intercept, $"{message} -> in-kernel device model");
-        }
-
-        vp.PendingExit = exit;
-        vp.PendingTime = message.VirtualTime;
-        vp.State = VpState.WaitingForRoot;
-        Complete(deviceModel(message), countMessage: false);
-    }
-
-    private InterceptMessage ToMessage(Partition partition, VirtualProcessor vp, CpuExit exit)
-    {
-        InterceptKind kind = exit.Reason switch
-        {
-            CpuExitReason.IoIn => InterceptKind.IoPortRead,
-            CpuExitReason.IoOut => InterceptKind.IoPortWrite,
-            _ => InterceptKind.UnmappedGpa,
-        };
-        return new InterceptMessage(partition.Id, vp.Index, _kernel.Now(vp), kind,
-            exit.Port, exit.Size, exit.Value, exit.GuestPhysicalAddress, exit.IsWrite);
-    }
-
-    private static void CountIntercept(Partition partition, InterceptKind kind) =>
-        partition.Statistics.CountIntercept(kind switch
-        {
-            InterceptKind.IoPortRead => "io-read",
-            InterceptKind.IoPortWrite => "io-write",
-            _ => "unmapped-gpa",
-        });
-
-    private async ValueTask ForwardToRootAsync(Partition partition, VirtualProcessor vp, CpuExit exit, CancellationToken cancellationToken)
-    {
-        InterceptMessage message = ToMessage(partition, vp, exit);
-        CountIntercept(partition, message.Kind);
-        partition.Statistics.ChannelMessages++;
-        if (_kernel.Trace.Enabled)
-        {
-            _kernel.Trace.Record(message.VirtualTime, partition.Id, vp.Index, TraceKind.Intercept, $"{message} -> {_kernel.InterceptPort.Name}");
-        }
-
-        vp.PendingExit = exit;
-        vp.PendingTime = message.VirtualTime;
-        vp.State = VpState.WaitingForRoot;
-        _outstanding++;
-        await _kernel.InterceptPort.SendAsync(message, cancellationToken).ConfigureAwait(false);
-    }
-
-    private void Complete(InterceptReply reply, bool countMessage = true)
-    {
-        Partition? partition = _kernel.Find(reply.PartitionId);
-        if (partition is null || reply.VpIndex >= partition.VirtualProcessors.Count)
-        {
-            return;
-        }
-
-        VirtualProcessor vp = partition.VirtualProcessors[reply.VpIndex];
-        if (vp.State != VpState.WaitingForRoot)
-        {
-            return;
-        }
-
-        if (countMessage)
-        {
-            partition.Statistics.ChannelMessages++;
-        }
-
-        X86Core core = vp.Core;
-        if (_kernel.Trace.Enabled && countMessage)
-        {
-            _kernel.Trace.Record(vp.PendingTime, partition.Id, vp.Index, TraceKind.Message,
-                reply.Action == InterceptAction.Resume && vp.PendingExit.Reason == CpuExitReason.IoIn
-                    ? $"reply resume value=0x{reply.Value:x}"
-                    : $"reply {reply.Action.ToString().ToLowerInvariant()}");
-        }
-
-        switch (reply.Action)
-        {
-            case InterceptAction.Resume when vp.PendingExit.Reason == CpuExitReason.IoIn:
-                core.CompleteIoIn(reply.Value);
-                vp.State = VpState.Runnable;
-                break;
-            case InterceptAction.Resume when vp.PendingExit.Reason == CpuExitReason.IoOut:
-                core.CompleteIoOut();
-                vp.State = VpState.Runnable;
-                break;
-            case InterceptAction.Pause when vp.PendingExit.Reason == CpuExitReason.IoOut:
-                core.CompleteIoOut();
-                vp.State = VpState.Runnable;
-                partition.State = PartitionState.Paused;
-                _kernel.Trace.Record(vp.PendingTime, partition.Id, -1, TraceKind.Lifecycle, "paused at the guest's request");
-                break;
-            case InterceptAction.ExitGuest:
-                // The OUT that asked to exit retires before the partition stops.
-                if (vp.PendingExit.Reason == CpuExitReason.IoOut)
-                {
-                    core.CompleteIoOut();
-                }
-
-                _kernel.StopPartition(partition, new PartitionExit(StopReason.GuestExit, reply.Value, null));
-                break;
-            case InterceptAction.WorkerFailed:
-                _kernel.Trace.Record(vp.PendingTime, partition.Id, vp.Index, TraceKind.Fault, reply.Reason ?? "worker failed");
-                _kernel.StopPartition(partition, new PartitionExit(StopReason.WorkerFailure, 0, reply.Reason));
-                break;
-            default:
-                Fault(partition, vp, reply.Reason ?? "the root partition could not complete the intercept");
-                break;
-        }
-    }
-
-    private void Halt(Partition partition, VirtualProcessor vp)
-    {
-        vp.State = VpState.Halted;
-        partition.Statistics.CountIntercept("hlt");
-        if (_kernel.Trace.Enabled)
-        {
-            _kernel.Trace.Record(_kernel.Now(vp), partition.Id, vp.Index, TraceKind.Intercept, "hlt");
-        }
-
-        if (vp.Core.HasDeliverableInterrupt)
-        {
-            vp.State = VpState.Runnable; // an interrupt is already waiting: HLT falls through to it
-            return;
-        }
-
-        // A vCPU halted with IF=0 can never wake; with IF=1 a SynIC interrupt may still wake it.
-        foreach (VirtualProcessor other in partition.VirtualProcessors)
-        {
-            if (other.State != VpState.Halted || other.Core.InterruptsEnabled)
+            outcome = await _kernel.Dispatcher.DispatchAsync(partition, vp, exit, cancellationToken).ConfigureAwait(false);
+            if (!Charge(vp, ref budget, outcome))
             {
                 return;
             }
         }
+    }
 
-        _kernel.StopPartition(partition, new PartitionExit(StopReason.Halted, 0, null));
+    private static bool Charge(VirtualProcessor vp, ref long budget, ExitOutcome outcome)
+    {
+        vp.SliceTicks += outcome.SliceTicks;
+        budget -= outcome.BudgetTicks;
+        return outcome.Continue;
+    }
+
+    /// <summary>
+    /// A halted vCPU with an interrupt it can take becomes runnable (HLT wakes on an interrupt). Called at the
+    /// barrier after the root served the guests' VMBus requests, so a vCPU restored with requests for the root
+    /// (held until the root served them) is released here too, once its partition runs.
+    /// </summary>
+    private static bool WakeHalted(IReadOnlyList<Partition> partitions)
+    {
+        bool woke = false;
+        foreach (Partition partition in partitions)
+        {
+            foreach (VirtualProcessor vp in partition.VirtualProcessors)
+            {
+                if (vp.HeldForRoot && partition.State == PartitionState.Running && vp.State == VpState.WaitingForRoot)
+                {
+                    vp.HeldForRoot = false;
+                    vp.State = vp.ReleaseState;
+                    woke |= vp.State == VpState.Runnable;
+                }
+
+                if (partition.State == PartitionState.Running && vp.State == VpState.Halted && vp.Core.HasDeliverableInterrupt)
+                {
+                    vp.State = VpState.Runnable;
+                    woke = true;
+                }
+            }
+        }
+
+        return woke;
     }
 
     private void StopIdleHalted(IReadOnlyList<Partition> partitions)
@@ -407,13 +253,5 @@ public sealed class Scheduler
                 _kernel.StopPartition(partition, new PartitionExit(StopReason.Halted, 0, null));
             }
         }
-    }
-
-    private void Fault(Partition partition, VirtualProcessor vp, string what)
-    {
-        partition.Statistics.CountIntercept("fault");
-        string diagnostic = $"guest fault: {what}\n{vp.Core.DescribeState()}";
-        _kernel.Trace.Record(_kernel.Now(vp), partition.Id, vp.Index, TraceKind.Fault, what);
-        _kernel.StopPartition(partition, new PartitionExit(StopReason.GuestFault, 0, diagnostic));
     }
 }

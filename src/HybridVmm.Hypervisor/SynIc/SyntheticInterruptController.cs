@@ -12,7 +12,7 @@ namespace HybridVmm.Hypervisor.SynIc;
 /// vector, through the guest's IDT. Touched only by the scheduler thread, or by the root while the scheduler
 /// waits for it at a barrier.
 /// </summary>
-public sealed class SyntheticInterruptController
+internal sealed class SyntheticInterruptController
 {
     private const ulong EnableBit = 1;
     private const ulong SintMasked = 1UL << 16;

@@ -6,11 +6,19 @@ namespace HybridVmm.Hypervisor.VmBus;
 /// The kernel keeps the table; the root can touch a guest page only if some GPADL lists it (the Xen
 /// grant-table discipline), and every other access through <see cref="RootPartitionApi"/> is refused.
 /// </summary>
-public sealed class GpadlTable
+/// <summary>How many GPADLs a partition may create, and how many pages each may grant (saved-state readers check them too).</summary>
+public static class GpadlLimits
+{
+    public const int MaxGpadls = 64;
+
+    public const int MaxPagesPerGpadl = 1024;
+}
+
+internal sealed class GpadlTable
 {
     /// <summary>GPADLs per partition, and pages per GPADL: resource limits in the Firecracker spirit.</summary>
-    public const int MaxGpadls = 64;
-    public const int MaxPagesPerGpadl = 1024;
+    public const int MaxGpadls = GpadlLimits.MaxGpadls;
+    public const int MaxPagesPerGpadl = GpadlLimits.MaxPagesPerGpadl;
 
     private readonly Dictionary<uint, Gpadl> _gpadls = new();
     private readonly Dictionary<uint, int> _grantedPages = new();
@@ -94,7 +102,7 @@ public sealed class GpadlTable
 }
 
 /// <summary>One GPADL: the guest pages, in order, that form one buffer (e.g. a channel's two ring buffers).</summary>
-public sealed class Gpadl(uint id, int expectedPages)
+internal sealed class Gpadl(uint id, int expectedPages)
 {
     public uint Id { get; } = id;
 

@@ -34,21 +34,21 @@ public class Uart16550Tests
         {
             Assert.That(_sent, Is.Empty);
             Assert.That(uart.Divisor, Is.EqualTo(1));
-            Assert.That(uart.Read(0x3FB, 1), Is.EqualTo(0x03));
+            Assert.That(uart.Read(0x3FB, 1).Value, Is.EqualTo(0x03));
         });
     }
 
     [Test]
     public void LineStatusReportsAnEmptyTransmitter() =>
-        Assert.That(NewUart().Read(0x3FD, 1) & 0x60, Is.EqualTo(0x60u));
+        Assert.That(NewUart().Read(0x3FD, 1).Value & 0x60, Is.EqualTo(0x60u));
 
     [Test]
     public void InterruptIdentificationShowsNoInterruptAndFifoState()
     {
         Uart16550 uart = NewUart();
-        Assert.That(uart.Read(0x3FA, 1), Is.EqualTo(0x01u));
+        Assert.That(uart.Read(0x3FA, 1).Value, Is.EqualTo(0x01u));
         uart.Write(0x3FA, 1, 0x07); // enable and clear FIFOs
-        Assert.That(uart.Read(0x3FA, 1), Is.EqualTo(0xC1u));
+        Assert.That(uart.Read(0x3FA, 1).Value, Is.EqualTo(0xC1u));
     }
 
     [Test]
@@ -57,8 +57,8 @@ public class Uart16550Tests
         Uart16550 uart = NewUart();
         uart.Write(0x3FF, 1, 0x5A);
         uart.Write(0x3F9, 1, 0xFF);
-        Assert.That(uart.Read(0x3FF, 1), Is.EqualTo(0x5Au));
-        Assert.That(uart.Read(0x3F9, 1), Is.EqualTo(0x0Fu), "IER keeps only its four defined bits");
+        Assert.That(uart.Read(0x3FF, 1).Value, Is.EqualTo(0x5Au));
+        Assert.That(uart.Read(0x3F9, 1).Value, Is.EqualTo(0x0Fu), "IER keeps only its four defined bits");
     }
 
     [Test]
@@ -70,17 +70,18 @@ public class Uart16550Tests
         Assert.Multiple(() =>
         {
             Assert.That(_sent, Is.Empty);
-            Assert.That(uart.Read(0x3FD, 1) & 1, Is.EqualTo(1u), "data ready");
-            Assert.That(uart.Read(0x3F8, 1), Is.EqualTo(0xAEu));
-            Assert.That(uart.Read(0x3FE, 1), Is.EqualTo(0x30u), "RTS->CTS and DTR->DSR in loopback");
+            Assert.That(uart.Read(0x3FD, 1).Value & 1, Is.EqualTo(1u), "data ready");
+            Assert.That(uart.Read(0x3F8, 1).Value, Is.EqualTo(0xAEu));
+            Assert.That(uart.Read(0x3FE, 1).Value, Is.EqualTo(0x30u), "RTS->CTS and DTR->DSR in loopback");
         });
     }
 
     [Test]
     public void DebugExitWriteEndsTheGuestWithTheWrittenValue()
     {
-        PortWriteOutcome outcome = new DebugExitDevice().Write(0xF4, 4, 0x2A);
-        Assert.That(outcome, Is.EqualTo(PortWriteOutcome.Exit(0x2A)));
+        var control = new RecordingControl();
+        IoResult result = new DebugExitDevice(control).Write(0xF4, 4, 0x2A);
+        Assert.That((result.Status, control.Requests.Single()), Is.EqualTo((IoStatus.Ok, "exit 0x2a")));
     }
 
     [Test]
@@ -106,5 +107,18 @@ public class Uart16550Tests
             Assert.That(exit.Reason, Is.EqualTo(StopReason.GuestExit));
             Assert.That(exit.ExitValue, Is.EqualTo(7u));
         }
+    }
+
+    private sealed class RecordingControl : IVmControl
+    {
+        public List<string> Requests { get; } = new();
+
+        public void SignalGuestExit(uint value) => Requests.Add($"exit 0x{value:x}");
+
+        public void RequestPause() => Requests.Add("pause");
+
+        public void RequestPowerOff() => Requests.Add("power-off");
+
+        public void RequestReset() => Requests.Add("reset");
     }
 }

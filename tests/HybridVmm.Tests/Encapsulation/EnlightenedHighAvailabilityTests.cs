@@ -34,7 +34,7 @@ public class EnlightenedHighAvailabilityTests
             Assert.That(records.Single().Restarts, Is.EqualTo(1));
             Assert.That(records.Single().Checkpoints, Is.GreaterThan(expected.Instructions / 7_000 - 2));
             Assert.That(restarted.Exited.Result.Reason, Is.EqualTo(StopReason.GuestExit), restarted.Exited.Result.Diagnostic);
-            Assert.That(restarted.Partition.Statistics.InstructionsRetired, Is.EqualTo(expected.Instructions));
+            Assert.That(restarted.Statistics.InstructionsRetired, Is.EqualTo(expected.Instructions));
             Assert.That(first, Is.EqualTo(expected.Output), "the first run printed everything before its driver failed");
             Assert.That(expected.Output, Does.EndWith(replay), "the restart printed again exactly what followed its checkpoint");
         });

@@ -46,7 +46,7 @@ public class EnlightenedMigrationTests
         {
             Assert.That(moved!.Exited.Result.Reason, Is.EqualTo(StopReason.GuestExit), moved.Exited.Result.Diagnostic);
             Assert.That(sourceConsole.Text(vm) + targetConsole.Text(moved!), Is.EqualTo(expected.Output));
-            Assert.That(moved!.Partition.Statistics.InstructionsRetired, Is.EqualTo(expected.Instructions));
+            Assert.That(moved!.Statistics.InstructionsRetired, Is.EqualTo(expected.Instructions));
         });
     }
 }

@@ -113,7 +113,7 @@ public class EnlightenedSnapshotTests
             Assert.That(vm, Is.Not.Null, error?.Message);
             machine.RunAsync().GetAwaiter().GetResult();
             Assert.That(first.Output + middle + machine.Output(vm), Is.EqualTo(expected.Output));
-            Assert.That(vm.Partition.Statistics.InstructionsRetired, Is.EqualTo(expected.Instructions));
+            Assert.That(vm.Statistics.InstructionsRetired, Is.EqualTo(expected.Instructions));
         }
     }
 
@@ -189,7 +189,7 @@ public class EnlightenedSnapshotTests
         using var machine = new TestMachine();
         VirtualMachine vm = machine.Create(config);
         machine.RunAsync().GetAwaiter().GetResult();
-        return new Run(machine.Output(vm), vm.Exited.Result, vm.Partition.Statistics.InstructionsRetired);
+        return new Run(machine.Output(vm), vm.Exited.Result, vm.Statistics.InstructionsRetired);
     }
 
     /// <summary>Runs to <paramref name="saveAt"/>, saves to file bytes and reads them back, as `run --save-to` and `restore` do.</summary>
@@ -219,6 +219,6 @@ public class EnlightenedSnapshotTests
         VirtualMachine? vm = machine.System.Root.RestoreVm(saved.Snapshot, out VmCreationError? error);
         Assert.That(vm, Is.Not.Null, error?.Message);
         machine.RunAsync().GetAwaiter().GetResult();
-        return (saved, new Run(machine.Output(vm!), vm!.Exited.Result, vm.Partition.Statistics.InstructionsRetired));
+        return (saved, new Run(machine.Output(vm!), vm!.Exited.Result, vm.Statistics.InstructionsRetired));
     }
 }

@@ -72,7 +72,7 @@ public class InterruptStateSnapshotTests
             Assert.That(vm.State, Is.EqualTo(PartitionState.Paused));
 
             // As the SynIC does when it asserts a SINT: the vector is requested, not yet delivered.
-            vm.Partition.VirtualProcessors[0].Core.RequestInterrupt(Vector);
+            machine.System.Root.AssertInterrupt(vm, Vector);
             VmSnapshot snapshot = machine.System.Root.CaptureSnapshot(vm);
             CpuState cpu = snapshot.Cpu;
             Assert.That(cpu.InterruptRequest1, Is.EqualTo(1ul << (Vector - 64)), "vector 0x40 is pending in the saved state");
@@ -90,7 +90,7 @@ public class InterruptStateSnapshotTests
             PartitionExit exit = vm.Exited.Result;
             Assert.That((exit.Reason, exit.ExitValue), Is.EqualTo((StopReason.GuestExit, exitValue)), exit.Diagnostic);
             // The handler's MOV retires (the exiting OUT is not counted): one instruction more in the shadow case.
-            Assert.That(vm.Partition.Statistics.InstructionsRetired, Is.EqualTo(saveAt + (saveAt == ThroughSti ? 2 : 1)),
+            Assert.That(vm.Statistics.InstructionsRetired, Is.EqualTo(saveAt + (saveAt == ThroughSti ? 2 : 1)),
                 "the interrupt is taken at the first boundary it may be: after the shadowed instruction, or at once");
         }
     }

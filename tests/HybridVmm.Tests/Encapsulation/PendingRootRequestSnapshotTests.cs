@@ -28,11 +28,11 @@ public class PendingRootRequestSnapshotTests
         {
             VirtualMachine vm = machine.Create(config);
             long messages = 0;
-            machine.System.Kernel.BreakpointReached += partition =>
+            machine.System.Root.BreakpointReached += partition =>
             {
                 // On the scheduler thread, before the pass barrier. Step one instruction at a time; when the guest has
                 // just made a request (the channel-message count moved), save and look for a queued HvSignalEvent.
-                long now = vm.Partition.Statistics.ChannelMessages;
+                long now = vm.Statistics.ChannelMessages;
                 if (now != messages)
                 {
                     messages = now;
@@ -46,12 +46,12 @@ public class PendingRootRequestSnapshotTests
                     }
                 }
 
-                machine.System.Root.PauseAtInstruction(vm, vm.Partition.VirtualProcessors[0].Core.InstructionsRetired + 1);
+                machine.System.Root.PauseAtInstruction(vm, machine.System.Root.Registers(vm).InstructionsRetired + 1);
                 machine.System.Root.Start(vm);
             };
             machine.System.Root.PauseAtInstruction(vm, 1);
             await machine.RunAsync();
-            source = new EnlightenedSnapshotTests.Run(machine.Output(vm), vm.Exited.Result, vm.Partition.Statistics.InstructionsRetired);
+            source = new EnlightenedSnapshotTests.Run(machine.Output(vm), vm.Exited.Result, vm.Statistics.InstructionsRetired);
         }
 
         Assert.That(caught, Is.Not.Null, "no save point caught a request queued for the root");
@@ -69,7 +69,7 @@ public class PendingRootRequestSnapshotTests
 
             // Pausing mid-pass moved the barrier: the root served the signal before the guest reached its HLT, so the
             // source itself ran a few instructions fewer than an uninterrupted run. The restored VM does as the source did.
-            Assert.That(vm.Partition.Statistics.InstructionsRetired, Is.EqualTo(source.Instructions));
+            Assert.That(vm.Statistics.InstructionsRetired, Is.EqualTo(source.Instructions));
         }
     }
 }

@@ -29,7 +29,6 @@ public class SynicAndHaltSnapshotTests
         using (var machine = new TestMachine())
         {
             VirtualMachine vm = machine.Create(config);
-            SyntheticInterruptController synic = vm.Partition.VirtualProcessors[0].Synic;
             long at = 0;
             do
             {
@@ -38,7 +37,7 @@ public class SynicAndHaltSnapshotTests
                 await machine.RunAsync();
                 Assert.That(vm.State, Is.EqualTo(PartitionState.Paused), "the guest ended without a message ever queued at a save point");
             }
-            while (synic.QueuedMessages(VmBusSint) == 0);
+            while (machine.System.Root.QueuedSynicMessages(vm, VmBusSint) == 0);
 
             VmSnapshot snapshot = machine.System.Root.CaptureSnapshot(vm);
             SynicQueuedMessage queued = snapshot.Enlightened.VirtualProcessors[0].Synic.Queued.Single();
@@ -52,11 +51,11 @@ public class SynicAndHaltSnapshotTests
         {
             VirtualMachine vm = machine.System.Root.RestoreVm(SnapshotFormat.TryDeserialize(file, out _)!, out VmCreationError? error)!;
             Assert.That(vm, Is.Not.Null, error?.Message);
-            Assert.That(vm.Partition.VirtualProcessors[0].Synic.QueuedMessages(VmBusSint), Is.EqualTo(1));
+            Assert.That(machine.System.Root.QueuedSynicMessages(vm, VmBusSint), Is.EqualTo(1));
             await machine.RunAsync();
             Assert.That(vm.Exited.Result.Reason, Is.EqualTo(StopReason.GuestExit), vm.Exited.Result.Diagnostic);
             Assert.That(before + machine.Output(vm), Is.EqualTo(expected.Output));
-            Assert.That(vm.Partition.Statistics.InstructionsRetired, Is.EqualTo(expected.Instructions));
+            Assert.That(vm.Statistics.InstructionsRetired, Is.EqualTo(expected.Instructions));
         }
     }
 
@@ -75,9 +74,8 @@ public class SynicAndHaltSnapshotTests
         using (var machine = new TestMachine())
         {
             VirtualMachine vm = machine.Create(new VmConfiguration { Name = "hlt", Image = image, MemoryBytes = 2u << 20 });
-            VirtualProcessor vp = vm.Partition.VirtualProcessors[0];
             machine.System.Root.Start(vm);
-            await machine.System.RunUntilIdleAsync(stopWhen: () => vp.State == VpState.Halted);
+            await machine.System.RunUntilIdleAsync(stopWhen: () => machine.System.Root.VirtualProcessorState(vm) == VpState.Halted);
             machine.System.Root.Pause(vm);
             VmSnapshot snapshot = machine.System.Root.CaptureSnapshot(vm);
             Assert.That(snapshot.Enlightened.VirtualProcessors[0].Halted, Is.True);
@@ -90,7 +88,7 @@ public class SynicAndHaltSnapshotTests
             await machine.RunAsync();
             PartitionExit exit = await vm.Exited;
             Assert.That(exit.Reason, Is.EqualTo(StopReason.Halted), "the restored vCPU waits in HLT, as it did");
-            Assert.That(vm.Partition.Statistics.InstructionsRetired, Is.EqualTo(2));
+            Assert.That(vm.Statistics.InstructionsRetired, Is.EqualTo(2));
         }
     }
 }

@@ -23,9 +23,8 @@ public class SyntheticNicSnapshotTests
         {
             // Partition 1: MAC 02:48:56:00:00:01. Alone on the switch, it opens its NIC and waits in HLT for a frame.
             VirtualMachine pong = machine.Create(Enlnet("pong", "pong"));
-            VirtualProcessor vp = pong.Partition.VirtualProcessors[0];
             machine.System.Root.Start(pong);
-            await machine.System.RunUntilIdleAsync(stopWhen: () => vp.State == VpState.Halted);
+            await machine.System.RunUntilIdleAsync(stopWhen: () => machine.System.Root.VirtualProcessorState(pong) == VpState.Halted);
             machine.System.Root.Pause(pong);
             VmSnapshot snapshot = machine.System.Root.CaptureSnapshot(pong);
             Assert.That(snapshot.Channels.Select(c => (c.Device, c.Open)), Is.EqualTo(new[] { ("synthcon", true), ("synthnet", true) }));

@@ -29,12 +29,12 @@ public class GrantTests
         a.cli(); a.hlt();
     });
 
-    private static async Task<(HypervisorKernel Kernel, RootPartitionApi Api, Partition Guest, TraceRecorder Trace)> BootGranter()
+    private static async Task<(HypervisorKernel Kernel, RootPartitionApi Api, PartitionHandle Guest, TraceRecorder Trace)> BootGranter()
     {
         var trace = new TraceRecorder(null, keepInMemory: true);
         var kernel = new HypervisorKernel(new HypervisorOptions { HostMemoryBytes = 16L << 20 }, trace);
         RootPartitionApi api = kernel.ClaimRootApi();
-        Partition guest = api.CreatePartition("granter", 4u << 20)!;
+        PartitionHandle guest = api.CreatePartition("granter", 4u << 20)!.Value;
         PreparedImage image = RootPartition.Prepare(new VmConfiguration { Name = "granter", Image = Granter, MemoryBytes = 4u << 20 }, out _)!;
         foreach (var write in image.Writes)
         {
@@ -44,14 +44,14 @@ public class GrantTests
         api.SetBootState(guest, image.Entry, 0x2BADB002, 0x9000);
         api.Start(guest);
         await kernel.Scheduler.RunAsync(untilIdle: true, CancellationToken.None);
-        Assert.That((await guest.Exited).Reason, Is.EqualTo(StopReason.Halted));
+        Assert.That((await api.Exited(guest)).Reason, Is.EqualTo(StopReason.Halted));
         return (kernel, api, guest, trace);
     }
 
     [Test]
     public async Task TheRootReachesOnlyGrantedPagesAndEveryOtherAccessIsRefusedAndTraced()
     {
-        (HypervisorKernel kernel, RootPartitionApi api, Partition guest, TraceRecorder trace) = await BootGranter();
+        (HypervisorKernel kernel, RootPartitionApi api, PartitionHandle guest, TraceRecorder trace) = await BootGranter();
 
         byte[] four = new byte[4];
         Assert.Multiple(() =>
@@ -77,7 +77,7 @@ public class GrantTests
     [Test]
     public async Task AMalformedRingIsReportedAndNeverThrows()
     {
-        (_, RootPartitionApi api, Partition guest, _) = await BootGranter();
+        (_, RootPartitionApi api, PartitionHandle guest, _) = await BootGranter();
         var ring = new HybridVmm.HostOS.VmBus.RingBuffer(api, guest, 9, 0, 2);
         void Control(uint write, uint read) =>
             api.WriteGpadl(guest, 9, 0, BitConverter.GetBytes(write).Concat(BitConverter.GetBytes(read)).ToArray());

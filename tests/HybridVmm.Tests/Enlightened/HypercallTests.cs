@@ -41,7 +41,7 @@ public class HypercallTests
         VirtualMachine vm = machine.Create(new VmConfiguration { Name = "hc", Image = image, MemoryBytes = 4u << 20, Privileges = privileges });
         await machine.RunAsync();
         byte[] raw = new byte[slots * 8];
-        vm.Partition.AddressSpace!.TryRead(Results, raw);
+        machine.System.Root.ReadMemoryOfStoppedVm(vm, Results, raw);
         ulong[] results = new ulong[slots];
         for (int i = 0; i < slots; i++) results[i] = BinaryPrimitives.ReadUInt64LittleEndian(raw.AsSpan(i * 8));
         return (results, await vm.Exited, machine);

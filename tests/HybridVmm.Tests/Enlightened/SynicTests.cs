@@ -101,7 +101,7 @@ public class SynicTests
         });
         await machine.RunAsync();
         byte[] raw = new byte[16];
-        vm.Partition.AddressSpace!.TryRead(Log, raw);
+        machine.System.Root.ReadMemoryOfStoppedVm(vm, Log, raw);
         uint[] log = Enumerable.Range(0, 4).Select(i => BinaryPrimitives.ReadUInt32LittleEndian(raw.AsSpan(i * 4))).ToArray();
         return (await vm.Exited, log, machine);
     }

@@ -24,12 +24,12 @@ public class InterceptRoundTripTests
         using (machine)
         {
             Assert.That(exit.Reason, Is.EqualTo(StopReason.Halted));
-            var core = vm.Partition.VirtualProcessors[0].Core;
+            Hardware.Cpu.CpuState core = machine.System.Root.Registers(vm);
             Assert.Multiple(() =>
             {
-                Assert.That(core[Hardware.Cpu.Gpr.Ebx], Is.EqualTo(0xFFu));
-                Assert.That(core[Hardware.Cpu.Gpr.Ecx], Is.EqualTo(0xFFFFu));
-                Assert.That(core[Hardware.Cpu.Gpr.Esi], Is.EqualTo(0xFFFF_FFFFu));
+                Assert.That(core.Ebx, Is.EqualTo(0xFFu));
+                Assert.That(core.Ecx, Is.EqualTo(0xFFFFu));
+                Assert.That(core.Esi, Is.EqualTo(0xFFFF_FFFFu));
                 Assert.That(machine.TraceLines.Count(l => l.Contains("unclaimed read")), Is.EqualTo(3));
                 Assert.That(machine.TraceLines.Count(l => l.Contains("unclaimed write") && l.Contains("(dropped)")), Is.EqualTo(1));
             });
@@ -56,8 +56,8 @@ public class InterceptRoundTripTests
                 Assert.That(com1[1], Does.Contain("Message").And.Contain("root -> worker.guest"));
                 Assert.That(com1[2], Does.Contain("Device").And.Contain("com1 write port=0x03f8 size=1 value=0x21 '!'"));
                 Assert.That(com1[3], Does.Contain("Message").And.Contain("reply resume"));
-                Assert.That(vm.Partition.Statistics.InterceptsByKind["io-write"], Is.EqualTo(2));
-                Assert.That(vm.Partition.Statistics.ChannelMessages, Is.EqualTo(4), "two intercepts, two replies");
+                Assert.That(vm.Statistics.InterceptsByKind["io-write"], Is.EqualTo(2));
+                Assert.That(vm.Statistics.ChannelMessages, Is.EqualTo(4), "two intercepts, two replies");
             });
         }
     }
@@ -74,18 +74,18 @@ public class InterceptRoundTripTests
         (_, _, VirtualMachine vm, TestMachine machine) = await TestMachine.RunOneAsync(image);
         using (machine)
         {
-            var core = vm.Partition.VirtualProcessors[0].Core;
+            Hardware.Cpu.CpuState core = machine.System.Root.Registers(vm);
             byte[] signature = new byte[12];
-            BitConverter.GetBytes(core[Hardware.Cpu.Gpr.Ebx]).CopyTo(signature, 0);
-            BitConverter.GetBytes(core[Hardware.Cpu.Gpr.Ecx]).CopyTo(signature, 4);
-            BitConverter.GetBytes(core[Hardware.Cpu.Gpr.Edx]).CopyTo(signature, 8);
+            BitConverter.GetBytes(core.Ebx).CopyTo(signature, 0);
+            BitConverter.GetBytes(core.Ecx).CopyTo(signature, 4);
+            BitConverter.GetBytes(core.Edx).CopyTo(signature, 8);
             Assert.Multiple(() =>
             {
-                Assert.That(core[Hardware.Cpu.Gpr.Edi] & CpuidPolicy.HypervisorPresent, Is.Not.Zero);
-                Assert.That(core[Hardware.Cpu.Gpr.Eax], Is.EqualTo(CpuidPolicy.MaxHypervisorLeaf));
+                Assert.That(core.Edi & CpuidPolicy.HypervisorPresent, Is.Not.Zero);
+                Assert.That(core.Eax, Is.EqualTo(CpuidPolicy.MaxHypervisorLeaf));
                 Assert.That(System.Text.Encoding.ASCII.GetString(signature), Is.EqualTo(CpuidPolicy.VendorSignature));
-                Assert.That(vm.Partition.Statistics.InterceptsByKind["cpuid"], Is.EqualTo(2));
-                Assert.That(vm.Partition.Statistics.ChannelMessages, Is.Zero, "CPUID never leaves the kernel");
+                Assert.That(vm.Statistics.InterceptsByKind["cpuid"], Is.EqualTo(2));
+                Assert.That(vm.Statistics.ChannelMessages, Is.Zero, "CPUID never leaves the kernel");
             });
         }
     }
@@ -104,7 +104,7 @@ public class InterceptRoundTripTests
         using (machine)
         {
             Assert.That(exit.Reason, Is.EqualTo(StopReason.InstructionLimit));
-            Assert.That(vm.Partition.Statistics.InstructionsRetired, Is.EqualTo(250_001));
+            Assert.That(vm.Statistics.InstructionsRetired, Is.EqualTo(250_001));
         }
     }
 

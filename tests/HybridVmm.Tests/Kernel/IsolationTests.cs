@@ -61,8 +61,7 @@ public class IsolationTests
         machine.System.Root.Delete(first);
         VirtualMachine second = machine.Create("second", FlatKernel.Build(a => a.hlt()), Memory);
         byte[] ram = new byte[0x10000];
-        var api = second.Partition.AddressSpace!;
-        Assert.That(api.TryRead(0x200000, ram), Is.True);
+        Assert.That(machine.System.Root.ReadMemoryOfStoppedVm(second, 0x200000, ram), Is.True);
         Assert.That(ram, Is.All.Zero, "the frames were scrubbed before reuse");
     }
 
@@ -81,7 +80,7 @@ public class IsolationTests
         }
 
         byte[] ram = new byte[Memory];
-        Assert.That(painter.Partition.AddressSpace!.TryRead(0, ram), Is.True);
+        Assert.That(machine.System.Root.ReadMemoryOfStoppedVm(painter, 0, ram), Is.True);
         return Convert.ToHexString(SHA256.HashData(ram));
     }
 }

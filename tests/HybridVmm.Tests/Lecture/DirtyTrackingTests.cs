@@ -32,6 +32,6 @@ public class DirtyTrackingTests
         machine.System.Root.Start(vm);
         await machine.System.RunUntilIdleAsync();
         Assert.That(machine.System.Root.CollectDirtyPages(vm), Is.EqualTo(new uint[] { 0x300 }));
-        Assert.That(vm.Partition.Statistics.InterceptsByKind["dirty-log"], Is.EqualTo(4));
+        Assert.That(vm.Statistics.InterceptsByKind["dirty-log"], Is.EqualTo(4));
     }
 }

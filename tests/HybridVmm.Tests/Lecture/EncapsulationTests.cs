@@ -26,7 +26,7 @@ public class EncapsulationTests
             machine.System.Root.PauseAtInstruction(vm, saveAt);
             await machine.RunAsync();
             Assert.That(vm.State, Is.EqualTo(PartitionState.Paused));
-            Assert.That(vm.Partition.Statistics.InstructionsRetired, Is.EqualTo(saveAt));
+            Assert.That(vm.Statistics.InstructionsRetired, Is.EqualTo(saveAt));
             before = machine.Output(vm);
             file = SnapshotFormat.Serialize(machine.System.Root.CaptureSnapshot(vm));
         }
@@ -41,7 +41,7 @@ public class EncapsulationTests
             PartitionExit exit = await vm.Exited;
             Assert.That(exit.Reason, Is.EqualTo(StopReason.GuestExit));
             Assert.That(before + machine.Output(vm), Is.EqualTo(expected));
-            Assert.That(vm.Partition.Statistics.InstructionsRetired, Is.EqualTo(23_959_616), "the same instruction count as one uninterrupted run");
+            Assert.That(vm.Statistics.InstructionsRetired, Is.EqualTo(23_959_616), "the same instruction count as one uninterrupted run");
         }
     }
 

@@ -1,7 +1,7 @@
 using ApprovalTests;
 using HybridVmm.HostOS.Management;
 using HybridVmm.Hypervisor.Partitions;
-using HybridVmm.Hypervisor.Scheduling;
+using HybridVmm.Hypervisor.Intercepts;
 using HybridVmm.Tests.Support;
 
 namespace HybridVmm.Tests.Lecture;

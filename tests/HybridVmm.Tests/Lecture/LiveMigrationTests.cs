@@ -40,7 +40,7 @@ public class LiveMigrationTests
         {
             Assert.That(sourceConsole.Text(vm) + targetConsole.Text(moved!), Is.EqualTo(Expected));
             Assert.That(moved!.Exited.Result.Reason, Is.EqualTo(StopReason.GuestExit));
-            Assert.That(moved.Partition.Statistics.InstructionsRetired, Is.EqualTo(23_959_616));
+            Assert.That(moved.Statistics.InstructionsRetired, Is.EqualTo(23_959_616));
             Assert.That(report.PagesPerRound, Is.Not.Empty);
             Assert.That(report.PagesPerRound[0], Is.GreaterThan(report.FinalPages), "pre-copy moved most pages while the guest ran");
         });

@@ -1,4 +1,4 @@
-namespace HybridVmm.Hypervisor.Scheduling;
+namespace HybridVmm.Hypervisor.Intercepts;
 
 /// <summary>Where emulated devices run, which decides what an I/O exit has to cross (the lecture's Type 1/2/3).</summary>
 public enum DeviceHosting

@@ -1,0 +1,78 @@
+namespace HybridVmm.HostOS.Devices;
+
+/// <summary>
+/// What a device may do to its VM, handed to it when the machine is built. Emulated (chipset) devices and
+/// synthetic (VMBus) devices get the same service types. Everything runs on the VM's virtual time, so a
+/// device's effects land at the same guest instruction on every run.
+/// </summary>
+public sealed class DeviceServices(IDeviceClock clock, IVmControl control, Func<int, IInterruptLine> interruptLine, Func<Action<long>, IVirtualTimer> timer)
+{
+    /// <summary>The VM's virtual time, as of the access (or timer) being served.</summary>
+    public IDeviceClock Clock { get; } = clock;
+
+    /// <summary>Requests that change the VM's run state: exit, pause, power-off, reset.</summary>
+    public IVmControl Control { get; } = control;
+
+    /// <summary>
+    /// Interrupt line <paramref name="line"/> of the VM's platform. Until the PC's interrupt controllers exist,
+    /// line n reaches the boot vCPU as vector 0x20 + n (the vectors a PC BIOS conventionally programs the master
+    /// PIC with are 0x08-0x0F; 0x20 is where protected-mode kernels remap it), edge-triggered on
+    /// <see cref="IInterruptLine.Raise"/>.
+    /// </summary>
+    public IInterruptLine InterruptLine(int line) => interruptLine(line);
+
+    /// <summary>A timer that calls <paramref name="onExpired"/> with the virtual time it expired at.</summary>
+    public IVirtualTimer CreateTimer(Action<long> onExpired) => timer(onExpired);
+}
+
+/// <summary>The VM's virtual clock as a device reads it.</summary>
+public interface IDeviceClock
+{
+    long Now { get; }
+}
+
+/// <summary>
+/// Run-state requests a device may make. Made while the device serves a guest access, they take effect when
+/// that access completes (the instruction retires first); made at any other time, at once.
+/// </summary>
+public interface IVmControl
+{
+    /// <summary>Ends the guest with <paramref name="value"/> as its exit value (QEMU's isa-debug-exit).</summary>
+    void SignalGuestExit(uint value);
+
+    /// <summary>Pauses the VM, e.g. a template asking to be frozen.</summary>
+    void RequestPause();
+
+    /// <summary>Powers the VM off (ACPI S5, a PC's power button).</summary>
+    void RequestPowerOff();
+
+    /// <summary>
+    /// Resets the VM (a PC's reset line). Until the platform can reboot a guest from its firmware, a reset stops
+    /// the VM with the reason "reset", so that a guest asking for one is never left running in an undefined state.
+    /// </summary>
+    void RequestReset();
+}
+
+/// <summary>An interrupt line a device drives.</summary>
+public interface IInterruptLine
+{
+    /// <summary>Asserts the line; an edge delivers the line's vector once.</summary>
+    void Raise();
+
+    /// <summary>Deasserts the line.</summary>
+    void Lower();
+
+    bool IsRaised { get; }
+}
+
+/// <summary>A one-shot timer on the VM's virtual time.</summary>
+public interface IVirtualTimer
+{
+    /// <summary>Arms the timer to fire when the VM's virtual time reaches <paramref name="deadline"/> (replacing an earlier deadline).</summary>
+    void ArmAt(long deadline);
+
+    void Cancel();
+
+    /// <summary>The armed deadline, or null.</summary>
+    long? Deadline { get; }
+}

@@ -1,0 +1,174 @@
+using HybridVmm.Hardware.Cpu;
+using HybridVmm.Hypervisor.Partitions;
+using HybridVmm.Hypervisor.Tracing;
+
+namespace HybridVmm.Hypervisor.Intercepts;
+
+/// <summary>
+/// Decides what each VM exit means and who serves it: the kernel itself (CPUID, its own write protection,
+/// HLT, synthetic MSRs and hypercalls, an in-kernel device model under Type 1) or the root partition (I/O
+/// ports, MMIO, device timers), through <see cref="RootChannel"/>. Faults stop only the partition that made them.
+/// </summary>
+/// <summary>What serving an exit cost the vCPU: ticks of virtual time, ticks taken from its quantum, and whether it runs on.</summary>
+internal readonly record struct ExitOutcome(long SliceTicks, long BudgetTicks, bool Continue)
+{
+    public static ExitOutcome Go => new(0, 0, true);
+
+    public static ExitOutcome Stop => new(0, 0, false);
+}
+
+internal sealed class ExitDispatcher(HypervisorKernel kernel, RootChannel root, InterceptCompletion completion)
+{
+    /// <summary>Serves one exit.</summary>
+    public async ValueTask<ExitOutcome> DispatchAsync(Partition partition, VirtualProcessor vp, CpuExit exit, CancellationToken cancellationToken)
+    {
+        switch (exit.Reason)
+        {
+            case CpuExitReason.BudgetExhausted:
+                return ExitOutcome.Go;
+            case CpuExitReason.Cpuid:
+                HandleCpuid(partition, vp);
+                return ExitOutcome.Go;
+            case CpuExitReason.MemoryIntercept when exit.IsWrite && ResolveWriteProtection(partition, vp, exit.GuestPhysicalAddress):
+                return ExitOutcome.Go;
+            case CpuExitReason.IoIn:
+            case CpuExitReason.IoOut:
+            case CpuExitReason.MemoryIntercept:
+                return await ToDeviceModelAsync(partition, vp, exit, ToMessage(partition, vp, exit), cancellationToken).ConfigureAwait(false);
+            case CpuExitReason.Halt:
+                Halt(partition, vp);
+                return ExitOutcome.Stop;
+            case CpuExitReason.Exception:
+                kernel.Fault(partition, vp, $"{ExceptionVector.Mnemonic(exit.Vector)} (vector {exit.Vector}, error code 0x{exit.ErrorCode:x})");
+                return ExitOutcome.Stop;
+            case CpuExitReason.TripleFault:
+                kernel.Fault(partition, vp, $"triple fault: {ExceptionVector.Mnemonic(exit.Vector)} (vector {exit.Vector}) could not be delivered, nor #GP, nor #DF (no usable IDT gate)");
+                return ExitOutcome.Stop;
+            case CpuExitReason.Rdmsr:
+            case CpuExitReason.Wrmsr:
+            case CpuExitReason.Vmcall:
+                // Served in the kernel: the slice goes on; the cost counts as virtual time but not against the quantum.
+                return new ExitOutcome(kernel.Enlightenments.Handle(partition, vp, exit), 0, true);
+            default:
+                return ExitOutcome.Go;
+        }
+    }
+
+    /// <summary>The boot vCPU reached the deadline the root's devices armed: their timer intercept, with no instruction pending.</summary>
+    public ValueTask<ExitOutcome> DeviceTimerAsync(Partition partition, VirtualProcessor vp, CancellationToken cancellationToken)
+    {
+        partition.DeviceTimerDeadline = null;
+        var message = new InterceptMessage(partition.Id, vp.Index, kernel.Now(vp), InterceptKind.DeviceTimer, 0, 0, 0, 0, false);
+        return ToDeviceModelAsync(partition, vp, default, message, cancellationToken);
+    }
+
+    private async ValueTask<ExitOutcome> ToDeviceModelAsync(Partition partition, VirtualProcessor vp, CpuExit exit, InterceptMessage message, CancellationToken cancellationToken)
+    {
+        InterceptCost cost = kernel.Options.Costs.For(kernel.Options.Hosting);
+        partition.Statistics.Crossings += cost.Crossings;
+        partition.Statistics.InterceptTicks += cost.Ticks;
+        CountIntercept(partition, message.Kind);
+        if (kernel.InKernelDevices.TryGetValue(partition.Id, out Func<InterceptMessage, InterceptReply>? deviceModel))
+        {
+            // Type 1: the kernel emulates the device itself and the vCPU goes on in this slice.
+            if (kernel.Trace.Enabled)
+            {
+                kernel.Trace.Record(message.VirtualTime, partition.Id, vp.Index, TraceKind.Intercept, $"{message} -> in-kernel device model");
+            }
+
+            vp.PendingExit = exit;
+            vp.PendingTime = message.VirtualTime;
+            vp.State = VpState.WaitingForRoot;
+            completion.Complete(deviceModel(message), countMessage: false);
+            return new ExitOutcome(cost.Ticks, cost.Ticks, vp.State == VpState.Runnable && partition.State == PartitionState.Running);
+        }
+
+        await root.ForwardAsync(partition, vp, exit, message, cancellationToken).ConfigureAwait(false);
+        return new ExitOutcome(cost.Ticks, cost.Ticks, false);
+    }
+
+    /// <summary>
+    /// A write to RAM the kernel itself write-protected (a copy-on-write share or dirty-page tracking) is the
+    /// kernel's own business: it fixes the mapping and the instruction re-executes, with no message to the root.
+    /// </summary>
+    private bool ResolveWriteProtection(Partition partition, VirtualProcessor vp, uint gpa)
+    {
+        if (partition.AddressSpace is not { } space || !space.TryResolveWriteFault(gpa, out bool copied))
+        {
+            return false;
+        }
+
+        string kind = copied ? "cow-copy" : "dirty-log";
+        partition.Statistics.CountIntercept(kind);
+        if (kernel.Trace.Enabled && copied)
+        {
+            kernel.Trace.Record(kernel.Now(vp), partition.Id, vp.Index, TraceKind.Intercept, $"{kind} gpa=0x{gpa & ~0xFFFu:x8}");
+        }
+
+        return true;
+    }
+
+    private void HandleCpuid(Partition partition, VirtualProcessor vp)
+    {
+        X86Core core = vp.Core;
+        uint leaf = core[Gpr.Eax];
+        uint subleaf = core[Gpr.Ecx];
+        (uint a, uint b, uint c, uint d) = CpuidPolicy.Query(leaf, subleaf, (ulong)partition.Hv.Privileges);
+        partition.Statistics.CountIntercept("cpuid");
+        if (kernel.Trace.Enabled)
+        {
+            kernel.Trace.Record(kernel.Now(vp), partition.Id, vp.Index, TraceKind.Cpuid,
+                $"leaf=0x{leaf:x8} -> eax=0x{a:x8} ebx=0x{b:x8} ecx=0x{c:x8} edx=0x{d:x8}");
+        }
+
+        core.CompleteCpuid(a, b, c, d);
+    }
+
+    private InterceptMessage ToMessage(Partition partition, VirtualProcessor vp, CpuExit exit)
+    {
+        InterceptKind kind = exit.Reason switch
+        {
+            CpuExitReason.IoIn => InterceptKind.IoPortRead,
+            CpuExitReason.IoOut => InterceptKind.IoPortWrite,
+            _ => InterceptKind.UnmappedGpa,
+        };
+        return new InterceptMessage(partition.Id, vp.Index, kernel.Now(vp), kind,
+            exit.Port, exit.Size, exit.Value, exit.GuestPhysicalAddress, exit.IsWrite);
+    }
+
+    private static void CountIntercept(Partition partition, InterceptKind kind) =>
+        partition.Statistics.CountIntercept(kind switch
+        {
+            InterceptKind.IoPortRead => "io-read",
+            InterceptKind.IoPortWrite => "io-write",
+            InterceptKind.DeviceTimer => "device-timer",
+            _ => "unmapped-gpa",
+        });
+
+    private void Halt(Partition partition, VirtualProcessor vp)
+    {
+        vp.State = VpState.Halted;
+        partition.Statistics.CountIntercept("hlt");
+        if (kernel.Trace.Enabled)
+        {
+            kernel.Trace.Record(kernel.Now(vp), partition.Id, vp.Index, TraceKind.Intercept, "hlt");
+        }
+
+        if (vp.Core.HasDeliverableInterrupt)
+        {
+            vp.State = VpState.Runnable; // an interrupt is already waiting: HLT falls through to it
+            return;
+        }
+
+        // A vCPU halted with IF=0 can never wake; with IF=1 an interrupt may still wake it.
+        foreach (VirtualProcessor other in partition.VirtualProcessors)
+        {
+            if (other.State != VpState.Halted || other.Core.InterruptsEnabled)
+            {
+                return;
+            }
+        }
+
+        kernel.StopPartition(partition, new PartitionExit(StopReason.Halted, 0, null));
+    }
+}

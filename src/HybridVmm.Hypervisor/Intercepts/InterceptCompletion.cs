@@ -1,0 +1,100 @@
+using HybridVmm.Hardware.Cpu;
+using HybridVmm.Hypervisor.Partitions;
+using HybridVmm.Hypervisor.Tracing;
+
+namespace HybridVmm.Hypervisor.Intercepts;
+
+/// <summary>
+/// Applies the root's answer to an intercept: completes the suspended instruction (IN with its value, OUT, an
+/// MMIO read with its value or an MMIO write) and resumes the vCPU, or pauses, exits, powers off or faults the
+/// partition. Interrupts the root asserted while serving are delivered first, so the vCPU sees them at once.
+/// </summary>
+internal sealed class InterceptCompletion(HypervisorKernel kernel)
+{
+    public void Complete(InterceptReply reply, bool countMessage = true)
+    {
+        kernel.DeliverPostedInterrupts();
+        Partition? partition = kernel.Find(reply.PartitionId);
+        if (partition is null || reply.VpIndex >= partition.VirtualProcessors.Count)
+        {
+            return;
+        }
+
+        VirtualProcessor vp = partition.VirtualProcessors[reply.VpIndex];
+        if (vp.State != VpState.WaitingForRoot)
+        {
+            return;
+        }
+
+        if (countMessage)
+        {
+            partition.Statistics.ChannelMessages++;
+        }
+
+        TraceRecorder trace = kernel.Trace;
+        CpuExit pending = vp.PendingExit;
+        bool isRead = pending.Reason == CpuExitReason.IoIn || (pending.Reason == CpuExitReason.MemoryIntercept && !pending.IsWrite);
+        if (trace.Enabled && countMessage)
+        {
+            trace.Record(vp.PendingTime, partition.Id, vp.Index, TraceKind.Message,
+                reply.Action == InterceptAction.Resume && isRead
+                    ? $"reply resume value=0x{reply.Value:x}"
+                    : $"reply {reply.Action.ToString().ToLowerInvariant()}");
+        }
+
+        switch (reply.Action)
+        {
+            case InterceptAction.Resume:
+                Retire(vp, reply.Value);
+                vp.State = VpState.Runnable;
+                break;
+            case InterceptAction.Pause:
+                Retire(vp, reply.Value);
+                vp.State = VpState.Runnable;
+                partition.State = PartitionState.Paused;
+                trace.Record(vp.PendingTime, partition.Id, -1, TraceKind.Lifecycle, "paused at the guest's request");
+                break;
+            case InterceptAction.ExitGuest:
+            case InterceptAction.PowerOff:
+            case InterceptAction.Reset:
+                // The write that asked to stop retires before the partition stops.
+                if (pending.Reason == CpuExitReason.IoOut || (pending.Reason == CpuExitReason.MemoryIntercept && pending.IsWrite))
+                {
+                    Retire(vp, 0);
+                }
+
+                kernel.StopPartition(partition, reply.Action switch
+                {
+                    InterceptAction.ExitGuest => new PartitionExit(StopReason.GuestExit, reply.Value, null),
+                    InterceptAction.PowerOff => new PartitionExit(StopReason.PoweredOff, 0, null),
+                    _ => new PartitionExit(StopReason.Reset, 0, null),
+                });
+                break;
+            case InterceptAction.WorkerFailed:
+                trace.Record(vp.PendingTime, partition.Id, vp.Index, TraceKind.Fault, reply.Reason ?? "worker failed");
+                kernel.StopPartition(partition, new PartitionExit(StopReason.WorkerFailure, 0, reply.Reason));
+                break;
+            default:
+                kernel.Fault(partition, vp, reply.Reason ?? "the root partition could not complete the intercept");
+                break;
+        }
+    }
+
+    /// <summary>Completes the instruction the vCPU is suspended in; a device-timer intercept has none.</summary>
+    private static void Retire(VirtualProcessor vp, uint value)
+    {
+        X86Core core = vp.Core;
+        switch (vp.PendingExit.Reason)
+        {
+            case CpuExitReason.IoIn:
+                core.CompleteIoIn(value);
+                break;
+            case CpuExitReason.IoOut:
+                core.CompleteIoOut();
+                break;
+            case CpuExitReason.MemoryIntercept:
+                core.CompleteMemoryIntercept(value);
+                break;
+        }
+    }
+}
