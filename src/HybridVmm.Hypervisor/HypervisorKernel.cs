@@ -1,3 +1,4 @@
+using HybridVmm.Hypervisor.GuestMemory;
 using HybridVmm.Hardware.Cpu;
 using HybridVmm.Hardware.Memory;
 using HybridVmm.Hypervisor.Intercepts;
@@ -38,7 +39,6 @@ public sealed record HypervisorOptions
 /// </summary>
 public sealed class HypervisorKernel
 {
-    private readonly List<Partition> _partitions = new();
     private readonly object _gate = new();
     private RootPartitionApi? _rootApi;
 
@@ -53,14 +53,13 @@ public sealed class HypervisorKernel
         ReplyPort = new MessagePort<InterceptReply>("kernel.replies", 1 << 16);
         VmBusPort = new MessagePort<VmBus.VmBusRequest>("root.vmbus", options.InterceptPortCapacity);
         VmBusDonePort = new MessagePort<VmBus.VmBusRequest>("kernel.vmbus-done", 1 << 16);
-        Completion = new InterceptCompletion(this);
+        Table = new PartitionTable(trace, Clock, () => Scheduler!.Wake());
+        Enlightenments = new Enlightened.Enlightenments(Table, options.SyntheticExitCostTicks, VmBusPort, VmBusDonePort);
+        Completion = new InterceptCompletion(Table, Interrupts);
         RootChannel = new RootChannel(InterceptPort, ReplyPort, trace, Completion);
-        Dispatcher = new ExitDispatcher(this, RootChannel, Completion);
-        Scheduler = new Scheduler(this);
-        Enlightenments = new Hypercalls.Enlightenments(this);
-        var root = new Partition(0, "root", addressSpace: null, instructionLimit: 0) { State = PartitionState.Running };
-        _partitions.Add(root);
-        trace.NamePartition(0, root.Name);
+        Dispatcher = new ExitDispatcher(Table, options.Costs.For(options.Hosting), InKernelDevices, Enlightenments, RootChannel, Completion);
+        Scheduler = new Scheduler(Table, options.Quantum, Dispatcher, RootChannel, Completion, Enlightenments);
+        Table.Add(new Partition(0, "root", addressSpace: null, instructionLimit: 0) { State = PartitionState.Running });
     }
 
     public HypervisorOptions Options { get; }
@@ -69,19 +68,22 @@ public sealed class HypervisorKernel
 
     public Scheduler Scheduler { get; }
 
+    public Hardware.Clock.VirtualClock Clock { get; } = new();
+
+    /// <summary>The partitions, their virtual time and their lifecycle.</summary>
+    internal PartitionTable Table { get; }
+
     /// <summary>What each VM exit means and who serves it.</summary>
     internal ExitDispatcher Dispatcher { get; }
 
     /// <summary>Intercepts on their way to the root, and the replies the barrier collects.</summary>
     internal RootChannel RootChannel { get; }
 
-    /// <summary>Applies the root's replies to suspended vCPUs.</summary>
+    /// <summary>Applies the root's replies (and the interrupts it asserted) to suspended vCPUs.</summary>
     internal InterceptCompletion Completion { get; }
 
     /// <summary>Synthetic MSRs, hypercalls, SynIC and VMBus plumbing (TLFS), served without the root.</summary>
-    internal Hypercalls.Enlightenments Enlightenments { get; }
-
-    public Hardware.Clock.VirtualClock Clock { get; } = new();
+    internal Enlightened.Enlightenments Enlightenments { get; }
 
     internal HostPhysicalMemory Memory { get; }
 
@@ -102,27 +104,11 @@ public sealed class HypervisorKernel
     /// <summary>Interrupts the root asserted, waiting for the scheduler thread to deliver them.</summary>
     internal Interrupts.InterruptQueue Interrupts { get; } = new();
 
-    /// <summary>Delivers the interrupts the root asserted into their vCPUs; call on the scheduler thread only.</summary>
-    internal void DeliverPostedInterrupts() => Interrupts.Drain((partitionId, vpIndex, vector) =>
-    {
-        if (Find(partitionId) is { State: not PartitionState.Stopped } partition && vpIndex < partition.VirtualProcessors.Count)
-        {
-            partition.VirtualProcessors[vpIndex].Core.RequestInterrupt(vector);
-            Trace.Record(Now(partition.VirtualProcessors[vpIndex]), partitionId, vpIndex, TraceKind.Message, $"root asserted interrupt vector=0x{vector:x2}");
-        }
-    });
-
-    /// <summary>A snapshot of the partitions, root first.</summary>
-    internal IReadOnlyList<Partition> Partitions
-    {
-        get
-        {
-            lock (_gate)
-            {
-                return _partitions.ToArray();
-            }
-        }
-    }
+    /// <summary>
+    /// Type 1 only: device models the kernel runs itself, per partition, installed by whoever builds the
+    /// machine. In the hybrid and Type 2 configurations it stays empty and intercepts go to the root.
+    /// </summary>
+    internal Dictionary<int, Func<InterceptMessage, InterceptReply>> InKernelDevices { get; } = new();
 
     /// <summary>
     /// Hands out the root-only API, once. Whoever holds it is the root partition; nothing else in the
@@ -142,49 +128,15 @@ public sealed class HypervisorKernel
         }
     }
 
-    /// <summary>Virtual clock ticks when the current scheduling round began.</summary>
-    internal long RoundStartTicks { get; set; }
+    internal long Now(Partition partition) => Table.Now(partition);
 
-    /// <summary>The virtual time a vCPU has reached: the round's start plus the ticks it has used in this round.</summary>
-    internal long Now(VirtualProcessor vp) => RoundStartTicks + vp.SliceTicks;
+    internal Partition? Find(int partitionId) => Table.Find(partitionId);
 
-    /// <summary>The virtual time of a partition's events outside any instruction (lifecycle).</summary>
-    internal long Now(Partition partition)
-    {
-        long now = Clock.Ticks;
-        foreach (VirtualProcessor vp in partition.VirtualProcessors)
-        {
-            now = Math.Max(now, Now(vp));
-        }
-
-        return now;
-    }
-
-    /// <summary>
-    /// Type 1 only: device models the kernel runs itself, per partition, installed by whoever builds the
-    /// machine. In the hybrid and Type 2 configurations it stays empty and intercepts go to the root.
-    /// </summary>
-    internal Dictionary<int, Func<InterceptMessage, InterceptReply>> InKernelDevices { get; } = new();
-
-    internal Partition? Find(int partitionId)
-    {
-        lock (_gate)
-        {
-            foreach (Partition p in _partitions)
-            {
-                if (p.Id == partitionId)
-                {
-                    return p;
-                }
-            }
-
-            return null;
-        }
-    }
+    internal void StopPartition(Partition partition, PartitionExit exit) => Table.Stop(partition, exit);
 
     internal Partition? CreateChild(string name, uint memoryBytes, long instructionLimit)
     {
-        lock (_gate)
+        lock (Table.Gate)
         {
             GuestPhysicalAddressSpace? space = GuestPhysicalAddressSpace.TryCreate(Memory, Frames, memoryBytes);
             return space is null ? null : AddChild(name, space, instructionLimit);
@@ -194,7 +146,7 @@ public sealed class HypervisorKernel
     /// <summary>A new partition sharing <paramref name="template"/>'s memory copy-on-write, with a copy of its vCPU state.</summary>
     internal Partition CloneChild(Partition template, string name)
     {
-        lock (_gate)
+        lock (Table.Gate)
         {
             Partition clone = AddChild(name, template.AddressSpace!.CloneCopyOnWrite(), template.InstructionLimit);
             for (int i = 0; i < template.VirtualProcessors.Count; i++)
@@ -208,67 +160,11 @@ public sealed class HypervisorKernel
 
     private Partition AddChild(string name, GuestPhysicalAddressSpace space, long instructionLimit)
     {
-        int id = _partitions[^1].Id + 1;
-        var partition = new Partition(id, name, space, instructionLimit);
+        var partition = new Partition(Table.NextId, name, space, instructionLimit);
         X86Core core = new(Memory, space.Slat);
         partition.AddVp(core);
         space.HostWrote += core.InvalidateCode;
-        _partitions.Add(partition);
-        Trace.NamePartition(id, name);
+        Table.Add(partition);
         return partition;
-    }
-
-    /// <summary>Raised on the scheduler thread when a partition reaches its <see cref="Partition.BreakAtInstruction"/> and pauses.</summary>
-    internal event Action<PartitionHandle>? BreakpointReached;
-
-    internal void ReachBreakpoint(Partition partition)
-    {
-        long at = partition.BreakAtInstruction;
-        partition.BreakAtInstruction = 0;
-        partition.State = PartitionState.Paused;
-        Trace.Record(Now(partition), partition.Id, -1, TraceKind.Lifecycle, $"paused at instruction {at}");
-        BreakpointReached?.Invoke(partition.Handle);
-    }
-
-    internal void Remove(Partition partition)
-    {
-        lock (_gate)
-        {
-            _partitions.Remove(partition);
-            partition.AddressSpace?.Release();
-        }
-    }
-
-    /// <summary>Stops a partition on a guest fault, with the diagnostic the CLI prints: the cause and the vCPU's state.</summary>
-    internal void Fault(Partition partition, VirtualProcessor vp, string what)
-    {
-        partition.Statistics.CountIntercept("fault");
-        string diagnostic = $"guest fault: {what}\n{vp.Core.DescribeState()}";
-        Trace.Record(Now(vp), partition.Id, vp.Index, TraceKind.Fault, what);
-        StopPartition(partition, new PartitionExit(StopReason.GuestFault, 0, diagnostic));
-    }
-
-    internal void StopPartition(Partition partition, PartitionExit exit)
-    {
-        if (partition.State == PartitionState.Stopped)
-        {
-            return;
-        }
-
-        long time = Now(partition);
-        Trace.Record(time, partition.Id, -1, TraceKind.Lifecycle, exit.Reason switch
-        {
-            StopReason.GuestExit => $"stopped guest-exit value={exit.ExitValue}",
-            StopReason.GuestFault => "stopped guest-fault",
-            StopReason.Halted => "stopped halted",
-            StopReason.WorkerFailure => "stopped worker-failure",
-            StopReason.InstructionLimit => $"stopped instruction-limit {partition.InstructionLimit}",
-            StopReason.PoweredOff => "stopped power-off",
-            StopReason.Reset => "stopped reset (rebooting a guest is not supported yet)",
-            _ => "stopped by-root",
-        });
-        partition.Statistics.StopTicks = time;
-        partition.MarkStopped(exit);
-        Scheduler.Wake();
     }
 }

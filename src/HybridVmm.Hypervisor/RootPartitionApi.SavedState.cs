@@ -1,4 +1,4 @@
-using HybridVmm.Hypervisor.Hypercalls;
+using HybridVmm.Hypervisor.Hv1;
 using HybridVmm.Hypervisor.Partitions;
 using HybridVmm.Hypervisor.VmBus;
 
@@ -67,9 +67,9 @@ public sealed partial class RootPartitionApi
             }
         }
 
-        if (state.PendingRequests.Count > Enlightenments.MaxQueuedPerPartition)
+        if (state.PendingRequests.Count > EnlightenedState.MaxPendingRequests)
         {
-            return $"saved state has {state.PendingRequests.Count} requests for the root, more than {Enlightenments.MaxQueuedPerPartition}";
+            return $"saved state has {state.PendingRequests.Count} requests for the root, more than {EnlightenedState.MaxPendingRequests}";
         }
 
         foreach (PendingRootRequest request in state.PendingRequests)

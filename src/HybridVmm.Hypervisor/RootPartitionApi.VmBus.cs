@@ -1,4 +1,4 @@
-using HybridVmm.Hypervisor.Hypercalls;
+using HybridVmm.Hypervisor.Hv1;
 using HybridVmm.Hypervisor.Messaging;
 using HybridVmm.Hypervisor.Partitions;
 using HybridVmm.Hypervisor.Tracing;

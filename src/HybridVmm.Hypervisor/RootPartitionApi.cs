@@ -90,7 +90,7 @@ public sealed partial class RootPartitionApi
         _kernel.Interrupts.Post(p.Id, vpIndex, vector);
         if (!_kernel.Scheduler.IsRunning)
         {
-            _kernel.DeliverPostedInterrupts(); // nothing runs a vCPU now: deliver at once
+            _kernel.Completion.DeliverPostedInterrupts(); // nothing runs a vCPU now: deliver at once
         }
         else
         {
@@ -134,8 +134,8 @@ public sealed partial class RootPartitionApi
     /// <summary>Raised on the scheduler thread when a partition reaches the instruction given to <see cref="PauseAtInstruction"/> and pauses.</summary>
     public event Action<PartitionHandle>? BreakpointReached
     {
-        add => _kernel.BreakpointReached += value;
-        remove => _kernel.BreakpointReached -= value;
+        add => _kernel.Table.BreakpointReached += value;
+        remove => _kernel.Table.BreakpointReached -= value;
     }
 
     /// <summary>
@@ -226,7 +226,7 @@ public sealed partial class RootPartitionApi
     {
         Partition partition = Get(partitionHandle);
         Stop(partitionHandle);
-        _kernel.Remove(partition);
+        _kernel.Table.Remove(partition);
     }
 
     /// <summary>

@@ -1,5 +1,5 @@
 using HybridVmm.HostOS.VmBus;
-using HybridVmm.Hypervisor.Hypercalls;
+using HybridVmm.Hypervisor.Hv1;
 using HybridVmm.Hypervisor.Partitions;
 using HybridVmm.Hypervisor.SynIc;
 using HybridVmm.Hypervisor.VmBus;

@@ -36,7 +36,7 @@ public sealed record VmConfiguration
     public byte[]? ConsoleInput { get; init; }
 
     /// <summary>What the guest may do through synthetic MSRs and hypercalls; a child's defaults when null.</summary>
-    public Hypervisor.Hypercalls.HvPartitionPrivileges? Privileges { get; init; }
+    public Hypervisor.Hv1.HvPartitionPrivileges? Privileges { get; init; }
 
     /// <summary>Stop the guest after this many instructions; zero means no limit.</summary>
     public long InstructionLimit { get; init; }

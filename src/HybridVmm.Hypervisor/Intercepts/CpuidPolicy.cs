@@ -33,7 +33,7 @@ public static class CpuidPolicy
     public const uint MaxVirtualProcessors = 1;
 
     /// <param name="privileges">The partition's HV_PARTITION_PRIVILEGE_MASK, reported in leaf 0x40000003 EAX (low) and EBX (high).</param>
-    public static (uint Eax, uint Ebx, uint Ecx, uint Edx) Query(uint leaf, uint subleaf, ulong privileges = (ulong)Hypercalls.HvPartitionPrivileges.Child)
+    public static (uint Eax, uint Ebx, uint Ecx, uint Edx) Query(uint leaf, uint subleaf, ulong privileges = (ulong)Hv1.HvPartitionPrivileges.Child)
     {
         _ = subleaf;
         return leaf switch

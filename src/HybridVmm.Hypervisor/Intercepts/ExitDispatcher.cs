@@ -17,7 +17,8 @@ internal readonly record struct ExitOutcome(long SliceTicks, long BudgetTicks, b
     public static ExitOutcome Stop => new(0, 0, false);
 }
 
-internal sealed class ExitDispatcher(HypervisorKernel kernel, RootChannel root, InterceptCompletion completion)
+internal sealed class ExitDispatcher(PartitionTable partitions, InterceptCost cost, IReadOnlyDictionary<int, Func<InterceptMessage, InterceptReply>> inKernelDevices,
+    Enlightened.Enlightenments enlightenments, RootChannel root, InterceptCompletion completion)
 {
     /// <summary>Serves one exit.</summary>
     public async ValueTask<ExitOutcome> DispatchAsync(Partition partition, VirtualProcessor vp, CpuExit exit, CancellationToken cancellationToken)
@@ -39,16 +40,16 @@ internal sealed class ExitDispatcher(HypervisorKernel kernel, RootChannel root, 
                 Halt(partition, vp);
                 return ExitOutcome.Stop;
             case CpuExitReason.Exception:
-                kernel.Fault(partition, vp, $"{ExceptionVector.Mnemonic(exit.Vector)} (vector {exit.Vector}, error code 0x{exit.ErrorCode:x})");
+                partitions.Fault(partition, vp, $"{ExceptionVector.Mnemonic(exit.Vector)} (vector {exit.Vector}, error code 0x{exit.ErrorCode:x})");
                 return ExitOutcome.Stop;
             case CpuExitReason.TripleFault:
-                kernel.Fault(partition, vp, $"triple fault: {ExceptionVector.Mnemonic(exit.Vector)} (vector {exit.Vector}) could not be delivered, nor #GP, nor #DF (no usable IDT gate)");
+                partitions.Fault(partition, vp, $"triple fault: {ExceptionVector.Mnemonic(exit.Vector)} (vector {exit.Vector}) could not be delivered, nor #GP, nor #DF (no usable IDT gate)");
                 return ExitOutcome.Stop;
             case CpuExitReason.Rdmsr:
             case CpuExitReason.Wrmsr:
             case CpuExitReason.Vmcall:
                 // Served in the kernel: the slice goes on; the cost counts as virtual time but not against the quantum.
-                return new ExitOutcome(kernel.Enlightenments.Handle(partition, vp, exit), 0, true);
+                return new ExitOutcome(enlightenments.Handle(partition, vp, exit), 0, true);
             default:
                 return ExitOutcome.Go;
         }
@@ -58,22 +59,21 @@ internal sealed class ExitDispatcher(HypervisorKernel kernel, RootChannel root, 
     public ValueTask<ExitOutcome> DeviceTimerAsync(Partition partition, VirtualProcessor vp, CancellationToken cancellationToken)
     {
         partition.DeviceTimerDeadline = null;
-        var message = new InterceptMessage(partition.Id, vp.Index, kernel.Now(vp), InterceptKind.DeviceTimer, 0, 0, 0, 0, false);
+        var message = new InterceptMessage(partition.Id, vp.Index, partitions.Now(vp), InterceptKind.DeviceTimer, 0, 0, 0, 0, false);
         return ToDeviceModelAsync(partition, vp, default, message, cancellationToken);
     }
 
     private async ValueTask<ExitOutcome> ToDeviceModelAsync(Partition partition, VirtualProcessor vp, CpuExit exit, InterceptMessage message, CancellationToken cancellationToken)
     {
-        InterceptCost cost = kernel.Options.Costs.For(kernel.Options.Hosting);
         partition.Statistics.Crossings += cost.Crossings;
         partition.Statistics.InterceptTicks += cost.Ticks;
         CountIntercept(partition, message.Kind);
-        if (kernel.InKernelDevices.TryGetValue(partition.Id, out Func<InterceptMessage, InterceptReply>? deviceModel))
+        if (inKernelDevices.TryGetValue(partition.Id, out Func<InterceptMessage, InterceptReply>? deviceModel))
         {
             // Type 1: the kernel emulates the device itself and the vCPU goes on in this slice.
-            if (kernel.Trace.Enabled)
+            if (partitions.Trace.Enabled)
             {
-                kernel.Trace.Record(message.VirtualTime, partition.Id, vp.Index, TraceKind.Intercept, $"{message} -> in-kernel device model");
+                partitions.Trace.Record(message.VirtualTime, partition.Id, vp.Index, TraceKind.Intercept, $"{message} -> in-kernel device model");
             }
 
             vp.PendingExit = exit;
@@ -100,9 +100,9 @@ internal sealed class ExitDispatcher(HypervisorKernel kernel, RootChannel root, 
 
         string kind = copied ? "cow-copy" : "dirty-log";
         partition.Statistics.CountIntercept(kind);
-        if (kernel.Trace.Enabled && copied)
+        if (partitions.Trace.Enabled && copied)
         {
-            kernel.Trace.Record(kernel.Now(vp), partition.Id, vp.Index, TraceKind.Intercept, $"{kind} gpa=0x{gpa & ~0xFFFu:x8}");
+            partitions.Trace.Record(partitions.Now(vp), partition.Id, vp.Index, TraceKind.Intercept, $"{kind} gpa=0x{gpa & ~0xFFFu:x8}");
         }
 
         return true;
@@ -115,9 +115,9 @@ internal sealed class ExitDispatcher(HypervisorKernel kernel, RootChannel root, 
         uint subleaf = core[Gpr.Ecx];
         (uint a, uint b, uint c, uint d) = CpuidPolicy.Query(leaf, subleaf, (ulong)partition.Hv.Privileges);
         partition.Statistics.CountIntercept("cpuid");
-        if (kernel.Trace.Enabled)
+        if (partitions.Trace.Enabled)
         {
-            kernel.Trace.Record(kernel.Now(vp), partition.Id, vp.Index, TraceKind.Cpuid,
+            partitions.Trace.Record(partitions.Now(vp), partition.Id, vp.Index, TraceKind.Cpuid,
                 $"leaf=0x{leaf:x8} -> eax=0x{a:x8} ebx=0x{b:x8} ecx=0x{c:x8} edx=0x{d:x8}");
         }
 
@@ -132,7 +132,7 @@ internal sealed class ExitDispatcher(HypervisorKernel kernel, RootChannel root, 
             CpuExitReason.IoOut => InterceptKind.IoPortWrite,
             _ => InterceptKind.UnmappedGpa,
         };
-        return new InterceptMessage(partition.Id, vp.Index, kernel.Now(vp), kind,
+        return new InterceptMessage(partition.Id, vp.Index, partitions.Now(vp), kind,
             exit.Port, exit.Size, exit.Value, exit.GuestPhysicalAddress, exit.IsWrite);
     }
 
@@ -149,9 +149,9 @@ internal sealed class ExitDispatcher(HypervisorKernel kernel, RootChannel root, 
     {
         vp.State = VpState.Halted;
         partition.Statistics.CountIntercept("hlt");
-        if (kernel.Trace.Enabled)
+        if (partitions.Trace.Enabled)
         {
-            kernel.Trace.Record(kernel.Now(vp), partition.Id, vp.Index, TraceKind.Intercept, "hlt");
+            partitions.Trace.Record(partitions.Now(vp), partition.Id, vp.Index, TraceKind.Intercept, "hlt");
         }
 
         if (vp.Core.HasDeliverableInterrupt)
@@ -169,6 +169,6 @@ internal sealed class ExitDispatcher(HypervisorKernel kernel, RootChannel root, 
             }
         }
 
-        kernel.StopPartition(partition, new PartitionExit(StopReason.Halted, 0, null));
+        partitions.Stop(partition, new PartitionExit(StopReason.Halted, 0, null));
     }
 }

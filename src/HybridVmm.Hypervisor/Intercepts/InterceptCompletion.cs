@@ -1,4 +1,5 @@
 using HybridVmm.Hardware.Cpu;
+using HybridVmm.Hypervisor.Interrupts;
 using HybridVmm.Hypervisor.Partitions;
 using HybridVmm.Hypervisor.Tracing;
 
@@ -9,12 +10,22 @@ namespace HybridVmm.Hypervisor.Intercepts;
 /// MMIO read with its value or an MMIO write) and resumes the vCPU, or pauses, exits, powers off or faults the
 /// partition. Interrupts the root asserted while serving are delivered first, so the vCPU sees them at once.
 /// </summary>
-internal sealed class InterceptCompletion(HypervisorKernel kernel)
+internal sealed class InterceptCompletion(PartitionTable partitions, InterruptQueue interrupts)
 {
+    /// <summary>Delivers the interrupts the root asserted into their vCPUs; call on the scheduler thread only (or when none runs).</summary>
+    public void DeliverPostedInterrupts() => interrupts.Drain((partitionId, vpIndex, vector) =>
+    {
+        if (partitions.Find(partitionId) is { State: not PartitionState.Stopped } partition && vpIndex < partition.VirtualProcessors.Count)
+        {
+            partition.VirtualProcessors[vpIndex].Core.RequestInterrupt(vector);
+            partitions.Trace.Record(partitions.Now(partition.VirtualProcessors[vpIndex]), partitionId, vpIndex, TraceKind.Message, $"root asserted interrupt vector=0x{vector:x2}");
+        }
+    });
+
     public void Complete(InterceptReply reply, bool countMessage = true)
     {
-        kernel.DeliverPostedInterrupts();
-        Partition? partition = kernel.Find(reply.PartitionId);
+        DeliverPostedInterrupts();
+        Partition? partition = partitions.Find(reply.PartitionId);
         if (partition is null || reply.VpIndex >= partition.VirtualProcessors.Count)
         {
             return;
@@ -31,7 +42,7 @@ internal sealed class InterceptCompletion(HypervisorKernel kernel)
             partition.Statistics.ChannelMessages++;
         }
 
-        TraceRecorder trace = kernel.Trace;
+        TraceRecorder trace = partitions.Trace;
         CpuExit pending = vp.PendingExit;
         bool isRead = pending.Reason == CpuExitReason.IoIn || (pending.Reason == CpuExitReason.MemoryIntercept && !pending.IsWrite);
         if (trace.Enabled && countMessage)
@@ -63,7 +74,7 @@ internal sealed class InterceptCompletion(HypervisorKernel kernel)
                     Retire(vp, 0);
                 }
 
-                kernel.StopPartition(partition, reply.Action switch
+                partitions.Stop(partition, reply.Action switch
                 {
                     InterceptAction.ExitGuest => new PartitionExit(StopReason.GuestExit, reply.Value, null),
                     InterceptAction.PowerOff => new PartitionExit(StopReason.PoweredOff, 0, null),
@@ -72,10 +83,10 @@ internal sealed class InterceptCompletion(HypervisorKernel kernel)
                 break;
             case InterceptAction.WorkerFailed:
                 trace.Record(vp.PendingTime, partition.Id, vp.Index, TraceKind.Fault, reply.Reason ?? "worker failed");
-                kernel.StopPartition(partition, new PartitionExit(StopReason.WorkerFailure, 0, reply.Reason));
+                partitions.Stop(partition, new PartitionExit(StopReason.WorkerFailure, 0, reply.Reason));
                 break;
             default:
-                kernel.Fault(partition, vp, reply.Reason ?? "the root partition could not complete the intercept");
+                partitions.Fault(partition, vp, reply.Reason ?? "the root partition could not complete the intercept");
                 break;
         }
     }

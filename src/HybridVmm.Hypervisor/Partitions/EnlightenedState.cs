@@ -1,4 +1,4 @@
-using HybridVmm.Hypervisor.Hypercalls;
+using HybridVmm.Hypervisor.Hv1;
 using HybridVmm.Hypervisor.SynIc;
 using HybridVmm.Hypervisor.VmBus;
 
@@ -15,7 +15,7 @@ public sealed record EnlightenedState(
     IReadOnlyList<PendingRootRequest> PendingRequests)
 {
     /// <summary>At most this many requests wait for the root per partition (HV_STATUS_INSUFFICIENT_BUFFERS beyond).</summary>
-    public const int MaxPendingRequests = Enlightenments.MaxQueuedPerPartition;
+    public const int MaxPendingRequests = 16;
 }
 
 /// <summary>One vCPU: halted (waiting in HLT for an interrupt) or not, and its SynIC.</summary>

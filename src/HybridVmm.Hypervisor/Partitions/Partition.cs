@@ -1,3 +1,4 @@
+using HybridVmm.Hypervisor.GuestMemory;
 using HybridVmm.Hardware.Cpu;
 
 namespace HybridVmm.Hypervisor.Partitions;
@@ -44,7 +45,7 @@ internal sealed class Partition
     public PartitionStatistics Statistics { get; } = new();
 
     /// <summary>The synthetic (TLFS) state: guest OS ID, hypercall page, privileges, grants, connections.</summary>
-    public Hypercalls.HvPartitionState Hv { get; } = new();
+    public Hv1.HvPartitionState Hv { get; } = new();
 
     public IReadOnlyList<VirtualProcessor> VirtualProcessors => _vps;
 
@@ -56,7 +57,7 @@ internal sealed class Partition
     internal VirtualProcessor AddVp(X86Core core)
     {
         var vp = new VirtualProcessor(_vps.Count, core);
-        vp.Synic = new SynIc.SyntheticInterruptController(this, vp);
+        vp.Synic = new SynIc.SyntheticInterruptController(AddressSpace, core);
         _vps.Add(vp);
         return vp;
     }

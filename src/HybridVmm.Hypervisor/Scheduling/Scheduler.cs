@@ -13,10 +13,23 @@ namespace HybridVmm.Hypervisor.Scheduling;
 /// </summary>
 public sealed class Scheduler
 {
-    private readonly HypervisorKernel _kernel;
+    private readonly PartitionTable _partitions;
+    private readonly long _quantum;
+    private readonly ExitDispatcher _dispatcher;
+    private readonly RootChannel _root;
+    private readonly InterceptCompletion _completion;
+    private readonly Enlightened.Enlightenments _enlightenments;
     private readonly SemaphoreSlim _work = new(0);
 
-    internal Scheduler(HypervisorKernel kernel) => _kernel = kernel;
+    internal Scheduler(PartitionTable partitions, long quantum, ExitDispatcher dispatcher, RootChannel root, InterceptCompletion completion, Enlightened.Enlightenments enlightenments)
+    {
+        _partitions = partitions;
+        _quantum = quantum;
+        _dispatcher = dispatcher;
+        _root = root;
+        _completion = completion;
+        _enlightenments = enlightenments;
+    }
 
     /// <summary>Raised on the scheduler thread at each round barrier, after the trace is flushed.</summary>
     public event Action? RoundCompleted;
@@ -54,11 +67,11 @@ public sealed class Scheduler
 
     private async Task RunRoundsAsync(bool untilIdle, CancellationToken cancellationToken, Func<bool>? stopWhen)
     {
-        long quantum = _kernel.Options.Quantum;
+        long quantum = _quantum;
         while (!cancellationToken.IsCancellationRequested)
         {
-            _kernel.RoundStartTicks = _kernel.Clock.Ticks;
-            IReadOnlyList<Partition> partitions = _kernel.Partitions;
+            _partitions.RoundStartTicks = _partitions.Clock.Ticks;
+            IReadOnlyList<Partition> partitions = _partitions.All;
             foreach (Partition partition in partitions)
             {
                 foreach (VirtualProcessor vp in partition.VirtualProcessors)
@@ -85,13 +98,13 @@ public sealed class Scheduler
                     }
                 }
 
-                await _kernel.RootChannel.CompleteOutstandingAsync(cancellationToken).ConfigureAwait(false);
+                await _root.CompleteOutstandingAsync(cancellationToken).ConfigureAwait(false);
 
                 // Guests' VMBus messages and signals go to the root once every vCPU is stopped and every worker
                 // idle, so nothing runs beside the VMBus server; what it posts back raises SynIC interrupts,
                 // which wake halted vCPUs.
-                await _kernel.Enlightenments.FlushToRootAsync(cancellationToken).ConfigureAwait(false);
-                _kernel.DeliverPostedInterrupts();
+                await _enlightenments.FlushToRootAsync(cancellationToken).ConfigureAwait(false);
+                _completion.DeliverPostedInterrupts();
 
                 ranThisPass |= WakeHalted(partitions);
 
@@ -108,9 +121,9 @@ public sealed class Scheduler
                 }
             }
 
-            _kernel.Clock.Advance(longest);
+            _partitions.Clock.Advance(longest);
             Rounds++;
-            _kernel.Trace.Flush();
+            _partitions.Trace.Flush();
             RoundCompleted?.Invoke();
 
             if (stopWhen?.Invoke() == true)
@@ -124,7 +137,7 @@ public sealed class Scheduler
                 {
                     // Nothing can raise an interrupt any more: vCPUs halted with IF=1 will never wake.
                     StopIdleHalted(partitions);
-                    _kernel.Trace.Flush();
+                    _partitions.Trace.Flush();
                     return;
                 }
 
@@ -144,7 +157,7 @@ public sealed class Scheduler
                 long left = partition.InstructionLimit - core.InstructionsRetired;
                 if (left <= 0)
                 {
-                    _kernel.StopPartition(partition, new PartitionExit(StopReason.InstructionLimit, 0, null));
+                    _partitions.Stop(partition, new PartitionExit(StopReason.InstructionLimit, 0, null));
                     return;
                 }
 
@@ -156,7 +169,7 @@ public sealed class Scheduler
                 long left = partition.BreakAtInstruction - core.InstructionsRetired;
                 if (left <= 0)
                 {
-                    _kernel.ReachBreakpoint(partition);
+                    _partitions.ReachBreakpoint(partition);
                     return;
                 }
 
@@ -166,10 +179,10 @@ public sealed class Scheduler
             ExitOutcome outcome;
             if (vp.Index == 0 && partition.DeviceTimerDeadline is { } deadline)
             {
-                long left = deadline - _kernel.Now(vp);
+                long left = deadline - _partitions.Now(vp);
                 if (left <= 0)
                 {
-                    outcome = await _kernel.Dispatcher.DeviceTimerAsync(partition, vp, cancellationToken).ConfigureAwait(false);
+                    outcome = await _dispatcher.DeviceTimerAsync(partition, vp, cancellationToken).ConfigureAwait(false);
                     if (!Charge(vp, ref budget, outcome))
                     {
                         return;
@@ -188,7 +201,7 @@ public sealed class Scheduler
             vp.SliceTicks += retired;
             partition.Statistics.InstructionsRetired = core.InstructionsRetired;
 
-            outcome = await _kernel.Dispatcher.DispatchAsync(partition, vp, exit, cancellationToken).ConfigureAwait(false);
+            outcome = await _dispatcher.DispatchAsync(partition, vp, exit, cancellationToken).ConfigureAwait(false);
             if (!Charge(vp, ref budget, outcome))
             {
                 return;
@@ -250,7 +263,7 @@ public sealed class Scheduler
 
             if (allHalted)
             {
-                _kernel.StopPartition(partition, new PartitionExit(StopReason.Halted, 0, null));
+                _partitions.Stop(partition, new PartitionExit(StopReason.Halted, 0, null));
             }
         }
     }

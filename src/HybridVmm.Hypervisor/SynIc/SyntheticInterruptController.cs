@@ -1,6 +1,7 @@
 using System.Buffers.Binary;
-using HybridVmm.Hypervisor.Hypercalls;
-using HybridVmm.Hypervisor.Partitions;
+using HybridVmm.Hypervisor.Hv1;
+using HybridVmm.Hardware.Cpu;
+using HybridVmm.Hypervisor.GuestMemory;
 
 namespace HybridVmm.Hypervisor.SynIc;
 
@@ -21,15 +22,16 @@ internal sealed class SyntheticInterruptController
     private const ulong SintWritable = 0xFF | SintMasked | SintAutoEoi | SintPolling;
     private const ulong PageRegisterWritable = ~0xFFEUL; // enable bit 0 and GPA page bits 63:12
 
-    private readonly Partition _partition;
-    private readonly VirtualProcessor _vp;
+    // The partition's RAM (its message and event-flag pages live there) and the core it interrupts.
+    private readonly GuestPhysicalAddressSpace? _memory;
+    private readonly X86Core _core;
     private readonly ulong[] _sint = new ulong[HvMessageLayout.SintCount];
     private readonly Queue<QueuedMessage>?[] _queues = new Queue<QueuedMessage>?[HvMessageLayout.SintCount];
 
-    internal SyntheticInterruptController(Partition partition, VirtualProcessor vp)
+    internal SyntheticInterruptController(GuestPhysicalAddressSpace? memory, X86Core core)
     {
-        _partition = partition;
-        _vp = vp;
+        _memory = memory;
+        _core = core;
         Array.Fill(_sint, SintMasked);
     }
 
@@ -96,7 +98,7 @@ internal sealed class SyntheticInterruptController
     }
 
     private bool PageInRam(ulong register) =>
-        (register & EnableBit) == 0 || (_partition.AddressSpace is { } space && (register & ~0xFFFUL) + 0x1000 <= space.SizeBytes);
+        (register & EnableBit) == 0 || (_memory is { } space && (register & ~0xFFFUL) + 0x1000 <= space.SizeBytes);
 
     /// <summary>
     /// Posts a message to <paramref name="sint"/>: into the slot if it is free, otherwise queued (TLFS 11.10.3).
@@ -133,7 +135,7 @@ internal sealed class SyntheticInterruptController
             return HvStatus.InvalidParameter;
         }
 
-        if (!Enabled || (Siefp & EnableBit) == 0 || (_sint[sint] & SintMasked) != 0 || _partition.AddressSpace is not { } space)
+        if (!Enabled || (Siefp & EnableBit) == 0 || (_sint[sint] & SintMasked) != 0 || _memory is not { } space)
         {
             return HvStatus.InvalidSynicState;
         }
@@ -231,7 +233,7 @@ internal sealed class SyntheticInterruptController
 
     private void DeliverQueued()
     {
-        if (!Enabled || (Simp & EnableBit) == 0 || _partition.AddressSpace is not { } space)
+        if (!Enabled || (Simp & EnableBit) == 0 || _memory is not { } space)
         {
             return;
         }
@@ -281,7 +283,7 @@ internal sealed class SyntheticInterruptController
         ulong config = _sint[sint];
         if (Enabled && (config & (SintMasked | SintPolling)) == 0)
         {
-            _vp.Core.RequestInterrupt((byte)config);
+            _core.RequestInterrupt((byte)config);
         }
     }
 

@@ -1,7 +1,7 @@
 using HybridVmm.HostOS;
 using HybridVmm.HostOS.Management;
 using HybridVmm.Hypervisor;
-using HybridVmm.Hypervisor.Hypercalls;
+using HybridVmm.Hypervisor.Hv1;
 using HybridVmm.Hypervisor.Partitions;
 using HybridVmm.Hypervisor.Tracing;
 using HybridVmm.Tests.Support;

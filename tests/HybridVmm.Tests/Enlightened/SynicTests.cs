@@ -1,6 +1,6 @@
 using System.Buffers.Binary;
 using HybridVmm.HostOS.Management;
-using HybridVmm.Hypervisor.Hypercalls;
+using HybridVmm.Hypervisor.Hv1;
 using HybridVmm.Hypervisor.Partitions;
 using HybridVmm.Tests.Support;
 using Iced.Intel;

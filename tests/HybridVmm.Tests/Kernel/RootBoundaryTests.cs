@@ -17,7 +17,7 @@ public class RootBoundaryTests
     /// <summary>Kernel-private machinery, by type: hardware the kernel owns, and its own per-partition objects.</summary>
     private static bool IsForbidden(Type type) =>
         type == typeof(X86Core) || type == typeof(HostPhysicalMemory) || type == typeof(SecondLevelPageTable)
-        || type.FullName is "HybridVmm.Hypervisor.Partitions.GuestPhysicalAddressSpace" or "HybridVmm.Hypervisor.SynIc.SyntheticInterruptController"
+        || type.FullName is "HybridVmm.Hypervisor.GuestMemory.GuestPhysicalAddressSpace" or "HybridVmm.Hypervisor.SynIc.SyntheticInterruptController"
             or "HybridVmm.Hypervisor.Partitions.Partition" or "HybridVmm.Hypervisor.Partitions.VirtualProcessor"
         || (type.Assembly == Kernel && !type.IsVisible);
 
@@ -82,7 +82,7 @@ public class RootBoundaryTests
         {
             "HybridVmm.Hypervisor.Partitions.Partition",
             "HybridVmm.Hypervisor.Partitions.VirtualProcessor",
-            "HybridVmm.Hypervisor.Partitions.GuestPhysicalAddressSpace",
+            "HybridVmm.Hypervisor.GuestMemory.GuestPhysicalAddressSpace",
             "HybridVmm.Hypervisor.SynIc.SyntheticInterruptController",
         };
         Assert.Multiple(() =>

@@ -1,4 +1,4 @@
-namespace HybridVmm.Hypervisor.Hypercalls;
+namespace HybridVmm.Hypervisor.Hv1;
 
 /// <summary>
 /// Hypercall call codes (bits 15:0 of the control word). The TLFS ones keep their TLFS numbers (appendix A);

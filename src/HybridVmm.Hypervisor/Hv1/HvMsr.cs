@@ -1,4 +1,4 @@
-namespace HybridVmm.Hypervisor.Hypercalls;
+namespace HybridVmm.Hypervisor.Hv1;
 
 /// <summary>Synthetic MSR indices (TLFS appendix, "Hypervisor Synthetic MSRs").</summary>
 public static class HvMsr

@@ -1,6 +1,6 @@
 using HybridVmm.Hardware.Memory;
 
-namespace HybridVmm.Hypervisor.Partitions;
+namespace HybridVmm.Hypervisor.GuestMemory;
 
 /// <summary>
 /// A child partition's guest-physical address space: RAM from GPA 0 up to its size, each 4 KiB page

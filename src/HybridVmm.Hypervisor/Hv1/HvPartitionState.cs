@@ -1,6 +1,6 @@
 using HybridVmm.Hypervisor.VmBus;
 
-namespace HybridVmm.Hypervisor.Hypercalls;
+namespace HybridVmm.Hypervisor.Hv1;
 
 /// <summary>The partition-wide synthetic state: guest OS ID, the hypercall page, privileges, grants and connections (TLFS 3.13, 11.10).</summary>
 internal sealed class HvPartitionState

@@ -1,4 +1,4 @@
-namespace HybridVmm.Hypervisor;
+namespace HybridVmm.Hypervisor.Partitions;
 
 /// <summary>
 /// How the root partition names a partition: its ID, as Hyper-V's root names partitions in hypercalls. The root

@@ -1,4 +1,4 @@
-namespace HybridVmm.Hypervisor.Hypercalls;
+namespace HybridVmm.Hypervisor.Hv1;
 
 /// <summary>Hypercall result codes, bits 15:0 of the hypercall result value (TLFS 3.10, "Hypercall Status Codes").</summary>
 public enum HvStatus : ushort

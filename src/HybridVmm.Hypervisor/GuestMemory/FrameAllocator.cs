@@ -1,6 +1,6 @@
 using HybridVmm.Hardware.Memory;
 
-namespace HybridVmm.Hypervisor.Partitions;
+namespace HybridVmm.Hypervisor.GuestMemory;
 
 /// <summary>
 /// Hands out host physical frames and counts their references. Only the kernel holds it: a partition gets

@@ -1,4 +1,4 @@
-namespace HybridVmm.Hypervisor.Hypercalls;
+namespace HybridVmm.Hypervisor.Hv1;
 
 /// <summary>
 /// The 64-bit hypercall input value (TLFS 3.7, "Hypercall Inputs"): call code 15:0, fast 16, variable header

@@ -1,4 +1,4 @@
-namespace HybridVmm.Hypervisor.Hypercalls;
+namespace HybridVmm.Hypervisor.Hv1;
 
 /// <summary>
 /// The HV_PARTITION_PRIVILEGE_MASK bits HybridVmm implements (TLFS 4.2.2): bits 0-31 are reported in CPUID

@@ -2,14 +2,16 @@ using HybridVmm.Hardware.Cpu;
 using HybridVmm.Hypervisor.Partitions;
 using HybridVmm.Hypervisor.Tracing;
 
-namespace HybridVmm.Hypervisor.Hypercalls;
+using HybridVmm.Hypervisor.Hv1;
+
+namespace HybridVmm.Hypervisor.Enlightened;
 
 /// <summary>
 /// RDMSR and WRMSR of the synthetic MSRs (TLFS 3.13 for the guest OS ID and hypercall MSRs, 11.8 for the SynIC
 /// ones). An unknown MSR, reserved bits, a read-only or write-only register, or a partition without the
 /// privilege for the MSR group get #GP(0), as on Hyper-V.
 /// </summary>
-internal sealed class MsrHandler(HypervisorKernel kernel)
+internal sealed class MsrHandler(PartitionTable partitions)
 {
     /// <summary>vmcall; ret: what the hypervisor writes at the start of the hypercall page.</summary>
     private static readonly byte[] HypercallStub = { 0x0F, 0x01, 0xC1, 0xC3 };
@@ -107,9 +109,9 @@ internal sealed class MsrHandler(HypervisorKernel kernel)
 
     private void Trace(Partition partition, VirtualProcessor vp, string details)
     {
-        if (kernel.Trace.Enabled)
+        if (partitions.Trace.Enabled)
         {
-            kernel.Trace.Record(kernel.Now(vp), partition.Id, vp.Index, TraceKind.Msr, details);
+            partitions.Trace.Record(partitions.Now(vp), partition.Id, vp.Index, TraceKind.Msr, details);
         }
     }
 }

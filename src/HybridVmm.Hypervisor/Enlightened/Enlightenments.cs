@@ -2,7 +2,9 @@ using HybridVmm.Hardware.Cpu;
 using HybridVmm.Hypervisor.Partitions;
 using HybridVmm.Hypervisor.VmBus;
 
-namespace HybridVmm.Hypervisor.Hypercalls;
+using HybridVmm.Hypervisor.Hv1;
+
+namespace HybridVmm.Hypervisor.Enlightened;
 
 /// <summary>
 /// The kernel's synthetic (enlightened) interface, reached through RDMSR, WRMSR and VMCALL exits: the
@@ -13,18 +15,24 @@ namespace HybridVmm.Hypervisor.Hypercalls;
 internal sealed class Enlightenments
 {
     /// <summary>Requests a partition may have queued for the root before HvPostMessage reports HV_STATUS_INSUFFICIENT_BUFFERS.</summary>
-    public const int MaxQueuedPerPartition = 16;
+    public const int MaxQueuedPerPartition = EnlightenedState.MaxPendingRequests;
 
-    private readonly HypervisorKernel _kernel;
+    private readonly PartitionTable _partitions;
+    private readonly long _exitCostTicks;
+    private readonly Messaging.MessagePort<VmBusRequest> _toRoot;
+    private readonly Messaging.MessagePort<VmBusRequest> _done;
     private readonly MsrHandler _msrs;
     private readonly HypercallHandler _hypercalls;
     private readonly List<VmBusRequest> _queue = new();
 
-    internal Enlightenments(HypervisorKernel kernel)
+    internal Enlightenments(PartitionTable partitions, long exitCostTicks, Messaging.MessagePort<VmBusRequest> toRoot, Messaging.MessagePort<VmBusRequest> done)
     {
-        _kernel = kernel;
-        _msrs = new MsrHandler(kernel);
-        _hypercalls = new HypercallHandler(kernel, this);
+        _partitions = partitions;
+        _exitCostTicks = exitCostTicks;
+        _toRoot = toRoot;
+        _done = done;
+        _msrs = new MsrHandler(partitions);
+        _hypercalls = new HypercallHandler(partitions, this);
     }
 
     /// <summary>Virtual time of the request the root is serving (its effects on guests are stamped with it); -1 between requests.</summary>
@@ -57,7 +65,7 @@ internal sealed class Enlightenments
                 break;
         }
 
-        return _kernel.Options.SyntheticExitCostTicks;
+        return _exitCostTicks;
     }
 
     internal HvStatus QueueForRoot(Partition partition, VirtualProcessor vp, VmBusRequestKind kind, uint connection, uint type, byte[] payload)
@@ -78,7 +86,7 @@ internal sealed class Enlightenments
                 return HvStatus.InsufficientBuffers;
             }
 
-            _queue.Add(new VmBusRequest(partition.Id, vp.Index, _kernel.Now(vp), kind, connection, type, payload));
+            _queue.Add(new VmBusRequest(partition.Id, vp.Index, _partitions.Now(vp), kind, connection, type, payload));
         }
 
         partition.Statistics.ChannelMessages++;
@@ -113,7 +121,7 @@ internal sealed class Enlightenments
         {
             foreach (PendingRootRequest r in requests)
             {
-                _queue.Add(new VmBusRequest(partition.Id, r.VpIndex, _kernel.Now(partition), r.Kind, r.ConnectionId, r.MessageType, r.Payload.ToArray()));
+                _queue.Add(new VmBusRequest(partition.Id, r.VpIndex, _partitions.Now(partition), r.Kind, r.ConnectionId, r.MessageType, r.Payload.ToArray()));
             }
         }
     }
@@ -136,8 +144,8 @@ internal sealed class Enlightenments
         foreach (VmBusRequest request in batch)
         {
             CurrentRequestTime = request.VirtualTime;
-            await _kernel.VmBusPort.SendAsync(request, cancellationToken).ConfigureAwait(false);
-            await _kernel.VmBusDonePort.ReceiveAsync(cancellationToken).ConfigureAwait(false);
+            await _toRoot.SendAsync(request, cancellationToken).ConfigureAwait(false);
+            await _done.ReceiveAsync(cancellationToken).ConfigureAwait(false);
         }
 
         CurrentRequestTime = -1;

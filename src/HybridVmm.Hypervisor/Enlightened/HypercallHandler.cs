@@ -5,7 +5,9 @@ using HybridVmm.Hypervisor.SynIc;
 using HybridVmm.Hypervisor.Tracing;
 using HybridVmm.Hypervisor.VmBus;
 
-namespace HybridVmm.Hypervisor.Hypercalls;
+using HybridVmm.Hypervisor.Hv1;
+
+namespace HybridVmm.Hypervisor.Enlightened;
 
 /// <summary>
 /// VMCALL from the hypercall page (TLFS chapter 3), 32-bit register convention: EDX:EAX the control word,
@@ -13,7 +15,7 @@ namespace HybridVmm.Hypervisor.Hypercalls;
 /// 8 input bytes); the result value comes back in EDX:EAX. Every invalid input returns a status code: the
 /// guest is never faulted and the simulator never throws.
 /// </summary>
-internal sealed class HypercallHandler(HypervisorKernel kernel, Enlightenments enlightenments)
+internal sealed class HypercallHandler(PartitionTable partitions, Enlightenments enlightenments)
 {
     private const int PageSize = 4096;
 
@@ -40,10 +42,10 @@ internal sealed class HypercallHandler(HypervisorKernel kernel, Enlightenments e
         core[Gpr.Eax] = (uint)result;
         core[Gpr.Edx] = (uint)(result >> 32);
         core.CompleteHypercall();
-        if (kernel.Trace.Enabled)
+        if (partitions.Trace.Enabled)
         {
             string rep = control.RepCount > 0 ? $" reps={control.RepStartIndex}..{control.RepCount} completed={reps}" : "";
-            kernel.Trace.Record(kernel.Now(vp), partition.Id, vp.Index, TraceKind.Hypercall,
+            partitions.Trace.Record(partitions.Now(vp), partition.Id, vp.Index, TraceKind.Hypercall,
                 $"{HvCallCode.Name(control.CallCode)}{(control.Fast ? " fast" : "")}{what}{rep} -> {HvStatusNames.Name(status)}");
         }
     }

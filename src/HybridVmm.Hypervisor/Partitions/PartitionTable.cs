@@ -1,0 +1,143 @@
+using HybridVmm.Hardware.Clock;
+using HybridVmm.Hypervisor.Tracing;
+
+namespace HybridVmm.Hypervisor.Partitions;
+
+/// <summary>
+/// The kernel's partitions, their virtual time and their lifecycle: who exists, what time each vCPU has reached
+/// in the current round, and how a partition stops or pauses at a breakpoint. The scheduler, the exit path and
+/// the enlightenments get this table, not the whole kernel.
+/// </summary>
+internal sealed class PartitionTable(TraceRecorder trace, VirtualClock clock, Action wakeScheduler)
+{
+    private readonly List<Partition> _partitions = new();
+
+    /// <summary>Held while partitions are added or removed (and while a new partition's memory is taken).</summary>
+    public object Gate { get; } = new();
+
+    public TraceRecorder Trace => trace;
+
+    public VirtualClock Clock => clock;
+
+    /// <summary>A snapshot of the partitions, root first.</summary>
+    public IReadOnlyList<Partition> All
+    {
+        get
+        {
+            lock (Gate)
+            {
+                return _partitions.ToArray();
+            }
+        }
+    }
+
+    /// <summary>The ID the next partition gets.</summary>
+    public int NextId
+    {
+        get
+        {
+            lock (Gate)
+            {
+                return _partitions.Count == 0 ? 0 : _partitions[^1].Id + 1;
+            }
+        }
+    }
+
+    public void Add(Partition partition)
+    {
+        lock (Gate)
+        {
+            _partitions.Add(partition);
+        }
+
+        trace.NamePartition(partition.Id, partition.Name);
+    }
+
+    public void Remove(Partition partition)
+    {
+        lock (Gate)
+        {
+            _partitions.Remove(partition);
+            partition.AddressSpace?.Release();
+        }
+    }
+
+    public Partition? Find(int partitionId)
+    {
+        lock (Gate)
+        {
+            foreach (Partition p in _partitions)
+            {
+                if (p.Id == partitionId)
+                {
+                    return p;
+                }
+            }
+
+            return null;
+        }
+    }
+
+    /// <summary>Virtual clock ticks when the current scheduling round began.</summary>
+    public long RoundStartTicks { get; set; }
+
+    /// <summary>The virtual time a vCPU has reached: the round's start plus the ticks it has used in this round.</summary>
+    public long Now(VirtualProcessor vp) => RoundStartTicks + vp.SliceTicks;
+
+    /// <summary>The virtual time of a partition's events outside any instruction (lifecycle).</summary>
+    public long Now(Partition partition)
+    {
+        long now = clock.Ticks;
+        foreach (VirtualProcessor vp in partition.VirtualProcessors)
+        {
+            now = Math.Max(now, Now(vp));
+        }
+
+        return now;
+    }
+
+    /// <summary>Raised on the scheduler thread when a partition reaches its <see cref="Partition.BreakAtInstruction"/> and pauses.</summary>
+    public event Action<PartitionHandle>? BreakpointReached;
+
+    public void ReachBreakpoint(Partition partition)
+    {
+        long at = partition.BreakAtInstruction;
+        partition.BreakAtInstruction = 0;
+        partition.State = PartitionState.Paused;
+        trace.Record(Now(partition), partition.Id, -1, TraceKind.Lifecycle, $"paused at instruction {at}");
+        BreakpointReached?.Invoke(partition.Handle);
+    }
+
+    /// <summary>Stops a partition on a guest fault, with the diagnostic the CLI prints: the cause and the vCPU's state.</summary>
+    public void Fault(Partition partition, VirtualProcessor vp, string what)
+    {
+        partition.Statistics.CountIntercept("fault");
+        string diagnostic = $"guest fault: {what}\n{vp.Core.DescribeState()}";
+        trace.Record(Now(vp), partition.Id, vp.Index, TraceKind.Fault, what);
+        Stop(partition, new PartitionExit(StopReason.GuestFault, 0, diagnostic));
+    }
+
+    public void Stop(Partition partition, PartitionExit exit)
+    {
+        if (partition.State == PartitionState.Stopped)
+        {
+            return;
+        }
+
+        long time = Now(partition);
+        trace.Record(time, partition.Id, -1, TraceKind.Lifecycle, exit.Reason switch
+        {
+            StopReason.GuestExit => $"stopped guest-exit value={exit.ExitValue}",
+            StopReason.GuestFault => "stopped guest-fault",
+            StopReason.Halted => "stopped halted",
+            StopReason.WorkerFailure => "stopped worker-failure",
+            StopReason.InstructionLimit => $"stopped instruction-limit {partition.InstructionLimit}",
+            StopReason.PoweredOff => "stopped power-off",
+            StopReason.Reset => "stopped reset (rebooting a guest is not supported yet)",
+            _ => "stopped by-root",
+        });
+        partition.Statistics.StopTicks = time;
+        partition.MarkStopped(exit);
+        wakeScheduler();
+    }
+}
