@@ -1,3 +1,4 @@
+using HybridVmm.Reports;
 using System.Security.Cryptography;
 using HybridVmm.Guests;
 using HybridVmm.HostOS;

@@ -1,6 +1,7 @@
 using HybridVmm.Guests;
 using HybridVmm.HostOS.Management;
 using HybridVmm.Hypervisor.Intercepts;
+using HybridVmm.Reports;
 
 namespace HybridVmm.Samples.Lecture;
 
@@ -12,7 +13,7 @@ public static class HostingTypesScenario
         var costs = new CrossingCostModel();
         output.WriteLine($"cost model (cycles): VM exit+entry {costs.VmExitCycles}, system call {costs.SystemCallCycles}, context switch {costs.ContextSwitchCycles}, inter-partition message {costs.MessageCycles}, emulation {costs.EmulationCycles}");
         IReadOnlyList<HostingRow> rows = await HostingComparison.RunAsync(EmbeddedGuests.Load("iobench")!, "iobench", costs);
-        output.Write(HostingComparison.Render(rows, costs));
+        output.Write(HostingComparisonTable.Render(rows, costs));
         return 0;
     }
 }

@@ -3,6 +3,7 @@ using HybridVmm.HostOS;
 using HybridVmm.HostOS.Management;
 using HybridVmm.Hypervisor;
 using HybridVmm.Hypervisor.Tracing;
+using HybridVmm.Reports;
 
 namespace HybridVmm.Samples.Lecture;
 
@@ -15,7 +16,7 @@ public static class ProvisioningScenario
         using var system = new HybridSystem(new HypervisorOptions { HostMemoryBytes = 48L << 20 }, console, new TraceRecorder(null));
         var template = new VmConfiguration { Name = "provision", Image = EmbeddedGuests.Load("provision")!, MemoryBytes = 8u << 20 };
         ProvisioningReport report = await RapidProvisioning.RunAsync(system, template, clones: 16, console.Text);
-        output.Write(report.Render());
+        output.Write(ProvisioningTable.Render(report));
         measurements.WriteLine($"cloning 16 VMs took {report.CloningWallTime.TotalMilliseconds:0.000} ms of wall-clock time: {report.ClonesPerSecond:0} clones per second");
         return report.Results.All(r => r.Outcome == Hypervisor.Partitions.StopReason.GuestExit) ? 0 : 1;
     }

@@ -1,4 +1,5 @@
 using HybridVmm.Conformance.Tests.Fuzzing;
+using HybridVmm.Testing.Reference;
 
 namespace HybridVmm.Conformance.Tests;
 
@@ -54,7 +55,7 @@ public class UnicornDifferentialTests
         ulong seed = FuzzSettings.Seed;
         using SequenceFuzzer fuzzer = SequenceFuzzer.TryCreate(seed ^ 0x5e9, FuzzSettings.Restrict(SupportedForms.All),
                 index => FuzzSettings.RerunCommand(seed, index, nameof(CoreMatchesUnicornOnInstructionSequences)))
-            ?? throw new IgnoreException(Reference.Unicorn.UnavailableReason ?? "Unicorn unavailable");
+            ?? throw new IgnoreException(Unicorn.UnavailableReason ?? "Unicorn unavailable");
         FuzzReport report = FuzzSettings.ReplayCase is long one ? fuzzer.Run(one, 1) : fuzzer.Run(0, FuzzSettings.Sequences);
         TestContext.Out.WriteLine($"{FuzzSettings.Sequences:N0} sequences of up to {SequenceFuzzer.Length} instructions: " + report.Summary("Unicorn 2 (QEMU TCG)")
             + $" ({report.Exceptions:N0} sequences ended early by an exception or fault)");
@@ -65,6 +66,6 @@ public class UnicornDifferentialTests
     private static UnicornFuzzer Create(ulong seed, InstructionForm[] forms, string test, string? formsForReplay = null)
     {
         UnicornFuzzer? fuzzer = UnicornFuzzer.TryCreate(seed, forms, index => FuzzSettings.RerunCommand(seed, index, test, formsForReplay));
-        return fuzzer ?? throw new IgnoreException(Reference.Unicorn.UnavailableReason ?? "Unicorn unavailable");
+        return fuzzer ?? throw new IgnoreException(Unicorn.UnavailableReason ?? "Unicorn unavailable");
     }
 }

@@ -1,3 +1,4 @@
+using HybridVmm.Reports;
 using System.CommandLine;
 using HybridVmm.Guests;
 using HybridVmm.HostOS;
@@ -84,7 +85,7 @@ internal static class CloneCommand
         }
 
         Console.Out.WriteLine();
-        Console.Out.Write(report.Render());
+        Console.Out.Write(ProvisioningTable.Render(report));
         Console.Out.WriteLine($"\ncloning took {report.CloningWallTime.TotalMilliseconds:0.000} ms of wall-clock time: {report.ClonesPerSecond:0} clones per second");
         return ExitStatus.Success;
     }

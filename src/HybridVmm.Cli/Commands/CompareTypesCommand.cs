@@ -1,3 +1,4 @@
+using HybridVmm.Reports;
 using System.CommandLine;
 using HybridVmm.Guests;
 using HybridVmm.HostOS.Management;
@@ -24,7 +25,7 @@ internal static class CompareTypesCommand
 
             var costs = new CrossingCostModel();
             IReadOnlyList<HostingRow> rows = await HostingComparison.RunAsync(image, Path.GetFileNameWithoutExtension(name), costs);
-            Console.Out.Write(HostingComparison.Render(rows, costs));
+            Console.Out.Write(HostingComparisonTable.Render(rows, costs));
             return ExitStatus.Success;
         });
         return command;

@@ -4,6 +4,7 @@ using HybridVmm.HostOS.Management;
 using HybridVmm.Hypervisor;
 using HybridVmm.Hypervisor.Partitions;
 using HybridVmm.Hypervisor.Tracing;
+using HybridVmm.Reports;
 
 namespace HybridVmm.Cli.Commands;
 

@@ -1,4 +1,5 @@
 using HybridVmm.HostOS;
+using HybridVmm.Reports;
 using System.Net.Sockets;
 using HybridVmm.HostOS.Encapsulation;
 using HybridVmm.HostOS.Migration;
@@ -83,7 +84,7 @@ internal static class SingleVmSession
         if (vm.State == PartitionState.Paused && options.MigrateTo is { } target)
         {
             MigrationReport report = await MigrateAsync(system, vm, target, cancellationToken);
-            stderr.WriteLine($"hybridvmm: {report.Render()}");
+            stderr.WriteLine($"hybridvmm: {MigrationSummary.Render(report)}");
             if (report.Succeeded)
             {
                 return ExitStatus.Success;

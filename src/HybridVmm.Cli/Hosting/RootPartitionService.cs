@@ -1,6 +1,7 @@
 using HybridVmm.HostOS;
 using HybridVmm.HostOS.Management;
 using HybridVmm.Hypervisor.Partitions;
+using HybridVmm.Reports;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;

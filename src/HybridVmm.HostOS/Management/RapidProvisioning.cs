@@ -1,5 +1,4 @@
 using System.Diagnostics;
-using System.Text;
 using HybridVmm.Hypervisor.Partitions;
 
 namespace HybridVmm.HostOS.Management;
@@ -19,26 +18,6 @@ public sealed record ProvisioningReport(
     public long FullCopyBytes => (long)(Clones + 1) * GuestMemoryBytes;
 
     public double ClonesPerSecond => Clones / Math.Max(CloningWallTime.TotalSeconds, 1e-9);
-
-    /// <summary>The deterministic part of the report (fit for snapshot tests).</summary>
-    public string Render()
-    {
-        var sb = new StringBuilder();
-        sb.Append($"template '{Template}' frozen after {TemplateInstructions} instructions; {Clones} clones of {GuestMemoryBytes >> 20} MiB each\n");
-        sb.Append($"host memory right after cloning: {HostBytesUsedAfterCloning >> 10} KiB used, {FullCopyBytes >> 10} KiB for full copies ({Saved(HostBytesUsedAfterCloning)} saved)\n");
-        sb.Append($"host memory after the clones ran: {HostBytesUsedAfterRunning >> 10} KiB used ({Saved(HostBytesUsedAfterRunning)} saved)\n\n");
-        bool disks = Results.Any(r => r.PrivateDiskSectors is not null);
-        sb.Append($"{"clone",-8} {"identity",8} {"instructions",13} {"cow copies",11} {"shared pages",13}{(disks ? $" {"disk sectors",13}" : "")}  output\n");
-        foreach (CloneResult r in Results)
-        {
-            string disk = disks ? $" {r.PrivateDiskSectors,13}" : "";
-            sb.Append($"{r.Name,-8} {r.Identity,8} {r.Instructions,13} {r.CopyOnWriteCopies,11} {r.SharedPages,13}{disk}  {r.Output.TrimEnd('\n').Replace("\n", " | ")}\n");
-        }
-
-        return sb.ToString();
-    }
-
-    private string Saved(long used) => $"{100.0 * (FullCopyBytes - used) / FullCopyBytes:0.0} %";
 }
 
 public sealed record CloneResult(string Name, uint Identity, long Instructions, long CopyOnWriteCopies, int SharedPages, StopReason Outcome, string Output)

@@ -31,14 +31,7 @@ public sealed record MigrationReport(
     int FinalPages,
     long DowntimeTicks,
     TimeSpan DowntimeWallTime,
-    long PausedAtInstruction)
-{
-    public string Render() => Succeeded
-        ? $"migrated after {PagesPerRound.Count} pre-copy round(s), pages per round: {string.Join(", ", PagesPerRound)}; " +
-          $"stop-and-copy of {FinalPages} page(s) at instruction {PausedAtInstruction}; " +
-          $"downtime {DowntimeTicks} ticks of virtual time ({Hardware.Clock.VirtualClock.Format(DowntimeTicks)}), {DowntimeWallTime.TotalMilliseconds:0.0} ms wall-clock"
-        : $"migration failed: {Failure}; the VM keeps running here, nothing was lost";
-}
+    long PausedAtInstruction);
 
 /// <summary>
 /// Live migration of one VM to another hypervisor over a stream (TCP on loopback between two processes, or

@@ -1,32 +1,26 @@
 using HybridVmm.Hardware.Cpu;
 using HybridVmm.Hardware.Memory;
+using HybridVmm.Testing.Cpu;
 
 namespace HybridVmm.Conformance.Tests.Fuzzing;
 
-/// <summary>The CPU under test: an <see cref="X86Core"/> on 1 MiB of identity-mapped guest memory.</summary>
+/// <summary>The CPU under test: an <see cref="X86Core"/> on the flat <see cref="TestMachine"/>'s 1 MiB of identity-mapped guest memory.</summary>
 internal sealed class CoreSide
 {
+    private readonly TestMachine _machine = new(MachineLayout.IsWritablePage);
+
     public CoreSide()
     {
-        int pages = (int)(MachineLayout.MemorySize >> 12);
-        Memory = new HostPhysicalMemory(pages);
-        var slat = new SecondLevelPageTable(pages);
-        for (uint page = 0; page < pages; page++) slat.Map(page, (int)page, writable: MachineLayout.IsWritablePage(page << 12));
         Memory.Bytes.AsSpan().Fill(0xF4); // HLT everywhere, as on the Unicorn side
-        Cpu = new X86Core(Memory, slat);
         Cpu.ResetToFlatProtectedMode(MachineLayout.CodeBase);
     }
 
-    public HostPhysicalMemory Memory { get; }
-    public X86Core Cpu { get; }
+    public HostPhysicalMemory Memory => _machine.Memory;
+    public X86Core Cpu => _machine.Cpu;
     public Span<byte> Bytes => Memory.Bytes;
 
     /// <summary>Writes code as the host (the loader), past the read-only second-level mapping.</summary>
-    public void LoadCode(uint address, ReadOnlySpan<byte> code)
-    {
-        code.CopyTo(Memory.Bytes.AsSpan((int)address));
-        Cpu.InvalidateCode(address, code.Length);
-    }
+    public void LoadCode(uint address, ReadOnlySpan<byte> code) => _machine.WriteBytes(address, code);
 
     public void Run(TestCase c, Outcome o) { Load(c); Step(o); }
 

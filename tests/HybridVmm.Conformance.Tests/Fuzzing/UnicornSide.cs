@@ -1,5 +1,5 @@
 using System.Runtime.InteropServices;
-using HybridVmm.Conformance.Tests.Reference;
+using HybridVmm.Testing.Reference;
 
 namespace HybridVmm.Conformance.Tests.Fuzzing;
 

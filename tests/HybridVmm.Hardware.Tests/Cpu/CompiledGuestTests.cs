@@ -62,18 +62,18 @@ public class CompiledGuestTests
     [Test]
     public void GccCompiledWorkloadMatchesUnicorn()
     {
-        using UnicornReference? unicorn = UnicornReference.TryCreate();
+        using Unicorn? unicorn = Unicorn.TryCreate();
         if (unicorn is null) Assert.Ignore("libunicorn.so.2 not available");
         uint[] core = RunOnCore(out TestMachine m);
 
         unicorn.Write(LoadAddress, Image());
-        unicorn.SetReg(UnicornReference.RegEsp, TestMachine.StackTop);
-        unicorn.SetReg(UnicornReference.RegEflags, 2);
+        unicorn.SetReg(Unicorn.RegEsp, TestMachine.StackTop);
+        unicorn.SetReg(Unicorn.RegEflags, 2);
         Assert.That(unicorn.Run(Entry, HltAddress, 0), Is.True);
         byte[] bytes = unicorn.Read(Results, 4 * ResultCount);
         uint[] reference = Enumerable.Range(0, ResultCount).Select(i => BitConverter.ToUInt32(bytes, 4 * i)).ToArray();
         Assert.That(core, Is.EqualTo(reference));
-        Assert.That(m.Cpu[Gpr.Esp], Is.EqualTo(unicorn.GetReg(UnicornReference.RegEsp)));
+        Assert.That(m.Cpu[Gpr.Esp], Is.EqualTo(unicorn.GetReg(Unicorn.RegEsp)));
         TestContext.Out.WriteLine($"{m.Cpu.InstructionsRetired:N0} instructions retired");
     }
 }

@@ -51,7 +51,7 @@ public class UnicornCrossCheckTests
     [TestCaseSource(nameof(Instructions))]
     public void MatchesUnicornOnEdgeValues(Instruction instruction)
     {
-        using UnicornReference? unicorn = UnicornReference.TryCreate();
+        using Unicorn? unicorn = Unicorn.TryCreate();
         if (unicorn is null) Assert.Ignore("libunicorn.so.2 not available");
 
         var m = new TestMachine();
@@ -70,18 +70,18 @@ public class UnicornCrossCheckTests
                     m.Cpu.Eip = TestMachine.CodeBase;
                     m.Cpu[Gpr.Eax] = a; m.Cpu[Gpr.Ebx] = isShift ? 0xa5a5a5a5 ^ a : b; m.Cpu[Gpr.Ecx] = ecx; m.Cpu[Gpr.Edx] = 3;
                     m.Cpu.Eflags = flagsIn;
-                    unicorn.SetReg(UnicornReference.RegEax, a);
-                    unicorn.SetReg(UnicornReference.RegEbx, m.Cpu[Gpr.Ebx]);
-                    unicorn.SetReg(UnicornReference.RegEcx, ecx);
-                    unicorn.SetReg(UnicornReference.RegEdx, 3);
-                    unicorn.SetReg(UnicornReference.RegEflags, flagsIn);
-                    unicorn.SetReg(UnicornReference.RegEsp, TestMachine.StackTop);
+                    unicorn.SetReg(Unicorn.RegEax, a);
+                    unicorn.SetReg(Unicorn.RegEbx, m.Cpu[Gpr.Ebx]);
+                    unicorn.SetReg(Unicorn.RegEcx, ecx);
+                    unicorn.SetReg(Unicorn.RegEdx, 3);
+                    unicorn.SetReg(Unicorn.RegEflags, flagsIn);
+                    unicorn.SetReg(Unicorn.RegEsp, TestMachine.StackTop);
 
                     CpuExit exit = m.Cpu.Run(1);
                     // Without an IDT Unicorn "delivers" an exception by jumping elsewhere, so success means
                     // EIP reached the end of the instruction.
                     bool ok = unicorn.Run(TestMachine.CodeBase, TestMachine.CodeBase + (uint)code.Length, 1)
-                        && unicorn.GetReg(UnicornReference.RegEip) == TestMachine.CodeBase + (uint)code.Length;
+                        && unicorn.GetReg(Unicorn.RegEip) == TestMachine.CodeBase + (uint)code.Length;
                     bool coreOk = exit.Reason == CpuExitReason.BudgetExhausted;
                     string input = $"eax={a:x} ebx={m.Cpu[Gpr.Ebx]:x} ecx={ecx:x} flags={flagsIn:x}";
                     if (ok != coreOk)
@@ -90,8 +90,8 @@ public class UnicornCrossCheckTests
                         continue;
                     }
                     if (!ok) continue;
-                    uint[] expected = [unicorn.GetReg(UnicornReference.RegEax), unicorn.GetReg(UnicornReference.RegEbx),
-                        unicorn.GetReg(UnicornReference.RegEcx), unicorn.GetReg(UnicornReference.RegEdx), unicorn.GetReg(UnicornReference.RegEflags) & F.Status];
+                    uint[] expected = [unicorn.GetReg(Unicorn.RegEax), unicorn.GetReg(Unicorn.RegEbx),
+                        unicorn.GetReg(Unicorn.RegEcx), unicorn.GetReg(Unicorn.RegEdx), unicorn.GetReg(Unicorn.RegEflags) & F.Status];
                     uint[] actual = [m.Cpu[Gpr.Eax], m.Cpu[Gpr.Ebx], m.Cpu[Gpr.Ecx], m.Cpu[Gpr.Edx], m.Cpu.Eflags & F.Status];
                     if (!expected.SequenceEqual(actual))
                     {

@@ -62,14 +62,14 @@ public class UnicornMemoryFormTests
     [TestCaseSource(nameof(Instructions))]
     public void MatchesUnicornOnMemoryOperands(Instruction instruction)
     {
-        using UnicornReference? unicorn = UnicornReference.TryCreate();
+        using Unicorn? unicorn = Unicorn.TryCreate();
         if (unicorn is null) Assert.Ignore("libunicorn.so.2 not available");
         var m = new TestMachine();
         byte[] code = m.Load(asm => asm.AddInstruction(instruction));
         unicorn.Write(TestMachine.CodeBase, code);
         var failures = new List<string>();
-        int[] regIds = [UnicornReference.RegEax, UnicornReference.RegEcx, UnicornReference.RegEdx, UnicornReference.RegEbx,
-            UnicornReference.RegEsp, UnicornReference.RegEbp, UnicornReference.RegEsi, UnicornReference.RegEdi];
+        int[] regIds = [Unicorn.RegEax, Unicorn.RegEcx, Unicorn.RegEdx, Unicorn.RegEbx,
+            Unicorn.RegEsp, Unicorn.RegEbp, Unicorn.RegEsi, Unicorn.RegEdi];
         var random = new Random(7);
         foreach (uint flagsIn in new uint[] { 0x2, 0x403, 0x8d7 })
         {
@@ -86,7 +86,7 @@ public class UnicornMemoryFormTests
                     if ((flagsIn & 0x400) != 0) regs[1] = 3;
                     m.Cpu.Eip = TestMachine.CodeBase;
                     m.Cpu.Eflags = flagsIn;
-                    unicorn.SetReg(UnicornReference.RegEflags, flagsIn);
+                    unicorn.SetReg(Unicorn.RegEflags, flagsIn);
                     for (int r = 0; r < 8; r++)
                     {
                         m.Cpu[(Gpr)r] = regs[r];
@@ -96,7 +96,7 @@ public class UnicornMemoryFormTests
                     CpuExit exit = m.Cpu.Run(1);
                     // Unicorn counts each REP iteration as an instruction, so REP forms run to the end address instead.
                     int count = instruction.HasRepPrefix || instruction.HasRepnePrefix ? 0 : 1;
-                    bool ok = unicorn.Run(TestMachine.CodeBase, end, count) && unicorn.GetReg(UnicornReference.RegEip) == end;
+                    bool ok = unicorn.Run(TestMachine.CodeBase, end, count) && unicorn.GetReg(Unicorn.RegEip) == end;
                     bool coreOk = exit.Reason == CpuExitReason.BudgetExhausted;
                     string input = $"a={a:x} b={b:x} flags={flagsIn:x}";
                     if (ok != coreOk) { failures.Add($"{input}: unicorn ok={ok} core {exit.Reason}"); continue; }
@@ -106,7 +106,7 @@ public class UnicornMemoryFormTests
                         if (m.Cpu[(Gpr)r] != unicorn.GetReg(regIds[r]))
                             failures.Add($"{input}: {(Gpr)r} core {m.Cpu[(Gpr)r]:x} unicorn {unicorn.GetReg(regIds[r]):x}");
                     }
-                    uint uf = unicorn.GetReg(UnicornReference.RegEflags) & F.Status, cf = m.Cpu.Eflags & F.Status;
+                    uint uf = unicorn.GetReg(Unicorn.RegEflags) & F.Status, cf = m.Cpu.Eflags & F.Status;
                     if (uf != cf) failures.Add($"{input}: flags core {cf:x} unicorn {uf:x}");
                     byte[] coreBytes = m.Memory.Bytes.AsSpan((int)(Data - Window / 2), Window).ToArray();
                     if (!coreBytes.SequenceEqual(unicorn.Read(Data - Window / 2, Window))) failures.Add($"{input}: memory differs");

@@ -4,6 +4,7 @@ using HybridVmm.HostOS.Migration;
 using HybridVmm.Hypervisor;
 using HybridVmm.Hypervisor.Partitions;
 using HybridVmm.Hypervisor.Tracing;
+using HybridVmm.Reports;
 using HybridVmm.Tests.Support;
 
 namespace HybridVmm.Tests.Encapsulation;
@@ -38,7 +39,7 @@ public class EnlightenedMigrationTests
         (MigrationReport report, VirtualMachine? moved) = await LiveMigration.OverLoopbackAsync(
             source, vm, target, new MigrationOptions { MinimumWindowTicks = 5_000, TicksPerPage = 64 });
         Assert.That(report.Succeeded, Is.True, report.Failure);
-        TestContext.Out.WriteLine(report.Render());
+        TestContext.Out.WriteLine(MigrationSummary.Render(report));
         target.Root.Start(moved!);
         await target.RunUntilIdleAsync();
 

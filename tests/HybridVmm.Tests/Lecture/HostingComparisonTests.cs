@@ -2,6 +2,7 @@ using ApprovalTests;
 using HybridVmm.HostOS.Management;
 using HybridVmm.Hypervisor.Partitions;
 using HybridVmm.Hypervisor.Intercepts;
+using HybridVmm.Reports;
 using HybridVmm.Tests.Support;
 
 namespace HybridVmm.Tests.Lecture;
@@ -28,7 +29,7 @@ public class HostingComparisonTests
             Assert.That(type2.Crossings, Is.GreaterThan(hybrid.Crossings));
             Assert.That(type1.Throughput, Is.GreaterThan(type2.Throughput));
         });
-        Approvals.Verify(HostingComparison.Render(rows, costs));
+        Approvals.Verify(HostingComparisonTable.Render(rows, costs));
     }
 
     [Test]

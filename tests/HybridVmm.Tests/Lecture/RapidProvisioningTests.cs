@@ -1,3 +1,4 @@
+using HybridVmm.Reports;
 using System.Security.Cryptography;
 using ApprovalTests;
 using HybridVmm.HostOS;
@@ -27,7 +28,7 @@ public class RapidProvisioningTests
             Assert.That(report.HostBytesUsedAfterRunning, Is.LessThan(report.FullCopyBytes / 4));
             Assert.That(report.Results.Select(r => r.CopyOnWriteCopies), Is.All.GreaterThan(0).And.All.LessThan(16));
         });
-        Approvals.Verify(report.Render());
+        Approvals.Verify(ProvisioningTable.Render(report));
     }
 
     [Test]

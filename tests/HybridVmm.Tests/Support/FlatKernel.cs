@@ -1,4 +1,5 @@
 using HybridVmm.Guests.Multiboot;
+using HybridVmm.Testing;
 using Iced.Intel;
 
 namespace HybridVmm.Tests.Support;
@@ -8,14 +9,7 @@ public static class FlatKernel
 {
     public const uint Entry = FlatMultibootImage.Entry;
 
-    public static byte[] Build(Action<Assembler> program)
-    {
-        var asm = new Assembler(32);
-        program(asm);
-        using var code = new MemoryStream();
-        asm.Assemble(new StreamCodeWriter(code), Entry);
-        return Wrap(code.ToArray());
-    }
+    public static byte[] Build(Action<Assembler> program) => Wrap(GuestCode.Assemble(program, Entry));
 
     public static byte[] Wrap(byte[] code) => FlatMultibootImage.Wrap(code);
 }

@@ -1,18 +1,20 @@
 using System.Runtime.InteropServices;
 
-namespace HybridVmm.Conformance.Tests.Reference;
+namespace HybridVmm.Testing.Reference;
 
 /// <summary>
-/// A small P/Invoke binding to libunicorn 2 (QEMU TCG) in 32-bit protected mode. Guest memory is a native
-/// buffer the test owns and maps with <c>uc_mem_map_ptr</c>, so setting up and comparing memory windows
-/// costs no calls; registers go through the batch calls. One instance serves many test cases.
+/// The P/Invoke binding to libunicorn 2 (QEMU TCG) in 32-bit protected mode: the reference CPU of the
+/// hardware cross-checks and of the differential fuzzers (docs/conformance.md). Guest memory is a native
+/// buffer mapped with <c>uc_mem_map_ptr</c>, so setting up and comparing memory windows costs no calls;
+/// registers go one by one (<see cref="SetReg"/>) or through the batch calls (<see cref="SetState"/>).
+/// One instance serves many test cases.
 /// </summary>
-internal sealed unsafe class Unicorn : IDisposable
+public sealed unsafe class Unicorn : IDisposable
 {
     private const string Library = "libunicorn.so.2";
     private const int ArchX86 = 4;
     private const int Mode32 = 1 << 2;
-    private const uint ProtReadWrite = 3, ProtReadExecute = 5;
+    private const uint ProtReadWrite = 3, ProtReadExecute = 5, ProtAll = 7;
     private const int HookIntr = 1;
     // UC_CTL(type, nr, rw) = type | nr << 26 | rw << 30 (unicorn.h); rw 1 = write.
     private const int CtlCpuModel = 7 | (1 << 26) | (1 << 30);
@@ -20,15 +22,25 @@ internal sealed unsafe class Unicorn : IDisposable
     /// <summary>UC_CPU_X86_HASWELL: a model with BMI1/ABM, so F3 0F BC/BD are TZCNT/LZCNT as on the core and the host.</summary>
     public const int CpuModelHaswell = 19;
 
-    // uc_x86_reg values for EAX..EDI in the core's Gpr order (EAX, ECX, EDX, EBX, ESP, EBP, ESI, EDI).
-    public static readonly int[] GprIds = [19, 22, 24, 21, 30, 20, 29, 23];
-    public const int RegEflags = 25, RegEip = 26;
+    /// <summary>uc_x86_reg values.</summary>
+    public const int RegEax = 19, RegEbp = 20, RegEbx = 21, RegEcx = 22, RegEdi = 23, RegEdx = 24,
+        RegEflags = 25, RegEip = 26, RegEsi = 29, RegEsp = 30;
+
+    /// <summary>uc_x86_reg values for EAX..EDI in the core's Gpr order (EAX, ECX, EDX, EBX, ESP, EBP, ESI, EDI).</summary>
+    public static readonly int[] GprIds = [RegEax, RegEcx, RegEdx, RegEbx, RegEsp, RegEbp, RegEsi, RegEdi];
+
+    /// <summary>Size of the memory <see cref="TryCreate()"/> maps at physical 0.</summary>
+    public const uint MemorySize = 0x100000;
 
     public const int ErrOk = 0, ErrReadUnmapped = 6, ErrWriteUnmapped = 7, ErrFetchUnmapped = 8, ErrInsnInvalid = 10, ErrWriteProtected = 12, ErrFetchProtected = 14, ErrException = 21;
 
     [DllImport(Library)] private static extern int uc_open(int arch, int mode, out IntPtr uc);
     [DllImport(Library)] private static extern int uc_close(IntPtr uc);
     [DllImport(Library)] private static extern int uc_mem_map_ptr(IntPtr uc, ulong address, nuint size, uint perms, void* ptr);
+    [DllImport(Library)] private static extern int uc_mem_write(IntPtr uc, ulong address, byte* bytes, nuint size);
+    [DllImport(Library)] private static extern int uc_mem_read(IntPtr uc, ulong address, byte* bytes, nuint size);
+    [DllImport(Library)] private static extern int uc_reg_write(IntPtr uc, int reg, void* value);
+    [DllImport(Library)] private static extern int uc_reg_read(IntPtr uc, int reg, void* value);
     [DllImport(Library)] private static extern int uc_reg_write_batch(IntPtr uc, int* regs, void** values, int count);
     [DllImport(Library)] private static extern int uc_reg_read_batch(IntPtr uc, int* regs, void** values, int count);
     [DllImport(Library)] private static extern int uc_emu_start(IntPtr uc, ulong begin, ulong until, ulong timeout, nuint count);
@@ -43,15 +55,18 @@ internal sealed unsafe class Unicorn : IDisposable
 
     private IntPtr _uc;
     private readonly GCHandle _self;
+    private readonly bool _ownsMemory;
     private readonly int* _regIds;
     private readonly ulong* _regValues;
     private readonly void** _regPointers;
     private const int RegCount = 10; // 8 GPRs, EFLAGS, EIP
+    private IntPtr _context;
 
-    private Unicorn(IntPtr uc, byte* memory)
+    private Unicorn(IntPtr uc, byte* memory, bool ownsMemory)
     {
         _uc = uc;
         Memory = memory;
+        _ownsMemory = ownsMemory;
         _self = GCHandle.Alloc(this);
         _regIds = (int*)NativeMemory.Alloc(RegCount * sizeof(int));
         _regValues = (ulong*)NativeMemory.AllocZeroed(RegCount * sizeof(ulong));
@@ -65,13 +80,42 @@ internal sealed unsafe class Unicorn : IDisposable
     /// <summary>The guest memory Unicorn sees (physical = linear, flat segments).</summary>
     public byte* Memory { get; }
 
-    /// <summary>Vector of the last CPU exception or software interrupt, or -1.</summary>
+    /// <summary>Vector of the last CPU exception or software interrupt, or -1 (only with the fuzzers' <see cref="TryCreate(byte*, uint, Func{uint, bool})"/>).</summary>
     public int LastInterrupt { get; private set; } = -1;
 
-    /// <summary>Why not available, when <see cref="TryCreate"/> returned null.</summary>
+    /// <summary>Why not available, when a <c>TryCreate</c> returned null.</summary>
     public static string? UnavailableReason { get; private set; }
 
-    /// <summary>Null when libunicorn.so.2 is not installed.</summary>
+    /// <summary>
+    /// For single-instruction cross-checks: <see cref="MemorySize"/> bytes of zeroed memory of its own at physical 0,
+    /// readable, writable and executable, on Unicorn's default CPU model. A CPU exception ends <see cref="Run"/>
+    /// with false. Null when libunicorn.so.2 is not installed.
+    /// </summary>
+    public static Unicorn? TryCreate()
+    {
+        byte* memory = (byte*)NativeMemory.AlignedAlloc(MemorySize, 4096);
+        new Span<byte>(memory, (int)MemorySize).Clear();
+        try
+        {
+            if (uc_open(ArchX86, Mode32, out IntPtr uc) != 0) { UnavailableReason = "uc_open failed"; NativeMemory.AlignedFree(memory); return null; }
+            int err = uc_mem_map_ptr(uc, 0, MemorySize, ProtAll, memory);
+            if (err != 0) { uc_close(uc); NativeMemory.AlignedFree(memory); UnavailableReason = $"uc_mem_map_ptr failed: {err}"; return null; }
+            return new Unicorn(uc, memory, ownsMemory: true);
+        }
+        catch (DllNotFoundException e)
+        {
+            NativeMemory.AlignedFree(memory);
+            UnavailableReason = "libunicorn.so.2 not installed (Debian package libunicorn2): " + e.Message;
+            return null;
+        }
+    }
+
+    /// <summary>
+    /// For the differential fuzzers: maps <paramref name="size"/> bytes of the caller's <paramref name="memory"/> at
+    /// physical 0 (writable pages read/write, the others read/execute), on a Haswell model, with a hook that stops
+    /// at any CPU exception or software interrupt and records it in <see cref="LastInterrupt"/>.
+    /// Null when libunicorn.so.2 is not installed.
+    /// </summary>
     public static Unicorn? TryCreate(byte* memory, uint size, Func<uint, bool> writable)
     {
         try
@@ -89,7 +133,7 @@ internal sealed unsafe class Unicorn : IDisposable
                 start = end;
             }
             if (err != 0) { uc_close(uc); UnavailableReason = $"uc_mem_map_ptr failed: {err}"; return null; }
-            var unicorn = new Unicorn(uc, memory);
+            var unicorn = new Unicorn(uc, memory, ownsMemory: false);
             delegate* unmanaged<IntPtr, uint, IntPtr, void> onInterrupt = &OnInterrupt;
             err = uc_hook_add(uc, out _, HookIntr, onInterrupt, (void*)GCHandle.ToIntPtr(unicorn._self), 1, 0);
             if (err != 0) { unicorn.Dispose(); UnavailableReason = $"uc_hook_add failed: {err}"; return null; }
@@ -108,6 +152,31 @@ internal sealed unsafe class Unicorn : IDisposable
         var self = (Unicorn)GCHandle.FromIntPtr(user).Target!;
         self.LastInterrupt = (int)vector;
         uc_emu_stop(uc);
+    }
+
+    public void Write(uint address, ReadOnlySpan<byte> bytes)
+    {
+        fixed (byte* p = bytes) uc_mem_write(_uc, address, p, (nuint)bytes.Length);
+    }
+
+    public byte[] Read(uint address, int length)
+    {
+        var bytes = new byte[length];
+        fixed (byte* p = bytes) uc_mem_read(_uc, address, p, (nuint)length);
+        return bytes;
+    }
+
+    public void SetReg(int reg, uint value)
+    {
+        ulong v = value;
+        uc_reg_write(_uc, reg, &v);
+    }
+
+    public uint GetReg(int reg)
+    {
+        ulong v = 0;
+        uc_reg_read(_uc, reg, &v);
+        return (uint)v;
     }
 
     /// <summary>Drops translated blocks of a code range the test rewrote through <see cref="Memory"/>.</summary>
@@ -130,16 +199,18 @@ internal sealed unsafe class Unicorn : IDisposable
         eip = (uint)_regValues[9];
     }
 
+    /// <summary>Runs <paramref name="count"/> instructions from <paramref name="begin"/> (0: until <paramref name="until"/>); false if the CPU raised an exception.</summary>
+    public bool Run(uint begin, uint until, int count) => Step(begin, until, count) == ErrOk;
+
     /// <summary>
     /// Executes one instruction at <paramref name="eip"/> (a REP string instruction: all its iterations, up to
-    /// <paramref name="until"/>); returns the uc_err code. After an exception the CPU state saved at creation is
-    /// restored: QEMU remembers an exception the hook swallowed and would turn the next one into a #DF.
+    /// <paramref name="until"/>); returns the uc_err code. After an exception, call <see cref="ResetCpu"/>:
+    /// QEMU remembers an exception the hook swallowed and would turn the next one into a #DF.
     /// </summary>
     public int Step(uint eip, uint until = 0xFFFFFFFF, int count = 1)
     {
         LastInterrupt = -1;
-        int err = uc_emu_start(_uc, eip, until, 0, (nuint)count);
-        return err;
+        return uc_emu_start(_uc, eip, until, 0, (nuint)count);
     }
 
     /// <summary>Forgets pending exception state (after an exception the hook stopped).</summary>
@@ -151,8 +222,6 @@ internal sealed unsafe class Unicorn : IDisposable
         }
         uc_context_restore(_uc, _context);
     }
-
-    private IntPtr _context;
 
     /// <summary>Saves the current CPU state as the one <see cref="ResetCpu"/> returns to.</summary>
     public void SaveResetState()
@@ -172,6 +241,7 @@ internal sealed unsafe class Unicorn : IDisposable
             NativeMemory.Free(_regIds);
             NativeMemory.Free(_regValues);
             NativeMemory.Free(_regPointers);
+            if (_ownsMemory) NativeMemory.AlignedFree(Memory);
         }
     }
 }

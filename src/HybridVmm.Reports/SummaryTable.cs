@@ -1,8 +1,9 @@
 using System.Text;
 using HybridVmm.Hardware.Clock;
+using HybridVmm.HostOS.Management;
 using HybridVmm.Hypervisor.Partitions;
 
-namespace HybridVmm.HostOS.Management;
+namespace HybridVmm.Reports;
 
 /// <summary>The per-guest summary: how it ended, instructions retired, intercepts by kind, channel messages and virtual time.</summary>
 public static class SummaryTable

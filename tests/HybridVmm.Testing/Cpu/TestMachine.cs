@@ -1,27 +1,32 @@
 using HybridVmm.Hardware.Cpu;
 using HybridVmm.Hardware.Memory;
 using Iced.Intel;
+using NUnit.Framework;
 
-namespace HybridVmm.Hardware.Tests.Cpu;
+namespace HybridVmm.Testing.Cpu;
 
 /// <summary>
 /// A small machine for CPU tests: 1 MiB of guest memory identity-mapped (guest page n = host frame n),
 /// code assembled with Iced's <see cref="Assembler"/> at <see cref="CodeBase"/>, stack below <see cref="StackTop"/>.
+/// No kernel and no partition: an <see cref="X86Core"/> on its memory, as the hardware tests and the
+/// differential fuzzers need it.
 /// </summary>
-internal sealed class TestMachine
+public sealed class TestMachine
 {
     public const uint CodeBase = 0x1000;
     public const uint DataBase = 0x20000;
     public const uint StackTop = 0x80000;
     public const int Pages = 256;
 
-    public TestMachine()
+    /// <param name="isWritablePage">Given a page's first address, whether the second-level table maps it writable
+    /// (every page when null). The host writes through <see cref="WriteBytes"/> regardless.</param>
+    public TestMachine(Func<uint, bool>? isWritablePage = null)
     {
         Memory = new HostPhysicalMemory(Pages);
         Slat = new SecondLevelPageTable(Pages);
         for (uint page = 0; page < Pages; page++)
         {
-            Slat.Map(page, (int)page, writable: true);
+            Slat.Map(page, (int)page, writable: isWritablePage?.Invoke(page << 12) ?? true);
         }
         Cpu = new X86Core(Memory, Slat);
         Cpu.ResetToFlatProtectedMode(CodeBase);
@@ -35,16 +40,13 @@ internal sealed class TestMachine
     /// <summary>Assembles <paramref name="build"/> at <paramref name="address"/>, loads it and points EIP at it.</summary>
     public byte[] Load(Action<Assembler> build, uint address = CodeBase)
     {
-        var asm = new Assembler(32);
-        build(asm);
-        var stream = new MemoryStream();
-        asm.Assemble(new StreamCodeWriter(stream), address);
-        byte[] code = stream.ToArray();
+        byte[] code = GuestCode.Assemble(build, address);
         WriteBytes(address, code);
         Cpu.Eip = address;
         return code;
     }
 
+    /// <summary>Writes as the host (the loader), past a read-only second-level mapping, and drops decoded code there.</summary>
     public void WriteBytes(uint address, ReadOnlySpan<byte> bytes)
     {
         bytes.CopyTo(Memory.Bytes.AsSpan((int)address));
@@ -74,11 +76,4 @@ internal sealed class TestMachine
     }
 
     public uint Flags(uint mask = 0x8d5) => Cpu.Eflags & mask;
-}
-
-/// <summary>Status flag bits, short names for expectation tables.</summary>
-internal static class F
-{
-    public const uint CF = 0x001, PF = 0x004, AF = 0x010, ZF = 0x040, SF = 0x080, DF = 0x400, OF = 0x800;
-    public const uint Status = CF | PF | AF | ZF | SF | OF;
 }
