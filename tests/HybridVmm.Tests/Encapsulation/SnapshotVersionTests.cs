@@ -6,7 +6,12 @@ namespace HybridVmm.Tests.Encapsulation;
 public class SnapshotVersionTests
 {
     /// <summary>A snapshot of `hello` at instruction 500 written by the build before format version 2 (no synthetic state).</summary>
-    private static string VersionOneFile => Path.Combine(Repository.Root, "tests", "HybridVmm.Tests", "Encapsulation", "Fixtures", "hello-v1.snap");
+    private static string VersionOneFile => Fixture("hello-v1.snap");
+
+    /// <summary>`enlcon` with a synthetic console, saved mid-output at instruction 250000 by the last build that wrote format version 2 (Fixtures/README.md).</summary>
+    private static string VersionTwoFile => Fixture("enlcon-v2.snap");
+
+    private static string Fixture(string name) => Path.Combine(Repository.Root, "tests", "HybridVmm.Tests", "Encapsulation", "Fixtures", name);
 
     [Test]
     public void AVersionOneSnapshotIsRefusedWithTheVersionMessage()
@@ -26,5 +31,27 @@ public class SnapshotVersionTests
         CliProcess.Result result = CliProcess.Run("restore", VersionOneFile);
         Assert.That(result.ExitCode, Is.EqualTo(HybridVmm.Cli.ExitStatus.InvalidImage));
         Assert.That(result.Stderr, Does.StartWith("hybridvmm: error:").And.Contain("version 1 is not supported"));
+    }
+
+    [Test]
+    public void AVersionTwoSnapshotRestoresThroughTheCliToTheOutputItHadWhenItWasWritten()
+    {
+        Assert.That(BitConverter.ToInt32(File.ReadAllBytes(VersionTwoFile), 8), Is.EqualTo(2), "the fixture really is version 2");
+
+        CliProcess.Result restored = CliProcess.Run("restore", VersionTwoFile);
+
+        Assert.That(restored.ExitCode, Is.Zero, restored.Stderr);
+        Assert.That(restored.Stdout, Is.EqualTo(File.ReadAllBytes(Fixture("enlcon-v2.restored.txt"))));
+    }
+
+    [Test]
+    public void AVersionTwoSnapshotContinuesTheGuestsOwnOutputExactly()
+    {
+        CliProcess.Result whole = CliProcess.Run("run", Repository.GuestElf("enlcon"), "--append", "synth", "--synthetic", "synthcon");
+        byte[] restored = File.ReadAllBytes(Fixture("enlcon-v2.restored.txt"));
+
+        Assert.That(whole.ExitCode, Is.Zero, whole.Stderr);
+        Assert.That(whole.Stdout.Length, Is.GreaterThan(restored.Length));
+        Assert.That(whole.Stdout[^restored.Length..], Is.EqualTo(restored), "the fixture's output is the tail of a whole run");
     }
 }
