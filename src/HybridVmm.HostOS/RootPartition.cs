@@ -141,7 +141,11 @@ public sealed partial class RootPartition
         VirtualMachine clone = AddWorker(template.Configuration with { Name = name, DiskOverlay = diskOverlay ?? template.Configuration.DiskOverlay }, partition);
         foreach (IPortIoDevice device in template.Worker.Devices)
         {
-            clone.Worker.Devices.First(d => d.Name == device.Name).RestoreState(device.SaveState());
+            if (device is Hardware.SavedState.IPersistentState persistent && persistent.SaveChunk(Encapsulation.DeviceState.Tag(device.Name)) is { } state
+                && clone.Worker.Devices.First(d => d.Name == device.Name) is Hardware.SavedState.IPersistentState copy)
+            {
+                copy.RestoreChunk(state);
+            }
         }
 
         if (clone.Worker.Devices.OfType<ProvisioningDevice>().FirstOrDefault() is { } provisioning)

@@ -3,6 +3,7 @@ namespace HybridVmm.HostOS.Devices;
 /// <summary>
 /// QEMU's isa-debug-exit at iobase 0xF4, iosize 4: any write ends the guest with the written value as its
 /// exit value. (QEMU's own process then exits with (value &lt;&lt; 1) | 1; ours exits with the value.)
+/// It has no state, so it has no saved-state chunk.
 /// </summary>
 public sealed class DebugExitDevice : IPortIoDevice
 {
@@ -16,9 +17,4 @@ public sealed class DebugExitDevice : IPortIoDevice
     public uint Read(ushort port, int size) => 0;
 
     public PortWriteOutcome Write(ushort port, int size, uint value) => PortWriteOutcome.Exit(value);
-
-    /// <summary>The device has no state.</summary>
-    public byte[] SaveState() => Array.Empty<byte>();
-
-    public bool RestoreState(ReadOnlySpan<byte> state) => state.IsEmpty;
 }

@@ -1,10 +1,13 @@
+using HybridVmm.Hardware.SavedState;
+
 namespace HybridVmm.HostOS.Devices;
 
 /// <summary>
 /// Fault injection for the high-availability scenario: wraps a device and fails, once, on its Nth access,
-/// as a driver with a transient bug would. Every other access goes to the real device.
+/// as a driver with a transient bug would. Every other access goes to the real device, and so does its saved
+/// state: the wrapper has none of its own.
 /// </summary>
-public sealed class FlakyDevice(IPortIoDevice inner, long failOnAccess) : IPortIoDevice
+public sealed class FlakyDevice(IPortIoDevice inner, long failOnAccess) : IPortIoDevice, IPersistentState
 {
     private long _accesses;
 
@@ -24,9 +27,13 @@ public sealed class FlakyDevice(IPortIoDevice inner, long failOnAccess) : IPortI
         return inner.Write(port, size, value);
     }
 
-    public byte[] SaveState() => inner.SaveState();
+    /// <summary>The wrapped device's chunk; null when it has no state.</summary>
+    public SavedStateChunk? SaveChunk(string tag) => (inner as IPersistentState)?.SaveChunk(tag);
 
-    public bool RestoreState(ReadOnlySpan<byte> state) => inner.RestoreState(state);
+    public string? VersionRefusal(SavedStateChunk chunk) => (inner as IPersistentState)?.VersionRefusal(chunk);
+
+    /// <summary>A wrapped device without state takes only an empty chunk.</summary>
+    public bool RestoreChunk(SavedStateChunk chunk) => inner is IPersistentState persistent ? persistent.RestoreChunk(chunk) : chunk.Payload.Length == 0;
 
     private void Count()
     {

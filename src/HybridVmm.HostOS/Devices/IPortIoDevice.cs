@@ -27,7 +27,8 @@ public readonly record struct PortWriteOutcome(PortWriteAction Action, uint Valu
 
 /// <summary>
 /// One emulated device in a VM worker, in the shape OpenVMM gives its chipset devices: it declares the
-/// ports it claims and handles reads and writes. It never sees the vCPU or the kernel.
+/// ports it claims and handles reads and writes. It never sees the vCPU or the kernel. A device with state
+/// for snapshots, migration and clones also implements <see cref="Hardware.SavedState.ISaveRestore{TState}"/>.
 /// </summary>
 public interface IPortIoDevice
 {
@@ -39,10 +40,4 @@ public interface IPortIoDevice
     uint Read(ushort port, int size);
 
     PortWriteOutcome Write(ushort port, int size, uint value);
-
-    /// <summary>The device's state for snapshots and migration.</summary>
-    byte[] SaveState();
-
-    /// <summary>Restores state from <see cref="SaveState"/>; false when the bytes are not a valid state.</summary>
-    bool RestoreState(ReadOnlySpan<byte> state);
 }
