@@ -5,7 +5,7 @@ using System.Text;
 namespace HybridVmm.Hardware.SavedState;
 
 /// <summary>
-/// The container of saved-state chunks (docs/scenarios.md, "Snapshot file format"). It knows tags, versions
+/// The container of saved-state chunks (docs/scenarios.md, "File format" under Encapsulation). It knows tags, versions
 /// and lengths, never what a chunk holds. All integers are little-endian.
 /// <code>
 /// 0       8   magic "HVMMSNAP"
