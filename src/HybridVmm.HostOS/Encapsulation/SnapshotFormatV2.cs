@@ -35,6 +35,7 @@ internal static partial class SnapshotFormatV2
             error = "not a HybridVmm snapshot of format version 2";
             return null;
         }
+
         ulong length = BitConverter.ToUInt64(file[16..]);
         if (length != (ulong)(file.Length - HeaderSize))
         {
