@@ -2,6 +2,7 @@ using System.Text;
 using HybridVmm.Guests;
 using HybridVmm.HostOS;
 using HybridVmm.HostOS.Management;
+using HybridVmm.HostOS.Vm;
 using HybridVmm.Hypervisor;
 using HybridVmm.Hypervisor.Partitions;
 using HybridVmm.Hypervisor.Tracing;

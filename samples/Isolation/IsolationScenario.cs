@@ -3,6 +3,7 @@ using System.Security.Cryptography;
 using HybridVmm.Guests;
 using HybridVmm.HostOS;
 using HybridVmm.HostOS.Management;
+using HybridVmm.HostOS.Vm;
 using HybridVmm.Hypervisor;
 using HybridVmm.Hypervisor.Partitions;
 using HybridVmm.Hypervisor.Tracing;

@@ -2,6 +2,7 @@ using HybridVmm.Guests;
 using HybridVmm.HostOS;
 using HybridVmm.HostOS.Encapsulation;
 using HybridVmm.HostOS.Management;
+using HybridVmm.HostOS.Vm;
 using HybridVmm.Hypervisor;
 using HybridVmm.Hypervisor.Tracing;
 

@@ -1,5 +1,6 @@
 using HybridVmm.Guests;
 using HybridVmm.HostOS.Management;
+using HybridVmm.HostOS.Vm;
 using HybridVmm.Hypervisor.Intercepts;
 using HybridVmm.Reports;
 

@@ -1,5 +1,5 @@
+using HybridVmm.Cli.Common;
 using System.CommandLine;
-using HybridVmm.Cli;
 using HybridVmm.Cli.Commands;
 using HybridVmm.Hypervisor.Tracing;
 

@@ -1,6 +1,8 @@
+using HybridVmm.Hardware.SavedState;
 using HybridVmm.HostOS.Devices;
 using HybridVmm.HostOS.Encapsulation;
 using HybridVmm.HostOS.Management;
+using HybridVmm.HostOS.Vm;
 using HybridVmm.Hypervisor.Partitions;
 
 namespace HybridVmm.HostOS;
@@ -17,7 +19,10 @@ public sealed partial class RootPartition
         var devices = new List<DeviceState>();
         foreach (IChipsetDevice device in vm.Worker.Devices)
         {
-            devices.Add(new DeviceState(device.Name, StateOf(device)?.SaveState() ?? Array.Empty<byte>()));
+            if (device is IPersistentState persistent && persistent.SaveChunk(DeviceState.Tag(device.Name)) is { } chunk)
+            {
+                devices.Add(new DeviceState(device.Name, chunk));
+            }
         }
 
         VmConfiguration c = vm.Configuration;
@@ -97,11 +102,10 @@ public sealed partial class RootPartition
         VirtualMachine vm = AddWorker(config, partition);
         foreach (DeviceState state in snapshot.DeviceStates)
         {
-            IChipsetDevice? device = vm.Worker.Devices.FirstOrDefault(d => d.Name == state.Name);
-            if (device is null || !(StateOf(device)?.RestoreState(state.State) ?? state.State.Length == 0))
+            if (RestoreDeviceError(vm.Worker.Devices.FirstOrDefault(d => d.Name == state.Name), state) is { } deviceRefused)
             {
                 Delete(vm);
-                error = new VmCreationError(VmCreationErrorKind.InvalidImage, $"snapshot holds state for device '{state.Name}' that this VM cannot take");
+                error = new VmCreationError(VmCreationErrorKind.InvalidImage, deviceRefused);
                 return null;
             }
         }
@@ -118,6 +122,27 @@ public sealed partial class RootPartition
 
         error = null;
         return vm;
+    }
+
+    /// <summary>
+    /// Gives a device its saved chunk; null on success, else why not. A device without state takes only an empty
+    /// chunk (format version 2 saved empty bytes for it); a chunk of a version the device's codec does not read
+    /// is refused naming the chunk and the version.
+    /// </summary>
+    private static string? RestoreDeviceError(IChipsetDevice? device, DeviceState state)
+    {
+        string refused = $"snapshot holds state for device '{state.Name}' that this VM cannot take";
+        if (device is not IPersistentState persistent)
+        {
+            return device is not null && state.State.Payload.Length == 0 ? null : refused;
+        }
+
+        if (persistent.VersionRefusal(state.State) is { } version)
+        {
+            return $"{refused}: {version}";
+        }
+
+        return persistent.RestoreChunk(state.State) ? null : refused;
     }
 
     /// <summary>What a snapshot's configuration lacks to be restored here: known synthetic devices, one channel state each, the disk image.</summary>

@@ -1,6 +1,7 @@
 using HybridVmm.Guests.Multiboot;
 using HybridVmm.HostOS.Devices;
 using HybridVmm.HostOS.Management;
+using HybridVmm.HostOS.Vm;
 using HybridVmm.HostOS.Worker;
 using HybridVmm.Hypervisor;
 using HybridVmm.Hypervisor.Intercepts;
@@ -147,9 +148,10 @@ public sealed partial class RootPartition
         VirtualMachine clone = AddWorker(template.Configuration with { Name = name, DiskOverlay = diskOverlay ?? template.Configuration.DiskOverlay }, partition);
         foreach (IChipsetDevice device in template.Worker.Devices)
         {
-            if (StateOf(device) is { } state)
+            if (device is Hardware.SavedState.IPersistentState persistent && persistent.SaveChunk(Encapsulation.DeviceState.Tag(device.Name)) is { } state
+                && clone.Worker.Devices.First(d => d.Name == device.Name) is Hardware.SavedState.IPersistentState copy)
             {
-                StateOf(clone.Worker.Devices.First(d => d.Name == device.Name))!.RestoreState(state.SaveState());
+                copy.RestoreChunk(state);
             }
         }
 
@@ -181,10 +183,6 @@ public sealed partial class RootPartition
 
     /// <summary>How much of the VM's RAM it shares copy-on-write with its template, and how many pages it has copied.</summary>
     public MemorySharing MemorySharing(VirtualMachine vm) => _api.MemorySharing(vm.Partition);
-
-    /// <summary>A device's saved state; a fault-injection wrapper saves the device it wraps.</summary>
-    private static IDeviceStateBytes? StateOf(IChipsetDevice device) =>
-        (device is FlakyDevice flaky ? flaky.Inner : device) as IDeviceStateBytes;
 
     /// <summary>Pauses the VM once it has retired <paramref name="instructions"/> instructions in total.</summary>
     public void PauseAtInstruction(VirtualMachine vm, long instructions) => _api.PauseAtInstruction(vm.Partition, instructions);

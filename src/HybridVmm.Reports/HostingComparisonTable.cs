@@ -1,6 +1,7 @@
 using System.Text;
 using HybridVmm.Hardware.Clock;
 using HybridVmm.HostOS.Management;
+using HybridVmm.HostOS.Vm;
 using HybridVmm.Hypervisor.Intercepts;
 
 namespace HybridVmm.Reports;

@@ -1,5 +1,6 @@
 using System.Text;
 using HybridVmm.HostOS.Management;
+using HybridVmm.HostOS.Vm;
 
 namespace HybridVmm.Reports;
 

@@ -61,7 +61,7 @@ public class LayeringTests
             typeof(Hypervisor.HypervisorKernel).Assembly,
             typeof(HostOS.HybridSystem).Assembly,
             typeof(Reports.SummaryTable).Assembly,
-            typeof(Cli.ExitStatus).Assembly,
+            typeof(Cli.Common.ExitStatus).Assembly,
         ];
         var upward = new List<string>();
         foreach (Assembly assembly in built)

@@ -1,8 +1,10 @@
+using HybridVmm.Cli.Common;
 using System.CommandLine;
 using System.Diagnostics;
 using HybridVmm.Guests;
 using HybridVmm.HostOS;
 using HybridVmm.HostOS.Management;
+using HybridVmm.HostOS.Vm;
 using HybridVmm.Hypervisor;
 using HybridVmm.Hypervisor.Partitions;
 using HybridVmm.Hypervisor.Tracing;

@@ -1,8 +1,10 @@
+using HybridVmm.Cli.Common;
 using HybridVmm.Reports;
 using System.CommandLine;
 using HybridVmm.Guests;
 using HybridVmm.HostOS;
 using HybridVmm.HostOS.Management;
+using HybridVmm.HostOS.Vm;
 using HybridVmm.Hypervisor;
 using HybridVmm.Hypervisor.Tracing;
 

@@ -1,7 +1,9 @@
+using HybridVmm.Cli.Common;
 using HybridVmm.Reports;
 using System.CommandLine;
 using HybridVmm.Guests;
 using HybridVmm.HostOS.Management;
+using HybridVmm.HostOS.Vm;
 using HybridVmm.Hypervisor.Intercepts;
 
 namespace HybridVmm.Cli.Commands;

@@ -1,4 +1,6 @@
+using HybridVmm.Cli.Common;
 using HybridVmm.HostOS.Management;
+using HybridVmm.HostOS.Vm;
 using HybridVmm.Hypervisor.Partitions;
 
 namespace HybridVmm.Cli.Commands;

@@ -1,8 +1,10 @@
+using HybridVmm.Cli.Common;
 using System.CommandLine;
 using System.Net;
 using System.Net.Sockets;
 using HybridVmm.HostOS;
 using HybridVmm.HostOS.Management;
+using HybridVmm.HostOS.Vm;
 using HybridVmm.HostOS.Migration;
 using HybridVmm.Hypervisor;
 using HybridVmm.Hypervisor.Partitions;

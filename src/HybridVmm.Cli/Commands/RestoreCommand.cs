@@ -1,3 +1,4 @@
+using HybridVmm.Cli.Common;
 using System.CommandLine;
 using HybridVmm.HostOS.Encapsulation;
 

@@ -1,6 +1,8 @@
+using HybridVmm.Cli.Common;
 using System.CommandLine;
 using HybridVmm.HostOS;
 using HybridVmm.HostOS.Management;
+using HybridVmm.HostOS.Vm;
 
 namespace HybridVmm.Cli.Commands;
 

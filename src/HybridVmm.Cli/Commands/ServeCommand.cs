@@ -1,7 +1,9 @@
+using HybridVmm.Cli.Common;
 using System.CommandLine;
 using HybridVmm.Cli.Hosting;
 using HybridVmm.HostOS;
 using HybridVmm.HostOS.Management;
+using HybridVmm.HostOS.Vm;
 using HybridVmm.Hypervisor;
 using HybridVmm.Hypervisor.Tracing;
 using Microsoft.Extensions.Configuration;

@@ -1,3 +1,4 @@
+using HybridVmm.Cli.Common;
 using System.CommandLine;
 
 namespace HybridVmm.Cli.Commands;

@@ -1,9 +1,11 @@
+using HybridVmm.Cli.Common;
 using HybridVmm.HostOS;
 using HybridVmm.Reports;
 using System.Net.Sockets;
 using HybridVmm.HostOS.Encapsulation;
 using HybridVmm.HostOS.Migration;
 using HybridVmm.HostOS.Management;
+using HybridVmm.HostOS.Vm;
 using HybridVmm.Hypervisor;
 using HybridVmm.Hypervisor.Partitions;
 using HybridVmm.Hypervisor.Tracing;

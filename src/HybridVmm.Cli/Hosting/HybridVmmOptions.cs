@@ -31,7 +31,7 @@ public sealed class VmOptions
 
     public string CommandLine { get; set; } = "";
 
-    public List<string> Devices { get; set; } = new(HostOS.Management.VmConfiguration.KnownDevices);
+    public List<string> Devices { get; set; } = new(HostOS.Vm.VmConfiguration.KnownDevices);
 
     /// <summary>Synthetic (VMBus) devices: synthcon, synthblk, synthnet. None by default.</summary>
     public List<string> SyntheticDevices { get; set; } = new();

@@ -1,3 +1,4 @@
+using HybridVmm.Cli.Common;
 using HybridVmm.Guests;
 using Microsoft.Extensions.Options;
 
@@ -64,17 +65,17 @@ public sealed class HybridVmmOptionsValidator : IValidateOptions<HybridVmmOption
             total += memory;
             foreach (string device in vm.Devices)
             {
-                if (!HostOS.Management.VmConfiguration.KnownDevices.Contains(device))
+                if (!HostOS.Vm.VmConfiguration.KnownDevices.Contains(device))
                 {
-                    problems.Add($"{where}:Devices: unknown device '{device}' (known: {string.Join(", ", HostOS.Management.VmConfiguration.KnownDevices)})");
+                    problems.Add($"{where}:Devices: unknown device '{device}' (known: {string.Join(", ", HostOS.Vm.VmConfiguration.KnownDevices)})");
                 }
             }
 
             foreach (string device in vm.SyntheticDevices)
             {
-                if (!HostOS.Management.VmConfiguration.KnownSyntheticDevices.Contains(device))
+                if (!HostOS.Vm.VmConfiguration.KnownSyntheticDevices.Contains(device))
                 {
-                    problems.Add($"{where}:SyntheticDevices: unknown synthetic device '{device}' (known: {string.Join(", ", HostOS.Management.VmConfiguration.KnownSyntheticDevices)})");
+                    problems.Add($"{where}:SyntheticDevices: unknown synthetic device '{device}' (known: {string.Join(", ", HostOS.Vm.VmConfiguration.KnownSyntheticDevices)})");
                 }
             }
 

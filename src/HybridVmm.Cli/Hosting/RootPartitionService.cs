@@ -1,5 +1,7 @@
+using HybridVmm.Cli.Common;
 using HybridVmm.HostOS;
 using HybridVmm.HostOS.Management;
+using HybridVmm.HostOS.Vm;
 using HybridVmm.Hypervisor.Partitions;
 using HybridVmm.Reports;
 using Microsoft.Extensions.Hosting;
@@ -85,7 +87,7 @@ public sealed class RootPartitionService(
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
             logger.LogError("VM {Name}: cannot read image '{Image}': {Message}", vmOptions.Name, vmOptions.Image, e.Message);
-            outcome.ExitStatus = Cli.ExitStatus.NoInput;
+            outcome.ExitStatus = Cli.Common.ExitStatus.NoInput;
             return null;
         }
 
@@ -105,7 +107,7 @@ public sealed class RootPartitionService(
         if (vm is null)
         {
             logger.LogError("VM {Name}: {Message}", vmOptions.Name, error!.Message);
-            outcome.ExitStatus = error.Kind == VmCreationErrorKind.InvalidImage ? Cli.ExitStatus.InvalidImage : Cli.ExitStatus.Configuration;
+            outcome.ExitStatus = error.Kind == VmCreationErrorKind.InvalidImage ? Cli.Common.ExitStatus.InvalidImage : Cli.Common.ExitStatus.Configuration;
             return null;
         }
 

@@ -3,8 +3,9 @@ namespace HybridVmm.HostOS.Devices;
 /// <summary>
 /// QEMU's isa-debug-exit at iobase 0xF4, iosize 4: any write ends the guest with the written value as its
 /// exit value. (QEMU's own process then exits with (value &lt;&lt; 1) | 1; ours exits with the value.)
+/// It has no state, so it has no saved-state chunk.
 /// </summary>
-public sealed class DebugExitDevice(IVmControl control) : IChipsetDevice, IPortIoDevice, IDeviceStateBytes
+public sealed class DebugExitDevice(IVmControl control) : IChipsetDevice, IPortIoDevice
 {
     public const ushort BasePort = 0xF4;
 
@@ -22,9 +23,4 @@ public sealed class DebugExitDevice(IVmControl control) : IChipsetDevice, IPortI
         control.SignalGuestExit(value);
         return IoResult.Ok();
     }
-
-    /// <summary>The device has no state.</summary>
-    public byte[] SaveState() => Array.Empty<byte>();
-
-    public bool RestoreState(ReadOnlySpan<byte> state) => state.IsEmpty;
 }

@@ -1,10 +1,13 @@
+using HybridVmm.Hardware.SavedState;
+
 namespace HybridVmm.HostOS.Devices;
 
 /// <summary>
 /// Fault injection for the high-availability scenario: wraps a device and fails, once, on its Nth access,
-/// as a driver with a transient bug would. Every other access goes to the real device.
+/// as a driver with a transient bug would. Every other access goes to the real device, and so does its saved
+/// state: the wrapper has none of its own.
 /// </summary>
-public sealed class FlakyDevice(IChipsetDevice inner, long failOnAccess) : IChipsetDevice, IPortIoDevice, IMmioDevice
+public sealed class FlakyDevice(IChipsetDevice inner, long failOnAccess) : IChipsetDevice, IPortIoDevice, IMmioDevice, IPersistentState
 {
     private long _accesses;
 
@@ -44,6 +47,14 @@ public sealed class FlakyDevice(IChipsetDevice inner, long failOnAccess) : IChip
         Count();
         return inner.Mmio!.Write(gpa, size, value);
     }
+
+    /// <summary>The wrapped device's chunk; null when it has no state.</summary>
+    public SavedStateChunk? SaveChunk(string tag) => (inner as IPersistentState)?.SaveChunk(tag);
+
+    public string? VersionRefusal(SavedStateChunk chunk) => (inner as IPersistentState)?.VersionRefusal(chunk);
+
+    /// <summary>A wrapped device without state takes only an empty chunk.</summary>
+    public bool RestoreChunk(SavedStateChunk chunk) => inner is IPersistentState persistent ? persistent.RestoreChunk(chunk) : chunk.Payload.Length == 0;
 
     private void Count()
     {

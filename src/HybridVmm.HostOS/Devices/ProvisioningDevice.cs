@@ -1,3 +1,5 @@
+using HybridVmm.Hardware.SavedState;
+
 namespace HybridVmm.HostOS.Devices;
 
 /// <summary>
@@ -5,7 +7,7 @@ namespace HybridVmm.HostOS.Devices;
 /// to ask to be frozen as a template at that point; reading it returns the VM's identity, which VM
 /// management sets per clone (0 for an ordinary VM) so that clones of one template can tell themselves apart.
 /// </summary>
-public sealed class ProvisioningDevice(IVmControl control) : IChipsetDevice, IPortIoDevice, IDeviceStateBytes
+public sealed class ProvisioningDevice(IVmControl control) : IChipsetDevice, IPortIoDevice, ISaveRestore<ProvisioningState>
 {
     public const ushort BasePort = 0x5F0;
 
@@ -29,16 +31,13 @@ public sealed class ProvisioningDevice(IVmControl control) : IChipsetDevice, IPo
         return IoResult.Ok();
     }
 
-    public byte[] SaveState() => BitConverter.GetBytes(Identity);
+    public StateCodec<ProvisioningState> StateCodec => ProvisioningStateCodec.Instance;
 
-    public bool RestoreState(ReadOnlySpan<byte> state)
+    public ProvisioningState Save() => new(Identity);
+
+    public bool Restore(ProvisioningState state)
     {
-        if (state.Length != 4)
-        {
-            return false;
-        }
-
-        Identity = BitConverter.ToUInt32(state);
+        Identity = state.Identity;
         return true;
     }
 }

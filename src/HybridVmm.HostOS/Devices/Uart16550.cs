@@ -1,3 +1,5 @@
+using HybridVmm.Hardware.SavedState;
+
 namespace HybridVmm.HostOS.Devices;
 
 /// <summary>
@@ -6,7 +8,7 @@ namespace HybridVmm.HostOS.Devices;
 /// DLL/DLM: those writes program the baud rate and print nothing. In loopback (MCR bit 4) transmitted bytes
 /// come back as received data, as on the real part. Receiving from the host is a later step.
 /// </summary>
-public sealed class Uart16550 : IChipsetDevice, IPortIoDevice, IDeviceStateBytes
+public sealed class Uart16550 : IChipsetDevice, IPortIoDevice, ISaveRestore<Uart16550State>
 {
     public const ushort Com1Base = 0x3F8;
 
@@ -81,25 +83,16 @@ public sealed class Uart16550 : IChipsetDevice, IPortIoDevice, IDeviceStateBytes
         return IoResult.Ok();
     }
 
-    /// <summary>Registers, then the pending received bytes.</summary>
-    public byte[] SaveState()
-    {
-        byte[] state = new byte[7 + _receive.Count];
-        state[0] = _ier; state[1] = _lcr; state[2] = _mcr; state[3] = _scr; state[4] = _fcr; state[5] = _dll; state[6] = _dlm;
-        _receive.CopyTo(state, 7);
-        return state;
-    }
+    public StateCodec<Uart16550State> StateCodec => Uart16550StateCodec.Instance;
 
-    public bool RestoreState(ReadOnlySpan<byte> state)
-    {
-        if (state.Length < 7)
-        {
-            return false;
-        }
+    /// <summary>The registers and the received bytes not yet read.</summary>
+    public Uart16550State Save() => new(_ier, _lcr, _mcr, _scr, _fcr, _dll, _dlm, _receive.ToArray());
 
-        _ier = state[0]; _lcr = state[1]; _mcr = state[2]; _scr = state[3]; _fcr = state[4]; _dll = state[5]; _dlm = state[6];
+    public bool Restore(Uart16550State state)
+    {
+        (_ier, _lcr, _mcr, _scr, _fcr, _dll, _dlm) = (state.Ier, state.Lcr, state.Mcr, state.Scr, state.Fcr, state.Dll, state.Dlm);
         _receive.Clear();
-        foreach (byte b in state[7..])
+        foreach (byte b in state.Received)
         {
             _receive.Enqueue(b);
         }

@@ -6,14 +6,17 @@ public static class SnapshotFile
     /// <summary>Writes to a temporary file beside <paramref name="path"/>, flushes it to disk, then renames it over the target.</summary>
     public static void Write(string path, VmSnapshot snapshot)
     {
-        byte[] bytes = SnapshotFormat.Serialize(snapshot);
         string full = Path.GetFullPath(path);
         string temporary = Path.Combine(Path.GetDirectoryName(full)!, $".{Path.GetFileName(full)}.{Environment.ProcessId}.tmp");
         try
         {
             using (var stream = new FileStream(temporary, FileMode.Create, FileAccess.Write, FileShare.None))
             {
-                stream.Write(bytes);
+                // Chunk by chunk straight into the file; the buffer keeps the small chunks' writes cheap.
+                var buffered = new BufferedStream(stream, 1 << 16); // not disposed: that would close the file before the fsync
+                SnapshotFormat.Write(buffered, snapshot);
+                buffered.Flush();
+
                 stream.Flush(flushToDisk: true);
             }
 
@@ -28,10 +31,11 @@ public static class SnapshotFile
     /// <summary>Reads and verifies a snapshot file; null with a one-line reason on any problem.</summary>
     public static VmSnapshot? TryRead(string path, out string error)
     {
-        byte[] bytes;
+        VmSnapshot? snapshot;
         try
         {
-            bytes = File.ReadAllBytes(path);
+            using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 16);
+            snapshot = SnapshotFormat.TryRead(stream, out error);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
@@ -39,7 +43,6 @@ public static class SnapshotFile
             return null;
         }
 
-        VmSnapshot? snapshot = SnapshotFormat.TryDeserialize(bytes, out error);
         if (snapshot is null)
         {
             error = $"{path}: {error}";

@@ -1,278 +1,228 @@
-using System.Security.Cryptography;
-using System.Text;
 using HybridVmm.Hardware.Cpu;
+using HybridVmm.Hardware.SavedState;
 using HybridVmm.HostOS.VmBus;
+using HybridVmm.Hypervisor.Hv1;
 using HybridVmm.Hypervisor.Partitions;
+using HybridVmm.Hypervisor.SynIc;
 
 namespace HybridVmm.HostOS.Encapsulation;
 
 /// <summary>
-/// The snapshot file format (docs/scenarios.md): an 8-byte magic "HVMMSNAP", a little-endian u32 format
-/// version, a u32 of zero, a u64 payload length and the SHA-256 of the payload, then the payload. The same
-/// payload is what live migration sends for the final device and vCPU state.
+/// The snapshot file format, version 3 (docs/scenarios.md): a <see cref="SavedStateContainer"/> with one chunk
+/// per component, each written by that component's own codec. This class only decides which chunks a VM has;
+/// a new device or CPU field changes that component's codec, not this file. The same container is what live
+/// migration sends for the final device, vCPU and synthetic state. Format version 2 files still restore,
+/// through the legacy reader <see cref="SnapshotFormatV2"/>.
 /// </summary>
-public static partial class SnapshotFormat
+/// <remarks>
+/// Chunks, in file order: "partition", "cpu.vp0", "interrupts.vp0", "statistics", "hv.partition",
+/// "synic.vp{n}" per vCPU, "root.requests", "device.{name}" per device with state, "vmbus.channel.{relid}"
+/// per channel followed by "vmbus.channel.{relid}.{device}" when the device has state, and "memory" last.
+/// A chunk this build does not know is refused, so that no state is dropped silently.
+/// </remarks>
+public static class SnapshotFormat
 {
-    /// <summary>2 added the interrupt state, the synthetic MSRs, SynIC, grants, event connections and VMBus channels.</summary>
-    public const int Version = 2;
-    private static readonly byte[] Magic = "HVMMSNAP"u8.ToArray();
-    private const int HeaderSize = 8 + 4 + 4 + 8 + 32;
-    private const int PageSize = 4096;
+    /// <summary>3: a container of per-component chunks. 2 was one hand-written payload (still read); 1 is refused.</summary>
+    public const int Version = SavedStateContainer.Version;
+
+    /// <summary>The largest chunk other than guest memory that is read into memory whole.</summary>
+    public const int MaxStateChunkBytes = 2 << 20;
 
     public static byte[] Serialize(VmSnapshot snapshot)
     {
-        byte[] payload = SerializePayload(snapshot);
-        using var file = new MemoryStream(HeaderSize + payload.Length);
-        using (var writer = new BinaryWriter(file, Encoding.UTF8, leaveOpen: true))
-        {
-            writer.Write(Magic);
-            writer.Write(Version);
-            writer.Write(0);
-            writer.Write((ulong)payload.Length);
-            writer.Write(SHA256.HashData(payload));
-            writer.Write(payload);
-        }
-
-        return file.ToArray();
+        using var buffer = new MemoryStream();
+        Write(buffer, snapshot);
+        return buffer.ToArray();
     }
 
-    /// <summary>Parses and verifies a snapshot; null and a one-line reason when it is corrupt, truncated or of another version.</summary>
-    public static VmSnapshot? TryDeserialize(ReadOnlySpan<byte> file, out string error)
+    /// <summary>Writes the snapshot chunk by chunk straight to <paramref name="destination"/> (which need not seek).</summary>
+    public static void Write(Stream destination, VmSnapshot s)
     {
-        if (file.Length < HeaderSize)
+        var w = new SavedStateContainerWriter(destination);
+        w.WriteChunk(VmSavedConfigurationCodec.Tag, VmSavedConfigurationCodec.Instance, new VmSavedConfiguration(
+            s.Name, s.MemoryBytes, s.CommandLine, s.Devices, s.SyntheticDevices, s.DiskImage, s.InstructionLimit));
+        w.WriteChunk(CpuStateCodec.Tag(0), CpuStateCodec.Instance, s.Cpu);
+        w.WriteChunk(InterruptStateCodec.Tag(0), InterruptStateCodec.Instance, CpuInterruptState.Of(s.Cpu));
+        w.WriteChunk(SavedStatisticsCodec.Tag, SavedStatisticsCodec.Instance, new SavedStatistics(s.VirtualTicks, s.ChannelMessages, s.Intercepts));
+        w.WriteChunk(HvPartitionStateCodec.Tag, HvPartitionStateCodec.Instance, s.Enlightened.Partition);
+        for (int i = 0; i < s.Enlightened.VirtualProcessors.Count; i++)
         {
-            error = $"snapshot is truncated: {file.Length} bytes, the header alone needs {HeaderSize}";
-            return null;
+            w.WriteChunk(SynicStateCodec.Tag(i), SynicStateCodec.Instance, s.Enlightened.VirtualProcessors[i]);
         }
 
-        if (!file[..8].SequenceEqual(Magic))
+        w.WriteChunk(PendingRootRequestsCodec.Tag, PendingRootRequestsCodec.Instance, s.Enlightened.PendingRequests);
+        foreach (DeviceState device in s.DeviceStates)
         {
-            error = "not a HybridVmm snapshot (bad magic)";
-            return null;
+            w.WriteChunk(device.State);
         }
 
-        int version = BitConverter.ToInt32(file[8..]);
-        if (version != Version)
+        foreach (ChannelState channel in s.Channels)
         {
-            error = $"snapshot format version {version} is not supported (this build reads version {Version})";
-            return null;
-        }
-
-        ulong length = BitConverter.ToUInt64(file[16..]);
-        if (length != (ulong)(file.Length - HeaderSize))
-        {
-            error = $"snapshot is truncated or padded: the header promises {length} payload bytes, the file holds {file.Length - HeaderSize}";
-            return null;
-        }
-
-        ReadOnlySpan<byte> payload = file[HeaderSize..];
-        if (!SHA256.HashData(payload).AsSpan().SequenceEqual(file.Slice(24, 32)))
-        {
-            error = "snapshot is corrupt: its SHA-256 checksum does not match its contents";
-            return null;
-        }
-
-        try
-        {
-            return DeserializePayload(payload.ToArray(), out error);
-        }
-        catch (EndOfStreamException)
-        {
-            error = "snapshot payload does not have the layout of its format version although its checksum matches: it was written by a different build";
-            return null;
-        }
-    }
-
-    private static byte[] SerializePayload(VmSnapshot s)
-    {
-        using var stream = new MemoryStream();
-        using var w = new BinaryWriter(stream, Encoding.UTF8, leaveOpen: true);
-        w.Write(s.Name);
-        w.Write(s.MemoryBytes);
-        w.Write(s.CommandLine);
-        WriteNames(w, s.Devices);
-        WriteNames(w, s.SyntheticDevices);
-
-        w.Write(s.DiskImage is not null);
-        w.Write(s.DiskImage ?? "");
-        w.Write(s.InstructionLimit);
-        WriteCpu(w, s.Cpu);
-        w.Write(s.VirtualTicks);
-        w.Write(s.ChannelMessages);
-        w.Write(s.Intercepts.Count);
-        foreach ((string kind, long count) in s.Intercepts)
-        {
-            w.Write(kind);
-            w.Write(count);
-        }
-
-        w.Write(s.DeviceStates.Count);
-        foreach (DeviceState d in s.DeviceStates)
-        {
-            w.Write(d.Name);
-            w.Write(d.State.Length);
-            w.Write(d.State);
-        }
-
-        WriteEnlightened(w, s.Enlightened);
-        WriteChannels(w, s.Channels);
-        w.Write(s.Pages.Count);
-        foreach (SavedPage page in s.Pages)
-        {
-            w.Write(page.PageNumber);
-            w.Write(page.Bytes);
-        }
-
-        w.Flush();
-        return stream.ToArray();
-    }
-
-    private static VmSnapshot? DeserializePayload(byte[] payload, out string error)
-    {
-        using var r = new BinaryReader(new MemoryStream(payload), Encoding.UTF8);
-        string name = r.ReadString();
-        uint memory = r.ReadUInt32();
-        string cmdline = r.ReadString();
-        string[] devices = ReadNames(r);
-        string[] synthetic = ReadNames(r);
-
-        bool hasDisk = r.ReadBoolean();
-        string disk = r.ReadString();
-        long limit = r.ReadInt64();
-        CpuState cpu = ReadCpu(r);
-        long ticks = r.ReadInt64();
-        long messages = r.ReadInt64();
-        var intercepts = new SortedDictionary<string, long>(StringComparer.Ordinal);
-        int kinds = Count(r, 1024);
-        for (int i = 0; i < kinds; i++)
-        {
-            intercepts[r.ReadString()] = r.ReadInt64();
-        }
-
-        var states = new List<DeviceState>();
-        int deviceCount = Count(r, 64);
-        for (int i = 0; i < deviceCount; i++)
-        {
-            string device = r.ReadString();
-            states.Add(new DeviceState(device, ReadBlob(r, 1 << 20)));
-        }
-
-        EnlightenedState enlightened = ReadEnlightened(r);
-        ChannelState[] channels = ReadChannels(r);
-
-        uint pageLimit = memory / PageSize;
-        int pageCount = Count(r, (int)pageLimit);
-        var pages = new List<SavedPage>(pageCount);
-        for (int i = 0; i < pageCount; i++)
-        {
-            uint number = r.ReadUInt32();
-            byte[] bytes = r.ReadBytes(PageSize);
-            if (number >= pageLimit || bytes.Length != PageSize)
+            w.WriteChunk(ChannelStateCodec.Tag(channel.RelId), ChannelStateCodec.Instance, channel);
+            if (channel.DeviceState is { } deviceState)
             {
-                error = $"snapshot page {number} lies outside the VM's {memory / (1024 * 1024)} MiB";
+                w.WriteChunk(deviceState);
+            }
+        }
+
+        w.WriteChunk(GuestMemoryCodec.Tag, new GuestMemoryCodec(s.MemoryBytes), s.Pages);
+        w.Finish();
+    }
+
+    /// <summary>Parses and verifies a snapshot held in memory; null and a one-line reason when it is corrupt, truncated or of another version.</summary>
+    public static VmSnapshot? TryDeserialize(ReadOnlySpan<byte> file, out string error) =>
+        TryRead(new MemoryStream(file.ToArray(), writable: false), out error);
+
+    /// <summary>Reads a snapshot from a seekable stream, validating every length against the stream before it allocates.</summary>
+    public static VmSnapshot? TryRead(Stream stream, out string error)
+    {
+        Span<byte> start = stackalloc byte[SavedStateContainer.HeaderSize];
+        if (stream.Length < start.Length)
+        {
+            error = $"snapshot is truncated: {stream.Length} bytes, the header alone needs {start.Length}";
+            return null;
+        }
+
+        stream.Position = 0;
+        stream.ReadExactly(start);
+        switch (SavedStateContainer.PeekVersion(start))
+        {
+            case null:
+                error = "not a HybridVmm snapshot (bad magic)";
+                return null;
+            case SnapshotFormatV2.Version:
+                return ReadVersion2(stream, out error);
+            case SavedStateContainer.Version:
+                return SavedStateContainerReader.TryOpen(stream, out error) is { } container ? FromChunks(container, out error) : null;
+            case int other:
+                error = $"snapshot format version {other} is not supported (this build reads versions {SnapshotFormatV2.Version} and {Version})";
+                return null;
+        }
+    }
+
+    private static VmSnapshot? ReadVersion2(Stream stream, out string error)
+    {
+        if (stream.Length > int.MaxValue)
+        {
+            error = $"snapshot of format version 2 is too large to read: {stream.Length} bytes";
+            return null;
+        }
+
+        byte[] file = new byte[stream.Length];
+        stream.Position = 0;
+        stream.ReadExactly(file);
+        return SnapshotFormatV2.TryDeserialize(file, out error);
+    }
+
+    private static VmSnapshot? FromChunks(SavedStateContainerReader container, out string error)
+    {
+        var used = new HashSet<string>(StringComparer.Ordinal);
+        if (!TryDecode(container, used, VmSavedConfigurationCodec.Tag, VmSavedConfigurationCodec.Instance, out VmSavedConfiguration? config, out error)
+            || !TryDecode(container, used, CpuStateCodec.Tag(0), CpuStateCodec.Instance, out CpuState cpu, out error)
+            || !TryDecode(container, used, InterruptStateCodec.Tag(0), InterruptStateCodec.Instance, out CpuInterruptState interrupts, out error)
+            || !TryDecode(container, used, SavedStatisticsCodec.Tag, SavedStatisticsCodec.Instance, out SavedStatistics? statistics, out error)
+            || !TryDecode(container, used, HvPartitionStateCodec.Tag, HvPartitionStateCodec.Instance, out HvPartitionSavedState? hv, out error)
+            || !TryDecode(container, used, PendingRootRequestsCodec.Tag, PendingRootRequestsCodec.Instance, out IReadOnlyList<PendingRootRequest>? pending, out error)
+            || !TryDecode(container, used, GuestMemoryCodec.Tag, new GuestMemoryCodec(config.MemoryBytes), out IReadOnlyList<SavedPage>? pages, out error))
+        {
+            return null;
+        }
+
+        var vps = new List<VpEnlightenedState>();
+        while (container.Find(SynicStateCodec.Tag(vps.Count)) is not null)
+        {
+            if (!TryDecode(container, used, SynicStateCodec.Tag(vps.Count), SynicStateCodec.Instance, out VpEnlightenedState? vp, out error))
+            {
                 return null;
             }
 
-            pages.Add(new SavedPage(number, bytes));
+            vps.Add(vp);
         }
 
-        if (r.BaseStream.Position != payload.Length)
+        var devices = new List<DeviceState>();
+        var channels = new List<ChannelState>();
+        foreach (SavedStateChunkEntry entry in container.Chunks)
         {
-            throw new EndOfStreamException(); // bytes left over: a layout this build does not know
+            if (entry.Tag.StartsWith("device.", StringComparison.Ordinal))
+            {
+                if (!TryRead(container, used, entry, out SavedStateChunk? chunk, out error))
+                {
+                    return null;
+                }
+
+                devices.Add(new DeviceState(entry.Tag["device.".Length..], chunk));
+            }
+            else if (entry.Tag.StartsWith("vmbus.channel.", StringComparison.Ordinal) && entry.Tag.Count(c => c == '.') == 2)
+            {
+                if (!TryDecode(container, used, entry.Tag, ChannelStateCodec.Instance, out ChannelState? channel, out error))
+                {
+                    return null;
+                }
+
+                if (entry.Tag != ChannelStateCodec.Tag(channel.RelId))
+                {
+                    error = $"snapshot chunk '{entry.Tag}' holds the state of channel {channel.RelId}";
+                    return null;
+                }
+
+                SavedStateChunk? deviceState = null;
+                if (container.Find(ChannelStateCodec.DeviceTag(channel.RelId, channel.Device)) is { } deviceEntry
+                    && !TryRead(container, used, deviceEntry, out deviceState, out error))
+                {
+                    return null;
+                }
+
+                channels.Add(channel with { DeviceState = deviceState });
+            }
+        }
+
+        foreach (SavedStateChunkEntry entry in container.Chunks)
+        {
+            if (!used.Contains(entry.Tag))
+            {
+                error = $"snapshot holds chunk '{entry.Tag}' (version {entry.Version}), which this build does not know";
+                return null;
+            }
         }
 
         error = "";
         return new VmSnapshot
         {
-            Name = name, MemoryBytes = memory, CommandLine = cmdline, Devices = devices, SyntheticDevices = synthetic,
-            DiskImage = hasDisk ? disk : null, InstructionLimit = limit, Cpu = cpu,
-            VirtualTicks = ticks, ChannelMessages = messages, Intercepts = intercepts, DeviceStates = states,
-            Enlightened = enlightened, Channels = channels, Pages = pages,
+            Name = config.Name, MemoryBytes = config.MemoryBytes, CommandLine = config.CommandLine, Devices = config.Devices,
+            SyntheticDevices = config.SyntheticDevices, DiskImage = config.DiskImage, InstructionLimit = config.InstructionLimit,
+            Cpu = InterruptStateCodec.Apply(cpu, interrupts), VirtualTicks = statistics.VirtualTicks,
+            ChannelMessages = statistics.ChannelMessages, Intercepts = statistics.Intercepts, DeviceStates = devices,
+            Enlightened = new EnlightenedState(hv, vps, pending), Channels = channels, Pages = pages,
         };
     }
 
-    /// <summary>A device list: a count, then each name.</summary>
-    private static void WriteNames(BinaryWriter w, IReadOnlyList<string> names)
+    /// <summary>Decodes a required chunk straight from the container's stream through its codec.</summary>
+    private static bool TryDecode<TState>(SavedStateContainerReader container, HashSet<string> used, string tag, StateCodec<TState> codec,
+        [System.Diagnostics.CodeAnalysis.MaybeNullWhen(false)] out TState state, out string error)
     {
-        w.Write(names.Count);
-        foreach (string name in names)
+        if (container.Find(tag) is not { } entry)
         {
-            w.Write(name);
+            state = default;
+            error = $"snapshot has no chunk '{tag}'";
+            return false;
         }
+
+        used.Add(tag);
+        return codec.TryDecode(tag, entry.Version, container.OpenChunk(entry), out state, out error);
     }
 
-    private static string[] ReadNames(BinaryReader r)
+    /// <summary>A chunk kept as bytes for its component to decode (a device's state), bounded before it is read.</summary>
+    private static bool TryRead(SavedStateContainerReader container, HashSet<string> used, SavedStateChunkEntry entry,
+        [System.Diagnostics.CodeAnalysis.NotNullWhen(true)] out SavedStateChunk? chunk, out string error)
     {
-        var names = new string[Count(r, 64)];
-        for (int i = 0; i < names.Length; i++)
+        used.Add(entry.Tag);
+        if (container.TryReadChunk(entry, MaxStateChunkBytes, out SavedStateChunk read, out error))
         {
-            names[i] = r.ReadString();
+            chunk = read;
+            return true;
         }
 
-        return names;
-    }
-
-    private static int Count(BinaryReader r, int max)
-    {
-        int n = r.ReadInt32();
-        if (n < 0 || n > max)
-        {
-            throw new EndOfStreamException();
-        }
-
-        return n;
-    }
-
-    private static void WriteCpu(BinaryWriter w, in CpuState c)
-    {
-        foreach (uint v in new[] { c.Eax, c.Ecx, c.Edx, c.Ebx, c.Esp, c.Ebp, c.Esi, c.Edi, c.Eip, c.Eflags, c.Cr0, c.Cr2, c.Cr3, c.Cr4 })
-        {
-            w.Write(v);
-        }
-
-        foreach (ushort v in new[] { c.Cs, c.Ds, c.Es, c.Fs, c.Gs, c.Ss })
-        {
-            w.Write(v);
-        }
-
-        w.Write(c.Gdtr.Base);
-        w.Write(c.Gdtr.Limit);
-        w.Write(c.Idtr.Base);
-        w.Write(c.Idtr.Limit);
-        w.Write(c.TscOffset);
-        w.Write(c.InstructionsRetired);
-        w.Write(c.InterruptRequest0);
-        w.Write(c.InterruptRequest1);
-        w.Write(c.InterruptRequest2);
-        w.Write(c.InterruptRequest3);
-        w.Write(c.StiShadow);
-        w.Write(c.ExceptionQueued);
-        w.Write(c.QueuedVector);
-        w.Write(c.QueuedErrorCode);
-    }
-
-    private static CpuState ReadCpu(BinaryReader r)
-    {
-        var c = new CpuState
-        {
-            Eax = r.ReadUInt32(), Ecx = r.ReadUInt32(), Edx = r.ReadUInt32(), Ebx = r.ReadUInt32(),
-            Esp = r.ReadUInt32(), Ebp = r.ReadUInt32(), Esi = r.ReadUInt32(), Edi = r.ReadUInt32(),
-            Eip = r.ReadUInt32(), Eflags = r.ReadUInt32(),
-            Cr0 = r.ReadUInt32(), Cr2 = r.ReadUInt32(), Cr3 = r.ReadUInt32(), Cr4 = r.ReadUInt32(),
-            Cs = r.ReadUInt16(), Ds = r.ReadUInt16(), Es = r.ReadUInt16(), Fs = r.ReadUInt16(), Gs = r.ReadUInt16(), Ss = r.ReadUInt16(),
-        };
-        c.Gdtr = new DescriptorTableRegister(r.ReadUInt32(), r.ReadUInt16());
-        c.Idtr = new DescriptorTableRegister(r.ReadUInt32(), r.ReadUInt16());
-        c.TscOffset = r.ReadUInt64();
-        c.InstructionsRetired = r.ReadInt64();
-        c.InterruptRequest0 = r.ReadUInt64();
-        c.InterruptRequest1 = r.ReadUInt64();
-        c.InterruptRequest2 = r.ReadUInt64();
-        c.InterruptRequest3 = r.ReadUInt64();
-        c.StiShadow = r.ReadBoolean();
-        c.ExceptionQueued = r.ReadBoolean();
-        c.QueuedVector = r.ReadByte();
-        c.QueuedErrorCode = r.ReadUInt32();
-        return c;
+        chunk = null;
+        return false;
     }
 }

@@ -1,11 +1,15 @@
 using HybridVmm.Hardware.Cpu;
+using HybridVmm.Hardware.SavedState;
 using HybridVmm.Hypervisor.Partitions;
 using HybridVmm.HostOS.VmBus;
 
 namespace HybridVmm.HostOS.Encapsulation;
 
-/// <summary>One device's saved state, by the device's name.</summary>
-public sealed record DeviceState(string Name, byte[] State);
+/// <summary>One device's saved state, by the device's name: the chunk its own codec wrote ("device.{name}").</summary>
+public sealed record DeviceState(string Name, SavedStateChunk State)
+{
+    public static string Tag(string device) => $"device.{device}";
+}
 
 /// <summary>A guest RAM page that is not all zeros.</summary>
 public readonly record struct SavedPage(uint PageNumber, byte[] Bytes);
@@ -15,7 +19,8 @@ public readonly record struct SavedPage(uint PageNumber, byte[] Bytes);
 /// its configuration, vCPU state (with its interrupt state), RAM, device and worker state, the kernel's
 /// synthetic state (MSRs, SynIC, grants, event connections), the root's VMBus channels and synthetic devices,
 /// and counters. Encapsulation in the lecture's sense: the VM is this value, and <see cref="SnapshotFormat"/>
-/// turns it into one file. A synthblk's disk image is not in it: like Hyper-V's saved state beside its VHDX,
+/// turns it into one file, a container of one chunk per component, each written by that component's codec.
+/// Devices' state is already a chunk here, since only each device knows its state type. A synthblk's disk image is not in it: like Hyper-V's saved state beside its VHDX,
 /// the snapshot names the file (<see cref="DiskImage"/>), which must still be there, unchanged, on restore.
 /// </summary>
 public sealed record VmSnapshot
@@ -45,6 +50,7 @@ public sealed record VmSnapshot
 
     public required IReadOnlyDictionary<string, long> Intercepts { get; init; }
 
+    /// <summary>The state of each device that has one (a device without state has no entry).</summary>
     public required IReadOnlyList<DeviceState> DeviceStates { get; init; }
 
     /// <summary>The kernel's synthetic state: MSRs, grants, event connections, SynIC, HLT, requests queued for the root.</summary>

@@ -3,6 +3,8 @@ using HybridVmm.Hypervisor;
 using HybridVmm.Hypervisor.Partitions;
 using HybridVmm.Hypervisor.Tracing;
 
+using HybridVmm.HostOS.Vm;
+
 namespace HybridVmm.HostOS.Management;
 
 /// <summary>How the high-availability policy protects a VM.</summary>

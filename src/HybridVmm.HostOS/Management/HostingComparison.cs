@@ -4,6 +4,8 @@ using HybridVmm.Hypervisor.Partitions;
 using HybridVmm.Hypervisor.Intercepts;
 using HybridVmm.Hypervisor.Tracing;
 
+using HybridVmm.HostOS.Vm;
+
 namespace HybridVmm.HostOS.Management;
 
 /// <summary>One configuration's measurements on the shared workload.</summary>

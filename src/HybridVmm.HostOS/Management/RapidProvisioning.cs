@@ -1,6 +1,8 @@
 using System.Diagnostics;
 using HybridVmm.Hypervisor.Partitions;
 
+using HybridVmm.HostOS.Vm;
+
 namespace HybridVmm.HostOS.Management;
 
 /// <summary>What one provisioning run measured. Wall-clock figures are kept apart: they never reach a trace or snapshot.</summary>

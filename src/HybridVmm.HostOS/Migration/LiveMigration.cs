@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Net.Sockets;
 using HybridVmm.HostOS.Encapsulation;
 using HybridVmm.HostOS.Management;
+using HybridVmm.HostOS.Vm;
 using HybridVmm.Hypervisor.Partitions;
 using HybridVmm.Hypervisor.Tracing;
 using static HybridVmm.HostOS.Migration.MigrationProtocol;
@@ -80,7 +81,8 @@ public static class LiveMigration
                 pages = system.Root.ReadPages(vm, dirty);
             }
 
-            // Stop-and-copy: the VM stays paused from here until the target resumes it.
+            // Stop-and-copy: the VM stays paused from here until the target resumes it. The final state is the
+            // snapshot container: every component's chunk, as a snapshot file holds it, with the last dirty pages.
             var downtime = Stopwatch.StartNew();
             VmSnapshot final = system.Root.CaptureSnapshot(vm, dirty);
             byte[] state = SnapshotFormat.Serialize(final);

@@ -2,17 +2,20 @@ using System.Buffers.Binary;
 using System.Text;
 using HybridVmm.HostOS.Encapsulation;
 using HybridVmm.HostOS.Management;
+using HybridVmm.HostOS.Vm;
 
 namespace HybridVmm.HostOS.Migration;
 
 /// <summary>
 /// The live-migration wire format (docs/scenarios.md): frames of a one-byte type, a little-endian u32 length
-/// and the payload. Source to target: Hello, Pages (one per pre-copy round), Final (a snapshot with the last
-/// dirty pages); target to source: Resumed once the VM runs there, or Failed with a reason.
+/// and the payload. Source to target: Hello, Pages (one per pre-copy round), Final (the snapshot container,
+/// the same per-component chunks a snapshot file holds, with the last dirty pages as its memory chunk); target
+/// to source: Resumed once the VM runs there, or Failed with a reason.
 /// </summary>
 public static class MigrationProtocol
 {
-    public const int Version = 1;
+    /// <summary>2: the Final frame is a chunk container (snapshot format 3); 1 sent a format-2 payload.</summary>
+    public const int Version = 2;
     public const int MaxFrameBytes = 64 << 20;
 
     public enum FrameType : byte

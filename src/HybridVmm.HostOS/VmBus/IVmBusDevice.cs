@@ -20,14 +20,12 @@ public interface IVmBusDevice
     void Serve(VmBusChannel channel);
 
     /// <summary>
-    /// The provider's host-side state for a snapshot (queued input, counters), as opaque bytes. The rings are
-    /// guest RAM and the channel's own state is saved by the channel, so a device without more state saves nothing.
+    /// A restored VM's channel (already open if it was) is attached to the device, without a message to the guest.
+    /// The device's host-side state (queued input, counters) is not this interface's business: a device that has
+    /// some implements <see cref="Hardware.SavedState.ISaveRestore{TState}"/>, and the channel restores it next.
+    /// The rings are guest RAM and the channel saves its own state, so a device without more state does nothing.
     /// </summary>
-    byte[] SaveState() => Array.Empty<byte>();
-
-    /// <summary>
-    /// Takes back what <see cref="SaveState"/> returned, on a restored channel (already open if it was), without
-    /// sending anything to the guest. False when the bytes are not this device's state.
-    /// </summary>
-    bool RestoreState(VmBusChannel channel, ReadOnlySpan<byte> state) => state.IsEmpty;
+    void Reattached(VmBusChannel channel)
+    {
+    }
 }

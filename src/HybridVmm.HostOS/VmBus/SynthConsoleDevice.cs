@@ -1,4 +1,5 @@
 using System.Buffers.Binary;
+using HybridVmm.Hardware.SavedState;
 
 namespace HybridVmm.HostOS.VmBus;
 
@@ -8,7 +9,7 @@ namespace HybridVmm.HostOS.VmBus;
 /// bytes }, sent as soon as the channel opens and whenever the guest signals, while queued input remains and the
 /// ring has room. A packet that asks for a completion gets one with { u32 Status } (0 = done, 1 = bad request).
 /// </summary>
-public sealed class SynthConsoleDevice(Action<long, byte> output, Func<long> now) : IVmBusDevice
+public sealed class SynthConsoleDevice(Action<long, byte> output, Func<long> now) : IVmBusDevice, ISaveRestore<SynthConsoleState>
 {
     public static readonly Guid Interface = new("9d5a6c2e-0b1f-4c3e-8a77-636f6e736f6c");
 
@@ -37,33 +38,25 @@ public sealed class SynthConsoleDevice(Action<long, byte> output, Func<long> now
 
     public void Opened(VmBusChannel channel) => SendInput(channel);
 
-    /// <summary>Counters and the input not yet sent to the guest: { i64 BytesWritten; i64 Batches; i32 Length; bytes }.</summary>
-    public byte[] SaveState()
+    public StateCodec<SynthConsoleState> StateCodec => SynthConsoleStateCodec.Instance;
+
+    /// <summary>Counters and the input not yet sent to the guest.</summary>
+    public SynthConsoleState Save()
     {
         lock (_input)
         {
-            byte[] state = new byte[20 + _input.Count];
-            BinaryPrimitives.WriteInt64LittleEndian(state, BytesWritten);
-            BinaryPrimitives.WriteInt64LittleEndian(state.AsSpan(8), Batches);
-            BinaryPrimitives.WriteInt32LittleEndian(state.AsSpan(16), _input.Count);
-            _input.CopyTo(state, 20);
-            return state;
+            return new SynthConsoleState(BytesWritten, Batches, _input.ToArray());
         }
     }
 
-    public bool RestoreState(VmBusChannel channel, ReadOnlySpan<byte> state)
+    public bool Restore(SynthConsoleState state)
     {
-        if (state.Length < 20 || BinaryPrimitives.ReadInt32LittleEndian(state[16..]) != state.Length - 20)
-        {
-            return false;
-        }
-
         lock (_input)
         {
-            BytesWritten = BinaryPrimitives.ReadInt64LittleEndian(state);
-            Batches = BinaryPrimitives.ReadInt64LittleEndian(state[8..]);
+            BytesWritten = state.BytesWritten;
+            Batches = state.Batches;
             _input.Clear();
-            foreach (byte b in state[20..]) _input.Enqueue(b);
+            foreach (byte b in state.Input) _input.Enqueue(b);
         }
 
         return true;

@@ -1,4 +1,5 @@
 using System.Buffers.Binary;
+using HybridVmm.Hardware.SavedState;
 
 namespace HybridVmm.HostOS.VmBus;
 
@@ -7,7 +8,7 @@ namespace HybridVmm.HostOS.VmBus;
 /// u32 Length; frame } and GET_MAC { u32 Op = 3 } (answered by a completion { u32 Status; u8 Mac[6] }).
 /// Host to guest: RECEIVE { u32 Op = 2; u32 Length; frame }. Frames are Ethernet II, 14 to 1514 bytes.
 /// </summary>
-public sealed class SynthNetDevice : IVmBusDevice
+public sealed class SynthNetDevice : IVmBusDevice, ISaveRestore<SynthNetState>
 {
     public static readonly Guid Interface = new("f8615163-df3e-46c5-913f-f2d2f965ed0e");
 
@@ -36,27 +37,23 @@ public sealed class SynthNetDevice : IVmBusDevice
 
     public void Opened(VmBusChannel channel) => _channel = channel;
 
-    /// <summary>{ u8 Mac[6]; i64 FramesSent; i64 FramesReceived }: the MAC travels with the VM, as a NIC's address does.</summary>
-    public byte[] SaveState()
-    {
-        byte[] state = new byte[22];
-        Mac.CopyTo(state, 0);
-        BinaryPrimitives.WriteInt64LittleEndian(state.AsSpan(6), FramesSent);
-        BinaryPrimitives.WriteInt64LittleEndian(state.AsSpan(14), FramesReceived);
-        return state;
-    }
+    public void Reattached(VmBusChannel channel) => _channel = channel.IsOpen ? channel : null;
 
-    public bool RestoreState(VmBusChannel channel, ReadOnlySpan<byte> state)
+    public StateCodec<SynthNetState> StateCodec => SynthNetStateCodec.Instance;
+
+    /// <summary>The MAC travels with the VM, as a NIC's address does, with the frame counters.</summary>
+    public SynthNetState Save() => new(Mac.ToArray(), FramesSent, FramesReceived);
+
+    public bool Restore(SynthNetState state)
     {
-        if (state.Length != 22)
+        if (state.Mac.Length != Mac.Length)
         {
             return false;
         }
 
-        state[..6].CopyTo(Mac);
-        FramesSent = BinaryPrimitives.ReadInt64LittleEndian(state[6..]);
-        FramesReceived = BinaryPrimitives.ReadInt64LittleEndian(state[14..]);
-        _channel = channel.IsOpen ? channel : null;
+        state.Mac.CopyTo(Mac, 0);
+        FramesSent = state.FramesSent;
+        FramesReceived = state.FramesReceived;
         return true;
     }
 

@@ -1,3 +1,4 @@
+using HybridVmm.Hardware.SavedState;
 using HybridVmm.Hypervisor;
 using HybridVmm.Hypervisor.Partitions;
 using HybridVmm.Hypervisor.Tracing;
@@ -102,9 +103,12 @@ public sealed class VmBusChannel
         _signalPending = false;
     }
 
-    /// <summary>The channel as a value: open or not, where its rings are, and its device's host-side state.</summary>
+    /// <summary>The tag of this channel's device state: "vmbus.channel.{relid}.{device}".</summary>
+    public string DeviceStateTag => ChannelStateCodec.DeviceTag(RelId, Device.Name);
+
+    /// <summary>The channel as a value: open or not, where its rings are, and its device's host-side state (if it has any).</summary>
     public ChannelState SaveState() =>
-        new(RelId, Device.Name, InstanceId, IsOpen, _gpadl, _inboundPageOffset, _signalPending, Packets, Device.SaveState());
+        new(RelId, Device.Name, InstanceId, IsOpen, _gpadl, _inboundPageOffset, _signalPending, Packets, (Device as IPersistentState)?.SaveChunk(DeviceStateTag));
 
     /// <summary>
     /// Brings a channel of a restored VM back to its saved state: reopened on the same GPADL (the kernel's grants
@@ -125,7 +129,17 @@ public sealed class VmBusChannel
         InstanceId = state.InstanceId;
         _signalPending = state.SignalPending;
         Packets = state.Packets;
-        return Device.RestoreState(this, state.DeviceState) ? null : $"snapshot holds state for synthetic device '{Device.Name}' that this VM cannot take";
+        Device.Reattached(this);
+        string refused = $"snapshot holds state for synthetic device '{Device.Name}' that this VM cannot take";
+        return (Device as IPersistentState, state.DeviceState) switch
+        {
+            // A device without state takes no chunk, or an empty one (format version 2 saved empty bytes for it).
+            (null, null) => null,
+            (null, { } chunk) => chunk.Payload.Length == 0 ? null : refused,
+            ({ }, null) => refused,
+            ({ } persistent, { } chunk) when persistent.VersionRefusal(chunk) is { } version => $"{refused}: {version}",
+            ({ } persistent, { } chunk) => persistent.RestoreChunk(chunk) ? null : refused,
+        };
     }
 
     public void Trace(string details)
@@ -140,7 +154,8 @@ public sealed class VmBusChannel
 /// <summary>
 /// A channel's saved state: whether the guest has it open and, if so, the GPADL and inbound page offset its rings
 /// live at (the ring indices and data are guest RAM), the pending host-to-guest signal, its packet count, and
-/// the device's own state (<see cref="IVmBusDevice.SaveState"/>).
+/// the device's own state as its own chunk (null for a device without state). <see cref="ChannelStateCodec"/>
+/// writes the channel's fields; the device's chunk is written beside it.
 /// </summary>
 public sealed record ChannelState(
     uint RelId,
@@ -151,4 +166,4 @@ public sealed record ChannelState(
     int InboundPageOffset,
     bool SignalPending,
     long Packets,
-    byte[] DeviceState);
+    SavedStateChunk? DeviceState);

@@ -1,5 +1,6 @@
 using HybridVmm.HostOS;
 using HybridVmm.HostOS.Management;
+using HybridVmm.HostOS.Vm;
 using HybridVmm.HostOS.Migration;
 using HybridVmm.Hypervisor;
 using HybridVmm.Hypervisor.Partitions;

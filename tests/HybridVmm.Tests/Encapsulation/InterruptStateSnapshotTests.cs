@@ -1,6 +1,7 @@
 using HybridVmm.Hardware.Cpu;
 using HybridVmm.HostOS.Encapsulation;
 using HybridVmm.HostOS.Management;
+using HybridVmm.HostOS.Vm;
 using HybridVmm.Hypervisor.Partitions;
 using HybridVmm.Tests.Support;
 using Iced.Intel;

@@ -1,5 +1,6 @@
 using HybridVmm.HostOS.Encapsulation;
 using HybridVmm.HostOS.Management;
+using HybridVmm.HostOS.Vm;
 using HybridVmm.Hypervisor.Partitions;
 using HybridVmm.Hypervisor.SynIc;
 using HybridVmm.Tests.Support;

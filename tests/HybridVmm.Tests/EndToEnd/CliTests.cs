@@ -1,4 +1,4 @@
-using HybridVmm.Cli;
+using HybridVmm.Cli.Common;
 using HybridVmm.Tests.Support;
 
 namespace HybridVmm.Tests.EndToEnd;

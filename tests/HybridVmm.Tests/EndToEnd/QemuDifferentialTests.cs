@@ -1,3 +1,4 @@
+using HybridVmm.Cli.Common;
 using System.Text;
 using HybridVmm.Cli;
 using HybridVmm.Tests.Support;

@@ -1,5 +1,5 @@
 using System.Diagnostics;
-using HybridVmm.Cli;
+using HybridVmm.Cli.Common;
 using HybridVmm.Tests.Support;
 
 namespace HybridVmm.Tests.EndToEnd;

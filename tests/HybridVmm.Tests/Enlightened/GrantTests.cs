@@ -1,5 +1,6 @@
 using HybridVmm.HostOS;
 using HybridVmm.HostOS.Management;
+using HybridVmm.HostOS.Vm;
 using HybridVmm.Hypervisor;
 using HybridVmm.Hypervisor.Hv1;
 using HybridVmm.Hypervisor.Partitions;

@@ -1,5 +1,6 @@
 using System.Security.Cryptography;
 using HybridVmm.HostOS.Management;
+using HybridVmm.HostOS.Vm;
 using HybridVmm.Hypervisor.Partitions;
 using HybridVmm.Tests.Support;
 using static Iced.Intel.AssemblerRegisters;

@@ -2,6 +2,7 @@ using System.Security.Cryptography;
 using System.Text;
 using HybridVmm.HostOS;
 using HybridVmm.HostOS.Management;
+using HybridVmm.HostOS.Vm;
 using HybridVmm.HostOS.Storage;
 using HybridVmm.Hypervisor;
 using HybridVmm.Hypervisor.Partitions;

@@ -1,5 +1,6 @@
 using HybridVmm.HostOS.Encapsulation;
 using HybridVmm.HostOS.Management;
+using HybridVmm.HostOS.Vm;
 using HybridVmm.Hypervisor.Partitions;
 using HybridVmm.Tests.Support;
 
@@ -120,7 +121,7 @@ public class EncapsulationTests
 
             File.WriteAllBytes(path, File.ReadAllBytes(path)[..100]);
             CliProcess.Result corrupt = CliProcess.Run("restore", path);
-            Assert.That(corrupt.ExitCode, Is.EqualTo(HybridVmm.Cli.ExitStatus.InvalidImage));
+            Assert.That(corrupt.ExitCode, Is.EqualTo(HybridVmm.Cli.Common.ExitStatus.InvalidImage));
             Assert.That(corrupt.Stderr, Does.StartWith("hybridvmm: error:").And.Contain("truncated"));
         }
         finally

@@ -1,5 +1,6 @@
 using ApprovalTests;
 using HybridVmm.HostOS.Management;
+using HybridVmm.HostOS.Vm;
 using HybridVmm.Hypervisor.Partitions;
 using HybridVmm.Hypervisor.Intercepts;
 using HybridVmm.Reports;

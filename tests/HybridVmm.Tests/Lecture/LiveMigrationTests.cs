@@ -3,6 +3,7 @@ using System.Net;
 using System.Net.Sockets;
 using HybridVmm.HostOS;
 using HybridVmm.HostOS.Management;
+using HybridVmm.HostOS.Vm;
 using HybridVmm.HostOS.Migration;
 using HybridVmm.Hypervisor;
 using HybridVmm.Hypervisor.Partitions;

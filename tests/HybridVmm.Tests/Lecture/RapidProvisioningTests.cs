@@ -3,6 +3,7 @@ using System.Security.Cryptography;
 using ApprovalTests;
 using HybridVmm.HostOS;
 using HybridVmm.HostOS.Management;
+using HybridVmm.HostOS.Vm;
 using HybridVmm.Hypervisor;
 using HybridVmm.Hypervisor.Partitions;
 using HybridVmm.Hypervisor.Tracing;
@@ -63,7 +64,7 @@ public class RapidProvisioningTests
     public void ATemplateThatNeverAsksToBeFrozenIsRefusedClearly()
     {
         CliProcess.Result result = CliProcess.Run("clone", "--guest", "hello", "--count", "2");
-        Assert.That(result.ExitCode, Is.EqualTo(HybridVmm.Cli.ExitStatus.InvalidImage));
+        Assert.That(result.ExitCode, Is.EqualTo(HybridVmm.Cli.Common.ExitStatus.InvalidImage));
         Assert.That(result.Stderr, Does.Contain("without asking to be frozen"));
     }
 

@@ -1,5 +1,6 @@
 using HybridVmm.Guests.Multiboot;
 using HybridVmm.HostOS.Management;
+using HybridVmm.HostOS.Vm;
 using HybridVmm.Hypervisor.Partitions;
 using HybridVmm.Tests.Support;
 

@@ -1,6 +1,7 @@
 using ApprovalTests;
 using HybridVmm.Cli.Commands;
 using HybridVmm.HostOS.Management;
+using HybridVmm.HostOS.Vm;
 using HybridVmm.Hypervisor.Tracing;
 using HybridVmm.Tests.Support;
 

@@ -1,4 +1,4 @@
-namespace HybridVmm.Cli;
+namespace HybridVmm.Cli.Common;
 
 /// <summary>
 /// The process exit statuses of <c>hybridvmm</c> (documented in README.md and docs/exit-codes.md).

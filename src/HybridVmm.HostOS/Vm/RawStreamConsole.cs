@@ -1,4 +1,4 @@
-namespace HybridVmm.HostOS.Management;
+namespace HybridVmm.HostOS.Vm;
 
 /// <summary>Passes one guest's COM1 bytes through unchanged (for <c>hybridvmm run</c>: byte for byte like QEMU's -serial stdio).</summary>
 public sealed class RawStreamConsole : IGuestConsole

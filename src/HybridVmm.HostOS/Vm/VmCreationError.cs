@@ -1,4 +1,4 @@
-namespace HybridVmm.HostOS.Management;
+namespace HybridVmm.HostOS.Vm;
 
 /// <summary>Why a VM could not be created: bad input, not a simulator bug.</summary>
 public enum VmCreationErrorKind

@@ -1,4 +1,4 @@
-namespace HybridVmm.HostOS.Management;
+namespace HybridVmm.HostOS.Vm;
 
 /// <summary>Everything needed to create one guest VM.</summary>
 public sealed record VmConfiguration

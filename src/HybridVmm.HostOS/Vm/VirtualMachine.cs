@@ -3,7 +3,7 @@ using HybridVmm.HostOS.Worker;
 using HybridVmm.Hypervisor;
 using HybridVmm.Hypervisor.Partitions;
 
-namespace HybridVmm.HostOS.Management;
+namespace HybridVmm.HostOS.Vm;
 
 /// <summary>A guest as VM management sees it: the handle of its partition, its worker and how it ended.</summary>
 public sealed class VirtualMachine

@@ -1,3 +1,4 @@
+using HybridVmm.Hardware.SavedState;
 using HybridVmm.HostOS.VmBus;
 using HybridVmm.Hypervisor.Hv1;
 using HybridVmm.Hypervisor.Partitions;
@@ -11,67 +12,8 @@ namespace HybridVmm.HostOS.Encapsulation;
 /// the root's VMBus channels (<see cref="ChannelState"/>). Counts are bounded by the kernel's own limits, so a
 /// malformed count is caught before it allocates.
 /// </summary>
-public static partial class SnapshotFormat
+internal static partial class SnapshotFormatV2
 {
-    private static void WriteEnlightened(BinaryWriter w, EnlightenedState e)
-    {
-        HvPartitionSavedState hv = e.Partition;
-        w.Write(hv.GuestOsId);
-        w.Write(hv.HypercallMsr);
-        w.Write((ulong)hv.Privileges);
-        w.Write(hv.Gpadls.Count);
-        foreach (GpadlState gpadl in hv.Gpadls)
-        {
-            w.Write(gpadl.Id);
-            w.Write(gpadl.ExpectedPages);
-            w.Write(gpadl.Pages.Count);
-            foreach (uint page in gpadl.Pages)
-            {
-                w.Write(page);
-            }
-        }
-
-        w.Write(hv.EventConnections.Count);
-        foreach (uint connection in hv.EventConnections)
-        {
-            w.Write(connection);
-        }
-
-        w.Write(e.VirtualProcessors.Count);
-        foreach (VpEnlightenedState vp in e.VirtualProcessors)
-        {
-            w.Write(vp.Halted);
-            SynicState synic = vp.Synic;
-            w.Write(synic.SControl);
-            w.Write(synic.Simp);
-            w.Write(synic.Siefp);
-            w.Write(synic.Sints.Count);
-            foreach (ulong sint in synic.Sints)
-            {
-                w.Write(sint);
-            }
-
-            w.Write(synic.Queued.Count);
-            foreach (SynicQueuedMessage m in synic.Queued)
-            {
-                w.Write(m.Sint);
-                w.Write(m.MessageType);
-                w.Write(m.Sender);
-                WriteBlob(w, m.Payload);
-            }
-        }
-
-        w.Write(e.PendingRequests.Count);
-        foreach (PendingRootRequest r in e.PendingRequests)
-        {
-            w.Write(r.VpIndex);
-            w.Write((int)r.Kind);
-            w.Write(r.ConnectionId);
-            w.Write(r.MessageType);
-            WriteBlob(w, r.Payload);
-        }
-    }
-
     private static EnlightenedState ReadEnlightened(BinaryReader r)
     {
         ulong guestOsId = r.ReadUInt64();
@@ -133,41 +75,20 @@ public static partial class SnapshotFormat
         return new EnlightenedState(new HvPartitionSavedState(guestOsId, hypercallMsr, privileges, gpadls, connections), vps, pending);
     }
 
-    private static void WriteChannels(BinaryWriter w, IReadOnlyList<ChannelState> channels)
-    {
-        w.Write(channels.Count);
-        foreach (ChannelState c in channels)
-        {
-            w.Write(c.RelId);
-            w.Write(c.Device);
-            w.Write(c.InstanceId.ToByteArray());
-            w.Write(c.Open);
-            w.Write(c.Gpadl);
-            w.Write(c.InboundPageOffset);
-            w.Write(c.SignalPending);
-            w.Write(c.Packets);
-            WriteBlob(w, c.DeviceState);
-        }
-    }
-
     private static ChannelState[] ReadChannels(BinaryReader r)
     {
         var channels = new ChannelState[Count(r, 64)];
         for (int i = 0; i < channels.Length; i++)
         {
+            uint relid = r.ReadUInt32();
+            string device = r.ReadString();
             channels[i] = new ChannelState(
-                RelId: r.ReadUInt32(), Device: r.ReadString(), InstanceId: new Guid(ReadExactly(r, 16)), Open: r.ReadBoolean(),
+                RelId: relid, Device: device, InstanceId: new Guid(ReadExactly(r, 16)), Open: r.ReadBoolean(),
                 Gpadl: r.ReadUInt32(), InboundPageOffset: r.ReadInt32(), SignalPending: r.ReadBoolean(), Packets: r.ReadInt64(),
-                DeviceState: ReadBlob(r, 1 << 20));
+                DeviceState: new SavedStateChunk(ChannelStateCodec.DeviceTag(relid, device), 1, ReadBlob(r, 1 << 20)));
         }
 
         return channels;
-    }
-
-    private static void WriteBlob(BinaryWriter w, byte[] bytes)
-    {
-        w.Write(bytes.Length);
-        w.Write(bytes);
     }
 
     private static byte[] ReadBlob(BinaryReader r, int max) => ReadExactly(r, Count(r, max));

@@ -1,6 +1,6 @@
 using System.Text;
 
-namespace HybridVmm.HostOS.Management;
+namespace HybridVmm.HostOS.Vm;
 
 /// <summary>
 /// Shows several guests' output on one terminal, each line prefixed with the guest's name. Lines completed

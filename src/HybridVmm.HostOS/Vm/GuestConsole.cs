@@ -1,4 +1,4 @@
-namespace HybridVmm.HostOS.Management;
+namespace HybridVmm.HostOS.Vm;
 
 /// <summary>Where a guest's COM1 bytes go, stamped with the virtual time they were written at.</summary>
 public interface IGuestConsole

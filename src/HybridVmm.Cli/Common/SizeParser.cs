@@ -1,6 +1,6 @@
 using System.Globalization;
 
-namespace HybridVmm.Cli;
+namespace HybridVmm.Cli.Common;
 
 /// <summary>Parses sizes as QEMU's -m does: a number with an optional K, M or G suffix (default M).</summary>
 public static class SizeParser

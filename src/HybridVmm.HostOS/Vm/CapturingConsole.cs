@@ -1,6 +1,6 @@
 using System.Text;
 
-namespace HybridVmm.HostOS.Management;
+namespace HybridVmm.HostOS.Vm;
 
 /// <summary>Keeps every guest's COM1 bytes, and passes them on to another console for display.</summary>
 public sealed class CapturingConsole(IGuestConsole? display = null) : IGuestConsole

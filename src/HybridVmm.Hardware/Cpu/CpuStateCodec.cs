@@ -1,0 +1,112 @@
+using HybridVmm.Hardware.SavedState;
+
+namespace HybridVmm.Hardware.Cpu;
+
+/// <summary>
+/// The registers of one core as chunk "cpu.vp{n}": GPRs, EIP, EFLAGS, CR0-CR4, selectors, GDTR/IDTR, the TSC
+/// offset and the retired-instruction count. The interrupt state of the same <see cref="CpuState"/> is its
+/// own chunk (<see cref="InterruptStateCodec"/>), so the two can change apart. A new register means a new
+/// version here.
+/// </summary>
+public sealed class CpuStateCodec : StateCodec<CpuState>
+{
+    public static readonly CpuStateCodec Instance = new();
+
+    public override string StateName => "CPU register";
+
+    public override int Version => 1;
+
+    public static string Tag(int vpIndex) => $"cpu.vp{vpIndex}";
+
+    public override void Write(SavedStateWriter w, CpuState c)
+    {
+        foreach (uint v in (ReadOnlySpan<uint>)[c.Eax, c.Ecx, c.Edx, c.Ebx, c.Esp, c.Ebp, c.Esi, c.Edi, c.Eip, c.Eflags, c.Cr0, c.Cr2, c.Cr3, c.Cr4])
+        {
+            w.WriteUInt32(v);
+        }
+
+        foreach (ushort v in (ReadOnlySpan<ushort>)[c.Cs, c.Ds, c.Es, c.Fs, c.Gs, c.Ss])
+        {
+            w.WriteUInt16(v);
+        }
+
+        w.WriteUInt32(c.Gdtr.Base);
+        w.WriteUInt16(c.Gdtr.Limit);
+        w.WriteUInt32(c.Idtr.Base);
+        w.WriteUInt16(c.Idtr.Limit);
+        w.WriteUInt64(c.TscOffset);
+        w.WriteInt64(c.InstructionsRetired);
+    }
+
+    /// <summary>The registers; the interrupt fields are left clear for <see cref="InterruptStateCodec.Apply"/>.</summary>
+    public override CpuState Read(SavedStateReader r, int version)
+    {
+        var c = new CpuState
+        {
+            Eax = r.ReadUInt32(), Ecx = r.ReadUInt32(), Edx = r.ReadUInt32(), Ebx = r.ReadUInt32(),
+            Esp = r.ReadUInt32(), Ebp = r.ReadUInt32(), Esi = r.ReadUInt32(), Edi = r.ReadUInt32(),
+            Eip = r.ReadUInt32(), Eflags = r.ReadUInt32(),
+            Cr0 = r.ReadUInt32(), Cr2 = r.ReadUInt32(), Cr3 = r.ReadUInt32(), Cr4 = r.ReadUInt32(),
+            Cs = r.ReadUInt16(), Ds = r.ReadUInt16(), Es = r.ReadUInt16(), Fs = r.ReadUInt16(), Gs = r.ReadUInt16(), Ss = r.ReadUInt16(),
+        };
+        c.Gdtr = new DescriptorTableRegister(r.ReadUInt32(), r.ReadUInt16());
+        c.Idtr = new DescriptorTableRegister(r.ReadUInt32(), r.ReadUInt16());
+        c.TscOffset = r.ReadUInt64();
+        c.InstructionsRetired = r.ReadInt64();
+        return c;
+    }
+}
+
+/// <summary>
+/// The interrupt state of one core (SDM Vol. 3A, 6.8 and 6.9), the part of <see cref="CpuState"/> an interrupt
+/// controller owns: the 256-bit interrupt request register, the STI shadow and an injected exception not yet
+/// delivered.
+/// </summary>
+public readonly record struct CpuInterruptState(
+    ulong InterruptRequest0,
+    ulong InterruptRequest1,
+    ulong InterruptRequest2,
+    ulong InterruptRequest3,
+    bool StiShadow,
+    bool ExceptionQueued,
+    byte QueuedVector,
+    uint QueuedErrorCode)
+{
+    public static CpuInterruptState Of(in CpuState c) => new(
+        c.InterruptRequest0, c.InterruptRequest1, c.InterruptRequest2, c.InterruptRequest3, c.StiShadow, c.ExceptionQueued, c.QueuedVector, c.QueuedErrorCode);
+}
+
+/// <summary>Chunk "interrupts.vp{n}": <see cref="CpuInterruptState"/>.</summary>
+public sealed class InterruptStateCodec : StateCodec<CpuInterruptState>
+{
+    public static readonly InterruptStateCodec Instance = new();
+
+    public override string StateName => "interrupt";
+
+    public override int Version => 1;
+
+    public static string Tag(int vpIndex) => $"interrupts.vp{vpIndex}";
+
+    /// <summary>Puts the interrupt state into the registers <see cref="CpuStateCodec"/> read.</summary>
+    public static CpuState Apply(CpuState c, CpuInterruptState i) => c with
+    {
+        InterruptRequest0 = i.InterruptRequest0, InterruptRequest1 = i.InterruptRequest1,
+        InterruptRequest2 = i.InterruptRequest2, InterruptRequest3 = i.InterruptRequest3,
+        StiShadow = i.StiShadow, ExceptionQueued = i.ExceptionQueued, QueuedVector = i.QueuedVector, QueuedErrorCode = i.QueuedErrorCode,
+    };
+
+    public override void Write(SavedStateWriter w, CpuInterruptState i)
+    {
+        w.WriteUInt64(i.InterruptRequest0);
+        w.WriteUInt64(i.InterruptRequest1);
+        w.WriteUInt64(i.InterruptRequest2);
+        w.WriteUInt64(i.InterruptRequest3);
+        w.WriteBoolean(i.StiShadow);
+        w.WriteBoolean(i.ExceptionQueued);
+        w.WriteByte(i.QueuedVector);
+        w.WriteUInt32(i.QueuedErrorCode);
+    }
+
+    public override CpuInterruptState Read(SavedStateReader r, int version) => new(
+        r.ReadUInt64(), r.ReadUInt64(), r.ReadUInt64(), r.ReadUInt64(), r.ReadBoolean(), r.ReadBoolean(), r.ReadByte(), r.ReadUInt32());
+}

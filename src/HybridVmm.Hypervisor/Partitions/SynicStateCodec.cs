@@ -1,0 +1,64 @@
+using HybridVmm.Hardware.SavedState;
+using HybridVmm.Hypervisor.SynIc;
+
+namespace HybridVmm.Hypervisor.Partitions;
+
+/// <summary>
+/// Chunk "synic.vp{n}": one vCPU's enlightened state, its SynIC (SCONTROL, SIMP, SIEFP, the SINTx MSRs and the
+/// messages queued per SINT, TLFS 11) and whether it waits in HLT. Counts are bounded by the SynIC's own limits.
+/// </summary>
+public sealed class SynicStateCodec : StateCodec<VpEnlightenedState>
+{
+    public static readonly SynicStateCodec Instance = new();
+
+    public override string StateName => "SynIC";
+
+    public override int Version => 1;
+
+    public static string Tag(int vpIndex) => $"synic.vp{vpIndex}";
+
+    public override void Write(SavedStateWriter w, VpEnlightenedState vp)
+    {
+        w.WriteBoolean(vp.Halted);
+        SynicState synic = vp.Synic;
+        w.WriteUInt64(synic.SControl);
+        w.WriteUInt64(synic.Simp);
+        w.WriteUInt64(synic.Siefp);
+        w.WriteCount(synic.Sints.Count);
+        foreach (ulong sint in synic.Sints)
+        {
+            w.WriteUInt64(sint);
+        }
+
+        w.WriteCount(synic.Queued.Count);
+        foreach (SynicQueuedMessage m in synic.Queued)
+        {
+            w.WriteInt32(m.Sint);
+            w.WriteUInt32(m.MessageType);
+            w.WriteUInt64(m.Sender);
+            w.WriteBlob(m.Payload);
+        }
+    }
+
+    public override VpEnlightenedState Read(SavedStateReader r, int version)
+    {
+        bool halted = r.ReadBoolean();
+        ulong scontrol = r.ReadUInt64(), simp = r.ReadUInt64(), siefp = r.ReadUInt64();
+        var sints = new ulong[r.ReadCount(HvMessageLayout.SintCount, 8)];
+        for (int s = 0; s < sints.Length; s++)
+        {
+            sints[s] = r.ReadUInt64();
+        }
+
+        var queued = new SynicQueuedMessage[r.ReadCount(HvMessageLayout.SintCount * HvMessageLayout.QueueLimit, 20)];
+        for (int q = 0; q < queued.Length; q++)
+        {
+            int sint = r.ReadInt32();
+            uint type = r.ReadUInt32();
+            ulong sender = r.ReadUInt64();
+            queued[q] = new SynicQueuedMessage(sint, type, r.ReadBlob(HvMessageLayout.MaxPayload), sender);
+        }
+
+        return new VpEnlightenedState(halted, new SynicState(scontrol, simp, siefp, sints, queued));
+    }
+}
