@@ -24,8 +24,8 @@ public sealed partial class X86Core
 
     private bool Exit(PendingKind kind, int size, bool rep, uint delta, in CpuExit exit)
     {
-        _pending = new PendingInstruction { Kind = kind, Size = (byte)size, Rep = rep, NextEip = _eip, Delta = delta };
-        _eip = _savedEip;
+        _pending = new PendingInstruction { Kind = kind, Size = (byte)size, Rep = rep, NextEip = _ctx.Eip, Delta = delta };
+        _ctx.Eip = _savedEip;
         _exit = exit;
         return false;
     }
@@ -35,15 +35,15 @@ public sealed partial class X86Core
     private bool In(ref Instruction ins)
     {
         int size = AccumulatorSize(ins.Op0Register);
-        ushort port = ins.Op1Kind == OpKind.Immediate8 ? ins.Immediate8 : (ushort)_gpr[2];
+        ushort port = ins.Op1Kind == OpKind.Immediate8 ? ins.Immediate8 : (ushort)_ctx.Edx;
         return Exit(PendingKind.In, size, false, 0, new CpuExit(CpuExitReason.IoIn, Port: port, Size: (byte)size));
     }
 
     private bool Out(ref Instruction ins)
     {
         int size = AccumulatorSize(ins.Op1Register);
-        ushort port = ins.Op0Kind == OpKind.Immediate8 ? ins.Immediate8 : (ushort)_gpr[2];
-        uint value = _gpr[0] & SizeMask(size);
+        ushort port = ins.Op0Kind == OpKind.Immediate8 ? ins.Immediate8 : (ushort)_ctx.Edx;
+        uint value = _ctx.Eax & SizeMask(size);
         return Exit(PendingKind.Out, size, false, 0, new CpuExit(CpuExitReason.IoOut, Port: port, Size: (byte)size, Value: value));
     }
 
@@ -51,22 +51,22 @@ public sealed partial class X86Core
     {
         int size = MemSize(ref ins);
         bool rep = ins.HasRepPrefix || ins.HasRepnePrefix;
-        if (rep && _gpr[1] == 0) return true;
+        if (rep && _ctx.Ecx == 0) return true;
         // Check the destination now, so the port is never read for an element that cannot be stored.
-        if (!ProbeWrite(_gpr[7], size)) return false;
-        uint delta = (_flags & DF) != 0 ? (uint)-size : (uint)size;
-        return Exit(PendingKind.Ins, size, rep, delta, new CpuExit(CpuExitReason.IoIn, Port: (ushort)_gpr[2], Size: (byte)size));
+        if (!ProbeWrite(_ctx.Edi, size)) return false;
+        uint delta = (_ctx.Eflags & DF) != 0 ? (uint)-size : (uint)size;
+        return Exit(PendingKind.Ins, size, rep, delta, new CpuExit(CpuExitReason.IoIn, Port: (ushort)_ctx.Edx, Size: (byte)size));
     }
 
     private bool Outs(ref Instruction ins)
     {
         int size = MemSize(ref ins);
         bool rep = ins.HasRepPrefix || ins.HasRepnePrefix;
-        if (rep && _gpr[1] == 0) return true;
-        uint value = ReadMem(_gpr[6], size);
+        if (rep && _ctx.Ecx == 0) return true;
+        uint value = ReadMem(_ctx.Esi, size);
         if (_faulted) return false;
-        uint delta = (_flags & DF) != 0 ? (uint)-size : (uint)size;
-        return Exit(PendingKind.Outs, size, rep, delta, new CpuExit(CpuExitReason.IoOut, Port: (ushort)_gpr[2], Size: (byte)size, Value: value));
+        uint delta = (_ctx.Eflags & DF) != 0 ? (uint)-size : (uint)size;
+        return Exit(PendingKind.Outs, size, rep, delta, new CpuExit(CpuExitReason.IoOut, Port: (ushort)_ctx.Edx, Size: (byte)size, Value: value));
     }
 
     private bool Cpuid() =>
@@ -83,9 +83,9 @@ public sealed partial class X86Core
                 Retire();
                 break;
             case PendingKind.Ins:
-                WriteMem(_gpr[7], _pending.Size, value);
+                WriteMem(_ctx.Edi, _pending.Size, value);
                 _faulted = false;
-                _gpr[7] += _pending.Delta;
+                _ctx.Edi += _pending.Delta;
                 FinishRepIteration();
                 break;
             default:
@@ -102,7 +102,7 @@ public sealed partial class X86Core
                 Retire();
                 break;
             case PendingKind.Outs:
-                _gpr[6] += _pending.Delta;
+                _ctx.Esi += _pending.Delta;
                 FinishRepIteration();
                 break;
             default:
@@ -117,16 +117,16 @@ public sealed partial class X86Core
         {
             throw new InvalidOperationException("CompleteCpuid called without a pending CPUID.");
         }
-        _gpr[0] = eax;
-        _gpr[3] = ebx;
-        _gpr[1] = ecx;
-        _gpr[2] = edx;
+        _ctx.Eax = eax;
+        _ctx.Ebx = ebx;
+        _ctx.Ecx = ecx;
+        _ctx.Edx = edx;
         Retire();
     }
 
     private void FinishRepIteration()
     {
-        if (_pending.Rep && --_gpr[1] != 0)
+        if (_pending.Rep && --_ctx.Ecx != 0)
         {
             // More elements: EIP stays on the instruction, which exits again for the next one.
             _pending = default;
@@ -137,7 +137,7 @@ public sealed partial class X86Core
 
     private void Retire()
     {
-        _eip = _pending.NextEip;
+        _ctx.Eip = _pending.NextEip;
         _pending = default;
         InstructionsRetired++;
     }

@@ -15,8 +15,8 @@ public sealed partial class X86Core
     private bool Rdtsc()
     {
         ulong tsc = (ulong)InstructionsRetired + TscOffset;
-        _gpr[0] = (uint)tsc;
-        _gpr[2] = (uint)(tsc >> 32);
+        _ctx.Eax = (uint)tsc;
+        _ctx.Edx = (uint)(tsc >> 32);
         return true;
     }
 
@@ -52,7 +52,7 @@ public sealed partial class X86Core
         if (IdtLoaded)
         {
             byte vector = ins.Code switch { Code.Int3 => ExceptionVector.Breakpoint, Code.Into => ExceptionVector.Overflow, Code.Int1 => ExceptionVector.Debug, _ => ins.Immediate8 };
-            return (ins.Code == Code.Into && (_flags & OF) == 0) || DeliverSoftwareInterrupt(vector);
+            return (ins.Code == Code.Into && (_ctx.Eflags & OF) == 0) || DeliverSoftwareInterrupt(vector);
         }
 
         switch (ins.Code)
@@ -60,7 +60,7 @@ public sealed partial class X86Core
             case Code.Int3:
                 return Fault(ExceptionVector.Breakpoint);
             case Code.Into:
-                return (_flags & OF) == 0 || Fault(ExceptionVector.Overflow);
+                return (_ctx.Eflags & OF) == 0 || Fault(ExceptionVector.Overflow);
             case Code.Int1:
                 return Fault(ExceptionVector.Debug);
             default:
