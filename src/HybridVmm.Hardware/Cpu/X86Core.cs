@@ -203,23 +203,4 @@ public sealed partial class X86Core
         _ctx.Eip = _savedEip;
         _ctx.Eflags = _savedFlags;
     }
-
-    private CpuExit IntercepFetch(uint eip)
-    {
-        _exit = new CpuExit(CpuExitReason.MemoryIntercept, GuestPhysicalAddress: eip, IsWrite: false, Size: 1);
-        return _exit;
-    }
-
-    /// <summary>Stops the current instruction with an architectural exception; EIP stays on it (a fault).</summary>
-    private bool Fault(byte vector, uint errorCode = 0)
-    {
-        // A memory intercept recorded earlier in the same instruction takes priority.
-        if (!_faulted)
-        {
-            _exit = new CpuExit(CpuExitReason.Exception, Vector: vector, ErrorCode: errorCode);
-        }
-        return false;
-    }
-
-    private bool UndefinedOpcode() => Fault(ExceptionVector.InvalidOpcode);
 }

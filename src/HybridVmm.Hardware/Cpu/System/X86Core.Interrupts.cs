@@ -59,19 +59,6 @@ public sealed partial class X86Core
         _eventCheck = true;
     }
 
-    /// <summary>
-    /// Makes the pending RDMSR/WRMSR/VMCALL (or whatever exited last) raise an exception instead of completing,
-    /// e.g. #GP for an MSR the hypervisor does not implement (SDM Vol. 2B, RDMSR). EIP stays on the instruction.
-    /// </summary>
-    public void InjectException(byte vector, uint errorCode = 0)
-    {
-        _pending = default;
-        _queuedException = true;
-        _queuedVector = vector;
-        _queuedErrorCode = errorCode;
-        _eventCheck = true;
-    }
-
     private void ResetInterruptState()
     {
         _irr0 = _irr1 = _irr2 = _irr3 = 0;
@@ -274,35 +261,4 @@ public sealed partial class X86Core
 
         return Fault(ExceptionVector.GeneralProtection, ((uint)vector << 3) | 2);
     }
-
-    // ---- RDMSR, WRMSR and VMCALL: completed by the hypervisor, like CPUID. ----
-
-    private bool Rdmsr() => Exit(PendingKind.Rdmsr, 0, false, 0, new CpuExit(CpuExitReason.Rdmsr, Value: _ctx.Ecx));
-
-    private bool Wrmsr() => Exit(PendingKind.Wrmsr, 0, false, 0, new CpuExit(CpuExitReason.Wrmsr, Value: _ctx.Ecx));
-
-    private bool Vmcall() => Exit(PendingKind.Vmcall, 0, false, 0, new CpuExit(CpuExitReason.Vmcall));
-
-    /// <summary>Completes a pending RDMSR: EDX:EAX = <paramref name="value"/>.</summary>
-    public void CompleteRdmsr(ulong value)
-    {
-        if (_pending.Kind != PendingKind.Rdmsr) return;
-        _ctx.Eax = (uint)value;
-        _ctx.Edx = (uint)(value >> 32);
-        RetirePending();
-    }
-
-    /// <summary>Completes a pending WRMSR (the hypervisor has consumed EDX:EAX).</summary>
-    public void CompleteWrmsr()
-    {
-        if (_pending.Kind == PendingKind.Wrmsr) RetirePending();
-    }
-
-    /// <summary>Completes a pending VMCALL: the hypervisor has already written the result registers.</summary>
-    public void CompleteHypercall()
-    {
-        if (_pending.Kind == PendingKind.Vmcall) RetirePending();
-    }
-
-    private void RetirePending() => Retire();
 }

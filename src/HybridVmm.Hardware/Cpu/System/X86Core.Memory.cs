@@ -6,8 +6,9 @@ namespace HybridVmm.Hardware.Cpu;
 /// <summary>
 /// Guest memory access: every linear address (= guest-physical, paging off) goes through the
 /// second-level table. A refused access records a <see cref="CpuExitReason.MemoryIntercept"/> exit and
-/// sets <see cref="_faulted"/>; later accesses of the same instruction then do nothing, and the run loop
-/// rolls the instruction back. Accesses that cross a page translate both pages before touching either.
+/// sets <see cref="_faulted"/> (Exits/X86Core.Exits.cs); later accesses of the same instruction then do nothing,
+/// and the run loop rolls the instruction back. Accesses that cross a page translate both pages before touching
+/// either. Paging (CR0.PG) will translate linear to guest-physical here, before the second-level table.
 /// </summary>
 public sealed partial class X86Core
 {
@@ -16,11 +17,6 @@ public sealed partial class X86Core
 
     private readonly byte[] _ram;
     private readonly int[] _slatEntries;
-
-    private CpuExit _exit;
-    private bool _faulted;
-    // Set by REP string instructions: their completed iterations stay architecturally visible on a fault.
-    private bool _keepProgress;
 
     /// <summary>Translates one page; -1 (and a recorded intercept) when refused.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -37,17 +33,6 @@ public sealed partial class X86Core
             }
         }
         return RecordIntercept(address, write, size);
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private long RecordIntercept(uint address, bool write, int size)
-    {
-        if (!_faulted)
-        {
-            _faulted = true;
-            _exit = new CpuExit(CpuExitReason.MemoryIntercept, GuestPhysicalAddress: address, IsWrite: write, Size: (byte)size);
-        }
-        return -1;
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

@@ -2,7 +2,10 @@ using Iced.Intel;
 
 namespace HybridVmm.Hardware.Cpu;
 
-/// <summary>System and miscellaneous instructions: HLT, RDTSC, descriptor-table registers, software interrupts.</summary>
+/// <summary>
+/// System and miscellaneous instructions: HLT, RDTSC, descriptor-table registers, software interrupts, and the
+/// instructions the hypervisor completes (CPUID, RDMSR, WRMSR, VMCALL; their completion is in Exits/X86Core.Exits.cs).
+/// </summary>
 public sealed partial class X86Core
 {
     private bool Hlt()
@@ -67,4 +70,14 @@ public sealed partial class X86Core
                 return Fault(ins.Immediate8);
         }
     }
+
+    // ---- CPUID, RDMSR, WRMSR and VMCALL: they exit, and the hypervisor completes them (Exits/X86Core.Exits.cs). ----
+
+    private bool Cpuid() => Exit(PendingKind.Cpuid, 0, false, 0, new CpuExit(CpuExitReason.Cpuid));
+
+    private bool Rdmsr() => Exit(PendingKind.Rdmsr, 0, false, 0, new CpuExit(CpuExitReason.Rdmsr, Value: _ctx.Ecx));
+
+    private bool Wrmsr() => Exit(PendingKind.Wrmsr, 0, false, 0, new CpuExit(CpuExitReason.Wrmsr, Value: _ctx.Ecx));
+
+    private bool Vmcall() => Exit(PendingKind.Vmcall, 0, false, 0, new CpuExit(CpuExitReason.Vmcall));
 }
