@@ -92,6 +92,7 @@ public sealed partial class X86Core
         Gdtr = default;
         Idtr = default;
         _pending = default;
+        DiscardReplay();
         ResetInterruptState();
     }
 
@@ -105,6 +106,7 @@ public sealed partial class X86Core
     public CpuExit Run(long maxInstructions)
     {
         long retired = 0;
+        _interceptCompletable = false;
         CodePage? page = null;
         uint pageBase = 0;
         while (retired < maxInstructions)
@@ -162,6 +164,7 @@ public sealed partial class X86Core
 
             // The instruction stopped: memory intercept, exception, or an exit that completes later.
             CpuExit exit = _exit;
+            _replayCursor = 0; // a re-execution replays completed MMIO accesses from the first
             if (exit.Reason is CpuExitReason.MemoryIntercept or CpuExitReason.Exception)
             {
                 _faulted = false;
@@ -174,6 +177,10 @@ public sealed partial class X86Core
                     Rollback();
                 }
                 _keepProgress = false;
+                if (exit.Reason == CpuExitReason.Exception)
+                {
+                    DiscardReplay(); // the instruction will not complete: its MMIO accesses are not replayed
+                }
                 if (exit.Reason == CpuExitReason.Exception && IdtLoaded)
                 {
                     // Delivered through the IDT: the handler runs next (X86Core.Interrupts.cs).

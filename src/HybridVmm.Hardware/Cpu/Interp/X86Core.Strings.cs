@@ -39,6 +39,10 @@ public sealed partial class X86Core
                 return false;
             }
             _ctx.Ecx--;
+            if (_replayCount != 0)
+            {
+                DiscardReplay(); // the element is committed: its completed MMIO accesses are used up
+            }
             if (op is Operation.Cmps or Operation.Scas && ((_ctx.Eflags & ZF) != 0) != repeWhileEqual)
             {
                 break;

@@ -63,6 +63,7 @@ public sealed partial class X86Core
         TscOffset = state.TscOffset;
         InstructionsRetired = state.InstructionsRetired;
         _pending = default;
+        DiscardReplay();
         _irr0 = state.InterruptRequest0; _irr1 = state.InterruptRequest1; _irr2 = state.InterruptRequest2; _irr3 = state.InterruptRequest3;
         _stiShadow = state.StiShadow;
         _queuedException = state.ExceptionQueued;

@@ -111,6 +111,13 @@ public sealed partial class X86Core
             return true;
         }
 
+        if (_replayCount != 0 && ReplayPendingAt(_ctx.Eip))
+        {
+            // An instruction whose MMIO accesses the hypervisor completed re-executes before any interrupt,
+            // as if it had not exited (the check stays armed: the next boundary takes the interrupt).
+            return true;
+        }
+
         if ((_ctx.Eflags & (uint)EFlags.IF) == 0 || !HasPendingInterrupt)
         {
             RecomputeEventCheck();
