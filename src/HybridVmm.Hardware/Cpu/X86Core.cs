@@ -10,10 +10,11 @@ namespace HybridVmm.Hardware.Cpu;
 /// address that every access translates through the <see cref="SecondLevelPageTable"/>.
 /// </summary>
 /// <remarks>
-/// The core is split over partial files: state and the run loop here, memory access, the decode cache,
-/// operand access, and one file per instruction family. Flags are computed eagerly into <see cref="CpuContext.Eflags"/>.
-/// An instruction that touches memory the second-level table refuses is rolled back from a register
-/// snapshot taken at its start, so a guest fault never leaves partial architectural state.
+/// The core is split over partial files, one folder per seam (Cpu/README.md): the architectural state in
+/// <see cref="CpuContext"/> (State/), the decode cache (Decode/), the interpreter (Interp/), memory access,
+/// segmentation and interrupts (System/) and exits with their completion (Exits/). Flags are computed eagerly into
+/// <see cref="CpuContext.Eflags"/>. An instruction that touches memory the second-level table refuses is rolled back
+/// from a register snapshot taken at its start, so a guest fault never leaves partial architectural state.
 /// </remarks>
 public sealed partial class X86Core
 {
@@ -111,7 +112,7 @@ public sealed partial class X86Core
         uint pageBase = 0;
         while (retired < maxInstructions)
         {
-            // Pending interrupts, queued exceptions and the STI shadow (X86Core.Interrupts.cs).
+            // Pending interrupts, queued exceptions and the STI shadow (System/X86Core.Interrupts.cs).
             if (_eventCheck && !ServiceEvents())
             {
                 return _exit;
@@ -183,7 +184,7 @@ public sealed partial class X86Core
                 }
                 if (exit.Reason == CpuExitReason.Exception && IdtLoaded)
                 {
-                    // Delivered through the IDT: the handler runs next (X86Core.Interrupts.cs).
+                    // Delivered through the IDT: the handler runs next (System/X86Core.Interrupts.cs).
                     if (!DeliverException(exit.Vector, exit.ErrorCode))
                     {
                         return _exit;
