@@ -60,9 +60,12 @@ public sealed partial class X86Core
     {
         if (ins.Op0Register.IsSegmentRegister())
         {
-            // Flat model: the selector is stored, the descriptor is not loaded (bases stay 0).
+            // Flat model: the selector is stored with a flat cache (System/X86Core.Segmentation.cs).
+            // Segment registers are not in the rollback snapshot, so nothing is loaded when the read was refused.
             int size = ins.Op1Kind == OpKind.Register ? RegSize[(int)ins.Op1Register] : 2;
-            WriteSegment(ins.Op0Register, (ushort)ReadOp1(ref ins, size));
+            uint selector16 = ReadOp1(ref ins, size);
+            if (_faulted) return false;
+            WriteSegment(ins.Op0Register, (ushort)selector16);
             return true;
         }
         uint selector = ReadSegment(ins.Op1Register);

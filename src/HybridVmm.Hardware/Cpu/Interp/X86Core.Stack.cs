@@ -36,6 +36,7 @@ public sealed partial class X86Core
             Register r = ins.Op0Register;
             if (r.IsSegmentRegister())
             {
+                if (_faulted) return false; // segment registers are not in the rollback snapshot
                 WriteSegment(r, (ushort)value);
             }
             else
