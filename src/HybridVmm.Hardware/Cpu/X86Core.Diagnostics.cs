@@ -13,7 +13,7 @@ public sealed partial class X86Core
         var bytes = new List<byte>(15);
         for (uint i = 0; i < 15; i++)
         {
-            int b = FetchCodeByte(_eip + i);
+            int b = FetchCodeByte(_ctx.Eip + i);
             if (b < 0) break;
             bytes.Add((byte)b);
         }
@@ -26,7 +26,7 @@ public sealed partial class X86Core
         else
         {
             var decoder = Iced.Intel.Decoder.Create(32, new ByteArrayCodeReader(bytes.ToArray()));
-            decoder.IP = _eip;
+            decoder.IP = _ctx.Eip;
             decoder.Decode(out Instruction instruction);
             var output = new StringOutput();
             new NasmFormatter().Format(instruction, output);
@@ -35,11 +35,11 @@ public sealed partial class X86Core
                 bytes.Count - Math.Min(instruction.Length == 0 ? 1 : instruction.Length, bytes.Count));
         }
 
-        sb.Append("EIP=").Append(_eip.ToString("x8")).Append("  ")
+        sb.Append("EIP=").Append(_ctx.Eip.ToString("x8")).Append("  ")
           .Append(Convert.ToHexString(bytes.ToArray()).ToLowerInvariant()).Append("  ").AppendLine(disassembly);
-        sb.Append($"EAX={_gpr[0]:x8} EBX={_gpr[3]:x8} ECX={_gpr[1]:x8} EDX={_gpr[2]:x8}").AppendLine();
-        sb.Append($"ESI={_gpr[6]:x8} EDI={_gpr[7]:x8} EBP={_gpr[5]:x8} ESP={_gpr[4]:x8}").AppendLine();
-        sb.Append($"EFLAGS={_flags:x8} [").Append(DescribeFlags(_flags)).AppendLine("]");
+        sb.Append($"EAX={_ctx.Eax:x8} EBX={_ctx.Ebx:x8} ECX={_ctx.Ecx:x8} EDX={_ctx.Edx:x8}").AppendLine();
+        sb.Append($"ESI={_ctx.Esi:x8} EDI={_ctx.Edi:x8} EBP={_ctx.Ebp:x8} ESP={_ctx.Esp:x8}").AppendLine();
+        sb.Append($"EFLAGS={_ctx.Eflags:x8} [").Append(DescribeFlags(_ctx.Eflags)).AppendLine("]");
         sb.Append($"CR0={Cr0:x8} CR2={Cr2:x8} CR3={Cr3:x8} CR4={Cr4:x8}").AppendLine();
         sb.Append($"CS={Cs:x4} DS={Ds:x4} ES={Es:x4} FS={Fs:x4} GS={Gs:x4} SS={Ss:x4} retired={InstructionsRetired}");
         return sb.ToString();

@@ -10,16 +10,17 @@ namespace HybridVmm.Hardware.Cpu;
 /// address that every access translates through the <see cref="SecondLevelPageTable"/>.
 /// </summary>
 /// <remarks>
-/// The core is split over partial files: state and the run loop here, memory access, the decode cache,
-/// operand access, and one file per instruction family. Flags are computed eagerly into <see cref="_flags"/>.
-/// An instruction that touches memory the second-level table refuses is rolled back from a register
-/// snapshot taken at its start, so a guest fault never leaves partial architectural state.
+/// The core is split over partial files, one folder per seam (Cpu/README.md): the architectural state in
+/// <see cref="CpuContext"/> (State/), the decode cache (Decode/), the interpreter (Interp/), memory access,
+/// segmentation and interrupts (System/) and exits with their completion (Exits/). Flags are computed eagerly into
+/// <see cref="CpuContext.Eflags"/>. An instruction that touches memory the second-level table refuses is rolled back
+/// from a register snapshot taken at its start, so a guest fault never leaves partial architectural state.
 /// </remarks>
 public sealed partial class X86Core
 {
-    private GprFile _gpr;
-    private uint _eip;
-    private uint _flags = (uint)EFlags.Reserved1;
+    // The architectural state (State/CpuContext.cs). A field, not a property: handlers reach it as _ctx.Eax etc.
+    // and a future MMU, FPU or translator takes it by ref.
+    private CpuContext _ctx;
 
     // Snapshot of the register file at the start of the current instruction, for rollback.
     private GprFile _savedGpr;
@@ -35,40 +36,45 @@ public sealed partial class X86Core
         _codePages = new CodePage?[slat.GuestPageCount];
         _codeReader = new GuestCodeReader(this);
         _decoder = Decoder.Create(32, _codeReader);
+        _ctx.Eflags = (uint)EFlags.Reserved1;
     }
 
     public HostPhysicalMemory Memory { get; }
     public SecondLevelPageTable Slat { get; }
 
-    public uint Eip { get => _eip; set => _eip = value; }
+    public uint Eip { get => _ctx.Eip; set => _ctx.Eip = value; }
 
     /// <summary>EFLAGS fully materialised (bit 1 always set).</summary>
-    public uint Eflags { get => _flags; set => _flags = (value & EFlagsWritableMask) | (uint)EFlags.Reserved1; }
+    public uint Eflags { get => _ctx.Eflags; set => _ctx.Eflags = (value & EFlagsWritableMask) | (uint)EFlags.Reserved1; }
 
-    public uint Cr0 { get; set; }
-    public uint Cr2 { get; set; }
-    public uint Cr3 { get; set; }
-    public uint Cr4 { get; set; }
+    public uint Cr0 { get => _ctx.Cr0; set => _ctx.Cr0 = value; }
+    public uint Cr2 { get => _ctx.Cr2; set => _ctx.Cr2 = value; }
+    public uint Cr3 { get => _ctx.Cr3; set => _ctx.Cr3 = value; }
+    public uint Cr4 { get => _ctx.Cr4; set => _ctx.Cr4 = value; }
 
-    public ushort Cs { get; set; }
-    public ushort Ds { get; set; }
-    public ushort Es { get; set; }
-    public ushort Fs { get; set; }
-    public ushort Gs { get; set; }
-    public ushort Ss { get; set; }
+    // Segment selectors. Setting one loads its hidden descriptor cache (flat for now, System/X86Core.Segmentation.cs).
+    public ushort Cs { get => _ctx.Cs.Selector; set => LoadSegment(Sreg.Cs, value); }
+    public ushort Ds { get => _ctx.Ds.Selector; set => LoadSegment(Sreg.Ds, value); }
+    public ushort Es { get => _ctx.Es.Selector; set => LoadSegment(Sreg.Es, value); }
+    public ushort Fs { get => _ctx.Fs.Selector; set => LoadSegment(Sreg.Fs, value); }
+    public ushort Gs { get => _ctx.Gs.Selector; set => LoadSegment(Sreg.Gs, value); }
+    public ushort Ss { get => _ctx.Ss.Selector; set => LoadSegment(Sreg.Ss, value); }
+
+    /// <summary>A segment register with its hidden descriptor cache (selector, base, limit, attributes).</summary>
+    public SegmentRegister GetSegment(Sreg segment) => _ctx.Segments[(int)segment];
 
     /// <summary>GDTR as loaded by LGDT (stored only; flat segments ignore descriptors for now).</summary>
-    public DescriptorTableRegister Gdtr { get; set; }
-    /// <summary>IDTR as loaded by LIDT; a non-empty table turns on exception and interrupt delivery (X86Core.Interrupts.cs).</summary>
-    public DescriptorTableRegister Idtr { get; set; }
+    public DescriptorTableRegister Gdtr { get => _ctx.Gdtr; set => _ctx.Gdtr = value; }
+    /// <summary>IDTR as loaded by LIDT; a non-empty table turns on exception and interrupt delivery (System/X86Core.Interrupts.cs).</summary>
+    public DescriptorTableRegister Idtr { get => _ctx.Idtr; set => _ctx.Idtr = value; }
 
     /// <summary>Added to <see cref="InstructionsRetired"/> to form the value RDTSC returns (like VMX TSC offsetting).</summary>
     public ulong TscOffset { get; set; }
 
     public uint this[Gpr r]
     {
-        get => _gpr[(int)r];
-        set => _gpr[(int)r] = value;
+        get => _ctx.Gpr[(int)r];
+        set => _ctx.Gpr[(int)r] = value;
     }
 
     /// <summary>Instructions retired since reset (virtual time for this core; RDTSC derives from it).</summary>
@@ -77,9 +83,9 @@ public sealed partial class X86Core
     /// <summary>Sets the flat 4 GiB protected-mode state Multiboot requires (CS/DS/ES/FS/GS/SS flat, CR0.PE=1, IF=0).</summary>
     public void ResetToFlatProtectedMode(uint eip)
     {
-        _gpr = default;
-        _eip = eip;
-        _flags = (uint)EFlags.Reserved1;
+        _ctx.Gpr = default;
+        _ctx.Eip = eip;
+        _ctx.Eflags = (uint)EFlags.Reserved1;
         Cr0 = 1; // PE=1, PG=0
         Cr2 = Cr3 = Cr4 = 0;
         Cs = 0x08;
@@ -87,6 +93,7 @@ public sealed partial class X86Core
         Gdtr = default;
         Idtr = default;
         _pending = default;
+        DiscardReplay();
         ResetInterruptState();
     }
 
@@ -100,17 +107,18 @@ public sealed partial class X86Core
     public CpuExit Run(long maxInstructions)
     {
         long retired = 0;
+        _interceptCompletable = false;
         CodePage? page = null;
         uint pageBase = 0;
         while (retired < maxInstructions)
         {
-            // Pending interrupts, queued exceptions and the STI shadow (X86Core.Interrupts.cs).
+            // Pending interrupts, queued exceptions and the STI shadow (System/X86Core.Interrupts.cs).
             if (_eventCheck && !ServiceEvents())
             {
                 return _exit;
             }
 
-            uint eip = _eip;
+            uint eip = _ctx.Eip;
             if (page is null || (eip & ~PageOffsetMask) != pageBase)
             {
                 pageBase = eip & ~PageOffsetMask;
@@ -131,10 +139,10 @@ public sealed partial class X86Core
                 return _exit;
             }
 
-            _savedGpr = _gpr;
+            _savedGpr = _ctx.Gpr;
             _savedEip = eip;
-            _savedFlags = _flags;
-            _eip = ins.NextIP32;
+            _savedFlags = _ctx.Eflags;
+            _ctx.Eip = ins.NextIP32;
 
             if (Execute(ref ins))
             {
@@ -157,21 +165,26 @@ public sealed partial class X86Core
 
             // The instruction stopped: memory intercept, exception, or an exit that completes later.
             CpuExit exit = _exit;
+            _replayCursor = 0; // a re-execution replays completed MMIO accesses from the first
             if (exit.Reason is CpuExitReason.MemoryIntercept or CpuExitReason.Exception)
             {
                 _faulted = false;
                 if (_keepProgress)
                 {
-                    _eip = _savedEip; // completed REP iterations stay; the instruction resumes
+                    _ctx.Eip = _savedEip; // completed REP iterations stay; the instruction resumes
                 }
                 else
                 {
                     Rollback();
                 }
                 _keepProgress = false;
+                if (exit.Reason == CpuExitReason.Exception)
+                {
+                    DiscardReplay(); // the instruction will not complete: its MMIO accesses are not replayed
+                }
                 if (exit.Reason == CpuExitReason.Exception && IdtLoaded)
                 {
-                    // Delivered through the IDT: the handler runs next (X86Core.Interrupts.cs).
+                    // Delivered through the IDT: the handler runs next (System/X86Core.Interrupts.cs).
                     if (!DeliverException(exit.Vector, exit.ErrorCode))
                     {
                         return _exit;
@@ -194,37 +207,8 @@ public sealed partial class X86Core
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private void Rollback()
     {
-        _gpr = _savedGpr;
-        _eip = _savedEip;
-        _flags = _savedFlags;
+        _ctx.Gpr = _savedGpr;
+        _ctx.Eip = _savedEip;
+        _ctx.Eflags = _savedFlags;
     }
-
-    private CpuExit IntercepFetch(uint eip)
-    {
-        _exit = new CpuExit(CpuExitReason.MemoryIntercept, GuestPhysicalAddress: eip, IsWrite: false, Size: 1);
-        return _exit;
-    }
-
-    /// <summary>Stops the current instruction with an architectural exception; EIP stays on it (a fault).</summary>
-    private bool Fault(byte vector, uint errorCode = 0)
-    {
-        // A memory intercept recorded earlier in the same instruction takes priority.
-        if (!_faulted)
-        {
-            _exit = new CpuExit(CpuExitReason.Exception, Vector: vector, ErrorCode: errorCode);
-        }
-        return false;
-    }
-
-    private bool UndefinedOpcode() => Fault(ExceptionVector.InvalidOpcode);
-}
-
-/// <summary>The base and limit a descriptor-table register holds (SDM Vol. 3A, 2.4).</summary>
-public readonly record struct DescriptorTableRegister(uint Base, ushort Limit);
-
-/// <summary>The eight general-purpose registers stored inline so that a snapshot is a plain struct copy.</summary>
-[InlineArray(8)]
-internal struct GprFile
-{
-    private uint _element;
 }

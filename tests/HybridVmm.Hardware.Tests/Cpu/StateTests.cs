@@ -46,4 +46,47 @@ public class StateTests
         });
         Assert.That(m.Read32(counter), Is.EqualTo(1000));
     }
+
+    [Test]
+    public void SegmentRegistersHoldFlatDescriptorCaches()
+    {
+        var m = new TestMachine();
+        m.Execute(asm =>
+        {
+            asm.mov(ax, 0x23);
+            asm.mov(es, ax);
+            asm.push(0x2b);
+            asm.pop(fs);
+        });
+        Assert.That(m.Cpu.GetSegment(Sreg.Cs), Is.EqualTo(new SegmentRegister(0x08, 0, 0xFFFFFFFF, SegmentRegister.FlatCodeAttributes)));
+        Assert.That(m.Cpu.GetSegment(Sreg.Ss), Is.EqualTo(new SegmentRegister(0x10, 0, 0xFFFFFFFF, SegmentRegister.FlatDataAttributes)));
+        Assert.That(m.Cpu.GetSegment(Sreg.Es), Is.EqualTo(SegmentRegister.Flat(0x23, code: false)));
+        Assert.That((m.Cpu.Es, m.Cpu.Fs, m.Cpu.GetSegment(Sreg.Fs).Selector), Is.EqualTo(((ushort)0x23, (ushort)0x2b, (ushort)0x2b)));
+    }
+
+    [Test]
+    public void ASegmentLoadWhoseSourceIsRefusedLeavesTheSegmentUnchanged()
+    {
+        // Segment registers are not in the per-instruction rollback snapshot: the load must not happen at all.
+        var m = new TestMachine();
+        m.Slat.Unmap(0x30);
+        m.Load(asm =>
+        {
+            asm.mov(ds, __word_ptr[0x30000]);
+            asm.hlt();
+        });
+        Assert.That(m.Cpu.Run(100).Reason, Is.EqualTo(CpuExitReason.MemoryIntercept));
+        Assert.That(m.Cpu.Ds, Is.EqualTo(0x10));
+
+        m = new TestMachine();
+        m.Slat.Unmap(0x30);
+        m.Cpu[Gpr.Esp] = 0x30000;
+        m.Load(asm =>
+        {
+            asm.pop(gs);
+            asm.hlt();
+        });
+        Assert.That(m.Cpu.Run(100).Reason, Is.EqualTo(CpuExitReason.MemoryIntercept));
+        Assert.That((m.Cpu.Gs, m.Cpu[Gpr.Esp]), Is.EqualTo(((ushort)0x10, 0x30000u)));
+    }
 }

@@ -36,6 +36,7 @@ public sealed partial class X86Core
             Register r = ins.Op0Register;
             if (r.IsSegmentRegister())
             {
+                if (_faulted) return false; // segment registers are not in the rollback snapshot
                 WriteSegment(r, (ushort)value);
             }
             else
@@ -54,37 +55,37 @@ public sealed partial class X86Core
     private bool Pusha(ref Instruction ins)
     {
         int size = ins.Code == Code.Pushaw ? 2 : 4;
-        uint esp = _gpr[4];
+        uint esp = _ctx.Esp;
         if (!ProbeWrite(esp - (uint)(8 * size), 8 * size)) return false;
         for (int i = 0; i < 8; i++)
         {
             // The ESP slot holds ESP as it was before the first push.
-            uint value = i == 4 ? esp : _gpr[i];
+            uint value = i == 4 ? esp : _ctx.Gpr[i];
             WriteMem(esp - (uint)((i + 1) * size), size, value);
         }
-        _gpr[4] = esp - (uint)(8 * size);
+        _ctx.Esp = esp - (uint)(8 * size);
         return true;
     }
 
     private bool Popa(ref Instruction ins)
     {
         int size = ins.Code == Code.Popaw ? 2 : 4;
-        uint esp = _gpr[4];
+        uint esp = _ctx.Esp;
         for (int i = 7; i >= 0; i--)
         {
             uint value = ReadMem(esp + (uint)((7 - i) * size), size);
             if (i == 4) continue; // the stored ESP is skipped
-            if (size == 4) _gpr[i] = value;
-            else _gpr[i] = (_gpr[i] & 0xffff0000) | value;
+            if (size == 4) _ctx.Gpr[i] = value;
+            else _ctx.Gpr[i] = (_ctx.Gpr[i] & 0xffff0000) | value;
         }
-        _gpr[4] = esp + (uint)(8 * size);
+        _ctx.Esp = esp + (uint)(8 * size);
         return true;
     }
 
     private bool Pushf(ref Instruction ins)
     {
         // VM (17) and RF (16) are stored cleared (SDM Vol. 2B, PUSHF).
-        uint value = _flags & 0x00fcffff;
+        uint value = _ctx.Eflags & 0x00fcffff;
         Push(ins.Code == Code.Pushfw ? value & 0xffff : value, ins.Code == Code.Pushfw ? 2 : 4);
         return true;
     }
@@ -94,12 +95,12 @@ public sealed partial class X86Core
         if (ins.Code == Code.Popfw)
         {
             uint low = Pop(2);
-            _flags = (_flags & 0xffff0000) | (low & EFlagsWritableMask & 0xffff) | (uint)EFlags.Reserved1;
+            _ctx.Eflags = (_ctx.Eflags & 0xffff0000) | (low & EFlagsWritableMask & 0xffff) | (uint)EFlags.Reserved1;
         }
         else
         {
             // At CPL 0 every writable bit including IF and IOPL may change; VM/RF/VIF/VIP stay clear.
-            _flags = (Pop(4) & EFlagsWritableMask) | (uint)EFlags.Reserved1;
+            _ctx.Eflags = (Pop(4) & EFlagsWritableMask) | (uint)EFlags.Reserved1;
         }
         return true;
     }
@@ -107,15 +108,15 @@ public sealed partial class X86Core
     private bool Lahf()
     {
         // AH <- SF:ZF:0:AF:0:PF:1:CF
-        uint ah = (_flags & (SF | ZF | AF | PF | CF)) | 2;
-        _gpr[0] = (_gpr[0] & 0xffff00ff) | (ah << 8);
+        uint ah = (_ctx.Eflags & (SF | ZF | AF | PF | CF)) | 2;
+        _ctx.Eax = (_ctx.Eax & 0xffff00ff) | (ah << 8);
         return true;
     }
 
     private bool Sahf()
     {
-        uint ah = (_gpr[0] >> 8) & (SF | ZF | AF | PF | CF);
-        _flags = (_flags & ~(SF | ZF | AF | PF | CF)) | ah;
+        uint ah = (_ctx.Eax >> 8) & (SF | ZF | AF | PF | CF);
+        _ctx.Eflags = (_ctx.Eflags & ~(SF | ZF | AF | PF | CF)) | ah;
         return true;
     }
 
@@ -125,9 +126,9 @@ public sealed partial class X86Core
         int size = ins.Code == Code.Enterw_imm16_imm8 ? 2 : 4;
         uint allocSize = ins.Immediate16;
         int level = ins.Immediate8_2nd & 31;
-        uint ebp = _gpr[5];
+        uint ebp = _ctx.Ebp;
         Push(ebp, size);
-        uint frameTemp = _gpr[4];
+        uint frameTemp = _ctx.Esp;
         if (level > 0)
         {
             for (int i = 1; i < level; i++)
@@ -139,8 +140,8 @@ public sealed partial class X86Core
         }
         // The stack-size attribute (32 bits here), not the operand size, selects EBP over BP as the frame
         // pointer (SDM Vol. 2A, ENTER), so an o16 ENTER still loads all of EBP.
-        _gpr[5] = frameTemp;
-        _gpr[4] -= allocSize;
+        _ctx.Ebp = frameTemp;
+        _ctx.Esp -= allocSize;
         return true;
     }
 
@@ -150,13 +151,13 @@ public sealed partial class X86Core
         // ESP <- EBP follows the stack-address size (32 bits here), not the operand size (SDM Vol. 2A, LEAVE).
         if (ins.Code == Code.Leavew)
         {
-            _gpr[4] = _gpr[5];
-            _gpr[5] = (_gpr[5] & 0xffff0000) | Pop(2);
+            _ctx.Esp = _ctx.Ebp;
+            _ctx.Ebp = (_ctx.Ebp & 0xffff0000) | Pop(2);
         }
         else
         {
-            _gpr[4] = _gpr[5];
-            _gpr[5] = Pop(4);
+            _ctx.Esp = _ctx.Ebp;
+            _ctx.Ebp = Pop(4);
         }
         return true;
     }

@@ -19,7 +19,7 @@ public sealed partial class X86Core
             return UndefinedOpcode(); // 16-bit address size is not emulated
         }
         int size = MemSize(ref ins);
-        uint delta = (_flags & DF) != 0 ? (uint)-size : (uint)size;
+        uint delta = (_ctx.Eflags & DF) != 0 ? (uint)-size : (uint)size;
         bool rep = ins.HasRepPrefix || ins.HasRepnePrefix;
         if (!rep)
         {
@@ -32,21 +32,25 @@ public sealed partial class X86Core
         // SDM Vol. 3A 17.3.1.4: under single-stepping a REP instruction runs one iteration per step, EIP staying
         // on it while iterations remain, so the #DB trap comes after every iteration.
         bool singleStep = (_savedFlags & (uint)EFlags.TF) != 0;
-        while (_gpr[1] != 0)
+        while (_ctx.Ecx != 0)
         {
             if (!StringIteration(op, size, delta))
             {
                 return false;
             }
-            _gpr[1]--;
-            if (op is Operation.Cmps or Operation.Scas && ((_flags & ZF) != 0) != repeWhileEqual)
+            _ctx.Ecx--;
+            if (_replayCount != 0)
+            {
+                DiscardReplay(); // the element is committed: its completed MMIO accesses are used up
+            }
+            if (op is Operation.Cmps or Operation.Scas && ((_ctx.Eflags & ZF) != 0) != repeWhileEqual)
             {
                 break;
             }
 
-            if (singleStep && _gpr[1] != 0)
+            if (singleStep && _ctx.Ecx != 0)
             {
-                _eip = _savedEip;
+                _ctx.Eip = _savedEip;
                 break;
             }
         }
@@ -58,8 +62,8 @@ public sealed partial class X86Core
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private bool StringIteration(Operation op, int size, uint delta)
     {
-        uint esi = _gpr[6];
-        uint edi = _gpr[7];
+        uint esi = _ctx.Esi;
+        uint edi = _ctx.Edi;
         switch (op)
         {
             case Operation.Movs:
@@ -67,21 +71,21 @@ public sealed partial class X86Core
                     uint v = ReadMem(esi, size);
                     WriteMem(edi, size, v);
                     if (_faulted) return false;
-                    _gpr[6] = esi + delta;
-                    _gpr[7] = edi + delta;
+                    _ctx.Esi = esi + delta;
+                    _ctx.Edi = edi + delta;
                     return true;
                 }
             case Operation.Stos:
-                WriteMem(edi, size, _gpr[0]);
+                WriteMem(edi, size, _ctx.Eax);
                 if (_faulted) return false;
-                _gpr[7] = edi + delta;
+                _ctx.Edi = edi + delta;
                 return true;
             case Operation.Lods:
                 {
                     uint v = ReadMem(esi, size);
                     if (_faulted) return false;
                     WriteAccumulator(size, v);
-                    _gpr[6] = esi + delta;
+                    _ctx.Esi = esi + delta;
                     return true;
                 }
             case Operation.Cmps:
@@ -90,16 +94,16 @@ public sealed partial class X86Core
                     uint b = ReadMem(edi, size);
                     if (_faulted) return false;
                     SubWithFlags(a, b, 0, size);
-                    _gpr[6] = esi + delta;
-                    _gpr[7] = edi + delta;
+                    _ctx.Esi = esi + delta;
+                    _ctx.Edi = edi + delta;
                     return true;
                 }
             default: // SCAS
                 {
                     uint b = ReadMem(edi, size);
                     if (_faulted) return false;
-                    SubWithFlags(_gpr[0] & SizeMask(size), b, 0, size);
-                    _gpr[7] = edi + delta;
+                    SubWithFlags(_ctx.Eax & SizeMask(size), b, 0, size);
+                    _ctx.Edi = edi + delta;
                     return true;
                 }
         }
@@ -109,9 +113,9 @@ public sealed partial class X86Core
     {
         switch (size)
         {
-            case 1: _gpr[0] = (_gpr[0] & 0xffffff00) | (value & 0xff); break;
-            case 2: _gpr[0] = (_gpr[0] & 0xffff0000) | (value & 0xffff); break;
-            default: _gpr[0] = value; break;
+            case 1: _ctx.Eax = (_ctx.Eax & 0xffffff00) | (value & 0xff); break;
+            case 2: _ctx.Eax = (_ctx.Eax & 0xffff0000) | (value & 0xffff); break;
+            default: _ctx.Eax = value; break;
         }
     }
 }

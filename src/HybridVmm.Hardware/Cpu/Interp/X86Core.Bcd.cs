@@ -6,17 +6,17 @@ namespace HybridVmm.Hardware.Cpu;
 /// </summary>
 public sealed partial class X86Core
 {
-    private uint Al => _gpr[0] & 0xff;
+    private uint Al => _ctx.Eax & 0xff;
 
-    private void SetAl(uint al) => _gpr[0] = (_gpr[0] & 0xffffff00) | (al & 0xff);
+    private void SetAl(uint al) => _ctx.Eax = (_ctx.Eax & 0xffffff00) | (al & 0xff);
 
     private bool Daa()
     {
         uint oldAl = Al;
-        bool oldCf = (_flags & CF) != 0;
+        bool oldCf = (_ctx.Eflags & CF) != 0;
         uint al = oldAl;
         uint f = 0;
-        if ((al & 0x0f) > 9 || (_flags & AF) != 0)
+        if ((al & 0x0f) > 9 || (_ctx.Eflags & AF) != 0)
         {
             al += 6;
             f |= AF;
@@ -35,10 +35,10 @@ public sealed partial class X86Core
     private bool Das()
     {
         uint oldAl = Al;
-        bool oldCf = (_flags & CF) != 0;
+        bool oldCf = (_ctx.Eflags & CF) != 0;
         uint al = oldAl;
         uint f = 0;
-        if ((al & 0x0f) > 9 || (_flags & AF) != 0)
+        if ((al & 0x0f) > 9 || (_ctx.Eflags & AF) != 0)
         {
             if (al < 6 || oldCf) f |= CF; // CF <- old_CF or borrow from AL - 6
             al -= 6;
@@ -58,33 +58,33 @@ public sealed partial class X86Core
     private bool Aaa()
     {
         // OF, SF, ZF, PF are undefined and left unchanged.
-        if ((Al & 0x0f) > 9 || (_flags & AF) != 0)
+        if ((Al & 0x0f) > 9 || (_ctx.Eflags & AF) != 0)
         {
-            uint ax = (_gpr[0] + 0x106) & 0xffff;
-            _gpr[0] = (_gpr[0] & 0xffff0000) | (ax & 0xff0f);
-            _flags |= AF | CF;
+            uint ax = (_ctx.Eax + 0x106) & 0xffff;
+            _ctx.Eax = (_ctx.Eax & 0xffff0000) | (ax & 0xff0f);
+            _ctx.Eflags |= AF | CF;
         }
         else
         {
-            _gpr[0] &= 0xffffff0f;
-            _flags &= ~(AF | CF);
+            _ctx.Eax &= 0xffffff0f;
+            _ctx.Eflags &= ~(AF | CF);
         }
         return true;
     }
 
     private bool Aas()
     {
-        if ((Al & 0x0f) > 9 || (_flags & AF) != 0)
+        if ((Al & 0x0f) > 9 || (_ctx.Eflags & AF) != 0)
         {
-            uint ax = (_gpr[0] - 6) & 0xffff;
+            uint ax = (_ctx.Eax - 6) & 0xffff;
             uint ah = ((ax >> 8) - 1) & 0xff;
-            _gpr[0] = (_gpr[0] & 0xffff0000) | (ah << 8) | (ax & 0x0f);
-            _flags |= AF | CF;
+            _ctx.Eax = (_ctx.Eax & 0xffff0000) | (ah << 8) | (ax & 0x0f);
+            _ctx.Eflags |= AF | CF;
         }
         else
         {
-            _gpr[0] &= 0xffffff0f;
-            _flags &= ~(AF | CF);
+            _ctx.Eax &= 0xffffff0f;
+            _ctx.Eflags &= ~(AF | CF);
         }
         return true;
     }
@@ -96,15 +96,15 @@ public sealed partial class X86Core
         uint al = Al;
         uint ah = al / imm;
         al %= imm;
-        _gpr[0] = (_gpr[0] & 0xffff0000) | (ah << 8) | al;
+        _ctx.Eax = (_ctx.Eax & 0xffff0000) | (ah << 8) | al;
         SetStatus(Szp(al, 1)); // OF, AF, CF undefined: 0
         return true;
     }
 
     private bool Aad(ref Iced.Intel.Instruction ins)
     {
-        uint al = (Al + ((_gpr[0] >> 8) & 0xff) * ins.Immediate8) & 0xff;
-        _gpr[0] = (_gpr[0] & 0xffff0000) | al;
+        uint al = (Al + ((_ctx.Eax >> 8) & 0xff) * ins.Immediate8) & 0xff;
+        _ctx.Eax = (_ctx.Eax & 0xffff0000) | al;
         SetStatus(Szp(al, 1)); // OF, AF, CF undefined: 0
         return true;
     }

@@ -59,7 +59,7 @@ public sealed partial class X86Core
                     r = n == 0 ? a : ((a << n) | (a >> (bits - n))) & mask;
                     uint cf = r & 1;
                     uint of = (((r & sign) != 0 ? 1u : 0u) ^ cf) != 0 ? OF : 0;
-                    _flags = (_flags & ~(CF | OF)) | cf | of;
+                    _ctx.Eflags = (_ctx.Eflags & ~(CF | OF)) | cf | of;
                     break;
                 }
             case Operation.Ror:
@@ -68,7 +68,7 @@ public sealed partial class X86Core
                     r = n == 0 ? a : ((a >> n) | (a << (bits - n))) & mask;
                     uint cf = (r & sign) != 0 ? CF : 0;
                     uint of = ((r ^ (r << 1)) & sign) != 0 ? OF : 0;
-                    _flags = (_flags & ~(CF | OF)) | cf | of;
+                    _ctx.Eflags = (_ctx.Eflags & ~(CF | OF)) | cf | of;
                     break;
                 }
             default:
@@ -81,14 +81,14 @@ public sealed partial class X86Core
                     }
                     int width = bits + 1;
                     ulong wideMask = (1UL << width) - 1;
-                    ulong v = ((ulong)(_flags & CF) << bits) | a;
+                    ulong v = ((ulong)(_ctx.Eflags & CF) << bits) | a;
                     v = op == Operation.Rcl
                         ? ((v << n) | (v >> (width - n))) & wideMask
                         : ((v >> n) | (v << (width - n))) & wideMask;
                     r = (uint)v & mask;
                     uint cf = (uint)(v >> bits) & 1;
                     uint of = ((a ^ r) & sign) != 0 ? OF : 0;
-                    _flags = (_flags & ~(CF | OF)) | cf | of;
+                    _ctx.Eflags = (_ctx.Eflags & ~(CF | OF)) | cf | of;
                     break;
                 }
         }

@@ -6,8 +6,9 @@ namespace HybridVmm.Hardware.Cpu;
 /// <summary>
 /// Guest memory access: every linear address (= guest-physical, paging off) goes through the
 /// second-level table. A refused access records a <see cref="CpuExitReason.MemoryIntercept"/> exit and
-/// sets <see cref="_faulted"/>; later accesses of the same instruction then do nothing, and the run loop
-/// rolls the instruction back. Accesses that cross a page translate both pages before touching either.
+/// sets <see cref="_faulted"/> (Exits/X86Core.Exits.cs); later accesses of the same instruction then do nothing,
+/// and the run loop rolls the instruction back. Accesses that cross a page translate both pages before touching
+/// either. Paging (CR0.PG) will translate linear to guest-physical here, before the second-level table.
 /// </summary>
 public sealed partial class X86Core
 {
@@ -17,14 +18,14 @@ public sealed partial class X86Core
     private readonly byte[] _ram;
     private readonly int[] _slatEntries;
 
-    private CpuExit _exit;
-    private bool _faulted;
-    // Set by REP string instructions: their completed iterations stay architecturally visible on a fault.
-    private bool _keepProgress;
-
-    /// <summary>Translates one page; -1 (and a recorded intercept) when refused.</summary>
+    /// <summary>
+    /// Translates one page part of an access. -1 when the second-level table refuses it: either an intercept is
+    /// recorded (<see cref="_faulted"/>), or the access was already answered by the hypervisor and is replayed
+    /// (a read's value is then in <see cref="_mmioValue"/>, a write counts as done). <paramref name="writeValue"/>
+    /// holds the bytes a write stores in this part, for the exit.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private long TranslateOrFault(uint address, bool write, int size)
+    private long TranslateOrFault(uint address, bool write, int size, uint writeValue = 0)
     {
         uint page = address >> PageShift;
         int[] entries = _slatEntries;
@@ -36,25 +37,16 @@ public sealed partial class X86Core
                 return ((long)(entry & SecondLevelPageTable.FrameMask) << PageShift) | (address & PageOffsetMask);
             }
         }
-        return RecordIntercept(address, write, size);
+        return MemoryIntercept(address, write, size, writeValue);
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private long RecordIntercept(uint address, bool write, int size)
-    {
-        if (!_faulted)
-        {
-            _faulted = true;
-            _exit = new CpuExit(CpuExitReason.MemoryIntercept, GuestPhysicalAddress: address, IsWrite: write, Size: (byte)size);
-        }
-        return -1;
-    }
+    // A refused read returns _mmioValue: the replayed value, or 0 when the access exits (nothing then uses it).
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private uint Read8(uint address)
     {
         long host = TranslateOrFault(address, false, 1);
-        return host < 0 ? 0u : _ram[host];
+        return host < 0 ? _mmioValue : _ram[host];
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -63,7 +55,7 @@ public sealed partial class X86Core
         if ((address & PageOffsetMask) <= PageOffsetMask - 1)
         {
             long host = TranslateOrFault(address, false, 2);
-            return host < 0 ? 0u : Unsafe.ReadUnaligned<ushort>(ref _ram[host]);
+            return host < 0 ? _mmioValue : Unsafe.ReadUnaligned<ushort>(ref _ram[host]);
         }
         return ReadSplit(address, 2);
     }
@@ -74,7 +66,7 @@ public sealed partial class X86Core
         if ((address & PageOffsetMask) <= PageOffsetMask - 3)
         {
             long host = TranslateOrFault(address, false, 4);
-            return host < 0 ? 0 : Unsafe.ReadUnaligned<uint>(ref _ram[host]);
+            return host < 0 ? _mmioValue : Unsafe.ReadUnaligned<uint>(ref _ram[host]);
         }
         return ReadSplit(address, 4);
     }
@@ -87,29 +79,39 @@ public sealed partial class X86Core
         _ => Read32(address),
     };
 
-    /// <summary>A little-endian read whose bytes lie in two pages (addresses wrap at 4 GiB).</summary>
+    /// <summary>
+    /// A little-endian read whose bytes lie in two pages (addresses wrap at 4 GiB). Each page part is its own
+    /// access: RAM on one side and MMIO on the other, or MMIO on both, each exits (and is replayed) separately.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private uint ReadSplit(uint address, int size)
     {
         int first = (int)(HostPhysicalMemory.FrameSize - (address & PageOffsetMask));
         uint second = address + (uint)first;
         long h1 = TranslateOrFault(address, false, first);
-        if (h1 < 0) return 0;
+        if (_faulted) return 0;
+        uint low = h1 >= 0 ? ReadBytes(h1, first) : _mmioValue;
         long h2 = TranslateOrFault(second, false, size - first);
-        if (h2 < 0) return 0;
+        if (_faulted) return 0;
+        uint high = h2 >= 0 ? ReadBytes(h2, size - first) : _mmioValue;
+        return low | (high << (8 * first));
+    }
+
+    private uint ReadBytes(long host, int count)
+    {
         uint value = 0;
-        for (int i = 0; i < size; i++)
+        for (int i = 0; i < count; i++)
         {
-            uint b = i < first ? _ram[h1 + i] : _ram[h2 + i - first];
-            value |= b << (8 * i);
+            value |= (uint)_ram[host + i] << (8 * i);
         }
         return value;
     }
 
+    /// <summary>A write's host address; -1 when refused (intercept recorded) or already done by the hypervisor (replayed).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private long TranslateForWrite(uint address, int size)
+    private long TranslateForWrite(uint address, int size, uint value)
     {
-        long host = TranslateOrFault(address, true, size);
+        long host = TranslateOrFault(address, true, size, value);
         if (host < 0 || _faulted)
         {
             return -1;
@@ -125,7 +127,7 @@ public sealed partial class X86Core
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private void Write8(uint address, uint value)
     {
-        long host = TranslateForWrite(address, 1);
+        long host = TranslateForWrite(address, 1, value);
         if (host >= 0) _ram[host] = (byte)value;
     }
 
@@ -134,7 +136,7 @@ public sealed partial class X86Core
     {
         if ((address & PageOffsetMask) <= PageOffsetMask - 1)
         {
-            long host = TranslateForWrite(address, 2);
+            long host = TranslateForWrite(address, 2, value);
             if (host >= 0) Unsafe.WriteUnaligned(ref _ram[host], (ushort)value);
             return;
         }
@@ -146,7 +148,7 @@ public sealed partial class X86Core
     {
         if ((address & PageOffsetMask) <= PageOffsetMask - 3)
         {
-            long host = TranslateForWrite(address, 4);
+            long host = TranslateForWrite(address, 4, value);
             if (host >= 0) Unsafe.WriteUnaligned(ref _ram[host], value);
             return;
         }
@@ -170,22 +172,42 @@ public sealed partial class X86Core
         int first = (int)(HostPhysicalMemory.FrameSize - (address & PageOffsetMask));
         uint second = address + (uint)first;
         // Check both pages before writing any byte, so a refused second page leaves memory untouched.
-        long h1 = TranslateForWrite(address, first);
-        if (h1 < 0) return;
-        long h2 = TranslateForWrite(second, size - first);
-        if (h2 < 0) return;
+        // A part the hypervisor already wrote (MMIO replay) translates to -1 without a fault and is skipped.
+        long h1 = TranslateForWrite(address, first, value & SizeMask(first));
+        if (_faulted) return;
+        long h2 = TranslateForWrite(second, size - first, value >> (8 * first));
+        if (_faulted) return;
         for (int i = 0; i < size; i++)
         {
             byte b = (byte)(value >> (8 * i));
-            if (i < first) _ram[h1 + i] = b; else _ram[h2 + i - first] = b;
+            if (i < first)
+            {
+                if (h1 >= 0) _ram[h1 + i] = b;
+            }
+            else if (h2 >= 0)
+            {
+                _ram[h2 + i - first] = b;
+            }
         }
     }
 
-    /// <summary>Checks that a write would be allowed, without writing (used before multi-write instructions).</summary>
+    /// <summary>
+    /// Checks that a write would be allowed, without writing (used before multi-write instructions: INS, PUSHA,
+    /// SGDT/SIDT, CMPXCHG8B). A refused probe is a plain intercept that cannot be completed as MMIO: it carries no
+    /// data, so the instruction can only re-execute once the table allows the write.
+    /// </summary>
     private bool ProbeWrite(uint address, int size)
     {
         int first = (int)Math.Min(size, HostPhysicalMemory.FrameSize - (address & PageOffsetMask));
-        if (TranslateOrFault(address, true, first) < 0) return false;
-        return first == size || TranslateOrFault(address + (uint)first, true, size - first) >= 0;
+        if (!WriteAllowed(address)) return ProbeRefused(address, first);
+        uint second = address + (uint)first;
+        return first == size || WriteAllowed(second) || ProbeRefused(second, size - first);
+    }
+
+    private bool WriteAllowed(uint address)
+    {
+        uint page = address >> PageShift;
+        return page < (uint)_slatEntries.Length && _slatEntries[page] is int entry && entry >= 0
+            && (entry & SecondLevelPageTable.WritableBit) != 0;
     }
 }

@@ -14,7 +14,7 @@ public sealed partial class X86Core
     {
         if (Condition(ConditionByCode[(int)ins.Code]))
         {
-            _eip = BranchTarget(ref ins);
+            _ctx.Eip = BranchTarget(ref ins);
         }
         return true;
     }
@@ -25,13 +25,13 @@ public sealed partial class X86Core
         switch (ins.Op0Kind)
         {
             case OpKind.NearBranch32:
-                _eip = ins.NearBranch32;
+                _ctx.Eip = ins.NearBranch32;
                 break;
             case OpKind.NearBranch16:
-                _eip = ins.NearBranch16;
+                _ctx.Eip = ins.NearBranch16;
                 break;
             default:
-                _eip = LoadDest(ref ins, out _, out _);
+                _ctx.Eip = LoadDest(ref ins, out _, out _);
                 break;
         }
         return true;
@@ -57,8 +57,8 @@ public sealed partial class X86Core
                 target = LoadDest(ref ins, out _, out size);
                 break;
         }
-        Push(_eip, size);
-        _eip = target;
+        Push(_ctx.Eip, size);
+        _ctx.Eip = target;
         return true;
     }
 
@@ -66,10 +66,10 @@ public sealed partial class X86Core
     private bool Ret(ref Instruction ins)
     {
         int size = ins.Code is Code.Retnw or Code.Retnw_imm16 ? 2 : 4;
-        _eip = Pop(size);
+        _ctx.Eip = Pop(size);
         if (ins.Op0Kind == OpKind.Immediate16)
         {
-            _gpr[4] += ins.Immediate16;
+            _ctx.Esp += ins.Immediate16;
         }
         return true;
     }
@@ -84,27 +84,27 @@ public sealed partial class X86Core
         uint counter;
         if (op == Operation.Jecxz)
         {
-            counter = cx ? _gpr[1] & 0xffff : _gpr[1];
+            counter = cx ? _ctx.Ecx & 0xffff : _ctx.Ecx;
         }
         else if (cx)
         {
-            counter = (_gpr[1] - 1) & 0xffff;
-            _gpr[1] = (_gpr[1] & 0xffff0000) | counter;
+            counter = (_ctx.Ecx - 1) & 0xffff;
+            _ctx.Ecx = (_ctx.Ecx & 0xffff0000) | counter;
         }
         else
         {
-            counter = --_gpr[1];
+            counter = --_ctx.Ecx;
         }
         bool taken = op switch
         {
             Operation.Loop => counter != 0,
-            Operation.Loope => counter != 0 && (_flags & ZF) != 0,
-            Operation.Loopne => counter != 0 && (_flags & ZF) == 0,
+            Operation.Loope => counter != 0 && (_ctx.Eflags & ZF) != 0,
+            Operation.Loopne => counter != 0 && (_ctx.Eflags & ZF) == 0,
             _ => counter == 0,
         };
         if (taken)
         {
-            _eip = BranchTarget(ref ins);
+            _ctx.Eip = BranchTarget(ref ins);
         }
         return true;
     }

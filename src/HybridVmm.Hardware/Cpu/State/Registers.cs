@@ -22,3 +22,9 @@ public enum EFlags : uint
     OF = 1u << 11,
     ID = 1u << 21,
 }
+
+/// <summary>Segment registers in their encoding order (Intel SDM Vol. 2A, 2.1.5, the sreg field).</summary>
+public enum Sreg
+{
+    Es = 0, Cs = 1, Ss = 2, Ds = 3, Fs = 4, Gs = 5,
+}

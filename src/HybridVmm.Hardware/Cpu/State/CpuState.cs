@@ -37,9 +37,9 @@ public sealed partial class X86Core
 {
     public CpuState SaveState() => new()
     {
-        Eax = _gpr[0], Ecx = _gpr[1], Edx = _gpr[2], Ebx = _gpr[3],
-        Esp = _gpr[4], Ebp = _gpr[5], Esi = _gpr[6], Edi = _gpr[7],
-        Eip = _eip, Eflags = _flags,
+        Eax = _ctx.Eax, Ecx = _ctx.Ecx, Edx = _ctx.Edx, Ebx = _ctx.Ebx,
+        Esp = _ctx.Esp, Ebp = _ctx.Ebp, Esi = _ctx.Esi, Edi = _ctx.Edi,
+        Eip = _ctx.Eip, Eflags = _ctx.Eflags,
         Cr0 = Cr0, Cr2 = Cr2, Cr3 = Cr3, Cr4 = Cr4,
         Cs = Cs, Ds = Ds, Es = Es, Fs = Fs, Gs = Gs, Ss = Ss,
         Gdtr = Gdtr, Idtr = Idtr,
@@ -52,9 +52,9 @@ public sealed partial class X86Core
 
     public void RestoreState(in CpuState state)
     {
-        _gpr[0] = state.Eax; _gpr[1] = state.Ecx; _gpr[2] = state.Edx; _gpr[3] = state.Ebx;
-        _gpr[4] = state.Esp; _gpr[5] = state.Ebp; _gpr[6] = state.Esi; _gpr[7] = state.Edi;
-        _eip = state.Eip;
+        _ctx.Eax = state.Eax; _ctx.Ecx = state.Ecx; _ctx.Edx = state.Edx; _ctx.Ebx = state.Ebx;
+        _ctx.Esp = state.Esp; _ctx.Ebp = state.Ebp; _ctx.Esi = state.Esi; _ctx.Edi = state.Edi;
+        _ctx.Eip = state.Eip;
         Eflags = state.Eflags;
         Cr0 = state.Cr0; Cr2 = state.Cr2; Cr3 = state.Cr3; Cr4 = state.Cr4;
         Cs = state.Cs; Ds = state.Ds; Es = state.Es; Fs = state.Fs; Gs = state.Gs; Ss = state.Ss;
@@ -63,6 +63,7 @@ public sealed partial class X86Core
         TscOffset = state.TscOffset;
         InstructionsRetired = state.InstructionsRetired;
         _pending = default;
+        DiscardReplay();
         _irr0 = state.InterruptRequest0; _irr1 = state.InterruptRequest1; _irr2 = state.InterruptRequest2; _irr3 = state.InterruptRequest3;
         _stiShadow = state.StiShadow;
         _queuedException = state.ExceptionQueued;

@@ -60,9 +60,12 @@ public sealed partial class X86Core
     {
         if (ins.Op0Register.IsSegmentRegister())
         {
-            // Flat model: the selector is stored, the descriptor is not loaded (bases stay 0).
+            // Flat model: the selector is stored with a flat cache (System/X86Core.Segmentation.cs).
+            // Segment registers are not in the rollback snapshot, so nothing is loaded when the read was refused.
             int size = ins.Op1Kind == OpKind.Register ? RegSize[(int)ins.Op1Register] : 2;
-            WriteSegment(ins.Op0Register, (ushort)ReadOp1(ref ins, size));
+            uint selector16 = ReadOp1(ref ins, size);
+            if (_faulted) return false;
+            WriteSegment(ins.Op0Register, (ushort)selector16);
             return true;
         }
         uint selector = ReadSegment(ins.Op1Register);
@@ -76,29 +79,6 @@ public sealed partial class X86Core
             Write16(Ea(ref ins), selector);
         }
         return true;
-    }
-
-    private uint ReadSegment(Register s) => s switch
-    {
-        Register.ES => Es,
-        Register.CS => Cs,
-        Register.SS => Ss,
-        Register.DS => Ds,
-        Register.FS => Fs,
-        _ => Gs,
-    };
-
-    private void WriteSegment(Register s, ushort selector)
-    {
-        switch (s)
-        {
-            case Register.ES: Es = selector; break;
-            case Register.CS: Cs = selector; break;
-            case Register.SS: Ss = selector; break;
-            case Register.DS: Ds = selector; break;
-            case Register.FS: Fs = selector; break;
-            default: Gs = selector; break;
-        }
     }
 
     private bool MovCr(ref Instruction ins)
@@ -135,17 +115,17 @@ public sealed partial class X86Core
         }
     }
 
-    private bool Cbw() { _gpr[0] = (_gpr[0] & 0xffff0000) | ((uint)(int)(sbyte)_gpr[0] & 0xffff); return true; }
+    private bool Cbw() { _ctx.Eax = (_ctx.Eax & 0xffff0000) | ((uint)(int)(sbyte)_ctx.Eax & 0xffff); return true; }
 
-    private bool Cwde() { _gpr[0] = (uint)(short)_gpr[0]; return true; }
+    private bool Cwde() { _ctx.Eax = (uint)(short)_ctx.Eax; return true; }
 
     private bool Cwd()
     {
-        _gpr[2] = (_gpr[2] & 0xffff0000) | ((_gpr[0] & 0x8000) != 0 ? 0xffffu : 0);
+        _ctx.Edx = (_ctx.Edx & 0xffff0000) | ((_ctx.Eax & 0x8000) != 0 ? 0xffffu : 0);
         return true;
     }
 
-    private bool Cdq() { _gpr[2] = (uint)((int)_gpr[0] >> 31); return true; }
+    private bool Cdq() { _ctx.Edx = (uint)((int)_ctx.Eax >> 31); return true; }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private bool Setcc(ref Instruction ins)
@@ -185,7 +165,7 @@ public sealed partial class X86Core
 
     private bool Xlat(ref Instruction ins)
     {
-        uint address = _gpr[3] + (_gpr[0] & 0xff);
+        uint address = _ctx.Ebx + (_ctx.Eax & 0xff);
         if (ins.MemoryBase == Register.BX) address &= 0xffff;
         WriteReg(Register.AL, Read8(address));
         return true;

@@ -44,7 +44,7 @@ public sealed partial class X86Core
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private void SetStatus(uint flags) => _flags = (_flags & ~StatusFlags) | flags;
+    private void SetStatus(uint flags) => _ctx.Eflags = (_ctx.Eflags & ~StatusFlags) | flags;
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private uint AddWithFlags(uint a, uint b, uint carry, int size)
@@ -80,9 +80,9 @@ public sealed partial class X86Core
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private uint IncDecFlags(uint a, bool inc, int size)
     {
-        uint cf = _flags & CF;
+        uint cf = _ctx.Eflags & CF;
         uint r = inc ? AddWithFlags(a, 1, 0, size) : SubWithFlags(a, 1, 0, size);
-        _flags = (_flags & ~CF) | cf;
+        _ctx.Eflags = (_ctx.Eflags & ~CF) | cf;
         return r;
     }
 
@@ -90,7 +90,7 @@ public sealed partial class X86Core
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private bool Condition(ConditionCode cc)
     {
-        uint f = _flags;
+        uint f = _ctx.Eflags;
         return cc switch
         {
             ConditionCode.o => (f & OF) != 0,

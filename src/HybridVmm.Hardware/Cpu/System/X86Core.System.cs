@@ -2,7 +2,10 @@ using Iced.Intel;
 
 namespace HybridVmm.Hardware.Cpu;
 
-/// <summary>System and miscellaneous instructions: HLT, RDTSC, descriptor-table registers, software interrupts.</summary>
+/// <summary>
+/// System and miscellaneous instructions: HLT, RDTSC, descriptor-table registers, software interrupts, and the
+/// instructions the hypervisor completes (CPUID, RDMSR, WRMSR, VMCALL; their completion is in Exits/X86Core.Exits.cs).
+/// </summary>
 public sealed partial class X86Core
 {
     private bool Hlt()
@@ -15,8 +18,8 @@ public sealed partial class X86Core
     private bool Rdtsc()
     {
         ulong tsc = (ulong)InstructionsRetired + TscOffset;
-        _gpr[0] = (uint)tsc;
-        _gpr[2] = (uint)(tsc >> 32);
+        _ctx.Eax = (uint)tsc;
+        _ctx.Edx = (uint)(tsc >> 32);
         return true;
     }
 
@@ -52,7 +55,7 @@ public sealed partial class X86Core
         if (IdtLoaded)
         {
             byte vector = ins.Code switch { Code.Int3 => ExceptionVector.Breakpoint, Code.Into => ExceptionVector.Overflow, Code.Int1 => ExceptionVector.Debug, _ => ins.Immediate8 };
-            return (ins.Code == Code.Into && (_flags & OF) == 0) || DeliverSoftwareInterrupt(vector);
+            return (ins.Code == Code.Into && (_ctx.Eflags & OF) == 0) || DeliverSoftwareInterrupt(vector);
         }
 
         switch (ins.Code)
@@ -60,11 +63,21 @@ public sealed partial class X86Core
             case Code.Int3:
                 return Fault(ExceptionVector.Breakpoint);
             case Code.Into:
-                return (_flags & OF) == 0 || Fault(ExceptionVector.Overflow);
+                return (_ctx.Eflags & OF) == 0 || Fault(ExceptionVector.Overflow);
             case Code.Int1:
                 return Fault(ExceptionVector.Debug);
             default:
                 return Fault(ins.Immediate8);
         }
     }
+
+    // ---- CPUID, RDMSR, WRMSR and VMCALL: they exit, and the hypervisor completes them (Exits/X86Core.Exits.cs). ----
+
+    private bool Cpuid() => Exit(PendingKind.Cpuid, 0, false, 0, new CpuExit(CpuExitReason.Cpuid));
+
+    private bool Rdmsr() => Exit(PendingKind.Rdmsr, 0, false, 0, new CpuExit(CpuExitReason.Rdmsr, Value: _ctx.Ecx));
+
+    private bool Wrmsr() => Exit(PendingKind.Wrmsr, 0, false, 0, new CpuExit(CpuExitReason.Wrmsr, Value: _ctx.Ecx));
+
+    private bool Vmcall() => Exit(PendingKind.Vmcall, 0, false, 0, new CpuExit(CpuExitReason.Vmcall));
 }

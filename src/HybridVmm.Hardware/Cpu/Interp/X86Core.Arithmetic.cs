@@ -27,9 +27,9 @@ public sealed partial class X86Core
         switch (op)
         {
             case Operation.Add: r = AddWithFlags(a, b, 0, size); break;
-            case Operation.Adc: r = AddWithFlags(a, b, _flags & CF, size); break;
+            case Operation.Adc: r = AddWithFlags(a, b, _ctx.Eflags & CF, size); break;
             case Operation.Sub: r = SubWithFlags(a, b, 0, size); break;
-            case Operation.Sbb: r = SubWithFlags(a, b, _flags & CF, size); break;
+            case Operation.Sbb: r = SubWithFlags(a, b, _ctx.Eflags & CF, size); break;
             case Operation.And: r = LogicFlags(a & b, size); break;
             case Operation.Or: r = LogicFlags(a | b, size); break;
             case Operation.Xor: r = LogicFlags(a ^ b, size); break;
@@ -77,14 +77,14 @@ public sealed partial class X86Core
         {
             case 1:
                 {
-                    uint r = (_gpr[0] & 0xff) * src;
+                    uint r = (_ctx.Eax & 0xff) * src;
                     WriteReg(Register.AX, r);
                     MulFlags(r, 1, (r >> 8) != 0);
                     break;
                 }
             case 2:
                 {
-                    uint r = (_gpr[0] & 0xffff) * src;
+                    uint r = (_ctx.Eax & 0xffff) * src;
                     WriteReg(Register.AX, r);
                     WriteReg(Register.DX, r >> 16);
                     MulFlags(r, 2, (r >> 16) != 0);
@@ -92,9 +92,9 @@ public sealed partial class X86Core
                 }
             default:
                 {
-                    ulong r = (ulong)_gpr[0] * src;
-                    _gpr[0] = (uint)r;
-                    _gpr[2] = (uint)(r >> 32);
+                    ulong r = (ulong)_ctx.Eax * src;
+                    _ctx.Eax = (uint)r;
+                    _ctx.Edx = (uint)(r >> 32);
                     MulFlags((uint)r, 4, (r >> 32) != 0);
                     break;
                 }
@@ -112,14 +112,14 @@ public sealed partial class X86Core
             {
                 case 1:
                     {
-                        int r = (sbyte)_gpr[0] * (sbyte)src;
+                        int r = (sbyte)_ctx.Eax * (sbyte)src;
                         WriteReg(Register.AX, (uint)r);
                         MulFlags((uint)r, 1, r != (sbyte)r);
                         break;
                     }
                 case 2:
                     {
-                        int r = (short)_gpr[0] * (short)src;
+                        int r = (short)_ctx.Eax * (short)src;
                         WriteReg(Register.AX, (uint)r);
                         WriteReg(Register.DX, (uint)r >> 16);
                         MulFlags((uint)r, 2, r != (short)r);
@@ -127,9 +127,9 @@ public sealed partial class X86Core
                     }
                 default:
                     {
-                        long r = (long)(int)_gpr[0] * (int)src;
-                        _gpr[0] = (uint)r;
-                        _gpr[2] = (uint)((ulong)r >> 32);
+                        long r = (long)(int)_ctx.Eax * (int)src;
+                        _ctx.Eax = (uint)r;
+                        _ctx.Edx = (uint)((ulong)r >> 32);
                         MulFlags((uint)r, 4, r != (int)r);
                         break;
                     }
@@ -160,7 +160,7 @@ public sealed partial class X86Core
         {
             case 1:
                 {
-                    uint dividend = _gpr[0] & 0xffff;
+                    uint dividend = _ctx.Eax & 0xffff;
                     uint q = dividend / divisor;
                     if (q > 0xff) return Fault(ExceptionVector.DivideError);
                     WriteReg(Register.AX, ((dividend % divisor) << 8) | q);
@@ -168,7 +168,7 @@ public sealed partial class X86Core
                 }
             case 2:
                 {
-                    uint dividend = ((_gpr[2] & 0xffff) << 16) | (_gpr[0] & 0xffff);
+                    uint dividend = ((_ctx.Edx & 0xffff) << 16) | (_ctx.Eax & 0xffff);
                     uint q = dividend / divisor;
                     if (q > 0xffff) return Fault(ExceptionVector.DivideError);
                     WriteReg(Register.AX, q);
@@ -177,11 +177,11 @@ public sealed partial class X86Core
                 }
             default:
                 {
-                    ulong dividend = ((ulong)_gpr[2] << 32) | _gpr[0];
+                    ulong dividend = ((ulong)_ctx.Edx << 32) | _ctx.Eax;
                     ulong q = dividend / divisor;
                     if (q > 0xffffffff) return Fault(ExceptionVector.DivideError);
-                    _gpr[0] = (uint)q;
-                    _gpr[2] = (uint)(dividend % divisor);
+                    _ctx.Eax = (uint)q;
+                    _ctx.Edx = (uint)(dividend % divisor);
                     break;
                 }
         }
@@ -198,7 +198,7 @@ public sealed partial class X86Core
         {
             case 1:
                 {
-                    int dividend = (short)_gpr[0];
+                    int dividend = (short)_ctx.Eax;
                     int divisor = (sbyte)raw;
                     int q = dividend / divisor;
                     if (q is > sbyte.MaxValue or < sbyte.MinValue) return Fault(ExceptionVector.DivideError);
@@ -207,7 +207,7 @@ public sealed partial class X86Core
                 }
             case 2:
                 {
-                    int dividend = (int)(((_gpr[2] & 0xffff) << 16) | (_gpr[0] & 0xffff));
+                    int dividend = (int)(((_ctx.Edx & 0xffff) << 16) | (_ctx.Eax & 0xffff));
                     int divisor = (short)raw;
                     // int.MinValue / -1 would overflow the host; its quotient is out of range anyway.
                     if (divisor == -1 && dividend == int.MinValue) return Fault(ExceptionVector.DivideError);
@@ -219,13 +219,13 @@ public sealed partial class X86Core
                 }
             default:
                 {
-                    long dividend = (long)(((ulong)_gpr[2] << 32) | _gpr[0]);
+                    long dividend = (long)(((ulong)_ctx.Edx << 32) | _ctx.Eax);
                     long divisor = (int)raw;
                     if (divisor == -1 && dividend == long.MinValue) return Fault(ExceptionVector.DivideError);
                     long q = dividend / divisor;
                     if (q is > int.MaxValue or < int.MinValue) return Fault(ExceptionVector.DivideError);
-                    _gpr[0] = (uint)q;
-                    _gpr[2] = (uint)(dividend % divisor);
+                    _ctx.Eax = (uint)q;
+                    _ctx.Edx = (uint)(dividend % divisor);
                     break;
                 }
         }
@@ -246,7 +246,7 @@ public sealed partial class X86Core
     private bool Cmpxchg(ref Instruction ins)
     {
         uint dest = LoadDest(ref ins, out uint ea, out int size);
-        uint acc = _gpr[0] & SizeMask(size);
+        uint acc = _ctx.Eax & SizeMask(size);
         SubWithFlags(acc, dest, 0, size);
         if (acc == dest)
         {
@@ -267,19 +267,19 @@ public sealed partial class X86Core
         uint lo = Read32(ea);
         uint hi = Read32(ea + 4);
         if (_faulted || !ProbeWrite(ea, 8)) return false;
-        if (lo == _gpr[0] && hi == _gpr[2])
+        if (lo == _ctx.Eax && hi == _ctx.Edx)
         {
-            Write32(ea, _gpr[3]);
-            Write32(ea + 4, _gpr[1]);
-            _flags |= ZF;
+            Write32(ea, _ctx.Ebx);
+            Write32(ea + 4, _ctx.Ecx);
+            _ctx.Eflags |= ZF;
         }
         else
         {
             Write32(ea, lo);
             Write32(ea + 4, hi);
-            _gpr[0] = lo;
-            _gpr[2] = hi;
-            _flags &= ~ZF;
+            _ctx.Eax = lo;
+            _ctx.Edx = hi;
+            _ctx.Eflags &= ~ZF;
         }
         return true;
     }
@@ -317,7 +317,7 @@ public sealed partial class X86Core
             value = ReadMem(ea, size);
         }
         uint mask = 1u << bit;
-        _flags = (_flags & ~CF) | ((value >> bit) & 1);
+        _ctx.Eflags = (_ctx.Eflags & ~CF) | ((value >> bit) & 1);
         uint result = op switch
         {
             Operation.Bts => value | mask,

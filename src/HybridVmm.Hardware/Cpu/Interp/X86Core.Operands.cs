@@ -59,10 +59,10 @@ public sealed partial class X86Core
         uint r32 = (uint)(r - Register.EAX);
         if (r32 < 8)
         {
-            return _gpr[(int)r32];
+            return _ctx.Gpr[(int)r32];
         }
         int i = (int)r;
-        return (_gpr[RegGpr[i]] >> RegShift[i]) & RegMask[i];
+        return (_ctx.Gpr[RegGpr[i]] >> RegShift[i]) & RegMask[i];
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -71,13 +71,13 @@ public sealed partial class X86Core
         uint r32 = (uint)(r - Register.EAX);
         if (r32 < 8)
         {
-            _gpr[(int)r32] = value;
+            _ctx.Gpr[(int)r32] = value;
             return;
         }
         int i = (int)r;
         int shift = RegShift[i];
         uint mask = RegMask[i] << shift;
-        ref uint g = ref _gpr[RegGpr[i]];
+        ref uint g = ref _ctx.Gpr[RegGpr[i]];
         g = (g & ~mask) | ((value << shift) & mask);
     }
 
@@ -180,17 +180,17 @@ public sealed partial class X86Core
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private void Push(uint value, int size)
     {
-        uint esp = _gpr[4] - (uint)size;
+        uint esp = _ctx.Esp - (uint)size;
         WriteMem(esp, size, value);
-        _gpr[4] = esp;
+        _ctx.Esp = esp;
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private uint Pop(int size)
     {
-        uint esp = _gpr[4];
+        uint esp = _ctx.Esp;
         uint value = ReadMem(esp, size);
-        _gpr[4] = esp + (uint)size;
+        _ctx.Esp = esp + (uint)size;
         return value;
     }
 }

@@ -84,7 +84,7 @@ public sealed partial class X86Core
             Operation.Sahf => Sahf(),
             Operation.Clc => SetFlag(CF, false),
             Operation.Stc => SetFlag(CF, true),
-            Operation.Cmc => SetFlag(CF, (_flags & CF) == 0),
+            Operation.Cmc => SetFlag(CF, (_ctx.Eflags & CF) == 0),
             Operation.Cld => SetFlag(DF, false),
             Operation.Std => SetFlag(DF, true),
             Operation.Cli => SetFlag((uint)EFlags.IF, false),
@@ -110,7 +110,7 @@ public sealed partial class X86Core
 
     private bool SetFlag(uint flag, bool value)
     {
-        _flags = value ? _flags | flag : _flags & ~flag;
+        _ctx.Eflags = value ? _ctx.Eflags | flag : _ctx.Eflags & ~flag;
         return true;
     }
 }

@@ -131,6 +131,7 @@ public sealed partial class X86Core
         if (_codeReader.Failed && instruction.Code == Code.INVALID)
         {
             fetchFault = true;
+            _interceptCompletable = false;
             _exit = new CpuExit(CpuExitReason.MemoryIntercept, GuestPhysicalAddress: _codeReader.FailedAddress, IsWrite: false, Size: 1);
             return ref _straddling;
         }

@@ -34,7 +34,7 @@ public sealed partial class X86Core
     public bool IdtLoaded => Idtr.Limit != 0;
 
     /// <summary>EFLAGS.IF: maskable interrupts are accepted.</summary>
-    public bool InterruptsEnabled => (_flags & (uint)EFlags.IF) != 0;
+    public bool InterruptsEnabled => (_ctx.Eflags & (uint)EFlags.IF) != 0;
 
     /// <summary>An interrupt is pending and IF would let the core take it (a halted core wakes for it).</summary>
     public bool HasDeliverableInterrupt => InterruptsEnabled && (_irr0 | _irr1 | _irr2 | _irr3) != 0;
@@ -59,19 +59,6 @@ public sealed partial class X86Core
         _eventCheck = true;
     }
 
-    /// <summary>
-    /// Makes the pending RDMSR/WRMSR/VMCALL (or whatever exited last) raise an exception instead of completing,
-    /// e.g. #GP for an MSR the hypervisor does not implement (SDM Vol. 2B, RDMSR). EIP stays on the instruction.
-    /// </summary>
-    public void InjectException(byte vector, uint errorCode = 0)
-    {
-        _pending = default;
-        _queuedException = true;
-        _queuedVector = vector;
-        _queuedErrorCode = errorCode;
-        _eventCheck = true;
-    }
-
     private void ResetInterruptState()
     {
         _irr0 = _irr1 = _irr2 = _irr3 = 0;
@@ -81,9 +68,9 @@ public sealed partial class X86Core
     private bool Sti()
     {
         // The shadow exists only when STI sets IF from 0 (SDM Vol. 2B, STI): "sti; hlt" cannot lose a wake-up.
-        if ((_flags & (uint)EFlags.IF) == 0)
+        if ((_ctx.Eflags & (uint)EFlags.IF) == 0)
         {
-            _flags |= (uint)EFlags.IF;
+            _ctx.Eflags |= (uint)EFlags.IF;
             _stiShadow = true;
             _eventCheck = true;
         }
@@ -98,10 +85,10 @@ public sealed partial class X86Core
         uint cs = Pop(size);
         uint flags = Pop(size);
         if (_faulted) return false;
-        _eip = size == 2 ? eip & 0xffff : eip;
+        _ctx.Eip = size == 2 ? eip & 0xffff : eip;
         Cs = (ushort)cs;
-        _flags = size == 2
-            ? (_flags & 0xffff0000) | (flags & EFlagsWritableMask & 0xffff) | (uint)EFlags.Reserved1
+        _ctx.Eflags = size == 2
+            ? (_ctx.Eflags & 0xffff0000) | (flags & EFlagsWritableMask & 0xffff) | (uint)EFlags.Reserved1
             : (flags & EFlagsWritableMask) | (uint)EFlags.Reserved1;
         return true;
     }
@@ -124,7 +111,14 @@ public sealed partial class X86Core
             return true;
         }
 
-        if ((_flags & (uint)EFlags.IF) == 0 || !HasPendingInterrupt)
+        if (_replayCount != 0 && ReplayPendingAt(_ctx.Eip))
+        {
+            // An instruction whose MMIO accesses the hypervisor completed re-executes before any interrupt,
+            // as if it had not exited (the check stays armed: the next boundary takes the interrupt).
+            return true;
+        }
+
+        if ((_ctx.Eflags & (uint)EFlags.IF) == 0 || !HasPendingInterrupt)
         {
             RecomputeEventCheck();
             return true;
@@ -138,7 +132,7 @@ public sealed partial class X86Core
             return false;
         }
 
-        if (TryDeliver(vector, _eip, hasErrorCode: false, 0))
+        if (TryDeliver(vector, _ctx.Eip, hasErrorCode: false, 0))
         {
             return true;
         }
@@ -172,7 +166,7 @@ public sealed partial class X86Core
             return false;
         }
 
-        if (TryDeliver(vector, _eip, PushesErrorCode(vector), errorCode))
+        if (TryDeliver(vector, _ctx.Eip, PushesErrorCode(vector), errorCode))
         {
             return true;
         }
@@ -187,7 +181,7 @@ public sealed partial class X86Core
     {
         if (next == ExceptionVector.GeneralProtection)
         {
-            if (TryDeliver(next, _eip, true, errorCode))
+            if (TryDeliver(next, _ctx.Eip, true, errorCode))
             {
                 return true;
             }
@@ -196,7 +190,7 @@ public sealed partial class X86Core
             errorCode = 0;
         }
 
-        if (TryDeliver(next, _eip, true, errorCode))
+        if (TryDeliver(next, _ctx.Eip, true, errorCode))
         {
             return true;
         }
@@ -214,7 +208,7 @@ public sealed partial class X86Core
     {
         bool faultedBefore = _faulted;
         CpuExit exitBefore = _exit;
-        uint espBefore = _gpr[4];
+        uint espBefore = _ctx.Esp;
         uint entry = (uint)vector * 8;
         bool ok = entry + 7 <= Idtr.Limit;
         uint low = 0, high = 0;
@@ -230,7 +224,7 @@ public sealed partial class X86Core
         ok = ok && (high & 0x8000) != 0 && (type == GateInterrupt32 || type == GateTrap32) && CodeSelectorUsable(selector);
         if (ok)
         {
-            Push(_flags, 4);
+            Push(_ctx.Eflags, 4);
             Push(Cs, 4);
             Push(returnEip, 4);
             if (hasErrorCode) Push(errorCode, 4);
@@ -239,15 +233,15 @@ public sealed partial class X86Core
 
         if (!ok)
         {
-            _gpr[4] = espBefore;
+            _ctx.Esp = espBefore;
             _faulted = faultedBefore;
             _exit = exitBefore;
             return false;
         }
 
-        _flags &= ~((uint)EFlags.TF | 0x10000u | (type == GateInterrupt32 ? (uint)EFlags.IF : 0));
+        _ctx.Eflags &= ~((uint)EFlags.TF | 0x10000u | (type == GateInterrupt32 ? (uint)EFlags.IF : 0));
         Cs = selector;
-        _eip = (low & 0xffff) | (high & 0xffff0000);
+        _ctx.Eip = (low & 0xffff) | (high & 0xffff0000);
         return true;
     }
 
@@ -267,42 +261,11 @@ public sealed partial class X86Core
     /// <summary>INT n / INT3 / INTO / INT1 with an IDT: a trap, the pushed EIP is the next instruction.</summary>
     private bool DeliverSoftwareInterrupt(byte vector)
     {
-        if (TryDeliver(vector, _eip, hasErrorCode: false, 0))
+        if (TryDeliver(vector, _ctx.Eip, hasErrorCode: false, 0))
         {
             return true;
         }
 
         return Fault(ExceptionVector.GeneralProtection, ((uint)vector << 3) | 2);
     }
-
-    // ---- RDMSR, WRMSR and VMCALL: completed by the hypervisor, like CPUID. ----
-
-    private bool Rdmsr() => Exit(PendingKind.Rdmsr, 0, false, 0, new CpuExit(CpuExitReason.Rdmsr, Value: _gpr[1]));
-
-    private bool Wrmsr() => Exit(PendingKind.Wrmsr, 0, false, 0, new CpuExit(CpuExitReason.Wrmsr, Value: _gpr[1]));
-
-    private bool Vmcall() => Exit(PendingKind.Vmcall, 0, false, 0, new CpuExit(CpuExitReason.Vmcall));
-
-    /// <summary>Completes a pending RDMSR: EDX:EAX = <paramref name="value"/>.</summary>
-    public void CompleteRdmsr(ulong value)
-    {
-        if (_pending.Kind != PendingKind.Rdmsr) return;
-        _gpr[0] = (uint)value;
-        _gpr[2] = (uint)(value >> 32);
-        RetirePending();
-    }
-
-    /// <summary>Completes a pending WRMSR (the hypervisor has consumed EDX:EAX).</summary>
-    public void CompleteWrmsr()
-    {
-        if (_pending.Kind == PendingKind.Wrmsr) RetirePending();
-    }
-
-    /// <summary>Completes a pending VMCALL: the hypervisor has already written the result registers.</summary>
-    public void CompleteHypercall()
-    {
-        if (_pending.Kind == PendingKind.Vmcall) RetirePending();
-    }
-
-    private void RetirePending() => Retire();
 }
