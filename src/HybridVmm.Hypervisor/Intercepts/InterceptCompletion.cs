@@ -53,6 +53,15 @@ internal sealed class InterceptCompletion(PartitionTable partitions, InterruptQu
                     : $"reply {reply.Action.ToString().ToLowerInvariant()}");
         }
 
+        if (reply.Action is InterceptAction.Resume or InterceptAction.Pause && pending.Reason == CpuExitReason.MemoryIntercept
+            && !vp.Core.CanCompleteMemoryIntercept)
+        {
+            // A device answered an access the core cannot complete with data: an instruction fetch from MMIO, or the
+            // write probe of INS, PUSHA, SGDT/SIDT or CMPXCHG8B into MMIO. Only this guest stops.
+            partitions.Fault(partition, vp, $"{(pending.IsWrite ? "write to" : "read from")} MMIO at 0x{pending.GuestPhysicalAddress:x8} by an instruction that cannot complete a device access (an instruction fetch, or INS, PUSHA, SGDT, SIDT or CMPXCHG8B)");
+            return;
+        }
+
         switch (reply.Action)
         {
             case InterceptAction.Resume:
@@ -103,7 +112,7 @@ internal sealed class InterceptCompletion(PartitionTable partitions, InterruptQu
             case CpuExitReason.IoOut:
                 core.CompleteIoOut();
                 break;
-            case CpuExitReason.MemoryIntercept:
+            case CpuExitReason.MemoryIntercept when core.CanCompleteMemoryIntercept:
                 core.CompleteMemoryIntercept(value);
                 break;
         }
