@@ -25,11 +25,13 @@ public sealed partial class RootPartition
     private readonly VmBus.VmBusServer _vmbus;
     private readonly VmBus.VirtualSwitch _switch = new();
     private CancellationToken _running;
+    private readonly VmBusClock _vmbusClock;
 
     public RootPartition(HypervisorKernel kernel, IGuestConsole console)
     {
         _api = kernel.ClaimRootApi();
         _vmbus = new VmBus.VmBusServer(_api);
+        _vmbusClock = new VmBusClock(_api);
         _console = console;
         _api.Scheduler.RoundCompleted += console.Flush;
     }
@@ -250,7 +252,7 @@ public sealed partial class RootPartition
         {
             if (name == "synthcon")
             {
-                var console = new VmBus.SynthConsoleDevice((time, b) => _console.Write(vm, time, b), () => _api.VmBusTime);
+                var console = new VmBus.SynthConsoleDevice((time, b) => _console.Write(vm, time, b), _vmbusClock);
                 if (config.ConsoleInput is { } input) console.QueueInput(input);
                 devices.Add(console);
             }
@@ -387,5 +389,14 @@ public sealed partial class RootPartition
         {
             _workerTasks.RemoveAll(task => task.IsCompleted);
         }
+    }
+
+    /// <summary>
+    /// The clock synthetic devices read: the virtual time of the VMBus request being served. Chipset devices read
+    /// their worker's clock; both are the same <see cref="IDeviceClock"/> service type.
+    /// </summary>
+    private sealed class VmBusClock(RootPartitionApi api) : IDeviceClock
+    {
+        public long Now => api.VmBusTime;
     }
 }

@@ -9,7 +9,7 @@ namespace HybridVmm.HostOS.VmBus;
 /// bytes }, sent as soon as the channel opens and whenever the guest signals, while queued input remains and the
 /// ring has room. A packet that asks for a completion gets one with { u32 Status } (0 = done, 1 = bad request).
 /// </summary>
-public sealed class SynthConsoleDevice(Action<long, byte> output, Func<long> now) : IVmBusDevice, ISaveRestore<SynthConsoleState>
+public sealed class SynthConsoleDevice(Action<long, byte> output, Devices.IDeviceClock clock) : IVmBusDevice, ISaveRestore<SynthConsoleState>
 {
     public static readonly Guid Interface = new("9d5a6c2e-0b1f-4c3e-8a77-636f6e736f6c");
 
@@ -73,7 +73,7 @@ public sealed class SynthConsoleDevice(Action<long, byte> output, Func<long> now
                 uint length = BinaryPrimitives.ReadUInt32LittleEndian(payload.AsSpan(4));
                 if (length <= payload.Length - 8)
                 {
-                    long time = now();
+                    long time = clock.Now;
                     for (int i = 0; i < length; i++) output(time, payload[8 + i]);
                     BytesWritten += length;
                     Batches++;
