@@ -22,7 +22,7 @@ public sealed partial class RootPartitionApi
             vps.Add(new VpEnlightenedState(halted, vp.Synic.SaveState()));
         }
 
-        return new EnlightenedState(partition.Hv.SaveState(), vps, _kernel.Enlightenments.PendingFor(partition));
+        return new EnlightenedState(partition.Hv.SaveState(), vps, _kernel.Enlightenments.RootRequests.PendingFor(partition));
     }
 
     /// <summary>
@@ -99,7 +99,7 @@ public sealed partial class RootPartitionApi
             vp.State = vp.HeldForRoot ? VpState.WaitingForRoot : afterRestore;
         }
 
-        _kernel.Enlightenments.Requeue(partition, state.PendingRequests);
+        _kernel.Enlightenments.RootRequests.Requeue(partition, state.PendingRequests);
         return null;
     }
 }

@@ -21,7 +21,7 @@ public sealed partial class RootPartitionApi
         _kernel.VmBusDonePort.SendAsync(request, cancellationToken);
 
     /// <summary>Virtual time of the request being served (the root's effects on guests are stamped with it); -1 between requests.</summary>
-    public long VmBusTime => _kernel.Enlightenments.CurrentRequestTime;
+    public long VmBusTime => _kernel.Enlightenments.RootRequests.CurrentRequestTime;
 
     /// <summary>
     /// Posts a message to the guest's SynIC (vCPU 0) on <paramref name="sint"/>, as the hypervisor does for the
@@ -132,5 +132,5 @@ public sealed partial class RootPartitionApi
     }
 
     private long RootEventTime(Partition partition) =>
-        _kernel.Enlightenments.CurrentRequestTime >= 0 ? _kernel.Enlightenments.CurrentRequestTime : _kernel.Now(partition);
+        _kernel.Enlightenments.RootRequests.CurrentRequestTime >= 0 ? _kernel.Enlightenments.RootRequests.CurrentRequestTime : _kernel.Now(partition);
 }

@@ -15,7 +15,7 @@ namespace HybridVmm.Hypervisor.Enlightened;
 /// 8 input bytes); the result value comes back in EDX:EAX. Every invalid input returns a status code: the
 /// guest is never faulted and the simulator never throws.
 /// </summary>
-internal sealed class HypercallHandler(PartitionTable partitions, Enlightenments enlightenments)
+internal sealed class HypercallHandler(PartitionTable partitions, RootRequestQueue rootRequests)
 {
     private const int PageSize = 4096;
 
@@ -130,7 +130,7 @@ internal sealed class HypercallHandler(PartitionTable partitions, Enlightenments
         }
 
         byte[] payload = input.Slice(16, (int)size).ToArray();
-        return (enlightenments.QueueForRoot(partition, vp, VmBusRequestKind.Message, connection, type, payload), 0, what);
+        return (rootRequests.QueueForRoot(partition, vp, VmBusRequestKind.Message, connection, type, payload), 0, what);
     }
 
     /// <summary>HvSignalEvent (TLFS 11.10.4): ConnectionId u32, FlagNumber u16, Reserved u16; fast form in ECX and EBX.</summary>
@@ -167,7 +167,7 @@ internal sealed class HypercallHandler(PartitionTable partitions, Enlightenments
             return (HvStatus.InvalidConnectionId, 0, what);
         }
 
-        return (enlightenments.QueueForRoot(partition, vp, VmBusRequestKind.Signal, connection, 0, Array.Empty<byte>()), 0, what);
+        return (rootRequests.QueueForRoot(partition, vp, VmBusRequestKind.Signal, connection, 0, Array.Empty<byte>()), 0, what);
     }
 
     /// <summary>

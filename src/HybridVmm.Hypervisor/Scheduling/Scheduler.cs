@@ -103,7 +103,7 @@ public sealed class Scheduler
                 // Guests' VMBus messages and signals go to the root once every vCPU is stopped and every worker
                 // idle, so nothing runs beside the VMBus server; what it posts back raises SynIC interrupts,
                 // which wake halted vCPUs.
-                await _enlightenments.FlushToRootAsync(cancellationToken).ConfigureAwait(false);
+                await _enlightenments.RootRequests.FlushToRootAsync(cancellationToken).ConfigureAwait(false);
                 _completion.DeliverPostedInterrupts();
 
                 ranThisPass |= WakeHalted(partitions);
