@@ -36,6 +36,12 @@ internal struct CpuContext
     [UnscopedRef] public ref uint Esi { [MethodImpl(MethodImplOptions.AggressiveInlining)] get => ref Gpr[6]; }
     [UnscopedRef] public ref uint Edi { [MethodImpl(MethodImplOptions.AggressiveInlining)] get => ref Gpr[7]; }
 
+    /// <summary>
+    /// The current privilege level. The SDM keeps it in CS and SS; like VMX (SDM Vol. 3C, "Guest Register State")
+    /// this core reads it as SS.DPL, which every privilege change (far transfers, gates, IRET, SYSENTER/SYSEXIT) sets.
+    /// </summary>
+    public readonly int Cpl { [MethodImpl(MethodImplOptions.AggressiveInlining)] get => (Segments[(int)Sreg.Ss].Attributes >> 5) & 3; }
+
     [UnscopedRef] public ref SegmentRegister Es { [MethodImpl(MethodImplOptions.AggressiveInlining)] get => ref Segments[(int)Sreg.Es]; }
     [UnscopedRef] public ref SegmentRegister Cs { [MethodImpl(MethodImplOptions.AggressiveInlining)] get => ref Segments[(int)Sreg.Cs]; }
     [UnscopedRef] public ref SegmentRegister Ss { [MethodImpl(MethodImplOptions.AggressiveInlining)] get => ref Segments[(int)Sreg.Ss]; }
