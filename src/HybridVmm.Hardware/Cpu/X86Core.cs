@@ -6,8 +6,9 @@ namespace HybridVmm.Hardware.Cpu;
 
 /// <summary>
 /// One x86 logical processor executing 32-bit protected-mode code decoded by Iced.
-/// Segments are flat (base 0, limit 4 GiB) and paging is off, so a linear address is a guest-physical
-/// address that every access translates through the <see cref="SecondLevelPageTable"/>.
+/// Segments are flat (base 0, limit 4 GiB). With CR0.PG set, the guest's page tables translate a linear address to a
+/// guest-physical one (System/X86Core.Paging.cs); every guest-physical access then goes through the
+/// <see cref="SecondLevelPageTable"/>.
 /// </summary>
 /// <remarks>
 /// The core is split over partial files, one folder per seam (Cpu/README.md): the architectural state in
@@ -47,10 +48,11 @@ public sealed partial class X86Core
     /// <summary>EFLAGS fully materialised (bit 1 always set).</summary>
     public uint Eflags { get => _ctx.Eflags; set => _ctx.Eflags = (value & EFlagsWritableMask) | (uint)EFlags.Reserved1; }
 
-    public uint Cr0 { get => _ctx.Cr0; set => _ctx.Cr0 = value; }
+    // Setting a control register from outside (reset, restore, tests) applies it to the paging state and drops the TLB.
+    public uint Cr0 { get => _ctx.Cr0; set => SetControlRegisters(value, _ctx.Cr3, _ctx.Cr4); }
     public uint Cr2 { get => _ctx.Cr2; set => _ctx.Cr2 = value; }
-    public uint Cr3 { get => _ctx.Cr3; set => _ctx.Cr3 = value; }
-    public uint Cr4 { get => _ctx.Cr4; set => _ctx.Cr4 = value; }
+    public uint Cr3 { get => _ctx.Cr3; set => SetControlRegisters(_ctx.Cr0, value, _ctx.Cr4); }
+    public uint Cr4 { get => _ctx.Cr4; set => SetControlRegisters(_ctx.Cr0, _ctx.Cr3, value); }
 
     // Segment selectors. Setting one loads its hidden descriptor cache (flat for now, System/X86Core.Segmentation.cs).
     public ushort Cs { get => _ctx.Cs.Selector; set => LoadSegment(Sreg.Cs, value); }
@@ -86,7 +88,7 @@ public sealed partial class X86Core
         _ctx.Gpr = default;
         _ctx.Eip = eip;
         _ctx.Eflags = (uint)EFlags.Reserved1;
-        Cr0 = 1; // PE=1, PG=0
+        Cr0 = (uint)(Cr0Flags.PE | Cr0Flags.ET); // protected mode, paging off; ET is hardwired to 1 (SDM Vol. 3A, 2.5)
         Cr2 = Cr3 = Cr4 = 0;
         Cs = 0x08;
         Ds = Es = Fs = Gs = Ss = 0x10;
@@ -112,20 +114,33 @@ public sealed partial class X86Core
         uint pageBase = 0;
         while (retired < maxInstructions)
         {
-            // Pending interrupts, queued exceptions and the STI shadow (System/X86Core.Interrupts.cs).
-            if (_eventCheck && !ServiceEvents())
+            // Pending interrupts, queued exceptions, the STI shadow and a changed code mapping (System/X86Core.Interrupts.cs).
+            if (_eventCheck)
             {
-                return _exit;
+                if (_codeMappingChanged)
+                {
+                    _codeMappingChanged = false;
+                    page = null; // the TLB changed: translate EIP's page again
+                }
+                if (!ServiceEvents())
+                {
+                    return _exit;
+                }
             }
 
             uint eip = _ctx.Eip;
             if (page is null || (eip & ~PageOffsetMask) != pageBase)
             {
                 pageBase = eip & ~PageOffsetMask;
-                page = GetCodePage(pageBase >> PageShift);
+                page = GetCodePage(eip);
                 if (page is null)
                 {
-                    return IntercepFetch(eip);
+                    if (!FetchFaulted())
+                    {
+                        return _exit;
+                    }
+                    retired++; // not retired, but counted against this call's budget: a handler that faults on fetch again cannot spin here
+                    continue;
                 }
             }
 
@@ -136,7 +151,13 @@ public sealed partial class X86Core
                 : ref DecodeAt(page, eip, out fetchFault);
             if (fetchFault)
             {
-                return _exit;
+                if (!FetchFaulted())
+                {
+                    return _exit;
+                }
+                retired++; // as above
+                page = null;
+                continue;
             }
 
             _savedGpr = _ctx.Gpr;

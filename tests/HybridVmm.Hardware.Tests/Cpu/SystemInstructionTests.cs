@@ -44,14 +44,45 @@ public class SystemInstructionTests
         Assert.That((m.Cpu.Cr3, m.Cpu[Gpr.Ecx]), Is.EqualTo((0x5000u, 0x5000u)));
     }
 
-    [Test]
-    public void EnablingPagingRaisesGeneralProtectionBecauseItIsNotSimulated()
+    [TestCase(0x80000000u, Description = "PG without PE (SDM Vol. 2B, MOV CR: #GP(0))")]
+    [TestCase(0x20000001u, Description = "NW without CD")]
+    [TestCase(0x00000000u, Description = "leaving protected mode: real mode is not simulated, refused as #GP")]
+    public void InvalidCr0LoadsRaiseGeneralProtectionAndLeaveCr0Unchanged(uint value)
     {
         var m = new TestMachine();
-        m.Load(asm => { asm.mov(eax, 0x80000001); asm.mov(cr0, eax); asm.hlt(); });
+        m.Load(asm => { asm.mov(eax, value); asm.mov(cr0, eax); asm.hlt(); });
+        CpuExit exit = m.Cpu.Run(10);
+        Assert.That((exit.Reason, exit.Vector, exit.ErrorCode), Is.EqualTo((CpuExitReason.Exception, ExceptionVector.GeneralProtection, 0u)));
+        Assert.That(m.Cpu.Cr0, Is.EqualTo(0x11), "PE and the hardwired ET");
+    }
+
+    [Test]
+    public void Cr0ReservedBitsAreIgnoredAndEtReadsAsOne()
+    {
+        // SDM Vol. 3A, 2.5: writes to reserved bits of CR0[31:0] are ignored; ET is hardwired to 1.
+        var m = new TestMachine();
+        m.Execute(asm => { asm.mov(eax, 0x0000_ff01); asm.mov(cr0, eax); asm.mov(ebx, cr0); });
+        Assert.That(m.Cpu[Gpr.Ebx], Is.EqualTo(0x11u));
+    }
+
+    [TestCase(1u << 5, Description = "PAE is not implemented")]
+    [TestCase(1u << 9, Description = "OSFXSR: no FXSAVE")]
+    [TestCase(1u << 12, Description = "a reserved bit")]
+    public void Cr4BitsForAbsentFeaturesRaiseGeneralProtection(uint bit)
+    {
+        var m = new TestMachine();
+        m.Load(asm => { asm.mov(eax, bit | 0x90); asm.mov(cr4, eax); asm.hlt(); });
         CpuExit exit = m.Cpu.Run(10);
         Assert.That((exit.Reason, exit.Vector), Is.EqualTo((CpuExitReason.Exception, ExceptionVector.GeneralProtection)));
-        Assert.That(m.Cpu.Cr0, Is.EqualTo(1));
+        Assert.That(m.Cpu.Cr4, Is.Zero);
+    }
+
+    [Test]
+    public void Cr4AcceptsPseAndPge()
+    {
+        var m = new TestMachine();
+        m.Execute(asm => { asm.mov(eax, 0x90); asm.mov(cr4, eax); asm.mov(ebx, cr4); });
+        Assert.That(m.Cpu[Gpr.Ebx], Is.EqualTo(0x90u));
     }
 
     [TestCase(new byte[] { 0xcd, 0x80 }, (byte)0x80)]

@@ -18,6 +18,11 @@ internal sealed class CodePage
     public int Count;
     /// <summary>The host frame the bytes were decoded from; a remapped page is decoded afresh.</summary>
     public int HostFrame;
+    /// <summary>
+    /// The linear page base the instructions were decoded at. Iced's instructions hold absolute addresses (the next
+    /// EIP, branch targets), so the same guest-physical page run through another mapping is decoded afresh.
+    /// </summary>
+    public uint LinearBase;
 
     public void Clear()
     {
@@ -56,12 +61,11 @@ internal sealed class CodePage
     }
 }
 
-/// <summary>Feeds Iced's decoder from guest memory through the second-level table, stopping at a refused page.</summary>
+/// <summary>Feeds Iced's decoder from guest memory (paging, then the second-level table), stopping at a fault or a refused page.</summary>
 internal sealed class GuestCodeReader(X86Core core) : CodeReader
 {
     public uint Address;
     public bool Failed;
-    public uint FailedAddress;
 
     public override int ReadByte()
     {
@@ -73,7 +77,6 @@ internal sealed class GuestCodeReader(X86Core core) : CodeReader
         if (value < 0)
         {
             Failed = true;
-            FailedAddress = Address;
             return -1;
         }
         Address++;
@@ -89,37 +92,82 @@ public sealed partial class X86Core
     // Holds an instruction that straddles two pages; such instructions are decoded on every execution.
     private Instruction _straddling;
 
-    internal int FetchCodeByte(uint address)
+    // The guest-physical address of the last code byte the second-level table refused.
+    private uint _fetchRefusedAt;
+
+    /// <summary>One code byte at a linear address for the decoder; -1 after a #PF (recorded) or a refused guest-physical page.</summary>
+    internal int FetchCodeByte(uint linear)
     {
-        uint page = address >> PageShift;
+        uint physical = linear;
+        if (_pagingEnabled)
+        {
+            long translated = FetchToPhysical(linear);
+            if (translated < 0) return -1;
+            physical = (uint)translated;
+        }
+        uint page = physical >> PageShift;
         if (page >= (uint)_slatEntries.Length || _slatEntries[page] < 0)
         {
+            _fetchRefusedAt = physical;
             return -1;
         }
         int frame = _slatEntries[page] & SecondLevelPageTable.FrameMask;
-        return _ram[((long)frame << PageShift) | (address & PageOffsetMask)];
+        return _ram[((long)frame << PageShift) | (physical & PageOffsetMask)];
     }
 
-    /// <summary>The code cache for a guest page, or null when the page cannot be fetched from.</summary>
-    private CodePage? GetCodePage(uint guestPage)
+    /// <summary>A code byte for diagnostics: no fault, no A/D update, no TLB fill.</summary>
+    private int PeekCodeByte(uint linear)
     {
+        if (TranslateLinearForInspection(linear) is not uint physical) return -1;
+        uint page = physical >> PageShift;
+        if (page >= (uint)_slatEntries.Length || _slatEntries[page] < 0) return -1;
+        return _ram[((long)(_slatEntries[page] & SecondLevelPageTable.FrameMask) << PageShift) | (physical & PageOffsetMask)];
+    }
+
+    /// <summary>
+    /// The code cache for the page holding the linear address <paramref name="linear"/>, keyed by its guest-physical
+    /// page. Null when it cannot be fetched from: a #PF or a fetch intercept is then recorded in <see cref="_exit"/>.
+    /// </summary>
+    private CodePage? GetCodePage(uint linear)
+    {
+        uint physical = linear;
+        if (_pagingEnabled)
+        {
+            long translated = FetchToPhysical(linear);
+            if (translated < 0) return null;
+            physical = (uint)translated;
+        }
+        uint guestPage = physical >> PageShift;
         if (guestPage >= (uint)_slatEntries.Length || _slatEntries[guestPage] < 0)
         {
+            IntercepFetch(physical);
             return null;
         }
         int frame = _slatEntries[guestPage] & SecondLevelPageTable.FrameMask;
+        uint linearBase = linear & ~PageOffsetMask;
         CodePage? page = _codePages[guestPage];
         if (page is null)
         {
-            page = new CodePage { HostFrame = frame };
+            page = new CodePage { HostFrame = frame, LinearBase = linearBase };
             _codePages[guestPage] = page;
         }
-        else if (page.HostFrame != frame)
+        else if (page.HostFrame != frame || page.LinearBase != linearBase)
         {
             page.Clear();
             page.HostFrame = frame;
+            page.LinearBase = linearBase;
         }
         return page;
+    }
+
+    /// <summary>
+    /// An instruction fetch stopped (GetCodePage returned null, or the decoder ran into a fault): a #PF goes through the
+    /// IDT like any fault; false when the run loop must return <see cref="_exit"/>.
+    /// </summary>
+    private bool FetchFaulted()
+    {
+        _faulted = false;
+        return _exit.Reason == CpuExitReason.Exception && DeliverException(_exit.Vector, _exit.ErrorCode);
     }
 
     private ref Instruction DecodeAt(CodePage page, uint eip, out bool fetchFault)
@@ -131,8 +179,10 @@ public sealed partial class X86Core
         if (_codeReader.Failed && instruction.Code == Code.INVALID)
         {
             fetchFault = true;
-            _interceptCompletable = false;
-            _exit = new CpuExit(CpuExitReason.MemoryIntercept, GuestPhysicalAddress: _codeReader.FailedAddress, IsWrite: false, Size: 1);
+            if (!_faulted)
+            {
+                IntercepFetch(_fetchRefusedAt); // a #PF, when that was the cause, is already in _exit
+            }
             return ref _straddling;
         }
         fetchFault = false;

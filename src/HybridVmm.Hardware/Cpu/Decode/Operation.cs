@@ -22,7 +22,7 @@ internal enum Operation : byte
     Clc, Stc, Cmc, Cld, Std, Cli, Sti,
     Nop, Cpuid, Rdtsc, Hlt, In, Out, Xlat,
     Lgdt, Lidt, Sgdt, Sidt, SoftwareInterrupt,
-    Iret, Rdmsr, Wrmsr, Vmcall,
+    Iret, Rdmsr, Wrmsr, Vmcall, Invlpg,
 }
 
 internal static class OperationTable
@@ -183,8 +183,9 @@ internal static class OperationTable
             Mnemonic.Sti => Operation.Sti,
             Mnemonic.Nop or Mnemonic.Pause or Mnemonic.Lfence or Mnemonic.Mfence or Mnemonic.Sfence
                 or Mnemonic.Prefetchnta or Mnemonic.Prefetcht0 or Mnemonic.Prefetcht1 or Mnemonic.Prefetcht2
-                or Mnemonic.Prefetchw or Mnemonic.Endbr32 or Mnemonic.Wbinvd or Mnemonic.Invd or Mnemonic.Invlpg
+                or Mnemonic.Prefetchw or Mnemonic.Endbr32 or Mnemonic.Wbinvd or Mnemonic.Invd
                 => Operation.Nop,
+            Mnemonic.Invlpg => Operation.Invlpg,
             Mnemonic.Cpuid => Operation.Cpuid,
             Mnemonic.Rdtsc => Operation.Rdtsc,
             Mnemonic.Hlt => Operation.Hlt,

@@ -81,38 +81,69 @@ public sealed partial class X86Core
         return true;
     }
 
+    /// <summary>MOV to and from CR0, CR2, CR3 and CR4 (SDM Vol. 2B, MOV—Move to/from Control Registers): ring 0 only.</summary>
     private bool MovCr(ref Instruction ins)
     {
+        if (_ctx.Cpl != 0) return Fault(ExceptionVector.GeneralProtection);
         if (ins.Code == Code.Mov_r32_cr)
         {
-            uint value = ins.Op1Register switch
+            switch (ins.Op1Register)
             {
-                Register.CR0 => Cr0,
-                Register.CR2 => Cr2,
-                Register.CR3 => Cr3,
-                Register.CR4 => Cr4,
-                _ => uint.MaxValue,
-            };
-            if (value == uint.MaxValue && ins.Op1Register is not (Register.CR0 or Register.CR2 or Register.CR3 or Register.CR4))
-            {
-                return UndefinedOpcode();
+                case Register.CR0: WriteReg(ins.Op0Register, _ctx.Cr0); return true;
+                case Register.CR2: WriteReg(ins.Op0Register, _ctx.Cr2); return true;
+                case Register.CR3: WriteReg(ins.Op0Register, _ctx.Cr3); return true;
+                case Register.CR4: WriteReg(ins.Op0Register, _ctx.Cr4); return true;
+                default: return UndefinedOpcode();
             }
-            WriteReg(ins.Op0Register, value);
-            return true;
         }
         uint v = ReadReg(ins.Op1Register);
         switch (ins.Op0Register)
         {
-            case Register.CR0:
-                // Paging and leaving protected mode are not simulated: refuse rather than run wrongly.
-                if ((v & 0x80000000) != 0 || (v & 1) == 0) return Fault(ExceptionVector.GeneralProtection);
-                Cr0 = v;
+            case Register.CR0: return WriteCr0(v);
+            case Register.CR2: _ctx.Cr2 = v; return true;
+            case Register.CR3:
+                _ctx.Cr3 = v;
+                FlushTlb(keepGlobal: true); // SDM Vol. 3A, 4.10.4.1: global pages survive a CR3 load
                 return true;
-            case Register.CR2: Cr2 = v; return true;
-            case Register.CR3: Cr3 = v; return true;
-            case Register.CR4: Cr4 = v; return true;
+            case Register.CR4: return WriteCr4(v);
             default: return UndefinedOpcode();
         }
+    }
+
+    private const uint Cr0Defined = (uint)(Cr0Flags.PE | Cr0Flags.MP | Cr0Flags.EM | Cr0Flags.TS | Cr0Flags.ET | Cr0Flags.NE
+        | Cr0Flags.WP | Cr0Flags.AM | Cr0Flags.NW | Cr0Flags.CD | Cr0Flags.PG);
+
+    /// <summary>The CR4 bits this core implements; setting any other is #GP(0), as for a feature CPUID does not report.</summary>
+    private const uint Cr4Supported = (uint)(Cr4Flags.PSE | Cr4Flags.PGE);
+
+    private bool WriteCr0(uint value)
+    {
+        // SDM Vol. 3A, 2.5 and Vol. 2B, MOV CR: reserved bits of CR0[31:0] are ignored; PG without PE and NW without CD
+        // are #GP(0). ET is hardwired to 1. Leaving protected mode (real mode) is not simulated: refused as #GP too.
+        value = (value & Cr0Defined) | (uint)Cr0Flags.ET;
+        if ((value & Cr0Pe) == 0) return Fault(ExceptionVector.GeneralProtection);
+        if ((value & (uint)(Cr0Flags.NW | Cr0Flags.CD)) == (uint)Cr0Flags.NW) return Fault(ExceptionVector.GeneralProtection);
+        uint old = _ctx.Cr0;
+        _ctx.Cr0 = value;
+        PagingControlChanged(old, _ctx.Cr4);
+        return true;
+    }
+
+    private bool WriteCr4(uint value)
+    {
+        if ((value & ~Cr4Supported) != 0) return Fault(ExceptionVector.GeneralProtection);
+        uint old = _ctx.Cr4;
+        _ctx.Cr4 = value;
+        PagingControlChanged(_ctx.Cr0, old);
+        return true;
+    }
+
+    /// <summary>INVLPG m (SDM Vol. 2A): ring 0 only; drops the TLB entry of the page holding the operand's linear address.</summary>
+    private bool Invlpg(ref Instruction ins)
+    {
+        if (_ctx.Cpl != 0) return Fault(ExceptionVector.GeneralProtection);
+        InvalidatePage(Ea(ref ins));
+        return true;
     }
 
     private bool Cbw() { _ctx.Eax = (_ctx.Eax & 0xffff0000) | ((uint)(int)(sbyte)_ctx.Eax & 0xffff); return true; }

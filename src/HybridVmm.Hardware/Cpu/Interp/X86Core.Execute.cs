@@ -23,6 +23,7 @@ public sealed partial class X86Core
             Operation.Pop => PopOperand(ref ins),
             Operation.MovSreg => MovSreg(ref ins),
             Operation.MovCr => MovCr(ref ins),
+            Operation.Invlpg => Invlpg(ref ins),
             Operation.Add => Add(ref ins),
             Operation.Adc => Adc(ref ins),
             Operation.Sub => Sub(ref ins),

@@ -28,3 +28,29 @@ public enum Sreg
 {
     Es = 0, Cs = 1, Ss = 2, Ds = 3, Fs = 4, Gs = 5,
 }
+
+/// <summary>CR0 bits (Intel SDM Vol. 3A, 2.5).</summary>
+[Flags]
+public enum Cr0Flags : uint
+{
+    PE = 1u << 0,
+    MP = 1u << 1,
+    EM = 1u << 2,
+    TS = 1u << 3,
+    ET = 1u << 4,
+    NE = 1u << 5,
+    WP = 1u << 16,
+    AM = 1u << 18,
+    NW = 1u << 29,
+    CD = 1u << 30,
+    PG = 1u << 31,
+}
+
+/// <summary>CR4 bits (Intel SDM Vol. 3A, 2.5) that this core knows.</summary>
+[Flags]
+public enum Cr4Flags : uint
+{
+    PSE = 1u << 4,
+    PAE = 1u << 5,
+    PGE = 1u << 7,
+}

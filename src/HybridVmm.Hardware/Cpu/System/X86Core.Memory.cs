@@ -4,11 +4,11 @@ using HybridVmm.Hardware.Memory;
 namespace HybridVmm.Hardware.Cpu;
 
 /// <summary>
-/// Guest memory access: every linear address (= guest-physical, paging off) goes through the
-/// second-level table. A refused access records a <see cref="CpuExitReason.MemoryIntercept"/> exit and
+/// Guest memory access: every linear address goes through the guest's page tables when paging is on
+/// (System/X86Core.Paging.cs) and then through the second-level table. A refused access records a <see cref="CpuExitReason.MemoryIntercept"/> exit and
 /// sets <see cref="_faulted"/> (Exits/X86Core.Exits.cs); later accesses of the same instruction then do nothing,
 /// and the run loop rolls the instruction back. Accesses that cross a page translate both pages before touching
-/// either. Paging (CR0.PG) will translate linear to guest-physical here, before the second-level table.
+/// either.
 /// </summary>
 public sealed partial class X86Core
 {
@@ -19,25 +19,40 @@ public sealed partial class X86Core
     private readonly int[] _slatEntries;
 
     /// <summary>
-    /// Translates one page part of an access. -1 when the second-level table refuses it: either an intercept is
-    /// recorded (<see cref="_faulted"/>), or the access was already answered by the hypervisor and is replayed
-    /// (a read's value is then in <see cref="_mmioValue"/>, a write counts as done). <paramref name="writeValue"/>
-    /// holds the bytes a write stores in this part, for the exit.
+    /// Translates one page part of an access: linear to guest-physical through the guest's page tables when paging is
+    /// on (System/X86Core.Paging.cs), then guest-physical to host through the second-level table. -1 when the access
+    /// faulted (#PF) or the second-level table refuses it: either an intercept is recorded (<see cref="_faulted"/>),
+    /// or the access was already answered by the hypervisor and is replayed (a read's value is then in
+    /// <see cref="_mmioValue"/>, a write counts as done). <paramref name="writeValue"/> holds the bytes a write stores
+    /// in this part, for the exit.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private long TranslateOrFault(uint address, bool write, int size, uint writeValue = 0)
     {
-        uint page = address >> PageShift;
+        if (_pagingEnabled)
+        {
+            long physical = LinearToPhysical(address, write);
+            if (physical < 0) return -1;
+            address = (uint)physical;
+        }
+        return PhysicalToHost(address, write, size, writeValue);
+    }
+
+    /// <summary>The second-level table's half of a translation: guest-physical to host, or a memory intercept.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private long PhysicalToHost(uint guestPhysical, bool write, int size, uint writeValue)
+    {
+        uint page = guestPhysical >> PageShift;
         int[] entries = _slatEntries;
         if (page < (uint)entries.Length)
         {
             int entry = entries[page];
             if (entry >= 0 && (!write || (entry & SecondLevelPageTable.WritableBit) != 0))
             {
-                return ((long)(entry & SecondLevelPageTable.FrameMask) << PageShift) | (address & PageOffsetMask);
+                return ((long)(entry & SecondLevelPageTable.FrameMask) << PageShift) | (guestPhysical & PageOffsetMask);
             }
         }
-        return MemoryIntercept(address, write, size, writeValue);
+        return MemoryIntercept(guestPhysical, write, size, writeValue);
     }
 
     // A refused read returns _mmioValue: the replayed value, or 0 when the access exits (nothing then uses it).
@@ -107,15 +122,22 @@ public sealed partial class X86Core
         return value;
     }
 
-    /// <summary>A write's host address; -1 when refused (intercept recorded) or already done by the hypervisor (replayed).</summary>
+    /// <summary>A write's host address; -1 when refused (#PF or intercept recorded) or already done by the hypervisor (replayed).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private long TranslateForWrite(uint address, int size, uint value)
     {
-        long host = TranslateOrFault(address, true, size, value);
+        if (_pagingEnabled)
+        {
+            long physical = LinearToPhysical(address, write: true);
+            if (physical < 0) return -1;
+            address = (uint)physical;
+        }
+        long host = PhysicalToHost(address, true, size, value);
         if (host < 0 || _faulted)
         {
             return -1;
         }
+        // The decode cache is keyed by guest-physical page, so a write through any mapping invalidates the code.
         CodePage? code = _codePages[address >> PageShift];
         if (code is not null && code.Count != 0 && code.Overlaps(address & PageOffsetMask, size))
         {
@@ -199,15 +221,23 @@ public sealed partial class X86Core
     private bool ProbeWrite(uint address, int size)
     {
         int first = (int)Math.Min(size, HostPhysicalMemory.FrameSize - (address & PageOffsetMask));
-        if (!WriteAllowed(address)) return ProbeRefused(address, first);
+        if (!WriteAllowed(address, first)) return false;
         uint second = address + (uint)first;
-        return first == size || WriteAllowed(second) || ProbeRefused(second, size - first);
+        return first == size || WriteAllowed(second, size - first);
     }
 
-    private bool WriteAllowed(uint address)
+    /// <summary>The probe of one page part: a #PF is raised as for the write itself; a refused guest-physical page is a probe intercept.</summary>
+    private bool WriteAllowed(uint address, int size)
     {
+        if (_pagingEnabled)
+        {
+            long physical = LinearToPhysical(address, write: true);
+            if (physical < 0) return false;
+            address = (uint)physical;
+        }
         uint page = address >> PageShift;
-        return page < (uint)_slatEntries.Length && _slatEntries[page] is int entry && entry >= 0
+        bool allowed = page < (uint)_slatEntries.Length && _slatEntries[page] is int entry && entry >= 0
             && (entry & SecondLevelPageTable.WritableBit) != 0;
+        return allowed || ProbeRefused(address, size);
     }
 }

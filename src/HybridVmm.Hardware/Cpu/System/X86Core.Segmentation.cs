@@ -12,8 +12,14 @@ namespace HybridVmm.Hardware.Cpu;
 public sealed partial class X86Core
 {
     /// <summary>Loads <paramref name="selector"/> into <paramref name="segment"/> with its (flat) descriptor cache.</summary>
-    private void LoadSegment(Sreg segment, ushort selector) =>
+    private void LoadSegment(Sreg segment, ushort selector)
+    {
         _ctx.Segments[(int)segment] = SegmentRegister.Flat(selector, code: segment == Sreg.Cs);
+        if (segment == Sreg.Ss)
+        {
+            UpdateAccessRights(); // SS.DPL is the CPL
+        }
+    }
 
     /// <summary>Iced's ES, CS, SS, DS, FS, GS are consecutive and in <see cref="Sreg"/> order.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

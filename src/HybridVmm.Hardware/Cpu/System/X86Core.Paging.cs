@@ -1,0 +1,318 @@
+using System.Runtime.CompilerServices;
+using HybridVmm.Hardware.Memory;
+
+namespace HybridVmm.Hardware.Cpu;
+
+/// <summary>
+/// 32-bit paging (Intel SDM Vol. 3A, 4.3): the guest's own two-level page tables translate a linear address to a
+/// guest-physical one, which the second-level table then translates to host memory (System/X86Core.Memory.cs).
+/// Together they are the two-dimensional walk of EPT/NPT: the guest's walk reads its page-directory and page-table
+/// entries at guest-physical addresses, and each of those reads goes through the second-level table too.
+/// </summary>
+/// <remarks>
+/// <list type="bullet">
+/// <item>4 KiB pages, and 4 MiB pages when CR4.PSE=1 and PDE.PS=1. No PSE-36 and no PAE: MAXPHYADDR is 32, so bits
+/// 21:13 of a 4 MiB PDE are reserved (SDM table 4-4) and a set one is a #PF with RSVD.</item>
+/// <item>Access rights (SDM 4.6): a user-mode access (CPL 3, not an implicit supervisor access such as a descriptor
+/// table read) needs U/S=1 in both levels, and R/W=1 in both levels to write; a supervisor access may read anything
+/// and write anything when CR0.WP=0, only R/W=1 pages when CR0.WP=1.</item>
+/// <item>Accessed and dirty flags (SDM 4.8): a walk sets PDE.A when it goes on to the page table, and, once the access
+/// is allowed, the leaf's A and (for a write) D. A write through a TLB entry made by a read walks again to set D.</item>
+/// <item>A #PF stores the linear address in CR2 and pushes the error code (SDM 4.7): P (a protection violation or a
+/// reserved bit, rather than a not-present entry), W/R, U/S and RSVD.</item>
+/// <item>The software TLB is direct-mapped by linear page: a hit costs one tag compare and one rights test. It caches
+/// linear page → guest-physical page with the rights of the walk; the second-level table is still consulted on every
+/// access, so the kernel's changes to it (copy-on-write, dirty logging, remapping) need no TLB shootdown. As on real
+/// processors it is not coherent with the page tables: the guest flushes it with MOV CR3 (global pages stay when
+/// CR4.PGE=1), INVLPG, or by changing CR0.PG/WP or CR4.PSE/PGE (everything goes).</item>
+/// </list>
+/// </remarks>
+public sealed partial class X86Core
+{
+    private const int TlbEntries = 1024;
+    private const uint TlbValid = 1;
+
+    // Rights bits of a TLB entry, and the rights an access needs (_readRequired, _writeRequired).
+    private const byte TlbUserRead = 1, TlbUserWrite = 2, TlbSupervisorWrite = 4, TlbDirty = 8, TlbGlobal = 16, TlbLargePage = 32;
+
+    // Page-directory and page-table entry bits (SDM Vol. 3A, tables 4-4 to 4-6).
+    private const uint PtePresent = 1, PteWritable = 2, PteUser = 4, PteAccessed = 0x20, PteDirty = 0x40, PtePageSize = 0x80, PteGlobal = 0x100;
+    private const uint Pde4MReservedBits = 0x003F_E000; // bits 21:13 with MAXPHYADDR 32
+
+    private const uint Cr0Pe = (uint)Cr0Flags.PE, Cr0Wp = (uint)Cr0Flags.WP, Cr0Pg = (uint)Cr0Flags.PG;
+    private const uint Cr4Pse = (uint)Cr4Flags.PSE, Cr4Pae = (uint)Cr4Flags.PAE, Cr4Pge = (uint)Cr4Flags.PGE;
+
+    // #PF error code bits (SDM Vol. 3A, 4.7).
+    private const uint PfPresent = 1, PfWrite = 2, PfUser = 4, PfReserved = 8;
+
+    private struct TlbEntry
+    {
+        /// <summary>The linear page base with <see cref="TlbValid"/> set; 0 when empty.</summary>
+        public uint Tag;
+        /// <summary>The guest-physical page base the linear page maps to.</summary>
+        public uint PageBase;
+        public byte Rights;
+    }
+
+    private readonly TlbEntry[] _tlb = new TlbEntry[TlbEntries];
+    // CR0.PG (with PE): linear addresses go through the guest's page tables.
+    private bool _pagingEnabled;
+    // Some TLB entry came from a 4 MiB page: INVLPG must then drop every entry of that page, not one.
+    private bool _tlbHasLargePages;
+    // The TLB rights a data read and a data write need at the current privilege level.
+    private byte _readRequired;
+    private byte _writeRequired = TlbSupervisorWrite | TlbDirty;
+
+    /// <summary>True when CR0.PG is set: linear addresses are translated by the guest's page tables.</summary>
+    public bool PagingEnabled => _pagingEnabled;
+
+    /// <summary>
+    /// Linear → guest-physical for a data access while paging is on: the TLB on a hit, otherwise a walk. -1 when the
+    /// access faulted (#PF recorded, or the walk's own memory access intercepted).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private long LinearToPhysical(uint linear, bool write)
+    {
+        ref TlbEntry entry = ref _tlb[(linear >> PageShift) & (TlbEntries - 1)];
+        byte required = write ? _writeRequired : _readRequired;
+        if (entry.Tag == ((linear & ~PageOffsetMask) | TlbValid) && (entry.Rights & required) == required)
+        {
+            return entry.PageBase | (linear & PageOffsetMask);
+        }
+        return WalkAndFill(linear, write, fetch: false, user: _readRequired != 0);
+    }
+
+    /// <summary>Linear → guest-physical for an instruction fetch (rights of a read at the current privilege level).</summary>
+    private long FetchToPhysical(uint linear)
+    {
+        ref TlbEntry entry = ref _tlb[(linear >> PageShift) & (TlbEntries - 1)];
+        if (entry.Tag == ((linear & ~PageOffsetMask) | TlbValid) && (entry.Rights & _readRequired) == _readRequired)
+        {
+            return entry.PageBase | (linear & PageOffsetMask);
+        }
+        return WalkAndFill(linear, write: false, fetch: true, user: _readRequired != 0);
+    }
+
+    /// <summary>The page walk (SDM Vol. 3A, 4.3), the access-rights check, A/D updates and the TLB fill.</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private long WalkAndFill(uint linear, bool write, bool fetch, bool user)
+    {
+        if (_faulted)
+        {
+            return -1;
+        }
+        _ = fetch; // no SMEP, no NX in 32-bit paging: a fetch is checked as a read, and the I/D bit stays 0 (SDM 4.7)
+        uint accessBits = (write ? PfWrite : 0) | (user ? PfUser : 0);
+
+        uint pdeAddress = (_ctx.Cr3 & ~PageOffsetMask) | ((linear >> 22) << 2);
+        if (!ReadPagingEntry(pdeAddress, out uint pde)) return -1;
+        if ((pde & PtePresent) == 0) return PageFault(linear, accessBits);
+
+        bool large = (pde & PtePageSize) != 0 && (_ctx.Cr4 & Cr4Pse) != 0;
+        uint leaf, leafAddress, rights, pageBase;
+        if (large)
+        {
+            if ((pde & Pde4MReservedBits) != 0) return PageFault(linear, accessBits | PfPresent | PfReserved);
+            leaf = pde;
+            leafAddress = pdeAddress;
+            rights = pde;
+            pageBase = (pde & 0xFFC0_0000) | (linear & 0x003F_F000);
+        }
+        else
+        {
+            if ((pde & PteAccessed) == 0)
+            {
+                pde |= PteAccessed;
+                if (!WritePagingEntry(pdeAddress, pde)) return -1;
+            }
+            leafAddress = (pde & ~PageOffsetMask) | (((linear >> PageShift) & 0x3FF) << 2);
+            if (!ReadPagingEntry(leafAddress, out leaf)) return -1;
+            if ((leaf & PtePresent) == 0) return PageFault(linear, accessBits);
+            rights = pde & leaf;
+            pageBase = leaf & ~PageOffsetMask;
+        }
+
+        bool writable = (rights & PteWritable) != 0;
+        bool userPage = (rights & PteUser) != 0;
+        bool supervisorWrite = writable || (_ctx.Cr0 & Cr0Wp) == 0;
+        if ((user && !userPage) || (write && (user ? !writable : !supervisorWrite)))
+        {
+            return PageFault(linear, accessBits | PfPresent);
+        }
+
+        uint updated = leaf | PteAccessed | (write ? PteDirty : 0);
+        if (updated != leaf && !WritePagingEntry(leafAddress, updated)) return -1;
+
+        ref TlbEntry entry = ref _tlb[(linear >> PageShift) & (TlbEntries - 1)];
+        entry.Tag = (linear & ~PageOffsetMask) | TlbValid;
+        entry.PageBase = pageBase;
+        entry.Rights = (byte)((userPage ? TlbUserRead : 0) | (userPage && writable ? TlbUserWrite : 0)
+            | (supervisorWrite ? TlbSupervisorWrite : 0) | ((updated & PteDirty) != 0 ? TlbDirty : 0)
+            | ((leaf & PteGlobal) != 0 && (_ctx.Cr4 & Cr4Pge) != 0 ? TlbGlobal : 0) | (large ? TlbLargePage : 0));
+        _tlbHasLargePages |= large;
+        return pageBase | (linear & PageOffsetMask);
+    }
+
+    /// <summary>Records a #PF for the current instruction: CR2 = the linear address (SDM Vol. 3A, 4.7).</summary>
+    private long PageFault(uint linear, uint errorCode)
+    {
+        _ctx.Cr2 = linear;
+        _faulted = true;
+        _interceptCompletable = false;
+        _exit = new CpuExit(CpuExitReason.Exception, Vector: ExceptionVector.PageFault, ErrorCode: errorCode);
+        return -1;
+    }
+
+    /// <summary>
+    /// Reads a paging-structure entry at a guest-physical address through the second-level table. An entry outside
+    /// RAM is an intercept that cannot be completed (a device cannot hold page tables; EPT calls it a violation
+    /// during the guest's walk).
+    /// </summary>
+    private bool ReadPagingEntry(uint guestPhysical, out uint value)
+    {
+        uint page = guestPhysical >> PageShift;
+        if (page < (uint)_slatEntries.Length && _slatEntries[page] is int slat && slat >= 0)
+        {
+            value = Unsafe.ReadUnaligned<uint>(ref _ram[((long)(slat & SecondLevelPageTable.FrameMask) << PageShift) | (guestPhysical & PageOffsetMask)]);
+            return true;
+        }
+        value = 0;
+        WalkIntercept(guestPhysical, write: false);
+        return false;
+    }
+
+    /// <summary>Writes back an entry with A/D set. A write-protected page (copy-on-write, dirty logging) exits first.</summary>
+    private bool WritePagingEntry(uint guestPhysical, uint value)
+    {
+        uint page = guestPhysical >> PageShift;
+        if (page < (uint)_slatEntries.Length && _slatEntries[page] is int slat && slat >= 0 && (slat & SecondLevelPageTable.WritableBit) != 0)
+        {
+            Unsafe.WriteUnaligned(ref _ram[((long)(slat & SecondLevelPageTable.FrameMask) << PageShift) | (guestPhysical & PageOffsetMask)], value);
+            CodePage? code = _codePages[page];
+            if (code is not null && code.Count != 0 && code.Overlaps(guestPhysical & PageOffsetMask, 4))
+            {
+                code.Clear();
+            }
+            return true;
+        }
+        WalkIntercept(guestPhysical, write: true);
+        return false;
+    }
+
+    private void WalkIntercept(uint guestPhysical, bool write)
+    {
+        _faulted = true;
+        _interceptCompletable = false;
+        _exit = new CpuExit(CpuExitReason.MemoryIntercept, GuestPhysicalAddress: guestPhysical, IsWrite: write, Size: 4);
+    }
+
+    /// <summary>
+    /// Linear → guest-physical without side effects (no A/D update, no fault, no TLB fill): for diagnostics and for a
+    /// host that inspects the guest. Null when the address is not mapped.
+    /// </summary>
+    public uint? TranslateLinearForInspection(uint linear)
+    {
+        if (!_pagingEnabled) return linear;
+        uint pde = PeekPhysical32((_ctx.Cr3 & ~PageOffsetMask) | ((linear >> 22) << 2)) ?? 0;
+        if ((pde & PtePresent) == 0) return null;
+        if ((pde & PtePageSize) != 0 && (_ctx.Cr4 & Cr4Pse) != 0)
+        {
+            return (pde & 0xFFC0_0000) | (linear & 0x003F_FFFF);
+        }
+        uint pte = PeekPhysical32((pde & ~PageOffsetMask) | (((linear >> PageShift) & 0x3FF) << 2)) ?? 0;
+        return (pte & PtePresent) == 0 ? null : (pte & ~PageOffsetMask) | (linear & PageOffsetMask);
+    }
+
+    private uint? PeekPhysical32(uint guestPhysical)
+    {
+        uint page = guestPhysical >> PageShift;
+        if (page < (uint)_slatEntries.Length && _slatEntries[page] is int slat && slat >= 0)
+        {
+            return Unsafe.ReadUnaligned<uint>(ref _ram[((long)(slat & SecondLevelPageTable.FrameMask) << PageShift) | (guestPhysical & PageOffsetMask)]);
+        }
+        return null;
+    }
+
+    // ---- TLB maintenance ----
+
+    /// <summary>Drops every TLB entry, or every non-global one (MOV CR3 with CR4.PGE=1, SDM Vol. 3A, 4.10.4.1).</summary>
+    private void FlushTlb(bool keepGlobal)
+    {
+        TlbEntry[] tlb = _tlb;
+        bool large = false;
+        for (int i = 0; i < tlb.Length; i++)
+        {
+            if (keepGlobal && (tlb[i].Rights & TlbGlobal) != 0)
+            {
+                large |= (tlb[i].Rights & TlbLargePage) != 0;
+                continue;
+            }
+            tlb[i] = default;
+        }
+        _tlbHasLargePages = large;
+        CodeMappingChanged();
+    }
+
+    /// <summary>INVLPG (SDM Vol. 2A): drops the translation of the page holding <paramref name="linear"/>, global or not.</summary>
+    private void InvalidatePage(uint linear)
+    {
+        if (_tlbHasLargePages)
+        {
+            // A 4 MiB page is cached as 4 KiB entries: drop every entry of it.
+            uint region = linear & 0xFFC0_0000;
+            TlbEntry[] tlb = _tlb;
+            for (int i = 0; i < tlb.Length; i++)
+            {
+                if (tlb[i].Tag != 0 && (tlb[i].Tag & 0xFFC0_0000) == region && (tlb[i].Rights & TlbLargePage) != 0)
+                {
+                    tlb[i] = default;
+                }
+            }
+        }
+        ref TlbEntry entry = ref _tlb[(linear >> PageShift) & (TlbEntries - 1)];
+        if (entry.Tag == ((linear & ~PageOffsetMask) | TlbValid))
+        {
+            entry = default;
+        }
+        CodeMappingChanged();
+    }
+
+    /// <summary>
+    /// The run loop caches the code page of EIP's linear page; a changed translation must make it look again before
+    /// the next instruction (the event check is the run loop's one per-instruction flag).
+    /// </summary>
+    private void CodeMappingChanged()
+    {
+        _codeMappingChanged = true;
+        _eventCheck = true;
+    }
+
+    private bool _codeMappingChanged;
+
+    /// <summary>The rights a data access needs at the current privilege level (after a CPL change).</summary>
+    private void UpdateAccessRights()
+    {
+        bool user = _ctx.Cpl == 3;
+        _readRequired = user ? TlbUserRead : (byte)0;
+        _writeRequired = (byte)((user ? TlbUserWrite : TlbSupervisorWrite) | TlbDirty);
+    }
+
+    private void SetControlRegisters(uint cr0, uint cr3, uint cr4)
+    {
+        _ctx.Cr0 = cr0;
+        _ctx.Cr3 = cr3;
+        _ctx.Cr4 = cr4;
+        _pagingEnabled = (cr0 & (Cr0Pg | Cr0Pe)) == (Cr0Pg | Cr0Pe);
+        FlushTlb(keepGlobal: false);
+    }
+
+    /// <summary>Applies a new CR0/CR4 to the paging state: PG, WP, PSE and PGE changes flush the whole TLB.</summary>
+    private void PagingControlChanged(uint oldCr0, uint oldCr4)
+    {
+        _pagingEnabled = (_ctx.Cr0 & (Cr0Pg | Cr0Pe)) == (Cr0Pg | Cr0Pe);
+        if (((oldCr0 ^ _ctx.Cr0) & (Cr0Pg | Cr0Wp | Cr0Pe)) != 0 || ((oldCr4 ^ _ctx.Cr4) & (Cr4Pse | Cr4Pge | Cr4Pae)) != 0)
+        {
+            FlushTlb(keepGlobal: false);
+        }
+    }
+}
