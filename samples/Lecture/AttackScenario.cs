@@ -42,8 +42,19 @@ public static class AttackScenario
         new("reset the host through the keyboard controller", "out 0x64 = 0xFE",
             a => { a.mov(al, 0xFE); a.@out(0x64, al); a.mov(eax, 0); Report(a); },
             "port 0x64 is unclaimed: the reset request was dropped and traced; nothing outside this guest noticed", 0),
-        new("turn on paging to remap memory", "mov cr0 with PG set",
-            a => { a.mov(eax, cr0); a.or(eax, unchecked((int)0x8000_0000)); a.mov(cr0, eax); Report(a); }),
+        new("map another partition's RAM via page tables", "PDE: linear 0x80000000 -> GPA 0x00400000 (4 MiB page), CR0.PG",
+            a =>
+            {
+                // Its page tables translate linear to guest-physical only: the second-level table still decides what
+                // a guest-physical address reaches (the two-dimensional walk).
+                a.mov(eax, 0x10); a.mov(cr4, eax);                                         // CR4.PSE
+                a.mov(__dword_ptr[PageDirectory], 0x0000_0083);                            // 0-4 MiB: itself
+                a.mov(__dword_ptr[PageDirectory + (0x8000_0000 >> 22) * 4], 0x0040_0083);  // 2 GiB -> GPA 4 MiB
+                a.mov(eax, PageDirectory); a.mov(cr3, eax);
+                a.mov(eax, cr0); a.or(eax, unchecked((int)0x8000_0000)); a.mov(cr0, eax);
+                a.mov(eax, __dword_ptr[0x8000_0000]);
+                Report(a);
+            }),
         new("execute outside its RAM", "jmp to 0x09000000",
             a => { a.mov(eax, 0x0900_0000); a.jmp(eax); }),
         new("signal a VMBus channel it was not granted", "HvSignalEvent (fast) on connection 0x1000",
@@ -55,6 +66,7 @@ public static class AttackScenario
     };
 
     private const uint HypercallPage = 0x0030_0000;
+    private const uint PageDirectory = 0x0030_0000;
 
     /// <summary>TLFS: a non-zero guest OS ID, then the hypercall MSR with the page's GPA and the enable bit.</summary>
     private static void EnableHypercalls(Assembler a)

@@ -22,6 +22,19 @@ public class CliTests
     }
 
     [Test]
+    public void ThePagingGuestPrintsWhatQemuPrintsSaveTheErrorCodeQemuGetsWrong()
+    {
+        CliProcess.Result result = CliProcess.Run("run", Repository.GuestElf("paging"));
+        string qemu = File.ReadAllText(Path.ChangeExtension(Repository.GuestElf("paging"), ".qemu.txt"));
+        Assert.Multiple(() =>
+        {
+            Assert.That(qemu, Does.Contain(PagingGuest.QemuReservedBitLine), "the committed QEMU output shows its RSVD-without-P error code");
+            Assert.That(result.Text, Is.EqualTo(PagingGuest.AsTheSdmSays(qemu)), result.Stderr);
+            Assert.That(result.ExitCode, Is.EqualTo(0), result.Stderr);
+        });
+    }
+
+    [Test]
     public void AFaultingGuestGetsTheFaultStatusAndADiagnosticOnStderr()
     {
         CliProcess.Result result = CliProcess.Run("run", Repository.GuestElf("fault"));
