@@ -4,7 +4,7 @@ namespace HybridVmm.Hardware.Cpu;
 
 /// <summary>
 /// The registers of one core as chunk "cpu.vp{n}": GPRs, EIP, EFLAGS, CR0-CR4, selectors, GDTR/IDTR, the TSC
-/// offset and the retired-instruction count. The interrupt state of the same <see cref="CpuState"/> is its
+/// offset and the retired-instruction count; from version 2 the segment descriptor caches, LDTR and TR. The interrupt state of the same <see cref="CpuState"/> is its
 /// own chunk (<see cref="InterruptStateCodec"/>), so the two can change apart. A new register means a new
 /// version here.
 /// </summary>
@@ -14,7 +14,10 @@ public sealed class CpuStateCodec : StateCodec<CpuState>
 
     public override string StateName => "CPU register";
 
-    public override int Version => 1;
+    public override int Version => 2;
+
+    /// <summary>Version 1 (before segmentation) is read too: its selectors load flat caches.</summary>
+    public override bool CanRead(int version) => version is 1 or 2;
 
     public static string Tag(int vpIndex) => $"cpu.vp{vpIndex}";
 
@@ -36,6 +39,15 @@ public sealed class CpuStateCodec : StateCodec<CpuState>
         w.WriteUInt16(c.Idtr.Limit);
         w.WriteUInt64(c.TscOffset);
         w.WriteInt64(c.InstructionsRetired);
+        // A state read from a version-1 chunk has no caches: write the flat ones its selectors load (RestoreState).
+        SegmentCaches caches = c.SegmentCaches ?? SegmentCaches.FlatFor(c);
+        foreach (SegmentRegister s in caches.All)
+        {
+            w.WriteUInt16(s.Selector);
+            w.WriteUInt32(s.Base);
+            w.WriteUInt32(s.Limit);
+            w.WriteUInt16(s.Attributes);
+        }
     }
 
     /// <summary>The registers; the interrupt fields are left clear for <see cref="InterruptStateCodec.Apply"/>.</summary>
@@ -53,6 +65,11 @@ public sealed class CpuStateCodec : StateCodec<CpuState>
         c.Idtr = new DescriptorTableRegister(r.ReadUInt32(), r.ReadUInt16());
         c.TscOffset = r.ReadUInt64();
         c.InstructionsRetired = r.ReadInt64();
+        if (version >= 2)
+        {
+            SegmentRegister Next() => new(r.ReadUInt16(), r.ReadUInt32(), r.ReadUInt32(), r.ReadUInt16());
+            c.SegmentCaches = new SegmentCaches(Next(), Next(), Next(), Next(), Next(), Next(), Next(), Next());
+        }
         return c;
     }
 }

@@ -13,7 +13,7 @@ public sealed partial class X86Core
         var bytes = new List<byte>(15);
         for (uint i = 0; i < 15; i++)
         {
-            int b = PeekCodeByte(_ctx.Eip + i);
+            int b = PeekCodeByte(_ctx.Eip + _csBase + i);
             if (b < 0) break;
             bytes.Add((byte)b);
         }

@@ -129,10 +129,11 @@ public sealed partial class X86Core
             }
 
             uint eip = _ctx.Eip;
-            if (page is null || (eip & ~PageOffsetMask) != pageBase)
+            uint linear = eip + _csBase;
+            if (page is null || (linear & ~PageOffsetMask) != pageBase)
             {
-                pageBase = eip & ~PageOffsetMask;
-                page = GetCodePage(eip);
+                pageBase = linear & ~PageOffsetMask;
+                page = GetCodePage(linear);
                 if (page is null)
                 {
                     if (!FetchFaulted())
@@ -144,7 +145,7 @@ public sealed partial class X86Core
                 }
             }
 
-            int index = page.Index[eip & PageOffsetMask];
+            int index = page.Index[linear & PageOffsetMask];
             bool fetchFault = false;
             ref Instruction ins = ref index > 0
                 ? ref page.Instructions[index - 1]

@@ -244,6 +244,9 @@ public class BitAndAtomicTests
     {
         var m = new TestMachine();
         m.WriteBytes(TestMachine.DataBase, new byte[] { 0x17, 0x00, 0x00, 0x10, 0x02, 0x00 });
+        // The GDT at 0x21000: null, flat code (0x08), flat data (0x10).
+        m.WriteBytes(0x21008, BitConverter.GetBytes(0x00CF_9A00_0000_FFFFUL));
+        m.WriteBytes(0x21010, BitConverter.GetBytes(0x00CF_9200_0000_FFFFUL));
         m.Execute(asm =>
         {
             asm.lgdt(__fword_ptr[TestMachine.DataBase]);
@@ -257,6 +260,7 @@ public class BitAndAtomicTests
         Assert.That(m.Cpu.Idtr, Is.EqualTo(new DescriptorTableRegister(0x21000, 0x17)));
         Assert.That(m.Read32(TestMachine.DataBase + 0x12), Is.EqualTo(0x21000));
         Assert.That(m.Cpu.Ds, Is.EqualTo(0x10));
+        Assert.That(m.Read8(0x21015), Is.EqualTo(0x93), "loading the descriptor set its accessed bit");
     }
 
     [Test]

@@ -244,7 +244,7 @@ public class ExitTests
     [TestCase(new byte[] { 0x0f, 0x0b }, "ud2")]
     [TestCase(new byte[] { 0x0f, 0x28, 0xc1 }, "movaps xmm0,xmm1")]
     [TestCase(new byte[] { 0xd9, 0xe8 }, "fld1")]
-    [TestCase(new byte[] { 0xea, 0, 0, 0, 0, 0x08, 0x00 }, "jmp 8:0")]
+    [TestCase(new byte[] { 0x0f, 0x05 }, "syscall")]
     public void UndefinedOrUnemulatedInstructionRaisesInvalidOpcode(byte[] code, string disassembly)
     {
         var m = new TestMachine();

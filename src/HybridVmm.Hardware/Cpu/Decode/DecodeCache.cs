@@ -23,6 +23,8 @@ internal sealed class CodePage
     /// EIP, branch targets), so the same guest-physical page run through another mapping is decoded afresh.
     /// </summary>
     public uint LinearBase;
+    /// <summary>CS.base at decode time: the same linear page under another CS base has other EIPs.</summary>
+    public uint CsBase;
 
     public void Clear()
     {
@@ -148,14 +150,15 @@ public sealed partial class X86Core
         CodePage? page = _codePages[guestPage];
         if (page is null)
         {
-            page = new CodePage { HostFrame = frame, LinearBase = linearBase };
+            page = new CodePage { HostFrame = frame, LinearBase = linearBase, CsBase = _csBase };
             _codePages[guestPage] = page;
         }
-        else if (page.HostFrame != frame || page.LinearBase != linearBase)
+        else if (page.HostFrame != frame || page.LinearBase != linearBase || page.CsBase != _csBase)
         {
             page.Clear();
             page.HostFrame = frame;
             page.LinearBase = linearBase;
+            page.CsBase = _csBase;
         }
         return page;
     }
@@ -172,7 +175,8 @@ public sealed partial class X86Core
 
     private ref Instruction DecodeAt(CodePage page, uint eip, out bool fetchFault)
     {
-        _codeReader.Address = eip;
+        uint linear = eip + _csBase;
+        _codeReader.Address = linear;
         _codeReader.Failed = false;
         _decoder.IP = eip;
         _decoder.Decode(out Instruction instruction);
@@ -186,7 +190,7 @@ public sealed partial class X86Core
             return ref _straddling;
         }
         fetchFault = false;
-        uint offset = eip & PageOffsetMask;
+        uint offset = linear & PageOffsetMask;
         if (offset + (uint)instruction.Length > HostPhysicalMemory.FrameSize)
         {
             _straddling = instruction;

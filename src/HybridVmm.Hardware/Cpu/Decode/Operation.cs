@@ -23,6 +23,7 @@ internal enum Operation : byte
     Nop, Cpuid, Rdtsc, Hlt, In, Out, Xlat,
     Lgdt, Lidt, Sgdt, Sidt, SoftwareInterrupt,
     Iret, Rdmsr, Wrmsr, Vmcall, Invlpg,
+    JmpFar, CallFar, Retf, LoadFarPointer, Lldt, Sldt, Ltr, Str, Lar, Lsl, Verr, Verw, Arpl, Smsw, Lmsw, Clts,
 }
 
 internal static class OperationTable
@@ -140,9 +141,25 @@ internal static class OperationTable
                 or Mnemonic.Cmovbe or Mnemonic.Cmova or Mnemonic.Cmovs or Mnemonic.Cmovns or Mnemonic.Cmovp or Mnemonic.Cmovnp
                 or Mnemonic.Cmovl or Mnemonic.Cmovge or Mnemonic.Cmovle or Mnemonic.Cmovg => Operation.Cmovcc,
             Mnemonic.Jmp => code is Code.Jmp_rel8_32 or Code.Jmp_rel32_32 or Code.Jmp_rm32 or Code.Jmp_rel8_16 or Code.Jmp_rel16 or Code.Jmp_rm16
-                ? Operation.Jmp : Operation.Undefined,
+                ? Operation.Jmp
+                : code is Code.Jmp_ptr1632 or Code.Jmp_ptr1616 or Code.Jmp_m1632 or Code.Jmp_m1616 ? Operation.JmpFar : Operation.Undefined,
             Mnemonic.Call => code is Code.Call_rel32_32 or Code.Call_rm32 or Code.Call_rel16 or Code.Call_rm16
-                ? Operation.Call : Operation.Undefined,
+                ? Operation.Call
+                : code is Code.Call_ptr1632 or Code.Call_ptr1616 or Code.Call_m1632 or Code.Call_m1616 ? Operation.CallFar : Operation.Undefined,
+            Mnemonic.Retf => Operation.Retf,
+            Mnemonic.Lds or Mnemonic.Les or Mnemonic.Lfs or Mnemonic.Lgs or Mnemonic.Lss => Operation.LoadFarPointer,
+            Mnemonic.Lldt => Operation.Lldt,
+            Mnemonic.Sldt => Operation.Sldt,
+            Mnemonic.Ltr => Operation.Ltr,
+            Mnemonic.Str => Operation.Str,
+            Mnemonic.Lar => Operation.Lar,
+            Mnemonic.Lsl => Operation.Lsl,
+            Mnemonic.Verr => Operation.Verr,
+            Mnemonic.Verw => Operation.Verw,
+            Mnemonic.Arpl => Operation.Arpl,
+            Mnemonic.Smsw => Operation.Smsw,
+            Mnemonic.Lmsw => Operation.Lmsw,
+            Mnemonic.Clts => Operation.Clts,
             Mnemonic.Ret => Operation.Ret,
             Mnemonic.Loop => Operation.Loop,
             Mnemonic.Loope => Operation.Loope,

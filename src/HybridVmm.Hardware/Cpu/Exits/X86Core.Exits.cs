@@ -119,7 +119,7 @@ public sealed partial class X86Core
                 Retire();
                 break;
             case PendingKind.Ins:
-                WriteMem(_ctx.Edi, _pending.Size, value);
+                WriteMem(Linear(Sreg.Es, _ctx.Edi, _pending.Size), _pending.Size, value);
                 _faulted = false;
                 _ctx.Edi += _pending.Delta;
                 FinishRepIteration();

@@ -39,7 +39,7 @@ public sealed partial class X86Core
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private bool Lea(ref Instruction ins)
     {
-        WriteReg(ins.Op0Register, Ea(ref ins));
+        WriteReg(ins.Op0Register, EffectiveOffset(ref ins)); // LEA: the offset, no segment
         return true;
     }
 
@@ -60,13 +60,12 @@ public sealed partial class X86Core
     {
         if (ins.Op0Register.IsSegmentRegister())
         {
-            // Flat model: the selector is stored with a flat cache (System/X86Core.Segmentation.cs).
+            // The descriptor load and its checks: System/X86Core.Segmentation.cs.
             // Segment registers are not in the rollback snapshot, so nothing is loaded when the read was refused.
             int size = ins.Op1Kind == OpKind.Register ? RegSize[(int)ins.Op1Register] : 2;
             uint selector16 = ReadOp1(ref ins, size);
             if (_faulted) return false;
-            WriteSegment(ins.Op0Register, (ushort)selector16);
-            return true;
+            return LoadDataSegment(ToSreg(ins.Op0Register), (ushort)selector16);
         }
         uint selector = ReadSegment(ins.Op1Register);
         if (ins.Op0Kind == OpKind.Register)
@@ -198,7 +197,7 @@ public sealed partial class X86Core
     {
         uint address = _ctx.Ebx + (_ctx.Eax & 0xff);
         if (ins.MemoryBase == Register.BX) address &= 0xffff;
-        WriteReg(Register.AL, Read8(address));
+        WriteReg(Register.AL, Read8(Linear(ToSreg(ins.MemorySegment), address, 1)));
         return true;
     }
 }

@@ -31,7 +31,7 @@ public sealed partial class X86Core
         bool rep = ins.HasRepPrefix || ins.HasRepnePrefix;
         if (rep && _ctx.Ecx == 0) return true;
         // Check the destination now, so the port is never read for an element that cannot be stored.
-        if (!ProbeWrite(_ctx.Edi, size)) return false;
+        if (!ProbeWrite(Linear(Sreg.Es, _ctx.Edi, size), size)) return false;
         uint delta = (_ctx.Eflags & DF) != 0 ? (uint)-size : (uint)size;
         return Exit(PendingKind.Ins, size, rep, delta, new CpuExit(CpuExitReason.IoIn, Port: (ushort)_ctx.Edx, Size: (byte)size));
     }
@@ -41,7 +41,7 @@ public sealed partial class X86Core
         int size = MemSize(ref ins);
         bool rep = ins.HasRepPrefix || ins.HasRepnePrefix;
         if (rep && _ctx.Ecx == 0) return true;
-        uint value = ReadMem(_ctx.Esi, size);
+        uint value = ReadMem(Linear(ToSreg(ins.MemorySegment), _ctx.Esi, size), size);
         if (_faulted) return false;
         uint delta = (_ctx.Eflags & DF) != 0 ? (uint)-size : (uint)size;
         return Exit(PendingKind.Outs, size, rep, delta, new CpuExit(CpuExitReason.IoOut, Port: (ushort)_ctx.Edx, Size: (byte)size, Value: value));

@@ -81,9 +81,20 @@ public sealed partial class X86Core
         g = (g & ~mask) | ((value << shift) & mask);
     }
 
-    /// <summary>Effective address of the memory operand (SDM Vol. 1, 3.7.5); flat segments add no base.</summary>
+    /// <summary>
+    /// The linear address of the memory operand: its effective address in its segment (SDM Vol. 3A, 3.4), base added
+    /// and limit checked for the operand's size when the segment is not flat (System/X86Core.Segmentation.cs).
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private uint Ea(ref Instruction ins)
+    {
+        uint offset = EffectiveOffset(ref ins);
+        return _nonFlatSegments == 0 ? offset : Linear(ToSreg(ins.MemorySegment), offset, Math.Max(1, MemSize(ref ins)));
+    }
+
+    /// <summary>Effective address (offset in its segment) of the memory operand (SDM Vol. 1, 3.7.5).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private uint EffectiveOffset(ref Instruction ins)
     {
         uint address = ins.MemoryDisplacement32;
         Register b = ins.MemoryBase;
@@ -176,12 +187,12 @@ public sealed partial class X86Core
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static uint SignBit(int size) => 1u << (size * 8 - 1);
 
-    // Stack: SS is flat and 32-bit (B=1), so ESP is the stack pointer (SDM Vol. 1, 6.2).
+    // Stack: a 32-bit stack (SS.B=1), so ESP is the stack pointer (SDM Vol. 1, 6.2); SS.base is added when not 0.
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private void Push(uint value, int size)
     {
         uint esp = _ctx.Esp - (uint)size;
-        WriteMem(esp, size, value);
+        WriteMem(StackAddress(esp), size, value);
         _ctx.Esp = esp;
     }
 
@@ -189,7 +200,7 @@ public sealed partial class X86Core
     private uint Pop(int size)
     {
         uint esp = _ctx.Esp;
-        uint value = ReadMem(esp, size);
+        uint value = ReadMem(StackAddress(esp), size);
         _ctx.Esp = esp + (uint)size;
         return value;
     }

@@ -21,6 +21,7 @@ public sealed partial class X86Core
         int size = MemSize(ref ins);
         uint delta = (_ctx.Eflags & DF) != 0 ? (uint)-size : (uint)size;
         bool rep = ins.HasRepPrefix || ins.HasRepnePrefix;
+        _stringSource = ToSreg(ins.MemorySegment); // DS or an override for ESI; EDI is always ES
         if (!rep)
         {
             StringIteration(op, size, delta);
@@ -58,31 +59,36 @@ public sealed partial class X86Core
         return true;
     }
 
+    // The segment of the ESI operand of the string instruction being executed.
+    private Sreg _stringSource;
+
     /// <summary>One element; false (with nothing committed) when an access was refused.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private bool StringIteration(Operation op, int size, uint delta)
     {
         uint esi = _ctx.Esi;
         uint edi = _ctx.Edi;
+        // Each operand's segment is checked only by the instructions that use it (STOS/SCAS never touch DS:ESI).
+        uint destination = op == Operation.Lods ? 0 : Linear(Sreg.Es, edi, size);
         switch (op)
         {
             case Operation.Movs:
                 {
-                    uint v = ReadMem(esi, size);
-                    WriteMem(edi, size, v);
+                    uint v = ReadMem(Linear(_stringSource, esi, size), size);
+                    WriteMem(destination, size, v);
                     if (_faulted) return false;
                     _ctx.Esi = esi + delta;
                     _ctx.Edi = edi + delta;
                     return true;
                 }
             case Operation.Stos:
-                WriteMem(edi, size, _ctx.Eax);
+                WriteMem(destination, size, _ctx.Eax);
                 if (_faulted) return false;
                 _ctx.Edi = edi + delta;
                 return true;
             case Operation.Lods:
                 {
-                    uint v = ReadMem(esi, size);
+                    uint v = ReadMem(Linear(_stringSource, esi, size), size);
                     if (_faulted) return false;
                     WriteAccumulator(size, v);
                     _ctx.Esi = esi + delta;
@@ -90,8 +96,8 @@ public sealed partial class X86Core
                 }
             case Operation.Cmps:
                 {
-                    uint a = ReadMem(esi, size);
-                    uint b = ReadMem(edi, size);
+                    uint a = ReadMem(Linear(_stringSource, esi, size), size);
+                    uint b = ReadMem(destination, size);
                     if (_faulted) return false;
                     SubWithFlags(a, b, 0, size);
                     _ctx.Esi = esi + delta;
@@ -100,7 +106,7 @@ public sealed partial class X86Core
                 }
             default: // SCAS
                 {
-                    uint b = ReadMem(edi, size);
+                    uint b = ReadMem(destination, size);
                     if (_faulted) return false;
                     SubWithFlags(_ctx.Eax & SizeMask(size), b, 0, size);
                     _ctx.Edi = edi + delta;

@@ -26,6 +26,8 @@ internal struct CpuContext
     public DescriptorTableRegister Gdtr, Idtr;
     /// <summary>ES, CS, SS, DS, FS, GS in Sreg encoding order (the order of <see cref="Sreg"/> and Iced's Register.ES..GS).</summary>
     public SegmentFile Segments;
+    /// <summary>The LDT register and the task register, with their caches (SDM Vol. 3A, 2.4.2 and 2.4.4).</summary>
+    public SegmentRegister Ldtr, Tr;
 
     [UnscopedRef] public ref uint Eax { [MethodImpl(MethodImplOptions.AggressiveInlining)] get => ref Gpr[0]; }
     [UnscopedRef] public ref uint Ecx { [MethodImpl(MethodImplOptions.AggressiveInlining)] get => ref Gpr[1]; }

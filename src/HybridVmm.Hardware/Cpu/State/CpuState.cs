@@ -17,6 +17,12 @@ public record struct CpuState
     public uint Eip, Eflags;
     public uint Cr0, Cr2, Cr3, Cr4;
     public ushort Cs, Ds, Es, Fs, Gs, Ss;
+    /// <summary>
+    /// The hidden descriptor caches of ES, CS, SS, DS, FS and GS, then LDTR and TR (SDM Vol. 3A, 3.4.3): a saved
+    /// core resumes with the segments it had loaded, even if the guest has changed its descriptor tables since. Null
+    /// in a state from before segmentation (snapshot chunk version 1): the selectors then load flat caches.
+    /// </summary>
+    public SegmentCaches? SegmentCaches;
     public DescriptorTableRegister Gdtr, Idtr;
     public ulong TscOffset;
     public long InstructionsRetired;
@@ -33,6 +39,20 @@ public record struct CpuState
     public uint QueuedErrorCode;
 }
 
+/// <summary>The hidden descriptor caches of the six segment registers, LDTR and TR, for <see cref="CpuState"/>.</summary>
+public readonly record struct SegmentCaches(
+    SegmentRegister Es, SegmentRegister Cs, SegmentRegister Ss, SegmentRegister Ds, SegmentRegister Fs, SegmentRegister Gs,
+    SegmentRegister Ldtr, SegmentRegister Tr)
+{
+    public IEnumerable<SegmentRegister> All => [Es, Cs, Ss, Ds, Fs, Gs, Ldtr, Tr];
+
+    /// <summary>The flat caches the selectors of a state without caches load (the boot state before any GDT).</summary>
+    public static SegmentCaches FlatFor(in CpuState c) => new(
+        SegmentRegister.Flat(c.Es, code: false), SegmentRegister.Flat(c.Cs, code: true), SegmentRegister.Flat(c.Ss, code: false),
+        SegmentRegister.Flat(c.Ds, code: false), SegmentRegister.Flat(c.Fs, code: false), SegmentRegister.Flat(c.Gs, code: false),
+        default, default);
+}
+
 public sealed partial class X86Core
 {
     public CpuState SaveState() => new()
@@ -42,6 +62,7 @@ public sealed partial class X86Core
         Eip = _ctx.Eip, Eflags = _ctx.Eflags,
         Cr0 = Cr0, Cr2 = Cr2, Cr3 = Cr3, Cr4 = Cr4,
         Cs = Cs, Ds = Ds, Es = Es, Fs = Fs, Gs = Gs, Ss = Ss,
+        SegmentCaches = new SegmentCaches(_ctx.Es, _ctx.Cs, _ctx.Ss, _ctx.Ds, _ctx.Fs, _ctx.Gs, _ctx.Ldtr, _ctx.Tr),
         Gdtr = Gdtr, Idtr = Idtr,
         TscOffset = TscOffset,
         InstructionsRetired = InstructionsRetired,
@@ -57,7 +78,22 @@ public sealed partial class X86Core
         _ctx.Eip = state.Eip;
         Eflags = state.Eflags;
         Cr0 = state.Cr0; Cr2 = state.Cr2; Cr3 = state.Cr3; Cr4 = state.Cr4;
-        Cs = state.Cs; Ds = state.Ds; Es = state.Es; Fs = state.Fs; Gs = state.Gs; Ss = state.Ss;
+        if (state.SegmentCaches is { } caches)
+        {
+            SetSegmentCache(Sreg.Es, caches.Es);
+            SetSegmentCache(Sreg.Cs, caches.Cs);
+            SetSegmentCache(Sreg.Ss, caches.Ss);
+            SetSegmentCache(Sreg.Ds, caches.Ds);
+            SetSegmentCache(Sreg.Fs, caches.Fs);
+            SetSegmentCache(Sreg.Gs, caches.Gs);
+            _ctx.Ldtr = caches.Ldtr;
+            _ctx.Tr = caches.Tr;
+        }
+        else
+        {
+            Cs = state.Cs; Ds = state.Ds; Es = state.Es; Fs = state.Fs; Gs = state.Gs; Ss = state.Ss;
+            _ctx.Ldtr = _ctx.Tr = default;
+        }
         Gdtr = state.Gdtr;
         Idtr = state.Idtr;
         TscOffset = state.TscOffset;

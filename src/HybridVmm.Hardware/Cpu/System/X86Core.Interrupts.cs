@@ -85,8 +85,10 @@ public sealed partial class X86Core
         uint cs = Pop(size);
         uint flags = Pop(size);
         if (_faulted) return false;
-        _ctx.Eip = size == 2 ? eip & 0xffff : eip;
-        Cs = (ushort)cs;
+        // The code segment is checked and loaded as for RETF (System/X86Core.FarTransfers.cs); a return to an outer
+        // ring and a task return (NT=1) come with the privilege slice.
+        if (!CheckCodeTarget((ushort)cs, viaReturn: true, out SegmentRegister cache, out uint address, out uint high)) return false;
+        if (!CommitCodeTarget(cache, address, high, size == 2 ? eip & 0xffff : eip)) return false;
         _ctx.Eflags = size == 2
             ? (_ctx.Eflags & 0xffff0000) | (flags & EFlagsWritableMask & 0xffff) | (uint)EFlags.Reserved1
             : (flags & EFlagsWritableMask) | (uint)EFlags.Reserved1;
@@ -221,7 +223,11 @@ public sealed partial class X86Core
 
         uint type = (high >> 8) & 0xF;
         ushort selector = (ushort)(low >> 16);
-        ok = ok && (high & 0x8000) != 0 && (type == GateInterrupt32 || type == GateTrap32) && CodeSelectorUsable(selector);
+        SegmentRegister handlerCs = default;
+        uint csAddress = 0, csHigh = 0;
+        // The handler's code segment, checked as a far transfer at the same privilege level (its RPL is ignored).
+        ok = ok && (high & 0x8000) != 0 && (type == GateInterrupt32 || type == GateTrap32)
+            && CheckCodeTarget((ushort)(selector & ~3), viaReturn: false, out handlerCs, out csAddress, out csHigh);
         if (ok)
         {
             Push(_ctx.Eflags, 4);
@@ -240,22 +246,11 @@ public sealed partial class X86Core
         }
 
         _ctx.Eflags &= ~((uint)EFlags.TF | 0x10000u | (type == GateInterrupt32 ? (uint)EFlags.IF : 0));
-        Cs = selector;
+        if (csAddress != 0 || csHigh != 0) MarkAccessed(csAddress, csHigh);
+        SetSegmentCache(Sreg.Cs, handlerCs);
         _ctx.Eip = (low & 0xffff) | (high & 0xffff0000);
+        CodeMappingChanged();
         return true;
-    }
-
-    /// <summary>A gate's selector must be non-null and, once a GDT is loaded, name a present code segment in it.</summary>
-    private bool CodeSelectorUsable(ushort selector)
-    {
-        uint index = (uint)selector & ~7u;
-        if (index == 0) return false;
-        if (Gdtr.Limit == 0) return true; // the boot GDT (Multiboot's flat segments) is implied
-        if (index + 7 > Gdtr.Limit) return false;
-        uint high = Read32(Gdtr.Base + index + 4);
-        if (_faulted) return false;
-        // P (bit 15), S (bit 12), code (type bit 3 = bit 11).
-        return (high & 0x9800) == 0x9800;
     }
 
     /// <summary>INT n / INT3 / INTO / INT1 with an IDT: a trap, the pushed EIP is the next instruction.</summary>

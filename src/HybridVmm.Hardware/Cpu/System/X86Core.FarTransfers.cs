@@ -1,0 +1,163 @@
+using Iced.Intel;
+
+namespace HybridVmm.Hardware.Cpu;
+
+/// <summary>
+/// Far control transfers within a privilege level (SDM Vol. 2A, JMP and CALL, "far pointer" operation; Vol. 2B, RET
+/// and IRET; Vol. 3A, 5.8): far JMP and CALL to a code segment or through a call gate, RETF and the code-segment half
+/// of IRET and of interrupt delivery. Each checks the target descriptor in the SDM's order before anything
+/// architectural changes, so a fault leaves CS, EIP and the stack as they were.
+/// </summary>
+/// <remarks>
+/// Not yet: transfers that change the privilege level (a call gate to an inner ring, RETF and IRET to an outer one;
+/// they need the TSS stacks of the privilege slice), task gates and TSS targets (task switching), and 16-bit code
+/// segments (the decoder is 32-bit). Each of these raises #GP with the selector, which is what the SDM prescribes
+/// for none of them: they are listed in docs/guest-platform.md as not implemented.
+/// </remarks>
+public sealed partial class X86Core
+{
+    private const uint GateCall16 = 0x4, GateCall32 = 0xC;
+
+    /// <summary>The checked cache of a code segment a transfer would load, or a recorded fault.</summary>
+    private bool CheckCodeTarget(ushort selector, bool viaReturn, out SegmentRegister cache, out uint descriptorAddress, out uint high)
+    {
+        cache = default;
+        descriptorAddress = high = 0;
+        if ((selector & ~3) == 0) return Fault(ExceptionVector.GeneralProtection, 0);
+        if (ImpliedBootGdt(selector))
+        {
+            cache = SegmentRegister.Flat(selector, code: true);
+            return true;
+        }
+        if (!ReadDescriptor(selector, out uint low, out high, out descriptorAddress))
+        {
+            return !_faulted && Fault(ExceptionVector.GeneralProtection, SelectorError(selector));
+        }
+        cache = CacheOf(selector, low, high);
+        ushort a = cache.Attributes;
+        int cpl = _ctx.Cpl, rpl = selector & 3, dpl = (a >> 5) & 3;
+        if ((a & (AttrSystem | AttrCode)) != (AttrSystem | AttrCode)) return Fault(ExceptionVector.GeneralProtection, SelectorError(selector));
+        bool conforming = (a & AttrConforming) != 0;
+        // A return goes to the RPL's ring; a jump or call stays in the CPL's (SDM Vol. 3A, 5.8.1 and 5.8.2).
+        int ring = viaReturn ? rpl : cpl;
+        if (viaReturn && rpl != cpl) return Fault(ExceptionVector.GeneralProtection, SelectorError(selector)); // ring changes: privilege slice
+        bool allowed = conforming ? dpl <= ring : dpl == ring && (viaReturn || rpl <= cpl);
+        if (!allowed) return Fault(ExceptionVector.GeneralProtection, SelectorError(selector));
+        if ((a & AttrPresent) == 0) return Fault(ExceptionVector.SegmentNotPresent, SelectorError(selector));
+        if ((a & AttrBig) == 0) return Fault(ExceptionVector.GeneralProtection, SelectorError(selector)); // 16-bit code: not simulated
+        // The loaded CS keeps the CPL as its RPL.
+        cache = cache with { Selector = (ushort)((selector & ~3) | cpl), Attributes = (ushort)(a | AttrAccessed) };
+        return true;
+    }
+
+    /// <summary>Loads a checked code segment and jumps: EIP beyond the limit is #GP(0), checked last (SDM Vol. 2A, JMP).</summary>
+    private bool CommitCodeTarget(in SegmentRegister cache, uint descriptorAddress, uint high, uint eip)
+    {
+        if (eip > cache.Limit) return Fault(ExceptionVector.GeneralProtection, 0);
+        if (descriptorAddress != 0 || high != 0) MarkAccessed(descriptorAddress, high);
+        if (_faulted) return false;
+        SetSegmentCache(Sreg.Cs, cache);
+        _ctx.Eip = eip;
+        CodeMappingChanged(); // the fetch's linear addresses may have moved with CS.base
+        return true;
+    }
+
+    /// <summary>The far pointer of a far JMP/CALL: ptr16:16/32 immediate, or m16:16/32 (offset, then selector).</summary>
+    private bool ReadFarPointer(ref Instruction ins, out ushort selector, out uint offset, out int size)
+    {
+        switch (ins.Op0Kind)
+        {
+            case OpKind.FarBranch32:
+                (selector, offset, size) = (ins.FarBranchSelector, ins.FarBranch32, 4);
+                return true;
+            case OpKind.FarBranch16:
+                (selector, offset, size) = (ins.FarBranchSelector, ins.FarBranch16, 2);
+                return true;
+            default:
+                size = ins.MemorySize == MemorySize.SegPtr16 ? 2 : 4;
+                uint ea = Ea(ref ins);
+                offset = size == 4 ? Read32(ea) : Read16(ea);
+                selector = (ushort)Read16(ea + (uint)size);
+                return !_faulted;
+        }
+    }
+
+    private bool FarJmp(ref Instruction ins) =>
+        ReadFarPointer(ref ins, out ushort selector, out uint offset, out int size) && FarTransfer(selector, offset, size, call: false);
+
+    private bool FarCall(ref Instruction ins) =>
+        ReadFarPointer(ref ins, out ushort selector, out uint offset, out int size) && FarTransfer(selector, offset, size, call: true);
+
+    private bool FarTransfer(ushort selector, uint offset, int size, bool call)
+    {
+        if (!ImpliedBootGdt(selector) && (selector & ~3) != 0 && IsCallGate(selector, out uint gateLow, out uint gateHigh))
+        {
+            return ThroughCallGate(selector, gateLow, gateHigh, call);
+        }
+        if (!CheckCodeTarget(selector, viaReturn: false, out SegmentRegister cache, out uint address, out uint high)) return false;
+        return (!call || PushReturnAddress(size)) && CommitCodeTarget(cache, address, high, size == 2 ? offset & 0xFFFF : offset);
+    }
+
+    private bool PushReturnAddress(int size)
+    {
+        Push(_ctx.Cs.Selector, size);
+        Push(size == 2 ? _ctx.Eip & 0xFFFF : _ctx.Eip, size);
+        return !_faulted;
+    }
+
+    private bool IsCallGate(ushort selector, out uint low, out uint high)
+    {
+        low = high = 0;
+        if (!ReadDescriptor(selector, out low, out high, out _)) return false;
+        uint type = (high >> 8) & 0x1F; // S and type
+        return type is GateCall32 or GateCall16;
+    }
+
+    /// <summary>A far JMP or CALL through a call gate to the same privilege level (SDM Vol. 3A, 5.8.4).</summary>
+    private bool ThroughCallGate(ushort gateSelector, uint low, uint high, bool call)
+    {
+        int cpl = _ctx.Cpl, rpl = gateSelector & 3, gateDpl = (int)(high >> 13) & 3;
+        if (gateDpl < cpl || gateDpl < rpl) return Fault(ExceptionVector.GeneralProtection, SelectorError(gateSelector));
+        if ((high & 0x8000) == 0) return Fault(ExceptionVector.SegmentNotPresent, SelectorError(gateSelector));
+        var target = (ushort)(low >> 16);
+        bool gate32 = ((high >> 8) & 0xF) == GateCall32;
+        uint offset = gate32 ? (low & 0xFFFF) | (high & 0xFFFF_0000) : low & 0xFFFF;
+        if (!CheckCodeTarget((ushort)(target & ~3), viaReturn: false, out SegmentRegister cache, out uint address, out uint codeHigh)) return false;
+        int size = gate32 ? 4 : 2;
+        return (!call || PushReturnAddress(size)) && CommitCodeTarget(cache, address, codeHigh, offset);
+    }
+
+    /// <summary>RETF (imm16) to the same privilege level.</summary>
+    private bool Retf(ref Instruction ins)
+    {
+        int size = ins.Code is Code.Retfw or Code.Retfw_imm16 ? 2 : 4;
+        uint eip = Pop(size);
+        var selector = (ushort)Pop(size);
+        if (_faulted) return false;
+        if (!CheckCodeTarget(selector, viaReturn: true, out SegmentRegister cache, out uint address, out uint high)) return false;
+        if (!CommitCodeTarget(cache, address, high, eip)) return false;
+        if (ins.Op0Kind == OpKind.Immediate16) _ctx.Esp += ins.Immediate16;
+        return true;
+    }
+
+    /// <summary>LDS, LES, LFS, LGS, LSS: a far pointer from memory into a segment register and a general register.</summary>
+    private bool LoadFarPointer(ref Instruction ins)
+    {
+        int size = RegSize[(int)ins.Op0Register];
+        uint ea = Ea(ref ins);
+        uint offset = size == 4 ? Read32(ea) : Read16(ea);
+        var selector = (ushort)Read16(ea + (uint)size);
+        if (_faulted) return false;
+        Sreg segment = ins.Mnemonic switch
+        {
+            Mnemonic.Lds => Sreg.Ds,
+            Mnemonic.Les => Sreg.Es,
+            Mnemonic.Lfs => Sreg.Fs,
+            Mnemonic.Lgs => Sreg.Gs,
+            _ => Sreg.Ss,
+        };
+        if (!LoadDataSegment(segment, selector)) return false;
+        WriteReg(ins.Op0Register, offset);
+        return true;
+    }
+}
