@@ -14,6 +14,7 @@ public sealed partial class X86Core
     {
         int size = AccumulatorSize(ins.Op0Register);
         ushort port = ins.Op1Kind == OpKind.Immediate8 ? ins.Immediate8 : (ushort)_ctx.Edx;
+        if (!IoAllowed(port, size)) return false;
         return Exit(PendingKind.In, size, false, 0, new CpuExit(CpuExitReason.IoIn, Port: port, Size: (byte)size));
     }
 
@@ -21,6 +22,7 @@ public sealed partial class X86Core
     {
         int size = AccumulatorSize(ins.Op1Register);
         ushort port = ins.Op0Kind == OpKind.Immediate8 ? ins.Immediate8 : (ushort)_ctx.Edx;
+        if (!IoAllowed(port, size)) return false;
         uint value = _ctx.Eax & SizeMask(size);
         return Exit(PendingKind.Out, size, false, 0, new CpuExit(CpuExitReason.IoOut, Port: port, Size: (byte)size, Value: value));
     }
@@ -30,6 +32,7 @@ public sealed partial class X86Core
         int size = MemSize(ref ins);
         bool rep = ins.HasRepPrefix || ins.HasRepnePrefix;
         if (rep && _ctx.Ecx == 0) return true;
+        if (!IoAllowed((ushort)_ctx.Edx, size)) return false;
         // Check the destination now, so the port is never read for an element that cannot be stored.
         if (!ProbeWrite(Linear(Sreg.Es, _ctx.Edi, size), size)) return false;
         uint delta = (_ctx.Eflags & DF) != 0 ? (uint)-size : (uint)size;
@@ -41,6 +44,7 @@ public sealed partial class X86Core
         int size = MemSize(ref ins);
         bool rep = ins.HasRepPrefix || ins.HasRepnePrefix;
         if (rep && _ctx.Ecx == 0) return true;
+        if (!IoAllowed((ushort)_ctx.Edx, size)) return false;
         uint value = ReadMem(Linear(ToSreg(ins.MemorySegment), _ctx.Esi, size), size);
         if (_faulted) return false;
         uint delta = (_ctx.Eflags & DF) != 0 ? (uint)-size : (uint)size;

@@ -92,15 +92,21 @@ public sealed partial class X86Core
 
     private bool Popf(ref Instruction ins)
     {
+        // IOPL changes only at CPL 0 and IF only at CPL <= IOPL; a refused bit keeps its value without a fault
+        // (System/X86Core.Privilege.cs). VM/RF/VIF/VIP stay clear.
+        uint writable = FlagsWritableAtCpl();
         if (ins.Code == Code.Popfw)
         {
             uint low = Pop(2);
-            _ctx.Eflags = (_ctx.Eflags & 0xffff0000) | (low & EFlagsWritableMask & 0xffff) | (uint)EFlags.Reserved1;
+            if (_faulted) return false;
+            writable &= 0xffff;
+            _ctx.Eflags = (_ctx.Eflags & ~writable) | (low & writable) | (uint)EFlags.Reserved1;
         }
         else
         {
-            // At CPL 0 every writable bit including IF and IOPL may change; VM/RF/VIF/VIP stay clear.
-            _ctx.Eflags = (Pop(4) & EFlagsWritableMask) | (uint)EFlags.Reserved1;
+            uint value = Pop(4);
+            if (_faulted) return false;
+            _ctx.Eflags = (_ctx.Eflags & ~writable & ~(RfFlag | VmFlag)) | (value & writable) | (uint)EFlags.Reserved1;
         }
         return true;
     }

@@ -3,23 +3,25 @@ using Iced.Intel;
 namespace HybridVmm.Hardware.Cpu;
 
 /// <summary>
-/// Far control transfers within a privilege level (SDM Vol. 2A, JMP and CALL, "far pointer" operation; Vol. 2B, RET
-/// and IRET; Vol. 3A, 5.8): far JMP and CALL to a code segment or through a call gate, RETF and the code-segment half
-/// of IRET and of interrupt delivery. Each checks the target descriptor in the SDM's order before anything
+/// Far control transfers (SDM Vol. 2A, JMP and CALL, "far pointer" operation; Vol. 2B, RET and IRET; Vol. 3A, 5.8):
+/// far JMP and CALL to a code segment or through a call gate at the same privilege level, RETF (to an outer level
+/// through System/X86Core.Privilege.cs) and the code-segment half of IRET and of interrupt delivery. Each checks the target descriptor in the SDM's order before anything
 /// architectural changes, so a fault leaves CS, EIP and the stack as they were.
 /// </summary>
 /// <remarks>
-/// Not yet: transfers that change the privilege level (a call gate to an inner ring, RETF and IRET to an outer one;
-/// they need the TSS stacks of the privilege slice), task gates and TSS targets (task switching), and 16-bit code
-/// segments (the decoder is 32-bit). Each of these raises #GP with the selector, which is what the SDM prescribes
-/// for none of them: they are listed in docs/guest-platform.md as not implemented.
+/// Not yet: a call gate to an inner ring (with its parameter copy), task gates and TSS targets (task switching), and
+/// 16-bit code segments (the decoder is 32-bit). Each of these raises #GP with the selector, which is what the SDM
+/// prescribes for none of them: they are listed in docs/guest-platform.md as not implemented.
 /// </remarks>
 public sealed partial class X86Core
 {
     private const uint GateCall16 = 0x4, GateCall32 = 0xC;
 
-    /// <summary>The checked cache of a code segment a transfer would load, or a recorded fault.</summary>
-    private bool CheckCodeTarget(ushort selector, bool viaReturn, out SegmentRegister cache, out uint descriptorAddress, out uint high)
+    /// <summary>
+    /// The descriptor of a code segment a transfer would load: not null, inside its table, code, present and 32-bit.
+    /// The privilege rules are the caller's. False with the fault recorded (#GP or #NP with the selector).
+    /// </summary>
+    private bool CodeDescriptor(ushort selector, out SegmentRegister cache, out uint descriptorAddress, out uint high)
     {
         cache = default;
         descriptorAddress = high = 0;
@@ -35,18 +37,31 @@ public sealed partial class X86Core
         }
         cache = CacheOf(selector, low, high);
         ushort a = cache.Attributes;
-        int cpl = _ctx.Cpl, rpl = selector & 3, dpl = (a >> 5) & 3;
         if ((a & (AttrSystem | AttrCode)) != (AttrSystem | AttrCode)) return Fault(ExceptionVector.GeneralProtection, SelectorError(selector));
-        bool conforming = (a & AttrConforming) != 0;
-        // A return goes to the RPL's ring; a jump or call stays in the CPL's (SDM Vol. 3A, 5.8.1 and 5.8.2).
-        int ring = viaReturn ? rpl : cpl;
-        if (viaReturn && rpl != cpl) return Fault(ExceptionVector.GeneralProtection, SelectorError(selector)); // ring changes: privilege slice
-        bool allowed = conforming ? dpl <= ring : dpl == ring && (viaReturn || rpl <= cpl);
-        if (!allowed) return Fault(ExceptionVector.GeneralProtection, SelectorError(selector));
         if ((a & AttrPresent) == 0) return Fault(ExceptionVector.SegmentNotPresent, SelectorError(selector));
         if ((a & AttrBig) == 0) return Fault(ExceptionVector.GeneralProtection, SelectorError(selector)); // 16-bit code: not simulated
-        // The loaded CS keeps the CPL as its RPL.
-        cache = cache with { Selector = (ushort)((selector & ~3) | cpl), Attributes = (ushort)(a | AttrAccessed) };
+        cache = cache with { Attributes = (ushort)(a | AttrAccessed) };
+        return true;
+    }
+
+    /// <summary>
+    /// The checked cache of a code segment a jump, call or return within the current privilege level would load
+    /// (SDM Vol. 3A, 5.8.1-5.8.2): conforming code with DPL ≤ CPL, or nonconforming code with DPL = CPL and RPL ≤ CPL (a
+    /// return: RPL = CPL). The loaded selector's RPL becomes the CPL.
+    /// </summary>
+    private bool CheckCodeTarget(ushort selector, bool viaReturn, out SegmentRegister cache, out uint descriptorAddress, out uint high)
+    {
+        int cpl = _ctx.Cpl, rpl = selector & 3;
+        // The privilege checks come before "present" in the SDM; both are faults with the selector, P last.
+        if (!CodeDescriptor(selector, out cache, out descriptorAddress, out high)) return false;
+        if (ImpliedBootGdt(selector)) return true;
+        int dpl = (cache.Attributes >> 5) & 3;
+        bool conforming = (cache.Attributes & AttrConforming) != 0;
+        bool allowed = viaReturn
+            ? rpl == cpl && (conforming ? dpl <= rpl : dpl == rpl)
+            : conforming ? dpl <= cpl : dpl == cpl && rpl <= cpl;
+        if (!allowed) return Fault(ExceptionVector.GeneralProtection, SelectorError(selector));
+        cache = cache with { Selector = (ushort)((selector & ~3) | cpl) };
         return true;
     }
 
@@ -127,16 +142,28 @@ public sealed partial class X86Core
         return (!call || PushReturnAddress(size)) && CommitCodeTarget(cache, address, codeHigh, offset);
     }
 
-    /// <summary>RETF (imm16) to the same privilege level.</summary>
+    /// <summary>A far return whose CS selector has a larger RPL than the CPL goes to an outer ring (System/X86Core.Privilege.cs).</summary>
+    private bool IsReturnToOuterRing(ushort selector) => (selector & ~3) != 0 && !ImpliedBootGdt(selector) && (selector & 3) > _ctx.Cpl;
+
+    /// <summary>RETF (imm16), to the same or an outer privilege level.</summary>
     private bool Retf(ref Instruction ins)
     {
         int size = ins.Code is Code.Retfw or Code.Retfw_imm16 ? 2 : 4;
         uint eip = Pop(size);
         var selector = (ushort)Pop(size);
         if (_faulted) return false;
+        if (size == 2) eip &= 0xFFFF;
+        uint release = ins.Op0Kind == OpKind.Immediate16 ? ins.Immediate16 : 0u;
+        if (IsReturnToOuterRing(selector))
+        {
+            // The parameters are released from both stacks (SDM Vol. 2B, RET, RETURN-TO-OUTER-PRIVILEGE-LEVEL).
+            if (!ReturnToOuterRing(selector, eip, size, flags: null, stackAdjust: release)) return false;
+            _ctx.Esp += release;
+            return true;
+        }
         if (!CheckCodeTarget(selector, viaReturn: true, out SegmentRegister cache, out uint address, out uint high)) return false;
         if (!CommitCodeTarget(cache, address, high, eip)) return false;
-        if (ins.Op0Kind == OpKind.Immediate16) _ctx.Esp += ins.Immediate16;
+        _ctx.Esp += release;
         return true;
     }
 

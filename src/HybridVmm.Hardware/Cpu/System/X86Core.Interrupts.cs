@@ -67,6 +67,7 @@ public sealed partial class X86Core
 
     private bool Sti()
     {
+        if (_ctx.Cpl > Iopl) return Fault(ExceptionVector.GeneralProtection, 0); // SDM Vol. 2B, STI (no VME/PVI)
         // The shadow exists only when STI sets IF from 0 (SDM Vol. 2B, STI): "sti; hlt" cannot lose a wake-up.
         if ((_ctx.Eflags & (uint)EFlags.IF) == 0)
         {
@@ -85,13 +86,18 @@ public sealed partial class X86Core
         uint cs = Pop(size);
         uint flags = Pop(size);
         if (_faulted) return false;
-        // The code segment is checked and loaded as for RETF (System/X86Core.FarTransfers.cs); a return to an outer
-        // ring and a task return (NT=1) come with the privilege slice.
+        if (size == 2)
+        {
+            eip &= 0xffff;
+            flags = (_ctx.Eflags & 0xffff0000) | (flags & 0xffff);
+        }
+        // The code segment is checked and loaded as for RETF (System/X86Core.FarTransfers.cs), to the same ring or an
+        // outer one (System/X86Core.Privilege.cs). A task return (NT=1) is not simulated.
+        if (IsReturnToOuterRing((ushort)cs)) return ReturnToOuterRing((ushort)cs, eip, size, flags, stackAdjust: 0);
         if (!CheckCodeTarget((ushort)cs, viaReturn: true, out SegmentRegister cache, out uint address, out uint high)) return false;
-        if (!CommitCodeTarget(cache, address, high, size == 2 ? eip & 0xffff : eip)) return false;
-        _ctx.Eflags = size == 2
-            ? (_ctx.Eflags & 0xffff0000) | (flags & EFlagsWritableMask & 0xffff) | (uint)EFlags.Reserved1
-            : (flags & EFlagsWritableMask) | (uint)EFlags.Reserved1;
+        uint writable = FlagsWritableAtCpl(); // before the jump: the rights of the ring IRET runs in
+        if (!CommitCodeTarget(cache, address, high, eip)) return false;
+        _ctx.Eflags = (_ctx.Eflags & ~writable) | (flags & writable) | (uint)EFlags.Reserved1;
         return true;
     }
 
@@ -206,7 +212,7 @@ public sealed partial class X86Core
     /// (and the error code), clears TF (and IF for an interrupt gate) and jumps to the handler. Ring 0 only, so
     /// there is no stack switch (SDM Vol. 3A, 6.12.1). On failure nothing architectural has changed.
     /// </summary>
-    private bool TryDeliver(byte vector, uint returnEip, bool hasErrorCode, uint errorCode)
+    private bool TryDeliver(byte vector, uint returnEip, bool hasErrorCode, uint errorCode, bool software = false)
     {
         bool faultedBefore = _faulted;
         CpuExit exitBefore = _exit;
@@ -216,8 +222,8 @@ public sealed partial class X86Core
         uint low = 0, high = 0;
         if (ok)
         {
-            low = Read32(Idtr.Base + entry);
-            high = Read32(Idtr.Base + entry + 4);
+            low = SupervisorRead32(Idtr.Base + entry);
+            high = SupervisorRead32(Idtr.Base + entry + 4);
             ok = !_faulted;
         }
 
@@ -225,9 +231,26 @@ public sealed partial class X86Core
         ushort selector = (ushort)(low >> 16);
         SegmentRegister handlerCs = default;
         uint csAddress = 0, csHigh = 0;
-        // The handler's code segment, checked as a far transfer at the same privilege level (its RPL is ignored).
+        // INT n needs a gate DPL >= CPL (SDM Vol. 3A, 6.12.1.1); the handler's code segment is checked like a far
+        // transfer's (its RPL is ignored): DPL = CPL stays in the ring, DPL < CPL (nonconforming) enters an inner one.
         ok = ok && (high & 0x8000) != 0 && (type == GateInterrupt32 || type == GateTrap32)
-            && CheckCodeTarget((ushort)(selector & ~3), viaReturn: false, out handlerCs, out csAddress, out csHigh);
+            && (!software || (int)((high >> 13) & 3) >= _ctx.Cpl)
+            && CodeDescriptor((ushort)(selector & ~3), out handlerCs, out csAddress, out csHigh);
+        int handlerDpl = (handlerCs.Attributes >> 5) & 3;
+        bool conforming = (handlerCs.Attributes & AttrConforming) != 0;
+        ok = ok && handlerDpl <= _ctx.Cpl; // a handler in an outer ring is #GP
+        uint clearFlags = (uint)EFlags.TF | RfFlag | NtFlag | VmFlag | (type == GateInterrupt32 ? (uint)EFlags.IF : 0);
+        if (ok && !conforming && handlerDpl < _ctx.Cpl && !ImpliedBootGdt(selector))
+        {
+            if (!DeliverToInnerRing(handlerCs, (low & 0xffff) | (high & 0xffff0000), returnEip, hasErrorCode, errorCode, clearFlags))
+            {
+                _faulted = faultedBefore;
+                _exit = exitBefore;
+                return false;
+            }
+            if (csAddress != 0 || csHigh != 0) MarkAccessed(csAddress, csHigh);
+            return true;
+        }
         if (ok)
         {
             Push(_ctx.Eflags, 4);
@@ -245,9 +268,9 @@ public sealed partial class X86Core
             return false;
         }
 
-        _ctx.Eflags &= ~((uint)EFlags.TF | 0x10000u | (type == GateInterrupt32 ? (uint)EFlags.IF : 0));
+        _ctx.Eflags &= ~clearFlags;
         if (csAddress != 0 || csHigh != 0) MarkAccessed(csAddress, csHigh);
-        SetSegmentCache(Sreg.Cs, handlerCs);
+        SetSegmentCache(Sreg.Cs, handlerCs with { Selector = (ushort)((selector & ~3) | _ctx.Cpl) });
         _ctx.Eip = (low & 0xffff) | (high & 0xffff0000);
         CodeMappingChanged();
         return true;
@@ -256,7 +279,7 @@ public sealed partial class X86Core
     /// <summary>INT n / INT3 / INTO / INT1 with an IDT: a trap, the pushed EIP is the next instruction.</summary>
     private bool DeliverSoftwareInterrupt(byte vector)
     {
-        if (TryDeliver(vector, _ctx.Eip, hasErrorCode: false, 0))
+        if (TryDeliver(vector, _ctx.Eip, hasErrorCode: false, 0, software: true))
         {
             return true;
         }

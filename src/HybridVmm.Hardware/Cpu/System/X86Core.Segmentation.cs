@@ -146,8 +146,10 @@ public sealed partial class X86Core
         uint index = selector & ~7u;
         if (index + 7 > tableLimit) return false;
         address = tableBase + index;
+        var saved = BeginSupervisorAccess();
         low = Read32(address);
         high = Read32(address + 4);
+        EndSupervisorAccess(saved);
         return !_faulted;
     }
 
@@ -156,7 +158,9 @@ public sealed partial class X86Core
     {
         if ((high & 0x100) == 0)
         {
+            var saved = BeginSupervisorAccess();
             Write8(address + 5, (high >> 8) | AttrAccessed);
+            EndSupervisorAccess(saved);
         }
     }
 

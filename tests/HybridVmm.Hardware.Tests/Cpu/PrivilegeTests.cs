@@ -1,0 +1,243 @@
+using HybridVmm.Hardware.Cpu;
+using Iced.Intel;
+using static Iced.Intel.AssemblerRegisters;
+
+namespace HybridVmm.Hardware.Tests.Cpu;
+
+/// <summary>
+/// Privilege levels (Intel SDM Vol. 3A, 5.5-5.9 and 6.12; Vol. 1, 18.5): entering ring 3 with IRET, the stack switch
+/// through the TSS on an interrupt from ring 3, the gate DPL of INT n, privileged instructions, IOPL and the I/O
+/// bitmap, CLI/STI/POPF, and user-mode page rights. Every expectation is the SDM's.
+/// </summary>
+public class PrivilegeTests
+{
+    private const uint Gdt = 0x30000, GdtDescriptor = 0x2F000, Idt = 0x31000, IdtDescriptor = 0x2F008, Tss = 0x32000;
+    private const ushort KernelCode = 0x08, KernelData = 0x10, UserCode = 0x1B, UserData = 0x23, TssSelector = 0x28;
+    private const uint KernelStack = 0x70000, UserStack = 0x60000, UserEntry = 0x8000;
+    private const uint GpHandler = 0x5000, PfHandler = 0x5100, UdHandler = 0x5200, SyscallHandler = 0x5300;
+    private const uint Record = 0x2E000; // the handlers store what they saw here
+
+    private static ulong Segment(uint type, int dpl) =>
+        0xFFFFUL | ((ulong)(type | 0x10u | ((uint)dpl << 5) | 0x80u) << 40) | (0xFUL << 48) | (0xCUL << 52);
+
+    private static TestMachine Machine()
+    {
+        var m = new TestMachine();
+        ulong tss = 0x67UL | ((ulong)(Tss & 0xFFFFFF) << 16) | (0x89UL << 40);
+        ulong[] gdt = [0, Segment(0xB, 0), Segment(0x3, 0), Segment(0xB, 3), Segment(0x3, 3), tss];
+        for (int i = 0; i < gdt.Length; i++) m.WriteBytes(Gdt + (uint)i * 8, BitConverter.GetBytes(gdt[i]));
+        m.WriteBytes(GdtDescriptor, [0x2F, 0x00, .. BitConverter.GetBytes(Gdt)]);
+        m.WriteBytes(IdtDescriptor, [0xFF, 0x07, .. BitConverter.GetBytes(Idt)]);
+        m.Write32(Tss + 4, KernelStack);       // ESP0
+        m.Write32(Tss + 8, KernelData);        // SS0
+        SetGate(m, ExceptionVector.GeneralProtection, GpHandler, dpl: 0);
+        SetGate(m, ExceptionVector.PageFault, PfHandler, dpl: 0);
+        SetGate(m, ExceptionVector.InvalidOpcode, UdHandler, dpl: 0);
+        SetGate(m, 0x80, SyscallHandler, dpl: 3);
+        SetGate(m, 0x81, SyscallHandler, dpl: 0);
+        // Fault handlers: store the error code, the pushed CS and ESP's distance from ESP0, then halt in ring 0.
+        foreach (uint handler in (uint[])[GpHandler, PfHandler])
+        {
+            m.Load(a =>
+            {
+                a.pop(eax);
+                a.mov(__dword_ptr[Record], eax);
+                a.mov(eax, __dword_ptr[esp + 4]);
+                a.mov(__dword_ptr[Record + 4], eax);
+                a.mov(eax, cr2);
+                a.mov(__dword_ptr[Record + 8], eax);
+                a.mov(__dword_ptr[Record + 12], esp);
+                a.hlt();
+            }, handler);
+        }
+        m.Load(a => { a.mov(__dword_ptr[Record + 16], 0x0D0D); a.hlt(); }, UdHandler);
+        // The system call: records the frame the CPU pushed (EIP, CS, EFLAGS, ESP, SS) and returns to ring 3.
+        m.Load(a =>
+        {
+            a.mov(ebx, esp);
+            a.mov(eax, __dword_ptr[esp + 4]); a.mov(__dword_ptr[Record + 20], eax); // CS
+            a.mov(eax, __dword_ptr[esp + 12]); a.mov(__dword_ptr[Record + 24], eax); // ESP
+            a.mov(eax, __dword_ptr[esp + 16]); a.mov(__dword_ptr[Record + 28], eax); // SS
+            a.mov(__dword_ptr[Record + 32], ebx);
+            a.iretd();
+        }, SyscallHandler);
+        return m;
+    }
+
+    private static void SetGate(TestMachine m, int vector, uint handler, int dpl, bool trap = false)
+    {
+        m.Write32(Idt + (uint)vector * 8, (handler & 0xFFFF) | ((uint)KernelCode << 16));
+        m.Write32(Idt + (uint)vector * 8 + 4, (handler & 0xFFFF0000) | 0x8000u | ((uint)dpl << 13) | ((trap ? 0xFu : 0xEu) << 8));
+    }
+
+    /// <summary>Ring 0 sets up the tables and IRETs to <paramref name="user"/> code in ring 3 with the given EFLAGS.</summary>
+    private static void RunInRing3(TestMachine m, Action<Assembler> user, uint eflags = 0x202, Action<Assembler>? kernelFirst = null, bool loadUserData = true)
+    {
+        m.Load(a =>
+        {
+            if (loadUserData)
+            {
+                a.mov(ax, UserData); // IRET to ring 3 nulled the kernel's DS and ES
+                a.mov(ds, ax);
+                a.mov(es, ax);
+            }
+            user(a);
+        }, UserEntry);
+        m.Load(a =>
+        {
+            a.lgdt(__[GdtDescriptor]);
+            a.lidt(__[IdtDescriptor]);
+            a.mov(ax, TssSelector);
+            a.ltr(ax);
+            a.mov(ax, KernelData);
+            a.mov(ds, ax); a.mov(es, ax); a.mov(ss, ax);
+            kernelFirst?.Invoke(a);
+            a.push(UserData);
+            a.push(UserStack);
+            a.push(eflags);
+            a.push(UserCode);
+            a.push(UserEntry);
+            a.iretd();
+        });
+        m.Cpu.Eip = TestMachine.CodeBase;
+    }
+
+    [Test]
+    public void IretToRing3LoadsTheOuterStackAndNullsKernelDataSegments()
+    {
+        var m = Machine();
+        RunInRing3(m, a => { a.mov(ecx, ds); a.mov(edx, esp); a.mov(esi, cs); a.mov(edi, ss); a.hlt(); }, loadUserData: false);
+        m.Cpu.Run(200);
+        Assert.Multiple(() =>
+        {
+            Assert.That((m.Cpu[Gpr.Esi], m.Cpu[Gpr.Edi]), Is.EqualTo(((uint)UserCode, (uint)UserData)));
+            Assert.That(m.Cpu[Gpr.Ecx], Is.Zero, "DS held ring-0 data: IRET to ring 3 loads a null selector");
+            Assert.That(m.Cpu[Gpr.Edx], Is.EqualTo(UserStack));
+        });
+    }
+
+    [Test]
+    public void AnInterruptFromRing3SwitchesToTheTssStackAndIretReturns()
+    {
+        var m = Machine();
+        RunInRing3(m, a => { a.mov(ecx, 0x11); a.@int(0x80); a.mov(edi, cs); a.mov(ebp, esp); a.@int(0x80); a.hlt(); });
+        m.Cpu.Run(500);
+        Assert.Multiple(() =>
+        {
+            Assert.That(m.Read32(Record + 20), Is.EqualTo((uint)UserCode), "the pushed CS");
+            Assert.That(m.Read32(Record + 24), Is.EqualTo(UserStack), "the pushed ESP is ring 3's");
+            Assert.That(m.Read32(Record + 28), Is.EqualTo((uint)UserData), "the pushed SS");
+            Assert.That(m.Read32(Record + 32), Is.EqualTo(KernelStack - 20), "the handler ran on ESP0 with a five-word frame");
+            Assert.That((m.Cpu[Gpr.Edi], m.Cpu[Gpr.Ebp]), Is.EqualTo(((uint)UserCode, UserStack)), "IRET came back to ring 3");
+        });
+    }
+
+    [Test]
+    public void IntThroughAGateWithALowerDplIsAGeneralProtectionFaultNamingTheGate()
+    {
+        var m = Machine();
+        RunInRing3(m, a => a.@int(0x81));
+        m.Cpu.Run(500);
+        Assert.That(m.Read32(Record), Is.EqualTo(0x81u * 8 + 2), "IDT bit set, vector 0x81");
+        Assert.That(m.Read32(Record + 4), Is.EqualTo((uint)UserCode));
+    }
+
+    [TestCase("hlt")]
+    [TestCase("mov cr0")]
+    [TestCase("lgdt")]
+    [TestCase("rdmsr")]
+    [TestCase("cli")]
+    [TestCase("sti")]
+    public void PrivilegedInstructionsInRing3AreGeneralProtectionFaults(string which)
+    {
+        var m = Machine();
+        RunInRing3(m, a =>
+        {
+            switch (which)
+            {
+                case "hlt": a.hlt(); break;
+                case "mov cr0": a.mov(cr0, eax); break;
+                case "lgdt": a.lgdt(__[GdtDescriptor]); break;
+                case "rdmsr": a.rdmsr(); break;
+                case "cli": a.cli(); break;
+                default: a.sti(); break;
+            }
+        });
+        m.Cpu.Run(500);
+        Assert.That((m.Read32(Record), m.Read32(Record + 4)), Is.EqualTo((0u, (uint)UserCode)), "#GP(0) from ring 3 (IOPL 0 for CLI/STI)");
+    }
+
+    [Test]
+    public void CliInRing3IsAllowedWithIopl3()
+    {
+        var m = Machine();
+        RunInRing3(m, a => { a.cli(); a.pushfd(); a.pop(ebx); a.jmp(UserEntry + 100); }, eflags: 0x3202);
+        m.Cpu.Run(200);
+        Assert.That(m.Cpu[Gpr.Ebx] & 0x200, Is.Zero);
+    }
+
+    [Test]
+    public void PopfInRing3SilentlyKeepsIfAndIopl()
+    {
+        // Popek and Goldberg's sensitive but unprivileged instruction: no trap, the change is just dropped.
+        var m = Machine();
+        RunInRing3(m, a => { a.push(0x3002); a.popfd(); a.pushfd(); a.pop(ebx); a.jmp(UserEntry + 100); });
+        CpuExit exit = m.Cpu.Run(200);
+        Assert.That(exit.Reason, Is.EqualTo(CpuExitReason.BudgetExhausted), "no fault");
+        Assert.That(m.Cpu[Gpr.Ebx] & 0x3200, Is.EqualTo(0x200u), "IF still set, IOPL still 0");
+    }
+
+    [Test]
+    public void VmcallInRing3IsAnInvalidOpcode()
+    {
+        var m = Machine();
+        RunInRing3(m, a => a.vmcall());
+        m.Cpu.Run(200);
+        Assert.That(m.Read32(Record + 16), Is.EqualTo(0x0D0Du));
+    }
+
+    [Test]
+    public void TheIoBitmapDecidesWhichPortsRing3MayUse()
+    {
+        var m = Machine();
+        // A 32-bit TSS whose I/O bitmap (at offset 0x68) allows ports 0x3F8-0x3FF and nothing else below 0x400. The
+        // processor reads two bitmap bytes, so the limit takes in the 0xFF byte that ends the map (SDM Vol. 1, 18.5.2).
+        m.WriteBytes(Gdt + TssSelector, BitConverter.GetBytes(0xE8UL | ((ulong)(Tss & 0xFFFFFF) << 16) | (0x89UL << 40)));
+        m.WriteBytes(Tss + 0x66, [0x68, 0x00]);
+        for (uint b = 0; b <= 0x80; b++) m.WriteBytes(Tss + 0x68 + b, [b == 0x3F8 / 8 ? (byte)0 : (byte)0xFF]);
+        RunInRing3(m, a => { a.mov(dx, 0x3FD); a.@in(al, dx); a.mov(dx, 0x3F7); a.@in(al, dx); });
+        CpuExit exit = m.Cpu.Run(200);
+        Assert.That((exit.Reason, exit.Port), Is.EqualTo((CpuExitReason.IoIn, (ushort)0x3FD)), "an allowed port reaches the hypervisor");
+        m.Cpu.CompleteIoIn(0x60);
+        m.Cpu.Run(200);
+        Assert.That((m.Read32(Record), m.Read32(Record + 4)), Is.EqualTo((0u, (uint)UserCode)), "a denied port is #GP(0)");
+    }
+
+    [Test]
+    public void Ring3SeesOnlyUserPagesAndItsOwnWriteRights()
+    {
+        var m = Machine();
+        // Paging: the low 1 MiB user-accessible and writable except page 0x50 (supervisor) and page 0x51 (user, read-only).
+        const uint pd = 0x40000, pt = 0x41000;
+        for (uint p = 0; p < 256; p++) m.Write32(pt + p * 4, (p << 12) | (p == 0x50 ? 3u : p == 0x51 ? 5u : 7u));
+        m.Write32(pd, pt | 7);
+        RunInRing3(m, a => { a.mov(eax, __dword_ptr[0x51000]); a.mov(__dword_ptr[0x50000], eax); }, kernelFirst: a =>
+        {
+            a.mov(eax, pd); a.mov(cr3, eax);
+            a.mov(eax, 0x8000_0011); a.mov(cr0, eax);
+        });
+        m.Cpu.Run(300);
+        Assert.That((m.Read32(Record), m.Read32(Record + 8)), Is.EqualTo((7u, 0x50000u)), "a user write to a supervisor page: P|W|U");
+
+        var ro = Machine();
+        for (uint p = 0; p < 256; p++) ro.Write32(pt + p * 4, (p << 12) | (p == 0x51 ? 5u : 7u));
+        ro.Write32(pd, pt | 7);
+        RunInRing3(ro, a => { a.mov(__dword_ptr[0x51000], eax); }, kernelFirst: a =>
+        {
+            a.mov(eax, pd); a.mov(cr3, eax);
+            a.mov(eax, 0x8000_0011); a.mov(cr0, eax);
+        });
+        ro.Cpu.Run(300);
+        Assert.That((ro.Read32(Record), ro.Read32(Record + 8)), Is.EqualTo((7u, 0x51000u)), "a user write to a read-only user page, even with CR0.WP=0");
+    }
+}
