@@ -10,6 +10,7 @@ public class CliTests
     [TestCase("cpu")]
     [TestCase("asmhello")]
     [TestCase("iobench")]
+    [TestCase("rings")]
     public void RunPrintsTheSameBytesAsQemuAndExitsWithTheGuestValue(string guest)
     {
         CliProcess.Result result = CliProcess.Run("run", Repository.GuestElf(guest));

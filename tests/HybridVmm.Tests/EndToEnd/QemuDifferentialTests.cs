@@ -25,6 +25,7 @@ public class QemuDifferentialTests
     [TestCase("cpu")]
     [TestCase("asmhello")]
     [TestCase("iobench")]
+    [TestCase("rings")]
     public void GuestPrintsTheSameBytesAndExitsWithTheSameValueAsUnderQemu(string guest)
     {
         (int qemuStatus, byte[] qemuOutput) = RunQemu(guest);
