@@ -29,7 +29,7 @@ static uint64_t fw_cfg_read_le(uint16_t key, int bytes)
     return v;
 }
 
-static void probe_fw_cfg(struct multiboot_info *mbi)
+static void probe_fw_cfg(void)
 {
     char sig[5];
     fw_cfg_select(0x0000);
@@ -40,8 +40,8 @@ static void probe_fw_cfg(struct multiboot_info *mbi)
     kprintf("fw_cfg: signature [%s], then %02x past the end\n", sig, past);
     kprintf("fw_cfg: id bit 0 (traditional interface) %u\n", (unsigned)(fw_cfg_read_le(0x0001, 4) & 1));
     uint64_t ram = fw_cfg_read_le(0x0003, 8);
-    kprintf("fw_cfg: ram size %08x%08x (%u MiB); mem_upper says %u MiB\n",
-            (uint32_t)(ram >> 32), (uint32_t)ram, (uint32_t)(ram >> 20), (mbi->mem_upper + 1024) / 1024);
+    /* (Multiboot's mem_upper is not compared: QEMU's firmware keeps some of the top of RAM for itself.) */
+    kprintf("fw_cfg: ram size %08x%08x (%u MiB)\n", (uint32_t)(ram >> 32), (uint32_t)ram, (uint32_t)(ram >> 20));
     kprintf("fw_cfg: nb_cpus %u, max_cpus %u\n", (unsigned)fw_cfg_read_le(0x0005, 2), (unsigned)fw_cfg_read_le(0x000f, 2));
     uint32_t cmdline_size = (uint32_t)fw_cfg_read_le(0x0014, 4);
     kprintf("fw_cfg: cmdline size %u\n", cmdline_size);
@@ -143,8 +143,10 @@ static uint8_t cmos(uint8_t index)
 static void probe_rtc(void)
 {
     kprintf("cmos: index port reads %02x\n", inb(0x70));
-    /* UIP (A bit 7) and the update-ended flag (C bit 4) depend on the phase of the second the firmware left. */
-    kprintf("cmos: A %02x B %02x C %02x D %02x (UIP and UF masked)\n", cmos(0x0A) & 0x7F, cmos(0x0B), cmos(0x0C) & 0xEF, cmos(0x0D));
+    /* UIP (A bit 7) and the update-ended flag (C bit 4) depend on the phase of the second the firmware left;
+     * the periodic flag (C bit 6) is set at the rate register A selects on the MC146818 whether or not its
+     * interrupt is enabled, but QEMU sets it only while the interrupt is enabled. */
+    kprintf("cmos: A %02x B %02x C %02x D %02x (UIP, UF and PF masked)\n", cmos(0x0A) & 0x7F, cmos(0x0B), cmos(0x0C) & 0xAF, cmos(0x0D));
     kprintf("cmos: base memory %u KiB, extended %u KiB (0x30/0x31: %u KiB), above 16 MiB %u x 64 KiB\n",
             cmos(0x15) | cmos(0x16) << 8, cmos(0x17) | cmos(0x18) << 8, cmos(0x30) | cmos(0x31) << 8,
             cmos(0x34) | cmos(0x35) << 8);
@@ -217,7 +219,7 @@ uint32_t kmain(uint32_t magic, struct multiboot_info *mbi)
         return 1;
     /* QEMU passes "<-kernel path> <-append string>"; word 0 is the program's name. */
     kprintf("multiboot cmdline [%s]\n", (mbi->flags & MULTIBOOT_INFO_CMDLINE) ? (const char *)(uintptr_t)mbi->cmdline : "(none)");
-    probe_fw_cfg(mbi);
+    probe_fw_cfg();
     probe_misc_ports();
     probe_i8042();
     probe_rtc();
