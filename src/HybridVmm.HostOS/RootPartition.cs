@@ -260,7 +260,8 @@ public sealed partial class RootPartition
                 "post" => new PostCodePort(),
                 "port92" => new SystemControlPortA(services.Control),
                 "i8042" => new I8042Controller(services.Control),
-                "rtc" => new Mc146818Rtc(services.Clock, config.RtcEpoch, config.MemoryBytes, processors),
+                "rtc" => new Mc146818Rtc(services.Clock, config.RtcEpoch, config.MemoryBytes, processors,
+                    services.InterruptLine(Mc146818Rtc.Irq), services.CreateTimer),
                 "pci" => new PciConfigMechanism1(services.Control),
                 _ => null,
             };

@@ -9,14 +9,17 @@ namespace HybridVmm.HostOS.Devices;
 /// 12- or 24-hour form (bit 1); writing them sets the clock; register B's SET bit (7) stops the clock while the
 /// guest writes it. Register A's UIP bit (7) is set during the last 244 µs of each virtual second; register C
 /// reports the update-ended, alarm and periodic flags since it was last read (computed when it is read) and clears
-/// them; register D always reports a valid battery (0x80). The CMOS memory holds the sizes QEMU's PC puts there
+/// them, and when one whose interrupt register B enables happens, the clock raises IRQ 8 (on a virtual-time
+/// timer, so at the same instruction every run) until the guest reads register C; register D always reports a
+/// valid battery (0x80). The CMOS memory holds the sizes QEMU's PC puts there
 /// (0x15/0x16 640 KiB of base memory, 0x17/0x18 and 0x30/0x31 the KiB above 1 MiB, 0x34/0x35 the 64 KiB units above
 /// 16 MiB, 0x5F the processors less one, and the checksum of 0x10-0x2D at 0x2E/0x2F); every other byte holds what
 /// the guest writes.
 /// </summary>
 /// <remarks>
-/// The clock raises no interrupt yet: IRQ 8 needs the interrupt controllers (issue 9); a guest can poll register C.
-/// Bit 7 of the index disables NMI on a PC; it is kept, since nothing raises NMIs yet.
+/// Until the PC's interrupt controllers exist, IRQ 8 is the platform's interrupt line 8 (see
+/// <see cref="DeviceServices.InterruptLine"/>). Bit 7 of the index disables NMI on a PC; it is kept, since nothing
+/// raises NMIs yet.
 /// </remarks>
 public sealed class Mc146818Rtc : IChipsetDevice, IPortIoDevice, ISaveRestore<RtcState>
 {
@@ -32,7 +35,11 @@ public sealed class Mc146818Rtc : IChipsetDevice, IPortIoDevice, ISaveRestore<Rt
     /// <summary>The update cycle takes 1984 µs, and UIP rises 244 µs before it starts (MC146818A data sheet).</summary>
     private const long UpdateInProgressTicks = 244_000;
 
+    public const int Irq = 8;
+
     private readonly IDeviceClock _clock;
+    private readonly IInterruptLine? _irq;
+    private readonly IVirtualTimer? _timer;
     private readonly byte[] _cmos = new byte[128];
     private byte _index;
     private bool _nmiDisabled;
@@ -48,9 +55,14 @@ public sealed class Mc146818Rtc : IChipsetDevice, IPortIoDevice, ISaveRestore<Rt
     /// <param name="epoch">The date and time (UTC) the clock shows at virtual time 0.</param>
     /// <param name="ramBytes">The guest's RAM, for the CMOS memory-size bytes.</param>
     /// <param name="processors">The guest's virtual processors (byte 0x5F holds one less).</param>
-    public Mc146818Rtc(IDeviceClock clock, DateTime epoch, uint ramBytes, int processors = 1)
+    /// <param name="irq">IRQ 8, or null for a clock that raises no interrupt.</param>
+    /// <param name="createTimer">Creates the virtual-time timer that raises the interrupts (with <paramref name="irq"/>).</param>
+    public Mc146818Rtc(IDeviceClock clock, DateTime epoch, uint ramBytes, int processors = 1,
+        IInterruptLine? irq = null, Func<Action<long>, IVirtualTimer>? createTimer = null)
     {
         _clock = clock;
+        _irq = irq;
+        _timer = irq is null ? null : createTimer?.Invoke(OnTimer);
         _baseSeconds = epoch.Ticks / TimeSpan.TicksPerSecond;
         _cmos[RegisterA] = 0x26; // 32.768 kHz time base, 1024 Hz periodic rate
         _cmos[RegisterB] = B24Hour;
@@ -80,6 +92,9 @@ public sealed class Mc146818Rtc : IChipsetDevice, IPortIoDevice, ISaveRestore<Rt
     public IPortIoDevice PortIo => this;
 
     public bool NmiDisabled => _nmiDisabled;
+
+    /// <summary>When the clock's timer fires next (an enabled interrupt's next event), or null.</summary>
+    public long? NextInterruptCheck => _timer?.Deadline;
 
     /// <summary>The date and time the clock shows now.</summary>
     public DateTime Now => new(Seconds() * TimeSpan.TicksPerSecond, DateTimeKind.Utc);
@@ -129,8 +144,11 @@ public sealed class Mc146818Rtc : IChipsetDevice, IPortIoDevice, ISaveRestore<Rt
             case RegisterA:
                 return (byte)(_cmos[RegisterA] & 0x7F | (UpdateInProgress() ? 0x80 : 0));
             case RegisterC:
-                byte flags = Flags();
+                Accumulate();
+                byte flags = _cmos[RegisterC];
                 _cmos[RegisterC] = 0;
+                _irq?.Lower();
+                Reschedule();
                 return flags;
             default:
                 return _cmos[index];
@@ -142,13 +160,23 @@ public sealed class Mc146818Rtc : IChipsetDevice, IPortIoDevice, ISaveRestore<Rt
         switch (index)
         {
             case 0x00 or 0x02 or 0x04 or 0x06 or 0x07 or 0x08 or 0x09 or Century:
+                Accumulate();
                 SetSeconds(WriteTime(index, b, Time()));
+                Reschedule();
                 break;
             case RegisterA:
+                Accumulate();
                 _cmos[RegisterA] = (byte)(b & 0x7F);
+                Reschedule();
                 break;
             case RegisterB:
+                Accumulate();
                 WriteRegisterB(b);
+                Reschedule();
+                break;
+            case 0x01 or 0x03 or 0x05:
+                _cmos[index] = b;
+                Reschedule();
                 break;
             case RegisterC or RegisterD:
                 break; // read-only
@@ -264,8 +292,8 @@ public sealed class Mc146818Rtc : IChipsetDevice, IPortIoDevice, ISaveRestore<Rt
         return new DateTime(year, month, day, hour, minute, second).Ticks / TimeSpan.TicksPerSecond;
     }
 
-    /// <summary>Register C: the events since it was last read, and IRQF if an enabled one happened.</summary>
-    private byte Flags()
+    /// <summary>Adds the events since the last check to register C, and IRQF if an enabled one has happened.</summary>
+    private void Accumulate()
     {
         long now = _clock.Now, then = Math.Min(_flagsCheckedAt, now);
         _flagsCheckedAt = now;
@@ -288,29 +316,93 @@ public sealed class Mc146818Rtc : IChipsetDevice, IPortIoDevice, ISaveRestore<Rt
             }
         }
 
-        byte enabled = (byte)(_cmos[RegisterB] & (BPeriodicEnable | BAlarmEnable | BUpdateEnable));
-        if ((flags & enabled) != 0)
+        if ((flags & EnabledInterrupts) != 0)
         {
             flags |= CInterrupt;
         }
 
-        return flags;
+        _cmos[RegisterC] = flags;
+    }
+
+    /// <summary>The flags of register C whose interrupts register B enables (PIE, AIE and UIE sit on PF, AF and UF's bits).</summary>
+    private byte EnabledInterrupts => (byte)(_cmos[RegisterB] & (BPeriodicEnable | BAlarmEnable | BUpdateEnable));
+
+    /// <summary>The timer: records what happened by now, raises IRQ 8 if an enabled event did, and waits for the next.</summary>
+    private void OnTimer(long now)
+    {
+        Accumulate();
+        if ((_cmos[RegisterC] & CInterrupt) != 0)
+        {
+            _irq!.Raise();
+        }
+
+        Reschedule();
+    }
+
+    /// <summary>
+    /// Arms the timer for the next event whose interrupt is enabled: the next second's update (for UIE, and AIE,
+    /// whose match is checked at each update) and the next periodic edge (PIE). Nothing is armed while IRQF is
+    /// pending (the line stays raised until register C is read), while the clock is stopped, or with nothing enabled.
+    /// </summary>
+    private void Reschedule()
+    {
+        if (_timer is null)
+        {
+            return;
+        }
+
+        byte enabled = EnabledInterrupts;
+        if (enabled == 0 || Frozen || (_cmos[RegisterC] & CInterrupt) != 0)
+        {
+            _timer.Cancel();
+            return;
+        }
+
+        long now = _clock.Now;
+        long deadline = long.MaxValue;
+        if ((enabled & (BUpdateEnable | BAlarmEnable)) != 0)
+        {
+            deadline = _baseTime + (Elapsed(now) / TicksPerSecond + 1) * TicksPerSecond;
+        }
+
+        if ((enabled & BPeriodicEnable) != 0 && PeriodShift() is int shift)
+        {
+            // The first virtual time at which the count of 32.768 kHz cycles reaches the next period.
+            long cycles = (PeriodicTicks(now) + 1) << shift;
+            long edge = _baseTime + cycles / 32768 * TicksPerSecond + (cycles % 32768 * TicksPerSecond + 32767) / 32768;
+            deadline = Math.Min(deadline, edge);
+        }
+
+        if (deadline == long.MaxValue)
+        {
+            _timer.Cancel();
+            return;
+        }
+
+        _timer.ArmAt(Math.Max(deadline, now + 1));
     }
 
     /// <summary>How many periodic-interrupt periods have passed by <paramref name="time"/> (rate select: register A bits 3:0).</summary>
     private long PeriodicTicks(long time)
     {
-        int rate = _cmos[RegisterA] & 0x0F;
-        if (rate == 0)
+        if (PeriodShift() is not int shift)
         {
             return 0;
         }
 
-        // Rates 1 and 2 are the 256 Hz and 128 Hz of rates 8 and 9; otherwise the period is 2^(rate-1) / 32768 s.
-        int shift = (rate <= 2 ? rate + 7 : rate) - 1;
         long elapsed = Elapsed(time);
         long cycles = elapsed / TicksPerSecond * 32768 + elapsed % TicksPerSecond * 32768 / TicksPerSecond;
         return cycles >> shift;
+    }
+
+    /// <summary>
+    /// The periodic rate as a power of two of 32.768 kHz cycles, or null for none: the period is 2^(rate-1) / 32768 s,
+    /// and rates 1 and 2 are the 256 Hz and 128 Hz of rates 8 and 9.
+    /// </summary>
+    private int? PeriodShift()
+    {
+        int rate = _cmos[RegisterA] & 0x0F;
+        return rate == 0 ? null : (rate <= 2 ? rate + 7 : rate) - 1;
     }
 
     /// <summary>Whether a second in (<paramref name="from"/>, <paramref name="to"/>] matched the alarm (0xC0-0xFF in a field: any value).</summary>
@@ -350,6 +442,9 @@ public sealed class Mc146818Rtc : IChipsetDevice, IPortIoDevice, ISaveRestore<Rt
         (_index, _nmiDisabled, _baseSeconds, _baseTime, _frozenSeconds, _flagsCheckedAt) =
             ((byte)(state.Index & 0x7F), state.NmiDisabled, state.BaseSeconds, state.BaseTime, state.FrozenSeconds, state.FlagsCheckedAt);
         state.Cmos.CopyTo(_cmos, 0);
+        // A pending IRQF was delivered before the save (the vCPU's saved state holds it), so the line is not raised
+        // again; the timer is armed for what is enabled.
+        Reschedule();
         return true;
     }
 }
