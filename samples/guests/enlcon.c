@@ -39,11 +39,22 @@ static const char *const words[] = {
     "hypervisor", "partition", "channel", "grant", "ring", "signal", "message", "interrupt",
 };
 
+/* The mode is the command line's last word: QEMU and `hybridvmm run` pass
+ * "<kernel path> <arguments>", a VM configured in code may pass the mode alone. */
+static const char *last_word(const char *s)
+{
+    const char *word = s;
+    for (; *s; s++)
+        if (*s == ' ' && s[1] != 0)
+            word = s + 1;
+    return word;
+}
+
 uint32_t kmain(uint32_t magic, struct multiboot_info *mbi)
 {
     (void)magic;
     const char *cmdline = (mbi->flags & MULTIBOOT_INFO_CMDLINE) ? (const char *)mbi->cmdline : "";
-    use_synth = strcmp(cmdline, "synth") == 0;
+    use_synth = strcmp(last_word(cmdline), "synth") == 0;
     if (use_synth) {
         if (vmbus_init() != 0 || synthcon_init() != 0) {
             serial_init();

@@ -74,11 +74,22 @@ static void mac_str(char *s, const uint8_t *m)
     ksnprintf(s, 18, "%02x:%02x:%02x:%02x:%02x:%02x", m[0], m[1], m[2], m[3], m[4], m[5]);
 }
 
+/* The mode is the command line's last word: QEMU and `hybridvmm run` pass
+ * "<kernel path> <arguments>", a VM configured in code may pass the mode alone. */
+static const char *last_word(const char *s)
+{
+    const char *word = s;
+    for (; *s; s++)
+        if (*s == ' ' && s[1] != 0)
+            word = s + 1;
+    return word;
+}
+
 uint32_t kmain(uint32_t magic, struct multiboot_info *mbi)
 {
     (void)magic;
     const char *cmdline = (mbi->flags & MULTIBOOT_INFO_CMDLINE) ? (const char *)mbi->cmdline : "";
-    int pinger = strcmp(cmdline, "ping") == 0;
+    int pinger = strcmp(last_word(cmdline), "ping") == 0;
     serial_init();
     if (vmbus_init() != 0 || synthcon_init() != 0 || net_init() != 0) {
         kprintf("enlnet: no synthetic console or NIC\n");

@@ -218,6 +218,8 @@ public sealed partial class RootPartition
             devices.Add(new ProvisioningDevice(worker.Services.Control));
         }
 
+        devices.AddRange(ChipsetDevices(config, worker.Services));
+
         foreach (IChipsetDevice device in devices)
         {
             worker.Attach(config.InjectDeviceFailure is { } failure && failure.Device == device.Name
@@ -243,6 +245,31 @@ public sealed partial class RootPartition
         }
 
         return vm;
+    }
+
+    /// <summary>The PC chipset devices the configuration names. A partition has one virtual processor.</summary>
+    private static IEnumerable<IChipsetDevice> ChipsetDevices(VmConfiguration config, DeviceServices services)
+    {
+        const int processors = 1;
+        foreach (string name in config.Devices)
+        {
+            IChipsetDevice? device = name switch
+            {
+                // QEMU sets fw_cfg's command line only for a Linux boot; a Multiboot kernel reads the Multiboot one.
+                "fw-cfg" => new FwCfgDevice(config.MemoryBytes, processors),
+                "post" => new PostCodePort(),
+                "port92" => new SystemControlPortA(services.Control),
+                "i8042" => new I8042Controller(services.Control),
+                "rtc" => new Mc146818Rtc(services.Clock, config.RtcEpoch, config.MemoryBytes, processors,
+                    services.InterruptLine(Mc146818Rtc.Irq), services.CreateTimer),
+                "pci" => new PciConfigMechanism1(services.Control),
+                _ => null,
+            };
+            if (device is not null)
+            {
+                yield return device;
+            }
+        }
     }
 
     private IEnumerable<VmBus.IVmBusDevice> CreateSyntheticDevices(VmConfiguration config, VirtualMachine vm)

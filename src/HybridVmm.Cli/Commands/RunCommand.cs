@@ -13,24 +13,25 @@ internal static class RunCommand
     {
         var image = new Argument<string>("IMAGE") { Description = "Multiboot v1 ELF32 kernel to boot" };
         var memory = new Option<string>("--memory", "-m") { Description = "Guest RAM, e.g. 64M or 1G", DefaultValueFactory = _ => "64M" };
-        var append = new Option<string>("--append") { Description = "Multiboot command line passed to the guest", DefaultValueFactory = _ => "" };
+        var append = new Option<string>("--append") { Description = "Arguments for the guest: its Multiboot command line is \"IMAGE ARGS\", as QEMU's -kernel IMAGE -append ARGS gives", DefaultValueFactory = _ => "" };
+        var rtcBase = new Option<string?>("--rtc-base") { Description = "Date and time (UTC) the guest's RTC shows at boot, e.g. 2024-02-29T23:58:00 (default 2000-01-01T00:00:00; never the host's clock)" };
         var synthetic = new Option<string>("--synthetic") { Description = "Synthetic (VMBus) devices, comma separated: synthcon, synthblk, synthnet", DefaultValueFactory = _ => "" };
         var disk = new Option<string?>("--disk") { Description = "Disk-image file behind synthblk (size a multiple of 512 bytes)" };
         var session = new SessionOptions();
         var command = new Command("run", "Boot one Multiboot kernel in a child partition and print its serial output")
         {
-            image, memory, append, synthetic, disk,
+            image, memory, append, synthetic, disk, rtcBase,
         };
         session.AddTo(command);
         command.SetAction((result, cancellationToken) => RunAsync(
             result.GetValue(image)!, result.GetValue(memory)!, result.GetValue(append) ?? "",
             (result.GetValue(synthetic) ?? "").Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries),
-            result.GetValue(disk), session.Read(result), cancellationToken));
+            result.GetValue(disk), result.GetValue(rtcBase), session.Read(result), cancellationToken));
         return command;
     }
 
-    private static async Task<int> RunAsync(string imagePath, string memoryText, string commandLine,
-        string[] syntheticDevices, string? diskImage, SessionOptions.Values options, CancellationToken cancellationToken)
+    private static async Task<int> RunAsync(string imagePath, string memoryText, string arguments,
+        string[] syntheticDevices, string? diskImage, string? rtcBaseText, SessionOptions.Values options, CancellationToken cancellationToken)
     {
         TextWriter stderr = Console.Error;
         if (options.Validate(stderr) is { } usage)
@@ -41,6 +42,14 @@ internal static class RunCommand
         if (!SizeParser.TryParseGuestMemory(memoryText, out uint memoryBytes, out string sizeError))
         {
             stderr.WriteLine($"hybridvmm: error: {sizeError}");
+            return ExitStatus.Usage;
+        }
+
+        DateTime rtcEpoch = VmConfiguration.DefaultRtcEpoch;
+        if (rtcBaseText is not null && !DateTime.TryParse(rtcBaseText, System.Globalization.CultureInfo.InvariantCulture,
+                System.Globalization.DateTimeStyles.AdjustToUniversal | System.Globalization.DateTimeStyles.AssumeUniversal, out rtcEpoch))
+        {
+            stderr.WriteLine($"hybridvmm: error: --rtc-base '{rtcBaseText}' is not a date and time such as 2024-02-29T23:58:00");
             return ExitStatus.Usage;
         }
 
@@ -60,7 +69,10 @@ internal static class RunCommand
             Name = Path.GetFileNameWithoutExtension(imagePath),
             Image = bytes,
             MemoryBytes = memoryBytes,
-            CommandLine = commandLine,
+            // As QEMU's Multiboot loader (and GRUB) do: the kernel's path as given, a space, then the arguments
+            // (the space is there even when there are none). Guests such as kvm-unit-tests read word 0 as their name.
+            CommandLine = $"{imagePath} {arguments}",
+            RtcEpoch = rtcEpoch,
             InstructionLimit = options.MaxInstructions,
             SyntheticDevices = syntheticDevices,
             DiskImage = diskImage,

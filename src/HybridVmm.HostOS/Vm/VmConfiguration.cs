@@ -16,7 +16,17 @@ public sealed record VmConfiguration
     /// <summary>Emulated devices the guest's worker provides, by name (see <see cref="KnownDevices"/>).</summary>
     public IReadOnlyList<string> Devices { get; init; } = KnownDevices;
 
-    public static readonly IReadOnlyList<string> KnownDevices = new[] { "com1", "debug-exit", "provisioning" };
+    /// <summary>
+    /// COM1, QEMU's debug exit and HybridVmm's provisioning port, then the PC chipset devices that need no interrupt
+    /// controller: QEMU's fw_cfg, the POST port 0x80, port 0x92, the 8042, the RTC/CMOS and PCI configuration
+    /// mechanism 1 with its host bridge.
+    /// </summary>
+    public static readonly IReadOnlyList<string> KnownDevices = new[] { "com1", "debug-exit", "provisioning", "fw-cfg", "post", "port92", "i8042", "rtc", "pci" };
+
+    /// <summary>The date and time (UTC) the RTC shows at the VM's virtual time 0: a fixed epoch, never the host's clock.</summary>
+    public DateTime RtcEpoch { get; init; } = DefaultRtcEpoch;
+
+    public static readonly DateTime DefaultRtcEpoch = new(2000, 1, 1, 0, 0, 0, DateTimeKind.Utc);
 
     /// <summary>Fault injection: the named device's driver fails once, on this access (high-availability demos and tests).</summary>
     public (string Device, long OnAccess)? InjectDeviceFailure { get; init; }

@@ -38,6 +38,24 @@ public class CliTests
         });
     }
 
+    /// <summary>
+    /// The platform guest probes the chipset devices; run from samples/guests with the machine QEMU had when
+    /// bin/platform.qemu.txt was recorded (make qemu-check: -m 64M -rtc base=2024-02-29T23:58:00 -append 'probe me'),
+    /// it prints the same bytes, its command line ("bin/platform.elf probe me") included.
+    /// </summary>
+    [Test]
+    public void ThePlatformGuestReadsTheSameChipsetAsInTheCommittedQemuOutput()
+    {
+        CliProcess.Result result = CliProcess.RunIn(Repository.GuestsDirectory,
+            "run", "bin/platform.elf", "--rtc-base", "2024-02-29T23:58:00", "--append", "probe me", "--memory", "64M");
+        byte[] qemu = File.ReadAllBytes(Path.ChangeExtension(Repository.GuestElf("platform"), ".qemu.txt"));
+        Assert.Multiple(() =>
+        {
+            Assert.That(result.Text, Is.EqualTo(System.Text.Encoding.Latin1.GetString(qemu)), result.Stderr);
+            Assert.That(result.ExitCode, Is.EqualTo(0), result.Stderr);
+        });
+    }
+
     [Test]
     public void AFaultingGuestGetsTheFaultStatusAndADiagnosticOnStderr()
     {
@@ -68,11 +86,28 @@ public class CliTests
     }
 
     [Test]
-    public void AppendReachesTheGuestAsItsMultibootCommandLine()
+    public void TheMultibootCommandLineIsTheImagePathASpaceAndTheAppendedArgumentsAsQemuGivesThem()
     {
-        CliProcess.Result result = CliProcess.Run("run", Repository.GuestElf("bootinfo"), "--append", "alpha beta=2", "--memory", "32M");
-        Assert.That(result.Text, Does.Contain("alpha beta=2"));
+        string image = Repository.GuestElf("bootinfo");
+        CliProcess.Result result = CliProcess.Run("run", image, "--append", "alpha beta=2", "--memory", "32M");
+        Assert.That(result.Text, Does.Contain($"cmdline [{image} alpha beta=2]\n"));
         Assert.That(result.Text, Does.Contain("HybridVmm"));
+    }
+
+    [Test]
+    public void WithoutAppendTheMultibootCommandLineIsTheImagePathAndASpaceAsUnderQemu()
+    {
+        string image = Repository.GuestElf("bootinfo");
+        CliProcess.Result result = CliProcess.Run("run", image, "--memory", "32M");
+        Assert.That(result.Text, Does.Contain($"cmdline [{image} ]\n"));
+    }
+
+    [Test]
+    public void AnRtcBaseThatIsNotADateIsAUsageError()
+    {
+        CliProcess.Result result = CliProcess.Run("run", Repository.GuestElf("hello"), "--rtc-base", "yesterday");
+        Assert.That(result.ExitCode, Is.EqualTo(ExitStatus.Usage));
+        Assert.That(result.Stderr, Does.Contain("--rtc-base 'yesterday'"));
     }
 
     [Test]

@@ -38,6 +38,26 @@ public class QemuDifferentialTests
         });
     }
 
+    /// <summary>
+    /// The chipset probe, with both machines configured alike: 64 MiB, the RTC's date from the same base (QEMU
+    /// otherwise reads the host's clock), the same command line. Two dates, so that the RTC's day, month, year and
+    /// weekday are checked on a leap day and in another century (with 12-hour AM and PM hours).
+    /// </summary>
+    [TestCase("2024-02-29T23:58:00", "probe me")]
+    [TestCase("1999-12-31T11:07:00", "")]
+    public void PlatformGuestReadsTheSameChipsetAsUnderQemu(string rtcBase, string append)
+    {
+        (int qemuStatus, byte[] qemuOutput) = RunQemu("platform", "-m", "64M", "-rtc", $"base={rtcBase}", "-append", append);
+        CliProcess.Result ours = CliProcess.Run("run", Repository.GuestElf("platform"), "--rtc-base", rtcBase, "--append", append, "--memory", "64M");
+        Assert.Multiple(() =>
+        {
+            Assert.That(qemuStatus, Is.EqualTo(1), $"QEMU did not exit through isa-debug-exit with 0 (status {qemuStatus})");
+            Assert.That(Latin1(ours.Stdout), Is.EqualTo(Latin1(qemuOutput)), ours.Stderr);
+            Assert.That(ours.ExitCode, Is.EqualTo(0), ours.Stderr);
+        });
+        Assert.That(Latin1(ours.Stdout), Does.Contain($"multiboot cmdline [{Repository.GuestElf("platform")} {append}]\n"));
+    }
+
     [Test]
     public void FaultGuestPrintsTheSameBytesAndQemuTripleFaultsWhereHybridVmmReportsTheDivideError()
     {
@@ -70,15 +90,15 @@ public class QemuDifferentialTests
 
     private static string Latin1(byte[] bytes) => Encoding.Latin1.GetString(bytes);
 
-    private static (int Status, byte[] Output) RunQemu(string guest)
+    private static (int Status, byte[] Output) RunQemu(string guest, params string[] machine)
     {
         string? qemu = FindOnPath(Qemu);
         if (qemu is null) Assert.Ignore($"{Qemu} is not installed (Debian package qemu-system-x86)");
-        CliProcess.Result run = CliProcess.RunProgram(qemu!, new[]
-        {
+        CliProcess.Result run = CliProcess.RunProgram(qemu!,
+        [
             "-kernel", Repository.GuestElf(guest), "-serial", "stdio", "-monitor", "none", "-display", "none",
-            "-no-reboot", "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04",
-        }, Repository.Root);
+            "-no-reboot", "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04", .. machine,
+        ], Repository.Root);
         TestContext.Out.WriteLine($"{Qemu} {guest}: status {run.ExitCode}, {run.Stdout.Length} bytes {run.Stderr}");
         return (run.ExitCode, run.Stdout);
     }

@@ -14,7 +14,7 @@ public class InterceptRoundTripTests
     {
         byte[] image = FlatKernel.Build(a =>
         {
-            a.mov(eax, 0); a.mov(dx, 0x80);
+            a.mov(eax, 0); a.mov(dx, 0x200);                // the game port: nobody claims it
             a.@in(al, dx); a.mov(ebx, eax);                 // 8-bit: 0x000000FF
             a.mov(eax, 0); a.@in(ax, dx); a.mov(ecx, eax);  // 16-bit: 0x0000FFFF
             a.@in(eax, dx); a.mov(esi, eax);                // 32-bit: 0xFFFFFFFF
