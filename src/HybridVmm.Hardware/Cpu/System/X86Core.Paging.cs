@@ -170,10 +170,10 @@ public sealed partial class X86Core
     /// </summary>
     private bool ReadPagingEntry(uint guestPhysical, out uint value)
     {
-        uint page = guestPhysical >> PageShift;
-        if (page < (uint)_slatEntries.Length && _slatEntries[page] is int slat && slat >= 0)
+        long host = HostAddressOf(guestPhysical, write: false);
+        if (host >= 0)
         {
-            value = Unsafe.ReadUnaligned<uint>(ref _ram[((long)(slat & SecondLevelPageTable.FrameMask) << PageShift) | (guestPhysical & PageOffsetMask)]);
+            value = Unsafe.ReadUnaligned<uint>(ref _ram[host]);
             return true;
         }
         value = 0;
@@ -184,11 +184,11 @@ public sealed partial class X86Core
     /// <summary>Writes back an entry with A/D set. A write-protected page (copy-on-write, dirty logging) exits first.</summary>
     private bool WritePagingEntry(uint guestPhysical, uint value)
     {
-        uint page = guestPhysical >> PageShift;
-        if (page < (uint)_slatEntries.Length && _slatEntries[page] is int slat && slat >= 0 && (slat & SecondLevelPageTable.WritableBit) != 0)
+        long host = HostAddressOf(guestPhysical, write: true);
+        if (host >= 0)
         {
-            Unsafe.WriteUnaligned(ref _ram[((long)(slat & SecondLevelPageTable.FrameMask) << PageShift) | (guestPhysical & PageOffsetMask)], value);
-            CodePage? code = _codePages[page];
+            Unsafe.WriteUnaligned(ref _ram[host], value);
+            CodePage? code = _codePages[guestPhysical >> PageShift];
             if (code is not null && code.Count != 0 && code.Overlaps(guestPhysical & PageOffsetMask, 4))
             {
                 code.Clear();
@@ -223,14 +223,19 @@ public sealed partial class X86Core
         return (pte & PtePresent) == 0 ? null : (pte & ~PageOffsetMask) | (linear & PageOffsetMask);
     }
 
-    private uint? PeekPhysical32(uint guestPhysical)
+    private uint? PeekPhysical32(uint guestPhysical) =>
+        HostAddressOf(guestPhysical, write: false) is long host and >= 0 ? Unsafe.ReadUnaligned<uint>(ref _ram[host]) : null;
+
+    /// <summary>The host address the second-level table gives a guest-physical address (writable, for a write); -1 if none. No exit.</summary>
+    private long HostAddressOf(uint guestPhysical, bool write)
     {
         uint page = guestPhysical >> PageShift;
-        if (page < (uint)_slatEntries.Length && _slatEntries[page] is int slat && slat >= 0)
+        if (page < (uint)_slatEntries.Length && _slatEntries[page] is int slat && slat >= 0
+            && (!write || (slat & SecondLevelPageTable.WritableBit) != 0))
         {
-            return Unsafe.ReadUnaligned<uint>(ref _ram[((long)(slat & SecondLevelPageTable.FrameMask) << PageShift) | (guestPhysical & PageOffsetMask)]);
+            return ((long)(slat & SecondLevelPageTable.FrameMask) << PageShift) | (guestPhysical & PageOffsetMask);
         }
-        return null;
+        return -1;
     }
 
     // ---- TLB maintenance ----
