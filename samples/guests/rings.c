@@ -154,6 +154,10 @@ uint32_t kmain(uint32_t magic, struct multiboot_info *mbi)
     (void)magic;
     (void)mbi;
     serial_init();
+    /* Ring 3 runs with IF=1. Under QEMU the firmware leaves the PIT's IRQ 0 unmasked at the 8259 (vector 8, which
+       this IDT has no gate for), so a timer tick at a random instruction would change the output. Mask both PICs. */
+    outb(0x21, 0xFF);
+    outb(0xA1, 0xFF);
     gdt[1] = segment(0x9A);
     gdt[2] = segment(0x92);
     gdt[3] = segment(0xFA);

@@ -6,6 +6,9 @@ namespace HybridVmm.Tests.Support;
 /// <summary>Runs the real <c>hybridvmm</c> program as a separate process.</summary>
 public static class CliProcess
 {
+    /// <summary>How long one program may run before the test kills it and fails: a hang must fail, never stall the suite.</summary>
+    public static readonly TimeSpan SafetyLimit = TimeSpan.FromMinutes(3);
+
     public sealed record Result(int ExitCode, byte[] Stdout, string Stderr)
     {
         public string Text => Encoding.Latin1.GetString(Stdout);
@@ -36,13 +39,20 @@ public static class CliProcess
         process.StandardInput.Close();
         Task<string> stderr = process.StandardError.ReadToEndAsync();
         using var stdout = new MemoryStream();
-        process.StandardOutput.BaseStream.CopyTo(stdout);
-        if (!process.WaitForExit(TimeSpan.FromMinutes(3)))
+        // Read stdout while waiting, so that the safety limit holds even when the program never closes it.
+        Task copy = process.StandardOutput.BaseStream.CopyToAsync(stdout);
+        if (!process.WaitForExit(SafetyLimit))
         {
             process.Kill(entireProcessTree: true);
-            Assert.Fail($"{program} {string.Join(' ', args)} did not finish within the safety limit");
+            process.WaitForExit();
+            copy.Wait(TimeSpan.FromSeconds(10));
+            string tail = stderr.Wait(TimeSpan.FromSeconds(10)) ? stderr.Result : "";
+            Assert.Fail($"{program} {string.Join(' ', args)} did not finish within {SafetyLimit.TotalMinutes} minutes; " +
+                        $"it had written {stdout.Length} bytes to stdout; stderr: {tail}");
         }
 
+        process.WaitForExit(); // the asynchronous readers reach the end of both streams
+        copy.Wait();
         return new Result(process.ExitCode, stdout.ToArray(), stderr.Result);
     }
 }
