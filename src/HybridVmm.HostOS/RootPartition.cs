@@ -1,3 +1,4 @@
+using HybridVmm.Guests.Linux;
 using HybridVmm.Guests.Multiboot;
 using HybridVmm.HostOS.Devices;
 using HybridVmm.HostOS.Management;
@@ -60,10 +61,20 @@ public sealed partial class RootPartition
     /// <summary>Checks an image and configuration without touching the kernel: what <see cref="CreateVm"/> would load, or why it would refuse.</summary>
     public static PreparedImage? Prepare(VmConfiguration config, out VmCreationError? error)
     {
-        MultibootImage? image = MultibootImage.TryParse(config.Image, out string reason);
-        if (image is null)
+        bool linux = BzImage.HasLinuxHeader(config.Image);
+        BzImage? bzImage = null;
+        MultibootImage? image = null;
+        string reason;
+        if (linux ? (bzImage = BzImage.TryParse(config.Image, out reason)) is null : (image = MultibootImage.TryParse(config.Image, out reason)) is null)
         {
             error = new VmCreationError(VmCreationErrorKind.InvalidImage, reason);
+            return null;
+        }
+
+        if (!linux && config.Initrd is not null)
+        {
+            error = new VmCreationError(VmCreationErrorKind.InvalidConfiguration,
+                "an initrd is for a Linux kernel; this image is a Multiboot kernel (Multiboot modules are not supported)");
             return null;
         }
 
@@ -101,7 +112,21 @@ public sealed partial class RootPartition
             return null;
         }
 
-        IReadOnlyList<GuestWrite>? writes = BootInformation.Layout(image, config.MemoryBytes, config.CommandLine, out reason);
+        if (bzImage is not null)
+        {
+            if (LinuxBoot.Layout(bzImage, config.MemoryBytes, config.CommandLine, config.Initrd, out reason) is not { } plan)
+            {
+                error = new VmCreationError(VmCreationErrorKind.InvalidImage, reason);
+                return null;
+            }
+
+            error = null;
+            return new PreparedImage(
+                new BootRegisters(plan.Entry, Esi: plan.ZeroPage, CodeSelector: LinuxBoot.BootCodeSelector, DataSelector: LinuxBoot.BootDataSelector),
+                plan.Writes, PreparedImage.Linux);
+        }
+
+        IReadOnlyList<GuestWrite>? writes = BootInformation.Layout(image!, config.MemoryBytes, config.CommandLine, out reason);
         if (writes is null)
         {
             error = new VmCreationError(VmCreationErrorKind.InvalidImage, reason);
@@ -109,7 +134,7 @@ public sealed partial class RootPartition
         }
 
         error = null;
-        return new PreparedImage(image.Entry, writes);
+        return new PreparedImage(new BootRegisters(image!.Entry, BootInformation.BootloaderMagic, BootInformation.InfoAddress), writes);
     }
 
     /// <summary>Loads the image into a new partition with its worker and devices. The VM is created, not started.</summary>
@@ -131,7 +156,7 @@ public sealed partial class RootPartition
             _api.WriteGuestMemory(partition, write.GuestPhysicalAddress, write.Data);
         }
 
-        _api.SetBootState(partition, prepared.Entry, BootInformation.BootloaderMagic, BootInformation.InfoAddress);
+        _api.SetBootState(partition, prepared.Boot);
         return AddWorker(config, partition);
     }
 
@@ -256,7 +281,7 @@ public sealed partial class RootPartition
             IChipsetDevice? device = name switch
             {
                 // QEMU sets fw_cfg's command line only for a Linux boot; a Multiboot kernel reads the Multiboot one.
-                "fw-cfg" => new FwCfgDevice(config.MemoryBytes, processors),
+                "fw-cfg" => new FwCfgDevice(config.MemoryBytes, processors, BzImage.HasLinuxHeader(config.Image) ? config.CommandLine : null),
                 "post" => new PostCodePort(),
                 "port92" => new SystemControlPortA(services.Control),
                 "i8042" => new I8042Controller(services.Control),

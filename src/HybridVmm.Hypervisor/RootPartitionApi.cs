@@ -182,13 +182,20 @@ public sealed partial class RootPartitionApi
     }
 
     /// <summary>Sets the boot processor's entry state: flat protected mode at <paramref name="eip"/> plus register values.</summary>
-    public void SetBootState(PartitionHandle partitionHandle, uint eip, uint eax, uint ebx)
+    public void SetBootState(PartitionHandle partitionHandle, uint eip, uint eax, uint ebx) =>
+        SetBootState(partitionHandle, new BootRegisters(eip, eax, ebx));
+
+    /// <summary>Puts the boot vCPU in the state a loader hands over (<see cref="BootRegisters"/>).</summary>
+    public void SetBootState(PartitionHandle partitionHandle, BootRegisters boot)
     {
         Partition partition = Get(partitionHandle);
         Hardware.Cpu.X86Core core = partition.VirtualProcessors[0].Core;
-        core.ResetToFlatProtectedMode(eip);
-        core[Hardware.Cpu.Gpr.Eax] = eax;
-        core[Hardware.Cpu.Gpr.Ebx] = ebx;
+        core.ResetToFlatProtectedMode(boot.Eip);
+        core[Hardware.Cpu.Gpr.Eax] = boot.Eax;
+        core[Hardware.Cpu.Gpr.Ebx] = boot.Ebx;
+        core[Hardware.Cpu.Gpr.Esi] = boot.Esi;
+        core.Cs = boot.CodeSelector;
+        core.Ds = core.Es = core.Fs = core.Gs = core.Ss = boot.DataSelector;
     }
 
     public void Start(PartitionHandle partitionHandle)

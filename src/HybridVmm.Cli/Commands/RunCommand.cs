@@ -6,32 +6,33 @@ using HybridVmm.HostOS.Vm;
 
 namespace HybridVmm.Cli.Commands;
 
-/// <summary><c>hybridvmm run IMAGE</c>: boots one Multiboot kernel; its COM1 output goes to stdout byte for byte.</summary>
+/// <summary><c>hybridvmm run IMAGE</c>: boots one Multiboot kernel or Linux bzImage; its COM1 output goes to stdout byte for byte.</summary>
 internal static class RunCommand
 {
     public static Command Create()
     {
-        var image = new Argument<string>("IMAGE") { Description = "Multiboot v1 ELF32 kernel to boot" };
+        var image = new Argument<string>("IMAGE") { Description = "Kernel to boot: a Multiboot v1 kernel (ELF32 or a.out kludge) or a Linux bzImage" };
         var memory = new Option<string>("--memory", "-m") { Description = "Guest RAM, e.g. 64M or 1G", DefaultValueFactory = _ => "64M" };
-        var append = new Option<string>("--append") { Description = "Arguments for the guest: its Multiboot command line is \"IMAGE ARGS\", as QEMU's -kernel IMAGE -append ARGS gives", DefaultValueFactory = _ => "" };
+        var append = new Option<string>("--append") { Description = "The guest's command line, as QEMU's -append: a Linux kernel gets ARGS, a Multiboot kernel \"IMAGE ARGS\"", DefaultValueFactory = _ => "" };
+        var initrd = new Option<string?>("--initrd") { Description = "Initial RAM disk for a Linux kernel (as QEMU's -initrd)" };
         var rtcBase = new Option<string?>("--rtc-base") { Description = "Date and time (UTC) the guest's RTC shows at boot, e.g. 2024-02-29T23:58:00 (default 2000-01-01T00:00:00; never the host's clock)" };
         var synthetic = new Option<string>("--synthetic") { Description = "Synthetic (VMBus) devices, comma separated: synthcon, synthblk, synthnet", DefaultValueFactory = _ => "" };
         var disk = new Option<string?>("--disk") { Description = "Disk-image file behind synthblk (size a multiple of 512 bytes)" };
         var session = new SessionOptions();
-        var command = new Command("run", "Boot one Multiboot kernel in a child partition and print its serial output")
+        var command = new Command("run", "Boot one Multiboot kernel or Linux bzImage in a child partition and print its serial output")
         {
-            image, memory, append, synthetic, disk, rtcBase,
+            image, memory, append, initrd, synthetic, disk, rtcBase,
         };
         session.AddTo(command);
         command.SetAction((result, cancellationToken) => RunAsync(
             result.GetValue(image)!, result.GetValue(memory)!, result.GetValue(append) ?? "",
             (result.GetValue(synthetic) ?? "").Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries),
-            result.GetValue(disk), result.GetValue(rtcBase), session.Read(result), cancellationToken));
+            result.GetValue(disk), result.GetValue(rtcBase), result.GetValue(initrd), session.Read(result), cancellationToken));
         return command;
     }
 
     private static async Task<int> RunAsync(string imagePath, string memoryText, string arguments,
-        string[] syntheticDevices, string? diskImage, string? rtcBaseText, SessionOptions.Values options, CancellationToken cancellationToken)
+        string[] syntheticDevices, string? diskImage, string? rtcBaseText, string? initrdPath, SessionOptions.Values options, CancellationToken cancellationToken)
     {
         TextWriter stderr = Console.Error;
         if (options.Validate(stderr) is { } usage)
@@ -53,16 +54,25 @@ internal static class RunCommand
             return ExitStatus.Usage;
         }
 
-        byte[] bytes;
-        try
+        int refused = ExitStatus.NoInput;
+        void Refuse(int status, string message)
         {
-            bytes = await File.ReadAllBytesAsync(imagePath, cancellationToken);
+            refused = status;
+            stderr.WriteLine($"hybridvmm: error: {message}");
         }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+
+        if (await GuestFile.ReadAsync(imagePath, memoryBytes, "image", Refuse, cancellationToken) is not { } bytes)
         {
-            stderr.WriteLine($"hybridvmm: error: cannot read image '{imagePath}': {e.Message}");
-            return ExitStatus.NoInput;
+            return refused;
         }
+
+        byte[]? initrdBytes = null;
+        if (initrdPath is not null && (initrdBytes = await GuestFile.ReadAsync(initrdPath, memoryBytes, "initrd", Refuse, cancellationToken)) is null)
+        {
+            return refused;
+        }
+
+        bool linux = HybridVmm.Guests.Linux.BzImage.HasLinuxHeader(bytes);
 
         var config = new VmConfiguration
         {
@@ -71,7 +81,9 @@ internal static class RunCommand
             MemoryBytes = memoryBytes,
             // As QEMU's Multiboot loader (and GRUB) do: the kernel's path as given, a space, then the arguments
             // (the space is there even when there are none). Guests such as kvm-unit-tests read word 0 as their name.
-            CommandLine = $"{imagePath} {arguments}",
+            // A Linux kernel gets the arguments alone, as from QEMU's -append.
+            CommandLine = linux ? arguments : $"{imagePath} {arguments}",
+            Initrd = initrdBytes,
             RtcEpoch = rtcEpoch,
             InstructionLimit = options.MaxInstructions,
             SyntheticDevices = syntheticDevices,

@@ -5,12 +5,18 @@ public sealed record VmConfiguration
 {
     public required string Name { get; init; }
 
-    /// <summary>The Multiboot kernel image, already read from a file or the embedded samples.</summary>
+    /// <summary>
+    /// The kernel image, already read from a file or the embedded samples: a Multiboot v1 kernel, or a Linux bzImage
+    /// (booted with the Linux 32-bit boot protocol).
+    /// </summary>
     public required byte[] Image { get; init; }
+
+    /// <summary>A Linux kernel's initial RAM disk (ramdisk_image), or null.</summary>
+    public byte[]? Initrd { get; init; }
 
     public uint MemoryBytes { get; init; } = 64u * 1024 * 1024;
 
-    /// <summary>The Multiboot command line the guest sees (never null; empty by default).</summary>
+    /// <summary>The command line the guest sees, Multiboot's or Linux's (never null; empty by default).</summary>
     public string CommandLine { get; init; } = "";
 
     /// <summary>Emulated devices the guest's worker provides, by name (see <see cref="KnownDevices"/>).</summary>

@@ -1,0 +1,39 @@
+namespace HybridVmm.Cli.Common;
+
+/// <summary>Reads a file the guest will get (a kernel image, an initrd) with a bound, so that a device such as /dev/zero or a huge file can never eat the host's memory.</summary>
+internal static class GuestFile
+{
+    /// <summary>
+    /// Reads at most <paramref name="maxBytes"/> bytes of <paramref name="path"/>. Returns null, and reports an exit status
+    /// (66 unreadable, 65 too large) and a one-line reason, when it cannot be read or is larger: the read stops one byte past the bound.
+    /// </summary>
+    public static async Task<byte[]?> ReadAsync(string path, long maxBytes, string what, Action<int, string> error, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 16, useAsync: true);
+            using var buffer = new MemoryStream();
+            byte[] chunk = new byte[1 << 16];
+            while (true)
+            {
+                int read = await stream.ReadAsync(chunk.AsMemory(0, (int)Math.Min(chunk.Length, maxBytes + 1 - buffer.Length)), cancellationToken);
+                if (read == 0)
+                {
+                    return buffer.ToArray();
+                }
+
+                buffer.Write(chunk, 0, read);
+                if (buffer.Length > maxBytes)
+                {
+                    error(ExitStatus.InvalidImage, $"{what} '{path}' is larger than the guest's {maxBytes >> 20} MiB of memory, so it cannot fit");
+                    return null;
+                }
+            }
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            error(ExitStatus.NoInput, $"cannot read {what} '{path}': {e.Message}");
+            return null;
+        }
+    }
+}
