@@ -4,7 +4,8 @@
  *   - IRET to ring 3; user code prints through COM1 itself, because the bitmap opens ports 0x3F8-0x3FF;
  *   - system calls through a DPL 3 interrupt gate, on the TSS's ring-0 stack;
  *   - what ring 3 may not do: HLT, CLI, a port the bitmap closes, a DPL 0 gate, a supervisor page (#GP, #PF);
- *   - POPF in ring 3 clearing IF: no fault, no effect (Popek and Goldberg's sensitive, unprivileged instruction).
+ *   - POPF in ring 3 clearing IF: no fault, no effect (Popek and Goldberg's sensitive, unprivileged instruction);
+ *   - the debug registers (Vol. 3B, 17.2): their reset values and fixed bits in ring 0, #GP for MOV DR in ring 3.
  */
 #include "guest.h"
 
@@ -140,6 +141,8 @@ static void __attribute__((noinline, used)) user_main(void)
     report("int through a dpl 0 gate");
     TRY("movl %0, %%eax\n\tmovl (%%eax), %%eax", "r"((uint32_t)secret_page));
     report("read of a supervisor page");
+    TRY("movl %%dr7, %%eax", "r"(0));
+    report("mov from dr7");
     uint32_t before, after;
     __asm__ volatile("pushfl\n\tpopl %0\n\tpushl $0x002\n\tpopfl\n\tpushfl\n\tpopl %1" : "=r"(before), "=r"(after) : : "cc");
     kprintf("popf clearing if in ring 3: if before=%u after=%u, no fault\n", (unsigned)((before >> 9) & 1), (unsigned)((after >> 9) & 1));
@@ -193,6 +196,17 @@ uint32_t kmain(uint32_t magic, struct multiboot_info *mbi)
         "movl %2, %%cr3\n\t"
         "movl %%cr0, %%eax\n\torl $0x80000000, %%eax\n\tmovl %%eax, %%cr0\n\t"
         : : "m"(gdtr), "m"(idtr), "r"(page_directory) : "eax", "memory");
+    uint32_t dr6, dr7, dr0, dr3, dr4, dr5;
+    __asm__ volatile("mov %%dr6, %0\n\tmov %%dr7, %1" : "=r"(dr6), "=r"(dr7));
+    kprintf("debug registers at boot: dr6=%x dr7=%x\n", (unsigned)dr6, (unsigned)dr7);
+    /* Breakpoint fields without an enable bit (L0-G3 clear), so that nothing fires; then the fixed bits as read back. */
+    __asm__ volatile("mov %0, %%dr0\n\tmov %1, %%dr3\n\tmov %2, %%dr7\n\tmov %3, %%dr6"
+                     : : "r"(0x12345678u), "r"(0xCAFEF00Du), "r"(0xFFFF0300u), "r"(0x0000E00Fu));
+    __asm__ volatile("mov %%dr0, %0\n\tmov %%dr3, %1\n\tmov %%dr6, %2\n\tmov %%dr7, %3\n\tmov %%dr4, %4\n\tmov %%dr5, %5"
+                     : "=r"(dr0), "=r"(dr3), "=r"(dr6), "=r"(dr7), "=r"(dr4), "=r"(dr5));
+    kprintf("after writes: dr0=%x dr3=%x dr6=%x dr7=%x dr4=%x dr5=%x\n", (unsigned)dr0, (unsigned)dr3, (unsigned)dr6,
+            (unsigned)dr7, (unsigned)dr4, (unsigned)dr5);
+    __asm__ volatile("mov %0, %%dr7" : : "r"(0x400u));
     kprintf("kernel: gdt, tss with esp0 and an i/o bitmap, paging with user pages; iret to ring 3\n");
     __asm__ volatile(
         "pushl $0x23\n\t"

@@ -4,7 +4,8 @@ namespace HybridVmm.Hardware.Cpu;
 
 /// <summary>
 /// The registers of one core as chunk "cpu.vp{n}": GPRs, EIP, EFLAGS, CR0-CR4, selectors, GDTR/IDTR, the TSC
-/// offset and the retired-instruction count; from version 2 the segment descriptor caches, LDTR and TR. The interrupt state of the same <see cref="CpuState"/> is its
+/// offset and the retired-instruction count; from version 2 the segment descriptor caches, LDTR and TR; from version 3
+/// the debug registers DR0-DR3, DR6 and DR7. The interrupt state of the same <see cref="CpuState"/> is its
 /// own chunk (<see cref="InterruptStateCodec"/>), so the two can change apart. A new register means a new
 /// version here.
 /// </summary>
@@ -14,10 +15,10 @@ public sealed class CpuStateCodec : StateCodec<CpuState>
 
     public override string StateName => "CPU register";
 
-    public override int Version => 2;
+    public override int Version => 3;
 
-    /// <summary>Version 1 (before segmentation) is read too: its selectors load flat caches.</summary>
-    public override bool CanRead(int version) => version is 1 or 2;
+    /// <summary>Versions 1 (before segmentation: its selectors load flat caches) and 2 (before the debug registers: they read as at reset) are read too.</summary>
+    public override bool CanRead(int version) => version is >= 1 and <= 3;
 
     public static string Tag(int vpIndex) => $"cpu.vp{vpIndex}";
 
@@ -48,6 +49,11 @@ public sealed class CpuStateCodec : StateCodec<CpuState>
             w.WriteUInt32(s.Limit);
             w.WriteUInt16(s.Attributes);
         }
+
+        foreach (uint v in (ReadOnlySpan<uint>)[c.Dr0, c.Dr1, c.Dr2, c.Dr3, c.Dr6, c.Dr7])
+        {
+            w.WriteUInt32(v);
+        }
     }
 
     /// <summary>The registers; the interrupt fields are left clear for <see cref="InterruptStateCodec.Apply"/>.</summary>
@@ -69,6 +75,12 @@ public sealed class CpuStateCodec : StateCodec<CpuState>
         {
             SegmentRegister Next() => new(r.ReadUInt16(), r.ReadUInt32(), r.ReadUInt32(), r.ReadUInt16());
             c.SegmentCaches = new SegmentCaches(Next(), Next(), Next(), Next(), Next(), Next(), Next(), Next());
+        }
+
+        (c.Dr6, c.Dr7) = (X86Core.Dr6Reset, X86Core.Dr7Reset);
+        if (version >= 3)
+        {
+            (c.Dr0, c.Dr1, c.Dr2, c.Dr3, c.Dr6, c.Dr7) = (r.ReadUInt32(), r.ReadUInt32(), r.ReadUInt32(), r.ReadUInt32(), r.ReadUInt32(), r.ReadUInt32());
         }
         return c;
     }

@@ -38,6 +38,7 @@ public sealed partial class X86Core
         _codeReader = new GuestCodeReader(this);
         _decoder = Decoder.Create(32, _codeReader);
         _ctx.Eflags = (uint)EFlags.Reserved1;
+        ResetDebugRegisters();
     }
 
     public HostPhysicalMemory Memory { get; }
@@ -90,6 +91,7 @@ public sealed partial class X86Core
         _ctx.Eflags = (uint)EFlags.Reserved1;
         Cr0 = (uint)(Cr0Flags.PE | Cr0Flags.ET); // protected mode, paging off; ET is hardwired to 1 (SDM Vol. 3A, 2.5)
         Cr2 = Cr3 = Cr4 = 0;
+        ResetDebugRegisters();
         Cs = 0x08;
         Ds = Es = Fs = Gs = Ss = 0x10;
         Gdtr = default;
@@ -173,7 +175,8 @@ public sealed partial class X86Core
                 if ((_savedFlags & (uint)EFlags.TF) != 0 && IsSingleStepTrap(ins.Mnemonic, _savedFlags))
                 {
                     // SDM Vol. 3A 17.3.1.4: TF set when the instruction began raises a #DB trap after it,
-                    // with EIP on the next instruction. The handler entry clears TF.
+                    // with EIP on the next instruction, and DR6.BS set. The handler entry clears TF.
+                    _ctx.Dr6 |= Dr6SingleStep;
                     if (!DeliverException(ExceptionVector.Debug, 0))
                     {
                         return _exit;

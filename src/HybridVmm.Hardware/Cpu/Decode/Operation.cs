@@ -9,7 +9,7 @@ namespace HybridVmm.Hardware.Cpu;
 internal enum Operation : byte
 {
     Undefined,
-    Mov, Movzx, Movsx, Lea, Xchg, Push, Pop, MovSreg, MovCr,
+    Mov, Movzx, Movsx, Lea, Xchg, Push, Pop, MovSreg, MovCr, MovDr,
     Add, Adc, Sub, Sbb, And, Or, Xor, Cmp, Test, Inc, Dec, Neg, Not,
     Mul, Imul, Div, Idiv,
     Rol, Ror, Rcl, Rcr, Shl, Shr, Sar, Shld, Shrd,
@@ -86,6 +86,7 @@ internal static class OperationTable
             case Code.Insb_m8_DX or Code.Insw_m16_DX or Code.Insd_m32_DX: return Operation.Ins;
             case Code.Outsb_DX_m8 or Code.Outsw_DX_m16 or Code.Outsd_DX_m32: return Operation.Outs;
             case Code.Mov_r32_cr or Code.Mov_cr_r32: return Operation.MovCr;
+            case Code.Mov_r32_dr or Code.Mov_dr_r32: return Operation.MovDr;
             case Code.Mov_rm16_Sreg or Code.Mov_r32m16_Sreg or Code.Mov_Sreg_rm16 or Code.Mov_Sreg_r32m16: return Operation.MovSreg;
             case Code.Mov_r32_dr or Code.Mov_dr_r32 or Code.Mov_r32_tr or Code.Mov_tr_r32: return Operation.Undefined;
             case Code.Cmpxchg8b_m64: return Operation.Cmpxchg8b;

@@ -23,6 +23,7 @@ public sealed partial class X86Core
             Operation.Pop => PopOperand(ref ins),
             Operation.MovSreg => MovSreg(ref ins),
             Operation.MovCr => MovCr(ref ins),
+            Operation.MovDr => MovDr(ref ins),
             Operation.Invlpg => Invlpg(ref ins),
             Operation.JmpFar => FarJmp(ref ins),
             Operation.CallFar => FarCall(ref ins),

@@ -23,6 +23,8 @@ internal struct CpuContext
     /// <summary>EFLAGS fully materialised (bit 1 always set).</summary>
     public uint Eflags;
     public uint Cr0, Cr2, Cr3, Cr4;
+    /// <summary>Debug registers DR0-DR3 (breakpoint addresses), DR6 (status) and DR7 (control), SDM Vol. 3B, 17.2.</summary>
+    public uint Dr0, Dr1, Dr2, Dr3, Dr6, Dr7;
     public DescriptorTableRegister Gdtr, Idtr;
     /// <summary>ES, CS, SS, DS, FS, GS in Sreg encoding order (the order of <see cref="Sreg"/> and Iced's Register.ES..GS).</summary>
     public SegmentFile Segments;

@@ -16,6 +16,8 @@ public record struct CpuState
     public uint Eax, Ecx, Edx, Ebx, Esp, Ebp, Esi, Edi;
     public uint Eip, Eflags;
     public uint Cr0, Cr2, Cr3, Cr4;
+    /// <summary>DR0-DR3, DR6 and DR7. A state from before version 3 of the chunk has their reset values.</summary>
+    public uint Dr0, Dr1, Dr2, Dr3, Dr6, Dr7;
     public ushort Cs, Ds, Es, Fs, Gs, Ss;
     /// <summary>
     /// The hidden descriptor caches of ES, CS, SS, DS, FS and GS, then LDTR and TR (SDM Vol. 3A, 3.4.3): a saved
@@ -61,6 +63,7 @@ public sealed partial class X86Core
         Esp = _ctx.Esp, Ebp = _ctx.Ebp, Esi = _ctx.Esi, Edi = _ctx.Edi,
         Eip = _ctx.Eip, Eflags = _ctx.Eflags,
         Cr0 = Cr0, Cr2 = Cr2, Cr3 = Cr3, Cr4 = Cr4,
+        Dr0 = _ctx.Dr0, Dr1 = _ctx.Dr1, Dr2 = _ctx.Dr2, Dr3 = _ctx.Dr3, Dr6 = _ctx.Dr6, Dr7 = _ctx.Dr7,
         Cs = Cs, Ds = Ds, Es = Es, Fs = Fs, Gs = Gs, Ss = Ss,
         SegmentCaches = new SegmentCaches(_ctx.Es, _ctx.Cs, _ctx.Ss, _ctx.Ds, _ctx.Fs, _ctx.Gs, _ctx.Ldtr, _ctx.Tr),
         Gdtr = Gdtr, Idtr = Idtr,
@@ -78,6 +81,8 @@ public sealed partial class X86Core
         _ctx.Eip = state.Eip;
         Eflags = state.Eflags;
         Cr0 = state.Cr0; Cr2 = state.Cr2; Cr3 = state.Cr3; Cr4 = state.Cr4;
+        (_ctx.Dr0, _ctx.Dr1, _ctx.Dr2, _ctx.Dr3) = (state.Dr0, state.Dr1, state.Dr2, state.Dr3);
+        (_ctx.Dr6, _ctx.Dr7) = (DebugStatusOf(state.Dr6), DebugControlOf(state.Dr7));
         if (state.SegmentCaches is { } caches)
         {
             SetSegmentCache(Sreg.Es, caches.Es);
