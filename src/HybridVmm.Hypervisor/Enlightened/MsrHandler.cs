@@ -9,12 +9,18 @@ namespace HybridVmm.Hypervisor.Enlightened;
 /// <summary>
 /// RDMSR and WRMSR of the synthetic MSRs (TLFS 3.13 for the guest OS ID and hypercall MSRs, 11.8 for the SynIC
 /// ones). An unknown MSR, reserved bits, a read-only or write-only register, or a partition without the
-/// privilege for the MSR group get #GP(0), as on Hyper-V.
+/// privilege for the MSR group get #GP(0), as on Hyper-V. Two architectural MSRs are served here too, as every
+/// hypervisor does for a P6-family CPU: IA32_TIME_STAMP_COUNTER (0x10; a write moves the TSC offset, SDM Vol. 3B,
+/// 18.17) and IA32_BIOS_SIGN_ID (0x8B; writes are accepted and reads give microcode revision 0, since there is no
+/// microcode to update).
 /// </summary>
 internal sealed class MsrHandler(PartitionTable partitions)
 {
     /// <summary>vmcall; ret: what the hypervisor writes at the start of the hypercall page.</summary>
     private static readonly byte[] HypercallStub = { 0x0F, 0x01, 0xC1, 0xC3 };
+
+    public const uint Ia32TimeStampCounter = 0x10;
+    public const uint Ia32BiosSignId = 0x8B;
 
     public void Read(Partition partition, VirtualProcessor vp, uint msr)
     {
@@ -23,6 +29,11 @@ internal sealed class MsrHandler(PartitionTable partitions)
         ulong value = 0;
         switch (msr)
         {
+            case Ia32TimeStampCounter:
+                value = (ulong)vp.Core.InstructionsRetired + vp.Core.TscOffset;
+                break;
+            case Ia32BiosSignId:
+                break;
             case HvMsr.GuestOsId when Allowed(hv, HvPartitionPrivileges.AccessHypercallMsrs):
                 value = hv.GuestOsId;
                 break;
@@ -51,6 +62,13 @@ internal sealed class MsrHandler(PartitionTable partitions)
         bool ok;
         switch (msr)
         {
+            case Ia32TimeStampCounter:
+                vp.Core.TscOffset = value - (ulong)vp.Core.InstructionsRetired;
+                ok = true;
+                break;
+            case Ia32BiosSignId:
+                ok = true;
+                break;
             case HvMsr.GuestOsId when Allowed(hv, HvPartitionPrivileges.AccessHypercallMsrs):
                 hv.GuestOsId = value;
                 if (value == 0)

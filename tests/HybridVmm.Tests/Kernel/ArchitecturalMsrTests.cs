@@ -1,0 +1,66 @@
+using HybridVmm.Hypervisor.Partitions;
+using HybridVmm.Tests.Support;
+using static Iced.Intel.AssemblerRegisters;
+
+namespace HybridVmm.Tests.Kernel;
+
+/// <summary>
+/// The architectural MSRs the kernel serves beside the synthetic ones: IA32_TIME_STAMP_COUNTER (SDM Vol. 3B, 18.17:
+/// WRMSR sets the counter, which RDTSC then continues from) and IA32_BIOS_SIGN_ID (Vol. 3A, 10.11.7: the
+/// microcode-update signature, written 0 before CPUID and read after; Linux 6.1 does this in early_init_intel).
+/// </summary>
+public class ArchitecturalMsrTests
+{
+    private const uint Results = 0x20000;
+
+    [Test]
+    public async Task WritingTheTscMsrSetsTheCounterThatRdtscAndRdmsrContinueFrom()
+    {
+        byte[] image = FlatKernel.Build(a =>
+        {
+            a.mov(ecx, 0x10); a.mov(eax, 0x00000000); a.mov(edx, 0x00000100); a.wrmsr(); // TSC = 2^40
+            a.rdtsc();
+            a.mov(__dword_ptr[Results], eax); a.mov(__dword_ptr[Results + 4], edx);
+            a.mov(ecx, 0x10); a.rdmsr();
+            a.mov(__dword_ptr[Results + 8], eax); a.mov(__dword_ptr[Results + 12], edx);
+            a.mov(eax, 0); a.@out(0xF4, eax);
+        });
+        (_, PartitionExit exit, HostOS.Vm.VirtualMachine vm, TestMachine machine) = await TestMachine.RunOneAsync(image);
+        using (machine)
+        {
+            Assert.That(exit.Reason, Is.EqualTo(StopReason.GuestExit), exit.Diagnostic);
+            ulong rdtsc = Read64(machine, vm, Results), rdmsr = Read64(machine, vm, Results + 8);
+            Assert.Multiple(() =>
+            {
+                Assert.That(rdtsc, Is.EqualTo((1UL << 40) + 1), "RDTSC, one instruction (itself excluded) after the WRMSR");
+                Assert.That(rdmsr, Is.EqualTo((1UL << 40) + 5), "RDMSR reads what RDTSC would there: RDTSC and three MOVs retired since");
+            });
+        }
+    }
+
+    [Test]
+    public async Task TheMicrocodeSignatureTakesAWriteAndReadsRevisionZero()
+    {
+        byte[] image = FlatKernel.Build(a =>
+        {
+            a.mov(ecx, 0x8B); a.xor(eax, eax); a.xor(edx, edx); a.wrmsr();
+            a.mov(eax, 1); a.cpuid();
+            a.mov(ecx, 0x8B); a.mov(eax, 0xFFFF); a.mov(edx, 0xFFFF); a.rdmsr();
+            a.mov(__dword_ptr[Results], eax); a.mov(__dword_ptr[Results + 4], edx);
+            a.mov(eax, 0); a.@out(0xF4, eax);
+        });
+        (_, PartitionExit exit, HostOS.Vm.VirtualMachine vm, TestMachine machine) = await TestMachine.RunOneAsync(image);
+        using (machine)
+        {
+            Assert.That(exit.Reason, Is.EqualTo(StopReason.GuestExit), exit.Diagnostic);
+            Assert.That(Read64(machine, vm, Results), Is.Zero);
+        }
+    }
+
+    private static ulong Read64(TestMachine machine, HostOS.Vm.VirtualMachine vm, uint address)
+    {
+        byte[] bytes = new byte[8];
+        machine.System.Root.ReadMemoryOfStoppedVm(vm, address, bytes);
+        return BitConverter.ToUInt64(bytes);
+    }
+}
