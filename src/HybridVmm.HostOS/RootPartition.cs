@@ -244,6 +244,10 @@ public sealed partial class RootPartition
         }
 
         devices.AddRange(ChipsetDevices(config, worker.Services));
+        if (devices.OfType<DualPic8259>().FirstOrDefault() is { } pic)
+        {
+            worker.ConnectInterruptController(pic);
+        }
 
         foreach (IChipsetDevice device in devices)
         {
@@ -288,6 +292,8 @@ public sealed partial class RootPartition
                 "rtc" => new Mc146818Rtc(services.Clock, config.RtcEpoch, config.MemoryBytes, processors,
                     services.InterruptLine(Mc146818Rtc.Irq), services.CreateTimer),
                 "pci" => new PciConfigMechanism1(services.Control),
+                "pic" => new DualPic8259(),
+                "pit" => new Pit8254(services.Clock, services.InterruptLine(Pit8254.Irq), services.CreateTimer),
                 _ => null,
             };
             if (device is not null)

@@ -98,6 +98,28 @@ public sealed partial class RootPartitionApi
         }
     }
 
+    /// <summary>
+    /// Asks for (<paramref name="requested"/>) or withdraws an interrupt-window notification for the boot vCPU, as
+    /// Hyper-V's root sets HvRegisterDeliverabilityNotifications for its emulated PIC's ExtINT: when the vCPU reaches
+    /// the first instruction boundary where it can take an external interrupt (IF=1, no STI or MOV SS shadow), the
+    /// kernel stops it there and posts an <see cref="InterceptKind.InterruptWindow"/> intercept; the root acknowledges
+    /// its controller and replies with the vector to inject. Like <see cref="AssertInterrupt"/>, it takes effect
+    /// before the partition's intercept being served completes, or at the next barrier.
+    /// </summary>
+    public void SetInterruptWindow(PartitionHandle partition, bool requested)
+    {
+        Partition p = Get(partition);
+        _kernel.Interrupts.PostWindow(p.Id, 0, requested);
+        if (!_kernel.Scheduler.IsRunning)
+        {
+            _kernel.Completion.DeliverPostedInterrupts();
+        }
+        else
+        {
+            _kernel.Scheduler.Wake();
+        }
+    }
+
     /// <summary>Messages waiting in a vCPU's SynIC queue for <paramref name="sint"/> (its message slot was full).</summary>
     public int QueuedSynicMessages(PartitionHandle partition, int vpIndex, int sint) => Get(partition).VirtualProcessors[vpIndex].Synic.QueuedMessages(sint);
 

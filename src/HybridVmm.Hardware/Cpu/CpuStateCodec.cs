@@ -99,20 +99,29 @@ public readonly record struct CpuInterruptState(
     bool StiShadow,
     bool ExceptionQueued,
     byte QueuedVector,
-    uint QueuedErrorCode)
+    uint QueuedErrorCode,
+    bool InterruptWindowRequested = false,
+    bool ExternalInterruptInjected = false,
+    byte InjectedVector = 0)
 {
     public static CpuInterruptState Of(in CpuState c) => new(
-        c.InterruptRequest0, c.InterruptRequest1, c.InterruptRequest2, c.InterruptRequest3, c.StiShadow, c.ExceptionQueued, c.QueuedVector, c.QueuedErrorCode);
+        c.InterruptRequest0, c.InterruptRequest1, c.InterruptRequest2, c.InterruptRequest3, c.StiShadow, c.ExceptionQueued, c.QueuedVector, c.QueuedErrorCode,
+        c.InterruptWindowRequested, c.ExternalInterruptInjected, c.InjectedVector);
 }
 
-/// <summary>Chunk "interrupts.vp{n}": <see cref="CpuInterruptState"/>.</summary>
+/// <summary>
+/// Chunk "interrupts.vp{n}": <see cref="CpuInterruptState"/>. Version 2 adds the interrupt-window request and the
+/// injected external interrupt (two booleans and the vector) after version 1's fields; version 1 reads them as clear.
+/// </summary>
 public sealed class InterruptStateCodec : StateCodec<CpuInterruptState>
 {
     public static readonly InterruptStateCodec Instance = new();
 
     public override string StateName => "interrupt";
 
-    public override int Version => 1;
+    public override int Version => 2;
+
+    public override bool CanRead(int version) => version is 1 or 2;
 
     public static string Tag(int vpIndex) => $"interrupts.vp{vpIndex}";
 
@@ -122,6 +131,7 @@ public sealed class InterruptStateCodec : StateCodec<CpuInterruptState>
         InterruptRequest0 = i.InterruptRequest0, InterruptRequest1 = i.InterruptRequest1,
         InterruptRequest2 = i.InterruptRequest2, InterruptRequest3 = i.InterruptRequest3,
         StiShadow = i.StiShadow, ExceptionQueued = i.ExceptionQueued, QueuedVector = i.QueuedVector, QueuedErrorCode = i.QueuedErrorCode,
+        InterruptWindowRequested = i.InterruptWindowRequested, ExternalInterruptInjected = i.ExternalInterruptInjected, InjectedVector = i.InjectedVector,
     };
 
     public override void Write(SavedStateWriter w, CpuInterruptState i)
@@ -134,8 +144,15 @@ public sealed class InterruptStateCodec : StateCodec<CpuInterruptState>
         w.WriteBoolean(i.ExceptionQueued);
         w.WriteByte(i.QueuedVector);
         w.WriteUInt32(i.QueuedErrorCode);
+        w.WriteBoolean(i.InterruptWindowRequested);
+        w.WriteBoolean(i.ExternalInterruptInjected);
+        w.WriteByte(i.InjectedVector);
     }
 
-    public override CpuInterruptState Read(SavedStateReader r, int version) => new(
-        r.ReadUInt64(), r.ReadUInt64(), r.ReadUInt64(), r.ReadUInt64(), r.ReadBoolean(), r.ReadBoolean(), r.ReadByte(), r.ReadUInt32());
+    public override CpuInterruptState Read(SavedStateReader r, int version)
+    {
+        var state = new CpuInterruptState(
+            r.ReadUInt64(), r.ReadUInt64(), r.ReadUInt64(), r.ReadUInt64(), r.ReadBoolean(), r.ReadBoolean(), r.ReadByte(), r.ReadUInt32());
+        return version < 2 ? state : state with { InterruptWindowRequested = r.ReadBoolean(), ExternalInterruptInjected = r.ReadBoolean(), InjectedVector = r.ReadByte() };
+    }
 }

@@ -14,10 +14,10 @@ public sealed class DeviceServices(IDeviceClock clock, IVmControl control, Func<
     public IVmControl Control { get; } = control;
 
     /// <summary>
-    /// Interrupt line <paramref name="line"/> of the VM's platform. Until the PC's interrupt controllers exist,
-    /// line n reaches the boot vCPU as vector 0x20 + n (the vectors a PC BIOS conventionally programs the master
-    /// PIC with are 0x08-0x0F; 0x20 is where protected-mode kernels remap it), edge-triggered on
-    /// <see cref="IInterruptLine.Raise"/>.
+    /// Interrupt line <paramref name="line"/> of the VM's platform: IRQ n, input n of the PC's 8259 pair (0-7 the
+    /// master, 8-15 the slave), driven to the level <see cref="IInterruptLine.Raise"/> and <see cref="IInterruptLine.Lower"/>
+    /// set. The PIC decides the vector when the processor acknowledges it (<see cref="DualPic8259"/>); a VM without a
+    /// PIC leaves its lines unconnected.
     /// </summary>
     public IInterruptLine InterruptLine(int line) => interruptLine(line);
 
@@ -56,10 +56,10 @@ public interface IVmControl
 /// <summary>An interrupt line a device drives.</summary>
 public interface IInterruptLine
 {
-    /// <summary>Asserts the line; an edge delivers the line's vector once.</summary>
+    /// <summary>Asserts the line (high); a rising edge requests an edge-triggered PIC input once.</summary>
     void Raise();
 
-    /// <summary>Deasserts the line.</summary>
+    /// <summary>Deasserts the line (low).</summary>
     void Lower();
 
     bool IsRaised { get; }

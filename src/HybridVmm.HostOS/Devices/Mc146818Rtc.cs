@@ -17,9 +17,8 @@ namespace HybridVmm.HostOS.Devices;
 /// the guest writes.
 /// </summary>
 /// <remarks>
-/// Until the PC's interrupt controllers exist, IRQ 8 is the platform's interrupt line 8 (see
-/// <see cref="DeviceServices.InterruptLine"/>). Bit 7 of the index disables NMI on a PC; it is kept, since nothing
-/// raises NMIs yet.
+/// IRQ 8 is the platform's interrupt line 8, the slave 8259's input 0 (see <see cref="DeviceServices.InterruptLine"/>).
+/// Bit 7 of the index disables NMI on a PC; it is kept, since nothing raises NMIs yet.
 /// </remarks>
 public sealed partial class Mc146818Rtc : IChipsetDevice, IPortIoDevice, ISaveRestore<RtcState>
 {

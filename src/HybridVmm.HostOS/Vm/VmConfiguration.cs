@@ -23,11 +23,11 @@ public sealed record VmConfiguration
     public IReadOnlyList<string> Devices { get; init; } = KnownDevices;
 
     /// <summary>
-    /// COM1, QEMU's debug exit and HybridVmm's provisioning port, then the PC chipset devices that need no interrupt
-    /// controller: QEMU's fw_cfg, the POST port 0x80, port 0x92, the 8042, the RTC/CMOS and PCI configuration
-    /// mechanism 1 with its host bridge.
+    /// COM1, QEMU's debug exit and HybridVmm's provisioning port, then the PC chipset devices: QEMU's fw_cfg, the POST
+    /// port 0x80, port 0x92, the 8042, the RTC/CMOS, PCI configuration mechanism 1 with its host bridge, the two 8259
+    /// PICs (with the ELCR) that the platform's interrupt lines feed, and the 8254 PIT (with port 0x61).
     /// </summary>
-    public static readonly IReadOnlyList<string> KnownDevices = new[] { "com1", "debug-exit", "provisioning", "fw-cfg", "post", "port92", "i8042", "rtc", "pci" };
+    public static readonly IReadOnlyList<string> KnownDevices = new[] { "com1", "debug-exit", "provisioning", "fw-cfg", "post", "port92", "i8042", "rtc", "pci", "pic", "pit" };
 
     /// <summary>The date and time (UTC) the RTC shows at the VM's virtual time 0: a fixed epoch, never the host's clock.</summary>
     public DateTime RtcEpoch { get; init; } = DefaultRtcEpoch;

@@ -27,6 +27,8 @@ public sealed class VmWorker : IDeviceClock, IVmControl
     private DeferredIo? _deferred;
     private string? _deferredWhat;
     private uint _deferredMask;
+    // The PC's interrupt controller the platform's lines feed, once connected; without one, lines go nowhere.
+    private DualPic8259? _pic;
 
     public VmWorker(RootPartitionApi root, PartitionHandle partition)
     {
@@ -93,6 +95,7 @@ public sealed class VmWorker : IDeviceClock, IVmControl
                 InterceptKind.IoPortRead => PortRead(message),
                 InterceptKind.IoPortWrite => PortWrite(message),
                 InterceptKind.DeviceTimer => FireTimers(message),
+                InterceptKind.InterruptWindow => InterruptWindow(message),
                 _ => Mmio(message),
             };
             if (_deferred is { } deferred)
@@ -179,6 +182,35 @@ public sealed class VmWorker : IDeviceClock, IVmControl
         return Reply(m, InterceptAction.Resume, 0);
     }
 
+    /// <summary>
+    /// Connects the PIC: platform interrupt lines become its inputs, and while its INTR output is high the worker asks
+    /// the kernel for an interrupt window on the boot vCPU (Hyper-V's HvRegisterDeliverabilityNotifications for ExtINT).
+    /// </summary>
+    public void ConnectInterruptController(DualPic8259 pic)
+    {
+        _pic = pic;
+        pic.ConnectIntr(high => _root.SetInterruptWindow(Partition, high));
+    }
+
+    /// <summary>
+    /// The boot vCPU can take an external interrupt now: the PIC's INTA cycles choose the vector (or a spurious IRQ 7
+    /// if the request went away), and the reply injects it before the vCPU's next instruction.
+    /// </summary>
+    private InterceptReply InterruptWindow(in InterceptMessage m)
+    {
+        if (_pic is null)
+        {
+            Trace(m, "interrupt window: no interrupt controller");
+            return Reply(m, InterceptAction.Resume, 0);
+        }
+
+        DualPic8259.Acknowledgement ack = _pic.Acknowledge();
+        Trace(m, ack.Spurious
+            ? $"pic acknowledge: spurious irq {ack.Irq} vector=0x{ack.Vector:x2}"
+            : $"pic acknowledge irq {ack.Irq} vector=0x{ack.Vector:x2}");
+        return new InterceptReply(m.PartitionId, m.VpIndex, InterceptAction.Resume, 0, null, ack.Vector);
+    }
+
     /// <summary>Turns a device's answer into the reply: a read's value (masked to its size), a fault, or a deferral to wait for.</summary>
     private InterceptReply Finish(in InterceptMessage m, IoResult result, string what, uint readMask = 0)
     {
@@ -241,7 +273,11 @@ public sealed class VmWorker : IDeviceClock, IVmControl
         _ => 0xFFFF_FFFFu,
     };
 
-    /// <summary>A platform interrupt line: until the PC's interrupt controllers exist, line n is vector 0x20 + n on the boot vCPU.</summary>
+    /// <summary>
+    /// A platform interrupt line: IRQ n is input n of the PIC pair (0-7 the master's, 8-15 the slave's), whose level
+    /// follows <see cref="Raise"/> and <see cref="Lower"/>. A line with no PIC connected reaches nothing, as on a PC
+    /// without one.
+    /// </summary>
     private sealed class InterruptLine(VmWorker worker, int line) : IInterruptLine
     {
         public bool IsRaised { get; private set; }
@@ -251,10 +287,17 @@ public sealed class VmWorker : IDeviceClock, IVmControl
             if (!IsRaised)
             {
                 IsRaised = true;
-                worker._root.AssertInterrupt(worker.Partition, 0, (byte)(0x20 + line));
+                worker._pic?.SetIrq(line, true);
             }
         }
 
-        public void Lower() => IsRaised = false;
+        public void Lower()
+        {
+            if (IsRaised)
+            {
+                IsRaised = false;
+                worker._pic?.SetIrq(line, false);
+            }
+        }
     }
 }

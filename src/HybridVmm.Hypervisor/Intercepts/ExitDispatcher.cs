@@ -39,6 +39,9 @@ internal sealed class ExitDispatcher(PartitionTable partitions, InterceptCost co
             case CpuExitReason.Halt:
                 Halt(partition, vp);
                 return ExitOutcome.Stop;
+            case CpuExitReason.InterruptWindow:
+                return await ToDeviceModelAsync(partition, vp, exit,
+                    new InterceptMessage(partition.Id, vp.Index, partitions.Now(vp), InterceptKind.InterruptWindow, 0, 0, 0, 0, false), cancellationToken).ConfigureAwait(false);
             case CpuExitReason.Exception:
                 partitions.Fault(partition, vp, $"{ExceptionVector.Mnemonic(exit.Vector)} (vector {exit.Vector}, error code 0x{exit.ErrorCode:x})");
                 return ExitOutcome.Stop;
@@ -55,12 +58,15 @@ internal sealed class ExitDispatcher(PartitionTable partitions, InterceptCost co
         }
     }
 
-    /// <summary>The boot vCPU reached the deadline the root's devices armed: their timer intercept, with no instruction pending.</summary>
-    public ValueTask<ExitOutcome> DeviceTimerAsync(Partition partition, VirtualProcessor vp, CancellationToken cancellationToken)
+    /// <summary>
+    /// The boot vCPU reached the deadline the root's devices armed: their timer intercept, with no instruction pending.
+    /// A halted vCPU (<paramref name="halted"/>) stays halted after it unless the root made an interrupt deliverable.
+    /// </summary>
+    public ValueTask<ExitOutcome> DeviceTimerAsync(Partition partition, VirtualProcessor vp, CancellationToken cancellationToken, bool halted = false)
     {
         partition.DeviceTimerDeadline = null;
         var message = new InterceptMessage(partition.Id, vp.Index, partitions.Now(vp), InterceptKind.DeviceTimer, 0, 0, 0, 0, false);
-        return ToDeviceModelAsync(partition, vp, default, message, cancellationToken);
+        return ToDeviceModelAsync(partition, vp, halted ? new CpuExit(CpuExitReason.Halt) : default, message, cancellationToken);
     }
 
     private async ValueTask<ExitOutcome> ToDeviceModelAsync(Partition partition, VirtualProcessor vp, CpuExit exit, InterceptMessage message, CancellationToken cancellationToken)
@@ -142,6 +148,7 @@ internal sealed class ExitDispatcher(PartitionTable partitions, InterceptCost co
             InterceptKind.IoPortRead => "io-read",
             InterceptKind.IoPortWrite => "io-write",
             InterceptKind.DeviceTimer => "device-timer",
+            InterceptKind.InterruptWindow => "interrupt-window",
             _ => "unmapped-gpa",
         });
 

@@ -13,12 +13,31 @@ namespace HybridVmm.Hypervisor.Intercepts;
 internal sealed class InterceptCompletion(PartitionTable partitions, InterruptQueue interrupts)
 {
     /// <summary>Delivers the interrupts the root asserted into their vCPUs; call on the scheduler thread only (or when none runs).</summary>
-    public void DeliverPostedInterrupts() => interrupts.Drain((partitionId, vpIndex, vector) =>
+    public void DeliverPostedInterrupts() => interrupts.Drain((partitionId, vpIndex, kind, vector) =>
     {
         if (partitions.Find(partitionId) is { State: not PartitionState.Stopped } partition && vpIndex < partition.VirtualProcessors.Count)
         {
-            partition.VirtualProcessors[vpIndex].Core.RequestInterrupt(vector);
-            partitions.Trace.Record(partitions.Now(partition.VirtualProcessors[vpIndex]), partitionId, vpIndex, TraceKind.Message, $"root asserted interrupt vector=0x{vector:x2}");
+            VirtualProcessor vp = partition.VirtualProcessors[vpIndex];
+            string what;
+            switch (kind)
+            {
+                case PostedKind.Fixed:
+                    vp.Core.RequestInterrupt(vector);
+                    what = $"root asserted interrupt vector=0x{vector:x2}";
+                    break;
+                default:
+                    bool requested = kind == PostedKind.WindowRequested;
+                    if (vp.Core.InterruptWindowRequested == requested)
+                    {
+                        return; // no change: nothing to trace
+                    }
+
+                    vp.Core.RequestInterruptWindow(requested);
+                    what = requested ? "root requested interrupt window" : "root withdrew interrupt window";
+                    break;
+            }
+
+            partitions.Trace.Record(partitions.Now(vp), partitionId, vpIndex, TraceKind.Message, what);
         }
     });
 
@@ -45,11 +64,13 @@ internal sealed class InterceptCompletion(PartitionTable partitions, InterruptQu
         TraceRecorder trace = partitions.Trace;
         CpuExit pending = vp.PendingExit;
         bool isRead = pending.Reason == CpuExitReason.IoIn || (pending.Reason == CpuExitReason.MemoryIntercept && !pending.IsWrite);
+        bool inject = reply.Action == InterceptAction.Resume && reply.InjectVector is not null && pending.Reason == CpuExitReason.InterruptWindow;
         if (trace.Enabled && countMessage)
         {
             trace.Record(vp.PendingTime, partition.Id, vp.Index, TraceKind.Message,
                 reply.Action == InterceptAction.Resume && isRead
                     ? $"reply resume value=0x{reply.Value:x}"
+                    : inject ? $"reply resume inject vector=0x{reply.InjectVector!.Value:x2}"
                     : $"reply {reply.Action.ToString().ToLowerInvariant()}");
         }
 
@@ -66,7 +87,13 @@ internal sealed class InterceptCompletion(PartitionTable partitions, InterruptQu
         {
             case InterceptAction.Resume:
                 Retire(vp, reply.Value);
-                vp.State = VpState.Runnable;
+                if (inject)
+                {
+                    vp.Core.InjectExternalInterrupt(reply.InjectVector!.Value);
+                }
+
+                // A timer that fired while the vCPU was halted wakes it only if an interrupt it can take is now there.
+                vp.State = pending.Reason == CpuExitReason.Halt && !vp.Core.HasDeliverableInterrupt ? VpState.Halted : VpState.Runnable;
                 break;
             case InterceptAction.Pause:
                 Retire(vp, reply.Value);

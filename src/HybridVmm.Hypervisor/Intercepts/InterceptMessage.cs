@@ -9,6 +9,13 @@ public enum InterceptKind
     UnmappedGpa,
     /// <summary>The partition reached the deadline of its devices' virtual-time timer (the boot vCPU stopped there).</summary>
     DeviceTimer,
+    /// <summary>
+    /// The boot vCPU reached the interrupt window the root asked for (<see cref="RootPartitionApi.SetInterruptWindow"/>):
+    /// it can take an external interrupt before its next instruction. The root acknowledges its interrupt controller
+    /// and answers with the vector to inject (<see cref="InterceptReply.InjectVector"/>), as Hyper-V's worker does on an
+    /// X64InterruptWindow message and a KVM userspace irqchip on ready_for_interrupt_injection.
+    /// </summary>
+    InterruptWindow,
 }
 
 /// <summary>
@@ -32,6 +39,7 @@ public readonly record struct InterceptMessage(
         InterceptKind.IoPortRead => $"io-read port=0x{Port:x4} size={Size}",
         InterceptKind.IoPortWrite => $"io-write port=0x{Port:x4} size={Size} value=0x{Value.ToString(Size == 1 ? "x2" : Size == 2 ? "x4" : "x8")}",
         InterceptKind.DeviceTimer => "device-timer",
+        InterceptKind.InterruptWindow => "interrupt-window",
         _ => IsWrite
             ? $"unmapped-gpa gpa=0x{GuestPhysicalAddress:x8} write size={Size} value=0x{Value.ToString(Size == 1 ? "x2" : Size == 2 ? "x4" : "x8")}"
             : $"unmapped-gpa gpa=0x{GuestPhysicalAddress:x8} read size={Size}",
@@ -57,4 +65,8 @@ public enum InterceptAction
     Reset,
 }
 
-public readonly record struct InterceptReply(int PartitionId, int VpIndex, InterceptAction Action, uint Value, string? Reason = null);
+/// <summary>
+/// The root's answer. <paramref name="InjectVector"/> (only for <see cref="InterceptKind.InterruptWindow"/>, with
+/// <see cref="InterceptAction.Resume"/>): the external interrupt to deliver before the vCPU's next instruction, or null.
+/// </summary>
+public readonly record struct InterceptReply(int PartitionId, int VpIndex, InterceptAction Action, uint Value, string? Reason = null, byte? InjectVector = null);

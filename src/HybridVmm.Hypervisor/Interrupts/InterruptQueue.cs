@@ -2,26 +2,40 @@ using System.Collections.Concurrent;
 
 namespace HybridVmm.Hypervisor.Interrupts;
 
+/// <summary>What the root posted for a vCPU: a fixed vector, or a change of its interrupt-window request.</summary>
+internal enum PostedKind : byte
+{
+    /// <summary>A fixed interrupt vector (a SynIC or hypercall-driven interrupt, a device line without a controller).</summary>
+    Fixed,
+    /// <summary>The root's interrupt controller has a request (INTR high): stop at the next interruptible boundary.</summary>
+    WindowRequested,
+    /// <summary>The request went away before the window came (the guest masked it, a level input dropped).</summary>
+    WindowWithdrawn,
+}
+
 /// <summary>
-/// Fixed interrupts the root asserted for guests' vCPUs (a device's interrupt line). The root may post from
-/// its own threads; only the scheduler thread delivers, into a vCPU that is not running, so what the guest
-/// sees does not depend on host timing: an interrupt posted while the root serves an intercept is delivered
-/// before that intercept completes.
+/// Interrupts the root asserted for guests' vCPUs (a device's fixed vector) and the interrupt-window requests of its
+/// interrupt controllers. The root may post from its own threads; only the scheduler thread delivers, into a vCPU that
+/// is not running, so what the guest sees does not depend on host timing: what was posted while the root served an
+/// intercept is delivered before that intercept completes.
 /// </summary>
 internal sealed class InterruptQueue
 {
-    private readonly ConcurrentQueue<(int PartitionId, int VpIndex, byte Vector)> _posted = new();
+    private readonly ConcurrentQueue<(int PartitionId, int VpIndex, PostedKind Kind, byte Vector)> _posted = new();
 
-    public void Post(int partitionId, int vpIndex, byte vector) => _posted.Enqueue((partitionId, vpIndex, vector));
+    public void Post(int partitionId, int vpIndex, byte vector) => _posted.Enqueue((partitionId, vpIndex, PostedKind.Fixed, vector));
+
+    public void PostWindow(int partitionId, int vpIndex, bool requested) =>
+        _posted.Enqueue((partitionId, vpIndex, requested ? PostedKind.WindowRequested : PostedKind.WindowWithdrawn, 0));
 
     public bool IsEmpty => _posted.IsEmpty;
 
-    /// <summary>Hands every posted interrupt to <paramref name="deliver"/>, in posting order.</summary>
-    public void Drain(Action<int, int, byte> deliver)
+    /// <summary>Hands everything posted to <paramref name="deliver"/>, in posting order.</summary>
+    public void Drain(Action<int, int, PostedKind, byte> deliver)
     {
         while (_posted.TryDequeue(out var posted))
         {
-            deliver(posted.PartitionId, posted.VpIndex, posted.Vector);
+            deliver(posted.PartitionId, posted.VpIndex, posted.Kind, posted.Vector);
         }
     }
 }

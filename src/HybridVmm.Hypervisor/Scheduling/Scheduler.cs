@@ -107,6 +107,10 @@ public sealed class Scheduler
                 _completion.DeliverPostedInterrupts();
 
                 ranThisPass |= WakeHalted(partitions);
+                if (!ranThisPass)
+                {
+                    ranThisPass = await IdleHaltedUntilDeviceTimersAsync(partitions, quantum, cancellationToken).ConfigureAwait(false);
+                }
 
                 ranAny |= ranThisPass;
             }
@@ -207,6 +211,51 @@ public sealed class Scheduler
                 return;
             }
         }
+    }
+
+    /// <summary>
+    /// A halted boot vCPU (IF=1) whose devices armed a timer spends the rest of its quantum idle, as a halted processor
+    /// lets time pass: if the deadline falls inside the quantum, its time advances exactly to it and the device-timer
+    /// intercept is served there (the device may raise an interrupt that wakes it). Called only when nothing else could
+    /// run in the pass, so a halted vCPU that an interrupt from the root or a VMBus reply would wake wakes as before.
+    /// </summary>
+    private async ValueTask<bool> IdleHaltedUntilDeviceTimersAsync(IReadOnlyList<Partition> partitions, long quantum, CancellationToken cancellationToken)
+    {
+        bool any = false, idled = false;
+        foreach (Partition partition in partitions)
+        {
+            if (partition.IsRoot || partition.State != PartitionState.Running || partition.VirtualProcessors.Count == 0)
+            {
+                continue;
+            }
+
+            VirtualProcessor vp = partition.VirtualProcessors[0];
+            if (vp.State != VpState.Halted || !vp.Core.InterruptsEnabled || partition.DeviceTimerDeadline is not { } deadline || vp.SliceTicks >= quantum)
+            {
+                continue;
+            }
+
+            long left = deadline - _partitions.Now(vp);
+            if (left > quantum - vp.SliceTicks)
+            {
+                vp.SliceTicks = quantum; // idle to the end of the round; the deadline is in a later one
+                idled = true;
+                continue;
+            }
+
+            vp.SliceTicks += Math.Max(left, 0);
+            ExitOutcome outcome = await _dispatcher.DeviceTimerAsync(partition, vp, cancellationToken, halted: true).ConfigureAwait(false);
+            vp.SliceTicks += outcome.SliceTicks;
+            any = true;
+        }
+
+        if (any)
+        {
+            await _root.CompleteOutstandingAsync(cancellationToken).ConfigureAwait(false);
+            _completion.DeliverPostedInterrupts();
+        }
+
+        return any || idled;
     }
 
     private static bool Charge(VirtualProcessor vp, ref long budget, ExitOutcome outcome)

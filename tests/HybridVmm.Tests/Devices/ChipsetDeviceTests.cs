@@ -33,11 +33,11 @@ public class ChipsetDeviceTests
         });
     }
 
-    private const byte TimerVector = 0x20; // interrupt line 0
+    private const byte TimerVector = 0x08; // IRQ 0 at the vector the firmware left the master PIC at
     private const long Deadline = 50_000;
     private const int SetupInstructions = 11;
 
-    /// <summary>Installs a gate for line 0's vector, counts in ECX until the interrupt comes, and exits with the count.</summary>
+    /// <summary>Installs a gate for IRQ 0's vector (0x08 through the PIC), counts in ECX until the interrupt comes, and exits with the count.</summary>
     private static byte[] CountUntilInterrupted()
     {
         ulong handler = Assemble(0, out _);
@@ -76,7 +76,7 @@ public class ChipsetDeviceTests
     private static async Task<(PartitionExit Exit, string[] Trace)> RunTimerGuest()
     {
         using var machine = new TestMachine();
-        VirtualMachine vm = machine.Create(Config("ticker", CountUntilInterrupted(), "debug-exit"));
+        VirtualMachine vm = machine.Create(Config("ticker", CountUntilInterrupted(), "debug-exit", "pic"));
         var device = new TimerDevice(vm.Worker.Services, Deadline);
         vm.Worker.Attach(device);
         await machine.RunAsync();
@@ -95,7 +95,7 @@ public class ChipsetDeviceTests
         {
             Assert.That((first.Reason, first.ExitValue), Is.EqualTo((StopReason.GuestExit, expected)), first.Diagnostic);
             Assert.That(trace.Count(l => l.Contains($"device timer at {Deadline}: 1 fired")), Is.EqualTo(1));
-            Assert.That(trace.Count(l => l.Contains("root asserted interrupt vector=0x20")), Is.EqualTo(1));
+            Assert.That(trace.Count(l => l.Contains("pic acknowledge irq 0 vector=0x08")), Is.EqualTo(1));
             Assert.That((second.Reason, second.ExitValue), Is.EqualTo((first.Reason, first.ExitValue)));
             Assert.That(again, Is.EqualTo(trace), "the same guest and devices give the same trace");
         });

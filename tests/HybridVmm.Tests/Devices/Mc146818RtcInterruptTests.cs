@@ -114,9 +114,9 @@ public class Mc146818RtcInterruptTests
     }
 
     /// <summary>
-    /// A guest with a gate for IRQ 8's vector (0x28 until the PIC exists) turns on the 8 kHz periodic interrupt,
-    /// spins with interrupts enabled, and from its handler exits with register C: the interrupt came through the
-    /// worker's timer and the kernel, on virtual time.
+    /// A guest with a gate for IRQ 8's vector (0x70, where the firmware left the slave PIC) unmasks it on the slave,
+    /// turns on the 8 kHz periodic interrupt, spins with interrupts enabled, and from its handler exits with register
+    /// C: the interrupt came through the worker's timer, the PIC and the kernel's interrupt window, on virtual time.
     /// </summary>
     [Test]
     public async Task APeriodicInterruptReachesTheGuestOnIrq8sVectorAtTheSameTimeOnEveryRun()
@@ -127,18 +127,19 @@ public class Mc146818RtcInterruptTests
         {
             Assert.That(value, Is.EqualTo((uint)(Mc146818Rtc.CInterrupt | Mc146818Rtc.CPeriodic)));
             Assert.That(trace.Count(l => l.Contains("device timer at 122071: 1 fired")), Is.EqualTo(1), "4 cycles of 32.768 kHz");
-            Assert.That(trace.Count(l => l.Contains("root asserted interrupt vector=0x28")), Is.EqualTo(1));
+            Assert.That(trace.Count(l => l.Contains("pic acknowledge irq 8 vector=0x70")), Is.EqualTo(1));
+            Assert.That(trace.Count(l => l.Contains("reply resume inject vector=0x70")), Is.EqualTo(1));
             Assert.That((again, traceAgain), Is.EqualTo((value, trace)));
         });
     }
 
     private static async Task<(uint Value, string[] Trace)> RunPeriodicGuest()
     {
-        const int vector = 0x20 + Mc146818Rtc.Irq;
+        const int vector = 0x70;
         using var machine = new TestMachine();
         VirtualMachine vm = machine.Create(new VmConfiguration
         {
-            Name = "rtc", Image = FlatKernel.Wrap(PeriodicGuest(vector)), MemoryBytes = 4u << 20, Devices = new[] { "debug-exit", "rtc" },
+            Name = "rtc", Image = FlatKernel.Wrap(PeriodicGuest(vector)), MemoryBytes = 4u << 20, Devices = new[] { "debug-exit", "rtc", "pic" },
             InstructionLimit = 1_000_000,
         });
         await machine.RunAsync();

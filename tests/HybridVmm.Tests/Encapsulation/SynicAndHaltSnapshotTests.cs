@@ -74,7 +74,11 @@ public class SynicAndHaltSnapshotTests
         byte[] file;
         using (var machine = new TestMachine())
         {
-            VirtualMachine vm = machine.Create(new VmConfiguration { Name = "hlt", Image = image, MemoryBytes = 2u << 20 });
+            // Without the PIT: its IRQ 0 is unmasked at power-on, as SeaBIOS leaves it, and would wake the HLT at vector 8.
+            VirtualMachine vm = machine.Create(new VmConfiguration
+            {
+                Name = "hlt", Image = image, MemoryBytes = 2u << 20, Devices = VmConfiguration.KnownDevices.Where(d => d != "pit").ToArray(),
+            });
             machine.System.Root.Start(vm);
             await machine.System.RunUntilIdleAsync(stopWhen: () => machine.System.Root.VirtualProcessorState(vm) == VpState.Halted);
             machine.System.Root.Pause(vm);

@@ -11,6 +11,7 @@ public class CliTests
     [TestCase("asmhello")]
     [TestCase("iobench")]
     [TestCase("rings")]
+    [TestCase("pic")]
     public void RunPrintsTheSameBytesAsQemuAndExitsWithTheGuestValue(string guest)
     {
         CliProcess.Result result = CliProcess.Run("run", Repository.GuestElf(guest));

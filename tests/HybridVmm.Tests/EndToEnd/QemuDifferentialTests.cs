@@ -26,6 +26,7 @@ public class QemuDifferentialTests
     [TestCase("asmhello")]
     [TestCase("iobench")]
     [TestCase("rings")]
+    [TestCase("pic")]
     public void GuestPrintsTheSameBytesAndExitsWithTheSameValueAsUnderQemu(string guest)
     {
         (int qemuStatus, byte[] qemuOutput) = RunQemu(guest);

@@ -27,6 +27,13 @@ public enum CpuExitReason
     /// <summary>An exception or interrupt could not be delivered, nor #GP, nor #DF: the core shut down (SDM Vol. 3A, 6.15, interrupt 8).
     /// <see cref="CpuExit.Vector"/> is the event whose delivery started the chain.</summary>
     TripleFault,
+    /// <summary>
+    /// The hypervisor asked for an interrupt window (<see cref="X86Core.RequestInterruptWindow"/>) and the core reached
+    /// an instruction boundary where it can take an external interrupt: IF=1, no STI or MOV SS shadow, no event
+    /// pending delivery. Nothing has executed; EIP is the next instruction. The request is consumed; the hypervisor
+    /// may inject a vector (<see cref="X86Core.InjectExternalInterrupt"/>), delivered before that instruction.
+    /// </summary>
+    InterruptWindow,
 }
 
 /// <summary>Exit information, a plain struct so the hot path does not allocate.</summary>

@@ -65,7 +65,8 @@ public sealed partial class X86Core
             int size = ins.Op1Kind == OpKind.Register ? RegSize[(int)ins.Op1Register] : 2;
             uint selector16 = ReadOp1(ref ins, size);
             if (_faulted) return false;
-            return LoadDataSegment(ToSreg(ins.Op0Register), (ushort)selector16);
+            Sreg target = ToSreg(ins.Op0Register);
+            return LoadDataSegment(target, (ushort)selector16) && (target != Sreg.Ss || BeginMovSsShadow());
         }
         uint selector = ReadSegment(ins.Op1Register);
         if (ins.Op0Kind == OpKind.Register)

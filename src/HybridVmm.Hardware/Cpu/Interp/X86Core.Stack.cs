@@ -37,7 +37,8 @@ public sealed partial class X86Core
             if (r.IsSegmentRegister())
             {
                 if (_faulted) return false; // segment registers are not in the rollback snapshot
-                return LoadDataSegment(ToSreg(r), (ushort)value);
+                Sreg target = ToSreg(r);
+                return LoadDataSegment(target, (ushort)value) && (target != Sreg.Ss || BeginMovSsShadow());
             }
             else
             {

@@ -7,8 +7,9 @@ namespace HybridVmm.Hardware.Cpu;
 /// </summary>
 /// <remarks>
 /// The interrupt state is part of it (SDM Vol. 3A, 6.8 and 6.9): the requested but undelivered external
-/// vectors (the interrupt request register, a 256-bit set), the one-instruction STI shadow, and an exception
-/// the hypervisor injected that the core has not delivered yet. There is no in-service register: without a
+/// vectors (the interrupt request register, a 256-bit set), the one-instruction STI (or MOV SS) shadow, an exception
+/// the hypervisor injected that the core has not delivered yet, an interrupt-window request and an injected external
+/// interrupt not yet delivered. There is no in-service register: without a
 /// local APIC, "in service" is EFLAGS.IF = 0 inside the guest's interrupt gate, which EFLAGS already holds.
 /// </remarks>
 public record struct CpuState
@@ -39,6 +40,13 @@ public record struct CpuState
     public bool ExceptionQueued;
     public byte QueuedVector;
     public uint QueuedErrorCode;
+
+    /// <summary>The hypervisor asked for an interrupt-window exit that has not happened yet.</summary>
+    public bool InterruptWindowRequested;
+
+    /// <summary>An external interrupt injected at an interrupt window (<see cref="X86Core.InjectExternalInterrupt"/>) waits for the next boundary.</summary>
+    public bool ExternalInterruptInjected;
+    public byte InjectedVector;
 }
 
 /// <summary>The hidden descriptor caches of the six segment registers, LDTR and TR, for <see cref="CpuState"/>.</summary>
@@ -72,6 +80,7 @@ public sealed partial class X86Core
         InterruptRequest0 = _irr0, InterruptRequest1 = _irr1, InterruptRequest2 = _irr2, InterruptRequest3 = _irr3,
         StiShadow = _stiShadow,
         ExceptionQueued = _queuedException, QueuedVector = _queuedVector, QueuedErrorCode = _queuedErrorCode,
+        InterruptWindowRequested = _windowRequested, ExternalInterruptInjected = _injectedPending, InjectedVector = _injectedVector,
     };
 
     public void RestoreState(in CpuState state)
@@ -110,6 +119,9 @@ public sealed partial class X86Core
         _queuedException = state.ExceptionQueued;
         _queuedVector = state.QueuedVector;
         _queuedErrorCode = state.QueuedErrorCode;
+        _windowRequested = state.InterruptWindowRequested;
+        _injectedPending = state.ExternalInterruptInjected;
+        _injectedVector = state.InjectedVector;
         RecomputeEventCheck();
     }
 }

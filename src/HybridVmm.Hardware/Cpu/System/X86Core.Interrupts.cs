@@ -29,6 +29,11 @@ public sealed partial class X86Core
     private bool _queuedException;
     private byte _queuedVector;
     private uint _queuedErrorCode;
+    // An interrupt-window request (VMX's "interrupt-window exiting", Hyper-V's HvRegisterDeliverabilityNotifications)
+    // and an external interrupt the hypervisor injected at such a window (VMX's VM-entry interruption information).
+    private bool _windowRequested;
+    private bool _injectedPending;
+    private byte _injectedVector;
 
     /// <summary>True once LIDT has loaded a non-empty table: exceptions are then delivered through it.</summary>
     public bool IdtLoaded => Idtr.Limit != 0;
@@ -36,8 +41,46 @@ public sealed partial class X86Core
     /// <summary>EFLAGS.IF: maskable interrupts are accepted.</summary>
     public bool InterruptsEnabled => (_ctx.Eflags & (uint)EFlags.IF) != 0;
 
-    /// <summary>An interrupt is pending and IF would let the core take it (a halted core wakes for it).</summary>
-    public bool HasDeliverableInterrupt => InterruptsEnabled && (_irr0 | _irr1 | _irr2 | _irr3) != 0;
+    /// <summary>
+    /// An interrupt is pending and IF would let the core take it (a halted core wakes for it); an interrupt window
+    /// the hypervisor asked for counts, since it stands for an external controller's pending request.
+    /// </summary>
+    public bool HasDeliverableInterrupt => InterruptsEnabled && ((_irr0 | _irr1 | _irr2 | _irr3) != 0 || _windowRequested || _injectedPending);
+
+    /// <summary>Whether the hypervisor asked for an <see cref="CpuExitReason.InterruptWindow"/> exit that has not happened yet.</summary>
+    public bool InterruptWindowRequested => _windowRequested;
+
+    /// <summary>
+    /// Asks for (or withdraws) an <see cref="CpuExitReason.InterruptWindow"/> exit at the first instruction boundary where
+    /// the core can take an external interrupt (IF=1, no STI or MOV SS shadow). This is how an interrupt controller
+    /// outside the core (the 8259's INTR, Hyper-V's ExtINT) learns when it may hand over a vector: the vector is chosen
+    /// then, at acknowledge time, not when the request was raised. Called by the hypervisor only.
+    /// </summary>
+    public void RequestInterruptWindow(bool requested)
+    {
+        _windowRequested = requested;
+        RecomputeEventCheck();
+    }
+
+    /// <summary>
+    /// Injects an external interrupt with <paramref name="vector"/> (0-255, e.g. an 8259's vector 0x08) to be delivered
+    /// through the IDT at the next instruction boundary, before any other pending interrupt, as VMX event injection at
+    /// VM entry does. Meant for the boundary of an <see cref="CpuExitReason.InterruptWindow"/> exit, where IF=1.
+    /// </summary>
+    public void InjectExternalInterrupt(byte vector)
+    {
+        _injectedPending = true;
+        _injectedVector = vector;
+        _eventCheck = true;
+    }
+
+    /// <summary>MOV SS and POP SS hold off interrupts until the next instruction retires (SDM Vol. 3A, 6.8.3).</summary>
+    private bool BeginMovSsShadow()
+    {
+        _stiShadow = true;
+        _eventCheck = true;
+        return true;
+    }
 
     /// <summary>An interrupt vector is requested but not yet delivered.</summary>
     public bool HasPendingInterrupt => (_irr0 | _irr1 | _irr2 | _irr3) != 0;
@@ -62,7 +105,7 @@ public sealed partial class X86Core
     private void ResetInterruptState()
     {
         _irr0 = _irr1 = _irr2 = _irr3 = 0;
-        _eventCheck = _stiShadow = _queuedException = false;
+        _eventCheck = _stiShadow = _queuedException = _windowRequested = _injectedPending = false;
     }
 
     private bool Sti()
@@ -112,9 +155,17 @@ public sealed partial class X86Core
             return DeliverException(_queuedVector, _queuedErrorCode);
         }
 
+        if (_injectedPending)
+        {
+            // An injected external interrupt is delivered first, whatever else is pending (VM entry's event injection).
+            _injectedPending = false;
+            RecomputeEventCheck();
+            return DeliverExternal(_injectedVector);
+        }
+
         if (_stiShadow)
         {
-            // The instruction after STI runs before any interrupt is taken.
+            // The instruction after STI (or MOV SS, POP SS) runs before any interrupt is taken.
             _stiShadow = false;
             return true;
         }
@@ -126,14 +177,30 @@ public sealed partial class X86Core
             return true;
         }
 
-        if ((_ctx.Eflags & (uint)EFlags.IF) == 0 || !HasPendingInterrupt)
+        if ((_ctx.Eflags & (uint)EFlags.IF) == 0 || (!HasPendingInterrupt && !_windowRequested))
         {
             RecomputeEventCheck();
             return true;
         }
 
+        if (_windowRequested)
+        {
+            // The first boundary where an external interrupt can be taken: exit before anything else is delivered,
+            // so that the controller outside chooses its vector now.
+            _windowRequested = false;
+            RecomputeEventCheck();
+            _exit = new CpuExit(CpuExitReason.InterruptWindow);
+            return false;
+        }
+
         byte vector = TakeHighestVector();
         RecomputeEventCheck();
+        return DeliverExternal(vector);
+    }
+
+    /// <summary>Delivers an external interrupt through the IDT; false when the core shut down (exit in <see cref="_exit"/>).</summary>
+    private bool DeliverExternal(byte vector)
+    {
         if (!IdtLoaded)
         {
             _exit = new CpuExit(CpuExitReason.TripleFault, Vector: vector);
@@ -149,7 +216,7 @@ public sealed partial class X86Core
         return Escalate(vector, ExceptionVector.GeneralProtection, ((uint)vector << 3) | 2 | 1);
     }
 
-    private void RecomputeEventCheck() => _eventCheck = _stiShadow || _queuedException || HasPendingInterrupt;
+    private void RecomputeEventCheck() => _eventCheck = _stiShadow || _queuedException || _windowRequested || _injectedPending || HasPendingInterrupt;
 
     private byte TakeHighestVector()
     {
