@@ -31,7 +31,11 @@ public static partial class SoftFloat
             return false;
         }
         if (a.IsSignalingNaN || b.IsSignalingNaN) env.Flags |= FpuExceptions.Invalid;
-        if (an && bn)
+        if (an && bn && a.IsSignalingNaN != b.IsSignalingNaN)
+        {
+            result = a.IsSignalingNaN ? b : a; // an SNaN and a QNaN: the QNaN (SDM Vol. 1, table 4-7)
+        }
+        else if (an && bn)
         {
             ulong ma = a.Significand | Float80.QuietBit, mb = b.Significand | Float80.QuietBit;
             result = ma > mb ? a : mb > ma ? b : (a.Sign ? b : a);
@@ -63,7 +67,7 @@ public static partial class SoftFloat
 
     private static void NoteDenormals(ref FpuEnvironment env, Float80 a, Float80 b)
     {
-        if (a.IsDenormal || b.IsDenormal) env.Flags |= FpuExceptions.Denormal;
+        if (a.IsDenormal || b.IsDenormal || env.SourceDenormal) env.Flags |= FpuExceptions.Denormal;
     }
 
     private static Float80 ZeroOf(bool sign) => sign ? Float80.NegativeZero : Float80.Zero;
@@ -162,8 +166,7 @@ public static partial class SoftFloat
         if (b.IsZero)
         {
             if (a.IsZero) return Invalid(ref env);
-            NoteDenormals(ref env, a, b);
-            env.Flags |= FpuExceptions.ZeroDivide;
+            env.Flags |= FpuExceptions.ZeroDivide; // takes precedence over a denormal dividend (SDM Vol. 1, 4.9.2)
             return InfinityOf(sign);
         }
         NoteDenormals(ref env, a, b);

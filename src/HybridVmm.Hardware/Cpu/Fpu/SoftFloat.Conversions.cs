@@ -6,7 +6,7 @@ public static partial class SoftFloat
     public static Float80 FromInteger(long v) =>
         v < 0 ? FromMagnitude(true, (ulong)(-(v + 1)) + 1) : FromMagnitude(false, (ulong)v);
 
-    /// <summary>A single-precision value, exactly; a denormal sets DE, an SNaN sets IE and is quieted (FLD m32fp).</summary>
+    /// <summary>A single-precision value, exactly; a denormal is noted in <see cref="FpuEnvironment.SourceDenormal"/>, an SNaN stays an SNaN.</summary>
     public static Float80 FromSingle(ref FpuEnvironment env, uint bits) => FromBinary(ref env, bits, Single, 23);
 
     /// <summary>A double-precision value, exactly (FLD m64fp).</summary>
@@ -22,18 +22,14 @@ public static partial class SoftFloat
         if (e == maxE)
         {
             if (frac == 0) return InfinityOf(sign);
-            Float80 nan = Float80.Make(sign, Float80.MaxExponent, Float80.IntegerBit | (frac << (63 - fractionBits)));
-            if (nan.IsSignalingNaN)
-            {
-                env.Flags |= FpuExceptions.Invalid;
-                nan = nan.Quieted();
-            }
-            return nan;
+            // An SNaN stays signalling: the operation that uses it raises IE and quiets it (an SNaN beside a QNaN
+            // yields the QNaN, so it must still be recognisable), FLD quiets it on loading.
+            return Float80.Make(sign, Float80.MaxExponent, Float80.IntegerBit | (frac << (63 - fractionBits)));
         }
         if (e == 0)
         {
             if (frac == 0) return ZeroOf(sign);
-            env.Flags |= FpuExceptions.Denormal;
+            env.SourceDenormal = true;
             int lz = System.Numerics.BitOperations.LeadingZeroCount(frac);
             // value = frac × 2^(1 − bias − fractionBits)
             int exp = 1 - f.Bias - fractionBits + (63 - lz);
@@ -66,7 +62,6 @@ public static partial class SoftFloat
         }
         if (a.IsInfinity) return signBit | expMax;
         if (a.IsZero) return signBit;
-        if (a.IsDenormal) env.Flags |= FpuExceptions.Denormal;
         Unpack(a, out bool s, out int e, out ulong m);
         Rounded r = Round(ref env, s, e, (UInt128)m << 64, f.Precision, f, biasUnmasked: false);
         if (r.Infinite) return signBit | expMax;
@@ -88,7 +83,6 @@ public static partial class SoftFloat
             env.Flags |= FpuExceptions.Invalid;
             return indefinite;
         }
-        if (a.IsDenormal) env.Flags |= FpuExceptions.Denormal;
         if (!ToIntegerMagnitude(a, env.Rounding, out ulong m, out bool inexact, out bool up))
         {
             env.Flags |= FpuExceptions.Invalid;

@@ -17,6 +17,11 @@ public struct FpuEnvironment
     public FpuExceptions Flags;
     /// <summary>The last rounding increased the magnitude (reported in C1).</summary>
     public bool RoundedUp;
+    /// <summary>
+    /// A single- or double-precision source operand was a denormal. Its DE is raised by the operation that uses it, and
+    /// only when no NaN operand takes precedence (SDM Vol. 1, 4.9.2), since the widened value is no longer denormal.
+    /// </summary>
+    public bool SourceDenormal;
 
     public FpuEnvironment(FpuRounding rounding, int precision = 64, FpuExceptions masks = FpuExceptions.All)
     {

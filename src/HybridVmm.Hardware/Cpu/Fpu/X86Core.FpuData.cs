@@ -103,6 +103,17 @@ public sealed partial class X86Core
         {
             if (!ReadFpuOperand(ref ins, ref env, out value)) return false;
             NoteFpuInstruction(ref ins);
+            if (!f.IsEmpty(7))
+            {
+                PushFpu(value); // a stack overflow takes precedence over the operand's own exceptions (SDM Vol. 1, 4.9.2)
+                return true;
+            }
+            if (env.SourceDenormal) env.Flags |= FpuExceptions.Denormal;
+            if (value.IsSignalingNaN && ins.MemorySize is MemorySize.Float32 or MemorySize.Float64)
+            {
+                env.Flags |= FpuExceptions.Invalid; // FLD m32fp/m64fp of an SNaN: IE, and the QNaN is loaded (SDM Vol. 2A, FLD)
+                value = value.Quieted();
+            }
             if (!CommitFlags(ref env)) return true;
         }
         else
