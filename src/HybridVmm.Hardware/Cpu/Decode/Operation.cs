@@ -96,7 +96,9 @@ internal static class OperationTable
         }
 
         OpCodeInfo opcode = code.ToOpCode();
-        if (opcode.Encoding == EncodingKind.Legacy && opcode.Table == OpCodeTableKind.Normal && opcode.OpCode is >= 0xD8 and <= 0xDF)
+        // Iced gives register forms (D9 E8, D8 C0+i) a two-byte opcode value.
+        uint escape = opcode.OpCodeLength == 2 ? opcode.OpCode >> 8 : opcode.OpCode;
+        if (opcode.Encoding == EncodingKind.Legacy && opcode.Table == OpCodeTableKind.Normal && escape is >= 0xD8 and <= 0xDF)
         {
             return Operation.X87;
         }

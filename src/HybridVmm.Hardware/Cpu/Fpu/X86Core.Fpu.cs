@@ -94,6 +94,7 @@ public sealed partial class X86Core
                 return true;
             case Mnemonic.Ffree or Mnemonic.Ffreep:
                 _ctx.Fpu.SetValid(StIndex(ins.Op0Register), false);
+                _ctx.Fpu.Status &= unchecked((ushort)~FswC1); // C0-C3 are undefined (SDM); the host processor clears C1
                 if (m == Mnemonic.Ffreep) PopFpu();
                 return true;
         }

@@ -405,7 +405,7 @@ public sealed partial class X86Core
             Mnemonic.Fcmovnbe => !cf && !zf,
             _ => !pf,
         };
-        f.Status &= unchecked((ushort)~FswC1);
+        // C1 is left as it was (the host processor does so; the SDM says "set to 0" only for an underflow).
         if (f.IsEmpty(0) || f.IsEmpty(i))
         {
             if (StackFault(overflow: false)) SetSt(0, Float80.Indefinite);
