@@ -5,7 +5,7 @@ namespace HybridVmm.Hardware.Cpu;
 /// <summary>
 /// The registers of one core as chunk "cpu.vp{n}": GPRs, EIP, EFLAGS, CR0-CR4, selectors, GDTR/IDTR, the TSC
 /// offset and the retired-instruction count; from version 2 the segment descriptor caches, LDTR and TR; from version 3
-/// the debug registers DR0-DR3, DR6 and DR7. The interrupt state of the same <see cref="CpuState"/> is its
+/// the debug registers DR0-DR3, DR6 and DR7, then the x87 state (control, status, tag, opcode, pointers, R0-R7). The interrupt state of the same <see cref="CpuState"/> is its
 /// own chunk (<see cref="InterruptStateCodec"/>), so the two can change apart. A new register means a new
 /// version here.
 /// </summary>
@@ -17,7 +17,7 @@ public sealed class CpuStateCodec : StateCodec<CpuState>
 
     public override int Version => 3;
 
-    /// <summary>Versions 1 (before segmentation: its selectors load flat caches) and 2 (before the debug registers: they read as at reset) are read too.</summary>
+    /// <summary>Versions 1 (before segmentation: flat caches) and 2 (before the debug registers and the FPU: they read as at reset, the FPU as after FNINIT) are read too.</summary>
     public override bool CanRead(int version) => version is >= 1 and <= 3;
 
     public static string Tag(int vpIndex) => $"cpu.vp{vpIndex}";
@@ -54,6 +54,20 @@ public sealed class CpuStateCodec : StateCodec<CpuState>
         {
             w.WriteUInt32(v);
         }
+
+        FpuSavedState f = c.Fpu ?? FpuSavedState.Initial;
+        foreach (ushort v in (ReadOnlySpan<ushort>)[f.Control, f.Status, f.Tag, f.Opcode, f.Cs, f.Ds])
+        {
+            w.WriteUInt16(v);
+        }
+        w.WriteUInt32(f.Ip);
+        w.WriteUInt32(f.Dp);
+        for (int i = 0; i < 8; i++)
+        {
+            Float80 r = f.Register(i);
+            w.WriteUInt64(r.Significand);
+            w.WriteUInt16(r.SignExponent);
+        }
     }
 
     /// <summary>The registers; the interrupt fields are left clear for <see cref="InterruptStateCodec.Apply"/>.</summary>
@@ -81,6 +95,10 @@ public sealed class CpuStateCodec : StateCodec<CpuState>
         if (version >= 3)
         {
             (c.Dr0, c.Dr1, c.Dr2, c.Dr3, c.Dr6, c.Dr7) = (r.ReadUInt32(), r.ReadUInt32(), r.ReadUInt32(), r.ReadUInt32(), r.ReadUInt32(), r.ReadUInt32());
+            ushort control = r.ReadUInt16(), status = r.ReadUInt16(), tag = r.ReadUInt16(), opcode = r.ReadUInt16(), cs = r.ReadUInt16(), ds = r.ReadUInt16();
+            uint ip = r.ReadUInt32(), dp = r.ReadUInt32();
+            Float80 Reg() => new(r.ReadUInt64(), r.ReadUInt16());
+            c.Fpu = new FpuSavedState(control, status, tag, opcode, ip, cs, dp, ds, Reg(), Reg(), Reg(), Reg(), Reg(), Reg(), Reg(), Reg());
         }
         return c;
     }

@@ -39,6 +39,7 @@ public sealed partial class X86Core
         _decoder = Decoder.Create(32, _codeReader);
         _ctx.Eflags = (uint)EFlags.Reserved1;
         ResetDebugRegisters();
+        _ctx.Fpu.Initialize();
     }
 
     public HostPhysicalMemory Memory { get; }
@@ -99,6 +100,7 @@ public sealed partial class X86Core
         _pending = default;
         DiscardReplay();
         ResetInterruptState();
+        _ctx.Fpu.Initialize();
     }
 
     /// <summary>Software interrupts enter their handler with TF cleared and are not single-stepped (SDM Vol. 3A 17.3.1.4).</summary>

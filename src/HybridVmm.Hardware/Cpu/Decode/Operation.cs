@@ -24,6 +24,8 @@ internal enum Operation : byte
     Lgdt, Lidt, Sgdt, Sidt, SoftwareInterrupt,
     Iret, Rdmsr, Wrmsr, Vmcall, Invlpg,
     JmpFar, CallFar, Retf, LoadFarPointer, Lldt, Sldt, Ltr, Str, Lar, Lsl, Verr, Verw, Arpl, Smsw, Lmsw, Clts,
+    /// <summary>Every x87 form (escape opcodes D8-DF), WAIT, FXSAVE and FXRSTOR: Fpu/X86Core.Fpu.cs switches further.</summary>
+    X87,
 }
 
 internal static class OperationTable
@@ -91,6 +93,15 @@ internal static class OperationTable
             case Code.Mov_r32_dr or Code.Mov_dr_r32 or Code.Mov_r32_tr or Code.Mov_tr_r32: return Operation.Undefined;
             case Code.Cmpxchg8b_m64: return Operation.Cmpxchg8b;
             case Code.Nopw or Code.Nopd or Code.Nop_rm16 or Code.Nop_rm32: return Operation.Nop;
+            case Code.Wait or Code.Fxsave_m512byte or Code.Fxrstor_m512byte: return Operation.X87;
+        }
+
+        OpCodeInfo opcode = code.ToOpCode();
+        // Iced gives register forms (D9 E8, D8 C0+i) a two-byte opcode value.
+        uint escape = opcode.OpCodeLength == 2 ? opcode.OpCode >> 8 : opcode.OpCode;
+        if (opcode.Encoding == EncodingKind.Legacy && opcode.Table == OpCodeTableKind.Normal && escape is >= 0xD8 and <= 0xDF)
+        {
+            return Operation.X87;
         }
 
         return code.Mnemonic() switch

@@ -63,6 +63,7 @@ public static class ExceptionVector
     public const byte StackFault = 12;      // #SS
     public const byte GeneralProtection = 13; // #GP
     public const byte PageFault = 14;       // #PF
+    public const byte MathFault = 16;       // #MF (x87 floating-point error)
 
     public static string Mnemonic(byte vector) => vector switch
     {
@@ -79,6 +80,7 @@ public static class ExceptionVector
         StackFault => "#SS",
         GeneralProtection => "#GP",
         PageFault => "#PF",
+        MathFault => "#MF",
         _ => $"vector {vector}",
     };
 }

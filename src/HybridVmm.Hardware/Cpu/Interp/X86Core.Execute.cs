@@ -120,6 +120,7 @@ public sealed partial class X86Core
             Operation.Iret => Iret(ref ins),
             Operation.Rdmsr => RequireRing0() && Rdmsr(),
             Operation.Wrmsr => RequireRing0() && Wrmsr(),
+            Operation.X87 => X87(ref ins),
             Operation.Vmcall => _ctx.Cpl == 0 ? Vmcall() : UndefinedOpcode(), // TLFS: a hypercall above CPL 0 is #UD
             _ => UndefinedOpcode(),
         };

@@ -30,6 +30,8 @@ internal struct CpuContext
     public SegmentFile Segments;
     /// <summary>The LDT register and the task register, with their caches (SDM Vol. 3A, 2.4.2 and 2.4.4).</summary>
     public SegmentRegister Ldtr, Tr;
+    /// <summary>The x87 FPU (Fpu/FpuState.cs).</summary>
+    public FpuState Fpu;
 
     [UnscopedRef] public ref uint Eax { [MethodImpl(MethodImplOptions.AggressiveInlining)] get => ref Gpr[0]; }
     [UnscopedRef] public ref uint Ecx { [MethodImpl(MethodImplOptions.AggressiveInlining)] get => ref Gpr[1]; }

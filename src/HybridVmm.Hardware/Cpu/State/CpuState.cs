@@ -27,6 +27,8 @@ public record struct CpuState
     /// </summary>
     public SegmentCaches? SegmentCaches;
     public DescriptorTableRegister Gdtr, Idtr;
+    /// <summary>The x87 state; null in a state from before the FPU (chunk version 2 or older): it restores as after FNINIT.</summary>
+    public FpuSavedState? Fpu;
     public ulong TscOffset;
     public long InstructionsRetired;
 
@@ -75,6 +77,7 @@ public sealed partial class X86Core
         Cs = Cs, Ds = Ds, Es = Es, Fs = Fs, Gs = Gs, Ss = Ss,
         SegmentCaches = new SegmentCaches(_ctx.Es, _ctx.Cs, _ctx.Ss, _ctx.Ds, _ctx.Fs, _ctx.Gs, _ctx.Ldtr, _ctx.Tr),
         Gdtr = Gdtr, Idtr = Idtr,
+        Fpu = FpuSavedState.From(_ctx.Fpu),
         TscOffset = TscOffset,
         InstructionsRetired = InstructionsRetired,
         InterruptRequest0 = _irr0, InterruptRequest1 = _irr1, InterruptRequest2 = _irr2, InterruptRequest3 = _irr3,
@@ -110,6 +113,7 @@ public sealed partial class X86Core
         }
         Gdtr = state.Gdtr;
         Idtr = state.Idtr;
+        (state.Fpu ?? FpuSavedState.Initial).ApplyTo(ref _ctx.Fpu);
         TscOffset = state.TscOffset;
         InstructionsRetired = state.InstructionsRetired;
         _pending = default;
