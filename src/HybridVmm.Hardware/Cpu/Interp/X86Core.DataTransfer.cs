@@ -114,7 +114,7 @@ public sealed partial class X86Core
         | Cr0Flags.WP | Cr0Flags.AM | Cr0Flags.NW | Cr0Flags.CD | Cr0Flags.PG);
 
     /// <summary>The CR4 bits this core implements; setting any other is #GP(0), as for a feature CPUID does not report.</summary>
-    private const uint Cr4Supported = (uint)(Cr4Flags.PSE | Cr4Flags.PGE);
+    private const uint Cr4Supported = (uint)(Cr4Flags.PSE | Cr4Flags.PGE | Cr4Flags.OSFXSR);
 
     private bool WriteCr0(uint value)
     {

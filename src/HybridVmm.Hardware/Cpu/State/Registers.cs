@@ -53,4 +53,6 @@ public enum Cr4Flags : uint
     PSE = 1u << 4,
     PAE = 1u << 5,
     PGE = 1u << 7,
+    /// <summary>The OS saves state with FXSAVE/FXRSTOR (SDM Vol. 3A, 2.5). Without SSE it changes nothing else here.</summary>
+    OSFXSR = 1u << 9,
 }
