@@ -7,6 +7,12 @@ namespace HybridVmm.HostOS.Devices;
 /// always reports an empty transmitter (THRE|TEMT). The divisor latch (LCR.DLAB) swaps offsets 0 and 1 to
 /// DLL/DLM: those writes program the baud rate and print nothing. In loopback (MCR bit 4) transmitted bytes
 /// come back as received data, as on the real part. Receiving from the host is a later step.
+/// Interrupts (IRQ 4 on a PC): IER enables "received data available" and "transmitter holding register empty"; IIR
+/// names the highest-priority pending one (data before THRE). A THRE interrupt is pending after every transmitted
+/// byte and when IER enables it with the holding register empty, and reading IIR while it names THRE, or writing
+/// THR, clears it (National Semiconductor PC16550D, "Interrupt Identification Register"). As in QEMU, MCR.OUT2 does not
+/// gate the line. Linux's 8250 driver transmits from its THRE interrupt: without it, user space's output stops after
+/// the first FIFO's worth.
 /// </summary>
 public sealed class Uart16550 : IChipsetDevice, IPortIoDevice, ISaveRestore<Uart16550State>
 {
@@ -18,18 +24,25 @@ public sealed class Uart16550 : IChipsetDevice, IPortIoDevice, ISaveRestore<Uart
     private const byte LsrTemt = 0x40;
     private const byte McrLoop = 0x10;
     private const byte IirNoInterrupt = 0x01;
+    private const byte IirThre = 0x02;
+    private const byte IirReceivedData = 0x04;
     private const byte IirFifoEnabled = 0xC0;
+    private const byte IerReceivedData = 0x01;
+    private const byte IerThre = 0x02;
 
     private readonly ushort _base;
     private readonly Action<byte> _transmit;
     private readonly Queue<byte> _receive = new();
+    private readonly IInterruptLine? _irq;
+    private bool _thrInterruptPending;
 
     private byte _ier, _lcr, _mcr, _scr, _fcr, _dll = 0x0C, _dlm;
 
-    public Uart16550(ushort basePort, Action<byte> transmit)
+    public Uart16550(ushort basePort, Action<byte> transmit, IInterruptLine? irq = null)
     {
         _base = basePort;
         _transmit = transmit;
+        _irq = irq;
         Ports = new[] { new PortRange(basePort, (ushort)(basePort + 7)) };
     }
 
@@ -43,7 +56,36 @@ public sealed class Uart16550 : IChipsetDevice, IPortIoDevice, ISaveRestore<Uart
 
     public long BytesTransmitted { get; private set; }
 
-    public IoResult Read(ushort port, int size) => IoResult.Ok(ReadRegister(port));
+    public IoResult Read(ushort port, int size)
+    {
+        uint value = ReadRegister(port);
+        UpdateInterrupt();
+        return IoResult.Ok(value);
+    }
+
+    /// <summary>Pending sources in priority order: received data, then THRE.</summary>
+    private byte InterruptIdentification() =>
+        (_ier & IerReceivedData) != 0 && _receive.Count > 0 ? IirReceivedData
+        : (_ier & IerThre) != 0 && _thrInterruptPending ? IirThre
+        : IirNoInterrupt;
+
+    private void UpdateInterrupt()
+    {
+        if (_irq is null) return;
+        if (InterruptIdentification() != IirNoInterrupt) _irq.Raise();
+        else _irq.Lower();
+    }
+
+    private uint ReadInterruptIdentification()
+    {
+        byte iir = InterruptIdentification();
+        if (iir == IirThre)
+        {
+            _thrInterruptPending = false; // reading IIR while it names THRE clears that interrupt
+        }
+
+        return (uint)(iir | ((_fcr & 1) != 0 ? IirFifoEnabled : 0));
+    }
 
     private uint ReadRegister(ushort port)
     {
@@ -54,7 +96,7 @@ public sealed class Uart16550 : IChipsetDevice, IPortIoDevice, ISaveRestore<Uart
             0 => _receive.TryDequeue(out byte b) ? b : 0u,
             1 when dlab => _dlm,
             1 => _ier,
-            2 => (uint)(IirNoInterrupt | ((_fcr & 1) != 0 ? IirFifoEnabled : 0)),
+            2 => ReadInterruptIdentification(),
             3 => _lcr,
             4 => _mcr,
             5 => (uint)(LsrThre | LsrTemt | (_receive.Count > 0 ? LsrDataReady : 0)),
@@ -72,7 +114,11 @@ public sealed class Uart16550 : IChipsetDevice, IPortIoDevice, ISaveRestore<Uart
             case 0 when dlab: _dll = b; break;
             case 0: Transmit(b); break;
             case 1 when dlab: _dlm = b; break;
-            case 1: _ier = (byte)(b & 0x0F); break;
+            case 1:
+                // Enabling THRE with the holding register empty (it always is) raises the interrupt at once.
+                if ((b & IerThre) != 0 && (_ier & IerThre) == 0) _thrInterruptPending = true;
+                _ier = (byte)(b & 0x0F);
+                break;
             case 2: _fcr = b; break;
             case 3: _lcr = b; break;
             case 4: _mcr = (byte)(b & 0x1F); break;
@@ -80,17 +126,19 @@ public sealed class Uart16550 : IChipsetDevice, IPortIoDevice, ISaveRestore<Uart
             default: _scr = b; break;
         }
 
+        UpdateInterrupt();
         return IoResult.Ok();
     }
 
     public StateCodec<Uart16550State> StateCodec => Uart16550StateCodec.Instance;
 
     /// <summary>The registers and the received bytes not yet read.</summary>
-    public Uart16550State Save() => new(_ier, _lcr, _mcr, _scr, _fcr, _dll, _dlm, _receive.ToArray());
+    public Uart16550State Save() => new(_ier, _lcr, _mcr, _scr, _fcr, _dll, _dlm, _receive.ToArray(), _thrInterruptPending);
 
     public bool Restore(Uart16550State state)
     {
         (_ier, _lcr, _mcr, _scr, _fcr, _dll, _dlm) = (state.Ier, state.Lcr, state.Mcr, state.Scr, state.Fcr, state.Dll, state.Dlm);
+        _thrInterruptPending = state.ThrInterruptPending;
         _receive.Clear();
         foreach (byte b in state.Received)
         {
@@ -102,6 +150,8 @@ public sealed class Uart16550 : IChipsetDevice, IPortIoDevice, ISaveRestore<Uart
 
     private void Transmit(byte b)
     {
+        // The byte leaves at once, so the holding register is empty again: a new THRE interrupt is pending.
+        _thrInterruptPending = true;
         if ((_mcr & McrLoop) != 0)
         {
             _receive.Enqueue(b);
