@@ -123,7 +123,7 @@ public sealed partial class RootPartition
             error = null;
             return new PreparedImage(
                 new BootRegisters(plan.Entry, Esi: plan.ZeroPage, CodeSelector: LinuxBoot.BootCodeSelector, DataSelector: LinuxBoot.BootDataSelector),
-                plan.Writes, PreparedImage.Linux);
+                plan.Writes);
         }
 
         IReadOnlyList<GuestWrite>? writes = BootInformation.Layout(image!, config.MemoryBytes, config.CommandLine, out reason);

@@ -13,6 +13,17 @@ public class DebugRegisterTests
 {
     private const uint Idt = 0x30000, IdtDescriptor = 0x2F000, Handler = 0x5000;
 
+    /// <summary>A machine whose IDT sends #DB (vector 1) through an interrupt gate to <see cref="Handler"/>.</summary>
+    private static TestMachine WithDebugExceptionHandler()
+    {
+        var m = new TestMachine();
+        m.WriteBytes(IdtDescriptor, BitConverter.GetBytes((ushort)(256 * 8 - 1)));
+        m.Write32(IdtDescriptor + 2, Idt);
+        m.Write32(Idt + 8, (Handler & 0xFFFF) | (0x08u << 16));
+        m.Write32(Idt + 12, (Handler & 0xFFFF0000) | 0x8E00);
+        return m;
+    }
+
     [Test]
     public void ReservedBitsReadAsTheSdmFixesThemAndDr4Dr5AliasDr6Dr7()
     {
@@ -41,11 +52,7 @@ public class DebugRegisterTests
     [Test]
     public void WithGeneralDetectSetTheNextMovDrIsADebugFaultThatSetsBdAndClearsGd()
     {
-        var m = new TestMachine();
-        m.WriteBytes(IdtDescriptor, BitConverter.GetBytes((ushort)(256 * 8 - 1)));
-        m.Write32(IdtDescriptor + 2, Idt);
-        m.Write32(Idt + 8, (Handler & 0xFFFF) | (0x08u << 16));
-        m.Write32(Idt + 12, (Handler & 0xFFFF0000) | 0x8E00);
+        TestMachine m = WithDebugExceptionHandler();
         m.Load(a =>
         {
             a.mov(ebx, __dword_ptr[esp]);     // the pushed EIP: a fault points at the MOV DR
@@ -72,11 +79,7 @@ public class DebugRegisterTests
     [Test]
     public void SingleStepSetsDr6Bs()
     {
-        var m = new TestMachine();
-        m.WriteBytes(IdtDescriptor, BitConverter.GetBytes((ushort)(256 * 8 - 1)));
-        m.Write32(IdtDescriptor + 2, Idt);
-        m.Write32(Idt + 8, (Handler & 0xFFFF) | (0x08u << 16));
-        m.Write32(Idt + 12, (Handler & 0xFFFF0000) | 0x8E00);
+        TestMachine m = WithDebugExceptionHandler();
         m.Load(a => { a.mov(eax, dr6); a.mov(esi, eax); a.hlt(); }, Handler);
         m.Load(a =>
         {

@@ -14,13 +14,13 @@ public class Mc146818RtcInterruptTests
 
     // NUnit runs every test of a fixture on one instance: each test gets its own.
     private ManualClock _clock = new();
-    private Line _line = new();
-    private Timer? _timer;
+    private RecordingLine _line = new();
+    private ManualTimer? _timer;
 
     [SetUp]
-    public void NewFixtureState() => (_clock, _line, _timer) = (new ManualClock(), new Line(), null);
+    public void NewFixtureState() => (_clock, _line, _timer) = (new ManualClock(), new RecordingLine(), null);
 
-    private Mc146818Rtc NewRtc() => new(_clock, new DateTime(2024, 2, 29, 12, 0, 0), 64u << 20, 1, _line, onExpired => _timer = new Timer(onExpired));
+    private Mc146818Rtc NewRtc() => new(_clock, new DateTime(2024, 2, 29, 12, 0, 0), 64u << 20, 1, _line, onExpired => _timer = new ManualTimer(onExpired));
 
     private static void SetCmos(Mc146818Rtc rtc, byte index, byte value)
     {
@@ -181,35 +181,5 @@ public class Mc146818RtcInterruptTests
             code = stream.ToArray();
             return FlatKernel.Entry + result.Result[0].NewInstructionOffsets[^5];
         }
-    }
-
-    private sealed class Line : IInterruptLine
-    {
-        public int Raises { get; private set; }
-
-        public bool IsRaised { get; private set; }
-
-        public void Raise()
-        {
-            if (!IsRaised)
-            {
-                Raises++;
-            }
-
-            IsRaised = true;
-        }
-
-        public void Lower() => IsRaised = false;
-    }
-
-    private sealed class Timer(Action<long> onExpired) : IVirtualTimer
-    {
-        public Action<long> OnExpired => onExpired;
-
-        public long? Deadline { get; set; }
-
-        public void ArmAt(long deadline) => Deadline = deadline;
-
-        public void Cancel() => Deadline = null;
     }
 }

@@ -9,18 +9,18 @@ namespace HybridVmm.Tests.Devices;
 public class Pit8254Tests
 {
     private ManualClock _clock = new();
-    private Line _irq0 = new();
-    private Timer? _timer;
+    private RecordingLine _irq0 = new();
+    private ManualTimer? _timer;
 
     [SetUp]
     public void NewMachine()
     {
         _clock = new ManualClock();
-        _irq0 = new Line();
+        _irq0 = new RecordingLine();
         _timer = null;
     }
 
-    private Pit8254 NewPit() => new(_clock, _irq0, onExpired => _timer = new Timer(onExpired));
+    private Pit8254 NewPit() => new(_clock, _irq0, onExpired => _timer = new ManualTimer(onExpired));
 
     /// <summary>The first virtual time at which <paramref name="clocks"/> input clocks have passed since <paramref name="from"/>.</summary>
     private static long At(long from, long clocks) => from + (clocks * 1_000_000_000 + 1_193_181) / 1_193_182;
@@ -47,7 +47,7 @@ public class Pit8254Tests
     public void PowerOnModesAreTheFirmwaresAndChannel0TicksAt18Hz()
     {
         Pit8254 pit = NewPit();
-        Assert.That((_irq0.IsRaised, _irq0.Rises), Is.EqualTo((true, 1)), "OUT of mode 2 is high between pulses");
+        Assert.That((_irq0.IsRaised, _irq0.Raises), Is.EqualTo((true, 1)), "OUT of mode 2 is high between pulses");
         string qemu = File.ReadAllText(Path.ChangeExtension(Support.Repository.GuestElf("pic"), ".qemu.txt"));
         Assert.That(qemu, Does.Contain("pit status ch0 34 ch1 06 ch2 06"));
         Assert.Multiple(() =>
@@ -57,7 +57,7 @@ public class Pit8254Tests
             Assert.That(_timer!.Deadline, Is.EqualTo(At(0, 65536)), "mode 2: OUT falls when the count reaches 1, 65,536 clocks after the load");
         });
         RunTo(At(0, 65537));
-        Assert.That(_irq0.Rises, Is.EqualTo(2), "and rises one clock later: one edge per period");
+        Assert.That(_irq0.Raises, Is.EqualTo(2), "and rises one clock later: one edge per period");
     }
 
     [Test]
@@ -69,14 +69,14 @@ public class Pit8254Tests
         pit.Out(0x40, 100);
         Assert.That(Status(pit, 0) & 0xC0, Is.EqualTo(0x40u), "OUT low, null count until the first clock loads the count");
         pit.Out(0x40, 0);
-        int rises = _irq0.Rises;
+        int rises = _irq0.Raises;
         Assert.That(_timer!.Deadline, Is.EqualTo(At(1000, 101)));
         RunTo(At(1000, 101) - 1);
         Assert.That((_irq0.IsRaised, Status(pit, 0) & 0xC0), Is.EqualTo((false, 0x00u)));
         RunTo(At(1000, 101));
         Assert.Multiple(() =>
         {
-            Assert.That((_irq0.IsRaised, _irq0.Rises - rises), Is.EqualTo((true, 1)));
+            Assert.That((_irq0.IsRaised, _irq0.Raises - rises), Is.EqualTo((true, 1)));
             Assert.That(_timer.Deadline, Is.Null, "a one-shot: nothing more");
             Assert.That(Status(pit, 0), Is.EqualTo(0xB0u));
         });
@@ -142,31 +142,5 @@ public class Pit8254Tests
         var copy = new Pit8254(_clock);
         Assert.That(pit.CopyStateTo(copy), Is.True);
         Assert.That(copy.Save().Channels, Is.EqualTo(pit.Save().Channels));
-    }
-
-    private sealed class Line : IInterruptLine
-    {
-        public int Rises { get; private set; }
-
-        public bool IsRaised { get; private set; }
-
-        public void Raise()
-        {
-            if (!IsRaised) Rises++;
-            IsRaised = true;
-        }
-
-        public void Lower() => IsRaised = false;
-    }
-
-    private sealed class Timer(Action<long> onExpired) : IVirtualTimer
-    {
-        public Action<long> OnExpired => onExpired;
-
-        public long? Deadline { get; set; }
-
-        public void ArmAt(long deadline) => Deadline = deadline;
-
-        public void Cancel() => Deadline = null;
     }
 }

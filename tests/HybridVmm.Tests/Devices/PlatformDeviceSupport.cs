@@ -25,6 +25,34 @@ internal sealed class ManualClock : IDeviceClock
     public long Now { get; set; }
 }
 
+/// <summary>An interrupt line that records what the device did with it: its level and how many rising edges.</summary>
+internal sealed class RecordingLine : IInterruptLine
+{
+    public int Raises { get; private set; }
+
+    public bool IsRaised { get; private set; }
+
+    public void Raise()
+    {
+        if (!IsRaised) Raises++;
+        IsRaised = true;
+    }
+
+    public void Lower() => IsRaised = false;
+}
+
+/// <summary>A virtual timer the test fires by hand: it only holds the deadline the device armed.</summary>
+internal sealed class ManualTimer(Action<long> onExpired) : IVirtualTimer
+{
+    public Action<long> OnExpired => onExpired;
+
+    public long? Deadline { get; set; }
+
+    public void ArmAt(long deadline) => Deadline = deadline;
+
+    public void Cancel() => Deadline = null;
+}
+
 internal static class PortIo
 {
     public static uint In(this IPortIoDevice device, ushort port, int size = 1)

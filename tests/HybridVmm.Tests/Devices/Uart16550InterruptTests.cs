@@ -11,17 +11,10 @@ public class Uart16550InterruptTests
 {
     private const ushort Thr = 0x3F8, Ier = 0x3F9, Iir = 0x3FA, Mcr = 0x3FC;
 
-    private sealed class Line : IInterruptLine
-    {
-        public bool IsRaised { get; private set; }
-        public int Raises { get; private set; }
-        public void Raise() { if (!IsRaised) Raises++; IsRaised = true; }
-        public void Lower() => IsRaised = false;
-    }
 
-    private static (Uart16550 Uart, Line Line, List<byte> Sent) New()
+    private static (Uart16550 Uart, RecordingLine Line, List<byte> Sent) New()
     {
-        var line = new Line();
+        var line = new RecordingLine();
         var sent = new List<byte>();
         return (new Uart16550(Uart16550.Com1Base, sent.Add, line), line, sent);
     }
@@ -29,7 +22,7 @@ public class Uart16550InterruptTests
     [Test]
     public void EnablingThreWithAnEmptyHoldingRegisterRaisesItAndReadingIirClearsIt()
     {
-        (Uart16550 uart, Line line, _) = New();
+        (Uart16550 uart, RecordingLine line, _) = New();
         Assert.That(uart.In(Iir), Is.EqualTo(0x01u), "nothing pending at reset");
         uart.Out(Ier, 0x02);
         Assert.That(line.IsRaised, Is.True);
@@ -41,7 +34,7 @@ public class Uart16550InterruptTests
     [Test]
     public void EachTransmittedByteMakesThrePendingAgainAndDisablingItLowersTheLine()
     {
-        (Uart16550 uart, Line line, List<byte> sent) = New();
+        (Uart16550 uart, RecordingLine line, List<byte> sent) = New();
         uart.Out(Ier, 0x02);
         uart.In(Iir);
         uart.Out(Thr, (byte)'A');
@@ -56,7 +49,7 @@ public class Uart16550InterruptTests
     [Test]
     public void ReceivedDataOutranksThreAndIirWithFifosReportsThem()
     {
-        (Uart16550 uart, Line line, _) = New();
+        (Uart16550 uart, RecordingLine line, _) = New();
         uart.Out(0x3FA, 0x01);           // FCR: FIFOs on
         uart.Out(Mcr, 0x10);             // loopback: a transmitted byte comes back as received data
         uart.Out(Ier, 0x03);
@@ -72,7 +65,7 @@ public class Uart16550InterruptTests
     {
         (Uart16550 uart, _, _) = New();
         uart.Out(Ier, 0x02);
-        (Uart16550 other, Line otherLine, _) = New();
+        (Uart16550 other, RecordingLine otherLine, _) = New();
         Assert.That(uart.CopyStateTo(other), Is.True);
         Assert.That(other.In(Iir), Is.EqualTo(0x02u));
         Assert.That(otherLine.IsRaised, Is.False, "cleared by that read");

@@ -19,8 +19,6 @@ namespace HybridVmm.Tests.EndToEnd;
 [NonParallelizable]
 public class QemuDifferentialTests
 {
-    private const string Qemu = "qemu-system-i386";
-
     [TestCase("hello")]
     [TestCase("cpu")]
     [TestCase("asmhello")]
@@ -93,24 +91,12 @@ public class QemuDifferentialTests
 
     private static (int Status, byte[] Output) RunQemu(string guest, params string[] machine)
     {
-        string? qemu = FindOnPath(Qemu);
-        if (qemu is null) Assert.Ignore($"{Qemu} is not installed (Debian package qemu-system-x86)");
-        CliProcess.Result run = CliProcess.RunProgram(qemu!,
+        CliProcess.Result run = CliProcess.RunProgram(QemuReference.Require(),
         [
             "-kernel", Repository.GuestElf(guest), "-serial", "stdio", "-monitor", "none", "-display", "none",
             "-no-reboot", "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04", .. machine,
         ], Repository.Root);
-        TestContext.Out.WriteLine($"{Qemu} {guest}: status {run.ExitCode}, {run.Stdout.Length} bytes {run.Stderr}");
+        TestContext.Out.WriteLine($"{QemuReference.Program} {guest}: status {run.ExitCode}, {run.Stdout.Length} bytes {run.Stderr}");
         return (run.ExitCode, run.Stdout);
-    }
-
-    private static string? FindOnPath(string program)
-    {
-        foreach (string dir in (Environment.GetEnvironmentVariable("PATH") ?? "").Split(Path.PathSeparator, StringSplitOptions.RemoveEmptyEntries))
-        {
-            string candidate = Path.Combine(dir, program);
-            if (File.Exists(candidate)) return candidate;
-        }
-        return null;
     }
 }
