@@ -267,7 +267,7 @@ internal sealed partial class CaseGenerator
                 int last = ops.Length - 1;
                 c.Count = ops[last].Kind == OpKind.Immediate ? ops[last].Immediate & 0x1f : (int)(c.Gprs[1] & 0x1f);
                 break;
-            case Mnemonic.Bsf or Mnemonic.Bsr or Mnemonic.Tzcnt or Mnemonic.Lzcnt:
+            case Mnemonic.Bsf or Mnemonic.Bsr:
                 c.Source = ops[1].Kind == OpKind.Register
                     ? ReadRegister(c.Gprs, ops[1].Register)
                     : BinaryPrimitives.ReadUInt32LittleEndian(c.InputAt(c.EffectiveAddress)) & (form.OperandBits == 16 ? 0xffffu : 0xffffffffu);

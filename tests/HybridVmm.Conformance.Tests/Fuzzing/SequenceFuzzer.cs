@@ -129,7 +129,7 @@ internal sealed class SequenceFuzzer : IDisposable
                 b.Count = ins.GetOpKind(last) == OpKind.Register ? (int)(b.Gprs[1] & 0x1f)
                     : ins.GetOpKind(last) == OpKind.Immediate8 ? ins.Immediate8 & 0x1f : 1;
                 break;
-            case Mnemonic.Bsf or Mnemonic.Bsr or Mnemonic.Tzcnt or Mnemonic.Lzcnt:
+            case Mnemonic.Bsf or Mnemonic.Bsr:
                 uint mask = step.Form.OperandBits == 16 ? 0xffffu : 0xffffffffu;
                 b.Source = ins.Op1Kind == OpKind.Register ? RegisterValue(b.Gprs, ins.Op1Register) & mask
                     : BinaryPrimitives.ReadUInt32LittleEndian(_core.Bytes[(int)step.EffectiveAddress..]) & mask;

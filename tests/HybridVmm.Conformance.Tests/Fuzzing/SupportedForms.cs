@@ -34,10 +34,8 @@ internal static class SupportedForms
     }
 
     /// <summary>
-    /// Forms the host CPU can run in 64-bit mode. TZCNT and LZCNT only where the host has BMI1 and LZCNT:
-    /// elsewhere F3 0F BC/BD execute as BSF/BSR.
+    /// Forms the host CPU can run in 64-bit mode. F3 0F BC/BD are not among them: the guest CPU claims neither BMI1
+    /// nor LZCNT, so they run as BSF/BSR (SystemInstructionTests), while a modern host runs them as TZCNT/LZCNT.
     /// </summary>
-    public static InstructionForm[] Native => All.Where(f => f.NativeEligible
-        && (f.Mnemonic != Iced.Intel.Mnemonic.Tzcnt || System.Runtime.Intrinsics.X86.Bmi1.IsSupported)
-        && (f.Mnemonic != Iced.Intel.Mnemonic.Lzcnt || System.Runtime.Intrinsics.X86.Lzcnt.IsSupported)).ToArray();
+    public static InstructionForm[] Native => All.Where(f => f.NativeEligible).ToArray();
 }

@@ -49,8 +49,6 @@ internal static class UndefinedState
             case Mnemonic.Bsf or Mnemonic.Bsr:
                 resultUndefined = c.Source == 0;
                 return CF | OF | SF | AF | PF;
-            case Mnemonic.Tzcnt or Mnemonic.Lzcnt:
-                return OF | SF | AF | PF;
             case Mnemonic.Bt or Mnemonic.Bts or Mnemonic.Btr or Mnemonic.Btc:
                 return OF | SF | AF | PF;
             case Mnemonic.Daa or Mnemonic.Das:

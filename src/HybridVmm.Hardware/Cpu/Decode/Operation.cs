@@ -15,7 +15,7 @@ internal enum Operation : byte
     Rol, Ror, Rcl, Rcr, Shl, Shr, Sar, Shld, Shrd,
     Cbw, Cwde, Cwd, Cdq,
     Jcc, Jmp, Call, Ret, Setcc, Cmovcc, Loop, Loope, Loopne, Jecxz,
-    Bt, Bts, Btr, Btc, Bsf, Bsr, Tzcnt, Lzcnt, Bswap, Xadd, Cmpxchg, Cmpxchg8b,
+    Bt, Bts, Btr, Btc, Bsf, Bsr, Bswap, Xadd, Cmpxchg, Cmpxchg8b,
     Movs, Stos, Lods, Cmps, Scas, Ins, Outs,
     Daa, Das, Aaa, Aas, Aam, Aad,
     Enter, Leave, Pusha, Popa, Pushf, Popf, Lahf, Sahf,
@@ -183,9 +183,11 @@ internal static class OperationTable
             Mnemonic.Btc => Operation.Btc,
             Mnemonic.Bsf => Operation.Bsf,
             Mnemonic.Bsr => Operation.Bsr,
-            // F3 0F BC/BD: gcc's generic tuning emits "rep bsf" for __builtin_ctz; Iced decodes it as TZCNT.
-            Mnemonic.Tzcnt => Operation.Tzcnt,
-            Mnemonic.Lzcnt => Operation.Lzcnt,
+            // F3 0F BC/BD: Iced decodes them as TZCNT and LZCNT, but CPUID claims neither BMI1 nor LZCNT, and a processor
+            // without them ignores the prefix (SDM Vol. 2B, TZCNT and LZCNT): "rep bsf", which gcc's generic tuning emits
+            // for __builtin_ctz, is BSF, with BSF's result and flags for a zero source.
+            Mnemonic.Tzcnt => Operation.Bsf,
+            Mnemonic.Lzcnt => Operation.Bsr,
             Mnemonic.Bswap => Operation.Bswap,
             Mnemonic.Xadd => Operation.Xadd,
             Mnemonic.Cmpxchg => Operation.Cmpxchg,

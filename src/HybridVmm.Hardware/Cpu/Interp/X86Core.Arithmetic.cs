@@ -346,19 +346,4 @@ public sealed partial class X86Core
         }
         return true;
     }
-
-    /// <summary>TZCNT/LZCNT (SDM Vol. 2B): CF = source is zero, ZF = result is zero; OF/SF/AF/PF undefined (cleared).</summary>
-    private bool CountZeros(ref Instruction ins, bool trailing)
-    {
-        Register dest = ins.Op0Register;
-        int size = RegSize[(int)dest];
-        uint src = ReadOp1(ref ins, size);
-        int bits = size * 8;
-        uint count = src == 0
-            ? (uint)bits
-            : trailing ? (uint)BitOperations.TrailingZeroCount(src) : (uint)(BitOperations.LeadingZeroCount(src) - (32 - bits));
-        WriteReg(dest, count);
-        SetStatus((src == 0 ? CF : 0) | (count == 0 ? ZF : 0));
-        return true;
-    }
 }

@@ -76,8 +76,6 @@ public sealed partial class X86Core
             Operation.Bt or Operation.Bts or Operation.Btr or Operation.Btc => BitTest(ref ins, OperationByCode[(int)ins.Code]),
             Operation.Bsf => BitScan(ref ins, forward: true),
             Operation.Bsr => BitScan(ref ins, forward: false),
-            Operation.Tzcnt => CountZeros(ref ins, trailing: true),
-            Operation.Lzcnt => CountZeros(ref ins, trailing: false),
             Operation.Bswap => Bswap(ref ins),
             Operation.Xadd => Xadd(ref ins),
             Operation.Cmpxchg => Cmpxchg(ref ins),

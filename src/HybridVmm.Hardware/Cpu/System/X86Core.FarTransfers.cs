@@ -9,8 +9,8 @@ namespace HybridVmm.Hardware.Cpu;
 /// architectural changes, so a fault leaves CS, EIP and the stack as they were.
 /// </summary>
 /// <remarks>
-/// Not yet: a call gate to an inner ring (with its parameter copy), task gates and TSS targets (task switching), and
-/// 16-bit code segments (the decoder is 32-bit). Each of these raises #GP with the selector, which is what the SDM
+/// A task gate or TSS target is a task switch (System/X86Core.TaskSwitch.cs). Not yet: a call gate to an inner ring
+/// (with its parameter copy), and 16-bit code segments (the decoder is 32-bit). Each of these raises #GP with the selector, which is what the SDM
 /// prescribes for none of them: they are listed in docs/guest-platform.md as not implemented.
 /// </remarks>
 public sealed partial class X86Core
@@ -105,9 +105,16 @@ public sealed partial class X86Core
 
     private bool FarTransfer(ushort selector, uint offset, int size, bool call)
     {
-        if (!ImpliedBootGdt(selector) && (selector & ~3) != 0 && IsCallGate(selector, out uint gateLow, out uint gateHigh))
+        if (!ImpliedBootGdt(selector) && (selector & ~3) != 0 && IsSystemDescriptor(selector, out uint gateLow, out uint gateHigh))
         {
-            return ThroughCallGate(selector, gateLow, gateHigh, call);
+            var source = call ? TaskSwitchSource.Call : TaskSwitchSource.Jmp;
+            return ((gateHigh >> 8) & 0x1F) switch
+            {
+                GateCall32 or GateCall16 => ThroughCallGate(selector, gateLow, gateHigh, call),
+                TypeTaskGate => ThroughTaskGate(selector, gateLow, gateHigh, source),
+                TypeTss32Available or TypeTss32Busy => ToTssDescriptor(selector, gateHigh, source),
+                _ => Fault(ExceptionVector.GeneralProtection, SelectorError(selector)), // an LDT, a 16-bit TSS, an interrupt gate
+            };
         }
         if (!CheckCodeTarget(selector, viaReturn: false, out SegmentRegister cache, out uint address, out uint high)) return false;
         return (!call || PushReturnAddress(size)) && CommitCodeTarget(cache, address, high, size == 2 ? offset & 0xFFFF : offset);
@@ -120,12 +127,12 @@ public sealed partial class X86Core
         return !_faulted;
     }
 
-    private bool IsCallGate(ushort selector, out uint low, out uint high)
+    /// <summary>The selector names a system descriptor (S=0): a gate or a TSS, which a far JMP or CALL treats apart.</summary>
+    private bool IsSystemDescriptor(ushort selector, out uint low, out uint high)
     {
         low = high = 0;
         if (!ReadDescriptor(selector, out low, out high, out _)) return false;
-        uint type = (high >> 8) & 0x1F; // S and type
-        return type is GateCall32 or GateCall16;
+        return (high & 0x1000) == 0;
     }
 
     /// <summary>A far JMP or CALL through a call gate to the same privilege level (SDM Vol. 3A, 5.8.4).</summary>

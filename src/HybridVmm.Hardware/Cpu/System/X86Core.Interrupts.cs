@@ -124,6 +124,7 @@ public sealed partial class X86Core
 
     private bool Iret(ref Instruction ins)
     {
+        if ((_ctx.Eflags & NtFlag) != 0) return TaskReturn(); // a nested task returns to its caller (System/X86Core.TaskSwitch.cs)
         int size = ins.Code == Code.Iretw ? 2 : 4;
         uint eip = Pop(size);
         uint cs = Pop(size);
@@ -135,7 +136,7 @@ public sealed partial class X86Core
             flags = (_ctx.Eflags & 0xffff0000) | (flags & 0xffff);
         }
         // The code segment is checked and loaded as for RETF (System/X86Core.FarTransfers.cs), to the same ring or an
-        // outer one (System/X86Core.Privilege.cs). A task return (NT=1) is not simulated.
+        // outer one (System/X86Core.Privilege.cs).
         if (IsReturnToOuterRing((ushort)cs)) return ReturnToOuterRing((ushort)cs, eip, size, flags, stackAdjust: 0);
         if (!CheckCodeTarget((ushort)cs, viaReturn: true, out SegmentRegister cache, out uint address, out uint high)) return false;
         uint writable = FlagsWritableAtCpl(); // before the jump: the rights of the ring IRET runs in
@@ -296,6 +297,18 @@ public sealed partial class X86Core
 
         uint type = (high >> 8) & 0xF;
         ushort selector = (ushort)(low >> 16);
+        if (ok && ((high >> 8) & 0x1F) == TypeTaskGate)
+        {
+            // A task gate: the handler is a task (System/X86Core.TaskSwitch.cs). Present, and DPL ≥ CPL for INT n.
+            ok = (high & 0x8000) != 0 && (!software || (int)((high >> 13) & 3) >= _ctx.Cpl)
+                && SwitchTask(selector, TaskSwitchSource.Interrupt, returnEip, hasErrorCode, errorCode);
+            if (!ok)
+            {
+                _faulted = faultedBefore;
+                _exit = exitBefore;
+            }
+            return ok;
+        }
         SegmentRegister handlerCs = default;
         uint csAddress = 0, csHigh = 0;
         // INT n needs a gate DPL >= CPL (SDM Vol. 3A, 6.12.1.1); the handler's code segment is checked like a far
