@@ -3,6 +3,7 @@ using HybridVmm.Samples.Lecture;
 // The lecture's "why virtualize" scenarios. Run one by name, or all of them in turn.
 var scenarios = new Dictionary<string, Func<TextWriter, TextWriter, Task<int>>>(StringComparer.OrdinalIgnoreCase)
 {
+    ["diversity"] = OsDiversityScenario.RunAsync,
     ["encapsulation"] = EncapsulationScenario.RunAsync,
     ["provisioning"] = ProvisioningScenario.RunAsync,
     ["migration"] = MigrationScenario.RunAsync,

@@ -5,7 +5,8 @@
  *   - system calls through a DPL 3 interrupt gate, on the TSS's ring-0 stack;
  *   - what ring 3 may not do: HLT, CLI, a port the bitmap closes, a DPL 0 gate, a supervisor page (#GP, #PF);
  *   - POPF in ring 3 clearing IF: no fault, no effect (Popek and Goldberg's sensitive, unprivileged instruction);
- *   - the debug registers (Vol. 3B, 17.2): their reset values and fixed bits in ring 0, #GP for MOV DR in ring 3.
+ *   - the debug registers (Vol. 3B, 17.2): their reset values and fixed bits in ring 0, #GP for MOV DR in ring 3;
+ *   - SYSENTER from ring 3 and SYSEXIT back (Vol. 2B), with the MSRs written in ring 0; SYSEXIT in ring 3 is #GP.
  */
 #include "guest.h"
 
@@ -26,6 +27,7 @@ static uint8_t user_stack[4096] __attribute__((aligned(16)));
 static volatile uint32_t page_directory[1024] __attribute__((aligned(4096)));
 static volatile uint32_t page_tables[2][1024] __attribute__((aligned(4096)));
 static volatile uint32_t secret_page[1024] __attribute__((aligned(4096)));
+static uint8_t sysenter_stack[1024] __attribute__((aligned(16)));
 
 volatile uint32_t recover_eip, fault_count, fault_vector, fault_error, fault_cs, fault_cr2;
 
@@ -106,6 +108,31 @@ __asm__(
     "    iret\n");
 void syscall_stub(void);
 
+/* SYSENTER lands here in ring 0, on the stack IA32_SYSENTER_ESP names, with IF clear; ECX and EDX are the user's
+   stack and return address, which SYSEXIT takes back. */
+void sysenter_report(uint32_t *saved)
+{
+    uint16_t cs, ss;
+    uint32_t flags, esp;
+    __asm__ volatile("mov %%cs, %0\n\tmov %%ss, %1\n\tpushfl\n\tpopl %2\n\tmovl %%esp, %3" : "=r"(cs), "=r"(ss), "=r"(flags), "=r"(esp));
+    kprintf("sysenter: cs=%x ss=%x if=%u on the sysenter stack=%s, ecx in the user stack=%s\n", cs, ss, (unsigned)((flags >> 9) & 1),
+            esp > (uint32_t)sysenter_stack && esp < (uint32_t)sysenter_stack + sizeof sysenter_stack ? "yes" : "no",
+            saved[1] > (uint32_t)user_stack && saved[1] <= (uint32_t)user_stack + sizeof user_stack ? "yes" : "no");
+}
+__asm__(
+    ".text\n"
+    "sysenter_entry:\n"
+    "    pushl %ecx\n"
+    "    pushl %edx\n"
+    "    pushl %esp\n"
+    "    call sysenter_report\n"
+    "    addl $4, %esp\n"
+    "    popl %edx\n"
+    "    popl %ecx\n"
+    "    sti\n"
+    "    sysexit\n");
+void sysenter_entry(void);
+
 static void set_gate(int vector, void (*stub)(void), int dpl)
 {
     uint32_t offset = (uint32_t)stub;
@@ -146,6 +173,14 @@ static void __attribute__((noinline, used)) user_main(void)
     uint32_t before, after;
     __asm__ volatile("pushfl\n\tpopl %0\n\tpushl $0x002\n\tpopfl\n\tpushfl\n\tpopl %1" : "=r"(before), "=r"(after) : : "cc");
     kprintf("popf clearing if in ring 3: if before=%u after=%u, no fault\n", (unsigned)((before >> 9) & 1), (unsigned)((after >> 9) & 1));
+    uint16_t cs_after, ss_after;
+    uint32_t flags_after;
+    __asm__ volatile("movl %%esp, %%ecx\n\tmovl $2f, %%edx\n\tsysenter\n2:\n\t"
+                     "mov %%cs, %0\n\tmov %%ss, %1\n\tpushfl\n\tpopl %2"
+                     : "=r"(cs_after), "=r"(ss_after), "=r"(flags_after) : : "ecx", "edx", "memory");
+    kprintf("after sysexit: cs=%x ss=%x if=%u\n", cs_after, ss_after, (unsigned)((flags_after >> 9) & 1));
+    TRY("sysexit", "r"(0));
+    report("sysexit in ring 3");
     __asm__ volatile("xorl %%eax, %%eax\n\tint $0x80" : : : "eax", "memory");
 }
 
@@ -207,6 +242,10 @@ uint32_t kmain(uint32_t magic, struct multiboot_info *mbi)
     kprintf("after writes: dr0=%x dr3=%x dr6=%x dr7=%x dr4=%x dr5=%x\n", (unsigned)dr0, (unsigned)dr3, (unsigned)dr6,
             (unsigned)dr7, (unsigned)dr4, (unsigned)dr5);
     __asm__ volatile("mov %0, %%dr7" : : "r"(0x400u));
+    /* SYSENTER_CS names the ring-0 code segment; SS is the next descriptor, and SYSEXIT's CS and SS the two after. */
+    __asm__ volatile("wrmsr" : : "c"(0x174), "a"(KCODE), "d"(0));
+    __asm__ volatile("wrmsr" : : "c"(0x175), "a"((uint32_t)sysenter_stack + sizeof sysenter_stack), "d"(0));
+    __asm__ volatile("wrmsr" : : "c"(0x176), "a"((uint32_t)sysenter_entry), "d"(0));
     kprintf("kernel: gdt, tss with esp0 and an i/o bitmap, paging with user pages; iret to ring 3\n");
     __asm__ volatile(
         "pushl $0x23\n\t"

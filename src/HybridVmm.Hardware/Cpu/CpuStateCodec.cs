@@ -5,7 +5,8 @@ namespace HybridVmm.Hardware.Cpu;
 /// <summary>
 /// The registers of one core as chunk "cpu.vp{n}": GPRs, EIP, EFLAGS, CR0-CR4, selectors, GDTR/IDTR, the TSC
 /// offset and the retired-instruction count; from version 2 the segment descriptor caches, LDTR and TR; from version 3
-/// the debug registers DR0-DR3, DR6 and DR7, then the x87 state (control, status, tag, opcode, pointers, R0-R7). The interrupt state of the same <see cref="CpuState"/> is its
+/// the debug registers DR0-DR3, DR6 and DR7, then the x87 state (control, status, tag, opcode, pointers, R0-R7); from
+/// version 4 IA32_SYSENTER_CS, _ESP and _EIP. The interrupt state of the same <see cref="CpuState"/> is its
 /// own chunk (<see cref="InterruptStateCodec"/>), so the two can change apart. A new register means a new
 /// version here.
 /// </summary>
@@ -15,10 +16,13 @@ public sealed class CpuStateCodec : StateCodec<CpuState>
 
     public override string StateName => "CPU register";
 
-    public override int Version => 3;
+    public override int Version => 4;
 
-    /// <summary>Versions 1 (before segmentation: flat caches) and 2 (before the debug registers and the FPU: they read as at reset, the FPU as after FNINIT) are read too.</summary>
-    public override bool CanRead(int version) => version is >= 1 and <= 3;
+    /// <summary>
+    /// Versions 1 (before segmentation: flat caches), 2 (before the debug registers and the FPU: they read as at reset,
+    /// the FPU as after FNINIT) and 3 (before the SYSENTER MSRs: they read as zero) are read too.
+    /// </summary>
+    public override bool CanRead(int version) => version is >= 1 and <= 4;
 
     public static string Tag(int vpIndex) => $"cpu.vp{vpIndex}";
 
@@ -68,6 +72,10 @@ public sealed class CpuStateCodec : StateCodec<CpuState>
             w.WriteUInt64(r.Significand);
             w.WriteUInt16(r.SignExponent);
         }
+
+        w.WriteUInt32(c.SysenterCs);
+        w.WriteUInt32(c.SysenterEsp);
+        w.WriteUInt32(c.SysenterEip);
     }
 
     /// <summary>The registers; the interrupt fields are left clear for <see cref="InterruptStateCodec.Apply"/>.</summary>
@@ -99,6 +107,10 @@ public sealed class CpuStateCodec : StateCodec<CpuState>
             uint ip = r.ReadUInt32(), dp = r.ReadUInt32();
             Float80 Reg() => new(r.ReadUInt64(), r.ReadUInt16());
             c.Fpu = new FpuSavedState(control, status, tag, opcode, ip, cs, dp, ds, Reg(), Reg(), Reg(), Reg(), Reg(), Reg(), Reg(), Reg());
+        }
+        if (version >= 4)
+        {
+            (c.SysenterCs, c.SysenterEsp, c.SysenterEip) = (r.ReadUInt32(), r.ReadUInt32(), r.ReadUInt32());
         }
         return c;
     }

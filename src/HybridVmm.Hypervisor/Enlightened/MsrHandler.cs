@@ -9,10 +9,10 @@ namespace HybridVmm.Hypervisor.Enlightened;
 /// <summary>
 /// RDMSR and WRMSR of the synthetic MSRs (TLFS 3.13 for the guest OS ID and hypercall MSRs, 11.8 for the SynIC
 /// ones). An unknown MSR, reserved bits, a read-only or write-only register, or a partition without the
-/// privilege for the MSR group get #GP(0), as on Hyper-V. Two architectural MSRs are served here too, as every
+/// privilege for the MSR group get #GP(0), as on Hyper-V. Architectural MSRs are served here too, as every
 /// hypervisor does for a P6-family CPU: IA32_TIME_STAMP_COUNTER (0x10; a write moves the TSC offset, SDM Vol. 3B,
-/// 18.17) and IA32_BIOS_SIGN_ID (0x8B; writes are accepted and reads give microcode revision 0, since there is no
-/// microcode to update).
+/// 18.17), IA32_BIOS_SIGN_ID (0x8B; writes are accepted and reads give microcode revision 0, since there is no
+/// microcode to update) and IA32_SYSENTER_CS/ESP/EIP (0x174-0x176, held in the core for SYSENTER and SYSEXIT).
 /// </summary>
 internal sealed class MsrHandler(PartitionTable partitions)
 {
@@ -21,6 +21,7 @@ internal sealed class MsrHandler(PartitionTable partitions)
 
     public const uint Ia32TimeStampCounter = 0x10;
     public const uint Ia32BiosSignId = 0x8B;
+    public const uint Ia32SysenterCs = 0x174, Ia32SysenterEsp = 0x175, Ia32SysenterEip = 0x176;
 
     public void Read(Partition partition, VirtualProcessor vp, uint msr)
     {
@@ -33,6 +34,15 @@ internal sealed class MsrHandler(PartitionTable partitions)
                 value = (ulong)vp.Core.InstructionsRetired + vp.Core.TscOffset;
                 break;
             case Ia32BiosSignId:
+                break;
+            case Ia32SysenterCs:
+                value = vp.Core.SysenterCs;
+                break;
+            case Ia32SysenterEsp:
+                value = vp.Core.SysenterEsp;
+                break;
+            case Ia32SysenterEip:
+                value = vp.Core.SysenterEip;
                 break;
             case HvMsr.GuestOsId when Allowed(hv, HvPartitionPrivileges.AccessHypercallMsrs):
                 value = hv.GuestOsId;
@@ -67,6 +77,13 @@ internal sealed class MsrHandler(PartitionTable partitions)
                 ok = true;
                 break;
             case Ia32BiosSignId:
+                ok = true;
+                break;
+            case Ia32SysenterCs or Ia32SysenterEsp or Ia32SysenterEip:
+                // A 32-bit processor keeps the low half (QEMU's i386 target keeps target_ulong, 32 bits).
+                if (msr == Ia32SysenterCs) vp.Core.SysenterCs = (uint)value;
+                else if (msr == Ia32SysenterEsp) vp.Core.SysenterEsp = (uint)value;
+                else vp.Core.SysenterEip = (uint)value;
                 ok = true;
                 break;
             case HvMsr.GuestOsId when Allowed(hv, HvPartitionPrivileges.AccessHypercallMsrs):

@@ -18,6 +18,9 @@ public static class HvMsr
     {
         0x10 => "IA32_TIME_STAMP_COUNTER",
         0x8B => "IA32_BIOS_SIGN_ID",
+        0x174 => "IA32_SYSENTER_CS",
+        0x175 => "IA32_SYSENTER_ESP",
+        0x176 => "IA32_SYSENTER_EIP",
         GuestOsId => "HV_X64_MSR_GUEST_OS_ID",
         Hypercall => "HV_X64_MSR_HYPERCALL",
         VpIndex => "HV_X64_MSR_VP_INDEX",

@@ -11,15 +11,19 @@ public static class CpuidPolicy
     /// <summary>A TLFS-compliant ("Hv#1") hypervisor implements leaves 0x40000000-0x40000005 at least (TLFS 2.4).</summary>
     public const uint MaxHypervisorLeaf = 0x40000005;
 
-    /// <summary>Leaf 1 EAX: family 6, model 1, stepping 1 (a Pentium Pro-class signature).</summary>
-    public const uint Signature = 0x0000_0611;
+    /// <summary>
+    /// Leaf 1 EAX: family 6, model 6, stepping 3, the signature of QEMU's default i386 CPU (<c>qemu32</c>), so that a
+    /// kernel takes the same model-specific paths under both. Family 6 model 1 (a Pentium Pro) made Linux apply its
+    /// Pentium Pro errata workarounds (Errata #50, and SEP reported as broken below model 3 stepping 3).
+    /// </summary>
+    public const uint Signature = 0x0000_0663;
 
     /// <summary>
-    /// Leaf 1 EDX: FPU (bit 0, the x87), PSE (bit 3, 4 MiB pages), TSC (bit 4), CX8 (bit 8), PGE (bit 13, global pages),
-    /// CMOV (bit 15, with FCMOVcc and FCOMI since FPU is set), FXSR (bit 24, FXSAVE/FXRSTOR).
-    /// No MSR, PAE, PSE-36, APIC, MMX or SSE: MAXPHYADDR is therefore 32 (SDM Vol. 3A, 4.1.4).
+    /// Leaf 1 EDX: FPU (bit 0, the x87), PSE (bit 3, 4 MiB pages), TSC (bit 4), MSR (bit 5, RDMSR/WRMSR), CX8 (bit 8),
+    /// SEP (bit 11, SYSENTER/SYSEXIT), PGE (bit 13, global pages), CMOV (bit 15, with FCMOVcc and FCOMI since FPU is
+    /// set), FXSR (bit 24, FXSAVE/FXRSTOR). No PAE, PSE-36, APIC, MMX or SSE: MAXPHYADDR is therefore 32 (SDM Vol. 3A, 4.1.4).
     /// </summary>
-    public const uint FeaturesEdx = (1u << 0) | (1u << 3) | (1u << 4) | (1u << 8) | (1u << 13) | (1u << 15) | (1u << 24);
+    public const uint FeaturesEdx = (1u << 0) | (1u << 3) | (1u << 4) | (1u << 5) | (1u << 8) | (1u << 11) | (1u << 13) | (1u << 15) | (1u << 24);
 
     /// <summary>Leaf 1 ECX bit 31 is reserved by Intel for "hypervisor present".</summary>
     public const uint HypervisorPresent = 1u << 31;

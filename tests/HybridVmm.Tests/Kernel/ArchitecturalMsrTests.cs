@@ -57,6 +57,35 @@ public class ArchitecturalMsrTests
         }
     }
 
+    /// <summary>
+    /// IA32_SYSENTER_CS/ESP/EIP (0x174-0x176) hold what WRMSR wrote, for SYSENTER and SYSEXIT to use: CS keeps its low
+    /// 16 bits and ESP and EIP their low 32, as QEMU's i386 target keeps them. The round trip through SYSENTER itself is
+    /// in the rings sample guest, compared with QEMU.
+    /// </summary>
+    [Test]
+    public async Task TheSysenterMsrsHoldWhatWasWritten()
+    {
+        byte[] image = FlatKernel.Build(a =>
+        {
+            a.mov(ecx, 0x174); a.mov(eax, 0xABCD0008); a.mov(edx, 0x1234); a.wrmsr();
+            a.mov(ecx, 0x175); a.mov(eax, 0x00C0FFEE); a.mov(edx, 0x5678); a.wrmsr();
+            a.mov(ecx, 0x176); a.mov(eax, 0x00100123); a.xor(edx, edx); a.wrmsr();
+            for (uint i = 0; i < 3; i++)
+            {
+                a.mov(ecx, 0x174 + i); a.rdmsr();
+                a.mov(__dword_ptr[Results + 8 * i], eax); a.mov(__dword_ptr[Results + 8 * i + 4], edx);
+            }
+            a.mov(eax, 0); a.@out(0xF4, eax);
+        });
+        (_, PartitionExit exit, HostOS.Vm.VirtualMachine vm, TestMachine machine) = await TestMachine.RunOneAsync(image);
+        using (machine)
+        {
+            Assert.That(exit.Reason, Is.EqualTo(StopReason.GuestExit), exit.Diagnostic);
+            Assert.That(new[] { Read64(machine, vm, Results), Read64(machine, vm, Results + 8), Read64(machine, vm, Results + 16) },
+                Is.EqualTo(new ulong[] { 0x0008, 0x00C0FFEE, 0x00100123 }));
+        }
+    }
+
     private static ulong Read64(TestMachine machine, HostOS.Vm.VirtualMachine vm, uint address)
     {
         byte[] bytes = new byte[8];

@@ -22,7 +22,7 @@ internal enum Operation : byte
     Clc, Stc, Cmc, Cld, Std, Cli, Sti,
     Nop, Cpuid, Rdtsc, Hlt, In, Out, Xlat,
     Lgdt, Lidt, Sgdt, Sidt, SoftwareInterrupt,
-    Iret, Rdmsr, Wrmsr, Vmcall, Invlpg,
+    Iret, Rdmsr, Wrmsr, Vmcall, Invlpg, Sysenter, Sysexit,
     JmpFar, CallFar, Retf, LoadFarPointer, Lldt, Sldt, Ltr, Str, Lar, Lsl, Verr, Verw, Arpl, Smsw, Lmsw, Clts,
     /// <summary>Every x87 form (escape opcodes D8-DF), WAIT, FXSAVE and FXRSTOR: Fpu/X86Core.Fpu.cs switches further.</summary>
     X87,
@@ -232,6 +232,8 @@ internal static class OperationTable
             Mnemonic.Rdmsr => Operation.Rdmsr,
             Mnemonic.Wrmsr => Operation.Wrmsr,
             Mnemonic.Vmcall => Operation.Vmcall,
+            Mnemonic.Sysenter => Operation.Sysenter,
+            Mnemonic.Sysexit => Operation.Sysexit,
             _ => Operation.Undefined,
         };
     }

@@ -116,6 +116,8 @@ public sealed partial class X86Core
             Operation.Sgdt or Operation.Sidt => StoreDescriptorTable(ref ins, OperationByCode[(int)ins.Code]),
             Operation.SoftwareInterrupt => SoftwareInterrupt(ref ins),
             Operation.Iret => Iret(ref ins),
+            Operation.Sysenter => Sysenter(),
+            Operation.Sysexit => Sysexit(),
             Operation.Rdmsr => RequireRing0() && Rdmsr(),
             Operation.Wrmsr => RequireRing0() && Wrmsr(),
             Operation.X87 => X87(ref ins),

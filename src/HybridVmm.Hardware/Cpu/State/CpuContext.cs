@@ -32,6 +32,8 @@ internal struct CpuContext
     public SegmentRegister Ldtr, Tr;
     /// <summary>The x87 FPU (Fpu/FpuState.cs).</summary>
     public FpuState Fpu;
+    /// <summary>IA32_SYSENTER_CS, _ESP and _EIP (MSRs 0x174-0x176): where SYSENTER enters ring 0, and SYSEXIT's selectors.</summary>
+    public uint SysenterCs, SysenterEsp, SysenterEip;
 
     [UnscopedRef] public ref uint Eax { [MethodImpl(MethodImplOptions.AggressiveInlining)] get => ref Gpr[0]; }
     [UnscopedRef] public ref uint Ecx { [MethodImpl(MethodImplOptions.AggressiveInlining)] get => ref Gpr[1]; }

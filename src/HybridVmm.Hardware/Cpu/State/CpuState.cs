@@ -29,6 +29,8 @@ public record struct CpuState
     public DescriptorTableRegister Gdtr, Idtr;
     /// <summary>The x87 state; null in a state from before the FPU (chunk version 2 or older): it restores as after FNINIT.</summary>
     public FpuSavedState? Fpu;
+    /// <summary>IA32_SYSENTER_CS, _ESP and _EIP; zero in a state from before version 4 of the chunk (their reset value).</summary>
+    public uint SysenterCs, SysenterEsp, SysenterEip;
     public ulong TscOffset;
     public long InstructionsRetired;
 
@@ -78,6 +80,7 @@ public sealed partial class X86Core
         SegmentCaches = new SegmentCaches(_ctx.Es, _ctx.Cs, _ctx.Ss, _ctx.Ds, _ctx.Fs, _ctx.Gs, _ctx.Ldtr, _ctx.Tr),
         Gdtr = Gdtr, Idtr = Idtr,
         Fpu = FpuSavedState.From(_ctx.Fpu),
+        SysenterCs = _ctx.SysenterCs, SysenterEsp = _ctx.SysenterEsp, SysenterEip = _ctx.SysenterEip,
         TscOffset = TscOffset,
         InstructionsRetired = InstructionsRetired,
         InterruptRequest0 = _irr0, InterruptRequest1 = _irr1, InterruptRequest2 = _irr2, InterruptRequest3 = _irr3,
@@ -115,6 +118,7 @@ public sealed partial class X86Core
         Idtr = state.Idtr;
         (state.Fpu ?? FpuSavedState.Initial).ApplyTo(ref _ctx.Fpu);
         TscOffset = state.TscOffset;
+        (_ctx.SysenterCs, _ctx.SysenterEsp, _ctx.SysenterEip) = (state.SysenterCs, state.SysenterEsp, state.SysenterEip);
         InstructionsRetired = state.InstructionsRetired;
         _pending = default;
         DiscardReplay();

@@ -1,0 +1,60 @@
+namespace HybridVmm.Hardware.Cpu;
+
+/// <summary>
+/// SYSENTER and SYSEXIT (SDM Vol. 2B), the fast system calls of the P6 family, and the three MSRs that configure them
+/// (IA32_SYSENTER_CS, _ESP and _EIP, Vol. 4 table 2-2). Linux's vDSO enters the kernel through SYSENTER when CPUID
+/// reports SEP. Neither instruction reads a descriptor: both load fixed flat caches, which is what makes them fast.
+/// </summary>
+public sealed partial class X86Core
+{
+    /// <summary>IA32_SYSENTER_CS (0x174): its low 16 bits are kept, as QEMU keeps them.</summary>
+    public uint SysenterCs { get => _ctx.SysenterCs; set => _ctx.SysenterCs = value & 0xFFFF; }
+
+    /// <summary>IA32_SYSENTER_ESP (0x175).</summary>
+    public uint SysenterEsp { get => _ctx.SysenterEsp; set => _ctx.SysenterEsp = value; }
+
+    /// <summary>IA32_SYSENTER_EIP (0x176).</summary>
+    public uint SysenterEip { get => _ctx.SysenterEip; set => _ctx.SysenterEip = value; }
+
+    // Flat 4 GiB caches (VMX access-rights layout): code execute/read accessed, data read/write accessed, both 32-bit.
+    private const ushort FlatCodeAttributes = AttrAccessed | AttrReadable | AttrCode | AttrSystem | AttrPresent | AttrBig | AttrGranularity;
+    private const ushort FlatDataAttributes = AttrAccessed | AttrWritable | AttrSystem | AttrPresent | AttrBig | AttrGranularity;
+
+    /// <summary>
+    /// SYSENTER: #GP(0) while SYSENTER_CS[15:2] is 0; otherwise VM, IF and RF clear, CPL 0 with CS = SYSENTER_CS and
+    /// SS = SYSENTER_CS + 8 as flat segments, ESP and EIP from their MSRs. Nothing is saved: the caller passes its
+    /// return address and stack in EDX and ECX, as SYSEXIT expects them.
+    /// </summary>
+    private bool Sysenter()
+    {
+        var selector = (ushort)(_ctx.SysenterCs & 0xFFFC);
+        if (selector == 0) return Fault(ExceptionVector.GeneralProtection, 0);
+        _ctx.Eflags &= ~(VmFlag | (uint)EFlags.IF | RfFlag);
+        LoadFlatSegments(selector, (ushort)(selector + 8), ring: 0);
+        _ctx.Esp = _ctx.SysenterEsp;
+        _ctx.Eip = _ctx.SysenterEip;
+        return true;
+    }
+
+    /// <summary>
+    /// SYSEXIT: #GP(0) outside ring 0 or while SYSENTER_CS[15:2] is 0; otherwise CPL 3 with CS = SYSENTER_CS + 16 and
+    /// SS = SYSENTER_CS + 24 (RPL 3) as flat segments, ESP = ECX and EIP = EDX.
+    /// </summary>
+    private bool Sysexit()
+    {
+        var selector = (ushort)(_ctx.SysenterCs & 0xFFFC);
+        if (selector == 0 || _ctx.Cpl != 0) return Fault(ExceptionVector.GeneralProtection, 0);
+        LoadFlatSegments((ushort)((selector + 16) | 3), (ushort)((selector + 24) | 3), ring: 3);
+        _ctx.Esp = _ctx.Ecx;
+        _ctx.Eip = _ctx.Edx;
+        return true;
+    }
+
+    private void LoadFlatSegments(ushort cs, ushort ss, int ring)
+    {
+        var dpl = (ushort)(ring << 5);
+        SetSegmentCache(Sreg.Cs, new SegmentRegister(cs, 0, 0xFFFF_FFFF, (ushort)(FlatCodeAttributes | dpl)));
+        SetSegmentCache(Sreg.Ss, new SegmentRegister(ss, 0, 0xFFFF_FFFF, (ushort)(FlatDataAttributes | dpl)));
+        CodeMappingChanged();
+    }
+}
