@@ -1,0 +1,122 @@
+using System.Diagnostics;
+using System.Text;
+using System.Text.RegularExpressions;
+using HybridVmm.Tests.Support;
+
+namespace HybridVmm.Tests.EndToEnd;
+
+/// <summary>
+/// kvm-unit-tests, the KVM project's own test suite, built for i386 from its public sources, run under
+/// <c>hybridvmm run</c> and under QEMU TCG with the arguments of its <c>x86/unittests.cfg</c>, as its
+/// <c>run_tests.sh</c> runs them. The suite is not vendored: this workplace forbids committing its code or a script
+/// that builds it, so the test runs where a build exists (<c>HYBRIDVMM_KVM_UNIT_TESTS=/path/to/kvm-unit-tests</c>,
+/// after <c>./configure --arch=i386 &amp;&amp; make</c>) and is otherwise ignored. docs/conformance.md has the table.
+/// </summary>
+/// <remarks>
+/// A verdict is the suite's own: the test's exit status through isa-debug-exit, 0 PASS and 77 SKIP (QEMU reports
+/// <c>(code &lt;&lt; 1) | 1</c>), anything else FAIL, and TIMEOUT past the test's <c>timeout</c> (90 s by default). The
+/// test requires every test that passed here before (<see cref="PassingBefore"/>) to pass still.
+/// </remarks>
+[NonParallelizable]
+public class KvmUnitTests
+{
+    /// <summary>The tests this build passed when the table in docs/conformance.md was made: a regression fails the run.</summary>
+    private static readonly string[] PassingBefore = [];
+
+    private sealed record Entry(string Name, string File, int Smp, string Append, string ExtraParams, TimeSpan Timeout);
+
+    [Test]
+    [Explicit("needs a kvm-unit-tests build: HYBRIDVMM_KVM_UNIT_TESTS=/path/to/kvm-unit-tests")]
+    public void EveryI386TestGetsTheVerdictTheTableRecords()
+    {
+        string? root = Environment.GetEnvironmentVariable("HYBRIDVMM_KVM_UNIT_TESTS");
+        if (root is null || !File.Exists(Path.Combine(root, "x86", "unittests.cfg"))) Assert.Ignore("HYBRIDVMM_KVM_UNIT_TESTS does not name a built kvm-unit-tests");
+        string qemu = QemuReference.Require();
+        string hybridvmm = Path.Combine(AppContext.BaseDirectory, "hybridvmm.dll");
+        var table = new StringBuilder("| test | QEMU TCG | HybridVmm | first line of HybridVmm's failure |\n|---|---|---|---|\n");
+        var passing = new List<string>();
+        foreach (Entry e in Parse(File.ReadAllText(Path.Combine(root!, "x86", "unittests.cfg"))))
+        {
+            string flat = Path.Combine(root!, "x86", e.File);
+            if (!File.Exists(flat)) continue; // a 64-bit-only test, not built for i386
+            List<string> qemuArgs = ["-nodefaults", "-device", "pc-testdev", "-device", "isa-debug-exit,iobase=0xf4,iosize=0x4",
+                "-display", "none", "-serial", "stdio", "-device", "pci-testdev", "-machine", "accel=tcg", "-kernel", flat,
+                "-smp", e.Smp.ToString(), .. SplitArguments(e.ExtraParams)];
+            (string qemuVerdict, _) = Verdict(Run(qemu, qemuArgs, e.Timeout), qemuStyle: true);
+            List<string> ours = [hybridvmm, "run", flat];
+            if (e.Append.Length > 0) ours.AddRange(["--append", e.Append]);
+            (string ourVerdict, string why) = Verdict(Run("dotnet", ours, e.Timeout), qemuStyle: false);
+            if (ourVerdict == "PASS") passing.Add(e.Name);
+            table.Append($"| {e.Name} | {qemuVerdict} | {ourVerdict} | {why.Replace("|", "\\|")} |\n");
+            TestContext.Out.WriteLine($"{e.Name}: QEMU {qemuVerdict}, HybridVmm {ourVerdict} {why}");
+        }
+
+        TestContext.Out.WriteLine(table.ToString());
+        if (Environment.GetEnvironmentVariable("HYBRIDVMM_KVM_UNIT_TESTS_REPORT") is { } report) File.WriteAllText(report, table.ToString());
+        Assert.That(passing, Is.SupersetOf(PassingBefore), "a test that passed before fails now");
+    }
+
+    /// <summary>The sections of unittests.cfg that run on i386 under TCG: not x86_64-only, not KVM-only.</summary>
+    private static IEnumerable<Entry> Parse(string cfg)
+    {
+        foreach (Match section in Regex.Matches(cfg, @"^\[(?<name>[^\]]+)\]\s*\n(?<body>(?:(?!^\[).*\n?)*)", RegexOptions.Multiline))
+        {
+            var fields = new Dictionary<string, string>();
+            string? continued = null;
+            foreach (string raw in section.Groups["body"].Value.Split('\n'))
+            {
+                string line = raw.TrimEnd();
+                if (line.StartsWith('#') || line.Length == 0) continue;
+                int eq = line.IndexOf('=');
+                if (eq > 0 && !char.IsWhiteSpace(line[0])) { continued = line[..eq].Trim(); fields[continued] = line[(eq + 1)..].Trim(); }
+                else if (continued is not null) fields[continued] += " " + line.Trim();
+            }
+            if (fields.GetValueOrDefault("arch") == "x86_64" || fields.GetValueOrDefault("accel") == "kvm" || !fields.ContainsKey("file")) continue;
+            string extra = fields.GetValueOrDefault("extra_params", "");
+            Match append = Regex.Match(extra, @"-append\s+(?:'(?<a>[^']*)'|""(?<a>[^""]*)""|(?<a>\S+))");
+            string args = fields.GetValueOrDefault("test_args", "").Trim('"', '\'');
+            string appendText = append.Success ? append.Groups["a"].Value : args;
+            string qemuExtra = append.Success || args.Length == 0 ? extra : $"{extra} -append '{args}'";
+            int smp = int.TryParse(fields.GetValueOrDefault("smp", "1"), out int n) ? n : 1;
+            TimeSpan timeout = TimeSpan.FromSeconds(int.TryParse(fields.GetValueOrDefault("timeout", "90").TrimEnd('s'), out int t) ? t : 90);
+            yield return new Entry(section.Groups["name"].Value, fields["file"], smp, appendText, qemuExtra.Trim(), timeout);
+        }
+    }
+
+    private static IEnumerable<string> SplitArguments(string text)
+    {
+        foreach (Match m in Regex.Matches(text, @"'(?<a>[^']*)'|""(?<a>[^""]*)""|(?<a>\S+)")) yield return m.Groups["a"].Value;
+    }
+
+    private sealed record Outcome(int? ExitCode, string Stdout, string Stderr);
+
+    private static Outcome Run(string program, IEnumerable<string> args, TimeSpan timeout)
+    {
+        var start = new ProcessStartInfo(program) { RedirectStandardOutput = true, RedirectStandardError = true, RedirectStandardInput = true, UseShellExecute = false };
+        foreach (string a in args) start.ArgumentList.Add(a);
+        using Process p = Process.Start(start)!;
+        p.StandardInput.Close();
+        Task<string> stdout = p.StandardOutput.ReadToEndAsync(), stderr = p.StandardError.ReadToEndAsync();
+        if (!p.WaitForExit(timeout))
+        {
+            p.Kill(entireProcessTree: true);
+            p.WaitForExit();
+            return new Outcome(null, stdout.Result, stderr.Result);
+        }
+        p.WaitForExit();
+        return new Outcome(p.ExitCode, stdout.Result, stderr.Result);
+    }
+
+    private static (string Verdict, string Why) Verdict(Outcome o, bool qemuStyle)
+    {
+        if (o.ExitCode is not int status) return ("TIMEOUT", "");
+        int code = qemuStyle ? ((status & 1) == 1 ? status >> 1 : -1) : status;
+        string firstFailure = o.Stdout.Split('\n').FirstOrDefault(l => l.StartsWith("FAIL")) ?? o.Stderr.Split('\n').FirstOrDefault(l => l.Length > 0) ?? "";
+        return code switch
+        {
+            0 => ("PASS", ""),
+            77 => ("SKIP", ""),
+            _ => ("FAIL", firstFailure.Trim()),
+        };
+    }
+}
