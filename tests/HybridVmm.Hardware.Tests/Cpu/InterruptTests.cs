@@ -199,6 +199,56 @@ public class InterruptTests
         Assert.That((m.Cpu[Gpr.Esi], m.Cpu[Gpr.Edx]), Is.EqualTo((0xDFu, 0u)));
     }
 
+    /// <summary>
+    /// INT n through a gate that is not present is #NP with the IDT error code (vector × 8 + 2), raised by the INT
+    /// instruction itself: the #NP handler sees EIP on the INT (SDM Vol. 2A, INT n; kvm-unit-tests' eventinj).
+    /// </summary>
+    [Test]
+    public void IntThroughANotPresentGateIsSegmentNotPresentOnTheIntInstruction()
+    {
+        var m = new TestMachine();
+        LoadIdtDescriptor(m);
+        SetGate(m, 0x40, Handler2, present: false);
+        SetGate(m, ExceptionVector.SegmentNotPresent, Handler);
+        m.Load(a => { a.pop(edx); a.pop(edi); a.mov(esi, 0x0B); a.hlt(); }, Handler);
+        m.Load(a => { a.lidt(__[IdtDescriptor]); a.nop(); a.@int(0x40); a.hlt(); });
+        const uint intAddress = TestMachine.CodeBase + 7 + 1; // lidt [disp32] is 7 bytes, nop 1
+        m.RunToHalt();
+        Assert.That((m.Cpu[Gpr.Esi], m.Cpu[Gpr.Edx], m.Cpu[Gpr.Edi]), Is.EqualTo((0x0Bu, 0x40u * 8 + 2, intAddress)));
+    }
+
+    /// <summary>SDM Vol. 3A, table 6-5: a contributory fault (#NP) while delivering a benign exception (#UD) is delivered as itself.</summary>
+    [Test]
+    public void AFaultWhileDeliveringABenignExceptionIsDeliveredAsItself()
+    {
+        var m = new TestMachine();
+        LoadIdtDescriptor(m);
+        SetGate(m, ExceptionVector.InvalidOpcode, Handler2, present: false);
+        SetGate(m, ExceptionVector.SegmentNotPresent, Handler);
+        SetGate(m, ExceptionVector.DoubleFault, Handler2);
+        m.Load(a => { a.pop(edx); a.mov(esi, 0x0B); a.hlt(); }, Handler);
+        m.Load(a => { a.mov(esi, 0xDF); a.hlt(); }, Handler2);
+        m.Load(a => { a.lidt(__[IdtDescriptor]); a.ud2(); a.hlt(); });
+        m.RunToHalt();
+        Assert.That((m.Cpu[Gpr.Esi], m.Cpu[Gpr.Edx]), Is.EqualTo((0x0Bu, (uint)ExceptionVector.InvalidOpcode * 8 + 2)));
+    }
+
+    /// <summary>SDM Vol. 3A, table 6-5: a contributory fault (#NP) while delivering a contributory one (#DE) is a double fault.</summary>
+    [Test]
+    public void AContributoryFaultWhileDeliveringAContributoryOneIsADoubleFault()
+    {
+        var m = new TestMachine();
+        LoadIdtDescriptor(m);
+        SetGate(m, ExceptionVector.DivideError, Handler2, present: false);
+        SetGate(m, ExceptionVector.SegmentNotPresent, Handler2);
+        SetGate(m, ExceptionVector.DoubleFault, Handler);
+        m.Load(a => { a.pop(edx); a.mov(esi, 0xDF); a.hlt(); }, Handler);
+        m.Load(a => { a.mov(esi, 0x0B); a.hlt(); }, Handler2);
+        m.Load(a => { a.lidt(__[IdtDescriptor]); a.xor(ecx, ecx); a.div(ecx); a.hlt(); });
+        m.RunToHalt();
+        Assert.That((m.Cpu[Gpr.Esi], m.Cpu[Gpr.Edx]), Is.EqualTo((0xDFu, 0u)));
+    }
+
     [Test]
     public void AGateOutsideTheIdtLimitOrWithANullSelectorIsUnusable()
     {

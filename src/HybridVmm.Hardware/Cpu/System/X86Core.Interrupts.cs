@@ -208,13 +208,10 @@ public sealed partial class X86Core
             return false;
         }
 
-        if (TryDeliver(vector, _ctx.Eip, hasErrorCode: false, 0))
-        {
-            return true;
-        }
-
-        // An unusable gate for an external interrupt is a #GP with the EXT bit (SDM Vol. 3A, 6.13).
-        return Escalate(vector, ExceptionVector.GeneralProtection, ((uint)vector << 3) | 2 | 1);
+        // A fault while delivering it (an unusable gate, a bad handler segment, a stack fault) is raised in its place,
+        // as SDM Vol. 3A, 6.15 (interrupt 8, table 6-5) orders: an external interrupt is benign.
+        return TryDeliver(vector, _ctx.Eip, hasErrorCode: false, 0, external: true)
+            || DeliverDeliveryFault(original: null, first: vector);
     }
 
     private void RecomputeEventCheck() => _eventCheck = _stiShadow || _queuedException || _windowRequested || _injectedPending || HasPendingInterrupt;
@@ -242,37 +239,38 @@ public sealed partial class X86Core
             return false;
         }
 
-        if (TryDeliver(vector, _ctx.Eip, PushesErrorCode(vector), errorCode))
-        {
-            return true;
-        }
-
-        return vector == ExceptionVector.GeneralProtection
-            ? Escalate(vector, ExceptionVector.DoubleFault, 0)
-            : Escalate(vector, ExceptionVector.GeneralProtection, ((uint)vector << 3) | 2);
+        return TryDeliver(vector, _ctx.Eip, PushesErrorCode(vector), errorCode) || DeliverDeliveryFault(vector);
     }
 
-    /// <summary>Delivering <paramref name="original"/> failed: try #GP then #DF; a failed #DF is a triple fault (SDM Vol. 3A, 6.15, interrupt 8).</summary>
-    private bool Escalate(byte original, byte next, uint errorCode)
+    private static bool IsContributory(byte vector) => vector is 0 or 10 or 11 or 12 or 13;
+
+    /// <summary>
+    /// Delivering <paramref name="original"/> raised the fault <see cref="TryDeliver"/> recorded. SDM Vol. 3A, 6.15
+    /// (interrupt 8, table 6-5): a contributory fault (#DE, #TS, #NP, #SS, #GP) while delivering a contributory one, or a
+    /// #PF or contributory fault while delivering a #PF, is a double fault; a fault while delivering #DF is a triple
+    /// fault (shutdown); otherwise the new fault is delivered in turn, with these rules again.
+    /// </summary>
+    /// <param name="original">The exception being delivered, or null for an external interrupt (benign).</param>
+    /// <param name="first">The event that began the chain: a triple fault's exit names it.</param>
+    private bool DeliverDeliveryFault(byte? original, byte? first = null)
     {
-        if (next == ExceptionVector.GeneralProtection)
+        first ??= original;
+        byte fault = _deliveryFaultVector;
+        uint error = _deliveryFaultError;
+        if (original == ExceptionVector.DoubleFault)
         {
-            if (TryDeliver(next, _ctx.Eip, true, errorCode))
-            {
-                return true;
-            }
-
-            next = ExceptionVector.DoubleFault;
-            errorCode = 0;
+            _exit = new CpuExit(CpuExitReason.TripleFault, Vector: first ?? ExceptionVector.DoubleFault);
+            return false;
         }
 
-        if (TryDeliver(next, _ctx.Eip, true, errorCode))
+        bool doubleFault = (original is byte o && IsContributory(o) && IsContributory(fault))
+            || (original == ExceptionVector.PageFault && (fault == ExceptionVector.PageFault || IsContributory(fault)));
+        if (doubleFault)
         {
-            return true;
+            (fault, error) = (ExceptionVector.DoubleFault, 0);
         }
 
-        _exit = new CpuExit(CpuExitReason.TripleFault, Vector: original);
-        return false;
+        return TryDeliver(fault, _ctx.Eip, PushesErrorCode(fault), error) || DeliverDeliveryFault(fault, first ?? fault);
     }
 
     /// <summary>
@@ -280,28 +278,36 @@ public sealed partial class X86Core
     /// (and the error code), clears TF (and IF for an interrupt gate) and jumps to the handler. Ring 0 only, so
     /// there is no stack switch (SDM Vol. 3A, 6.12.1). On failure nothing architectural has changed.
     /// </summary>
-    private bool TryDeliver(byte vector, uint returnEip, bool hasErrorCode, uint errorCode, bool software = false)
+    private bool TryDeliver(byte vector, uint returnEip, bool hasErrorCode, uint errorCode, bool software = false, bool external = false)
     {
         bool faultedBefore = _faulted;
         CpuExit exitBefore = _exit;
         uint espBefore = _ctx.Esp;
         uint entry = (uint)vector * 8;
-        bool ok = entry + 7 <= Idtr.Limit;
+        uint ext = external ? 1u : 0u;
+        uint idtError = ((uint)vector << 3) | 2 | ext;
+        // The gate's checks in the SDM's order (Vol. 2A, INT n, "PROTECTED-MODE"): inside the IDT, a gate type, the DPL
+        // of a software interrupt, present; each failure is recorded for DeliverDeliveryFault.
+        bool ok = entry + 7 <= Idtr.Limit || DeliveryFault(ExceptionVector.GeneralProtection, idtError);
         uint low = 0, high = 0;
         if (ok)
         {
             low = SupervisorRead32(Idtr.Base + entry);
             high = SupervisorRead32(Idtr.Base + entry + 4);
-            ok = !_faulted;
+            ok = !_faulted || DeliveryFault(_exit.Vector, _exit.ErrorCode);
         }
 
         uint type = (high >> 8) & 0xF;
         ushort selector = (ushort)(low >> 16);
-        if (ok && ((high >> 8) & 0x1F) == TypeTaskGate)
+        bool taskGate = ((high >> 8) & 0x1F) == TypeTaskGate;
+        ok = ok && ((high & 0x1000) == 0 && (taskGate || type == GateInterrupt32 || type == GateTrap32)
+                || DeliveryFault(ExceptionVector.GeneralProtection, idtError))
+            && (!software || (int)((high >> 13) & 3) >= _ctx.Cpl || DeliveryFault(ExceptionVector.GeneralProtection, idtError))
+            && ((high & 0x8000) != 0 || DeliveryFault(ExceptionVector.SegmentNotPresent, idtError));
+        if (ok && taskGate)
         {
-            // A task gate: the handler is a task (System/X86Core.TaskSwitch.cs). Present, and DPL ≥ CPL for INT n.
-            ok = (high & 0x8000) != 0 && (!software || (int)((high >> 13) & 3) >= _ctx.Cpl)
-                && SwitchTask(selector, TaskSwitchSource.Interrupt, returnEip, hasErrorCode, errorCode);
+            // A task gate: the handler is a task (System/X86Core.TaskSwitch.cs).
+            ok = SwitchTask(selector, TaskSwitchSource.Interrupt, returnEip, hasErrorCode, errorCode) || DeliveryFault(_exit.Vector, _exit.ErrorCode);
             if (!ok)
             {
                 _faulted = faultedBefore;
@@ -311,19 +317,18 @@ public sealed partial class X86Core
         }
         SegmentRegister handlerCs = default;
         uint csAddress = 0, csHigh = 0;
-        // INT n needs a gate DPL >= CPL (SDM Vol. 3A, 6.12.1.1); the handler's code segment is checked like a far
-        // transfer's (its RPL is ignored): DPL = CPL stays in the ring, DPL < CPL (nonconforming) enters an inner one.
-        ok = ok && (high & 0x8000) != 0 && (type == GateInterrupt32 || type == GateTrap32)
-            && (!software || (int)((high >> 13) & 3) >= _ctx.Cpl)
-            && CodeDescriptor((ushort)(selector & ~3), out handlerCs, out csAddress, out csHigh);
+        // The handler's code segment is checked like a far transfer's (its RPL is ignored): DPL = CPL stays in the
+        // ring, DPL < CPL (nonconforming) enters an inner one, DPL > CPL is #GP with the selector.
+        ok = ok && (CodeDescriptor((ushort)(selector & ~3), out handlerCs, out csAddress, out csHigh) || DeliveryFault(_exit.Vector, _exit.ErrorCode | ext));
         int handlerDpl = (handlerCs.Attributes >> 5) & 3;
         bool conforming = (handlerCs.Attributes & AttrConforming) != 0;
-        ok = ok && handlerDpl <= _ctx.Cpl; // a handler in an outer ring is #GP
+        ok = ok && (handlerDpl <= _ctx.Cpl || DeliveryFault(ExceptionVector.GeneralProtection, SelectorError(selector) | ext));
         uint clearFlags = (uint)EFlags.TF | RfFlag | NtFlag | VmFlag | (type == GateInterrupt32 ? (uint)EFlags.IF : 0);
         if (ok && !conforming && handlerDpl < _ctx.Cpl && !ImpliedBootGdt(selector))
         {
             if (!DeliverToInnerRing(handlerCs, (low & 0xffff) | (high & 0xffff0000), returnEip, hasErrorCode, errorCode, clearFlags))
             {
+                DeliveryFault(_exit.Vector, _exit.ErrorCode);
                 _faulted = faultedBefore;
                 _exit = exitBefore;
                 return false;
@@ -337,7 +342,7 @@ public sealed partial class X86Core
             Push(Cs, 4);
             Push(returnEip, 4);
             if (hasErrorCode) Push(errorCode, 4);
-            ok = !_faulted;
+            ok = !_faulted || DeliveryFault(_exit.Vector, _exit.ErrorCode);
         }
 
         if (!ok)
@@ -356,14 +361,21 @@ public sealed partial class X86Core
         return true;
     }
 
-    /// <summary>INT n / INT3 / INTO / INT1 with an IDT: a trap, the pushed EIP is the next instruction.</summary>
-    private bool DeliverSoftwareInterrupt(byte vector)
-    {
-        if (TryDeliver(vector, _ctx.Eip, hasErrorCode: false, 0, software: true))
-        {
-            return true;
-        }
+    /// <summary>
+    /// INT n / INT3 / INTO / INT1 with an IDT: a trap, the pushed EIP is the next instruction. A fault while delivering
+    /// it (#GP or #NP for the gate or the handler's segment, a stack fault) is a fault of the INT instruction itself.
+    /// </summary>
+    private bool DeliverSoftwareInterrupt(byte vector) =>
+        TryDeliver(vector, _ctx.Eip, hasErrorCode: false, 0, software: true) || Fault(_deliveryFaultVector, _deliveryFaultError);
 
-        return Fault(ExceptionVector.GeneralProtection, ((uint)vector << 3) | 2);
+    // The fault that stopped the last failed delivery attempt (TryDeliver), for the caller to raise in its place.
+    private byte _deliveryFaultVector;
+    private uint _deliveryFaultError;
+
+    /// <summary>Records why a delivery failed; always false, to end the check chain.</summary>
+    private bool DeliveryFault(byte vector, uint errorCode)
+    {
+        (_deliveryFaultVector, _deliveryFaultError) = (vector, errorCode);
+        return false;
     }
 }
