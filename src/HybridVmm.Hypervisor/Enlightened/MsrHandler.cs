@@ -12,7 +12,8 @@ namespace HybridVmm.Hypervisor.Enlightened;
 /// privilege for the MSR group get #GP(0), as on Hyper-V. Architectural MSRs are served here too, as every
 /// hypervisor does for a P6-family CPU: IA32_TIME_STAMP_COUNTER (0x10; a write moves the TSC offset, SDM Vol. 3B,
 /// 18.17), IA32_BIOS_SIGN_ID (0x8B; writes are accepted and reads give microcode revision 0, since there is no
-/// microcode to update) and IA32_SYSENTER_CS/ESP/EIP (0x174-0x176, held in the core for SYSENTER and SYSEXIT).
+/// microcode to update), IA32_SYSENTER_CS/ESP/EIP (0x174-0x176, held in the core for SYSENTER and SYSEXIT) and
+/// IA32_TSC_AUX (0xC0000103, for RDTSCP).
 /// </summary>
 internal sealed class MsrHandler(PartitionTable partitions)
 {
@@ -22,6 +23,7 @@ internal sealed class MsrHandler(PartitionTable partitions)
     public const uint Ia32TimeStampCounter = 0x10;
     public const uint Ia32BiosSignId = 0x8B;
     public const uint Ia32SysenterCs = 0x174, Ia32SysenterEsp = 0x175, Ia32SysenterEip = 0x176;
+    public const uint Ia32TscAux = 0xC0000103;
 
     public void Read(Partition partition, VirtualProcessor vp, uint msr)
     {
@@ -43,6 +45,9 @@ internal sealed class MsrHandler(PartitionTable partitions)
                 break;
             case Ia32SysenterEip:
                 value = vp.Core.SysenterEip;
+                break;
+            case Ia32TscAux:
+                value = vp.Core.TscAux;
                 break;
             case HvMsr.GuestOsId when Allowed(hv, HvPartitionPrivileges.AccessHypercallMsrs):
                 value = hv.GuestOsId;
@@ -85,6 +90,10 @@ internal sealed class MsrHandler(PartitionTable partitions)
                 else if (msr == Ia32SysenterEsp) vp.Core.SysenterEsp = (uint)value;
                 else vp.Core.SysenterEip = (uint)value;
                 ok = true;
+                break;
+            case Ia32TscAux:
+                ok = value >> 32 == 0; // bits 63:32 are reserved (SDM Vol. 4, table 2-2)
+                if (ok) vp.Core.TscAux = (uint)value;
                 break;
             case HvMsr.GuestOsId when Allowed(hv, HvPartitionPrivileges.AccessHypercallMsrs):
                 hv.GuestOsId = value;

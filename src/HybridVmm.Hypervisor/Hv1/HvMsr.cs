@@ -21,6 +21,7 @@ public static class HvMsr
         0x174 => "IA32_SYSENTER_CS",
         0x175 => "IA32_SYSENTER_ESP",
         0x176 => "IA32_SYSENTER_EIP",
+        0xC0000103 => "IA32_TSC_AUX",
         GuestOsId => "HV_X64_MSR_GUEST_OS_ID",
         Hypercall => "HV_X64_MSR_HYPERCALL",
         VpIndex => "HV_X64_MSR_VP_INDEX",

@@ -25,6 +25,10 @@ public static class CpuidPolicy
     /// </summary>
     public const uint FeaturesEdx = (1u << 0) | (1u << 3) | (1u << 4) | (1u << 5) | (1u << 8) | (1u << 11) | (1u << 13) | (1u << 15) | (1u << 24);
 
+    /// <summary>The highest extended leaf: 0x80000001, whose EDX reports RDTSCP (bit 27) and nothing else (no NX, no long mode, no SYSCALL).</summary>
+    public const uint MaxExtendedLeaf = 0x80000001;
+    public const uint ExtendedFeaturesEdx = 1u << 27;
+
     /// <summary>Leaf 1 ECX bit 31 is reserved by Intel for "hypervisor present".</summary>
     public const uint HypervisorPresent = 1u << 31;
 
@@ -55,6 +59,8 @@ public static class CpuidPolicy
             0x40000003 => ((uint)privileges, (uint)(privileges >> 32), 0, 0),
             0x40000004 => (0, 0, 0, 0),  // no implementation recommendations
             0x40000005 => (MaxVirtualProcessors, MaxVirtualProcessors, 0, 0),
+            0x80000000 => (MaxExtendedLeaf, 0, 0, 0),
+            0x80000001 => (0, 0, 0, ExtendedFeaturesEdx),
             // Leaves past the maximum read as zero here (real Intel parts repeat the highest basic leaf;
             // zero is the documented, deterministic choice of this platform).
             _ => (0, 0, 0, 0),

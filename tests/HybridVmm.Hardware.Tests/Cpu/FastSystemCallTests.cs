@@ -45,6 +45,18 @@ public class FastSystemCallTests
         });
     }
 
+    /// <summary>RDTSCP (SDM Vol. 2B): EDX:EAX as RDTSC would read them, ECX = IA32_TSC_AUX.</summary>
+    [Test]
+    public void RdtscpReadsTheCounterAndTscAux()
+    {
+        var m = new TestMachine();
+        m.Cpu.TscAux = 0x1234;
+        m.Cpu.TscOffset = 0x1_0000_0000;
+        m.Load(a => { a.nop(); a.nop(); a.rdtscp(); a.hlt(); });
+        m.RunToHalt();
+        Assert.That((m.Cpu[Gpr.Eax], m.Cpu[Gpr.Edx], m.Cpu[Gpr.Ecx]), Is.EqualTo((2u, 1u, 0x1234u)), "two instructions retired before it, plus the offset");
+    }
+
     [Test]
     public void SysenterWithANullSysenterCsIsGeneralProtection()
     {

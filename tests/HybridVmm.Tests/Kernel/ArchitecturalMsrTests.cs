@@ -86,6 +86,26 @@ public class ArchitecturalMsrTests
         }
     }
 
+    /// <summary>IA32_TSC_AUX (0xC0000103) holds 32 bits for RDTSCP; a write with bits 63:32 set is #GP (SDM Vol. 4, table 2-2).</summary>
+    [Test]
+    public async Task TscAuxFeedsRdtscpAndRefusesItsReservedHalf()
+    {
+        byte[] image = FlatKernel.Build(a =>
+        {
+            a.mov(ecx, 0xC0000103); a.mov(eax, 0xCAFE); a.xor(edx, edx); a.wrmsr();
+            a.rdtscp(); a.mov(__dword_ptr[Results], ecx);
+            a.mov(ecx, 0xC0000103); a.mov(edx, 1); a.wrmsr(); // #GP: no IDT, so the guest stops on it
+            a.mov(eax, 0); a.@out(0xF4, eax);
+        });
+        (_, PartitionExit exit, HostOS.Vm.VirtualMachine vm, TestMachine machine) = await TestMachine.RunOneAsync(image);
+        using (machine)
+        {
+            Assert.That(exit.Reason, Is.EqualTo(StopReason.GuestFault), exit.Diagnostic);
+            Assert.That(exit.Diagnostic, Does.Contain("#GP"));
+            Assert.That(Read64(machine, vm, Results) & 0xFFFF_FFFF, Is.EqualTo(0xCAFEUL));
+        }
+    }
+
     private static ulong Read64(TestMachine machine, HostOS.Vm.VirtualMachine vm, uint address)
     {
         byte[] bytes = new byte[8];

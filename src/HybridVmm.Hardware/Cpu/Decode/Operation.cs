@@ -22,7 +22,7 @@ internal enum Operation : byte
     Clc, Stc, Cmc, Cld, Std, Cli, Sti,
     Nop, Cpuid, Rdtsc, Hlt, In, Out, Xlat,
     Lgdt, Lidt, Sgdt, Sidt, SoftwareInterrupt,
-    Iret, Rdmsr, Wrmsr, Vmcall, Invlpg, Sysenter, Sysexit,
+    Iret, Rdmsr, Wrmsr, Vmcall, Invlpg, Sysenter, Sysexit, Rdtscp,
     JmpFar, CallFar, Retf, LoadFarPointer, Lldt, Sldt, Ltr, Str, Lar, Lsl, Verr, Verw, Arpl, Smsw, Lmsw, Clts,
     /// <summary>Every x87 form (escape opcodes D8-DF), WAIT, FXSAVE and FXRSTOR: Fpu/X86Core.Fpu.cs switches further.</summary>
     X87,
@@ -219,6 +219,7 @@ internal static class OperationTable
             Mnemonic.Invlpg => Operation.Invlpg,
             Mnemonic.Cpuid => Operation.Cpuid,
             Mnemonic.Rdtsc => Operation.Rdtsc,
+            Mnemonic.Rdtscp => Operation.Rdtscp,
             Mnemonic.Hlt => Operation.Hlt,
             Mnemonic.In => Operation.In,
             Mnemonic.Out => Operation.Out,

@@ -118,6 +118,7 @@ public sealed partial class X86Core
             Operation.Iret => Iret(ref ins),
             Operation.Sysenter => Sysenter(),
             Operation.Sysexit => Sysexit(),
+            Operation.Rdtscp => Rdtscp(),
             Operation.Rdmsr => RequireRing0() && Rdmsr(),
             Operation.Wrmsr => RequireRing0() && Wrmsr(),
             Operation.X87 => X87(ref ins),

@@ -34,6 +34,8 @@ internal struct CpuContext
     public FpuState Fpu;
     /// <summary>IA32_SYSENTER_CS, _ESP and _EIP (MSRs 0x174-0x176): where SYSENTER enters ring 0, and SYSEXIT's selectors.</summary>
     public uint SysenterCs, SysenterEsp, SysenterEip;
+    /// <summary>IA32_TSC_AUX (0xC0000103), read by RDTSCP.</summary>
+    public uint TscAux;
 
     [UnscopedRef] public ref uint Eax { [MethodImpl(MethodImplOptions.AggressiveInlining)] get => ref Gpr[0]; }
     [UnscopedRef] public ref uint Ecx { [MethodImpl(MethodImplOptions.AggressiveInlining)] get => ref Gpr[1]; }

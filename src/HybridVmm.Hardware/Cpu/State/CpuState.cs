@@ -31,6 +31,8 @@ public record struct CpuState
     public FpuSavedState? Fpu;
     /// <summary>IA32_SYSENTER_CS, _ESP and _EIP; zero in a state from before version 4 of the chunk (their reset value).</summary>
     public uint SysenterCs, SysenterEsp, SysenterEip;
+    /// <summary>IA32_TSC_AUX; zero in a state from before version 4 of the chunk.</summary>
+    public uint TscAux;
     public ulong TscOffset;
     public long InstructionsRetired;
 
@@ -80,7 +82,7 @@ public sealed partial class X86Core
         SegmentCaches = new SegmentCaches(_ctx.Es, _ctx.Cs, _ctx.Ss, _ctx.Ds, _ctx.Fs, _ctx.Gs, _ctx.Ldtr, _ctx.Tr),
         Gdtr = Gdtr, Idtr = Idtr,
         Fpu = FpuSavedState.From(_ctx.Fpu),
-        SysenterCs = _ctx.SysenterCs, SysenterEsp = _ctx.SysenterEsp, SysenterEip = _ctx.SysenterEip,
+        SysenterCs = _ctx.SysenterCs, SysenterEsp = _ctx.SysenterEsp, SysenterEip = _ctx.SysenterEip, TscAux = _ctx.TscAux,
         TscOffset = TscOffset,
         InstructionsRetired = InstructionsRetired,
         InterruptRequest0 = _irr0, InterruptRequest1 = _irr1, InterruptRequest2 = _irr2, InterruptRequest3 = _irr3,
@@ -118,7 +120,7 @@ public sealed partial class X86Core
         Idtr = state.Idtr;
         (state.Fpu ?? FpuSavedState.Initial).ApplyTo(ref _ctx.Fpu);
         TscOffset = state.TscOffset;
-        (_ctx.SysenterCs, _ctx.SysenterEsp, _ctx.SysenterEip) = (state.SysenterCs, state.SysenterEsp, state.SysenterEip);
+        (_ctx.SysenterCs, _ctx.SysenterEsp, _ctx.SysenterEip, _ctx.TscAux) = (state.SysenterCs, state.SysenterEsp, state.SysenterEip, state.TscAux);
         InstructionsRetired = state.InstructionsRetired;
         _pending = default;
         DiscardReplay();

@@ -23,6 +23,17 @@ public sealed partial class X86Core
         return true;
     }
 
+    /// <summary>RDTSCP (SDM Vol. 2B): RDTSC's value, and IA32_TSC_AUX in ECX.</summary>
+    private bool Rdtscp()
+    {
+        Rdtsc();
+        _ctx.Ecx = _ctx.TscAux;
+        return true;
+    }
+
+    /// <summary>IA32_TSC_AUX (0xC0000103), which RDTSCP returns in ECX; an operating system keeps the CPU number there.</summary>
+    public uint TscAux { get => _ctx.TscAux; set => _ctx.TscAux = value; }
+
     private bool LoadDescriptorTable(ref Instruction ins, Operation op)
     {
         // m16&32: limit then base; a 16-bit operand size uses only 24 bits of the base (SDM Vol. 2A, LGDT).
