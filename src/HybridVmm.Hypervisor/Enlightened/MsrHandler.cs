@@ -12,7 +12,7 @@ namespace HybridVmm.Hypervisor.Enlightened;
 /// privilege for the MSR group get #GP(0), as on Hyper-V. Two architectural MSRs are served here too, as every
 /// hypervisor does for a P6-family CPU: IA32_TIME_STAMP_COUNTER (0x10; a write moves the TSC offset, SDM Vol. 3B,
 /// 18.17) and IA32_BIOS_SIGN_ID (0x8B; writes are accepted and reads give microcode revision 0, since there is no
-/// microcode to update).
+/// microcode to update), and IA32_APIC_BASE (0x1B), the local APIC's base and global enable (SDM Vol. 3A, 11.4.4).
 /// </summary>
 internal sealed class MsrHandler(PartitionTable partitions)
 {
@@ -33,6 +33,9 @@ internal sealed class MsrHandler(PartitionTable partitions)
                 value = (ulong)vp.Core.InstructionsRetired + vp.Core.TscOffset;
                 break;
             case Ia32BiosSignId:
+                break;
+            case Apic.ApicRegisters.Ia32ApicBase:
+                value = vp.Apic.BaseMsr;
                 break;
             case HvMsr.GuestOsId when Allowed(hv, HvPartitionPrivileges.AccessHypercallMsrs):
                 value = hv.GuestOsId;
@@ -68,6 +71,10 @@ internal sealed class MsrHandler(PartitionTable partitions)
                 break;
             case Ia32BiosSignId:
                 ok = true;
+                break;
+            case Apic.ApicRegisters.Ia32ApicBase:
+                ok = vp.Apic.WriteBaseMsr(value, partitions.Now(vp));
+                vp.SyncInterruptWindow(); // a globally disabled APIC passes the 8259's INTR straight through
                 break;
             case HvMsr.GuestOsId when Allowed(hv, HvPartitionPrivileges.AccessHypercallMsrs):
                 hv.GuestOsId = value;

@@ -17,6 +17,7 @@ public static class HvMsr
     public static string Name(uint msr) => msr switch
     {
         0x10 => "IA32_TIME_STAMP_COUNTER",
+        0x1B => "IA32_APIC_BASE",
         0x8B => "IA32_BIOS_SIGN_ID",
         GuestOsId => "HV_X64_MSR_GUEST_OS_ID",
         Hypercall => "HV_X64_MSR_HYPERCALL",

@@ -15,11 +15,15 @@ public static class CpuidPolicy
     public const uint Signature = 0x0000_0611;
 
     /// <summary>
-    /// Leaf 1 EDX: FPU (bit 0, the x87), PSE (bit 3, 4 MiB pages), TSC (bit 4), CX8 (bit 8), PGE (bit 13, global pages),
+    /// Leaf 1 EDX: FPU (bit 0, the x87), PSE (bit 3, 4 MiB pages), TSC (bit 4), CX8 (bit 8), APIC (bit 9, the local APIC:
+    /// cleared while IA32_APIC_BASE disables it), PGE (bit 13, global pages),
     /// CMOV (bit 15, with FCMOVcc and FCOMI since FPU is set), FXSR (bit 24, FXSAVE/FXRSTOR).
-    /// No MSR, PAE, PSE-36, APIC, MMX or SSE: MAXPHYADDR is therefore 32 (SDM Vol. 3A, 4.1.4).
+    /// No MSR, PAE, PSE-36, MMX or SSE: MAXPHYADDR is therefore 32 (SDM Vol. 3A, 4.1.4).
     /// </summary>
-    public const uint FeaturesEdx = (1u << 0) | (1u << 3) | (1u << 4) | (1u << 8) | (1u << 13) | (1u << 15) | (1u << 24);
+    public const uint FeaturesEdx = (1u << 0) | (1u << 3) | (1u << 4) | (1u << 8) | ApicFeature | (1u << 13) | (1u << 15) | (1u << 24);
+
+    /// <summary>Leaf 1 EDX bit 9: an on-chip local APIC.</summary>
+    public const uint ApicFeature = 1u << 9;
 
     /// <summary>Leaf 1 ECX bit 31 is reserved by Intel for "hypervisor present".</summary>
     public const uint HypervisorPresent = 1u << 31;
