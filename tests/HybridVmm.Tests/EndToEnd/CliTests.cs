@@ -12,6 +12,7 @@ public class CliTests
     [TestCase("iobench")]
     [TestCase("rings")]
     [TestCase("pic")]
+    [TestCase("apic")]
     public void RunPrintsTheSameBytesAsQemuAndExitsWithTheGuestValue(string guest)
     {
         CliProcess.Result result = CliProcess.Run("run", Repository.GuestElf(guest));

@@ -25,6 +25,7 @@ public class QemuDifferentialTests
     [TestCase("iobench")]
     [TestCase("rings")]
     [TestCase("pic")]
+    [TestCase("apic")]
     public void GuestPrintsTheSameBytesAndExitsWithTheSameValueAsUnderQemu(string guest)
     {
         (int qemuStatus, byte[] qemuOutput) = RunQemu(guest);
