@@ -59,7 +59,7 @@ internal sealed class Partition
         var vp = new VirtualProcessor(_vps.Count, core);
         vp.Apic = new Apic.LocalApic(core, (byte)vp.Index);
         core.LocalInterruptController = vp.Apic;
-        vp.Synic = new SynIc.SyntheticInterruptController(AddressSpace, core);
+        vp.Synic = new SynIc.SyntheticInterruptController(AddressSpace, vp.Apic);
         _vps.Add(vp);
         return vp;
     }

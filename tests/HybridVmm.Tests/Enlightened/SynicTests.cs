@@ -20,7 +20,8 @@ public class SynicTests
 
     /// <summary>
     /// The SINT2 handler logs each message's VMBus message type (the first payload dword), frees the slot and
-    /// writes EOM when MessagePending is set, as the TLFS asks. The main program enables the SynIC, asks the root
+    /// writes EOM when MessagePending is set, as the TLFS asks, then the local APIC's EOI (the SINT is delivered
+    /// through the APIC and has no auto-EOI). The main program enables the SynIC, asks the root
     /// for offers and halts until three messages (two offers, all-offers-delivered) have arrived.
     /// </summary>
     private static byte[] Guest(bool enableSint)
@@ -57,6 +58,7 @@ public class SynicTests
         a.jz(noEom);
         Wrmsr(a, HvMsr.Eom, 0);
         a.Label(ref noEom);
+        a.mov(__dword_ptr[0xFEE0_00B0UL], 0u);                  // the local APIC's EOI: the SINT has no auto-EOI
         a.popad();
         a.iretd();
 
