@@ -85,7 +85,7 @@ internal sealed partial class LocalApic : ILocalInterruptController
     /// flag is read-only. Clearing bit 11 disables the APIC until reset, as on P6-family processors (SDM Vol. 3A,
     /// 11.4.3) and QEMU: its page is ordinary unbacked memory again and CPUID stops reporting it; setting it again is ignored.
     /// </summary>
-    public bool WriteBaseMsr(ulong value, long now)
+    public bool WriteBaseMsr(ulong value)
     {
         if ((value & ~(BaseAddressMask | BaseEnable | BaseBsp)) != 0)
         {
@@ -100,7 +100,6 @@ internal sealed partial class LocalApic : ILocalInterruptController
             ArchitecturalReset();
         }
 
-        _ = now;
         return true;
     }
 

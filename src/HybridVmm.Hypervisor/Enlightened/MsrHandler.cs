@@ -73,7 +73,7 @@ internal sealed class MsrHandler(PartitionTable partitions)
                 ok = true;
                 break;
             case Apic.ApicRegisters.Ia32ApicBase:
-                ok = vp.Apic.WriteBaseMsr(value, partitions.Now(vp));
+                ok = vp.Apic.WriteBaseMsr(value);
                 vp.SyncInterruptWindow(); // a globally disabled APIC passes the 8259's INTR straight through
                 break;
             case HvMsr.GuestOsId when Allowed(hv, HvPartitionPrivileges.AccessHypercallMsrs):
