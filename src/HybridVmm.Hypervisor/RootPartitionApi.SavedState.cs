@@ -19,7 +19,7 @@ public sealed partial class RootPartitionApi
         foreach (VirtualProcessor vp in partition.VirtualProcessors)
         {
             bool halted = vp.State == VpState.Halted || (vp.HeldForRoot && vp.ReleaseState == VpState.Halted);
-            vps.Add(new VpEnlightenedState(halted, vp.Synic.SaveState()));
+            vps.Add(new VpEnlightenedState(halted, vp.Synic.SaveState(), vp.Apic.SaveState(vp.ExtIntRequested)));
         }
 
         return new EnlightenedState(partition.Hv.SaveState(), vps, _kernel.Enlightenments.RootRequests.PendingFor(partition));
@@ -86,6 +86,28 @@ public sealed partial class RootPartitionApi
             {
                 return error;
             }
+        }
+
+        for (int i = 0; i < partition.VirtualProcessors.Count; i++)
+        {
+            VirtualProcessor vp = partition.VirtualProcessors[i];
+            if (state.VirtualProcessors[i].Apic is { } apic)
+            {
+                if (vp.Apic.RestoreState(apic) is { } error)
+                {
+                    return error;
+                }
+
+                vp.ExtIntRequested = apic.ExtIntRequested;
+            }
+            else
+            {
+                // Saved before the APIC existed: the power-on APIC, and the 8259's request as the core held it.
+                vp.Apic.PowerOn();
+                vp.ExtIntRequested = vp.Core.InterruptWindowRequested;
+            }
+
+            vp.SyncInterruptWindow();
         }
 
         partition.Hv.RestoreState(hv);

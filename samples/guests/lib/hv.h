@@ -25,6 +25,8 @@
 
 #define HV_STATUS_SUCCESS 0
 #define HV_SINT_MASKED    (1ull << 16)
+/* AutoEOI (TLFS 11.8.4): the SINT's vector leaves the local APIC's ISR as it is taken, so the handler needs no APIC EOI. */
+#define HV_SINT_AUTO_EOI  (1ull << 17)
 
 /* The SynIC message slot (HV_MESSAGE) and its header fields. */
 struct hv_message {

@@ -114,7 +114,7 @@ int vmbus_init(void)
     idt_set_gate(VMBUS_VECTOR, vmbus_isr_stub);
     wrmsr(HV_MSR_SIMP, (uint32_t)message_page | 1u);
     wrmsr(HV_MSR_SIEFP, (uint32_t)event_page | 1u);
-    wrmsr(HV_MSR_SINT0 + VMBUS_SINT, VMBUS_VECTOR);   /* unmasked, vector 0x40 */
+    wrmsr(HV_MSR_SINT0 + VMBUS_SINT, VMBUS_VECTOR | HV_SINT_AUTO_EOI);   /* unmasked, vector 0x40, auto-EOI */
     wrmsr(HV_MSR_SCONTROL, 1);
     sti();
     uint32_t request[2] = { MSG_REQUEST_OFFERS, 0 };

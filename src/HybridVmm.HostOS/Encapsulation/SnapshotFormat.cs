@@ -1,6 +1,7 @@
 using HybridVmm.Hardware.Cpu;
 using HybridVmm.Hardware.SavedState;
 using HybridVmm.HostOS.VmBus;
+using HybridVmm.Hypervisor.Apic;
 using HybridVmm.Hypervisor.Hv1;
 using HybridVmm.Hypervisor.Partitions;
 using HybridVmm.Hypervisor.SynIc;
@@ -16,7 +17,7 @@ namespace HybridVmm.HostOS.Encapsulation;
 /// </summary>
 /// <remarks>
 /// Chunks, in file order: "partition", "cpu.vp0", "interrupts.vp0", "statistics", "hv.partition",
-/// "synic.vp{n}" per vCPU, "root.requests", "device.{name}" per device with state, "vmbus.channel.{relid}"
+/// "synic.vp{n}" per vCPU, "apic.vp{n}" per vCPU (optional: older snapshots lack it), "root.requests", "device.{name}" per device with state, "vmbus.channel.{relid}"
 /// per channel followed by "vmbus.channel.{relid}.{device}" when the device has state, and "memory" last.
 /// A chunk this build does not know is refused, so that no state is dropped silently.
 /// </remarks>
@@ -48,6 +49,14 @@ public static class SnapshotFormat
         for (int i = 0; i < s.Enlightened.VirtualProcessors.Count; i++)
         {
             w.WriteChunk(SynicStateCodec.Tag(i), SynicStateCodec.Instance, s.Enlightened.VirtualProcessors[i]);
+        }
+
+        for (int i = 0; i < s.Enlightened.VirtualProcessors.Count; i++)
+        {
+            if (s.Enlightened.VirtualProcessors[i].Apic is { } apic)
+            {
+                w.WriteChunk(LocalApicStateCodec.Tag(i), LocalApicStateCodec.Instance, apic);
+            }
         }
 
         w.WriteChunk(PendingRootRequestsCodec.Tag, PendingRootRequestsCodec.Instance, s.Enlightened.PendingRequests);
@@ -137,6 +146,20 @@ public static class SnapshotFormat
             }
 
             vps.Add(vp);
+        }
+
+        for (int i = 0; i < vps.Count; i++)
+        {
+            // Optional: a snapshot from before the local APIC restores the power-on APIC.
+            if (container.Find(LocalApicStateCodec.Tag(i)) is not null)
+            {
+                if (!TryDecode(container, used, LocalApicStateCodec.Tag(i), LocalApicStateCodec.Instance, out LocalApicState? apic, out error))
+                {
+                    return null;
+                }
+
+                vps[i] = vps[i] with { Apic = apic };
+            }
         }
 
         var devices = new List<DeviceState>();

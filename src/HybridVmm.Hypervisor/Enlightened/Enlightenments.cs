@@ -25,6 +25,9 @@ internal sealed class Enlightenments
         _hypercalls = new HypercallHandler(partitions, RootRequests);
     }
 
+    /// <summary>Virtual ticks an exit the kernel serves itself costs (RDMSR, WRMSR, VMCALL, a local APIC register).</summary>
+    public long ExitCostTicks => _exitCostTicks;
+
     /// <summary>Guests' requests waiting for the root, handed over at the pass barrier.</summary>
     public RootRequestQueue RootRequests { get; }
 

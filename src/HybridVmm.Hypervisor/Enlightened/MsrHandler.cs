@@ -13,7 +13,8 @@ namespace HybridVmm.Hypervisor.Enlightened;
 /// hypervisor does for a P6-family CPU: IA32_TIME_STAMP_COUNTER (0x10; a write moves the TSC offset, SDM Vol. 3B,
 /// 18.17), IA32_BIOS_SIGN_ID (0x8B; writes are accepted and reads give microcode revision 0, since there is no
 /// microcode to update), IA32_SYSENTER_CS/ESP/EIP (0x174-0x176, held in the core for SYSENTER and SYSEXIT) and
-/// IA32_TSC_AUX (0xC0000103, for RDTSCP).
+/// IA32_TSC_AUX (0xC0000103, for RDTSCP), and IA32_APIC_BASE (0x1B), the local APIC's base and global enable (SDM
+/// Vol. 3A, 11.4.4).
 /// </summary>
 internal sealed class MsrHandler(PartitionTable partitions)
 {
@@ -48,6 +49,9 @@ internal sealed class MsrHandler(PartitionTable partitions)
                 break;
             case Ia32TscAux:
                 value = vp.Core.TscAux;
+                break;
+            case Apic.ApicRegisters.Ia32ApicBase:
+                value = vp.Apic.BaseMsr;
                 break;
             case HvMsr.GuestOsId when Allowed(hv, HvPartitionPrivileges.AccessHypercallMsrs):
                 value = hv.GuestOsId;
@@ -94,6 +98,10 @@ internal sealed class MsrHandler(PartitionTable partitions)
             case Ia32TscAux:
                 ok = value >> 32 == 0; // bits 63:32 are reserved (SDM Vol. 4, table 2-2)
                 if (ok) vp.Core.TscAux = (uint)value;
+                break;
+            case Apic.ApicRegisters.Ia32ApicBase:
+                ok = vp.Apic.WriteBaseMsr(value);
+                vp.SyncInterruptWindow(); // a globally disabled APIC passes the 8259's INTR straight through
                 break;
             case HvMsr.GuestOsId when Allowed(hv, HvPartitionPrivileges.AccessHypercallMsrs):
                 hv.GuestOsId = value;

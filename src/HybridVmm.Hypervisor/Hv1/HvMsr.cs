@@ -17,6 +17,7 @@ public static class HvMsr
     public static string Name(uint msr) => msr switch
     {
         0x10 => "IA32_TIME_STAMP_COUNTER",
+        0x1B => "IA32_APIC_BASE",
         0x8B => "IA32_BIOS_SIGN_ID",
         0x174 => "IA32_SYSENTER_CS",
         0x175 => "IA32_SYSENTER_ESP",

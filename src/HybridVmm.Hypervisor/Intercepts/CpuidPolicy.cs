@@ -20,10 +20,14 @@ public static class CpuidPolicy
 
     /// <summary>
     /// Leaf 1 EDX: FPU (bit 0, the x87), PSE (bit 3, 4 MiB pages), TSC (bit 4), MSR (bit 5, RDMSR/WRMSR), CX8 (bit 8),
-    /// SEP (bit 11, SYSENTER/SYSEXIT), PGE (bit 13, global pages), CMOV (bit 15, with FCMOVcc and FCOMI since FPU is
-    /// set), FXSR (bit 24, FXSAVE/FXRSTOR). No PAE, PSE-36, APIC, MMX or SSE: MAXPHYADDR is therefore 32 (SDM Vol. 3A, 4.1.4).
+    /// APIC (bit 9, the local APIC: cleared while IA32_APIC_BASE disables it), SEP (bit 11, SYSENTER/SYSEXIT), PGE (bit 13,
+    /// global pages), CMOV (bit 15, with FCMOVcc and FCOMI since FPU is set), FXSR (bit 24, FXSAVE/FXRSTOR).
+    /// No PAE, PSE-36, MMX or SSE: MAXPHYADDR is therefore 32 (SDM Vol. 3A, 4.1.4).
     /// </summary>
-    public const uint FeaturesEdx = (1u << 0) | (1u << 3) | (1u << 4) | (1u << 5) | (1u << 8) | (1u << 11) | (1u << 13) | (1u << 15) | (1u << 24);
+    public const uint FeaturesEdx = (1u << 0) | (1u << 3) | (1u << 4) | (1u << 5) | (1u << 8) | ApicFeature | (1u << 11) | (1u << 13) | (1u << 15) | (1u << 24);
+
+    /// <summary>Leaf 1 EDX bit 9: an on-chip local APIC.</summary>
+    public const uint ApicFeature = 1u << 9;
 
     /// <summary>The highest extended leaf: 0x80000001, whose EDX reports RDTSCP (bit 27) and nothing else (no NX, no long mode, no SYSCALL).</summary>
     public const uint MaxExtendedLeaf = 0x80000001;

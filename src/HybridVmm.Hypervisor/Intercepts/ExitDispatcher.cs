@@ -32,6 +32,9 @@ internal sealed class ExitDispatcher(PartitionTable partitions, InterceptCost co
                 return ExitOutcome.Go;
             case CpuExitReason.MemoryIntercept when exit.IsWrite && ResolveWriteProtection(partition, vp, exit.GuestPhysicalAddress):
                 return ExitOutcome.Go;
+            case CpuExitReason.MemoryIntercept when vp.Apic.Claims(exit.GuestPhysicalAddress):
+                // The local APIC's page is the kernel's own (as on Hyper-V): served here, never routed to the root.
+                return ApicAccess.Serve(partitions, partition, vp, exit, enlightenments.ExitCostTicks);
             case CpuExitReason.IoIn:
             case CpuExitReason.IoOut:
             case CpuExitReason.MemoryIntercept:
@@ -40,6 +43,7 @@ internal sealed class ExitDispatcher(PartitionTable partitions, InterceptCost co
                 Halt(partition, vp);
                 return ExitOutcome.Stop;
             case CpuExitReason.InterruptWindow:
+                vp.ExtIntRequested = false; // the core consumed the request: the 8259 acknowledges now
                 return await ToDeviceModelAsync(partition, vp, exit,
                     new InterceptMessage(partition.Id, vp.Index, partitions.Now(vp), InterceptKind.InterruptWindow, 0, 0, 0, 0, false), cancellationToken).ConfigureAwait(false);
             case CpuExitReason.Exception:
@@ -120,6 +124,11 @@ internal sealed class ExitDispatcher(PartitionTable partitions, InterceptCost co
         uint leaf = core[Gpr.Eax];
         uint subleaf = core[Gpr.Ecx];
         (uint a, uint b, uint c, uint d) = CpuidPolicy.Query(leaf, subleaf, (ulong)partition.Hv.Privileges);
+        if (leaf == 1 && !vp.Apic.GloballyEnabled)
+        {
+            d &= ~CpuidPolicy.ApicFeature; // IA32_APIC_BASE[11] clear hides the APIC from CPUID (SDM Vol. 3A, 11.4.3)
+        }
+
         partition.Statistics.CountIntercept("cpuid");
         if (partitions.Trace.Enabled)
         {

@@ -27,12 +27,14 @@ internal sealed class InterceptCompletion(PartitionTable partitions, InterruptQu
                     break;
                 default:
                     bool requested = kind == PostedKind.WindowRequested;
-                    if (vp.Core.InterruptWindowRequested == requested)
+                    if (vp.ExtIntRequested == requested)
                     {
                         return; // no change: nothing to trace
                     }
 
-                    vp.Core.RequestInterruptWindow(requested);
+                    // The 8259's INTR reaches the core through the APIC's LINT0 (virtual-wire mode).
+                    vp.ExtIntRequested = requested;
+                    vp.SyncInterruptWindow();
                     what = requested ? "root requested interrupt window" : "root withdrew interrupt window";
                     break;
             }

@@ -18,8 +18,11 @@ public sealed record EnlightenedState(
     public const int MaxPendingRequests = 16;
 }
 
-/// <summary>One vCPU: halted (waiting in HLT for an interrupt) or not, and its SynIC.</summary>
-public sealed record VpEnlightenedState(bool Halted, SynicState Synic);
+/// <summary>
+/// One vCPU: halted (waiting in HLT for an interrupt) or not, its SynIC, and its local APIC (null in a snapshot taken
+/// before the APIC existed: the vCPU then gets the power-on APIC).
+/// </summary>
+public sealed record VpEnlightenedState(bool Halted, SynicState Synic, Apic.LocalApicState? Apic = null);
 
 /// <summary>A guest's HvPostMessage or HvSignalEvent the kernel queued for the root's VMBus server (see <see cref="VmBusRequest"/>).</summary>
 public sealed record PendingRootRequest(int VpIndex, VmBusRequestKind Kind, uint ConnectionId, uint MessageType, byte[] Payload);

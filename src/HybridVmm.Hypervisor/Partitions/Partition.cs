@@ -57,7 +57,9 @@ internal sealed class Partition
     internal VirtualProcessor AddVp(X86Core core)
     {
         var vp = new VirtualProcessor(_vps.Count, core);
-        vp.Synic = new SynIc.SyntheticInterruptController(AddressSpace, core);
+        vp.Apic = new Apic.LocalApic(core, (byte)vp.Index);
+        core.LocalInterruptController = vp.Apic;
+        vp.Synic = new SynIc.SyntheticInterruptController(AddressSpace, vp.Apic);
         _vps.Add(vp);
         return vp;
     }

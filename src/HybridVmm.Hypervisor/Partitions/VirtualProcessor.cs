@@ -29,6 +29,18 @@ internal sealed class VirtualProcessor
     /// <summary>This vCPU's synthetic interrupt controller (TLFS chapter 11).</summary>
     public SynIc.SyntheticInterruptController Synic { get; internal set; } = null!;
 
+    /// <summary>This vCPU's local APIC (SDM Vol. 3A, chapter 11), the core's interrupt controller.</summary>
+    public Apic.LocalApic Apic { get; internal set; } = null!;
+
+    /// <summary>
+    /// The root's 8259 asks for an interrupt window (its INTR is high) and the window has not opened yet. The core is
+    /// asked for the window only while the APIC lets ExtINT through (LINT0 unmasked, or the APIC globally disabled).
+    /// </summary>
+    internal bool ExtIntRequested { get; set; }
+
+    /// <summary>Passes the 8259's request to the core as the APIC's LINT0 allows now; call after either changes.</summary>
+    internal void SyncInterruptWindow() => Core.RequestInterruptWindow(ExtIntRequested && Apic.AcceptsExtInt);
+
     /// <summary>Virtual ticks this vCPU has used in the current scheduling round.</summary>
     internal long SliceTicks { get; set; }
 

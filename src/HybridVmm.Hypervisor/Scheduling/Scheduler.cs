@@ -180,6 +180,19 @@ public sealed class Scheduler
                 budget = Math.Min(budget, left);
             }
 
+            if (vp.Apic.TimerDeadline is { } apicDeadline)
+            {
+                // The local APIC's timer is the kernel's own: at its deadline it raises its interrupt, with no exit.
+                long untilApic = apicDeadline - _partitions.Now(vp);
+                if (untilApic <= 0)
+                {
+                    vp.Apic.TimerExpired(_partitions.Now(vp));
+                    continue;
+                }
+
+                budget = Math.Min(budget, untilApic);
+            }
+
             ExitOutcome outcome;
             if (vp.Index == 0 && partition.DeviceTimerDeadline is { } deadline)
             {
@@ -214,39 +227,56 @@ public sealed class Scheduler
     }
 
     /// <summary>
-    /// A halted boot vCPU (IF=1) whose devices armed a timer spends the rest of its quantum idle, as a halted processor
-    /// lets time pass: if the deadline falls inside the quantum, its time advances exactly to it and the device-timer
-    /// intercept is served there (the device may raise an interrupt that wakes it). Called only when nothing else could
-    /// run in the pass, so a halted vCPU that an interrupt from the root or a VMBus reply would wake wakes as before.
+    /// A halted vCPU (IF=1) with a timer armed, its local APIC's or (the boot vCPU) its devices', spends the rest of its
+    /// quantum idle, as a halted processor lets time pass: if the earliest deadline falls inside the quantum, its time
+    /// advances exactly to it; the APIC timer raises its interrupt there, a device timer is served as an intercept there
+    /// (the device may raise an interrupt that wakes it). Called only when nothing else could run in the pass, so a
+    /// halted vCPU that an interrupt from the root or a VMBus reply would wake wakes as before.
     /// </summary>
     private async ValueTask<bool> IdleHaltedUntilDeviceTimersAsync(IReadOnlyList<Partition> partitions, long quantum, CancellationToken cancellationToken)
     {
         bool any = false, idled = false;
         foreach (Partition partition in partitions)
         {
-            if (partition.IsRoot || partition.State != PartitionState.Running || partition.VirtualProcessors.Count == 0)
+            if (partition.IsRoot || partition.State != PartitionState.Running)
             {
                 continue;
             }
 
-            VirtualProcessor vp = partition.VirtualProcessors[0];
-            if (vp.State != VpState.Halted || !vp.Core.InterruptsEnabled || partition.DeviceTimerDeadline is not { } deadline || vp.SliceTicks >= quantum)
+            foreach (VirtualProcessor vp in partition.VirtualProcessors)
             {
-                continue;
-            }
+                long? device = vp.Index == 0 ? partition.DeviceTimerDeadline : null;
+                long? apic = vp.Apic.TimerDeadline;
+                if (vp.State != VpState.Halted || !vp.Core.InterruptsEnabled || (device is null && apic is null) || vp.SliceTicks >= quantum)
+                {
+                    continue;
+                }
 
-            long left = deadline - _partitions.Now(vp);
-            if (left > quantum - vp.SliceTicks)
-            {
-                vp.SliceTicks = quantum; // idle to the end of the round; the deadline is in a later one
-                idled = true;
-                continue;
-            }
+                bool apicFirst = apic is { } a && (device is not { } d || a < d);
+                long left = (apicFirst ? apic!.Value : device!.Value) - _partitions.Now(vp);
+                if (left > quantum - vp.SliceTicks)
+                {
+                    vp.SliceTicks = quantum; // idle to the end of the round; the deadline is in a later one
+                    idled = true;
+                    continue;
+                }
 
-            vp.SliceTicks += Math.Max(left, 0);
-            ExitOutcome outcome = await _dispatcher.DeviceTimerAsync(partition, vp, cancellationToken, halted: true).ConfigureAwait(false);
-            vp.SliceTicks += outcome.SliceTicks;
-            any = true;
+                vp.SliceTicks += Math.Max(left, 0);
+                any = true;
+                if (apicFirst)
+                {
+                    vp.Apic.TimerExpired(_partitions.Now(vp));
+                    if (vp.Core.HasDeliverableInterrupt)
+                    {
+                        vp.State = VpState.Runnable;
+                    }
+
+                    continue;
+                }
+
+                ExitOutcome outcome = await _dispatcher.DeviceTimerAsync(partition, vp, cancellationToken, halted: true).ConfigureAwait(false);
+                vp.SliceTicks += outcome.SliceTicks;
+            }
         }
 
         if (any)

@@ -9,8 +9,8 @@ namespace HybridVmm.Hypervisor.SynIc;
 /// One virtual processor's synthetic interrupt controller (TLFS chapter 11): SCONTROL, the message page
 /// (SIMP), the event-flags page (SIEFP), sixteen SINT registers and end-of-message. A message is copied into
 /// its SINT's slot when the slot is free, otherwise it queues and the slot's MessagePending flag asks the
-/// guest to write EOM when it frees the slot. An unmasked SINT is delivered as an ordinary interrupt with its
-/// vector, through the guest's IDT. Touched only by the scheduler thread, or by the root while the scheduler
+/// guest to write EOM when it frees the slot. An unmasked SINT is a fixed interrupt of the vCPU's local APIC with its
+/// vector: the guest takes it through its IDT and writes the APIC's EOI, or sets the SINT's AutoEOI bit. Touched only by the scheduler thread, or by the root while the scheduler
 /// waits for it at a barrier.
 /// </summary>
 internal sealed class SyntheticInterruptController
@@ -22,16 +22,16 @@ internal sealed class SyntheticInterruptController
     private const ulong SintWritable = 0xFF | SintMasked | SintAutoEoi | SintPolling;
     private const ulong PageRegisterWritable = ~0xFFEUL; // enable bit 0 and GPA page bits 63:12
 
-    // The partition's RAM (its message and event-flag pages live there) and the core it interrupts.
+    // The partition's RAM (its message and event-flag pages live there) and the local APIC it interrupts through.
     private readonly GuestPhysicalAddressSpace? _memory;
-    private readonly X86Core _core;
+    private readonly Apic.LocalApic _apic;
     private readonly ulong[] _sint = new ulong[HvMessageLayout.SintCount];
     private readonly Queue<QueuedMessage>?[] _queues = new Queue<QueuedMessage>?[HvMessageLayout.SintCount];
 
-    internal SyntheticInterruptController(GuestPhysicalAddressSpace? memory, X86Core core)
+    internal SyntheticInterruptController(GuestPhysicalAddressSpace? memory, Apic.LocalApic apic)
     {
         _memory = memory;
-        _core = core;
+        _apic = apic;
         Array.Fill(_sint, SintMasked);
     }
 
@@ -283,7 +283,10 @@ internal sealed class SyntheticInterruptController
         ulong config = _sint[sint];
         if (Enabled && (config & (SintMasked | SintPolling)) == 0)
         {
-            _core.RequestInterrupt((byte)config);
+            // Through the local APIC, as on Hyper-V (TLFS 11.8.4): the vector enters IRR and, once taken, ISR, so the
+            // guest writes the APIC's EOI, unless the SINT asks for auto-EOI, which takes the vector out of service at once.
+            _apic.SetAutoEoi((byte)config, (config & SintAutoEoi) != 0);
+            _apic.Accept((byte)config);
         }
     }
 

@@ -13,6 +13,7 @@ public class CliTests
     [TestCase("rings")]
     [TestCase("pic")]
     [TestCase("tasks")]
+    [TestCase("apic")]
     public void RunPrintsTheSameBytesAsQemuAndExitsWithTheGuestValue(string guest)
     {
         CliProcess.Result result = CliProcess.Run("run", Repository.GuestElf(guest));

@@ -26,6 +26,7 @@ public class QemuDifferentialTests
     [TestCase("rings")]
     [TestCase("pic")]
     [TestCase("tasks")]
+    [TestCase("apic")]
     public void GuestPrintsTheSameBytesAndExitsWithTheSameValueAsUnderQemu(string guest)
     {
         (int qemuStatus, byte[] qemuOutput) = RunQemu(guest);

@@ -45,7 +45,9 @@ public sealed partial class X86Core
     /// An interrupt is pending and IF would let the core take it (a halted core wakes for it); an interrupt window
     /// the hypervisor asked for counts, since it stands for an external controller's pending request.
     /// </summary>
-    public bool HasDeliverableInterrupt => InterruptsEnabled && ((_irr0 | _irr1 | _irr2 | _irr3) != 0 || _windowRequested || _injectedPending);
+    public bool HasDeliverableInterrupt =>
+        (InterruptsEnabled && ((_irr0 | _irr1 | _irr2 | _irr3) != 0 || _windowRequested || _injectedPending || LocalControllerReady))
+        || (_nmiPending && !_nmiBlocked);
 
     /// <summary>Whether the hypervisor asked for an <see cref="CpuExitReason.InterruptWindow"/> exit that has not happened yet.</summary>
     public bool InterruptWindowRequested => _windowRequested;
@@ -105,7 +107,7 @@ public sealed partial class X86Core
     private void ResetInterruptState()
     {
         _irr0 = _irr1 = _irr2 = _irr3 = 0;
-        _eventCheck = _stiShadow = _queuedException = _windowRequested = _injectedPending = false;
+        _eventCheck = _stiShadow = _queuedException = _windowRequested = _injectedPending = _nmiPending = _nmiBlocked = false;
     }
 
     private bool Sti()
@@ -130,6 +132,8 @@ public sealed partial class X86Core
         uint cs = Pop(size);
         uint flags = Pop(size);
         if (_faulted) return false;
+        _nmiBlocked = false; // IRET ends NMI blocking (SDM Vol. 3A, 6.7.1)
+        _eventCheck |= _nmiPending;
         if (size == 2)
         {
             eip &= 0xffff;
@@ -178,7 +182,12 @@ public sealed partial class X86Core
             return true;
         }
 
-        if ((_ctx.Eflags & (uint)EFlags.IF) == 0 || (!HasPendingInterrupt && !_windowRequested))
+        if (TryServiceNmi() is bool nmiDelivered)
+        {
+            return nmiDelivered;
+        }
+
+        if ((_ctx.Eflags & (uint)EFlags.IF) == 0 || (!HasPendingInterrupt && !_windowRequested && !LocalControllerReady))
         {
             RecomputeEventCheck();
             return true;
@@ -194,7 +203,8 @@ public sealed partial class X86Core
             return false;
         }
 
-        byte vector = TakeHighestVector();
+        // The local APIC's fixed interrupts come after ExtINT, which ignores priority (QEMU's cpu_get_pic_interrupt).
+        byte vector = LocalControllerReady ? _localController!.Acknowledge() : TakeHighestVector();
         RecomputeEventCheck();
         return DeliverExternal(vector);
     }
@@ -214,7 +224,8 @@ public sealed partial class X86Core
             || DeliverDeliveryFault(original: null, first: vector);
     }
 
-    private void RecomputeEventCheck() => _eventCheck = _stiShadow || _queuedException || _windowRequested || _injectedPending || HasPendingInterrupt;
+    private void RecomputeEventCheck() => _eventCheck = _stiShadow || _queuedException || _windowRequested || _injectedPending || HasPendingInterrupt
+        || (_nmiPending && !_nmiBlocked) || LocalControllerReady;
 
     private byte TakeHighestVector()
     {
