@@ -21,7 +21,11 @@ namespace HybridVmm.Tests.EndToEnd;
 public class KvmUnitTests
 {
     /// <summary>The tests this build passed when the table in docs/conformance.md was made: a regression fails the run.</summary>
-    private static readonly string[] PassingBefore = [];
+    private static readonly string[] PassingBefore =
+    [
+        "cmpxchg8b", "setjmp", "smptest", "smptest3", "eventinj", "taskswitch", "tsc", "umip", "vmexit_mov_from_cr8",
+        "vmexit_mov_to_cr8", "vmexit_ipi", "vmexit_ipi_halt", "vmexit_tscdeadline", "vmexit_tscdeadline_immed",
+    ];
 
     private sealed record Entry(string Name, string File, int Smp, string Append, string ExtraParams, TimeSpan Timeout);
 
