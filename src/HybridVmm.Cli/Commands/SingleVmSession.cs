@@ -81,6 +81,8 @@ internal static class SingleVmSession
         console?.Attach(vm, system, stderr);
         using var run = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, console?.QuitToken ?? CancellationToken.None);
         using var signals = new TerminationSignals(run);
+        // A worker may be waiting for the next byte of a pipe that never comes: cancelling the run ends the input.
+        using CancellationTokenRegistration endInput = run.Token.Register(() => console?.EndInput());
         system.Root.Start(vm);
         await system.RunUntilIdleAsync(run.Token);
         if (console is { QuitRequested: true })

@@ -98,10 +98,13 @@ internal sealed class SerialConsole : IDisposable
         _keyboard!.Start();
     }
 
-    /// <summary>Puts the terminal back as it was and ends a file or pipe input (releasing a guest that waits for it).</summary>
+    /// <summary>Ends a file or pipe input now: a worker waiting for its next byte goes on (a run being cancelled).</summary>
+    public void EndInput() => _stream?.Close();
+
+    /// <summary>Puts the terminal back as it was and ends a file or pipe input.</summary>
     public void Dispose()
     {
         _raw?.Dispose();
-        _stream?.Close();
+        EndInput();
     }
 }

@@ -21,8 +21,11 @@ public sealed partial class Uart16550
     /// <summary>The UART's reference clock: 1.8432 MHz, divided by 16 × the divisor for the baud rate.</summary>
     private const long ReferenceHz = 1_843_200;
 
-    /// <summary>At least this long (1 ms of virtual time) between two questions to an interactive source that had nothing.</summary>
-    private const long MinimumPollTicks = 1_000_000;
+    /// <summary>
+    /// At least this long (10 ms of virtual time) between two questions to an interactive source that had nothing: a
+    /// typist does not notice it, and an idle guest is not woken a thousand times a second for it.
+    /// </summary>
+    private const long MinimumPollTicks = 10_000_000;
 
     private readonly ReceiveFifo _rx = new();
     private readonly IDeviceClock? _clock;
@@ -57,7 +60,7 @@ public sealed partial class Uart16550
         }
     }
 
-    /// <summary>How long an interactive source that had nothing waits to be asked again: a character time, at least 1 ms.</summary>
+    /// <summary>How long an interactive source that had nothing waits to be asked again: a character time, at least 10 ms.</summary>
     public long PollTicks => Math.Max(CharacterTicks, MinimumPollTicks);
 
     /// <summary>

@@ -5,9 +5,11 @@ namespace HybridVmm.Hypervisor.Scheduling;
 /// <summary>
 /// Lets idle virtual time pass no faster than the host's clock, as QEMU's <c>-icount sleep=on</c> does: time the
 /// guests spend halted, waiting for a device timer, is slept on the host instead of skipped. Only idle time is
-/// paced, and a busy stretch earns no credit: virtual time that runs slower than the host's while the guests compute
-/// is never made up by racing through a later idle one. The guests see exactly the same virtual times either way;
-/// only the host's pace changes, so a paced run is as deterministic as any other.
+/// paced. Virtual time runs slower than the host's while the guests compute (the interpreter is slower than the
+/// nominal 1 GHz); idle time may make up at most <see cref="LongestCatchUpNs"/> of that lag, so a guest woken by its
+/// timer tick a few hundred times a second still keeps to the host's clock, while a long computation (a boot) is
+/// never followed by a race through virtual time. The guests see exactly the same virtual times either way; only the
+/// host's pace changes, so a paced run is as deterministic as any other.
 /// </summary>
 internal sealed class HostTimePacer
 {
@@ -17,6 +19,9 @@ internal sealed class HostTimePacer
     /// <summary>The longest single sleep (100 ms), so a wake-up is never far away.</summary>
     private const long LongestSleepNs = 100_000_000;
 
+    /// <summary>The most busy-time lag (100 ms) that idle time may catch up on without sleeping.</summary>
+    private const long LongestCatchUpNs = 100_000_000;
+
     private readonly Stopwatch _host = Stopwatch.StartNew();
     private long _lastHostNs;
     private long _aheadNs;
@@ -25,7 +30,7 @@ internal sealed class HostTimePacer
     public Task PaceAsync(long idleTicks, CancellationToken cancellationToken)
     {
         long now = _host.Elapsed.Ticks * 100;
-        _aheadNs = Math.Max(0, _aheadNs + idleTicks - (now - _lastHostNs));
+        _aheadNs = Math.Max(-LongestCatchUpNs, _aheadNs + idleTicks - (now - _lastHostNs));
         _lastHostNs = now;
         if (_aheadNs < SleepThresholdNs)
         {

@@ -95,7 +95,7 @@ public class Uart16550HostInputTests
         keyboard.Type("k");
         bench.AdvanceBy(uart.PollTicks);
         Assert.That(uart.In(Rbr), Is.EqualTo((uint)'k'));
-        Assert.That(uart.PollTicks, Is.EqualTo(uart.CharacterTicks), "at 9600 baud a character time is over the 1 ms minimum");
+        Assert.That(uart.PollTicks, Is.EqualTo(10_000_000), "10 ms: more than a character time at 9600 baud");
     }
 
     [Test]

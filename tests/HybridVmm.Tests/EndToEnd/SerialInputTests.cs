@@ -79,6 +79,42 @@ public class SerialInputTests
         Assert.That((result.Text, result.ExitCode), Is.EqualTo(("ready\nABC", ExitStatus.InstructionLimit)), result.Stderr);
     }
 
+    [Test]
+    public void SigtermEndsARunWaitingForAPipeThatStaysOpen()
+    {
+        var start = new System.Diagnostics.ProcessStartInfo("dotnet")
+        {
+            RedirectStandardInput = true,
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+        };
+        foreach (string arg in new[] { Path.Combine(AppContext.BaseDirectory, "hybridvmm.dll"), "run", _guest, "--serial-input", "-" })
+        {
+            start.ArgumentList.Add(arg);
+        }
+
+        using System.Diagnostics.Process process = System.Diagnostics.Process.Start(start)!;
+        Task<string> stderr = process.StandardError.ReadToEndAsync();
+        process.StandardInput.Write("ab");
+        process.StandardInput.Flush(); // and the pipe stays open: the guest waits for its next byte
+        var seen = new System.Text.StringBuilder();
+        var buffer = new char[64];
+        while (!seen.ToString().Contains("AB"))
+        {
+            int n = process.StandardOutput.Read(buffer, 0, buffer.Length);
+            Assert.That(n, Is.GreaterThan(0), "the guest's output ended before it echoed AB: " + seen);
+            seen.Append(buffer, 0, n);
+        }
+
+        using (var kill = System.Diagnostics.Process.Start("kill", ["-TERM", process.Id.ToString()])) kill.WaitForExit();
+        bool ended = process.WaitForExit(CliProcess.SafetyLimit);
+        if (!ended) process.Kill(entireProcessTree: true);
+        Assert.That(ended, Is.True, "the run did not end on SIGTERM while waiting for input");
+        Assert.That(process.ExitCode, Is.EqualTo(ExitStatus.Interrupted), stderr.Result);
+        Assert.That(stderr.Result, Does.Contain("hybridvmm: interrupted"));
+    }
+
     [TestCase("/nonexistent/input.txt")]
     [TestCase("/")]
     public void AnUnreadableSerialInputIsNoInputWithOneLineAndNoTrace(string input)
