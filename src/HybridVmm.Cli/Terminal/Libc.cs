@@ -7,7 +7,7 @@ namespace HybridVmm.Cli.Terminal;
 /// kept as opaque bytes, large enough for any libc's: only libc reads or changes it, except for the output flags
 /// (<see cref="KeepOutputProcessing"/>), whose place is known on Linux.
 /// </summary>
-internal static partial class Libc
+internal static class Libc
 {
     public const int StdinFileno = 0;
 
@@ -21,20 +21,22 @@ internal static partial class Libc
     private const int LinuxOflagOffset = 4;
     private const uint Opost = 0x1, Onlcr = 0x4;
 
-    [LibraryImport("libc", EntryPoint = "isatty")]
-    private static partial int IsATty(int fd);
+    // DllImport rather than LibraryImport: no source generator, so the architecture report's analysis (which compiles
+    // each project without generated sources) resolves every name. The arrays are blittable and pinned, not copied.
+    [DllImport("libc", EntryPoint = "isatty")]
+    private static extern int IsATty(int fd);
 
-    [LibraryImport("libc", EntryPoint = "tcgetattr", SetLastError = true)]
-    private static partial int TcGetAttr(int fd, [Out] byte[] termios);
+    [DllImport("libc", EntryPoint = "tcgetattr", SetLastError = true)]
+    private static extern int TcGetAttr(int fd, [Out] byte[] termios);
 
-    [LibraryImport("libc", EntryPoint = "tcsetattr", SetLastError = true)]
-    private static partial int TcSetAttr(int fd, int optionalActions, [In] byte[] termios);
+    [DllImport("libc", EntryPoint = "tcsetattr", SetLastError = true)]
+    private static extern int TcSetAttr(int fd, int optionalActions, [In] byte[] termios);
 
-    [LibraryImport("libc", EntryPoint = "cfmakeraw")]
-    private static partial void CfMakeRaw([In, Out] byte[] termios);
+    [DllImport("libc", EntryPoint = "cfmakeraw")]
+    private static extern void CfMakeRaw([In, Out] byte[] termios);
 
-    [LibraryImport("libc", EntryPoint = "read", SetLastError = true)]
-    private static unsafe partial nint Read(int fd, byte* buffer, nint count);
+    [DllImport("libc", EntryPoint = "read", SetLastError = true)]
+    private static extern unsafe nint Read(int fd, byte* buffer, nint count);
 
     /// <summary>Whether <paramref name="fd"/> is a terminal. False wherever libc cannot be called (Windows).</summary>
     public static bool IsTerminal(int fd)
