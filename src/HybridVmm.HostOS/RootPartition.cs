@@ -226,7 +226,8 @@ public sealed partial class RootPartition
 
         var worker = new VmWorker(_api, partition);
         VirtualMachine? vm = null;
-        var com1 = new Uart16550(Uart16550.Com1Base, b => _console.Write(vm!, worker.Now, b), worker.Services.InterruptLine(4));
+        var com1 = new Uart16550(Uart16550.Com1Base, b => _console.Write(vm!, worker.Now, b), worker.Services.InterruptLine(4),
+            worker.Services.Clock, worker.Services.CreateTimer);
         var devices = new List<IChipsetDevice>();
         if (config.Devices.Contains("com1"))
         {

@@ -12,6 +12,11 @@ internal sealed class SessionOptions
     private readonly Option<string?> _saveTo = new("--save-to") { Description = "Snapshot file written at --save-at (atomically)" };
     private readonly Option<long> _migrateAt = new("--migrate-at") { Description = "Start live migration after N instructions in total" };
     private readonly Option<string?> _migrateTo = new("--migrate-to") { Description = "HOST:PORT of a 'hybridvmm receive' to live-migrate the guest to" };
+    private readonly Option<string?> _serialInput = new("--serial-input")
+    {
+        Description = "COM1's input: a file, or - for stdin, delivered deterministically (the same input gives the same run). " +
+            "Without it, a terminal on stdin is the console (raw mode; Ctrl-A x quits, Ctrl-A h lists the keys)",
+    };
 
     public void AddTo(Command command)
     {
@@ -21,13 +26,14 @@ internal sealed class SessionOptions
         command.Options.Add(_saveTo);
         command.Options.Add(_migrateAt);
         command.Options.Add(_migrateTo);
+        command.Options.Add(_serialInput);
     }
 
     public Values Read(ParseResult result) =>
         new(result.GetValue(_trace), result.GetValue(_max), result.GetValue(_saveAt), result.GetValue(_saveTo),
-            result.GetValue(_migrateAt), result.GetValue(_migrateTo));
+            result.GetValue(_migrateAt), result.GetValue(_migrateTo), result.GetValue(_serialInput));
 
-    public sealed record Values(string? TracePath, long MaxInstructions, long SaveAt, string? SaveTo, long MigrateAt, string? MigrateTo)
+    public sealed record Values(string? TracePath, long MaxInstructions, long SaveAt, string? SaveTo, long MigrateAt, string? MigrateTo, string? SerialInput = null)
     {
         /// <summary>Where to pause the guest for a save or a migration (0 = never).</summary>
         public long PauseAt => SaveAt > 0 ? SaveAt : MigrateAt;

@@ -1,4 +1,5 @@
 using HybridVmm.Cli.Common;
+using HybridVmm.Cli.Terminal;
 using HybridVmm.HostOS;
 using HybridVmm.Reports;
 using System.Net.Sockets;
@@ -38,6 +39,25 @@ internal static class SingleVmSession
         CancellationToken cancellationToken)
     {
         TextWriter stderr = Console.Error;
+        if (!SerialConsole.TryOpen(options.SerialInput, stderr, out SerialConsole? console, out int refused))
+        {
+            return refused;
+        }
+
+        using (console)
+        {
+            return await RunAsync(memoryBytes, options, create, console, stderr, cancellationToken);
+        }
+    }
+
+    private static async Task<int> RunAsync(
+        uint memoryBytes,
+        SessionOptions.Values options,
+        Func<RootPartition, (VirtualMachine? Vm, VmCreationError? Error)> create,
+        SerialConsole? console,
+        TextWriter stderr,
+        CancellationToken cancellationToken)
+    {
         TraceRecorder? recorder = TraceFiles.Open(options.TracePath, stderr);
         if (recorder is null)
         {
@@ -58,10 +78,23 @@ internal static class SingleVmSession
             system.Root.PauseAtInstruction(vm, options.PauseAt);
         }
 
+        console?.Attach(vm, system, stderr);
+        using var run = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, console?.QuitToken ?? CancellationToken.None);
+        using var signals = new TerminationSignals(run);
+        // A worker may be waiting for the next byte of a pipe that never comes: cancelling the run ends the input.
+        using CancellationTokenRegistration endInput = run.Token.Register(() => console?.EndInput());
         system.Root.Start(vm);
-        await system.RunUntilIdleAsync(cancellationToken);
-        if (cancellationToken.IsCancellationRequested)
+        await system.RunUntilIdleAsync(run.Token);
+        if (console is { QuitRequested: true })
         {
+            console.Dispose(); // the terminal as it was before the message
+            stderr.WriteLine($"hybridvmm: quit from the console (Ctrl-A x); guest '{vm.Name}' stopped.");
+            return ExitStatus.Success;
+        }
+
+        if (cancellationToken.IsCancellationRequested || signals.Received)
+        {
+            console?.Dispose();
             stderr.WriteLine("hybridvmm: interrupted; guest stopped, trace flushed.");
             return ExitStatus.Interrupted;
         }
@@ -93,7 +126,7 @@ internal static class SingleVmSession
             }
 
             system.Root.Start(vm);
-            await system.RunUntilIdleAsync(cancellationToken);
+            await system.RunUntilIdleAsync(run.Token);
         }
 
         PartitionExit exit = await vm.Exited;

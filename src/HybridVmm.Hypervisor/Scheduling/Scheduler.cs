@@ -41,6 +41,21 @@ public sealed class Scheduler
 
     private int _running;
 
+    private HostTimePacer? _pacer;
+    private long _roundIdleTicks;
+
+    /// <summary>
+    /// When set, virtual time that passes while every vCPU is idle (halted until a device timer) passes no faster than
+    /// the host's clock (<see cref="HostTimePacer"/>): an interactive console's guest, waiting for a key, then sleeps
+    /// instead of racing through virtual time on a host core. Off by default, which leaves a run as fast as the host
+    /// allows; either way the guests see the same virtual times.
+    /// </summary>
+    public bool PaceIdleTimeToHost
+    {
+        get => _pacer is not null;
+        set => _pacer = value ? _pacer ?? new HostTimePacer() : null;
+    }
+
     /// <summary>Tells an idle scheduler that something changed (a partition started, resumed or stopped).</summary>
     public void Wake() => _work.Release();
 
@@ -71,6 +86,7 @@ public sealed class Scheduler
         while (!cancellationToken.IsCancellationRequested)
         {
             _partitions.RoundStartTicks = _partitions.Clock.Ticks;
+            _roundIdleTicks = 0;
             IReadOnlyList<Partition> partitions = _partitions.All;
             foreach (Partition partition in partitions)
             {
@@ -129,6 +145,10 @@ public sealed class Scheduler
             Rounds++;
             _partitions.Trace.Flush();
             RoundCompleted?.Invoke();
+            if (_pacer is not null)
+            {
+                await _pacer.PaceAsync(_roundIdleTicks, cancellationToken).ConfigureAwait(false);
+            }
 
             if (stopWhen?.Invoke() == true)
             {
@@ -236,6 +256,7 @@ public sealed class Scheduler
     private async ValueTask<bool> IdleHaltedUntilDeviceTimersAsync(IReadOnlyList<Partition> partitions, long quantum, CancellationToken cancellationToken)
     {
         bool any = false, idled = false;
+        long idleTicks = 0; // the longest idle stretch of this step: every vCPU that could run was idle meanwhile
         foreach (Partition partition in partitions)
         {
             if (partition.IsRoot || partition.State != PartitionState.Running)
@@ -256,11 +277,13 @@ public sealed class Scheduler
                 long left = (apicFirst ? apic!.Value : device!.Value) - _partitions.Now(vp);
                 if (left > quantum - vp.SliceTicks)
                 {
+                    idleTicks = Math.Max(idleTicks, quantum - vp.SliceTicks);
                     vp.SliceTicks = quantum; // idle to the end of the round; the deadline is in a later one
                     idled = true;
                     continue;
                 }
 
+                idleTicks = Math.Max(idleTicks, Math.Max(left, 0));
                 vp.SliceTicks += Math.Max(left, 0);
                 any = true;
                 if (apicFirst)
@@ -279,6 +302,7 @@ public sealed class Scheduler
             }
         }
 
+        _roundIdleTicks += idleTicks;
         if (any)
         {
             await _root.CompleteOutstandingAsync(cancellationToken).ConfigureAwait(false);

@@ -17,6 +17,7 @@ public class DeviceSavedStateTests
         uart.Write(0x3FB, 1, 0x80);         // DLAB
         uart.Write(0x3F8, 1, 0x01);         // divisor 1: 115200 baud
         uart.Write(0x3FB, 1, 0x03);         // 8N1
+        uart.Write(0x3FA, 1, 0x01);         // FIFOs on: the receiver holds both bytes
         uart.Write(0x3FC, 1, 0x10);         // loopback
         uart.Write(0x3F8, 1, 'x');
         uart.Write(0x3F8, 1, 'y');
@@ -64,7 +65,7 @@ public class DeviceSavedStateTests
         var copy = new Uart16550(Uart16550.Com1Base, _ => { });
         Assert.That(new FlakyDevice(copy, 1000).RestoreChunk(chunk), Is.True);
         Assert.That(copy.Read(0x3FF, 1).Value, Is.EqualTo(0x5Au));
-        Assert.That(flaky.VersionRefusal(chunk with { Version = 3 }), Does.Contain("version 3"));
+        Assert.That(flaky.VersionRefusal(chunk with { Version = 4 }), Does.Contain("version 4"));
 
         Assert.That(stateless.SaveChunk("device.debug-exit"), Is.Null);
         Assert.That(stateless.RestoreChunk(new SavedStateChunk("device.debug-exit", 1, Array.Empty<byte>())), Is.True);

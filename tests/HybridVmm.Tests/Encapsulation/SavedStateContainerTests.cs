@@ -206,7 +206,7 @@ public class SavedStateContainerTests
         Assert.That(reader.Chunks.Select(c => $"{c.Tag} v{c.Version}"), Is.EqualTo(new[]
         {
             "partition v1", "cpu.vp0 v4", "interrupts.vp0 v2", "statistics v1", "hv.partition v1", "synic.vp0 v1",
-            "apic.vp0 v1", "root.requests v1", "device.com1 v2", "device.provisioning v1", "device.fw-cfg v1", "device.port92 v1", "device.i8042 v1",
+            "apic.vp0 v1", "root.requests v1", "device.com1 v3", "device.provisioning v1", "device.fw-cfg v1", "device.port92 v1", "device.i8042 v1",
             "device.rtc v1", "device.pci v1", "device.pic v1", "device.pit v1", "memory v1",
         }));
         VmSnapshot snapshot = SnapshotFormat.TryDeserialize(file, out error)!;
@@ -261,10 +261,10 @@ public class SavedStateContainerTests
     [Test]
     public void ACodecRefusesAnUnknownVersionNamingTheChunkAndTheVersion()
     {
-        var chunk = new SavedStateChunk("device.com1", 3, new byte[8]);
+        var chunk = new SavedStateChunk("device.com1", 4, new byte[10]);
 
         Assert.That(Uart16550StateCodec.Instance.TryDecode(chunk, out _, out string error), Is.False);
-        Assert.That(error, Is.EqualTo("chunk 'device.com1' holds 16550 UART state version 3, which this build does not read (it writes version 2)"));
+        Assert.That(error, Is.EqualTo("chunk 'device.com1' holds 16550 UART state version 4, which this build does not read (it writes version 3)"));
     }
 
     [Test]
@@ -287,7 +287,7 @@ public class SavedStateContainerTests
 
         using var machine = new TestMachine();
         Assert.That(machine.System.Root.RestoreVm(snapshot with { DeviceStates = states }, out VmCreationError? error), Is.Null);
-        Assert.That(error!.Message, Is.EqualTo("snapshot holds state for device 'com1' that this VM cannot take: chunk 'device.com1' holds 16550 UART state version 5, which this build does not read (it writes version 2)"));
+        Assert.That(error!.Message, Is.EqualTo("snapshot holds state for device 'com1' that this VM cannot take: chunk 'device.com1' holds 16550 UART state version 5, which this build does not read (it writes version 3)"));
         Assert.That(error.Kind, Is.EqualTo(VmCreationErrorKind.InvalidImage));
     }
 

@@ -23,8 +23,12 @@ public static class CliProcess
     public static Result RunIn(string workingDirectory, params string[] args) =>
         RunProgram("dotnet", [Path.Combine(AppContext.BaseDirectory, "hybridvmm.dll"), .. args], workingDirectory);
 
-    /// <summary>Runs any program with no standard input, collecting stdout as bytes and stderr as text.</summary>
-    public static Result RunProgram(string program, IEnumerable<string> args, string workingDirectory, TimeSpan? limit = null)
+    /// <summary>As <see cref="Run"/>, with <paramref name="stdin"/> written to a pipe on its standard input, then closed.</summary>
+    public static Result RunWithInput(byte[] stdin, params string[] args) =>
+        RunProgram("dotnet", [Path.Combine(AppContext.BaseDirectory, "hybridvmm.dll"), .. args], Repository.Root, stdin: stdin);
+
+    /// <summary>Runs any program with no standard input (or <paramref name="stdin"/>), collecting stdout as bytes and stderr as text.</summary>
+    public static Result RunProgram(string program, IEnumerable<string> args, string workingDirectory, TimeSpan? limit = null, byte[]? stdin = null)
     {
         TimeSpan safetyLimit = limit ?? SafetyLimit;
         var start = new ProcessStartInfo(program)
@@ -41,7 +45,25 @@ public static class CliProcess
         }
 
         using Process process = Process.Start(start)!;
-        process.StandardInput.Close();
+        if (stdin is not null)
+        {
+            // Written on another task: a program that does not read its input must not stall the test.
+            _ = Task.Run(() =>
+            {
+                try
+                {
+                    process.StandardInput.BaseStream.Write(stdin);
+                    process.StandardInput.Close();
+                }
+                catch (IOException)
+                {
+                }
+            });
+        }
+        else
+        {
+            process.StandardInput.Close();
+        }
         Task<string> stderr = process.StandardError.ReadToEndAsync();
         using var stdout = new MemoryStream();
         // Read stdout while waiting, so that the safety limit holds even when the program never closes it.

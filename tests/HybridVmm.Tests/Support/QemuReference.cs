@@ -36,4 +36,67 @@ public static class QemuReference
         TestContext.Out.WriteLine($"{Program} {kernel}: status {run.ExitCode}, {run.Stdout.Length} bytes {run.Stderr}");
         return Encoding.Latin1.GetString(run.Stdout);
     }
+
+    /// <summary>
+    /// Boots a Linux kernel as <see cref="RunLinux"/> does, and types <paramref name="input"/> on its serial line
+    /// (QEMU's stdin) once the output shows <paramref name="prompt"/>: QEMU hands piped input to the UART as soon as
+    /// it has room, so bytes sent before Linux opens the port would be lost. The input should end the run.
+    /// </summary>
+    public static string RunLinuxTyping(string kernel, string commandLine, string memory, string initrd, string prompt, byte[] input)
+    {
+        var start = new System.Diagnostics.ProcessStartInfo(Require())
+        {
+            RedirectStandardInput = true,
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+        };
+        foreach (string arg in new[]
+                 {
+                     "-kernel", kernel, "-initrd", initrd, "-append", commandLine, "-m", memory, "-serial", "stdio",
+                     "-monitor", "none", "-display", "none", "-no-reboot",
+                 })
+        {
+            start.ArgumentList.Add(arg);
+        }
+
+        using System.Diagnostics.Process qemu = System.Diagnostics.Process.Start(start)!;
+        Task<string> stderr = qemu.StandardError.ReadToEndAsync();
+        var output = new StringBuilder();
+        Task reader = Task.Run(async () =>
+        {
+            var buffer = new byte[4096];
+            int n;
+            while ((n = await qemu.StandardOutput.BaseStream.ReadAsync(buffer)) > 0)
+            {
+                lock (output) output.Append(Encoding.Latin1.GetString(buffer, 0, n));
+            }
+        });
+        string Output()
+        {
+            lock (output) return output.ToString();
+        }
+
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        while (!Output().Contains(prompt) && !reader.IsCompleted && clock.Elapsed < CliProcess.SafetyLimit)
+        {
+            Thread.Sleep(50);
+        }
+
+        if (Output().Contains(prompt))
+        {
+            qemu.StandardInput.BaseStream.Write(input);
+            qemu.StandardInput.Close();
+        }
+
+        if (!qemu.WaitForExit(CliProcess.SafetyLimit))
+        {
+            qemu.Kill(entireProcessTree: true);
+            Assert.Fail($"{Program} did not finish; its output:\n{Output()}");
+        }
+
+        reader.Wait();
+        TestContext.Out.WriteLine($"{Program} {kernel} typing: status {qemu.ExitCode} {stderr.Result}");
+        return Output();
+    }
 }
