@@ -6,7 +6,9 @@
  *   - what ring 3 may not do: HLT, CLI, a port the bitmap closes, a DPL 0 gate, a supervisor page (#GP, #PF);
  *   - POPF in ring 3 clearing IF: no fault, no effect (Popek and Goldberg's sensitive, unprivileged instruction);
  *   - the debug registers (Vol. 3B, 17.2): their reset values and fixed bits in ring 0, #GP for MOV DR in ring 3;
- *   - SYSENTER from ring 3 and SYSEXIT back (Vol. 2B), with the MSRs written in ring 0; SYSEXIT in ring 3 is #GP.
+ *   - SYSENTER from ring 3 and SYSEXIT back (Vol. 2B), with the MSRs written in ring 0; SYSEXIT in ring 3 is #GP;
+ *   - a far CALL through a DPL 3 call gate into ring 0 (Vol. 3A, 5.8.5), two parameters copied to the ring-0 stack,
+ *     and RETF 8 back to ring 3 releasing them from both stacks.
  */
 #include "guest.h"
 
@@ -16,7 +18,8 @@
 #define UDATA 0x23
 #define TSS_SEL 0x28
 
-static uint64_t gdt[6] __attribute__((aligned(8)));
+static uint64_t gdt[7] __attribute__((aligned(8)));
+#define CALL_GATE 0x33 /* GDT entry 6, RPL 3 */
 static struct __attribute__((packed)) { uint16_t limit; uint32_t base; } gdtr, idtr;
 struct idt_gate { uint16_t offset_low, selector; uint8_t zero, type_attr; uint16_t offset_high; };
 static struct idt_gate idt[0x82] __attribute__((aligned(8)));
@@ -133,6 +136,28 @@ __asm__(
     "    sysexit\n");
 void sysenter_entry(void);
 
+/* The call gate's ring-0 side: the frame is EIP, CS, the two copied parameters, then the caller's ESP and SS. */
+void call_gate_report(uint32_t *frame)
+{
+    uint16_t cs, ss;
+    uint32_t esp;
+    __asm__ volatile("mov %%cs, %0\n\tmov %%ss, %1\n\tmovl %%esp, %2" : "=r"(cs), "=r"(ss), "=r"(esp));
+    kprintf("call gate: cs=%x ss=%x parameters %x %x, caller cs=%x ss=%x, on the ring-0 stack=%s\n", cs, ss,
+            (unsigned)frame[2], (unsigned)frame[3], (unsigned)frame[1], (unsigned)frame[5],
+            esp > (uint32_t)kernel_stack && esp < (uint32_t)kernel_stack + sizeof kernel_stack ? "yes" : "no");
+}
+__asm__(
+    ".text\n"
+    "call_gate_entry:\n"
+    "    pushal\n"
+    "    leal 32(%esp), %eax\n"
+    "    pushl %eax\n"
+    "    call call_gate_report\n"
+    "    addl $4, %esp\n"
+    "    popal\n"
+    "    lret $8\n");
+void call_gate_entry(void);
+
 static void set_gate(int vector, void (*stub)(void), int dpl)
 {
     uint32_t offset = (uint32_t)stub;
@@ -181,6 +206,11 @@ static void __attribute__((noinline, used)) user_main(void)
     kprintf("after sysexit: cs=%x ss=%x if=%u\n", cs_after, ss_after, (unsigned)((flags_after >> 9) & 1));
     TRY("sysexit", "r"(0));
     report("sysexit in ring 3");
+    uint32_t esp_before, esp_after;
+    uint16_t cs_back;
+    __asm__ volatile("movl %%esp, %0\n\tpushl $0x2222\n\tpushl $0x1111\n\tlcall $0x33, $0\n\tmovl %%esp, %1\n\tmov %%cs, %2"
+                     : "=&r"(esp_before), "=&r"(esp_after), "=&r"(cs_back) : : "memory");
+    kprintf("after retf 8: cs=%x, both parameters released: %s\n", cs_back, esp_after == esp_before ? "yes" : "no");
     __asm__ volatile("xorl %%eax, %%eax\n\tint $0x80" : : : "eax", "memory");
 }
 
@@ -206,6 +236,8 @@ uint32_t kmain(uint32_t magic, struct multiboot_info *mbi)
     *(volatile uint32_t *)(tss + 8) = KDATA;                                          /* SS0 */
     *(volatile uint16_t *)(tss + 0x66) = 104;                                         /* I/O bitmap offset */
     for (unsigned i = 0; i <= 128; i++) tss[104 + i] = i == 0x3F8 / 8 ? 0x00 : 0xFF;
+    uint32_t gate_target = (uint32_t)call_gate_entry;
+    gdt[6] = (gate_target & 0xFFFF) | ((uint64_t)KCODE << 16) | (2ull << 32) | (0xECull << 40) | ((uint64_t)(gate_target >> 16) << 48);
     gdtr.limit = sizeof gdt - 1;
     gdtr.base = (uint32_t)gdt;
     set_gate(13, fault_stub13, 0);

@@ -4,14 +4,13 @@ namespace HybridVmm.Hardware.Cpu;
 
 /// <summary>
 /// Far control transfers (SDM Vol. 2A, JMP and CALL, "far pointer" operation; Vol. 2B, RET and IRET; Vol. 3A, 5.8):
-/// far JMP and CALL to a code segment or through a call gate at the same privilege level, RETF (to an outer level
+/// far JMP and CALL to a code segment or through a call gate (a CALL also to an inner ring), RETF (to an outer level
 /// through System/X86Core.Privilege.cs) and the code-segment half of IRET and of interrupt delivery. Each checks the target descriptor in the SDM's order before anything
 /// architectural changes, so a fault leaves CS, EIP and the stack as they were.
 /// </summary>
 /// <remarks>
-/// A task gate or TSS target is a task switch (System/X86Core.TaskSwitch.cs). Not yet: a call gate to an inner ring
-/// (with its parameter copy), and 16-bit code segments (the decoder is 32-bit). Each of these raises #GP with the selector, which is what the SDM
-/// prescribes for none of them: they are listed in docs/guest-platform.md as not implemented.
+/// A task gate or TSS target is a task switch (System/X86Core.TaskSwitch.cs). Not yet: 16-bit code segments (the
+/// decoder is 32-bit), which raise #GP with the selector, a choice of this simulator listed in docs/guest-platform.md.
 /// </remarks>
 public sealed partial class X86Core
 {
@@ -135,7 +134,10 @@ public sealed partial class X86Core
         return (high & 0x1000) == 0;
     }
 
-    /// <summary>A far JMP or CALL through a call gate to the same privilege level (SDM Vol. 3A, 5.8.4).</summary>
+    /// <summary>
+    /// A far JMP or CALL through a call gate (SDM Vol. 3A, 5.8.4-5.8.5): to the same privilege level, or, for a CALL to a
+    /// nonconforming segment of a numerically lower DPL, to an inner ring on the stack the TSS names for it.
+    /// </summary>
     private bool ThroughCallGate(ushort gateSelector, uint low, uint high, bool call)
     {
         int cpl = _ctx.Cpl, rpl = gateSelector & 3, gateDpl = (int)(high >> 13) & 3;
@@ -144,9 +146,66 @@ public sealed partial class X86Core
         var target = (ushort)(low >> 16);
         bool gate32 = ((high >> 8) & 0xF) == GateCall32;
         uint offset = gate32 ? (low & 0xFFFF) | (high & 0xFFFF_0000) : low & 0xFFFF;
-        if (!CheckCodeTarget((ushort)(target & ~3), viaReturn: false, out SegmentRegister cache, out uint address, out uint codeHigh)) return false;
         int size = gate32 ? 4 : 2;
+        if (call && !ImpliedBootGdt(target) && (target & ~3) != 0 && ReadDescriptor(target, out uint targetLow, out uint targetHigh, out _))
+        {
+            SegmentRegister probe = CacheOf(target, targetLow, targetHigh);
+            int dpl = (probe.Attributes >> 5) & 3;
+            bool code = (probe.Attributes & (AttrSystem | AttrCode)) == (AttrSystem | AttrCode);
+            if (code && (probe.Attributes & AttrConforming) == 0 && dpl < cpl)
+            {
+                if (!CodeDescriptor((ushort)(target & ~3), out SegmentRegister inner, out uint innerAddress, out uint innerHigh)) return false;
+                return CallToInnerRing(inner, innerAddress, innerHigh, offset, size, (int)(high & 0x1F));
+            }
+        }
+        if (_faulted) return false;
+        if (!CheckCodeTarget((ushort)(target & ~3), viaReturn: false, out SegmentRegister cache, out uint address, out uint codeHigh)) return false;
         return (!call || PushReturnAddress(size)) && CommitCodeTarget(cache, address, codeHigh, offset);
+    }
+
+    /// <summary>
+    /// A CALL through a call gate to an inner ring (SDM Vol. 2A, CALL, "MORE-PRIVILEGE"): the new stack from the TSS, the
+    /// caller's SS and ESP pushed on it, then <paramref name="parameterCount"/> parameters copied from the caller's
+    /// stack, then the caller's CS and EIP. RETF imm16 to the outer ring releases the parameters from both stacks. A
+    /// fault leaves the caller's state as it was.
+    /// </summary>
+    private bool CallToInnerRing(in SegmentRegister target, uint targetAddress, uint targetHigh, uint eip, int size, int parameterCount)
+    {
+        int ring = (target.Attributes >> 5) & 3;
+        if (eip > target.Limit) return Fault(ExceptionVector.GeneralProtection, 0);
+        if (!InnerStack(ring, out SegmentRegister newSs, out uint newEsp)) return false;
+        // The parameters are read from the caller's stack before it is left (with the caller's rights).
+        Span<uint> parameters = stackalloc uint[31];
+        for (int i = 0; i < parameterCount; i++)
+        {
+            uint at = _ctx.Esp + (uint)(i * size);
+            parameters[i] = size == 4 ? Read32(StackAddress(at)) : Read16(StackAddress(at));
+        }
+        if (_faulted) return false;
+        SegmentFile oldSegments = _ctx.Segments;
+        uint oldEsp = _ctx.Esp;
+        ushort oldCs = _ctx.Cs.Selector, oldSs = _ctx.Ss.Selector;
+        byte oldMask = _nonFlatSegments;
+        SetSegmentCache(Sreg.Ss, newSs); // now at the inner ring: the pushes are its own stack's
+        _ctx.Esp = newEsp;
+        Push(oldSs, size);
+        Push(oldEsp, size);
+        for (int i = parameterCount - 1; i >= 0; i--) Push(parameters[i], size);
+        Push(oldCs, size);
+        Push(size == 2 ? _ctx.Eip & 0xFFFF : _ctx.Eip, size);
+        if (_faulted)
+        {
+            _ctx.Segments = oldSegments;
+            _nonFlatSegments = oldMask;
+            UpdateAccessRights();
+            _ctx.Esp = oldEsp;
+            return false;
+        }
+        MarkAccessed(targetAddress, targetHigh);
+        SetSegmentCache(Sreg.Cs, target with { Selector = (ushort)((target.Selector & ~3) | ring) });
+        _ctx.Eip = eip;
+        CodeMappingChanged();
+        return true;
     }
 
     /// <summary>A far return whose CS selector has a larger RPL than the CPL goes to an outer ring (System/X86Core.Privilege.cs).</summary>
