@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Text;
 using System.Text.RegularExpressions;
 using HybridVmm.Tests.Support;
@@ -46,10 +45,10 @@ public class KvmUnitTests
             List<string> qemuArgs = ["-nodefaults", "-device", "pc-testdev", "-device", "isa-debug-exit,iobase=0xf4,iosize=0x4",
                 "-display", "none", "-serial", "stdio", "-device", "pci-testdev", "-machine", "accel=tcg", "-kernel", flat,
                 "-smp", e.Smp.ToString(), .. SplitArguments(e.ExtraParams)];
-            (string qemuVerdict, _) = Verdict(Run(qemu, qemuArgs, e.Timeout), qemuStyle: true);
+            (string qemuVerdict, _) = Verdict(CliProcess.TryRunProgram(qemu, qemuArgs, root!, e.Timeout), qemuStyle: true);
             List<string> ours = [hybridvmm, "run", flat, "--memory", "128M"]; // QEMU's default RAM
             if (e.Append.Length > 0) ours.AddRange(["--append", e.Append]);
-            (string ourVerdict, string why) = Verdict(Run("dotnet", ours, e.Timeout), qemuStyle: false);
+            (string ourVerdict, string why) = Verdict(CliProcess.TryRunProgram("dotnet", ours, root!, e.Timeout), qemuStyle: false);
             if (ourVerdict == "PASS") passing.Add(e.Name);
             table.Append($"| {e.Name} | {qemuVerdict} | {ourVerdict} | {why.Replace("|", "\\|")} |\n");
             TestContext.Out.WriteLine($"{e.Name}: QEMU {qemuVerdict}, HybridVmm {ourVerdict} {why}");
@@ -93,34 +92,16 @@ public class KvmUnitTests
         foreach (Match m in Regex.Matches(text, @"'(?<a>[^']*)'|""(?<a>[^""]*)""|(?<a>\S+)")) yield return m.Groups["a"].Value;
     }
 
-    private sealed record Outcome(int? ExitCode, string Stdout, string Stderr);
-
-    private static Outcome Run(string program, IEnumerable<string> args, TimeSpan timeout)
-    {
-        var start = new ProcessStartInfo(program) { RedirectStandardOutput = true, RedirectStandardError = true, RedirectStandardInput = true, UseShellExecute = false };
-        foreach (string a in args) start.ArgumentList.Add(a);
-        using Process p = Process.Start(start)!;
-        p.StandardInput.Close();
-        Task<string> stdout = p.StandardOutput.ReadToEndAsync(), stderr = p.StandardError.ReadToEndAsync();
-        if (!p.WaitForExit(timeout))
-        {
-            p.Kill(entireProcessTree: true);
-            p.WaitForExit();
-            return new Outcome(null, stdout.Result, stderr.Result);
-        }
-        p.WaitForExit();
-        return new Outcome(p.ExitCode, stdout.Result, stderr.Result);
-    }
-
     /// <summary>
     /// The suite's verdict from the exit status as QEMU reports it: isa-debug-exit turns <c>out 0xF4, v</c> into status
     /// <c>(v &lt;&lt; 1) | 1</c>, so 1 is PASS (v = 0) and 77 is SKIP (report_summary's 77 &gt;&gt; 1); hybridvmm exits with v.
     /// </summary>
-    private static (string Verdict, string Why) Verdict(Outcome o, bool qemuStyle)
+    private static (string Verdict, string Why) Verdict((CliProcess.Result Result, bool TimedOut) run, bool qemuStyle)
     {
-        if (o.ExitCode is not int status) return ("TIMEOUT", "");
+        if (run.TimedOut) return ("TIMEOUT", "");
+        int status = run.Result.ExitCode;
         int asQemu = qemuStyle ? status : (status << 1) | 1;
-        string firstFailure = o.Stdout.Split('\n').FirstOrDefault(l => l.StartsWith("FAIL")) ?? o.Stderr.Split('\n').FirstOrDefault(l => l.Length > 0) ?? "";
+        string firstFailure = run.Result.Text.Split('\n').FirstOrDefault(l => l.StartsWith("FAIL")) ?? run.Result.Stderr.Split('\n').FirstOrDefault(l => l.Length > 0) ?? "";
         return asQemu switch
         {
             1 => ("PASS", ""),

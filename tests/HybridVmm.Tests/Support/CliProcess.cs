@@ -31,6 +31,22 @@ public static class CliProcess
     public static Result RunProgram(string program, IEnumerable<string> args, string workingDirectory, TimeSpan? limit = null, byte[]? stdin = null)
     {
         TimeSpan safetyLimit = limit ?? SafetyLimit;
+        (Result result, bool timedOut) = TryRunProgram(program, args, workingDirectory, safetyLimit, stdin);
+        if (timedOut)
+        {
+            Assert.Fail($"{program} {string.Join(' ', args)} did not finish within {safetyLimit.TotalMinutes} minutes; " +
+                        $"it had written {result.Stdout.Length} bytes to stdout; stderr: {result.Stderr}");
+        }
+
+        return result;
+    }
+
+    /// <summary>
+    /// As <see cref="RunProgram"/>, but a program still running at <paramref name="limit"/> is killed and reported as
+    /// timed out, with what it had written, instead of failing the test.
+    /// </summary>
+    public static (Result Result, bool TimedOut) TryRunProgram(string program, IEnumerable<string> args, string workingDirectory, TimeSpan limit, byte[]? stdin = null)
+    {
         var start = new ProcessStartInfo(program)
         {
             WorkingDirectory = workingDirectory,
@@ -68,18 +84,17 @@ public static class CliProcess
         using var stdout = new MemoryStream();
         // Read stdout while waiting, so that the safety limit holds even when the program never closes it.
         Task copy = process.StandardOutput.BaseStream.CopyToAsync(stdout);
-        if (!process.WaitForExit(safetyLimit))
+        if (!process.WaitForExit(limit))
         {
             process.Kill(entireProcessTree: true);
             process.WaitForExit();
             copy.Wait(TimeSpan.FromSeconds(10));
             string tail = stderr.Wait(TimeSpan.FromSeconds(10)) ? stderr.Result : "";
-            Assert.Fail($"{program} {string.Join(' ', args)} did not finish within {safetyLimit.TotalMinutes} minutes; " +
-                        $"it had written {stdout.Length} bytes to stdout; stderr: {tail}");
+            return (new Result(-1, stdout.ToArray(), tail), true);
         }
 
         process.WaitForExit(); // the asynchronous readers reach the end of both streams
         copy.Wait();
-        return new Result(process.ExitCode, stdout.ToArray(), stderr.Result);
+        return (new Result(process.ExitCode, stdout.ToArray(), stderr.Result), false);
     }
 }

@@ -189,6 +189,12 @@ public sealed partial class X86Core
     {
         _pending = default;
         DiscardReplay();
+        QueueException(vector, errorCode);
+    }
+
+    /// <summary>An exception delivered at the next instruction boundary, before anything else (ServiceEvents).</summary>
+    private void QueueException(byte vector, uint errorCode)
+    {
         _queuedException = true;
         _queuedVector = vector;
         _queuedErrorCode = errorCode;

@@ -195,11 +195,7 @@ public sealed partial class X86Core
         Push(size == 2 ? _ctx.Eip & 0xFFFF : _ctx.Eip, size);
         if (_faulted)
         {
-            _ctx.Segments = oldSegments;
-            _nonFlatSegments = oldMask;
-            UpdateAccessRights();
-            _ctx.Esp = oldEsp;
-            return false;
+            return RestoreOuterStack(oldSegments, oldMask, oldEsp);
         }
         MarkAccessed(targetAddress, targetHigh);
         SetSegmentCache(Sreg.Cs, target with { Selector = (ushort)((target.Selector & ~3) | ring) });

@@ -16,10 +16,6 @@ public sealed partial class X86Core
     /// <summary>IA32_SYSENTER_EIP (0x176).</summary>
     public uint SysenterEip { get => _ctx.SysenterEip; set => _ctx.SysenterEip = value; }
 
-    // Flat 4 GiB caches (VMX access-rights layout): code execute/read accessed, data read/write accessed, both 32-bit.
-    private const ushort FlatCodeAttributes = AttrAccessed | AttrReadable | AttrCode | AttrSystem | AttrPresent | AttrBig | AttrGranularity;
-    private const ushort FlatDataAttributes = AttrAccessed | AttrWritable | AttrSystem | AttrPresent | AttrBig | AttrGranularity;
-
     /// <summary>
     /// SYSENTER: #GP(0) while SYSENTER_CS[15:2] is 0; otherwise VM, IF and RF clear, CPL 0 with CS = SYSENTER_CS and
     /// SS = SYSENTER_CS + 8 as flat segments, ESP and EIP from their MSRs. Nothing is saved: the caller passes its
@@ -52,9 +48,11 @@ public sealed partial class X86Core
 
     private void LoadFlatSegments(ushort cs, ushort ss, int ring)
     {
+        // The flat 4 GiB caches of the boot state, at the ring's DPL (VMX access-rights layout).
         var dpl = (ushort)(ring << 5);
-        SetSegmentCache(Sreg.Cs, new SegmentRegister(cs, 0, 0xFFFF_FFFF, (ushort)(FlatCodeAttributes | dpl)));
-        SetSegmentCache(Sreg.Ss, new SegmentRegister(ss, 0, 0xFFFF_FFFF, (ushort)(FlatDataAttributes | dpl)));
+        SegmentRegister code = SegmentRegister.Flat(cs, code: true), stack = SegmentRegister.Flat(ss, code: false);
+        SetSegmentCache(Sreg.Cs, code with { Attributes = (ushort)(code.Attributes | dpl) });
+        SetSegmentCache(Sreg.Ss, stack with { Attributes = (ushort)(stack.Attributes | dpl) });
         CodeMappingChanged();
     }
 }

@@ -145,17 +145,23 @@ public sealed partial class X86Core
         if (hasErrorCode) Push(errorCode, 4);
         if (_faulted)
         {
-            _ctx.Segments = oldSegments;
-            _nonFlatSegments = oldMask;
-            UpdateAccessRights();
-            _ctx.Esp = oldEsp;
-            return false;
+            return RestoreOuterStack(oldSegments, oldMask, oldEsp);
         }
         _ctx.Eflags &= ~clearFlags;
         SetSegmentCache(Sreg.Cs, handlerCs with { Selector = (ushort)((handlerCs.Selector & ~3) | ring) });
         _ctx.Eip = handlerEip;
         CodeMappingChanged();
         return true;
+    }
+
+    /// <summary>A push on an inner ring's stack faulted: back to the outer stack and segments, nothing changed. Always false.</summary>
+    private bool RestoreOuterStack(in SegmentFile oldSegments, byte oldMask, uint oldEsp)
+    {
+        _ctx.Segments = oldSegments;
+        _nonFlatSegments = oldMask;
+        UpdateAccessRights();
+        _ctx.Esp = oldEsp;
+        return false;
     }
 
     // ---- Returning to an outer ring (IRET, RETF) ----

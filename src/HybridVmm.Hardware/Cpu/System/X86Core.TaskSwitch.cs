@@ -250,10 +250,7 @@ public sealed partial class X86Core
     private bool QueueTaskException(byte vector, uint errorCode)
     {
         _faulted = false;
-        _queuedException = true;
-        _queuedVector = vector;
-        _queuedErrorCode = errorCode;
-        _eventCheck = true;
+        QueueException(vector, errorCode);
         return false;
     }
 }
