@@ -313,6 +313,97 @@ public class InterruptTests
         CpuExit exit = m.Cpu.Run(100);
         Assert.That((exit.Reason, exit.Vector), Is.EqualTo((CpuExitReason.Exception, ExceptionVector.DivideError)));
     }
+
+    // The stack page the handlers push onto is write-protected in the second-level table, as dirty logging and
+    // copy-on-write leave it: the delivery exits to the hypervisor, and the same event is delivered once it resumes.
+    private const int StackPage = (int)((TestMachine.StackTop - 4) >> 12);
+
+    [Test]
+    public void AnExternalInterruptWhoseStackPushTheSecondLevelTableRefusesIsDeliveredAfterTheExit()
+    {
+        var m = new TestMachine();
+        LoadIdtDescriptor(m);
+        SetGate(m, 0x30, Handler);
+        m.Load(a => { a.inc(ecx); a.mov(ebx, __dword_ptr[esp]); a.iretd(); }, Handler);
+        m.Load(a =>
+        {
+            a.lidt(__[IdtDescriptor]);
+            a.xor(ecx, ecx);
+            a.sti();
+            a.nop();
+            a.mov(eax, 1);
+            a.hlt();
+        });
+        m.Cpu.Run(3); // LIDT, XOR, STI: the interrupt is taken after the NOP in STI's shadow
+        m.Slat.SetWritable(StackPage, false);
+        m.Cpu.RequestInterrupt(0x30);
+        CpuExit exit = m.Cpu.Run(100);
+        Assert.That((exit.Reason, exit.IsWrite, exit.GuestPhysicalAddress >> 12), Is.EqualTo((CpuExitReason.MemoryIntercept, true, (uint)StackPage)));
+        Assert.That(m.Cpu[Gpr.Ecx], Is.Zero, "the handler has not run");
+        Assert.That(m.Cpu[Gpr.Esp], Is.EqualTo(TestMachine.StackTop), "nothing was pushed");
+        Assert.That(m.Cpu.HasPendingInterrupt, Is.False, "the vector is held for re-injection, not left requested");
+
+        m.Slat.SetWritable(StackPage, true);
+        m.RunToHalt();
+        Assert.Multiple(() =>
+        {
+            Assert.That(m.Cpu[Gpr.Ecx], Is.EqualTo(1u), "delivered exactly once");
+            Assert.That(m.Cpu[Gpr.Ebx], Is.EqualTo(TestMachine.CodeBase + 7 + 2 + 1 + 1), "the return address is the instruction after the NOP");
+            Assert.That(m.Cpu[Gpr.Eax], Is.EqualTo(1u));
+            Assert.That(m.Cpu[Gpr.Esp], Is.EqualTo(TestMachine.StackTop));
+        });
+    }
+
+    [Test]
+    public void AnExceptionWhoseStackPushTheSecondLevelTableRefusesIsDeliveredAfterTheExit()
+    {
+        var m = new TestMachine();
+        LoadIdtDescriptor(m);
+        SetGate(m, ExceptionVector.DivideError, Handler);
+        m.Load(a => { a.inc(esi); a.mov(ebx, __dword_ptr[esp]); a.add(__dword_ptr[esp], 2); a.iretd(); }, Handler);
+        m.Load(a =>
+        {
+            a.lidt(__[IdtDescriptor]);
+            a.xor(ecx, ecx);
+            a.div(ecx);
+            a.hlt();
+        });
+        m.Cpu.Run(2);
+        m.Slat.SetWritable(StackPage, false);
+        CpuExit exit = m.Cpu.Run(100);
+        Assert.That((exit.Reason, exit.IsWrite, exit.GuestPhysicalAddress >> 12), Is.EqualTo((CpuExitReason.MemoryIntercept, true, (uint)StackPage)));
+        Assert.That(m.Cpu[Gpr.Esi], Is.Zero, "no #DF, no handler yet");
+
+        m.Slat.SetWritable(StackPage, true);
+        m.RunToHalt();
+        Assert.That(m.Cpu[Gpr.Esi], Is.EqualTo(1u), "#DE delivered exactly once");
+        Assert.That(m.Cpu[Gpr.Ebx], Is.EqualTo(TestMachine.CodeBase + 7 + 2), "with EIP on the DIV");
+    }
+
+    [Test]
+    public void AnIntInstructionWhoseStackPushTheSecondLevelTableRefusesRunsAgainAfterTheExit()
+    {
+        var m = new TestMachine();
+        LoadIdtDescriptor(m);
+        SetGate(m, 0x40, Handler);
+        m.Load(a => { a.inc(esi); a.iretd(); }, Handler);
+        m.Load(a =>
+        {
+            a.lidt(__[IdtDescriptor]);
+            a.@int(0x40);
+            a.hlt();
+        });
+        m.Cpu.Run(1);
+        m.Slat.SetWritable(StackPage, false);
+        CpuExit exit = m.Cpu.Run(100);
+        Assert.That(exit.Reason, Is.EqualTo(CpuExitReason.MemoryIntercept));
+        Assert.That(m.Cpu.Eip, Is.EqualTo(TestMachine.CodeBase + 7), "INT stays the next instruction");
+
+        m.Slat.SetWritable(StackPage, true);
+        m.RunToHalt();
+        Assert.That(m.Cpu[Gpr.Esi], Is.EqualTo(1u));
+        Assert.That(m.Cpu.InstructionsRetired, Is.EqualTo(5), "LIDT, INT, INC, IRETD, HLT: INT retired once");
+    }
 }
 
 public class InterruptDuringHandlerTests

@@ -221,7 +221,7 @@ public sealed partial class X86Core
         // A fault while delivering it (an unusable gate, a bad handler segment, a stack fault) is raised in its place,
         // as SDM Vol. 3A, 6.15 (interrupt 8, table 6-5) orders: an external interrupt is benign.
         return TryDeliver(vector, _ctx.Eip, hasErrorCode: false, 0, external: true)
-            || DeliverDeliveryFault(original: null, first: vector);
+            || (ReinjectAfterIntercept(vector, 0, external: true) ?? DeliverDeliveryFault(original: null, first: vector));
     }
 
     private void RecomputeEventCheck() => _eventCheck = _stiShadow || _queuedException || _windowRequested || _injectedPending || HasPendingInterrupt
@@ -250,7 +250,8 @@ public sealed partial class X86Core
             return false;
         }
 
-        return TryDeliver(vector, _ctx.Eip, PushesErrorCode(vector), errorCode) || DeliverDeliveryFault(vector);
+        return TryDeliver(vector, _ctx.Eip, PushesErrorCode(vector), errorCode)
+            || (ReinjectAfterIntercept(vector, errorCode, external: false) ?? DeliverDeliveryFault(vector));
     }
 
     private static bool IsContributory(byte vector) => vector is 0 or 10 or 11 or 12 or 13;
@@ -281,7 +282,37 @@ public sealed partial class X86Core
             (fault, error) = (ExceptionVector.DoubleFault, 0);
         }
 
-        return TryDeliver(fault, _ctx.Eip, PushesErrorCode(fault), error) || DeliverDeliveryFault(fault, first ?? fault);
+        return TryDeliver(fault, _ctx.Eip, PushesErrorCode(fault), error)
+            || (ReinjectAfterIntercept(fault, error, external: false) ?? DeliverDeliveryFault(fault, first ?? fault));
+    }
+
+    /// <summary>
+    /// The last delivery attempt stopped on a guest-physical page the second-level table refused (a page the kernel
+    /// write-protected for dirty logging or copy-on-write, or no RAM at all): that is the hypervisor's business, not a
+    /// guest fault. The event is re-injected to be delivered first at the next entry, and the core exits with the
+    /// intercept, as a VMX exit during event delivery reports the event in the IDT-vectoring information and the VMM
+    /// re-injects it (SDM Vol. 3C, 28.2.4). Null when the attempt failed for an architectural fault, to escalate.
+    /// </summary>
+    private bool? ReinjectAfterIntercept(byte vector, uint errorCode, bool external)
+    {
+        if (_deliveryIntercept is not { } intercept)
+        {
+            return null;
+        }
+
+        _deliveryIntercept = null;
+        if (external)
+        {
+            InjectExternalInterrupt(vector);
+        }
+        else
+        {
+            QueueException(vector, errorCode);
+        }
+
+        _interceptCompletable = false; // nothing to complete: the delivery starts again
+        _exit = intercept;
+        return false;
     }
 
     /// <summary>
@@ -293,6 +324,7 @@ public sealed partial class X86Core
     {
         bool faultedBefore = _faulted;
         CpuExit exitBefore = _exit;
+        _deliveryIntercept = null;
         uint espBefore = _ctx.Esp;
         uint entry = (uint)vector * 8;
         uint ext = external ? 1u : 0u;
@@ -376,16 +408,35 @@ public sealed partial class X86Core
     /// INT n / INT3 / INTO / INT1 with an IDT: a trap, the pushed EIP is the next instruction. A fault while delivering
     /// it (#GP or #NP for the gate or the handler's segment, a stack fault) is a fault of the INT instruction itself.
     /// </summary>
-    private bool DeliverSoftwareInterrupt(byte vector) =>
-        TryDeliver(vector, _ctx.Eip, hasErrorCode: false, 0, software: true) || Fault(_deliveryFaultVector, _deliveryFaultError);
+    private bool DeliverSoftwareInterrupt(byte vector)
+    {
+        if (TryDeliver(vector, _ctx.Eip, hasErrorCode: false, 0, software: true)) return true;
+        if (_deliveryIntercept is { } intercept)
+        {
+            // A refused guest-physical page: the INT instruction stops with the intercept and runs again after it.
+            _deliveryIntercept = null;
+            _faulted = true;
+            _interceptCompletable = false;
+            _exit = intercept;
+            return false;
+        }
+        return Fault(_deliveryFaultVector, _deliveryFaultError);
+    }
 
-    // The fault that stopped the last failed delivery attempt (TryDeliver), for the caller to raise in its place.
+    // The fault that stopped the last failed delivery attempt (TryDeliver), for the caller to raise in its place, or the
+    // second-level intercept that stopped it (ReinjectAfterIntercept).
     private byte _deliveryFaultVector;
     private uint _deliveryFaultError;
+    private CpuExit? _deliveryIntercept;
 
     /// <summary>Records why a delivery failed; always false, to end the check chain.</summary>
     private bool DeliveryFault(byte vector, uint errorCode)
     {
+        if (_faulted && _exit.Reason == CpuExitReason.MemoryIntercept)
+        {
+            _deliveryIntercept ??= _exit;
+        }
+
         (_deliveryFaultVector, _deliveryFaultError) = (vector, errorCode);
         return false;
     }
