@@ -32,7 +32,7 @@ public sealed partial class RootPartition
             Name = c.Name, MemoryBytes = c.MemoryBytes, CommandLine = c.CommandLine, Devices = c.Devices.ToArray(),
             SyntheticDevices = c.SyntheticDevices.ToArray(), DiskImage = c.DiskImage,
             InstructionLimit = c.InstructionLimit, Cpu = _api.GetVpState(vm.Partition),
-            VirtualTicks = _api.VirtualTicks(vm.Partition), ChannelMessages = stats.ChannelMessages,
+            VirtualTicks = _api.VirtualTicks(vm.Partition), GuestClock = _api.GuestClock(vm.Partition), ChannelMessages = stats.ChannelMessages,
             Intercepts = new SortedDictionary<string, long>(stats.InterceptsByKind.ToDictionary(p => p.Key, p => p.Value), StringComparer.Ordinal),
             DeviceStates = devices, Enlightened = _api.GetEnlightenedState(vm.Partition),
             Channels = vm.Channels.Select(channel => channel.SaveState()).ToArray(), Pages = pages,
@@ -100,6 +100,13 @@ public sealed partial class RootPartition
         }
 
         VirtualMachine vm = AddWorker(config, partition);
+        if (snapshot.GuestClock is { } guestClock)
+        {
+            // The VM's clock continues from the snapshot's: its devices restore at that time, and run on from it.
+            _api.ContinueGuestClock(partition, guestClock);
+            vm.Worker.ContinueClock(guestClock);
+        }
+
         foreach (DeviceState state in snapshot.DeviceStates)
         {
             if (RestoreDeviceError(vm.Worker.Devices.FirstOrDefault(d => d.Name == state.Name), state) is { } deviceRefused)

@@ -232,6 +232,13 @@ public sealed partial class RootPartitionApi
                 partition.Statistics.StartTicks = _kernel.Now(partition);
             }
 
+            if (partition.State == PartitionState.Created && partition.ResumeGuestClock is { } guestClock)
+            {
+                // A restored partition's clock continues from its snapshot at the moment it starts running here.
+                partition.ClockOffset = guestClock - _kernel.Now(partition);
+                partition.ResumeGuestClock = null;
+            }
+
             partition.State = PartitionState.Running;
             _kernel.Scheduler.Wake();
         }
@@ -292,6 +299,20 @@ public sealed partial class RootPartitionApi
             partition.Statistics.SetIntercepts(kind, count);
         }
     }
+
+    /// <summary>The time on the partition's own clock now, which its devices and local APICs run on (what a snapshot carries).</summary>
+    public long GuestClock(PartitionHandle partitionHandle)
+    {
+        Partition partition = Get(partitionHandle);
+        return partition.ResumeGuestClock ?? _kernel.Now(partition) + partition.ClockOffset;
+    }
+
+    /// <summary>
+    /// A partition restored from a snapshot or a migration stream: when it starts, its clock reads
+    /// <paramref name="guestClock"/> (the <see cref="GuestClock"/> it was saved at), so the absolute deadlines its devices
+    /// and local APICs saved fall where they fell on the machine it was saved on.
+    /// </summary>
+    public void ContinueGuestClock(PartitionHandle partitionHandle, long guestClock) => Get(partitionHandle).ResumeGuestClock = guestClock;
 
     /// <summary>Virtual ticks since the partition started (its share of the machine's virtual time).</summary>
     public long VirtualTicks(PartitionHandle partitionHandle) => Get(partitionHandle).Statistics.VirtualTicks(_kernel.Clock.Ticks);

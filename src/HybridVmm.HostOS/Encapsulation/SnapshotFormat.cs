@@ -16,7 +16,8 @@ namespace HybridVmm.HostOS.Encapsulation;
 /// through the legacy reader <see cref="SnapshotFormatV2"/>.
 /// </summary>
 /// <remarks>
-/// Chunks, in file order: "partition", "cpu.vp0", "interrupts.vp0", "statistics", "hv.partition",
+/// Chunks, in file order: "partition", "cpu.vp0", "interrupts.vp0", "statistics", "clock" (optional: older snapshots
+/// lack it), "hv.partition",
 /// "synic.vp{n}" per vCPU, "apic.vp{n}" per vCPU (optional: older snapshots lack it), "root.requests", "device.{name}" per device with state, "vmbus.channel.{relid}"
 /// per channel followed by "vmbus.channel.{relid}.{device}" when the device has state, and "memory" last.
 /// A chunk this build does not know is refused, so that no state is dropped silently.
@@ -45,6 +46,11 @@ public static class SnapshotFormat
         w.WriteChunk(CpuStateCodec.Tag(0), CpuStateCodec.Instance, s.Cpu);
         w.WriteChunk(InterruptStateCodec.Tag(0), InterruptStateCodec.Instance, CpuInterruptState.Of(s.Cpu));
         w.WriteChunk(SavedStatisticsCodec.Tag, SavedStatisticsCodec.Instance, new SavedStatistics(s.VirtualTicks, s.ChannelMessages, s.Intercepts));
+        if (s.GuestClock is { } guestClock)
+        {
+            w.WriteChunk(GuestClockCodec.Tag, GuestClockCodec.Instance, guestClock);
+        }
+
         w.WriteChunk(HvPartitionStateCodec.Tag, HvPartitionStateCodec.Instance, s.Enlightened.Partition);
         for (int i = 0; i < s.Enlightened.VirtualProcessors.Count; i++)
         {
@@ -137,6 +143,17 @@ public static class SnapshotFormat
             return null;
         }
 
+        long? guestClock = null;
+        if (container.Find(GuestClockCodec.Tag) is not null)
+        {
+            if (!TryDecode(container, used, GuestClockCodec.Tag, GuestClockCodec.Instance, out long clock, out error))
+            {
+                return null;
+            }
+
+            guestClock = clock;
+        }
+
         var vps = new List<VpEnlightenedState>();
         while (container.Find(SynicStateCodec.Tag(vps.Count)) is not null)
         {
@@ -213,7 +230,7 @@ public static class SnapshotFormat
         {
             Name = config.Name, MemoryBytes = config.MemoryBytes, CommandLine = config.CommandLine, Devices = config.Devices,
             SyntheticDevices = config.SyntheticDevices, DiskImage = config.DiskImage, InstructionLimit = config.InstructionLimit,
-            Cpu = InterruptStateCodec.Apply(cpu, interrupts), VirtualTicks = statistics.VirtualTicks,
+            Cpu = InterruptStateCodec.Apply(cpu, interrupts), VirtualTicks = statistics.VirtualTicks, GuestClock = guestClock,
             ChannelMessages = statistics.ChannelMessages, Intercepts = statistics.Intercepts, DeviceStates = devices,
             Enlightened = new EnlightenedState(hv, vps, pending), Channels = channels, Pages = pages,
         };

@@ -46,6 +46,9 @@ public sealed record VmSnapshot
     /// <summary>Virtual time the VM had used when it was saved.</summary>
     public required long VirtualTicks { get; init; }
 
+    /// <summary>The time on the VM's own clock when it was saved, which its devices' deadlines refer to; null in older snapshots.</summary>
+    public long? GuestClock { get; init; }
+
     public required long ChannelMessages { get; init; }
 
     public required IReadOnlyDictionary<string, long> Intercepts { get; init; }

@@ -47,10 +47,16 @@ public sealed class VmWorker : IDeviceClock, IVmControl
     /// <summary>The services this worker gives the devices it builds.</summary>
     public DeviceServices Services { get; }
 
-    /// <summary>Virtual time of the intercept being served; devices stamp their output with it.</summary>
+    /// <summary>
+    /// The guest's time at the intercept being served (<see cref="InterceptMessage.GuestTime"/>): devices run their
+    /// timers on it and stamp their output with it, so a restored VM's devices continue on the clock they were saved with.
+    /// </summary>
     public long Now { get; private set; }
 
     public IReadOnlyList<IChipsetDevice> Devices => _map.Devices;
+
+    /// <summary>A restored VM: its devices take their saved state at the guest time it was saved at, before any intercept.</summary>
+    public void ContinueClock(long guestTime) => Now = guestTime;
 
     /// <summary>Adds a device to the machine; a claim that overlaps another device's, or the guest's RAM, is refused.</summary>
     public void Attach(IChipsetDevice device)
@@ -85,7 +91,7 @@ public sealed class VmWorker : IDeviceClock, IVmControl
     /// <summary>Serves one intercept and decides the reply.</summary>
     public async ValueTask<InterceptReply> HandleAsync(InterceptMessage message)
     {
-        Now = message.VirtualTime;
+        Now = message.GuestTime;
         _serving = true;
         _request = null;
         try
@@ -177,7 +183,7 @@ public sealed class VmWorker : IDeviceClock, IVmControl
 
     private InterceptReply FireTimers(in InterceptMessage m)
     {
-        int fired = _timers.FireDue(m.VirtualTime);
+        int fired = _timers.FireDue(m.GuestTime);
         Trace(m, $"device timer at {m.VirtualTime}: {fired} fired");
         return Reply(m, InterceptAction.Resume, 0);
     }

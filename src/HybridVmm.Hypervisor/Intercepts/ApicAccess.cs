@@ -21,7 +21,7 @@ internal static class ApicAccess
         }
 
         uint offset = exit.GuestPhysicalAddress & 0xFFF;
-        long now = partitions.Now(vp);
+        long now = partitions.GuestNow(partition, vp);
         uint value = 0;
         if (exit.IsWrite)
         {

@@ -45,7 +45,7 @@ internal sealed class ExitDispatcher(PartitionTable partitions, InterceptCost co
             case CpuExitReason.InterruptWindow:
                 vp.ExtIntRequested = false; // the core consumed the request: the 8259 acknowledges now
                 return await ToDeviceModelAsync(partition, vp, exit,
-                    new InterceptMessage(partition.Id, vp.Index, partitions.Now(vp), InterceptKind.InterruptWindow, 0, 0, 0, 0, false), cancellationToken).ConfigureAwait(false);
+                    new InterceptMessage(partition.Id, vp.Index, partitions.Now(vp), InterceptKind.InterruptWindow, 0, 0, 0, 0, false, partition.ClockOffset), cancellationToken).ConfigureAwait(false);
             case CpuExitReason.Exception:
                 partitions.Fault(partition, vp, $"{ExceptionVector.Mnemonic(exit.Vector)} (vector {exit.Vector}, error code 0x{exit.ErrorCode:x})");
                 return ExitOutcome.Stop;
@@ -69,7 +69,7 @@ internal sealed class ExitDispatcher(PartitionTable partitions, InterceptCost co
     public ValueTask<ExitOutcome> DeviceTimerAsync(Partition partition, VirtualProcessor vp, CancellationToken cancellationToken, bool halted = false)
     {
         partition.DeviceTimerDeadline = null;
-        var message = new InterceptMessage(partition.Id, vp.Index, partitions.Now(vp), InterceptKind.DeviceTimer, 0, 0, 0, 0, false);
+        var message = new InterceptMessage(partition.Id, vp.Index, partitions.Now(vp), InterceptKind.DeviceTimer, 0, 0, 0, 0, false, partition.ClockOffset);
         return ToDeviceModelAsync(partition, vp, halted ? new CpuExit(CpuExitReason.Halt) : default, message, cancellationToken);
     }
 
@@ -148,7 +148,7 @@ internal sealed class ExitDispatcher(PartitionTable partitions, InterceptCost co
             _ => InterceptKind.UnmappedGpa,
         };
         return new InterceptMessage(partition.Id, vp.Index, partitions.Now(vp), kind,
-            exit.Port, exit.Size, exit.Value, exit.GuestPhysicalAddress, exit.IsWrite);
+            exit.Port, exit.Size, exit.Value, exit.GuestPhysicalAddress, exit.IsWrite, partition.ClockOffset);
     }
 
     private static void CountIntercept(Partition partition, InterceptKind kind) =>

@@ -21,7 +21,8 @@ public enum InterceptKind
 /// <summary>
 /// The message the kernel posts to the root partition's intercept port, in the role of Hyper-V's
 /// HvMessageTypeX64IoPortIntercept / HvMessageTypeUnmappedGpa. The vCPU stays suspended until the
-/// root answers with an <see cref="InterceptReply"/>.
+/// root answers with an <see cref="InterceptReply"/>. <see cref="VirtualTime"/> is the machine's virtual time (the
+/// trace's); <see cref="GuestTime"/> is the same instant on the guest's clock, which the guest's devices run on.
 /// </summary>
 public readonly record struct InterceptMessage(
     int PartitionId,
@@ -32,8 +33,12 @@ public readonly record struct InterceptMessage(
     byte Size,
     uint Value,
     uint GuestPhysicalAddress,
-    bool IsWrite)
+    bool IsWrite,
+    long ClockOffset = 0)
 {
+    /// <summary>The instant on the guest's clock: a restored partition's clock continues from its snapshot (<c>Partition.ClockOffset</c>).</summary>
+    public long GuestTime => VirtualTime + ClockOffset;
+
     public override string ToString() => Kind switch
     {
         InterceptKind.IoPortRead => $"io-read port=0x{Port:x4} size={Size}",

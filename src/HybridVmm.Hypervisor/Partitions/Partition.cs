@@ -29,8 +29,19 @@ internal sealed class Partition
 
     public PartitionHandle Handle => new(Id);
 
-    /// <summary>Virtual time at which the root's devices want a device-timer intercept; null when none is armed.</summary>
+    /// <summary>Guest time (<see cref="ClockOffset"/>) at which the root's devices want a device-timer intercept; null when none is armed.</summary>
     public long? DeviceTimerDeadline { get; set; }
+
+    /// <summary>
+    /// The guest's clock minus the machine's: the time the guest's timers (its devices', its local APICs') run on is
+    /// the machine's virtual time plus this. Zero for a partition booted on this machine; a partition restored from a
+    /// snapshot or a migration stream continues the clock it was saved with, whatever the machine's clock reads (QEMU
+    /// migrates its virtual clock the same way, and KVM offsets kvmclock and the TSC). The trace stays on machine time.
+    /// </summary>
+    public long ClockOffset { get; set; }
+
+    /// <summary>A restored partition's saved clock, applied as <see cref="ClockOffset"/> when it first starts.</summary>
+    public long? ResumeGuestClock { get; set; }
 
     public GuestPhysicalAddressSpace? AddressSpace { get; }
 

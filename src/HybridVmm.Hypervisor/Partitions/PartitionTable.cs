@@ -84,6 +84,9 @@ internal sealed class PartitionTable(TraceRecorder trace, VirtualClock clock, Ac
     /// <summary>The virtual time a vCPU has reached: the round's start plus the ticks it has used in this round.</summary>
     public long Now(VirtualProcessor vp) => RoundStartTicks + vp.SliceTicks;
 
+    /// <summary>The time the guest's timers see on <paramref name="vp"/>: its machine time plus the partition's clock offset.</summary>
+    public long GuestNow(Partition partition, VirtualProcessor vp) => Now(vp) + partition.ClockOffset;
+
     /// <summary>The virtual time of a partition's events outside any instruction (lifecycle).</summary>
     public long Now(Partition partition)
     {

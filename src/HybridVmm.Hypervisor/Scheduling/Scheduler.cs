@@ -203,10 +203,10 @@ public sealed class Scheduler
             if (vp.Apic.TimerDeadline is { } apicDeadline)
             {
                 // The local APIC's timer is the kernel's own: at its deadline it raises its interrupt, with no exit.
-                long untilApic = apicDeadline - _partitions.Now(vp);
+                long untilApic = apicDeadline - _partitions.GuestNow(partition, vp);
                 if (untilApic <= 0)
                 {
-                    vp.Apic.TimerExpired(_partitions.Now(vp));
+                    vp.Apic.TimerExpired(_partitions.GuestNow(partition, vp));
                     continue;
                 }
 
@@ -216,7 +216,7 @@ public sealed class Scheduler
             ExitOutcome outcome;
             if (vp.Index == 0 && partition.DeviceTimerDeadline is { } deadline)
             {
-                long left = deadline - _partitions.Now(vp);
+                long left = deadline - _partitions.GuestNow(partition, vp);
                 if (left <= 0)
                 {
                     outcome = await _dispatcher.DeviceTimerAsync(partition, vp, cancellationToken).ConfigureAwait(false);
@@ -274,7 +274,7 @@ public sealed class Scheduler
                 }
 
                 bool apicFirst = apic is { } a && (device is not { } d || a < d);
-                long left = (apicFirst ? apic!.Value : device!.Value) - _partitions.Now(vp);
+                long left = (apicFirst ? apic!.Value : device!.Value) - _partitions.GuestNow(partition, vp);
                 if (left > quantum - vp.SliceTicks)
                 {
                     idleTicks = Math.Max(idleTicks, quantum - vp.SliceTicks);
@@ -288,7 +288,7 @@ public sealed class Scheduler
                 any = true;
                 if (apicFirst)
                 {
-                    vp.Apic.TimerExpired(_partitions.Now(vp));
+                    vp.Apic.TimerExpired(_partitions.GuestNow(partition, vp));
                     if (vp.Core.HasDeliverableInterrupt)
                     {
                         vp.State = VpState.Runnable;

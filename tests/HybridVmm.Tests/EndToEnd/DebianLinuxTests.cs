@@ -49,10 +49,6 @@ public class DebianLinuxTests
     /// restored to the end. The three processes' output, end to end, is the uninterrupted boot's, byte for byte.
     /// </summary>
     [Test]
-    [Explicit("known defect, reproduced here: a VM restored into a new process resumes on a virtual clock that starts at 0, while its "
-        + "devices' times (the PIT's count start, timer deadlines) are absolute in the old process's clock, so IRQ 0 changes phase: "
-        + "the restored kernel's log shows a jiffy of difference (0.004000 for 0.000000) right after the first restore point. "
-        + "docs/conformance.md, known gaps")]
     public void SavedInTheDecompressorAndAgainInTheKernelTheBootPrintsWhatItPrintsUninterrupted()
     {
         Require(Debian("vmlinuz"));

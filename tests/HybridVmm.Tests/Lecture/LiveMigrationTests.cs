@@ -65,6 +65,25 @@ public class LiveMigrationTests
     }
 
     [Test]
+    public void AGuestTimingItsTimerInterruptsMigratesBetweenProcessesWithoutNoticing()
+    {
+        // The clock guest counts loop iterations between PIT interrupts: a deadline moved on the target changes a count.
+        CliProcess.Result uninterrupted = CliProcess.Run("run", Repository.GuestElf("clock"));
+        Assert.That(uninterrupted.ExitCode, Is.Zero, uninterrupted.Stderr);
+        using Process receiver = StartReceiver(out int port);
+        Task<string> targetOut = receiver.StandardOutput.ReadToEndAsync();
+        Task<string> targetErr = receiver.StandardError.ReadToEndAsync();
+        CliProcess.Result source = CliProcess.Run("run", Repository.GuestElf("clock"), "--migrate-at", "400000", "--migrate-to", $"127.0.0.1:{port}");
+        Assert.That(receiver.WaitForExit(TimeSpan.FromMinutes(2)), Is.True);
+        Assert.Multiple(() =>
+        {
+            Assert.That(source.ExitCode, Is.Zero, source.Stderr);
+            Assert.That(receiver.ExitCode, Is.Zero, targetErr.Result);
+            Assert.That(source.Text + targetOut.Result, Is.EqualTo(uninterrupted.Text));
+        });
+    }
+
+    [Test]
     public void AnUnreachableTargetLeavesTheGuestRunningOnTheSource()
     {
         using var probe = new TcpListener(IPAddress.Loopback, 0);
