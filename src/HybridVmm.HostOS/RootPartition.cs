@@ -126,7 +126,7 @@ public sealed partial class RootPartition
                 plan.Writes);
         }
 
-        IReadOnlyList<GuestWrite>? writes = BootInformation.Layout(image!, config.MemoryBytes, config.CommandLine, out reason);
+        IReadOnlyList<GuestWrite>? writes = BootInformation.Layout(image!, config.MemoryBytes, config.CommandLine, out uint infoAddress, out reason);
         if (writes is null)
         {
             error = new VmCreationError(VmCreationErrorKind.InvalidImage, reason);
@@ -134,7 +134,7 @@ public sealed partial class RootPartition
         }
 
         error = null;
-        return new PreparedImage(new BootRegisters(image!.Entry, BootInformation.BootloaderMagic, BootInformation.InfoAddress), writes);
+        return new PreparedImage(new BootRegisters(image!.Entry, BootInformation.BootloaderMagic, infoAddress), writes);
     }
 
     /// <summary>Loads the image into a new partition with its worker and devices. The VM is created, not started.</summary>

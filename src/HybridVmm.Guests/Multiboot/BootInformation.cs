@@ -8,7 +8,9 @@ public readonly record struct GuestWrite(uint GuestPhysicalAddress, byte[] Data)
 
 /// <summary>
 /// Builds the Multiboot information structure (Multiboot 0.6.96, 3.3) and the boot-time layout of guest
-/// memory. Everything sits in one page at <see cref="InfoAddress"/>, below the 640 KiB conventional limit.
+/// memory. Everything sits in one page at <see cref="InfoAddress"/>, below the 640 KiB conventional limit; a kernel
+/// that loads over that page (kvm-unit-tests' realmode test loads at 0x8000) gets it in the first free page after its
+/// image instead, as QEMU's Multiboot loader places its information after the kernel. EBX says where it is.
 /// </summary>
 public static class BootInformation
 {
@@ -17,10 +19,11 @@ public static class BootInformation
     public const uint InfoPageEnd = 0xA000;
     public const string LoaderName = "HybridVmm";
 
-    private const uint MmapAddress = InfoAddress + 0x80;
-    private const uint NameAddress = InfoAddress + 0x100;
-    private const uint CmdlineAddress = InfoAddress + 0x200;
-    public const int MaxCommandLineBytes = (int)(InfoPageEnd - CmdlineAddress) - 1;
+    private const uint MmapOffset = 0x80;
+    private const uint NameOffset = 0x100;
+    private const uint CmdlineOffset = 0x200;
+    private const uint PageSize = InfoPageEnd - InfoAddress;
+    public const int MaxCommandLineBytes = (int)(PageSize - CmdlineOffset) - 1;
 
     /// <summary>The conventional-memory top reported as mem_lower and the first reserved mmap range (EBDA).</summary>
     private const uint ConventionalTop = 0x9FC00;
@@ -37,8 +40,14 @@ public static class BootInformation
 
     /// <summary>Places <paramref name="image"/> and its boot information in a guest of <paramref name="memoryBytes"/>.
     /// Returns null and a reason when the image does not fit.</summary>
-    public static IReadOnlyList<GuestWrite>? Layout(MultibootImage image, uint memoryBytes, string commandLine, out string error)
+    public static IReadOnlyList<GuestWrite>? Layout(MultibootImage image, uint memoryBytes, string commandLine, out string error) =>
+        Layout(image, memoryBytes, commandLine, out _, out error);
+
+    /// <inheritdoc cref="Layout(MultibootImage, uint, string, out string)"/>
+    /// <param name="infoAddress">Where the information page went: the address the loader passes in EBX.</param>
+    public static IReadOnlyList<GuestWrite>? Layout(MultibootImage image, uint memoryBytes, string commandLine, out uint infoAddress, out string error)
     {
+        infoAddress = InfoAddress;
         byte[] cmdline = Encoding.UTF8.GetBytes(commandLine);
         if (cmdline.Length > MaxCommandLineBytes)
         {
@@ -52,6 +61,20 @@ public static class BootInformation
             return null;
         }
 
+        if (image.Segments.Any(s => Overlaps(s, InfoAddress)))
+        {
+            // The first free page after the image's segments in conventional memory.
+            ulong end = image.Segments.Where(s => s.PhysicalAddress < ConventionalTop).Max(s => (ulong)s.PhysicalAddress + s.MemorySize);
+            ulong candidate = (end + PageSize - 1) & ~(ulong)(PageSize - 1);
+            if (candidate + PageSize > ConventionalTop || image.Segments.Any(s => Overlaps(s, (uint)candidate)))
+            {
+                error = $"the image leaves no free page below 0x{ConventionalTop:x} for the boot information (its segments cover 0x{InfoAddress:x})";
+                return null;
+            }
+
+            infoAddress = (uint)candidate;
+        }
+
         var writes = new List<GuestWrite>();
         foreach (Elf.LoadSegment s in image.Segments)
         {
@@ -59,12 +82,6 @@ public static class BootInformation
             if (end > memoryBytes)
             {
                 error = $"segment at 0x{s.PhysicalAddress:x8} (+{s.MemorySize} bytes) does not fit in {memoryBytes / (1024 * 1024)} MiB of guest memory";
-                return null;
-            }
-
-            if (s.PhysicalAddress < InfoPageEnd && end > InfoAddress)
-            {
-                error = $"segment at 0x{s.PhysicalAddress:x8} overlaps the boot information page at 0x{InfoAddress:x}";
                 return null;
             }
 
@@ -79,21 +96,25 @@ public static class BootInformation
             return null;
         }
 
-        writes.Add(new GuestWrite(InfoAddress, BuildInfoPage(memoryBytes, cmdline)));
+        writes.Add(new GuestWrite(infoAddress, BuildInfoPage(infoAddress, memoryBytes, cmdline)));
         error = "";
         return writes;
     }
 
-    private static byte[] BuildInfoPage(uint memoryBytes, byte[] cmdline)
+    private static bool Overlaps(Elf.LoadSegment s, uint page) =>
+        s.PhysicalAddress < (ulong)page + PageSize && (ulong)s.PhysicalAddress + s.MemorySize > page;
+
+    private static byte[] BuildInfoPage(uint infoAddress, uint memoryBytes, byte[] cmdline)
     {
-        byte[] page = new byte[InfoPageEnd - InfoAddress];
+        uint mmapAddress = infoAddress + MmapOffset, nameAddress = infoAddress + NameOffset, cmdlineAddress = infoAddress + CmdlineOffset;
+        byte[] page = new byte[PageSize];
         Span<byte> info = page;
         InfoFlags flags = InfoFlags.Memory | InfoFlags.CommandLine | InfoFlags.MemoryMap | InfoFlags.BootLoaderName;
         BinaryPrimitives.WriteUInt32LittleEndian(info[0..], (uint)flags);
         BinaryPrimitives.WriteUInt32LittleEndian(info[4..], ConventionalTop / 1024);                   // mem_lower (KiB)
         BinaryPrimitives.WriteUInt32LittleEndian(info[8..], (memoryBytes - HighMemoryStart) / 1024);  // mem_upper (KiB)
-        BinaryPrimitives.WriteUInt32LittleEndian(info[16..], CmdlineAddress);                        // cmdline
-        BinaryPrimitives.WriteUInt32LittleEndian(info[64..], NameAddress);                           // boot_loader_name
+        BinaryPrimitives.WriteUInt32LittleEndian(info[16..], cmdlineAddress);                        // cmdline
+        BinaryPrimitives.WriteUInt32LittleEndian(info[64..], nameAddress);                           // boot_loader_name
 
         (ulong Base, ulong Length, uint Type)[] map =
         {
@@ -101,7 +122,7 @@ public static class BootInformation
             (ConventionalTop, HighMemoryStart - ConventionalTop, 2),
             (HighMemoryStart, memoryBytes - HighMemoryStart, 1),
         };
-        int at = (int)(MmapAddress - InfoAddress);
+        int at = (int)MmapOffset;
         foreach ((ulong b, ulong len, uint type) in map)
         {
             // Each entry starts with its size, which does not count the size field itself.
@@ -113,10 +134,10 @@ public static class BootInformation
         }
 
         BinaryPrimitives.WriteUInt32LittleEndian(info[44..], (uint)(map.Length * 24));               // mmap_length
-        BinaryPrimitives.WriteUInt32LittleEndian(info[48..], MmapAddress);                           // mmap_addr
+        BinaryPrimitives.WriteUInt32LittleEndian(info[48..], mmapAddress);                           // mmap_addr
 
-        Encoding.ASCII.GetBytes(LoaderName).CopyTo(page.AsSpan((int)(NameAddress - InfoAddress)));
-        cmdline.CopyTo(page.AsSpan((int)(CmdlineAddress - InfoAddress)));                            // NUL-terminated by the zeroed page
+        Encoding.ASCII.GetBytes(LoaderName).CopyTo(page.AsSpan((int)NameOffset));
+        cmdline.CopyTo(page.AsSpan((int)CmdlineOffset));                            // NUL-terminated by the zeroed page
         return page;
     }
 }

@@ -5,8 +5,8 @@ using Iced.Intel;
 namespace HybridVmm.Hardware.Cpu;
 
 /// <summary>
-/// One x86 logical processor executing 32-bit protected-mode code decoded by Iced.
-/// Segments are flat (base 0, limit 4 GiB). With CR0.PG set, the guest's page tables translate a linear address to a
+/// One x86 logical processor executing protected-mode code (32-bit, and 16-bit code segments) and real-mode code,
+/// decoded by Iced. With CR0.PG set, the guest's page tables translate a linear address to a
 /// guest-physical one (System/X86Core.Paging.cs); every guest-physical access then goes through the
 /// <see cref="SecondLevelPageTable"/>.
 /// </summary>
@@ -37,6 +37,7 @@ public sealed partial class X86Core
         _codePages = new CodePage?[slat.GuestPageCount];
         _codeReader = new GuestCodeReader(this);
         _decoder = Decoder.Create(32, _codeReader);
+        _decoder16 = Decoder.Create(16, _codeReader);
         _ctx.Eflags = (uint)EFlags.Reserved1;
         ResetDebugRegisters();
         _ctx.Fpu.Initialize();

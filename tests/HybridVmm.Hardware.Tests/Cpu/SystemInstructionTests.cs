@@ -46,7 +46,6 @@ public class SystemInstructionTests
 
     [TestCase(0x80000000u, Description = "PG without PE (SDM Vol. 2B, MOV CR: #GP(0))")]
     [TestCase(0x20000001u, Description = "NW without CD")]
-    [TestCase(0x00000000u, Description = "leaving protected mode: real mode is not simulated, refused as #GP")]
     public void InvalidCr0LoadsRaiseGeneralProtectionAndLeaveCr0Unchanged(uint value)
     {
         var m = new TestMachine();
@@ -128,12 +127,43 @@ public class SystemInstructionTests
     }
 
     [Test]
-    public void StringInstructionWithSixteenBitAddressSizeIsNotEmulated()
+    public void StringInstructionWithSixteenBitAddressSizeWalksSiAndDiAndCountsWithCxWrappingAt64KiB()
     {
+        // SDM Vol. 2B, MOVS: with a 16-bit address size the source is DS:SI, the destination ES:DI and the count CX;
+        // only their low halves change, and SI wraps from 0xFFFF to 0.
         var m = new TestMachine();
-        m.Load(asm => asm.db(0x67, 0xa4)); // movsb with 16-bit addressing (SI/DI)
-        CpuExit exit = m.Cpu.Run(10);
-        Assert.That((exit.Reason, exit.Vector), Is.EqualTo((CpuExitReason.Exception, ExceptionVector.InvalidOpcode)));
+        m.WriteBytes(0xFFFF, [0x11]);
+        m.WriteBytes(0x0000, [0x22, 0x33]);
+        m.Execute(asm =>
+        {
+            asm.mov(esi, 0xABCD_FFFFu);
+            asm.mov(edi, 0x1234_0020u);
+            asm.mov(ecx, 0x5555_0003u);
+            asm.db(0xf3, 0x67, 0xa4); // rep movsb with 16-bit addressing
+        });
+        Assert.Multiple(() =>
+        {
+            Assert.That((m.Read8(0x20), m.Read8(0x21), m.Read8(0x22)), Is.EqualTo(((byte)0x11, (byte)0x22, (byte)0x33)));
+            Assert.That(m.Cpu[Gpr.Esi], Is.EqualTo(0xABCD_0002u));
+            Assert.That(m.Cpu[Gpr.Edi], Is.EqualTo(0x1234_0023u));
+            Assert.That(m.Cpu[Gpr.Ecx], Is.EqualTo(0x5555_0000u));
+        });
+    }
+
+    [TestCase(true, 0x1234_56FFu)]
+    [TestCase(false, 0x1234_5600u)]
+    public void SalcSetsAlFromTheCarryFlagAndLeavesTheFlags(bool carry, uint expected)
+    {
+        // SALC (0xD6): AL = CF ? 0xFF : 0; what QEMU does and kvm-unit-tests' realmode test checks.
+        var m = new TestMachine();
+        m.Execute(asm =>
+        {
+            asm.mov(eax, 0x1234_5678u);
+            if (carry) asm.stc(); else asm.clc();
+            asm.db((byte)0xd6);
+        });
+        Assert.That(m.Cpu[Gpr.Eax], Is.EqualTo(expected));
+        Assert.That(m.Cpu.Eflags & 1, Is.EqualTo(carry ? 1u : 0u));
     }
 
     [Test]

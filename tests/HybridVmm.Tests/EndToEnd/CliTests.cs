@@ -14,6 +14,7 @@ public class CliTests
     [TestCase("pic")]
     [TestCase("tasks")]
     [TestCase("apic")]
+    [TestCase("realmode")]
     public void RunPrintsTheSameBytesAsQemuAndExitsWithTheGuestValue(string guest)
     {
         CliProcess.Result result = CliProcess.Run("run", Repository.GuestElf(guest));

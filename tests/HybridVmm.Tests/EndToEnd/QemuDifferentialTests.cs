@@ -27,6 +27,7 @@ public class QemuDifferentialTests
     [TestCase("pic")]
     [TestCase("tasks")]
     [TestCase("apic")]
+    [TestCase("realmode")]
     public void GuestPrintsTheSameBytesAndExitsWithTheSameValueAsUnderQemu(string guest)
     {
         (int qemuStatus, byte[] qemuOutput) = RunQemu(guest);

@@ -95,7 +95,28 @@ public class MultibootLoaderTests
     }
 
     [Test]
-    public void RejectsASegmentOverlappingTheBootInformationPage()
+    public void ASegmentOverTheBootInformationPageMovesThePageToTheFirstFreeOneAfterTheImage()
+    {
+        // kvm-unit-tests' realmode.flat loads at 0x8000-0xDA30; QEMU's loader puts its information after the kernel.
+        byte[] file = FlatKernel.Wrap(new byte[8]);
+        foreach (int field in new[] { 12, 16, 28 })
+        {
+            BinaryPrimitives.WriteUInt32LittleEndian(file.AsSpan(field), 0x9000);
+        }
+
+        MultibootImage? image = MultibootImage.TryParse(file, out string error);
+        Assert.That(image, Is.Not.Null, error);
+        IReadOnlyList<GuestWrite>? writes = BootInformation.Layout(image!, 4u << 20, "moved", out uint infoAddress, out error);
+        Assert.That(writes, Is.Not.Null, error);
+        Assert.That(infoAddress, Is.EqualTo(0xA000u));
+        byte[] page = writes!.Single(w => w.GuestPhysicalAddress == infoAddress).Data;
+        uint cmdline = BinaryPrimitives.ReadUInt32LittleEndian(page.AsSpan(16));
+        Assert.That(cmdline - infoAddress, Is.LessThan(4096u), "the page's pointers point into the moved page");
+        Assert.That(Encoding.ASCII.GetString(page, (int)(cmdline - infoAddress), 5), Is.EqualTo("moved"));
+    }
+
+    [Test]
+    public void RejectsAnImageThatLeavesNoFreePageForTheBootInformation()
     {
         byte[] file = FlatKernel.Wrap(new byte[8]);
         foreach (int field in new[] { 12, 16, 28 })
@@ -103,6 +124,7 @@ public class MultibootLoaderTests
             BinaryPrimitives.WriteUInt32LittleEndian(file.AsSpan(field), 0x9000);
         }
 
+        BinaryPrimitives.WriteUInt32LittleEndian(file.AsSpan(24), 0x9F000); // bss up to 0x9F000: no page left below 0x9FC00
         MultibootImage? image = MultibootImage.TryParse(file, out string error);
         Assert.That(image, Is.Not.Null, error);
         Assert.That(BootInformation.Layout(image!, 4u << 20, "", out error), Is.Null);

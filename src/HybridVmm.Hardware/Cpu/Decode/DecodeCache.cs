@@ -25,6 +25,8 @@ internal sealed class CodePage
     public uint LinearBase;
     /// <summary>CS.base at decode time: the same linear page under another CS base has other EIPs.</summary>
     public uint CsBase;
+    /// <summary>Decoded as 16-bit code (CS.D clear: real mode, or a 16-bit code segment): the same bytes mean other instructions.</summary>
+    public bool Code16;
 
     public void Clear()
     {
@@ -91,6 +93,8 @@ public sealed partial class X86Core
     private readonly CodePage?[] _codePages;
     private readonly GuestCodeReader _codeReader;
     private readonly Decoder _decoder;
+    // The decoder for 16-bit code: real mode, and protected-mode code segments with D clear.
+    private readonly Decoder _decoder16;
     // Holds an instruction that straddles two pages; such instructions are decoded on every execution.
     private Instruction _straddling;
 
@@ -150,15 +154,16 @@ public sealed partial class X86Core
         CodePage? page = _codePages[guestPage];
         if (page is null)
         {
-            page = new CodePage { HostFrame = frame, LinearBase = linearBase, CsBase = _csBase };
+            page = new CodePage { HostFrame = frame, LinearBase = linearBase, CsBase = _csBase, Code16 = _code16 };
             _codePages[guestPage] = page;
         }
-        else if (page.HostFrame != frame || page.LinearBase != linearBase || page.CsBase != _csBase)
+        else if (page.HostFrame != frame || page.LinearBase != linearBase || page.CsBase != _csBase || page.Code16 != _code16)
         {
             page.Clear();
             page.HostFrame = frame;
             page.LinearBase = linearBase;
             page.CsBase = _csBase;
+            page.Code16 = _code16;
         }
         return page;
     }
@@ -178,8 +183,9 @@ public sealed partial class X86Core
         uint linear = eip + _csBase;
         _codeReader.Address = linear;
         _codeReader.Failed = false;
-        _decoder.IP = eip;
-        _decoder.Decode(out Instruction instruction);
+        Decoder decoder = _code16 ? _decoder16 : _decoder;
+        decoder.IP = eip;
+        decoder.Decode(out Instruction instruction);
         if (_codeReader.Failed && instruction.Code == Code.INVALID)
         {
             fetchFault = true;

@@ -69,7 +69,7 @@ public sealed partial class X86Core
         _ctx.Eip = Pop(size);
         if (ins.Op0Kind == OpKind.Immediate16)
         {
-            _ctx.Esp += ins.Immediate16;
+            AdjustStackPointer(ins.Immediate16);
         }
         return true;
     }

@@ -119,13 +119,15 @@ public sealed partial class X86Core
     private bool WriteCr0(uint value)
     {
         // SDM Vol. 3A, 2.5 and Vol. 2B, MOV CR: reserved bits of CR0[31:0] are ignored; PG without PE and NW without CD
-        // are #GP(0). ET is hardwired to 1. Leaving protected mode (real mode) is not simulated: refused as #GP too.
+        // are #GP(0). ET is hardwired to 1. Clearing PE enters real-address mode (SDM Vol. 3A, 10.9.2): the segment
+        // caches keep what they hold until a segment register is loaded, which then loads selector × 16.
         value = (value & Cr0Defined) | (uint)Cr0Flags.ET;
-        if ((value & Cr0Pe) == 0) return Fault(ExceptionVector.GeneralProtection);
+        if ((value & (Cr0Pe | Cr0Pg)) == Cr0Pg) return Fault(ExceptionVector.GeneralProtection);
         if ((value & (uint)(Cr0Flags.NW | Cr0Flags.CD)) == (uint)Cr0Flags.NW) return Fault(ExceptionVector.GeneralProtection);
         uint old = _ctx.Cr0;
         _ctx.Cr0 = value;
         PagingControlChanged(old, _ctx.Cr4);
+        if (((old ^ value) & Cr0Pe) != 0) CodeMappingChanged(); // interrupts now go through the IDT or the IVT
         return true;
     }
 

@@ -29,6 +29,10 @@ public sealed partial class X86Core
             Operation.CallFar => FarCall(ref ins),
             Operation.Retf => Retf(ref ins),
             Operation.LoadFarPointer => LoadFarPointer(ref ins),
+            // Not recognized in real-address mode (SDM Vol. 2A/2B, "Real-Address Mode Exceptions": #UD).
+            Operation.Lldt or Operation.Sldt or Operation.Ltr or Operation.Str or Operation.Lar or Operation.Lsl or Operation.Verr
+                or Operation.Verw or Operation.Arpl when RealMode => UndefinedOpcode(),
+            Operation.Sysenter or Operation.Sysexit when RealMode => Fault(ExceptionVector.GeneralProtection), // SDM Vol. 2B: CR0.PE = 0
             Operation.Lldt => Lldt(ref ins),
             Operation.Sldt => Sldt(ref ins),
             Operation.Ltr => Ltr(ref ins),
@@ -98,6 +102,7 @@ public sealed partial class X86Core
             Operation.Popf => Popf(ref ins),
             Operation.Lahf => Lahf(),
             Operation.Sahf => Sahf(),
+            Operation.Salc => Salc(),
             Operation.Clc => SetFlag(CF, false),
             Operation.Stc => SetFlag(CF, true),
             Operation.Cmc => SetFlag(CF, (_ctx.Eflags & CF) == 0),

@@ -187,10 +187,16 @@ public sealed partial class X86Core
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static uint SignBit(int size) => 1u << (size * 8 - 1);
 
-    // Stack: a 32-bit stack (SS.B=1), so ESP is the stack pointer (SDM Vol. 1, 6.2); SS.base is added when not 0.
+    // Stack: ESP is the stack pointer of a 32-bit stack (SS.B=1), SP of a 16-bit one (SDM Vol. 1, 6.2); SS.base is
+    // added when not 0.
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private void Push(uint value, int size)
     {
+        if (_stack16)
+        {
+            Push16(value, size);
+            return;
+        }
         uint esp = _ctx.Esp - (uint)size;
         WriteMem(StackAddress(esp), size, value);
         _ctx.Esp = esp;
@@ -199,9 +205,30 @@ public sealed partial class X86Core
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private uint Pop(int size)
     {
+        if (_stack16)
+        {
+            return Pop16(size);
+        }
         uint esp = _ctx.Esp;
         uint value = ReadMem(StackAddress(esp), size);
         _ctx.Esp = esp + (uint)size;
+        return value;
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private void Push16(uint value, int size)
+    {
+        uint sp = (_ctx.Esp - (uint)size) & 0xFFFF;
+        WriteMem(StackAddress(sp), size, value);
+        _ctx.Esp = (_ctx.Esp & 0xFFFF0000) | sp;
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private uint Pop16(int size)
+    {
+        uint sp = _ctx.Esp & 0xFFFF;
+        uint value = ReadMem(StackAddress(sp), size);
+        _ctx.Esp = (_ctx.Esp & 0xFFFF0000) | ((sp + (uint)size) & 0xFFFF);
         return value;
     }
 }

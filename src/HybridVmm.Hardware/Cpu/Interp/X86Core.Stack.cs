@@ -57,6 +57,12 @@ public sealed partial class X86Core
     {
         int size = ins.Code == Code.Pushaw ? 2 : 4;
         uint esp = _ctx.Esp;
+        if (_stack16)
+        {
+            // A 16-bit stack: each push goes through SP, which wraps at 64 KiB.
+            for (int i = 0; i < 8; i++) Push(i == 4 ? esp : _ctx.Gpr[i], size);
+            return !_faulted;
+        }
         if (!ProbeWrite(StackAddress(esp - (uint)(8 * size)), 8 * size)) return false;
         for (int i = 0; i < 8; i++)
         {
@@ -72,6 +78,16 @@ public sealed partial class X86Core
     {
         int size = ins.Code == Code.Popaw ? 2 : 4;
         uint esp = _ctx.Esp;
+        if (_stack16)
+        {
+            for (int i = 7; i >= 0; i--)
+            {
+                uint value = Pop(size);
+                if (i == 4) continue; // the stored SP is skipped
+                _ctx.Gpr[i] = size == 4 ? value : (_ctx.Gpr[i] & 0xffff0000) | value;
+            }
+            return !_faulted;
+        }
         for (int i = 7; i >= 0; i--)
         {
             uint value = ReadMem(StackAddress(esp + (uint)((7 - i) * size)), size);
@@ -117,6 +133,13 @@ public sealed partial class X86Core
         // AH <- SF:ZF:0:AF:0:PF:1:CF
         uint ah = (_ctx.Eflags & (SF | ZF | AF | PF | CF)) | 2;
         _ctx.Eax = (_ctx.Eax & 0xffff00ff) | (ah << 8);
+        return true;
+    }
+
+    /// <summary>SALC (0xD6, undocumented outside 64-bit mode): AL = CF ? 0xFF : 0, flags unchanged (QEMU, AMD's manuals).</summary>
+    private bool Salc()
+    {
+        _ctx.Eax = (_ctx.Eax & 0xffffff00) | ((_ctx.Eflags & CF) != 0 ? 0xffu : 0);
         return true;
     }
 

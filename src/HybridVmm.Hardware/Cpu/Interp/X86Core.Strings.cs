@@ -14,10 +14,8 @@ public sealed partial class X86Core
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private bool StringOp(ref Instruction ins, Operation op)
     {
-        if (ins.Op0Kind is OpKind.MemoryESDI or OpKind.MemorySegSI || ins.Op1Kind is OpKind.MemoryESDI or OpKind.MemorySegSI)
-        {
-            return UndefinedOpcode(); // 16-bit address size is not emulated
-        }
+        // A 16-bit address size (16-bit code, or a 0x67 prefix) walks SI and DI and counts with CX, each wrapping at 64 KiB.
+        _stringAddress16 = ins.Op0Kind is OpKind.MemoryESDI or OpKind.MemorySegSI || ins.Op1Kind is OpKind.MemoryESDI or OpKind.MemorySegSI;
         int size = MemSize(ref ins);
         uint delta = (_ctx.Eflags & DF) != 0 ? (uint)-size : (uint)size;
         bool rep = ins.HasRepPrefix || ins.HasRepnePrefix;
@@ -33,13 +31,13 @@ public sealed partial class X86Core
         // SDM Vol. 3A 17.3.1.4: under single-stepping a REP instruction runs one iteration per step, EIP staying
         // on it while iterations remain, so the #DB trap comes after every iteration.
         bool singleStep = (_savedFlags & (uint)EFlags.TF) != 0;
-        while (_ctx.Ecx != 0)
+        while (StringCount != 0)
         {
             if (!StringIteration(op, size, delta))
             {
                 return false;
             }
-            _ctx.Ecx--;
+            _ctx.Ecx = _stringAddress16 ? (_ctx.Ecx & 0xFFFF0000) | ((_ctx.Ecx - 1) & 0xFFFF) : _ctx.Ecx - 1;
             if (_replayCount != 0)
             {
                 DiscardReplay(); // the element is committed: its completed MMIO accesses are used up
@@ -49,7 +47,7 @@ public sealed partial class X86Core
                 break;
             }
 
-            if (singleStep && _ctx.Ecx != 0)
+            if (singleStep && StringCount != 0)
             {
                 _ctx.Eip = _savedEip;
                 break;
@@ -59,15 +57,23 @@ public sealed partial class X86Core
         return true;
     }
 
-    // The segment of the ESI operand of the string instruction being executed.
+    // The segment of the ESI operand of the string instruction being executed, and its address size.
     private Sreg _stringSource;
+    private bool _stringAddress16;
+
+    /// <summary>The REP count: CX with a 16-bit address size, else ECX.</summary>
+    private uint StringCount => _stringAddress16 ? _ctx.Ecx & 0xFFFF : _ctx.Ecx;
+
+    /// <summary>An index register stepped by an element: only its low 16 bits with a 16-bit address size.</summary>
+    private uint StepIndex(uint register, uint delta) =>
+        _stringAddress16 ? (register & 0xFFFF0000) | ((register + delta) & 0xFFFF) : register + delta;
 
     /// <summary>One element; false (with nothing committed) when an access was refused.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private bool StringIteration(Operation op, int size, uint delta)
     {
-        uint esi = _ctx.Esi;
-        uint edi = _ctx.Edi;
+        uint esi = _stringAddress16 ? _ctx.Esi & 0xFFFF : _ctx.Esi;
+        uint edi = _stringAddress16 ? _ctx.Edi & 0xFFFF : _ctx.Edi;
         // Each operand's segment is checked only by the instructions that use it (STOS/SCAS never touch DS:ESI).
         uint destination = op == Operation.Lods ? 0 : Linear(Sreg.Es, edi, size);
         switch (op)
@@ -77,21 +83,21 @@ public sealed partial class X86Core
                     uint v = ReadMem(Linear(_stringSource, esi, size), size);
                     WriteMem(destination, size, v);
                     if (_faulted) return false;
-                    _ctx.Esi = esi + delta;
-                    _ctx.Edi = edi + delta;
+                    _ctx.Esi = StepIndex(_ctx.Esi, delta);
+                    _ctx.Edi = StepIndex(_ctx.Edi, delta);
                     return true;
                 }
             case Operation.Stos:
                 WriteMem(destination, size, _ctx.Eax);
                 if (_faulted) return false;
-                _ctx.Edi = edi + delta;
+                _ctx.Edi = StepIndex(_ctx.Edi, delta);
                 return true;
             case Operation.Lods:
                 {
                     uint v = ReadMem(Linear(_stringSource, esi, size), size);
                     if (_faulted) return false;
                     WriteAccumulator(size, v);
-                    _ctx.Esi = esi + delta;
+                    _ctx.Esi = StepIndex(_ctx.Esi, delta);
                     return true;
                 }
             case Operation.Cmps:
@@ -100,8 +106,8 @@ public sealed partial class X86Core
                     uint b = ReadMem(destination, size);
                     if (_faulted) return false;
                     SubWithFlags(a, b, 0, size);
-                    _ctx.Esi = esi + delta;
-                    _ctx.Edi = edi + delta;
+                    _ctx.Esi = StepIndex(_ctx.Esi, delta);
+                    _ctx.Edi = StepIndex(_ctx.Edi, delta);
                     return true;
                 }
             default: // SCAS
@@ -109,7 +115,7 @@ public sealed partial class X86Core
                     uint b = ReadMem(destination, size);
                     if (_faulted) return false;
                     SubWithFlags(_ctx.Eax & SizeMask(size), b, 0, size);
-                    _ctx.Edi = edi + delta;
+                    _ctx.Edi = StepIndex(_ctx.Edi, delta);
                     return true;
                 }
         }

@@ -38,7 +38,6 @@ public sealed partial class X86Core
         ushort a = cache.Attributes;
         if ((a & (AttrSystem | AttrCode)) != (AttrSystem | AttrCode)) return Fault(ExceptionVector.GeneralProtection, SelectorError(selector));
         if ((a & AttrPresent) == 0) return Fault(ExceptionVector.SegmentNotPresent, SelectorError(selector));
-        if ((a & AttrBig) == 0) return Fault(ExceptionVector.GeneralProtection, SelectorError(selector)); // 16-bit code: not simulated
         cache = cache with { Attributes = (ushort)(a | AttrAccessed) };
         return true;
     }
@@ -50,6 +49,12 @@ public sealed partial class X86Core
     /// </summary>
     private bool CheckCodeTarget(ushort selector, bool viaReturn, out SegmentRegister cache, out uint descriptorAddress, out uint high)
     {
+        if (RealMode)
+        {
+            // Real mode: no descriptor, no checks; CS becomes selector × 16 (SDM Vol. 2A, JMP, "real-address mode").
+            (cache, descriptorAddress, high) = (RealModeSegment(Sreg.Cs, selector), 0, 0);
+            return true;
+        }
         int cpl = _ctx.Cpl, rpl = selector & 3;
         // The privilege checks come before "present" in the SDM; both are faults with the selector, P last.
         if (!CodeDescriptor(selector, out cache, out descriptorAddress, out high)) return false;
@@ -104,7 +109,7 @@ public sealed partial class X86Core
 
     private bool FarTransfer(ushort selector, uint offset, int size, bool call)
     {
-        if (!ImpliedBootGdt(selector) && (selector & ~3) != 0 && IsSystemDescriptor(selector, out uint gateLow, out uint gateHigh))
+        if (!RealMode && !ImpliedBootGdt(selector) && (selector & ~3) != 0 && IsSystemDescriptor(selector, out uint gateLow, out uint gateHigh))
         {
             var source = call ? TaskSwitchSource.Call : TaskSwitchSource.Jmp;
             return ((gateHigh >> 8) & 0x1F) switch
@@ -205,7 +210,7 @@ public sealed partial class X86Core
     }
 
     /// <summary>A far return whose CS selector has a larger RPL than the CPL goes to an outer ring (System/X86Core.Privilege.cs).</summary>
-    private bool IsReturnToOuterRing(ushort selector) => (selector & ~3) != 0 && !ImpliedBootGdt(selector) && (selector & 3) > _ctx.Cpl;
+    private bool IsReturnToOuterRing(ushort selector) => !RealMode && (selector & ~3) != 0 && !ImpliedBootGdt(selector) && (selector & 3) > _ctx.Cpl;
 
     /// <summary>RETF (imm16), to the same or an outer privilege level.</summary>
     private bool Retf(ref Instruction ins)
@@ -225,7 +230,7 @@ public sealed partial class X86Core
         }
         if (!CheckCodeTarget(selector, viaReturn: true, out SegmentRegister cache, out uint address, out uint high)) return false;
         if (!CommitCodeTarget(cache, address, high, eip)) return false;
-        _ctx.Esp += release;
+        AdjustStackPointer(release);
         return true;
     }
 

@@ -126,7 +126,7 @@ public sealed partial class X86Core
 
     private bool Iret(ref Instruction ins)
     {
-        if ((_ctx.Eflags & NtFlag) != 0) return TaskReturn(); // a nested task returns to its caller (System/X86Core.TaskSwitch.cs)
+        if ((_ctx.Eflags & NtFlag) != 0 && !RealMode) return TaskReturn(); // a nested task returns to its caller (System/X86Core.TaskSwitch.cs)
         int size = ins.Code == Code.Iretw ? 2 : 4;
         uint eip = Pop(size);
         uint cs = Pop(size);
@@ -325,6 +325,7 @@ public sealed partial class X86Core
         bool faultedBefore = _faulted;
         CpuExit exitBefore = _exit;
         _deliveryIntercept = null;
+        if (RealMode) return TryDeliverReal(vector, returnEip, faultedBefore, exitBefore);
         uint espBefore = _ctx.Esp;
         uint entry = (uint)vector * 8;
         uint ext = external ? 1u : 0u;
@@ -400,6 +401,39 @@ public sealed partial class X86Core
         if (csAddress != 0 || csHigh != 0) MarkAccessed(csAddress, csHigh);
         SetSegmentCache(Sreg.Cs, handlerCs with { Selector = (ushort)((selector & ~3) | _ctx.Cpl) });
         _ctx.Eip = (low & 0xffff) | (high & 0xffff0000);
+        CodeMappingChanged();
+        return true;
+    }
+
+    /// <summary>
+    /// Delivery in real-address mode (SDM Vol. 3A, 20.1.4): the IDTR locates the interrupt vector table of 4-byte
+    /// IP:CS pointers; FLAGS, CS and IP are pushed (no error code), IF, TF and AC cleared, and CS:IP loaded. A vector
+    /// beyond the table's limit is #GP; a stack push outside SS's limit is #SS.
+    /// </summary>
+    private bool TryDeliverReal(byte vector, uint returnEip, bool faultedBefore, CpuExit exitBefore)
+    {
+        uint entry = (uint)vector * 4;
+        if (entry + 3 > Idtr.Limit) return DeliveryFault(ExceptionVector.GeneralProtection, 0);
+        uint pointer = SupervisorRead32(Idtr.Base + entry);
+        uint espBefore = _ctx.Esp;
+        bool ok = !_faulted || DeliveryFault(_exit.Vector, _exit.ErrorCode);
+        if (ok)
+        {
+            Push(_ctx.Eflags & 0xFFFF, 2);
+            Push(_ctx.Cs.Selector, 2);
+            Push(returnEip & 0xFFFF, 2);
+            ok = !_faulted || DeliveryFault(_exit.Vector, _exit.ErrorCode);
+        }
+        if (!ok)
+        {
+            _ctx.Esp = espBefore;
+            _faulted = faultedBefore;
+            _exit = exitBefore;
+            return false;
+        }
+        _ctx.Eflags &= ~((uint)EFlags.IF | (uint)EFlags.TF | AcFlag);
+        SetSegmentCache(Sreg.Cs, RealModeSegment(Sreg.Cs, (ushort)(pointer >> 16)));
+        _ctx.Eip = pointer & 0xFFFF;
         CodeMappingChanged();
         return true;
     }

@@ -14,7 +14,7 @@ namespace HybridVmm.Hardware.Cpu;
 /// </remarks>
 public sealed partial class X86Core
 {
-    private const uint IoplMask = 0x3000, NtFlag = 0x4000, RfFlag = 0x10000, VmFlag = 0x20000;
+    private const uint IoplMask = 0x3000, NtFlag = 0x4000, RfFlag = 0x10000, VmFlag = 0x20000, AcFlag = 0x40000;
 
     private int Iopl => (int)((_ctx.Eflags & IoplMask) >> 12);
 

@@ -15,9 +15,10 @@ namespace HybridVmm.Hardware.Cpu;
 /// what almost every kernel uses, add nothing and check nothing.</item>
 /// <item>Until the guest loads a GDT (GDTR limit 0), a selector loads the flat cache the Multiboot boot state
 /// implies: the boot GDT of QEMU's and GRUB's loaders is not in guest memory here.</item>
-/// <item>Not yet: the stack's limit (#SS on a limit violation), the type checks of a single access (a write through
-/// a read-only data segment, a read through an execute-only code segment), 16-bit code segments, and the
-/// privilege-changing paths of call gates and far returns (CPL is 0 until the privilege slice lands).</item>
+/// <item>Real mode (CR0.PE clear) loads selector × 16 with no descriptor (<see cref="RealModeSegment"/>); CS.D clear
+/// decodes 16-bit code and SS.B clear makes SP the stack pointer.</item>
+/// <item>Not yet: the stack's limit (#SS on a limit violation) and the type checks of a single access (a write through
+/// a read-only data segment, a read through an execute-only code segment).</item>
 /// </list>
 /// </remarks>
 public sealed partial class X86Core
@@ -31,6 +32,10 @@ public sealed partial class X86Core
     private byte _nonFlatSegments;
     // CS.base, added to EIP to form the linear address of an instruction fetch.
     private uint _csBase;
+    // CS.D clear: instructions decode as 16-bit code (real mode, or a 16-bit code segment).
+    private bool _code16;
+    // SS.B clear: the stack pointer is SP, wrapping at 64 KiB (real mode, or a 16-bit stack segment).
+    private bool _stack16;
 
     /// <summary>LDTR and TR with their caches (LLDT, LTR).</summary>
     public SegmentRegister Ldtr => _ctx.Ldtr;
@@ -51,9 +56,11 @@ public sealed partial class X86Core
         if (segment == Sreg.Cs)
         {
             _csBase = cache.Base;
+            _code16 = (cache.Attributes & AttrBig) == 0;
         }
         else if (segment == Sreg.Ss)
         {
+            _stack16 = (cache.Attributes & AttrBig) == 0 && (cache.Attributes & AttrPresent) != 0;
             UpdateAccessRights(); // SS.DPL is the CPL
         }
     }
@@ -108,6 +115,30 @@ public sealed partial class X86Core
     /// <summary>The stack address of an offset (ESP, EBP-relative frames): SS.base added when SS is not flat.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private uint StackAddress(uint offset) => (_nonFlatSegments & (1 << (int)Sreg.Ss)) == 0 ? offset : _ctx.Ss.Base + offset;
+
+    /// <summary>True in real-address mode (CR0.PE clear, SDM Vol. 3A, chapter 20): segments are selector × 16.</summary>
+    private bool RealMode => (_ctx.Cr0 & (uint)Cr0Flags.PE) == 0;
+
+    /// <summary>
+    /// A segment register loaded in real mode (SDM Vol. 3A, 20.1.1): the base is the selector × 16; the limit and the
+    /// size bit stay as the descriptor cache holds them (which is what lets "unreal mode" keep 4 GiB limits), and the
+    /// segment is a present, writable, accessed data segment (CS: code) of privilege 0. CS's D bit is cleared: a real-mode
+    /// far transfer runs 16-bit code.
+    /// </summary>
+    private SegmentRegister RealModeSegment(Sreg segment, ushort selector)
+    {
+        SegmentRegister old = _ctx.Segments[(int)segment];
+        ushort keep = (ushort)(old.Attributes & (AttrBig | AttrGranularity));
+        if (segment == Sreg.Cs) keep = (ushort)(keep & ~AttrBig);
+        ushort type = segment == Sreg.Cs ? (ushort)(AttrCode | AttrReadable) : AttrWritable;
+        uint limit = (old.Attributes & AttrPresent) != 0 ? old.Limit : 0xFFFF;
+        return new SegmentRegister(selector, (uint)selector << 4, limit, (ushort)(keep | AttrPresent | AttrSystem | AttrAccessed | type));
+    }
+
+    /// <summary>ESP moved by <paramref name="delta"/>: only SP with a 16-bit stack (SS.B clear), wrapping at 64 KiB.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private void AdjustStackPointer(uint delta) =>
+        _ctx.Esp = _stack16 ? (_ctx.Esp & 0xFFFF0000) | ((_ctx.Esp + delta) & 0xFFFF) : _ctx.Esp + delta;
 
     // ---- Descriptors ----
 
@@ -176,6 +207,11 @@ public sealed partial class X86Core
     private bool LoadDataSegment(Sreg segment, ushort selector)
     {
         if (segment == Sreg.Cs) return UndefinedOpcode(); // MOV CS, r/m is #UD; POP CS does not exist
+        if (RealMode)
+        {
+            SetSegmentCache(segment, RealModeSegment(segment, selector));
+            return true;
+        }
         if (ImpliedBootGdt(selector))
         {
             LoadSegment(segment, selector);
