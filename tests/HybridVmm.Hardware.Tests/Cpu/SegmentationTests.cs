@@ -146,6 +146,35 @@ public class SegmentationTests
     }
 
     [Test]
+    public void APushPastTheStackSegmentsLimitIsAStackFaultAndChangesNothing()
+    {
+        // SDM Vol. 3A, 6.15 (interrupt 12): a stack access outside SS's limit is #SS(0). SS = 0x20: base 0x20000, limit 0xFFF.
+        var m = MachineWithGdt();
+        m.Execute(a => { LoadGdt(a); a.mov(ax, Small); a.mov(ss, ax); a.mov(esp, 0x1000); a.push(0x11223344); a.pop(ebx); });
+        Assert.That((m.Read32(0x20FFC), m.Cpu[Gpr.Ebx]), Is.EqualTo((0x11223344u, 0x11223344u)), "the last dword below the limit is usable");
+
+        var past = MachineWithGdt();
+        CpuExit exit = RunExpectingFault(past, a => { LoadGdt(a); a.mov(ax, Small); a.mov(ss, ax); a.mov(esp, 0x1002); a.push(0x55); });
+        Assert.That((exit.Reason, exit.Vector, exit.ErrorCode), Is.EqualTo((CpuExitReason.Exception, ExceptionVector.StackFault, 0u)));
+        Assert.That(past.Cpu[Gpr.Esp], Is.EqualTo(0x1002u), "ESP is not moved by the faulting push");
+        Assert.That(past.Read32(0x20FFE), Is.Zero);
+    }
+
+    [Test]
+    public void AnExpandDownStackFaultsWhenItGrowsToItsLimit()
+    {
+        // SS = 0x28: expand-down, limit 0xFFF, B=1: valid offsets are 0x1000-0xFFFFFFFF.
+        var m = MachineWithGdt();
+        m.Execute(a => { LoadGdt(a); a.mov(ax, ExpandDown); a.mov(ss, ax); a.mov(esp, 0x1004); a.push(0x66); });
+        Assert.That(m.Read32(0x21000), Is.EqualTo(0x66u));
+
+        var below = MachineWithGdt();
+        CpuExit exit = RunExpectingFault(below, a => { LoadGdt(a); a.mov(ax, ExpandDown); a.mov(ss, ax); a.mov(esp, 0x1002); a.push(0x66); });
+        Assert.That((exit.Vector, exit.ErrorCode), Is.EqualTo((ExceptionVector.StackFault, 0u)));
+        Assert.That(below.Cpu[Gpr.Esp], Is.EqualTo(0x1002u));
+    }
+
+    [Test]
     public void ANullSelectorLoadsIntoDsButFaultsWhenUsed()
     {
         var m = MachineWithGdt();

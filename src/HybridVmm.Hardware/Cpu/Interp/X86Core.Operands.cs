@@ -198,7 +198,7 @@ public sealed partial class X86Core
             return;
         }
         uint esp = _ctx.Esp - (uint)size;
-        WriteMem(StackAddress(esp), size, value);
+        WriteMem(StackAddress(esp, size), size, value);
         _ctx.Esp = esp;
     }
 
@@ -210,7 +210,7 @@ public sealed partial class X86Core
             return Pop16(size);
         }
         uint esp = _ctx.Esp;
-        uint value = ReadMem(StackAddress(esp), size);
+        uint value = ReadMem(StackAddress(esp, size), size);
         _ctx.Esp = esp + (uint)size;
         return value;
     }
@@ -219,7 +219,7 @@ public sealed partial class X86Core
     private void Push16(uint value, int size)
     {
         uint sp = (_ctx.Esp - (uint)size) & 0xFFFF;
-        WriteMem(StackAddress(sp), size, value);
+        WriteMem(StackAddress(sp, size), size, value);
         _ctx.Esp = (_ctx.Esp & 0xFFFF0000) | sp;
     }
 
@@ -227,7 +227,7 @@ public sealed partial class X86Core
     private uint Pop16(int size)
     {
         uint sp = _ctx.Esp & 0xFFFF;
-        uint value = ReadMem(StackAddress(sp), size);
+        uint value = ReadMem(StackAddress(sp, size), size);
         _ctx.Esp = (_ctx.Esp & 0xFFFF0000) | ((sp + (uint)size) & 0xFFFF);
         return value;
     }

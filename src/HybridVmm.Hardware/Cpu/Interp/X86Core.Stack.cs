@@ -63,12 +63,12 @@ public sealed partial class X86Core
             for (int i = 0; i < 8; i++) Push(i == 4 ? esp : _ctx.Gpr[i], size);
             return !_faulted;
         }
-        if (!ProbeWrite(StackAddress(esp - (uint)(8 * size)), 8 * size)) return false;
+        if (!ProbeWrite(StackAddress(esp - (uint)(8 * size), 8 * size), 8 * size)) return false;
         for (int i = 0; i < 8; i++)
         {
             // The ESP slot holds ESP as it was before the first push.
             uint value = i == 4 ? esp : _ctx.Gpr[i];
-            WriteMem(StackAddress(esp - (uint)((i + 1) * size)), size, value);
+            WriteMem(StackAddress(esp - (uint)((i + 1) * size), size), size, value);
         }
         _ctx.Esp = esp - (uint)(8 * size);
         return true;
@@ -90,7 +90,7 @@ public sealed partial class X86Core
         }
         for (int i = 7; i >= 0; i--)
         {
-            uint value = ReadMem(StackAddress(esp + (uint)((7 - i) * size)), size);
+            uint value = ReadMem(StackAddress(esp + (uint)((7 - i) * size), size), size);
             if (i == 4) continue; // the stored ESP is skipped
             if (size == 4) _ctx.Gpr[i] = value;
             else _ctx.Gpr[i] = (_ctx.Gpr[i] & 0xffff0000) | value;
@@ -164,7 +164,7 @@ public sealed partial class X86Core
             for (int i = 1; i < level; i++)
             {
                 ebp -= (uint)size;
-                Push(ReadMem(StackAddress(ebp), size), size);
+                Push(ReadMem(StackAddress(ebp, size), size), size);
             }
             Push(frameTemp, size);
         }

@@ -184,7 +184,7 @@ public sealed partial class X86Core
         for (int i = 0; i < parameterCount; i++)
         {
             uint at = _ctx.Esp + (uint)(i * size);
-            parameters[i] = size == 4 ? Read32(StackAddress(at)) : Read16(StackAddress(at));
+            parameters[i] = size == 4 ? Read32(StackAddress(at, 4)) : Read16(StackAddress(at, 2));
         }
         if (_faulted) return false;
         SegmentFile oldSegments = _ctx.Segments;

@@ -17,8 +17,9 @@ namespace HybridVmm.Hardware.Cpu;
 /// implies: the boot GDT of QEMU's and GRUB's loaders is not in guest memory here.</item>
 /// <item>Real mode (CR0.PE clear) loads selector × 16 with no descriptor (<see cref="RealModeSegment"/>); CS.D clear
 /// decodes 16-bit code and SS.B clear makes SP the stack pointer.</item>
-/// <item>Not yet: the stack's limit (#SS on a limit violation) and the type checks of a single access (a write through
-/// a read-only data segment, a read through an execute-only code segment).</item>
+/// <item>Stack accesses are checked against SS's limit (<see cref="StackAddress"/>, #SS(0)).</item>
+/// <item>Not yet: the type checks of a single access (a write through a read-only data segment, a read through an
+/// execute-only code segment).</item>
 /// </list>
 /// </remarks>
 public sealed partial class X86Core
@@ -112,9 +113,14 @@ public sealed partial class X86Core
         }
     }
 
-    /// <summary>The stack address of an offset (ESP, EBP-relative frames): SS.base added when SS is not flat.</summary>
+    /// <summary>
+    /// The linear address of <paramref name="size"/> stack bytes at <paramref name="offset"/> (ESP, EBP-relative frames):
+    /// SS.base added and SS's limit checked, expand-up or expand-down, when SS is not flat; a violation is #SS(0)
+    /// (SDM Vol. 3A, 6.15, interrupt 12). A flat SS adds and checks nothing.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private uint StackAddress(uint offset) => (_nonFlatSegments & (1 << (int)Sreg.Ss)) == 0 ? offset : _ctx.Ss.Base + offset;
+    private uint StackAddress(uint offset, int size) =>
+        (_nonFlatSegments & (1 << (int)Sreg.Ss)) == 0 ? offset : SegmentedLinear(Sreg.Ss, offset, size);
 
     /// <summary>True in real-address mode (CR0.PE clear, SDM Vol. 3A, chapter 20): segments are selector × 16.</summary>
     private bool RealMode => (_ctx.Cr0 & (uint)Cr0Flags.PE) == 0;
