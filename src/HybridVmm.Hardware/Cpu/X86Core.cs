@@ -131,6 +131,20 @@ public sealed partial class X86Core
                 {
                     return _exit;
                 }
+                if (_instructionBreakpoints != 0 || (_ctx.Eflags & RfFlag) != 0)
+                {
+                    // An instruction breakpoint is a fault on fetching the next instruction, after any interrupt (SDM Vol. 3A, 6.9).
+                    if (!CheckInstructionBreakpoints(out bool delivered))
+                    {
+                        return _exit;
+                    }
+                    if (delivered)
+                    {
+                        page = null;
+                        retired++; // counted against the budget, as a fetch fault is: a breakpoint on its own handler cannot spin here
+                        continue; // the handler's first instruction is checked in its turn
+                    }
+                }
             }
 
             uint eip = _ctx.Eip;

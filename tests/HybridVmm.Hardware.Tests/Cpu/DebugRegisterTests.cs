@@ -77,6 +77,43 @@ public class DebugRegisterTests
     }
 
     [Test]
+    public void AnInstructionBreakpointIsADebugFaultBeforeTheInstructionAndRfLetsItRunOnReturn()
+    {
+        // SDM Vol. 3B, 17.3.1.1: DR0 enabled with R/W 00 faults before the instruction at its linear address runs, with
+        // EIP on it and DR6.B0 set; the handler sets RF in the pushed EFLAGS so that IRET lets the instruction run.
+        TestMachine m = WithDebugExceptionHandler();
+        m.Load(a =>
+        {
+            a.inc(ecx);
+            a.mov(ebx, __dword_ptr[esp]);                    // the pushed EIP
+            a.mov(eax, dr6); a.mov(esi, eax);
+            a.or(__dword_ptr[esp + 8], 0x10000);             // RF in the pushed EFLAGS
+            a.iretd();
+        }, Handler);
+        const uint target = 0x6000;
+        m.Load(a => { a.add(edx, 1); a.ret(); }, target);
+        m.Load(a =>
+        {
+            a.lidt(__[IdtDescriptor]);
+            a.mov(eax, target); a.mov(dr0, eax);
+            a.mov(eax, 0x1); a.mov(dr7, eax);                 // L0, R/W 00 (execute), LEN 00
+            a.call(target);
+            a.call(target);
+            a.mov(eax, 0x0); a.mov(dr7, eax);
+            a.call(target);                                    // disarmed: no fault
+            a.hlt();
+        });
+        m.RunToHalt();
+        Assert.Multiple(() =>
+        {
+            Assert.That(m.Cpu[Gpr.Ecx], Is.EqualTo(2u), "one #DB per call while armed");
+            Assert.That(m.Cpu[Gpr.Edx], Is.EqualTo(3u), "the instruction ran every time, once after each #DB");
+            Assert.That(m.Cpu[Gpr.Ebx], Is.EqualTo(target), "a fault: the pushed EIP is the breakpoint's instruction");
+            Assert.That(m.Cpu[Gpr.Esi] & 0xF, Is.EqualTo(1u), "DR6.B0");
+        });
+    }
+
+    [Test]
     public void SingleStepSetsDr6Bs()
     {
         TestMachine m = WithDebugExceptionHandler();

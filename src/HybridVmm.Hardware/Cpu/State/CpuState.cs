@@ -100,6 +100,7 @@ public sealed partial class X86Core
         Cr0 = state.Cr0; Cr2 = state.Cr2; Cr3 = state.Cr3; Cr4 = state.Cr4;
         (_ctx.Dr0, _ctx.Dr1, _ctx.Dr2, _ctx.Dr3) = (state.Dr0, state.Dr1, state.Dr2, state.Dr3);
         (_ctx.Dr6, _ctx.Dr7) = (DebugStatusOf(state.Dr6), DebugControlOf(state.Dr7));
+        DebugControlChanged();
         if (state.SegmentCaches is { } caches)
         {
             SetSegmentCache(Sreg.Es, caches.Es);

@@ -143,9 +143,12 @@ public sealed partial class X86Core
         // outer one (System/X86Core.Privilege.cs).
         if (IsReturnToOuterRing((ushort)cs)) return ReturnToOuterRing((ushort)cs, eip, size, flags, stackAdjust: 0);
         if (!CheckCodeTarget((ushort)cs, viaReturn: true, out SegmentRegister cache, out uint address, out uint high)) return false;
-        uint writable = FlagsWritableAtCpl(); // before the jump: the rights of the ring IRET runs in
+        // Before the jump: the rights of the ring IRET runs in; a 32-bit IRET also loads RF (SDM Vol. 2A, IRET), which is
+        // how a #DB handler returns to an instruction breakpoint without hitting it again.
+        uint writable = FlagsWritableAtCpl() | (size == 4 ? RfFlag : 0);
         if (!CommitCodeTarget(cache, address, high, eip)) return false;
         _ctx.Eflags = (_ctx.Eflags & ~writable) | (flags & writable) | (uint)EFlags.Reserved1;
+        if ((_ctx.Eflags & RfFlag) != 0) _eventCheck = true; // RF lasts one instruction (X86Core.Debug.cs)
         return true;
     }
 
@@ -225,7 +228,7 @@ public sealed partial class X86Core
     }
 
     private void RecomputeEventCheck() => _eventCheck = _stiShadow || _queuedException || _windowRequested || _injectedPending || HasPendingInterrupt
-        || (_nmiPending && !_nmiBlocked) || LocalControllerReady;
+        || (_nmiPending && !_nmiBlocked) || LocalControllerReady || _instructionBreakpoints != 0 || (_ctx.Eflags & RfFlag) != 0;
 
     private byte TakeHighestVector()
     {
