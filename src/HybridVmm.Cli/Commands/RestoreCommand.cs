@@ -25,10 +25,10 @@ internal static class RestoreCommand
             return usage;
         }
 
-        if (!File.Exists(path))
+        if (InputFile.Check(path, "snapshot", SnapshotFile.MaxBytes, ExitStatus.InvalidImage, "the largest snapshot of a guest this build can run") is { } refusal)
         {
-            stderr.WriteLine($"hybridvmm: error: snapshot '{path}' does not exist");
-            return ExitStatus.NoInput;
+            stderr.WriteLine($"hybridvmm: error: {refusal.Message}");
+            return refusal.Status;
         }
 
         VmSnapshot? snapshot = SnapshotFile.TryRead(path, out string error);

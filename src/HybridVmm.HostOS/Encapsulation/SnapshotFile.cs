@@ -3,6 +3,13 @@ namespace HybridVmm.HostOS.Encapsulation;
 /// <summary>Reads and writes snapshot files. Writing is atomic: a crash mid-save never damages the previous file.</summary>
 public static class SnapshotFile
 {
+    /// <summary>
+    /// The largest snapshot file worth reading: every page of the largest guest (4 + 4096 bytes each) and the
+    /// container's other chunks at their own limit. A larger file cannot be one this build wrote.
+    /// </summary>
+    public const long MaxBytes = Hardware.Memory.HostPhysicalMemory.MaxBytes / 4096 * (4 + 4096)
+        + (long)Hardware.SavedState.SavedStateContainer.MaxChunks * SnapshotFormat.MaxStateChunkBytes;
+
     /// <summary>Writes to a temporary file beside <paramref name="path"/>, flushes it to disk, then renames it over the target.</summary>
     public static void Write(string path, VmSnapshot snapshot)
     {
