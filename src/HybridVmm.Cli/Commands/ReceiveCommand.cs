@@ -40,6 +40,12 @@ internal static class ReceiveCommand
             return ExitStatus.Usage;
         }
 
+        if (hostMemory < 4096 || hostMemory > (ulong)Hardware.Memory.HostPhysicalMemory.MaxBytes)
+        {
+            stderr.WriteLine($"hybridvmm: error: --host-memory {memoryText} is out of range: give 4K to {Hardware.Memory.HostPhysicalMemory.MaxBytes >> 20}M");
+            return ExitStatus.Usage;
+        }
+
         TraceRecorder? recorder = TraceFiles.Open(tracePath, stderr);
         if (recorder is null)
         {

@@ -38,6 +38,12 @@ internal static class RestoreCommand
             return ExitStatus.InvalidImage;
         }
 
+        if (snapshot.MemoryBytes > SizeParser.MaxGuestBytes)
+        {
+            stderr.WriteLine($"hybridvmm: error: {path}: the snapshot's guest has {snapshot.MemoryBytes >> 20} MiB of memory; this build runs guests of at most {SizeParser.MaxGuestBytes >> 20} MiB");
+            return ExitStatus.InvalidImage;
+        }
+
         if (options.MaxInstructions > 0)
         {
             snapshot = snapshot with { InstructionLimit = options.MaxInstructions };
