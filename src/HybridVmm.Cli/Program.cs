@@ -17,9 +17,15 @@ root.Subcommands.Add(BenchCommand.Create());
 root.SetAction(async (result, cancellationToken) =>
 {
     TraceRecorder? recorder = TraceFiles.Open(result.GetValue(trace), Console.Error);
-    return recorder is null
-        ? ExitStatus.CannotWrite
-        : await DefaultScenario.RunAsync(Console.Out, Console.Error, recorder, cancellationToken);
+    if (recorder is null)
+    {
+        return ExitStatus.CannotWrite;
+    }
+
+    using var run = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+    using var signals = new TerminationSignals(run);
+    int status = await DefaultScenario.RunAsync(Console.Out, Console.Error, recorder, run.Token);
+    return run.IsCancellationRequested ? TerminationSignals.ReportInterrupted(Console.Error) : status;
 });
 
 ParseResult parsed = root.Parse(args);

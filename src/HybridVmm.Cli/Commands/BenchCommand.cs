@@ -42,6 +42,8 @@ internal static class BenchCommand
         }
 
         double best = 0;
+        using var interrupt = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        using var signals = new TerminationSignals(interrupt);
         for (int run = 0; run <= runs; run++)
         {
             var config = new VmConfiguration { Name = "bench", Image = bytes, MemoryBytes = 16u << 20 };
@@ -54,8 +56,13 @@ internal static class BenchCommand
 
             var clock = Stopwatch.StartNew();
             system.Root.Start(vm);
-            await system.RunUntilIdleAsync(cancellationToken);
+            await system.RunUntilIdleAsync(interrupt.Token);
             clock.Stop();
+            if (interrupt.IsCancellationRequested)
+            {
+                return TerminationSignals.ReportInterrupted(Console.Error);
+            }
+
             PartitionExit exit = await vm.Exited;
             if (exit.Reason != StopReason.GuestExit)
             {

@@ -26,7 +26,14 @@ internal static class CompareTypesCommand
             }
 
             var costs = new CrossingCostModel();
-            IReadOnlyList<HostingRow> rows = await HostingComparison.RunAsync(image, Path.GetFileNameWithoutExtension(name), costs);
+            using var run = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+            using var signals = new TerminationSignals(run);
+            IReadOnlyList<HostingRow> rows = await HostingComparison.RunAsync(image, Path.GetFileNameWithoutExtension(name), costs, run.Token);
+            if (run.IsCancellationRequested)
+            {
+                return TerminationSignals.ReportInterrupted(Console.Error);
+            }
+
             Console.Out.Write(HostingComparisonTable.Render(rows, costs));
             return ExitStatus.Success;
         });

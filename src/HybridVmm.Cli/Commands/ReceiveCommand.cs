@@ -52,7 +52,22 @@ internal static class ReceiveCommand
             return ExitStatus.CannotWrite;
         }
 
-        var listener = new TcpListener(endpoint!);
+        using var run = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        using var signals = new TerminationSignals(run);
+        try
+        {
+            return await ReceiveAsync(endpoint!, listen, recorder, hostMemory, stderr, run.Token);
+        }
+        catch (OperationCanceledException) when (run.IsCancellationRequested)
+        {
+            recorder.Dispose();
+            return TerminationSignals.ReportInterrupted(stderr);
+        }
+    }
+
+    private static async Task<int> ReceiveAsync(IPEndPoint endpoint, string listen, TraceRecorder recorder, ulong hostMemory, TextWriter stderr, CancellationToken cancellationToken)
+    {
+        var listener = new TcpListener(endpoint);
         try
         {
             listener.Start();
@@ -87,7 +102,7 @@ internal static class ReceiveCommand
         await system.RunUntilIdleAsync(cancellationToken);
         if (cancellationToken.IsCancellationRequested)
         {
-            return ExitStatus.Interrupted;
+            return TerminationSignals.ReportInterrupted(stderr);
         }
 
         PartitionExit exit = await vm.Exited;
