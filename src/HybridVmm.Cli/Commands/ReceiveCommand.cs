@@ -80,8 +80,7 @@ internal static class ReceiveCommand
 
         stderr.WriteLine($"hybridvmm: listening on {listener.LocalEndpoint}");
         stderr.Flush();
-        using Stream stdout = Console.OpenStandardOutput();
-        using var system = new HybridSystem(new HypervisorOptions { HostMemoryBytes = (long)hostMemory }, new RawStreamConsole(new BufferedStream(stdout)), recorder);
+        using var system = new HybridSystem(new HypervisorOptions { HostMemoryBytes = (long)hostMemory }, HostOutput.StandardOutputConsole(), recorder);
         VirtualMachine? vm;
         string? error;
         using (TcpClient client = await listener.AcceptTcpClientAsync(cancellationToken))

@@ -113,7 +113,7 @@ public sealed class RootPartitionService(
 
         if (!string.IsNullOrEmpty(vmOptions.Trace))
         {
-            system.Trace.AddPartitionWriter(vm.Partition.Id, new StreamWriter(vmOptions.Trace, append: false) { NewLine = "\n" });
+            system.Trace.AddPartitionWriter(vm.Partition.Id, new StreamWriter(vmOptions.Trace, append: false) { NewLine = "\n" }, $"trace file '{vmOptions.Trace}'");
         }
 
         return vm;
