@@ -44,6 +44,13 @@ internal static class RestoreCommand
             return ExitStatus.InvalidImage;
         }
 
+        // A snapshot names its disk by the path it was given. This build writes it absolute; an older snapshot's
+        // relative path is taken from the current directory if it is there, else from the snapshot's own directory.
+        if (snapshot.DiskImage is { } disk && !Path.IsPathRooted(disk) && !File.Exists(disk))
+        {
+            snapshot = snapshot with { DiskImage = Path.Combine(Path.GetDirectoryName(Path.GetFullPath(path))!, disk) };
+        }
+
         if (options.MaxInstructions > 0)
         {
             snapshot = snapshot with { InstructionLimit = options.MaxInstructions };
