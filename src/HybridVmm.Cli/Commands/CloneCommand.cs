@@ -42,11 +42,10 @@ internal static class CloneCommand
             return ExitStatus.Usage;
         }
 
-        byte[]? bytes = EmbeddedGuests.Load(guest) ?? (File.Exists(guest) ? await File.ReadAllBytesAsync(guest, cancellationToken) : null);
+        (byte[]? bytes, int refused) = await GuestFile.LoadGuestAsync(guest, memoryBytes, stderr, cancellationToken);
         if (bytes is null)
         {
-            stderr.WriteLine($"hybridvmm: error: no embedded guest or file named '{guest}'");
-            return ExitStatus.NoInput;
+            return refused;
         }
 
         var config = new VmConfiguration

@@ -38,6 +38,20 @@ public class InputBoundsTests
         AssertRefused(CliProcess.Run(verb, fifo), ExitStatus.NoInput, $"'{fifo}' is not a regular file");
     }
 
+    [TestCase("clone")]
+    [TestCase("bench")]
+    [TestCase("compare-types")]
+    public void AGuestFileThatIsADeviceIsRefusedByEveryCommandThatTakesOne(string verb) =>
+        AssertRefused(CliProcess.Run(verb, "--guest", "/dev/zero"), ExitStatus.NoInput, "image '/dev/zero' is not a regular file");
+
+    [Test]
+    public void CompareTypesRefusesAnImageThatIsNotAKernelWithOneLine()
+    {
+        string junk = Path.Combine(_dir, "junk.elf");
+        File.WriteAllText(junk, "this is not a kernel");
+        AssertRefused(CliProcess.Run("compare-types", "--guest", junk), ExitStatus.InvalidImage, "not a Multiboot v1 kernel");
+    }
+
     [Test]
     public void AnInitrdThatIsADeviceIsRefused() =>
         AssertRefused(CliProcess.Run("run", Repository.GuestElf("hello"), "--initrd", "/dev/zero"), ExitStatus.NoInput, "initrd '/dev/zero' is not a regular file");
