@@ -61,6 +61,10 @@ public sealed class HybridVmmOptionsValidator : IValidateOptions<HybridVmmOption
             {
                 problems.Add($"{where}:Trace: '{vm.Trace}' is also the file of {traces[Path.GetFullPath(vm.Trace)]}; each trace needs its own file");
             }
+            else if (!string.IsNullOrEmpty(vm.Trace) && TraceProblem(vm.Trace) is { } traceProblem)
+            {
+                problems.Add($"{where}:Trace: {traceProblem}");
+            }
 
             if (string.IsNullOrWhiteSpace(vm.Image))
             {
@@ -119,5 +123,14 @@ public sealed class HybridVmmOptionsValidator : IValidateOptions<HybridVmmOption
         }
 
         return problems.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(problems);
+    }
+
+    /// <summary>Why a trace file could not be created where <paramref name="path"/> says, found without creating it.</summary>
+    private static string? TraceProblem(string path)
+    {
+        string full = Path.GetFullPath(path);
+        return Directory.Exists(full) ? $"'{path}' is a directory"
+            : !Directory.Exists(Path.GetDirectoryName(full)) ? $"the directory of '{path}' does not exist"
+            : null;
     }
 }

@@ -134,6 +134,13 @@ public class InputBoundsTests
     }
 
     [Test]
+    public void ServeRefusesAVmTraceItCannotCreateBeforeItStarts()
+    {
+        CliProcess.Result result = Serve("""{ "HybridVmm": { "Vms": [ { "Name": "a", "Image": "embedded:hello", "Trace": "no/such/dir/a.trace" } ] } }""");
+        AssertRefused(result, ExitStatus.Configuration, "Vms:0:Trace: the directory of 'no/such/dir/a.trace' does not exist");
+    }
+
+    [Test]
     public void AnUnknownKeyIsNamedWithItsVm()
     {
         CliProcess.Result result = Serve("""{ "HybridVmm": { "Vms": [ { "Name": "ok", "Image": "embedded:hello" }, { "Name": "typo", "Image": "embedded:hello", "Memroy": "16M" } ] } }""");
