@@ -107,6 +107,17 @@ public class InputBoundsTests
         AssertRefused(CliProcess.Run("run", Repository.GuestElf("hello"), "--append", new string('a', 5000)), ExitStatus.InvalidImage, "at most 3583 fit");
 
     [Test]
+    public void RunNamesAVmFromAFileNameWithAnEscapeSequenceInPrintableCharacters()
+    {
+        string image = Path.Combine(_dir, "evil\u001b[31m\nname.elf");
+        File.Copy(Repository.GuestElf("hello"), image);
+        string trace = Path.Combine(_dir, "t.trace");
+        CliProcess.Result result = CliProcess.Run("run", image, "--trace", trace);
+        Assert.That(result.ExitCode, Is.Zero, result.Stderr);
+        Assert.That(File.ReadAllText(trace), Does.Contain("evil?[31m?name/0").And.Not.Contain("\u001b"));
+    }
+
+    [Test]
     public void ServeNamesAreUniqueIgnoringCase()
     {
         CliProcess.Result result = Serve("""{ "HybridVmm": { "Vms": [ { "Name": "web", "Image": "embedded:hello" }, { "Name": "WEB", "Image": "embedded:hello" } ] } }""");
