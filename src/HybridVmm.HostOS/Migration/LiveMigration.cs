@@ -162,7 +162,7 @@ public static class LiveMigration
             (int version, string name, uint memoryBytes) = hello;
             if (version != MigrationProtocol.Version)
             {
-                await WriteFrameAsync(source, FrameType.Failed, System.Text.Encoding.UTF8.GetBytes($"protocol version {version} is not {MigrationProtocol.Version}"), cancellationToken);
+                await WriteFrameAsync(source, FrameType.Failed, FailedPayload($"protocol version {version} is not {MigrationProtocol.Version}"), cancellationToken);
                 return (null, $"source speaks migration protocol {version}, this build {MigrationProtocol.Version}");
             }
 
@@ -188,14 +188,14 @@ public static class LiveMigration
                 VmSnapshot? final = SnapshotFormat.TryDeserialize(payload, out string error);
                 if (final is null)
                 {
-                    await WriteFrameAsync(source, FrameType.Failed, System.Text.Encoding.UTF8.GetBytes(error), cancellationToken);
+                    await WriteFrameAsync(source, FrameType.Failed, FailedPayload(error), cancellationToken);
                     return (null, error);
                 }
 
                 if (final.MemoryBytes != memoryBytes)
                 {
                     string mismatch = $"the final state's guest has {final.MemoryBytes >> 20} MiB of memory, the Hello announced {memoryBytes >> 20} MiB";
-                    await WriteFrameAsync(source, FrameType.Failed, System.Text.Encoding.UTF8.GetBytes(mismatch), cancellationToken);
+                    await WriteFrameAsync(source, FrameType.Failed, FailedPayload(mismatch), cancellationToken);
                     return (null, mismatch);
                 }
 
@@ -207,7 +207,7 @@ public static class LiveMigration
                 VirtualMachine? vm = system.Root.RestoreVm(final with { Pages = pages.Select(p => new SavedPage(p.Key, p.Value)).ToList() }, out VmCreationError? creationError, name);
                 if (vm is null)
                 {
-                    await WriteFrameAsync(source, FrameType.Failed, System.Text.Encoding.UTF8.GetBytes(creationError!.Message), cancellationToken);
+                    await WriteFrameAsync(source, FrameType.Failed, FailedPayload(creationError!.Message), cancellationToken);
                     return (null, creationError.Message);
                 }
 
@@ -231,7 +231,7 @@ public static class LiveMigration
     {
         try
         {
-            await WriteFrameAsync(source, FrameType.Failed, System.Text.Encoding.UTF8.GetBytes(reason), cancellationToken);
+            await WriteFrameAsync(source, FrameType.Failed, FailedPayload(reason), cancellationToken);
         }
         catch (Exception e) when (e is IOException or SocketException or ObjectDisposedException)
         {

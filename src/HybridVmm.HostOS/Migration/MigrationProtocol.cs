@@ -71,6 +71,13 @@ public static class MigrationProtocol
         return ((FrameType)header[0], payload);
     }
 
+    /// <summary>A Failed frame's reason, cut to what a control frame holds so the peer never refuses the refusal.</summary>
+    public static byte[] FailedPayload(string reason)
+    {
+        byte[] bytes = Encoding.UTF8.GetBytes(reason);
+        return bytes.Length <= MaxControlFrameBytes ? bytes : bytes[..MaxControlFrameBytes];
+    }
+
     public static byte[] Hello(VmConfiguration config)
     {
         using var buffer = new MemoryStream();

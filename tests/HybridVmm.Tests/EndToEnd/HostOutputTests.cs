@@ -26,6 +26,30 @@ public class HostOutputTests
         InputBoundsTests.AssertRefused(Shell("> /dev/full"), ExitStatus.CannotWrite, "cannot write standard output: No space left on device");
 
     [Test]
+    public void ServesTraceOnAFullDiskIsCannotWriteAfterTheGuestsRan()
+    {
+        string dir = Path.Combine(Path.GetTempPath(), $"hybridvmm-full-{Guid.NewGuid():N}");
+        Directory.CreateDirectory(dir);
+        try
+        {
+            string config = Path.Combine(dir, "vms.json");
+            File.WriteAllText(config, """{ "HybridVmm": { "ExitWhenGuestsStop": true, "Trace": "/dev/full", "Vms": [ { "Name": "a", "Image": "embedded:hello", "Memory": "8M" } ] } }""");
+            CliProcess.Result result = CliProcess.RunIn(dir, "serve", "--config", config);
+            Assert.Multiple(() =>
+            {
+                Assert.That(result.ExitCode, Is.EqualTo(ExitStatus.CannotWrite), result.Stderr);
+                Assert.That(result.Text, Does.Contain("a         | Hello from a HybridVmm guest!"), "the guest ran");
+                Assert.That(result.Stderr, Does.EndWith("hybridvmm: error: cannot write trace file '/dev/full': No space left on device : '/dev/full'\n"));
+                Assert.That(result.Stderr, Does.Not.Contain("   at "));
+            });
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    [Test]
     public void ATraceStopsAtItsLimitWithALineSayingSoAndTheRunGoesOn()
     {
         string path = Path.Combine(Path.GetTempPath(), $"hybridvmm-{Guid.NewGuid():N}.trace");
