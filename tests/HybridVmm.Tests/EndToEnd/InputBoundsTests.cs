@@ -118,6 +118,10 @@ public class InputBoundsTests
     }
 
     [Test]
+    public void AReceiveHostMemoryOutOfRangeIsAUsageError() =>
+        AssertRefused(CliProcess.Run("receive", "--host-memory", "100G"), ExitStatus.Usage, "--host-memory 100G is out of range");
+
+    [Test]
     public void ServeNamesAreUniqueIgnoringCase()
     {
         CliProcess.Result result = Serve("""{ "HybridVmm": { "Vms": [ { "Name": "web", "Image": "embedded:hello" }, { "Name": "WEB", "Image": "embedded:hello" } ] } }""");
