@@ -7,6 +7,13 @@ var root = new RootCommand("HybridVmm: a hybrid (Type 3) hypervisor simulator th
     "With no command it runs the embedded default scenario: several guests side by side in their own partitions.");
 var trace = new Option<string?>("--trace") { Description = "Write the default scenario's trace to this file" };
 root.Options.Add(trace);
+var traceLimit = new Option<string>("--trace-limit")
+{
+    Description = "The most a trace file may hold, e.g. 64M or 2G (0 = no limit); it then ends with a line saying so",
+    DefaultValueFactory = _ => "1G",
+    Recursive = true,
+};
+root.Options.Add(traceLimit);
 root.Subcommands.Add(RunCommand.Create());
 root.Subcommands.Add(RestoreCommand.Create());
 root.Subcommands.Add(CloneCommand.Create());
@@ -17,9 +24,15 @@ root.Subcommands.Add(BenchCommand.Create());
 root.SetAction(async (result, cancellationToken) =>
 {
     TraceRecorder? recorder = TraceFiles.Open(result.GetValue(trace), Console.Error);
-    return recorder is null
-        ? ExitStatus.CannotWrite
-        : await DefaultScenario.RunAsync(Console.Out, Console.Error, recorder, cancellationToken);
+    if (recorder is null)
+    {
+        return ExitStatus.CannotWrite;
+    }
+
+    using var run = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+    using var signals = new TerminationSignals(run);
+    int status = await DefaultScenario.RunAsync(Console.Out, Console.Error, recorder, run.Token);
+    return run.IsCancellationRequested ? TerminationSignals.ReportInterrupted(Console.Error) : status;
 });
 
 ParseResult parsed = root.Parse(args);
@@ -34,9 +47,18 @@ if (parsed.Errors.Count > 0)
     return ExitStatus.Usage;
 }
 
+if (!SizeParser.TryParse(parsed.GetValue(traceLimit)!, out ulong traceLimitBytes, out string traceLimitError) || traceLimitBytes > long.MaxValue)
+{
+    Console.Error.WriteLine($"hybridvmm: error: --trace-limit: {traceLimitError}");
+    return ExitStatus.Usage;
+}
+
+HostOutput.TraceLimitBytes = (long)traceLimitBytes;
+HostOutput.GuardStandardOutput();
 try
 {
-    return await parsed.InvokeAsync(new InvocationConfiguration { EnableDefaultExceptionHandler = false });
+    int status = await parsed.InvokeAsync(new InvocationConfiguration { EnableDefaultExceptionHandler = false });
+    return HostOutput.Finish(status, Console.Error);
 }
 catch (Exception e)
 {

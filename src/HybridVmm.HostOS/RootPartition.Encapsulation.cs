@@ -73,6 +73,12 @@ public sealed partial class RootPartition
             CommandLine = snapshot.CommandLine, Devices = snapshot.Devices, InstructionLimit = snapshot.InstructionLimit,
             SyntheticDevices = snapshot.SyntheticDevices, DiskImage = snapshot.DiskImage,
         };
+        if (VmNames.Problem(config.Name) is { } badName)
+        {
+            error = new VmCreationError(VmCreationErrorKind.InvalidImage, $"the snapshot's VM name {badName}");
+            return null;
+        }
+
         if (RestoreConfigurationError(snapshot) is { } invalid)
         {
             error = new VmCreationError(VmCreationErrorKind.InvalidConfiguration, invalid);

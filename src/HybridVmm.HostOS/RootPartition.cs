@@ -241,7 +241,7 @@ public sealed partial class RootPartition
 
         if (config.Devices.Contains("provisioning"))
         {
-            devices.Add(new ProvisioningDevice(worker.Services.Control));
+            devices.Add(new ProvisioningDevice(worker.Services.Control, config.CaptureTemplate));
         }
 
         devices.AddRange(ChipsetDevices(config, worker.Services));

@@ -17,6 +17,8 @@ namespace HybridVmm.Cli.Commands;
 /// </summary>
 internal static class BenchCommand
 {
+    private const uint GuestMemoryBytes = 16u << 20;
+
     public static Command Create()
     {
         var image = new Option<string>("--guest") { Description = "Embedded guest name or ELF path to run", DefaultValueFactory = _ => "cpu" };
@@ -28,11 +30,10 @@ internal static class BenchCommand
 
     private static async Task<int> BenchAsync(string guest, int runs, CancellationToken cancellationToken)
     {
-        byte[]? bytes = EmbeddedGuests.Load(guest) ?? (File.Exists(guest) ? await File.ReadAllBytesAsync(guest, cancellationToken) : null);
+        (byte[]? bytes, int refused) = await GuestFile.LoadGuestAsync(guest, GuestMemoryBytes, Console.Error, cancellationToken);
         if (bytes is null)
         {
-            Console.Error.WriteLine($"hybridvmm: error: no embedded guest or file named '{guest}'");
-            return ExitStatus.NoInput;
+            return refused;
         }
 
         if (runs < 1)
@@ -42,9 +43,11 @@ internal static class BenchCommand
         }
 
         double best = 0;
+        using var interrupt = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        using var signals = new TerminationSignals(interrupt);
         for (int run = 0; run <= runs; run++)
         {
-            var config = new VmConfiguration { Name = "bench", Image = bytes, MemoryBytes = 16u << 20 };
+            var config = new VmConfiguration { Name = "bench", Image = bytes, MemoryBytes = GuestMemoryBytes };
             using var system = new HybridSystem(new HypervisorOptions { HostMemoryBytes = 24L << 20 }, new RawStreamConsole(Stream.Null), new TraceRecorder(null));
             VirtualMachine? vm = system.Root.CreateVm(config, out VmCreationError? error);
             if (vm is null)
@@ -54,8 +57,13 @@ internal static class BenchCommand
 
             var clock = Stopwatch.StartNew();
             system.Root.Start(vm);
-            await system.RunUntilIdleAsync(cancellationToken);
+            await system.RunUntilIdleAsync(interrupt.Token);
             clock.Stop();
+            if (interrupt.IsCancellationRequested)
+            {
+                return TerminationSignals.ReportInterrupted(Console.Error);
+            }
+
             PartitionExit exit = await vm.Exited;
             if (exit.Reason != StopReason.GuestExit)
             {

@@ -42,11 +42,10 @@ internal static class CloneCommand
             return ExitStatus.Usage;
         }
 
-        byte[]? bytes = EmbeddedGuests.Load(guest) ?? (File.Exists(guest) ? await File.ReadAllBytesAsync(guest, cancellationToken) : null);
+        (byte[]? bytes, int refused) = await GuestFile.LoadGuestAsync(guest, memoryBytes, stderr, cancellationToken);
         if (bytes is null)
         {
-            stderr.WriteLine($"hybridvmm: error: no embedded guest or file named '{guest}'");
-            return ExitStatus.NoInput;
+            return refused;
         }
 
         var config = new VmConfiguration
@@ -76,14 +75,25 @@ internal static class CloneCommand
         var options = new HypervisorOptions { HostMemoryBytes = memoryBytes + (long)count * (memoryBytes / 4) + (4L << 20) };
         using var system = new HybridSystem(options, console, recorder);
         ProvisioningReport report;
+        using var run = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        using var signals = new TerminationSignals(run);
         try
         {
-            report = await RapidProvisioning.RunAsync(system, config, count, console.Text, cancellationToken, overlays);
+            report = await RapidProvisioning.RunAsync(system, config, count, console.Text, run.Token, overlays);
+        }
+        catch (Exception e) when (run.IsCancellationRequested && e is InvalidOperationException or OperationCanceledException)
+        {
+            return TerminationSignals.ReportInterrupted(stderr);
         }
         catch (InvalidOperationException e)
         {
             stderr.WriteLine($"hybridvmm: error: {e.Message}");
             return ExitStatus.InvalidImage;
+        }
+
+        if (run.IsCancellationRequested)
+        {
+            return TerminationSignals.ReportInterrupted(stderr);
         }
 
         Console.Out.WriteLine();

@@ -18,15 +18,28 @@ internal static class CompareTypesCommand
         command.SetAction(async (result, cancellationToken) =>
         {
             string name = result.GetValue(guest)!;
-            byte[]? image = EmbeddedGuests.Load(name) ?? (File.Exists(name) ? await File.ReadAllBytesAsync(name, cancellationToken) : null);
+            (byte[]? image, int refused) = await GuestFile.LoadGuestAsync(name, HostingComparison.GuestMemoryBytes, Console.Error, cancellationToken);
             if (image is null)
             {
-                Console.Error.WriteLine($"hybridvmm: error: no embedded guest or file named '{name}'");
-                return ExitStatus.NoInput;
+                return refused;
+            }
+
+            // Checked once here, so a bad image is one line and 65, not a refusal thrown from inside the comparison.
+            var config = new VmConfiguration { Name = Path.GetFileNameWithoutExtension(name), Image = image, MemoryBytes = HostingComparison.GuestMemoryBytes };
+            if (HybridVmm.HostOS.RootPartition.Prepare(config, out VmCreationError? invalid) is null)
+            {
+                return Outcome.CreationFailed(invalid!, Console.Error);
             }
 
             var costs = new CrossingCostModel();
-            IReadOnlyList<HostingRow> rows = await HostingComparison.RunAsync(image, Path.GetFileNameWithoutExtension(name), costs);
+            using var run = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+            using var signals = new TerminationSignals(run);
+            IReadOnlyList<HostingRow> rows = await HostingComparison.RunAsync(image, Path.GetFileNameWithoutExtension(name), costs, run.Token);
+            if (run.IsCancellationRequested)
+            {
+                return TerminationSignals.ReportInterrupted(Console.Error);
+            }
+
             Console.Out.Write(HostingComparisonTable.Render(rows, costs));
             return ExitStatus.Success;
         });

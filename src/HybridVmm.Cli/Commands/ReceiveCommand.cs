@@ -40,13 +40,34 @@ internal static class ReceiveCommand
             return ExitStatus.Usage;
         }
 
+        if (hostMemory < 4096 || hostMemory > (ulong)Hardware.Memory.HostPhysicalMemory.MaxBytes)
+        {
+            stderr.WriteLine($"hybridvmm: error: --host-memory {memoryText} is out of range: give 4K to {Hardware.Memory.HostPhysicalMemory.MaxBytes >> 20}M");
+            return ExitStatus.Usage;
+        }
+
         TraceRecorder? recorder = TraceFiles.Open(tracePath, stderr);
         if (recorder is null)
         {
             return ExitStatus.CannotWrite;
         }
 
-        var listener = new TcpListener(endpoint!);
+        using var run = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        using var signals = new TerminationSignals(run);
+        try
+        {
+            return await ReceiveAsync(endpoint!, listen, recorder, hostMemory, stderr, run.Token);
+        }
+        catch (OperationCanceledException) when (run.IsCancellationRequested)
+        {
+            recorder.Dispose();
+            return TerminationSignals.ReportInterrupted(stderr);
+        }
+    }
+
+    private static async Task<int> ReceiveAsync(IPEndPoint endpoint, string listen, TraceRecorder recorder, ulong hostMemory, TextWriter stderr, CancellationToken cancellationToken)
+    {
+        var listener = new TcpListener(endpoint);
         try
         {
             listener.Start();
@@ -59,8 +80,7 @@ internal static class ReceiveCommand
 
         stderr.WriteLine($"hybridvmm: listening on {listener.LocalEndpoint}");
         stderr.Flush();
-        using Stream stdout = Console.OpenStandardOutput();
-        using var system = new HybridSystem(new HypervisorOptions { HostMemoryBytes = (long)hostMemory }, new RawStreamConsole(new BufferedStream(stdout)), recorder);
+        using var system = new HybridSystem(new HypervisorOptions { HostMemoryBytes = (long)hostMemory }, HostOutput.StandardOutputConsole(), recorder);
         VirtualMachine? vm;
         string? error;
         using (TcpClient client = await listener.AcceptTcpClientAsync(cancellationToken))
@@ -81,7 +101,7 @@ internal static class ReceiveCommand
         await system.RunUntilIdleAsync(cancellationToken);
         if (cancellationToken.IsCancellationRequested)
         {
-            return ExitStatus.Interrupted;
+            return TerminationSignals.ReportInterrupted(stderr);
         }
 
         PartitionExit exit = await vm.Exited;

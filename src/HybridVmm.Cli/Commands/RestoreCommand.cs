@@ -25,10 +25,10 @@ internal static class RestoreCommand
             return usage;
         }
 
-        if (!File.Exists(path))
+        if (InputFile.Check(path, "snapshot", SnapshotFile.MaxBytes, ExitStatus.InvalidImage, "the largest snapshot of a guest this build can run") is { } refusal)
         {
-            stderr.WriteLine($"hybridvmm: error: snapshot '{path}' does not exist");
-            return ExitStatus.NoInput;
+            stderr.WriteLine($"hybridvmm: error: {refusal.Message}");
+            return refusal.Status;
         }
 
         VmSnapshot? snapshot = SnapshotFile.TryRead(path, out string error);
@@ -36,6 +36,19 @@ internal static class RestoreCommand
         {
             stderr.WriteLine($"hybridvmm: error: {error}");
             return ExitStatus.InvalidImage;
+        }
+
+        if (snapshot.MemoryBytes > SizeParser.MaxGuestBytes)
+        {
+            stderr.WriteLine($"hybridvmm: error: {path}: the snapshot's guest has {snapshot.MemoryBytes >> 20} MiB of memory; this build runs guests of at most {SizeParser.MaxGuestBytes >> 20} MiB");
+            return ExitStatus.InvalidImage;
+        }
+
+        // A snapshot names its disk by the path it was given. This build writes it absolute; an older snapshot's
+        // relative path is taken from the current directory if it is there, else from the snapshot's own directory.
+        if (snapshot.DiskImage is { } disk && !Path.IsPathRooted(disk) && !File.Exists(disk))
+        {
+            snapshot = snapshot with { DiskImage = Path.Combine(Path.GetDirectoryName(Path.GetFullPath(path))!, disk) };
         }
 
         if (options.MaxInstructions > 0)

@@ -54,6 +54,34 @@ internal static class RunCommand
             return ExitStatus.Usage;
         }
 
+        // The devices and the disk are command-line values: a wrong one is a usage error, as a malformed --memory is.
+        foreach (string device in syntheticDevices)
+        {
+            if (!VmConfiguration.KnownSyntheticDevices.Contains(device))
+            {
+                stderr.WriteLine($"hybridvmm: error: --synthetic: unknown synthetic device '{device}' (known: {string.Join(", ", VmConfiguration.KnownSyntheticDevices)})");
+                return ExitStatus.Usage;
+            }
+        }
+
+        if (syntheticDevices.Contains("synthblk") != (diskImage is not null))
+        {
+            stderr.WriteLine(diskImage is null ? "hybridvmm: error: --synthetic synthblk needs --disk FILE" : "hybridvmm: error: --disk is the disk behind synthblk: add --synthetic synthblk");
+            return ExitStatus.Usage;
+        }
+
+        if (diskImage is not null)
+        {
+            if (InputFile.Check(diskImage, "disk image", long.MaxValue, ExitStatus.InvalidImage) is { } refusal)
+            {
+                stderr.WriteLine($"hybridvmm: error: {refusal.Message}");
+                return refusal.Status;
+            }
+
+            // A snapshot keeps this path: absolute, so that a restore from another directory finds the same disk.
+            diskImage = Path.GetFullPath(diskImage);
+        }
+
         int refused = ExitStatus.NoInput;
         void Refuse(int status, string message)
         {
@@ -76,7 +104,7 @@ internal static class RunCommand
 
         var config = new VmConfiguration
         {
-            Name = Path.GetFileNameWithoutExtension(imagePath),
+            Name = VmNames.Printable(Path.GetFileNameWithoutExtension(imagePath)),
             Image = bytes,
             MemoryBytes = memoryBytes,
             // As QEMU's Multiboot loader (and GRUB) do: the kernel's path as given, a space, then the arguments

@@ -17,6 +17,9 @@ namespace HybridVmm.Cli.Commands;
 /// <summary><c>hybridvmm serve --config FILE</c>: the kernel and the root partition as generic-host services.</summary>
 internal static class ServeCommand
 {
+    /// <summary>A configuration file larger than this is refused before it is read (a thousand VMs take about 200 KiB).</summary>
+    private const long MaxConfigurationBytes = 16 << 20;
+
     public static Command Create()
     {
         var config = new Option<string>("--config", "-c") { Description = "appsettings-style JSON with a HybridVmm section", Required = true };
@@ -28,10 +31,10 @@ internal static class ServeCommand
     private static async Task<int> ServeAsync(string configPath, CancellationToken cancellationToken)
     {
         TextWriter stderr = Console.Error;
-        if (!File.Exists(configPath))
+        if (InputFile.Check(configPath, "configuration file", MaxConfigurationBytes, ExitStatus.Configuration) is { } refusal)
         {
-            stderr.WriteLine($"hybridvmm: error: configuration file '{configPath}' does not exist");
-            return ExitStatus.NoInput;
+            stderr.WriteLine($"hybridvmm: error: {refusal.Message}");
+            return refusal.Status;
         }
 
         HybridVmmOptions options;
@@ -43,6 +46,16 @@ internal static class ServeCommand
             if (!section.Exists())
             {
                 stderr.WriteLine($"hybridvmm: error: {configPath} has no \"{HybridVmmOptions.Section}\" section");
+                return ExitStatus.Configuration;
+            }
+
+            if (UnknownKeys(section) is { Count: > 0 } unknown)
+            {
+                foreach (string problem in unknown)
+                {
+                    stderr.WriteLine($"hybridvmm: error: {configPath}: {problem}");
+                }
+
                 return ExitStatus.Configuration;
             }
 
@@ -69,6 +82,12 @@ internal static class ServeCommand
             }
 
             return ExitStatus.Configuration;
+        }
+
+        // Every image is read and checked before the host starts, so a bad one stops nothing that has begun.
+        if (await CheckImagesAsync(options, configPath, stderr, cancellationToken) is { } refused)
+        {
+            return refused;
         }
 
         TraceRecorder? trace = TraceFiles.Open(options.Trace, stderr);
@@ -104,5 +123,66 @@ internal static class ServeCommand
         await host.RunAsync(cancellationToken);
         system.Dispose();
         return outcome.ExitStatus;
+    }
+
+    /// <summary>Keys the options do not have, each named with its VM, before the binder would report only the first.</summary>
+    private static List<string> UnknownKeys(IConfigurationSection section)
+    {
+        var problems = new List<string>();
+        Check(section, typeof(HybridVmmOptions), HybridVmmOptions.Section, null);
+        int index = 0;
+        foreach (IConfigurationSection vm in section.GetSection(nameof(HybridVmmOptions.Vms)).GetChildren())
+        {
+            Check(vm, typeof(VmOptions), $"Vms:{vm.Key}", vm[nameof(VmOptions.Name)] is { } name ? $"VM '{VmNames.Printable(name)}'" : $"VM {index}");
+            index++;
+        }
+
+        return problems;
+
+        void Check(IConfigurationSection at, Type type, string where, string? vm)
+        {
+            string[] known = type.GetProperties().Select(p => p.Name).ToArray();
+            foreach (IConfigurationSection child in at.GetChildren())
+            {
+                if (!known.Contains(child.Key, StringComparer.OrdinalIgnoreCase))
+                {
+                    problems.Add($"{where}{(vm is null ? "" : $" ({vm})")}: unknown key '{VmNames.Printable(child.Key)}' (known: {string.Join(", ", known)})");
+                }
+            }
+        }
+    }
+
+    /// <summary>Reads each VM's image with its bound and checks that it loads; the status and message of the first that does not.</summary>
+    private static async Task<int?> CheckImagesAsync(HybridVmmOptions options, string configPath, TextWriter stderr, CancellationToken cancellationToken)
+    {
+        foreach (VmOptions vm in options.Vms)
+        {
+            SizeParser.TryParseGuestMemory(vm.Memory, out uint memory, out _);
+            int status = ExitStatus.NoInput;
+            byte[]? image = ImageSource.IsEmbedded(vm.Image, out _)
+                ? ImageSource.Read(vm.Image)
+                : await GuestFile.ReadAsync(vm.Image, memory, $"VM '{vm.Name}': image", (s, message) =>
+                {
+                    status = s;
+                    stderr.WriteLine($"hybridvmm: error: {configPath}: {message}");
+                }, cancellationToken);
+            if (image is null)
+            {
+                return status;
+            }
+
+            var config = new VmConfiguration
+            {
+                Name = vm.Name, Image = image, MemoryBytes = memory, CommandLine = vm.CommandLine, Devices = vm.Devices,
+                SyntheticDevices = vm.SyntheticDevices, DiskImage = vm.DiskImage, InstructionLimit = vm.MaxInstructions,
+            };
+            if (RootPartition.Prepare(config, out VmCreationError? error) is null)
+            {
+                stderr.WriteLine($"hybridvmm: error: {configPath}: VM '{vm.Name}': {error!.Message}");
+                return error.Kind == VmCreationErrorKind.InvalidImage ? ExitStatus.InvalidImage : ExitStatus.Configuration;
+            }
+        }
+
+        return null;
     }
 }

@@ -64,9 +64,8 @@ internal static class SingleVmSession
             return ExitStatus.CannotWrite;
         }
 
-        using Stream stdout = Console.OpenStandardOutput();
         var hypervisor = new HypervisorOptions { HostMemoryBytes = memoryBytes + (4L << 20) };
-        using var system = new HybridSystem(hypervisor, new RawStreamConsole(new BufferedStream(stdout)), recorder);
+        using var system = new HybridSystem(hypervisor, HostOutput.StandardOutputConsole(), recorder);
         (VirtualMachine? vm, VmCreationError? error) = create(system.Root);
         if (vm is null)
         {

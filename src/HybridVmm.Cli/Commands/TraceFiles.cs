@@ -1,3 +1,4 @@
+using HybridVmm.Cli.Common;
 using HybridVmm.Hypervisor.Tracing;
 
 namespace HybridVmm.Cli.Commands;
@@ -9,12 +10,17 @@ internal static class TraceFiles
     {
         if (string.IsNullOrEmpty(path))
         {
-            return new TraceRecorder(null);
+            // No machine-wide file, but serve may add per-VM ones: they take the same limit and report the same way.
+            var none = new TraceRecorder(null, maxBytes: HostOutput.TraceLimitBytes);
+            HostOutput.Register(none, null);
+            return none;
         }
 
         try
         {
-            return new TraceRecorder(new StreamWriter(path, append: false) { NewLine = "\n" });
+            var recorder = new TraceRecorder(new StreamWriter(path, append: false) { NewLine = "\n" }, maxBytes: HostOutput.TraceLimitBytes, name: $"trace file '{path}'");
+            HostOutput.Register(recorder, path);
+            return recorder;
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException or NotSupportedException)
         {

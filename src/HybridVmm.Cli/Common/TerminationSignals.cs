@@ -3,7 +3,8 @@ using System.Runtime.InteropServices;
 namespace HybridVmm.Cli.Common;
 
 /// <summary>
-/// SIGINT, SIGTERM and SIGHUP during a foreground run (<c>run</c>, <c>restore</c>): the first one cancels the run, so the
+/// SIGINT, SIGTERM and SIGHUP during a foreground command (<c>run</c>, <c>restore</c>, <c>receive</c>, <c>clone</c>, <c>bench</c>,
+/// <c>compare-types</c> and the default scenario): the first one cancels the run, so the
 /// guest stops, the trace is flushed, a raw terminal is put back, and the status is 130 (docs/exit-codes.md); a second
 /// one ends the process at once, as if nothing handled it.
 /// </summary>
@@ -28,6 +29,13 @@ internal sealed class TerminationSignals : IDisposable
 
     /// <summary>A signal arrived and cancelled the run.</summary>
     public bool Received => Volatile.Read(ref _received) > 0;
+
+    /// <summary>The one line and the status of an interrupted command (docs/exit-codes.md), once its guests are stopped and its trace flushed.</summary>
+    public static int ReportInterrupted(TextWriter stderr)
+    {
+        stderr.WriteLine("hybridvmm: interrupted; guests stopped, trace flushed.");
+        return ExitStatus.Interrupted;
+    }
 
     public void Dispose()
     {

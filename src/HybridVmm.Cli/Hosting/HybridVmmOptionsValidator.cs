@@ -1,5 +1,6 @@
 using HybridVmm.Cli.Common;
 using HybridVmm.Guests;
+using HybridVmm.HostOS.Vm;
 using Microsoft.Extensions.Options;
 
 namespace HybridVmm.Cli.Hosting;
@@ -30,7 +31,15 @@ public sealed class HybridVmmOptionsValidator : IValidateOptions<HybridVmmOption
         }
 
         ulong total = 0;
-        var names = new HashSet<string>(StringComparer.Ordinal);
+        // Case-insensitive: names become file names (traces, overlays), and some file systems fold case.
+        var names = new HashSet<string>(StringComparer.OrdinalIgnoreCase);
+        // Two writers on one trace file would each truncate it and interleave or lose the other's events.
+        var traces = new Dictionary<string, string>(StringComparer.OrdinalIgnoreCase);
+        if (!string.IsNullOrEmpty(options.Trace))
+        {
+            traces[Path.GetFullPath(options.Trace)] = "Trace";
+        }
+
         for (int i = 0; i < options.Vms.Count; i++)
         {
             VmOptions vm = options.Vms[i];
@@ -39,9 +48,22 @@ public sealed class HybridVmmOptionsValidator : IValidateOptions<HybridVmmOption
             {
                 problems.Add($"{where}:Name is required");
             }
+            else if (VmNames.Problem(vm.Name) is { } badName)
+            {
+                problems.Add($"{where}:Name {badName}");
+            }
             else if (!names.Add(vm.Name))
             {
-                problems.Add($"{where}:Name '{vm.Name}' is used twice");
+                problems.Add($"{where}:Name '{vm.Name}' is used twice (names are compared ignoring case)");
+            }
+
+            if (!string.IsNullOrEmpty(vm.Trace) && !traces.TryAdd(Path.GetFullPath(vm.Trace), $"{where}:Trace"))
+            {
+                problems.Add($"{where}:Trace: '{vm.Trace}' is also the file of {traces[Path.GetFullPath(vm.Trace)]}; each trace needs its own file");
+            }
+            else if (!string.IsNullOrEmpty(vm.Trace) && TraceProblem(vm.Trace) is { } traceProblem)
+            {
+                problems.Add($"{where}:Trace: {traceProblem}");
             }
 
             if (string.IsNullOrWhiteSpace(vm.Image))
@@ -52,14 +74,15 @@ public sealed class HybridVmmOptionsValidator : IValidateOptions<HybridVmmOption
             {
                 problems.Add($"{where}:Image: no embedded guest '{embedded}' (have: {string.Join(", ", EmbeddedGuests.Names)})");
             }
-            else if (!ImageSource.IsEmbedded(vm.Image, out _) && !File.Exists(vm.Image))
-            {
-                problems.Add($"{where}:Image: file '{vm.Image}' does not exist");
-            }
 
             if (!SizeParser.TryParseGuestMemory(vm.Memory, out uint memory, out error))
             {
                 problems.Add($"{where}:Memory: {error}");
+            }
+            else if (!string.IsNullOrWhiteSpace(vm.Image) && !ImageSource.IsEmbedded(vm.Image, out _)
+                && InputFile.Check(vm.Image, "file", memory, ExitStatus.InvalidImage, $"the VM's {memory >> 20} MiB of memory") is { } refusal)
+            {
+                problems.Add($"{where}:Image: {refusal.Message}");
             }
 
             total += memory;
@@ -79,9 +102,13 @@ public sealed class HybridVmmOptionsValidator : IValidateOptions<HybridVmmOption
                 }
             }
 
-            if (vm.SyntheticDevices.Contains("synthblk") && (vm.DiskImage is null || !File.Exists(vm.DiskImage)))
+            if (vm.SyntheticDevices.Contains("synthblk") && vm.DiskImage is null)
             {
                 problems.Add($"{where}:DiskImage: synthblk needs an existing disk-image file");
+            }
+            else if (vm.SyntheticDevices.Contains("synthblk") && InputFile.Check(vm.DiskImage!, "disk image", long.MaxValue, ExitStatus.InvalidImage) is { } refusal)
+            {
+                problems.Add($"{where}:DiskImage: synthblk needs an existing disk-image file: {refusal.Message}");
             }
 
             if (vm.MaxInstructions < 0)
@@ -96,5 +123,14 @@ public sealed class HybridVmmOptionsValidator : IValidateOptions<HybridVmmOption
         }
 
         return problems.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(problems);
+    }
+
+    /// <summary>Why a trace file could not be created where <paramref name="path"/> says, found without creating it.</summary>
+    private static string? TraceProblem(string path)
+    {
+        string full = Path.GetFullPath(path);
+        return Directory.Exists(full) ? $"'{path}' is a directory"
+            : !Directory.Exists(Path.GetDirectoryName(full)) ? $"the directory of '{path}' does not exist"
+            : null;
     }
 }

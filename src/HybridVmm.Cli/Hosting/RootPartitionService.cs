@@ -113,7 +113,16 @@ public sealed class RootPartitionService(
 
         if (!string.IsNullOrEmpty(vmOptions.Trace))
         {
-            system.Trace.AddPartitionWriter(vm.Partition.Id, new StreamWriter(vmOptions.Trace, append: false) { NewLine = "\n" });
+            try
+            {
+                system.Trace.AddPartitionWriter(vm.Partition.Id, new StreamWriter(vmOptions.Trace, append: false) { NewLine = "\n" }, $"trace file '{vmOptions.Trace}'");
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                logger.LogError("VM {Name}: cannot write trace file '{Trace}': {Message}", vmOptions.Name, vmOptions.Trace, e.Message);
+                outcome.ExitStatus = Cli.Common.ExitStatus.CannotWrite;
+                return null;
+            }
         }
 
         return vm;

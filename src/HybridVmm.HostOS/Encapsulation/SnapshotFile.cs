@@ -3,11 +3,23 @@ namespace HybridVmm.HostOS.Encapsulation;
 /// <summary>Reads and writes snapshot files. Writing is atomic: a crash mid-save never damages the previous file.</summary>
 public static class SnapshotFile
 {
-    /// <summary>Writes to a temporary file beside <paramref name="path"/>, flushes it to disk, then renames it over the target.</summary>
+    /// <summary>
+    /// The largest snapshot file worth reading: every page of the largest guest (4 + 4096 bytes each) and the
+    /// container's other chunks at their own limit. A larger file cannot be one this build wrote.
+    /// </summary>
+    public const long MaxBytes = Hardware.Memory.HostPhysicalMemory.MaxBytes / 4096 * (4 + 4096)
+        + (long)Hardware.SavedState.SavedStateContainer.MaxChunks * SnapshotFormat.MaxStateChunkBytes;
+
+    /// <summary>
+    /// Writes to a temporary file beside <paramref name="path"/> (".NAME.PID.tmp"), flushes it to disk, then renames it
+    /// over the target. A save that was killed leaves its temporary file behind: the next save of the same file
+    /// deletes those whose process is gone (<see cref="RemoveStaleTemporaries"/>).
+    /// </summary>
     public static void Write(string path, VmSnapshot snapshot)
     {
         string full = Path.GetFullPath(path);
-        string temporary = Path.Combine(Path.GetDirectoryName(full)!, $".{Path.GetFileName(full)}.{Environment.ProcessId}.tmp");
+        string temporary = TemporaryName(full, Environment.ProcessId);
+        RemoveStaleTemporaries(full);
         try
         {
             using (var stream = new FileStream(temporary, FileMode.Create, FileAccess.Write, FileShare.None))
@@ -25,6 +37,65 @@ public static class SnapshotFile
         finally
         {
             File.Delete(temporary);
+        }
+    }
+
+    /// <summary>The temporary file a save of <paramref name="full"/> by process <paramref name="pid"/> writes first.</summary>
+    public static string TemporaryName(string full, int pid) => Path.Combine(Path.GetDirectoryName(full)!, $".{Path.GetFileName(full)}.{pid}.tmp");
+
+    /// <summary>
+    /// Deletes the temporary files of earlier saves of <paramref name="full"/> whose process no longer runs (a save
+    /// killed by SIGKILL or a power cut), and returns their paths. A file whose process still runs may be a save
+    /// under way, and is kept; so is anything that is not of the form ".NAME.PID.tmp".
+    /// </summary>
+    public static IReadOnlyList<string> RemoveStaleTemporaries(string full)
+    {
+        var removed = new List<string>();
+        string directory = Path.GetDirectoryName(full)!;
+        string prefix = $".{Path.GetFileName(full)}.";
+        IEnumerable<string> candidates;
+        try
+        {
+            candidates = Directory.EnumerateFiles(directory, $"{prefix}*.tmp").ToList();
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return removed;
+        }
+
+        foreach (string candidate in candidates)
+        {
+            string middle = Path.GetFileName(candidate)[prefix.Length..^".tmp".Length];
+            if (!int.TryParse(middle, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out int pid)
+                || pid == Environment.ProcessId || IsRunning(pid))
+            {
+                continue;
+            }
+
+            try
+            {
+                File.Delete(candidate);
+                removed.Add(candidate);
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                // Someone else's file, or already gone: it stays findable by its name.
+            }
+        }
+
+        return removed;
+    }
+
+    private static bool IsRunning(int pid)
+    {
+        try
+        {
+            using var process = System.Diagnostics.Process.GetProcessById(pid);
+            return !process.HasExited;
+        }
+        catch (Exception e) when (e is ArgumentException or InvalidOperationException)
+        {
+            return false;
         }
     }
 

@@ -54,8 +54,10 @@ internal static partial class SnapshotFormatV2
         {
             return DeserializePayload(payload.ToArray(), out error);
         }
-        catch (EndOfStreamException)
+        catch (Exception e) when (e is EndOfStreamException or IOException or FormatException or ArgumentException or DecoderFallbackException)
         {
+            // BinaryReader's own refusals of a crafted length: past the end (EndOfStream), negative (IO), more than
+            // 32 bits (Format), or bytes that are not UTF-8 (DecoderFallback, an ArgumentException).
             error = "snapshot payload does not have the layout of its format version although its checksum matches: it was written by a different build";
             return null;
         }
@@ -63,9 +65,15 @@ internal static partial class SnapshotFormatV2
 
     private static VmSnapshot? DeserializePayload(byte[] payload, out string error)
     {
-        using var r = new BinaryReader(new MemoryStream(payload), Encoding.UTF8);
+        using var r = new BinaryReader(new MemoryStream(payload), new UTF8Encoding(false, throwOnInvalidBytes: true));
         string name = r.ReadString();
         uint memory = r.ReadUInt32();
+        if (VmSavedConfigurationCodec.MemoryProblem(memory) is { } problem)
+        {
+            error = $"snapshot is malformed: {problem}";
+            return null;
+        }
+
         string cmdline = r.ReadString();
         string[] devices = ReadNames(r);
         string[] synthetic = ReadNames(r);

@@ -45,6 +45,11 @@ public sealed class VmSavedConfigurationCodec : StateCodec<VmSavedConfiguration>
     {
         string name = r.ReadString(MaxString);
         uint memory = r.ReadUInt32();
+        if (MemoryProblem(memory) is { } problem)
+        {
+            throw new SavedStateFormatException(problem);
+        }
+
         string cmdline = r.ReadString(MaxString);
         string[] devices = ReadNames(r);
         string[] synthetic = ReadNames(r);
@@ -52,6 +57,15 @@ public sealed class VmSavedConfigurationCodec : StateCodec<VmSavedConfiguration>
         string disk = r.ReadString(MaxString);
         return new VmSavedConfiguration(name, memory, cmdline, devices, synthetic, hasDisk ? disk : null, r.ReadInt64());
     }
+
+    /// <summary>
+    /// Null when <paramref name="memory"/> is a guest RAM size this build can hold (whole 4 KiB pages, at most host
+    /// memory's limit), else the reason: a crafted size must be refused before a partition is sized from it.
+    /// </summary>
+    public static string? MemoryProblem(uint memory) =>
+        memory == 0 || memory % 4096 != 0 || memory > Hardware.Memory.HostPhysicalMemory.MaxBytes
+            ? $"guest memory of {memory} bytes is not a whole number of 4 KiB pages between 4 KiB and {Hardware.Memory.HostPhysicalMemory.MaxBytes >> 20} MiB"
+            : null;
 
     private static void WriteNames(SavedStateWriter w, IReadOnlyList<string> names)
     {

@@ -31,18 +31,26 @@ public static class HostingComparison
     /// </summary>
     private static readonly string[] DevicesWithoutTheTimer = VmConfiguration.KnownDevices.Where(d => d != "pit").ToArray();
 
-    public static async Task<IReadOnlyList<HostingRow>> RunAsync(byte[] image, string name, CrossingCostModel costs)
+    /// <summary>The guest's RAM in each configuration.</summary>
+    public const uint GuestMemoryBytes = 32u << 20;
+
+    public static async Task<IReadOnlyList<HostingRow>> RunAsync(byte[] image, string name, CrossingCostModel costs, CancellationToken cancellationToken = default)
     {
         var rows = new List<HostingRow>();
         foreach (DeviceHosting hosting in Configurations)
         {
+            if (cancellationToken.IsCancellationRequested)
+            {
+                break; // interrupted: the rows so far, for the caller to drop
+            }
+
             var console = new CapturingConsole();
             var options = new HypervisorOptions { HostMemoryBytes = 40L << 20, Hosting = hosting, Costs = costs };
             using var system = new HybridSystem(options, console, new TraceRecorder(null));
-            VirtualMachine vm = system.Root.CreateVm(new VmConfiguration { Name = name, Image = image, MemoryBytes = 32u << 20, Devices = DevicesWithoutTheTimer }, out VmCreationError? error)
+            VirtualMachine vm = system.Root.CreateVm(new VmConfiguration { Name = name, Image = image, MemoryBytes = GuestMemoryBytes, Devices = DevicesWithoutTheTimer }, out VmCreationError? error)
                 ?? throw new InvalidOperationException(error!.Message);
             system.Root.Start(vm);
-            await system.RunUntilIdleAsync();
+            await system.RunUntilIdleAsync(cancellationToken);
             PartitionExit exit = await vm.Exited;
             PartitionStatistics s = vm.Statistics;
             rows.Add(new HostingRow(hosting, s.InstructionsRetired, s.TotalIntercepts, s.Crossings, s.InterceptTicks,

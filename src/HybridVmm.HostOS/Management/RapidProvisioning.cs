@@ -42,7 +42,7 @@ public static class RapidProvisioning
     {
         string? Overlay(string name) => template.DiskImage is null ? null
             : Path.Combine(overlayDirectory ?? throw new ArgumentException("a template with a disk needs an overlay directory", nameof(overlayDirectory)), $"{name}.overlay");
-        template = template with { DiskOverlay = Overlay(template.Name) };
+        template = template with { DiskOverlay = Overlay(template.Name), CaptureTemplate = true };
         VirtualMachine templateVm = system.Root.CreateVm(template, out VmCreationError? error)
             ?? throw new InvalidOperationException($"template refused: {error!.Message}");
         system.Root.Start(templateVm);

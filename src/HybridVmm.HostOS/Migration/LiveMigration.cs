@@ -101,7 +101,7 @@ public static class LiveMigration
             system.Root.Stop(vm);
             return new MigrationReport(true, null, rounds, dirty.Count, downtimeTicks, downtime.Elapsed, at);
         }
-        catch (Exception e) when (e is IOException or SocketException or ObjectDisposedException or EndOfStreamException)
+        catch (Exception e) when (e is IOException or SocketException or ObjectDisposedException or EndOfStreamException or InvalidDataException)
         {
             if (vm.State != PartitionState.Stopped)
             {
@@ -153,10 +153,16 @@ public static class LiveMigration
                 return (null, $"expected Hello, got {type}");
             }
 
-            (int version, string name, _) = ReadHello(payload);
+            if (!TryReadHello(payload, out var hello, out string helloError))
+            {
+                await TryRefuseAsync(source, helloError, cancellationToken);
+                return (null, helloError);
+            }
+
+            (int version, string name, uint memoryBytes) = hello;
             if (version != MigrationProtocol.Version)
             {
-                await WriteFrameAsync(source, FrameType.Failed, System.Text.Encoding.UTF8.GetBytes($"protocol version {version} is not {MigrationProtocol.Version}"), cancellationToken);
+                await WriteFrameAsync(source, FrameType.Failed, FailedPayload($"protocol version {version} is not {MigrationProtocol.Version}"), cancellationToken);
                 return (null, $"source speaks migration protocol {version}, this build {MigrationProtocol.Version}");
             }
 
@@ -166,7 +172,7 @@ public static class LiveMigration
                 (type, payload) = await ReadFrameAsync(source, cancellationToken);
                 if (type == FrameType.Pages)
                 {
-                    foreach (SavedPage page in MigrationProtocol.ReadPages(payload))
+                    foreach (SavedPage page in MigrationProtocol.ReadPages(payload, memoryBytes))
                     {
                         pages[page.PageNumber] = page.Bytes;
                     }
@@ -182,8 +188,15 @@ public static class LiveMigration
                 VmSnapshot? final = SnapshotFormat.TryDeserialize(payload, out string error);
                 if (final is null)
                 {
-                    await WriteFrameAsync(source, FrameType.Failed, System.Text.Encoding.UTF8.GetBytes(error), cancellationToken);
+                    await WriteFrameAsync(source, FrameType.Failed, FailedPayload(error), cancellationToken);
                     return (null, error);
+                }
+
+                if (final.MemoryBytes != memoryBytes)
+                {
+                    string mismatch = $"the final state's guest has {final.MemoryBytes >> 20} MiB of memory, the Hello announced {memoryBytes >> 20} MiB";
+                    await WriteFrameAsync(source, FrameType.Failed, FailedPayload(mismatch), cancellationToken);
+                    return (null, mismatch);
                 }
 
                 foreach (SavedPage page in final.Pages)
@@ -194,7 +207,7 @@ public static class LiveMigration
                 VirtualMachine? vm = system.Root.RestoreVm(final with { Pages = pages.Select(p => new SavedPage(p.Key, p.Value)).ToList() }, out VmCreationError? creationError, name);
                 if (vm is null)
                 {
-                    await WriteFrameAsync(source, FrameType.Failed, System.Text.Encoding.UTF8.GetBytes(creationError!.Message), cancellationToken);
+                    await WriteFrameAsync(source, FrameType.Failed, FailedPayload(creationError!.Message), cancellationToken);
                     return (null, creationError.Message);
                 }
 
@@ -202,9 +215,26 @@ public static class LiveMigration
                 return (vm, null);
             }
         }
+        catch (InvalidDataException e)
+        {
+            await TryRefuseAsync(source, e.Message, cancellationToken);
+            return (null, e.Message);
+        }
         catch (Exception e) when (e is IOException or SocketException or EndOfStreamException or ObjectDisposedException)
         {
             return (null, $"the source went away before the final state arrived: {e.Message}");
+        }
+    }
+
+    /// <summary>Tells the source why its stream was refused, if it still listens.</summary>
+    private static async Task TryRefuseAsync(Stream source, string reason, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await WriteFrameAsync(source, FrameType.Failed, FailedPayload(reason), cancellationToken);
+        }
+        catch (Exception e) when (e is IOException or SocketException or ObjectDisposedException)
+        {
         }
     }
 }

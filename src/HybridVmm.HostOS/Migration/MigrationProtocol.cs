@@ -37,20 +37,45 @@ public static class MigrationProtocol
         await stream.FlushAsync(cancellationToken);
     }
 
-    /// <summary>Reads one frame; throws <see cref="IOException"/> on a closed connection or a malformed frame.</summary>
+    /// <summary>The largest Hello, Resumed or Failed frame: a name, a size and a one-line reason.</summary>
+    public const int MaxControlFrameBytes = 4096;
+
+    /// <summary>The longest VM name a Hello carries, in UTF-8 bytes.</summary>
+    public const int MaxNameBytes = 1024;
+
+    /// <summary>The most a frame of <paramref name="type"/> may hold: only page and final frames are large.</summary>
+    public static int MaxPayloadBytes(FrameType type) => type is FrameType.Pages or FrameType.Final ? MaxFrameBytes : MaxControlFrameBytes;
+
+    /// <summary>
+    /// Reads one frame. Throws <see cref="IOException"/> (or <see cref="EndOfStreamException"/>) on a closed connection,
+    /// <see cref="InvalidDataException"/> on a malformed frame: an unknown type, or more bytes than its type may hold,
+    /// refused before the payload is allocated.
+    /// </summary>
     public static async Task<(FrameType Type, byte[] Payload)> ReadFrameAsync(Stream stream, CancellationToken cancellationToken)
     {
         byte[] header = new byte[5];
         await stream.ReadExactlyAsync(header, cancellationToken);
         uint length = BinaryPrimitives.ReadUInt32LittleEndian(header.AsSpan(1));
-        if (length > MaxFrameBytes || header[0] is < 1 or > 5)
+        if (header[0] is < 1 or > 5)
         {
-            throw new IOException($"malformed migration frame (type {header[0]}, {length} bytes)");
+            throw new InvalidDataException($"malformed migration frame (type {header[0]}, {length} bytes)");
+        }
+
+        if (length > MaxPayloadBytes((FrameType)header[0]))
+        {
+            throw new InvalidDataException($"malformed migration frame ({(FrameType)header[0]} of {length} bytes, at most {MaxPayloadBytes((FrameType)header[0])})");
         }
 
         byte[] payload = new byte[length];
         await stream.ReadExactlyAsync(payload, cancellationToken);
         return ((FrameType)header[0], payload);
+    }
+
+    /// <summary>A Failed frame's reason, cut to what a control frame holds so the peer never refuses the refusal.</summary>
+    public static byte[] FailedPayload(string reason)
+    {
+        byte[] bytes = Encoding.UTF8.GetBytes(reason);
+        return bytes.Length <= MaxControlFrameBytes ? bytes : bytes[..MaxControlFrameBytes];
     }
 
     public static byte[] Hello(VmConfiguration config)
@@ -64,10 +89,94 @@ public static class MigrationProtocol
         return buffer.ToArray();
     }
 
-    public static (int Version, string Name, uint MemoryBytes) ReadHello(byte[] payload)
+    public static (int Version, string Name, uint MemoryBytes) ReadHello(byte[] payload) =>
+        TryReadHello(payload, out var hello, out string error) ? hello : throw new InvalidDataException(error);
+
+    /// <summary>
+    /// Parses a Hello (i32 version; the name as BinaryWriter writes a string: a 7-bit-encoded length and UTF-8; u32
+    /// guest memory) with every length checked: false and "malformed Hello frame: ..." on any defect. A Hello of
+    /// another protocol version is returned with its version alone, for the caller to refuse by name.
+    /// </summary>
+    public static bool TryReadHello(ReadOnlySpan<byte> payload, out (int Version, string Name, uint MemoryBytes) hello, out string error)
     {
-        using var r = new BinaryReader(new MemoryStream(payload), Encoding.UTF8);
-        return (r.ReadInt32(), r.ReadString(), r.ReadUInt32());
+        hello = default;
+        if (payload.Length < 4)
+        {
+            error = $"malformed Hello frame: {payload.Length} bytes, too short for the protocol version";
+            return false;
+        }
+
+        int version = BinaryPrimitives.ReadInt32LittleEndian(payload);
+        if (version != Version)
+        {
+            hello = (version, "", 0);
+            error = "";
+            return true;
+        }
+
+        int at = 4, length = 0;
+        for (int shift = 0; ; shift += 7)
+        {
+            if (at == payload.Length)
+            {
+                error = "malformed Hello frame: it ends inside the name's length";
+                return false;
+            }
+
+            byte b = payload[at++];
+            if (shift == 28 && b > 0x07)
+            {
+                error = "malformed Hello frame: the name's length has more than 31 bits";
+                return false;
+            }
+
+            length |= (b & 0x7F) << shift;
+            if ((b & 0x80) == 0)
+            {
+                break;
+            }
+        }
+
+        if (length > MaxNameBytes || length > payload.Length - at)
+        {
+            error = $"malformed Hello frame: a name of {length} bytes (at most {MaxNameBytes}, and {payload.Length - at} are left)";
+            return false;
+        }
+
+        string name;
+        try
+        {
+            name = new UTF8Encoding(false, throwOnInvalidBytes: true).GetString(payload.Slice(at, length));
+        }
+        catch (DecoderFallbackException)
+        {
+            error = "malformed Hello frame: the name is not UTF-8";
+            return false;
+        }
+
+        at += length;
+        if (payload.Length - at != 4)
+        {
+            error = $"malformed Hello frame: {payload.Length - at} bytes follow the name, where the guest memory size takes 4";
+            return false;
+        }
+
+        uint memory = BinaryPrimitives.ReadUInt32LittleEndian(payload[at..]);
+        if (VmNames.Problem(name) is { } badName)
+        {
+            error = $"malformed Hello frame: the VM name {badName}";
+            return false;
+        }
+
+        if (VmSavedConfigurationCodec.MemoryProblem(memory) is { } problem)
+        {
+            error = $"malformed Hello frame: {problem}";
+            return false;
+        }
+
+        hello = (version, name, memory);
+        error = "";
+        return true;
     }
 
     public static byte[] Pages(IReadOnlyList<SavedPage> pages)
@@ -85,17 +194,30 @@ public static class MigrationProtocol
         return payload;
     }
 
-    public static IEnumerable<SavedPage> ReadPages(byte[] payload)
+    /// <summary>
+    /// The pages of a Pages frame, each checked against the guest's <paramref name="memoryBytes"/> (so the receiver
+    /// holds at most one copy of the guest's RAM); <see cref="InvalidDataException"/> when the frame is malformed.
+    /// </summary>
+    public static List<SavedPage> ReadPages(byte[] payload, uint memoryBytes)
     {
-        int count = BinaryPrimitives.ReadInt32LittleEndian(payload);
+        int count = payload.Length >= 4 ? BinaryPrimitives.ReadInt32LittleEndian(payload) : -1;
         if (count < 0 || payload.Length != 4 + (long)count * (4 + 4096))
         {
-            throw new IOException("malformed page frame");
+            throw new InvalidDataException($"malformed page frame: {payload.Length} bytes do not hold the {count} pages it declares");
         }
 
+        var pages = new List<SavedPage>(count);
         for (int i = 0, at = 4; i < count; i++, at += 4 + 4096)
         {
-            yield return new SavedPage(BinaryPrimitives.ReadUInt32LittleEndian(payload.AsSpan(at)), payload.AsSpan(at + 4, 4096).ToArray());
+            uint number = BinaryPrimitives.ReadUInt32LittleEndian(payload.AsSpan(at));
+            if (number >= memoryBytes / 4096)
+            {
+                throw new InvalidDataException($"malformed page frame: page {number} lies outside the VM's {memoryBytes >> 20} MiB");
+            }
+
+            pages.Add(new SavedPage(number, payload.AsSpan(at + 4, 4096).ToArray()));
         }
+
+        return pages;
     }
 }

@@ -9,11 +9,17 @@ public sealed class RawStreamConsole : IGuestConsole
 
     private readonly object _gate = new();
 
+    /// <summary>
+    /// The first host I/O error on the output (stdout to /dev/full, a closed stdout), or null. From then on the
+    /// bytes are dropped: the guest runs on, and the command reports the failure when it ends.
+    /// </summary>
+    public string? Failure { get; private set; }
+
     public void Write(VirtualMachine vm, long virtualTime, byte value)
     {
         lock (_gate)
         {
-            _output.WriteByte(value);
+            Guard(() => _output.WriteByte(value));
         }
     }
 
@@ -21,7 +27,24 @@ public sealed class RawStreamConsole : IGuestConsole
     {
         lock (_gate)
         {
-            _output.Flush();
+            Guard(_output.Flush);
+        }
+    }
+
+    private void Guard(Action write)
+    {
+        if (Failure is not null)
+        {
+            return;
+        }
+
+        try
+        {
+            write();
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or ObjectDisposedException)
+        {
+            Failure = (e.InnerException as IOException ?? e).Message;
         }
     }
 }

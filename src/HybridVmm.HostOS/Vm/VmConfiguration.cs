@@ -56,4 +56,11 @@ public sealed record VmConfiguration
 
     /// <summary>Stop the guest after this many instructions; zero means no limit.</summary>
     public long InstructionLimit { get; init; }
+
+    /// <summary>
+    /// VM management will freeze this VM as a template when it writes the provisioning port (rapid provisioning
+    /// sets it). Otherwise nobody would ever take the frozen VM, so the port ignores writes, as a device whose
+    /// function is not enabled does, and reads still return the identity (0).
+    /// </summary>
+    public bool CaptureTemplate { get; init; }
 }

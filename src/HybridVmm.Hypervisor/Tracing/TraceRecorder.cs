@@ -10,28 +10,41 @@ public sealed class TraceRecorder : IDisposable
     private readonly object _gate = new();
     private readonly List<TraceEvent> _pending = new();
     private readonly Dictionary<int, string> _names = new();
-    private readonly TextWriter? _writer;
-    private readonly Dictionary<int, TextWriter> _partitionWriters = new();
+    private readonly TraceSink? _writer;
+    private readonly Dictionary<int, TraceSink> _partitionWriters = new();
+    private readonly long _maxBytes;
     private long _sequence;
 
     /// <param name="writer">Where the text form goes, or null to only count and keep events for inspection.</param>
     /// <param name="keepInMemory">Keeps every written line in <see cref="Lines"/> (tests and summaries).</param>
-    public TraceRecorder(TextWriter? writer, bool keepInMemory = false)
+    /// <param name="maxBytes">The most each trace file may hold (0: no limit); see <see cref="LimitReached"/>.</param>
+    /// <param name="name">What the writer is, for <see cref="Failure"/> (a file name).</param>
+    public TraceRecorder(TextWriter? writer, bool keepInMemory = false, long maxBytes = 0, string? name = null)
     {
-        _writer = writer;
+        _maxBytes = maxBytes;
+        _writer = writer is null ? null : new TraceSink(writer, name ?? "the trace");
         Lines = keepInMemory ? new List<string>() : null;
     }
+
+    /// <summary>
+    /// The first host I/O error on a trace file (a full disk, /dev/full), as "NAME: reason", or null. A failed file
+    /// takes no more lines, the run goes on, and the caller reports it: a host's error is not a simulator bug.
+    /// </summary>
+    public string? Failure { get; private set; }
+
+    /// <summary>A trace file reached its limit: it ends with a line saying so, and later events went to no file.</summary>
+    public bool LimitReached { get; private set; }
 
     public List<string>? Lines { get; }
 
     public bool Enabled => _writer is not null || Lines is not null || _partitionWriters.Count > 0;
 
     /// <summary>Also writes one partition's events to a file of its own (per-VM traces in <c>serve</c>).</summary>
-    public void AddPartitionWriter(int partitionId, TextWriter writer)
+    public void AddPartitionWriter(int partitionId, TextWriter writer, string? name = null)
     {
         lock (_gate)
         {
-            _partitionWriters[partitionId] = writer;
+            _partitionWriters[partitionId] = new TraceSink(writer, name ?? $"the trace of partition {partitionId}");
         }
     }
 
@@ -75,19 +88,27 @@ public sealed class TraceRecorder : IDisposable
             foreach (TraceEvent e in _pending)
             {
                 string line = e.Format(_names.TryGetValue(e.PartitionId, out string? n) ? n : $"p{e.PartitionId}");
-                _writer?.WriteLine(line);
-                Lines?.Add(line);
-                if (_partitionWriters.TryGetValue(e.PartitionId, out TextWriter? own))
+                if (_writer is not null)
                 {
-                    own.WriteLine(line);
+                    Write(_writer, line);
+                }
+
+                Lines?.Add(line);
+                if (_partitionWriters.TryGetValue(e.PartitionId, out TraceSink? own))
+                {
+                    Write(own, line);
                 }
             }
 
             _pending.Clear();
-            _writer?.Flush();
-            foreach (TextWriter own in _partitionWriters.Values)
+            if (_writer is not null)
             {
-                own.Flush();
+                Guard(_writer, static w => w.Flush());
+            }
+
+            foreach (TraceSink own in _partitionWriters.Values)
+            {
+                Guard(own, static w => w.Flush());
             }
         }
     }
@@ -95,15 +116,79 @@ public sealed class TraceRecorder : IDisposable
     public void Dispose()
     {
         Flush();
-        _writer?.Dispose();
         lock (_gate)
         {
-            foreach (TextWriter own in _partitionWriters.Values)
+            if (_writer is not null)
             {
-                own.Dispose();
+                Guard(_writer, static w => w.Dispose());
+            }
+
+            foreach (TraceSink own in _partitionWriters.Values)
+            {
+                Guard(own, static w => w.Dispose());
             }
 
             _partitionWriters.Clear();
         }
+    }
+
+    private void Write(TraceSink sink, string line)
+    {
+        if (sink.Closed)
+        {
+            return;
+        }
+
+        sink.Bytes += line.Length + 1;
+        if (_maxBytes > 0 && sink.Bytes > _maxBytes)
+        {
+            // The last line says why the file ends here; a reader never mistakes a capped trace for a whole one.
+            Guard(sink, w => w.WriteLine($"# trace limit of {_maxBytes} bytes reached: later events are not written"));
+            sink.Closed = true;
+            LimitReached = true;
+            return;
+        }
+
+        Guard(sink, w => w.WriteLine(line));
+    }
+
+    private void Guard(TraceSink sink, Action<TextWriter> action)
+    {
+        if (sink.Failed)
+        {
+            return;
+        }
+
+        try
+        {
+            action(sink.Writer);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or ObjectDisposedException)
+        {
+            sink.Failed = true;
+            sink.Closed = true;
+            Failure ??= $"{sink.Name}: {(e.InnerException as IOException ?? e).Message}";
+            try
+            {
+                sink.Writer.Dispose(); // it may throw again while it flushes what it holds
+            }
+            catch (Exception again) when (again is IOException or UnauthorizedAccessException or ObjectDisposedException)
+            {
+            }
+        }
+    }
+
+    /// <summary>One trace file: its writer, what it is called, how much it has taken, and whether it still takes lines.</summary>
+    private sealed class TraceSink(TextWriter writer, string name)
+    {
+        public TextWriter Writer { get; } = writer;
+
+        public string Name { get; } = name;
+
+        public long Bytes { get; set; }
+
+        public bool Closed { get; set; }
+
+        public bool Failed { get; set; }
     }
 }

@@ -32,12 +32,37 @@ public class RapidProvisioningTests
         Approvals.Verify(ProvisioningTable.Render(report));
     }
 
+    /// <summary>
+    /// Issue 14, defect 10: outside <c>clone</c> nobody would take a frozen template, so the provisioning port ignores
+    /// the write and the guest runs on, reading identity 0, instead of the host waiting forever.
+    /// </summary>
+    [Test]
+    public void AGuestWritingTheProvisioningPortOutsideCloneRunsOnAsIdentityZero()
+    {
+        (CliProcess.Result result, bool timedOut) = CliProcess.TryRunProgram("dotnet",
+            [Path.Combine(AppContext.BaseDirectory, "hybridvmm.dll"), "run", Repository.GuestElf("provision"), "--memory", "8M"], Repository.Root, TimeSpan.FromSeconds(90));
+        Assert.That(timedOut, Is.False, "the host hung on the provisioning port");
+        Assert.That(result.ExitCode, Is.Zero, result.Stderr);
+        Assert.That(result.Text, Does.Contain("template: warm state ready").And.Contain("clone 0: checksum"));
+    }
+
+    [Test]
+    public async Task AVmThatIsNotATemplateIgnoresTheProvisioningWrite()
+    {
+        using var system = new HybridSystem(new HypervisorOptions { HostMemoryBytes = 16L << 20 }, new CapturingConsole(), new TraceRecorder(null));
+        VirtualMachine vm = system.Root.CreateVm(new VmConfiguration { Name = "plain", Image = Repository.ReadGuest("provision"), MemoryBytes = Memory }, out _)!;
+        system.Root.Start(vm);
+        await system.RunUntilIdleAsync();
+        PartitionExit exit = await vm.Exited;
+        Assert.That((exit.Reason, exit.ExitValue), Is.EqualTo((StopReason.GuestExit, 0u)));
+    }
+
     [Test]
     public async Task AClonesWritesNeverReachTheTemplateOrItsSiblings()
     {
         var console = new CapturingConsole();
         using var system = new HybridSystem(new HypervisorOptions { HostMemoryBytes = 64L << 20 }, console, new TraceRecorder(null));
-        VirtualMachine template = system.Root.CreateVm(new VmConfiguration { Name = "t", Image = Repository.ReadGuest("provision"), MemoryBytes = Memory }, out _)!;
+        VirtualMachine template = system.Root.CreateVm(new VmConfiguration { Name = "t", Image = Repository.ReadGuest("provision"), MemoryBytes = Memory, CaptureTemplate = true }, out _)!;
         system.Root.Start(template);
         await system.RunUntilIdleAsync();
         string before = Hash(system, template);

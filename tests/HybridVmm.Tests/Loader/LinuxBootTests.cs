@@ -217,11 +217,29 @@ public class LinuxBootTests
         Assert.That(multiboot.Stderr, Does.Contain("initrd is for a Linux kernel"));
         Assert.That(multiboot.Stderr.TrimEnd().Split('\n'), Has.Length.EqualTo(1));
 
-        // /dev/zero never ends: the read must stop at the guest's size, not eat the host.
+        // /dev/zero never ends: it is refused before it is opened, not read into the host (issue 14: "is not a regular file", 66).
         CliProcess.Result endless = CliProcess.Run("run", Repository.GuestElf("hello"), "--memory", "4M", "--initrd", "/dev/zero");
-        Assert.That(endless.ExitCode, Is.EqualTo(ExitStatus.InvalidImage), endless.Stderr);
-        Assert.That(endless.Stderr, Does.Contain("initrd '/dev/zero' is larger than the guest's 4 MiB"));
+        Assert.That(endless.ExitCode, Is.EqualTo(ExitStatus.NoInput), endless.Stderr);
+        Assert.That(endless.Stderr, Does.Contain("initrd '/dev/zero' is not a regular file"));
         CliProcess.Result zeroImage = CliProcess.Run("run", "/dev/zero", "--memory", "4M");
-        Assert.That(zeroImage.ExitCode, Is.EqualTo(ExitStatus.InvalidImage), zeroImage.Stderr);
+        Assert.That(zeroImage.ExitCode, Is.EqualTo(ExitStatus.NoInput), zeroImage.Stderr);
+
+        // A regular initrd larger than the guest is still refused as too large, before it is read.
+        string huge = Path.Combine(Path.GetTempPath(), $"hybridvmm-{Guid.NewGuid():N}.initrd");
+        try
+        {
+            using (var file = new FileStream(huge, FileMode.CreateNew))
+            {
+                file.SetLength(5L << 20); // sparse
+            }
+
+            CliProcess.Result larger = CliProcess.Run("run", Repository.GuestElf("hello"), "--memory", "4M", "--initrd", huge);
+            Assert.That(larger.ExitCode, Is.EqualTo(ExitStatus.InvalidImage), larger.Stderr);
+            Assert.That(larger.Stderr, Does.Contain($"initrd '{huge}' is too large: 5242880 bytes, more than the guest's 4 MiB"));
+        }
+        finally
+        {
+            File.Delete(huge);
+        }
     }
 }
