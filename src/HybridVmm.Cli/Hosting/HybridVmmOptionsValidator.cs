@@ -24,11 +24,6 @@ public sealed class HybridVmmOptionsValidator : IValidateOptions<HybridVmmOption
             problems.Add("Quantum must be positive");
         }
 
-        if (options.Vms.Count == 0)
-        {
-            problems.Add("Vms: no virtual machines are configured");
-        }
-
         ulong total = 0;
         var names = new HashSet<string>(StringComparer.Ordinal);
         for (int i = 0; i < options.Vms.Count; i++)
