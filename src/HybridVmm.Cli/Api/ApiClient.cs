@@ -2,6 +2,7 @@ using System.Net;
 using System.Net.Http.Headers;
 using System.Net.Http.Json;
 using System.Net.Sockets;
+using System.Net.WebSockets;
 using System.Text.Json;
 
 namespace HybridVmm.Cli.Api;
@@ -21,11 +22,15 @@ public sealed class ApiClient : IDisposable
     public static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web);
 
     private readonly HttpClient _http;
+    private readonly SocketsHttpHandler? _unixHandler;
+    private readonly string? _token;
 
-    private ApiClient(HttpClient http, string where)
+    private ApiClient(HttpClient http, string where, SocketsHttpHandler? unixHandler = null, string? token = null)
     {
         _http = http;
         Where = where;
+        _unixHandler = unixHandler;
+        _token = token;
     }
 
     /// <summary>Where the client connects, for messages: unix:PATH or http://HOST:PORT.</summary>
@@ -50,14 +55,54 @@ public sealed class ApiClient : IDisposable
                 }
             },
         };
-        return new ApiClient(new HttpClient(handler) { BaseAddress = new Uri("http://localhost"), Timeout = TimeSpan.FromSeconds(100) }, $"unix:{path}");
+        return new ApiClient(new HttpClient(handler, disposeHandler: false) { BaseAddress = new Uri("http://localhost"), Timeout = TimeSpan.FromSeconds(100) },
+            $"unix:{path}", handler);
     }
 
     public static ApiClient ForTcp(IPEndPoint endpoint, string token)
     {
         var http = new HttpClient { BaseAddress = new Uri($"http://{endpoint}"), Timeout = TimeSpan.FromSeconds(100) };
         http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", token);
-        return new ApiClient(http, $"http://{endpoint}");
+        return new ApiClient(http, $"http://{endpoint}", token: token);
+    }
+
+    /// <summary>Opens a WebSocket on <paramref name="path"/> (the console): the socket, or null and the HTTP status the API refused it with.</summary>
+    public async Task<(ClientWebSocket? Socket, int RefusedStatus)> ConnectWebSocketAsync(string path, CancellationToken cancellationToken)
+    {
+        var socket = new ClientWebSocket();
+        socket.Options.CollectHttpResponseDetails = true;
+        socket.Options.KeepAliveInterval = TimeSpan.FromSeconds(30);
+        if (_token is not null)
+        {
+            socket.Options.SetRequestHeader("Authorization", $"Bearer {_token}");
+        }
+
+        var uri = new Uri(new Uri(_http.BaseAddress!.ToString().Replace("http://", "ws://", StringComparison.Ordinal)), path);
+        try
+        {
+            if (_unixHandler is not null)
+            {
+                using var invoker = new HttpMessageInvoker(_unixHandler, disposeHandler: false);
+                await socket.ConnectAsync(uri, invoker, cancellationToken).ConfigureAwait(false);
+            }
+            else
+            {
+                await socket.ConnectAsync(uri, cancellationToken).ConfigureAwait(false);
+            }
+        }
+        catch (WebSocketException) when (socket.HttpStatusCode != 0)
+        {
+            int status = (int)socket.HttpStatusCode;
+            socket.Dispose();
+            return (null, status);
+        }
+        catch
+        {
+            socket.Dispose();
+            throw;
+        }
+
+        return (socket, 0);
     }
 
     public Task<ApiResponse> GetAsync(string path, CancellationToken cancellationToken) => SendAsync(HttpMethod.Get, path, null, cancellationToken);
@@ -97,5 +142,9 @@ public sealed class ApiClient : IDisposable
         return new ApiResponse((int)response.StatusCode, text, problem);
     }
 
-    public void Dispose() => _http.Dispose();
+    public void Dispose()
+    {
+        _http.Dispose();
+        _unixHandler?.Dispose();
+    }
 }

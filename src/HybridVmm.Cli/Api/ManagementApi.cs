@@ -79,10 +79,19 @@ public static class ManagementApi
             .WithSummary("Boot a VM again from its image");
         api.MapPost("/vms/{name}/save", async (string name, SaveVmRequest request, VmManager vms, CancellationToken ct) => Reply(await vms.SaveAsync(name, request, ct)))
             .WithSummary("Checkpoint a VM to a snapshot file; a running VM runs on");
-        api.MapGet("/vms/{name}/console", (string name, VmManager vms) => vms.ConsoleOutput(name) is { Problem: null } output
-                ? Results.Bytes(output.Value.Bytes, "application/octet-stream")
-                : Problem(vms.ConsoleOutput(name).Problem!))
-            .WithSummary("The VM's recent console output (the last 64 KiB)");
+        api.MapGet("/vms/{name}/console", async (string name, HttpContext context, VmManager vms, CancellationToken ct) =>
+            {
+                if (context.WebSockets.IsWebSocketRequest)
+                {
+                    return await vms.RunConsoleAsync(name, () => context.WebSockets.AcceptWebSocketAsync(), ct) is { } refused
+                        ? Problem(refused)
+                        : Results.Empty;
+                }
+
+                ApiOutcome<(byte[] Bytes, long Total)> output = vms.ConsoleOutput(name);
+                return output.Problem is { } problem ? Problem(problem) : Results.Bytes(output.Value.Bytes, "application/octet-stream");
+            })
+            .WithSummary("The VM's recent console output (the last 64 KiB); as a WebSocket, COM1 attached: that output replayed, then live output and input");
     }
 
     private static IResult Reply<T>(ApiOutcome<T> outcome) => outcome.Problem is { } problem ? Problem(problem) : Results.Ok(outcome.Value);

@@ -49,8 +49,7 @@ internal static class VmCommand
 
         command.Subcommands.Add(Named("delete", "Stop and delete a VM", connection, (c, name, ct) => c.DeleteAsync($"/api/vms/{name}", ct),
             body => $"{body.Read<VmInfo>().Name}: deleted\n"));
-        command.Subcommands.Add(Named("console", "Print the VM's recent console output (the last 64 KiB)", connection,
-            (c, name, ct) => c.GetAsync($"/api/vms/{name}/console", ct), body => body.Body, rawJson: false));
+        command.Subcommands.Add(ConsoleCommand(connection));
         command.Subcommands.Add(CreateCommand(connection));
         command.Subcommands.Add(SaveCommand(connection));
         command.Subcommands.Add(RestoreCommand(connection));
@@ -64,6 +63,46 @@ internal static class VmCommand
         var command = new Command(verb, description) { name };
         command.SetAction((r, ct) => RunAsync(r, connection, c => send(c, Uri.EscapeDataString(r.GetValue(name)!), ct), render, rawJson));
         return command;
+    }
+
+    private static Command ConsoleCommand(Connection connection)
+    {
+        var name = new Argument<string>("NAME") { Description = "The VM's name" };
+        var dump = new Option<bool>("--dump") { Description = "Print the VM's recent output (the last 64 KiB) and exit, without attaching" };
+        var command = new Command("console", "Attach to the VM's COM1 (its recent output first); Ctrl-A x detaches") { name, dump };
+        command.SetAction((r, ct) =>
+        {
+            string vm = r.GetValue(name)!;
+            if (r.GetValue(dump))
+            {
+                return RunAsync(r, connection, c => c.GetAsync($"/api/vms/{Uri.EscapeDataString(vm)}/console", ct), body => body.Body, rawJson: false);
+            }
+
+            ApiClient? client = Connect(r, connection, Console.Error, out int refused);
+            if (client is null)
+            {
+                return Task.FromResult(refused);
+            }
+
+            return WithClientAsync(client, c => VmConsoleSession.RunAsync(c, vm, ct));
+        });
+        return command;
+    }
+
+    private static async Task<int> WithClientAsync(ApiClient client, Func<ApiClient, Task<int>> run)
+    {
+        using (client)
+        {
+            try
+            {
+                return await run(client);
+            }
+            catch (Exception e) when (e is HttpRequestException or System.Net.Sockets.SocketException or IOException or System.Net.WebSockets.WebSocketException)
+            {
+                Console.Error.WriteLine($"hybridvmm: error: cannot reach the management API at {client.Where}: {Innermost(e)} (is 'hybridvmm serve' running there?)");
+                return ExitStatus.Unavailable;
+            }
+        }
     }
 
     private static Command CreateCommand(Connection connection)

@@ -1,3 +1,4 @@
+using System.Threading.Channels;
 using HybridVmm.HostOS.Vm;
 
 namespace HybridVmm.Cli.Hosting;
@@ -12,6 +13,7 @@ public sealed class ConsoleRecorder(IGuestConsole inner, int capacity = ConsoleR
     public const int DefaultCapacity = 64 * 1024;
 
     private readonly Dictionary<VirtualMachine, ByteRing> _rings = new(ReferenceEqualityComparer.Instance);
+    private readonly Dictionary<VirtualMachine, Channel<byte>> _taps = new(ReferenceEqualityComparer.Instance);
 
     public IGuestConsole Inner => inner;
 
@@ -28,6 +30,47 @@ public sealed class ConsoleRecorder(IGuestConsole inner, int capacity = ConsoleR
             }
 
             ring.Add(value);
+            // An attached console that cannot keep up loses its oldest bytes, never the guest's time.
+            if (_taps.Count > 0 && _taps.TryGetValue(vm, out Channel<byte>? tap))
+            {
+                tap.Writer.TryWrite(value);
+            }
+        }
+    }
+
+    /// <summary>
+    /// Attaches a console to the VM's output: what the ring buffer holds now (to replay) and, from the next byte on,
+    /// a reader of everything the VM writes, with no byte lost or doubled in between. One console per VM; dispose
+    /// the tap to detach.
+    /// </summary>
+    public Tap Attach(VirtualMachine vm, out byte[] replay)
+    {
+        var channel = Channel.CreateBounded<byte>(new BoundedChannelOptions(capacity) { FullMode = BoundedChannelFullMode.DropOldest, SingleReader = true });
+        lock (_rings)
+        {
+            replay = _rings.TryGetValue(vm, out ByteRing? ring) ? ring.ToArray() : Array.Empty<byte>();
+            _taps[vm] = channel;
+        }
+
+        return new Tap(this, vm, channel);
+    }
+
+    /// <summary>An attached console's view of the VM's output.</summary>
+    public sealed class Tap(ConsoleRecorder recorder, VirtualMachine vm, Channel<byte> channel) : IDisposable
+    {
+        public ChannelReader<byte> Output => channel.Reader;
+
+        public void Dispose()
+        {
+            lock (recorder._rings)
+            {
+                if (recorder._taps.TryGetValue(vm, out Channel<byte>? current) && current == channel)
+                {
+                    recorder._taps.Remove(vm);
+                }
+            }
+
+            channel.Writer.TryComplete();
         }
     }
 
@@ -48,6 +91,10 @@ public sealed class ConsoleRecorder(IGuestConsole inner, int capacity = ConsoleR
         lock (_rings)
         {
             _rings.Remove(vm);
+            if (_taps.Remove(vm, out Channel<byte>? tap))
+            {
+                tap.Writer.TryComplete();
+            }
         }
     }
 

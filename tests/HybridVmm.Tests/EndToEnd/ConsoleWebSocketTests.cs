@@ -1,0 +1,142 @@
+using System.Net.Sockets;
+using System.Net.WebSockets;
+using System.Text;
+using HybridVmm.Cli.Common;
+using HybridVmm.Tests.Support;
+
+namespace HybridVmm.Tests.EndToEnd;
+
+/// <summary>
+/// The serial console over the API's WebSocket (docs/serve.md): what a VM wrote while detached is replayed on attach,
+/// input reaches COM1, one console at a time, and the VM stopping closes it. Through the API and through
+/// <c>hybridvmm vm console</c>.
+/// </summary>
+public class ConsoleWebSocketTests
+{
+    private ServeProcess _serve = null!;
+    private HttpClient _api = null!;
+    private string _echoImage = "";
+
+    [OneTimeSetUp]
+    public void StartServe()
+    {
+        _serve = ServeProcess.Start();
+        _api = _serve.UnixClient();
+        _echoImage = Path.Combine(_serve.Directory, "echo.elf");
+        File.WriteAllBytes(_echoImage, SerialEchoGuest.Build());
+    }
+
+    [OneTimeTearDown]
+    public void StopServe()
+    {
+        _api.Dispose();
+        _serve.Dispose();
+    }
+
+    [Test]
+    public async Task AnAttachedConsoleReplaysTheOutputTypesIntoCom1AndClosesWhenTheVmStops()
+    {
+        Assert.That((await ApiReply.Post(_api, "/api/vms", new { name = "echo", image = _echoImage, memory = "4M", start = true })).Status, Is.EqualTo(201));
+        await WaitForConsoleBytesAsync("echo", "ready\n".Length); // written while no console was attached
+
+        using (ClientWebSocket console = await AttachAsync("echo"))
+        {
+            Assert.That(await ReadUntilAsync(console, "ready\n"), Is.EqualTo("ready\n"), "the detached output, replayed");
+            using ClientWebSocket second = new();
+            WebSocketException? refused = Assert.ThrowsAsync<WebSocketException>(async () => await ConnectAsync(second, "echo"));
+            Assert.That(second.HttpStatusCode, Is.EqualTo(System.Net.HttpStatusCode.Conflict), refused?.Message);
+
+            await console.SendAsync(Encoding.ASCII.GetBytes("hi"), WebSocketMessageType.Binary, true, CancellationToken.None);
+            Assert.That(await ReadUntilAsync(console, "HI"), Is.EqualTo("HI"));
+            await console.CloseAsync(WebSocketCloseStatus.NormalClosure, "detach", CancellationToken.None);
+        }
+
+        using (ClientWebSocket again = await AttachAsync("echo"))
+        {
+            Assert.That(await ReadUntilAsync(again, "ready\nHI"), Is.EqualTo("ready\nHI"), "attaching again replays everything so far");
+            await again.SendAsync(Encoding.ASCII.GetBytes("."), WebSocketMessageType.Binary, true, CancellationToken.None);
+            var buffer = new byte[256];
+            WebSocketReceiveResult closed = await again.ReceiveAsync(buffer, CancellationToken.None);
+            Assert.That(closed.MessageType, Is.EqualTo(WebSocketMessageType.Close));
+            Assert.That(again.CloseStatusDescription, Is.EqualTo("the VM stopped"));
+        }
+
+        ApiReply vm = await ApiReply.Get(_api, "/api/vms/echo");
+        Assert.That(vm.Body.GetProperty("exit").GetProperty("value").GetInt32(), Is.EqualTo(SerialEchoGuest.ExitValue));
+    }
+
+    [Test]
+    public async Task TheVmConsoleCommandTypesItsInputAndEndsWhenTheVmStops()
+    {
+        Assert.That((await ApiReply.Post(_api, "/api/vms", new { name = "cliecho", image = _echoImage, memory = "4M", start = true })).Status, Is.EqualTo(201));
+        CliProcess.Result result = CliProcess.RunWithInput(Encoding.ASCII.GetBytes("abc."), "vm", "console", "cliecho", "--api-socket", _serve.SocketPath);
+        Assert.Multiple(() =>
+        {
+            Assert.That(result.ExitCode, Is.EqualTo(ExitStatus.Success), result.Stderr);
+            Assert.That(result.Text, Is.EqualTo("ready\nABC"));
+            Assert.That(result.Stderr, Does.Contain("'cliecho' stopped; console closed"));
+        });
+
+        CliProcess.Result unknown = CliProcess.RunWithInput([], "vm", "console", "nobody", "--api-socket", _serve.SocketPath);
+        Assert.That(unknown.ExitCode, Is.EqualTo(ExitStatus.ApiRefused));
+        Assert.That(unknown.Stderr, Does.Contain("no VM named 'nobody'"));
+    }
+
+    private async Task WaitForConsoleBytesAsync(string name, int bytes)
+    {
+        for (int i = 0; i < 3000; i++)
+        {
+            if ((await ApiReply.Get(_api, $"/api/vms/{name}/stats")).Body.GetProperty("consoleBytes").GetInt64() >= bytes)
+            {
+                return;
+            }
+
+            await Task.Delay(100);
+        }
+
+        Assert.Fail($"{name} wrote fewer than {bytes} bytes in five minutes");
+    }
+
+    private async Task<ClientWebSocket> AttachAsync(string name)
+    {
+        var socket = new ClientWebSocket();
+        await ConnectAsync(socket, name);
+        return socket;
+    }
+
+    private Task ConnectAsync(ClientWebSocket socket, string name)
+    {
+        socket.Options.CollectHttpResponseDetails = true;
+        string path = _serve.SocketPath;
+        var handler = new SocketsHttpHandler
+        {
+            ConnectCallback = async (_, ct) =>
+            {
+                var unix = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+                await unix.ConnectAsync(new UnixDomainSocketEndPoint(path), ct);
+                return new NetworkStream(unix, ownsSocket: true);
+            },
+        };
+        return socket.ConnectAsync(new Uri($"ws://localhost/api/vms/{name}/console"), new HttpMessageInvoker(handler), CancellationToken.None);
+    }
+
+    /// <summary>Reads binary messages until the text received ends with <paramref name="expected"/> (bounded: a hang fails).</summary>
+    private static async Task<string> ReadUntilAsync(ClientWebSocket socket, string expected)
+    {
+        var text = new StringBuilder();
+        var buffer = new byte[4096];
+        using var limit = new CancellationTokenSource(TimeSpan.FromMinutes(1));
+        while (!text.ToString().EndsWith(expected, StringComparison.Ordinal))
+        {
+            WebSocketReceiveResult received = await socket.ReceiveAsync(buffer, limit.Token);
+            if (received.MessageType == WebSocketMessageType.Close)
+            {
+                break;
+            }
+
+            text.Append(Encoding.ASCII.GetString(buffer, 0, received.Count));
+        }
+
+        return text.ToString();
+    }
+}
