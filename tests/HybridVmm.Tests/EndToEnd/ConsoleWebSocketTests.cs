@@ -82,6 +82,47 @@ public class ConsoleWebSocketTests
         Assert.That(unknown.Stderr, Does.Contain("no VM named 'nobody'"));
     }
 
+    [Test]
+    public async Task OnATerminalKeysReachTheGuestRawAndCtrlAXDetachesWhileTheVmRunsOn()
+    {
+        if (!File.Exists("/usr/bin/script")) Assert.Ignore("util-linux script is not installed");
+        Assert.That((await ApiReply.Post(_api, "/api/vms", new { name = "tty", image = _echoImage, memory = "4M", start = true })).Status, Is.EqualTo(201));
+        await WaitForConsoleBytesAsync("tty", "ready\n".Length);
+        string attach = $"vm console tty --api-socket \"{_serve.SocketPath}\"";
+
+        using (TerminalSession session = TerminalSession.StartHybridVmm(attach))
+        {
+            session.WaitFor("ready");
+            session.Type("abc");
+            session.WaitFor("ABC");
+            session.Type("\u0001x");
+            string output = session.WaitForEnd();
+            Assert.Multiple(() =>
+            {
+                Assert.That(output, Does.Not.Contain("abc"), "the terminal did not echo: raw mode");
+                Assert.That(output, Does.Contain("detached from 'tty'; it runs on"));
+                Assert.That(output, Does.Contain("status=0"), output);
+                TerminalSession.AssertTerminalRestored(output);
+            });
+        }
+
+        Assert.That((await ApiReply.Get(_api, "/api/vms/tty")).State, Is.EqualTo("running"), "detaching leaves the VM running");
+
+        using (TerminalSession session = TerminalSession.StartHybridVmm(attach))
+        {
+            session.WaitFor(@"ready\r?\nABC"); // replayed on attach
+            session.Type("ok.");
+            string output = session.WaitForEnd();
+            Assert.Multiple(() =>
+            {
+                Assert.That(output, Does.Contain("ABCOK"));
+                Assert.That(output, Does.Contain("'tty' stopped; console closed"));
+                Assert.That(output, Does.Contain("status=0"), output);
+                TerminalSession.AssertTerminalRestored(output);
+            });
+        }
+    }
+
     private async Task WaitForConsoleBytesAsync(string name, int bytes)
     {
         for (int i = 0; i < 3000; i++)
