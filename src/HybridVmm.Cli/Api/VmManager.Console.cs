@@ -57,14 +57,19 @@ public sealed partial class VmManager
             using var session = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
             Task receiving = ReceiveInputAsync(socket, input, session.Token);
             Task sending = SendOutputAsync(socket, replay, tap, vm, session.Token);
-            if (await Task.WhenAny(receiving, sending).ConfigureAwait(false) == sending && sending.IsCompletedSuccessfully)
+            // serve stopping ends the session too: the web server would otherwise wait for it until its shutdown timeout.
+            var stopping = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            using CancellationTokenRegistration onStop = lifetime.ApplicationStopping.Register(() => stopping.TrySetResult());
+            Task first = await Task.WhenAny(receiving, sending, stopping.Task).ConfigureAwait(false);
+            if (first == stopping.Task || (first == sending && sending.IsCompletedSuccessfully))
             {
-                // The VM stopped (or was deleted): say so in the close frame, and let the client answer it before
-                // anything is cancelled (cancelling a pending receive would abort the socket instead of closing it).
+                // Say why in the close frame, and let the client answer it before anything is cancelled (cancelling a
+                // pending receive would abort the socket instead of closing it).
                 using var closing = new CancellationTokenSource(TimeSpan.FromSeconds(5));
                 try
                 {
-                    await socket.CloseOutputAsync(WebSocketCloseStatus.NormalClosure, "the VM stopped", closing.Token).ConfigureAwait(false);
+                    await socket.CloseOutputAsync(WebSocketCloseStatus.NormalClosure, first == stopping.Task ? "serve is stopping" : "the VM stopped",
+                        closing.Token).ConfigureAwait(false);
                     await receiving.WaitAsync(closing.Token).ConfigureAwait(false);
                 }
                 catch (Exception e) when (e is OperationCanceledException or WebSocketException or TimeoutException)

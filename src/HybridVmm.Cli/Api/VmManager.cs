@@ -3,6 +3,7 @@ using HybridVmm.HostOS;
 using HybridVmm.HostOS.Encapsulation;
 using HybridVmm.HostOS.Vm;
 using HybridVmm.Hypervisor.Partitions;
+using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 
 namespace HybridVmm.Cli.Api;
@@ -13,7 +14,8 @@ namespace HybridVmm.Cli.Api;
 /// other request and to the guest (it never runs meanwhile). File I/O (reading an image or snapshot, writing a
 /// checkpoint) happens outside the barrier, so a slow disk never stalls the guests.
 /// </summary>
-public sealed partial class VmManager(HybridSystem system, ControlBarrier barrier, ConsoleRecorder console, ILogger<VmManager> logger) : IServeVmListener
+public sealed partial class VmManager(HybridSystem system, ControlBarrier barrier, ConsoleRecorder console, IHostApplicationLifetime lifetime,
+    ILogger<VmManager> logger) : IServeVmListener
 {
     private readonly Dictionary<string, ManagedVm> _vms = new(StringComparer.Ordinal);
     private readonly TaskCompletionSource _ready = new(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -177,12 +179,14 @@ public sealed partial class VmManager(HybridSystem system, ControlBarrier barrie
     /// <summary>Runs <paramref name="action"/> at a round barrier once serve is ready; a stopped scheduler is a 503.</summary>
     private async Task<ApiOutcome<T>> AtBarrierAsync<T>(Func<ApiOutcome<T>> action, CancellationToken cancellationToken)
     {
+        // A request that arrives while serve stops would wait for a barrier that never comes: it ends with the host.
+        using var request = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, lifetime.ApplicationStopping);
         try
         {
-            await _ready.Task.WaitAsync(ControlBarrier.Timeout, cancellationToken).ConfigureAwait(false);
-            return await barrier.RunAsync(action, cancellationToken).ConfigureAwait(false);
+            await _ready.Task.WaitAsync(ControlBarrier.Timeout, request.Token).ConfigureAwait(false);
+            return await barrier.RunAsync(action, request.Token).ConfigureAwait(false);
         }
-        catch (TimeoutException)
+        catch (Exception e) when (e is TimeoutException || (e is OperationCanceledException && lifetime.ApplicationStopping.IsCancellationRequested))
         {
             return new ApiProblem(503, "Hypervisor unavailable", "the hypervisor's scheduler is not running (serve is starting or stopping); try again");
         }

@@ -76,7 +76,7 @@ internal static class VmConsoleSession
             }
 
             raw?.Dispose();
-            stderr.Write(stopped ? $"hybridvmm: '{name}' stopped; console closed.\n"
+            stderr.Write(stopped ? $"hybridvmm: '{name}' stopped; console closed ({socket.CloseStatusDescription}).\n"
                 : first == detach.Task ? $"hybridvmm: detached from '{name}'; it runs on.\n"
                 : $"hybridvmm: detached from '{name}'.\n");
             return cancellationToken.IsCancellationRequested && first != detach.Task && !stopped ? ExitStatus.Interrupted : ExitStatus.Success;
@@ -152,7 +152,7 @@ internal static class VmConsoleSession
         }
     }
 
-    /// <summary>Writes the VM's output to stdout until the API closes the console; true when it closed because the VM stopped.</summary>
+    /// <summary>Writes the VM's output to stdout until the API closes the console; true when it closed because the VM or serve stopped.</summary>
     private static async Task<bool> ReceiveOutputAsync(WebSocket socket, CancellationToken cancellationToken)
     {
         using Stream stdout = Console.OpenStandardOutput();
@@ -162,7 +162,7 @@ internal static class VmConsoleSession
             WebSocketReceiveResult received = await socket.ReceiveAsync(buffer, cancellationToken);
             if (received.MessageType == WebSocketMessageType.Close)
             {
-                return received.CloseStatusDescription == "the VM stopped";
+                return received.CloseStatusDescription is "the VM stopped" or "serve is stopping";
             }
 
             await stdout.WriteAsync(buffer.AsMemory(0, received.Count), cancellationToken);

@@ -74,7 +74,7 @@ public class ConsoleWebSocketTests
         {
             Assert.That(result.ExitCode, Is.EqualTo(ExitStatus.Success), result.Stderr);
             Assert.That(result.Text, Is.EqualTo("ready\nABC"));
-            Assert.That(result.Stderr, Does.Contain("'cliecho' stopped; console closed"));
+            Assert.That(result.Stderr, Does.Contain("'cliecho' stopped; console closed (the VM stopped)"));
         });
 
         CliProcess.Result unknown = CliProcess.RunWithInput([], "vm", "console", "nobody", "--api-socket", _serve.SocketPath);
@@ -116,11 +116,36 @@ public class ConsoleWebSocketTests
             Assert.Multiple(() =>
             {
                 Assert.That(output, Does.Contain("ABCOK"));
-                Assert.That(output, Does.Contain("'tty' stopped; console closed"));
+                Assert.That(output, Does.Contain("'tty' stopped; console closed (the VM stopped)"));
                 Assert.That(output, Does.Contain("status=0"), output);
                 TerminalSession.AssertTerminalRestored(output);
             });
         }
+    }
+
+    [Test]
+    public async Task SigtermStopsServePromptlyWithAConsoleAttached()
+    {
+        using ServeProcess serve = ServeProcess.Start();
+        using HttpClient api = serve.UnixClient();
+        string echo = Path.Combine(serve.Directory, "echo.elf");
+        File.WriteAllBytes(echo, SerialEchoGuest.Build());
+        Assert.That((await ApiReply.Post(api, "/api/vms", new { name = "held", image = echo, memory = "4M", start = true })).Status, Is.EqualTo(201));
+        var console = new ClientWebSocket();
+        await ConnectAsync(console, "held", serve.SocketPath);
+        Task<string> reading = ReadUntilAsync(console, "never printed");
+
+        (int exitCode, string stdout) = serve.Stop();
+        Assert.Multiple(() =>
+        {
+            Assert.That(exitCode, Is.Zero, serve.Stderr);
+            Assert.That(stdout, Does.Contain("held"), "the summary table lists the API's VM");
+            Assert.That(serve.Stderr, Does.Contain("VM held stopped: StoppedByRoot"));
+        });
+        // Closed by serve with its reason, not aborted when the web server gave up on the request at its shutdown timeout.
+        Assert.That(async () => await reading, Throws.Nothing, "the console was closed, not aborted");
+        Assert.That(console.CloseStatusDescription, Is.EqualTo("serve is stopping"));
+        console.Dispose();
     }
 
     private async Task WaitForConsoleBytesAsync(string name, int bytes)
@@ -145,10 +170,10 @@ public class ConsoleWebSocketTests
         return socket;
     }
 
-    private Task ConnectAsync(ClientWebSocket socket, string name)
+    private Task ConnectAsync(ClientWebSocket socket, string name, string? socketPath = null)
     {
         socket.Options.CollectHttpResponseDetails = true;
-        string path = _serve.SocketPath;
+        string path = socketPath ?? _serve.SocketPath;
         var handler = new SocketsHttpHandler
         {
             ConnectCallback = async (_, ct) =>
