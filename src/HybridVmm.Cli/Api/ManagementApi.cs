@@ -104,6 +104,7 @@ public static class ManagementApi
         await Problem(problem).ExecuteAsync(context);
     }
 
+    /// <summary>The JSON reader's message, with the simulator's type names left out.</summary>
     private static string Innermost(Exception e)
     {
         while (e.InnerException is not null)
@@ -111,7 +112,9 @@ public static class ManagementApi
             e = e.InnerException;
         }
 
-        return e.Message;
+        const string unmapped = "could not be mapped to any .NET member";
+        int at = e.Message.IndexOf(unmapped, StringComparison.Ordinal);
+        return at > 0 ? e.Message[..at].Replace("The JSON property", "unknown key", StringComparison.Ordinal).TrimEnd() + " (see /openapi.json)" : e.Message;
     }
 
     /// <summary>Compares the bearer token in constant time, so its bytes cannot be guessed one by one from response times.</summary>

@@ -125,6 +125,7 @@ public class ManagementApiTests
             ("resume a created VM", ApiReply.Post(_api, "/api/vms/taken/resume"), 409, "has not been started"),
             ("missing snapshot", ApiReply.Post(_api, "/api/vms", new { name = "x", snapshot = Path.Combine(_serve.Directory, "none.snap") }), 404, "does not exist"),
             ("save without a path", ApiReply.Post(_api, "/api/vms/taken/save", new { }), 400, "'path' is required"),
+            ("misspelt key", ApiReply.Post(_api, "/api/vms", new { name = "x", image = _spinImage, memroy = "4M" }), 400, "unknown key 'memroy'"),
         };
         foreach ((string what, Task<ApiReply> reply, int status, string detail) in cases)
         {
