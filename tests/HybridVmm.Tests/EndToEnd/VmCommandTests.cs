@@ -72,6 +72,19 @@ public class VmCommandTests
     }
 
     [Test]
+    public void ShellCompletionSuggestsTheVmCommandsAndTheirOptions()
+    {
+        // System.CommandLine's [suggest:POSITION] directive, which dotnet-suggest's shell scripts call on Tab.
+        CliProcess.Result commands = CliProcess.RunIn(_serve.Directory, "[suggest:7]", "vm paus");
+        CliProcess.Result options = CliProcess.RunIn(_serve.Directory, "[suggest:10]", "vm create ");
+        Assert.Multiple(() =>
+        {
+            Assert.That(commands.Text.Split('\n', StringSplitOptions.RemoveEmptyEntries), Is.EqualTo(new[] { "pause" }));
+            Assert.That(options.Text.Split('\n'), Does.Contain("--image").And.Contain("--snapshot").And.Contain("--api-socket"));
+        });
+    }
+
+    [Test]
     public void WithoutAServeTheClientSaysSoAndExitsUnavailable()
     {
         CliProcess.Result result = CliProcess.RunIn(_serve.Directory, "vm", "list", "--api-socket", Path.Combine(_serve.Directory, "nobody.sock"));
