@@ -154,6 +154,31 @@ public class VmCommandTests
     }
 
     [Test]
+    public async Task AStaleSocketIsReplacedButAnOrdinaryFileIsNot()
+    {
+        string directory = ServeProcess.NewDirectory();
+        string stale = Path.Combine(directory, "api.sock");
+        using (var dead = new System.Net.Sockets.Socket(System.Net.Sockets.AddressFamily.Unix, System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Unspecified))
+        {
+            dead.Bind(new System.Net.Sockets.UnixDomainSocketEndPoint(stale)); // a serve that was killed leaves its file behind
+        }
+
+        string notASocket = Path.Combine(directory, "notes.txt");
+        File.WriteAllText(notASocket, "keep me");
+        CliProcess.Result refused = CliProcess.RunIn(directory, "serve", "--api-socket", notASocket);
+        Assert.Multiple(() =>
+        {
+            Assert.That(refused.ExitCode, Is.EqualTo(ExitStatus.CannotWrite));
+            Assert.That(refused.Stderr, Does.Contain("is not a socket of a stopped serve"));
+            Assert.That(File.ReadAllText(notASocket), Is.EqualTo("keep me"));
+        });
+
+        using ServeProcess serve = ServeProcess.StartIn(directory, ["--api-socket", "api.sock"]);
+        using HttpClient api = serve.UnixClient();
+        Assert.That((await ApiReply.Get(api, "/api/host")).Status, Is.EqualTo(200));
+    }
+
+    [Test]
     public void ASecondServeOnALiveSocketIsRefused()
     {
         CliProcess.Result result = CliProcess.RunIn(_serve.Directory, "serve", "--api-socket", _serve.SocketPath);
