@@ -21,6 +21,7 @@ root.Subcommands.Add(ReceiveCommand.Create());
 root.Subcommands.Add(CompareTypesCommand.Create());
 root.Subcommands.Add(ServeCommand.Create());
 root.Subcommands.Add(BenchCommand.Create());
+root.Subcommands.Add(VmCommand.Create());
 root.SetAction(async (result, cancellationToken) =>
 {
     TraceRecorder? recorder = TraceFiles.Open(result.GetValue(trace), Console.Error);

@@ -1,11 +1,16 @@
+using HybridVmm.Cli.Api;
 using HybridVmm.Cli.Common;
 using System.CommandLine;
+using System.Net;
 using HybridVmm.Cli.Hosting;
 using HybridVmm.HostOS;
 using HybridVmm.HostOS.Management;
 using HybridVmm.HostOS.Vm;
 using HybridVmm.Hypervisor;
 using HybridVmm.Hypervisor.Tracing;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Http.Json;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
@@ -14,7 +19,10 @@ using Microsoft.Extensions.Options;
 
 namespace HybridVmm.Cli.Commands;
 
-/// <summary><c>hybridvmm serve --config FILE</c>: the kernel and the root partition as generic-host services.</summary>
+/// <summary>
+/// <c>hybridvmm serve [--config FILE]</c>: the kernel and the root partition as generic-host services, with the
+/// management API (ASP.NET Core in the same host) on a Unix socket or a token-guarded TCP port.
+/// </summary>
 internal static class ServeCommand
 {
     /// <summary>A configuration file larger than this is refused before it is read (a thousand VMs take about 200 KiB).</summary>
@@ -22,26 +30,42 @@ internal static class ServeCommand
 
     public static Command Create()
     {
-        var config = new Option<string>("--config", "-c") { Description = "appsettings-style JSON with a HybridVmm section", Required = true };
-        var command = new Command("serve", "Run the hypervisor and the root partition as hosted services for the VMs in a config file") { config };
-        command.SetAction((result, cancellationToken) => ServeAsync(result.GetValue(config)!, cancellationToken));
+        var config = new Option<string?>("--config", "-c") { Description = "appsettings-style JSON with a HybridVmm section (without it: no VMs until the API creates them)" };
+        var socket = new Option<string?>("--api-socket") { Description = $"The management API's Unix socket (default: {ApiListener.DefaultSocketPath})" };
+        var listen = new Option<string?>("--listen") { Description = "Serve the management API on TCP HOST:PORT instead (needs --token-file)" };
+        var tokenFile = new Option<string?>("--token-file") { Description = "A file holding the bearer token TCP clients must send" };
+        var command = new Command("serve", "Run the hypervisor and the root partition as hosted services, driven by a config file and the management API")
+        {
+            config, socket, listen, tokenFile,
+        };
+        command.SetAction((result, cancellationToken) => ServeAsync(result.GetValue(config), result.GetValue(socket), result.GetValue(listen),
+            result.GetValue(tokenFile), cancellationToken));
         return command;
     }
 
-    private static async Task<int> ServeAsync(string configPath, CancellationToken cancellationToken)
+    private static async Task<int> ServeAsync(string? configPath, string? socketPath, string? listen, string? tokenFile, CancellationToken cancellationToken)
     {
         TextWriter stderr = Console.Error;
-        if (InputFile.Check(configPath, "configuration file", MaxConfigurationBytes, ExitStatus.Configuration) is { } refusal)
+        if (configPath is not null && InputFile.Check(configPath, "configuration file", MaxConfigurationBytes, ExitStatus.Configuration) is { } refusal)
         {
             stderr.WriteLine($"hybridvmm: error: {refusal.Message}");
             return refusal.Status;
+        }
+
+        IPEndPoint? endpoint = null;
+        if (listen is not null && !Endpoints.TryParse(listen, out endpoint))
+        {
+            stderr.WriteLine($"hybridvmm: error: --listen '{listen}' is not HOST:PORT (for example 127.0.0.1:8080)");
+            return ExitStatus.Usage;
         }
 
         HybridVmmOptions options;
         IConfigurationRoot configuration;
         try
         {
-            configuration = new ConfigurationBuilder().AddJsonFile(Path.GetFullPath(configPath), optional: false).Build();
+            configuration = configPath is null
+                ? new ConfigurationBuilder().AddInMemoryCollection([new($"{HybridVmmOptions.Section}:HostMemory", "512M")]).Build()
+                : new ConfigurationBuilder().AddJsonFile(Path.GetFullPath(configPath), optional: false).Build();
             IConfigurationSection section = configuration.GetSection(HybridVmmOptions.Section);
             if (!section.Exists())
             {
@@ -85,7 +109,13 @@ internal static class ServeCommand
         }
 
         // Every image is read and checked before the host starts, so a bad one stops nothing that has begun.
-        if (await CheckImagesAsync(options, configPath, stderr, cancellationToken) is { } refused)
+        if (await CheckImagesAsync(options, configPath, stderr, cancellationToken) is { } imageRefused)
+        {
+            return imageRefused;
+        }
+
+        ApiListener? api = ApiListener.TryOpen(socketPath, endpoint, tokenFile, stderr, out int refused);
+        if (api is null)
         {
             return refused;
         }
@@ -93,34 +123,62 @@ internal static class ServeCommand
         TraceRecorder? trace = TraceFiles.Open(options.Trace, stderr);
         if (trace is null)
         {
+            api.Close();
             return ExitStatus.CannotWrite;
         }
 
         SizeParser.TryParse(options.HostMemory, out ulong hostMemory, out _);
         var outcome = new ServeOutcome();
-        HostApplicationBuilder builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings
-        {
-            DisableDefaults = true,
-            Configuration = new ConfigurationManager(),
-        });
+        // One generic host, as before, that is also a web application: no default configuration sources, no
+        // appsettings.json from the working directory; Kestrel and routing only.
+        WebApplicationBuilder builder = WebApplication.CreateEmptyBuilder(new WebApplicationOptions { ContentRootPath = Environment.CurrentDirectory });
         builder.Configuration.AddConfiguration(configuration);
         // Logs go to stderr so stdout carries only the guests' output and the summary.
         builder.Logging.AddSimpleConsole(o => o.SingleLine = true);
         builder.Logging.AddConsole(o => o.LogToStandardErrorThreshold = LogLevel.Trace);
+        builder.Logging.AddFilter("Microsoft.AspNetCore", LogLevel.Warning);
+        builder.WebHost.UseKestrelCore().ConfigureKestrel(api.Configure);
+        builder.Services.AddRoutingCore();
+        builder.Services.AddProblemDetails();
+        builder.Services.Configure<Microsoft.AspNetCore.Routing.RouteHandlerOptions>(o => o.ThrowOnBadRequest = true);
+        builder.Services.AddOpenApi();
+        builder.Services.Configure<JsonOptions>(o =>
+        {
+            o.SerializerOptions.DefaultIgnoreCondition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull;
+            // As in the configuration file, a misspelt key ("memroy") is refused rather than silently defaulted.
+            o.SerializerOptions.UnmappedMemberHandling = System.Text.Json.Serialization.JsonUnmappedMemberHandling.Disallow;
+        });
         builder.Services.AddOptions<HybridVmmOptions>()
             .Bind(builder.Configuration.GetSection(HybridVmmOptions.Section), b => b.ErrorOnUnknownConfiguration = true)
             .ValidateOnStart();
         builder.Services.AddSingleton<IValidateOptions<HybridVmmOptions>, HybridVmmOptionsValidator>();
         builder.Services.AddSingleton(outcome);
+        var console = new ConsoleRecorder(new PrefixedLineConsole(Console.Out));
+        builder.Services.AddSingleton(console);
         builder.Services.AddSingleton(_ => new HybridSystem(
             new HypervisorOptions { HostMemoryBytes = (long)hostMemory, Quantum = options.Quantum },
-            new PrefixedLineConsole(Console.Out), trace));
+            console, trace));
+        builder.Services.AddSingleton(services => new ControlBarrier(services.GetRequiredService<HybridSystem>().Kernel.Scheduler));
+        builder.Services.AddSingleton<VmManager>();
+        builder.Services.AddSingleton<IServeVmListener>(services => services.GetRequiredService<VmManager>());
         builder.Services.AddHostedService<HypervisorService>();
         builder.Services.AddHostedService<RootPartitionService>();
 
-        using IHost host = builder.Build();
-        HybridSystem system = host.Services.GetRequiredService<HybridSystem>();
-        await host.RunAsync(cancellationToken);
+        await using WebApplication app = builder.Build();
+        ManagementApi.Map(app, api);
+        ILogger logger = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("HybridVmm.Api");
+        app.Lifetime.ApplicationStarted.Register(() => logger.LogInformation("Management API listening on {Address}",
+            api.SocketPath is { } path ? $"unix:{path}" : app.Urls.FirstOrDefault() ?? api.Tcp!.ToString()));
+        HybridSystem system = app.Services.GetRequiredService<HybridSystem>();
+        try
+        {
+            await app.RunAsync(cancellationToken);
+        }
+        finally
+        {
+            api.Close();
+        }
+
         system.Dispose();
         return outcome.ExitStatus;
     }
@@ -153,7 +211,7 @@ internal static class ServeCommand
     }
 
     /// <summary>Reads each VM's image with its bound and checks that it loads; the status and message of the first that does not.</summary>
-    private static async Task<int?> CheckImagesAsync(HybridVmmOptions options, string configPath, TextWriter stderr, CancellationToken cancellationToken)
+    private static async Task<int?> CheckImagesAsync(HybridVmmOptions options, string? configPath, TextWriter stderr, CancellationToken cancellationToken)
     {
         foreach (VmOptions vm in options.Vms)
         {

@@ -14,10 +14,16 @@ public static class ExitStatus
     public const int InvalidImage = 65;
     /// <summary>EX_NOINPUT: an input file does not exist or cannot be read.</summary>
     public const int NoInput = 66;
+    /// <summary>EX_UNAVAILABLE: a vm command cannot reach serve's management API (no serve, wrong socket or port), or the hypervisor is not running.</summary>
+    public const int Unavailable = 69;
     /// <summary>EX_SOFTWARE: a bug in the simulator itself.</summary>
     public const int InternalError = 70;
     /// <summary>EX_CANTCREAT/IOERR: an output file (the trace) cannot be written.</summary>
     public const int CannotWrite = 73;
+    /// <summary>EX_PROTOCOL: the management API refused a vm command's request (unknown VM, illegal state transition, bad input).</summary>
+    public const int ApiRefused = 76;
+    /// <summary>EX_NOPERM: the management API on TCP refused a vm command without the right token.</summary>
+    public const int PermissionDenied = 77;
     /// <summary>EX_CONFIG: the serve configuration is invalid.</summary>
     public const int Configuration = 78;
     /// <summary>The guest reached --max-instructions (as timeout(1) reports a time limit).</summary>

@@ -25,11 +25,6 @@ public sealed class HybridVmmOptionsValidator : IValidateOptions<HybridVmmOption
             problems.Add("Quantum must be positive");
         }
 
-        if (options.Vms.Count == 0)
-        {
-            problems.Add("Vms: no virtual machines are configured");
-        }
-
         ulong total = 0;
         // Case-insensitive: names become file names (traces, overlays), and some file systems fold case.
         var names = new HashSet<string>(StringComparer.OrdinalIgnoreCase);

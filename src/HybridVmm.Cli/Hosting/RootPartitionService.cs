@@ -25,6 +25,7 @@ public sealed class RootPartitionService(
     IOptions<HybridVmmOptions> options,
     IHostApplicationLifetime lifetime,
     ServeOutcome outcome,
+    IEnumerable<IServeVmListener> listeners,
     ILogger<RootPartitionService> logger) : BackgroundService
 {
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
@@ -51,6 +52,16 @@ public sealed class RootPartitionService(
             _ = vm.Exited.ContinueWith(t => LogExit(vm, t.Result), TaskScheduler.Default);
         }
 
+        foreach (IServeVmListener listener in listeners)
+        {
+            for (int i = 0; i < vms.Count; i++)
+            {
+                listener.Created(vms[i], options.Value.Vms[i].Image);
+            }
+
+            listener.RootRunning();
+        }
+
         if (options.Value.ExitWhenGuestsStop)
         {
             await Task.WhenAll(vms.Select(v => v.Exited)).WaitAsync(stoppingToken).ContinueWith(_ => { }, TaskScheduler.Default);
@@ -66,7 +77,7 @@ public sealed class RootPartitionService(
         await base.StopAsync(cancellationToken);
         system.Trace.Flush();
         system.Console.Flush();
-        if (system.Console is PrefixedLineConsole lines)
+        if (((system.Console as ConsoleRecorder)?.Inner ?? system.Console) is PrefixedLineConsole lines)
         {
             lines.FlushPartialLines();
         }

@@ -4,7 +4,11 @@ using HybridVmm.Tests.Support;
 
 namespace HybridVmm.Tests.EndToEnd;
 
-/// <summary><c>hybridvmm serve</c>: the generic host with the kernel and root partition as hosted services.</summary>
+/// <summary>
+/// <c>hybridvmm serve</c>: the generic host with the kernel and root partition as hosted services. Each serve puts its
+/// API socket in the test's own directory, so that tests (and engineers) running serve at once never meet on the
+/// default socket.
+/// </summary>
 public class ServeTests
 {
     private string _dir = "";
@@ -24,7 +28,7 @@ public class ServeTests
                 { "Name": "one", "Image": "embedded:hello", "Memory": "16M", "Trace": "one.trace" },
                 { "Name": "two", "Image": "embedded:asmhello", "Memory": "16M" } ] } }
             """);
-        CliProcess.Result result = CliProcess.RunIn(_dir, "serve", "--config", config);
+        CliProcess.Result result = CliProcess.RunIn(_dir, "serve", "--config", config, "--api-socket", "api.sock");
         Assert.Multiple(() =>
         {
             Assert.That(result.ExitCode, Is.Zero, result.Stderr);
@@ -44,7 +48,7 @@ public class ServeTests
                 { "Name": "pong", "Image": "embedded:enlnet", "Memory": "8M", "CommandLine": "pong", "SyntheticDevices": [ "synthcon", "synthnet" ] },
                 { "Name": "ping", "Image": "embedded:enlnet", "Memory": "8M", "CommandLine": "ping", "SyntheticDevices": [ "synthcon", "synthnet" ] } ] } }
             """);
-        CliProcess.Result result = CliProcess.RunIn(_dir, "serve", "--config", config);
+        CliProcess.Result result = CliProcess.RunIn(_dir, "serve", "--config", config, "--api-socket", "api.sock");
         Assert.That(result.ExitCode, Is.Zero, result.Stderr);
         Assert.That(result.Text, Does.Contain("ping      | enlnet ping: 3 replies to 3 requests"));
         Assert.That(result.Text, Does.Contain("pong      | enlnet pong: echo request seq=3 from 10.0.0.1"));
@@ -54,7 +58,7 @@ public class ServeTests
     public void AnUnknownConfigurationKeyIsRefusedWithOneClearMessage()
     {
         string config = Write("""{ "HybridVmm": { "Vms": [ { "Name": "a", "Image": "embedded:hello", "Memroy": "16M" } ] } }""");
-        CliProcess.Result result = CliProcess.RunIn(_dir, "serve", "--config", config);
+        CliProcess.Result result = CliProcess.RunIn(_dir, "serve", "--config", config, "--api-socket", "api.sock");
         Assert.That(result.ExitCode, Is.EqualTo(ExitStatus.Configuration));
         Assert.That(result.Stderr, Does.Contain("Memroy"));
         Assert.That(result.Stderr, Does.Not.Contain("   at "));
@@ -68,7 +72,7 @@ public class ServeTests
                 { "Name": "a", "Image": "embedded:nope", "Memory": "1K" },
                 { "Name": "a", "Image": "missing.elf", "Devices": [ "floppy" ] } ] } }
             """);
-        CliProcess.Result result = CliProcess.RunIn(_dir, "serve", "--config", config);
+        CliProcess.Result result = CliProcess.RunIn(_dir, "serve", "--config", config, "--api-socket", "api.sock");
         Assert.That(result.ExitCode, Is.EqualTo(ExitStatus.Configuration));
         Assert.That(result.Stderr, Does.Contain("no embedded guest 'nope'")
             .And.Contain("Memory")
@@ -89,7 +93,7 @@ public class ServeTests
         }));
         string config = Write("""{ "HybridVmm": { "Trace": "all.trace", "Vms": [ { "Name": "spin", "Image": "spin.elf", "Memory": "4M" } ] } }""");
         var start = new ProcessStartInfo("dotnet") { WorkingDirectory = _dir, RedirectStandardError = true, RedirectStandardOutput = true };
-        foreach (string arg in new[] { Path.Combine(AppContext.BaseDirectory, "hybridvmm.dll"), "serve", "--config", config })
+        foreach (string arg in new[] { Path.Combine(AppContext.BaseDirectory, "hybridvmm.dll"), "serve", "--config", config, "--api-socket", "api.sock" })
         {
             start.ArgumentList.Add(arg);
         }

@@ -1,0 +1,76 @@
+namespace HybridVmm.Cli.Api;
+
+// The management API's JSON documents (camelCase on the wire). docs/serve.md describes each field.
+
+/// <summary>POST /api/vms: a VM from an image (as a serve configuration's Vms[] entry) or from a snapshot file.</summary>
+public sealed record CreateVmRequest
+{
+    public string? Name { get; init; }
+
+    /// <summary>A path to a Multiboot ELF or bzImage on the serve host, or embedded:NAME.</summary>
+    public string? Image { get; init; }
+
+    /// <summary>A snapshot file written by save, run --save-to or restore --save-to; exclusive with Image.</summary>
+    public string? Snapshot { get; init; }
+
+    public string? Memory { get; init; }
+
+    public string? CommandLine { get; init; }
+
+    public List<string>? Devices { get; init; }
+
+    public List<string>? SyntheticDevices { get; init; }
+
+    public string? DiskImage { get; init; }
+
+    public long? MaxInstructions { get; init; }
+
+    /// <summary>Start the VM at once (default false: it is created and waits for start).</summary>
+    public bool Start { get; init; }
+}
+
+/// <summary>POST /api/vms/{name}/save.</summary>
+public sealed record SaveVmRequest
+{
+    /// <summary>The snapshot file to write, on the serve host.</summary>
+    public string? Path { get; init; }
+}
+
+public sealed record HostInfo(
+    string Version,
+    long HostMemoryBytes,
+    long HostMemoryUsedBytes,
+    long Quantum,
+    long VirtualTicks,
+    long Rounds,
+    int VmCount,
+    IReadOnlyDictionary<string, int> VmsByState);
+
+public sealed record VcpuInfo(int Index, string State);
+
+public sealed record VmStatistics(
+    long InstructionsRetired,
+    long VirtualTicks,
+    long ChannelMessages,
+    long Exits,
+    IReadOnlyDictionary<string, long> ExitsByKind,
+    long Crossings,
+    long InterceptTicks,
+    long ConsoleBytes);
+
+public sealed record VmExit(string Reason, uint Value, string? Diagnostic);
+
+public sealed record VmInfo(
+    string Name,
+    string State,
+    int PartitionId,
+    string Source,
+    long MemoryBytes,
+    string CommandLine,
+    IReadOnlyList<VcpuInfo> Vcpus,
+    IReadOnlyList<string> Devices,
+    IReadOnlyList<string> SyntheticDevices,
+    VmStatistics Statistics,
+    VmExit? Exit);
+
+public sealed record SaveVmResult(string Name, string Path, string State, long InstructionsRetired, long Bytes);

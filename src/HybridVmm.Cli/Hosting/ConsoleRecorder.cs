@@ -1,0 +1,120 @@
+using System.Threading.Channels;
+using HybridVmm.HostOS.Vm;
+
+namespace HybridVmm.Cli.Hosting;
+
+/// <summary>
+/// The guests' console as serve shows it (<see cref="Inner"/>: one prefixed line per guest line on stdout), plus, per
+/// VM, the last <see cref="Capacity"/> bytes of its output in a ring buffer, which the API returns and replays to a
+/// console that attaches later.
+/// </summary>
+public sealed class ConsoleRecorder(IGuestConsole inner, int capacity = ConsoleRecorder.DefaultCapacity) : IGuestConsole
+{
+    public const int DefaultCapacity = 64 * 1024;
+
+    private readonly Dictionary<VirtualMachine, ByteRing> _rings = new(ReferenceEqualityComparer.Instance);
+    private readonly Dictionary<VirtualMachine, Channel<byte>> _taps = new(ReferenceEqualityComparer.Instance);
+
+    public IGuestConsole Inner => inner;
+
+    public int Capacity => capacity;
+
+    public void Write(VirtualMachine vm, long virtualTime, byte value)
+    {
+        inner.Write(vm, virtualTime, value);
+        lock (_rings)
+        {
+            if (!_rings.TryGetValue(vm, out ByteRing? ring))
+            {
+                _rings[vm] = ring = new ByteRing(capacity);
+            }
+
+            ring.Add(value);
+            // An attached console that cannot keep up loses its oldest bytes, never the guest's time.
+            if (_taps.Count > 0 && _taps.TryGetValue(vm, out Channel<byte>? tap))
+            {
+                tap.Writer.TryWrite(value);
+            }
+        }
+    }
+
+    /// <summary>
+    /// Attaches a console to the VM's output: what the ring buffer holds now (to replay) and, from the next byte on,
+    /// a reader of everything the VM writes, with no byte lost or doubled in between. One console per VM; dispose
+    /// the tap to detach.
+    /// </summary>
+    public Tap Attach(VirtualMachine vm, out byte[] replay)
+    {
+        var channel = Channel.CreateBounded<byte>(new BoundedChannelOptions(capacity) { FullMode = BoundedChannelFullMode.DropOldest, SingleReader = true });
+        lock (_rings)
+        {
+            replay = _rings.TryGetValue(vm, out ByteRing? ring) ? ring.ToArray() : Array.Empty<byte>();
+            _taps[vm] = channel;
+        }
+
+        return new Tap(this, vm, channel);
+    }
+
+    /// <summary>An attached console's view of the VM's output.</summary>
+    public sealed class Tap(ConsoleRecorder recorder, VirtualMachine vm, Channel<byte> channel) : IDisposable
+    {
+        public ChannelReader<byte> Output => channel.Reader;
+
+        public void Dispose()
+        {
+            lock (recorder._rings)
+            {
+                if (recorder._taps.TryGetValue(vm, out Channel<byte>? current) && current == channel)
+                {
+                    recorder._taps.Remove(vm);
+                }
+            }
+
+            channel.Writer.TryComplete();
+        }
+    }
+
+    public void Flush() => inner.Flush();
+
+    /// <summary>What the VM has written that the buffer still holds, oldest first, and how many bytes it has written in all.</summary>
+    public (byte[] Bytes, long Total) Read(VirtualMachine vm)
+    {
+        lock (_rings)
+        {
+            return _rings.TryGetValue(vm, out ByteRing? ring) ? (ring.ToArray(), ring.Total) : (Array.Empty<byte>(), 0);
+        }
+    }
+
+    /// <summary>Drops a deleted VM's buffer.</summary>
+    public void Forget(VirtualMachine vm)
+    {
+        lock (_rings)
+        {
+            _rings.Remove(vm);
+            if (_taps.Remove(vm, out Channel<byte>? tap))
+            {
+                tap.Writer.TryComplete();
+            }
+        }
+    }
+
+    private sealed class ByteRing(int capacity)
+    {
+        private readonly byte[] _bytes = new byte[capacity];
+
+        public long Total { get; private set; }
+
+        public void Add(byte value) => _bytes[Total++ % _bytes.Length] = value;
+
+        public byte[] ToArray()
+        {
+            int count = (int)Math.Min(Total, _bytes.Length);
+            byte[] copy = new byte[count];
+            int start = (int)((Total - count) % _bytes.Length);
+            int first = Math.Min(count, _bytes.Length - start);
+            Array.Copy(_bytes, start, copy, 0, first);
+            Array.Copy(_bytes, 0, copy, first, count - first);
+            return copy;
+        }
+    }
+}
