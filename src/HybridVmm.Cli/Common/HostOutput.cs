@@ -120,7 +120,9 @@ internal static class HostOutput
 #pragma warning restore CS8765
         }
 
-        public string? Failure { get; private set; }
+        public string? Failure => _failure;
+
+        private string? _failure;
 
         public override void Write(char value) => Guard(() => inner.Write(value));
 
@@ -134,21 +136,6 @@ internal static class HostOutput
 
         public override void Flush() => Guard(inner.Flush);
 
-        private void Guard(Action action)
-        {
-            if (Failure is not null)
-            {
-                return;
-            }
-
-            try
-            {
-                action();
-            }
-            catch (Exception e) when (e is IOException or UnauthorizedAccessException or ObjectDisposedException)
-            {
-                Failure = (e.InnerException as IOException ?? e).Message;
-            }
-        }
+        private void Guard(Action action) => HostWriteFailure.Guard(ref _failure, action);
     }
 }

@@ -13,7 +13,9 @@ public sealed class RawStreamConsole : IGuestConsole
     /// The first host I/O error on the output (stdout to /dev/full, a closed stdout), or null. From then on the
     /// bytes are dropped: the guest runs on, and the command reports the failure when it ends.
     /// </summary>
-    public string? Failure { get; private set; }
+    public string? Failure => _failure;
+
+    private string? _failure;
 
     public void Write(VirtualMachine vm, long virtualTime, byte value)
     {
@@ -31,20 +33,5 @@ public sealed class RawStreamConsole : IGuestConsole
         }
     }
 
-    private void Guard(Action write)
-    {
-        if (Failure is not null)
-        {
-            return;
-        }
-
-        try
-        {
-            write();
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException or ObjectDisposedException)
-        {
-            Failure = (e.InnerException as IOException ?? e).Message;
-        }
-    }
+    private void Guard(Action write) => HostWriteFailure.Guard(ref _failure, write);
 }

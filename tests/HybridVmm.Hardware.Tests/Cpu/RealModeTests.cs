@@ -1,4 +1,5 @@
 using HybridVmm.Hardware.Cpu;
+using HybridVmm.Testing;
 using Iced.Intel;
 using static Iced.Intel.AssemblerRegisters;
 
@@ -13,14 +14,7 @@ public class RealModeTests
     private const uint Gdt = 0x30000, GdtDescriptor = 0x2F000, Code16 = 0x4000, RealCode = 0x5000;
     private const ushort Code32 = 0x08, Data32 = 0x10, Code16Selector = 0x18, Data16 = 0x20;
 
-    private static byte[] Assemble16(Action<Assembler> build, uint address)
-    {
-        var asm = new Assembler(16);
-        build(asm);
-        using var stream = new MemoryStream();
-        asm.Assemble(new StreamCodeWriter(stream), address);
-        return stream.ToArray();
-    }
+    private static byte[] Assemble16(Action<Assembler> build, uint address) => GuestCode.Assemble(build, address, bitness: 16);
 
     /// <summary>
     /// A machine that goes from flat 32-bit protected mode through a 16-bit code segment into real mode, with DS and SS

@@ -42,7 +42,7 @@ public class CraftedInputTests
     [Test]
     public void ANegativeNameLengthInTheConfigurationChunkIsRefused()
     {
-        byte[] file = WithPartitionChunk(SavedHello(), payload => BinaryPrimitives.WriteInt32LittleEndian(payload, -5));
+        byte[] file = WithPartitionChunk(Snapshots.SavedHello(), payload => BinaryPrimitives.WriteInt32LittleEndian(payload, -5));
         Assert.That(SnapshotFormat.TryDeserialize(file, out string error), Is.Null);
         Assert.That(error, Does.Contain("a count of -5 is outside"));
     }
@@ -50,7 +50,7 @@ public class CraftedInputTests
     [Test]
     public void AGuestMemoryOf0xFFFFFFFFBytesIsRefusedBeforeAnythingIsAllocated()
     {
-        byte[] file = WithPartitionChunk(SavedHello(), payload =>
+        byte[] file = WithPartitionChunk(Snapshots.SavedHello(), payload =>
             BinaryPrimitives.WriteUInt32LittleEndian(payload.AsSpan(4 + BinaryPrimitives.ReadInt32LittleEndian(payload)), 0xFFFF_FFFF));
         Assert.That(SnapshotFormat.TryDeserialize(file, out string error), Is.Null);
         Assert.That(error, Is.EqualTo("chunk 'partition' (partition configuration state version 1) is malformed: guest memory of 4294967295 bytes is not a whole number of 4 KiB pages between 4 KiB and 2047 MiB"));
@@ -60,7 +60,7 @@ public class CraftedInputTests
     public void TheCliRefusesASnapshotOfAGuestLargerThanItCanRunWithOneLine()
     {
         // 2046 MiB passes the codec (it fits host memory) but not a foreground run's host memory with its margin.
-        byte[] file = WithPartitionChunk(SavedHello(), payload =>
+        byte[] file = WithPartitionChunk(Snapshots.SavedHello(), payload =>
             BinaryPrimitives.WriteUInt32LittleEndian(payload.AsSpan(4 + BinaryPrimitives.ReadInt32LittleEndian(payload)), 2046u << 20));
         string path = Path.Combine(Path.GetTempPath(), $"hybridvmm-{Guid.NewGuid():N}.snap");
         try
@@ -78,7 +78,7 @@ public class CraftedInputTests
     [Test]
     public void ANameWithAnEscapeSequenceInASnapshotIsRefused()
     {
-        VmSnapshot snapshot = SnapshotFormat.TryDeserialize(SavedHello(), out _)!;
+        VmSnapshot snapshot = SnapshotFormat.TryDeserialize(Snapshots.SavedHello(), out _)!;
         using var machine = new TestMachine();
         Assert.That(machine.System.Root.RestoreVm(snapshot with { Name = "evil\u001b]2;pwned\u0007" }, out VmCreationError? error), Is.Null);
         Assert.That(error!.Message, Does.StartWith("the snapshot's VM name 'evil?]2;pwned?' holds a control character"));
@@ -236,14 +236,5 @@ public class CraftedInputTests
         var chunks = reader.Chunks.Select(e => reader.TryReadChunk(e, int.MaxValue, out SavedStateChunk c, out _) ? c : null!).ToList();
         change(chunks.Single(c => c.Tag == "partition").Payload);
         return SavedStateContainer.ToBytes(chunks);
-    }
-
-    private static byte[] SavedHello()
-    {
-        using var machine = new TestMachine();
-        VirtualMachine vm = machine.Create("hello", Repository.ReadGuest("hello"));
-        machine.System.Root.PauseAtInstruction(vm, 500);
-        machine.RunAsync().GetAwaiter().GetResult();
-        return SnapshotFormat.Serialize(machine.System.Root.CaptureSnapshot(vm));
     }
 }

@@ -199,7 +199,7 @@ public class SavedStateContainerTests
     [Test]
     public void ASnapshotRoundTripsThroughTheContainerChunkByChunk()
     {
-        byte[] file = SavedHello();
+        byte[] file = Snapshots.SavedHello();
         SavedStateContainerReader reader = Open(file, out string error)!;
 
         Assert.That(reader, Is.Not.Null, error);
@@ -217,7 +217,7 @@ public class SavedStateContainerTests
     [Test]
     public void AnUnknownChunkVersionIsRefusedNamingTheChunkAndTheVersion()
     {
-        byte[] file = SavedHello();
+        byte[] file = Snapshots.SavedHello();
         int cpuEntry = EntryOffset(file, 1);
         BinaryPrimitives.WriteInt32LittleEndian(file.AsSpan(cpuEntry + 1 + "cpu.vp0".Length), 9);
 
@@ -228,7 +228,7 @@ public class SavedStateContainerTests
     [Test]
     public void AChunkThisBuildDoesNotKnowIsRefusedRatherThanDropped()
     {
-        SavedStateContainerReader reader = Open(SavedHello(), out _)!;
+        SavedStateContainerReader reader = Open(Snapshots.SavedHello(), out _)!;
         var chunks = reader.Chunks.Select(e => reader.TryReadChunk(e, int.MaxValue, out SavedStateChunk c, out _) ? c : null!).ToList();
         chunks.Insert(3, new SavedStateChunk("pic.master", 1, new byte[3]));
 
@@ -239,7 +239,7 @@ public class SavedStateContainerTests
     [Test]
     public void AMissingChunkIsRefusedNamingIt()
     {
-        SavedStateContainerReader reader = Open(SavedHello(), out _)!;
+        SavedStateContainerReader reader = Open(Snapshots.SavedHello(), out _)!;
         var chunks = reader.Chunks.Where(e => e.Tag != "statistics").Select(e => reader.TryReadChunk(e, int.MaxValue, out SavedStateChunk c, out _) ? c : null!);
 
         Assert.That(SnapshotFormat.TryDeserialize(SavedStateContainer.ToBytes(chunks), out string error), Is.Null);
@@ -249,7 +249,7 @@ public class SavedStateContainerTests
     [Test]
     public void AMemoryChunkWithAPageOutsideTheVmIsRefused()
     {
-        SavedStateContainerReader reader = Open(SavedHello(), out _)!;
+        SavedStateContainerReader reader = Open(Snapshots.SavedHello(), out _)!;
         var chunks = reader.Chunks.Select(e => reader.TryReadChunk(e, int.MaxValue, out SavedStateChunk c, out _) ? c : null!).ToList();
         byte[] memory = chunks[^1].Payload;
         BinaryPrimitives.WriteUInt32LittleEndian(memory.AsSpan(4), 1024); // 4 MiB has pages 0..1023
@@ -282,7 +282,7 @@ public class SavedStateContainerTests
     [Test]
     public void RestoringADeviceChunkOfAnUnknownVersionIsRefusedWithTheDeviceAndTheVersion()
     {
-        VmSnapshot snapshot = SnapshotFormat.TryDeserialize(SavedHello(), out _)!;
+        VmSnapshot snapshot = SnapshotFormat.TryDeserialize(Snapshots.SavedHello(), out _)!;
         DeviceState[] states = snapshot.DeviceStates.Select(d => d.Name == "com1" ? d with { State = d.State with { Version = 5 } } : d).ToArray();
 
         using var machine = new TestMachine();
@@ -294,7 +294,7 @@ public class SavedStateContainerTests
     [Test]
     public void RestoringADeviceChunkThatIsMalformedKeepsTodaysMessage()
     {
-        VmSnapshot snapshot = SnapshotFormat.TryDeserialize(SavedHello(), out _)!;
+        VmSnapshot snapshot = SnapshotFormat.TryDeserialize(Snapshots.SavedHello(), out _)!;
         DeviceState[] states = snapshot.DeviceStates.Select(d => d.Name == "com1" ? d with { State = d.State with { Payload = new byte[3] } } : d).ToArray();
 
         using var machine = new TestMachine();
@@ -308,7 +308,7 @@ public class SavedStateContainerTests
         string path = Path.Combine(Path.GetTempPath(), $"hybridvmm-{Guid.NewGuid():N}.snap");
         try
         {
-            byte[] file = SavedHello();
+            byte[] file = Snapshots.SavedHello();
             int cpuEntry = EntryOffset(file, 1);
             BinaryPrimitives.WriteInt32LittleEndian(file.AsSpan(cpuEntry + 1 + "cpu.vp0".Length), 9);
             File.WriteAllBytes(path, Reseal(file));
@@ -331,7 +331,7 @@ public class SavedStateContainerTests
     [Test]
     public void MutatedSnapshotsAreReadOrRefusedWithOneLineAndNeverThrow()
     {
-        byte[] original = SavedHello();
+        byte[] original = Snapshots.SavedHello();
         var random = new Random(20261202);
         int refused = 0;
         for (int i = 0; i < 400; i++)
@@ -386,14 +386,5 @@ public class SavedStateContainerTests
     {
         SHA256.HashData(file.AsSpan(0, file.Length - 32)).CopyTo(file, file.Length - 32);
         return file;
-    }
-
-    private static byte[] SavedHello()
-    {
-        using var machine = new TestMachine();
-        VirtualMachine vm = machine.Create("hello", Repository.ReadGuest("hello"));
-        machine.System.Root.PauseAtInstruction(vm, 500);
-        machine.RunAsync().GetAwaiter().GetResult();
-        return SnapshotFormat.Serialize(machine.System.Root.CaptureSnapshot(vm));
     }
 }

@@ -49,7 +49,7 @@ public class EncapsulationTests
     [Test]
     public void ACorruptSnapshotIsRefusedNamingTheChecksum()
     {
-        byte[] file = SavedHello();
+        byte[] file = Snapshots.SavedHello();
         file[^100] ^= 0x40;
         Assert.That(SnapshotFormat.TryDeserialize(file, out string error), Is.Null);
         Assert.That(error, Does.Contain("checksum"));
@@ -58,7 +58,7 @@ public class EncapsulationTests
     [Test]
     public void ATruncatedSnapshotIsRefused()
     {
-        byte[] file = SavedHello();
+        byte[] file = Snapshots.SavedHello();
         Assert.That(SnapshotFormat.TryDeserialize(file.AsSpan(0, file.Length - 1), out string error), Is.Null);
         Assert.That(error, Does.Contain("truncated"));
         Assert.That(SnapshotFormat.TryDeserialize(file.AsSpan(0, 20), out error), Is.Null);
@@ -68,7 +68,7 @@ public class EncapsulationTests
     [Test]
     public void ASnapshotOfAnotherFormatVersionIsRefused()
     {
-        byte[] file = SavedHello();
+        byte[] file = Snapshots.SavedHello();
         BitConverter.GetBytes(SnapshotFormat.Version + 1).CopyTo(file, 8);
         Assert.That(SnapshotFormat.TryDeserialize(file, out string error), Is.Null);
         Assert.That(error, Does.Contain($"version {SnapshotFormat.Version + 1}"));
@@ -87,7 +87,7 @@ public class EncapsulationTests
         string path = Path.Combine(Path.GetTempPath(), $"hybridvmm-{Guid.NewGuid():N}.snap");
         try
         {
-            VmSnapshot first = SnapshotFormat.TryDeserialize(SavedHello(), out _)!;
+            VmSnapshot first = SnapshotFormat.TryDeserialize(Snapshots.SavedHello(), out _)!;
             SnapshotFile.Write(path, first);
             byte[] original = File.ReadAllBytes(path);
             using var reader = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
@@ -128,14 +128,5 @@ public class EncapsulationTests
         {
             File.Delete(path);
         }
-    }
-
-    private static byte[] SavedHello()
-    {
-        using var machine = new TestMachine();
-        VirtualMachine vm = machine.Create("hello", Repository.ReadGuest("hello"));
-        machine.System.Root.PauseAtInstruction(vm, 500);
-        machine.RunAsync().GetAwaiter().GetResult();
-        return SnapshotFormat.Serialize(machine.System.Root.CaptureSnapshot(vm));
     }
 }

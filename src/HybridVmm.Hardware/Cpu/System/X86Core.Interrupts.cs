@@ -392,13 +392,7 @@ public sealed partial class X86Core
             ok = !_faulted || DeliveryFault(_exit.Vector, _exit.ErrorCode);
         }
 
-        if (!ok)
-        {
-            _ctx.Esp = espBefore;
-            _faulted = faultedBefore;
-            _exit = exitBefore;
-            return false;
-        }
+        if (!ok) return AbandonDelivery(espBefore, faultedBefore, exitBefore);
 
         _ctx.Eflags &= ~clearFlags;
         if (csAddress != 0 || csHigh != 0) MarkAccessed(csAddress, csHigh);
@@ -406,6 +400,15 @@ public sealed partial class X86Core
         _ctx.Eip = (low & 0xffff) | (high & 0xffff0000);
         CodeMappingChanged();
         return true;
+    }
+
+    /// <summary>A delivery attempt failed after its pushes: ESP and the recorded exit go back to what they were; always false.</summary>
+    private bool AbandonDelivery(uint espBefore, bool faultedBefore, CpuExit exitBefore)
+    {
+        _ctx.Esp = espBefore;
+        _faulted = faultedBefore;
+        _exit = exitBefore;
+        return false;
     }
 
     /// <summary>
@@ -427,13 +430,7 @@ public sealed partial class X86Core
             Push(returnEip & 0xFFFF, 2);
             ok = !_faulted || DeliveryFault(_exit.Vector, _exit.ErrorCode);
         }
-        if (!ok)
-        {
-            _ctx.Esp = espBefore;
-            _faulted = faultedBefore;
-            _exit = exitBefore;
-            return false;
-        }
+        if (!ok) return AbandonDelivery(espBefore, faultedBefore, exitBefore);
         _ctx.Eflags &= ~((uint)EFlags.IF | (uint)EFlags.TF | AcFlag);
         SetSegmentCache(Sreg.Cs, RealModeSegment(Sreg.Cs, (ushort)(pointer >> 16)));
         _ctx.Eip = pointer & 0xFFFF;
