@@ -50,17 +50,13 @@ public class LiveMigrationTests
     [Test]
     public void TwoHypervisorProcessesMigrateAGuestOverLoopbackTcp()
     {
-        using Process receiver = StartReceiver(out int port);
-        Task<string> targetOut = receiver.StandardOutput.ReadToEndAsync();
-        Task<string> targetErr = receiver.StandardError.ReadToEndAsync();
-        CliProcess.Result source = CliProcess.Run("run", Repository.GuestElf("cpu"), "--migrate-at", "9000000", "--migrate-to", $"127.0.0.1:{port}");
-        Assert.That(receiver.WaitForExit(TimeSpan.FromMinutes(2)), Is.True);
+        (CliProcess.Result source, int targetStatus, string targetOut, string targetErr) = MigrateBetweenProcesses("cpu", 9_000_000);
         Assert.Multiple(() =>
         {
             Assert.That(source.ExitCode, Is.Zero, source.Stderr);
             Assert.That(source.Stderr, Does.Contain("pre-copy round").And.Contain("downtime"));
-            Assert.That(receiver.ExitCode, Is.Zero, targetErr.Result);
-            Assert.That(source.Text + targetOut.Result, Is.EqualTo(Expected));
+            Assert.That(targetStatus, Is.Zero, targetErr);
+            Assert.That(source.Text + targetOut, Is.EqualTo(Expected));
         });
     }
 
@@ -70,17 +66,24 @@ public class LiveMigrationTests
         // The clock guest counts loop iterations between PIT interrupts: a deadline moved on the target changes a count.
         CliProcess.Result uninterrupted = CliProcess.Run("run", Repository.GuestElf("clock"));
         Assert.That(uninterrupted.ExitCode, Is.Zero, uninterrupted.Stderr);
-        using Process receiver = StartReceiver(out int port);
-        Task<string> targetOut = receiver.StandardOutput.ReadToEndAsync();
-        Task<string> targetErr = receiver.StandardError.ReadToEndAsync();
-        CliProcess.Result source = CliProcess.Run("run", Repository.GuestElf("clock"), "--migrate-at", "400000", "--migrate-to", $"127.0.0.1:{port}");
-        Assert.That(receiver.WaitForExit(TimeSpan.FromMinutes(2)), Is.True);
+        (CliProcess.Result source, int targetStatus, string targetOut, string targetErr) = MigrateBetweenProcesses("clock", 400_000);
         Assert.Multiple(() =>
         {
             Assert.That(source.ExitCode, Is.Zero, source.Stderr);
-            Assert.That(receiver.ExitCode, Is.Zero, targetErr.Result);
-            Assert.That(source.Text + targetOut.Result, Is.EqualTo(uninterrupted.Text));
+            Assert.That(targetStatus, Is.Zero, targetErr);
+            Assert.That(source.Text + targetOut, Is.EqualTo(uninterrupted.Text));
         });
+    }
+
+    /// <summary>Runs a sample guest that migrates at an instruction count to a <c>receive</c> process on loopback.</summary>
+    private static (CliProcess.Result Source, int TargetStatus, string TargetOut, string TargetErr) MigrateBetweenProcesses(string guest, long migrateAt)
+    {
+        using Process receiver = StartReceiver(out int port);
+        Task<string> targetOut = receiver.StandardOutput.ReadToEndAsync();
+        Task<string> targetErr = receiver.StandardError.ReadToEndAsync();
+        CliProcess.Result source = CliProcess.Run("run", Repository.GuestElf(guest), "--migrate-at", migrateAt.ToString(), "--migrate-to", $"127.0.0.1:{port}");
+        Assert.That(receiver.WaitForExit(TimeSpan.FromMinutes(2)), Is.True, "the receiver ends");
+        return (source, receiver.ExitCode, targetOut.Result, targetErr.Result);
     }
 
     [Test]
