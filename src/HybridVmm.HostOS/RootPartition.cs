@@ -1,3 +1,4 @@
+using HybridVmm.Guests.Firmware;
 using HybridVmm.Guests.Linux;
 using HybridVmm.Guests.Multiboot;
 using HybridVmm.HostOS.Devices;
@@ -123,7 +124,7 @@ public sealed partial class RootPartition
             error = null;
             return new PreparedImage(
                 new BootRegisters(plan.Entry, Esi: plan.ZeroPage, CodeSelector: LinuxBoot.BootCodeSelector, DataSelector: LinuxBoot.BootDataSelector),
-                plan.Writes);
+                [.. Firmware(config), .. plan.Writes]);
         }
 
         IReadOnlyList<GuestWrite>? writes = BootInformation.Layout(image!, config.MemoryBytes, config.CommandLine, out uint infoAddress, out reason);
@@ -134,8 +135,18 @@ public sealed partial class RootPartition
         }
 
         error = null;
-        return new PreparedImage(new BootRegisters(image!.Entry, BootInformation.BootloaderMagic, infoAddress), writes);
+        return new PreparedImage(new BootRegisters(image!.Entry, BootInformation.BootloaderMagic, infoAddress), [.. Firmware(config), .. writes]);
     }
+
+    /// <summary>
+    /// What the platform's firmware leaves in memory before the image: the ACPI tables that describe the I/O APIC and
+    /// the ACPI registers, when the VM has them. An image that loads over them wins (its writes come after).
+    /// </summary>
+    private static IEnumerable<GuestWrite> Firmware(VmConfiguration config) =>
+        config.Devices.Contains("acpi") ? [AcpiTables.Build(Processors)] : [];
+
+    /// <summary>A partition has one virtual processor.</summary>
+    private const int Processors = 1;
 
     /// <summary>Loads the image into a new partition with its worker and devices. The VM is created, not started.</summary>
     public VirtualMachine? CreateVm(VmConfiguration config, out VmCreationError? error)
@@ -250,6 +261,11 @@ public sealed partial class RootPartition
             worker.ConnectInterruptController(pic);
         }
 
+        if (devices.OfType<IoApic>().FirstOrDefault() is { } ioapic)
+        {
+            worker.ConnectIoApic(ioapic);
+        }
+
         foreach (IChipsetDevice device in devices)
         {
             worker.Attach(config.InjectDeviceFailure is { } failure && failure.Device == device.Name
@@ -277,10 +293,10 @@ public sealed partial class RootPartition
         return vm;
     }
 
-    /// <summary>The PC chipset devices the configuration names. A partition has one virtual processor.</summary>
+    /// <summary>The PC chipset devices the configuration names.</summary>
     private static IEnumerable<IChipsetDevice> ChipsetDevices(VmConfiguration config, DeviceServices services)
     {
-        const int processors = 1;
+        const int processors = Processors;
         foreach (string name in config.Devices)
         {
             IChipsetDevice? device = name switch
@@ -295,6 +311,8 @@ public sealed partial class RootPartition
                 "pci" => new PciConfigMechanism1(services.Control),
                 "pic" => new DualPic8259(),
                 "pit" => new Pit8254(services.Clock, services.InterruptLine(Pit8254.Irq), services.CreateTimer),
+                "ioapic" => new IoApic(AcpiTables.IoApicId(processors), services.SignalMsi),
+                "acpi" => new AcpiPmDevice(services.Clock, services.Control, services.InterruptLine(AcpiPmDevice.Sci), services.CreateTimer),
                 _ => null,
             };
             if (device is not null)

@@ -99,6 +99,27 @@ public sealed partial class RootPartitionApi
     }
 
     /// <summary>
+    /// Sends an interrupt message to the partition's local APICs in the MSI format (<paramref name="address"/> 0xFEExxxxx
+    /// with the destination, <paramref name="data"/> with the vector, delivery mode and trigger), as the root's I/O APIC
+    /// does for a redirection entry, and Hyper-V's root through HvCallAssertVirtualInterrupt (WHvRequestInterrupt). Like
+    /// <see cref="AssertInterrupt"/>, it reaches the vCPUs before the partition's intercept being served completes, or
+    /// at the next barrier. The EOI of a level-triggered one comes back as an <see cref="InterceptKind.ApicEoi"/> intercept.
+    /// </summary>
+    public void SignalMsi(PartitionHandle partition, uint address, uint data)
+    {
+        Partition p = Get(partition);
+        _kernel.Interrupts.PostMsi(p.Id, address, data);
+        if (!_kernel.Scheduler.IsRunning)
+        {
+            _kernel.Completion.DeliverPostedInterrupts();
+        }
+        else
+        {
+            _kernel.Scheduler.Wake();
+        }
+    }
+
+    /// <summary>
     /// Asks for (<paramref name="requested"/>) or withdraws an interrupt-window notification for the boot vCPU, as
     /// Hyper-V's root sets HvRegisterDeliverabilityNotifications for its emulated PIC's ExtINT: when the vCPU reaches
     /// the first instruction boundary where it can take an external interrupt (IF=1, no STI or MOV SS shadow), the

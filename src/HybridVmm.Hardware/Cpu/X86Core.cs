@@ -49,7 +49,15 @@ public sealed partial class X86Core
     public uint Eip { get => _ctx.Eip; set => _ctx.Eip = value; }
 
     /// <summary>EFLAGS fully materialised (bit 1 always set).</summary>
-    public uint Eflags { get => _ctx.Eflags; set => _ctx.Eflags = (value & EFlagsWritableMask) | (uint)EFlags.Reserved1; }
+    public uint Eflags
+    {
+        get => _ctx.Eflags;
+        set
+        {
+            _ctx.Eflags = (value & EFlagsWritableMask) | (uint)EFlags.Reserved1;
+            FlagsMayHaveChangedAc();
+        }
+    }
 
     // Setting a control register from outside (reset, restore, tests) applies it to the paging state and drops the TLB.
     public uint Cr0 { get => _ctx.Cr0; set => SetControlRegisters(value, _ctx.Cr3, _ctx.Cr4); }
@@ -252,5 +260,6 @@ public sealed partial class X86Core
         _ctx.Gpr = _savedGpr;
         _ctx.Eip = _savedEip;
         _ctx.Eflags = _savedFlags;
+        FlagsMayHaveChangedAc();
     }
 }

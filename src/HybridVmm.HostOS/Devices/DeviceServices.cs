@@ -5,7 +5,8 @@ namespace HybridVmm.HostOS.Devices;
 /// synthetic (VMBus) devices get the same service types. Everything runs on the VM's virtual time, so a
 /// device's effects land at the same guest instruction on every run.
 /// </summary>
-public sealed class DeviceServices(IDeviceClock clock, IVmControl control, Func<int, IInterruptLine> interruptLine, Func<Action<long>, IVirtualTimer> timer)
+public sealed class DeviceServices(IDeviceClock clock, IVmControl control, Func<int, IInterruptLine> interruptLine, Func<Action<long>, IVirtualTimer> timer,
+    Action<uint, uint>? signalMsi = null)
 {
     /// <summary>The VM's virtual time, as of the access (or timer) being served.</summary>
     public IDeviceClock Clock { get; } = clock;
@@ -20,6 +21,13 @@ public sealed class DeviceServices(IDeviceClock clock, IVmControl control, Func<
     /// PIC leaves its lines unconnected.
     /// </summary>
     public IInterruptLine InterruptLine(int line) => interruptLine(line);
+
+    /// <summary>
+    /// Sends an interrupt message to the VM's local APICs in the MSI format (address 0xFEExxxxx with the destination,
+    /// data with vector, delivery mode and trigger), as the I/O APIC does for its inputs. A VM without a kernel behind it
+    /// (a device tested alone) drops it.
+    /// </summary>
+    public void SignalMsi(uint address, uint data) => signalMsi?.Invoke(address, data);
 
     /// <summary>A timer that calls <paramref name="onExpired"/> with the virtual time it expired at.</summary>
     public IVirtualTimer CreateTimer(Action<long> onExpired) => timer(onExpired);

@@ -25,9 +25,10 @@ public sealed record VmConfiguration
     /// <summary>
     /// COM1, QEMU's debug exit and HybridVmm's provisioning port, then the PC chipset devices: QEMU's fw_cfg, the POST
     /// port 0x80, port 0x92, the 8042, the RTC/CMOS, PCI configuration mechanism 1 with its host bridge, the two 8259
-    /// PICs (with the ELCR) that the platform's interrupt lines feed, and the 8254 PIT (with port 0x61).
+    /// PICs (with the ELCR) that the platform's interrupt lines feed, the 8254 PIT (with port 0x61), the I/O APIC that the
+    /// same lines feed, and the ACPI power management registers with the firmware's ACPI tables that describe them.
     /// </summary>
-    public static readonly IReadOnlyList<string> KnownDevices = new[] { "com1", "debug-exit", "provisioning", "fw-cfg", "post", "port92", "i8042", "rtc", "pci", "pic", "pit" };
+    public static readonly IReadOnlyList<string> KnownDevices = new[] { "com1", "debug-exit", "provisioning", "fw-cfg", "post", "port92", "i8042", "rtc", "pci", "pic", "pit", "ioapic", "acpi" };
 
     /// <summary>The date and time (UTC) the RTC shows at the VM's virtual time 0: a fixed epoch, never the host's clock.</summary>
     public DateTime RtcEpoch { get; init; } = DefaultRtcEpoch;

@@ -29,6 +29,7 @@ public sealed class VmWorker : IDeviceClock, IVmControl
     private uint _deferredMask;
     // The PC's interrupt controller the platform's lines feed, once connected; without one, lines go nowhere.
     private DualPic8259? _pic;
+    private IoApic? _ioapic;
 
     public VmWorker(RootPartitionApi root, PartitionHandle partition)
     {
@@ -37,7 +38,8 @@ public sealed class VmWorker : IDeviceClock, IVmControl
         Partition = partition;
         Inbox = new MessagePort<InterceptMessage>($"worker.{root.Name(partition)}", capacity: 16);
         _timers = new DeviceTimers(deadline => _root.SetDeviceTimer(Partition, deadline));
-        Services = new DeviceServices(this, this, line => new InterruptLine(this, line), _timers.Create);
+        Services = new DeviceServices(this, this, line => new InterruptLine(this, line), _timers.Create,
+            (address, data) => _root.SignalMsi(Partition, address, data));
     }
 
     public PartitionHandle Partition { get; }
@@ -102,6 +104,7 @@ public sealed class VmWorker : IDeviceClock, IVmControl
                 InterceptKind.IoPortWrite => PortWrite(message),
                 InterceptKind.DeviceTimer => FireTimers(message),
                 InterceptKind.InterruptWindow => InterruptWindow(message),
+                InterceptKind.ApicEoi => ApicEoi(message),
                 _ => Mmio(message),
             };
             if (_deferred is { } deferred)
@@ -196,6 +199,20 @@ public sealed class VmWorker : IDeviceClock, IVmControl
     {
         _pic = pic;
         pic.ConnectIntr(high => _root.SetInterruptWindow(Partition, high));
+    }
+
+    /// <summary>
+    /// Connects the I/O APIC: platform interrupt lines reach its inputs as well as the PIC's, as on a PC, and the
+    /// kernel's EOI intercepts for level-triggered vectors reach it.
+    /// </summary>
+    public void ConnectIoApic(IoApic ioapic) => _ioapic = ioapic;
+
+    /// <summary>The guest ended a level-triggered interrupt: the I/O APIC's remote IRR for that vector clears.</summary>
+    private InterceptReply ApicEoi(in InterceptMessage m)
+    {
+        Trace(m, $"ioapic eoi vector=0x{m.Value:x2}");
+        _ioapic?.EndOfInterrupt((byte)m.Value);
+        return Reply(m, InterceptAction.Resume, 0);
     }
 
     /// <summary>
@@ -294,6 +311,7 @@ public sealed class VmWorker : IDeviceClock, IVmControl
             {
                 IsRaised = true;
                 worker._pic?.SetIrq(line, true);
+                worker._ioapic?.SetIrq(line, true);
             }
         }
 
@@ -303,6 +321,7 @@ public sealed class VmWorker : IDeviceClock, IVmControl
             {
                 IsRaised = false;
                 worker._pic?.SetIrq(line, false);
+                worker._ioapic?.SetIrq(line, false);
             }
         }
     }

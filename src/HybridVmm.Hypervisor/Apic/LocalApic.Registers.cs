@@ -168,17 +168,10 @@ internal sealed partial class LocalApic
         }
     }
 
-    private bool TargetsSelf()
+    private bool TargetsSelf() => ((_icrLow >> 18) & 3) switch
     {
-        byte destination = (byte)(_icrHigh >> 24);
-        return ((_icrLow >> 18) & 3) switch
-        {
-            1 or 2 => true,  // self; all including self
-            3 => false,      // all excluding self: no other processor
-            _ when (_icrLow & (1u << 11)) == 0 => destination == 0xFF || destination == _id,
-            // Logical: flat model (DFR 0xF) is a bitmap of 8 processors; cluster model (0x0) a cluster and 4 members.
-            _ when (_dfr >> 28) == 0xF => (destination & (_ldr >> 24)) != 0,
-            _ => ((destination ^ (_ldr >> 24)) & 0xF0) == 0 && (destination & (_ldr >> 24) & 0x0F) != 0,
-        };
-    }
+        1 or 2 => true,  // self; all including self
+        3 => false,      // all excluding self: no other processor
+        _ => MatchesDestination((byte)(_icrHigh >> 24), logical: (_icrLow & (1u << 11)) != 0),
+    };
 }

@@ -187,15 +187,52 @@ internal sealed partial class LocalApic : ILocalInterruptController
         return (byte)irrv;
     }
 
-    /// <summary>A write to EOI: the highest in-service vector leaves ISR (no I/O APIC to tell of a level-triggered one).</summary>
+    /// <summary>
+    /// A write to EOI: the highest in-service vector leaves ISR. A level-triggered one (its TMR bit set) is also
+    /// broadcast to the I/O APIC (SDM Vol. 3A, 11.8.5), which here is the root's device: the kernel tells it through an
+    /// EOI intercept, Hyper-V's HvMessageTypeX64ApicEoi (<see cref="TakeLevelTriggeredEoi"/>).
+    /// </summary>
     private void EndOfInterrupt()
     {
         int isrv = Highest(_isr);
         if (isrv >= 0)
         {
             Clear(_isr, isrv);
+            if (IsSet(_tmr, isrv))
+            {
+                _levelTriggeredEoi = isrv;
+            }
+
             _core.LocalInterruptsChanged();
         }
+    }
+
+    private int _levelTriggeredEoi = -1;
+
+    /// <summary>The vector of a level-triggered interrupt the last register write ended (its EOI goes to the root), or null.</summary>
+    public byte? TakeLevelTriggeredEoi()
+    {
+        int vector = _levelTriggeredEoi;
+        _levelTriggeredEoi = -1;
+        return vector < 0 ? null : (byte)vector;
+    }
+
+    /// <summary>
+    /// Whether an interrupt message for <paramref name="destination"/> reaches this APIC (SDM Vol. 3A, 11.6.2): in
+    /// physical mode its ID or the broadcast 0xFF; in logical mode its LDR in the DFR's model, flat (a bitmap of 8) or
+    /// cluster (a cluster in the high nibble and a bitmap of 4).
+    /// </summary>
+    public bool MatchesDestination(byte destination, bool logical)
+    {
+        if (!logical)
+        {
+            return destination == 0xFF || destination == _id;
+        }
+
+        uint ldr = _ldr >> 24;
+        return (_dfr >> 28) == 0xF
+            ? (destination & ldr) != 0
+            : ((destination ^ ldr) & 0xF0) == 0 && (destination & ldr & 0x0F) != 0;
     }
 
     private void ReportError(uint bit)

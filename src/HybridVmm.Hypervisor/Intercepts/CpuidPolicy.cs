@@ -7,7 +7,12 @@ namespace HybridVmm.Hypervisor.Intercepts;
 /// </summary>
 public static class CpuidPolicy
 {
-    public const uint MaxBasicLeaf = 1;
+    /// <summary>The highest basic leaf: 7, for the structured extended features. Leaves 2-6 read as zero (no cache or
+    /// TLB descriptors, no deterministic cache parameters, no MONITOR/MWAIT, no thermal and power management).</summary>
+    public const uint MaxBasicLeaf = 7;
+
+    /// <summary>Leaf 7 subleaf 0 EBX: SMEP (bit 7) and SMAP (bit 20, with STAC and CLAC). EAX, the highest subleaf, is 0.</summary>
+    public const uint StructuredFeaturesEbx = (1u << 7) | (1u << 20);
     /// <summary>A TLFS-compliant ("Hv#1") hypervisor implements leaves 0x40000000-0x40000005 at least (TLFS 2.4).</summary>
     public const uint MaxHypervisorLeaf = 0x40000005;
 
@@ -51,11 +56,11 @@ public static class CpuidPolicy
     /// <param name="privileges">The partition's HV_PARTITION_PRIVILEGE_MASK, reported in leaf 0x40000003 EAX (low) and EBX (high).</param>
     public static (uint Eax, uint Ebx, uint Ecx, uint Edx) Query(uint leaf, uint subleaf, ulong privileges = (ulong)Hv1.HvPartitionPrivileges.Child)
     {
-        _ = subleaf;
         return leaf switch
         {
             0 => (MaxBasicLeaf, Pack("Genu"), Pack("ntel"), Pack("ineI")),
             1 => (Signature, 0, HypervisorPresent, FeaturesEdx),
+            7 when subleaf == 0 => (0, StructuredFeaturesEbx, 0, 0),
             0x40000000 => (MaxHypervisorLeaf, Pack(VendorSignature[..4]), Pack(VendorSignature[4..8]), Pack(VendorSignature[8..])),
             0x40000001 => (InterfaceSignature, 0, 0, 0),
             0x40000002 => (VersionBuild, VersionMajorMinor, 0, 0),

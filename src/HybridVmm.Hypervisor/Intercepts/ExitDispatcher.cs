@@ -33,8 +33,17 @@ internal sealed class ExitDispatcher(PartitionTable partitions, InterceptCost co
             case CpuExitReason.MemoryIntercept when exit.IsWrite && ResolveWriteProtection(partition, vp, exit.GuestPhysicalAddress):
                 return ExitOutcome.Go;
             case CpuExitReason.MemoryIntercept when vp.Apic.Claims(exit.GuestPhysicalAddress):
-                // The local APIC's page is the kernel's own (as on Hyper-V): served here, never routed to the root.
-                return ApicAccess.Serve(partitions, partition, vp, exit, enlightenments.ExitCostTicks);
+                // The local APIC's page is the kernel's own (as on Hyper-V): served here, never routed to the root,
+                // except the EOI of a level-triggered interrupt, which the root's I/O APIC must hear of.
+                ExitOutcome served = ApicAccess.Serve(partitions, partition, vp, exit, enlightenments.ExitCostTicks);
+                if (served.Continue && vp.Apic.TakeLevelTriggeredEoi() is byte eoi)
+                {
+                    var message = new InterceptMessage(partition.Id, vp.Index, partitions.Now(vp), InterceptKind.ApicEoi, 0, 0, eoi, 0, false, partition.ClockOffset);
+                    ExitOutcome root = await ToDeviceModelAsync(partition, vp, default, message, cancellationToken).ConfigureAwait(false);
+                    return root with { SliceTicks = root.SliceTicks + served.SliceTicks };
+                }
+
+                return served;
             case CpuExitReason.IoIn:
             case CpuExitReason.IoOut:
             case CpuExitReason.MemoryIntercept:
@@ -158,6 +167,7 @@ internal sealed class ExitDispatcher(PartitionTable partitions, InterceptCost co
             InterceptKind.IoPortWrite => "io-write",
             InterceptKind.DeviceTimer => "device-timer",
             InterceptKind.InterruptWindow => "interrupt-window",
+            InterceptKind.ApicEoi => "apic-eoi",
             _ => "unmapped-gpa",
         });
 

@@ -13,35 +13,94 @@ namespace HybridVmm.Hypervisor.Intercepts;
 internal sealed class InterceptCompletion(PartitionTable partitions, InterruptQueue interrupts)
 {
     /// <summary>Delivers the interrupts the root asserted into their vCPUs; call on the scheduler thread only (or when none runs).</summary>
-    public void DeliverPostedInterrupts() => interrupts.Drain((partitionId, vpIndex, kind, vector) =>
+    public void DeliverPostedInterrupts() => interrupts.Drain(posted =>
     {
-        if (partitions.Find(partitionId) is { State: not PartitionState.Stopped } partition && vpIndex < partition.VirtualProcessors.Count)
+        if (partitions.Find(posted.PartitionId) is not { State: not PartitionState.Stopped } partition || posted.VpIndex >= partition.VirtualProcessors.Count)
         {
-            VirtualProcessor vp = partition.VirtualProcessors[vpIndex];
-            string what;
-            switch (kind)
-            {
-                case PostedKind.Fixed:
-                    vp.Core.RequestInterrupt(vector);
-                    what = $"root asserted interrupt vector=0x{vector:x2}";
-                    break;
-                default:
-                    bool requested = kind == PostedKind.WindowRequested;
-                    if (vp.ExtIntRequested == requested)
-                    {
-                        return; // no change: nothing to trace
-                    }
+            return;
+        }
 
-                    // The 8259's INTR reaches the core through the APIC's LINT0 (virtual-wire mode).
-                    vp.ExtIntRequested = requested;
-                    vp.SyncInterruptWindow();
-                    what = requested ? "root requested interrupt window" : "root withdrew interrupt window";
-                    break;
+        VirtualProcessor vp = partition.VirtualProcessors[posted.VpIndex];
+        string what;
+        switch (posted.Kind)
+        {
+            case PostedKind.Fixed:
+                vp.Core.RequestInterrupt(posted.Vector);
+                what = $"root asserted interrupt vector=0x{posted.Vector:x2}";
+                break;
+            case PostedKind.Msi:
+                what = DeliverMsi(partition, posted.Address, posted.Data, out vp);
+                break;
+            default:
+                bool requested = posted.Kind == PostedKind.WindowRequested;
+                if (vp.ExtIntRequested == requested)
+                {
+                    return; // no change: nothing to trace
+                }
+
+                // The 8259's INTR reaches the core through the APIC's LINT0 (virtual-wire mode).
+                vp.ExtIntRequested = requested;
+                vp.SyncInterruptWindow();
+                what = requested ? "root requested interrupt window" : "root withdrew interrupt window";
+                break;
+        }
+
+        partitions.Trace.Record(partitions.Now(vp), partition.Id, vp.Index, TraceKind.Message, what);
+    });
+
+    /// <summary>
+    /// Delivers an interrupt message in the MSI format (SDM Vol. 3A, 11.11): address bits 19:12 the destination and bit 2
+    /// logical mode; data bits 7:0 the vector, 10:8 the delivery mode and bit 15 the trigger. Fixed goes to every APIC
+    /// the destination matches, lowest priority to the matching one with the lowest processor priority (the lowest
+    /// index among equals, so the choice is deterministic), NMI to every match. SMI, INIT, SIPI and ExtINT messages are
+    /// not simulated and are dropped, as is a message whose address is not in the APIC range 0xFEExxxxx.
+    /// </summary>
+    private static string DeliverMsi(Partition partition, uint address, uint data, out VirtualProcessor traced)
+    {
+        traced = partition.VirtualProcessors[0];
+        byte vector = (byte)data, destination = (byte)(address >> 12);
+        uint mode = (data >> 8) & 7;
+        bool logical = (address & 4) != 0, level = (data & 0x8000) != 0;
+        string message = $"msi address=0x{address:x8} data=0x{data:x4}";
+        if ((address & 0xFFF0_0000) != 0xFEE0_0000 || mode is not (0 or 1 or 4))
+        {
+            return $"{message}: dropped (not a fixed, lowest-priority or NMI message to the APIC range)";
+        }
+
+        var targets = new List<VirtualProcessor>();
+        foreach (VirtualProcessor vp in partition.VirtualProcessors)
+        {
+            if (vp.Apic.GloballyEnabled && vp.Apic.MatchesDestination(destination, logical))
+            {
+                targets.Add(vp);
+            }
+        }
+
+        if (mode == 1 && targets.Count > 1)
+        {
+            VirtualProcessor lowest = targets[0];
+            foreach (VirtualProcessor vp in targets)
+            {
+                if (vp.Apic.ProcessorPriority < lowest.Apic.ProcessorPriority) lowest = vp;
             }
 
-            partitions.Trace.Record(partitions.Now(vp), partitionId, vpIndex, TraceKind.Message, what);
+            targets = [lowest];
         }
-    });
+
+        foreach (VirtualProcessor vp in targets)
+        {
+            if (mode == 4) vp.Core.RequestNmi();
+            else vp.Apic.Accept(vector, level);
+        }
+
+        if (targets.Count == 0)
+        {
+            return $"{message}: no APIC accepted it";
+        }
+
+        traced = targets[0];
+        return $"{message} -> vector=0x{vector:x2} to {targets.Count} vcpu(s)";
+    }
 
     public void Complete(InterceptReply reply, bool countMessage = true)
     {

@@ -16,6 +16,12 @@ public enum InterceptKind
     /// X64InterruptWindow message and a KVM userspace irqchip on ready_for_interrupt_injection.
     /// </summary>
     InterruptWindow,
+    /// <summary>
+    /// The guest ended a level-triggered interrupt (an EOI write with the vector's TMR bit set): the root's I/O APIC
+    /// clears the remote IRR of the entries with that vector (<see cref="InterceptMessage.Value"/>) and sends again if
+    /// the line is still asserted. Hyper-V's HvMessageTypeX64ApicEoi; the EOI write has completed.
+    /// </summary>
+    ApicEoi,
 }
 
 /// <summary>
@@ -45,6 +51,7 @@ public readonly record struct InterceptMessage(
         InterceptKind.IoPortWrite => $"io-write port=0x{Port:x4} size={Size} value=0x{Value.ToString(Size == 1 ? "x2" : Size == 2 ? "x4" : "x8")}",
         InterceptKind.DeviceTimer => "device-timer",
         InterceptKind.InterruptWindow => "interrupt-window",
+        InterceptKind.ApicEoi => $"apic-eoi vector=0x{Value:x2}",
         _ => IsWrite
             ? $"unmapped-gpa gpa=0x{GuestPhysicalAddress:x8} write size={Size} value=0x{Value.ToString(Size == 1 ? "x2" : Size == 2 ? "x4" : "x8")}"
             : $"unmapped-gpa gpa=0x{GuestPhysicalAddress:x8} read size={Size}",

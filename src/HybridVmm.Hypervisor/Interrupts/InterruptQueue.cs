@@ -11,6 +11,11 @@ internal enum PostedKind : byte
     WindowRequested,
     /// <summary>The request went away before the window came (the guest masked it, a level input dropped).</summary>
     WindowWithdrawn,
+    /// <summary>
+    /// An interrupt message in the MSI format (an I/O APIC redirection entry, or a device's MSI): the address selects
+    /// the destination APICs, the data the vector, delivery mode and trigger (SDM Vol. 3A, 11.11).
+    /// </summary>
+    Msi,
 }
 
 /// <summary>
@@ -21,21 +26,26 @@ internal enum PostedKind : byte
 /// </summary>
 internal sealed class InterruptQueue
 {
-    private readonly ConcurrentQueue<(int PartitionId, int VpIndex, PostedKind Kind, byte Vector)> _posted = new();
+    private readonly ConcurrentQueue<PostedInterrupt> _posted = new();
 
-    public void Post(int partitionId, int vpIndex, byte vector) => _posted.Enqueue((partitionId, vpIndex, PostedKind.Fixed, vector));
+    public void Post(int partitionId, int vpIndex, byte vector) => _posted.Enqueue(new(partitionId, vpIndex, PostedKind.Fixed, vector));
 
     public void PostWindow(int partitionId, int vpIndex, bool requested) =>
-        _posted.Enqueue((partitionId, vpIndex, requested ? PostedKind.WindowRequested : PostedKind.WindowWithdrawn, 0));
+        _posted.Enqueue(new(partitionId, vpIndex, requested ? PostedKind.WindowRequested : PostedKind.WindowWithdrawn, 0));
+
+    public void PostMsi(int partitionId, uint address, uint data) => _posted.Enqueue(new(partitionId, 0, PostedKind.Msi, (byte)data, address, data));
 
     public bool IsEmpty => _posted.IsEmpty;
 
     /// <summary>Hands everything posted to <paramref name="deliver"/>, in posting order.</summary>
-    public void Drain(Action<int, int, PostedKind, byte> deliver)
+    public void Drain(Action<PostedInterrupt> deliver)
     {
-        while (_posted.TryDequeue(out var posted))
+        while (_posted.TryDequeue(out PostedInterrupt posted))
         {
-            deliver(posted.PartitionId, posted.VpIndex, posted.Kind, posted.Vector);
+            deliver(posted);
         }
     }
 }
+
+/// <summary>One posted item; <see cref="Address"/> and <see cref="Data"/> only for <see cref="PostedKind.Msi"/>.</summary>
+internal readonly record struct PostedInterrupt(int PartitionId, int VpIndex, PostedKind Kind, byte Vector, uint Address = 0, uint Data = 0);

@@ -58,7 +58,7 @@ public class MigrationChunkTests
         Assert.That(container.Chunks.Select(c => c.Tag), Is.EqualTo(new[]
         {
             "partition", "cpu.vp0", "interrupts.vp0", "statistics", "clock", "hv.partition", "synic.vp0", "apic.vp0", "root.requests",
-            "device.com1", "device.provisioning", "device.fw-cfg", "device.port92", "device.i8042", "device.rtc", "device.pci", "device.pic", "device.pit", "memory",
+            "device.com1", "device.provisioning", "device.fw-cfg", "device.port92", "device.i8042", "device.rtc", "device.pci", "device.pic", "device.pit", "device.ioapic", "device.acpi-pm", "memory",
         }));
         VmSnapshot snapshot = SnapshotFormat.TryDeserialize(final, out error)!;
         Assert.That(snapshot, Is.Not.Null, error);

@@ -19,7 +19,7 @@ internal enum Operation : byte
     Movs, Stos, Lods, Cmps, Scas, Ins, Outs,
     Daa, Das, Aaa, Aas, Aam, Aad,
     Enter, Leave, Pusha, Popa, Pushf, Popf, Lahf, Sahf, Salc,
-    Clc, Stc, Cmc, Cld, Std, Cli, Sti,
+    Clc, Stc, Cmc, Cld, Std, Cli, Sti, Stac, Clac,
     Nop, Cpuid, Rdtsc, Hlt, In, Out, Xlat,
     Lgdt, Lidt, Sgdt, Sidt, SoftwareInterrupt,
     Iret, Rdmsr, Wrmsr, Vmcall, Invlpg, Sysenter, Sysexit, Rdtscp,
@@ -213,6 +213,8 @@ internal static class OperationTable
             Mnemonic.Std => Operation.Std,
             Mnemonic.Cli => Operation.Cli,
             Mnemonic.Sti => Operation.Sti,
+            Mnemonic.Stac => Operation.Stac,
+            Mnemonic.Clac => Operation.Clac,
             Mnemonic.Nop or Mnemonic.Pause or Mnemonic.Lfence or Mnemonic.Mfence or Mnemonic.Sfence
                 or Mnemonic.Prefetchnta or Mnemonic.Prefetcht0 or Mnemonic.Prefetcht1 or Mnemonic.Prefetcht2
                 or Mnemonic.Prefetchw or Mnemonic.Endbr32 or Mnemonic.Wbinvd or Mnemonic.Invd

@@ -114,7 +114,7 @@ public sealed partial class X86Core
         | Cr0Flags.WP | Cr0Flags.AM | Cr0Flags.NW | Cr0Flags.CD | Cr0Flags.PG);
 
     /// <summary>The CR4 bits this core implements; setting any other is #GP(0), as for a feature CPUID does not report.</summary>
-    private const uint Cr4Supported = (uint)(Cr4Flags.PSE | Cr4Flags.PGE | Cr4Flags.OSFXSR);
+    private const uint Cr4Supported = (uint)(Cr4Flags.PSE | Cr4Flags.PGE | Cr4Flags.OSFXSR | Cr4Flags.SMEP | Cr4Flags.SMAP);
 
     private bool WriteCr0(uint value)
     {
@@ -137,6 +137,11 @@ public sealed partial class X86Core
         uint old = _ctx.Cr4;
         _ctx.Cr4 = value;
         PagingControlChanged(_ctx.Cr0, old);
+        if (((old ^ value) & (Cr4Smep | Cr4Smap)) != 0)
+        {
+            UpdateAccessRights();
+            CodeMappingChanged(); // the run loop's cached code page was checked under the old SMEP
+        }
         return true;
     }
 

@@ -110,6 +110,7 @@ public sealed partial class X86Core
             Operation.Std => SetFlag(DF, true),
             Operation.Cli => Cli(),
             Operation.Sti => Sti(),
+            Operation.Stac or Operation.Clac => SetAlignmentCheck(OperationByCode[(int)ins.Code] == Operation.Stac),
             Operation.Nop => true,
             Operation.Cpuid => Cpuid(),
             Operation.Rdtsc => Rdtsc(),
@@ -136,6 +137,18 @@ public sealed partial class X86Core
     private bool SetFlag(uint flag, bool value)
     {
         _ctx.Eflags = value ? _ctx.Eflags | flag : _ctx.Eflags & ~flag;
+        return true;
+    }
+
+    /// <summary>
+    /// STAC and CLAC (SDM Vol. 2B): set or clear EFLAGS.AC, which lifts or restores SMAP's rule for supervisor data
+    /// accesses. Ring 0 only (#UD above it); CPUID leaf 7 reports SMAP, so they exist.
+    /// </summary>
+    private bool SetAlignmentCheck(bool value)
+    {
+        if (_ctx.Cpl != 0) return UndefinedOpcode();
+        SetFlag(AcFlag, value);
+        FlagsMayHaveChangedAc();
         return true;
     }
 }

@@ -55,4 +55,8 @@ public enum Cr4Flags : uint
     PGE = 1u << 7,
     /// <summary>The OS saves state with FXSAVE/FXRSTOR (SDM Vol. 3A, 2.5). Without SSE it changes nothing else here.</summary>
     OSFXSR = 1u << 9,
+    /// <summary>Supervisor-mode execution prevention: no fetch at CPL 0-2 from a page user mode can reach (SDM Vol. 3A, 4.6).</summary>
+    SMEP = 1u << 20,
+    /// <summary>Supervisor-mode access prevention: no data access at CPL 0-2 to such a page while EFLAGS.AC=0 (SDM Vol. 3A, 4.6).</summary>
+    SMAP = 1u << 21,
 }

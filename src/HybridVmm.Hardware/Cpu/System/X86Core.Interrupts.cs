@@ -149,6 +149,7 @@ public sealed partial class X86Core
         if (!CommitCodeTarget(cache, address, high, eip)) return false;
         _ctx.Eflags = (_ctx.Eflags & ~writable) | (flags & writable) | (uint)EFlags.Reserved1;
         if ((_ctx.Eflags & RfFlag) != 0) _eventCheck = true; // RF lasts one instruction (X86Core.Debug.cs)
+        FlagsMayHaveChangedAc();
         return true;
     }
 
@@ -432,6 +433,7 @@ public sealed partial class X86Core
         }
         if (!ok) return AbandonDelivery(espBefore, faultedBefore, exitBefore);
         _ctx.Eflags &= ~((uint)EFlags.IF | (uint)EFlags.TF | AcFlag);
+        FlagsMayHaveChangedAc();
         SetSegmentCache(Sreg.Cs, RealModeSegment(Sreg.Cs, (ushort)(pointer >> 16)));
         _ctx.Eip = pointer & 0xFFFF;
         CodeMappingChanged();

@@ -33,17 +33,21 @@ public sealed partial class X86Core
     private const uint TlbValid = 1;
 
     // Rights bits of a TLB entry, and the rights an access needs (_readRequired, _writeRequired).
-    private const byte TlbUserRead = 1, TlbUserWrite = 2, TlbSupervisorWrite = 4, TlbDirty = 8, TlbGlobal = 16, TlbLargePage = 32;
+    // TlbSupervisorPage marks a page user mode cannot reach: what a supervisor data access needs under SMAP (CR4.SMAP=1
+    // and EFLAGS.AC=0, or an implicit access at CPL 3), and a supervisor fetch under SMEP.
+    private const byte TlbUserRead = 1, TlbUserWrite = 2, TlbSupervisorWrite = 4, TlbDirty = 8, TlbGlobal = 16, TlbLargePage = 32,
+        TlbSupervisorPage = 64;
 
     // Page-directory and page-table entry bits (SDM Vol. 3A, tables 4-4 to 4-6).
     private const uint PtePresent = 1, PteWritable = 2, PteUser = 4, PteAccessed = 0x20, PteDirty = 0x40, PtePageSize = 0x80, PteGlobal = 0x100;
     private const uint Pde4MReservedBits = 0x003F_E000; // bits 21:13 with MAXPHYADDR 32
 
     private const uint Cr0Pe = (uint)Cr0Flags.PE, Cr0Wp = (uint)Cr0Flags.WP, Cr0Pg = (uint)Cr0Flags.PG;
-    private const uint Cr4Pse = (uint)Cr4Flags.PSE, Cr4Pae = (uint)Cr4Flags.PAE, Cr4Pge = (uint)Cr4Flags.PGE;
+    private const uint Cr4Pse = (uint)Cr4Flags.PSE, Cr4Pae = (uint)Cr4Flags.PAE, Cr4Pge = (uint)Cr4Flags.PGE,
+        Cr4Smep = (uint)Cr4Flags.SMEP, Cr4Smap = (uint)Cr4Flags.SMAP;
 
     // #PF error code bits (SDM Vol. 3A, 4.7).
-    private const uint PfPresent = 1, PfWrite = 2, PfUser = 4, PfReserved = 8;
+    private const uint PfPresent = 1, PfWrite = 2, PfUser = 4, PfReserved = 8, PfFetch = 16;
 
     private struct TlbEntry
     {
@@ -59,9 +63,11 @@ public sealed partial class X86Core
     private bool _pagingEnabled;
     // Some TLB entry came from a 4 MiB page: INVLPG must then drop every entry of that page, not one.
     private bool _tlbHasLargePages;
-    // The TLB rights a data read and a data write need at the current privilege level.
+    // The TLB rights a data read, a data write and an instruction fetch need at the current privilege level (and, for
+    // a supervisor, under the current CR4.SMAP, EFLAGS.AC and CR4.SMEP).
     private byte _readRequired;
     private byte _writeRequired = TlbSupervisorWrite | TlbDirty;
+    private byte _fetchRequired;
 
     /// <summary>True when CR0.PG is set: linear addresses are translated by the guest's page tables.</summary>
     public bool PagingEnabled => _pagingEnabled;
@@ -79,30 +85,34 @@ public sealed partial class X86Core
         {
             return entry.PageBase | (linear & PageOffsetMask);
         }
-        return WalkAndFill(linear, write, fetch: false, user: _readRequired != 0);
+        return WalkAndFill(linear, write, fetch: false, required);
     }
 
-    /// <summary>Linear → guest-physical for an instruction fetch (rights of a read at the current privilege level).</summary>
+    /// <summary>Linear → guest-physical for an instruction fetch (a read at the current privilege level, and SMEP's rule for a supervisor).</summary>
     private long FetchToPhysical(uint linear)
     {
         ref TlbEntry entry = ref _tlb[(linear >> PageShift) & (TlbEntries - 1)];
-        if (entry.Tag == ((linear & ~PageOffsetMask) | TlbValid) && (entry.Rights & _readRequired) == _readRequired)
+        if (entry.Tag == ((linear & ~PageOffsetMask) | TlbValid) && (entry.Rights & _fetchRequired) == _fetchRequired)
         {
             return entry.PageBase | (linear & PageOffsetMask);
         }
-        return WalkAndFill(linear, write: false, fetch: true, user: _readRequired != 0);
+        return WalkAndFill(linear, write: false, fetch: true, _fetchRequired);
     }
 
     /// <summary>The page walk (SDM Vol. 3A, 4.3), the access-rights check, A/D updates and the TLB fill.</summary>
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private long WalkAndFill(uint linear, bool write, bool fetch, bool user)
+    private long WalkAndFill(uint linear, bool write, bool fetch, byte required)
     {
         if (_faulted)
         {
             return -1;
         }
-        _ = fetch; // no SMEP, no NX in 32-bit paging: a fetch is checked as a read, and the I/D bit stays 0 (SDM 4.7)
-        uint accessBits = (write ? PfWrite : 0) | (user ? PfUser : 0);
+        bool user = (required & (TlbUserRead | TlbUserWrite)) != 0;
+        // A supervisor access that SMAP (data) or SMEP (fetch) forbids on a user page; the caller's required rights say
+        // whether the rule applies now (CR4, EFLAGS.AC, CPL, implicit access).
+        bool supervisorPageOnly = (required & TlbSupervisorPage) != 0;
+        // No NX in 32-bit paging: the I/D bit reports a fetch only while CR4.SMEP=1 (SDM 4.7).
+        uint accessBits = (write ? PfWrite : 0) | (user ? PfUser : 0) | (fetch && (_ctx.Cr4 & Cr4Smep) != 0 ? PfFetch : 0);
 
         uint pdeAddress = (_ctx.Cr3 & ~PageOffsetMask) | ((linear >> 22) << 2);
         if (!ReadPagingEntry(pdeAddress, out uint pde)) return -1;
@@ -135,7 +145,7 @@ public sealed partial class X86Core
         bool writable = (rights & PteWritable) != 0;
         bool userPage = (rights & PteUser) != 0;
         bool supervisorWrite = writable || (_ctx.Cr0 & Cr0Wp) == 0;
-        if ((user && !userPage) || (write && (user ? !writable : !supervisorWrite)))
+        if ((user && !userPage) || (write && (user ? !writable : !supervisorWrite)) || (supervisorPageOnly && userPage))
         {
             return PageFault(linear, accessBits | PfPresent);
         }
@@ -148,7 +158,8 @@ public sealed partial class X86Core
         entry.PageBase = pageBase;
         entry.Rights = (byte)((userPage ? TlbUserRead : 0) | (userPage && writable ? TlbUserWrite : 0)
             | (supervisorWrite ? TlbSupervisorWrite : 0) | ((updated & PteDirty) != 0 ? TlbDirty : 0)
-            | ((leaf & PteGlobal) != 0 && (_ctx.Cr4 & Cr4Pge) != 0 ? TlbGlobal : 0) | (large ? TlbLargePage : 0));
+            | ((leaf & PteGlobal) != 0 && (_ctx.Cr4 & Cr4Pge) != 0 ? TlbGlobal : 0) | (large ? TlbLargePage : 0)
+            | (userPage ? 0 : TlbSupervisorPage));
         _tlbHasLargePages |= large;
         return pageBase | (linear & PageOffsetMask);
     }
@@ -294,12 +305,28 @@ public sealed partial class X86Core
 
     private bool _codeMappingChanged;
 
-    /// <summary>The rights a data access needs at the current privilege level (after a CPL change).</summary>
+    /// <summary>
+    /// The rights a data access and a fetch need (SDM Vol. 3A, 4.6): after a change of the CPL, of CR4.SMEP/SMAP, or of
+    /// EFLAGS.AC. At CPL 3, a user page. At CPL 0-2, any page, except that SMAP (CR4.SMAP=1 with EFLAGS.AC=0) keeps data
+    /// accesses off user pages and SMEP (CR4.SMEP=1) keeps fetches off them.
+    /// </summary>
     private void UpdateAccessRights()
     {
         bool user = _ctx.Cpl == 3;
-        _readRequired = user ? TlbUserRead : (byte)0;
-        _writeRequired = (byte)((user ? TlbUserWrite : TlbSupervisorWrite) | TlbDirty);
+        byte smap = !user && (_ctx.Cr4 & Cr4Smap) != 0 && (_ctx.Eflags & AcFlag) == 0 ? TlbSupervisorPage : (byte)0;
+        _readRequired = user ? TlbUserRead : smap;
+        _writeRequired = (byte)((user ? TlbUserWrite : TlbSupervisorWrite) | TlbDirty | smap);
+        _fetchRequired = user ? TlbUserRead : (_ctx.Cr4 & Cr4Smep) != 0 ? TlbSupervisorPage : (byte)0;
+    }
+
+    /// <summary>After an instruction or event that may have changed EFLAGS.AC: SMAP's rule follows it.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private void FlagsMayHaveChangedAc()
+    {
+        if ((_ctx.Cr4 & Cr4Smap) != 0)
+        {
+            UpdateAccessRights();
+        }
     }
 
     private void SetControlRegisters(uint cr0, uint cr3, uint cr4)
@@ -309,6 +336,7 @@ public sealed partial class X86Core
         _ctx.Cr4 = cr4;
         _pagingEnabled = (cr0 & (Cr0Pg | Cr0Pe)) == (Cr0Pg | Cr0Pe);
         FlushTlb(keepGlobal: false);
+        UpdateAccessRights();
     }
 
     /// <summary>Applies a new CR0/CR4 to the paging state: PG, WP, PSE and PGE changes flush the whole TLB.</summary>

@@ -28,8 +28,11 @@ public sealed partial class X86Core
     private (byte Read, byte Write) BeginSupervisorAccess()
     {
         (byte, byte) saved = (_readRequired, _writeRequired);
-        _readRequired = 0;
-        _writeRequired = TlbSupervisorWrite | TlbDirty;
+        // SMAP applies to implicit accesses to user pages whatever EFLAGS.AC at CPL 3, and as to any supervisor data
+        // access below it (SDM Vol. 3A, 4.6.1).
+        byte smap = (_ctx.Cr4 & Cr4Smap) != 0 && (_ctx.Cpl == 3 || (_ctx.Eflags & AcFlag) == 0) ? TlbSupervisorPage : (byte)0;
+        _readRequired = smap;
+        _writeRequired = (byte)(TlbSupervisorWrite | TlbDirty | smap);
         return saved;
     }
 
