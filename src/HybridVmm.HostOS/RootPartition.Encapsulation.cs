@@ -14,6 +14,12 @@ public sealed partial class RootPartition
     /// <param name="onlyPages">For live migration's final copy: just these pages (zero pages included), instead of every non-zero page.</param>
     public VmSnapshot CaptureSnapshot(VirtualMachine vm, IReadOnlyCollection<uint>? onlyPages = null)
     {
+        if (vm.Configuration.Processors > 1)
+        {
+            // The snapshot format carries one vCPU's registers; a VM with more cannot be captured yet (the SMP issue).
+            throw new NotSupportedException($"VM '{vm.Configuration.Name}' has {vm.Configuration.Processors} virtual processors; saving or migrating a VM with more than one is not supported yet");
+        }
+
         List<SavedPage> pages = onlyPages is null ? ReadNonZeroPages(vm) : ReadPages(vm, onlyPages);
 
         var devices = new List<DeviceState>();

@@ -62,6 +62,12 @@ public sealed partial class RootPartition
     /// <summary>Checks an image and configuration without touching the kernel: what <see cref="CreateVm"/> would load, or why it would refuse.</summary>
     public static PreparedImage? Prepare(VmConfiguration config, out VmCreationError? error)
     {
+        if (config.Processors is < 1 or > RootPartitionApi.MaxProcessors)
+        {
+            error = new VmCreationError(VmCreationErrorKind.InvalidConfiguration, $"a VM has 1 to {RootPartitionApi.MaxProcessors} virtual processors, not {config.Processors}");
+            return null;
+        }
+
         bool linux = BzImage.HasLinuxHeader(config.Image);
         BzImage? bzImage = null;
         MultibootImage? image = null;
@@ -143,10 +149,7 @@ public sealed partial class RootPartition
     /// the ACPI registers, when the VM has them. An image that loads over them wins (its writes come after).
     /// </summary>
     private static IEnumerable<GuestWrite> Firmware(VmConfiguration config) =>
-        config.Devices.Contains("acpi") ? [AcpiTables.Build(Processors)] : [];
-
-    /// <summary>A partition has one virtual processor.</summary>
-    private const int Processors = 1;
+        config.Devices.Contains("acpi") ? [AcpiTables.Build(config.Processors)] : [];
 
     /// <summary>Loads the image into a new partition with its worker and devices. The VM is created, not started.</summary>
     public VirtualMachine? CreateVm(VmConfiguration config, out VmCreationError? error)
@@ -156,7 +159,7 @@ public sealed partial class RootPartition
             return null;
         }
 
-        if (_api.CreatePartition(config.Name, config.MemoryBytes, config.InstructionLimit) is not { } partition)
+        if (_api.CreatePartition(config.Name, config.MemoryBytes, config.InstructionLimit, config.Processors) is not { } partition)
         {
             error = OutOfMemory(config.MemoryBytes);
             return null;
@@ -296,13 +299,13 @@ public sealed partial class RootPartition
     /// <summary>The PC chipset devices the configuration names.</summary>
     private static IEnumerable<IChipsetDevice> ChipsetDevices(VmConfiguration config, DeviceServices services)
     {
-        const int processors = Processors;
+        int processors = config.Processors;
         foreach (string name in config.Devices)
         {
             IChipsetDevice? device = name switch
             {
                 // QEMU sets fw_cfg's command line only for a Linux boot; a Multiboot kernel reads the Multiboot one.
-                "fw-cfg" => new FwCfgDevice(config.MemoryBytes, processors, BzImage.HasLinuxHeader(config.Image) ? config.CommandLine : null),
+                "fw-cfg" => new FwCfgDevice(config.MemoryBytes, (ushort)processors, BzImage.HasLinuxHeader(config.Image) ? config.CommandLine : null),
                 "post" => new PostCodePort(),
                 "port92" => new SystemControlPortA(services.Control),
                 "i8042" => new I8042Controller(services.Control),

@@ -134,12 +134,12 @@ public sealed class HypervisorKernel
 
     internal void StopPartition(Partition partition, PartitionExit exit) => Table.Stop(partition, exit);
 
-    internal Partition? CreateChild(string name, uint memoryBytes, long instructionLimit)
+    internal Partition? CreateChild(string name, uint memoryBytes, long instructionLimit, int processors = 1)
     {
         lock (Table.Gate)
         {
             GuestPhysicalAddressSpace? space = GuestPhysicalAddressSpace.TryCreate(Memory, Frames, memoryBytes);
-            return space is null ? null : AddChild(name, space, instructionLimit);
+            return space is null ? null : AddChild(name, space, instructionLimit, processors);
         }
     }
 
@@ -148,7 +148,7 @@ public sealed class HypervisorKernel
     {
         lock (Table.Gate)
         {
-            Partition clone = AddChild(name, template.AddressSpace!.CloneCopyOnWrite(), template.InstructionLimit);
+            Partition clone = AddChild(name, template.AddressSpace!.CloneCopyOnWrite(), template.InstructionLimit, template.VirtualProcessors.Count);
             for (int i = 0; i < template.VirtualProcessors.Count; i++)
             {
                 clone.VirtualProcessors[i].Core.RestoreState(template.VirtualProcessors[i].Core.SaveState());
@@ -158,12 +158,23 @@ public sealed class HypervisorKernel
         }
     }
 
-    private Partition AddChild(string name, GuestPhysicalAddressSpace space, long instructionLimit)
+    private Partition AddChild(string name, GuestPhysicalAddressSpace space, long instructionLimit, int processors = 1)
     {
         var partition = new Partition(Table.NextId, name, space, instructionLimit);
-        X86Core core = new(Memory, space.Slat);
-        partition.AddVp(core);
-        space.HostWrote += core.InvalidateCode;
+        if (processors > 1)
+        {
+            partition.ApicBus = new Apic.ApicBus(partition, Table, Intercepts.CpuidPolicy.Signature);
+        }
+
+        X86Core? first = null;
+        for (int i = 0; i < processors; i++)
+        {
+            X86Core core = new(Memory, space.Slat, first); // one decoded-code cache for the partition's processors
+            first ??= core;
+            partition.AddVp(core);
+        }
+
+        space.HostWrote += first!.InvalidateCode;
         Table.Add(partition);
         return partition;
     }

@@ -29,10 +29,19 @@ public sealed partial class RootPartitionApi
     /// <summary>Host frames still free for new partitions.</summary>
     public long FreeMemoryBytes => (long)_kernel.Frames.FreeFrames << Hardware.Memory.HostPhysicalMemory.FrameShift;
 
-    /// <summary>Creates a child partition with <paramref name="memoryBytes"/> of RAM at GPA 0 and one vCPU. Null when host memory is short.</summary>
-    public PartitionHandle? CreatePartition(string name, uint memoryBytes, long instructionLimit = 0)
+    /// <summary>The most virtual processors a partition may have.</summary>
+    public const int MaxProcessors = 64;
+
+    /// <summary>
+    /// Creates a child partition with <paramref name="memoryBytes"/> of RAM at GPA 0 and <paramref name="processors"/>
+    /// vCPUs (1 to <see cref="MaxProcessors"/>): the first starts at the boot state, the others wait for a start-up IPI.
+    /// Null when host memory is short.
+    /// </summary>
+    public PartitionHandle? CreatePartition(string name, uint memoryBytes, long instructionLimit = 0, int processors = 1)
     {
-        Partition? partition = _kernel.CreateChild(name, memoryBytes, instructionLimit);
+        ArgumentOutOfRangeException.ThrowIfLessThan(processors, 1);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(processors, MaxProcessors);
+        Partition? partition = _kernel.CreateChild(name, memoryBytes, instructionLimit, processors);
         if (partition is null)
         {
             return null;

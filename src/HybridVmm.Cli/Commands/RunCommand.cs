@@ -18,26 +18,39 @@ internal static class RunCommand
         var rtcBase = new Option<string?>("--rtc-base") { Description = "Date and time (UTC) the guest's RTC shows at boot, e.g. 2024-02-29T23:58:00 (default 2000-01-01T00:00:00; never the host's clock)" };
         var synthetic = new Option<string>("--synthetic") { Description = "Synthetic (VMBus) devices, comma separated: synthcon, synthblk, synthnet", DefaultValueFactory = _ => "" };
         var disk = new Option<string?>("--disk") { Description = "Disk-image file behind synthblk (size a multiple of 512 bytes)" };
+        var cpus = new Option<int>("--cpus") { Description = "Virtual processors, 1 to 64: the others wait for a start-up IPI (as QEMU's -smp)", DefaultValueFactory = _ => 1 };
         var session = new SessionOptions();
         var command = new Command("run", "Boot one Multiboot kernel or Linux bzImage in a child partition and print its serial output")
         {
-            image, memory, append, initrd, synthetic, disk, rtcBase,
+            image, memory, append, initrd, synthetic, disk, rtcBase, cpus,
         };
         session.AddTo(command);
         command.SetAction((result, cancellationToken) => RunAsync(
             result.GetValue(image)!, result.GetValue(memory)!, result.GetValue(append) ?? "",
             (result.GetValue(synthetic) ?? "").Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries),
-            result.GetValue(disk), result.GetValue(rtcBase), result.GetValue(initrd), session.Read(result), cancellationToken));
+            result.GetValue(disk), result.GetValue(rtcBase), result.GetValue(initrd), result.GetValue(cpus), session.Read(result), cancellationToken));
         return command;
     }
 
     private static async Task<int> RunAsync(string imagePath, string memoryText, string arguments,
-        string[] syntheticDevices, string? diskImage, string? rtcBaseText, string? initrdPath, SessionOptions.Values options, CancellationToken cancellationToken)
+        string[] syntheticDevices, string? diskImage, string? rtcBaseText, string? initrdPath, int processors, SessionOptions.Values options, CancellationToken cancellationToken)
     {
         TextWriter stderr = Console.Error;
         if (options.Validate(stderr) is { } usage)
         {
             return usage;
+        }
+
+        if (processors is < 1 or > Hypervisor.RootPartitionApi.MaxProcessors)
+        {
+            stderr.WriteLine($"hybridvmm: error: --cpus must be 1 to {Hypervisor.RootPartitionApi.MaxProcessors}, not {processors}");
+            return ExitStatus.Usage;
+        }
+
+        if (processors > 1 && options.PauseAt > 0)
+        {
+            stderr.WriteLine("hybridvmm: error: a VM with more than one virtual processor cannot be saved or migrated yet: drop --cpus or --save-at/--migrate-at");
+            return ExitStatus.Usage;
         }
 
         if (!SizeParser.TryParseGuestMemory(memoryText, out uint memoryBytes, out string sizeError))
@@ -107,6 +120,7 @@ internal static class RunCommand
             Name = VmNames.Printable(Path.GetFileNameWithoutExtension(imagePath)),
             Image = bytes,
             MemoryBytes = memoryBytes,
+            Processors = processors,
             // As QEMU's Multiboot loader (and GRUB) do: the kernel's path as given, a space, then the arguments
             // (the space is there even when there are none). Guests such as kvm-unit-tests read word 0 as their name.
             // A Linux kernel gets the arguments alone, as from QEMU's -append.

@@ -28,13 +28,22 @@ public sealed partial class X86Core
     private uint _savedEip;
     private uint _savedFlags;
 
-    public X86Core(HostPhysicalMemory memory, SecondLevelPageTable slat)
+    public X86Core(HostPhysicalMemory memory, SecondLevelPageTable slat) : this(memory, slat, null)
+    {
+    }
+
+    /// <param name="sibling">
+    /// Another core of the same partition, whose decoded-code cache this one shares: a write by either to a page of
+    /// code drops it for both, so code one processor patches is never run stale by another (cross-modifying code, SDM
+    /// Vol. 3A, 9.1.3). The cores run one at a time, and each looks its code page up again when it starts to run.
+    /// </param>
+    public X86Core(HostPhysicalMemory memory, SecondLevelPageTable slat, X86Core? sibling)
     {
         Memory = memory;
         Slat = slat;
         _ram = memory.Bytes;
         _slatEntries = slat.RawEntries;
-        _codePages = new CodePage?[slat.GuestPageCount];
+        _codePages = sibling?._codePages ?? new CodePage?[slat.GuestPageCount];
         _codeReader = new GuestCodeReader(this);
         _decoder = Decoder.Create(32, _codeReader);
         _decoder16 = Decoder.Create(16, _codeReader);
@@ -81,8 +90,22 @@ public sealed partial class X86Core
     /// <summary>IDTR as loaded by LIDT; a non-empty table turns on exception and interrupt delivery (System/X86Core.Interrupts.cs).</summary>
     public DescriptorTableRegister Idtr { get => _ctx.Idtr; set => _ctx.Idtr = value; }
 
-    /// <summary>Added to <see cref="InstructionsRetired"/> to form the value RDTSC returns (like VMX TSC offsetting).</summary>
+    /// <summary>
+    /// The guest's own offset of the time-stamp counter (like VMX TSC offsetting): what a write to IA32_TIME_STAMP_COUNTER
+    /// sets, and what a snapshot keeps. RDTSC returns <see cref="TimeStampCounter"/>.
+    /// </summary>
     public ulong TscOffset { get; set; }
+
+    /// <summary>
+    /// Set by whoever runs the core before each run: the clock the TSC follows minus <see cref="InstructionsRetired"/>.
+    /// The kernel makes it the partition's virtual time, so that the TSC counts at 1 GHz of the same time the PIT, the
+    /// PM timer and the local APIC's timer run on (retired instructions, exit costs, idle); 0 on a bare core, whose
+    /// TSC counts instructions.
+    /// </summary>
+    public long TscTimeBias { get; set; }
+
+    /// <summary>The value RDTSC returns: <see cref="InstructionsRetired"/> + <see cref="TscTimeBias"/> + <see cref="TscOffset"/>.</summary>
+    public ulong TimeStampCounter => (ulong)(InstructionsRetired + TscTimeBias) + TscOffset;
 
     public uint this[Gpr r]
     {
@@ -110,6 +133,40 @@ public sealed partial class X86Core
         DiscardReplay();
         ResetInterruptState();
         _ctx.Fpu.Initialize();
+    }
+
+    /// <summary>
+    /// The state INIT leaves and a start-up IPI completes (SDM Vol. 3A, 10.1.1 and 9.4.4): real mode, CR0 = 0x60000010
+    /// (CD, NW, ET), EFLAGS 2, EDX the processor signature, every segment a real-mode one with selector 0 and limit
+    /// 0xFFFF but CS = <paramref name="cs"/> (base cs × 16), EIP = <paramref name="ip"/>, GDTR and IDTR base 0 limit
+    /// 0xFFFF, the x87 initialized, no pending event. An application processor starts at vector × 0x1000 with
+    /// cs = vector × 0x100, ip = 0.
+    /// </summary>
+    public void ResetToRealMode(ushort cs, ushort ip, uint signature)
+    {
+        _ctx.Gpr = default;
+        _ctx.Gpr[(int)Gpr.Edx] = signature;
+        _ctx.Eip = ip;
+        _ctx.Eflags = (uint)EFlags.Reserved1;
+        SetControlRegisters((uint)(Cr0Flags.CD | Cr0Flags.NW | Cr0Flags.ET), 0, 0);
+        Cr2 = 0;
+        ResetDebugRegisters();
+        DebugControlChanged();
+        for (int i = 0; i < 6; i++)
+        {
+            var segment = (Sreg)i;
+            ushort selector = segment == Sreg.Cs ? cs : (ushort)0;
+            SetSegmentCache(segment, new SegmentRegister(selector, (uint)selector << 4, 0xFFFF,
+                (ushort)(AttrPresent | AttrSystem | AttrAccessed | (segment == Sreg.Cs ? AttrCode | AttrReadable : AttrWritable))));
+        }
+        _ctx.Ldtr = _ctx.Tr = default;
+        Gdtr = new DescriptorTableRegister(0, 0xFFFF);
+        Idtr = new DescriptorTableRegister(0, 0xFFFF);
+        _pending = default;
+        DiscardReplay();
+        ResetInterruptState();
+        _ctx.Fpu.Initialize();
+        CodeMappingChanged();
     }
 
     /// <summary>Software interrupts enter their handler with TF cleared and are not single-stepped (SDM Vol. 3A 17.3.1.4).</summary>

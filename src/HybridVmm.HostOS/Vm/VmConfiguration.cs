@@ -16,6 +16,12 @@ public sealed record VmConfiguration
 
     public uint MemoryBytes { get; init; } = 64u * 1024 * 1024;
 
+    /// <summary>
+    /// Virtual processors (1 to 64): the bootstrap processor starts at the image's entry, the others wait for a start-up
+    /// IPI, as a PC's application processors do. The ACPI MADT, fw_cfg and the CMOS report the count.
+    /// </summary>
+    public int Processors { get; init; } = 1;
+
     /// <summary>The command line the guest sees, Multiboot's or Linux's (never null; empty by default).</summary>
     public string CommandLine { get; init; } = "";
 

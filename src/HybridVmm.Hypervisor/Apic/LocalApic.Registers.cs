@@ -136,10 +136,10 @@ internal sealed partial class LocalApic
     }
 
     /// <summary>
-    /// Writing ICR low sends the IPI it describes (SDM Vol. 3A, 11.6.1). This processor is the only one: it is the
-    /// target of shorthand self and all-including-self, and of a physical destination equal to its ID (or 0xFF), or a
-    /// logical one that matches its LDR in the DFR's model. Fixed and lowest-priority set IRR, NMI raises NMI; INIT,
-    /// SIPI and SMI are not simulated (they need SMP) and are dropped.
+    /// Writing ICR low sends the IPI it describes (SDM Vol. 3A, 11.6.1), to the partition's processors through the
+    /// <see cref="Bus"/>. A lone APIC (no bus) is the only processor: it is the target of shorthand self and
+    /// all-including-self, and of a physical destination equal to its ID (or 0xFF), or a logical one that matches its
+    /// LDR in the DFR's model. Fixed and lowest-priority set IRR, NMI raises NMI; INIT, SIPI and SMI then reach nobody.
     /// </summary>
     private void Send()
     {
@@ -148,6 +148,12 @@ internal sealed partial class LocalApic
         if (mode is ModeFixed or ModeLowestPriority && vector < 16)
         {
             ReportError(EsrSendIllegalVector);
+            return;
+        }
+
+        if (Bus is { } bus)
+        {
+            bus.Send(this, _icrLow, (byte)(_icrHigh >> 24));
             return;
         }
 

@@ -25,12 +25,27 @@ internal sealed partial class LocalApic : ILocalInterruptController
     private uint _tpr, _ldr, _dfr, _svr, _esr, _esrPending, _icrLow, _icrHigh;
     private byte _id;
 
-    internal LocalApic(X86Core core, byte id)
+    internal LocalApic(X86Core core, byte id, bool bootstrap = true)
     {
         _core = core;
         _id = id;
-        PowerOn();
+        if (bootstrap)
+        {
+            PowerOn();
+        }
+        else
+        {
+            // An application processor's APIC as firmware leaves it: enabled, not the BSP, in the architectural reset state.
+            BaseMsr = DefaultBase | BaseEnable;
+            ArchitecturalReset();
+        }
     }
+
+    /// <summary>The other processors' APICs, for IPIs (<see cref="ApicBus"/>); null on a lone APIC, which can only reach itself.</summary>
+    internal ApicBus? Bus { get; set; }
+
+    /// <summary>INIT (SDM Vol. 3A, 11.4.7.3): the APIC returns to its reset state; its ID and IA32_APIC_BASE stay.</summary>
+    public void Init() => ArchitecturalReset();
 
     /// <summary>IA32_APIC_BASE as RDMSR reads it.</summary>
     public ulong BaseMsr { get; private set; }

@@ -34,7 +34,7 @@ internal sealed class MsrHandler(PartitionTable partitions)
         switch (msr)
         {
             case Ia32TimeStampCounter:
-                value = (ulong)vp.Core.InstructionsRetired + vp.Core.TscOffset;
+                value = vp.Core.TimeStampCounter;
                 break;
             case Ia32BiosSignId:
                 break;
@@ -82,7 +82,7 @@ internal sealed class MsrHandler(PartitionTable partitions)
         switch (msr)
         {
             case Ia32TimeStampCounter:
-                vp.Core.TscOffset = value - (ulong)vp.Core.InstructionsRetired;
+                vp.Core.TscOffset = value - (vp.Core.TimeStampCounter - vp.Core.TscOffset);
                 ok = true;
                 break;
             case Ia32BiosSignId:

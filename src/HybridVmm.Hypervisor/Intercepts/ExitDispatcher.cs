@@ -133,9 +133,13 @@ internal sealed class ExitDispatcher(PartitionTable partitions, InterceptCost co
         uint leaf = core[Gpr.Eax];
         uint subleaf = core[Gpr.Ecx];
         (uint a, uint b, uint c, uint d) = CpuidPolicy.Query(leaf, subleaf, (ulong)partition.Hv.Privileges);
-        if (leaf == 1 && !vp.Apic.GloballyEnabled)
+        if (leaf == 1)
         {
-            d &= ~CpuidPolicy.ApicFeature; // IA32_APIC_BASE[11] clear hides the APIC from CPUID (SDM Vol. 3A, 11.4.3)
+            b |= (uint)vp.Index << 24; // the initial APIC ID
+            if (!vp.Apic.GloballyEnabled)
+            {
+                d &= ~CpuidPolicy.ApicFeature; // IA32_APIC_BASE[11] clear hides the APIC from CPUID (SDM Vol. 3A, 11.4.3)
+            }
         }
 
         partition.Statistics.CountIntercept("cpuid");
@@ -186,10 +190,11 @@ internal sealed class ExitDispatcher(PartitionTable partitions, InterceptCost co
             return;
         }
 
-        // A vCPU halted with IF=0 can never wake; with IF=1 an interrupt may still wake it.
+        // A vCPU halted with IF=0 can never wake; with IF=1 an interrupt may still wake it. One waiting for a start-up
+        // IPI wakes only if another sends it one.
         foreach (VirtualProcessor other in partition.VirtualProcessors)
         {
-            if (other.State != VpState.Halted || other.Core.InterruptsEnabled)
+            if (other.State != VpState.WaitingForSipi && (other.State != VpState.Halted || other.Core.InterruptsEnabled))
             {
                 return;
             }

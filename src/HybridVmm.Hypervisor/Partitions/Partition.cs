@@ -65,10 +65,23 @@ internal sealed class Partition
 
     internal PartitionExit? Exit { get; private set; }
 
+    /// <summary>The local APICs' bus, once the partition has more than one vCPU.</summary>
+    internal Apic.ApicBus? ApicBus { get; set; }
+
+    /// <summary>
+    /// Adds a vCPU. The first is the bootstrap processor; the others are application processors, which wait for a
+    /// start-up IPI (<see cref="VpState.WaitingForSipi"/>) with the APIC ID of their index.
+    /// </summary>
     internal VirtualProcessor AddVp(X86Core core)
     {
         var vp = new VirtualProcessor(_vps.Count, core);
-        vp.Apic = new Apic.LocalApic(core, (byte)vp.Index);
+        vp.Apic = new Apic.LocalApic(core, (byte)vp.Index, bootstrap: vp.Index == 0) { Bus = ApicBus };
+        if (vp.Index > 0)
+        {
+            core.ResetToRealMode(0xF000, 0xFFF0, Intercepts.CpuidPolicy.Signature);
+            vp.State = VpState.WaitingForSipi;
+        }
+
         core.LocalInterruptController = vp.Apic;
         vp.Synic = new SynIc.SyntheticInterruptController(AddressSpace, vp.Apic);
         _vps.Add(vp);

@@ -9,6 +9,8 @@ public enum VpState
     WaitingForRoot,
     Halted,
     Stopped,
+    /// <summary>An application processor after power-on or INIT: it runs nothing until a start-up IPI (SDM Vol. 3A, 9.4.4).</summary>
+    WaitingForSipi,
 }
 
 /// <summary>A virtual processor: a hardware core bound to one partition's second-level translation.</summary>

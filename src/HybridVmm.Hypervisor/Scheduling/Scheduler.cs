@@ -232,6 +232,7 @@ public sealed class Scheduler
             }
 
             long before = core.InstructionsRetired;
+            core.TscTimeBias = _partitions.GuestNow(partition, vp) - before; // the TSC counts the guest's virtual time
             CpuExit exit = core.Run(budget);
             long retired = core.InstructionsRetired - before;
             budget -= retired;
@@ -361,7 +362,7 @@ public sealed class Scheduler
             bool allHalted = true;
             foreach (VirtualProcessor vp in partition.VirtualProcessors)
             {
-                allHalted &= vp.State == VpState.Halted;
+                allHalted &= vp.State is VpState.Halted or VpState.WaitingForSipi;
             }
 
             if (allHalted)

@@ -120,4 +120,30 @@ public class DebianLinuxTests
         Assert.That(log, Is.SupersetOf(kernelLines));
         Assert.That(log, Does.Contain("BIOS-e820: [mem 0x0000000000100000-0x0000000007ffffff] usable"), "RAM above 1 MiB to the end");
     }
+    /// <summary>
+    /// Two virtual processors: Linux finds both in the MADT, starts the second with INIT and start-up IPIs into its
+    /// real-mode trampoline, and BusyBox's nproc reports 2, as under <c>qemu-system-i386 -smp 2</c>.
+    /// </summary>
+    [Test]
+    public void WithTwoVirtualProcessorsLinuxBringsUpBothAndInitPrintsWhatItPrintsUnderQemu()
+    {
+        string kernel = Debian("vmlinuz"), initrd = Debian("initramfs.cpio.gz");
+        Require(kernel);
+        Require(initrd);
+        CliProcess.Result ours = CliProcess.RunLong(TimeSpan.FromMinutes(20), "run", kernel, "--initrd", initrd, "--memory", "128M",
+            "--cpus", "2", "--append", CommandLine, "--max-instructions", InstructionBudget.ToString());
+        string[] log = Lines(Encoding.Latin1.GetString(ours.Stdout));
+        string[] qemu = Lines(QemuReference.RunLinux(kernel, CommandLine, "128M", initrd, processors: 2));
+
+        string[] userSpace = qemu.Where(l => l.StartsWith("init: ")).ToArray();
+        Assert.That(userSpace, Does.Contain("init: cpus=2 mounts=3"), "QEMU's run of init.sh: " + string.Join('\n', qemu.TakeLast(20)));
+        Assert.Multiple(() =>
+        {
+            Assert.That(log.Where(l => l.StartsWith("init: ")), Is.EqualTo(userSpace), string.Join('\n', log.TakeLast(40)));
+            Assert.That(ours.ExitCode, Is.Zero, ours.Stderr);
+            string[] shared = [.. qemu.Where(l => l is "smpboot: Allowing 2 CPUs, 0 hotplug CPUs" or "smp: Brought up 1 node, 2 CPUs")];
+            Assert.That(shared, Has.Length.EqualTo(2), "QEMU's log: " + string.Join('\n', qemu.Take(60)));
+            Assert.That(log, Is.SupersetOf(shared));
+        });
+    }
 }

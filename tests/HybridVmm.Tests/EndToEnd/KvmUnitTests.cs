@@ -46,7 +46,7 @@ public class KvmUnitTests
                 "-display", "none", "-serial", "stdio", "-device", "pci-testdev", "-machine", "accel=tcg", "-kernel", flat,
                 "-smp", e.Smp.ToString(), .. SplitArguments(e.ExtraParams)];
             (string qemuVerdict, _) = Verdict(CliProcess.TryRunProgram(qemu, qemuArgs, root!, e.Timeout), qemuStyle: true);
-            List<string> ours = [hybridvmm, "run", flat, "--memory", "128M"]; // QEMU's default RAM
+            List<string> ours = [hybridvmm, "run", flat, "--memory", "128M", "--cpus", e.Smp.ToString()]; // QEMU's default RAM, its -smp
             if (e.Append.Length > 0) ours.AddRange(["--append", e.Append]);
             (string ourVerdict, string why) = Verdict(CliProcess.TryRunProgram("dotnet", ours, root!, e.Timeout), qemuStyle: false);
             if (ourVerdict == "PASS") passing.Add(e.Name);

@@ -24,12 +24,12 @@ public static class QemuReference
     /// Boots a Linux kernel with QEMU's direct kernel boot and returns its serial output. The command line should end
     /// the run (panic=-1 with no root file system: the reboot ends QEMU, as -no-reboot asks).
     /// </summary>
-    public static string RunLinux(string kernel, string commandLine, string memory, string? initrd = null)
+    public static string RunLinux(string kernel, string commandLine, string memory, string? initrd = null, int processors = 1)
     {
         List<string> args =
         [
             "-kernel", kernel, "-append", commandLine, "-m", memory, "-serial", "stdio", "-monitor", "none",
-            "-display", "none", "-no-reboot",
+            "-display", "none", "-no-reboot", "-smp", processors.ToString(),
         ];
         if (initrd is not null) args.AddRange(["-initrd", initrd]);
         CliProcess.Result run = CliProcess.RunProgram(Require(), args, Repository.Root);

@@ -14,10 +14,10 @@ public sealed partial class X86Core
         return false;
     }
 
-    /// <summary>RDTSC is deterministic: instructions retired before it plus <see cref="TscOffset"/>.</summary>
+    /// <summary>RDTSC is deterministic: <see cref="TimeStampCounter"/>, counted from retired instructions and the time bias the kernel sets.</summary>
     private bool Rdtsc()
     {
-        ulong tsc = (ulong)InstructionsRetired + TscOffset;
+        ulong tsc = TimeStampCounter;
         _ctx.Eax = (uint)tsc;
         _ctx.Edx = (uint)(tsc >> 32);
         return true;
