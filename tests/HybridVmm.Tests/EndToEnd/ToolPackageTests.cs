@@ -13,7 +13,7 @@ public class ToolPackageTests
     [Test]
     public void ThePackedToolInstallsIntoAToolPathAndPrintsItsVersionAndCommit()
     {
-        string configuration = new DirectoryInfo(AppContext.BaseDirectory).Parent!.Parent!.Name; // bin/CONFIGURATION/net10.0
+        string configuration = new DirectoryInfo(Path.TrimEndingDirectorySeparator(AppContext.BaseDirectory)).Parent!.Name; // bin/CONFIGURATION/net10.0
         string work = Path.Combine(Path.GetTempPath(), $"hybridvmm-tool-{Guid.NewGuid():N}");
         string packages = Path.Combine(work, "packages");
         string tools = Path.Combine(work, "tools");
