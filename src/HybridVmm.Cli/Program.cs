@@ -22,6 +22,7 @@ root.Subcommands.Add(CompareTypesCommand.Create());
 root.Subcommands.Add(ServeCommand.Create());
 root.Subcommands.Add(BenchCommand.Create());
 root.Subcommands.Add(VmCommand.Create());
+root.Subcommands.Add(TraceCommand.Create());
 // --version names the commit as well as the version (BuildVersion), not only the informational version.
 foreach (Option option in root.Options)
 {
