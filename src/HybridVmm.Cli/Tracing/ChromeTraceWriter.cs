@@ -295,7 +295,7 @@ public sealed partial class ChromeTraceWriter : TextWriter
     private static string FirstWords(string details)
     {
         string[] words = details.Split(' ', 3);
-        return words.Length >= 2 && !words[1].Contains("value", StringComparison.Ordinal) ? $"{words[0]} {words[1]}" : words[0];
+        return words.Length >= 2 && !words[1].Contains("value", StringComparison.Ordinal) && words[1] != "->" ? $"{words[0]} {words[1]}" : words[0];
     }
 
     // "        5027 hello/0  Intercept io-write ..." : the name may hold spaces or slashes, so it is everything up to the last "/vp  ".
