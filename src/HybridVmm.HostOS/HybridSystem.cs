@@ -17,7 +17,11 @@ public sealed class HybridSystem : IDisposable
         Console = console;
         Kernel = new HypervisorKernel(options, trace);
         Root = new RootPartition(Kernel, console);
+        Metrics = new Telemetry.HybridVmmMetrics(this);
     }
+
+    /// <summary>This machine's part of the <c>HybridVmm</c> meter.</summary>
+    public Telemetry.HybridVmmMetrics Metrics { get; }
 
     public HypervisorKernel Kernel { get; }
 
@@ -50,11 +54,13 @@ public sealed class HybridSystem : IDisposable
             await root.ConfigureAwait(false);
             Trace.Flush();
             Console.Flush();
+            Metrics.Capture(); // the counters as the run left them
         }
     }
 
     public void Dispose()
     {
+        Metrics.Dispose();
         Root.ReleaseAllDevices();
         Trace.Dispose();
     }

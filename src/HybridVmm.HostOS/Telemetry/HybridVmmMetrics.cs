@@ -1,0 +1,132 @@
+using System.Diagnostics;
+using System.Diagnostics.Metrics;
+using HybridVmm.HostOS.Vm;
+using HybridVmm.Hypervisor.Partitions;
+
+namespace HybridVmm.HostOS.Telemetry;
+
+/// <summary>
+/// The <c>HybridVmm</c> meter (System.Diagnostics.Metrics): what <c>dotnet-counters monitor --counters HybridVmm</c> and
+/// OpenTelemetry read. Counters per VM (instructions retired, exits by kind, channel messages), VMs by state, and the
+/// wall-clock latency of the root's side of an intercept round trip. The counters are read at the scheduler's round
+/// barrier, where nothing changes them, and only while some listener has enabled an instrument; the metrics read the
+/// simulation and never feed it, so traces and guest output stay as they are.
+/// </summary>
+public sealed class HybridVmmMetrics : IDisposable
+{
+    public const string MeterName = "HybridVmm";
+
+    private static readonly Meter Meter = new(MeterName);
+    private static readonly List<HybridVmmMetrics> Systems = new();
+
+    private static readonly ObservableCounter<long> Instructions = Meter.CreateObservableCounter(
+        "hybridvmm.instructions", () => Observe(static vm => [new Measurement<long>(vm.Instructions, Tag("vm", vm.Name))]),
+        "{instruction}", "Guest instructions retired, per VM");
+
+    private static readonly ObservableCounter<long> Exits = Meter.CreateObservableCounter(
+        "hybridvmm.exits", () => Observe(static vm => vm.ExitsByKind.Select(e => new Measurement<long>(e.Value, Tag("vm", vm.Name), Tag("kind", e.Key)))),
+        "{exit}", "Guest exits (intercepts) by kind, per VM: io-read, io-write, mmio-read, hlt, cpuid, hypercall, ...");
+
+    private static readonly ObservableCounter<long> ChannelMessages = Meter.CreateObservableCounter(
+        "hybridvmm.channel.messages", () => Observe(static vm => [new Measurement<long>(vm.ChannelMessages, Tag("vm", vm.Name))]),
+        "{message}", "Messages between the guest and the root partition (intercepts and replies, VMBus), per VM");
+
+    private static readonly ObservableUpDownCounter<int> VmsByState = Meter.CreateObservableUpDownCounter(
+        "hybridvmm.vms", ObserveStates, "{vm}", "VMs by state: created, running, paused, stopped");
+
+    /// <summary>The root's side of a round trip: from the root taking the intercept off the kernel's port to its reply.</summary>
+    public static readonly Histogram<double> RootRoundTrip = Meter.CreateHistogram<double>(
+        "hybridvmm.root.round_trip.duration", "s", "Wall-clock time from the root partition receiving an intercept to the reply that resumes the vCPU");
+
+    private readonly HybridSystem _system;
+    private volatile VmSample[] _latest = [];
+
+    internal HybridVmmMetrics(HybridSystem system)
+    {
+        _system = system;
+        system.Kernel.Scheduler.RoundCompleted += Capture;
+        lock (Systems)
+        {
+            Systems.Add(this);
+        }
+    }
+
+    /// <summary>One VM's counters as the last round barrier left them.</summary>
+    private sealed record VmSample(string Name, string State, long Instructions, long ChannelMessages, KeyValuePair<string, long>[] ExitsByKind);
+
+    /// <summary>Whether anything listens to the counters (then each round barrier samples them).</summary>
+    private static bool Listened => Instructions.Enabled || Exits.Enabled || ChannelMessages.Enabled || VmsByState.Enabled;
+
+    /// <summary>Samples now, on the scheduler thread at a barrier, or on the caller's once the system has stopped running.</summary>
+    public void Capture()
+    {
+        if (!Listened)
+        {
+            return;
+        }
+
+        IReadOnlyList<VirtualMachine> vms = _system.Root.VirtualMachines;
+        var samples = new VmSample[vms.Count];
+        for (int i = 0; i < samples.Length; i++)
+        {
+            VirtualMachine vm = vms[i];
+            PartitionStatistics s = vm.Statistics;
+            samples[i] = new VmSample(vm.Name, StateName(vm.State), s.InstructionsRetired, s.ChannelMessages, s.InterceptsByKind.ToArray());
+        }
+
+        _latest = samples;
+    }
+
+    public void Dispose()
+    {
+        _system.Kernel.Scheduler.RoundCompleted -= Capture;
+        lock (Systems)
+        {
+            Systems.Remove(this);
+        }
+    }
+
+    private static IEnumerable<Measurement<long>> Observe(Func<VmSample, IEnumerable<Measurement<long>>> measure)
+    {
+        var all = new List<Measurement<long>>();
+        foreach (VmSample vm in Samples())
+        {
+            all.AddRange(measure(vm));
+        }
+
+        return all;
+    }
+
+    private static IEnumerable<Measurement<int>> ObserveStates()
+    {
+        var counts = new SortedDictionary<string, int>(StringComparer.Ordinal) { ["created"] = 0, ["running"] = 0, ["paused"] = 0, ["stopped"] = 0 };
+        foreach (VmSample vm in Samples())
+        {
+            counts[vm.State]++;
+        }
+
+        return counts.Select(c => new Measurement<int>(c.Value, Tag("state", c.Key))).ToArray();
+    }
+
+    private static List<VmSample> Samples()
+    {
+        lock (Systems)
+        {
+            return Systems.SelectMany(s => s._latest).ToList();
+        }
+    }
+
+    private static KeyValuePair<string, object?> Tag(string key, string value) => new(key, value);
+
+    private static string StateName(PartitionState state) => state switch
+    {
+        PartitionState.Created => "created",
+        PartitionState.Running => "running",
+        PartitionState.Paused => "paused",
+        _ => "stopped",
+    };
+
+    /// <summary>Records one root round trip that started at <paramref name="startTimestamp"/> (Stopwatch ticks).</summary>
+    internal static void RecordRoundTrip(long startTimestamp, string vm) =>
+        RootRoundTrip.Record(Stopwatch.GetElapsedTime(startTimestamp).TotalSeconds, new KeyValuePair<string, object?>("vm", vm));
+}
