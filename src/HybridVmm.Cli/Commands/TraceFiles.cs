@@ -20,7 +20,7 @@ internal static class TraceFiles
         try
         {
             TextWriter file = new StreamWriter(path, append: false) { NewLine = "\n" };
-            if (IsJson(path))
+            if (ChromeTraceWriter.IsJsonPath(path))
             {
                 // FILE.json: the Chrome trace-event / Perfetto form of the same events (docs/trace-format.md).
                 file = new ChromeTraceWriter(file);
@@ -36,7 +36,4 @@ internal static class TraceFiles
             return null;
         }
     }
-
-    /// <summary>A trace file named *.json gets the Chrome trace-event form; any other name the text form.</summary>
-    public static bool IsJson(string path) => path.EndsWith(".json", StringComparison.OrdinalIgnoreCase);
 }

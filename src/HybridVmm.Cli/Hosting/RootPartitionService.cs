@@ -127,7 +127,7 @@ public sealed class RootPartitionService(
             try
             {
                 TextWriter file = new StreamWriter(vmOptions.Trace, append: false) { NewLine = "\n" };
-                system.Trace.AddPartitionWriter(vm.Partition.Id, Commands.TraceFiles.IsJson(vmOptions.Trace) ? new Tracing.ChromeTraceWriter(file) : file,
+                system.Trace.AddPartitionWriter(vm.Partition.Id, Tracing.ChromeTraceWriter.IsJsonPath(vmOptions.Trace) ? new Tracing.ChromeTraceWriter(file) : file,
                     $"trace file '{vmOptions.Trace}'");
             }
             catch (Exception e) when (e is IOException or UnauthorizedAccessException)

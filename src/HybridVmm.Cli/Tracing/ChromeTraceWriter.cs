@@ -14,7 +14,7 @@ namespace HybridVmm.Cli.Tracing;
 /// <c>hybridvmm trace convert</c> feeds it an existing text trace. Time stays virtual (1 tick = 1 ns of the nominal
 /// 1 GHz core); the output depends only on the lines, so the same run gives the same JSON byte for byte.
 /// </summary>
-public sealed partial class ChromeTraceWriter : TextWriter
+public sealed class ChromeTraceWriter : TextWriter
 {
     private const int RootPid = 1;
     private const int VmBusTid = 1;
@@ -115,7 +115,7 @@ public sealed partial class ChromeTraceWriter : TextWriter
             return;
         }
 
-        Match m = LineFormat().Match(line);
+        Match m = LineFormat.Match(line);
         if (!m.Success)
         {
             return; // not a trace line: nothing to draw
@@ -299,8 +299,10 @@ public sealed partial class ChromeTraceWriter : TextWriter
     }
 
     // "        5027 hello/0  Intercept io-write ..." : the name may hold spaces or slashes, so it is everything up to the last "/vp  ".
-    [GeneratedRegex(@"^\s*(?<time>\d+) (?<name>.*)/(?<vp>\d+|-)  (?<kind>[A-Za-z]+) *(?<details>.*)$")]
-    private static partial Regex LineFormat();
+    private static readonly Regex LineFormat = new(@"^\s*(?<time>\d+) (?<name>.*)/(?<vp>\d+|-)  (?<kind>[A-Za-z]+) *(?<details>.*)$", RegexOptions.Compiled);
+
+    /// <summary>A trace file named *.json gets this form; any other name the text form.</summary>
+    public static bool IsJsonPath(string path) => path.EndsWith(".json", StringComparison.OrdinalIgnoreCase);
 
     private sealed class PendingIntercept(long time, string name, string details, string partition)
     {

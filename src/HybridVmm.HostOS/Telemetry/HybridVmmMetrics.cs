@@ -1,7 +1,5 @@
 using System.Diagnostics;
 using System.Diagnostics.Metrics;
-using HybridVmm.HostOS.Vm;
-using HybridVmm.Hypervisor.Partitions;
 
 namespace HybridVmm.HostOS.Telemetry;
 
@@ -38,48 +36,33 @@ public sealed class HybridVmmMetrics : IDisposable
     public static readonly Histogram<double> RootRoundTrip = Meter.CreateHistogram<double>(
         "hybridvmm.root.round_trip.duration", "s", "Wall-clock time from the root partition receiving an intercept to the reply that resumes the vCPU");
 
-    private readonly HybridSystem _system;
+    private readonly Func<VmSample[]> _sample;
     private volatile VmSample[] _latest = [];
 
-    internal HybridVmmMetrics(HybridSystem system)
+    /// <param name="sample">Reads every VM's counters; called at a round barrier (see <see cref="Capture"/>).</param>
+    public HybridVmmMetrics(Func<VmSample[]> sample)
     {
-        _system = system;
-        system.Kernel.Scheduler.RoundCompleted += Capture;
+        _sample = sample;
         lock (Systems)
         {
             Systems.Add(this);
         }
     }
 
-    /// <summary>One VM's counters as the last round barrier left them.</summary>
-    private sealed record VmSample(string Name, string State, long Instructions, long ChannelMessages, KeyValuePair<string, long>[] ExitsByKind);
-
     /// <summary>Whether anything listens to the counters (then each round barrier samples them).</summary>
     private static bool Listened => Instructions.Enabled || Exits.Enabled || ChannelMessages.Enabled || VmsByState.Enabled;
 
-    /// <summary>Samples now, on the scheduler thread at a barrier, or on the caller's once the system has stopped running.</summary>
+    /// <summary>Samples now: on the scheduler thread at a round barrier, or once the machine has stopped running.</summary>
     public void Capture()
     {
-        if (!Listened)
+        if (Listened)
         {
-            return;
+            _latest = _sample();
         }
-
-        IReadOnlyList<VirtualMachine> vms = _system.Root.VirtualMachines;
-        var samples = new VmSample[vms.Count];
-        for (int i = 0; i < samples.Length; i++)
-        {
-            VirtualMachine vm = vms[i];
-            PartitionStatistics s = vm.Statistics;
-            samples[i] = new VmSample(vm.Name, StateName(vm.State), s.InstructionsRetired, s.ChannelMessages, s.InterceptsByKind.ToArray());
-        }
-
-        _latest = samples;
     }
 
     public void Dispose()
     {
-        _system.Kernel.Scheduler.RoundCompleted -= Capture;
         lock (Systems)
         {
             Systems.Remove(this);
@@ -118,15 +101,10 @@ public sealed class HybridVmmMetrics : IDisposable
 
     private static KeyValuePair<string, object?> Tag(string key, string value) => new(key, value);
 
-    private static string StateName(PartitionState state) => state switch
-    {
-        PartitionState.Created => "created",
-        PartitionState.Running => "running",
-        PartitionState.Paused => "paused",
-        _ => "stopped",
-    };
-
     /// <summary>Records one root round trip that started at <paramref name="startTimestamp"/> (Stopwatch ticks).</summary>
     internal static void RecordRoundTrip(long startTimestamp, string vm) =>
         RootRoundTrip.Record(Stopwatch.GetElapsedTime(startTimestamp).TotalSeconds, new KeyValuePair<string, object?>("vm", vm));
 }
+
+/// <summary>One VM's counters for the meter: <paramref name="State"/> is created, running, paused or stopped.</summary>
+public sealed record VmSample(string Name, string State, long Instructions, long ChannelMessages, KeyValuePair<string, long>[] ExitsByKind);
