@@ -64,7 +64,11 @@ internal static class BenchCommand
 
             var clock = Stopwatch.StartNew();
             system.Root.Start(vm);
-            await system.RunUntilIdleAsync(interrupt.Token);
+            using (Terminal.StatusLine.Start(system, Console.Error, run == 0 ? "warm-up" : $"run {run}", besideGuestOutput: false))
+            {
+                await system.RunUntilIdleAsync(interrupt.Token);
+            }
+
             clock.Stop();
             if (interrupt.IsCancellationRequested)
             {

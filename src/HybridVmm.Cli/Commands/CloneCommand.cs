@@ -88,7 +88,11 @@ internal static class CloneCommand
         using var signals = new TerminationSignals(run);
         try
         {
-            report = await RapidProvisioning.RunAsync(system, config, count, console.Text, run.Token, overlays);
+            // The clones print their lines prefixed on stdout as they run: the status only when stdout goes elsewhere.
+            using (Terminal.StatusLine.Start(system, stderr, "clone", besideGuestOutput: true))
+            {
+                report = await RapidProvisioning.RunAsync(system, config, count, console.Text, run.Token, overlays);
+            }
         }
         catch (Exception e) when (run.IsCancellationRequested && e is InvalidOperationException or OperationCanceledException)
         {
