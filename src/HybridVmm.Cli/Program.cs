@@ -22,6 +22,16 @@ root.Subcommands.Add(CompareTypesCommand.Create());
 root.Subcommands.Add(ServeCommand.Create());
 root.Subcommands.Add(BenchCommand.Create());
 root.Subcommands.Add(VmCommand.Create());
+root.Subcommands.Add(TraceCommand.Create());
+// --version names the commit as well as the version (BuildVersion), not only the informational version.
+foreach (Option option in root.Options)
+{
+    if (option is VersionOption version)
+    {
+        version.Action = new PrintVersionAction();
+    }
+}
+
 root.SetAction(async (result, cancellationToken) =>
 {
     TraceRecorder? recorder = TraceFiles.Open(result.GetValue(trace), Console.Error);
@@ -66,4 +76,14 @@ catch (Exception e)
     // Only a simulator bug gets here; a guest's misbehaviour is reported as data with its own status.
     Console.Error.WriteLine($"hybridvmm: internal error (a bug in HybridVmm, please report it): {e}");
     return ExitStatus.InternalError;
+}
+
+/// <summary>The action of <c>--version</c>: the version and the commit the build came from.</summary>
+internal sealed class PrintVersionAction : System.CommandLine.Invocation.SynchronousCommandLineAction
+{
+    public override int Invoke(ParseResult parseResult)
+    {
+        parseResult.InvocationConfiguration.Output.WriteLine(BuildVersion.Text);
+        return ExitStatus.Success;
+    }
 }

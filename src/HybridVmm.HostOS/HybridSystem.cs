@@ -17,7 +17,12 @@ public sealed class HybridSystem : IDisposable
         Console = console;
         Kernel = new HypervisorKernel(options, trace);
         Root = new RootPartition(Kernel, console);
+        Metrics = new Telemetry.HybridVmmMetrics(SampleVms);
+        Kernel.Scheduler.RoundCompleted += Metrics.Capture;
     }
+
+    /// <summary>This machine's part of the <c>HybridVmm</c> meter.</summary>
+    public Telemetry.HybridVmmMetrics Metrics { get; }
 
     public HypervisorKernel Kernel { get; }
 
@@ -50,11 +55,36 @@ public sealed class HybridSystem : IDisposable
             await root.ConfigureAwait(false);
             Trace.Flush();
             Console.Flush();
+            Metrics.Capture(); // the counters as the run left them
         }
+    }
+
+    /// <summary>Every VM's counters for the meter; at a round barrier, where nothing changes them.</summary>
+    private Telemetry.VmSample[] SampleVms()
+    {
+        IReadOnlyList<VirtualMachine> vms = Root.VirtualMachines;
+        var samples = new Telemetry.VmSample[vms.Count];
+        for (int i = 0; i < samples.Length; i++)
+        {
+            VirtualMachine vm = vms[i];
+            Hypervisor.Partitions.PartitionStatistics s = vm.Statistics;
+            string state = vm.State switch
+            {
+                Hypervisor.Partitions.PartitionState.Created => "created",
+                Hypervisor.Partitions.PartitionState.Running => "running",
+                Hypervisor.Partitions.PartitionState.Paused => "paused",
+                _ => "stopped",
+            };
+            samples[i] = new Telemetry.VmSample(vm.Name, state, s.InstructionsRetired, s.ChannelMessages, s.InterceptsByKind.ToArray());
+        }
+
+        return samples;
     }
 
     public void Dispose()
     {
+        Kernel.Scheduler.RoundCompleted -= Metrics.Capture;
+        Metrics.Dispose();
         Root.ReleaseAllDevices();
         Trace.Dispose();
     }

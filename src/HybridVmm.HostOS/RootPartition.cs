@@ -442,6 +442,11 @@ public sealed partial class RootPartition
                     _api.Trace.Record(message.VirtualTime, message.PartitionId, message.VpIndex, TraceKind.Message, $"root -> {vm.Worker.Inbox.Name}");
                 }
 
+                if (Telemetry.HybridVmmMetrics.RootRoundTrip.Enabled)
+                {
+                    vm.Worker.Routed(message.VpIndex, System.Diagnostics.Stopwatch.GetTimestamp());
+                }
+
                 await vm.Worker.Inbox.SendAsync(message, cancellationToken).ConfigureAwait(false);
             }
         }

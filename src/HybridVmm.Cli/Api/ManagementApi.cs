@@ -37,11 +37,19 @@ public static class ManagementApi
         {
             app.Use(async (context, next) =>
             {
-                if (!HasToken(context.Request, token))
+                if (context.Request.Query.TryGetValue("token", out var fromUrl) && Matches(fromUrl.ToString(), token))
+                {
+                    // The dashboard's way in, as Jupyter's: the token once in the URL, then a cookie only this site sends.
+                    context.Response.Cookies.Append(TokenCookie, token, new CookieOptions
+                    {
+                        HttpOnly = true, SameSite = SameSiteMode.Strict, Path = "/", IsEssential = true,
+                    });
+                }
+                else if (!HasToken(context.Request, token))
                 {
                     context.Response.Headers.WWWAuthenticate = "Bearer";
                     await WriteProblemAsync(context, new ApiProblem(401, "Unauthorized",
-                        "this API listens on TCP and needs 'Authorization: Bearer TOKEN' with the token from serve's --token-file"));
+                        "this API listens on TCP and needs 'Authorization: Bearer TOKEN' with the token from serve's --token-file (a browser: open /?token=TOKEN once)"));
                     return;
                 }
 
@@ -51,6 +59,7 @@ public static class ManagementApi
 
         app.UseWebSockets();
         app.MapOpenApi("/openapi.json");
+        DashboardAssets.Map(app);
         RouteGroupBuilder api = app.MapGroup("/api");
         api.MapGet("/host", async (VmManager vms, CancellationToken ct) => Reply(await vms.HostAsync(ct)))
             .WithSummary("The host: memory, quantum, virtual time and VMs by state");
@@ -122,13 +131,18 @@ public static class ManagementApi
     {
         string header = request.Headers.Authorization.ToString();
         const string scheme = "Bearer ";
-        if (!header.StartsWith(scheme, StringComparison.OrdinalIgnoreCase))
+        if (header.StartsWith(scheme, StringComparison.OrdinalIgnoreCase))
         {
-            return false;
+            return Matches(header[scheme.Length..].Trim(), token);
         }
 
-        byte[] given = SHA256.HashData(Encoding.UTF8.GetBytes(header[scheme.Length..].Trim()));
-        byte[] expected = SHA256.HashData(Encoding.UTF8.GetBytes(token));
-        return CryptographicOperations.FixedTimeEquals(given, expected);
+        // A browser on the dashboard sends the cookie that /?token= set (SameSite=Strict: never from another site).
+        return request.Cookies.TryGetValue(TokenCookie, out string? cookie) && Matches(cookie, token);
     }
+
+    /// <summary>The cookie that carries the token for the dashboard's page, script and API calls.</summary>
+    private const string TokenCookie = "hybridvmm-token";
+
+    private static bool Matches(string given, string token) =>
+        CryptographicOperations.FixedTimeEquals(SHA256.HashData(Encoding.UTF8.GetBytes(given)), SHA256.HashData(Encoding.UTF8.GetBytes(token)));
 }

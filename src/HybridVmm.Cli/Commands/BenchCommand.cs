@@ -23,13 +23,20 @@ internal static class BenchCommand
     {
         var image = new Option<string>("--guest") { Description = "Embedded guest name or ELF path to run", DefaultValueFactory = _ => "cpu" };
         var runs = new Option<int>("--runs") { Description = "Timed runs (the best is reported)", DefaultValueFactory = _ => 5 };
-        var command = new Command("bench", "Measure guest instructions per second on a CPU-bound guest") { image, runs };
-        command.SetAction((result, cancellationToken) => BenchAsync(result.GetValue(image)!, result.GetValue(runs), cancellationToken));
+        var max = new Option<long>("--max-instructions") { Description = "Stop each run's guest after N instructions (0 = no limit); the status is then 124" };
+        var command = new Command("bench", "Measure guest instructions per second on a CPU-bound guest") { image, runs, max };
+        command.SetAction((result, cancellationToken) => BenchAsync(result.GetValue(image)!, result.GetValue(runs), result.GetValue(max), cancellationToken));
         return command;
     }
 
-    private static async Task<int> BenchAsync(string guest, int runs, CancellationToken cancellationToken)
+    private static async Task<int> BenchAsync(string guest, int runs, long maxInstructions, CancellationToken cancellationToken)
     {
+        if (maxInstructions < 0)
+        {
+            Console.Error.WriteLine("hybridvmm: error: --max-instructions must be zero or positive");
+            return ExitStatus.Usage;
+        }
+
         (byte[]? bytes, int refused) = await GuestFile.LoadGuestAsync(guest, GuestMemoryBytes, Console.Error, cancellationToken);
         if (bytes is null)
         {
@@ -47,7 +54,7 @@ internal static class BenchCommand
         using var signals = new TerminationSignals(interrupt);
         for (int run = 0; run <= runs; run++)
         {
-            var config = new VmConfiguration { Name = "bench", Image = bytes, MemoryBytes = GuestMemoryBytes };
+            var config = new VmConfiguration { Name = "bench", Image = bytes, MemoryBytes = GuestMemoryBytes, InstructionLimit = maxInstructions };
             using var system = new HybridSystem(new HypervisorOptions { HostMemoryBytes = 24L << 20 }, new RawStreamConsole(Stream.Null), new TraceRecorder(null));
             VirtualMachine? vm = system.Root.CreateVm(config, out VmCreationError? error);
             if (vm is null)
@@ -57,7 +64,11 @@ internal static class BenchCommand
 
             var clock = Stopwatch.StartNew();
             system.Root.Start(vm);
-            await system.RunUntilIdleAsync(interrupt.Token);
+            using (Terminal.StatusLine.Start(system, Console.Error, run == 0 ? "warm-up" : $"run {run}", besideGuestOutput: false))
+            {
+                await system.RunUntilIdleAsync(interrupt.Token);
+            }
+
             clock.Stop();
             if (interrupt.IsCancellationRequested)
             {

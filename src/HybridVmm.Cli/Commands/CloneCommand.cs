@@ -6,6 +6,7 @@ using HybridVmm.HostOS;
 using HybridVmm.HostOS.Management;
 using HybridVmm.HostOS.Vm;
 using HybridVmm.Hypervisor;
+using HybridVmm.Hypervisor.Partitions;
 using HybridVmm.Hypervisor.Tracing;
 
 namespace HybridVmm.Cli.Commands;
@@ -21,15 +22,22 @@ internal static class CloneCommand
         var trace = new Option<string?>("--trace") { Description = "Write the readable trace to this file" };
         var disk = new Option<string?>("--disk") { Description = "A read-only base disk image for a synthblk disk; each clone gets a copy-on-write overlay (e.g. --guest provdisk)" };
         var overlays = new Option<string?>("--overlays") { Description = "Directory for the clones' overlay files (default: BASE.overlays)" };
-        var command = new Command("clone", "Boot a template VM to its ready point, then provision copy-on-write clones of it") { image, count, memory, trace, disk, overlays };
+        var max = new Option<long>("--max-instructions") { Description = "Stop the template, and each clone, after N instructions in total (0 = no limit); the status is then 124" };
+        var command = new Command("clone", "Boot a template VM to its ready point, then provision copy-on-write clones of it") { image, count, memory, trace, disk, overlays, max };
         command.SetAction((result, cancellationToken) => CloneAsync(result.GetValue(image)!, result.GetValue(count), result.GetValue(memory)!, result.GetValue(trace),
-            result.GetValue(disk), result.GetValue(overlays), cancellationToken));
+            result.GetValue(disk), result.GetValue(overlays), result.GetValue(max), cancellationToken));
         return command;
     }
 
-    private static async Task<int> CloneAsync(string guest, int count, string memoryText, string? tracePath, string? disk, string? overlays, CancellationToken cancellationToken)
+    private static async Task<int> CloneAsync(string guest, int count, string memoryText, string? tracePath, string? disk, string? overlays, long maxInstructions, CancellationToken cancellationToken)
     {
         TextWriter stderr = Console.Error;
+        if (maxInstructions < 0)
+        {
+            stderr.WriteLine("hybridvmm: error: --max-instructions must be zero or positive");
+            return ExitStatus.Usage;
+        }
+
         if (count is < 1 or > 256)
         {
             stderr.WriteLine("hybridvmm: error: --count must be between 1 and 256");
@@ -52,6 +60,7 @@ internal static class CloneCommand
         {
             Name = Path.GetFileNameWithoutExtension(guest), Image = bytes, MemoryBytes = memoryBytes,
             SyntheticDevices = disk is null ? Array.Empty<string>() : new[] { "synthblk" }, DiskImage = disk,
+            InstructionLimit = maxInstructions,
         };
         overlays ??= disk is null ? null : disk + ".overlays";
         if (overlays is not null)
@@ -79,11 +88,21 @@ internal static class CloneCommand
         using var signals = new TerminationSignals(run);
         try
         {
-            report = await RapidProvisioning.RunAsync(system, config, count, console.Text, run.Token, overlays);
+            // The clones print their lines prefixed on stdout as they run: the status only when stdout goes elsewhere.
+            using (Terminal.StatusLine.Start(system, stderr, "clone", besideGuestOutput: true))
+            {
+                report = await RapidProvisioning.RunAsync(system, config, count, console.Text, run.Token, overlays);
+            }
         }
         catch (Exception e) when (run.IsCancellationRequested && e is InvalidOperationException or OperationCanceledException)
         {
             return TerminationSignals.ReportInterrupted(stderr);
+        }
+        catch (InvalidOperationException) when (system.Root.VirtualMachines.FirstOrDefault() is { } template
+            && template.Exited.IsCompleted && template.Exited.Result.Reason == StopReason.InstructionLimit)
+        {
+            // The template reached --max-instructions before it asked to be frozen.
+            return Outcome.Report(template, template.Exited.Result, stderr);
         }
         catch (InvalidOperationException e)
         {
@@ -99,6 +118,12 @@ internal static class CloneCommand
         Console.Out.WriteLine();
         Console.Out.Write(ProvisioningTable.Render(report));
         Console.Out.WriteLine($"\ncloning took {report.CloningWallTime.TotalMilliseconds:0.000} ms of wall-clock time: {report.ClonesPerSecond:0} clones per second");
+        if (report.Results.FirstOrDefault(c => c.Outcome == StopReason.InstructionLimit) is { } limited)
+        {
+            stderr.WriteLine($"hybridvmm: clone '{limited.Name}' reached the instruction limit ({maxInstructions}).");
+            return ExitStatus.InstructionLimit;
+        }
+
         return ExitStatus.Success;
     }
 }

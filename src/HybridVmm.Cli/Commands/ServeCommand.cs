@@ -1,3 +1,4 @@
+using OpenTelemetry.Metrics;
 using HybridVmm.Cli.Api;
 using HybridVmm.Cli.Common;
 using System.CommandLine;
@@ -34,16 +35,17 @@ internal static class ServeCommand
         var socket = new Option<string?>("--api-socket") { Description = $"The management API's Unix socket (default: {ApiListener.DefaultSocketPath})" };
         var listen = new Option<string?>("--listen") { Description = "Serve the management API on TCP HOST:PORT instead (needs --token-file)" };
         var tokenFile = new Option<string?>("--token-file") { Description = "A file holding the bearer token TCP clients must send" };
+        var metrics = new Option<bool>("--metrics") { Description = "Export the HybridVmm meter through OpenTelemetry as a Prometheus scrape endpoint at /metrics on the API" };
         var command = new Command("serve", "Run the hypervisor and the root partition as hosted services, driven by a config file and the management API")
         {
-            config, socket, listen, tokenFile,
+            config, socket, listen, tokenFile, metrics,
         };
         command.SetAction((result, cancellationToken) => ServeAsync(result.GetValue(config), result.GetValue(socket), result.GetValue(listen),
-            result.GetValue(tokenFile), cancellationToken));
+            result.GetValue(tokenFile), result.GetValue(metrics), cancellationToken));
         return command;
     }
 
-    private static async Task<int> ServeAsync(string? configPath, string? socketPath, string? listen, string? tokenFile, CancellationToken cancellationToken)
+    private static async Task<int> ServeAsync(string? configPath, string? socketPath, string? listen, string? tokenFile, bool metrics, CancellationToken cancellationToken)
     {
         TextWriter stderr = Console.Error;
         if (configPath is not null && InputFile.Check(configPath, "configuration file", MaxConfigurationBytes, ExitStatus.Configuration) is { } refusal)
@@ -164,8 +166,18 @@ internal static class ServeCommand
         builder.Services.AddHostedService<HypervisorService>();
         builder.Services.AddHostedService<RootPartitionService>();
 
+        if (metrics)
+        {
+            // The same meter dotnet-counters reads, scraped by Prometheus through OpenTelemetry (docs/serve.md#metrics).
+            builder.Services.AddOpenTelemetry().WithMetrics(m => m.AddMeter(HybridVmm.HostOS.Telemetry.HybridVmmMetrics.MeterName).AddPrometheusExporter());
+        }
+
         await using WebApplication app = builder.Build();
         ManagementApi.Map(app, api);
+        if (metrics)
+        {
+            app.MapPrometheusScrapingEndpoint("/metrics");
+        }
         ILogger logger = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("HybridVmm.Api");
         app.Lifetime.ApplicationStarted.Register(() => logger.LogInformation("Management API listening on {Address}",
             api.SocketPath is { } path ? $"unix:{path}" : app.Urls.FirstOrDefault() ?? api.Tcp!.ToString()));

@@ -83,7 +83,11 @@ internal static class SingleVmSession
         // A worker may be waiting for the next byte of a pipe that never comes: cancelling the run ends the input.
         using CancellationTokenRegistration endInput = run.Token.Register(() => console?.EndInput());
         system.Root.Start(vm);
-        await system.RunUntilIdleAsync(run.Token);
+        using (Terminal.StatusLine.Start(system, stderr, vm.Name, besideGuestOutput: true))
+        {
+            await system.RunUntilIdleAsync(run.Token);
+        }
+
         if (console is { QuitRequested: true })
         {
             console.Dispose(); // the terminal as it was before the message

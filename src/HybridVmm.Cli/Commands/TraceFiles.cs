@@ -1,4 +1,5 @@
 using HybridVmm.Cli.Common;
+using HybridVmm.Cli.Tracing;
 using HybridVmm.Hypervisor.Tracing;
 
 namespace HybridVmm.Cli.Commands;
@@ -18,7 +19,14 @@ internal static class TraceFiles
 
         try
         {
-            var recorder = new TraceRecorder(new StreamWriter(path, append: false) { NewLine = "\n" }, maxBytes: HostOutput.TraceLimitBytes, name: $"trace file '{path}'");
+            TextWriter file = new StreamWriter(path, append: false) { NewLine = "\n" };
+            if (ChromeTraceWriter.IsJsonPath(path))
+            {
+                // FILE.json: the Chrome trace-event / Perfetto form of the same events (docs/trace-format.md).
+                file = new ChromeTraceWriter(file);
+            }
+
+            var recorder = new TraceRecorder(file, maxBytes: HostOutput.TraceLimitBytes, name: $"trace file '{path}'");
             HostOutput.Register(recorder, path);
             return recorder;
         }

@@ -126,7 +126,9 @@ public sealed class RootPartitionService(
         {
             try
             {
-                system.Trace.AddPartitionWriter(vm.Partition.Id, new StreamWriter(vmOptions.Trace, append: false) { NewLine = "\n" }, $"trace file '{vmOptions.Trace}'");
+                TextWriter file = new StreamWriter(vmOptions.Trace, append: false) { NewLine = "\n" };
+                system.Trace.AddPartitionWriter(vm.Partition.Id, Tracing.ChromeTraceWriter.IsJsonPath(vmOptions.Trace) ? new Tracing.ChromeTraceWriter(file) : file,
+                    $"trace file '{vmOptions.Trace}'");
             }
             catch (Exception e) when (e is IOException or UnauthorizedAccessException)
             {

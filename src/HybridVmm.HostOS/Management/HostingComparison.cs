@@ -34,7 +34,9 @@ public static class HostingComparison
     /// <summary>The guest's RAM in each configuration.</summary>
     public const uint GuestMemoryBytes = 32u << 20;
 
-    public static async Task<IReadOnlyList<HostingRow>> RunAsync(byte[] image, string name, CrossingCostModel costs, CancellationToken cancellationToken = default)
+    /// <param name="instructionLimit">Stops the guest after this many instructions in each configuration (0 = no limit).</param>
+    public static async Task<IReadOnlyList<HostingRow>> RunAsync(byte[] image, string name, CrossingCostModel costs, CancellationToken cancellationToken = default,
+        long instructionLimit = 0)
     {
         var rows = new List<HostingRow>();
         foreach (DeviceHosting hosting in Configurations)
@@ -47,7 +49,7 @@ public static class HostingComparison
             var console = new CapturingConsole();
             var options = new HypervisorOptions { HostMemoryBytes = 40L << 20, Hosting = hosting, Costs = costs };
             using var system = new HybridSystem(options, console, new TraceRecorder(null));
-            VirtualMachine vm = system.Root.CreateVm(new VmConfiguration { Name = name, Image = image, MemoryBytes = GuestMemoryBytes, Devices = DevicesWithoutTheTimer }, out VmCreationError? error)
+            VirtualMachine vm = system.Root.CreateVm(new VmConfiguration { Name = name, Image = image, MemoryBytes = GuestMemoryBytes, Devices = DevicesWithoutTheTimer, InstructionLimit = instructionLimit }, out VmCreationError? error)
                 ?? throw new InvalidOperationException(error!.Message);
             system.Root.Start(vm);
             await system.RunUntilIdleAsync(cancellationToken);

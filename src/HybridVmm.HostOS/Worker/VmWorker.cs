@@ -36,7 +36,8 @@ public sealed class VmWorker : IDeviceClock, IVmControl
         _root = root;
         _trace = root.Trace;
         Partition = partition;
-        Inbox = new MessagePort<InterceptMessage>($"worker.{root.Name(partition)}", capacity: 16);
+        _vmName = root.Name(partition);
+        Inbox = new MessagePort<InterceptMessage>($"worker.{_vmName}", capacity: 16);
         _timers = new DeviceTimers(deadline => _root.SetDeviceTimer(Partition, deadline));
         Services = new DeviceServices(this, this, line => new InterruptLine(this, line), _timers.Create,
             (address, data) => _root.SignalMsi(Partition, address, data));
@@ -84,6 +85,24 @@ public sealed class VmWorker : IDeviceClock, IVmControl
         {
             InterceptReply reply = await HandleAsync(message).ConfigureAwait(false);
             await _root.CompleteInterceptAsync(reply, cancellationToken).ConfigureAwait(false);
+            if ((uint)message.VpIndex < (uint)_routedAt.Length && Interlocked.Exchange(ref _routedAt[message.VpIndex], 0) is var routed and not 0)
+            {
+                Telemetry.HybridVmmMetrics.RecordRoundTrip(routed, _vmName);
+            }
+        }
+    }
+
+    // When the root routed each vCPU's intercept here (Stopwatch ticks; 0 = not measured): the start of a round trip
+    // for the HybridVmm meter, stamped only while something listens to it.
+    private readonly long[] _routedAt = new long[64];
+    private readonly string _vmName;
+
+    /// <summary>The root routed an intercept of vCPU <paramref name="vpIndex"/> here at <paramref name="timestamp"/>.</summary>
+    internal void Routed(int vpIndex, long timestamp)
+    {
+        if ((uint)vpIndex < (uint)_routedAt.Length)
+        {
+            Volatile.Write(ref _routedAt[vpIndex], timestamp);
         }
     }
 

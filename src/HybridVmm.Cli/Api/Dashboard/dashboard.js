@@ -1,0 +1,204 @@
+// The HybridVmm dashboard: the Type 3 picture drawn from serve's management API (docs/serve.md#the-dashboard).
+// It reads /api/host and /api/vms once a second and each guest's console output every two; rates are per second of
+// wall-clock time between two reads. Buttons post to the same routes as `hybridvmm vm`. Nothing is loaded from elsewhere.
+'use strict';
+
+const guests = new Map();   // name -> { element, previous: { at, instructions, exits, channel, byKind } , socket }
+const message = document.getElementById('message');
+
+function say(text) { message.textContent = text; }
+
+async function api(method, path, body) {
+  const init = { method, credentials: 'same-origin', headers: {} };
+  if (body !== undefined) {
+    init.headers['Content-Type'] = 'application/json';
+    init.body = JSON.stringify(body);
+  }
+  const response = await fetch(path, init);
+  const type = response.headers.get('Content-Type') || '';
+  const data = type.includes('json') ? await response.json() : await response.arrayBuffer();
+  if (!response.ok) {
+    throw new Error(data && data.detail ? `${data.detail} (${response.status})` : `${method} ${path}: ${response.status}`);
+  }
+  return data;
+}
+
+function number(n) { return Number(n).toLocaleString('en-US'); }
+function rate(n) { return n >= 100 ? Math.round(n).toLocaleString('en-US') : n.toFixed(1); }
+function bytes(n) { return n >= 1 << 20 ? `${(n / (1 << 20)).toFixed(0)} MiB` : `${(n / 1024).toFixed(0)} KiB`; }
+
+function guestElement(name) {
+  let guest = guests.get(name);
+  if (guest) return guest;
+  const element = document.getElementById('guest-template').content.firstElementChild.cloneNode(true);
+  element.dataset.vm = name;
+  element.querySelector('.name').textContent = name;
+  for (const action of ['pause', 'resume', 'stop']) {
+    element.querySelector(`button.${action}`).addEventListener('click', () => act(name, action));
+  }
+  element.querySelector('button.checkpoint').addEventListener('click', () => {
+    const path = window.prompt(`Checkpoint '${name}' to this file on the serve host:`, `${name}.snap`);
+    if (path) act(name, 'save', { path });
+  });
+  element.querySelector('button.attach').addEventListener('click', () => toggleConsole(name));
+  element.querySelector('.console').addEventListener('keydown', event => typeKey(name, event));
+  document.getElementById('guests').appendChild(element);
+  const row = document.createElement('tr');
+  row.dataset.vm = name;
+  row.innerHTML = '<td class="worker"></td><td class="exits-rate"></td><td class="msgs-rate"></td>';
+  row.querySelector('.worker').textContent = `worker.${name}`;
+  document.getElementById('workers').appendChild(row);
+  guest = { element, row, previous: null, socket: null };
+  guests.set(name, guest);
+  return guest;
+}
+
+async function act(name, action, body) {
+  try {
+    const vm = await api('POST', `/api/vms/${encodeURIComponent(name)}/${action}`, body);
+    say(action === 'save' ? `'${name}' checkpointed to ${vm.path} (${number(vm.bytes)} bytes)` : `'${name}' is ${vm.state}`);
+  } catch (error) {
+    say(error.message);
+  }
+  await refresh();
+}
+
+function show(vm, now) {
+  const guest = guestElement(vm.name);
+  const e = guest.element;
+  const s = vm.statistics;
+  const state = e.querySelector('.state');
+  state.textContent = vm.state;
+  state.className = `state ${vm.state}`;
+  e.querySelector('.partition-id').textContent = `partition ${vm.partitionId}`;
+  e.querySelector('.vcpus').textContent = vm.vcpus.map(v => `vCPU${v.index} ${v.state}`).join(', ');
+  e.querySelector('.instructions').textContent = number(s.instructionsRetired);
+  e.querySelector('.memory').textContent = bytes(vm.memoryBytes);
+  e.querySelector('.channel').textContent = number(s.channelMessages);
+  const p = guest.previous;
+  const seconds = p ? (now - p.at) / 1000 : 0;
+  const per = (value, before) => (seconds > 0 ? Math.max(0, value - before) / seconds : 0);
+  e.querySelector('.mips').textContent = p ? (per(s.instructionsRetired, p.instructions) / 1e6).toFixed(2) : '…';
+  const exitsRate = p ? per(s.exits, p.exits) : 0;
+  const msgsRate = p ? per(s.channelMessages, p.channel) : 0;
+  e.querySelector('.link-exits').textContent = rate(exitsRate);
+  e.querySelector('.link-msgs').textContent = rate(msgsRate);
+  guest.row.querySelector('.exits-rate').textContent = rate(exitsRate);
+  guest.row.querySelector('.msgs-rate').textContent = rate(msgsRate);
+  const body = e.querySelector('table.exits tbody');
+  body.textContent = '';
+  for (const [kind, total] of Object.entries(s.exitsByKind).sort((a, b) => b[1] - a[1])) {
+    const row = body.insertRow();
+    row.insertCell().textContent = kind;
+    row.insertCell().textContent = p ? rate(per(total, p.byKind[kind] || 0)) : '…';
+    row.insertCell().textContent = number(total);
+  }
+  e.querySelector('button.pause').disabled = vm.state !== 'running';
+  e.querySelector('button.resume').disabled = vm.state !== 'paused';
+  e.querySelector('button.stop').disabled = vm.state === 'stopped';
+  e.querySelector('button.checkpoint').disabled = vm.state === 'stopped';
+  e.querySelector('button.attach').disabled = vm.state === 'stopped' && !guest.socket;
+  guest.previous = { at: now, instructions: s.instructionsRetired, exits: s.exits, channel: s.channelMessages, byKind: { ...s.exitsByKind } };
+}
+
+async function refresh() {
+  try {
+    const [host, vms] = await Promise.all([api('GET', '/api/host'), api('GET', '/api/vms')]);
+    const now = performance.now();
+    const seen = new Set();
+    for (const vm of vms) {
+      show(vm, now);
+      seen.add(vm.name);
+    }
+    for (const [name, guest] of guests) {
+      if (!seen.has(name)) {   // deleted
+        guest.element.remove();
+        guest.row.remove();
+        if (guest.socket) guest.socket.close();
+        guests.delete(name);
+      }
+    }
+    document.getElementById('no-guests').hidden = vms.length > 0;
+    const states = Object.entries(host.vmsByState).map(([k, v]) => `${v} ${k}`).join(', ') || 'no VMs';
+    document.getElementById('kernel-facts').textContent =
+      `${host.vmCount} guest partitions (${states}) · virtual time ${number(host.virtualTicks)} ticks · ` +
+      `${number(host.rounds)} scheduler rounds · quantum ${number(host.quantum)} ticks · version ${host.version}`;
+    document.getElementById('hardware-facts').textContent =
+      `host physical memory: ${bytes(host.hostMemoryUsedBytes)} of ${bytes(host.hostMemoryBytes)} in use · one x86 core per vCPU · the virtual clock`;
+    if (message.textContent.startsWith('cannot reach')) say('');
+  } catch (error) {
+    say(`cannot reach the management API: ${error.message}`);
+  }
+}
+
+// Without an attached console each guest's pane shows the output the VM kept (GET .../console: reading it attaches nothing).
+async function refreshConsoles() {
+  for (const [name, guest] of guests) {
+    if (guest.socket) continue;
+    try {
+      const data = await api('GET', `/api/vms/${encodeURIComponent(name)}/console`);
+      const pane = guest.element.querySelector('.console');
+      const text = new TextDecoder('utf-8').decode(data).slice(-8192);
+      if (pane.textContent !== text) {
+        pane.textContent = text;
+        pane.scrollTop = pane.scrollHeight;
+      }
+    } catch (error) {
+      // a VM deleted between two reads: the next refresh removes it
+    }
+  }
+}
+
+// Attach: COM1 over the console WebSocket (one per VM, as `hybridvmm vm console`); keys typed in the pane go to the guest.
+function toggleConsole(name) {
+  const guest = guests.get(name);
+  if (!guest) return;
+  const pane = guest.element.querySelector('.console');
+  const button = guest.element.querySelector('button.attach');
+  if (guest.socket) {
+    guest.socket.close();
+    return;
+  }
+  const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
+  const socket = new WebSocket(`${scheme}//${location.host}/api/vms/${encodeURIComponent(name)}/console`);
+  socket.binaryType = 'arraybuffer';
+  const decoder = new TextDecoder('utf-8');
+  guest.socket = socket;
+  socket.onopen = () => {
+    pane.textContent = '';
+    pane.classList.add('attached');
+    button.textContent = 'Detach console';
+    pane.focus();
+  };
+  socket.onmessage = event => {
+    pane.textContent = (pane.textContent + decoder.decode(event.data, { stream: true })).slice(-65536);
+    pane.scrollTop = pane.scrollHeight;
+  };
+  socket.onclose = event => {
+    guest.socket = null;
+    pane.classList.remove('attached');
+    button.textContent = 'Attach console';
+    if (event.reason) say(`'${name}' console: ${event.reason}`);
+  };
+}
+
+function typeKey(name, event) {
+  const guest = guests.get(name);
+  if (!guest || !guest.socket || guest.socket.readyState !== WebSocket.OPEN) return;
+  let bytes = null;
+  if (event.key === 'Enter') bytes = [13];
+  else if (event.key === 'Backspace') bytes = [127];
+  else if (event.key === 'Tab') bytes = [9];
+  else if (event.key === 'Escape') bytes = [27];
+  else if (event.ctrlKey && event.key.length === 1) bytes = [event.key.toUpperCase().charCodeAt(0) & 0x1f];
+  else if (event.key.length === 1) bytes = Array.from(new TextEncoder().encode(event.key));
+  if (bytes) {
+    guest.socket.send(new Uint8Array(bytes));
+    event.preventDefault();
+  }
+}
+
+refresh();
+refreshConsoles();
+setInterval(refresh, 1000);
+setInterval(refreshConsoles, 2000);

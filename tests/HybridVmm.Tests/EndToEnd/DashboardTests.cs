@@ -1,0 +1,132 @@
+using System.Net.Http.Headers;
+using HybridVmm.Tests.Support;
+using Microsoft.Playwright;
+
+namespace HybridVmm.Tests.EndToEnd;
+
+/// <summary>
+/// The browser dashboard (docs/serve.md#the-dashboard) in a real headless browser: Debian's chromium, driven by
+/// Playwright, against a real serve on TCP with its token. The page shows the guests the API has, and its buttons
+/// act through the API. Without /usr/bin/chromium the tests fail and say how to install it (.ci/run does).
+/// </summary>
+[NonParallelizable]
+public class DashboardTests
+{
+    private const string Chromium = "/usr/bin/chromium";
+
+    private ServeProcess _serve = null!;
+    private HttpClient _api = null!;
+    private string _token = "";
+    private IPlaywright _playwright = null!;
+    private IBrowser _browser = null!;
+
+    [OneTimeSetUp]
+    public async Task StartServeAndBrowser()
+    {
+        if (!File.Exists(Chromium))
+        {
+            Assert.Fail($"the dashboard tests need Debian's chromium at {Chromium}: apt-get install chromium (.ci/run installs it)");
+        }
+
+        string directory = ServeProcess.NewDirectory();
+        string tokenFile = Path.Combine(directory, "token");
+        _token = Convert.ToHexString(System.Security.Cryptography.RandomNumberGenerator.GetBytes(16));
+        File.WriteAllText(tokenFile, _token + "\n");
+        _serve = ServeProcess.StartIn(directory, ["--listen", "127.0.0.1:0", "--token-file", tokenFile]);
+        _api = new HttpClient { BaseAddress = new Uri(_serve.Address), Timeout = TimeSpan.FromMinutes(1) };
+        _api.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", _token);
+
+        string spin = Path.Combine(directory, "spin.elf");
+        File.WriteAllBytes(spin, FlatKernel.Build(a =>
+        {
+            var top = a.CreateLabel();
+            a.mov(Iced.Intel.AssemblerRegisters.dx, 0x80);
+            a.Label(ref top);
+            a.inc(Iced.Intel.AssemblerRegisters.eax);
+            a.@out(Iced.Intel.AssemblerRegisters.dx, Iced.Intel.AssemblerRegisters.al); // the POST-code port: an exit to the root on every turn
+            a.jmp(top);
+        }));
+        foreach (string name in new[] { "alpha", "beta" })
+        {
+            ApiReply created = await ApiReply.Post(_api, "/api/vms", new { name, image = spin, memory = "4M", start = true });
+            Assert.That(created.Status, Is.EqualTo(201), created.ToString());
+        }
+
+        _playwright = await Playwright.CreateAsync();
+        _browser = await _playwright.Chromium.LaunchAsync(new BrowserTypeLaunchOptions
+        {
+            ExecutablePath = Chromium,
+            Headless = true,
+            // As root the sandbox cannot start; the rest keeps chromium off the (closed) network.
+            Args = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync"],
+        });
+    }
+
+    [OneTimeTearDown]
+    public async Task StopServeAndBrowser()
+    {
+        if (_browser is not null)
+        {
+            await _browser.CloseAsync();
+        }
+
+        _playwright?.Dispose();
+        _api?.Dispose();
+        _serve?.Dispose();
+    }
+
+    [Test]
+    public async Task ThePageShowsTwoRunningGuestsAndItsPauseButtonPausesOne()
+    {
+        IPage page = await _browser.NewPageAsync(new BrowserNewPageOptions { ViewportSize = new ViewportSize { Width = 1280, Height = 800 } });
+        IResponse? response = await page.GotoAsync($"{_serve.Address.TrimEnd('/')}/?token={_token}");
+        Assert.That(response?.Status, Is.EqualTo(200), "the dashboard page with the token in its URL");
+
+        ILocator alpha = page.Locator("article.guest[data-vm='alpha']");
+        ILocator beta = page.Locator("article.guest[data-vm='beta']");
+        await Assertions.Expect(alpha.Locator(".state")).ToHaveTextAsync("running");
+        await Assertions.Expect(beta.Locator(".state")).ToHaveTextAsync("running");
+        await Assertions.Expect(page.Locator("#root")).ToContainTextAsync("worker.alpha");
+        // The guest's exits reach the root: after two reads the page shows io-write exits per second.
+        await Assertions.Expect(alpha.Locator("table.exits")).ToContainTextAsync("io-write");
+
+        await alpha.Locator("button.pause").ClickAsync();
+        await Assertions.Expect(alpha.Locator(".state")).ToHaveTextAsync("paused");
+
+        ApiReply alphaNow = await ApiReply.Get(_api, "/api/vms/alpha");
+        ApiReply betaNow = await ApiReply.Get(_api, "/api/vms/beta");
+        Assert.Multiple(() =>
+        {
+            Assert.That(alphaNow.State, Is.EqualTo("paused"), "the button paused the VM through the API");
+            Assert.That(betaNow.State, Is.EqualTo("running"), "the other guest runs on");
+        });
+        await Assertions.Expect(alpha.Locator("button.resume")).ToBeEnabledAsync();
+        await Assertions.Expect(alpha.Locator("button.pause")).ToBeDisabledAsync();
+
+        string screenshot = Path.Combine(TestContext.CurrentContext.WorkDirectory, "dashboard.png");
+        await page.ScreenshotAsync(new PageScreenshotOptions { Path = screenshot, FullPage = true });
+        TestContext.AddTestAttachment(screenshot, "the dashboard with 'alpha' paused and 'beta' running");
+
+        await alpha.Locator("button.resume").ClickAsync();
+        await Assertions.Expect(alpha.Locator(".state")).ToHaveTextAsync("running");
+        Assert.That((await ApiReply.Get(_api, "/api/vms/alpha")).State, Is.EqualTo("running"));
+    }
+
+    [Test]
+    public async Task TheDashboardNeedsTheTokenOnTcpAndLoadsNothingFromOutsideTheHost()
+    {
+        using var anonymous = new HttpClient { BaseAddress = new Uri(_serve.Address) };
+        HttpResponseMessage refused = await anonymous.GetAsync("/");
+        Assert.That((int)refused.StatusCode, Is.EqualTo(401));
+
+        IPage page = await _browser.NewPageAsync();
+        var requested = new List<string>();
+        page.Request += (_, request) => requested.Add(request.Url);
+        await page.GotoAsync($"{_serve.Address.TrimEnd('/')}/?token={_token}");
+        await Assertions.Expect(page.Locator("article.guest[data-vm='beta'] .state")).Not.ToBeEmptyAsync();
+        string origin = new Uri(_serve.Address).GetLeftPart(UriPartial.Authority);
+        Assert.That(requested, Is.Not.Empty);
+        Assert.That(requested.Where(url => !url.StartsWith(origin, StringComparison.Ordinal)), Is.Empty, "every request goes to serve itself");
+    }
+}
