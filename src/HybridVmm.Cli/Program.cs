@@ -22,6 +22,7 @@ root.Subcommands.Add(CompareTypesCommand.Create());
 root.Subcommands.Add(ServeCommand.Create());
 root.Subcommands.Add(BenchCommand.Create());
 root.Subcommands.Add(VmCommand.Create());
+root.Subcommands.Add(HybridVmm.Cli.Cluster.ClusterCommands.Create());
 root.SetAction(async (result, cancellationToken) =>
 {
     TraceRecorder? recorder = TraceFiles.Open(result.GetValue(trace), Console.Error);

@@ -1,5 +1,7 @@
 using HybridVmm.Cli.Api;
+using HybridVmm.Cli.Cluster;
 using HybridVmm.Cli.Common;
+using HybridVmm.Cluster.Hosting;
 using System.CommandLine;
 using System.Net;
 using HybridVmm.Cli.Hosting;
@@ -38,12 +40,20 @@ internal static class ServeCommand
         {
             config, socket, listen, tokenFile,
         };
-        command.SetAction((result, cancellationToken) => ServeAsync(result.GetValue(config), result.GetValue(socket), result.GetValue(listen),
-            result.GetValue(tokenFile), cancellationToken));
+        var cluster = new ClusterServeOptions();
+        foreach (Option option in cluster.All)
+        {
+            command.Options.Add(option);
+        }
+
+        command.SetAction((result, cancellationToken) => cluster.TryRead(result, Console.Error, out ClusterHostOptions? clusterOptions, out int refused)
+            ? ServeAsync(result.GetValue(config), result.GetValue(socket), result.GetValue(listen), result.GetValue(tokenFile), clusterOptions, cancellationToken)
+            : Task.FromResult(refused));
         return command;
     }
 
-    private static async Task<int> ServeAsync(string? configPath, string? socketPath, string? listen, string? tokenFile, CancellationToken cancellationToken)
+    private static async Task<int> ServeAsync(string? configPath, string? socketPath, string? listen, string? tokenFile, ClusterHostOptions? cluster,
+        CancellationToken cancellationToken)
     {
         TextWriter stderr = Console.Error;
         if (configPath is not null && InputFile.Check(configPath, "configuration file", MaxConfigurationBytes, ExitStatus.Configuration) is { } refusal)
@@ -163,16 +173,35 @@ internal static class ServeCommand
         builder.Services.AddSingleton<IServeVmListener>(services => services.GetRequiredService<VmManager>());
         builder.Services.AddHostedService<HypervisorService>();
         builder.Services.AddHostedService<RootPartitionService>();
+        if (cluster is not null)
+        {
+            // The host also joins the cluster as an Orleans silo (docs/cluster.md); the cluster acts through VmManager.
+            builder.Services.AddSingleton<IHostAgent, ServeHostAgent>();
+            builder.AddClusterHost(cluster);
+            builder.Logging.AddFilter("Orleans", LogLevel.Warning);
+        }
 
         await using WebApplication app = builder.Build();
         ManagementApi.Map(app, api);
         ILogger logger = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("HybridVmm.Api");
         app.Lifetime.ApplicationStarted.Register(() => logger.LogInformation("Management API listening on {Address}",
             api.SocketPath is { } path ? $"unix:{path}" : app.Urls.FirstOrDefault() ?? api.Tcp!.ToString()));
+        if (cluster is not null)
+        {
+            app.Lifetime.ApplicationStarted.Register(() => logger.LogInformation(
+                "Cluster host {Name} joined: silo {Address}:{SiloPort}, gateway {GatewayPort}, checkpoints in {Directory}",
+                cluster.Name, cluster.Address, cluster.SiloPort, cluster.GatewayPort, cluster.CheckpointDirectory));
+        }
+
         HybridSystem system = app.Services.GetRequiredService<HybridSystem>();
         try
         {
             await app.RunAsync(cancellationToken);
+        }
+        catch (Exception e) when (cluster is not null && ClusterFailure.IsJoinFailure(e))
+        {
+            stderr.WriteLine($"hybridvmm: error: cannot join the cluster at '{cluster.Redis}': {ClusterFailure.Describe(e)}");
+            return ExitStatus.Unavailable;
         }
         finally
         {
