@@ -68,7 +68,8 @@ public sealed record FailoverReport(
     [property: Id(2)] double DetectionSeconds,
     [property: Id(3)] double RestartSeconds,
     [property: Id(4)] long CheckpointInstructions,
-    [property: Id(5)] long InstructionsLost);
+    [property: Id(5)] long InstructionsLost,
+    [property: Id(6)] CheckpointInfo Checkpoint);
 
 /// <summary>A cluster VM: its control-plane record (the grain's state) joined with what its host says now.</summary>
 [GenerateSerializer, Immutable]

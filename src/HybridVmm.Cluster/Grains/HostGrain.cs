@@ -1,10 +1,15 @@
 using HybridVmm.Cluster.Hosting;
 using HybridVmm.Cluster.Placement;
 using Microsoft.Extensions.Logging;
+using Orleans.Concurrency;
 
 namespace HybridVmm.Cluster.Grains;
 
-[HostPlacement]
+/// <summary>
+/// Reentrant: the host's state is its hypervisor, which serialises every operation at its round barrier; a status
+/// query must not wait behind a restore.
+/// </summary>
+[HostPlacement, Reentrant]
 public sealed class HostGrain(IHostAgent agent, LocalVms local, ClusterHostOptions options, ILogger<HostGrain> logger) : Grain, IHostGrain
 {
     public async Task<HostStatus> StatusAsync()
@@ -15,11 +20,11 @@ public sealed class HostGrain(IHostAgent agent, LocalVms local, ClusterHostOptio
 
     public async Task<ClusterProblem?> CreateAsync(VmSpec spec, long epoch, bool start)
     {
-        local.Add(spec, epoch, [], 0);
         ClusterProblem? problem = await agent.CreateAsync(spec, start, CancellationToken.None);
-        if (problem is not null)
+        if (problem is null)
         {
-            local.Remove(spec.Name);
+            // Only once the VM exists: the watch forgets a local VM its hypervisor does not have.
+            local.Add(spec, epoch, [], 0);
         }
 
         return problem;
@@ -42,21 +47,24 @@ public sealed class HostGrain(IHostAgent agent, LocalVms local, ClusterHostOptio
             return refused;
         }
 
-        // The fence: the restored VM stays stopped unless its grain still says this epoch is the current one.
-        if (!await GrainFactory.GetGrain<IVmGrain>(spec.Name).IsCurrentAsync(epoch))
-        {
-            await agent.StopAsync(spec.Name, CancellationToken.None);
-            return new ClusterProblem(409, $"epoch {epoch} of '{spec.Name}' was fenced off before it resumed");
-        }
-
+        // Known here from now on, but not running: only ResumeAsync with this epoch starts it.
         local.Add(spec, epoch, prefix, checkpoint.Instructions);
-        ClusterProblem? problem = await agent.StartAsync(spec.Name, CancellationToken.None);
-        if (problem is null)
+        local.TryGet(spec.Name, out LocalVms.LocalVm vm);
+        vm.AwaitingResume = true;
+        logger.LogInformation("VM {Name} restored from {Checkpoint} (epoch {Epoch}), waiting for its grain to confirm the epoch", spec.Name,
+            checkpoint.SnapshotPath, epoch);
+        return null;
+    }
+
+    public async Task<ClusterProblem?> ResumeAsync(string name, long epoch)
+    {
+        if (!local.TryGet(name, out LocalVms.LocalVm vm) || vm.Epoch != epoch)
         {
-            logger.LogInformation("VM {Name} restored from {Checkpoint} (epoch {Epoch})", spec.Name, checkpoint.SnapshotPath, epoch);
+            return new ClusterProblem(409, $"this host does not hold epoch {epoch} of '{name}'");
         }
 
-        return problem;
+        vm.AwaitingResume = false;
+        return await agent.StartAsync(name, CancellationToken.None);
     }
 
     public Task<ClusterProblem?> StartAsync(string name) => agent.StartAsync(name, CancellationToken.None);

@@ -1,5 +1,3 @@
-using Orleans.Concurrency;
-
 namespace HybridVmm.Cluster.Grains;
 
 /// <summary>
@@ -14,8 +12,11 @@ public interface IHostGrain : IGrainWithStringKey
 
     Task<ClusterProblem?> CreateAsync(VmSpec spec, long epoch, bool start);
 
-    /// <summary>Restores a VM from a checkpoint, checks with its grain that <paramref name="epoch"/> is still current, then starts it.</summary>
+    /// <summary>Restores a VM from a checkpoint, not started: its grain checks the epoch once more, then calls <see cref="ResumeAsync"/>.</summary>
     Task<ClusterProblem?> RestoreAsync(VmSpec spec, CheckpointInfo checkpoint, long epoch);
+
+    /// <summary>Starts a restored VM under <paramref name="epoch"/>, the epoch its grain has just confirmed.</summary>
+    Task<ClusterProblem?> ResumeAsync(string name, long epoch);
 
     Task<ClusterProblem?> StartAsync(string name);
 
@@ -41,10 +42,6 @@ public interface IVmGrain : IGrainWithStringKey
 
     /// <summary>A checkpoint was written; false: the epoch is fenced off and the checkpoint is not taken.</summary>
     Task<bool> CheckpointTakenAsync(CheckpointInfo checkpoint);
-
-    /// <summary>Whether <paramref name="epoch"/> is the VM's current one: a host asks before it resumes a restored VM.</summary>
-    [AlwaysInterleave]
-    Task<bool> IsCurrentAsync(long epoch);
 
     /// <summary>The host <paramref name="host"/> was declared dead: a protected VM placed there restarts elsewhere.</summary>
     Task<FailoverReport?> HostDiedAsync(string host, DateTime detectedAt);

@@ -1,4 +1,5 @@
 using Orleans.Concurrency;
+using Orleans.GrainDirectory;
 using Orleans.Runtime;
 
 namespace HybridVmm.Cluster.Grains;
@@ -13,7 +14,7 @@ public sealed class VmDirectoryRecord
 /// Reentrant: a host's death fans out to the VM grains while new VMs may still register (a VM grain's create calls
 /// back here), and neither may wait for the other.
 /// </summary>
-[Reentrant]
+[Reentrant, GrainDirectory(GrainDirectoryName = ClusterStorage.Name)]
 public sealed class VmDirectoryGrain([PersistentState("directory", ClusterStorage.Name)] IPersistentState<VmDirectoryRecord> record)
     : Grain, IVmDirectoryGrain
 {
@@ -36,7 +37,11 @@ public sealed class VmDirectoryGrain([PersistentState("directory", ClusterStorag
     }
 }
 
-/// <summary>The name of the grain storage provider (Redis) that holds VM records.</summary>
+/// <summary>
+/// The name of the Redis grain storage that holds VM records, and of the Redis grain directory that says where each
+/// VM grain is active: in Redis, not in the hosts' memory, so that the death of a host loses no directory entries
+/// of the VM grains that must act on that death.
+/// </summary>
 public static class ClusterStorage
 {
     public const string Name = "hybridvmm";

@@ -1,6 +1,7 @@
 using HybridVmm.Cluster.Hosting;
 using HybridVmm.Cluster.Placement;
 using Microsoft.Extensions.Logging;
+using Orleans.GrainDirectory;
 using Orleans.Runtime;
 
 namespace HybridVmm.Cluster.Grains;
@@ -36,6 +37,7 @@ public sealed class VmRecord
     [Id(10)] public long Instructions { get; set; }
 }
 
+[GrainDirectory(GrainDirectoryName = ClusterStorage.Name)]
 public sealed class VmGrain(
     [PersistentState("vm", ClusterStorage.Name)] IPersistentState<VmRecord> record,
     ClusterHostOptions options,
@@ -165,8 +167,6 @@ public sealed class VmGrain(
         return true;
     }
 
-    public Task<bool> IsCurrentAsync(long epoch) => Task.FromResult(epoch == R.Epoch);
-
     public async Task<FailoverReport?> HostDiedAsync(string host, DateTime detectedAt)
     {
         if (R.Spec is null || R.Host != host || R.DesiredState != "running" || R.State is "stopped" or "lost")
@@ -201,8 +201,23 @@ public sealed class VmGrain(
         R.HostName = survivor.Name;
         await record.WriteStateAsync();
         DateTime restartBegins = DateTime.UtcNow;
-        if (await HostGrain(survivor.Address).RestoreAsync(R.Spec, checkpoint, R.Epoch) is { } refused)
+        long epoch = R.Epoch;
+        IHostGrain target = HostGrain(survivor.Address);
+        ClusterProblem? refused = await target.RestoreAsync(R.Spec, checkpoint, epoch);
+        if (refused is null)
         {
+            // The fence, checked before the restored VM resumes: the epoch in Redis must still be ours. Another
+            // activation of this grain (during a partition) that moved the VM meanwhile has a newer epoch there,
+            // and our read would fail on the etag at our next write in any case.
+            await record.ReadStateAsync();
+            refused = R.Epoch == epoch && R.Host == survivor.Address
+                ? await target.ResumeAsync(Name, epoch)
+                : new ClusterProblem(409, $"epoch {epoch} was fenced off before it resumed (Redis holds epoch {R.Epoch})");
+        }
+
+        if (refused is not null)
+        {
+            _ = target.StopAsync(Name); // best effort: a restored copy that may not run must not linger
             R.State = "lost";
             Record($"restart on {survivor.Name} failed: {refused.Detail}");
             await record.WriteStateAsync();
@@ -212,7 +227,7 @@ public sealed class VmGrain(
         double detection = _lastHeartbeat == DateTime.MinValue ? double.NaN : (detectedAt - _lastHeartbeat).TotalSeconds;
         long lost = Math.Max(0, _lastHeartbeatInstructions - checkpoint.Instructions);
         var report = new FailoverReport(deadName, survivor.Name, Math.Round(detection, 2), Math.Round((DateTime.UtcNow - restartBegins).TotalSeconds, 2),
-            checkpoint.Instructions, lost);
+            checkpoint.Instructions, lost, checkpoint);
         R.State = "running";
         R.LastFailover = report;
         R.StartedAt = DateTime.UtcNow;

@@ -27,6 +27,7 @@ public static class ClusterSilo
             silo.Configure<SiloOptions>(o => o.SiloName = options.Name);
             silo.UseRedisClustering(o => o.ConfigurationOptions = RedisOptions(options.Redis));
             silo.AddRedisGrainStorage(ClusterStorage.Name, o => o.ConfigurationOptions = RedisOptions(options.Redis));
+            silo.AddRedisGrainDirectory(ClusterStorage.Name, o => o.ConfigurationOptions = RedisOptions(options.Redis));
             silo.ConfigureEndpoints(options.Address, options.SiloPort, options.GatewayPort, listenOnAnyHostAddress: false);
             silo.Configure<ClusterMembershipOptions>(o =>
             {

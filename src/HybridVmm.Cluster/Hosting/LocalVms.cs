@@ -22,6 +22,9 @@ public sealed class LocalVms
         public long LastCheckpointInstructions { get; set; } = checkpointInstructions;
 
         public int Sequence { get; set; }
+
+        /// <summary>Restored from a checkpoint, and not yet confirmed by its grain: not started, not reported.</summary>
+        public bool AwaitingResume { get; set; }
     }
 
     public void Add(VmSpec spec, long epoch, byte[] consolePrefix, long checkpointInstructions) =>

@@ -40,7 +40,7 @@ public sealed class ProtectedVmWatch(IHostAgent agent, LocalVms local, IGrainFac
         }
 
         (_, HostVm[] vms) = await agent.ListAsync(cancellationToken).ConfigureAwait(false);
-        foreach (LocalVms.LocalVm vm in mine)
+        foreach (LocalVms.LocalVm vm in mine.Where(v => !v.AwaitingResume))
         {
             if (vms.FirstOrDefault(v => v.Name == vm.Spec.Name) is not { } now)
             {
