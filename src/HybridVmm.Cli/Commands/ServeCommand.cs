@@ -138,6 +138,7 @@ internal static class ServeCommand
         }
 
         SizeParser.TryParse(options.HostMemory, out ulong hostMemory, out _);
+        bool joined = false;
         var outcome = new ServeOutcome();
         // One generic host, as before, that is also a web application: no default configuration sources, no
         // appsettings.json from the working directory; Kestrel and routing only.
@@ -178,7 +179,11 @@ internal static class ServeCommand
             // The host also joins the cluster as an Orleans silo (docs/cluster.md); the cluster acts through VmManager.
             builder.Services.AddSingleton<IHostAgent, ServeHostAgent>();
             builder.AddClusterHost(cluster);
-            builder.Logging.AddFilter("Orleans", LogLevel.Warning);
+            // Orleans logs warnings and errors once the host has joined; a silo that cannot start (Redis unreachable,
+            // a port taken) is reported once, by the catch below, without the stack traces its loggers would add.
+            builder.Logging.AddFilter((_, category, level) => category is null || !IsClusterCategory(category)
+                ? level >= LogLevel.Information
+                : joined && level >= LogLevel.Warning && category != "Orleans.Runtime.Silo");
         }
 
         await using WebApplication app = builder.Build();
@@ -188,6 +193,7 @@ internal static class ServeCommand
             api.SocketPath is { } path ? $"unix:{path}" : app.Urls.FirstOrDefault() ?? api.Tcp!.ToString()));
         if (cluster is not null)
         {
+            app.Lifetime.ApplicationStarted.Register(() => joined = true);
             app.Lifetime.ApplicationStarted.Register(() => logger.LogInformation(
                 "Cluster host {Name} joined: silo {Address}:{SiloPort}, gateway {GatewayPort}, checkpoints in {Directory}",
                 cluster.Name, cluster.Address, cluster.SiloPort, cluster.GatewayPort, cluster.CheckpointDirectory));
@@ -211,6 +217,10 @@ internal static class ServeCommand
         system.Dispose();
         return outcome.ExitStatus;
     }
+
+    /// <summary>The loggers of Orleans and of the host's start-up, which report a cluster that cannot be joined.</summary>
+    private static bool IsClusterCategory(string category) =>
+        category.StartsWith("Orleans", StringComparison.Ordinal) || category == "Microsoft.Extensions.Hosting.Internal.Host";
 
     /// <summary>Keys the options do not have, each named with its VM, before the binder would report only the first.</summary>
     private static List<string> UnknownKeys(IConfigurationSection section)

@@ -1,5 +1,4 @@
 using HybridVmm.Cluster.Hosting;
-using HybridVmm.Cluster.Placement;
 using Microsoft.Extensions.Logging;
 using Orleans.GrainDirectory;
 using Orleans.Runtime;
@@ -35,6 +34,11 @@ public sealed class VmRecord
     [Id(9)] public DateTime? StartedAt { get; set; }
 
     [Id(10)] public long Instructions { get; set; }
+
+    /// <summary>The last progress report of the host running the current epoch, persisted at most once a second.</summary>
+    [Id(11)] public DateTime LastReportAt { get; set; }
+
+    [Id(12)] public long LastReportInstructions { get; set; }
 }
 
 [GrainDirectory(GrainDirectoryName = ClusterStorage.Name)]
@@ -45,9 +49,10 @@ public sealed class VmGrain(
 {
     private const int HistoryLimit = 50;
 
-    // Not persisted: the last progress report of the host running the current epoch (for the failover's figures).
-    private DateTime _lastHeartbeat = DateTime.MinValue;
-    private long _lastHeartbeatInstructions;
+    /// <summary>How often a progress report is also written to Redis (it is kept in memory every time).</summary>
+    private static readonly TimeSpan ReportPersistPeriod = TimeSpan.FromSeconds(1);
+
+    private DateTime _lastPersistedReport = DateTime.MinValue;
 
     private VmRecord R => record.State;
 
@@ -136,8 +141,8 @@ public sealed class VmGrain(
             return false;
         }
 
-        _lastHeartbeat = DateTime.UtcNow;
-        _lastHeartbeatInstructions = instructions;
+        R.LastReportAt = DateTime.UtcNow;
+        R.LastReportInstructions = instructions;
         R.Instructions = instructions;
         if (state == "stopped" && R.State != "stopped")
         {
@@ -150,6 +155,13 @@ public sealed class VmGrain(
         else
         {
             R.State = state;
+            if (R.LastReportAt - _lastPersistedReport >= ReportPersistPeriod)
+            {
+                // Persisted now and then, so that a grain activated anew after its silo died still knows when the
+                // VM last reported (the failover's detection time and instructions lost).
+                _lastPersistedReport = R.LastReportAt;
+                await record.WriteStateAsync();
+            }
         }
 
         return true;
@@ -224,14 +236,16 @@ public sealed class VmGrain(
             return null;
         }
 
-        double detection = _lastHeartbeat == DateTime.MinValue ? double.NaN : (detectedAt - _lastHeartbeat).TotalSeconds;
-        long lost = Math.Max(0, _lastHeartbeatInstructions - checkpoint.Instructions);
+        DateTime lastReport = R.LastReportAt > checkpoint.TakenAt ? R.LastReportAt : checkpoint.TakenAt;
+        double detection = Math.Max(0, (detectedAt - lastReport).TotalSeconds);
+        long lost = Math.Max(0, R.LastReportInstructions - checkpoint.Instructions);
         var report = new FailoverReport(deadName, survivor.Name, Math.Round(detection, 2), Math.Round((DateTime.UtcNow - restartBegins).TotalSeconds, 2),
             checkpoint.Instructions, lost, checkpoint);
         R.State = "running";
         R.LastFailover = report;
         R.StartedAt = DateTime.UtcNow;
-        _lastHeartbeat = DateTime.UtcNow;
+        R.LastReportAt = DateTime.UtcNow;
+        R.LastReportInstructions = checkpoint.Instructions;
         Record($"restarted on {survivor.Name} (epoch {R.Epoch}) from the checkpoint at {checkpoint.Instructions} instructions: " +
             $"{deadName} found dead {report.DetectionSeconds} s after its last report, restart {report.RestartSeconds} s, at least {lost} instructions lost");
         await record.WriteStateAsync();
@@ -239,11 +253,8 @@ public sealed class VmGrain(
         return report;
     }
 
-    private async Task<HostStatus?> PlaceAsync(VmSpec spec, string? exclude)
-    {
-        HostStatus[] hosts = await ClusterHosts.StatusAsync(GrainFactory, exclude);
-        return PlacementPolicy.Choose(hosts, spec, options.Placement);
-    }
+    private Task<HostStatus?> PlaceAsync(VmSpec spec, string? exclude) =>
+        GrainFactory.GetGrain<IPlacementGrain>(PlacementGrain.Key).ChooseAsync(spec, exclude);
 
     private IHostGrain HostGrain(string address) => GrainFactory.GetGrain<IHostGrain>(address);
 

@@ -133,6 +133,15 @@ public class ClusterFailoverTests
     }
 
     [Test]
+    public void ServeWithNothingAtTheRedisAddressCannotJoinAndSaysSoOnce()
+    {
+        CliProcess.Result result = CliProcess.RunIn(_dir, "serve", "--api-socket", "api.sock", "--cluster", $"127.0.0.1:{RedisServer.FreePort()}",
+            "--silo-port", RedisServer.FreePort().ToString(), "--gateway-port", RedisServer.FreePort().ToString(), "--checkpoint-dir", "ck");
+        Assert.That(result.ExitCode, Is.EqualTo(ExitStatus.Unavailable), result.Stderr);
+        Assert.That(result.Stderr, Does.Contain("hybridvmm: error: cannot join the cluster at").And.Not.Contain("   at "));
+    }
+
+    [Test]
     public void ClusterStatusWithNothingAtTheRedisAddressIsUnavailable()
     {
         CliProcess.Result result = CliProcess.Run("cluster", "status", "--cluster", $"127.0.0.1:{RedisServer.FreePort()},connectTimeout=500");
