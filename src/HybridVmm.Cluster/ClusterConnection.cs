@@ -2,6 +2,8 @@ using HybridVmm.Cluster.Hosting;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Orleans.Configuration;
+using Orleans;
+using Orleans.Hosting;
 
 namespace HybridVmm.Cluster;
 

@@ -1,3 +1,5 @@
+using Orleans;
+
 namespace HybridVmm.Cluster;
 
 // The documents that travel between hosts, grains and the cluster client (docs/cluster.md describes each field).

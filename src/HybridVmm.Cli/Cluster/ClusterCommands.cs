@@ -5,6 +5,7 @@ using System.Text.Json;
 using HybridVmm.Cli.Common;
 using HybridVmm.Cluster;
 using HybridVmm.Cluster.Grains;
+using Orleans;
 
 namespace HybridVmm.Cli.Cluster;
 

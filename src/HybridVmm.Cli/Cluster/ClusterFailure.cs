@@ -1,4 +1,6 @@
 using System.Net.Sockets;
+using Orleans;
+using Orleans.Runtime;
 
 namespace HybridVmm.Cli.Cluster;
 

@@ -52,6 +52,10 @@ internal sealed class ServeHostAgent(VmManager vms, HybridSystem system) : IHost
     public async Task<ClusterProblem?> StopAsync(string name, CancellationToken cancellationToken) =>
         Problem((await vms.StopAsync(name, cancellationToken).ConfigureAwait(false)).Problem);
 
+    public void EnforceLeases(Func<string, bool> leaseExpired) => vms.EnforceLeases(leaseExpired);
+
+    public Task ResumeLeasedAsync(string name, CancellationToken cancellationToken) => vms.ResumeLeasedAsync(name, cancellationToken);
+
     public async Task<(ClusterProblem? Problem, long Instructions, byte[] Console)> CheckpointAsync(string name, string snapshotPath,
         CancellationToken cancellationToken)
     {

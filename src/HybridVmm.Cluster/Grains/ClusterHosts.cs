@@ -1,4 +1,5 @@
 using Orleans.Runtime;
+using Orleans;
 
 namespace HybridVmm.Cluster.Grains;
 

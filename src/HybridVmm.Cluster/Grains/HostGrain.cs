@@ -2,6 +2,7 @@ using HybridVmm.Cluster.Hosting;
 using HybridVmm.Cluster.Placement;
 using Microsoft.Extensions.Logging;
 using Orleans.Concurrency;
+using Orleans;
 
 namespace HybridVmm.Cluster.Grains;
 
@@ -24,7 +25,7 @@ public sealed class HostGrain(IHostAgent agent, LocalVms local, ClusterHostOptio
         if (problem is null)
         {
             // Only once the VM exists: the watch forgets a local VM its hypervisor does not have.
-            local.Add(spec, epoch, [], 0);
+            local.Add(spec, epoch, [], 0, options.Lease);
         }
 
         return problem;
@@ -48,7 +49,7 @@ public sealed class HostGrain(IHostAgent agent, LocalVms local, ClusterHostOptio
         }
 
         // Known here from now on, but not running: only ResumeAsync with this epoch starts it.
-        local.Add(spec, epoch, prefix, checkpoint.Instructions);
+        local.Add(spec, epoch, prefix, checkpoint.Instructions, options.Lease);
         local.TryGet(spec.Name, out LocalVms.LocalVm vm);
         vm.AwaitingResume = true;
         logger.LogInformation("VM {Name} restored from {Checkpoint} (epoch {Epoch}), waiting for its grain to confirm the epoch", spec.Name,

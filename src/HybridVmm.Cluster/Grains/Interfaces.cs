@@ -1,3 +1,5 @@
+using Orleans;
+
 namespace HybridVmm.Cluster.Grains;
 
 /// <summary>

@@ -1,6 +1,7 @@
 using HybridVmm.Cluster.Hosting;
 using HybridVmm.Cluster.Placement;
 using Orleans.GrainDirectory;
+using Orleans;
 
 namespace HybridVmm.Cluster.Grains;
 

@@ -1,6 +1,7 @@
 using Orleans.Concurrency;
 using Orleans.GrainDirectory;
 using Orleans.Runtime;
+using Orleans;
 
 namespace HybridVmm.Cluster.Grains;
 

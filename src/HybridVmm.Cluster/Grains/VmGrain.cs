@@ -2,6 +2,7 @@ using HybridVmm.Cluster.Hosting;
 using Microsoft.Extensions.Logging;
 using Orleans.GrainDirectory;
 using Orleans.Runtime;
+using Orleans;
 
 namespace HybridVmm.Cluster.Grains;
 

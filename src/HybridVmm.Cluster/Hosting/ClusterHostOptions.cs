@@ -1,4 +1,5 @@
 using System.Net;
+using Orleans;
 
 namespace HybridVmm.Cluster.Hosting;
 
@@ -31,6 +32,12 @@ public sealed class ClusterHostOptions
     public TimeSpan ProbeTimeout { get; init; } = TimeSpan.FromSeconds(5);
 
     public int MissedProbes { get; init; } = 3;
+
+    /// <summary>
+    /// How long a cluster VM may run without its grain accepting a report: half the shortest time in which the
+    /// cluster can declare this host dead, so a host cut off pauses its VMs before they can be restarted elsewhere.
+    /// </summary>
+    public TimeSpan Lease => ProbeTimeout * MissedProbes / 2;
 
     /// <summary>How often the host looks at its protected VMs (progress, checkpoints, fencing).</summary>
     public TimeSpan WatchPeriod { get; init; } = TimeSpan.FromMilliseconds(250);

@@ -4,6 +4,8 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Orleans.Configuration;
 using StackExchange.Redis;
+using Orleans;
+using Orleans.Hosting;
 
 namespace HybridVmm.Cluster.Hosting;
 

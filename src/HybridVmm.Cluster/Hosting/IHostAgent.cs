@@ -1,3 +1,5 @@
+using Orleans;
+
 namespace HybridVmm.Cluster.Hosting;
 
 /// <summary>
@@ -18,6 +20,15 @@ public interface IHostAgent
     Task<ClusterProblem?> StartAsync(string name, CancellationToken cancellationToken);
 
     Task<ClusterProblem?> StopAsync(string name, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// From now on, at every round barrier, pauses each running VM for which <paramref name="leaseExpired"/> says
+    /// true, before it executes another round (the lease of <see cref="LocalVms"/>).
+    /// </summary>
+    void EnforceLeases(Func<string, bool> leaseExpired);
+
+    /// <summary>Runs a VM on that the lease paused, now that its lease is renewed; nothing for any other VM.</summary>
+    Task ResumeLeasedAsync(string name, CancellationToken cancellationToken);
 
     /// <summary>
     /// Writes a checkpoint of a running VM (it runs on) and returns the instructions it had retired and the console

@@ -2,6 +2,7 @@ using HybridVmm.Cluster.Grains;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Orleans.Runtime;
+using Orleans;
 
 namespace HybridVmm.Cluster.Hosting;
 

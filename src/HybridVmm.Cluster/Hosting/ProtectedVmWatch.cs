@@ -2,6 +2,7 @@ using HybridVmm.Cluster.Grains;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Orleans.Runtime;
+using Orleans;
 
 namespace HybridVmm.Cluster.Hosting;
 
@@ -15,6 +16,7 @@ public sealed class ProtectedVmWatch(IHostAgent agent, LocalVms local, IGrainFac
 {
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
+        agent.EnforceLeases(local.LeaseExpired);
         using var timer = new PeriodicTimer(options.WatchPeriod);
         string self = silo.SiloAddress.ToParsableString();
         while (await timer.WaitForNextTickAsync(stoppingToken).ConfigureAwait(false))
@@ -55,10 +57,18 @@ public sealed class ProtectedVmWatch(IHostAgent agent, LocalVms local, IGrainFac
                 continue;
             }
 
+            bool expired = Environment.TickCount64 > vm.LeaseUntil;
+            vm.LeaseUntil = Environment.TickCount64 + (long)options.Lease.TotalMilliseconds;
             if (now.State == "stopped")
             {
                 local.Remove(vm.Spec.Name);
                 continue;
+            }
+
+            if (expired)
+            {
+                // The grain took this report: the epoch is still ours, and the VM the lease paused may run on.
+                await agent.ResumeLeasedAsync(vm.Spec.Name, cancellationToken).ConfigureAwait(false);
             }
 
             if (vm.Spec.Protected && now.State == "running" && now.Instructions - vm.LastCheckpointInstructions >= vm.Spec.CheckpointEvery)

@@ -1,6 +1,7 @@
 using Orleans.Placement;
 using Orleans.Runtime;
 using Orleans.Runtime.Placement;
+using Orleans;
 
 namespace HybridVmm.Cluster.Placement;
 
