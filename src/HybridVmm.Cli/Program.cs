@@ -23,6 +23,7 @@ root.Subcommands.Add(ServeCommand.Create());
 root.Subcommands.Add(BenchCommand.Create());
 root.Subcommands.Add(VmCommand.Create());
 root.Subcommands.Add(TraceCommand.Create());
+root.Subcommands.Add(HybridVmm.Cli.Cluster.ClusterCommands.Create());
 // --version names the commit as well as the version (BuildVersion), not only the informational version.
 foreach (Option option in root.Options)
 {

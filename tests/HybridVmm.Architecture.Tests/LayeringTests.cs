@@ -16,6 +16,7 @@ public class LayeringTests
         ["HybridVmm.Hypervisor"] = 1,
         ["HybridVmm.HostOS"] = 2,
         ["HybridVmm.Reports"] = 3,
+        ["HybridVmm.Cluster"] = 3,
         ["HybridVmm.Cli"] = 4,
     };
 
@@ -27,6 +28,7 @@ public class LayeringTests
         ["HybridVmm.Hypervisor"] = "HybridVmm.Hypervisor",
         ["HybridVmm.HostOS"] = "HybridVmm.HostOS",
         ["HybridVmm.Reports"] = "HybridVmm.Reports",
+        ["HybridVmm.Cluster"] = "HybridVmm.Cluster",
         ["hybridvmm"] = "HybridVmm.Cli",
     };
 

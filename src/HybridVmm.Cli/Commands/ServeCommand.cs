@@ -1,6 +1,8 @@
 using OpenTelemetry.Metrics;
 using HybridVmm.Cli.Api;
+using HybridVmm.Cli.Cluster;
 using HybridVmm.Cli.Common;
+using HybridVmm.Cluster.Hosting;
 using System.CommandLine;
 using System.Net;
 using HybridVmm.Cli.Hosting;
@@ -40,12 +42,21 @@ internal static class ServeCommand
         {
             config, socket, listen, tokenFile, metrics,
         };
-        command.SetAction((result, cancellationToken) => ServeAsync(result.GetValue(config), result.GetValue(socket), result.GetValue(listen),
-            result.GetValue(tokenFile), result.GetValue(metrics), cancellationToken));
+        var cluster = new ClusterServeOptions();
+        foreach (Option option in cluster.All)
+        {
+            command.Options.Add(option);
+        }
+
+        command.SetAction((result, cancellationToken) => cluster.TryRead(result, Console.Error, out ClusterHostOptions? clusterOptions, out int refused)
+            ? ServeAsync(result.GetValue(config), result.GetValue(socket), result.GetValue(listen), result.GetValue(tokenFile), result.GetValue(metrics),
+                clusterOptions, cancellationToken)
+            : Task.FromResult(refused));
         return command;
     }
 
-    private static async Task<int> ServeAsync(string? configPath, string? socketPath, string? listen, string? tokenFile, bool metrics, CancellationToken cancellationToken)
+    private static async Task<int> ServeAsync(string? configPath, string? socketPath, string? listen, string? tokenFile, bool metrics,
+        ClusterHostOptions? cluster, CancellationToken cancellationToken)
     {
         TextWriter stderr = Console.Error;
         if (configPath is not null && InputFile.Check(configPath, "configuration file", MaxConfigurationBytes, ExitStatus.Configuration) is { } refusal)
@@ -130,6 +141,7 @@ internal static class ServeCommand
         }
 
         SizeParser.TryParse(options.HostMemory, out ulong hostMemory, out _);
+        bool joined = false;
         var outcome = new ServeOutcome();
         // One generic host, as before, that is also a web application: no default configuration sources, no
         // appsettings.json from the working directory; Kestrel and routing only.
@@ -165,6 +177,17 @@ internal static class ServeCommand
         builder.Services.AddSingleton<IServeVmListener>(services => services.GetRequiredService<VmManager>());
         builder.Services.AddHostedService<HypervisorService>();
         builder.Services.AddHostedService<RootPartitionService>();
+        if (cluster is not null)
+        {
+            // The host also joins the cluster as an Orleans silo (docs/cluster.md); the cluster acts through VmManager.
+            builder.Services.AddSingleton<IHostAgent, ServeHostAgent>();
+            builder.AddClusterHost(cluster);
+            // Orleans logs warnings and errors once the host has joined; a silo that cannot start (Redis unreachable,
+            // a port taken) is reported once, by the catch below, without the stack traces its loggers would add.
+            builder.Logging.AddFilter((_, category, level) => category is null || !IsClusterCategory(category)
+                ? level >= LogLevel.Information
+                : joined && level >= LogLevel.Warning && category != "Orleans.Runtime.Silo");
+        }
 
         if (metrics)
         {
@@ -181,10 +204,23 @@ internal static class ServeCommand
         ILogger logger = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("HybridVmm.Api");
         app.Lifetime.ApplicationStarted.Register(() => logger.LogInformation("Management API listening on {Address}",
             api.SocketPath is { } path ? $"unix:{path}" : app.Urls.FirstOrDefault() ?? api.Tcp!.ToString()));
+        if (cluster is not null)
+        {
+            app.Lifetime.ApplicationStarted.Register(() => joined = true);
+            app.Lifetime.ApplicationStarted.Register(() => logger.LogInformation(
+                "Cluster host {Name} joined: silo {Address}:{SiloPort}, gateway {GatewayPort}, checkpoints in {Directory}",
+                cluster.Name, cluster.Address, cluster.SiloPort, cluster.GatewayPort, cluster.CheckpointDirectory));
+        }
+
         HybridSystem system = app.Services.GetRequiredService<HybridSystem>();
         try
         {
             await app.RunAsync(cancellationToken);
+        }
+        catch (Exception e) when (cluster is not null && ClusterFailure.IsJoinFailure(e))
+        {
+            stderr.WriteLine($"hybridvmm: error: cannot join the cluster at '{cluster.Redis}': {ClusterFailure.Describe(e)}");
+            return ExitStatus.Unavailable;
         }
         finally
         {
@@ -194,6 +230,10 @@ internal static class ServeCommand
         system.Dispose();
         return outcome.ExitStatus;
     }
+
+    /// <summary>The loggers of Orleans and of the host's start-up, which report a cluster that cannot be joined.</summary>
+    private static bool IsClusterCategory(string category) =>
+        category.StartsWith("Orleans", StringComparison.Ordinal) || category == "Microsoft.Extensions.Hosting.Internal.Host";
 
     /// <summary>Keys the options do not have, each named with its VM, before the binder would report only the first.</summary>
     private static List<string> UnknownKeys(IConfigurationSection section)

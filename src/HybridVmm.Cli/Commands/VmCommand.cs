@@ -2,7 +2,9 @@ using System.CommandLine;
 using System.Net;
 using System.Net.Sockets;
 using HybridVmm.Cli.Api;
+using HybridVmm.Cli.Cluster;
 using HybridVmm.Cli.Common;
+using HybridVmm.Cluster;
 
 namespace HybridVmm.Cli.Commands;
 
@@ -12,7 +14,7 @@ namespace HybridVmm.Cli.Commands;
 /// </summary>
 internal static class VmCommand
 {
-    private sealed record Connection(Option<string?> Socket, Option<string?> Connect, Option<string?> TokenFile, Option<bool> Json);
+    private sealed record Connection(Option<string?> Socket, Option<string?> Connect, Option<string?> TokenFile, Option<bool> Json, Option<string?> Cluster);
 
     public static Command Create()
     {
@@ -20,14 +22,17 @@ internal static class VmCommand
             new Option<string?>("--api-socket") { Description = $"serve's API socket (default: {ApiListener.DefaultSocketPath})", Recursive = true },
             new Option<string?>("--connect") { Description = "serve's API on TCP HOST:PORT (serve --listen); needs --token-file", Recursive = true },
             new Option<string?>("--token-file") { Description = "The bearer token for --connect", Recursive = true },
-            new Option<bool>("--json") { Description = "Print the API's JSON instead of a table", Recursive = true });
-        var command = new Command("vm", "Drive the VMs of a running 'hybridvmm serve' through its management API")
+            new Option<bool>("--json") { Description = "Print the API's JSON instead of a table", Recursive = true },
+            new Option<string?>("--cluster") { Description = "Drive the cluster's VMs instead (create, start, stop, show, list): its Redis host:port", Recursive = true });
+        var command = new Command("vm", "Drive the VMs of a running 'hybridvmm serve' through its management API, or of a cluster with --cluster")
         {
-            connection.Socket, connection.Connect, connection.TokenFile, connection.Json,
+            connection.Socket, connection.Connect, connection.TokenFile, connection.Json, connection.Cluster,
         };
 
-        var list = new Command("list", "List the VMs: state, memory, instructions, exits");
-        list.SetAction((r, ct) => RunAsync(r, connection, c => c.GetAsync("/api/vms", ct), VmTables.List));
+        var list = new Command("list", "List the VMs: state, memory, instructions, exits (with --cluster: hosts and VMs)");
+        list.SetAction((r, ct) => r.GetValue(connection.Cluster) is { } cluster
+            ? ClusterCommands.StatusAsync(cluster, r.GetValue(connection.Json), ct)
+            : RunAsync(r, connection, c => c.GetAsync("/api/vms", ct), VmTables.List));
         command.Subcommands.Add(list);
 
         var host = new Command("host", "The host: memory in use, virtual time, VMs by state");
@@ -35,7 +40,7 @@ internal static class VmCommand
         command.Subcommands.Add(host);
 
         command.Subcommands.Add(Named("show", "A VM's state, vCPUs, memory, devices and statistics", connection,
-            (c, name, ct) => c.GetAsync($"/api/vms/{name}", ct), VmTables.Show));
+            (c, name, ct) => c.GetAsync($"/api/vms/{name}", ct), VmTables.Show, cluster: ClusterCommands.ShowAsync));
         command.Subcommands.Add(Named("stats", "A VM's counters: instructions, exits by kind, channel messages", connection,
             (c, name, ct) => c.GetAsync($"/api/vms/{name}/stats", ct), VmTables.Statistics));
         foreach ((string verb, string description) in new[]
@@ -44,7 +49,8 @@ internal static class VmCommand
             ("resume", "Resume a paused VM"), ("stop", "Stop a VM"), ("reset", "Boot a VM again from its image"),
         })
         {
-            command.Subcommands.Add(Named(verb, description, connection, (c, name, ct) => c.PostAsync($"/api/vms/{name}/{verb}", null, ct), VmTables.State));
+            command.Subcommands.Add(Named(verb, description, connection, (c, name, ct) => c.PostAsync($"/api/vms/{name}/{verb}", null, ct), VmTables.State,
+                cluster: verb switch { "start" => ClusterCommands.StartAsync, "stop" => ClusterCommands.StopAsync, _ => null }));
         }
 
         command.Subcommands.Add(Named("delete", "Stop and delete a VM", connection, (c, name, ct) => c.DeleteAsync($"/api/vms/{name}", ct),
@@ -57,12 +63,21 @@ internal static class VmCommand
     }
 
     private static Command Named(string verb, string description, Connection connection,
-        Func<ApiClient, string, CancellationToken, Task<ApiResponse>> send, Func<ApiResponse, string> render, bool rawJson = true)
+        Func<ApiClient, string, CancellationToken, Task<ApiResponse>> send, Func<ApiResponse, string> render, bool rawJson = true,
+        Func<string, string, bool, CancellationToken, Task<int>>? cluster = null)
     {
         var name = new Argument<string>("NAME") { Description = "The VM's name" };
         var command = new Command(verb, description) { name };
-        command.SetAction((r, ct) => RunAsync(r, connection, c => send(c, Uri.EscapeDataString(r.GetValue(name)!), ct), render, rawJson));
+        command.SetAction((r, ct) => r.GetValue(connection.Cluster) is { } redis
+            ? cluster is null ? NotInCluster(verb) : cluster(redis, r.GetValue(name)!, r.GetValue(connection.Json), ct)
+            : RunAsync(r, connection, c => send(c, Uri.EscapeDataString(r.GetValue(name)!), ct), render, rawJson));
         return command;
+    }
+
+    private static Task<int> NotInCluster(string verb)
+    {
+        Console.Error.WriteLine($"hybridvmm: error: 'vm {verb}' does not take --cluster yet (the cluster has create, start, stop, show and list)");
+        return Task.FromResult(ExitStatus.Usage);
     }
 
     private static Command ConsoleCommand(Connection connection)
@@ -117,11 +132,18 @@ internal static class VmCommand
         var disk = new Option<string?>("--disk") { Description = "The disk image behind synthblk" };
         var maxInstructions = new Option<long?>("--max-instructions") { Description = "Stop the guest after N instructions" };
         var start = new Option<bool>("--start") { Description = "Start the VM at once" };
-        var command = new Command("create", "Create a VM from an image (or a snapshot) on the serve host")
+        var isProtected = new Option<bool>("--protected") { Description = "With --cluster: checkpoint the VM and restart it on another host if its host dies" };
+        var checkpointEvery = new Option<long?>("--checkpoint-every") { Description = $"With --protected: checkpoint every N instructions (default {DefaultCheckpointEvery})" };
+        var command = new Command("create", "Create a VM from an image (or a snapshot) on the serve host, or in the cluster with --cluster")
         {
-            name, image, snapshot, memory, append, devices, synthetic, disk, maxInstructions, start,
+            name, image, snapshot, memory, append, devices, synthetic, disk, maxInstructions, start, isProtected, checkpointEvery,
         };
-        command.SetAction((r, ct) => RunAsync(r, connection, c => c.PostAsync("/api/vms", new CreateVmRequest
+        command.SetAction((r, ct) => r.GetValue(connection.Cluster) is { } redis
+            ? CreateInClusterAsync(redis, r, name, image, memory, append, maxInstructions, start, isProtected, checkpointEvery, [snapshot, devices, synthetic, disk],
+                r.GetValue(connection.Json), ct)
+            : r.GetResult(isProtected) is not null || r.GetResult(checkpointEvery) is not null
+            ? Refuse("--protected and --checkpoint-every go with --cluster")
+            : RunAsync(r, connection, c => c.PostAsync("/api/vms", new CreateVmRequest
         {
             Name = r.GetValue(name),
             Image = r.GetValue(image) is { } i ? HostPath(i) : null,
@@ -135,6 +157,40 @@ internal static class VmCommand
             Start = r.GetValue(start),
         }, ct), VmTables.State));
         return command;
+    }
+
+    /// <summary>How often a protected cluster VM is checkpointed unless --checkpoint-every says otherwise.</summary>
+    private const long DefaultCheckpointEvery = 10_000_000;
+
+    private static Task<int> CreateInClusterAsync(string redis, ParseResult r, Argument<string> name, Option<string?> image, Option<string?> memory,
+        Option<string?> append, Option<long?> maxInstructions, Option<bool> start, Option<bool> isProtected, Option<long?> checkpointEvery,
+        Option[] notInCluster, bool json, CancellationToken ct)
+    {
+        if (notInCluster.FirstOrDefault(o => r.GetResult(o) is not null) is { } stray)
+        {
+            return Refuse($"{stray.Name} does not go with --cluster yet (a cluster VM is made from --image)");
+        }
+
+        if (r.GetValue(image) is not { } source)
+        {
+            return Refuse("a cluster VM needs --image (a Multiboot ELF or bzImage every host can reach, or embedded:NAME)");
+        }
+
+        long every = r.GetValue(checkpointEvery) ?? DefaultCheckpointEvery;
+        if (every <= 0 || r.GetValue(maxInstructions) is < 0)
+        {
+            return Refuse("--checkpoint-every must be positive and --max-instructions zero or positive");
+        }
+
+        var spec = new VmSpec(r.GetValue(name)!, HostPath(source), r.GetValue(memory) ?? "64M", r.GetValue(append) ?? "",
+            r.GetValue(maxInstructions) ?? 0, r.GetValue(isProtected), every);
+        return ClusterCommands.CreateAsync(redis, spec, r.GetValue(start), json, ct);
+    }
+
+    private static Task<int> Refuse(string message)
+    {
+        Console.Error.WriteLine($"hybridvmm: error: {message}");
+        return Task.FromResult(ExitStatus.Usage);
     }
 
     private static Command SaveCommand(Connection connection)

@@ -64,6 +64,18 @@ public sealed class ServeProcess : IDisposable
 
     public string Directory { get; }
 
+    public int ProcessId => _process.Id;
+
+    /// <summary>Ends serve with SIGKILL, as a host that crashes: nothing of it runs any more, nothing is cleaned up.</summary>
+    public void Kill()
+    {
+        if (!_process.HasExited)
+        {
+            _process.Kill();
+            _process.WaitForExit();
+        }
+    }
+
     public string SocketPath => Path.Combine(Directory, "api.sock");
 
     /// <summary>Where the API said it listens: unix:PATH or http://HOST:PORT.</summary>

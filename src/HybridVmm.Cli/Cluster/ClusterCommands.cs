@@ -1,0 +1,151 @@
+using System.CommandLine;
+using System.Globalization;
+using System.Text;
+using System.Text.Json;
+using HybridVmm.Cli.Common;
+using HybridVmm.Cluster;
+using HybridVmm.Cluster.Grains;
+using Orleans;
+
+namespace HybridVmm.Cli.Cluster;
+
+/// <summary>
+/// The cluster's client commands: <c>hybridvmm cluster status</c>, and <c>hybridvmm vm create|start|stop|list --cluster</c>.
+/// Each connects to the cluster as an Orleans client (through the gateways listed in Redis) and talks to the VM grains.
+/// Exit statuses as for <c>vm</c>: 69 the cluster cannot be reached, 76 it refused the request.
+/// </summary>
+internal static class ClusterCommands
+{
+    /// <summary>How long the client may take to reach a gateway of the cluster.</summary>
+    public static readonly TimeSpan ConnectTimeout = TimeSpan.FromSeconds(30);
+
+    private static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web) { WriteIndented = true };
+
+    public static Command Create()
+    {
+        var cluster = new Option<string>("--cluster") { Description = "The cluster's Redis (host:port[,options])", Required = true, Recursive = true };
+        var json = new Option<bool>("--json") { Description = "Print JSON instead of tables", Recursive = true };
+        var command = new Command("cluster", "The cluster of hybrid hosts (serve --cluster)") { cluster, json };
+        var status = new Command("status", "The hosts (capacity, load, VMs) and the cluster's VMs");
+        status.SetAction((r, ct) => StatusAsync(r.GetValue(cluster)!, r.GetValue(json), ct));
+        command.Subcommands.Add(status);
+        return command;
+    }
+
+    public static Task<int> StatusAsync(string redis, bool json, CancellationToken cancellationToken) => WithClusterAsync(redis, async client =>
+    {
+        HostStatus[] hosts = await ClusterHosts.StatusAsync(client);
+        ClusterVm[] vms = await ListVmsAsync(client);
+        Console.Out.Write(json ? JsonSerializer.Serialize(new { hosts, vms }, Json) + "\n" : HostTable(hosts) + "\n" + VmTable(vms));
+        return ExitStatus.Success;
+    }, cancellationToken);
+
+    public static Task<int> CreateAsync(string redis, VmSpec spec, bool start, bool json, CancellationToken cancellationToken) =>
+        WithClusterAsync(redis, async client => Report(await client.GetGrain<IVmGrain>(spec.Name).CreateAsync(spec, start), json), cancellationToken);
+
+    public static Task<int> StartAsync(string redis, string name, bool json, CancellationToken cancellationToken) =>
+        WithClusterAsync(redis, async client => Report(await client.GetGrain<IVmGrain>(name).StartAsync(), json), cancellationToken);
+
+    public static Task<int> StopAsync(string redis, string name, bool json, CancellationToken cancellationToken) =>
+        WithClusterAsync(redis, async client => Report(await client.GetGrain<IVmGrain>(name).StopAsync(), json), cancellationToken);
+
+    public static Task<int> ShowAsync(string redis, string name, bool json, CancellationToken cancellationToken) =>
+        WithClusterAsync(redis, async client => Report(await client.GetGrain<IVmGrain>(name).GetAsync(), json, detailed: true), cancellationToken);
+
+    private static async Task<ClusterVm[]> ListVmsAsync(IClusterClient client)
+    {
+        string[] names = await client.GetGrain<IVmDirectoryGrain>(VmDirectoryGrain.Key).ListAsync();
+        ClusterResult<ClusterVm>[] all = await Task.WhenAll(names.Select(n => client.GetGrain<IVmGrain>(n).GetAsync()));
+        return all.Where(r => r.Value is not null).Select(r => r.Value!).ToArray();
+    }
+
+    private static int Report(ClusterResult<ClusterVm> result, bool json, bool detailed = false)
+    {
+        if (result.Problem is { } problem)
+        {
+            Console.Error.WriteLine($"hybridvmm: error: {problem.Detail}");
+            return problem.Status >= 500 ? ExitStatus.Unavailable : ExitStatus.ApiRefused;
+        }
+
+        ClusterVm vm = result.Value!;
+        if (json)
+        {
+            Console.Out.WriteLine(JsonSerializer.Serialize(vm, Json));
+        }
+        else if (detailed)
+        {
+            Console.Out.Write(VmTable([vm]));
+            foreach (VmEvent e in vm.History)
+            {
+                Console.Out.WriteLine($"  {e.At:yyyy-MM-dd HH:mm:ss.f}  {e.What}");
+            }
+        }
+        else
+        {
+            Console.Out.WriteLine($"{vm.Name}: {vm.State} on {vm.HostName ?? "no host"} (epoch {vm.Epoch})");
+        }
+
+        return ExitStatus.Success;
+    }
+
+    private static async Task<int> WithClusterAsync(string redis, Func<IClusterClient, Task<int>> run, CancellationToken cancellationToken)
+    {
+        ClusterConnection connection;
+        using (var connecting = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken))
+        {
+            connecting.CancelAfter(ConnectTimeout);
+            try
+            {
+                connection = await ClusterConnection.ConnectAsync(redis, connecting.Token);
+            }
+            catch (Exception e) when (e is OperationCanceledException || ClusterFailure.IsJoinFailure(e) || e is ArgumentException)
+            {
+                string why = e is OperationCanceledException ? $"no host answered within {ConnectTimeout.TotalSeconds:0} s" : ClusterFailure.Describe(e);
+                Console.Error.WriteLine($"hybridvmm: error: cannot reach the cluster at '{redis}': {why} (is a 'hybridvmm serve --cluster' running?)");
+                return ExitStatus.Unavailable;
+            }
+        }
+
+        await using (connection)
+        {
+            try
+            {
+                return await run(connection.Client);
+            }
+            catch (Exception e) when (ClusterFailure.IsJoinFailure(e))
+            {
+                Console.Error.WriteLine($"hybridvmm: error: the cluster at '{redis}' did not answer: {ClusterFailure.Describe(e)}");
+                return ExitStatus.Unavailable;
+            }
+        }
+    }
+
+    public static string HostTable(IReadOnlyList<HostStatus> hosts)
+    {
+        var text = new StringBuilder();
+        text.AppendLine(CultureInfo.InvariantCulture, $"{"HOST",-16} {"ADDRESS",-28} {"VCPUS",5} {"MEMORY USED",16} {"VMS",4} {"ACTIVE",6}");
+        foreach (HostStatus h in hosts)
+        {
+            string memory = $"{h.MemoryUsedBytes >> 20}/{h.Capacity.MemoryBytes >> 20} MiB";
+            text.AppendLine(CultureInfo.InvariantCulture, $"{h.Name,-16} {h.Address,-28} {h.Capacity.Vcpus,5} {memory,16} {h.Vms.Length,4} {h.ActiveVms,6}");
+        }
+
+        return text.ToString();
+    }
+
+    public static string VmTable(IReadOnlyList<ClusterVm> vms)
+    {
+        var text = new StringBuilder();
+        text.AppendLine(CultureInfo.InvariantCulture,
+            $"{"VM",-16} {"HOST",-16} {"STATE",-10} {"INSTRUCTIONS",14} {"UPTIME",8} {"EPOCH",5} {"HA",3} {"CHECKPOINT",14}");
+        foreach (ClusterVm v in vms)
+        {
+            string uptime = v.StartedAt is { } at && v.State == "running" ? $"{(DateTime.UtcNow - at).TotalSeconds:0}s" : "-";
+            string checkpoint = v.LastCheckpoint is { } c ? c.Instructions.ToString(CultureInfo.InvariantCulture) : "-";
+            text.AppendLine(CultureInfo.InvariantCulture,
+                $"{v.Name,-16} {v.HostName ?? "-",-16} {v.State,-10} {v.Instructions,14} {uptime,8} {v.Epoch,5} {(v.Protected ? "yes" : "no"),3} {checkpoint,14}");
+        }
+
+        return text.ToString();
+    }
+}

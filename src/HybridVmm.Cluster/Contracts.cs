@@ -1,0 +1,99 @@
+using Orleans;
+
+namespace HybridVmm.Cluster;
+
+// The documents that travel between hosts, grains and the cluster client (docs/cluster.md describes each field).
+
+/// <summary>What a host offers the cluster: the vCPUs and memory it schedules VMs on, and the guest images it can reach.</summary>
+[GenerateSerializer, Immutable]
+public sealed record HostCapacity(
+    [property: Id(0)] int Vcpus,
+    [property: Id(1)] long MemoryBytes,
+    [property: Id(2)] string[] Images);
+
+/// <summary>One VM as its host sees it: the state of its partition and the instructions it has retired.</summary>
+[GenerateSerializer, Immutable]
+public sealed record HostVm(
+    [property: Id(0)] string Name,
+    [property: Id(1)] string State,
+    [property: Id(2)] long Instructions,
+    [property: Id(3)] long MemoryBytes,
+    [property: Id(4)] string? ExitReason);
+
+/// <summary>A host of the cluster and its load.</summary>
+[GenerateSerializer, Immutable]
+public sealed record HostStatus(
+    [property: Id(0)] string Address,
+    [property: Id(1)] string Name,
+    [property: Id(2)] HostCapacity Capacity,
+    [property: Id(3)] long MemoryUsedBytes,
+    [property: Id(4)] HostVm[] Vms)
+{
+    /// <summary>VMs that hold the host's scheduler: running or paused.</summary>
+    public int ActiveVms => Vms.Count(v => v.State is "running" or "paused" or "created");
+}
+
+/// <summary>What a new cluster VM is: the image, its memory, and whether HA protects it.</summary>
+[GenerateSerializer, Immutable]
+public sealed record VmSpec(
+    [property: Id(0)] string Name,
+    [property: Id(1)] string Image,
+    [property: Id(2)] string Memory,
+    [property: Id(3)] string CommandLine,
+    [property: Id(4)] long MaxInstructions,
+    [property: Id(5)] bool Protected,
+    [property: Id(6)] long CheckpointEvery);
+
+/// <summary>A refusal from a host or a grain: an HTTP-style status (400, 404, 409, 503) and one clear sentence.</summary>
+[GenerateSerializer, Immutable]
+public sealed record ClusterProblem([property: Id(0)] int Status, [property: Id(1)] string Detail);
+
+/// <summary>A checkpoint of a protected VM in the shared directory: the snapshot file and the console output before it.</summary>
+[GenerateSerializer, Immutable]
+public sealed record CheckpointInfo(
+    [property: Id(0)] long Epoch,
+    [property: Id(1)] string SnapshotPath,
+    [property: Id(2)] string ConsolePath,
+    [property: Id(3)] long Instructions,
+    [property: Id(4)] DateTime TakenAt,
+    [property: Id(5)] string Host);
+
+/// <summary>One line of a VM's history: when, and what happened.</summary>
+[GenerateSerializer, Immutable]
+public sealed record VmEvent([property: Id(0)] DateTime At, [property: Id(1)] string What);
+
+/// <summary>A failover's figures: how long the death took to detect, how long the restart took, what was lost.</summary>
+[GenerateSerializer, Immutable]
+public sealed record FailoverReport(
+    [property: Id(0)] string DeadHost,
+    [property: Id(1)] string NewHost,
+    [property: Id(2)] double DetectionSeconds,
+    [property: Id(3)] double RestartSeconds,
+    [property: Id(4)] long CheckpointInstructions,
+    [property: Id(5)] long InstructionsLost,
+    [property: Id(6)] CheckpointInfo Checkpoint);
+
+/// <summary>A cluster VM: its control-plane record (the grain's state) joined with what its host says now.</summary>
+[GenerateSerializer, Immutable]
+public sealed record ClusterVm(
+    [property: Id(0)] string Name,
+    [property: Id(1)] string DesiredState,
+    [property: Id(2)] string State,
+    [property: Id(3)] string? Host,
+    [property: Id(4)] string? HostName,
+    [property: Id(5)] long Epoch,
+    [property: Id(6)] long Instructions,
+    [property: Id(7)] bool Protected,
+    [property: Id(8)] CheckpointInfo? LastCheckpoint,
+    [property: Id(9)] FailoverReport? LastFailover,
+    [property: Id(10)] VmEvent[] History,
+    [property: Id(11)] DateTime? StartedAt);
+
+/// <summary>A grain call's result: a value or a problem.</summary>
+[GenerateSerializer, Immutable]
+public sealed record ClusterResult<T>([property: Id(0)] T? Value, [property: Id(1)] ClusterProblem? Problem)
+{
+    public static ClusterResult<T> Ok(T value) => new(value, null);
+
+    public static ClusterResult<T> Refused(int status, string detail) => new(default, new ClusterProblem(status, detail));
+}

@@ -1,0 +1,74 @@
+using HybridVmm.Cluster.Hosting;
+using HybridVmm.Cluster.Placement;
+using Microsoft.Extensions.Logging;
+using Orleans.Concurrency;
+using Orleans;
+
+namespace HybridVmm.Cluster.Grains;
+
+/// <summary>
+/// Reentrant: the host's state is its hypervisor, which serialises every operation at its round barrier; a status
+/// query must not wait behind a restore.
+/// </summary>
+[HostPlacement, Reentrant]
+public sealed class HostGrain(IHostAgent agent, LocalVms local, ClusterHostOptions options, ILogger<HostGrain> logger) : Grain, IHostGrain
+{
+    public async Task<HostStatus> StatusAsync()
+    {
+        (long used, HostVm[] vms) = await agent.ListAsync(CancellationToken.None);
+        return new HostStatus(this.GetPrimaryKeyString(), options.Name, agent.Capacity, used, vms);
+    }
+
+    public async Task<ClusterProblem?> CreateAsync(VmSpec spec, long epoch, bool start)
+    {
+        ClusterProblem? problem = await agent.CreateAsync(spec, start, CancellationToken.None);
+        if (problem is null)
+        {
+            // Only once the VM exists: the watch forgets a local VM its hypervisor does not have.
+            local.Add(spec, epoch, [], 0, options.Lease);
+        }
+
+        return problem;
+    }
+
+    public async Task<ClusterProblem?> RestoreAsync(VmSpec spec, CheckpointInfo checkpoint, long epoch)
+    {
+        byte[] prefix;
+        try
+        {
+            prefix = File.Exists(checkpoint.ConsolePath) ? await File.ReadAllBytesAsync(checkpoint.ConsolePath) : [];
+        }
+        catch (IOException e)
+        {
+            return new ClusterProblem(503, $"cannot read checkpoint console '{checkpoint.ConsolePath}': {e.Message}");
+        }
+
+        if (await agent.RestoreAsync(spec.Name, checkpoint.SnapshotPath, spec.MaxInstructions, CancellationToken.None) is { } refused)
+        {
+            return refused;
+        }
+
+        // Known here from now on, but not running: only ResumeAsync with this epoch starts it.
+        local.Add(spec, epoch, prefix, checkpoint.Instructions, options.Lease);
+        local.TryGet(spec.Name, out LocalVms.LocalVm vm);
+        vm.AwaitingResume = true;
+        logger.LogInformation("VM {Name} restored from {Checkpoint} (epoch {Epoch}), waiting for its grain to confirm the epoch", spec.Name,
+            checkpoint.SnapshotPath, epoch);
+        return null;
+    }
+
+    public async Task<ClusterProblem?> ResumeAsync(string name, long epoch)
+    {
+        if (!local.TryGet(name, out LocalVms.LocalVm vm) || vm.Epoch != epoch)
+        {
+            return new ClusterProblem(409, $"this host does not hold epoch {epoch} of '{name}'");
+        }
+
+        vm.AwaitingResume = false;
+        return await agent.StartAsync(name, CancellationToken.None);
+    }
+
+    public Task<ClusterProblem?> StartAsync(string name) => agent.StartAsync(name, CancellationToken.None);
+
+    public Task<ClusterProblem?> StopAsync(string name) => agent.StopAsync(name, CancellationToken.None);
+}
