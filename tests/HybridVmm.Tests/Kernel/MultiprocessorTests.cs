@@ -41,6 +41,30 @@ public class MultiprocessorTests
         }
     }
 
+    /// <summary>INIT then a start-up IPI with vector 0x08 (0x8000) to APIC ID 1, as an OS starts an AP.</summary>
+    private static void StartApplicationProcessor(Assembler a)
+    {
+        a.mov(__dword_ptr[IcrHigh], 1 << 24);  // destination: APIC ID 1
+        a.mov(__dword_ptr[IcrLow], 0x4500);     // INIT, level assert
+        a.mov(__dword_ptr[IcrLow], 0x4608);     // start-up, vector 0x08: 0x8000
+    }
+
+    /// <summary>Spins until the dword at <paramref name="address"/> holds <paramref name="value"/>.</summary>
+    private static void WaitFor(Assembler a, uint address, int value)
+    {
+        var wait = a.CreateLabel();
+        a.Label(ref wait);
+        a.cmp(__dword_ptr[address], value);
+        a.jne(wait);
+    }
+
+    /// <summary>Ends the guest through the debug-exit port with status 0.</summary>
+    private static void Exit(Assembler a)
+    {
+        a.mov(eax, 0);
+        a.@out(0xF4, eax);
+    }
+
     private static async Task<(PartitionExit Exit, byte[] Results, TestMachine Machine)> RunAsync(int processors, Action<Assembler> bsp)
     {
         var machine = new TestMachine();
@@ -57,15 +81,9 @@ public class MultiprocessorTests
         (PartitionExit exit, byte[] results, TestMachine machine) = await RunAsync(2, a =>
         {
             CopyApCode(a);
-            a.mov(__dword_ptr[IcrHigh], 1 << 24);  // destination: APIC ID 1
-            a.mov(__dword_ptr[IcrLow], 0x4500);     // INIT, level assert
-            a.mov(__dword_ptr[IcrLow], 0x4608);     // start-up, vector 0x08: 0x8000
-            var wait = a.CreateLabel();
-            a.Label(ref wait);
-            a.cmp(__dword_ptr[Marker], 0xA5A5);
-            a.jne(wait);
-            a.mov(eax, 0);
-            a.@out(0xF4, eax);
+            StartApplicationProcessor(a);
+            WaitFor(a, Marker, 0xA5A5);
+            Exit(a);
         });
         using (machine)
         {
@@ -132,20 +150,11 @@ public class MultiprocessorTests
                 a.mov(__dword_ptr[Trampoline + (uint)i], BitConverter.ToInt32(code, i));
             }
 
-            a.mov(__dword_ptr[IcrHigh], 1 << 24);
-            a.mov(__dword_ptr[IcrLow], 0x4500);
-            a.mov(__dword_ptr[IcrLow], 0x4608);
-            var ready = a.CreateLabel();
-            a.Label(ref ready);
-            a.cmp(__dword_ptr[Marker + 4], 1);
-            a.jne(ready);
+            StartApplicationProcessor(a);
+            WaitFor(a, Marker + 4, 1);
             a.mov(__dword_ptr[IcrLow], 0x4400);     // NMI, to APIC ID 1
-            var done = a.CreateLabel();
-            a.Label(ref done);
-            a.cmp(__dword_ptr[Marker], 0xA5A5);
-            a.jne(done);
-            a.mov(eax, 0);
-            a.@out(0xF4, eax);
+            WaitFor(a, Marker, 0xA5A5);
+            Exit(a);
         });
         using (machine)
         {
