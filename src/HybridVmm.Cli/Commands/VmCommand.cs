@@ -141,7 +141,7 @@ internal static class VmCommand
         command.SetAction((r, ct) => r.GetValue(connection.Cluster) is { } redis
             ? CreateInClusterAsync(redis, r, name, image, memory, append, maxInstructions, start, isProtected, checkpointEvery, [snapshot, devices, synthetic, disk],
                 r.GetValue(connection.Json), ct)
-            : r.GetResult(isProtected) is not null || r.GetResult(checkpointEvery) is not null
+            : r.GetValue(isProtected) || r.GetValue(checkpointEvery) is not null
             ? Refuse("--protected and --checkpoint-every go with --cluster")
             : RunAsync(r, connection, c => c.PostAsync("/api/vms", new CreateVmRequest
         {
