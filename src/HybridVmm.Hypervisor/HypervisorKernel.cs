@@ -163,7 +163,7 @@ public sealed class HypervisorKernel
         var partition = new Partition(Table.NextId, name, space, instructionLimit);
         if (processors > 1)
         {
-            partition.ApicBus = new Apic.ApicBus(partition, Table, Intercepts.CpuidPolicy.Signature);
+            partition.ApicBus = new ApicBus(partition, Table, Intercepts.CpuidPolicy.Signature);
         }
 
         X86Core? first = null;
@@ -171,7 +171,7 @@ public sealed class HypervisorKernel
         {
             X86Core core = new(Memory, space.Slat, first); // one decoded-code cache for the partition's processors
             first ??= core;
-            partition.AddVp(core);
+            partition.AddVp(core, Intercepts.CpuidPolicy.Signature);
         }
 
         space.HostWrote += first!.InvalidateCode;

@@ -30,7 +30,7 @@ public sealed partial class RootPartitionApi
     public long FreeMemoryBytes => (long)_kernel.Frames.FreeFrames << Hardware.Memory.HostPhysicalMemory.FrameShift;
 
     /// <summary>The most virtual processors a partition may have.</summary>
-    public const int MaxProcessors = 64;
+    public const int MaxProcessors = Partition.MaxProcessors;
 
     /// <summary>
     /// Creates a child partition with <paramref name="memoryBytes"/> of RAM at GPA 0 and <paramref name="processors"/>

@@ -41,8 +41,8 @@ internal sealed partial class LocalApic : ILocalInterruptController
         }
     }
 
-    /// <summary>The other processors' APICs, for IPIs (<see cref="ApicBus"/>); null on a lone APIC, which can only reach itself.</summary>
-    internal ApicBus? Bus { get; set; }
+    /// <summary>The other processors' APICs, for IPIs; null on a lone APIC, which can only reach itself.</summary>
+    internal IApicBus? Bus { get; set; }
 
     /// <summary>INIT (SDM Vol. 3A, 11.4.7.3): the APIC returns to its reset state; its ID and IA32_APIC_BASE stay.</summary>
     public void Init() => ArchitecturalReset();

@@ -51,7 +51,7 @@ public static class CpuidPolicy
     public const uint VersionBuild = 1, VersionMajorMinor = 0x0000_0001;
 
     /// <summary>Leaf 0x40000005 EAX: the virtual processors a partition may have (<c>--cpus</c>, at most 64).</summary>
-    public const uint MaxVirtualProcessors = RootPartitionApi.MaxProcessors;
+    public const uint MaxVirtualProcessors = Partitions.Partition.MaxProcessors;
 
     /// <param name="privileges">The partition's HV_PARTITION_PRIVILEGE_MASK, reported in leaf 0x40000003 EAX (low) and EBX (high).</param>
     public static (uint Eax, uint Ebx, uint Ecx, uint Edx) Query(uint leaf, uint subleaf, ulong privileges = (ulong)Hv1.HvPartitionPrivileges.Child)

@@ -65,20 +65,24 @@ internal sealed class Partition
 
     internal PartitionExit? Exit { get; private set; }
 
+    /// <summary>The most virtual processors a partition may have (xAPIC IDs and the MADT would allow 255).</summary>
+    public const int MaxProcessors = 64;
+
     /// <summary>The local APICs' bus, once the partition has more than one vCPU.</summary>
-    internal Apic.ApicBus? ApicBus { get; set; }
+    internal ApicBus? ApicBus { get; set; }
 
     /// <summary>
     /// Adds a vCPU. The first is the bootstrap processor; the others are application processors, which wait for a
-    /// start-up IPI (<see cref="VpState.WaitingForSipi"/>) with the APIC ID of their index.
+    /// start-up IPI (<see cref="VpState.WaitingForSipi"/>) with the APIC ID of their index, their core in the INIT
+    /// state (<paramref name="signature"/>, the processor signature INIT leaves in EDX).
     /// </summary>
-    internal VirtualProcessor AddVp(X86Core core)
+    internal VirtualProcessor AddVp(X86Core core, uint signature = 0)
     {
         var vp = new VirtualProcessor(_vps.Count, core);
         vp.Apic = new Apic.LocalApic(core, (byte)vp.Index, bootstrap: vp.Index == 0) { Bus = ApicBus };
         if (vp.Index > 0)
         {
-            core.ResetToRealMode(0xF000, 0xFFF0, Intercepts.CpuidPolicy.Signature);
+            core.ResetToRealMode(0xF000, 0xFFF0, signature);
             vp.State = VpState.WaitingForSipi;
         }
 

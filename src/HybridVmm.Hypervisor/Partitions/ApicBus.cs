@@ -1,7 +1,7 @@
-using HybridVmm.Hypervisor.Partitions;
+using HybridVmm.Hypervisor.Apic;
 using HybridVmm.Hypervisor.Tracing;
 
-namespace HybridVmm.Hypervisor.Apic;
+namespace HybridVmm.Hypervisor.Partitions;
 
 /// <summary>
 /// The system bus between one partition's local APICs: it carries the interprocessor interrupts a write to ICR sends
@@ -23,7 +23,7 @@ namespace HybridVmm.Hypervisor.Apic;
 /// <item>SMI and the reserved modes reach nobody.</item>
 /// </list>
 /// </remarks>
-internal sealed class ApicBus(Partition partition, PartitionTable table, uint processorSignature)
+internal sealed class ApicBus(Partition partition, PartitionTable table, uint processorSignature) : IApicBus
 {
     private const uint Fixed = 0, LowestPriority = 1, Nmi = 4, Init = 5, Startup = 6;
 
