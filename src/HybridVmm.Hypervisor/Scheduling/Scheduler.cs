@@ -237,7 +237,7 @@ public sealed class Scheduler
             long retired = core.InstructionsRetired - before;
             budget -= retired;
             vp.SliceTicks += retired;
-            partition.Statistics.InstructionsRetired = core.InstructionsRetired;
+            partition.Statistics.InstructionsRetired = partition.VirtualProcessors.Count == 1 ? core.InstructionsRetired : RetiredByAll(partition);
 
             outcome = await _dispatcher.DispatchAsync(partition, vp, exit, cancellationToken).ConfigureAwait(false);
             if (!Charge(vp, ref budget, outcome))
@@ -311,6 +311,18 @@ public sealed class Scheduler
         }
 
         return any || idled;
+    }
+
+    /// <summary>A partition's instructions: every vCPU's (the instruction limit and breakpoints count each vCPU's own).</summary>
+    private static long RetiredByAll(Partition partition)
+    {
+        long sum = 0;
+        foreach (VirtualProcessor vp in partition.VirtualProcessors)
+        {
+            sum += vp.Core.InstructionsRetired;
+        }
+
+        return sum;
     }
 
     private static bool Charge(VirtualProcessor vp, ref long budget, ExitOutcome outcome)
