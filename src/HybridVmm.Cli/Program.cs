@@ -14,6 +14,22 @@ var traceLimit = new Option<string>("--trace-limit")
     Recursive = true,
 };
 root.Options.Add(traceLimit);
+var tier = new Option<string>("--tier")
+{
+    Description = "How guest code runs: jit (hot code compiled to IL, the default) or interp (the interpreter alone); the output is the same",
+    DefaultValueFactory = _ => "jit",
+    Recursive = true,
+};
+tier.CompletionSources.Add("jit", "interp");
+tier.Validators.Add(r =>
+{
+    string? value = r.GetValueOrDefault<string>();
+    if (value is not ("jit" or "interp"))
+    {
+        r.AddError($"--tier must be jit or interp, not '{value}'");
+    }
+});
+root.Options.Add(tier);
 root.Subcommands.Add(RunCommand.Create());
 root.Subcommands.Add(RestoreCommand.Create());
 root.Subcommands.Add(CloneCommand.Create());
@@ -66,6 +82,9 @@ if (!SizeParser.TryParse(parsed.GetValue(traceLimit)!, out ulong traceLimitBytes
 }
 
 HostOutput.TraceLimitBytes = (long)traceLimitBytes;
+HybridVmm.Hardware.Cpu.X86Core.DefaultTier = parsed.GetValue(tier) == "interp"
+    ? HybridVmm.Hardware.Cpu.ExecutionTier.Interpreter
+    : HybridVmm.Hardware.Cpu.ExecutionTier.Jit;
 HostOutput.GuardStandardOutput();
 try
 {

@@ -29,6 +29,27 @@ public class UnicornDifferentialTests
         Assert.That(report.NotEncodable, Is.LessThanOrEqualTo(report.Cases / 100), "the generator should encode nearly every case");
     }
 
+    /// <summary>
+    /// The same fuzzing with every instruction compiled by the translator (tier 1) at its first execution, for a
+    /// twenty-fifth of the cases (each case compiles a block). Forms the translator leaves to the interpreter still run
+    /// there; the translated ones (moves, ALU, INC/DEC/NEG/NOT, LEA, MOVZX/MOVSX, PUSH/POP, branches, calls, returns,
+    /// LEAVE) are checked against Unicorn here.
+    /// </summary>
+    [Test]
+    public void TranslatedCodeMatchesUnicornOnRandomInstructions()
+    {
+        ulong seed = FuzzSettings.Seed ^ 0x7177;
+        using UnicornFuzzer fuzzer = Create(seed, FuzzSettings.Restrict(SupportedForms.All), nameof(TranslatedCodeMatchesUnicornOnRandomInstructions));
+        fuzzer.Core.Tier = HybridVmm.Hardware.Cpu.ExecutionTier.Jit;
+        fuzzer.Core.JitHotThreshold = 1;
+        FuzzReport report = FuzzSettings.ReplayCase is long one ? fuzzer.Run(one, 1) : fuzzer.Run(0, Math.Max(4096, FuzzSettings.UnicornCases / 25));
+        HybridVmm.Hardware.Cpu.JitStatistics jit = fuzzer.Core.JitStatistics;
+        TestContext.Out.WriteLine(report.Summary("Unicorn 2 (QEMU TCG)") + $"; translator: {jit.BlocksCompiled:N0} blocks compiled, " +
+            $"{jit.InstructionsInBlocks:N0} instructions run in blocks");
+        Assert.That(report.Mismatches, Is.Zero, () => string.Join(Environment.NewLine, report.Reproducers));
+        Assert.That(jit.InstructionsInBlocks, Is.GreaterThan(report.Cases / 10), "a good share of the cases should run translated");
+    }
+
     [Test]
     public void EverySupportedFormIsExercised()
     {

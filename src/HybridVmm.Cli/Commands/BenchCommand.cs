@@ -1,3 +1,4 @@
+using HybridVmm.Hardware.Cpu;
 using HybridVmm.Cli.Common;
 using System.CommandLine;
 using System.Diagnostics;
@@ -87,6 +88,15 @@ internal static class BenchCommand
             Console.WriteLine(run == 0
                 ? $"warm-up: {instructions} instructions in {clock.Elapsed.TotalSeconds:0.000} s"
                 : $"run {run}: {instructions} instructions in {clock.Elapsed.TotalSeconds:0.000} s = {mips:0.0} MIPS");
+            JitStatistics jit = vm.Statistics.Translator;
+            if (run == 0 && jit.BlockEntries + jit.BlocksRefused > 0)
+            {
+                // The translator's share: instructions retired inside blocks, and what compiling them cost.
+                Console.WriteLine($"  tier 1: {jit.BlocksCompiled} blocks compiled ({jit.BlocksRefused} starts refused) in " +
+                    $"{jit.CompileTime.TotalMilliseconds:0} ms = {jit.CompileTime.TotalMicroseconds / Math.Max(1, jit.BlocksCompiled + jit.BlocksRefused):0} µs a block; " +
+                    $"{jit.BlockEntries} entries, {100.0 * jit.InstructionsInBlocks / Math.Max(1, instructions):0.0} % of instructions in blocks, " +
+                    $"{100.0 * jit.BlockExitsEarly / Math.Max(1, jit.BlockEntries):0.0} % of entries left early");
+            }
             if (run > 0)
             {
                 best = Math.Max(best, mips);

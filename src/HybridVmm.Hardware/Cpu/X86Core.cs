@@ -44,6 +44,7 @@ public sealed partial class X86Core
         _ram = memory.Bytes;
         _slatEntries = slat.RawEntries;
         _codePages = sibling?._codePages ?? new CodePage?[slat.GuestPageCount];
+        _jitCache = sibling?._jitCache ?? new JitCache();
         _codeReader = new GuestCodeReader(this);
         _decoder = Decoder.Create(32, _codeReader);
         _decoder16 = Decoder.Create(16, _codeReader);
@@ -243,6 +244,18 @@ public sealed partial class X86Core
                 retired++; // as above
                 page = null;
                 continue;
+            }
+
+            // A block may start at any cached instruction, including one just decoded (index 0 and not straddling).
+            if (_jit && (index > 0 || (index = page.Index[linear & PageOffsetMask]) > 0))
+            {
+                int ran = TryRunBlock(page, index - 1, maxInstructions - retired);
+                if (ran > 0)
+                {
+                    InstructionsRetired += ran;
+                    retired += ran;
+                    continue; // EIP is on the next instruction; page is still the page it was: blocks never write code
+                }
             }
 
             _savedGpr = _ctx.Gpr;

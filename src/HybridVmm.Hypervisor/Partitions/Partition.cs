@@ -89,7 +89,25 @@ internal sealed class Partition
         core.LocalInterruptController = vp.Apic;
         vp.Synic = new SynIc.SyntheticInterruptController(AddressSpace, vp.Apic);
         _vps.Add(vp);
+        Statistics.TranslatorSource ??= TranslatorStatistics;
         return vp;
+    }
+
+    /// <summary>The translator's counters over every vCPU (the compile counts belong to the partition's shared cache).</summary>
+    private JitStatistics TranslatorStatistics()
+    {
+        JitStatistics all = _vps[0].Core.JitStatistics;
+        for (int i = 1; i < _vps.Count; i++)
+        {
+            JitStatistics s = _vps[i].Core.JitStatistics;
+            all = all with
+            {
+                BlockEntries = all.BlockEntries + s.BlockEntries,
+                BlockExitsEarly = all.BlockExitsEarly + s.BlockExitsEarly,
+                InstructionsInBlocks = all.InstructionsInBlocks + s.InstructionsInBlocks,
+            };
+        }
+        return all;
     }
 
     internal void MarkStopped(PartitionExit exit)

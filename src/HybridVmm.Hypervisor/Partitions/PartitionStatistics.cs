@@ -7,6 +7,11 @@ public sealed class PartitionStatistics
 
     public long InstructionsRetired { get; internal set; }
 
+    /// <summary>What the translator (tier 1) did for this partition; read between runs, as the other counters are.</summary>
+    public Hardware.Cpu.JitStatistics Translator => TranslatorSource?.Invoke() ?? default;
+
+    internal Func<Hardware.Cpu.JitStatistics>? TranslatorSource { get; set; }
+
     /// <summary>Messages between this partition's vCPUs and the root (intercepts sent plus replies received).</summary>
     public long ChannelMessages { get; internal set; }
 

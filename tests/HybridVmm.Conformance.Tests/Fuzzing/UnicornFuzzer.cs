@@ -74,6 +74,9 @@ internal sealed class UnicornFuzzer : IDisposable
 
     public IReadOnlyList<string> EncodeErrors => _generator.EncodeErrors;
 
+    /// <summary>The core under test, for a test that changes its tier.</summary>
+    public HybridVmm.Hardware.Cpu.X86Core Core => _core.Cpu;
+
     public FuzzReport Run(long firstCase, long count, InstructionForm? only = null)
     {
         var report = new FuzzReport();

@@ -16,6 +16,12 @@ internal sealed class CodePage
     public readonly ulong[] Covered = new ulong[HostPhysicalMemory.FrameSize / 64];
     public Instruction[] Instructions = new Instruction[64];
     public int Count;
+    /// <summary>Per slot: the translated block starting at that instruction (Jit/), or null while it is not hot yet.</summary>
+    public JitBlock?[] Blocks = new JitBlock?[64];
+    /// <summary>Per slot: how often the interpreter started that instruction, until a block is compiled there.</summary>
+    public ushort[] Heat = new ushort[64];
+    /// <summary>The page is on its partition's list of pages with translated blocks (<see cref="JitCache"/>).</summary>
+    public bool HasBlocks;
     /// <summary>The host frame the bytes were decoded from; a remapped page is decoded afresh.</summary>
     public int HostFrame;
     /// <summary>
@@ -32,9 +38,17 @@ internal sealed class CodePage
     {
         Array.Clear(Index);
         Array.Clear(Covered);
+        DropBlocks();
         Count = 0;
         // The Instructions array is kept: the run loop may still hold a ref to the instruction that
         // performed the write, and the slot is only reused by the next decode.
+    }
+
+    /// <summary>Drops the translated blocks and the heat counts: the code changed, or the translation cache was flushed.</summary>
+    public void DropBlocks()
+    {
+        Array.Clear(Blocks, 0, Count);
+        Array.Clear(Heat, 0, Count);
     }
 
     public ref Instruction Add(uint offset, scoped in Instruction instruction)
@@ -42,6 +56,8 @@ internal sealed class CodePage
         if (Count == Instructions.Length)
         {
             Array.Resize(ref Instructions, Count * 2);
+            Array.Resize(ref Blocks, Count * 2);
+            Array.Resize(ref Heat, Count * 2);
         }
         Instructions[Count] = instruction;
         Index[offset] = (ushort)(Count + 1);

@@ -35,7 +35,7 @@ public sealed partial class X86Core
 
     /// <summary>SF, ZF and PF of a result (PF looks at the low byte only).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static uint Szp(uint result, int size)
+    internal static uint Szp(uint result, int size)
     {
         uint f = ParityTable[result & 0xff];
         if (result == 0) f |= ZF;
@@ -49,23 +49,37 @@ public sealed partial class X86Core
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private uint AddWithFlags(uint a, uint b, uint carry, int size)
     {
-        ulong full = (ulong)a + b + carry;
-        uint r = (uint)full & SizeMask(size);
-        uint f = Szp(r, size) | ((uint)(full >> (size * 8)) & 1) | ((a ^ b ^ r) & AF);
-        if (((a ^ r) & (b ^ r) & SignBit(size)) != 0) f |= OF;
-        SetStatus(f);
+        SetStatus(AddStatus(a, b, carry, size, out uint r));
         return r;
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private uint SubWithFlags(uint a, uint b, uint borrow, int size)
     {
-        uint r = (a - b - borrow) & SizeMask(size);
+        SetStatus(SubStatus(a, b, borrow, size, out uint r));
+        return r;
+    }
+
+    /// <summary>The status flags of ADD/ADC (<paramref name="carry"/> 0 or 1) and the result <paramref name="r"/>, masked to the size.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static uint AddStatus(uint a, uint b, uint carry, int size, out uint r)
+    {
+        ulong full = (ulong)a + b + carry;
+        r = (uint)full & SizeMask(size);
+        uint f = Szp(r, size) | ((uint)(full >> (size * 8)) & 1) | ((a ^ b ^ r) & AF);
+        if (((a ^ r) & (b ^ r) & SignBit(size)) != 0) f |= OF;
+        return f;
+    }
+
+    /// <summary>The status flags of SUB/SBB/CMP (<paramref name="borrow"/> 0 or 1) and the result <paramref name="r"/>, masked to the size.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static uint SubStatus(uint a, uint b, uint borrow, int size, out uint r)
+    {
+        r = (a - b - borrow) & SizeMask(size);
         uint f = Szp(r, size) | ((a ^ b ^ r) & AF);
         if ((ulong)a < (ulong)b + borrow) f |= CF;
         if (((a ^ b) & (a ^ r) & SignBit(size)) != 0) f |= OF;
-        SetStatus(f);
-        return r;
+        return f;
     }
 
     /// <summary>AND/OR/XOR/TEST: CF=OF=0, SF/ZF/PF from the result, AF undefined (cleared).</summary>
@@ -88,28 +102,28 @@ public sealed partial class X86Core
 
     /// <summary>Evaluates a condition code (SDM Vol. 1, appendix B, table B-1).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private bool Condition(ConditionCode cc)
+    private bool Condition(ConditionCode cc) => Condition(cc, _ctx.Eflags);
+
+    /// <summary>Evaluates a condition code on the flags <paramref name="f"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static bool Condition(ConditionCode cc, uint f) => cc switch
     {
-        uint f = _ctx.Eflags;
-        return cc switch
-        {
-            ConditionCode.o => (f & OF) != 0,
-            ConditionCode.no => (f & OF) == 0,
-            ConditionCode.b => (f & CF) != 0,
-            ConditionCode.ae => (f & CF) == 0,
-            ConditionCode.e => (f & ZF) != 0,
-            ConditionCode.ne => (f & ZF) == 0,
-            ConditionCode.be => (f & (CF | ZF)) != 0,
-            ConditionCode.a => (f & (CF | ZF)) == 0,
-            ConditionCode.s => (f & SF) != 0,
-            ConditionCode.ns => (f & SF) == 0,
-            ConditionCode.p => (f & PF) != 0,
-            ConditionCode.np => (f & PF) == 0,
-            ConditionCode.l => ((f >> 7) & 1) != ((f >> 11) & 1),
-            ConditionCode.ge => ((f >> 7) & 1) == ((f >> 11) & 1),
-            ConditionCode.le => (f & ZF) != 0 || ((f >> 7) & 1) != ((f >> 11) & 1),
-            ConditionCode.g => (f & ZF) == 0 && ((f >> 7) & 1) == ((f >> 11) & 1),
-            _ => true,
-        };
-    }
+        ConditionCode.o => (f & OF) != 0,
+        ConditionCode.no => (f & OF) == 0,
+        ConditionCode.b => (f & CF) != 0,
+        ConditionCode.ae => (f & CF) == 0,
+        ConditionCode.e => (f & ZF) != 0,
+        ConditionCode.ne => (f & ZF) == 0,
+        ConditionCode.be => (f & (CF | ZF)) != 0,
+        ConditionCode.a => (f & (CF | ZF)) == 0,
+        ConditionCode.s => (f & SF) != 0,
+        ConditionCode.ns => (f & SF) == 0,
+        ConditionCode.p => (f & PF) != 0,
+        ConditionCode.np => (f & PF) == 0,
+        ConditionCode.l => ((f >> 7) & 1) != ((f >> 11) & 1),
+        ConditionCode.ge => ((f >> 7) & 1) == ((f >> 11) & 1),
+        ConditionCode.le => (f & ZF) != 0 || ((f >> 7) & 1) != ((f >> 11) & 1),
+        ConditionCode.g => (f & ZF) == 0 && ((f >> 7) & 1) == ((f >> 11) & 1),
+        _ => true,
+    };
 }

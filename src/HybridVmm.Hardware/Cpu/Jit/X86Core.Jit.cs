@@ -1,0 +1,289 @@
+using System.Diagnostics;
+using System.Runtime.CompilerServices;
+using HybridVmm.Hardware.Memory;
+using Iced.Intel;
+
+namespace HybridVmm.Hardware.Cpu;
+
+/// <summary>Which tier runs guest code: the interpreter alone, or the interpreter with the IL translator for hot code.</summary>
+public enum ExecutionTier
+{
+    /// <summary>Every instruction through the interpreter (Interp/).</summary>
+    Interpreter,
+
+    /// <summary>Hot straight-line code compiled to IL blocks (Jit/), everything else through the interpreter.</summary>
+    Jit,
+}
+
+/// <summary>What the translator did: blocks compiled, entered and left early, and the time spent compiling.</summary>
+public readonly record struct JitStatistics(long BlocksCompiled, long BlocksRefused, long BlockEntries, long BlockExitsEarly,
+    long InstructionsInBlocks, long CompileTicks, long CacheFlushes)
+{
+    /// <summary>Wall-clock time spent compiling.</summary>
+    public TimeSpan CompileTime => TimeSpan.FromSeconds((double)CompileTicks / Stopwatch.Frequency);
+}
+
+/// <summary>
+/// The translator's runtime side (tier 1): when a cached instruction has started <see cref="JitHotThreshold"/> times, a
+/// block beginning there is compiled to IL (Jit/BlockCompiler.cs) and entered from then on. A block runs only where
+/// it cannot change the outcome: at an instruction boundary with no event to service (or only interrupts that IF
+/// holds off), TF and RF clear, no instruction
+/// breakpoint, a 32-bit stack, and the whole block within the run's budget, so virtual time stays the count of
+/// retired instructions. Inside a block every memory access takes <see cref="JitHost"/>: guest RAM the TLB and the
+/// second-level table already allow, in one page, not holding cached code. Anything else (a TLB miss, a fault, MMIO,
+/// a page-crossing access, a write to code, a segment limit) leaves the block before the instruction has changed
+/// anything, and the interpreter executes it. So the translator never raises a fault, an exit or an A/D update of its
+/// own, and results do not depend on which tier ran.
+/// </summary>
+public sealed partial class X86Core
+{
+    /// <summary>
+    /// The default of <see cref="JitHotThreshold"/>. A block costs about 100-300 µs to compile (Reflection.Emit and
+    /// RyuJIT) and saves tens of nanoseconds a run, so it pays off after a few thousand runs: compiling at 32 made a
+    /// Linux boot slower than at 1000 (docs/performance.md).
+    /// </summary>
+    public const int DefaultJitHotThreshold = 1000;
+
+    private int _jitHotThreshold = DefaultJitHotThreshold;
+
+    /// <summary>The tier new cores use (the CLI's <c>--tier</c>).</summary>
+    public static ExecutionTier DefaultTier { get; set; } = ExecutionTier.Jit;
+
+    private bool _jit = DefaultTier == ExecutionTier.Jit;
+    private readonly JitCache _jitCache;
+    private long _blockEntries, _blockExitsEarly, _instructionsInBlocks;
+
+    /// <summary>The tier this core runs guest code with.</summary>
+    public ExecutionTier Tier
+    {
+        get => _jit ? ExecutionTier.Jit : ExecutionTier.Interpreter;
+        set => _jit = value == ExecutionTier.Jit;
+    }
+
+    /// <summary>
+    /// Starts of a cached instruction before a block beginning there is compiled (1: at its first start; the
+    /// differential tests use it to run every instruction through the translator).
+    /// </summary>
+    public int JitHotThreshold
+    {
+        get => _jitHotThreshold;
+        set => _jitHotThreshold = Math.Clamp(value, 1, ushort.MaxValue);
+    }
+
+    /// <summary>The translator's counters (the compile counts are shared by the cores of one partition).</summary>
+    public JitStatistics JitStatistics => new(_jitCache.BlocksCompiled, _jitCache.BlocksRefused, _blockEntries, _blockExitsEarly,
+        _instructionsInBlocks, _jitCache.CompileTicks, _jitCache.Flushes);
+
+    /// <summary>The bound on translated code, shared by the cores of one partition (estimated bytes of host code).</summary>
+    public long TranslationCacheLimit { get => _jitCache.Limit; set => _jitCache.Limit = value; }
+
+    /// <summary>
+    /// Runs the block for the cached instruction in <paramref name="slot"/> of <paramref name="page"/> when there is one
+    /// and it may run now, compiling it once the instruction is hot. Returns the instructions it retired (0: the
+    /// interpreter runs the instruction); EIP is then on the next instruction to run.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private int TryRunBlock(CodePage page, int slot, long budgetLeft)
+    {
+        JitBlock? block = page.Blocks[slot];
+        if (block is null)
+        {
+            if (++page.Heat[slot] < _jitHotThreshold)
+            {
+                return 0;
+            }
+            block = CompileBlock(page, slot);
+        }
+        if (block.Count == 0 || block.Count > budgetLeft || (_eventCheck && !EventsHeldOff) || _stack16 || _instructionBreakpoints != 0
+            || (_ctx.Eflags & (uint)EFlags.TF) != 0)
+        {
+            return 0;
+        }
+        int retired = block.Code!(this, block.Instructions);
+        _blockEntries++;
+        _instructionsInBlocks += retired;
+        if (retired < block.Count) _blockExitsEarly++;
+        return retired;
+    }
+
+    /// <summary>
+    /// The event check is armed, but nothing can be taken before some instruction sets IF, and no block holds such an
+    /// instruction: a maskable interrupt or an interrupt-window request waiting while IF is clear (a kernel's
+    /// interrupts-off section, a decompressor), with no exception, injection, NMI, STI shadow, breakpoint, RF or MMIO
+    /// replay waiting as well.
+    /// </summary>
+    private bool EventsHeldOff => (_ctx.Eflags & ((uint)EFlags.IF | RfFlag)) == 0 && !_stiShadow && !_queuedException && !_injectedPending
+        && !(_nmiPending && !_nmiBlocked) && _instructionBreakpoints == 0 && _replayCount == 0;
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private JitBlock CompileBlock(CodePage page, int slot)
+    {
+        long start = Stopwatch.GetTimestamp();
+        JitBlock block = BlockCompiler.Compile(page, slot);
+        _jitCache.Added(page, block, Stopwatch.GetTimestamp() - start);
+        page.Blocks[slot] = block;
+        return block;
+    }
+
+    /// <summary>
+    /// The host offset of a memory access the translator may make directly, or -1 to leave the block: the segment is
+    /// flat or the access lies inside its limit, the access stays in one page, the TLB holds the page with the rights
+    /// the access needs (paging on), the second-level table maps it (writable, for a write), and a write touches no
+    /// cached code. Never faults and changes nothing.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal long JitHost(uint offset, int segment, int size, bool write)
+    {
+        uint linear = offset;
+        if ((_nonFlatSegments & (1 << segment)) != 0 && !JitSegment(segment, offset, size, write, out linear))
+        {
+            return -1;
+        }
+        if ((linear & PageOffsetMask) > HostPhysicalMemory.FrameSize - (uint)size)
+        {
+            return -1;
+        }
+        uint physical = linear;
+        if (_pagingEnabled)
+        {
+            ref TlbEntry entry = ref _tlb[(linear >> PageShift) & (TlbEntries - 1)];
+            byte required = write ? _writeRequired : _readRequired;
+            if (entry.Tag != ((linear & ~PageOffsetMask) | TlbValid) || (entry.Rights & required) != required)
+            {
+                return -1;
+            }
+            physical = entry.PageBase | (linear & PageOffsetMask);
+        }
+        uint page = physical >> PageShift;
+        int[] entries = _slatEntries;
+        if (page >= (uint)entries.Length)
+        {
+            return -1;
+        }
+        int slat = entries[page];
+        if (slat < 0)
+        {
+            return -1;
+        }
+        if (write)
+        {
+            if ((slat & SecondLevelPageTable.WritableBit) == 0)
+            {
+                return -1;
+            }
+            CodePage? code = _codePages[page];
+            if (code is not null && code.Count != 0 && code.Overlaps(physical & PageOffsetMask, size))
+            {
+                return -1;
+            }
+        }
+        return ((long)(slat & SecondLevelPageTable.FrameMask) << PageShift) | (physical & PageOffsetMask);
+    }
+
+    /// <summary>A segmented access the translator may make: an expand-up data segment (writable for a write), inside its limit.</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private bool JitSegment(int segment, uint offset, int size, bool write, out uint linear)
+    {
+        ref SegmentRegister s = ref _ctx.Segments[segment];
+        linear = s.Base + offset;
+        if ((s.Attributes & (AttrPresent | AttrCode | AttrExpandDown)) != AttrPresent || (write && (s.Attributes & AttrWritable) == 0))
+        {
+            return false;
+        }
+        uint last = offset + (uint)(size - 1);
+        return last >= offset && last <= s.Limit;
+    }
+
+    /// <summary>Runs one register-only instruction of a block through the interpreter (the block has stored its registers).</summary>
+    internal void JitInterpret(ref Instruction ins)
+    {
+        _ctx.Eip = ins.NextIP32;
+        Execute(ref ins);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static uint JitLoad8(byte[] ram, long host) => ram[host];
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static uint JitLoad16(byte[] ram, long host) => Unsafe.ReadUnaligned<ushort>(ref ram[host]);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static uint JitLoad32(byte[] ram, long host) => Unsafe.ReadUnaligned<uint>(ref ram[host]);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static void JitStore8(byte[] ram, long host, uint value) => ram[host] = (byte)value;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static void JitStore16(byte[] ram, long host, uint value) => Unsafe.WriteUnaligned(ref ram[host], (ushort)value);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static void JitStore32(byte[] ram, long host, uint value) => Unsafe.WriteUnaligned(ref ram[host], value);
+
+    // The status flags a block materialises (Interp/X86Core.Flags.cs computes them for both tiers).
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static uint JitAddStatus(uint a, uint b, int size) => AddStatus(a, b, 0, size, out _);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static uint JitSubStatus(uint a, uint b, int size) => SubStatus(a, b, 0, size, out _);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static uint JitLogicStatus(uint r, int size) => Szp(r, size);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static bool JitCondition(int cc, uint flags) => Condition((ConditionCode)cc, flags);
+}
+
+/// <summary>
+/// The translated code of one partition: every page with blocks, and a bound on their size. Past the bound everything
+/// is dropped at once (as QEMU flushes its translation buffer), so a guest that generates code forever stays bounded;
+/// the blocks are DynamicMethods, which the runtime frees once nothing refers to them.
+/// </summary>
+internal sealed class JitCache
+{
+    /// <summary>Estimated host bytes per translated guest instruction (IL, its machine code and the block's copy of it).</summary>
+    public const int BytesPerInstruction = 512;
+
+    private readonly List<CodePage> _pages = new();
+
+    public long Limit { get; set; } = 64L << 20;
+    public long Bytes { get; private set; }
+    public long BlocksCompiled { get; private set; }
+    public long BlocksRefused { get; private set; }
+    public long CompileTicks { get; private set; }
+    public long Flushes { get; private set; }
+
+    public void Added(CodePage page, JitBlock block, long ticks)
+    {
+        CompileTicks += ticks;
+        if (block.Count == 0)
+        {
+            BlocksRefused++;
+        }
+        else
+        {
+            BlocksCompiled++;
+        }
+        long bytes = 64 + (long)block.Count * BytesPerInstruction;
+        if (Bytes + bytes > Limit)
+        {
+            Flush();
+        }
+        Bytes += bytes;
+        if (!page.HasBlocks)
+        {
+            page.HasBlocks = true;
+            _pages.Add(page);
+        }
+    }
+
+    private void Flush()
+    {
+        foreach (CodePage page in _pages)
+        {
+            page.DropBlocks();
+        }
+        _pages.Clear();
+        Bytes = 0;
+        Flushes++;
+    }
+}

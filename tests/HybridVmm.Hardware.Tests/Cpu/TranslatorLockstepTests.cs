@@ -1,0 +1,260 @@
+using HybridVmm.Hardware.Cpu;
+using Iced.Intel;
+using static Iced.Intel.AssemblerRegisters;
+
+namespace HybridVmm.Hardware.Tests.Cpu;
+
+/// <summary>
+/// Tier 0 against tier 1: random programs of many blocks (straight-line arithmetic, memory operands, some crossing a
+/// page, pushes and pops, calls and returns, conditional branches, writes into their own code page) run on one core
+/// with the interpreter alone and on another with the translator. They run in chunks of random length, so blocks
+/// are entered whole, left early at a budget's end, or not entered; after every chunk the registers, EIP, EFLAGS,
+/// the retired-instruction count and the data and stack memory must be equal.
+/// </summary>
+public class TranslatorLockstepTests
+{
+    private const int DataSize = 0x1200; // the data window crosses a page boundary at DataBase + 0x1000
+    private static readonly Register[] Free32 = [Register.EAX, Register.ECX, Register.EDX, Register.EDI, Register.EBP];
+    private static readonly Register[] Free16 = [Register.AX, Register.CX, Register.DX, Register.DI, Register.BP];
+    private static readonly Register[] Free8 = [Register.AL, Register.CL, Register.DL, Register.AH, Register.CH, Register.DH];
+    private static readonly string[] Alu = ["Add", "Adc", "Sub", "Sbb", "And", "Or", "Xor", "Cmp", "Test"];
+    private static readonly string[] Unary = ["Inc", "Dec", "Neg", "Not"];
+    private static readonly string[] Shifts = ["Shl", "Shr", "Sar", "Rol", "Ror", "Rcl", "Rcr"];
+
+    private static readonly Action<Assembler, Label>[] Branches =
+    [
+        (a, l) => a.je(l), (a, l) => a.jne(l), (a, l) => a.jb(l), (a, l) => a.jae(l), (a, l) => a.jl(l), (a, l) => a.jge(l),
+        (a, l) => a.jle(l), (a, l) => a.jg(l), (a, l) => a.js(l), (a, l) => a.jns(l), (a, l) => a.jo(l), (a, l) => a.jp(l),
+        (a, l) => a.jbe(l), (a, l) => a.ja(l), (a, l) => a.jmp(l),
+    ];
+
+    public static IEnumerable<int> Seeds() => Enumerable.Range(1, 24);
+
+    [TestCaseSource(nameof(Seeds))]
+    public void TranslatorMatchesInterpreterOnRandomPrograms(int seed)
+    {
+        var random = new Random(seed);
+        // Every fourth program also writes into its own code page, which drops the page's blocks each time.
+        bool writesCode = seed % 4 == 0;
+        Action<Assembler> program = Program(random, writesCode);
+        uint[] registers = Enumerable.Range(0, 8).Select(_ => (uint)random.NextInt64(0, 1L << 32)).ToArray();
+        byte[] data = new byte[DataSize];
+        random.NextBytes(data);
+
+        TestMachine interp = Machine(program, registers, data, ExecutionTier.Interpreter);
+        TestMachine jit = Machine(program, registers, data, ExecutionTier.Jit);
+        jit.Cpu.JitHotThreshold = 1 + seed % 3;
+
+        int chunks = 0;
+        while (true)
+        {
+            long budget = random.Next(4) == 0 ? random.Next(1, 8) : random.Next(8, 400);
+            CpuExit a = interp.Cpu.Run(budget);
+            CpuExit b = jit.Cpu.Run(budget);
+            chunks++;
+            string where = $"seed {seed}, chunk {chunks} (budget {budget})";
+            Assert.That(b.Reason, Is.EqualTo(a.Reason), where);
+            AssertSameState(interp, jit, where);
+            if (a.Reason != CpuExitReason.BudgetExhausted)
+            {
+                Assert.That(a.Reason, Is.EqualTo(CpuExitReason.Halt), () => $"{where}: {a}\n{interp.Cpu.DescribeState()}");
+                break;
+            }
+            Assert.That(chunks, Is.LessThan(100_000), "the program should halt");
+        }
+        JitStatistics stats = jit.Cpu.JitStatistics;
+        if (!writesCode)
+        {
+            Assert.That(stats.InstructionsInBlocks, Is.GreaterThan(jit.Cpu.InstructionsRetired / 2),
+                $"the translator should have run most of the program: {stats}");
+        }
+        Assert.That(interp.Cpu.JitStatistics.BlockEntries, Is.Zero, "tier 0 runs no block");
+    }
+
+    [Test]
+    public void WritingTheRunningBlocksOwnCodeTakesEffectAtOnce()
+    {
+        // A loop whose body rewrites the immediate of an instruction further down its own block: each pass must see the
+        // byte stored by the pass before, as the interpreter does (the write leaves the block and drops its page's code).
+        foreach (ExecutionTier tier in new[] { ExecutionTier.Interpreter, ExecutionTier.Jit })
+        {
+            var m = new TestMachine();
+            m.Cpu.Tier = tier;
+            m.Cpu.JitHotThreshold = 1;
+            uint immediate = TestMachine.CodeBase + 17;
+            byte[] code =
+            [
+                0xB9, 100, 0, 0, 0,                          // mov ecx, 100
+                0x31, 0xD2,                                  // xor edx, edx
+                0x89, 0xC8,                                  // top (+7): mov eax, ecx
+                0x88, 0x05, (byte)immediate, (byte)(immediate >> 8), (byte)(immediate >> 16), (byte)(immediate >> 24), // mov [imm8 below], al
+                0x83, 0xC2, 0x7F,                            // +15: add edx, imm8 (the byte at +17)
+                0x49,                                        // dec ecx
+                0x75, 0xF2,                                  // jnz top
+                0xF4,                                        // hlt
+            ];
+            m.WriteBytes(TestMachine.CodeBase, code);
+            m.Cpu.Eip = TestMachine.CodeBase;
+            m.RunToHalt();
+            Assert.That(m.Cpu[Gpr.Edx], Is.EqualTo(5050u), $"{tier}: the sum of the patched immediates 1..100");
+        }
+    }
+
+    private static TestMachine Machine(Action<Assembler> program, uint[] registers, byte[] data, ExecutionTier tier)
+    {
+        var m = new TestMachine();
+        m.Cpu.Tier = tier;
+        m.Load(program);
+        for (int r = 0; r < 8; r++) m.Cpu[(Gpr)r] = registers[r];
+        m.Cpu[Gpr.Ebx] = TestMachine.DataBase;
+        m.Cpu[Gpr.Esi] = 150; // passes over the body
+        m.Cpu[Gpr.Esp] = TestMachine.StackTop;
+        m.Cpu.Eflags = 0x2 | (registers[0] & 0x8d5);
+        m.WriteBytes(TestMachine.DataBase, data);
+        return m;
+    }
+
+    private static void AssertSameState(TestMachine interp, TestMachine jit, string where)
+    {
+        for (int r = 0; r < 8; r++)
+        {
+            Assert.That(jit.Cpu[(Gpr)r], Is.EqualTo(interp.Cpu[(Gpr)r]), $"{where}: {(Gpr)r}");
+        }
+        Assert.That(jit.Cpu.Eip, Is.EqualTo(interp.Cpu.Eip), $"{where}: EIP");
+        Assert.That(jit.Cpu.Eflags, Is.EqualTo(interp.Cpu.Eflags), $"{where}: EFLAGS");
+        Assert.That(jit.Cpu.InstructionsRetired, Is.EqualTo(interp.Cpu.InstructionsRetired), $"{where}: instructions retired");
+        Assert.That(jit.Memory.Bytes.AsSpan((int)TestMachine.DataBase, DataSize).SequenceEqual(interp.Memory.Bytes.AsSpan((int)TestMachine.DataBase, DataSize)),
+            Is.True, $"{where}: data");
+        Assert.That(jit.Memory.Bytes.AsSpan((int)TestMachine.StackTop - 0x400, 0x400).SequenceEqual(interp.Memory.Bytes.AsSpan((int)TestMachine.StackTop - 0x400, 0x400)),
+            Is.True, $"{where}: stack");
+        Assert.That(jit.Memory.Bytes.AsSpan((int)TestMachine.CodeBase, 0x2000).SequenceEqual(interp.Memory.Bytes.AsSpan((int)TestMachine.CodeBase, 0x2000)),
+            Is.True, $"{where}: code");
+    }
+
+    /// <summary>A random program: blocks with forward branches, a subroutine, an outer loop on ESI, then HLT.</summary>
+    private static Action<Assembler> Program(Random random, bool writesCode)
+    {
+        int blocks = random.Next(4, 12);
+        int[] lengths = Enumerable.Range(0, blocks).Select(_ => random.Next(2, 14)).ToArray();
+        int[] branchTo = Enumerable.Range(0, blocks).Select(i => random.Next(3) == 0 ? -1 : random.Next(i + 1, blocks + 1)).ToArray();
+        int[] branchKind = Enumerable.Range(0, blocks).Select(_ => random.Next(Branches.Length)).ToArray();
+        bool[] calls = Enumerable.Range(0, blocks).Select(_ => random.Next(4) == 0).ToArray();
+        int bodySeed = random.Next();
+        return a =>
+        {
+            var body = new Random(bodySeed); // the same instructions each time the program is assembled
+            Label sub = a.CreateLabel(), end = a.CreateLabel();
+            Label[] labels = Enumerable.Range(0, blocks + 1).Select(_ => a.CreateLabel()).ToArray();
+            Label top = labels[0];
+            for (int i = 0; i < blocks; i++)
+            {
+                a.Label(ref labels[i]);
+                for (int n = 0; n < lengths[i]; n++) Straight(a, body, writesCode);
+                if (calls[i]) a.call(sub);
+                if (branchTo[i] >= 0) Branches[branchKind[i]](a, labels[branchTo[i]]);
+            }
+            a.Label(ref labels[blocks]);
+            a.dec(esi);
+            a.jnz(top);
+            a.jmp(end);
+            a.Label(ref sub);
+            for (int n = 0; n < 6; n++) Straight(a, body, writesCode);
+            a.ret();
+            a.Label(ref end);
+            a.hlt();
+        };
+    }
+
+    private static MemoryOperand Data(Random r) => new(Register.EBX, r.Next(0, DataSize - 4));
+
+    private static T Pick<T>(Random r, T[] items) => items[r.Next(items.Length)];
+
+    /// <summary>One straight-line instruction (or a balanced push/pop, enter/leave or code-write group).</summary>
+    private static void Straight(Assembler a, Random r, bool writesCode)
+    {
+        int bits = r.Next(5) switch { 0 => 8, 1 => 16, _ => 32 };
+        Register[] regs = bits == 8 ? Free8 : bits == 16 ? Free16 : Free32;
+        Register x = Pick(r, regs), y = Pick(r, regs);
+        int imm = bits == 8 ? r.Next(-128, 128) : bits == 16 ? r.Next(-32768, 32768) : r.Next();
+        int immBits = bits == 16 ? 16 : bits == 8 ? 8 : 32;
+        switch (r.Next(22))
+        {
+            case 0: a.AddInstruction(Instruction.Create(Enum.Parse<Code>($"Mov_rm{bits}_r{bits}"), x, y)); break;
+            case 1: a.AddInstruction(Instruction.Create(Enum.Parse<Code>($"Mov_r{bits}_rm{bits}"), x, Data(r))); break;
+            case 2: a.AddInstruction(Instruction.Create(Enum.Parse<Code>($"Mov_rm{bits}_r{bits}"), Data(r), x)); break;
+            case 3: a.AddInstruction(Instruction.Create(Enum.Parse<Code>($"Mov_rm{bits}_imm{immBits}"), Data(r), imm)); break;
+            case 4 or 5: a.AddInstruction(Instruction.Create(Enum.Parse<Code>($"{Pick(r, Alu)}_rm{bits}_r{bits}"), x, y)); break;
+            case 6: a.AddInstruction(Instruction.Create(Enum.Parse<Code>($"{Pick(r, Alu)}_rm{bits}_imm{immBits}"), x, imm)); break;
+            case 7:
+                {
+                    string op = Pick(r, Alu);
+                    a.AddInstruction(op == "Test"
+                        ? Instruction.Create(Enum.Parse<Code>($"Test_rm{bits}_r{bits}"), Data(r), x)
+                        : Instruction.Create(Enum.Parse<Code>($"{op}_r{bits}_rm{bits}"), x, Data(r)));
+                    break;
+                }
+            case 8: a.AddInstruction(Instruction.Create(Enum.Parse<Code>($"{Pick(r, Alu)}_rm{bits}_r{bits}"), Data(r), x)); break;
+            case 9: a.AddInstruction(Instruction.Create(Enum.Parse<Code>($"{Pick(r, Alu)}_rm{bits}_imm{immBits}"), Data(r), imm)); break;
+            case 10: a.AddInstruction(Instruction.Create(Enum.Parse<Code>($"{Pick(r, Unary)}_rm{bits}"), x)); break;
+            case 11: a.AddInstruction(Instruction.Create(Enum.Parse<Code>($"{Pick(r, Unary)}_rm{bits}"), Data(r))); break;
+            case 12:
+                a.AddInstruction(Instruction.Create(Code.Lea_r32_m, Pick(r, Free32),
+                    new MemoryOperand(Pick(r, Free32), Pick(r, Free32), 1 << r.Next(4), r.Next(-5000, 5000), 4)));
+                break;
+            case 13:
+                {
+                    string ext = r.Next(2) == 0 ? "Movzx" : "Movsx";
+                    int from = r.Next(2) == 0 ? 8 : 16;
+                    a.AddInstruction(r.Next(2) == 0
+                        ? Instruction.Create(Enum.Parse<Code>($"{ext}_r32_rm{from}"), Pick(r, Free32), from == 8 ? Pick(r, Free8) : Pick(r, Free16))
+                        : Instruction.Create(Enum.Parse<Code>($"{ext}_r32_rm{from}"), Pick(r, Free32), Data(r)));
+                    break;
+                }
+            case 14:
+                a.AddInstruction(r.Next(2) == 0 ? Instruction.Create(Code.Push_r32, Pick(r, Free32)) : Instruction.Create(Code.Pushd_imm32, r.Next()));
+                Straight(a, r, writesCode);
+                a.AddInstruction(Instruction.Create(Code.Pop_r32, Pick(r, Free32)));
+                break;
+            case 15:
+                a.AddInstruction(r.Next(2) == 0
+                    ? Instruction.Create(Enum.Parse<Code>($"{Pick(r, Shifts)}_rm{bits}_imm8"), x, r.Next(0, 40))
+                    : Instruction.Create(Enum.Parse<Code>($"{Pick(r, Shifts)}_rm{bits}_CL"), x, Register.CL));
+                break;
+            case 16:
+                a.AddInstruction(r.Next(2) == 0
+                    ? Instruction.Create(Code.Imul_r32_rm32, Pick(r, Free32), Pick(r, Free32))
+                    : Instruction.Create(Code.Imul_r32_rm32_imm32, Pick(r, Free32), Pick(r, Free32), r.Next()));
+                break;
+            case 17:
+                a.AddInstruction(r.Next(3) switch
+                {
+                    0 => Instruction.Create(Code.Sete_rm8, Pick(r, Free8)),
+                    1 => Instruction.Create(Code.Cmovl_r32_rm32, Pick(r, Free32), Pick(r, Free32)),
+                    _ => Instruction.Create(Code.Bsr_r32_rm32, Pick(r, Free32), Pick(r, Free32)),
+                });
+                break;
+            case 18:
+                a.AddInstruction(Instruction.Create(r.Next(4) switch { 0 => Code.Cdq, 1 => Code.Stc, 2 => Code.Cmc, _ => Code.Clc }));
+                break;
+            case 19:
+                // A frame: ENTER's work by hand, then LEAVE (EBP and ESP are restored; the body leaves EBP alone).
+                a.push(ebp);
+                a.mov(ebp, esp);
+                a.AddInstruction(Instruction.Create(Code.Sub_rm32_imm8, Register.ESP, r.Next(0, 64) & ~3));
+                a.AddInstruction(Instruction.Create(Code.Mov_rm32_r32, new MemoryOperand(Register.EBP, -4), Pick(r, Free32)));
+                a.leave();
+                break;
+            case 20 when writesCode:
+                // Read a byte of the program and store it back: a write to a page of cached code, with no change.
+                {
+                    MemoryOperand code = new(Register.None, TestMachine.CodeBase + r.Next(0, 0x80));
+                    a.AddInstruction(Instruction.Create(Code.Mov_r8_rm8, Register.AL, code));
+                    a.AddInstruction(Instruction.Create(Code.Mov_rm8_r8, code, Register.AL));
+                    break;
+                }
+            default:
+                a.AddInstruction(Instruction.Create(Code.Mov_rm32_r32, Pick(r, Free32), Register.ESP)); // an ESP read
+                break;
+        }
+    }
+}
