@@ -158,8 +158,9 @@ run() {
 run_to_prompt() {
     local out=$1 start now pid
     shift
+    : > "$out"   # exists before the first poll
     start=$(date +%s.%N)
-    "$@" > "$out" 2> "$out.err" < /dev/null &
+    "$@" >> "$out" 2> "$out.err" < /dev/null &
     pid=$!
     bg_pid=$pid
     until grep -q '^shell: BusyBox' "$out" && grep -q '^# ' "$out"; do
