@@ -31,7 +31,7 @@ public class UnicornDifferentialTests
 
     /// <summary>
     /// The same fuzzing with every instruction compiled by the translator (tier 1) at its first execution, for a
-    /// twenty-fifth of the cases (each case compiles a block). Forms the translator leaves to the interpreter still run
+    /// hundredth of the cases (each case compiles a block). Forms the translator leaves to the interpreter still run
     /// there; the translated ones (moves, ALU, INC/DEC/NEG/NOT, LEA, MOVZX/MOVSX, PUSH/POP, branches, calls, returns,
     /// LEAVE) are checked against Unicorn here.
     /// </summary>
@@ -42,7 +42,7 @@ public class UnicornDifferentialTests
         using UnicornFuzzer fuzzer = Create(seed, FuzzSettings.Restrict(SupportedForms.All), nameof(TranslatedCodeMatchesUnicornOnRandomInstructions));
         fuzzer.Core.Tier = HybridVmm.Hardware.Cpu.ExecutionTier.Jit;
         fuzzer.Core.JitHotThreshold = 1;
-        FuzzReport report = FuzzSettings.ReplayCase is long one ? fuzzer.Run(one, 1) : fuzzer.Run(0, Math.Max(4096, FuzzSettings.UnicornCases / 25));
+        FuzzReport report = FuzzSettings.ReplayCase is long one ? fuzzer.Run(one, 1) : fuzzer.Run(0, Math.Max(4096, FuzzSettings.UnicornCases / 100));
         HybridVmm.Hardware.Cpu.JitStatistics jit = fuzzer.Core.JitStatistics;
         TestContext.Out.WriteLine(report.Summary("Unicorn 2 (QEMU TCG)") + $"; translator: {jit.BlocksCompiled:N0} blocks compiled, " +
             $"{jit.InstructionsInBlocks:N0} instructions run in blocks");

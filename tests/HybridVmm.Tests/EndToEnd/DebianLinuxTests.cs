@@ -44,6 +44,42 @@ public class DebianLinuxTests
     private const long SaveInTheKernel = 2_990_000_000;
 
     /// <summary>
+    /// The translator changes the speed of a real OS and nothing else: the boot is saved once the kernel proper runs
+    /// (paging on, interrupts and timers live), then the next 200 M instructions run from that snapshot with
+    /// <c>--tier interp</c> and with <c>--tier jit</c>. Both print the same bytes and write the same trace, byte for byte.
+    /// (The decompressor before it runs translated in every other Linux test, whose output is compared with QEMU's.)
+    /// </summary>
+    [Test]
+    public void TheKernelRunsTheSameUnderTheTranslatorAndTheInterpreter()
+    {
+        Require(Debian("vmlinuz"));
+        Require(Debian("initramfs.cpio.gz"));
+        string dir = Directory.CreateTempSubdirectory("hvlinuxtier").FullName;
+        try
+        {
+            string snapshot = Path.Combine(dir, "kernel.snap");
+            CliProcess.Result boot = CliProcess.RunLong(TimeSpan.FromMinutes(20), "run", Debian("vmlinuz"), "--initrd", Debian("initramfs.cpio.gz"),
+                "--memory", "128M", "--append", CommandLine, "--save-at", "2450000000", "--save-to", snapshot);
+            Assert.That(boot.ExitCode, Is.Zero, boot.Stderr);
+            CliProcess.Result Window(string tier) => CliProcess.RunLong(TimeSpan.FromMinutes(20), "--tier", tier, "restore", snapshot,
+                "--max-instructions", "2650000000", "--trace", Path.Combine(dir, tier + ".trace"));
+            CliProcess.Result interp = Window("interp");
+            CliProcess.Result jit = Window("jit");
+            Assert.Multiple(() =>
+            {
+                Assert.That(interp.Text, Does.Contain("smpboot: CPU0"), "the window is in the kernel's boot, after paging and interrupts are on");
+                Assert.That(jit.ExitCode, Is.EqualTo(interp.ExitCode));
+                Assert.That(jit.Text, Is.EqualTo(interp.Text));
+                Assert.That(File.ReadAllBytes(Path.Combine(dir, "jit.trace")), Is.EqualTo(File.ReadAllBytes(Path.Combine(dir, "interp.trace"))));
+            });
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    /// <summary>
     /// Encapsulation of a real OS: the boot is saved in the middle of the decompressor, restored in a new process, saved
     /// again while the kernel boots (interrupts, timers, the UART's FIFO and every chipset device in flight), and
     /// restored to the end. The three processes' output, end to end, is the uninterrupted boot's, byte for byte.

@@ -14,17 +14,11 @@ internal delegate int BlockCode(X86Core core, Instruction[] code);
 /// before the first instruction the translator leaves to the interpreter. <see cref="Refused"/> marks a start the
 /// translator cannot take, so it is not tried again.
 /// </summary>
-internal sealed class JitBlock(BlockCode? code, Instruction[] instructions, DynamicMethod? method = null)
+internal sealed class JitBlock(BlockCode? code, Instruction[] instructions)
 {
     public static readonly JitBlock Refused = new(null, []);
 
     public BlockCode? Code { get; } = code;
-
-    /// <summary>
-    /// Held as long as the block: a DynamicMethod whose object is collected while its delegate lives leaves a finalizer
-    /// that re-registers itself on every GC until the code goes, which cost more than the guest's own work.
-    /// </summary>
-    public DynamicMethod? Method { get; } = method;
 
     /// <summary>The block's own copy of its decoded instructions (the page's array may grow and move).</summary>
     public Instruction[] Instructions { get; } = instructions;
@@ -138,7 +132,7 @@ public sealed partial class X86Core
             var method = new DynamicMethod($"block_{code[0].IP32:x8}", typeof(int), [typeof(X86Core), typeof(Instruction[])], typeof(X86Core),
                 skipVisibility: true);
             new BlockCompiler(code, UsedRegisters(code)).Emit(method);
-            return new JitBlock((BlockCode)method.CreateDelegate(typeof(BlockCode)), code, method);
+            return new JitBlock((BlockCode)method.CreateDelegate(typeof(BlockCode)), code);
         }
 
         /// <summary>The GPRs the translated instructions read or write: the block keeps these in locals.</summary>

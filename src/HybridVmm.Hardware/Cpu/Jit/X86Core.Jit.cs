@@ -238,6 +238,13 @@ public sealed partial class X86Core
 /// is dropped at once (as QEMU flushes its translation buffer), so a guest that generates code forever stays bounded;
 /// the blocks are DynamicMethods, which the runtime frees once nothing refers to them.
 /// </summary>
+/// <remarks>
+/// Each live DynamicMethod costs the runtime's finalizer thread some work after every GC (its resolver is visited
+/// again), so thousands of blocks are not free even when they do not run: at a hot threshold of 32 a Linux boot spent
+/// more time there than in the guest. One collectible AssemblyBuilder per few hundred blocks avoids that, but compiling
+/// a block as a type cost five times as much and the boot was 15 % slower at the default threshold
+/// (docs/performance.md); the bound here also bounds that work.
+/// </remarks>
 internal sealed class JitCache
 {
     /// <summary>Estimated host bytes per translated guest instruction (IL, its machine code and the block's copy of it).</summary>
