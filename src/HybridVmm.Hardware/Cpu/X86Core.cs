@@ -65,7 +65,7 @@ public sealed partial class X86Core
         set
         {
             _ctx.Eflags = (value & EFlagsWritableMask) | (uint)EFlags.Reserved1;
-            FlagsMayHaveChangedAc();
+            FlagsChanged();
         }
     }
 
@@ -330,6 +330,6 @@ public sealed partial class X86Core
         _ctx.Gpr = _savedGpr;
         _ctx.Eip = _savedEip;
         _ctx.Eflags = _savedFlags;
-        FlagsMayHaveChangedAc();
+        FlagsChanged();
     }
 }

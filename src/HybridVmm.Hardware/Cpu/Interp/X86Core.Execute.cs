@@ -148,7 +148,7 @@ public sealed partial class X86Core
     {
         if (_ctx.Cpl != 0) return UndefinedOpcode();
         SetFlag(AcFlag, value);
-        FlagsMayHaveChangedAc();
+        FlagsChanged();
         return true;
     }
 }

@@ -125,7 +125,7 @@ public sealed partial class X86Core
             if (_faulted) return false;
             _ctx.Eflags = (_ctx.Eflags & ~writable & ~(RfFlag | VmFlag)) | (value & writable) | (uint)EFlags.Reserved1;
         }
-        FlagsMayHaveChangedAc();
+        FlagsChanged();
         return true;
     }
 

@@ -6,8 +6,11 @@ using Label = System.Reflection.Emit.Label;
 
 namespace HybridVmm.Hardware.Cpu;
 
-/// <summary>A translated block: returns the instructions it retired and leaves EIP on the next one to run.</summary>
-internal delegate int BlockCode(X86Core core, Instruction[] code);
+/// <summary>
+/// A translated block: runs at most <paramref name="budget"/> instructions, returns the number it retired and leaves EIP
+/// on the next one to run.
+/// </summary>
+internal delegate int BlockCode(X86Core core, Instruction[] code, int budget);
 
 /// <summary>
 /// One translated block: straight-line cached instructions of one code page, ending at a branch, a call, a return, or
@@ -56,36 +59,33 @@ public sealed partial class X86Core
         private static readonly FieldInfo EipField = Field(typeof(CpuContext), nameof(CpuContext.Eip));
         private static readonly MethodInfo HostMethod = Method(nameof(JitHost));
         private static readonly MethodInfo InterpretMethod = Method(nameof(JitInterpret));
-        private static readonly MethodInfo AddStatusMethod = Method(nameof(JitAddStatus));
-        private static readonly MethodInfo SubStatusMethod = Method(nameof(JitSubStatus));
-        private static readonly MethodInfo LogicStatusMethod = Method(nameof(JitLogicStatus));
-        private static readonly MethodInfo AddCarryMethod = Method(nameof(AddStatus));
-        private static readonly MethodInfo SubBorrowMethod = Method(nameof(SubStatus));
+        private static readonly MethodInfo FlagsMethod = Method(nameof(JitFlags));
+        private static readonly MethodInfo AddCarryMethod = Method(nameof(JitAddCarry));
+        private static readonly MethodInfo SubBorrowMethod = Method(nameof(JitSubBorrow));
         private static readonly MethodInfo ConditionMethod = Method(nameof(JitCondition));
-        private static readonly MethodInfo[] LoadMethods = [Method(nameof(JitLoad8)), Method(nameof(JitLoad16)), Method(nameof(JitLoad32))];
-        private static readonly MethodInfo[] StoreMethods = [Method(nameof(JitStore8)), Method(nameof(JitStore16)), Method(nameof(JitStore32))];
 
         private enum Kind : byte { Refused, Translated, Branch, Interpreted }
 
+        /// <summary>The flag-writing operation whose flags are not computed yet (numbered as <see cref="JitFlags"/> takes them).</summary>
         private enum Pending : byte { None, Add, Sub, Logic, Inc, Dec }
 
         private readonly Instruction[] _code;
-        private readonly bool[] _usedRegs;
+        private readonly bool[] _usedRegs, _writtenRegs;
         // Temporaries live within one instruction: each instruction reuses the same locals (declaring locals is what
         // compiling costs most, after RyuJIT itself).
         private readonly List<LocalBuilder> _uintTemps = new(), _longTemps = new();
         private int _uintNext, _longNext;
         private ILGenerator _il = null!;
         private LocalBuilder[] _regs = null!;
-        private LocalBuilder _flags = null!, _retired = null!, _eip = null!, _pa = null!, _pb = null!;
-        private Label _epilogue;
+        private LocalBuilder _flags = null!, _retired = null!, _eip = null!, _pa = null!, _pb = null!, _ram = null!, _base = null!, _gprs = null!;
+        private Label _epilogue, _top;
         private Pending _pending;
         private int _pendingSize;
 
-        private BlockCompiler(Instruction[] code, bool[] usedRegs)
+        private BlockCompiler(Instruction[] code)
         {
             _code = code;
-            _usedRegs = usedRegs;
+            (_usedRegs, _writtenRegs) = Registers(code);
         }
 
         private static FieldInfo Field(Type type, string name) =>
@@ -129,22 +129,44 @@ public sealed partial class X86Core
                 return JitBlock.Refused;
             }
             Instruction[] code = list.ToArray();
-            var method = new DynamicMethod($"block_{code[0].IP32:x8}", typeof(int), [typeof(X86Core), typeof(Instruction[])], typeof(X86Core),
-                skipVisibility: true);
-            new BlockCompiler(code, UsedRegisters(code)).Emit(method);
-            return new JitBlock((BlockCode)method.CreateDelegate(typeof(BlockCode)), code);
+            // The first parameter is a placeholder the delegate is closed over (null): a delegate over a static method
+            // with all of its parameters open goes through a shuffle thunk on every call.
+            var method = new DynamicMethod($"block_{code[0].IP32:x8}", typeof(int), [typeof(object), typeof(X86Core), typeof(Instruction[]), typeof(int)],
+                typeof(X86Core), skipVisibility: true);
+            new BlockCompiler(code).Emit(method);
+            var compiled = (BlockCode)method.CreateDelegate(typeof(BlockCode), null);
+            // RyuJIT compiles it now rather than on its first call, so the cost is counted where it belongs.
+            RuntimeHelpers.PrepareDelegate(compiled);
+            return new JitBlock(compiled, code);
         }
 
-        /// <summary>The GPRs the translated instructions read or write: the block keeps these in locals.</summary>
-        private static bool[] UsedRegisters(Instruction[] code)
+        /// <summary>
+        /// The GPRs the translated instructions read or write (the block keeps these in locals), and those they write
+        /// (the only ones stored back).
+        /// </summary>
+        private static (bool[] Used, bool[] Written) Registers(Instruction[] code)
         {
             var used = new bool[8];
+            var written = new bool[8];
             foreach (Instruction ins in code)
             {
                 Operation op = OperationByCode[(int)ins.Code];
                 if (op == Operation.Nop || Classify(ref Unsafe.AsRef(in ins)) == Kind.Interpreted)
                 {
                     continue; // nothing, or the interpreter's handler on the context
+                }
+                if (ins.Op0Kind == OpKind.Register && IsGpr(ins.Op0Register)
+                    && op is not (Operation.Cmp or Operation.Test or Operation.Push or Operation.Jmp or Operation.Call))
+                {
+                    written[RegGpr[(int)ins.Op0Register]] = true;
+                }
+                if (op is Operation.Push or Operation.Pop or Operation.Call or Operation.Ret or Operation.Leave)
+                {
+                    written[(int)Gpr.Esp] = true;
+                }
+                if (op == Operation.Leave)
+                {
+                    written[(int)Gpr.Ebp] = true;
                 }
                 for (int i = 0; i < ins.OpCount; i++)
                 {
@@ -168,7 +190,7 @@ public sealed partial class X86Core
                     used[(int)Gpr.Ebp] = true;
                 }
             }
-            return used;
+            return (used, written);
         }
 
         // ---- Which instructions a block takes ----
@@ -269,9 +291,23 @@ public sealed partial class X86Core
             _eip = _il.DeclareLocal(typeof(uint));
             _pa = _il.DeclareLocal(typeof(uint));
             _pb = _il.DeclareLocal(typeof(uint));
+            _ram = _il.DeclareLocal(typeof(byte[]));
+            _gprs = _il.DeclareLocal(typeof(uint).MakeByRefType());
+            _base = _il.DeclareLocal(typeof(int));
             _epilogue = _il.DefineLabel();
+            _top = _il.DefineLabel();
 
+            _il.Emit(OpCodes.Ldarg_1);
+            _il.Emit(OpCodes.Ldfld, RamField);
+            _il.Emit(OpCodes.Stloc, _ram);
+            // One reference to EAX's slot, so that each register costs the JIT a load and an add, not three field
+            // look-ups (compiling, not running, is what a block costs most).
+            CtxAddress();
+            _il.Emit(OpCodes.Ldflda, GprField);
+            _il.Emit(OpCodes.Ldflda, GprElement);
+            _il.Emit(OpCodes.Stloc, _gprs);
             LoadState();
+            _il.MarkLabel(_top); // a block that branches back to its own start loops here while the budget allows
             bool ended = false;
             for (int k = 0; k < _code.Length && !ended; k++)
             {
@@ -306,11 +342,12 @@ public sealed partial class X86Core
             _il.Emit(OpCodes.Stloc, _flags);
         }
 
+        /// <summary>Stores the registers the block writes, and the flags, into the context.</summary>
         private void StoreState()
         {
             for (int i = 0; i < 8; i++)
             {
-                if (!_usedRegs[i]) continue;
+                if (!_writtenRegs[i]) continue;
                 GprAddress(i);
                 _il.Emit(OpCodes.Ldloc, _regs[i]);
                 _il.Emit(OpCodes.Stind_I4);
@@ -321,7 +358,7 @@ public sealed partial class X86Core
 
         private void CtxAddress()
         {
-            _il.Emit(OpCodes.Ldarg_0);
+            _il.Emit(OpCodes.Ldarg_1);
             _il.Emit(OpCodes.Ldflda, CtxField);
         }
 
@@ -335,11 +372,10 @@ public sealed partial class X86Core
             _il.Emit(OpCodes.Stfld, field);
         }
 
+        /// <summary>The address of GPR <paramref name="i"/> in the context, from the block's reference to the first.</summary>
         private void GprAddress(int i)
         {
-            CtxAddress();
-            _il.Emit(OpCodes.Ldflda, GprField);
-            _il.Emit(OpCodes.Ldflda, GprElement);
+            _il.Emit(OpCodes.Ldloc, _gprs);
             if (i != 0)
             {
                 _il.Emit(OpCodes.Ldc_I4, i * 4);
@@ -359,10 +395,10 @@ public sealed partial class X86Core
             return pool[next];
         }
 
+        /// <summary>Leaves the block on <paramref name="eip"/>, with <paramref name="retired"/> instructions of this pass retired.</summary>
         private void SetExit(int retired, uint eip)
         {
-            _il.Emit(OpCodes.Ldc_I4, retired);
-            _il.Emit(OpCodes.Stloc, _retired);
+            SetRetired(retired);
             _il.Emit(OpCodes.Ldc_I4, unchecked((int)eip));
             _il.Emit(OpCodes.Stloc, _eip);
             _il.Emit(OpCodes.Br, _epilogue);
@@ -447,8 +483,8 @@ public sealed partial class X86Core
         {
             Materialize();
             StoreState();
-            _il.Emit(OpCodes.Ldarg_0);
             _il.Emit(OpCodes.Ldarg_1);
+            _il.Emit(OpCodes.Ldarg_2);
             _il.Emit(OpCodes.Ldc_I4, k);
             _il.Emit(OpCodes.Ldelema, typeof(Instruction));
             _il.Emit(OpCodes.Call, InterpretMethod);
@@ -632,20 +668,17 @@ public sealed partial class X86Core
             {
                 case Operation.Jcc:
                     {
-                        Materialize();
+                        EmitCondition(ConditionByCode[(int)ins.Code]);
                         Label taken = _il.DefineLabel();
-                        _il.Emit(OpCodes.Ldc_I4, (int)ConditionByCode[(int)ins.Code]);
-                        _il.Emit(OpCodes.Ldloc, _flags);
-                        _il.Emit(OpCodes.Call, ConditionMethod);
                         _il.Emit(OpCodes.Brtrue, taken);
                         SetExit(retired, ins.NextIP32);
                         _il.MarkLabel(taken);
-                        SetExit(retired, ins.NearBranch32);
+                        BranchTo(retired, ins.NearBranch32);
                         return;
                     }
                 case Operation.Jmp when ins.Op0Kind == OpKind.NearBranch32:
                     Materialize();
-                    SetExit(retired, ins.NearBranch32);
+                    BranchTo(retired, ins.NearBranch32);
                     return;
                 case Operation.Ret:
                     {
@@ -683,12 +716,219 @@ public sealed partial class X86Core
             Leave(retired);
         }
 
+        /// <summary>A direct branch (flags whole): loops when it goes back to the block's start, else leaves on the target.</summary>
+        private void BranchTo(int retired, uint target)
+        {
+            if (target == _code[0].IP32 && retired == _code.Length)
+            {
+                LoopOrLeave();
+            }
+            else
+            {
+                SetExit(retired, target);
+            }
+        }
+
+        /// <summary>
+        /// Pushes whether condition <paramref name="cc"/> holds and makes the flags whole. Most conditions after CMP, SUB,
+        /// TEST, AND/OR/XOR, ADD, INC or DEC are decided from the kept operands with one comparison (as QEMU decides
+        /// them from its CC_OP), without the flags; the rest read the materialised flags.
+        /// </summary>
+        private void EmitCondition(ConditionCode cc)
+        {
+            // Iced numbers each condition just before its negation (o, no, b, ae, ...).
+            bool negate = ((int)cc & 1) == 0;
+            ConditionCode positive = negate ? cc - 1 : cc;
+            if (EmitFastCondition(positive))
+            {
+                if (negate)
+                {
+                    _il.Emit(OpCodes.Ldc_I4_0);
+                    _il.Emit(OpCodes.Ceq);
+                }
+                LocalBuilder holds = Temp();
+                _il.Emit(OpCodes.Stloc, holds);
+                Materialize();
+                _il.Emit(OpCodes.Ldloc, holds);
+                return;
+            }
+            Materialize();
+            _il.Emit(OpCodes.Ldc_I4, (int)cc);
+            _il.Emit(OpCodes.Ldloc, _flags);
+            _il.Emit(OpCodes.Call, ConditionMethod);
+        }
+
+        /// <summary>Pushes a positive condition (o, b, e, be, s, p, l, le) from the pending operation's operands, if it can.</summary>
+        private bool EmitFastCondition(ConditionCode cc)
+        {
+            int size = _pendingSize;
+            switch (_pending)
+            {
+                case Pending.Sub:
+                    switch (cc)
+                    {
+                        case ConditionCode.e:
+                            Operands(signed: false, size);
+                            _il.Emit(OpCodes.Ceq);
+                            return true;
+                        case ConditionCode.b:
+                            Operands(signed: false, size);
+                            _il.Emit(OpCodes.Clt_Un);
+                            return true;
+                        case ConditionCode.be:
+                            Operands(signed: false, size);
+                            _il.Emit(OpCodes.Cgt_Un);
+                            Not();
+                            return true;
+                        case ConditionCode.l:
+                            Operands(signed: true, size);
+                            _il.Emit(OpCodes.Clt);
+                            return true;
+                        case ConditionCode.le:
+                            Operands(signed: true, size);
+                            _il.Emit(OpCodes.Cgt);
+                            Not();
+                            return true;
+                        case ConditionCode.s:
+                            _il.Emit(OpCodes.Ldloc, _pa);
+                            _il.Emit(OpCodes.Ldloc, _pb);
+                            _il.Emit(OpCodes.Sub);
+                            SignOf(size);
+                            return true;
+                    }
+                    return false;
+                case Pending.Logic:
+                    switch (cc)
+                    {
+                        case ConditionCode.o or ConditionCode.b:
+                            _il.Emit(OpCodes.Ldc_I4_0); // CF = OF = 0
+                            return true;
+                        case ConditionCode.e or ConditionCode.be:
+                            ResultIsZero(Pending.Logic, size);
+                            return true;
+                        case ConditionCode.s or ConditionCode.l: // l: SF != OF, with OF = 0
+                            _il.Emit(OpCodes.Ldloc, _pa);
+                            SignOf(size);
+                            return true;
+                        case ConditionCode.le:
+                            ResultIsZero(Pending.Logic, size);
+                            _il.Emit(OpCodes.Ldloc, _pa);
+                            SignOf(size);
+                            _il.Emit(OpCodes.Or);
+                            return true;
+                    }
+                    return false;
+                case Pending.Add or Pending.Inc or Pending.Dec:
+                    switch (cc)
+                    {
+                        case ConditionCode.e:
+                            ResultIsZero(_pending, size);
+                            return true;
+                        case ConditionCode.s:
+                            PushResult(_pending, size);
+                            SignOf(size);
+                            return true;
+                        case ConditionCode.b when _pending == Pending.Add:
+                            PushResult(_pending, size); // a carry out: the masked sum is below an operand
+                            _il.Emit(OpCodes.Ldloc, _pa);
+                            _il.Emit(OpCodes.Clt_Un);
+                            return true;
+                    }
+                    return false;
+                default:
+                    return false;
+            }
+        }
+
+        /// <summary>Pushes the two kept operands, sign-extended from the size for a signed comparison.</summary>
+        private void Operands(bool signed, int size)
+        {
+            foreach (LocalBuilder operand in (ReadOnlySpan<LocalBuilder>)[_pa, _pb])
+            {
+                _il.Emit(OpCodes.Ldloc, operand);
+                if (signed && size != 4)
+                {
+                    _il.Emit(size == 1 ? OpCodes.Conv_I1 : OpCodes.Conv_I2);
+                }
+            }
+        }
+
+        /// <summary>Pushes the pending ADD, INC, DEC or logic operation's result, masked to its size.</summary>
+        private void PushResult(Pending pending, int size)
+        {
+            _il.Emit(OpCodes.Ldloc, _pa);
+            switch (pending)
+            {
+                case Pending.Add:
+                    _il.Emit(OpCodes.Ldloc, _pb);
+                    _il.Emit(OpCodes.Add);
+                    break;
+                case Pending.Inc:
+                    _il.Emit(OpCodes.Ldc_I4_1);
+                    _il.Emit(OpCodes.Add);
+                    break;
+                case Pending.Dec:
+                    _il.Emit(OpCodes.Ldc_I4_1);
+                    _il.Emit(OpCodes.Sub);
+                    break;
+            }
+            Mask(size);
+        }
+
+        private void ResultIsZero(Pending pending, int size)
+        {
+            PushResult(pending, size);
+            _il.Emit(OpCodes.Ldc_I4_0);
+            _il.Emit(OpCodes.Ceq);
+        }
+
+        /// <summary>The value on the stack's sign bit at the size, as 0 or 1.</summary>
+        private void SignOf(int size)
+        {
+            _il.Emit(OpCodes.Ldc_I4, size * 8 - 1);
+            _il.Emit(OpCodes.Shr_Un);
+            _il.Emit(OpCodes.Ldc_I4_1);
+            _il.Emit(OpCodes.And);
+        }
+
+        private void Not()
+        {
+            _il.Emit(OpCodes.Ldc_I4_0);
+            _il.Emit(OpCodes.Ceq);
+        }
+
         /// <summary>Leaves the block with EIP already in its local.</summary>
         private void Leave(int retired)
         {
-            _il.Emit(OpCodes.Ldc_I4, retired);
-            _il.Emit(OpCodes.Stloc, _retired);
+            SetRetired(retired);
             _il.Emit(OpCodes.Br, _epilogue);
+        }
+
+        /// <summary>retired = the earlier passes' instructions + <paramref name="retired"/> of this pass.</summary>
+        private void SetRetired(int retired)
+        {
+            _il.Emit(OpCodes.Ldloc, _base);
+            _il.Emit(OpCodes.Ldc_I4, retired);
+            _il.Emit(OpCodes.Add);
+            _il.Emit(OpCodes.Stloc, _retired);
+        }
+
+        /// <summary>
+        /// A branch back to the block's own start: counts the pass and runs the block again if a whole further pass
+        /// fits in the budget, else leaves on the start.
+        /// </summary>
+        private void LoopOrLeave()
+        {
+            _il.Emit(OpCodes.Ldloc, _base);
+            _il.Emit(OpCodes.Ldc_I4, _code.Length);
+            _il.Emit(OpCodes.Add);
+            _il.Emit(OpCodes.Stloc, _base);
+            _il.Emit(OpCodes.Ldloc, _base);
+            _il.Emit(OpCodes.Ldc_I4, _code.Length);
+            _il.Emit(OpCodes.Add);
+            _il.Emit(OpCodes.Ldarg_3);
+            _il.Emit(OpCodes.Ble, _top);
+            SetExit(0, _code[0].IP32);
         }
 
         // ---- Flags ----
@@ -713,34 +953,20 @@ public sealed partial class X86Core
             _pending = Pending.None;
         }
 
+        /// <summary>flags = JitFlags(flags, pending, a, b, size): one call, small to compile.</summary>
         private void EmitMaterialize(Pending pending, int size)
         {
-            switch (pending)
+            if (pending == Pending.None)
             {
-                case Pending.None:
-                    return;
-                case Pending.Add or Pending.Sub:
-                    _il.Emit(OpCodes.Ldloc, _pa);
-                    _il.Emit(OpCodes.Ldloc, _pb);
-                    _il.Emit(OpCodes.Ldc_I4, size);
-                    _il.Emit(OpCodes.Call, pending == Pending.Add ? AddStatusMethod : SubStatusMethod);
-                    MergeFlags(StatusFlags);
-                    return;
-                case Pending.Logic:
-                    _il.Emit(OpCodes.Ldloc, _pa);
-                    _il.Emit(OpCodes.Ldc_I4, size);
-                    _il.Emit(OpCodes.Call, LogicStatusMethod);
-                    MergeFlags(StatusFlags);
-                    return;
-                default:
-                    // INC/DEC: the flags of an ADD/SUB of 1, CF kept.
-                    _il.Emit(OpCodes.Ldloc, _pa);
-                    _il.Emit(OpCodes.Ldc_I4_1);
-                    _il.Emit(OpCodes.Ldc_I4, size);
-                    _il.Emit(OpCodes.Call, pending == Pending.Inc ? AddStatusMethod : SubStatusMethod);
-                    MergeFlags(StatusFlags & ~CF);
-                    return;
+                return;
             }
+            _il.Emit(OpCodes.Ldloc, _flags);
+            _il.Emit(OpCodes.Ldc_I4, (int)pending);
+            _il.Emit(OpCodes.Ldloc, _pa);
+            _il.Emit(OpCodes.Ldloc, _pb);
+            _il.Emit(OpCodes.Ldc_I4, size);
+            _il.Emit(OpCodes.Call, FlagsMethod);
+            _il.Emit(OpCodes.Stloc, _flags);
         }
 
         /// <summary>flags = (flags &amp; ~mask) | (status on the stack &amp; mask).</summary>
@@ -851,7 +1077,7 @@ public sealed partial class X86Core
         {
             LocalBuilder host = Temp(typeof(long));
             Label ok = _il.DefineLabel();
-            _il.Emit(OpCodes.Ldarg_0);
+            _il.Emit(OpCodes.Ldarg_1);
             pushOffset();
             _il.Emit(OpCodes.Ldc_I4, (int)segment);
             _il.Emit(OpCodes.Ldc_I4, size);
@@ -867,21 +1093,54 @@ public sealed partial class X86Core
             return host;
         }
 
+        // Guest RAM is read and written in place, in IL rather than through helpers: each inlined call costs RyuJIT
+        // tens of microseconds when it compiles a block.
         private void Load(LocalBuilder host, int size)
         {
-            _il.Emit(OpCodes.Ldarg_0);
-            _il.Emit(OpCodes.Ldfld, RamField);
-            _il.Emit(OpCodes.Ldloc, host);
-            _il.Emit(OpCodes.Call, LoadMethods[size >> 1]);
+            RamAddress(host);
+            switch (size)
+            {
+                case 1:
+                    _il.Emit(OpCodes.Ldind_U1);
+                    break;
+                case 2:
+                    _il.Emit(OpCodes.Unaligned, (byte)1);
+                    _il.Emit(OpCodes.Ldind_U2);
+                    break;
+                default:
+                    _il.Emit(OpCodes.Unaligned, (byte)1);
+                    _il.Emit(OpCodes.Ldind_U4);
+                    break;
+            }
         }
 
         private void Store(LocalBuilder host, int size, LocalBuilder value)
         {
-            _il.Emit(OpCodes.Ldarg_0);
-            _il.Emit(OpCodes.Ldfld, RamField);
-            _il.Emit(OpCodes.Ldloc, host);
+            RamAddress(host);
             _il.Emit(OpCodes.Ldloc, value);
-            _il.Emit(OpCodes.Call, StoreMethods[size >> 1]);
+            switch (size)
+            {
+                case 1:
+                    _il.Emit(OpCodes.Stind_I1);
+                    break;
+                case 2:
+                    _il.Emit(OpCodes.Unaligned, (byte)1);
+                    _il.Emit(OpCodes.Stind_I2);
+                    break;
+                default:
+                    _il.Emit(OpCodes.Unaligned, (byte)1);
+                    _il.Emit(OpCodes.Stind_I4);
+                    break;
+            }
+        }
+
+        /// <summary>Pushes the address of guest RAM's byte at a host offset (bounds-checked).</summary>
+        private void RamAddress(LocalBuilder host)
+        {
+            _il.Emit(OpCodes.Ldloc, _ram);
+            _il.Emit(OpCodes.Ldloc, host);
+            _il.Emit(OpCodes.Conv_I);
+            _il.Emit(OpCodes.Ldelema, typeof(byte));
         }
 
         private void ReadDest(ref Instruction ins, int size, LocalBuilder? host)

@@ -99,7 +99,7 @@ public sealed partial class X86Core
         {
             return 0;
         }
-        int retired = block.Code!(this, block.Instructions);
+        int retired = block.Code!(this, block.Instructions, (int)Math.Min(budgetLeft, int.MaxValue));
         _blockEntries++;
         _instructionsInBlocks += retired;
         if (retired < block.Count) _blockExitsEarly++;
@@ -131,7 +131,8 @@ public sealed partial class X86Core
     /// the access needs (paging on), the second-level table maps it (writable, for a write), and a write touches no
     /// cached code. Never faults and changes nothing.
     /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    // Not inlined into blocks: RyuJIT spends tens of microseconds on each inlined call site when it compiles a block.
+    [MethodImpl(MethodImplOptions.NoInlining)]
     internal long JitHost(uint offset, int segment, int size, bool write)
     {
         uint linear = offset;
@@ -195,41 +196,40 @@ public sealed partial class X86Core
     }
 
     /// <summary>Runs one register-only instruction of a block through the interpreter (the block has stored its registers).</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
     internal void JitInterpret(ref Instruction ins)
     {
         _ctx.Eip = ins.NextIP32;
         Execute(ref ins);
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal static uint JitLoad8(byte[] ram, long host) => ram[host];
+    /// <summary>
+    /// <paramref name="flags"/> with the status flags of a block's pending operation (1 ADD, 2 SUB/CMP/NEG, 3 a logic
+    /// operation on result <paramref name="a"/>, 4 INC and 5 DEC of <paramref name="a"/>, which keep CF), as
+    /// Interp/X86Core.Flags.cs computes them for both tiers. Called, not inlined, for the reason JitHost gives; most
+    /// conditions in a block do not need it (BlockCompiler.EmitCondition).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    internal static uint JitFlags(uint flags, int pending, uint a, uint b, int size)
+    {
+        uint status = pending switch
+        {
+            1 => AddStatus(a, b, 0, size, out _),
+            2 => SubStatus(a, b, 0, size, out _),
+            3 => Szp(a, size),
+            4 => (AddStatus(a, 1, 0, size, out _) & ~CF) | (flags & CF),
+            _ => (SubStatus(a, 1, 0, size, out _) & ~CF) | (flags & CF),
+        };
+        return (flags & ~StatusFlags) | status;
+    }
 
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal static uint JitLoad16(byte[] ram, long host) => Unsafe.ReadUnaligned<ushort>(ref ram[host]);
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    internal static uint JitAddCarry(uint a, uint b, uint carry, int size, out uint r) => AddStatus(a, b, carry, size, out r);
 
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal static uint JitLoad32(byte[] ram, long host) => Unsafe.ReadUnaligned<uint>(ref ram[host]);
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    internal static uint JitSubBorrow(uint a, uint b, uint borrow, int size, out uint r) => SubStatus(a, b, borrow, size, out r);
 
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal static void JitStore8(byte[] ram, long host, uint value) => ram[host] = (byte)value;
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal static void JitStore16(byte[] ram, long host, uint value) => Unsafe.WriteUnaligned(ref ram[host], (ushort)value);
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal static void JitStore32(byte[] ram, long host, uint value) => Unsafe.WriteUnaligned(ref ram[host], value);
-
-    // The status flags a block materialises (Interp/X86Core.Flags.cs computes them for both tiers).
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal static uint JitAddStatus(uint a, uint b, int size) => AddStatus(a, b, 0, size, out _);
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal static uint JitSubStatus(uint a, uint b, int size) => SubStatus(a, b, 0, size, out _);
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal static uint JitLogicStatus(uint r, int size) => Szp(r, size);
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    [MethodImpl(MethodImplOptions.NoInlining)]
     internal static bool JitCondition(int cc, uint flags) => Condition((ConditionCode)cc, flags);
 }
 

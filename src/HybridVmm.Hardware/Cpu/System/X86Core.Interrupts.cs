@@ -149,7 +149,7 @@ public sealed partial class X86Core
         if (!CommitCodeTarget(cache, address, high, eip)) return false;
         _ctx.Eflags = (_ctx.Eflags & ~writable) | (flags & writable) | (uint)EFlags.Reserved1;
         if ((_ctx.Eflags & RfFlag) != 0) _eventCheck = true; // RF lasts one instruction (X86Core.Debug.cs)
-        FlagsMayHaveChangedAc();
+        FlagsChanged();
         return true;
     }
 
@@ -228,8 +228,15 @@ public sealed partial class X86Core
             || (ReinjectAfterIntercept(vector, 0, external: true) ?? DeliverDeliveryFault(original: null, first: vector));
     }
 
-    private void RecomputeEventCheck() => _eventCheck = _stiShadow || _queuedException || _windowRequested || _injectedPending || HasPendingInterrupt
-        || (_nmiPending && !_nmiBlocked) || LocalControllerReady || _instructionBreakpoints != 0 || (_ctx.Eflags & RfFlag) != 0;
+    /// <summary>
+    /// Arms the per-boundary event check when something must be looked at. Maskable interrupts and the interrupt
+    /// window count only while IF is set: with IF clear they cannot be taken, so a kernel's or a guest's interrupts-off
+    /// stretch does not pay for a check at every instruction; whatever sets IF again (STI, POPF, IRET, a task switch,
+    /// a restore) re-arms it (<see cref="Sti"/>, FlagsChanged, CodeMappingChanged).
+    /// </summary>
+    private void RecomputeEventCheck() => _eventCheck = _stiShadow || _queuedException || _injectedPending
+        || (_nmiPending && !_nmiBlocked) || _instructionBreakpoints != 0 || (_ctx.Eflags & RfFlag) != 0
+        || ((_ctx.Eflags & (uint)EFlags.IF) != 0 && (_windowRequested || HasPendingInterrupt || LocalControllerReady));
 
     private byte TakeHighestVector()
     {
@@ -433,7 +440,7 @@ public sealed partial class X86Core
         }
         if (!ok) return AbandonDelivery(espBefore, faultedBefore, exitBefore);
         _ctx.Eflags &= ~((uint)EFlags.IF | (uint)EFlags.TF | AcFlag);
-        FlagsMayHaveChangedAc();
+        FlagsChanged();
         SetSegmentCache(Sreg.Cs, RealModeSegment(Sreg.Cs, (ushort)(pointer >> 16)));
         _ctx.Eip = pointer & 0xFFFF;
         CodeMappingChanged();

@@ -319,13 +319,20 @@ public sealed partial class X86Core
         _fetchRequired = user ? TlbUserRead : (_ctx.Cr4 & Cr4Smep) != 0 ? TlbSupervisorPage : (byte)0;
     }
 
-    /// <summary>After an instruction or event that may have changed EFLAGS.AC: SMAP's rule follows it.</summary>
+    /// <summary>
+    /// After an instruction or event that may have changed EFLAGS as a whole (POPF, IRET, a rollback, a restore): SMAP's
+    /// rule follows AC, and a set IF arms the event check for the maskable interrupts that waited for it.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private void FlagsMayHaveChangedAc()
+    private void FlagsChanged()
     {
         if ((_ctx.Cr4 & Cr4Smap) != 0)
         {
             UpdateAccessRights();
+        }
+        if ((_ctx.Eflags & (uint)EFlags.IF) != 0 && !_eventCheck)
+        {
+            RecomputeEventCheck();
         }
     }
 

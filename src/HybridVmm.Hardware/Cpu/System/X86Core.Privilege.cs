@@ -213,6 +213,7 @@ public sealed partial class X86Core
             uint writable = FlagsWritableAtCpl() | (size == 4 ? RfFlag : 0); // the rights of the ring IRET runs in; a 32-bit IRET loads RF
             _ctx.Eflags = (_ctx.Eflags & ~writable) | (f & writable) | (uint)EFlags.Reserved1;
             if ((_ctx.Eflags & RfFlag) != 0) _eventCheck = true; // RF lasts one instruction (X86Core.Debug.cs)
+            FlagsChanged();
         }
         SetSegmentCache(Sreg.Cs, cs with { Attributes = (ushort)(ca | AttrAccessed) });
         SetSegmentCache(Sreg.Ss, ss with { Attributes = (ushort)(sa | AttrAccessed) });
