@@ -42,6 +42,7 @@ public class UnicornDifferentialTests
         using UnicornFuzzer fuzzer = Create(seed, FuzzSettings.Restrict(SupportedForms.All), nameof(TranslatedCodeMatchesUnicornOnRandomInstructions));
         fuzzer.Core.Tier = HybridVmm.Hardware.Cpu.ExecutionTier.Jit;
         fuzzer.Core.JitHotThreshold = 1;
+        fuzzer.Core.CompileInBackground = false;
         FuzzReport report = FuzzSettings.ReplayCase is long one ? fuzzer.Run(one, 1) : fuzzer.Run(0, Math.Max(4096, FuzzSettings.UnicornCases / 100));
         HybridVmm.Hardware.Cpu.JitStatistics jit = fuzzer.Core.JitStatistics;
         TestContext.Out.WriteLine(report.Summary("Unicorn 2 (QEMU TCG)") + $"; translator: {jit.BlocksCompiled:N0} blocks compiled, " +

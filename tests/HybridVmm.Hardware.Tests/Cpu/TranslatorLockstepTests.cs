@@ -46,6 +46,7 @@ public class TranslatorLockstepTests
         TestMachine interp = Machine(program, registers, data, ExecutionTier.Interpreter);
         TestMachine jit = Machine(program, registers, data, ExecutionTier.Jit);
         jit.Cpu.JitHotThreshold = 1 + seed % 3;
+        jit.Cpu.CompileInBackground = false; // a block runs the moment it is hot: the test's coverage does not depend on timing
 
         int chunks = 0;
         while (true)
@@ -83,6 +84,7 @@ public class TranslatorLockstepTests
             var m = new TestMachine();
             m.Cpu.Tier = tier;
             m.Cpu.JitHotThreshold = 1;
+            m.Cpu.CompileInBackground = false;
             uint immediate = TestMachine.CodeBase + 17;
             byte[] code =
             [
@@ -141,6 +143,7 @@ public class TranslatorLockstepTests
                 interp.Cpu.Tier = ExecutionTier.Interpreter;
                 jit.Cpu.Tier = ExecutionTier.Jit;
                 jit.Cpu.JitHotThreshold = 2; // the first pass decodes the branch, so the block compiled at the second holds it
+                jit.Cpu.CompileInBackground = false;
                 foreach (TestMachine m in new[] { interp, jit })
                 {
                     m.Load(a =>
@@ -183,6 +186,78 @@ public class TranslatorLockstepTests
             }
         }
         Assert.That(cases, Is.GreaterThan(100));
+    }
+
+    /// <summary>
+    /// A memory form the block hands to the interpreter's handler faults in the middle of a looping block (its operand
+    /// passes DS's limit while the access before it does not): the block must leave before it, so that the interpreter
+    /// raises the #GP with the state of that instruction, as tier 0 does.
+    /// </summary>
+    [TestCase(Code.Xchg_rm32_r32)]
+    [TestCase(Code.Cmpxchg_rm32_r32)]
+    [TestCase(Code.Xadd_rm32_r32)]
+    [TestCase(Code.Shl_rm32_imm8)]
+    [TestCase(Code.Setl_rm8)]
+    [TestCase(Code.Cmovb_r32_rm32)]
+    [TestCase(Code.Imul_r32_rm32)]
+    [TestCase(Code.Bts_rm32_imm8)]
+    [TestCase(Code.Bsf_r32_rm32)]
+    public void AMemoryFormThatFaultsInABlockFaultsAsInTheInterpreter(Code form)
+    {
+        var operand = new MemoryOperand(Register.EBX, 0x80, form == Code.Setl_rm8 ? 1 : 4);
+        Instruction instruction = form switch
+        {
+            Code.Setl_rm8 => Instruction.Create(form, operand),
+            Code.Shl_rm32_imm8 or Code.Bts_rm32_imm8 => Instruction.Create(form, operand, 3),
+            Code.Cmovb_r32_rm32 or Code.Imul_r32_rm32 or Code.Bsf_r32_rm32 => Instruction.Create(form, Register.EDX, operand),
+            _ => Instruction.Create(form, operand, Register.EDX),
+        };
+        var results = new List<(CpuExit Exit, TestMachine Machine)>();
+        foreach (ExecutionTier tier in new[] { ExecutionTier.Interpreter, ExecutionTier.Jit })
+        {
+            var m = new TestMachine();
+            m.Cpu.Tier = tier;
+            m.Cpu.JitHotThreshold = 2;
+            m.Cpu.CompileInBackground = false;
+            // A GDT whose data segment ends at DataBase + 0xF7F (byte-granular, 32-bit, writable).
+            const uint gdt = 0x30000;
+            uint limit = TestMachine.DataBase + 0xF7F;
+            m.WriteBytes(gdt, [
+                0, 0, 0, 0, 0, 0, 0, 0,
+                0xFF, 0xFF, 0, 0, 0, 0x9B, 0xCF, 0,
+                (byte)limit, (byte)(limit >> 8), 0, 0, 0, 0x93, (byte)(0x40 | (limit >> 16)), 0,
+            ]);
+            m.Cpu.Gdtr = new DescriptorTableRegister(gdt, 23);
+            m.Load(a =>
+            {
+                Label loop = a.CreateLabel();
+                a.mov(ax, 0x10);
+                a.mov(ds, ax);
+                a.mov(ebx, TestMachine.DataBase);
+                a.mov(ecx, 40);
+                a.mov(edx, 0x1234);
+                a.Label(ref loop);
+                a.mov(eax, __dword_ptr[ebx]); // within the limit one pass longer than the operand at EBX + 0x80
+                a.AddInstruction(instruction);
+                a.add(ebx, 0x100);
+                a.dec(ecx);
+                a.jnz(loop);
+                a.hlt();
+            });
+            results.Add((m.Cpu.Run(100_000), m));
+        }
+        (CpuExit interpExit, TestMachine interp) = results[0];
+        (CpuExit jitExit, TestMachine jit) = results[1];
+        Assert.That(interpExit.Reason, Is.EqualTo(CpuExitReason.Exception), "tier 0 raises #GP past the limit");
+        Assert.That(interpExit.Vector, Is.EqualTo(13));
+        Assert.That(jitExit, Is.EqualTo(interpExit));
+        for (int r = 0; r < 8; r++)
+        {
+            Assert.That(jit.Cpu[(Gpr)r], Is.EqualTo(interp.Cpu[(Gpr)r]), $"{(Gpr)r}");
+        }
+        Assert.That(jit.Cpu.Eip, Is.EqualTo(interp.Cpu.Eip), "EIP: on the faulting instruction");
+        Assert.That(jit.Cpu.InstructionsRetired, Is.EqualTo(interp.Cpu.InstructionsRetired));
+        Assert.That(jit.Cpu.JitStatistics.InstructionsInBlocks, Is.GreaterThan(0), "the loop ran translated until the fault");
     }
 
     private static TestMachine Machine(Action<Assembler> program, uint[] registers, byte[] data, ExecutionTier tier)
@@ -287,7 +362,7 @@ public class TranslatorLockstepTests
         Register x = Pick(r, regs), y = Pick(r, regs);
         int imm = bits == 8 ? r.Next(-128, 128) : bits == 16 ? r.Next(-32768, 32768) : r.Next();
         int immBits = bits == 16 ? 16 : bits == 8 ? 8 : 32;
-        switch (r.Next(22))
+        switch (r.Next(24))
         {
             case 0: a.AddInstruction(Instruction.Create(Enum.Parse<Code>($"Mov_rm{bits}_r{bits}"), x, y)); break;
             case 1: a.AddInstruction(Instruction.Create(Enum.Parse<Code>($"Mov_r{bits}_rm{bits}"), x, Data(r))); break;
@@ -362,6 +437,25 @@ public class TranslatorLockstepTests
                     a.AddInstruction(Instruction.Create(Code.Mov_rm8_r8, code, Register.AL));
                     break;
                 }
+            case 21:
+                // Memory forms the block runs through the interpreter's handler once it has checked the operand.
+                a.AddInstruction(r.Next(9) switch
+                {
+                    0 => Instruction.Create(Enum.Parse<Code>($"{Pick(r, Shifts)}_rm{bits}_imm8"), Data(r), r.Next(0, 40)),
+                    1 => Instruction.Create(Enum.Parse<Code>($"Xchg_rm{bits}_r{bits}"), Data(r), x),
+                    2 => Instruction.Create(Enum.Parse<Code>($"Cmpxchg_rm{bits}_r{bits}"), Data(r), x),
+                    3 => Instruction.Create(Enum.Parse<Code>($"Xadd_rm{bits}_r{bits}"), Data(r), x),
+                    4 => Instruction.Create(Code.Setl_rm8, Data(r)),
+                    5 => Instruction.Create(Code.Cmovb_r32_rm32, Pick(r, Free32), Data(r)),
+                    6 => Instruction.Create(Code.Imul_r32_rm32, Pick(r, Free32), Data(r)),
+                    7 => Instruction.Create(Code.Bts_rm32_imm8, Data(r), r.Next(0, 32)),
+                    _ => Instruction.Create(Code.Bsf_r32_rm32, Pick(r, Free32), Data(r)),
+                });
+                break;
+            case 22:
+                // The time-stamp counter: in a block it must count the instructions the block retired before it.
+                a.AddInstruction(Instruction.Create(r.Next(2) == 0 ? Code.Rdtsc : Code.Rdtscp));
+                break;
             default:
                 a.AddInstruction(Instruction.Create(Code.Mov_rm32_r32, Pick(r, Free32), Register.ESP)); // an ESP read
                 break;

@@ -22,6 +22,11 @@ internal sealed class CodePage
     public ushort[] Heat = new ushort[64];
     /// <summary>The page is on its partition's list of pages with translated blocks (<see cref="JitCache"/>).</summary>
     public bool HasBlocks;
+    /// <summary>
+    /// Counts the times the blocks were dropped: a block the background compiler finishes for an older generation is
+    /// thrown away (<see cref="Install"/>). Changed, like <see cref="Blocks"/>, only under the page's lock.
+    /// </summary>
+    public int Generation;
     /// <summary>The host frame the bytes were decoded from; a remapped page is decoded afresh.</summary>
     public int HostFrame;
     /// <summary>
@@ -47,17 +52,63 @@ internal sealed class CodePage
     /// <summary>Drops the translated blocks and the heat counts: the code changed, or the translation cache was flushed.</summary>
     public void DropBlocks()
     {
-        Array.Clear(Blocks, 0, Count);
-        Array.Clear(Heat, 0, Count);
+        lock (this)
+        {
+            Array.Clear(Blocks, 0, Count);
+            Array.Clear(Heat, 0, Count);
+            Generation++;
+        }
+    }
+
+    /// <summary>
+    /// A block starting at <paramref name="slot"/> went to the background compiler: the start is
+    /// <see cref="JitBlock.Pending"/>, and its other instructions <see cref="JitBlock.Covered"/>.
+    /// </summary>
+    public void Queued(int slot, Instruction[] code)
+    {
+        lock (this)
+        {
+            Blocks[slot] = JitBlock.Pending;
+            MarkInterior(code, JitBlock.Covered, null);
+        }
+    }
+
+    /// <summary>Puts a block compiled in the background into its slot, unless the page's blocks were dropped since it was queued.</summary>
+    public void Install(int slot, int generation, JitBlock block, Instruction[] code)
+    {
+        lock (this)
+        {
+            if (generation == Generation && slot < Count && Blocks[slot] == JitBlock.Pending)
+            {
+                Blocks[slot] = block;
+                MarkInterior(code, null, JitBlock.Covered);
+            }
+        }
+    }
+
+    /// <summary>Sets the slots of a block's instructions after its first to <paramref name="to"/> where they hold <paramref name="from"/>.</summary>
+    private void MarkInterior(Instruction[] code, JitBlock? to, JitBlock? from)
+    {
+        for (int i = 1; i < code.Length; i++)
+        {
+            int slot = Index[(code[i].IP32 + CsBase) & (HostPhysicalMemory.FrameSize - 1)] - 1;
+            if (slot >= 0 && Blocks[slot] == from)
+            {
+                Blocks[slot] = to;
+            }
+        }
     }
 
     public ref Instruction Add(uint offset, scoped in Instruction instruction)
     {
         if (Count == Instructions.Length)
         {
-            Array.Resize(ref Instructions, Count * 2);
-            Array.Resize(ref Blocks, Count * 2);
-            Array.Resize(ref Heat, Count * 2);
+            lock (this)
+            {
+                Array.Resize(ref Instructions, Count * 2);
+                Array.Resize(ref Blocks, Count * 2);
+                Array.Resize(ref Heat, Count * 2);
+            }
         }
         Instructions[Count] = instruction;
         Index[offset] = (ushort)(Count + 1);

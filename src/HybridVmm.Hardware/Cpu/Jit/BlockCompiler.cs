@@ -21,6 +21,15 @@ internal sealed class JitBlock(BlockCode? code, Instruction[] instructions)
 {
     public static readonly JitBlock Refused = new(null, []);
 
+    /// <summary>Marks a start whose block is being compiled in the background: the interpreter runs it meanwhile.</summary>
+    public static readonly JitBlock Pending = new(null, []);
+
+    /// <summary>
+    /// Marks the other instructions of a block being compiled in the background: while the interpreter runs them, they
+    /// must not become the starts of blocks of their own (the installed block goes over them). Cleared on install.
+    /// </summary>
+    public static readonly JitBlock Covered = new(null, []);
+
     public BlockCode? Code { get; } = code;
 
     /// <summary>The block's own copy of its decoded instructions (the page's array may grow and move).</summary>
@@ -63,8 +72,15 @@ public sealed partial class X86Core
         private static readonly MethodInfo AddCarryMethod = Method(nameof(JitAddCarry));
         private static readonly MethodInfo SubBorrowMethod = Method(nameof(JitSubBorrow));
         private static readonly MethodInfo ConditionMethod = Method(nameof(JitCondition));
+        private static readonly MethodInfo TimeStampMethod = Method(nameof(JitTimeStamp));
+        private static readonly MethodInfo TscAuxMethod = Method(nameof(JitTscAux));
 
-        private enum Kind : byte { Refused, Translated, Branch, Interpreted }
+        /// <summary>
+        /// How a block takes an instruction: translated to IL, as its last (a branch), through the interpreter's handler
+        /// (register-only forms), or through the handler after the block has checked its memory operand as it checks
+        /// its own accesses (InterpretedMemory: the handler then cannot fault or exit).
+        /// </summary>
+        private enum Kind : byte { Refused, Translated, Branch, Interpreted, InterpretedMemory }
 
         /// <summary>The flag-writing operation whose flags are not computed yet (numbered as <see cref="JitFlags"/> takes them).</summary>
         private enum Pending : byte { None, Add, Sub, Logic, Inc, Dec }
@@ -96,12 +112,15 @@ public sealed partial class X86Core
             typeof(X86Core).GetMethod(name, BindingFlags.Instance | BindingFlags.Static | BindingFlags.NonPublic | BindingFlags.Public)
             ?? throw new MissingMethodException(nameof(X86Core), name);
 
-        /// <summary>The block that starts at <paramref name="slot"/>, or <see cref="JitBlock.Refused"/>.</summary>
-        public static JitBlock Compile(CodePage page, int slot)
+        /// <summary>
+        /// The instructions of the block that starts at <paramref name="slot"/>, copied out of the page (so that compiling
+        /// them needs nothing of the page), or null when the translator takes none.
+        /// </summary>
+        public static Instruction[]? Form(CodePage page, int slot)
         {
             if (page.Code16)
             {
-                return JitBlock.Refused;
+                return null;
             }
             var list = new List<Instruction>();
             while (list.Count < MaxInstructions)
@@ -124,11 +143,12 @@ public sealed partial class X86Core
                 }
                 slot = page.Index[next & PageOffsetMask] - 1;
             }
-            if (list.Count == 0)
-            {
-                return JitBlock.Refused;
-            }
-            Instruction[] code = list.ToArray();
+            return list.Count == 0 ? null : list.ToArray();
+        }
+
+        /// <summary>Compiles the instructions <see cref="Form"/> chose: IL, then RyuJIT's host code.</summary>
+        public static JitBlock Compile(Instruction[] code)
+        {
             // The first parameter is a placeholder the delegate is closed over (null): a delegate over a static method
             // with all of its parameters open goes through a shuffle thunk on every call.
             var method = new DynamicMethod($"block_{code[0].IP32:x8}", typeof(int), [typeof(object), typeof(X86Core), typeof(Instruction[]), typeof(int)],
@@ -151,9 +171,23 @@ public sealed partial class X86Core
             foreach (Instruction ins in code)
             {
                 Operation op = OperationByCode[(int)ins.Code];
-                if (op == Operation.Nop || Classify(ref Unsafe.AsRef(in ins)) == Kind.Interpreted)
+                Kind kind = Classify(ref Unsafe.AsRef(in ins));
+                if (op == Operation.Nop || kind == Kind.Interpreted)
                 {
                     continue; // nothing, or the interpreter's handler on the context
+                }
+                if (kind == Kind.InterpretedMemory)
+                {
+                    // The block computes the operand's address to check it; the handler does the rest on the context.
+                    if (ins.MemoryBase != Register.None) used[RegGpr[(int)ins.MemoryBase]] = true;
+                    if (ins.MemoryIndex != Register.None) used[RegGpr[(int)ins.MemoryIndex]] = true;
+                    continue;
+                }
+                if (op is Operation.Rdtsc or Operation.Rdtscp)
+                {
+                    used[(int)Gpr.Eax] = used[(int)Gpr.Edx] = written[(int)Gpr.Eax] = written[(int)Gpr.Edx] = true;
+                    if (op == Operation.Rdtscp) used[(int)Gpr.Ecx] = written[(int)Gpr.Ecx] = true;
+                    continue;
                 }
                 if (ins.Op0Kind == OpKind.Register && IsGpr(ins.Op0Register)
                     && op is not (Operation.Cmp or Operation.Test or Operation.Push or Operation.Jmp or Operation.Call))
@@ -170,12 +204,12 @@ public sealed partial class X86Core
                 }
                 for (int i = 0; i < ins.OpCount; i++)
                 {
-                    OpKind kind = ins.GetOpKind(i);
-                    if (kind == OpKind.Register && IsGpr(ins.GetOpRegister(i)))
+                    OpKind operand = ins.GetOpKind(i);
+                    if (operand == OpKind.Register && IsGpr(ins.GetOpRegister(i)))
                     {
                         used[RegGpr[(int)ins.GetOpRegister(i)]] = true;
                     }
-                    else if (kind == OpKind.Memory)
+                    else if (operand == OpKind.Memory)
                     {
                         if (ins.MemoryBase != Register.None) used[RegGpr[(int)ins.MemoryBase]] = true;
                         if (ins.MemoryIndex != Register.None) used[RegGpr[(int)ins.MemoryIndex]] = true;
@@ -240,8 +274,16 @@ public sealed partial class X86Core
                     or Operation.Cwd or Operation.Cdq or Operation.Clc or Operation.Stc or Operation.Cmc or Operation.Cld
                     or Operation.Std or Operation.Lahf or Operation.Sahf or Operation.Salc or Operation.Xadd
                     or Operation.Cmpxchg:
-                    // The interpreter's handler, in the middle of the block: only forms that cannot touch memory or fault.
-                    return HasMemoryOperand(ref ins) ? Kind.Refused : Kind.Interpreted;
+                    // The interpreter's handler, in the middle of the block: register forms, and memory forms whose one
+                    // access is the operand itself (not BT's bit string past it), checked first by the block.
+                    if (!HasMemoryOperand(ref ins))
+                    {
+                        return Kind.Interpreted;
+                    }
+                    return op is Operation.Bt or Operation.Bts or Operation.Btr or Operation.Btc && ins.Op1Kind != OpKind.Immediate8
+                        || MemSizeBytes[(int)ins.MemorySize] == 0 ? Kind.Refused : Kind.InterpretedMemory;
+                case Operation.Rdtsc or Operation.Rdtscp:
+                    return Kind.Translated;
                 default:
                     return Kind.Refused;
             }
@@ -422,6 +464,11 @@ public sealed partial class X86Core
                 case Kind.Interpreted:
                     Interpret(k);
                     return false;
+                case Kind.InterpretedMemory:
+                    // The operand must be RAM the block could access itself, writable unless the instruction only reads it.
+                    TranslateOperand(k, MemSizeBytes[(int)ins.MemorySize], write: !ReadsMemoryOnly(op));
+                    Interpret(k);
+                    return false;
                 case Kind.Branch:
                     EmitBranch(k, op);
                     return true;
@@ -447,6 +494,9 @@ public sealed partial class X86Core
                     break;
                 case Operation.Movzx or Operation.Movsx:
                     EmitExtend(k, op == Operation.Movsx);
+                    break;
+                case Operation.Rdtsc or Operation.Rdtscp:
+                    EmitTimeStamp(k, op == Operation.Rdtscp);
                     break;
                 case Operation.Push:
                     EmitPush(k);
@@ -477,6 +527,39 @@ public sealed partial class X86Core
                     throw new InvalidOperationException($"no translation for {ins.Code}");
             }
             return false;
+        }
+
+        /// <summary>Memory forms that read their operand and never write it (the others are checked as writes).</summary>
+        private static bool ReadsMemoryOnly(Operation op) => op is Operation.Mul or Operation.Imul or Operation.Bt or Operation.Bsf
+            or Operation.Bsr or Operation.Cmovcc;
+
+        /// <summary>
+        /// RDTSC and RDTSCP: the counter at this instruction is the core's count at the block's entry plus the instructions
+        /// the block has retired before it (the run loop adds them only when the block returns).
+        /// </summary>
+        private void EmitTimeStamp(int k, bool auxiliary)
+        {
+            LocalBuilder tsc = Temp(typeof(long));
+            _il.Emit(OpCodes.Ldarg_1);
+            _il.Emit(OpCodes.Ldloc, _base);
+            _il.Emit(OpCodes.Ldc_I4, k);
+            _il.Emit(OpCodes.Add);
+            _il.Emit(OpCodes.Call, TimeStampMethod);
+            _il.Emit(OpCodes.Stloc, tsc);
+            _il.Emit(OpCodes.Ldloc, tsc);
+            _il.Emit(OpCodes.Conv_U4);
+            WriteReg(Register.EAX);
+            _il.Emit(OpCodes.Ldloc, tsc);
+            _il.Emit(OpCodes.Ldc_I4, 32);
+            _il.Emit(OpCodes.Shr_Un);
+            _il.Emit(OpCodes.Conv_U4);
+            WriteReg(Register.EDX);
+            if (auxiliary)
+            {
+                _il.Emit(OpCodes.Ldarg_1);
+                _il.Emit(OpCodes.Call, TscAuxMethod);
+                WriteReg(Register.ECX);
+            }
         }
 
         private void Interpret(int k)

@@ -49,6 +49,17 @@ public sealed partial class X86Core
     /// <summary>The tier new cores use (the CLI's <c>--tier</c>).</summary>
     public static ExecutionTier DefaultTier { get; set; } = ExecutionTier.Jit;
 
+    /// <summary>Whether new cores compile blocks on the background compiler thread (<see cref="CompileInBackground"/>).</summary>
+    public static bool DefaultCompileInBackground { get; set; } = true;
+
+    /// <summary>
+    /// Compile hot blocks on a background thread while the interpreter goes on (true), or on this core's thread before
+    /// running on (false: what the differential tests use, so that a block runs the moment it is hot). Either way the
+    /// guest sees the same machine: a block does exactly what the interpreter would, so only the speed depends on when
+    /// a compile finishes.
+    /// </summary>
+    public bool CompileInBackground { get; set; } = DefaultCompileInBackground;
+
     private bool _jit = DefaultTier == ExecutionTier.Jit;
     private readonly JitCache _jitCache;
     private long _blockEntries, _blockExitsEarly, _instructionsInBlocks;
@@ -115,14 +126,77 @@ public sealed partial class X86Core
     private bool EventsHeldOff => (_ctx.Eflags & ((uint)EFlags.IF | RfFlag)) == 0 && !_stiShadow && !_queuedException && !_injectedPending
         && !(_nmiPending && !_nmiBlocked) && _instructionBreakpoints == 0 && _replayCount == 0;
 
+    /// <summary>
+    /// The block for a start that just became hot: compiled now, or <see cref="JitBlock.Pending"/> while the background
+    /// compiler works on it (the page takes the result if its code has not changed since), or Refused.
+    /// </summary>
     [MethodImpl(MethodImplOptions.NoInlining)]
     private JitBlock CompileBlock(CodePage page, int slot)
     {
+        Instruction[]? code = BlockCompiler.Form(page, slot);
+        if (code is null)
+        {
+            _jitCache.Refused();
+            return page.Blocks[slot] = JitBlock.Refused;
+        }
+        _jitCache.Reserve(page, code.Length);
+        if (CompileInBackground && BackgroundCompiler.TryQueue(page, slot, code, _jitCache))
+        {
+            page.Queued(slot, code);
+            return JitBlock.Pending;
+        }
         long start = Stopwatch.GetTimestamp();
-        JitBlock block = BlockCompiler.Compile(page, slot);
-        _jitCache.Added(page, block, Stopwatch.GetTimestamp() - start);
-        page.Blocks[slot] = block;
-        return block;
+        JitBlock block = BlockCompiler.Compile(code);
+        _jitCache.Compiled(Stopwatch.GetTimestamp() - start);
+        return page.Blocks[slot] = block;
+    }
+
+    /// <summary>
+    /// One thread per process that compiles blocks queued by every core (RyuJIT takes a few hundred microseconds a
+    /// block, which a core would otherwise spend instead of running its guest). A result goes into its page only if
+    /// the page's blocks were not dropped meanwhile (<see cref="CodePage.Install"/>).
+    /// </summary>
+    private static class BackgroundCompiler
+    {
+        /// <summary>Queued blocks beyond which a core compiles its block itself (the compiler thread is behind).</summary>
+        private const int MaxQueued = 1024;
+
+        private static readonly System.Collections.Concurrent.BlockingCollection<(CodePage Page, int Slot, int Generation, Instruction[] Code, JitCache Cache)> Queue = new();
+        private static readonly Lock StartLock = new();
+        private static Thread? _thread;
+
+        public static bool TryQueue(CodePage page, int slot, Instruction[] code, JitCache cache)
+        {
+            if (Queue.Count >= MaxQueued)
+            {
+                return false;
+            }
+            if (_thread is null)
+            {
+                lock (StartLock)
+                {
+                    if (_thread is null)
+                    {
+                        var thread = new Thread(Work) { IsBackground = true, Name = "hybridvmm block compiler", Priority = ThreadPriority.BelowNormal };
+                        thread.Start();
+                        _thread = thread;
+                    }
+                }
+            }
+            Queue.Add((page, slot, page.Generation, code, cache));
+            return true;
+        }
+
+        private static void Work()
+        {
+            foreach ((CodePage page, int slot, int generation, Instruction[] code, JitCache cache) in Queue.GetConsumingEnumerable())
+            {
+                long start = Stopwatch.GetTimestamp();
+                JitBlock block = BlockCompiler.Compile(code);
+                cache.Compiled(Stopwatch.GetTimestamp() - start);
+                page.Install(slot, generation, block, code);
+            }
+        }
     }
 
     /// <summary>
@@ -195,7 +269,14 @@ public sealed partial class X86Core
         return last >= offset && last <= s.Limit;
     }
 
-    /// <summary>Runs one register-only instruction of a block through the interpreter (the block has stored its registers).</summary>
+    /// <summary>The time-stamp counter <paramref name="retiredInBlock"/> instructions after the block's entry (RDTSC in a block).</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    internal ulong JitTimeStamp(int retiredInBlock) => TimeStampCounter + (ulong)retiredInBlock;
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    internal uint JitTscAux() => _ctx.TscAux;
+
+    /// <summary>Runs one instruction of a block through the interpreter (the block has stored its registers and checked its memory operand).</summary>
     [MethodImpl(MethodImplOptions.NoInlining)]
     internal void JitInterpret(ref Instruction ins)
     {
@@ -252,25 +333,28 @@ internal sealed class JitCache
 
     private readonly List<CodePage> _pages = new();
 
+    private long _blocksCompiled, _compileTicks;
+
     public long Limit { get; set; } = 64L << 20;
     public long Bytes { get; private set; }
-    public long BlocksCompiled { get; private set; }
+    public long BlocksCompiled => Interlocked.Read(ref _blocksCompiled);
     public long BlocksRefused { get; private set; }
-    public long CompileTicks { get; private set; }
+    public long CompileTicks => Interlocked.Read(ref _compileTicks);
     public long Flushes { get; private set; }
 
-    public void Added(CodePage page, JitBlock block, long ticks)
+    public void Refused() => BlocksRefused++;
+
+    /// <summary>A block compiled, on whichever thread compiled it.</summary>
+    public void Compiled(long ticks)
     {
-        CompileTicks += ticks;
-        if (block.Count == 0)
-        {
-            BlocksRefused++;
-        }
-        else
-        {
-            BlocksCompiled++;
-        }
-        long bytes = 64 + (long)block.Count * BytesPerInstruction;
+        Interlocked.Add(ref _compileTicks, ticks);
+        Interlocked.Increment(ref _blocksCompiled);
+    }
+
+    /// <summary>Accounts for a block of <paramref name="instructions"/> about to be compiled for <paramref name="page"/>, flushing first past the bound.</summary>
+    public void Reserve(CodePage page, int instructions)
+    {
+        long bytes = 64 + (long)instructions * BytesPerInstruction;
         if (Bytes + bytes > Limit)
         {
             Flush();
@@ -288,6 +372,7 @@ internal sealed class JitCache
         foreach (CodePage page in _pages)
         {
             page.DropBlocks();
+            page.HasBlocks = false; // listed again with its next block, so that the next flush finds it too
         }
         _pages.Clear();
         Bytes = 0;
