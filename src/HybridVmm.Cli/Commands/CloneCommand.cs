@@ -50,6 +50,12 @@ internal static class CloneCommand
             return ExitStatus.Usage;
         }
 
+        if (disk is not null && InputFile.Check(disk, "disk image", long.MaxValue, ExitStatus.InvalidImage) is { } diskRefusal)
+        {
+            stderr.WriteLine($"hybridvmm: error: {diskRefusal.Message}");
+            return diskRefusal.Status;
+        }
+
         (byte[]? bytes, int refused) = await GuestFile.LoadGuestAsync(guest, memoryBytes, stderr, cancellationToken);
         if (bytes is null)
         {

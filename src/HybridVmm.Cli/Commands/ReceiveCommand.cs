@@ -20,12 +20,13 @@ internal static class ReceiveCommand
         var listen = new Option<string>("--listen") { Description = "Address to accept one migration on (port 0 picks a free port)", DefaultValueFactory = _ => "127.0.0.1:0" };
         var trace = new Option<string?>("--trace") { Description = "Write the readable trace to this file" };
         var memory = new Option<string>("--host-memory") { Description = "Host memory of this hypervisor", DefaultValueFactory = _ => "512M" };
-        var command = new Command("receive", "Wait for one live migration, then run the migrated guest here") { listen, trace, memory };
-        command.SetAction((result, cancellationToken) => ReceiveAsync(result.GetValue(listen)!, result.GetValue(trace), result.GetValue(memory)!, cancellationToken));
+        var disk = new Option<string?>("--disk") { Description = "This host's file behind the migrated VM's synthblk disk (shared storage): it must be the disk the source ran on" };
+        var command = new Command("receive", "Wait for one live migration, then run the migrated guest here") { listen, trace, memory, disk };
+        command.SetAction((result, cancellationToken) => ReceiveAsync(result.GetValue(listen)!, result.GetValue(trace), result.GetValue(memory)!, result.GetValue(disk), cancellationToken));
         return command;
     }
 
-    private static async Task<int> ReceiveAsync(string listen, string? tracePath, string memoryText, CancellationToken cancellationToken)
+    private static async Task<int> ReceiveAsync(string listen, string? tracePath, string memoryText, string? disk, CancellationToken cancellationToken)
     {
         TextWriter stderr = Console.Error;
         if (!Endpoints.TryParse(listen, out IPEndPoint? endpoint))
@@ -46,6 +47,17 @@ internal static class ReceiveCommand
             return ExitStatus.Usage;
         }
 
+        if (disk is not null)
+        {
+            if (InputFile.Check(disk, "disk image", long.MaxValue, ExitStatus.InvalidImage) is { } refusal)
+            {
+                stderr.WriteLine($"hybridvmm: error: {refusal.Message}");
+                return refusal.Status;
+            }
+
+            disk = Path.GetFullPath(disk);
+        }
+
         TraceRecorder? recorder = TraceFiles.Open(tracePath, stderr);
         if (recorder is null)
         {
@@ -56,7 +68,7 @@ internal static class ReceiveCommand
         using var signals = new TerminationSignals(run);
         try
         {
-            return await ReceiveAsync(endpoint!, listen, recorder, hostMemory, stderr, run.Token);
+            return await ReceiveAsync(endpoint!, listen, recorder, hostMemory, disk, stderr, run.Token);
         }
         catch (OperationCanceledException) when (run.IsCancellationRequested)
         {
@@ -65,7 +77,7 @@ internal static class ReceiveCommand
         }
     }
 
-    private static async Task<int> ReceiveAsync(IPEndPoint endpoint, string listen, TraceRecorder recorder, ulong hostMemory, TextWriter stderr, CancellationToken cancellationToken)
+    private static async Task<int> ReceiveAsync(IPEndPoint endpoint, string listen, TraceRecorder recorder, ulong hostMemory, string? disk, TextWriter stderr, CancellationToken cancellationToken)
     {
         var listener = new TcpListener(endpoint);
         try
@@ -87,7 +99,7 @@ internal static class ReceiveCommand
         {
             listener.Stop();
             await using NetworkStream stream = client.GetStream();
-            (vm, error) = await LiveMigration.ReceiveAsync(system, stream, cancellationToken);
+            (vm, error) = await LiveMigration.ReceiveAsync(system, stream, cancellationToken, disk);
         }
 
         if (vm is null)

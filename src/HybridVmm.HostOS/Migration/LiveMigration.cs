@@ -143,7 +143,9 @@ public static class LiveMigration
     }
 
     /// <summary>Receives a VM; returns it created (not started) once the final state is in, or null with a reason.</summary>
-    public static async Task<(VirtualMachine? Vm, string? Error)> ReceiveAsync(HybridSystem system, Stream source, CancellationToken cancellationToken = default)
+    /// <param name="diskImage">This host's file behind the VM's synthblk disk (shared storage): the stream only refers to the
+    /// disk by identity, which this file must match.</param>
+    public static async Task<(VirtualMachine? Vm, string? Error)> ReceiveAsync(HybridSystem system, Stream source, CancellationToken cancellationToken = default, string? diskImage = null)
     {
         try
         {
@@ -204,7 +206,7 @@ public static class LiveMigration
                     pages[page.PageNumber] = page.Bytes;
                 }
 
-                VirtualMachine? vm = system.Root.RestoreVm(final with { Pages = pages.Select(p => new SavedPage(p.Key, p.Value)).ToList() }, out VmCreationError? creationError, name);
+                VirtualMachine? vm = system.Root.RestoreVm(final with { Pages = pages.Select(p => new SavedPage(p.Key, p.Value)).ToList() }, out VmCreationError? creationError, name, diskImage);
                 if (vm is null)
                 {
                     await WriteFrameAsync(source, FrameType.Failed, FailedPayload(creationError!.Message), cancellationToken);

@@ -53,7 +53,7 @@ public class CraftedInputTests
         byte[] file = WithPartitionChunk(Snapshots.SavedHello(), payload =>
             BinaryPrimitives.WriteUInt32LittleEndian(payload.AsSpan(4 + BinaryPrimitives.ReadInt32LittleEndian(payload)), 0xFFFF_FFFF));
         Assert.That(SnapshotFormat.TryDeserialize(file, out string error), Is.Null);
-        Assert.That(error, Is.EqualTo("chunk 'partition' (partition configuration state version 1) is malformed: guest memory of 4294967295 bytes is not a whole number of 4 KiB pages between 4 KiB and 2047 MiB"));
+        Assert.That(error, Is.EqualTo("chunk 'partition' (partition configuration state version 2) is malformed: guest memory of 4294967295 bytes is not a whole number of 4 KiB pages between 4 KiB and 2047 MiB"));
     }
 
     [Test]
