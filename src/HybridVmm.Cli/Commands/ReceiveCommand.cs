@@ -21,12 +21,15 @@ internal static class ReceiveCommand
         var trace = new Option<string?>("--trace") { Description = "Write the readable trace to this file" };
         var memory = new Option<string>("--host-memory") { Description = "Host memory of this hypervisor", DefaultValueFactory = _ => "512M" };
         var disk = new Option<string?>("--disk") { Description = "This host's file behind the migrated VM's synthblk disk (shared storage): it must be the disk the source ran on" };
-        var command = new Command("receive", "Wait for one live migration, then run the migrated guest here") { listen, trace, memory, disk };
-        command.SetAction((result, cancellationToken) => ReceiveAsync(result.GetValue(listen)!, result.GetValue(trace), result.GetValue(memory)!, result.GetValue(disk), cancellationToken));
+        var tokenFile = new Option<string?>("--token-file") { Description = "The migration token the source must prove it holds (its run --token-file)" };
+        var insecure = new Option<bool>("--insecure") { Description = "Take a VM from anyone who can connect, without a token" };
+        var command = new Command("receive", "Wait for one live migration, then run the migrated guest here") { listen, trace, memory, disk, tokenFile, insecure };
+        command.SetAction((result, cancellationToken) => ReceiveAsync(result.GetValue(listen)!, result.GetValue(trace), result.GetValue(memory)!, result.GetValue(disk),
+            result.GetValue(tokenFile), result.GetValue(insecure), cancellationToken));
         return command;
     }
 
-    private static async Task<int> ReceiveAsync(string listen, string? tracePath, string memoryText, string? disk, CancellationToken cancellationToken)
+    private static async Task<int> ReceiveAsync(string listen, string? tracePath, string memoryText, string? disk, string? tokenFile, bool insecure, CancellationToken cancellationToken)
     {
         TextWriter stderr = Console.Error;
         if (!Endpoints.TryParse(listen, out IPEndPoint? endpoint))
@@ -45,6 +48,25 @@ internal static class ReceiveCommand
         {
             stderr.WriteLine($"hybridvmm: error: --host-memory {memoryText} is out of range: give 4K to {Hardware.Memory.HostPhysicalMemory.MaxBytes >> 20}M");
             return ExitStatus.Usage;
+        }
+
+        if ((tokenFile is null) != insecure)
+        {
+            stderr.WriteLine(insecure
+                ? "hybridvmm: error: give --token-file or --insecure, not both"
+                : "hybridvmm: error: receive needs --token-file FILE, the migration token its source also gives, or --insecure to take a VM from anyone who can connect");
+            return ExitStatus.Usage;
+        }
+
+        byte[]? key = null;
+        if (tokenFile is not null)
+        {
+            if (TokenFile.TryRead(tokenFile, stderr, out int unreadable) is not { } token)
+            {
+                return unreadable;
+            }
+
+            key = MigrationHandshake.Key(token);
         }
 
         if (disk is not null)
@@ -68,7 +90,7 @@ internal static class ReceiveCommand
         using var signals = new TerminationSignals(run);
         try
         {
-            return await ReceiveAsync(endpoint!, listen, recorder, hostMemory, disk, stderr, run.Token);
+            return await ReceiveAsync(endpoint!, listen, recorder, hostMemory, disk, key, stderr, run.Token);
         }
         catch (OperationCanceledException) when (run.IsCancellationRequested)
         {
@@ -77,7 +99,7 @@ internal static class ReceiveCommand
         }
     }
 
-    private static async Task<int> ReceiveAsync(IPEndPoint endpoint, string listen, TraceRecorder recorder, ulong hostMemory, string? disk, TextWriter stderr, CancellationToken cancellationToken)
+    private static async Task<int> ReceiveAsync(IPEndPoint endpoint, string listen, TraceRecorder recorder, ulong hostMemory, string? disk, byte[]? key, TextWriter stderr, CancellationToken cancellationToken)
     {
         var listener = new TcpListener(endpoint);
         try
@@ -99,7 +121,16 @@ internal static class ReceiveCommand
         {
             listener.Stop();
             await using NetworkStream stream = client.GetStream();
-            (vm, error) = await LiveMigration.ReceiveAsync(system, stream, cancellationToken, disk);
+            HandshakeResult handshake = await MigrationHandshake.AcceptAsync(stream, key, Timeout.InfiniteTimeSpan, cancellationToken);
+            if (handshake.Outcome == HandshakeOutcome.Refused)
+            {
+                stderr.WriteLine($"hybridvmm: error: migration refused: {handshake.Reason}");
+                return ExitStatus.PermissionDenied;
+            }
+
+            (vm, error) = handshake.Outcome == HandshakeOutcome.Authenticated
+                ? await LiveMigration.ReceiveAsync(system, stream, cancellationToken, disk)
+                : (null, handshake.Reason);
         }
 
         if (vm is null)

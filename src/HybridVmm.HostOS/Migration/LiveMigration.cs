@@ -32,7 +32,11 @@ public sealed record MigrationReport(
     int FinalPages,
     long DowntimeTicks,
     TimeSpan DowntimeWallTime,
-    long PausedAtInstruction);
+    long PausedAtInstruction)
+{
+    /// <summary>The peers did not authenticate each other (<see cref="MigrationHandshake"/>): nothing was sent.</summary>
+    public bool Refused { get; init; }
+}
 
 /// <summary>
 /// Live migration of one VM to another hypervisor over a stream (TCP on loopback between two processes, or

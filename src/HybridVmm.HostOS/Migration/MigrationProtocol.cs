@@ -8,14 +8,16 @@ namespace HybridVmm.HostOS.Migration;
 
 /// <summary>
 /// The live-migration wire format (docs/scenarios.md): frames of a one-byte type, a little-endian u32 length
-/// and the payload. Source to target: Hello, Pages (one per pre-copy round), Final (the snapshot container,
-/// the same per-component chunks a snapshot file holds, with the last dirty pages as its memory chunk); target
-/// to source: Resumed once the VM runs there, or Failed with a reason.
+/// and the payload. First the <see cref="MigrationHandshake"/> (target: Challenge; source: Response; target: Proof),
+/// then source to target: Hello, Pages (one per pre-copy round), Final (the snapshot container, the same
+/// per-component chunks a snapshot file holds, with the last dirty pages as its memory chunk); target to source:
+/// Resumed once the VM runs there, or Failed with a reason.
 /// </summary>
 public static class MigrationProtocol
 {
-    /// <summary>2: the Final frame is a chunk container (snapshot format 3); 1 sent a format-2 payload.</summary>
-    public const int Version = 2;
+    /// <summary>3: the authenticated handshake comes first, and the Final frame refers to a disk by identity (partition
+    /// chunk version 2); 2 had neither; 1 sent a format-2 payload as Final.</summary>
+    public const int Version = 3;
     public const int MaxFrameBytes = 64 << 20;
 
     public enum FrameType : byte
@@ -25,6 +27,9 @@ public static class MigrationProtocol
         Final = 3,
         Resumed = 4,
         Failed = 5,
+        Challenge = 6,
+        Response = 7,
+        Proof = 8,
     }
 
     public static async Task WriteFrameAsync(Stream stream, FrameType type, byte[] payload, CancellationToken cancellationToken)
@@ -37,7 +42,7 @@ public static class MigrationProtocol
         await stream.FlushAsync(cancellationToken);
     }
 
-    /// <summary>The largest Hello, Resumed or Failed frame: a name, a size and a one-line reason.</summary>
+    /// <summary>The largest Hello, Resumed, Failed or handshake frame: a name, a size, a one-line reason, nonces and a MAC.</summary>
     public const int MaxControlFrameBytes = 4096;
 
     /// <summary>The longest VM name a Hello carries, in UTF-8 bytes.</summary>
@@ -56,7 +61,7 @@ public static class MigrationProtocol
         byte[] header = new byte[5];
         await stream.ReadExactlyAsync(header, cancellationToken);
         uint length = BinaryPrimitives.ReadUInt32LittleEndian(header.AsSpan(1));
-        if (header[0] is < 1 or > 5)
+        if (header[0] is < (byte)FrameType.Hello or > (byte)FrameType.Proof)
         {
             throw new InvalidDataException($"malformed migration frame (type {header[0]}, {length} bytes)");
         }
