@@ -23,13 +23,21 @@ internal static class ReceiveCommand
         var disk = new Option<string?>("--disk") { Description = "This host's file behind the migrated VM's synthblk disk (shared storage): it must be the disk the source ran on" };
         var tokenFile = new Option<string?>("--token-file") { Description = "The migration token the source must prove it holds (its run --token-file)" };
         var insecure = new Option<bool>("--insecure") { Description = "Take a VM from anyone who can connect, without a token" };
-        var command = new Command("receive", "Wait for one live migration, then run the migrated guest here") { listen, trace, memory, disk, tokenFile, insecure };
+        var handshake = new Option<double>("--handshake-timeout")
+        {
+            Description = "Seconds a connection has to complete the migration handshake before it is dropped and the next one taken",
+            DefaultValueFactory = _ => DefaultHandshakeSeconds,
+        };
+        var command = new Command("receive", "Wait for one live migration, then run the migrated guest here") { listen, trace, memory, disk, tokenFile, insecure, handshake };
         command.SetAction((result, cancellationToken) => ReceiveAsync(result.GetValue(listen)!, result.GetValue(trace), result.GetValue(memory)!, result.GetValue(disk),
-            result.GetValue(tokenFile), result.GetValue(insecure), cancellationToken));
+            result.GetValue(tokenFile), result.GetValue(insecure), result.GetValue(handshake), cancellationToken));
         return command;
     }
 
-    private static async Task<int> ReceiveAsync(string listen, string? tracePath, string memoryText, string? disk, string? tokenFile, bool insecure, CancellationToken cancellationToken)
+    private const double DefaultHandshakeSeconds = 10;
+
+    private static async Task<int> ReceiveAsync(string listen, string? tracePath, string memoryText, string? disk, string? tokenFile, bool insecure, double handshakeSeconds,
+        CancellationToken cancellationToken)
     {
         TextWriter stderr = Console.Error;
         if (!Endpoints.TryParse(listen, out IPEndPoint? endpoint))
@@ -47,6 +55,12 @@ internal static class ReceiveCommand
         if (hostMemory < 4096 || hostMemory > (ulong)Hardware.Memory.HostPhysicalMemory.MaxBytes)
         {
             stderr.WriteLine($"hybridvmm: error: --host-memory {memoryText} is out of range: give 4K to {Hardware.Memory.HostPhysicalMemory.MaxBytes >> 20}M");
+            return ExitStatus.Usage;
+        }
+
+        if (!(handshakeSeconds is > 0 and <= 86_400))
+        {
+            stderr.WriteLine($"hybridvmm: error: --handshake-timeout must be a number of seconds above 0 and at most 86400, not {handshakeSeconds}");
             return ExitStatus.Usage;
         }
 
@@ -90,7 +104,7 @@ internal static class ReceiveCommand
         using var signals = new TerminationSignals(run);
         try
         {
-            return await ReceiveAsync(endpoint!, listen, recorder, hostMemory, disk, key, stderr, run.Token);
+            return await ReceiveAsync(endpoint!, listen, recorder, hostMemory, disk, key, TimeSpan.FromSeconds(handshakeSeconds), stderr, run.Token);
         }
         catch (OperationCanceledException) when (run.IsCancellationRequested)
         {
@@ -99,7 +113,8 @@ internal static class ReceiveCommand
         }
     }
 
-    private static async Task<int> ReceiveAsync(IPEndPoint endpoint, string listen, TraceRecorder recorder, ulong hostMemory, string? disk, byte[]? key, TextWriter stderr, CancellationToken cancellationToken)
+    private static async Task<int> ReceiveAsync(IPEndPoint endpoint, string listen, TraceRecorder recorder, ulong hostMemory, string? disk, byte[]? key, TimeSpan handshakeTimeout,
+        TextWriter stderr, CancellationToken cancellationToken)
     {
         var listener = new TcpListener(endpoint);
         try
@@ -117,20 +132,35 @@ internal static class ReceiveCommand
         using var system = new HybridSystem(new HypervisorOptions { HostMemoryBytes = (long)hostMemory }, HostOutput.StandardOutputConsole(), recorder);
         VirtualMachine? vm;
         string? error;
-        using (TcpClient client = await listener.AcceptTcpClientAsync(cancellationToken))
+        while (true)
         {
-            listener.Stop();
-            await using NetworkStream stream = client.GetStream();
-            HandshakeResult handshake = await MigrationHandshake.AcceptAsync(stream, key, Timeout.InfiniteTimeSpan, cancellationToken);
-            if (handshake.Outcome == HandshakeOutcome.Refused)
+            // One connection at a time: one that is silent, closes or speaks something else is dropped after at most
+            // the handshake timeout, and the next is taken (issue 14, defect 7).
+            TcpClient client = await listener.AcceptTcpClientAsync(cancellationToken);
+            System.Net.EndPoint? peer = client.Client.RemoteEndPoint;
+            NetworkStream stream = client.GetStream();
+            HandshakeResult handshake = await MigrationHandshake.AcceptAsync(stream, key, handshakeTimeout, cancellationToken);
+            if (handshake.Outcome == HandshakeOutcome.NotAPeer)
             {
-                stderr.WriteLine($"hybridvmm: error: migration refused: {handshake.Reason}");
-                return ExitStatus.PermissionDenied;
+                client.Dispose();
+                stderr.WriteLine($"hybridvmm: dropped a connection from {peer}: {handshake.Reason}; still listening");
+                continue;
             }
 
-            (vm, error) = handshake.Outcome == HandshakeOutcome.Authenticated
-                ? await LiveMigration.ReceiveAsync(system, stream, cancellationToken, disk)
-                : (null, handshake.Reason);
+            listener.Stop();
+            using (client)
+            await using (stream)
+            {
+                if (handshake.Outcome == HandshakeOutcome.Refused)
+                {
+                    stderr.WriteLine($"hybridvmm: error: migration refused: {handshake.Reason}");
+                    return ExitStatus.PermissionDenied;
+                }
+
+                (vm, error) = await LiveMigration.ReceiveAsync(system, stream, cancellationToken, disk);
+            }
+
+            break;
         }
 
         if (vm is null)

@@ -11,7 +11,9 @@ namespace HybridVmm.HostOS.Migration;
 /// and the payload. First the <see cref="MigrationHandshake"/> (target: Challenge; source: Response; target: Proof),
 /// then source to target: Hello, Pages (one per pre-copy round), Final (the snapshot container, the same
 /// per-component chunks a snapshot file holds, with the last dirty pages as its memory chunk); target to source:
-/// Resumed once the VM runs there, or Failed with a reason.
+/// Resumed once the VM is restored there, or Failed with a reason; then source to target Commit, after which
+/// only the target runs the VM (a source that timed out resumes its own copy and never commits, so the target
+/// discards its copy: never two running copies).
 /// </summary>
 public static class MigrationProtocol
 {
@@ -30,6 +32,9 @@ public static class MigrationProtocol
         Challenge = 6,
         Response = 7,
         Proof = 8,
+
+        /// <summary>Source to target, after Resumed: the source has given the VM up, so the target may run it.</summary>
+        Commit = 9,
     }
 
     public static async Task WriteFrameAsync(Stream stream, FrameType type, byte[] payload, CancellationToken cancellationToken)
@@ -61,7 +66,7 @@ public static class MigrationProtocol
         byte[] header = new byte[5];
         await stream.ReadExactlyAsync(header, cancellationToken);
         uint length = BinaryPrimitives.ReadUInt32LittleEndian(header.AsSpan(1));
-        if (header[0] is < (byte)FrameType.Hello or > (byte)FrameType.Proof)
+        if (header[0] is < (byte)FrameType.Hello or > (byte)FrameType.Commit)
         {
             throw new InvalidDataException($"malformed migration frame (type {header[0]}, {length} bytes)");
         }

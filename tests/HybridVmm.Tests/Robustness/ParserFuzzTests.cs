@@ -113,7 +113,8 @@ public class ParserFuzzTests
                 ResealV3Span(stream.AsSpan(finalAt));
             }
 
-            (VmSnapshot? _, string? error, Exception? thrown) = await Crafted.ReceiveCrafted(stream, acceptVm: true);
+            // The source's Commit follows the target's Resumed: without it the target discards the VM it restored.
+            (VmSnapshot? _, string? error, Exception? thrown) = await Crafted.ReceiveCrafted([.. stream, .. Crafted.Frame(MigrationProtocol.FrameType.Commit, [])], acceptVm: true);
             Assert.That(thrown, Is.Null, $"migration case {i} (seed {Seed}) threw: {thrown}");
             if (error is null)
             {
