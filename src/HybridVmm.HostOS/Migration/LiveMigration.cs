@@ -207,6 +207,15 @@ public static class LiveMigration
                 return (null, $"source speaks migration protocol {version}, this build {MigrationProtocol.Version}");
             }
 
+            // Pre-copy pages are held until the final state arrives: a guest that cannot fit here is refused before
+            // any is taken, so they never amount to more than this host's free memory (issue 14, defect 6).
+            if (memoryBytes > system.Root.FreeHostMemoryBytes)
+            {
+                string tooLarge = $"the guest's {memoryBytes >> 20} MiB of memory do not fit in the {system.Root.FreeHostMemoryBytes >> 20} MiB this host has free (receive --host-memory)";
+                await WriteFrameAsync(source, FrameType.Failed, FailedPayload(tooLarge), cancellationToken);
+                return (null, tooLarge);
+            }
+
             var pages = new SortedDictionary<uint, byte[]>();
             while (true)
             {

@@ -11,7 +11,7 @@ using static HybridVmm.Tests.Lecture.LiveMigrationTests;
 namespace HybridVmm.Tests.Lecture;
 
 /// <summary>
-/// Issue 14, defect 7: migration deadlines. A stalled target does not hold the paused source guest forever: past
+/// Issue 14, defect 7 (and the rest of defect 6): migration deadlines. A stalled target does not hold the paused source guest forever: past
 /// <c>--migrate-timeout</c> the source gives up and the guest runs on there. A silent or stray first connection
 /// neither blocks nor ends <c>receive</c>: it is dropped after <c>--handshake-timeout</c>, and the real source is
 /// taken. A target whose source gave up discards its copy, so the guest never runs twice. (The timeouts are set
@@ -134,5 +134,20 @@ public class MigrationDeadlineTests
 
         Assert.That(thrown, Is.Null);
         Assert.That(error, Does.Contain("the source went away before it committed the hand-over").And.Contain("its copy here was discarded"));
+    }
+
+    /// <summary>Issue 14, defect 6: pre-copy pages for a guest that cannot fit the target are refused before any is held.</summary>
+    [Test]
+    public async Task AGuestLargerThanTheTargetsFreeMemoryIsRefusedBeforeItsPagesAreHeld()
+    {
+        byte[] hello = MigrationProtocol.Hello(new VmConfiguration { Name = "big", Image = [], MemoryBytes = 64u << 20 });
+        byte[] pages = new byte[4 + 4 + 4096];
+        pages[0] = 1;
+
+        (_, string? error, Exception? thrown) = await CraftedInputTests.ReceiveCrafted(
+            [.. CraftedInputTests.Frame(MigrationProtocol.FrameType.Hello, hello), .. CraftedInputTests.Frame(MigrationProtocol.FrameType.Pages, pages)]);
+
+        Assert.That(thrown, Is.Null);
+        Assert.That(error, Does.StartWith("the guest's 64 MiB of memory do not fit in the 16 MiB this host has free"));
     }
 }
