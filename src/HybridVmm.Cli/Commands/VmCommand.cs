@@ -314,18 +314,8 @@ internal static class VmCommand
             return null;
         }
 
-        try
-        {
-            string token = File.ReadAllText(tokenFile).Trim();
-            status = ExitStatus.Success;
-            return ApiClient.ForTcp(endpoint!, token);
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            stderr.WriteLine($"hybridvmm: error: cannot read token file '{tokenFile}': {e.Message}");
-            status = ExitStatus.NoInput;
-            return null;
-        }
+        // The token file serve reads, by the same rules: a device such as /dev/zero is refused, never read without end.
+        return TokenFile.TryRead(tokenFile, stderr, out status) is { } token ? ApiClient.ForTcp(endpoint!, token) : null;
     }
 
     private static string Innermost(Exception e)

@@ -45,6 +45,11 @@ public class MigrationSecurityTests
         InputBoundsTests.AssertRefused(CliProcess.Run("receive", "--token-file", "/dev/zero"), ExitStatus.NoInput, "token file '/dev/zero' is not a regular file");
 
     [Test]
+    public void TheVmClientRefusesADeviceAsItsTokenFileLikeServeAndReceive() =>
+        InputBoundsTests.AssertRefused(CliProcess.Run("vm", "host", "--connect", "127.0.0.1:1", "--token-file", "/dev/zero"), ExitStatus.NoInput,
+            "token file '/dev/zero' is not a regular file");
+
+    [Test]
     public void AWrongTokenIsRefusedOnBothSidesAndTheGuestRunsOnOnTheSource()
     {
         (CliProcess.Result source, int targetStatus, string targetOut, string targetErr) = MigrateBetweenProcesses(
