@@ -156,4 +156,77 @@ public class MigrationSecurityTests
             Assert.That(targetErr, Does.Contain("is not the disk the VM was saved with"));
         });
     }
+
+    [Test]
+    public async Task TheTokenNeverCrossesTheWireAndNoTwoHandshakesAreAlike()
+    {
+        byte[] key = HybridVmm.HostOS.Migration.MigrationHandshake.Key("the-shared-token-0123456789");
+        byte[] first = await RecordedHandshake(key), second = await RecordedHandshake(key);
+        Assert.Multiple(() =>
+        {
+            Assert.That(first.AsSpan().IndexOf(key), Is.EqualTo(-1), "the token is not on the wire");
+            Assert.That(first.AsSpan().IndexOf(key.AsSpan(0, 8)), Is.EqualTo(-1), "nor a piece of it");
+            Assert.That(first.Length, Is.EqualTo(second.Length));
+            Assert.That(first, Is.Not.EqualTo(second), "fresh nonces: a recorded handshake cannot be replayed");
+        });
+    }
+
+    /// <summary>Both directions of one authenticated handshake over loopback, as the bytes that crossed the wire.</summary>
+    private static async Task<byte[]> RecordedHandshake(byte[] key)
+    {
+        using var listener = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
+        listener.Start();
+        var wire = new MemoryStream();
+        Task<HybridVmm.HostOS.Migration.HandshakeResult> target = Task.Run(async () =>
+        {
+            using System.Net.Sockets.TcpClient accepted = await listener.AcceptTcpClientAsync();
+            return await HybridVmm.HostOS.Migration.MigrationHandshake.AcceptAsync(new Recording(accepted.GetStream(), wire), key, TimeSpan.FromMinutes(1), CancellationToken.None);
+        });
+        using var client = new System.Net.Sockets.TcpClient();
+        await client.ConnectAsync(System.Net.IPAddress.Loopback, ((System.Net.IPEndPoint)listener.LocalEndpoint).Port);
+        var source = await HybridVmm.HostOS.Migration.MigrationHandshake.ConnectAsync(new Recording(client.GetStream(), wire), key, CancellationToken.None);
+        Assert.That((source.Outcome, (await target).Outcome), Is.EqualTo((HybridVmm.HostOS.Migration.HandshakeOutcome.Authenticated, HybridVmm.HostOS.Migration.HandshakeOutcome.Authenticated)));
+        lock (wire)
+        {
+            return wire.ToArray();
+        }
+    }
+
+    /// <summary>A stream that also appends every byte written to it to <paramref name="wire"/>.</summary>
+    private sealed class Recording(Stream inner, MemoryStream wire) : Stream
+    {
+        public override bool CanRead => true;
+
+        public override bool CanSeek => false;
+
+        public override bool CanWrite => true;
+
+        public override long Length => throw new NotSupportedException();
+
+        public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
+
+        public override void Flush() => inner.Flush();
+
+        public override Task FlushAsync(CancellationToken cancellationToken) => inner.FlushAsync(cancellationToken);
+
+        public override int Read(byte[] buffer, int offset, int count) => inner.Read(buffer, offset, count);
+
+        public override ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default) => inner.ReadAsync(buffer, cancellationToken);
+
+        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+
+        public override void SetLength(long value) => throw new NotSupportedException();
+
+        public override void Write(byte[] buffer, int offset, int count) => WriteAsync(buffer.AsMemory(offset, count)).AsTask().GetAwaiter().GetResult();
+
+        public override ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken cancellationToken = default)
+        {
+            lock (wire)
+            {
+                wire.Write(buffer.Span);
+            }
+
+            return inner.WriteAsync(buffer, cancellationToken);
+        }
+    }
 }
