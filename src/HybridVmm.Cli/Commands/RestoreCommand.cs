@@ -52,10 +52,24 @@ internal static class RestoreCommand
             return ExitStatus.Usage;
         }
 
-        if (disk is not null && InputFile.Check(disk, "disk image", long.MaxValue, ExitStatus.InvalidImage) is { } diskRefusal)
+        if (disk is not null)
         {
-            stderr.WriteLine($"hybridvmm: error: {diskRefusal.Message}");
-            return diskRefusal.Status;
+            if (InputFile.Check(disk, "disk image", long.MaxValue, ExitStatus.InvalidImage) is { } diskRefusal)
+            {
+                stderr.WriteLine($"hybridvmm: error: {diskRefusal.Message}");
+                return diskRefusal.Status;
+            }
+
+            disk = Path.GetFullPath(disk);
+            if (snapshot.Disk?.Mismatch(disk) is { } otherDisk)
+            {
+                stderr.WriteLine($"hybridvmm: error: {otherDisk}");
+                return ExitStatus.InvalidImage;
+            }
+
+            // Verified here, before the trace file is opened (bad input never truncates a trace), so RestoreVm need
+            // not read the whole disk a second time.
+            snapshot = snapshot with { Disk = null };
         }
 
         if (options.MaxInstructions > 0)
@@ -64,7 +78,7 @@ internal static class RestoreCommand
         }
 
         return await SingleVmSession.RunAsync(snapshot.MemoryBytes, options,
-            root => (root.RestoreVm(snapshot, out var creationError, diskImage: disk is null ? null : Path.GetFullPath(disk)), creationError), cancellationToken);
+            root => (root.RestoreVm(snapshot, out var creationError, diskImage: disk), creationError), cancellationToken);
     }
 
     /// <summary>A usage error when --disk is missing for a saved VM with a synthblk disk, or given for one without; else null.</summary>

@@ -70,11 +70,14 @@ public class DiskIdentityTests
         string snapshot = SaveEnlblk(disk);
         string other = File64K("other.img", 0x11);
         byte[] before = File.ReadAllBytes(other);
+        string trace = Path.Combine(_dir, "old.trace");
+        File.WriteAllText(trace, "an earlier run's trace\n");
 
-        CliProcess.Result restored = CliProcess.Run("restore", snapshot, "--disk", other);
+        CliProcess.Result restored = CliProcess.Run("restore", snapshot, "--disk", other, "--trace", trace);
 
         InputBoundsTests.AssertRefused(restored, ExitStatus.InvalidImage, $"disk image '{other}' is not the disk the VM was saved with: its contents differ");
         Assert.That(File.ReadAllBytes(other), Is.EqualTo(before));
+        Assert.That(File.ReadAllText(trace), Is.EqualTo("an earlier run's trace\n"), "refused before the trace file is opened");
     }
 
     [Test]
