@@ -50,10 +50,9 @@ internal static class CloneCommand
             return ExitStatus.Usage;
         }
 
-        if (disk is not null && InputFile.Check(disk, "disk image", long.MaxValue, ExitStatus.InvalidImage) is { } diskRefusal)
+        if (disk is not null && InputFile.RefuseDiskImage(disk, stderr) is { } diskRefused)
         {
-            stderr.WriteLine($"hybridvmm: error: {diskRefusal.Message}");
-            return diskRefusal.Status;
+            return diskRefused;
         }
 
         (byte[]? bytes, int refused) = await GuestFile.LoadGuestAsync(guest, memoryBytes, stderr, cancellationToken);

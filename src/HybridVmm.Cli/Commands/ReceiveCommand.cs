@@ -85,10 +85,9 @@ internal static class ReceiveCommand
 
         if (disk is not null)
         {
-            if (InputFile.Check(disk, "disk image", long.MaxValue, ExitStatus.InvalidImage) is { } refusal)
+            if (InputFile.RefuseDiskImage(disk, stderr) is { } diskRefused)
             {
-                stderr.WriteLine($"hybridvmm: error: {refusal.Message}");
-                return refusal.Status;
+                return diskRefused;
             }
 
             disk = Path.GetFullPath(disk);

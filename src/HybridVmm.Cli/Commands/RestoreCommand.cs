@@ -54,10 +54,9 @@ internal static class RestoreCommand
 
         if (disk is not null)
         {
-            if (InputFile.Check(disk, "disk image", long.MaxValue, ExitStatus.InvalidImage) is { } diskRefusal)
+            if (InputFile.RefuseDiskImage(disk, stderr) is { } diskRefused)
             {
-                stderr.WriteLine($"hybridvmm: error: {diskRefusal.Message}");
-                return diskRefusal.Status;
+                return diskRefused;
             }
 
             disk = Path.GetFullPath(disk);
