@@ -104,7 +104,7 @@ public static class LiveMigration
             downtime.Stop();
             if (type != FrameType.Resumed)
             {
-                throw new IOException(type == FrameType.Failed ? $"the target refused the VM: {System.Text.Encoding.UTF8.GetString(answer)}" : $"unexpected {type} frame");
+                throw new IOException(type == FrameType.Failed ? $"the target refused the VM: {PeerText(answer)}" : $"unexpected {type} frame");
             }
 
             // From here the target runs the VM and this copy stops. Until the Commit is out, a failure leaves it here.

@@ -76,7 +76,7 @@ public static class MigrationHandshake
 
         if (type == FrameType.Failed)
         {
-            return new HandshakeResult(HandshakeOutcome.Refused, $"the source refused to authenticate: {Encoding.UTF8.GetString(payload)}");
+            return new HandshakeResult(HandshakeOutcome.Refused, $"the source refused to authenticate: {PeerText(payload)}");
         }
 
         if (type != FrameType.Response || payload.Length != NonceBytes + MacBytes)
@@ -118,7 +118,7 @@ public static class MigrationHandshake
         (FrameType type, byte[] payload) = await ReadFrameAsync(target, cancellationToken);
         if (type == FrameType.Failed)
         {
-            throw new IOException($"the target refused the migration: {Encoding.UTF8.GetString(payload)}");
+            throw new IOException($"the target refused the migration: {PeerText(payload)}");
         }
 
         if (type != FrameType.Challenge || payload.Length != 1 + NonceBytes || payload[0] > 1)
@@ -143,7 +143,7 @@ public static class MigrationHandshake
         (type, payload) = await ReadFrameAsync(target, cancellationToken);
         if (type == FrameType.Failed)
         {
-            return new HandshakeResult(HandshakeOutcome.Refused, $"the target refused: {Encoding.UTF8.GetString(payload)}");
+            return new HandshakeResult(HandshakeOutcome.Refused, $"the target refused: {PeerText(payload)}");
         }
 
         if (type != FrameType.Proof || payload.Length != MacBytes)

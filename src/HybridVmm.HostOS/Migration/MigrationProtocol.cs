@@ -88,6 +88,27 @@ public static class MigrationProtocol
         return bytes.Length <= MaxControlFrameBytes ? bytes : bytes[..MaxControlFrameBytes];
     }
 
+    /// <summary>The longest reason from a peer's Failed frame that is repeated in a message, in characters.</summary>
+    public const int MaxPeerTextLength = 512;
+
+    /// <summary>
+    /// A peer's Failed reason made safe to print on one line: invalid UTF-8 and control characters become '?' (a newline
+    /// or an escape from the other host would forge a log line or drive the operator's terminal), cut to
+    /// <see cref="MaxPeerTextLength"/> characters.
+    /// </summary>
+    public static string PeerText(byte[] payload)
+    {
+        string text = Encoding.UTF8.GetString(payload);
+        text = text.Length > MaxPeerTextLength ? text[..MaxPeerTextLength] + "..." : text;
+        return string.Create(text.Length, text, static (span, source) =>
+        {
+            for (int i = 0; i < span.Length; i++)
+            {
+                span[i] = char.IsControl(source[i]) || source[i] is '\u2028' or '\u2029' ? '?' : source[i];
+            }
+        });
+    }
+
     public static byte[] Hello(VmConfiguration config)
     {
         using var buffer = new MemoryStream();

@@ -171,6 +171,22 @@ public class MigrationSecurityTests
         });
     }
 
+    [Test]
+    public async Task APeersReasonIsPrintedOnOneLineWithoutItsControlCharacters()
+    {
+        using var listener = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
+        listener.Start();
+        using var client = new System.Net.Sockets.TcpClient();
+        await client.ConnectAsync(System.Net.IPAddress.Loopback, ((System.Net.IPEndPoint)listener.LocalEndpoint).Port);
+        using System.Net.Sockets.TcpClient accepted = await listener.AcceptTcpClientAsync();
+        await HybridVmm.HostOS.Migration.MigrationProtocol.WriteFrameAsync(client.GetStream(), HybridVmm.HostOS.Migration.MigrationProtocol.FrameType.Failed,
+            "no\nhybridvmm: forged line\u001b]2;pwned\u0007"u8.ToArray(), CancellationToken.None);
+
+        var result = await HybridVmm.HostOS.Migration.MigrationHandshake.AcceptAsync(accepted.GetStream(), null, TimeSpan.FromMinutes(1), CancellationToken.None);
+
+        Assert.That(result.Reason, Is.EqualTo("the source refused to authenticate: no?hybridvmm: forged line?]2;pwned?"));
+    }
+
     /// <summary>Both directions of one authenticated handshake over loopback, as the bytes that crossed the wire.</summary>
     private static async Task<byte[]> RecordedHandshake(byte[] key)
     {
