@@ -12,7 +12,9 @@ public sealed partial class RootPartition
 {
     /// <summary>Encapsulation: captures a paused or stopped VM (at an instruction boundary) as a value.</summary>
     /// <param name="onlyPages">For live migration's final copy: just these pages (zero pages included), instead of every non-zero page.</param>
-    public VmSnapshot CaptureSnapshot(VirtualMachine vm, IReadOnlyCollection<uint>? onlyPages = null)
+    /// <param name="identifyDisk">Whether to hash a synthblk disk's contents into its <see cref="Storage.DiskReference"/>
+    /// (false: its name alone, for a checkpoint that never leaves this process and whose disk runs on).</param>
+    public VmSnapshot CaptureSnapshot(VirtualMachine vm, IReadOnlyCollection<uint>? onlyPages = null, bool identifyDisk = true)
     {
         if (vm.Configuration.Processors > 1)
         {
@@ -33,10 +35,18 @@ public sealed partial class RootPartition
 
         VmConfiguration c = vm.Configuration;
         PartitionStatistics stats = vm.Statistics;
+        Storage.DiskReference? disk = null;
+        if (c.DiskImage is { } diskPath && vm.Channels.Select(channel => channel.Device).OfType<VmBus.SynthBlockDevice>().FirstOrDefault() is { } block)
+        {
+            // Written sectors reach the file before a restore or a migration target opens it on its own.
+            block.Backend.Flush();
+            disk = identifyDisk ? Storage.DiskReference.Of(diskPath, block.Backend) : Storage.DiskReference.Legacy(diskPath);
+        }
+
         return new VmSnapshot
         {
             Name = c.Name, MemoryBytes = c.MemoryBytes, CommandLine = c.CommandLine, Devices = c.Devices.ToArray(),
-            SyntheticDevices = c.SyntheticDevices.ToArray(), DiskImage = c.DiskImage,
+            SyntheticDevices = c.SyntheticDevices.ToArray(), Disk = disk,
             InstructionLimit = c.InstructionLimit, Cpu = _api.GetVpState(vm.Partition),
             VirtualTicks = _api.VirtualTicks(vm.Partition), GuestClock = _api.GuestClock(vm.Partition), ChannelMessages = stats.ChannelMessages,
             Intercepts = new SortedDictionary<string, long>(stats.InterceptsByKind.ToDictionary(p => p.Key, p => p.Value), StringComparer.Ordinal),
@@ -68,16 +78,18 @@ public sealed partial class RootPartition
     /// <summary>Brings a VM back from a snapshot, created and ready to start where it was saved.</summary>
     /// <remarks>
     /// The order matters: RAM and registers first, then the kernel's synthetic state (grants, SynIC), then the
-    /// worker and channels, which reopen on the restored grants without a word to the guest. A synthblk reopens
-    /// the disk image the snapshot names; the snapshot does not contain it.
+    /// worker and channels, which reopen on the restored grants without a word to the guest. A synthblk opens
+    /// <paramref name="diskImage"/>, the file the host names, which must be the disk the snapshot refers to.
     /// </remarks>
-    public VirtualMachine? RestoreVm(VmSnapshot snapshot, out VmCreationError? error, string? name = null)
+    /// <param name="diskImage">The host's file behind the VM's synthblk disk: never taken from the snapshot (a crafted
+    /// snapshot would pick a host file for the guest to write).</param>
+    public VirtualMachine? RestoreVm(VmSnapshot snapshot, out VmCreationError? error, string? name = null, string? diskImage = null)
     {
         var config = new VmConfiguration
         {
             Name = name ?? snapshot.Name, Image = Array.Empty<byte>(), MemoryBytes = snapshot.MemoryBytes,
             CommandLine = snapshot.CommandLine, Devices = snapshot.Devices, InstructionLimit = snapshot.InstructionLimit,
-            SyntheticDevices = snapshot.SyntheticDevices, DiskImage = snapshot.DiskImage,
+            SyntheticDevices = snapshot.SyntheticDevices, DiskImage = diskImage,
         };
         if (VmNames.Problem(config.Name) is { } badName)
         {
@@ -85,9 +97,15 @@ public sealed partial class RootPartition
             return null;
         }
 
-        if (RestoreConfigurationError(snapshot) is { } invalid)
+        if (RestoreConfigurationError(snapshot, diskImage) is { } invalid)
         {
             error = new VmCreationError(VmCreationErrorKind.InvalidConfiguration, invalid);
+            return null;
+        }
+
+        if (diskImage is not null && snapshot.Disk?.Mismatch(diskImage) is { } otherDisk)
+        {
+            error = new VmCreationError(VmCreationErrorKind.InvalidImage, otherDisk);
             return null;
         }
 
@@ -164,8 +182,8 @@ public sealed partial class RootPartition
         return persistent.RestoreChunk(state.State) ? null : refused;
     }
 
-    /// <summary>What a snapshot's configuration lacks to be restored here: known synthetic devices, one channel state each, the disk image.</summary>
-    private static string? RestoreConfigurationError(VmSnapshot snapshot)
+    /// <summary>What a snapshot's configuration lacks to be restored here: known synthetic devices, one channel state each, the host's disk image.</summary>
+    private static string? RestoreConfigurationError(VmSnapshot snapshot, string? diskImage)
     {
         foreach (string device in snapshot.SyntheticDevices)
         {
@@ -180,10 +198,20 @@ public sealed partial class RootPartition
             return $"snapshot has {snapshot.Channels.Count} channel states for {snapshot.SyntheticDevices.Count} synthetic devices";
         }
 
-        if (snapshot.SyntheticDevices.Contains("synthblk") && (snapshot.DiskImage is not { } disk || !File.Exists(disk)
-            || new FileInfo(disk).Length % VmBus.SynthBlockDevice.SectorSize != 0))
+        bool hasDisk = snapshot.SyntheticDevices.Contains("synthblk");
+        if (hasDisk && diskImage is null)
         {
-            return $"the snapshot's synthblk disk image '{snapshot.DiskImage}' is missing or its size is not a multiple of 512 bytes (a snapshot names the disk, it does not contain it)";
+            return DiskNeeded(snapshot, "the host's configuration (restore --disk, receive --disk, the API's diskImage)");
+        }
+
+        if (!hasDisk && diskImage is not null)
+        {
+            return "the saved VM has no synthblk disk, so it takes no disk image";
+        }
+
+        if (hasDisk && (!File.Exists(diskImage) || new FileInfo(diskImage!).Length % VmBus.SynthBlockDevice.SectorSize != 0))
+        {
+            return $"the disk image '{diskImage}' is missing or its size is not a multiple of 512 bytes";
         }
 
         if (snapshot.MemoryBytes % 4096 != 0)
@@ -193,4 +221,8 @@ public sealed partial class RootPartition
 
         return null;
     }
+
+    /// <summary>The refusal when the host named no file for a saved VM's disk; <paramref name="how"/> says how to name one.</summary>
+    public static string DiskNeeded(VmSnapshot snapshot, string how) =>
+        $"the saved VM has a synthblk disk{(snapshot.Disk is { } disk ? $" (saved as '{disk.Name}')" : "")}: name its file with {how} (a snapshot refers to its disk by identity, never by a host path)";
 }

@@ -67,27 +67,7 @@ public sealed class ApiListener
                 return Refuse(stderr, out status, ExitStatus.Usage, "--listen needs --token-file FILE: a TCP listener answers only requests with that bearer token");
             }
 
-            if (!File.Exists(tokenFile))
-            {
-                return Refuse(stderr, out status, ExitStatus.NoInput, $"token file '{tokenFile}' does not exist");
-            }
-
-            string token;
-            try
-            {
-                token = File.ReadAllText(tokenFile).Trim();
-            }
-            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-            {
-                return Refuse(stderr, out status, ExitStatus.NoInput, $"cannot read token file '{tokenFile}': {e.Message}");
-            }
-
-            if (token.Length < 16 || token.Any(char.IsWhiteSpace))
-            {
-                return Refuse(stderr, out status, ExitStatus.Configuration, $"token file '{tokenFile}' must hold one token of at least 16 characters without spaces");
-            }
-
-            return new ApiListener(null, endpoint, token);
+            return TokenFile.TryRead(tokenFile, stderr, out status) is { } token ? new ApiListener(null, endpoint, token) : null;
         }
 
         if (tokenFile is not null)

@@ -52,6 +52,11 @@ public sealed partial class VmManager
             return ApiProblem.BadRequest($"memory: {sizeError}");
         }
 
+        if (DiskProblem(request.DiskImage) is { } badDisk)
+        {
+            return badDisk;
+        }
+
         ApiOutcome<byte[]> image = ReadImage(imageSource, memory);
         if (image.Problem is { } unreadable)
         {
@@ -90,9 +95,14 @@ public sealed partial class VmManager
 
     private async Task<ApiOutcome<VmInfo>> RestoreAsync(CreateVmRequest request, string path, CancellationToken cancellationToken)
     {
-        if (request.Memory is not null || request.Devices is not null || request.SyntheticDevices is not null || request.CommandLine is not null || request.DiskImage is not null)
+        if (request.Memory is not null || request.Devices is not null || request.SyntheticDevices is not null || request.CommandLine is not null)
         {
-            return ApiProblem.BadRequest("a VM made from a snapshot has the snapshot's memory, devices and command line; give only 'name', 'maxInstructions' and 'start'");
+            return ApiProblem.BadRequest("a VM made from a snapshot has the snapshot's memory, devices and command line; give only 'name', 'diskImage', 'maxInstructions' and 'start'");
+        }
+
+        if (DiskProblem(request.DiskImage) is { } badDisk)
+        {
+            return badDisk;
         }
 
         if (!File.Exists(path))
@@ -132,10 +142,16 @@ public sealed partial class VmManager
                 return ApiProblem.Conflict($"the name '{name}' is already taken");
             }
 
-            VirtualMachine? vm = system.Root.RestoreVm(snapshot, out VmCreationError? error, name);
+            VirtualMachine? vm = system.Root.RestoreVm(snapshot, out VmCreationError? error, name, request.DiskImage);
             return vm is null ? CreationProblem(error!) : Register(vm, $"snapshot:{path}", request.Start);
         }, cancellationToken).ConfigureAwait(false);
     }
+
+    /// <summary>A 'diskImage' that is missing, a directory or not a regular file (a device such as /dev/zero, a FIFO): 400.</summary>
+    private static ApiProblem? DiskProblem(string? diskImage) =>
+        diskImage is not null && InputFile.Check(diskImage, "disk image", long.MaxValue, ExitStatus.InvalidImage) is { } refusal
+            ? ApiProblem.BadRequest(refusal.Message)
+            : null;
 
     /// <summary>Runs at the barrier: the new VM joins the managed ones and, if asked, starts.</summary>
     private ApiOutcome<VmInfo> Register(VirtualMachine vm, string source, bool start)

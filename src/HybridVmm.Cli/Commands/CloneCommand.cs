@@ -50,6 +50,11 @@ internal static class CloneCommand
             return ExitStatus.Usage;
         }
 
+        if (disk is not null && InputFile.RefuseDiskImage(disk, stderr) is { } diskRefused)
+        {
+            return diskRefused;
+        }
+
         (byte[]? bytes, int refused) = await GuestFile.LoadGuestAsync(guest, memoryBytes, stderr, cancellationToken);
         if (bytes is null)
         {

@@ -20,12 +20,24 @@ internal static class ReceiveCommand
         var listen = new Option<string>("--listen") { Description = "Address to accept one migration on (port 0 picks a free port)", DefaultValueFactory = _ => "127.0.0.1:0" };
         var trace = new Option<string?>("--trace") { Description = "Write the readable trace to this file" };
         var memory = new Option<string>("--host-memory") { Description = "Host memory of this hypervisor", DefaultValueFactory = _ => "512M" };
-        var command = new Command("receive", "Wait for one live migration, then run the migrated guest here") { listen, trace, memory };
-        command.SetAction((result, cancellationToken) => ReceiveAsync(result.GetValue(listen)!, result.GetValue(trace), result.GetValue(memory)!, cancellationToken));
+        var disk = new Option<string?>("--disk") { Description = "This host's file behind the migrated VM's synthblk disk (shared storage): it must be the disk the source ran on" };
+        var tokenFile = new Option<string?>("--token-file") { Description = "The migration token the source must prove it holds (its run --token-file)" };
+        var insecure = new Option<bool>("--insecure") { Description = "Take a VM from anyone who can connect, without a token" };
+        var handshake = new Option<double>("--handshake-timeout")
+        {
+            Description = "Seconds a connection has to complete the migration handshake before it is dropped and the next one taken",
+            DefaultValueFactory = _ => DefaultHandshakeSeconds,
+        };
+        var command = new Command("receive", "Wait for one live migration, then run the migrated guest here") { listen, trace, memory, disk, tokenFile, insecure, handshake };
+        command.SetAction((result, cancellationToken) => ReceiveAsync(result.GetValue(listen)!, result.GetValue(trace), result.GetValue(memory)!, result.GetValue(disk),
+            result.GetValue(tokenFile), result.GetValue(insecure), result.GetValue(handshake), cancellationToken));
         return command;
     }
 
-    private static async Task<int> ReceiveAsync(string listen, string? tracePath, string memoryText, CancellationToken cancellationToken)
+    private const double DefaultHandshakeSeconds = 10;
+
+    private static async Task<int> ReceiveAsync(string listen, string? tracePath, string memoryText, string? disk, string? tokenFile, bool insecure, double handshakeSeconds,
+        CancellationToken cancellationToken)
     {
         TextWriter stderr = Console.Error;
         if (!Endpoints.TryParse(listen, out IPEndPoint? endpoint))
@@ -46,6 +58,41 @@ internal static class ReceiveCommand
             return ExitStatus.Usage;
         }
 
+        if (!(handshakeSeconds is > 0 and <= 86_400))
+        {
+            stderr.WriteLine($"hybridvmm: error: --handshake-timeout must be a number of seconds above 0 and at most 86400, not {handshakeSeconds}");
+            return ExitStatus.Usage;
+        }
+
+        if ((tokenFile is null) != insecure)
+        {
+            stderr.WriteLine(insecure
+                ? "hybridvmm: error: give --token-file or --insecure, not both"
+                : "hybridvmm: error: receive needs --token-file FILE, the migration token its source also gives, or --insecure to take a VM from anyone who can connect");
+            return ExitStatus.Usage;
+        }
+
+        byte[]? key = null;
+        if (tokenFile is not null)
+        {
+            if (TokenFile.TryRead(tokenFile, stderr, out int unreadable) is not { } token)
+            {
+                return unreadable;
+            }
+
+            key = MigrationHandshake.Key(token);
+        }
+
+        if (disk is not null)
+        {
+            if (InputFile.RefuseDiskImage(disk, stderr) is { } diskRefused)
+            {
+                return diskRefused;
+            }
+
+            disk = Path.GetFullPath(disk);
+        }
+
         TraceRecorder? recorder = TraceFiles.Open(tracePath, stderr);
         if (recorder is null)
         {
@@ -56,7 +103,7 @@ internal static class ReceiveCommand
         using var signals = new TerminationSignals(run);
         try
         {
-            return await ReceiveAsync(endpoint!, listen, recorder, hostMemory, stderr, run.Token);
+            return await ReceiveAsync(endpoint!, listen, recorder, hostMemory, disk, key, TimeSpan.FromSeconds(handshakeSeconds), stderr, run.Token);
         }
         catch (OperationCanceledException) when (run.IsCancellationRequested)
         {
@@ -65,7 +112,8 @@ internal static class ReceiveCommand
         }
     }
 
-    private static async Task<int> ReceiveAsync(IPEndPoint endpoint, string listen, TraceRecorder recorder, ulong hostMemory, TextWriter stderr, CancellationToken cancellationToken)
+    private static async Task<int> ReceiveAsync(IPEndPoint endpoint, string listen, TraceRecorder recorder, ulong hostMemory, string? disk, byte[]? key, TimeSpan handshakeTimeout,
+        TextWriter stderr, CancellationToken cancellationToken)
     {
         var listener = new TcpListener(endpoint);
         try
@@ -83,11 +131,35 @@ internal static class ReceiveCommand
         using var system = new HybridSystem(new HypervisorOptions { HostMemoryBytes = (long)hostMemory }, HostOutput.StandardOutputConsole(), recorder);
         VirtualMachine? vm;
         string? error;
-        using (TcpClient client = await listener.AcceptTcpClientAsync(cancellationToken))
+        while (true)
         {
+            // One connection at a time: one that is silent, closes or speaks something else is dropped after at most
+            // the handshake timeout, and the next is taken (issue 14, defect 7).
+            TcpClient client = await listener.AcceptTcpClientAsync(cancellationToken);
+            System.Net.EndPoint? peer = client.Client.RemoteEndPoint;
+            NetworkStream stream = client.GetStream();
+            HandshakeResult handshake = await MigrationHandshake.AcceptAsync(stream, key, handshakeTimeout, cancellationToken);
+            if (handshake.Outcome == HandshakeOutcome.NotAPeer)
+            {
+                client.Dispose();
+                stderr.WriteLine($"hybridvmm: dropped a connection from {peer}: {handshake.Reason}; still listening");
+                continue;
+            }
+
             listener.Stop();
-            await using NetworkStream stream = client.GetStream();
-            (vm, error) = await LiveMigration.ReceiveAsync(system, stream, cancellationToken);
+            using (client)
+            await using (stream)
+            {
+                if (handshake.Outcome == HandshakeOutcome.Refused)
+                {
+                    stderr.WriteLine($"hybridvmm: error: migration refused: {handshake.Reason}");
+                    return ExitStatus.PermissionDenied;
+                }
+
+                (vm, error) = await LiveMigration.ReceiveAsync(system, stream, cancellationToken, disk);
+            }
+
+            break;
         }
 
         if (vm is null)

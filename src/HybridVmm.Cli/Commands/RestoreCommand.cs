@@ -10,14 +10,15 @@ internal static class RestoreCommand
     public static Command Create()
     {
         var file = new Argument<string>("FILE") { Description = "Snapshot written by run/restore --save-to" };
+        var disk = new Option<string?>("--disk") { Description = "The disk-image file behind the saved VM's synthblk disk: it must be the disk it was saved with (a snapshot never names a host file)" };
         var session = new SessionOptions();
-        var command = new Command("restore", "Continue a VM from a snapshot file; its output goes on where it left off") { file };
+        var command = new Command("restore", "Continue a VM from a snapshot file; its output goes on where it left off") { file, disk };
         session.AddTo(command);
-        command.SetAction((result, cancellationToken) => RestoreAsync(result.GetValue(file)!, session.Read(result), cancellationToken));
+        command.SetAction((result, cancellationToken) => RestoreAsync(result.GetValue(file)!, result.GetValue(disk), session.Read(result), cancellationToken));
         return command;
     }
 
-    private static async Task<int> RestoreAsync(string path, SessionOptions.Values options, CancellationToken cancellationToken)
+    private static async Task<int> RestoreAsync(string path, string? disk, SessionOptions.Values options, CancellationToken cancellationToken)
     {
         TextWriter stderr = Console.Error;
         if (options.Validate(stderr) is { } usage)
@@ -44,11 +45,30 @@ internal static class RestoreCommand
             return ExitStatus.InvalidImage;
         }
 
-        // A snapshot names its disk by the path it was given. This build writes it absolute; an older snapshot's
-        // relative path is taken from the current directory if it is there, else from the snapshot's own directory.
-        if (snapshot.DiskImage is { } disk && !Path.IsPathRooted(disk) && !File.Exists(disk))
+        // The host names the disk; the snapshot only refers to it (issue 14, defect 4), and restore checks it is that disk.
+        if (DiskUsage(snapshot, disk) is { } diskUsage)
         {
-            snapshot = snapshot with { DiskImage = Path.Combine(Path.GetDirectoryName(Path.GetFullPath(path))!, disk) };
+            stderr.WriteLine($"hybridvmm: error: {diskUsage}");
+            return ExitStatus.Usage;
+        }
+
+        if (disk is not null)
+        {
+            if (InputFile.RefuseDiskImage(disk, stderr) is { } diskRefused)
+            {
+                return diskRefused;
+            }
+
+            disk = Path.GetFullPath(disk);
+            if (snapshot.Disk?.Mismatch(disk) is { } otherDisk)
+            {
+                stderr.WriteLine($"hybridvmm: error: {otherDisk}");
+                return ExitStatus.InvalidImage;
+            }
+
+            // Verified here, before the trace file is opened (bad input never truncates a trace), so RestoreVm need
+            // not read the whole disk a second time.
+            snapshot = snapshot with { Disk = null };
         }
 
         if (options.MaxInstructions > 0)
@@ -57,6 +77,12 @@ internal static class RestoreCommand
         }
 
         return await SingleVmSession.RunAsync(snapshot.MemoryBytes, options,
-            root => (root.RestoreVm(snapshot, out var creationError), creationError), cancellationToken);
+            root => (root.RestoreVm(snapshot, out var creationError, diskImage: disk), creationError), cancellationToken);
     }
+
+    /// <summary>A usage error when --disk is missing for a saved VM with a synthblk disk, or given for one without; else null.</summary>
+    public static string? DiskUsage(HostOS.Encapsulation.VmSnapshot snapshot, string? disk) =>
+        snapshot.SyntheticDevices.Contains("synthblk")
+            ? disk is null ? HostOS.RootPartition.DiskNeeded(snapshot, "--disk FILE") : null
+            : disk is not null ? "--disk is the file behind a saved synthblk disk, and the saved VM has none" : null;
 }

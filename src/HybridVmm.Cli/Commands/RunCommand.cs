@@ -85,10 +85,9 @@ internal static class RunCommand
 
         if (diskImage is not null)
         {
-            if (InputFile.Check(diskImage, "disk image", long.MaxValue, ExitStatus.InvalidImage) is { } refusal)
+            if (InputFile.RefuseDiskImage(diskImage, stderr) is { } diskRefused)
             {
-                stderr.WriteLine($"hybridvmm: error: {refusal.Message}");
-                return refusal.Status;
+                return diskRefused;
             }
 
             // A snapshot keeps this path: absolute, so that a restore from another directory finds the same disk.

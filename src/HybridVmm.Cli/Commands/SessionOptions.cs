@@ -12,6 +12,12 @@ internal sealed class SessionOptions
     private readonly Option<string?> _saveTo = new("--save-to") { Description = "Snapshot file written at --save-at (atomically)" };
     private readonly Option<long> _migrateAt = new("--migrate-at") { Description = "Start live migration after N instructions in total" };
     private readonly Option<string?> _migrateTo = new("--migrate-to") { Description = "HOST:PORT of a 'hybridvmm receive' to live-migrate the guest to" };
+    private readonly Option<double> _migrateTimeout = new("--migrate-timeout")
+    {
+        Description = "Seconds the paused guest waits for the target to answer before the migration fails and the guest resumes here",
+        DefaultValueFactory = _ => HostOS.Migration.MigrationOptions.DefaultPeerTimeout.TotalSeconds,
+    };
+    private readonly Option<string?> _tokenFile = new("--token-file") { Description = "The migration token shared with the receive --token-file (without it, only a receive --insecure takes the guest)" };
     private readonly Option<string?> _serialInput = new("--serial-input")
     {
         Description = "COM1's input: a file, or - for stdin, delivered deterministically (the same input gives the same run). " +
@@ -26,14 +32,17 @@ internal sealed class SessionOptions
         command.Options.Add(_saveTo);
         command.Options.Add(_migrateAt);
         command.Options.Add(_migrateTo);
+        command.Options.Add(_tokenFile);
+        command.Options.Add(_migrateTimeout);
         command.Options.Add(_serialInput);
     }
 
     public Values Read(ParseResult result) =>
         new(result.GetValue(_trace), result.GetValue(_max), result.GetValue(_saveAt), result.GetValue(_saveTo),
-            result.GetValue(_migrateAt), result.GetValue(_migrateTo), result.GetValue(_serialInput));
+            result.GetValue(_migrateAt), result.GetValue(_migrateTo), result.GetValue(_serialInput), result.GetValue(_tokenFile), result.GetValue(_migrateTimeout));
 
-    public sealed record Values(string? TracePath, long MaxInstructions, long SaveAt, string? SaveTo, long MigrateAt, string? MigrateTo, string? SerialInput = null)
+    public sealed record Values(string? TracePath, long MaxInstructions, long SaveAt, string? SaveTo, long MigrateAt, string? MigrateTo, string? SerialInput = null,
+        string? TokenFile = null, double MigrateTimeout = 30)
     {
         /// <summary>Where to pause the guest for a save or a migration (0 = never).</summary>
         public long PauseAt => SaveAt > 0 ? SaveAt : MigrateAt;
@@ -48,6 +57,8 @@ internal sealed class SessionOptions
                 : (MigrateAt > 0) != !string.IsNullOrEmpty(MigrateTo) ? "--migrate-at and --migrate-to go together"
                 : SaveAt > 0 && MigrateAt > 0 ? "a guest is either saved or migrated, not both"
                 : MigrateTo is not null && !Endpoints.TryParse(MigrateTo, out _) ? $"--migrate-to '{MigrateTo}' is not HOST:PORT"
+                : TokenFile is not null && MigrateTo is null ? "--token-file is the migration token: it goes with --migrate-to"
+                : !(MigrateTimeout is > 0 and <= 86_400) ? $"--migrate-timeout must be a number of seconds above 0 and at most 86400, not {MigrateTimeout}"
                 : null;
             if (problem is null)
             {

@@ -16,20 +16,36 @@ namespace HybridVmm.Cli.Commands;
 /// <summary>Runs one VM in the foreground: raw COM1 bytes on stdout, optional trace, optional save at an instruction count.</summary>
 internal static class SingleVmSession
 {
-    private static async Task<MigrationReport> MigrateAsync(HybridSystem system, VirtualMachine vm, string target, CancellationToken cancellationToken)
+    private static async Task<MigrationReport> MigrateAsync(HybridSystem system, VirtualMachine vm, string target, byte[]? key, TimeSpan timeout, CancellationToken cancellationToken)
     {
         Endpoints.TryParse(target, out System.Net.IPEndPoint? endpoint);
+        MigrationReport Failed(string reason) => new(false, reason, Array.Empty<int>(), 0, 0, TimeSpan.Zero, 0);
+        using var client = new TcpClient();
         try
         {
-            using var client = new TcpClient();
             await client.ConnectAsync(endpoint!, cancellationToken);
-            await using NetworkStream stream = client.GetStream();
-            return await LiveMigration.SendAsync(system, vm, stream, new MigrationOptions(), cancellationToken);
         }
         catch (SocketException e)
         {
-            return new MigrationReport(false, $"cannot reach {target}: {e.Message}", Array.Empty<int>(), 0, 0, TimeSpan.Zero, 0);
+            return Failed($"cannot reach {target}: {e.Message}");
         }
+
+        await using NetworkStream stream = client.GetStream();
+        try
+        {
+            // Nothing of the guest is sent before both sides have proved they hold the token.
+            HandshakeResult handshake = await LiveMigration.BeforeDeadline(t => MigrationHandshake.ConnectAsync(stream, key, t), timeout, cancellationToken);
+            if (handshake.Outcome != HandshakeOutcome.Authenticated)
+            {
+                return Failed(handshake.Reason!) with { Refused = true };
+            }
+        }
+        catch (Exception e) when (e is IOException or SocketException or InvalidDataException or ObjectDisposedException or TimeoutException)
+        {
+            return Failed($"the migration handshake with {target} failed: {e.Message}");
+        }
+
+        return await LiveMigration.SendAsync(system, vm, stream, new MigrationOptions { PeerTimeout = timeout }, cancellationToken);
     }
 
     public static async Task<int> RunAsync(
@@ -58,6 +74,17 @@ internal static class SingleVmSession
         TextWriter stderr,
         CancellationToken cancellationToken)
     {
+        byte[]? migrationKey = null;
+        if (options.TokenFile is { } tokenFile)
+        {
+            if (TokenFile.TryRead(tokenFile, stderr, out int unreadable) is not { } token)
+            {
+                return unreadable;
+            }
+
+            migrationKey = MigrationHandshake.Key(token);
+        }
+
         TraceRecorder? recorder = TraceFiles.Open(options.TracePath, stderr);
         if (recorder is null)
         {
@@ -119,10 +146,14 @@ internal static class SingleVmSession
             return ExitStatus.Success;
         }
 
+        bool refused = false;
         if (vm.State == PartitionState.Paused && options.MigrateTo is { } target)
         {
-            MigrationReport report = await MigrateAsync(system, vm, target, cancellationToken);
-            stderr.WriteLine($"hybridvmm: {MigrationSummary.Render(report)}");
+            MigrationReport report = await MigrateAsync(system, vm, target, migrationKey, TimeSpan.FromSeconds(options.MigrateTimeout), cancellationToken);
+            refused = report.Refused;
+            stderr.WriteLine(refused
+                ? $"hybridvmm: error: migration refused: {report.Failure}; the VM keeps running here (the run then ends with status {ExitStatus.PermissionDenied})"
+                : $"hybridvmm: {MigrationSummary.Render(report)}");
             if (report.Succeeded)
             {
                 return ExitStatus.Success;
@@ -138,6 +169,7 @@ internal static class SingleVmSession
             stderr.WriteLine($"hybridvmm: the guest ended before instruction {options.PauseAt}; it was neither saved nor migrated.");
         }
 
-        return Outcome.Report(vm, exit, stderr);
+        int status = Outcome.Report(vm, exit, stderr);
+        return refused ? ExitStatus.PermissionDenied : status;
     }
 }

@@ -209,11 +209,13 @@ internal static class VmCommand
         var name = new Argument<string>("NAME") { Description = "The new VM's name" };
         var file = new Argument<string>("FILE") { Description = "A snapshot file (vm save, run --save-to)" };
         var start = new Option<bool>("--start") { Description = "Start the VM at once" };
-        var command = new Command("restore", "Create a VM from a snapshot file, ready to continue where it was saved") { name, file, start };
+        var disk = new Option<string?>("--disk") { Description = "The file behind the saved VM's synthblk disk, on the serve host: the disk it was saved with" };
+        var command = new Command("restore", "Create a VM from a snapshot file, ready to continue where it was saved") { name, file, start, disk };
         command.SetAction((r, ct) => RunAsync(r, connection, c => c.PostAsync("/api/vms", new CreateVmRequest
         {
             Name = r.GetValue(name),
             Snapshot = HostPath(r.GetValue(file)!),
+            DiskImage = r.GetValue(disk) is { } diskImage ? HostPath(diskImage) : null,
             Start = r.GetValue(start),
         }, ct), VmTables.State));
         return command;
@@ -312,18 +314,8 @@ internal static class VmCommand
             return null;
         }
 
-        try
-        {
-            string token = File.ReadAllText(tokenFile).Trim();
-            status = ExitStatus.Success;
-            return ApiClient.ForTcp(endpoint!, token);
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            stderr.WriteLine($"hybridvmm: error: cannot read token file '{tokenFile}': {e.Message}");
-            status = ExitStatus.NoInput;
-            return null;
-        }
+        // The token file serve reads, by the same rules: a device such as /dev/zero is refused, never read without end.
+        return TokenFile.TryRead(tokenFile, stderr, out status) is { } token ? ApiClient.ForTcp(endpoint!, token) : null;
     }
 
     private static string Innermost(Exception e)

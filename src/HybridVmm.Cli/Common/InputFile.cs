@@ -34,6 +34,21 @@ internal static class InputFile
         };
     }
 
+    /// <summary>
+    /// A disk image the host names (<c>--disk</c> of run, restore, receive and clone): null when it is a regular file,
+    /// else the status after one message on <paramref name="stderr"/> ("is not a regular file" for /dev/zero).
+    /// </summary>
+    public static int? RefuseDiskImage(string path, TextWriter stderr)
+    {
+        if (Check(path, "disk image", long.MaxValue, ExitStatus.InvalidImage) is not { } refusal)
+        {
+            return null;
+        }
+
+        stderr.WriteLine($"hybridvmm: error: {refusal.Message}");
+        return refusal.Status;
+    }
+
     private enum FileKind { Regular, Directory, Other }
 
     private static bool TryStat(string path, out FileKind kind, out long size, out string? error)

@@ -42,7 +42,7 @@ public static class SnapshotFormat
     {
         var w = new SavedStateContainerWriter(destination);
         w.WriteChunk(VmSavedConfigurationCodec.Tag, VmSavedConfigurationCodec.Instance, new VmSavedConfiguration(
-            s.Name, s.MemoryBytes, s.CommandLine, s.Devices, s.SyntheticDevices, s.DiskImage, s.InstructionLimit));
+            s.Name, s.MemoryBytes, s.CommandLine, s.Devices, s.SyntheticDevices, s.Disk, s.InstructionLimit));
         w.WriteChunk(CpuStateCodec.Tag(0), CpuStateCodec.Instance, s.Cpu);
         w.WriteChunk(InterruptStateCodec.Tag(0), InterruptStateCodec.Instance, CpuInterruptState.Of(s.Cpu));
         w.WriteChunk(SavedStatisticsCodec.Tag, SavedStatisticsCodec.Instance, new SavedStatistics(s.VirtualTicks, s.ChannelMessages, s.Intercepts));
@@ -229,7 +229,7 @@ public static class SnapshotFormat
         return new VmSnapshot
         {
             Name = config.Name, MemoryBytes = config.MemoryBytes, CommandLine = config.CommandLine, Devices = config.Devices,
-            SyntheticDevices = config.SyntheticDevices, DiskImage = config.DiskImage, InstructionLimit = config.InstructionLimit,
+            SyntheticDevices = config.SyntheticDevices, Disk = config.Disk, InstructionLimit = config.InstructionLimit,
             Cpu = InterruptStateCodec.Apply(cpu, interrupts), VirtualTicks = statistics.VirtualTicks, GuestClock = guestClock,
             ChannelMessages = statistics.ChannelMessages, Intercepts = statistics.Intercepts, DeviceStates = devices,
             Enlightened = new EnlightenedState(hv, vps, pending), Channels = channels, Pages = pages,

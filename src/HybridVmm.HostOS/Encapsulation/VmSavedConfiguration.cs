@@ -1,4 +1,5 @@
 using HybridVmm.Hardware.SavedState;
+using HybridVmm.HostOS.Storage;
 
 namespace HybridVmm.HostOS.Encapsulation;
 
@@ -9,13 +10,17 @@ public sealed record VmSavedConfiguration(
     string CommandLine,
     IReadOnlyList<string> Devices,
     IReadOnlyList<string> SyntheticDevices,
-    string? DiskImage,
+    DiskReference? Disk,
     long InstructionLimit);
 
 /// <summary>
-/// Chunk "partition", version 1: { string Name; u32 MemoryBytes; string CommandLine; i32 n, n × string Device;
-/// i32 m, m × string SyntheticDevice; bool HasDisk; string DiskImage; i64 InstructionLimit }, strings as an i32
-/// byte length and UTF-8.
+/// Chunk "partition", version 2: { string Name; u32 MemoryBytes; string CommandLine; i32 n, n × string Device;
+/// i32 m, m × string SyntheticDevice; bool HasDisk; string DiskName; when HasDisk: i64 DiskBytes (-1 when not
+/// known) and 32 bytes DiskSha256 (all zero when not taken); i64 InstructionLimit }, strings as an i32 byte length
+/// and UTF-8. (A VM without a disk has the same bytes as in version 1: a snapshot's size does not change.) The disk is a
+/// <see cref="DiskReference"/>: a name for messages and an identity, never a path the host would open.
+/// Version 1 held the disk's host path (bool HasDisk; string DiskImage) where version 2 holds the reference; it is
+/// still read, keeping only the path's file name (issue 14, defect 4: a snapshot must not choose a host file).
 /// </summary>
 public sealed class VmSavedConfigurationCodec : StateCodec<VmSavedConfiguration>
 {
@@ -27,7 +32,9 @@ public sealed class VmSavedConfigurationCodec : StateCodec<VmSavedConfiguration>
 
     public override string StateName => "partition configuration";
 
-    public override int Version => 1;
+    public override int Version => 2;
+
+    public override bool CanRead(int version) => version is 1 or 2;
 
     public override void Write(SavedStateWriter w, VmSavedConfiguration c)
     {
@@ -36,8 +43,14 @@ public sealed class VmSavedConfigurationCodec : StateCodec<VmSavedConfiguration>
         w.WriteString(c.CommandLine);
         WriteNames(w, c.Devices);
         WriteNames(w, c.SyntheticDevices);
-        w.WriteBoolean(c.DiskImage is not null);
-        w.WriteString(c.DiskImage ?? "");
+        w.WriteBoolean(c.Disk is not null);
+        w.WriteString(c.Disk?.Name ?? "");
+        if (c.Disk is { } disk)
+        {
+            w.WriteInt64(disk.Bytes ?? -1);
+            w.WriteBytes(disk.Sha256 is { } hash ? Convert.FromHexString(hash) : new byte[32]);
+        }
+
         w.WriteInt64(c.InstructionLimit);
     }
 
@@ -54,8 +67,23 @@ public sealed class VmSavedConfigurationCodec : StateCodec<VmSavedConfiguration>
         string[] devices = ReadNames(r);
         string[] synthetic = ReadNames(r);
         bool hasDisk = r.ReadBoolean();
-        string disk = r.ReadString(MaxString);
-        return new VmSavedConfiguration(name, memory, cmdline, devices, synthetic, hasDisk ? disk : null, r.ReadInt64());
+        string diskName = r.ReadString(MaxString);
+        DiskReference? disk = !hasDisk ? null : version == 1 ? DiskReference.Legacy(diskName) : ReadDisk(r, diskName);
+        return new VmSavedConfiguration(name, memory, cmdline, devices, synthetic, disk, r.ReadInt64());
+    }
+
+    private static DiskReference ReadDisk(SavedStateReader r, string name)
+    {
+        long bytes = r.ReadInt64();
+        byte[] hash = r.ReadBytes(32);
+        if (bytes < -1 || (bytes > 0 && bytes % 512 != 0))
+        {
+            throw new SavedStateFormatException($"a disk of {bytes} bytes is not a whole number of 512-byte sectors");
+        }
+
+        return new DiskReference(
+            DiskReference.Legacy(name).Name, bytes < 0 ? null : bytes,
+            hash.AsSpan().IndexOfAnyExcept((byte)0) < 0 ? null : Convert.ToHexStringLower(hash));
     }
 
     /// <summary>

@@ -21,7 +21,7 @@ public readonly record struct SavedPage(uint PageNumber, byte[] Bytes);
 /// and counters. Encapsulation in the lecture's sense: the VM is this value, and <see cref="SnapshotFormat"/>
 /// turns it into one file, a container of one chunk per component, each written by that component's codec.
 /// Devices' state is already a chunk here, since only each device knows its state type. A synthblk's disk image is not in it: like Hyper-V's saved state beside its VHDX,
-/// the snapshot names the file (<see cref="DiskImage"/>), which must still be there, unchanged, on restore.
+/// the snapshot refers to the disk by identity (<see cref="Disk"/>); the host that restores it names the file, which must be that disk, unchanged.
 /// </summary>
 public sealed record VmSnapshot
 {
@@ -36,8 +36,8 @@ public sealed record VmSnapshot
     /// <summary>Synthetic (VMBus) devices, in relid order.</summary>
     public required IReadOnlyList<string> SyntheticDevices { get; init; }
 
-    /// <summary>The host disk-image file behind synthblk, by path; the file itself is not copied.</summary>
-    public string? DiskImage { get; init; }
+    /// <summary>The disk behind synthblk, by identity (never a host path); the disk itself is not copied.</summary>
+    public Storage.DiskReference? Disk { get; init; }
 
     public required long InstructionLimit { get; init; }
 

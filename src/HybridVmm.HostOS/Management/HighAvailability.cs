@@ -84,7 +84,8 @@ public sealed class HighAvailabilityManager
         }
 
         // On the scheduler thread, at an instruction boundary with nothing in flight for this VM.
-        p.Checkpoint = _system.Root.CaptureSnapshot(p.Vm);
+        // The checkpoint never leaves this process and the VM's disk runs on after it: its identity is not hashed.
+        p.Checkpoint = _system.Root.CaptureSnapshot(p.Vm, identifyDisk: false);
         p.Checkpoints++;
         Record(p.Vm, $"ha: checkpoint {p.Checkpoints} at instruction {p.Checkpoint.Cpu.InstructionsRetired}");
         _system.Root.PauseAtInstruction(p.Vm, p.Checkpoint.Cpu.InstructionsRetired + _policy.CheckpointEveryInstructions);
@@ -104,7 +105,7 @@ public sealed class HighAvailabilityManager
 
         p.Restarts++;
         _system.Root.Delete(p.Vm);
-        VirtualMachine restarted = _system.Root.RestoreVm(p.Checkpoint, out VmCreationError? error)
+        VirtualMachine restarted = _system.Root.RestoreVm(p.Checkpoint, out VmCreationError? error, diskImage: p.Vm.Configuration.DiskImage)
             ?? throw new InvalidOperationException($"a checkpoint taken by this process was refused: {error!.Message}");
         p.Vm = restarted;
         Record(restarted, $"ha: restart {p.Restarts} from checkpoint at instruction {p.Checkpoint.Cpu.InstructionsRetired}");

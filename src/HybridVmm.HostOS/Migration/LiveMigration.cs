@@ -22,6 +22,15 @@ public sealed record MigrationOptions
 
     /// <summary>The guest runs at least this long between two rounds.</summary>
     public long MinimumWindowTicks { get; init; } = 50_000;
+
+    /// <summary>
+    /// How long the source waits for the target to take a frame or to answer the final state (wall-clock time, issue 14
+    /// defect 7): the guest is paused meanwhile, so a stalled target must not hold it forever. Past it the migration
+    /// fails and the guest resumes on the source.
+    /// </summary>
+    public TimeSpan PeerTimeout { get; init; } = DefaultPeerTimeout;
+
+    public static readonly TimeSpan DefaultPeerTimeout = TimeSpan.FromSeconds(30);
 }
 
 /// <summary>What a migration did: pre-copy rounds, pages per round, the final stop-and-copy and the downtime.</summary>
@@ -32,7 +41,11 @@ public sealed record MigrationReport(
     int FinalPages,
     long DowntimeTicks,
     TimeSpan DowntimeWallTime,
-    long PausedAtInstruction);
+    long PausedAtInstruction)
+{
+    /// <summary>The peers did not authenticate each other (<see cref="MigrationHandshake"/>): nothing was sent.</summary>
+    public bool Refused { get; init; }
+}
 
 /// <summary>
 /// Live migration of one VM to another hypervisor over a stream (TCP on loopback between two processes, or
@@ -50,13 +63,13 @@ public static class LiveMigration
         TraceRecorder trace = system.Trace;
         try
         {
-            await WriteFrameAsync(target, FrameType.Hello, Hello(vm.Configuration), cancellationToken);
+            await BeforeDeadline(t => WriteFrameAsync(target, FrameType.Hello, Hello(vm.Configuration), t), options.PeerTimeout, cancellationToken);
             system.Root.StartDirtyTracking(vm);
             List<SavedPage> pages = system.Root.ReadNonZeroPages(vm);
             List<uint> dirty;
             while (true)
             {
-                await WriteFrameAsync(target, FrameType.Pages, Pages(pages), cancellationToken);
+                await BeforeDeadline(t => WriteFrameAsync(target, FrameType.Pages, Pages(pages), t), options.PeerTimeout, cancellationToken);
                 rounds.Add(pages.Count);
                 trace.Record(system.Kernel.Clock.Ticks, vm.Partition.Id, -1, TraceKind.Lifecycle, $"migration pre-copy round {rounds.Count}: {pages.Count} pages sent");
 
@@ -86,13 +99,16 @@ public static class LiveMigration
             var downtime = Stopwatch.StartNew();
             VmSnapshot final = system.Root.CaptureSnapshot(vm, dirty);
             byte[] state = SnapshotFormat.Serialize(final);
-            await WriteFrameAsync(target, FrameType.Final, state, cancellationToken);
-            (FrameType type, byte[] answer) = await ReadFrameAsync(target, cancellationToken);
+            await BeforeDeadline(t => WriteFrameAsync(target, FrameType.Final, state, t), options.PeerTimeout, cancellationToken);
+            (FrameType type, byte[] answer) = await BeforeDeadline(t => ReadFrameAsync(target, t), options.PeerTimeout, cancellationToken);
             downtime.Stop();
             if (type != FrameType.Resumed)
             {
-                throw new IOException(type == FrameType.Failed ? $"the target refused the VM: {System.Text.Encoding.UTF8.GetString(answer)}" : $"unexpected {type} frame");
+                throw new IOException(type == FrameType.Failed ? $"the target refused the VM: {PeerText(answer)}" : $"unexpected {type} frame");
             }
+
+            // From here the target runs the VM and this copy stops. Until the Commit is out, a failure leaves it here.
+            await BeforeDeadline(t => WriteFrameAsync(target, FrameType.Commit, Array.Empty<byte>(), t), options.PeerTimeout, cancellationToken);
 
             long downtimeTicks = (state.Length + 4095) / 4096 * options.TicksPerPage;
             long at = vm.Statistics.InstructionsRetired;
@@ -101,7 +117,7 @@ public static class LiveMigration
             system.Root.Stop(vm);
             return new MigrationReport(true, null, rounds, dirty.Count, downtimeTicks, downtime.Elapsed, at);
         }
-        catch (Exception e) when (e is IOException or SocketException or ObjectDisposedException or EndOfStreamException or InvalidDataException)
+        catch (Exception e) when (e is IOException or SocketException or ObjectDisposedException or EndOfStreamException or InvalidDataException or TimeoutException)
         {
             if (vm.State != PartitionState.Stopped)
             {
@@ -112,6 +128,24 @@ public static class LiveMigration
             return new MigrationReport(false, e.Message, rounds, 0, 0, TimeSpan.Zero, 0);
         }
     }
+
+    /// <summary>Runs one exchange with the peer, or throws <see cref="TimeoutException"/> when it takes longer than <paramref name="timeout"/>.</summary>
+    public static async Task<T> BeforeDeadline<T>(Func<CancellationToken, Task<T>> exchange, TimeSpan timeout, CancellationToken cancellationToken)
+    {
+        using var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        deadline.CancelAfter(timeout);
+        try
+        {
+            return await exchange(deadline.Token);
+        }
+        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+        {
+            throw new TimeoutException($"the target did not answer within {timeout.TotalSeconds:0.###} s (--migrate-timeout)");
+        }
+    }
+
+    private static Task BeforeDeadline(Func<CancellationToken, Task> exchange, TimeSpan timeout, CancellationToken cancellationToken) =>
+        BeforeDeadline(async t => { await exchange(t); return true; }, timeout, cancellationToken);
 
     /// <summary>
     /// Migrates a paused VM between two hypervisors of this process over a TCP connection on loopback (the
@@ -142,8 +176,15 @@ public static class LiveMigration
             : (report, moved);
     }
 
-    /// <summary>Receives a VM; returns it created (not started) once the final state is in, or null with a reason.</summary>
-    public static async Task<(VirtualMachine? Vm, string? Error)> ReceiveAsync(HybridSystem system, Stream source, CancellationToken cancellationToken = default)
+    /// <summary>
+    /// Receives a VM; returns it created (not started) once the final state is in and the source has committed the
+    /// hand-over, or null with a reason. A source that does not commit within <paramref name="commitTimeout"/> (30 s
+    /// by default) kept its copy (it gave up waiting, or went away): the VM restored here is deleted.
+    /// </summary>
+    /// <param name="diskImage">This host's file behind the VM's synthblk disk (shared storage): the stream only refers to the
+    /// disk by identity, which this file must match.</param>
+    public static async Task<(VirtualMachine? Vm, string? Error)> ReceiveAsync(HybridSystem system, Stream source, CancellationToken cancellationToken = default, string? diskImage = null,
+        TimeSpan? commitTimeout = null)
     {
         try
         {
@@ -164,6 +205,15 @@ public static class LiveMigration
             {
                 await WriteFrameAsync(source, FrameType.Failed, FailedPayload($"protocol version {version} is not {MigrationProtocol.Version}"), cancellationToken);
                 return (null, $"source speaks migration protocol {version}, this build {MigrationProtocol.Version}");
+            }
+
+            // Pre-copy pages are held until the final state arrives: a guest that cannot fit here is refused before
+            // any is taken, so they never amount to more than this host's free memory (issue 14, defect 6).
+            if (memoryBytes > system.Root.FreeHostMemoryBytes)
+            {
+                string tooLarge = $"the guest's {memoryBytes >> 20} MiB of memory do not fit in the {system.Root.FreeHostMemoryBytes >> 20} MiB this host has free (receive --host-memory)";
+                await WriteFrameAsync(source, FrameType.Failed, FailedPayload(tooLarge), cancellationToken);
+                return (null, tooLarge);
             }
 
             var pages = new SortedDictionary<uint, byte[]>();
@@ -204,7 +254,7 @@ public static class LiveMigration
                     pages[page.PageNumber] = page.Bytes;
                 }
 
-                VirtualMachine? vm = system.Root.RestoreVm(final with { Pages = pages.Select(p => new SavedPage(p.Key, p.Value)).ToList() }, out VmCreationError? creationError, name);
+                VirtualMachine? vm = system.Root.RestoreVm(final with { Pages = pages.Select(p => new SavedPage(p.Key, p.Value)).ToList() }, out VmCreationError? creationError, name, diskImage);
                 if (vm is null)
                 {
                     await WriteFrameAsync(source, FrameType.Failed, FailedPayload(creationError!.Message), cancellationToken);
@@ -212,6 +262,23 @@ public static class LiveMigration
                 }
 
                 await WriteFrameAsync(source, FrameType.Resumed, Array.Empty<byte>(), cancellationToken);
+                string? uncommitted;
+                try
+                {
+                    (type, _) = await BeforeDeadline(t => ReadFrameAsync(source, t), commitTimeout ?? MigrationOptions.DefaultPeerTimeout, cancellationToken);
+                    uncommitted = type == FrameType.Commit ? null : $"the source sent {type} where it commits the hand-over";
+                }
+                catch (Exception e) when (e is IOException or SocketException or EndOfStreamException or ObjectDisposedException or InvalidDataException or TimeoutException)
+                {
+                    uncommitted = e is TimeoutException ? "the source did not commit the hand-over in time" : $"the source went away before it committed the hand-over: {e.Message}";
+                }
+
+                if (uncommitted is not null)
+                {
+                    system.Root.Delete(vm);
+                    return (null, $"{uncommitted}; the VM stays on the source, and its copy here was discarded");
+                }
+
                 return (vm, null);
             }
         }

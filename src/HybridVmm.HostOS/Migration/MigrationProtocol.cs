@@ -8,14 +8,18 @@ namespace HybridVmm.HostOS.Migration;
 
 /// <summary>
 /// The live-migration wire format (docs/scenarios.md): frames of a one-byte type, a little-endian u32 length
-/// and the payload. Source to target: Hello, Pages (one per pre-copy round), Final (the snapshot container,
-/// the same per-component chunks a snapshot file holds, with the last dirty pages as its memory chunk); target
-/// to source: Resumed once the VM runs there, or Failed with a reason.
+/// and the payload. First the <see cref="MigrationHandshake"/> (target: Challenge; source: Response; target: Proof),
+/// then source to target: Hello, Pages (one per pre-copy round), Final (the snapshot container, the same
+/// per-component chunks a snapshot file holds, with the last dirty pages as its memory chunk); target to source:
+/// Resumed once the VM is restored there, or Failed with a reason; then source to target Commit, after which
+/// only the target runs the VM (a source that timed out resumes its own copy and never commits, so the target
+/// discards its copy: never two running copies).
 /// </summary>
 public static class MigrationProtocol
 {
-    /// <summary>2: the Final frame is a chunk container (snapshot format 3); 1 sent a format-2 payload.</summary>
-    public const int Version = 2;
+    /// <summary>3: the authenticated handshake comes first, and the Final frame refers to a disk by identity (partition
+    /// chunk version 2); 2 had neither; 1 sent a format-2 payload as Final.</summary>
+    public const int Version = 3;
     public const int MaxFrameBytes = 64 << 20;
 
     public enum FrameType : byte
@@ -25,6 +29,12 @@ public static class MigrationProtocol
         Final = 3,
         Resumed = 4,
         Failed = 5,
+        Challenge = 6,
+        Response = 7,
+        Proof = 8,
+
+        /// <summary>Source to target, after Resumed: the source has given the VM up, so the target may run it.</summary>
+        Commit = 9,
     }
 
     public static async Task WriteFrameAsync(Stream stream, FrameType type, byte[] payload, CancellationToken cancellationToken)
@@ -37,7 +47,7 @@ public static class MigrationProtocol
         await stream.FlushAsync(cancellationToken);
     }
 
-    /// <summary>The largest Hello, Resumed or Failed frame: a name, a size and a one-line reason.</summary>
+    /// <summary>The largest Hello, Resumed, Failed or handshake frame: a name, a size, a one-line reason, nonces and a MAC.</summary>
     public const int MaxControlFrameBytes = 4096;
 
     /// <summary>The longest VM name a Hello carries, in UTF-8 bytes.</summary>
@@ -56,7 +66,7 @@ public static class MigrationProtocol
         byte[] header = new byte[5];
         await stream.ReadExactlyAsync(header, cancellationToken);
         uint length = BinaryPrimitives.ReadUInt32LittleEndian(header.AsSpan(1));
-        if (header[0] is < 1 or > 5)
+        if (header[0] is < (byte)FrameType.Hello or > (byte)FrameType.Commit)
         {
             throw new InvalidDataException($"malformed migration frame (type {header[0]}, {length} bytes)");
         }
@@ -76,6 +86,27 @@ public static class MigrationProtocol
     {
         byte[] bytes = Encoding.UTF8.GetBytes(reason);
         return bytes.Length <= MaxControlFrameBytes ? bytes : bytes[..MaxControlFrameBytes];
+    }
+
+    /// <summary>The longest reason from a peer's Failed frame that is repeated in a message, in characters.</summary>
+    public const int MaxPeerTextLength = 512;
+
+    /// <summary>
+    /// A peer's Failed reason made safe to print on one line: invalid UTF-8 and control characters become '?' (a newline
+    /// or an escape from the other host would forge a log line or drive the operator's terminal), cut to
+    /// <see cref="MaxPeerTextLength"/> characters.
+    /// </summary>
+    public static string PeerText(byte[] payload)
+    {
+        string text = Encoding.UTF8.GetString(payload);
+        text = text.Length > MaxPeerTextLength ? text[..MaxPeerTextLength] + "..." : text;
+        return string.Create(text.Length, text, static (span, source) =>
+        {
+            for (int i = 0; i < span.Length; i++)
+            {
+                span[i] = char.IsControl(source[i]) || source[i] is '\u2028' or '\u2029' ? '?' : source[i];
+            }
+        });
     }
 
     public static byte[] Hello(VmConfiguration config)

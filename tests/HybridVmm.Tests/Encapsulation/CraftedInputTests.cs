@@ -53,7 +53,7 @@ public class CraftedInputTests
         byte[] file = WithPartitionChunk(Snapshots.SavedHello(), payload =>
             BinaryPrimitives.WriteUInt32LittleEndian(payload.AsSpan(4 + BinaryPrimitives.ReadInt32LittleEndian(payload)), 0xFFFF_FFFF));
         Assert.That(SnapshotFormat.TryDeserialize(file, out string error), Is.Null);
-        Assert.That(error, Is.EqualTo("chunk 'partition' (partition configuration state version 1) is malformed: guest memory of 4294967295 bytes is not a whole number of 4 KiB pages between 4 KiB and 2047 MiB"));
+        Assert.That(error, Is.EqualTo("chunk 'partition' (partition configuration state version 2) is malformed: guest memory of 4294967295 bytes is not a whole number of 4 KiB pages between 4 KiB and 2047 MiB"));
     }
 
     [Test]
@@ -89,7 +89,7 @@ public class CraftedInputTests
     [TestCase(new byte[] { 0x80 }, TestName = "A Hello cut in its name length is refused")]
     public async Task AHelloNameLengthIsBounded(byte[] length)
     {
-        byte[] hello = [2, 0, 0, 0, .. length];
+        byte[] hello = [MigrationProtocol.Version, 0, 0, 0, .. length];
         (VmSnapshot? _, string? error, Exception? thrown) = await ReceiveCrafted(Frame(FrameType.Hello, hello));
         Assert.That(thrown, Is.Null);
         Assert.That(error, Does.StartWith("malformed Hello frame"));
@@ -140,7 +140,7 @@ public class CraftedInputTests
     public void TheReceiveCommandRefusesACraftedHelloWithOneLineAndStatus65()
     {
         var start = new System.Diagnostics.ProcessStartInfo("dotnet") { RedirectStandardError = true, RedirectStandardOutput = true };
-        foreach (string arg in new[] { Path.Combine(AppContext.BaseDirectory, "hybridvmm.dll"), "receive", "--listen", "127.0.0.1:0" })
+        foreach (string arg in new[] { Path.Combine(AppContext.BaseDirectory, "hybridvmm.dll"), "receive", "--listen", "127.0.0.1:0", "--insecure" })
         {
             start.ArgumentList.Add(arg);
         }
@@ -152,7 +152,9 @@ public class CraftedInputTests
         using (var client = new TcpClient())
         {
             client.Connect(IPAddress.Loopback, port);
-            client.GetStream().Write(Frame(FrameType.Hello, [2, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0x7F]));
+            HandshakeResult handshake = MigrationHandshake.ConnectAsync(client.GetStream(), null, CancellationToken.None).GetAwaiter().GetResult();
+            Assert.That(handshake.Outcome, Is.EqualTo(HandshakeOutcome.Authenticated), handshake.Reason);
+            client.GetStream().Write(Frame(FrameType.Hello, [MigrationProtocol.Version, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0x7F]));
             Assert.That(process.WaitForExit(TimeSpan.FromSeconds(60)), Is.True, "receive did not end");
         }
 

@@ -31,7 +31,7 @@ public class EnlightenedSnapshotCliTests
     }
 
     [Test]
-    public void ASyntheticDiskGuestRestoredThroughTheCliReopensItsDiskImage()
+    public void ASyntheticDiskGuestRestoredThroughTheCliWithItsDiskWritesWhatAnUninterruptedRunWrites()
     {
         string path = Path.Combine(Path.GetTempPath(), $"hybridvmm-{Guid.NewGuid():N}.snap");
         string wholeDisk = Path.Combine(Path.GetTempPath(), $"hybridvmm-{Guid.NewGuid():N}.img");
@@ -43,7 +43,7 @@ public class EnlightenedSnapshotCliTests
             string[] run = { "run", Repository.GuestElf("enlblk"), "--synthetic", "synthblk,synthcon" };
             CliProcess.Result whole = CliProcess.Run([.. run, "--disk", wholeDisk]);
             CliProcess.Result saved = CliProcess.Run([.. run, "--disk", disk, "--save-at", "150000", "--save-to", path]);
-            CliProcess.Result restored = CliProcess.Run("restore", path);
+            CliProcess.Result restored = CliProcess.Run("restore", path, "--disk", disk);
             Assert.Multiple(() =>
             {
                 Assert.That(whole.ExitCode, Is.Zero, whole.Stderr);

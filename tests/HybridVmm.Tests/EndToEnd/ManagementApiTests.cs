@@ -43,6 +43,32 @@ public class ManagementApiTests
         Assert.That(mode, Is.EqualTo(UnixFileMode.UserRead | UnixFileMode.UserWrite), $"socket mode {mode}");
     }
 
+    /// <summary>Issue 14, defect 4: the API names a snapshot's disk ('diskImage'); the snapshot only refers to it.</summary>
+    [Test]
+    public async Task AVmFromASnapshotWithADiskTakesOnlyTheDiskTheRequestNames()
+    {
+        string disk = Path.Combine(_serve.Directory, "api-disk.img");
+        File.WriteAllBytes(disk, new byte[64 * 512]);
+        string snapshot = Path.Combine(_serve.Directory, "api-disk.snap");
+        CliProcess.Result saved = CliProcess.Run("run", Repository.GuestElf("enlblk"), "--synthetic", "synthblk,synthcon", "--disk", disk,
+            "--save-at", "150000", "--save-to", snapshot);
+        Assert.That(saved.ExitCode, Is.Zero, saved.Stderr);
+
+        ApiReply withoutDisk = await ApiReply.Post(_api, "/api/vms", new { name = "nodisk", snapshot });
+        ApiReply device = await ApiReply.Post(_api, "/api/vms", new { name = "device", snapshot, diskImage = "/dev/zero" });
+        ApiReply withDisk = await ApiReply.Post(_api, "/api/vms", new { name = "withdisk", snapshot, diskImage = disk });
+        await ApiReply.Delete(_api, "/api/vms/withdisk");
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(withoutDisk.Status, Is.EqualTo(400), withoutDisk.ToString());
+            Assert.That(withoutDisk.Detail, Does.Contain("the saved VM has a synthblk disk (saved as 'api-disk.img')"));
+            Assert.That(device.Status, Is.EqualTo(400), device.ToString());
+            Assert.That(device.Detail, Does.Contain("disk image '/dev/zero' is not a regular file"));
+            Assert.That(withDisk.Status, Is.EqualTo(201), withDisk.ToString());
+        });
+    }
+
     [Test]
     public async Task AVmIsCreatedStartedPausedResumedStoppedListedAndDeleted()
     {

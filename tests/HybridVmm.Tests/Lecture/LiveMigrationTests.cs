@@ -75,15 +75,42 @@ public class LiveMigrationTests
         });
     }
 
-    /// <summary>Runs a sample guest that migrates at an instruction count to a <c>receive</c> process on loopback.</summary>
-    private static (CliProcess.Result Source, int TargetStatus, string TargetOut, string TargetErr) MigrateBetweenProcesses(string guest, long migrateAt)
+    /// <summary>Runs a sample guest that migrates at an instruction count to a <c>receive</c> process on loopback, both given one token.</summary>
+    internal static (CliProcess.Result Source, int TargetStatus, string TargetOut, string TargetErr) MigrateBetweenProcesses(string guest, long migrateAt)
     {
-        using Process receiver = StartReceiver(out int port);
+        string token = TokenFile("a-shared-migration-token");
+        try
+        {
+            return MigrateBetweenProcesses(["--token-file", token], ["run", Repository.GuestElf(guest), "--migrate-at", migrateAt.ToString(), "--token-file", token]);
+        }
+        finally
+        {
+            File.Delete(token);
+        }
+    }
+
+    /// <summary>Starts <c>receive</c> with <paramref name="receiverArgs"/>, then runs the source command line with <c>--migrate-to</c> that receiver.</summary>
+    internal static (CliProcess.Result Source, int TargetStatus, string TargetOut, string TargetErr) MigrateBetweenProcesses(string[] receiverArgs, string[] sourceArgs)
+    {
+        using Process receiver = StartReceiver(out int port, receiverArgs);
         Task<string> targetOut = receiver.StandardOutput.ReadToEndAsync();
         Task<string> targetErr = receiver.StandardError.ReadToEndAsync();
-        CliProcess.Result source = CliProcess.Run("run", Repository.GuestElf(guest), "--migrate-at", migrateAt.ToString(), "--migrate-to", $"127.0.0.1:{port}");
-        Assert.That(receiver.WaitForExit(TimeSpan.FromMinutes(2)), Is.True, "the receiver ends");
+        CliProcess.Result source = CliProcess.Run([.. sourceArgs, "--migrate-to", $"127.0.0.1:{port}"]);
+        if (!receiver.WaitForExit(TimeSpan.FromMinutes(2)))
+        {
+            receiver.Kill();
+            Assert.Fail("the receiver did not end");
+        }
+
         return (source, receiver.ExitCode, targetOut.Result, targetErr.Result);
+    }
+
+    /// <summary>A temporary token file holding <paramref name="token"/> and a newline.</summary>
+    internal static string TokenFile(string token)
+    {
+        string path = Path.Combine(Path.GetTempPath(), $"hybridvmm-token-{Guid.NewGuid():N}");
+        File.WriteAllText(path, token + "\n");
+        return path;
     }
 
     [Test]
@@ -135,10 +162,10 @@ public class LiveMigrationTests
         Assert.That(vm.Exited.Result.Reason, Is.EqualTo(StopReason.GuestExit));
     }
 
-    private static Process StartReceiver(out int port)
+    internal static Process StartReceiver(out int port, params string[] args)
     {
         var start = new ProcessStartInfo("dotnet") { RedirectStandardError = true, RedirectStandardOutput = true, UseShellExecute = false };
-        foreach (string arg in new[] { Path.Combine(AppContext.BaseDirectory, "hybridvmm.dll"), "receive", "--listen", "127.0.0.1:0" })
+        foreach (string arg in (string[])[Path.Combine(AppContext.BaseDirectory, "hybridvmm.dll"), "receive", "--listen", "127.0.0.1:0", .. args])
         {
             start.ArgumentList.Add(arg);
         }

@@ -113,7 +113,8 @@ public class ParserFuzzTests
                 ResealV3Span(stream.AsSpan(finalAt));
             }
 
-            (VmSnapshot? _, string? error, Exception? thrown) = await Crafted.ReceiveCrafted(stream, acceptVm: true);
+            // The source's Commit follows the target's Resumed: without it the target discards the VM it restored.
+            (VmSnapshot? _, string? error, Exception? thrown) = await Crafted.ReceiveCrafted([.. stream, .. Crafted.Frame(MigrationProtocol.FrameType.Commit, [])], acceptVm: true);
             Assert.That(thrown, Is.Null, $"migration case {i} (seed {Seed}) threw: {thrown}");
             if (error is null)
             {
@@ -128,6 +129,48 @@ public class ParserFuzzTests
 
         TestContext.Out.WriteLine($"migration: {cases} streams over loopback, {refused} refused, {received} received");
         Assert.That(refused, Is.GreaterThan(0));
+    }
+
+    /// <summary>
+    /// What a connection sends a receiver's handshake, over a real loopback connection: mutations of a Response with a
+    /// made-up MAC. Nothing throws, and nothing authenticates without the token (a forged response is refused).
+    /// </summary>
+    [Test]
+    public async Task HandshakeResponsesAreRefusedNeverThrowAndNeverAuthenticateWithoutTheToken()
+    {
+        byte[] key = MigrationHandshake.Key("the-receivers-token-0123456789");
+        byte[] original = Crafted.Frame(MigrationProtocol.FrameType.Response, RandomNumberGenerator.GetBytes(2 * MigrationHandshake.NonceBytes));
+        var focus = new List<(int, int)> { (0, original.Length) };
+        int cases = Math.Max(50, Cases / 10);
+        var random = new Random(Seed ^ 0x48616E64);
+        var outcomes = new Dictionary<HandshakeOutcome, int>();
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        for (int i = 0; i < cases; i++)
+        {
+            byte[] bytes = Mutate(original, focus, random);
+            Task<TcpClient> accepting = listener.AcceptTcpClientAsync();
+            using var client = new TcpClient();
+            await client.ConnectAsync(IPAddress.Loopback, ((IPEndPoint)listener.LocalEndpoint).Port);
+            using TcpClient accepted = await accepting;
+            try
+            {
+                await client.GetStream().WriteAsync(bytes);
+                client.Client.Shutdown(SocketShutdown.Send);
+            }
+            catch (IOException)
+            {
+            }
+
+            HandshakeResult result = null!;
+            Assert.DoesNotThrowAsync(async () => result = await MigrationHandshake.AcceptAsync(accepted.GetStream(), key, TimeSpan.FromSeconds(10), CancellationToken.None),
+                $"handshake case {i} (seed {Seed})");
+            Assert.That(result.Outcome, Is.Not.EqualTo(HandshakeOutcome.Authenticated), $"handshake case {i} (seed {Seed}) authenticated without the token");
+            Assert.That(result.Reason, Is.Not.Empty.And.Not.Contains("\n"), $"handshake case {i} (seed {Seed})");
+            outcomes[result.Outcome] = outcomes.GetValueOrDefault(result.Outcome) + 1;
+        }
+
+        TestContext.Out.WriteLine($"handshake: {cases} connections, {string.Join(", ", outcomes.Select(o => $"{o.Value} {o.Key}"))}");
     }
 
     private static void Fuzz(string target, byte[] original, IReadOnlyList<(int Offset, int Length)> focus, Func<byte[], byte[]> reseal,
