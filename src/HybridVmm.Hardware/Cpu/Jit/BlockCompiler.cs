@@ -132,16 +132,31 @@ public sealed partial class X86Core
                     break;
                 }
                 list.Add(ins);
+                uint next = ins.NextIP32;
                 if (kind == Kind.Branch)
                 {
-                    break;
+                    // A superblock: past a conditional branch on its fall-through (the taken side leaves the block),
+                    // and past a direct JMP or CALL at its target, as long as the code is on this page and decoded.
+                    Operation op = OperationByCode[(int)ins.Code];
+                    if (ins.Op0Kind != OpKind.NearBranch32 || op is not (Operation.Jcc or Operation.Jmp or Operation.Call))
+                    {
+                        break;
+                    }
+                    if (op != Operation.Jcc)
+                    {
+                        next = ins.NearBranch32;
+                    }
+                    if (list.Exists(listed => listed.IP32 == next))
+                    {
+                        break; // a loop: the block ends on the branch (back to its start, it loops inside the block)
+                    }
                 }
-                uint next = ins.NextIP32 + page.CsBase;
-                if ((next & ~PageOffsetMask) != page.LinearBase || page.Index[next & PageOffsetMask] == 0)
+                uint linear = next + page.CsBase;
+                if ((linear & ~PageOffsetMask) != page.LinearBase || page.Index[linear & PageOffsetMask] == 0)
                 {
                     break; // the next instruction is on another page, or not decoded yet
                 }
-                slot = page.Index[next & PageOffsetMask] - 1;
+                slot = page.Index[linear & PageOffsetMask] - 1;
             }
             return list.Count == 0 ? null : list.ToArray();
         }
@@ -471,7 +486,7 @@ public sealed partial class X86Core
                     return false;
                 case Kind.Branch:
                     EmitBranch(k, op);
-                    return true;
+                    return k == _code.Length - 1;
             }
             switch (op)
             {
@@ -743,15 +758,28 @@ public sealed partial class X86Core
             WriteReg(Register.ESP);
         }
 
+        /// <summary>
+        /// Emits a branch: the block's last instruction leaves (or loops); one inside a superblock goes on with the next
+        /// listed instruction, its fall-through (JCC, whose taken side leaves) or its target (JMP, CALL).
+        /// </summary>
         private void EmitBranch(int k, Operation op)
         {
             ref Instruction ins = ref _code[k];
             int retired = k + 1;
+            bool last = k == _code.Length - 1;
             switch (op)
             {
                 case Operation.Jcc:
                     {
                         EmitCondition(ConditionByCode[(int)ins.Code]);
+                        if (!last)
+                        {
+                            Label fallThrough = _il.DefineLabel();
+                            _il.Emit(OpCodes.Brfalse, fallThrough);
+                            BranchTo(retired, ins.NearBranch32);
+                            _il.MarkLabel(fallThrough);
+                            return;
+                        }
                         Label taken = _il.DefineLabel();
                         _il.Emit(OpCodes.Brtrue, taken);
                         SetExit(retired, ins.NextIP32);
@@ -760,9 +788,12 @@ public sealed partial class X86Core
                         return;
                     }
                 case Operation.Jmp when ins.Op0Kind == OpKind.NearBranch32:
-                    Materialize();
-                    BranchTo(retired, ins.NearBranch32);
-                    return;
+                    if (last)
+                    {
+                        Materialize();
+                        BranchTo(retired, ins.NearBranch32);
+                    }
+                    return; // inside a superblock, the target is the next instruction: nothing to do
                 case Operation.Ret:
                     {
                         LocalBuilder host = Translate(k, () => ReadReg(Register.ESP), Sreg.Ss, 4, write: false);
@@ -793,6 +824,10 @@ public sealed partial class X86Core
                 _il.Emit(OpCodes.Stloc, link);
                 PushValue(k, link);
             }
+            if (!last)
+            {
+                return; // a direct CALL inside a superblock: its target is the next instruction
+            }
             Materialize();
             _il.Emit(OpCodes.Ldloc, target);
             _il.Emit(OpCodes.Stloc, _eip);
@@ -802,9 +837,9 @@ public sealed partial class X86Core
         /// <summary>A direct branch (flags whole): loops when it goes back to the block's start, else leaves on the target.</summary>
         private void BranchTo(int retired, uint target)
         {
-            if (target == _code[0].IP32 && retired == _code.Length)
+            if (target == _code[0].IP32)
             {
-                LoopOrLeave();
+                LoopOrLeave(retired);
             }
             else
             {
@@ -997,13 +1032,13 @@ public sealed partial class X86Core
         }
 
         /// <summary>
-        /// A branch back to the block's own start: counts the pass and runs the block again if a whole further pass
-        /// fits in the budget, else leaves on the start.
+        /// A branch back to the block's own start after <paramref name="retired"/> of its instructions: counts the pass
+        /// and runs the block again if a whole further pass fits in the budget, else leaves on the start.
         /// </summary>
-        private void LoopOrLeave()
+        private void LoopOrLeave(int retired)
         {
             _il.Emit(OpCodes.Ldloc, _base);
-            _il.Emit(OpCodes.Ldc_I4, _code.Length);
+            _il.Emit(OpCodes.Ldc_I4, retired);
             _il.Emit(OpCodes.Add);
             _il.Emit(OpCodes.Stloc, _base);
             _il.Emit(OpCodes.Ldloc, _base);
