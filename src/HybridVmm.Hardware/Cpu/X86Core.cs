@@ -252,8 +252,7 @@ public sealed partial class X86Core
                 int ran = TryRunBlock(page, index - 1, maxInstructions - retired);
                 if (ran > 0)
                 {
-                    InstructionsRetired += ran;
-                    retired += ran;
+                    retired += ran; // InstructionsRetired counted them already
                     continue; // EIP is on the next instruction; page is still the page it was: blocks never write code
                 }
             }

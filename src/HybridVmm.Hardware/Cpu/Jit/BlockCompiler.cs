@@ -73,6 +73,10 @@ public sealed partial class X86Core
         private static readonly MethodInfo SubBorrowMethod = Method(nameof(JitSubBorrow));
         private static readonly MethodInfo ConditionMethod = Method(nameof(JitCondition));
         private static readonly MethodInfo TimeStampMethod = Method(nameof(JitTimeStamp));
+        private static readonly MethodInfo TakeLazyFlagsMethod = Method(nameof(JitTakeLazyFlags));
+        private static readonly FieldInfo LazyOpField = Field(typeof(X86Core), nameof(_lazyOp));
+        private static readonly FieldInfo LazyAField = Field(typeof(X86Core), nameof(_lazyA));
+        private static readonly FieldInfo LazyBField = Field(typeof(X86Core), nameof(_lazyB));
         private static readonly MethodInfo TscAuxMethod = Method(nameof(JitTscAux));
 
         /// <summary>
@@ -97,11 +101,16 @@ public sealed partial class X86Core
         private Label _epilogue, _top;
         private Pending _pending;
         private int _pendingSize;
+        // The block reads the status flags before it writes them all (it takes the flags a previous block left pending,
+        // at its entry), and, while emitting, whether it has read or written them yet (see EmitLazyExit).
+        private readonly bool _liveIn;
+        private bool _flagsTouched;
 
         private BlockCompiler(Instruction[] code)
         {
             _code = code;
             (_usedRegs, _writtenRegs) = Registers(code);
+            _liveIn = _flagsTouched = FlagsLiveIn(code);
         }
 
         private static FieldInfo Field(Type type, string name) =>
@@ -242,6 +251,32 @@ public sealed partial class X86Core
             return (used, written);
         }
 
+        /// <summary>
+        /// Whether the block reads a status flag before an instruction that writes them all: a condition, ADC/SBB,
+        /// INC/DEC (which keep CF) or an interpreter handler first; ADD, SUB, CMP, NEG, AND, OR, XOR or TEST first
+        /// make the flags before the block dead.
+        /// </summary>
+        private static bool FlagsLiveIn(Instruction[] code)
+        {
+            foreach (Instruction ins in code)
+            {
+                Kind kind = Classify(ref Unsafe.AsRef(in ins));
+                if (kind is Kind.Interpreted or Kind.InterpretedMemory)
+                {
+                    return true;
+                }
+                switch (OperationByCode[(int)ins.Code])
+                {
+                    case Operation.Jcc or Operation.Adc or Operation.Sbb or Operation.Inc or Operation.Dec:
+                        return true;
+                    case Operation.Add or Operation.Sub or Operation.Cmp or Operation.Neg or Operation.And or Operation.Or
+                        or Operation.Xor or Operation.Test:
+                        return false;
+                }
+            }
+            return false;
+        }
+
         // ---- Which instructions a block takes ----
 
         private static Kind Classify(ref Instruction ins)
@@ -364,6 +399,14 @@ public sealed partial class X86Core
             _il.Emit(OpCodes.Ldflda, GprElement);
             _il.Emit(OpCodes.Stloc, _gprs);
             LoadState();
+            if (_liveIn)
+            {
+                // The flags the block before left pending (RunBlocks chains blocks without computing them).
+                _il.Emit(OpCodes.Ldarg_1);
+                _il.Emit(OpCodes.Ldloc, _flags);
+                _il.Emit(OpCodes.Call, TakeLazyFlagsMethod);
+                _il.Emit(OpCodes.Stloc, _flags);
+            }
             _il.MarkLabel(_top); // a block that branches back to its own start loops here while the budget allows
             bool ended = false;
             for (int k = 0; k < _code.Length && !ended; k++)
@@ -372,7 +415,6 @@ public sealed partial class X86Core
             }
             if (!ended)
             {
-                Materialize();
                 SetExit(_code.Length, _code[^1].NextIP32);
             }
 
@@ -455,17 +497,40 @@ public sealed partial class X86Core
         /// <summary>Leaves the block on <paramref name="eip"/>, with <paramref name="retired"/> instructions of this pass retired.</summary>
         private void SetExit(int retired, uint eip)
         {
+            EmitLazyExit();
             SetRetired(retired);
             _il.Emit(OpCodes.Ldc_I4, unchecked((int)eip));
             _il.Emit(OpCodes.Stloc, _eip);
             _il.Emit(OpCodes.Br, _epilogue);
         }
 
-        /// <summary>Leaves the block before instruction <paramref name="k"/>: flags made whole, EIP on it, k retired.</summary>
-        private void Bail(int k)
+        /// <summary>Leaves the block before instruction <paramref name="k"/>: EIP on it, k retired.</summary>
+        private void Bail(int k) => SetExit(k, _code[k].IP32);
+
+        /// <summary>
+        /// On a way out: the pending operation, if any, goes to the core's lazy-flags fields instead of being computed
+        /// (the next block in RunBlocks may overwrite the flags; RunBlocks computes them before anything else runs). A way
+        /// out before the block has read or written the flags leaves those fields as the block before left them.
+        /// </summary>
+        private void EmitLazyExit()
         {
-            EmitMaterialize(_pending, _pendingSize);
-            SetExit(k, _code[k].IP32);
+            if (!_flagsTouched)
+            {
+                return;
+            }
+            _il.Emit(OpCodes.Ldarg_1);
+            _il.Emit(OpCodes.Ldc_I4, _pending == Pending.None ? 0 : (int)_pending | _pendingSize << 8);
+            _il.Emit(OpCodes.Stfld, LazyOpField);
+            if (_pending == Pending.None)
+            {
+                return;
+            }
+            _il.Emit(OpCodes.Ldarg_1);
+            _il.Emit(OpCodes.Ldloc, _pa);
+            _il.Emit(OpCodes.Stfld, LazyAField);
+            _il.Emit(OpCodes.Ldarg_1);
+            _il.Emit(OpCodes.Ldloc, _pb);
+            _il.Emit(OpCodes.Stfld, LazyBField);
         }
 
         /// <summary>Emits instruction <paramref name="k"/>; true when it ended the block (a branch).</summary>
@@ -580,6 +645,7 @@ public sealed partial class X86Core
         private void Interpret(int k)
         {
             Materialize();
+            _flagsTouched = true;
             StoreState();
             _il.Emit(OpCodes.Ldarg_1);
             _il.Emit(OpCodes.Ldarg_2);
@@ -790,14 +856,12 @@ public sealed partial class X86Core
                 case Operation.Jmp when ins.Op0Kind == OpKind.NearBranch32:
                     if (last)
                     {
-                        Materialize();
                         BranchTo(retired, ins.NearBranch32);
                     }
                     return; // inside a superblock, the target is the next instruction: nothing to do
                 case Operation.Ret:
                     {
                         LocalBuilder host = Translate(k, () => ReadReg(Register.ESP), Sreg.Ss, 4, write: false);
-                        Materialize();
                         Load(host, 4);
                         _il.Emit(OpCodes.Stloc, _eip);
                         AddToReg(Register.ESP, 4 + (ins.Code == Code.Retnd_imm16 ? ins.Immediate16 : 0u));
@@ -828,13 +892,12 @@ public sealed partial class X86Core
             {
                 return; // a direct CALL inside a superblock: its target is the next instruction
             }
-            Materialize();
             _il.Emit(OpCodes.Ldloc, target);
             _il.Emit(OpCodes.Stloc, _eip);
             Leave(retired);
         }
 
-        /// <summary>A direct branch (flags whole): loops when it goes back to the block's start, else leaves on the target.</summary>
+        /// <summary>A direct branch: loops when it goes back to the block's start, else leaves on the target.</summary>
         private void BranchTo(int retired, uint target)
         {
             if (target == _code[0].IP32)
@@ -848,9 +911,9 @@ public sealed partial class X86Core
         }
 
         /// <summary>
-        /// Pushes whether condition <paramref name="cc"/> holds and makes the flags whole. Most conditions after CMP, SUB,
-        /// TEST, AND/OR/XOR, ADD, INC or DEC are decided from the kept operands with one comparison (as QEMU decides
-        /// them from its CC_OP), without the flags; the rest read the materialised flags.
+        /// Pushes whether condition <paramref name="cc"/> holds. Most conditions after CMP, SUB, TEST, AND/OR/XOR, ADD,
+        /// INC or DEC are decided from the kept operands with one comparison (as QEMU decides them from its CC_OP), and
+        /// the operation stays pending; the rest read the materialised flags.
         /// </summary>
         private void EmitCondition(ConditionCode cc)
         {
@@ -864,10 +927,6 @@ public sealed partial class X86Core
                     _il.Emit(OpCodes.Ldc_I4_0);
                     _il.Emit(OpCodes.Ceq);
                 }
-                LocalBuilder holds = Temp();
-                _il.Emit(OpCodes.Stloc, holds);
-                Materialize();
-                _il.Emit(OpCodes.Ldloc, holds);
                 return;
             }
             Materialize();
@@ -1018,6 +1077,7 @@ public sealed partial class X86Core
         /// <summary>Leaves the block with EIP already in its local.</summary>
         private void Leave(int retired)
         {
+            EmitLazyExit();
             SetRetired(retired);
             _il.Emit(OpCodes.Br, _epilogue);
         }
@@ -1037,6 +1097,15 @@ public sealed partial class X86Core
         /// </summary>
         private void LoopOrLeave(int retired)
         {
+            if (_flagsTouched)
+            {
+                // The next pass starts with the flags whole (as the block's first pass assumes), and the flags from
+                // before the block, if it did not take them, are dead now.
+                EmitMaterialize(_pending, _pendingSize);
+                _il.Emit(OpCodes.Ldarg_1);
+                _il.Emit(OpCodes.Ldc_I4_0);
+                _il.Emit(OpCodes.Stfld, LazyOpField);
+            }
             _il.Emit(OpCodes.Ldloc, _base);
             _il.Emit(OpCodes.Ldc_I4, retired);
             _il.Emit(OpCodes.Add);
@@ -1062,6 +1131,7 @@ public sealed partial class X86Core
             }
             _pending = kind;
             _pendingSize = size;
+            _flagsTouched = true;
         }
 
         /// <summary>Makes the flags local whole on the straight path (the pending flags are computed once, here).</summary>
@@ -1090,6 +1160,7 @@ public sealed partial class X86Core
         /// <summary>flags = (flags &amp; ~mask) | (status on the stack &amp; mask).</summary>
         private void MergeFlags(uint mask)
         {
+            _flagsTouched = true;
             _il.Emit(OpCodes.Ldc_I4, unchecked((int)mask));
             _il.Emit(OpCodes.And);
             _il.Emit(OpCodes.Ldloc, _flags);

@@ -90,8 +90,10 @@ public sealed partial class X86Core
 
     /// <summary>
     /// Runs the block for the cached instruction in <paramref name="slot"/> of <paramref name="page"/> when there is one
-    /// and it may run now, compiling it once the instruction is hot. Returns the instructions it retired (0: the
-    /// interpreter runs the instruction); EIP is then on the next instruction to run.
+    /// and it may run now, compiling it once the instruction is hot; then, while each block ends where another compiled
+    /// block of the same page starts and the budget allows, that one (blocks chained through this loop, without the
+    /// run loop's per-instruction work in between). Returns the instructions retired, already added to
+    /// <see cref="InstructionsRetired"/> (0: the interpreter runs the instruction); EIP is on the next instruction to run.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private int TryRunBlock(CodePage page, int slot, long budgetLeft)
@@ -110,11 +112,74 @@ public sealed partial class X86Core
         {
             return 0;
         }
-        int retired = block.Code!(this, block.Instructions, (int)Math.Min(budgetLeft, int.MaxValue));
-        _blockEntries++;
-        _instructionsInBlocks += retired;
-        if (retired < block.Count) _blockExitsEarly++;
-        return retired;
+        return RunBlocks(page, block, budgetLeft);
+    }
+
+    // Lazy flags between chained blocks: a block that leaves with a flag-writing operation pending stores it here (1-5 as
+    // JitFlags numbers them, the size in bits 8-15, the operands) instead of computing the flags; the next block takes
+    // them if it reads flags first (JitTakeLazyFlags), or overwrites them. Zero outside RunBlocks: it computes them
+    // into EFLAGS before it returns.
+    internal int _lazyOp;
+#pragma warning disable CS0649 // written by the blocks' IL only
+    internal uint _lazyA, _lazyB;
+#pragma warning restore CS0649
+
+    /// <summary>EFLAGS with the status flags a previous block left pending (a block that reads flags first calls it on entry).</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    internal uint JitTakeLazyFlags(uint flags)
+    {
+        if (_lazyOp == 0)
+        {
+            return flags;
+        }
+        flags = JitFlags(flags, _lazyOp & 0xFF, _lazyA, _lazyB, _lazyOp >> 8);
+        _lazyOp = 0;
+        return flags;
+    }
+
+    /// <summary>Runs <paramref name="block"/> and the blocks it chains to (see <see cref="TryRunBlock"/>), then makes EFLAGS whole.</summary>
+    private int RunBlocks(CodePage page, JitBlock block, long budgetLeft)
+    {
+        int total = RunChain(page, block, budgetLeft);
+        if (_lazyOp != 0)
+        {
+            _ctx.Eflags = JitTakeLazyFlags(_ctx.Eflags);
+        }
+        return total;
+    }
+
+    private int RunChain(CodePage page, JitBlock block, long budgetLeft)
+    {
+        int total = 0;
+        while (true)
+        {
+            // RDTSC in a block reads InstructionsRetired: it is brought up to date after each block.
+            int retired = block.Code!(this, block.Instructions, (int)Math.Min(budgetLeft - total, int.MaxValue));
+            InstructionsRetired += retired;
+            total += retired;
+            _blockEntries++;
+            _instructionsInBlocks += retired;
+            if (retired < block.Count)
+            {
+                _blockExitsEarly++;
+            }
+            if (retired == 0 || _eventCheck)
+            {
+                return total; // left before its first instruction (the interpreter takes it), or something to service
+            }
+            uint linear = _ctx.Eip + _csBase;
+            int index;
+            if ((linear & ~PageOffsetMask) != page.LinearBase || (index = page.Index[linear & PageOffsetMask]) == 0)
+            {
+                return total;
+            }
+            JitBlock? next = page.Blocks[index - 1];
+            if (next is null || next.Count == 0 || next.Count > budgetLeft - total)
+            {
+                return total; // not hot yet (the run loop counts it), not compiled, or past the budget
+            }
+            block = next;
+        }
     }
 
     /// <summary>
