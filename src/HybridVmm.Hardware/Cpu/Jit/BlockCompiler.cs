@@ -151,7 +151,7 @@ public sealed partial class X86Core
                     {
                         break;
                     }
-                    if (op != Operation.Jcc)
+                    if (op != Operation.Jcc || HotterTarget(page, ref ins))
                     {
                         next = ins.NearBranch32;
                     }
@@ -168,6 +168,23 @@ public sealed partial class X86Core
                 slot = page.Index[linear & PageOffsetMask] - 1;
             }
             return list.Count == 0 ? null : list.ToArray();
+        }
+
+        /// <summary>
+        /// Whether a superblock goes on at a conditional branch's target rather than its fall-through: the one the
+        /// interpreter started more often before the block was compiled (the other side leaves the block).
+        /// </summary>
+        private static bool HotterTarget(CodePage page, ref Instruction jcc)
+        {
+            int taken = SlotOf(page, jcc.NearBranch32), fallThrough = SlotOf(page, jcc.NextIP32);
+            return taken >= 0 && (fallThrough < 0 || page.Heat[taken] > page.Heat[fallThrough]);
+        }
+
+        /// <summary>The slot of the decoded instruction at <paramref name="eip"/> on this page, or -1.</summary>
+        private static int SlotOf(CodePage page, uint eip)
+        {
+            uint linear = eip + page.CsBase;
+            return (linear & ~PageOffsetMask) == page.LinearBase ? page.Index[linear & PageOffsetMask] - 1 : -1;
         }
 
         /// <summary>Compiles the instructions <see cref="Form"/> chose: IL, then RyuJIT's host code.</summary>
@@ -840,10 +857,19 @@ public sealed partial class X86Core
                         EmitCondition(ConditionByCode[(int)ins.Code]);
                         if (!last)
                         {
-                            Label fallThrough = _il.DefineLabel();
-                            _il.Emit(OpCodes.Brfalse, fallThrough);
-                            BranchTo(retired, ins.NearBranch32);
-                            _il.MarkLabel(fallThrough);
+                            // Inside a superblock: it goes on with whichever side Form chose, and leaves on the other.
+                            Label goOn = _il.DefineLabel();
+                            if (_code[k + 1].IP32 == ins.NextIP32)
+                            {
+                                _il.Emit(OpCodes.Brfalse, goOn);
+                                BranchTo(retired, ins.NearBranch32);
+                            }
+                            else
+                            {
+                                _il.Emit(OpCodes.Brtrue, goOn);
+                                SetExit(retired, ins.NextIP32);
+                            }
+                            _il.MarkLabel(goOn);
                             return;
                         }
                         Label taken = _il.DefineLabel();
