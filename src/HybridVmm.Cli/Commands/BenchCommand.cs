@@ -95,7 +95,7 @@ internal static class BenchCommand
                 Console.WriteLine($"  tier 1: {jit.BlocksCompiled} blocks compiled ({jit.BlocksRefused} starts refused) in " +
                     $"{jit.CompileTime.TotalMilliseconds:0} ms = {jit.CompileTime.TotalMicroseconds / Math.Max(1, jit.BlocksCompiled + jit.BlocksRefused):0} µs a block; " +
                     $"{jit.BlockEntries} entries, {100.0 * jit.InstructionsInBlocks / Math.Max(1, instructions):0.0} % of instructions in blocks, " +
-                    $"{100.0 * jit.BlockExitsEarly / Math.Max(1, jit.BlockEntries):0.0} % of entries left early");
+                    $"{100.0 * jit.BlockExitsEarly / Math.Max(1, jit.BlockEntries):0.0} % of entries left before their last instruction (a side exit or a bail-out)");
             }
             if (run > 0)
             {

@@ -15,7 +15,10 @@ public enum ExecutionTier
     Jit,
 }
 
-/// <summary>What the translator did: blocks compiled, entered and left early, and the time spent compiling.</summary>
+/// <summary>
+/// What the translator did: blocks compiled, entered and left before their last instruction (a superblock's side exit,
+/// or a bail-out to the interpreter), and the time spent compiling (IL and RyuJIT, on whichever thread compiled).
+/// </summary>
 public readonly record struct JitStatistics(long BlocksCompiled, long BlocksRefused, long BlockEntries, long BlockExitsEarly,
     long InstructionsInBlocks, long CompileTicks, long CacheFlushes)
 {
@@ -205,9 +208,11 @@ public sealed partial class X86Core
             return page.Blocks[slot] = JitBlock.Refused;
         }
         _jitCache.Reserve(page, code.Length);
-        if (CompileInBackground && BackgroundCompiler.TryQueue(page, slot, code, _jitCache))
+        if (CompileInBackground && BackgroundCompiler.HasRoom)
         {
+            // Marked before it is queued: the compiler thread installs a result only over the Pending mark.
             page.Queued(slot, code);
+            BackgroundCompiler.Queue(page, slot, code, _jitCache);
             return JitBlock.Pending;
         }
         long start = Stopwatch.GetTimestamp();
@@ -226,35 +231,32 @@ public sealed partial class X86Core
         /// <summary>Queued blocks beyond which a core compiles its block itself (the compiler thread is behind).</summary>
         private const int MaxQueued = 1024;
 
-        private static readonly System.Collections.Concurrent.BlockingCollection<(CodePage Page, int Slot, int Generation, Instruction[] Code, JitCache Cache)> Queue = new();
+        private static readonly System.Collections.Concurrent.BlockingCollection<(CodePage Page, int Slot, int Generation, Instruction[] Code, JitCache Cache)> Work = new();
         private static readonly Lock StartLock = new();
         private static Thread? _thread;
 
-        public static bool TryQueue(CodePage page, int slot, Instruction[] code, JitCache cache)
+        public static bool HasRoom => Work.Count < MaxQueued;
+
+        public static void Queue(CodePage page, int slot, Instruction[] code, JitCache cache)
         {
-            if (Queue.Count >= MaxQueued)
-            {
-                return false;
-            }
             if (_thread is null)
             {
                 lock (StartLock)
                 {
                     if (_thread is null)
                     {
-                        var thread = new Thread(Work) { IsBackground = true, Name = "hybridvmm block compiler", Priority = ThreadPriority.BelowNormal };
+                        var thread = new Thread(CompileQueued) { IsBackground = true, Name = "hybridvmm block compiler", Priority = ThreadPriority.BelowNormal };
                         thread.Start();
                         _thread = thread;
                     }
                 }
             }
-            Queue.Add((page, slot, page.Generation, code, cache));
-            return true;
+            Work.Add((page, slot, page.Generation, code, cache));
         }
 
-        private static void Work()
+        private static void CompileQueued()
         {
-            foreach ((CodePage page, int slot, int generation, Instruction[] code, JitCache cache) in Queue.GetConsumingEnumerable())
+            foreach ((CodePage page, int slot, int generation, Instruction[] code, JitCache cache) in Work.GetConsumingEnumerable())
             {
                 long start = Stopwatch.GetTimestamp();
                 JitBlock block = BlockCompiler.Compile(code);
