@@ -12,7 +12,7 @@ public sealed partial class RootPartition
 {
     /// <summary>Encapsulation: captures a paused or stopped VM (at an instruction boundary) as a value.</summary>
     /// <param name="onlyPages">For live migration's final copy: just these pages (zero pages included), instead of every non-zero page.</param>
-    /// <param name="identifyDisk">Whether to hash a synthblk disk's contents into its <see cref="Storage.DiskReference"/>
+    /// <param name="identifyDisk">Whether to hash a synthblk disk's contents into its <see cref="DiskReference"/>
     /// (false: its name alone, for a checkpoint that never leaves this process and whose disk runs on).</param>
     public VmSnapshot CaptureSnapshot(VirtualMachine vm, IReadOnlyCollection<uint>? onlyPages = null, bool identifyDisk = true)
     {
@@ -35,12 +35,12 @@ public sealed partial class RootPartition
 
         VmConfiguration c = vm.Configuration;
         PartitionStatistics stats = vm.Statistics;
-        Storage.DiskReference? disk = null;
+        DiskReference? disk = null;
         if (c.DiskImage is { } diskPath && vm.Channels.Select(channel => channel.Device).OfType<VmBus.SynthBlockDevice>().FirstOrDefault() is { } block)
         {
             // Written sectors reach the file before a restore or a migration target opens it on its own.
             block.Backend.Flush();
-            disk = identifyDisk ? Storage.DiskReference.Of(diskPath, block.Backend) : Storage.DiskReference.Legacy(diskPath);
+            disk = identifyDisk ? DiskReference.Of(diskPath, block.Backend) : DiskReference.Legacy(diskPath);
         }
 
         return new VmSnapshot

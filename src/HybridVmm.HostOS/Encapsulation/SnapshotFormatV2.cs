@@ -127,7 +127,7 @@ internal static partial class SnapshotFormatV2
         return new VmSnapshot
         {
             Name = name, MemoryBytes = memory, CommandLine = cmdline, Devices = devices, SyntheticDevices = synthetic,
-            Disk = hasDisk ? Storage.DiskReference.Legacy(disk) : null, InstructionLimit = limit, Cpu = cpu,
+            Disk = hasDisk ? DiskReference.Legacy(disk) : null, InstructionLimit = limit, Cpu = cpu,
             VirtualTicks = ticks, ChannelMessages = messages, Intercepts = intercepts, DeviceStates = states,
             Enlightened = enlightened, Channels = channels, Pages = pages,
         };

@@ -37,7 +37,7 @@ public sealed record VmSnapshot
     public required IReadOnlyList<string> SyntheticDevices { get; init; }
 
     /// <summary>The disk behind synthblk, by identity (never a host path); the disk itself is not copied.</summary>
-    public Storage.DiskReference? Disk { get; init; }
+    public DiskReference? Disk { get; init; }
 
     public required long InstructionLimit { get; init; }
 

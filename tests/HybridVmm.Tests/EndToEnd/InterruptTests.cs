@@ -24,7 +24,7 @@ public class InterruptTests
     public void SigintWhileReceiveWaitsForASourceIsInterrupted()
     {
         string trace = Path.Combine(_dir, "receive.trace");
-        AssertInterrupted(Signal("INT", "listening on", fromStderr: true, "receive", "--listen", "127.0.0.1:0", "--trace", trace));
+        AssertInterrupted(Signal("INT", "listening on", fromStderr: true, "receive", "--listen", "127.0.0.1:0", "--insecure", "--trace", trace));
         Assert.That(File.Exists(trace), Is.True);
     }
 

@@ -1,7 +1,8 @@
 using System.Security.Cryptography;
+using HybridVmm.HostOS.Storage;
 using HybridVmm.HostOS.Vm;
 
-namespace HybridVmm.HostOS.Storage;
+namespace HybridVmm.HostOS.Encapsulation;
 
 /// <summary>
 /// A disk as a snapshot or a migration stream refers to it: by identity, never by path. The host's own
