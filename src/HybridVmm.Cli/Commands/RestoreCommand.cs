@@ -39,6 +39,7 @@ internal static class RestoreCommand
             return ExitStatus.InvalidImage;
         }
 
+        using SavedMemory memory = snapshot.Memory; // the open snapshot file, which the restore reads guest RAM from
         if (snapshot.MemoryBytes > SizeParser.MaxGuestBytes)
         {
             stderr.WriteLine($"hybridvmm: error: {path}: the snapshot's guest has {snapshot.MemoryBytes >> 20} MiB of memory; this build runs guests of at most {SizeParser.MaxGuestBytes >> 20} MiB");
