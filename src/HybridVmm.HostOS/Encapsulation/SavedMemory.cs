@@ -107,6 +107,7 @@ public sealed class SnapshotFileMemory : SavedMemory
         Span<byte> number = stackalloc byte[4];
         try
         {
+            _stream.Flush(); // drops what the checks left in the read buffer: the pages come from the file as it is now
             _stream.Position = _offset;
             for (int i = 0; i < _count; i++)
             {
