@@ -78,7 +78,12 @@ internal static class RestoreCommand
         }
 
         return await SingleVmSession.RunAsync(snapshot.MemoryBytes, options,
-            root => (root.RestoreVm(snapshot, out var creationError, diskImage: disk), creationError), cancellationToken);
+            root =>
+            {
+                HostOS.Vm.VirtualMachine? vm = root.RestoreVm(snapshot, out var creationError, diskImage: disk);
+                memory.Dispose(); // the pages are in the VM: the file is closed before the guest runs (and perhaps saves over it)
+                return (vm, creationError);
+            }, cancellationToken);
     }
 
     /// <summary>A usage error when --disk is missing for a saved VM with a synthblk disk, or given for one without; else null.</summary>

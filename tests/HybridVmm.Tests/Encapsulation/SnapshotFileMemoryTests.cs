@@ -35,6 +35,21 @@ public class SnapshotFileMemoryTests
     }
 
     [Test]
+    public void ARestoredGuestCanBeSavedOverTheFileItWasRestoredFrom()
+    {
+        string path = Path.Combine(_dir, "cpu.snap");
+        CliProcess.Result first = CliProcess.Run("run", Repository.GuestElf("cpu"), "--save-at", "4000000", "--save-to", path);
+        CliProcess.Result second = CliProcess.Run("restore", path, "--save-at", "8000000", "--save-to", path);
+        CliProcess.Result last = CliProcess.Run("restore", path);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That((first.ExitCode, second.ExitCode, last.ExitCode), Is.EqualTo((0, 0, 0)), first.Stderr + second.Stderr + last.Stderr);
+            Assert.That(first.Text + second.Text + last.Text, Is.EqualTo(File.ReadAllText(Path.ChangeExtension(Repository.GuestElf("cpu"), ".qemu.txt"))));
+        });
+    }
+
+    [Test]
     public void AFileWhosePagesChangeAfterItWasVerifiedIsRefusedAndLeavesNoVm()
     {
         string path = Path.Combine(_dir, "hello.snap");
