@@ -33,10 +33,11 @@ public static class EncapsulationScenario
                 string file = Path.Combine(directory, $"cpu-{at}.snap");
                 (string before, _) = await RunAsync(image, at, file);
                 VmSnapshot snapshot = SnapshotFile.TryRead(file, out string error) ?? throw new InvalidOperationException(error);
+                using SavedMemory memory = snapshot.Memory; // the open file, which the restore reads the pages from
                 (string after, _) = await RunAsync(image, 0, null, snapshot);
                 bool same = before + after == whole;
                 failures += same ? 0 : 1;
-                output.WriteLine($"{at,12} {new FileInfo(file).Length,11} {snapshot.Pages.Count,6} {Lines(before),13} {Lines(after),12}  {(same ? "yes" : "NO")}");
+                output.WriteLine($"{at,12} {new FileInfo(file).Length,11} {memory.Count,6} {Lines(before),13} {Lines(after),12}  {(same ? "yes" : "NO")}");
             }
         }
         finally

@@ -14,7 +14,10 @@ public sealed partial class RootPartition
     /// <param name="onlyPages">For live migration's final copy: just these pages (zero pages included), instead of every non-zero page.</param>
     /// <param name="identifyDisk">Whether to hash a synthblk disk's contents into its <see cref="DiskReference"/>
     /// (false: its name alone, for a checkpoint that never leaves this process and whose disk runs on).</param>
-    public VmSnapshot CaptureSnapshot(VirtualMachine vm, IReadOnlyCollection<uint>? onlyPages = null, bool identifyDisk = true)
+    /// <param name="copyMemory">Whether to copy the VM's RAM into the snapshot (a checkpoint kept while the VM runs
+    /// on). False: the snapshot reads each page from the VM as it is written, with no copy (<see cref="PausedVmMemory"/>),
+    /// and must be written before the VM runs again.</param>
+    public VmSnapshot CaptureSnapshot(VirtualMachine vm, IReadOnlyCollection<uint>? onlyPages = null, bool identifyDisk = true, bool copyMemory = true)
     {
         if (vm.Configuration.Processors > 1)
         {
@@ -22,7 +25,10 @@ public sealed partial class RootPartition
             throw new NotSupportedException($"VM '{vm.Configuration.Name}' has {vm.Configuration.Processors} virtual processors; saving or migrating a VM with more than one is not supported yet");
         }
 
-        List<SavedPage> pages = onlyPages is null ? ReadNonZeroPages(vm) : ReadPages(vm, onlyPages);
+        IReadOnlyList<uint> pageNumbers = onlyPages is null ? _api.NonZeroPages(vm.Partition) : onlyPages.ToArray();
+        SavedMemory memory = copyMemory
+            ? SavedMemory.Of(ReadPages(vm, pageNumbers))
+            : new PausedVmMemory(pageNumbers, (page, buffer) => _api.ReadSavedStateMemory(vm.Partition, page << 12, buffer.Span));
 
         var devices = new List<DeviceState>();
         foreach (IChipsetDevice device in vm.Worker.Devices)
@@ -51,7 +57,7 @@ public sealed partial class RootPartition
             VirtualTicks = _api.VirtualTicks(vm.Partition), GuestClock = _api.GuestClock(vm.Partition), ChannelMessages = stats.ChannelMessages,
             Intercepts = new SortedDictionary<string, long>(stats.InterceptsByKind.ToDictionary(p => p.Key, p => p.Value), StringComparer.Ordinal),
             DeviceStates = devices, Enlightened = _api.GetEnlightenedState(vm.Partition),
-            Channels = vm.Channels.Select(channel => channel.SaveState()).ToArray(), Pages = pages,
+            Channels = vm.Channels.Select(channel => channel.SaveState()).ToArray(), Memory = memory,
         };
     }
 
@@ -115,9 +121,15 @@ public sealed partial class RootPartition
             return null;
         }
 
-        foreach (SavedPage page in snapshot.Pages)
+        // Straight from wherever the pages are (the snapshot file, for a restore) into the new partition's RAM. It has
+        // not started, so a page that cannot be read leaves nothing behind but a partition to delete.
+        bool written = true;
+        string? unreadable = snapshot.Memory.ForEach((number, bytes) => written &= _api.WriteGuestMemory(partition, number << 12, bytes));
+        if (unreadable is not null || !written)
         {
-            _api.WriteGuestMemory(partition, page.PageNumber << 12, page.Bytes);
+            _api.Delete(partition);
+            error = new VmCreationError(VmCreationErrorKind.InvalidImage, unreadable ?? "snapshot holds a page outside the VM's RAM");
+            return null;
         }
 
         _api.SetVpState(partition, snapshot.Cpu);

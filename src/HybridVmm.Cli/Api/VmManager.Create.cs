@@ -124,6 +124,7 @@ public sealed partial class VmManager
             return ApiProblem.BadRequest($"cannot read snapshot '{path}': {e.Message}");
         }
 
+        using SavedMemory memory = snapshot.Memory; // the open snapshot file, read straight into the new VM's RAM
         string name = request.Name ?? snapshot.Name;
         if (!IsVmName(name))
         {

@@ -39,6 +39,7 @@ internal static class RestoreCommand
             return ExitStatus.InvalidImage;
         }
 
+        using SavedMemory memory = snapshot.Memory; // the open snapshot file, which the restore reads guest RAM from
         if (snapshot.MemoryBytes > SizeParser.MaxGuestBytes)
         {
             stderr.WriteLine($"hybridvmm: error: {path}: the snapshot's guest has {snapshot.MemoryBytes >> 20} MiB of memory; this build runs guests of at most {SizeParser.MaxGuestBytes >> 20} MiB");
@@ -77,7 +78,12 @@ internal static class RestoreCommand
         }
 
         return await SingleVmSession.RunAsync(snapshot.MemoryBytes, options,
-            root => (root.RestoreVm(snapshot, out var creationError, diskImage: disk), creationError), cancellationToken);
+            root =>
+            {
+                HostOS.Vm.VirtualMachine? vm = root.RestoreVm(snapshot, out var creationError, diskImage: disk);
+                memory.Dispose(); // the pages are in the VM: the file is closed before the guest runs (and perhaps saves over it)
+                return (vm, creationError);
+            }, cancellationToken);
     }
 
     /// <summary>A usage error when --disk is missing for a saved VM with a synthblk disk, or given for one without; else null.</summary>

@@ -133,7 +133,8 @@ internal static class SingleVmSession
         {
             try
             {
-                SnapshotFile.Write(path, system.Root.CaptureSnapshot(vm));
+                // The pages go from the paused VM's RAM straight to the file, so the VM stays paused until it is written.
+                SnapshotFile.Write(path, system.Root.CaptureSnapshot(vm, copyMemory: false));
             }
             catch (Exception e) when (e is IOException or UnauthorizedAccessException)
             {

@@ -91,6 +91,18 @@ public sealed class SavedStateReader
     /// <summary>Fills <paramref name="destination"/> (for example a page buffer that is reused).</summary>
     public void ReadBytes(Span<byte> destination) => Fill(destination);
 
+    /// <summary>Passes over <paramref name="count"/> bytes without reading them (a seekable stream: a page checked later).</summary>
+    public void Skip(int count)
+    {
+        if (count < 0 || count > Remaining)
+        {
+            throw new SavedStateFormatException($"{count} bytes are declared, {Remaining} are left");
+        }
+
+        _stream.Seek(count, SeekOrigin.Current);
+        Remaining -= count;
+    }
+
     /// <summary>Every byte that is left, at most <paramref name="max"/>.</summary>
     public byte[] ReadRemaining(int max)
     {

@@ -5,13 +5,14 @@ namespace HybridVmm.HostOS.Encapsulation;
 /// <summary>
 /// Chunk "memory", version 1: { i32 n; n × { u32 PageNumber; u8 Bytes[4096] } }, the non-zero pages of guest
 /// RAM (every other page is zero). A codec instance knows the VM's RAM size, so the page count and every page
-/// number are checked against it; the pages are read one by one from the chunk's stream, so reading costs
-/// the pages themselves and nothing more.
+/// number are checked against it. Pages are written one at a time from wherever they are (<see cref="SavedMemory"/>);
+/// they are read one by one into memory, or, given the seekable <c>file</c> they lie in, only checked and left
+/// there, to be read straight into the restored VM's RAM (<see cref="SnapshotFileMemory"/>).
 /// </summary>
-public sealed class GuestMemoryCodec(uint memoryBytes) : StateCodec<IReadOnlyList<SavedPage>>
+public sealed class GuestMemoryCodec(uint memoryBytes, Stream? file = null) : StateCodec<SavedMemory>
 {
     public const string Tag = "memory";
-    public const int PageSize = 4096;
+    public const int PageSize = SavedMemory.PageSize;
 
     public override string StateName => "guest memory";
 
@@ -19,20 +20,24 @@ public sealed class GuestMemoryCodec(uint memoryBytes) : StateCodec<IReadOnlyLis
 
     private uint PageLimit => memoryBytes / PageSize;
 
-    public override void Write(SavedStateWriter w, IReadOnlyList<SavedPage> pages)
+    public override void Write(SavedStateWriter w, SavedMemory memory)
     {
-        w.WriteCount(pages.Count);
-        foreach (SavedPage page in pages)
+        w.WriteCount(memory.Count);
+        if (memory.ForEach((number, bytes) =>
+            {
+                w.WriteUInt32(number);
+                w.WriteBytes(bytes);
+            }) is { } error)
         {
-            w.WriteUInt32(page.PageNumber);
-            w.WriteBytes(page.Bytes);
+            throw new InvalidOperationException(error); // the caller resumed the VM before writing its snapshot: a bug
         }
     }
 
-    public override IReadOnlyList<SavedPage> Read(SavedStateReader r, int version)
+    public override SavedMemory Read(SavedStateReader r, int version)
     {
         int count = r.ReadCount((int)Math.Min(PageLimit, int.MaxValue), 4 + PageSize);
-        var pages = new List<SavedPage>(count);
+        long first = file?.Position ?? 0;
+        var pages = file is null ? new List<SavedPage>(count) : null;
         for (int i = 0; i < count; i++)
         {
             uint number = r.ReadUInt32();
@@ -41,9 +46,16 @@ public sealed class GuestMemoryCodec(uint memoryBytes) : StateCodec<IReadOnlyLis
                 throw new SavedStateFormatException($"page {number} lies outside the VM's {memoryBytes / (1024 * 1024)} MiB");
             }
 
-            pages.Add(new SavedPage(number, r.ReadBytes(PageSize)));
+            if (pages is null)
+            {
+                r.Skip(PageSize);
+            }
+            else
+            {
+                pages.Add(new SavedPage(number, r.ReadBytes(PageSize)));
+            }
         }
 
-        return pages;
+        return pages is null ? new SnapshotFileMemory(file!, first, count, memoryBytes) : SavedMemory.Of(pages);
     }
 }

@@ -10,6 +10,9 @@ public static class SnapshotFile
     public const long MaxBytes = Hardware.Memory.HostPhysicalMemory.MaxBytes / 4096 * (4 + 4096)
         + (long)Hardware.SavedState.SavedStateContainer.MaxChunks * SnapshotFormat.MaxStateChunkBytes;
 
+    /// <summary>What a save or a restore holds of the file at a time: guest memory passes through in pieces of this size.</summary>
+    public const int BufferBytes = 1 << 20;
+
     /// <summary>
     /// Writes to a temporary file beside <paramref name="path"/> (".NAME.PID.tmp"), flushes it to disk, then renames it
     /// over the target. A save that was killed leaves its temporary file behind: the next save of the same file
@@ -25,7 +28,7 @@ public static class SnapshotFile
             using (var stream = new FileStream(temporary, FileMode.Create, FileAccess.Write, FileShare.None))
             {
                 // Chunk by chunk straight into the file; the buffer keeps the small chunks' writes cheap.
-                var buffered = new BufferedStream(stream, 1 << 16); // not disposed: that would close the file before the fsync
+                var buffered = new BufferedStream(stream, BufferBytes); // not disposed: that would close the file before the fsync
                 SnapshotFormat.Write(buffered, snapshot);
                 buffered.Flush();
 
@@ -99,24 +102,36 @@ public static class SnapshotFile
         }
     }
 
-    /// <summary>Reads and verifies a snapshot file; null with a one-line reason on any problem.</summary>
+    /// <summary>
+    /// Reads and verifies a snapshot file; null with a one-line reason on any problem. The checksum and every chunk
+    /// are checked before it returns, in passes that each hold one buffer; guest memory is left in the file, which
+    /// stays open until the snapshot's <see cref="VmSnapshot.Memory"/> is disposed, and goes straight into the
+    /// restored VM's RAM (<see cref="SnapshotFileMemory"/>), so a restore holds no copy of the guest's RAM.
+    /// </summary>
     public static VmSnapshot? TryRead(string path, out string error)
     {
+        FileStream? stream = null;
         VmSnapshot? snapshot;
         try
         {
-            using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 16);
-            snapshot = SnapshotFormat.TryRead(stream, out error);
+            stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, BufferBytes);
+            snapshot = SnapshotFormat.TryRead(stream, out error, memoryInPlace: true);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
+            stream?.Dispose();
             error = $"cannot read snapshot '{path}': {e.Message}";
             return null;
         }
 
         if (snapshot is null)
         {
+            stream.Dispose();
             error = $"{path}: {error}";
+        }
+        else if (snapshot.Memory is not SnapshotFileMemory)
+        {
+            stream.Dispose(); // a version-2 file, read whole
         }
 
         return snapshot;

@@ -80,7 +80,7 @@ public static class SnapshotFormat
             }
         }
 
-        w.WriteChunk(GuestMemoryCodec.Tag, new GuestMemoryCodec(s.MemoryBytes), s.Pages);
+        w.WriteChunk(GuestMemoryCodec.Tag, new GuestMemoryCodec(s.MemoryBytes), s.Memory);
         w.Finish();
     }
 
@@ -89,7 +89,9 @@ public static class SnapshotFormat
         TryRead(new MemoryStream(file.ToArray(), writable: false), out error);
 
     /// <summary>Reads a snapshot from a seekable stream, validating every length against the stream before it allocates.</summary>
-    public static VmSnapshot? TryRead(Stream stream, out string error)
+    /// <param name="memoryInPlace">Whether guest memory stays in <paramref name="stream"/>, its page numbers checked, to be
+    /// read when the VM is restored (<see cref="SnapshotFileMemory"/>, which then owns the stream) rather than copied now.</param>
+    public static VmSnapshot? TryRead(Stream stream, out string error, bool memoryInPlace = false)
     {
         Span<byte> start = stackalloc byte[SavedStateContainer.HeaderSize];
         if (stream.Length < start.Length)
@@ -108,7 +110,7 @@ public static class SnapshotFormat
             case SnapshotFormatV2.Version:
                 return ReadVersion2(stream, out error);
             case SavedStateContainer.Version:
-                return SavedStateContainerReader.TryOpen(stream, out error) is { } container ? FromChunks(container, out error) : null;
+                return SavedStateContainerReader.TryOpen(stream, out error) is { } container ? FromChunks(container, memoryInPlace ? stream : null, out error) : null;
             case int other:
                 error = $"snapshot format version {other} is not supported (this build reads versions {SnapshotFormatV2.Version} and {Version})";
                 return null;
@@ -129,7 +131,7 @@ public static class SnapshotFormat
         return SnapshotFormatV2.TryDeserialize(file, out error);
     }
 
-    private static VmSnapshot? FromChunks(SavedStateContainerReader container, out string error)
+    private static VmSnapshot? FromChunks(SavedStateContainerReader container, Stream? memoryFile, out string error)
     {
         var used = new HashSet<string>(StringComparer.Ordinal);
         if (!TryDecode(container, used, VmSavedConfigurationCodec.Tag, VmSavedConfigurationCodec.Instance, out VmSavedConfiguration? config, out error)
@@ -138,7 +140,7 @@ public static class SnapshotFormat
             || !TryDecode(container, used, SavedStatisticsCodec.Tag, SavedStatisticsCodec.Instance, out SavedStatistics? statistics, out error)
             || !TryDecode(container, used, HvPartitionStateCodec.Tag, HvPartitionStateCodec.Instance, out HvPartitionSavedState? hv, out error)
             || !TryDecode(container, used, PendingRootRequestsCodec.Tag, PendingRootRequestsCodec.Instance, out IReadOnlyList<PendingRootRequest>? pending, out error)
-            || !TryDecode(container, used, GuestMemoryCodec.Tag, new GuestMemoryCodec(config.MemoryBytes), out IReadOnlyList<SavedPage>? pages, out error))
+            || !TryDecode(container, used, GuestMemoryCodec.Tag, new GuestMemoryCodec(config.MemoryBytes, memoryFile), out SavedMemory? memory, out error))
         {
             return null;
         }
@@ -232,7 +234,7 @@ public static class SnapshotFormat
             SyntheticDevices = config.SyntheticDevices, Disk = config.Disk, InstructionLimit = config.InstructionLimit,
             Cpu = InterruptStateCodec.Apply(cpu, interrupts), VirtualTicks = statistics.VirtualTicks, GuestClock = guestClock,
             ChannelMessages = statistics.ChannelMessages, Intercepts = statistics.Intercepts, DeviceStates = devices,
-            Enlightened = new EnlightenedState(hv, vps, pending), Channels = channels, Pages = pages,
+            Enlightened = new EnlightenedState(hv, vps, pending), Channels = channels, Memory = memory,
         };
     }
 

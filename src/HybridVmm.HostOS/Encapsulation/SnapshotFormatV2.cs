@@ -129,7 +129,7 @@ internal static partial class SnapshotFormatV2
             Name = name, MemoryBytes = memory, CommandLine = cmdline, Devices = devices, SyntheticDevices = synthetic,
             Disk = hasDisk ? DiskReference.Legacy(disk) : null, InstructionLimit = limit, Cpu = cpu,
             VirtualTicks = ticks, ChannelMessages = messages, Intercepts = intercepts, DeviceStates = states,
-            Enlightened = enlightened, Channels = channels, Pages = pages,
+            Enlightened = enlightened, Channels = channels, Memory = SavedMemory.Of(pages),
         };
     }
 

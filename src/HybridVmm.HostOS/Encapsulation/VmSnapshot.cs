@@ -62,6 +62,6 @@ public sealed record VmSnapshot
     /// <summary>The root's VMBus channels, one per synthetic device, with each device's host-side state.</summary>
     public required IReadOnlyList<ChannelState> Channels { get; init; }
 
-    /// <summary>Non-zero RAM pages; every other page is zero.</summary>
-    public required IReadOnlyList<SavedPage> Pages { get; init; }
+    /// <summary>Non-zero RAM pages, wherever they are (<see cref="SavedMemory"/>); every other page is zero.</summary>
+    public required SavedMemory Memory { get; init; }
 }

@@ -249,12 +249,8 @@ public static class LiveMigration
                     return (null, mismatch);
                 }
 
-                foreach (SavedPage page in final.Pages)
-                {
-                    pages[page.PageNumber] = page.Bytes;
-                }
-
-                VirtualMachine? vm = system.Root.RestoreVm(final with { Pages = pages.Select(p => new SavedPage(p.Key, p.Value)).ToList() }, out VmCreationError? creationError, name, diskImage);
+                final.Memory.ForEach((number, bytes) => pages[number] = bytes.ToArray());
+                VirtualMachine? vm = system.Root.RestoreVm(final with { Memory = SavedMemory.Of(pages.Select(p => new SavedPage(p.Key, p.Value)).ToList()) }, out VmCreationError? creationError, name, diskImage);
                 if (vm is null)
                 {
                     await WriteFrameAsync(source, FrameType.Failed, FailedPayload(creationError!.Message), cancellationToken);

@@ -1,0 +1,103 @@
+using System.Text.RegularExpressions;
+using HybridVmm.Tests.Support;
+using static Iced.Intel.AssemblerRegisters;
+
+namespace HybridVmm.Tests.Encapsulation;
+
+/// <summary>
+/// Issue 14, defect 1: saving or restoring a large guest must cost host memory for its RAM and little more, never a
+/// second copy of it. The real CLI saves and restores a 1 GiB guest whose every page is non-zero; its peak RSS
+/// (<c>/usr/bin/time</c>'s maximum resident set size) is compared with a run of the same guest that saves nothing.
+/// Memory only: no timing is asserted.
+/// </summary>
+[NonParallelizable]
+public sealed class StreamingSnapshotTests
+{
+    private const uint MemoryBytes = 1024u << 20;
+
+    /// <summary>What a save or a restore may add to the host's peak RSS: well under the 1 GiB a copy of the guest's RAM would cost.</summary>
+    private const long ExtraBytesAllowed = 64L << 20;
+
+    private const string TimeProgram = "/usr/bin/time";
+
+    private string _directory = null!;
+
+    [SetUp]
+    public void SetUp()
+    {
+        if (!OperatingSystem.IsLinux() || !File.Exists(TimeProgram))
+        {
+            Assert.Ignore($"measures peak RSS with {TimeProgram} on Linux");
+        }
+
+        _directory = Directory.CreateTempSubdirectory("hvstream").FullName;
+    }
+
+    [TearDown]
+    public void TearDown()
+    {
+        if (_directory is not null && Directory.Exists(_directory))
+        {
+            Directory.Delete(_directory, recursive: true);
+        }
+    }
+
+    /// <summary>
+    /// Writes one dword into every page of RAM above 2 MiB (so no page is zero and the snapshot holds all of them),
+    /// counts down 10 M loop iterations, then exits 0 through the debug-exit port.
+    /// </summary>
+    private static byte[] FillMemoryGuest() => FlatKernel.Build(a =>
+    {
+        var fill = a.CreateLabel();
+        var spin = a.CreateLabel();
+        a.mov(edi, 0x200000);
+        a.Label(ref fill);
+        a.mov(__dword_ptr[edi], edi);
+        a.add(edi, 4096);
+        a.cmp(edi, MemoryBytes);
+        a.jb(fill);
+        a.mov(ecx, 10_000_000);
+        a.Label(ref spin);
+        a.dec(ecx);
+        a.jnz(spin);
+        a.xor(eax, eax);
+        a.@out(0xF4, eax);
+        a.hlt();
+    });
+
+    [Test]
+    public void SavingAndRestoringAOneGibGuestAddsNoCopyOfItsRamToTheHostsPeakMemory()
+    {
+        string image = Path.Combine(_directory, "fillmem.elf");
+        File.WriteAllBytes(image, FillMemoryGuest());
+        string snapshot = Path.Combine(_directory, "fillmem.snap");
+
+        (CliProcess.Result plain, long plainRss) = Measure("run", image, "--memory", "1024M");
+        Assert.That(plain.ExitCode, Is.EqualTo(0), plain.Stderr);
+
+        // The fill takes about 1 M instructions; the save comes in the countdown, with every page written.
+        (CliProcess.Result saved, long saveRss) = Measure("run", image, "--memory", "1024M", "--save-at", "5000000", "--save-to", snapshot);
+        Assert.That(saved.ExitCode, Is.EqualTo(0), saved.Stderr);
+        Assert.That(new FileInfo(snapshot).Length, Is.GreaterThan((long)MemoryBytes - (4L << 20)), "every page but the first 2 MiB is in the snapshot");
+
+        (CliProcess.Result restored, long restoreRss) = Measure("restore", snapshot);
+        Assert.That(restored.ExitCode, Is.EqualTo(0), restored.Stderr);
+
+        TestContext.Out.WriteLine($"peak RSS: run {plainRss >> 20} MiB, run and save {saveRss >> 20} MiB, restore {restoreRss >> 20} MiB");
+        Assert.Multiple(() =>
+        {
+            Assert.That(saveRss - plainRss, Is.LessThan(ExtraBytesAllowed), "saving costs more than a run by this much");
+            Assert.That(restoreRss - plainRss, Is.LessThan(ExtraBytesAllowed), "restoring costs more than a run by this much");
+        });
+    }
+
+    /// <summary>Runs the CLI under <c>/usr/bin/time</c>; its result (stderr without time's line) and its peak RSS in bytes.</summary>
+    private static (CliProcess.Result Result, long PeakRssBytes) Measure(params string[] args)
+    {
+        CliProcess.Result result = CliProcess.RunProgram(TimeProgram,
+            ["-f", "peak-rss-kib=%M", "dotnet", Path.Combine(AppContext.BaseDirectory, "hybridvmm.dll"), .. args], Repository.Root);
+        Match peak = Regex.Match(result.Stderr, @"peak-rss-kib=(\d+)");
+        Assert.That(peak.Success, Is.True, $"no peak RSS from {TimeProgram}: {result.Stderr}");
+        return (result with { Stderr = result.Stderr.Replace(peak.Value, "") }, long.Parse(peak.Groups[1].Value) << 10);
+    }
+}
