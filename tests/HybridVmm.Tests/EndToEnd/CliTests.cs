@@ -30,7 +30,7 @@ public class CliTests
     public void GuestsPrintWhatQemuPrintsSaveWhereQemuDepartsFromTheSdm(string guest)
     {
         CliProcess.Result result = CliProcess.Run("run", Repository.GuestElf(guest));
-        string qemu = File.ReadAllText(Path.ChangeExtension(Repository.GuestElf(guest), ".qemu.txt"));
+        string qemu = Repository.QemuOutput(guest);
         Assert.Multiple(() =>
         {
             foreach (string line in QemuDepartures.QemuLines(guest))
@@ -67,7 +67,7 @@ public class CliTests
         Assert.Multiple(() =>
         {
             Assert.That(result.ExitCode, Is.EqualTo(ExitStatus.GuestFault));
-            Assert.That(result.Text, Is.EqualTo(File.ReadAllText(Path.ChangeExtension(Repository.GuestElf("fault"), ".qemu.txt"))));
+            Assert.That(result.Text, Is.EqualTo(Repository.QemuOutput("fault")));
             Assert.That(result.Stderr, Does.Contain("#DE").And.Contain("EIP").And.Contain("div"));
             Assert.That(result.Stderr, Does.Not.Contain("   at "), "no stack trace");
         });

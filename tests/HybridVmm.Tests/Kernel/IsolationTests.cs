@@ -49,7 +49,7 @@ public class IsolationTests
             Assert.That(wildExit.Reason, Is.EqualTo(StopReason.GuestFault));
             Assert.That(wildExit.Diagnostic, Does.Contain("outside the guest's"));
             Assert.That(helloExit.Reason, Is.EqualTo(StopReason.GuestExit));
-            Assert.That(machine.Output(hello), Is.EqualTo(File.ReadAllText(Path.ChangeExtension(Repository.GuestElf("hello"), ".qemu.txt"))));
+            Assert.That(machine.Output(hello), Is.EqualTo(Repository.QemuOutput("hello")));
         });
     }
 

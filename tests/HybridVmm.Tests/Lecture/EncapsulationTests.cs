@@ -17,7 +17,7 @@ public class EncapsulationTests
     [TestCase(23_959_000)]
     public async Task ACpuHeavyGuestSavedAndRestoredPrintsExactlyWhatAnUninterruptedRunPrints(long saveAt)
     {
-        string expected = File.ReadAllText(Path.ChangeExtension(Repository.GuestElf("cpu"), ".qemu.txt"));
+        string expected = Repository.QemuOutput("cpu");
 
         string before;
         byte[] file;
@@ -117,7 +117,7 @@ public class EncapsulationTests
             Assert.That(saved.Stderr, Does.Contain("saved 'cpu' at instruction 3000000"));
             CliProcess.Result restored = CliProcess.Run("restore", path);
             Assert.That(restored.ExitCode, Is.Zero, restored.Stderr);
-            Assert.That(saved.Text + restored.Text, Is.EqualTo(File.ReadAllText(Path.ChangeExtension(Repository.GuestElf("cpu"), ".qemu.txt"))));
+            Assert.That(saved.Text + restored.Text, Is.EqualTo(Repository.QemuOutput("cpu")));
 
             File.WriteAllBytes(path, File.ReadAllBytes(path)[..100]);
             CliProcess.Result corrupt = CliProcess.Run("restore", path);

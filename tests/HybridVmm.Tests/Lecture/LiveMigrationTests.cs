@@ -15,7 +15,7 @@ namespace HybridVmm.Tests.Lecture;
 /// <summary>Live migration over TCP on loopback: pre-copy with dirty tracking, stop-and-copy, resume on the target.</summary>
 public class LiveMigrationTests
 {
-    private static string Expected => File.ReadAllText(Path.ChangeExtension(Repository.GuestElf("cpu"), ".qemu.txt"));
+    private static string Expected => Repository.QemuOutput("cpu");
 
     [TestCase(9_000_000)]
     [TestCase(14_000_000)]

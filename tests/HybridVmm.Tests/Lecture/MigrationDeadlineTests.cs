@@ -19,7 +19,7 @@ namespace HybridVmm.Tests.Lecture;
 /// </summary>
 public class MigrationDeadlineTests
 {
-    private static string Expected => File.ReadAllText(Path.ChangeExtension(Repository.GuestElf("cpu"), ".qemu.txt"));
+    private static string Expected => Repository.QemuOutput("cpu");
 
     private static CliProcess.Result MigrateCpuTo(int port) =>
         CliProcess.Run("run", Repository.GuestElf("cpu"), "--migrate-at", "9000000", "--migrate-to", $"127.0.0.1:{port}", "--migrate-timeout", "1");

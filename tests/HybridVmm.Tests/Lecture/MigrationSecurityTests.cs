@@ -12,7 +12,7 @@ namespace HybridVmm.Tests.Lecture;
 /// </summary>
 public class MigrationSecurityTests
 {
-    private static string Expected => File.ReadAllText(Path.ChangeExtension(Repository.GuestElf("cpu"), ".qemu.txt"));
+    private static string Expected => Repository.QemuOutput("cpu");
 
     private string _dir = "";
 

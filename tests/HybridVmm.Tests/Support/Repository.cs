@@ -11,6 +11,9 @@ public static class Repository
 
     public static byte[] ReadGuest(string name) => File.ReadAllBytes(GuestElf(name));
 
+    /// <summary>What the sample guest prints under QEMU (its <c>.qemu.txt</c> beside the ELF): the output every run must match.</summary>
+    public static string QemuOutput(string name) => File.ReadAllText(Path.ChangeExtension(GuestElf(name), ".qemu.txt"));
+
     private static string FindRoot()
     {
         for (DirectoryInfo? dir = new(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
