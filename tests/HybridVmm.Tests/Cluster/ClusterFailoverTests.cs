@@ -119,6 +119,14 @@ public class ClusterFailoverTests
                     $"since the checkpoint at {report.GetProperty("checkpointInstructions")}");
             }
 
+            if (host == victim)
+            {
+                // It finished on the victim before the kill (the guests run faster than the checkpoints are taken):
+                // nothing to fail over, and its console went with its host.
+                Assert.That(onVictim, Does.Contain(name));
+                TestContext.Out.WriteLine($"{name}: finished on {victim} before it was killed");
+                continue;
+            }
             string output = Encoding.Latin1.GetString([.. before, .. ConsoleOf(host, name)]);
             Assert.That(output, Is.EqualTo(expected), $"{name} (on {host}): its whole output, across the failover, against a run alone");
         }
