@@ -63,13 +63,13 @@ public static class LiveMigration
         TraceRecorder trace = system.Trace;
         try
         {
-            await BeforeDeadline(t => WriteFrameAsync(target, FrameType.Hello, Hello(vm.Configuration), t), options.PeerTimeout, cancellationToken);
+            await SendBeforeDeadline(target, FrameType.Hello, Hello(vm.Configuration), options.PeerTimeout, cancellationToken);
             system.Root.StartDirtyTracking(vm);
             List<SavedPage> pages = system.Root.ReadNonZeroPages(vm);
             List<uint> dirty;
             while (true)
             {
-                await BeforeDeadline(t => WriteFrameAsync(target, FrameType.Pages, Pages(pages), t), options.PeerTimeout, cancellationToken);
+                await SendBeforeDeadline(target, FrameType.Pages, Pages(pages), options.PeerTimeout, cancellationToken);
                 rounds.Add(pages.Count);
                 trace.Record(system.Kernel.Clock.Ticks, vm.Partition.Id, -1, TraceKind.Lifecycle, $"migration pre-copy round {rounds.Count}: {pages.Count} pages sent");
 
@@ -99,7 +99,7 @@ public static class LiveMigration
             var downtime = Stopwatch.StartNew();
             VmSnapshot final = system.Root.CaptureSnapshot(vm, dirty);
             byte[] state = SnapshotFormat.Serialize(final);
-            await BeforeDeadline(t => WriteFrameAsync(target, FrameType.Final, state, t), options.PeerTimeout, cancellationToken);
+            await SendBeforeDeadline(target, FrameType.Final, state, options.PeerTimeout, cancellationToken);
             (FrameType type, byte[] answer) = await BeforeDeadline(t => ReadFrameAsync(target, t), options.PeerTimeout, cancellationToken);
             downtime.Stop();
             if (type != FrameType.Resumed)
@@ -108,7 +108,7 @@ public static class LiveMigration
             }
 
             // From here the target runs the VM and this copy stops. Until the Commit is out, a failure leaves it here.
-            await BeforeDeadline(t => WriteFrameAsync(target, FrameType.Commit, Array.Empty<byte>(), t), options.PeerTimeout, cancellationToken);
+            await SendBeforeDeadline(target, FrameType.Commit, Array.Empty<byte>(), options.PeerTimeout, cancellationToken);
 
             long downtimeTicks = (state.Length + 4095) / 4096 * options.TicksPerPage;
             long at = vm.Statistics.InstructionsRetired;
@@ -142,6 +142,27 @@ public static class LiveMigration
         {
             throw new TimeoutException($"the target did not answer within {timeout.TotalSeconds:0.###} s (--migrate-timeout)");
         }
+    }
+
+    /// <summary>The most of a frame written under one deadline: a large page round on a slow but moving link is never
+    /// cut off, while a target that stops reading is caught within one <c>--migrate-timeout</c>.</summary>
+    public const int DeadlineChunkBytes = 256 << 10;
+
+    /// <summary>
+    /// Sends one frame, each <see cref="DeadlineChunkBytes"/> of it under its own deadline: the timeout bounds how long
+    /// the target may take no data, not how long a 64 MiB round takes on the wire.
+    /// </summary>
+    public static async Task SendBeforeDeadline(Stream target, FrameType type, byte[] payload, TimeSpan timeout, CancellationToken cancellationToken)
+    {
+        byte[] header = FrameHeader(type, payload.Length);
+        await BeforeDeadline(t => target.WriteAsync(header, t).AsTask(), timeout, cancellationToken);
+        for (int offset = 0; offset < payload.Length; offset += DeadlineChunkBytes)
+        {
+            int from = offset;
+            await BeforeDeadline(t => target.WriteAsync(payload.AsMemory(from, Math.Min(DeadlineChunkBytes, payload.Length - from)), t).AsTask(), timeout, cancellationToken);
+        }
+
+        await BeforeDeadline(t => target.FlushAsync(t), timeout, cancellationToken);
     }
 
     private static Task BeforeDeadline(Func<CancellationToken, Task> exchange, TimeSpan timeout, CancellationToken cancellationToken) =>

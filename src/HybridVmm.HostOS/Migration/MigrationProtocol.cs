@@ -39,12 +39,18 @@ public static class MigrationProtocol
 
     public static async Task WriteFrameAsync(Stream stream, FrameType type, byte[] payload, CancellationToken cancellationToken)
     {
-        byte[] header = new byte[5];
-        header[0] = (byte)type;
-        BinaryPrimitives.WriteUInt32LittleEndian(header.AsSpan(1), (uint)payload.Length);
-        await stream.WriteAsync(header, cancellationToken);
+        await stream.WriteAsync(FrameHeader(type, payload.Length), cancellationToken);
         await stream.WriteAsync(payload, cancellationToken);
         await stream.FlushAsync(cancellationToken);
+    }
+
+    /// <summary>A frame's five header bytes: the type and the payload's length.</summary>
+    public static byte[] FrameHeader(FrameType type, int length)
+    {
+        byte[] header = new byte[5];
+        header[0] = (byte)type;
+        BinaryPrimitives.WriteUInt32LittleEndian(header.AsSpan(1), (uint)length);
+        return header;
     }
 
     /// <summary>The largest Hello, Resumed, Failed or handshake frame: a name, a size, a one-line reason, nonces and a MAC.</summary>

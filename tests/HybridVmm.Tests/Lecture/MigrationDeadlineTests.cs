@@ -21,8 +21,9 @@ public class MigrationDeadlineTests
 {
     private static string Expected => Repository.QemuOutput("cpu");
 
+    // The deadline bounds how long the target takes no data; 3 s leaves room for a loaded CI machine.
     private static CliProcess.Result MigrateCpuTo(int port) =>
-        CliProcess.Run("run", Repository.GuestElf("cpu"), "--migrate-at", "9000000", "--migrate-to", $"127.0.0.1:{port}", "--migrate-timeout", "1");
+        CliProcess.Run("run", Repository.GuestElf("cpu"), "--migrate-at", "9000000", "--migrate-to", $"127.0.0.1:{port}", "--migrate-timeout", "3");
 
     [Test]
     public async Task ASilentTargetDoesNotHoldThePausedGuest()
@@ -37,7 +38,7 @@ public class MigrationDeadlineTests
         Assert.Multiple(() =>
         {
             Assert.That(source.ExitCode, Is.Zero, source.Stderr);
-            Assert.That(source.Stderr, Does.Contain("migration failed: the migration handshake with 127.0.0.1:").And.Contain("the target did not answer within 1 s"));
+            Assert.That(source.Stderr, Does.Contain("migration failed: the migration handshake with 127.0.0.1:").And.Contain("the target did not answer within 3 s"));
             Assert.That(source.Text, Is.EqualTo(Expected), "the guest resumed and ran to its end on the source");
         });
     }
@@ -75,7 +76,7 @@ public class MigrationDeadlineTests
         {
             Assert.That(await stalledTarget.WaitAsync(TimeSpan.FromMinutes(1)), Is.True, "the source sent its final state, then closed without a commit");
             Assert.That(source.ExitCode, Is.Zero, source.Stderr);
-            Assert.That(source.Stderr, Does.Contain("migration failed: the target did not answer within 1 s (--migrate-timeout); the VM keeps running here"));
+            Assert.That(source.Stderr, Does.Contain("migration failed: the target did not answer within 3 s (--migrate-timeout); the VM keeps running here"));
             Assert.That(source.Text, Is.EqualTo(Expected), "the guest resumed and ran to its end on the source");
         });
     }
