@@ -420,16 +420,14 @@ public sealed partial class RootPartition
             }
         }
 
+        // The kernel may hand an intercept straight to its worker on the vCPU's thread (a direct switch) while this
+        // loop runs; what comes through the port is routed here.
+        _api.ServeDirectly((in InterceptMessage message, out InterceptReply reply) => ServeDirectly(message, out reply, cancellationToken));
         try
         {
             await foreach (InterceptMessage message in _api.Intercepts.ReadAllAsync(cancellationToken).ConfigureAwait(false))
             {
-                VirtualMachine? vm;
-                lock (_gate)
-                {
-                    _vms.TryGetValue(message.PartitionId, out vm);
-                }
-
+                VirtualMachine? vm = Find(message.PartitionId);
                 if (vm is null)
                 {
                     // The partition was deleted while its intercept was in flight: nothing to resume.
@@ -437,21 +435,16 @@ public sealed partial class RootPartition
                     continue;
                 }
 
-                if (_api.Trace.Enabled)
-                {
-                    _api.Trace.Record(message.VirtualTime, message.PartitionId, message.VpIndex, TraceKind.Message, $"root -> {vm.Worker.Inbox.Name}");
-                }
-
-                if (Telemetry.HybridVmmMetrics.RootRoundTrip.Enabled)
-                {
-                    vm.Worker.Routed(message.VpIndex, System.Diagnostics.Stopwatch.GetTimestamp());
-                }
-
+                Routed(vm, message);
                 await vm.Worker.Inbox.SendAsync(message, cancellationToken).ConfigureAwait(false);
             }
         }
         catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
         {
+        }
+        finally
+        {
+            _api.ServeDirectly(null);
         }
 
         Task[] workers;
@@ -474,6 +467,45 @@ public sealed partial class RootPartition
         {
             _workerTasks.RemoveAll(task => task.IsCompleted);
         }
+    }
+
+    private VirtualMachine? Find(int partitionId)
+    {
+        lock (_gate)
+        {
+            return _vms.GetValueOrDefault(partitionId);
+        }
+    }
+
+    /// <summary>The root hands an intercept to the worker of the partition that raised it.</summary>
+    private void Routed(VirtualMachine vm, in InterceptMessage message)
+    {
+        if (_api.Trace.Enabled)
+        {
+            _api.Trace.Record(message.VirtualTime, message.PartitionId, message.VpIndex, TraceKind.Message, $"root -> {vm.Worker.Inbox.Name}");
+        }
+
+        if (Telemetry.HybridVmmMetrics.RootRoundTrip.Enabled)
+        {
+            vm.Worker.Routed(message.VpIndex, System.Diagnostics.Stopwatch.GetTimestamp());
+        }
+    }
+
+    /// <summary>
+    /// A direct switch: the intercept goes to its worker on the vCPU's thread when the worker is free, and is served
+    /// there with the same routing, trace and devices as through the port.
+    /// </summary>
+    private DirectSwitch ServeDirectly(in InterceptMessage message, out InterceptReply reply, CancellationToken cancellationToken)
+    {
+        reply = default;
+        VirtualMachine? vm = Find(message.PartitionId);
+        if (vm is null || !vm.Worker.TryTake())
+        {
+            return DirectSwitch.NotTaken;
+        }
+
+        Routed(vm, message);
+        return vm.Worker.ServeTaken(message, out reply, cancellationToken);
     }
 
     /// <summary>

@@ -369,6 +369,12 @@ public sealed partial class RootPartitionApi
         _kernel.InKernelDevices[partition.Id] = deviceModel;
     }
 
+    /// <summary>
+    /// Lets the kernel hand intercepts to <paramref name="handler"/> on the vCPU's own thread (null: only through
+    /// <see cref="Intercepts"/>). Set while the root's message loop runs; replies still take effect at the barrier.
+    /// </summary>
+    public void ServeDirectly(RootDirectSwitch? handler) => _kernel.RootChannel.Direct = handler;
+
     /// <summary>Completes an intercept; the vCPU resumes at the scheduler's next round barrier.</summary>
     public ValueTask CompleteInterceptAsync(InterceptReply reply, CancellationToken cancellationToken = default) =>
         _kernel.ReplyPort.SendAsync(reply, cancellationToken);

@@ -8,6 +8,7 @@ using HybridVmm.HostOS.Management;
 using HybridVmm.HostOS.Vm;
 using HybridVmm.Hypervisor;
 using HybridVmm.Hypervisor.Partitions;
+using HybridVmm.Hypervisor.Scheduling;
 using HybridVmm.Hypervisor.Tracing;
 
 namespace HybridVmm.Cli.Commands;
@@ -63,6 +64,8 @@ internal static class BenchCommand
                 return Outcome.CreationFailed(error!, Console.Error);
             }
 
+            var latency = new ExitLatency();
+            system.Kernel.Scheduler.ExitLatency = latency;
             var clock = Stopwatch.StartNew();
             system.Root.Start(vm);
             using (Terminal.StatusLine.Start(system, Console.Error, run == 0 ? "warm-up" : $"run {run}", besideGuestOutput: false))
@@ -88,6 +91,13 @@ internal static class BenchCommand
             Console.WriteLine(run == 0
                 ? $"warm-up: {instructions} instructions in {clock.Elapsed.TotalSeconds:0.000} s"
                 : $"run {run}: {instructions} instructions in {clock.Elapsed.TotalSeconds:0.000} s = {mips:0.0} MIPS");
+            if (latency.Measured > 0 && latency.Quantile(0.5) is { } median && latency.Quantile(0.99) is { } p99)
+            {
+                // The port intercepts' round trips: guest -> kernel -> root worker -> reply -> back in the guest.
+                Console.WriteLine($"  {latency.Measured} port intercepts = {latency.Measured / clock.Elapsed.TotalSeconds / 1e3:0.0} k/s; " +
+                    $"round trip median {median.TotalMicroseconds:0.00} µs, 99th percentile {p99.TotalMicroseconds:0.00} µs");
+            }
+
             JitStatistics jit = vm.Statistics.Translator;
             if (run == 0 && jit.BlockEntries + jit.BlocksRefused > 0)
             {

@@ -83,12 +83,68 @@ public sealed class VmWorker : IDeviceClock, IVmControl
     {
         await foreach (InterceptMessage message in Inbox.ReadAllAsync(cancellationToken).ConfigureAwait(false))
         {
-            InterceptReply reply = await HandleAsync(message).ConfigureAwait(false);
-            await _root.CompleteInterceptAsync(reply, cancellationToken).ConfigureAwait(false);
-            if ((uint)message.VpIndex < (uint)_routedAt.Length && Interlocked.Exchange(ref _routedAt[message.VpIndex], 0) is var routed and not 0)
+            await _busy.WaitAsync(cancellationToken).ConfigureAwait(false);
+            try
             {
-                Telemetry.HybridVmmMetrics.RecordRoundTrip(routed, _vmName);
+                InterceptReply reply = await HandleAsync(message).ConfigureAwait(false);
+                await _root.CompleteInterceptAsync(reply, cancellationToken).ConfigureAwait(false);
+                RecordRoundTrip(message.VpIndex);
             }
+            finally
+            {
+                _busy.Release();
+            }
+        }
+    }
+
+    // Held while an intercept is served, by the inbox loop or by a direct switch: one access at a time, in order.
+    private readonly SemaphoreSlim _busy = new(1, 1);
+
+    /// <summary>Takes the worker for a direct switch if no intercept is being served; then <see cref="ServeTaken"/> must follow.</summary>
+    internal bool TryTake() => _busy.Wait(0);
+
+    /// <summary>
+    /// Serves an intercept the kernel handed over by a direct switch (<see cref="TryTake"/> succeeded), on the
+    /// caller's thread: the reply at once, or, if a device deferred the access, later on the kernel's reply port.
+    /// </summary>
+    internal DirectSwitch ServeTaken(in InterceptMessage message, out InterceptReply reply, CancellationToken cancellationToken)
+    {
+        ValueTask<InterceptReply> serving = HandleAsync(message);
+        if (!serving.IsCompletedSuccessfully)
+        {
+            reply = default;
+            _ = FinishDeferredAsync(serving, message.VpIndex, cancellationToken);
+            return DirectSwitch.Pending;
+        }
+
+        reply = serving.Result;
+        _busy.Release();
+        RecordRoundTrip(message.VpIndex);
+        return DirectSwitch.Served;
+    }
+
+    private async Task FinishDeferredAsync(ValueTask<InterceptReply> serving, int vpIndex, CancellationToken cancellationToken)
+    {
+        try
+        {
+            InterceptReply reply = await serving.ConfigureAwait(false);
+            await _root.CompleteInterceptAsync(reply, cancellationToken).ConfigureAwait(false);
+            RecordRoundTrip(vpIndex);
+        }
+        catch (OperationCanceledException)
+        {
+        }
+        finally
+        {
+            _busy.Release();
+        }
+    }
+
+    private void RecordRoundTrip(int vpIndex)
+    {
+        if ((uint)vpIndex < (uint)_routedAt.Length && Interlocked.Exchange(ref _routedAt[vpIndex], 0) is var routed and not 0)
+        {
+            Telemetry.HybridVmmMetrics.RecordRoundTrip(routed, _vmName);
         }
     }
 
@@ -132,7 +188,7 @@ public sealed class VmWorker : IDeviceClock, IVmControl
                 IoResult completed = await deferred.Completion.ConfigureAwait(false);
                 reply = completed.Status == IoStatus.Deferred
                     ? Reply(message, InterceptAction.Fault, 0, $"{_deferredWhat}: a deferred access completed with another deferral")
-                    : Finish(message, completed, $"{_deferredWhat} (deferred)", _deferredMask);
+                    : Finish(message, completed, null, _deferredMask, $"{_deferredWhat} (deferred)");
             }
 
             // A run-state request made during the access replaces a plain resume; the access still completes
@@ -162,12 +218,14 @@ public sealed class VmWorker : IDeviceClock, IVmControl
         uint mask = SizeMask(m.Size);
         if (_map.FindPort(m.Port) is not { } device)
         {
-            Trace(m, $"unclaimed read port=0x{m.Port:x4} size={m.Size} -> 0x{mask:x} (all ones)");
+            if (_trace.Enabled)
+            {
+                Trace(m, $"unclaimed read port=0x{m.Port:x4} size={m.Size} -> 0x{mask:x} (all ones)");
+            }
             return Reply(m, InterceptAction.Resume, mask);
         }
 
-        IoResult result = device.PortIo!.Read(m.Port, m.Size);
-        return Finish(m, result, $"{device.Name} read port=0x{m.Port:x4} size={m.Size}", mask);
+        return Finish(m, device.PortIo!.Read(m.Port, m.Size), device, mask);
     }
 
     private InterceptReply PortWrite(in InterceptMessage m)
@@ -175,12 +233,14 @@ public sealed class VmWorker : IDeviceClock, IVmControl
         uint value = m.Value & SizeMask(m.Size);
         if (_map.FindPort(m.Port) is not { } device)
         {
-            Trace(m, $"unclaimed write port=0x{m.Port:x4} size={m.Size} value=0x{value:x} (dropped)");
+            if (_trace.Enabled)
+            {
+                Trace(m, $"unclaimed write port=0x{m.Port:x4} size={m.Size} value=0x{value:x} (dropped)");
+            }
             return Reply(m, InterceptAction.Resume, 0);
         }
 
-        IoResult result = device.PortIo!.Write(m.Port, m.Size, value);
-        return Finish(m, result, $"{device.Name} write port=0x{m.Port:x4} size={m.Size} value=0x{value:x}{Printable(device, value)}");
+        return Finish(m, device.PortIo!.Write(m.Port, m.Size, value), device);
     }
 
     private InterceptReply Mmio(in InterceptMessage m)
@@ -196,11 +256,10 @@ public sealed class VmWorker : IDeviceClock, IVmControl
         uint mask = SizeMask(m.Size);
         if (m.IsWrite)
         {
-            uint value = m.Value & mask;
-            return Finish(m, device.Mmio!.Write(gpa, m.Size, value), $"{device.Name} write gpa=0x{gpa:x8} size={m.Size} value=0x{value:x}");
+            return Finish(m, device.Mmio!.Write(gpa, m.Size, m.Value & mask), device);
         }
 
-        return Finish(m, device.Mmio!.Read(gpa, m.Size), $"{device.Name} read gpa=0x{gpa:x8} size={m.Size}", mask);
+        return Finish(m, device.Mmio!.Read(gpa, m.Size), device, mask);
     }
 
     private InterceptReply FireTimers(in InterceptMessage m)
@@ -253,25 +312,48 @@ public sealed class VmWorker : IDeviceClock, IVmControl
         return new InterceptReply(m.PartitionId, m.VpIndex, InterceptAction.Resume, 0, null, ack.Vector);
     }
 
-    /// <summary>Turns a device's answer into the reply: a read's value (masked to its size), a fault, or a deferral to wait for.</summary>
-    private InterceptReply Finish(in InterceptMessage m, IoResult result, string what, uint readMask = 0)
+    /// <summary>
+    /// Turns a device's answer into the reply: a read's value (masked to its size), a fault, or a deferral to wait for.
+    /// The access is described (<see cref="Describe"/>) only for the trace, a deferral or a fault: a plain access
+    /// with tracing off formats nothing.
+    /// </summary>
+    private InterceptReply Finish(in InterceptMessage m, IoResult result, IChipsetDevice? device, uint readMask = 0, string? described = null)
     {
         switch (result.Status)
         {
             case IoStatus.Ok:
                 uint value = result.Value & readMask;
-                Trace(m, readMask == 0 ? what : $"{what} -> 0x{value:x}");
+                if (_trace.Enabled)
+                {
+                    string what = described ?? Describe(m, device!);
+                    Trace(m, readMask == 0 ? what : $"{what} -> 0x{value:x}");
+                }
+
                 return Reply(m, InterceptAction.Resume, value);
             case IoStatus.Deferred when _deferred is null && result.Deferred is not null:
                 _deferred = result.Deferred;
-                _deferredWhat = what;
+                _deferredWhat = described ?? Describe(m, device!);
                 _deferredMask = readMask;
                 return Reply(m, InterceptAction.Resume, 0);
             default:
+                string access = described ?? Describe(m, device!);
                 string error = result.Error ?? "the device refused the access";
-                Trace(m, $"{what}: error: {error}");
-                return Reply(m, InterceptAction.Fault, 0, $"{what}: {error}");
+                Trace(m, $"{access}: error: {error}");
+                return Reply(m, InterceptAction.Fault, 0, $"{access}: {error}");
         }
+    }
+
+    /// <summary>A device access as the trace and fault messages name it.</summary>
+    private static string Describe(in InterceptMessage m, IChipsetDevice device)
+    {
+        uint value = m.Value & SizeMask(m.Size);
+        return m.Kind switch
+        {
+            InterceptKind.IoPortRead => $"{device.Name} read port=0x{m.Port:x4} size={m.Size}",
+            InterceptKind.IoPortWrite => $"{device.Name} write port=0x{m.Port:x4} size={m.Size} value=0x{value:x}{Printable(device, value)}",
+            _ when m.IsWrite => $"{device.Name} write gpa=0x{m.GuestPhysicalAddress:x8} size={m.Size} value=0x{value:x}",
+            _ => $"{device.Name} read gpa=0x{m.GuestPhysicalAddress:x8} size={m.Size}",
+        };
     }
 
     private static InterceptReply Reply(in InterceptMessage m, InterceptAction action, uint value, string? reason = null) =>

@@ -43,6 +43,9 @@ internal sealed class VirtualProcessor
     /// <summary>Passes the 8259's request to the core as the APIC's LINT0 allows now; call after either changes.</summary>
     internal void SyncInterruptWindow() => Core.RequestInterruptWindow(ExtIntRequested && Apic.AcceptsExtInt);
 
+    /// <summary>When a timed port intercept left the guest (Stopwatch ticks; 0 = none): see <see cref="Scheduling.ExitLatency"/>.</summary>
+    internal long ExitTimestamp { get; set; }
+
     /// <summary>Virtual ticks this vCPU has used in the current scheduling round.</summary>
     internal long SliceTicks { get; set; }
 

@@ -56,6 +56,9 @@ public sealed class Scheduler
         set => _pacer = value ? _pacer ?? new HostTimePacer() : null;
     }
 
+    /// <summary>When set (by a benchmark), every port intercept's round trip is timed on the wall clock into it.</summary>
+    public ExitLatency? ExitLatency { get; set; }
+
     /// <summary>Tells an idle scheduler that something changed (a partition started, resumed or stopped).</summary>
     public void Wake() => _work.Release();
 
@@ -233,7 +236,18 @@ public sealed class Scheduler
 
             long before = core.InstructionsRetired;
             core.TscTimeBias = _partitions.GuestNow(partition, vp) - before; // the TSC counts the guest's virtual time
+            if (vp.ExitTimestamp != 0)
+            {
+                ExitLatency?.Record(vp.ExitTimestamp);
+                vp.ExitTimestamp = 0;
+            }
+
             CpuExit exit = core.Run(budget);
+            if (ExitLatency is not null && exit.Reason is CpuExitReason.IoIn or CpuExitReason.IoOut)
+            {
+                vp.ExitTimestamp = System.Diagnostics.Stopwatch.GetTimestamp();
+            }
+
             long retired = core.InstructionsRetired - before;
             budget -= retired;
             vp.SliceTicks += retired;

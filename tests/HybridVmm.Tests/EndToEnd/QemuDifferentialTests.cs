@@ -23,6 +23,7 @@ public class QemuDifferentialTests
     [TestCase("cpu")]
     [TestCase("asmhello")]
     [TestCase("iobench")]
+    [TestCase("exits")]
     [TestCase("rings")]
     [TestCase("pic")]
     [TestCase("tasks")]
