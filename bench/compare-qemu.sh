@@ -5,8 +5,8 @@
 # Usage: bench/compare-qemu.sh [-n RUNS] [-i COREMARK_ITERATIONS] [-g GUESTS] [--linux [DIR]] [--keep]
 #   -n RUNS          runs per guest and engine (default 5); the engines take turns within each round
 #   -i ITERATIONS    CoreMark's iteration count (default 1000, about 350 M instructions)
-#   -g GUESTS        the rows to time, a comma-separated subset of cpu,coremark,iobench,linux (default the
-#                    first three; linux as with --linux, whose DIR it takes if given)
+#   -g GUESTS        the rows to time, a comma-separated subset of cpu,coremark,iobench,exits,linux (default
+#                    the first four; linux as with --linux, whose DIR it takes if given)
 #   --linux [DIR]    add a row for Debian's Linux: the time from the start to BusyBox's first shell prompt
 #                    ("# " after shell-init.sh's banner), when the run is stopped. DIR holds vmlinuz and
 #                    shell.cpio.gz (default samples/linux/debian; bash samples/linux/fetch-debian.sh &&
@@ -18,13 +18,16 @@
 #   HV_TIERS   the hybridvmm tiers to time, e.g. "interp jit" (one column each, run as
 #              `hybridvmm --tier T run ...`). Default: "interp jit" when the built CLI has the --tier option,
 #              else one column of plain `hybridvmm run ...`. HV_TIERS=none forces that plain column.
+#   HV_BUILD   r2r (default): `dotnet publish -p:PublishReadyToRun=true`, how a deployment ships a .NET program, so
+#              that .NET's start-up JIT is not timed as the guest's; jit: a plain `dotnet build` (every method JIT-compiled
+#              at its first call, which costs about 0.2 s of each run).
 #   QEMU       the QEMU binary (default qemu-system-i386); DOTNET the dotnet host (default dotnet).
 #
 # Wall seconds come from /usr/bin/time (0.01 s resolution; for Linux, date before the start and at the prompt,
 # polled every 0.05 s) and cover the whole process: the .NET runtime's start
 # and JIT for hybridvmm, QEMU's start for QEMU. Every run is checked: QEMU must exit through isa-debug-exit with
 # code 0 (status 1), hybridvmm with status 0, and CoreMark under hybridvmm must print "Correct operation validated.".
-# The script builds the checkout it lives in (src/HybridVmm.Cli, Release) into the temporary directory only.
+# The script builds the checkout it lives in (src/HybridVmm.Cli, Release; see HV_BUILD) into the temporary directory only.
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -33,7 +36,7 @@ runs=5
 iterations=1000
 linux=""
 keep=0
-rows=(cpu coremark iobench)
+rows=(cpu coremark iobench exits)
 with_linux=0
 QEMU=${QEMU:-qemu-system-i386}
 DOTNET=${DOTNET:-dotnet}
@@ -57,9 +60,9 @@ while [ $# -gt 0 ]; do
             IFS=, read -r -a wanted <<< "$2"
             for g in "${wanted[@]}"; do
                 case "$g" in
-                    cpu|coremark|iobench) rows+=("$g") ;;
+                    cpu|coremark|iobench|exits) rows+=("$g") ;;
                     linux) with_linux=1 ;;
-                    *) die "-g: '$g' is not one of cpu, coremark, iobench, linux" ;;
+                    *) die "-g: '$g' is not one of cpu, coremark, iobench, exits, linux" ;;
                 esac
             done
             [ ${#rows[@]} -gt 0 ] || [ "$with_linux" -eq 1 ] || die "-g needs at least one guest"
@@ -76,7 +79,7 @@ command -v "$QEMU" >/dev/null || die "$QEMU is not installed (Debian package qem
 command -v "$DOTNET" >/dev/null || die "$DOTNET is not installed"
 [ -x /usr/bin/time ] || die "/usr/bin/time is not installed (Debian package time)"
 guests="$repo/samples/guests/bin"
-for g in cpu coremark iobench; do
+for g in cpu coremark iobench exits; do
     [ -f "$guests/$g.elf" ] || die "$guests/$g.elf is missing (make -C samples/guests)"
 done
 if [ -n "$linux" ]; then
@@ -99,8 +102,15 @@ cleanup() {
 }
 trap cleanup EXIT
 
-echo "building src/HybridVmm.Cli (Release) into $tmp/hv ..." >&2
-if ! "$DOTNET" build "$repo/src/HybridVmm.Cli" -c Release -o "$tmp/hv" -nologo -v quiet > "$tmp/build.log" 2>&1; then
+case "${HV_BUILD:-r2r}" in
+    r2r) rid="linux-$(uname -m | sed 's/^x86_64$/x64/; s/^aarch64$/arm64/')"
+         echo "publishing src/HybridVmm.Cli (Release, ReadyToRun for $rid) into $tmp/hv ..." >&2
+         build=("$DOTNET" publish "$repo/src/HybridVmm.Cli" -c Release -r "$rid" --self-contained false -p:PublishReadyToRun=true) ;;
+    jit) echo "building src/HybridVmm.Cli (Release) into $tmp/hv ..." >&2
+         build=("$DOTNET" build "$repo/src/HybridVmm.Cli" -c Release) ;;
+    *) die "HV_BUILD: '$HV_BUILD' is not r2r or jit" ;;
+esac
+if ! "${build[@]}" -o "$tmp/hv" -nologo -v quiet > "$tmp/build.log" 2>&1; then
     cat "$tmp/build.log" >&2
     die "the Release build failed (log above)"
 fi
@@ -120,7 +130,7 @@ run() {
     local engine=$1 guest=$2 round=$3 out="$tmp/out/$2.$1.$3" status=0 cmd=()
     local image qemu_args=() hv_args=() expect_qemu=1 serial=null
     case "$guest" in
-        cpu|iobench) image="$guests/$guest.elf" ;;
+        cpu|iobench|exits) image="$guests/$guest.elf" ;;
         coremark) image="$guests/coremark.elf"; qemu_args=(-append "$iterations"); hv_args=(--append "$iterations") ;;
         linux)
             image="$linux/vmlinuz"
@@ -203,12 +213,13 @@ describe() {
         cpu) echo "cpu.elf (CPU-bound sample)" ;;
         coremark) echo "coremark.elf, $iterations iterations" ;;
         iobench) echo "iobench.elf (output-heavy: 4 KiB through COM1)" ;;
+        exits) echo "exits.elf (exit-bound: 200,000 port intercepts)" ;;
         linux) echo "Debian Linux 6.1 boot to the shell prompt" ;;
     esac
 }
 
 echo
-echo "\`${HV_TIERS:+HV_TIERS=\"$HV_TIERS\" }$invocation\` at $(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$repo" diff --quiet HEAD 2>/dev/null || echo ' (with local changes)'):"
+echo "\`${HV_BUILD:+HV_BUILD=$HV_BUILD }${HV_TIERS:+HV_TIERS=\"$HV_TIERS\" }$invocation\` at $(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$repo" diff --quiet HEAD 2>/dev/null || echo ' (with local changes)'):"
 echo "median wall seconds of $runs alternating runs, whole process; $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores," \
      "load average $(cut -d' ' -f1-3 /proc/loadavg); $("$QEMU" --version | head -n 1); .NET $("$DOTNET" --version)."
 echo
