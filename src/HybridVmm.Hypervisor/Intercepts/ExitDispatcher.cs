@@ -28,8 +28,9 @@ internal sealed class ExitDispatcher(PartitionTable partitions, InterceptCost co
             case CpuExitReason.BudgetExhausted:
                 return ExitOutcome.Go;
             case CpuExitReason.Cpuid:
+                // CPUID exits unconditionally under VMX and SVM; the kernel answers it, at the cost of any exit it serves.
                 HandleCpuid(partition, vp);
-                return ExitOutcome.Go;
+                return new ExitOutcome(enlightenments.ExitCostTicks, 0, true);
             case CpuExitReason.MemoryIntercept when exit.IsWrite && ResolveWriteProtection(partition, vp, exit.GuestPhysicalAddress):
                 return ExitOutcome.Go;
             case CpuExitReason.MemoryIntercept when vp.Apic.Claims(exit.GuestPhysicalAddress):
