@@ -23,7 +23,7 @@ namespace HybridVmm.Tests.Robustness;
 /// </summary>
 public class GuestInterfaceFuzzTests
 {
-    private const uint HypercallPage = 0x10000;
+    private const uint HypercallPage = Enlightened.HypercallTests.HypercallPage;
     private const uint InputPage = 0x11000;
     private const uint CaseVariable = 0x60000;
     private const uint RingArea = 0x20000;
@@ -101,9 +101,7 @@ public class GuestInterfaceFuzzTests
             var next = a.CreateLabel();
             var done = a.CreateLabel();
             var spin = a.CreateLabel();
-            a.mov(esp, 0x80000);
-            a.mov(ecx, HvMsr.GuestOsId); a.mov(eax, 0x1234); a.xor(edx, edx); a.wrmsr();
-            a.mov(ecx, HvMsr.Hypercall); a.mov(eax, HypercallPage | 1); a.xor(edx, edx); a.wrmsr();
+            Enlightened.HypercallTests.EnableHypercalls(a);
             a.mov(__dword_ptr[CaseVariable], tableAddress);
             a.Label(ref next);
             a.mov(ebp, __dword_ptr[CaseVariable]);
