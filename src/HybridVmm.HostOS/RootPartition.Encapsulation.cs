@@ -109,6 +109,12 @@ public sealed partial class RootPartition
             return null;
         }
 
+        if (diskImage is not null && DiskImageError(diskImage) is { } badDisk)
+        {
+            error = badDisk;
+            return null;
+        }
+
         if (diskImage is not null && snapshot.Disk?.Mismatch(diskImage) is { } otherDisk)
         {
             error = new VmCreationError(VmCreationErrorKind.InvalidImage, otherDisk);
@@ -219,11 +225,6 @@ public sealed partial class RootPartition
         if (!hasDisk && diskImage is not null)
         {
             return "the saved VM has no synthblk disk, so it takes no disk image";
-        }
-
-        if (hasDisk && (!File.Exists(diskImage) || new FileInfo(diskImage!).Length % VmBus.SynthBlockDevice.SectorSize != 0))
-        {
-            return $"the disk image '{diskImage}' is missing or its size is not a multiple of 512 bytes";
         }
 
         if (snapshot.MemoryBytes % 4096 != 0)

@@ -105,11 +105,9 @@ public sealed partial class RootPartition
             }
         }
 
-        if (config.SyntheticDevices.Contains("synthblk") && (config.DiskImage is null || !File.Exists(config.DiskImage)
-            || new FileInfo(config.DiskImage).Length % VmBus.SynthBlockDevice.SectorSize != 0))
+        if (config.SyntheticDevices.Contains("synthblk") && DiskImageError(config.DiskImage) is { } badDisk)
         {
-            error = new VmCreationError(VmCreationErrorKind.InvalidConfiguration,
-                "synthblk needs an existing disk image whose size is a multiple of 512 bytes");
+            error = badDisk;
             return null;
         }
 
@@ -142,6 +140,27 @@ public sealed partial class RootPartition
 
         error = null;
         return new PreparedImage(new BootRegisters(image!.Entry, BootInformation.BootloaderMagic, infoAddress), [.. Firmware(config), .. writes]);
+    }
+
+    /// <summary>
+    /// Why <paramref name="diskImage"/> cannot back a synthblk disk, or null: it must be a regular file (a device such
+    /// as /dev/zero, a FIFO or a directory is refused before it is opened), whose size is whole 512-byte sectors.
+    /// </summary>
+    internal static VmCreationError? DiskImageError(string? diskImage)
+    {
+        if (diskImage is null)
+        {
+            return new VmCreationError(VmCreationErrorKind.InvalidConfiguration, "synthblk needs a disk image");
+        }
+
+        if (Storage.HostFile.NotRegular(diskImage, "disk image", out long size) is { } notRegular)
+        {
+            return new VmCreationError(VmCreationErrorKind.NoInput, notRegular);
+        }
+
+        return size % VmBus.SynthBlockDevice.SectorSize != 0
+            ? new VmCreationError(VmCreationErrorKind.InvalidConfiguration, $"disk image '{diskImage}' holds {size} bytes, not a multiple of 512")
+            : null;
     }
 
     /// <summary>

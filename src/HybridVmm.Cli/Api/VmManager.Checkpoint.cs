@@ -32,6 +32,12 @@ public sealed partial class VmManager
     {
         if (_leasePaused.Remove(name) && Find(name) is { } m && m.Vm.State == PartitionState.Paused)
         {
+            if (m.Saving)
+            {
+                m.ResumeWhenSaved = true; // the save resumes it once its snapshot is written
+                return true;
+            }
+
             system.Root.Start(m.Vm);
             logger.LogInformation("VM {Name} runs on: its cluster lease is renewed", name);
         }
@@ -41,51 +47,29 @@ public sealed partial class VmManager
 
     /// <summary>
     /// Captures a running VM at a barrier together with everything it has written to its console, so that a VM
-    /// restored from the snapshot continues exactly after those bytes. Writes the snapshot outside the barrier.
+    /// restored from the snapshot continues exactly after those bytes. The VM stays paused while its pages are
+    /// written from its RAM into the file, outside the barrier (<see cref="WritePausedAsync"/>), then runs on.
     /// </summary>
     public async Task<ApiOutcome<(long Instructions, byte[] Console)>> CheckpointAsync(string name, string path, CancellationToken cancellationToken)
     {
-        ApiOutcome<(VmSnapshot Snapshot, byte[] Console)> captured = await AtBarrierAsync<(VmSnapshot, byte[])>(() =>
+        ApiOutcome<(long Instructions, byte[] Console)> written = await WritePausedAsync(name, vm =>
         {
-            if (Find(name) is not { } m)
-            {
-                return ApiProblem.UnknownVm(name);
-            }
-
-            VirtualMachine vm = m.Vm;
             if (vm.State != PartitionState.Running)
             {
                 return ApiProblem.Conflict($"'{name}' is not running");
             }
 
             (byte[] bytes, long total) = console.Read(vm);
-            if (total > bytes.Length)
-            {
-                return ApiProblem.Conflict($"'{name}' has written more than {console.Capacity} bytes to its console: its whole output no longer fits a checkpoint");
-            }
-
-            system.Root.Pause(vm);
-            VmSnapshot snapshot = system.Root.CaptureSnapshot(vm);
-            system.Root.Start(vm);
-            return (snapshot, bytes);
-        }, cancellationToken).ConfigureAwait(false);
-        if (captured.Problem is { } problem)
-        {
-            return problem;
-        }
-
-        try
+            return total > bytes.Length
+                ? ApiProblem.Conflict($"'{name}' has written more than {console.Capacity} bytes to its console: its whole output no longer fits a checkpoint")
+                : new ApiOutcome<byte[]>(bytes, null);
+        }, snapshot =>
         {
             // Written under a temporary name and renamed, so a host that dies mid-write leaves no torn checkpoint.
             string partial = path + ".partial";
-            SnapshotFile.Write(partial, captured.Value.Snapshot);
+            SnapshotFile.Write(partial, snapshot);
             File.Move(partial, path, overwrite: true);
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            return new ApiProblem(503, "Cannot write the checkpoint", $"cannot write checkpoint '{path}': {e.Message}");
-        }
-
-        return (captured.Value.Snapshot.Cpu.InstructionsRetired, captured.Value.Console);
+        }, e => new ApiProblem(503, "Cannot write the checkpoint", $"cannot write checkpoint '{path}': {e.Message}"), cancellationToken).ConfigureAwait(false);
+        return written;
     }
 }

@@ -8,7 +8,7 @@ using Microsoft.Extensions.Logging;
 
 namespace HybridVmm.Cli.Api;
 
-/// <summary>Creating a VM (from an image or a snapshot) and checkpointing one to a file.</summary>
+/// <summary>Creating a VM, from an image or a snapshot.</summary>
 public sealed partial class VmManager
 {
     /// <summary>A VM name fits a URL path segment and a file name: 1 to 64 of [A-Za-z0-9._-], not starting with '.', '_' or '-'.</summary>
@@ -206,69 +206,5 @@ public sealed partial class VmManager
         {
             return ApiProblem.BadRequest($"cannot read image '{source}': {e.Message}");
         }
-    }
-
-    /// <summary>
-    /// Checkpoint: captures the VM at a barrier (a running VM is paused for the capture and runs on at once, as
-    /// Hyper-V's Checkpoint-VM does) and writes the snapshot file outside it. The file restores with
-    /// <c>hybridvmm restore</c> or a create from 'snapshot'.
-    /// </summary>
-    public async Task<ApiOutcome<SaveVmResult>> SaveAsync(string name, SaveVmRequest request, CancellationToken cancellationToken)
-    {
-        if (string.IsNullOrWhiteSpace(request.Path))
-        {
-            return ApiProblem.BadRequest("'path' is required: the snapshot file to write on the serve host");
-        }
-
-        string path = request.Path;
-        string? directory = Path.GetDirectoryName(Path.GetFullPath(path));
-        if (directory is not null && !Directory.Exists(directory))
-        {
-            return ApiProblem.NotFound($"directory '{directory}' does not exist");
-        }
-
-        ApiOutcome<(VmSnapshot Snapshot, string State)> captured = await AtBarrierAsync<(VmSnapshot, string)>(() =>
-        {
-            if (Find(name) is not { } m)
-            {
-                return ApiProblem.UnknownVm(name);
-            }
-
-            VirtualMachine vm = m.Vm;
-            if (vm.State == PartitionState.Stopped)
-            {
-                return ApiProblem.Conflict($"'{name}' has stopped; there is nothing to save");
-            }
-
-            bool running = vm.State == PartitionState.Running;
-            if (running)
-            {
-                system.Root.Pause(vm);
-            }
-
-            VmSnapshot snapshot = system.Root.CaptureSnapshot(vm);
-            if (running)
-            {
-                system.Root.Start(vm);
-            }
-
-            return (snapshot, StateName(vm.State));
-        }, cancellationToken).ConfigureAwait(false);
-        if (captured.Problem is { } problem)
-        {
-            return problem;
-        }
-
-        try
-        {
-            SnapshotFile.Write(path, captured.Value.Snapshot);
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            return new ApiProblem(e is UnauthorizedAccessException ? 403 : 400, "Cannot write the snapshot", $"cannot write snapshot '{path}': {e.Message}");
-        }
-
-        logger.LogInformation("VM {Name} saved through the API to {Path}", name, path);
-        return new SaveVmResult(name, path, captured.Value.State, captured.Value.Snapshot.Cpu.InstructionsRetired, new FileInfo(path).Length);
     }
 }

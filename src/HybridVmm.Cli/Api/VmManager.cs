@@ -26,6 +26,12 @@ public sealed partial class VmManager(HybridSystem system, ControlBarrier barrie
         public VirtualMachine Vm { get; set; } = vm;
 
         public string Source => source;
+
+        /// <summary>Its snapshot is being written from its paused RAM (<see cref="WritePausedAsync"/>): it must not change.</summary>
+        public bool Saving { get; set; }
+
+        /// <summary>Its cluster lease was renewed while it was being saved: it runs on once the snapshot is written.</summary>
+        public bool ResumeWhenSaved { get; set; }
     }
 
     /// <summary>Takes a VM serve created from its configuration under management.</summary>
@@ -111,6 +117,11 @@ public sealed partial class VmManager(HybridSystem system, ControlBarrier barrie
             return ApiProblem.UnknownVm(name);
         }
 
+        if (BeingSaved(m) is { } busy)
+        {
+            return busy;
+        }
+
         system.Root.Delete(m.Vm);
         VmInfo last = Describe(m) with { State = "deleted" };
         lock (_vms)
@@ -132,6 +143,11 @@ public sealed partial class VmManager(HybridSystem system, ControlBarrier barrie
         if (Find(name) is not { } m)
         {
             return ApiProblem.UnknownVm(name);
+        }
+
+        if (BeingSaved(m) is { } busy)
+        {
+            return busy;
         }
 
         VirtualMachine old = m.Vm;
@@ -167,7 +183,7 @@ public sealed partial class VmManager(HybridSystem system, ControlBarrier barrie
                 return ApiProblem.UnknownVm(name);
             }
 
-            return transition(m.Vm) is { } refused ? refused : Describe(m);
+            return (BeingSaved(m) ?? transition(m.Vm)) is { } refused ? refused : Describe(m);
         }, cancellationToken);
 
     private static ApiProblem? Do(Action action)

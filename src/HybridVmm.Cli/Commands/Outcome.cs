@@ -43,6 +43,7 @@ internal static class Outcome
     public static int CreationFailed(VmCreationError error, TextWriter stderr)
     {
         stderr.WriteLine($"hybridvmm: error: {error.Message}");
-        return error.Kind == VmCreationErrorKind.InvalidImage ? ExitStatus.InvalidImage : ExitStatus.Configuration;
+        return ExitStatus.OfCreationError(error.Kind);
     }
+
 }

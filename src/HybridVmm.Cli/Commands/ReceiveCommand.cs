@@ -28,15 +28,23 @@ internal static class ReceiveCommand
             Description = "Seconds a connection has to complete the migration handshake before it is dropped and the next one taken",
             DefaultValueFactory = _ => DefaultHandshakeSeconds,
         };
-        var command = new Command("receive", "Wait for one live migration, then run the migrated guest here") { listen, trace, memory, disk, tokenFile, insecure, handshake };
+        var peer = new Option<double>("--peer-timeout")
+        {
+            Description = "Seconds the source may send nothing after the handshake (between frames or within one) before the migration is given up",
+            DefaultValueFactory = _ => MigrationOptions.DefaultPeerTimeout.TotalSeconds,
+        };
+        var command = new Command("receive", "Wait for one live migration, then run the migrated guest here") { listen, trace, memory, disk, tokenFile, insecure, handshake, peer };
         command.SetAction((result, cancellationToken) => ReceiveAsync(result.GetValue(listen)!, result.GetValue(trace), result.GetValue(memory)!, result.GetValue(disk),
-            result.GetValue(tokenFile), result.GetValue(insecure), result.GetValue(handshake), cancellationToken));
+            result.GetValue(tokenFile), result.GetValue(insecure), new Deadlines(result.GetValue(handshake), result.GetValue(peer)), cancellationToken));
         return command;
     }
 
     private const double DefaultHandshakeSeconds = 10;
 
-    private static async Task<int> ReceiveAsync(string listen, string? tracePath, string memoryText, string? disk, string? tokenFile, bool insecure, double handshakeSeconds,
+    /// <summary>How long a connection has for the handshake, and the source for each step after it, in seconds.</summary>
+    private sealed record Deadlines(double HandshakeSeconds, double PeerSeconds);
+
+    private static async Task<int> ReceiveAsync(string listen, string? tracePath, string memoryText, string? disk, string? tokenFile, bool insecure, Deadlines deadlines,
         CancellationToken cancellationToken)
     {
         TextWriter stderr = Console.Error;
@@ -58,10 +66,13 @@ internal static class ReceiveCommand
             return ExitStatus.Usage;
         }
 
-        if (!(handshakeSeconds is > 0 and <= 86_400))
+        foreach ((string option, double seconds) in new[] { ("--handshake-timeout", deadlines.HandshakeSeconds), ("--peer-timeout", deadlines.PeerSeconds) })
         {
-            stderr.WriteLine($"hybridvmm: error: --handshake-timeout must be a number of seconds above 0 and at most 86400, not {handshakeSeconds}");
-            return ExitStatus.Usage;
+            if (!(seconds is > 0 and <= 86_400))
+            {
+                stderr.WriteLine($"hybridvmm: error: {option} must be a number of seconds above 0 and at most 86400, not {seconds}");
+                return ExitStatus.Usage;
+            }
         }
 
         if ((tokenFile is null) != insecure)
@@ -103,7 +114,7 @@ internal static class ReceiveCommand
         using var signals = new TerminationSignals(run);
         try
         {
-            return await ReceiveAsync(endpoint!, listen, recorder, hostMemory, disk, key, TimeSpan.FromSeconds(handshakeSeconds), stderr, run.Token);
+            return await ReceiveAsync(endpoint!, listen, recorder, hostMemory, disk, key, deadlines, stderr, run.Token);
         }
         catch (OperationCanceledException) when (run.IsCancellationRequested)
         {
@@ -112,7 +123,7 @@ internal static class ReceiveCommand
         }
     }
 
-    private static async Task<int> ReceiveAsync(IPEndPoint endpoint, string listen, TraceRecorder recorder, ulong hostMemory, string? disk, byte[]? key, TimeSpan handshakeTimeout,
+    private static async Task<int> ReceiveAsync(IPEndPoint endpoint, string listen, TraceRecorder recorder, ulong hostMemory, string? disk, byte[]? key, Deadlines deadlines,
         TextWriter stderr, CancellationToken cancellationToken)
     {
         var listener = new TcpListener(endpoint);
@@ -138,7 +149,7 @@ internal static class ReceiveCommand
             TcpClient client = await listener.AcceptTcpClientAsync(cancellationToken);
             System.Net.EndPoint? peer = client.Client.RemoteEndPoint;
             NetworkStream stream = client.GetStream();
-            HandshakeResult handshake = await MigrationHandshake.AcceptAsync(stream, key, handshakeTimeout, cancellationToken);
+            HandshakeResult handshake = await MigrationHandshake.AcceptAsync(stream, key, TimeSpan.FromSeconds(deadlines.HandshakeSeconds), cancellationToken);
             if (handshake.Outcome == HandshakeOutcome.NotAPeer)
             {
                 client.Dispose();
@@ -156,7 +167,7 @@ internal static class ReceiveCommand
                     return ExitStatus.PermissionDenied;
                 }
 
-                (vm, error) = await LiveMigration.ReceiveAsync(system, stream, cancellationToken, disk);
+                (vm, error) = await LiveMigration.ReceiveAsync(system, stream, cancellationToken, disk, TimeSpan.FromSeconds(deadlines.PeerSeconds));
             }
 
             break;

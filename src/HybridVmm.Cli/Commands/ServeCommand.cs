@@ -289,7 +289,7 @@ internal static class ServeCommand
             if (RootPartition.Prepare(config, out VmCreationError? error) is null)
             {
                 stderr.WriteLine($"hybridvmm: error: {configPath}: VM '{vm.Name}': {error!.Message}");
-                return error.Kind == VmCreationErrorKind.InvalidImage ? ExitStatus.InvalidImage : ExitStatus.Configuration;
+                return ExitStatus.OfCreationError(error.Kind);
             }
         }
 

@@ -1,3 +1,5 @@
+using HybridVmm.HostOS.Vm;
+
 namespace HybridVmm.Cli.Common;
 
 /// <summary>
@@ -34,4 +36,12 @@ public static class ExitStatus
     public const int GuestHalted = 126;
     /// <summary>Interrupted by Ctrl+C or SIGTERM (128 + SIGINT).</summary>
     public const int Interrupted = 130;
+
+    /// <summary>The status of a VM that could not be created: 65 for its image, 66 for a host file it names (a disk image), else 78.</summary>
+    public static int OfCreationError(VmCreationErrorKind kind) => kind switch
+    {
+        VmCreationErrorKind.InvalidImage => InvalidImage,
+        VmCreationErrorKind.NoInput => NoInput,
+        _ => Configuration,
+    };
 }

@@ -118,7 +118,7 @@ public sealed class RootPartitionService(
         if (vm is null)
         {
             logger.LogError("VM {Name}: {Message}", vmOptions.Name, error!.Message);
-            outcome.ExitStatus = error.Kind == VmCreationErrorKind.InvalidImage ? Cli.Common.ExitStatus.InvalidImage : Cli.Common.ExitStatus.Configuration;
+            outcome.ExitStatus = Cli.Common.ExitStatus.OfCreationError(error.Kind);
             return null;
         }
 

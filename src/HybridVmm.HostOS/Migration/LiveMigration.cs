@@ -130,7 +130,8 @@ public static class LiveMigration
     }
 
     /// <summary>Runs one exchange with the peer, or throws <see cref="TimeoutException"/> when it takes longer than <paramref name="timeout"/>.</summary>
-    public static async Task<T> BeforeDeadline<T>(Func<CancellationToken, Task<T>> exchange, TimeSpan timeout, CancellationToken cancellationToken)
+    /// <param name="late">The exception's message; by default the source's: the target did not answer within the timeout.</param>
+    public static async Task<T> BeforeDeadline<T>(Func<CancellationToken, Task<T>> exchange, TimeSpan timeout, CancellationToken cancellationToken, string? late = null)
     {
         using var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         deadline.CancelAfter(timeout);
@@ -140,7 +141,7 @@ public static class LiveMigration
         }
         catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
         {
-            throw new TimeoutException($"the target did not answer within {timeout.TotalSeconds:0.###} s (--migrate-timeout)");
+            throw new TimeoutException(late ?? $"the target did not answer within {timeout.TotalSeconds:0.###} s (--migrate-timeout)");
         }
     }
 
@@ -165,8 +166,30 @@ public static class LiveMigration
         await BeforeDeadline(t => target.FlushAsync(t), timeout, cancellationToken);
     }
 
-    private static Task BeforeDeadline(Func<CancellationToken, Task> exchange, TimeSpan timeout, CancellationToken cancellationToken) =>
-        BeforeDeadline(async t => { await exchange(t); return true; }, timeout, cancellationToken);
+    private static Task BeforeDeadline(Func<CancellationToken, Task> exchange, TimeSpan timeout, CancellationToken cancellationToken, string? late = null) =>
+        BeforeDeadline(async t => { await exchange(t); return true; }, timeout, cancellationToken, late);
+
+    /// <summary>
+    /// The receiver's side of <see cref="SendBeforeDeadline"/>: reads one frame, its header and each
+    /// <see cref="DeadlineChunkBytes"/> of its payload under its own deadline, so a source that stalls between frames or
+    /// in the middle of one is given up after <paramref name="timeout"/> without data (<c>receive --peer-timeout</c>),
+    /// while a large round on a slow but moving link is never cut off.
+    /// </summary>
+    public static async Task<(FrameType Type, byte[] Payload)> ReadFrameBeforeDeadline(Stream source, TimeSpan timeout, CancellationToken cancellationToken)
+    {
+        string late = $"the source sent nothing for {timeout.TotalSeconds:0.###} s (receive --peer-timeout)";
+        byte[] header = new byte[5];
+        await BeforeDeadline(t => source.ReadExactlyAsync(header, t).AsTask(), timeout, cancellationToken, late);
+        (FrameType type, int length) = ReadFrameHeader(header);
+        byte[] payload = new byte[length];
+        for (int offset = 0; offset < length; offset += DeadlineChunkBytes)
+        {
+            int from = offset;
+            await BeforeDeadline(t => source.ReadExactlyAsync(payload.AsMemory(from, Math.Min(DeadlineChunkBytes, length - from)), t).AsTask(), timeout, cancellationToken, late);
+        }
+
+        return (type, payload);
+    }
 
     /// <summary>
     /// Migrates a paused VM between two hypervisors of this process over a TCP connection on loopback (the
@@ -199,17 +222,20 @@ public static class LiveMigration
 
     /// <summary>
     /// Receives a VM; returns it created (not started) once the final state is in and the source has committed the
-    /// hand-over, or null with a reason. A source that does not commit within <paramref name="commitTimeout"/> (30 s
+    /// hand-over, or null with a reason. A source that does not commit within <paramref name="peerTimeout"/> (30 s
     /// by default) kept its copy (it gave up waiting, or went away): the VM restored here is deleted.
     /// </summary>
     /// <param name="diskImage">This host's file behind the VM's synthblk disk (shared storage): the stream only refers to the
     /// disk by identity, which this file must match.</param>
+    /// <param name="peerTimeout">How long the source may send nothing, between frames or within one, before the migration is
+    /// given up (<c>receive --peer-timeout</c>, 30 s by default); also how long it has to commit the hand-over.</param>
     public static async Task<(VirtualMachine? Vm, string? Error)> ReceiveAsync(HybridSystem system, Stream source, CancellationToken cancellationToken = default, string? diskImage = null,
-        TimeSpan? commitTimeout = null)
+        TimeSpan? peerTimeout = null)
     {
+        TimeSpan timeout = peerTimeout ?? MigrationOptions.DefaultPeerTimeout;
         try
         {
-            (FrameType type, byte[] payload) = await ReadFrameAsync(source, cancellationToken);
+            (FrameType type, byte[] payload) = await ReadFrameBeforeDeadline(source, timeout, cancellationToken);
             if (type != FrameType.Hello)
             {
                 return (null, $"expected Hello, got {type}");
@@ -240,7 +266,7 @@ public static class LiveMigration
             var pages = new SortedDictionary<uint, byte[]>();
             while (true)
             {
-                (type, payload) = await ReadFrameAsync(source, cancellationToken);
+                (type, payload) = await ReadFrameBeforeDeadline(source, timeout, cancellationToken);
                 if (type == FrameType.Pages)
                 {
                     foreach (SavedPage page in MigrationProtocol.ReadPages(payload, memoryBytes))
@@ -282,7 +308,7 @@ public static class LiveMigration
                 string? uncommitted;
                 try
                 {
-                    (type, _) = await BeforeDeadline(t => ReadFrameAsync(source, t), commitTimeout ?? MigrationOptions.DefaultPeerTimeout, cancellationToken);
+                    (type, _) = await ReadFrameBeforeDeadline(source, timeout, cancellationToken);
                     uncommitted = type == FrameType.Commit ? null : $"the source sent {type} where it commits the hand-over";
                 }
                 catch (Exception e) when (e is IOException or SocketException or EndOfStreamException or ObjectDisposedException or InvalidDataException or TimeoutException)
@@ -303,6 +329,11 @@ public static class LiveMigration
         {
             await TryRefuseAsync(source, e.Message, cancellationToken);
             return (null, e.Message);
+        }
+        catch (TimeoutException e)
+        {
+            await TryRefuseAsync(source, e.Message, cancellationToken);
+            return (null, $"{e.Message}; the VM stays on the source");
         }
         catch (Exception e) when (e is IOException or SocketException or EndOfStreamException or ObjectDisposedException)
         {

@@ -71,7 +71,19 @@ public static class MigrationProtocol
     {
         byte[] header = new byte[5];
         await stream.ReadExactlyAsync(header, cancellationToken);
-        uint length = BinaryPrimitives.ReadUInt32LittleEndian(header.AsSpan(1));
+        (FrameType type, int length) = ReadFrameHeader(header);
+        byte[] payload = new byte[length];
+        await stream.ReadExactlyAsync(payload, cancellationToken);
+        return (type, payload);
+    }
+
+    /// <summary>
+    /// A frame's type and payload length from its five header bytes; throws <see cref="InvalidDataException"/> on an
+    /// unknown type, or more bytes than its type may hold, before anything is allocated.
+    /// </summary>
+    public static (FrameType Type, int Length) ReadFrameHeader(ReadOnlySpan<byte> header)
+    {
+        uint length = BinaryPrimitives.ReadUInt32LittleEndian(header[1..]);
         if (header[0] is < (byte)FrameType.Hello or > (byte)FrameType.Commit)
         {
             throw new InvalidDataException($"malformed migration frame (type {header[0]}, {length} bytes)");
@@ -82,9 +94,7 @@ public static class MigrationProtocol
             throw new InvalidDataException($"malformed migration frame ({(FrameType)header[0]} of {length} bytes, at most {MaxPayloadBytes((FrameType)header[0])})");
         }
 
-        byte[] payload = new byte[length];
-        await stream.ReadExactlyAsync(payload, cancellationToken);
-        return ((FrameType)header[0], payload);
+        return ((FrameType)header[0], (int)length);
     }
 
     /// <summary>A Failed frame's reason, cut to what a control frame holds so the peer never refuses the refusal.</summary>

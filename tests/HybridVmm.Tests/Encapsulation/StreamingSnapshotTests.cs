@@ -44,9 +44,9 @@ public sealed class StreamingSnapshotTests
 
     /// <summary>
     /// Writes one dword into every page of RAM above 2 MiB (so no page is zero and the snapshot holds all of them),
-    /// counts down 10 M loop iterations, then exits 0 through the debug-exit port.
+    /// counts down 10 M loop iterations (or forever), then exits 0 through the debug-exit port.
     /// </summary>
-    private static byte[] FillMemoryGuest() => FlatKernel.Build(a =>
+    private static byte[] FillMemoryGuest(bool forever = false) => FlatKernel.Build(a =>
     {
         var fill = a.CreateLabel();
         var spin = a.CreateLabel();
@@ -58,6 +58,11 @@ public sealed class StreamingSnapshotTests
         a.jb(fill);
         a.mov(ecx, 10_000_000);
         a.Label(ref spin);
+        if (forever)
+        {
+            a.jmp(spin);
+        }
+
         a.dec(ecx);
         a.jnz(spin);
         a.xor(eax, eax);
@@ -89,6 +94,52 @@ public sealed class StreamingSnapshotTests
             Assert.That(saveRss - plainRss, Is.LessThan(ExtraBytesAllowed), "saving costs more than a run by this much");
             Assert.That(restoreRss - plainRss, Is.LessThan(ExtraBytesAllowed), "restoring costs more than a run by this much");
         });
+    }
+
+    /// <summary>
+    /// The management API's save (and the cluster's checkpoint, which shares its path) streams as <c>run --save-to</c>
+    /// does: serve's peak RSS (the kernel's VmHWM) grows by the writer's buffer, not by a copy of the guest's 1 GiB.
+    /// </summary>
+    [Test]
+    public async Task SavingAOneGibGuestThroughTheApiAddsNoCopyOfItsRamToServesPeakMemory()
+    {
+        string config = Path.Combine(_directory, "serve.json");
+        File.WriteAllText(config, """{ "HybridVmm": { "HostMemory": "1100M" } }""");
+        string image = Path.Combine(_directory, "fillspin.elf");
+        File.WriteAllBytes(image, FillMemoryGuest(forever: true));
+        string snapshot = Path.Combine(_directory, "api.snap");
+        using ServeProcess serve = ServeProcess.Start("--config", config);
+        using HttpClient api = serve.UnixClient();
+        ApiReply created = await ApiReply.Post(api, "/api/vms", new { name = "big", image, memory = "1024M", start = true });
+        Assert.That(created.Status, Is.EqualTo(201), created.ToString());
+
+        // The fill takes about 1 M instructions; wait until it is done, so that every page is in the snapshot.
+        for (int poll = 0; (await ApiReply.Get(api, "/api/vms/big/stats")).Body.GetProperty("instructionsRetired").GetInt64() < 3_000_000; poll++)
+        {
+            Assert.That(poll, Is.LessThan(1200), "the guest did not fill its memory");
+            await Task.Delay(100);
+        }
+
+        long before = PeakRss(serve.ProcessId);
+        ApiReply saved = await ApiReply.Post(api, "/api/vms/big/save", new { path = snapshot });
+        long after = PeakRss(serve.ProcessId);
+        ApiReply vm = await ApiReply.Get(api, "/api/vms/big");
+
+        TestContext.Out.WriteLine($"serve's peak RSS: {before >> 20} MiB before the save, {after >> 20} MiB after");
+        Assert.Multiple(() =>
+        {
+            Assert.That(saved.Status, Is.EqualTo(200), saved.ToString());
+            Assert.That(new FileInfo(snapshot).Length, Is.GreaterThan((long)MemoryBytes - (4L << 20)), "every page but the first 2 MiB is in the snapshot");
+            Assert.That(vm.State, Is.EqualTo("running"), "the VM runs on after its save");
+            Assert.That(after - before, Is.LessThan(ExtraBytesAllowed), "the save costs serve this much more memory");
+        });
+    }
+
+    /// <summary>A process's peak resident set size so far, in bytes (VmHWM in /proc/PID/status).</summary>
+    private static long PeakRss(int pid)
+    {
+        string line = File.ReadLines($"/proc/{pid}/status").Single(l => l.StartsWith("VmHWM:", StringComparison.Ordinal));
+        return long.Parse(Regex.Match(line, @"\d+").Value) << 10;
     }
 
     /// <summary>Runs the CLI under <c>/usr/bin/time</c>; its result (stderr without time's line) and its peak RSS in bytes.</summary>

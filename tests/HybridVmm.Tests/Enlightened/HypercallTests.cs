@@ -12,11 +12,12 @@ namespace HybridVmm.Tests.Enlightened;
 /// <summary>The TLFS hypercall interface: MSRs, the hypercall page, the control word and status codes.</summary>
 public class HypercallTests
 {
-    private const uint HypercallPage = 0x10000;
+    internal const uint HypercallPage = 0x10000;
     private const uint Input = 0x11000;
     private const uint Results = 0x12000;
 
-    private static void EnableHypercalls(Assembler a)
+    /// <summary>Sets up a stack, writes a guest OS ID and enables the hypercall page at <see cref="HypercallPage"/>.</summary>
+    internal static void EnableHypercalls(Assembler a)
     {
         a.mov(esp, 0x80000);
         a.mov(ecx, HvMsr.GuestOsId); a.mov(eax, 0x1234); a.xor(edx, edx); a.wrmsr();
