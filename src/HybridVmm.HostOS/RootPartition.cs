@@ -68,11 +68,15 @@ public sealed partial class RootPartition
             return null;
         }
 
-        bool linux = BzImage.HasLinuxHeader(config.Image);
+        bool linux = IsLinux(config.Image);
         BzImage? bzImage = null;
         MultibootImage? image = null;
-        string reason;
-        if (linux ? (bzImage = BzImage.TryParse(config.Image, out reason)) is null : (image = MultibootImage.TryParse(config.Image, out reason)) is null)
+        Vmlinux? vmlinux = null;
+        string reason = "";
+        bool parsed = BzImage.HasLinuxHeader(config.Image) ? (bzImage = BzImage.TryParse(config.Image, out reason)) is not null
+            : linux ? (vmlinux = Vmlinux.TryParse(config.Image, out reason)) is not null
+            : (image = MultibootImage.TryParse(config.Image, out reason)) is not null;
+        if (!parsed)
         {
             error = new VmCreationError(VmCreationErrorKind.InvalidImage, reason);
             return null;
@@ -119,9 +123,23 @@ public sealed partial class RootPartition
             return null;
         }
 
-        if (bzImage is not null)
+        if (linux)
         {
-            if (LinuxBoot.Layout(bzImage, config.MemoryBytes, config.CommandLine, config.Initrd, out reason) is not { } plan)
+            if (bzImage is not null && config.LinuxBoot == LinuxBootPath.Fast)
+            {
+                if (KernelPayload.TryUnpack(bzImage, config.MemoryBytes, out reason) is not { } unpacked
+                    || (vmlinux = Vmlinux.TryParse(unpacked, out reason)) is null)
+                {
+                    error = new VmCreationError(VmCreationErrorKind.InvalidImage, reason);
+                    return null;
+                }
+            }
+
+            uint rsdp = config.Devices.Contains("acpi") ? AcpiTables.Address : 0;
+            LinuxBootPlan? plan = vmlinux is not null
+                ? LinuxBoot.Layout(vmlinux, bzImage, config.MemoryBytes, config.CommandLine, config.Initrd, rsdp, out reason)
+                : LinuxBoot.Layout(bzImage!, config.MemoryBytes, config.CommandLine, config.Initrd, out reason);
+            if (plan is null)
             {
                 error = new VmCreationError(VmCreationErrorKind.InvalidImage, reason);
                 return null;
@@ -143,6 +161,9 @@ public sealed partial class RootPartition
         error = null;
         return new PreparedImage(new BootRegisters(image!.Entry, BootInformation.BootloaderMagic, infoAddress), [.. Firmware(config), .. writes]);
     }
+
+    /// <summary>Whether <paramref name="image"/> is a Linux kernel, a bzImage or a vmlinux ELF, booted with the Linux boot protocol.</summary>
+    public static bool IsLinux(ReadOnlySpan<byte> image) => BzImage.HasLinuxHeader(image) || Vmlinux.IsLinuxElf(image);
 
     /// <summary>
     /// What the platform's firmware leaves in memory before the image: the ACPI tables that describe the I/O APIC and
@@ -305,7 +326,7 @@ public sealed partial class RootPartition
             IChipsetDevice? device = name switch
             {
                 // QEMU sets fw_cfg's command line only for a Linux boot; a Multiboot kernel reads the Multiboot one.
-                "fw-cfg" => new FwCfgDevice(config.MemoryBytes, (ushort)processors, BzImage.HasLinuxHeader(config.Image) ? config.CommandLine : null),
+                "fw-cfg" => new FwCfgDevice(config.MemoryBytes, (ushort)processors, IsLinux(config.Image) ? config.CommandLine : null),
                 "post" => new PostCodePort(),
                 "port92" => new SystemControlPortA(services.Control),
                 "i8042" => new I8042Controller(services.Control),
