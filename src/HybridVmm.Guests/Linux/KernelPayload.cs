@@ -64,7 +64,7 @@ public static class KernelPayload
         if (size > image.InitSize || size > memoryBytes)
         {
             error = $"the {format} payload says it unpacks to {size} bytes, more than " +
-                    (size > image.InitSize ? $"the kernel's init_size ({image.InitSize})" : $"the guest's {memoryBytes >> 20} MiB of memory");
+                    (size > image.InitSize ? $"the kernel's init_size ({image.InitSize})" : $"the guest's memory ({memoryBytes} bytes)");
             return null;
         }
 
