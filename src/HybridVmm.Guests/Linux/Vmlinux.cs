@@ -98,9 +98,15 @@ public sealed class Vmlinux
     /// <summary>The kernel's segments and entry, or null and a reason when it is no loadable i386 kernel.</summary>
     public static Vmlinux? TryParse(byte[] file, out string error)
     {
+        if (Elf32Image.HasElfMagic(file) && file.Length > 4 && file[4] == 2)
+        {
+            error = "the kernel is a 64-bit vmlinux; HybridVmm boots i386 kernels (ELF32, EM_386)";
+            return null;
+        }
+
         if (Elf32Image.TryParse(file, out error) is not { } elf)
         {
-            error = $"the unpacked kernel is not a loadable vmlinux: {error}";
+            error = $"not a loadable vmlinux: {error}";
             return null;
         }
 
