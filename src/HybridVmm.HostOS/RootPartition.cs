@@ -173,13 +173,16 @@ public sealed partial class RootPartition
         config.Devices.Contains("acpi") ? [AcpiTables.Build(config.Processors)] : [];
 
     /// <summary>Loads the image into a new partition with its worker and devices. The VM is created, not started.</summary>
-    public VirtualMachine? CreateVm(VmConfiguration config, out VmCreationError? error)
-    {
-        if (Prepare(config, out error) is not { } prepared)
-        {
-            return null;
-        }
+    public VirtualMachine? CreateVm(VmConfiguration config, out VmCreationError? error) =>
+        Prepare(config, out error) is { } prepared ? CreateVm(config, prepared, out error) : null;
 
+    /// <summary>
+    /// Creates the VM from what <see cref="Prepare"/> returned for <paramref name="config"/>, so that a caller who checked
+    /// the image first does not parse it again (a fast Linux boot would unpack its payload twice).
+    /// </summary>
+    public VirtualMachine? CreateVm(VmConfiguration config, PreparedImage prepared, out VmCreationError? error)
+    {
+        error = null;
         if (_api.CreatePartition(config.Name, config.MemoryBytes, config.InstructionLimit, config.Processors) is not { } partition)
         {
             error = OutOfMemory(config.MemoryBytes);

@@ -140,11 +140,11 @@ internal static class RunCommand
         };
 
         // Refuse bad input before the trace file is opened, so a failed run never truncates an old trace.
-        if (RootPartition.Prepare(config, out VmCreationError? invalid) is null)
+        if (RootPartition.Prepare(config, out VmCreationError? invalid) is not { } prepared)
         {
             return Outcome.CreationFailed(invalid!, stderr);
         }
 
-        return await SingleVmSession.RunAsync(memoryBytes, options, root => (root.CreateVm(config, out VmCreationError? error), error), cancellationToken);
+        return await SingleVmSession.RunAsync(memoryBytes, options, root => (root.CreateVm(config, prepared, out VmCreationError? error), error), cancellationToken);
     }
 }
