@@ -18,6 +18,8 @@
 #   HV_TIERS   the hybridvmm tiers to time, e.g. "interp jit" (one column each, run as
 #              `hybridvmm --tier T run ...`). Default: "interp jit" when the built CLI has the --tier option,
 #              else one column of plain `hybridvmm run ...`. HV_TIERS=none forces that plain column.
+#              A tier with ":fast" (e.g. "jit jit:fast") also passes `--boot fast`: Linux's payload unpacked on the
+#              host instead of by its own decompressor in the guest (Multiboot guests boot alike either way).
 #   HV_BUILD   r2r (default): `dotnet publish -p:PublishReadyToRun=true`, how a deployment ships a .NET program, so
 #              that .NET's start-up JIT is not timed as the guest's; jit: a plain `dotnet build` (every method JIT-compiled
 #              at its first call, which costs about 0.2 s of each run).
@@ -91,7 +93,7 @@ if [ -n "$linux" ]; then
 fi
 
 for t in ${HV_TIERS:-}; do
-    case "$t" in interp|jit|none) ;; *) die "HV_TIERS: '$t' is not a tier (interp, jit, or none)" ;; esac
+    case "$t" in interp|jit|none|interp:fast|jit:fast|none:fast) ;; *) die "HV_TIERS: '$t' is not a tier (interp, jit, or none, each optionally with :fast)" ;; esac
 done
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/compare-qemu.XXXXXX")
@@ -138,11 +140,12 @@ run() {
             hv_args=(--initrd "$linux/shell.cpio.gz" --memory 128M --append "console=ttyS0 cryptomgr.notests")
             serial=stdio ;;   # the prompt must be seen
     esac
-    case "$engine" in
+    if [ "${engine#*:}" = fast ]; then hv_args+=(--boot fast); fi
+    case "${engine%%:*}" in
         qemu) cmd=("$QEMU" -kernel "$image" -serial "$serial" -monitor none -display none -no-reboot
                    -device isa-debug-exit,iobase=0xf4,iosize=0x04 "${qemu_args[@]}") ;;
         none) cmd=("${hv[@]}" run "$image" "${hv_args[@]}") ;;
-        *)    cmd=("${hv[@]}" --tier "$engine" run "$image" "${hv_args[@]}") ;;
+        *)    cmd=("${hv[@]}" --tier "${engine%%:*}" run "$image" "${hv_args[@]}") ;;
     esac
     if [ "$guest" = linux ]; then
         run_to_prompt "$out" "${cmd[@]}"
@@ -205,6 +208,8 @@ label() {
     case "$1" in
         qemu) echo "qemu-system-i386 (TCG)" ;;
         none) echo "hybridvmm run" ;;
+        none:fast) echo "hybridvmm run --boot fast" ;;
+        *:fast) echo "hybridvmm --tier ${1%%:*} run --boot fast" ;;
         *) echo "hybridvmm --tier $1" ;;
     esac
 }

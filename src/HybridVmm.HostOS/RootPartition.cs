@@ -68,11 +68,15 @@ public sealed partial class RootPartition
             return null;
         }
 
-        bool linux = BzImage.HasLinuxHeader(config.Image);
+        bool linux = IsLinux(config.Image);
         BzImage? bzImage = null;
         MultibootImage? image = null;
-        string reason;
-        if (linux ? (bzImage = BzImage.TryParse(config.Image, out reason)) is null : (image = MultibootImage.TryParse(config.Image, out reason)) is null)
+        Vmlinux? vmlinux = null;
+        string reason = "";
+        bool parsed = BzImage.HasLinuxHeader(config.Image) ? (bzImage = BzImage.TryParse(config.Image, out reason)) is not null
+            : linux ? (vmlinux = Vmlinux.TryParse(config.Image, out reason)) is not null
+            : (image = MultibootImage.TryParse(config.Image, out reason)) is not null;
+        if (!parsed)
         {
             error = new VmCreationError(VmCreationErrorKind.InvalidImage, reason);
             return null;
@@ -117,9 +121,23 @@ public sealed partial class RootPartition
             return null;
         }
 
-        if (bzImage is not null)
+        if (linux)
         {
-            if (LinuxBoot.Layout(bzImage, config.MemoryBytes, config.CommandLine, config.Initrd, out reason) is not { } plan)
+            if (bzImage is not null && config.LinuxBoot == LinuxBootPath.Fast)
+            {
+                if (KernelPayload.TryUnpack(bzImage, config.MemoryBytes, out reason) is not { } unpacked
+                    || (vmlinux = Vmlinux.TryParse(unpacked, out reason)) is null)
+                {
+                    error = new VmCreationError(VmCreationErrorKind.InvalidImage, reason);
+                    return null;
+                }
+            }
+
+            uint rsdp = config.Devices.Contains("acpi") ? AcpiTables.Address : 0;
+            LinuxBootPlan? plan = vmlinux is not null
+                ? LinuxBoot.Layout(vmlinux, bzImage, config.MemoryBytes, config.CommandLine, config.Initrd, rsdp, out reason)
+                : LinuxBoot.Layout(bzImage!, config.MemoryBytes, config.CommandLine, config.Initrd, out reason);
+            if (plan is null)
             {
                 error = new VmCreationError(VmCreationErrorKind.InvalidImage, reason);
                 return null;
@@ -141,6 +159,9 @@ public sealed partial class RootPartition
         error = null;
         return new PreparedImage(new BootRegisters(image!.Entry, BootInformation.BootloaderMagic, infoAddress), [.. Firmware(config), .. writes]);
     }
+
+    /// <summary>Whether <paramref name="image"/> is a Linux kernel, a bzImage or a vmlinux ELF, booted with the Linux boot protocol.</summary>
+    public static bool IsLinux(ReadOnlySpan<byte> image) => BzImage.HasLinuxHeader(image) || Vmlinux.IsLinuxElf(image);
 
     /// <summary>
     /// Why <paramref name="diskImage"/> cannot back a synthblk disk, or null: it must be a regular file (a device such
@@ -171,13 +192,16 @@ public sealed partial class RootPartition
         config.Devices.Contains("acpi") ? [AcpiTables.Build(config.Processors)] : [];
 
     /// <summary>Loads the image into a new partition with its worker and devices. The VM is created, not started.</summary>
-    public VirtualMachine? CreateVm(VmConfiguration config, out VmCreationError? error)
-    {
-        if (Prepare(config, out error) is not { } prepared)
-        {
-            return null;
-        }
+    public VirtualMachine? CreateVm(VmConfiguration config, out VmCreationError? error) =>
+        Prepare(config, out error) is { } prepared ? CreateVm(config, prepared, out error) : null;
 
+    /// <summary>
+    /// Creates the VM from what <see cref="Prepare"/> returned for <paramref name="config"/>, so that a caller who checked
+    /// the image first does not parse it again (a fast Linux boot would unpack its payload twice).
+    /// </summary>
+    public VirtualMachine? CreateVm(VmConfiguration config, PreparedImage prepared, out VmCreationError? error)
+    {
+        error = null;
         if (_api.CreatePartition(config.Name, config.MemoryBytes, config.InstructionLimit, config.Processors) is not { } partition)
         {
             error = OutOfMemory(config.MemoryBytes);
@@ -324,7 +348,7 @@ public sealed partial class RootPartition
             IChipsetDevice? device = name switch
             {
                 // QEMU sets fw_cfg's command line only for a Linux boot; a Multiboot kernel reads the Multiboot one.
-                "fw-cfg" => new FwCfgDevice(config.MemoryBytes, (ushort)processors, BzImage.HasLinuxHeader(config.Image) ? config.CommandLine : null),
+                "fw-cfg" => new FwCfgDevice(config.MemoryBytes, (ushort)processors, IsLinux(config.Image) ? config.CommandLine : null),
                 "post" => new PostCodePort(),
                 "port92" => new SystemControlPortA(services.Control),
                 "i8042" => new I8042Controller(services.Control),

@@ -11,29 +11,36 @@ internal static class RunCommand
 {
     public static Command Create()
     {
-        var image = new Argument<string>("IMAGE") { Description = "Kernel to boot: a Multiboot v1 kernel (ELF32 or a.out kludge) or a Linux bzImage" };
+        var image = new Argument<string>("IMAGE") { Description = "Kernel to boot: a Multiboot v1 kernel (ELF32 or a.out kludge), a Linux bzImage or a Linux vmlinux ELF" };
         var memory = new Option<string>("--memory", "-m") { Description = "Guest RAM, e.g. 64M or 1G", DefaultValueFactory = _ => "64M" };
         var append = new Option<string>("--append") { Description = "The guest's command line, as QEMU's -append: a Linux kernel gets ARGS, a Multiboot kernel \"IMAGE ARGS\"", DefaultValueFactory = _ => "" };
         var initrd = new Option<string?>("--initrd") { Description = "Initial RAM disk for a Linux kernel (as QEMU's -initrd)" };
         var rtcBase = new Option<string?>("--rtc-base") { Description = "Date and time (UTC) the guest's RTC shows at boot, e.g. 2024-02-29T23:58:00 (default 2000-01-01T00:00:00; never the host's clock)" };
         var synthetic = new Option<string>("--synthetic") { Description = "Synthetic (VMBus) devices, comma separated: synthcon, synthblk, synthnet", DefaultValueFactory = _ => "" };
         var disk = new Option<string?>("--disk") { Description = "Disk-image file behind synthblk (size a multiple of 512 bytes)" };
+        var boot = new Option<string>("--boot")
+        {
+            Description = "How a Linux bzImage boots: decompressor (its own decompressor runs in the guest, as under QEMU) or fast (its payload unpacked on the host, the kernel entered past its decompressor)",
+            DefaultValueFactory = _ => "decompressor",
+        };
+        boot.AcceptOnlyFromAmong("fast", "decompressor");
         var cpus = new Option<int>("--cpus") { Description = "Virtual processors, 1 to 64: the others wait for a start-up IPI (as QEMU's -smp)", DefaultValueFactory = _ => 1 };
         var session = new SessionOptions();
-        var command = new Command("run", "Boot one Multiboot kernel or Linux bzImage in a child partition and print its serial output")
+        var command = new Command("run", "Boot one Multiboot kernel or Linux kernel in a child partition and print its serial output")
         {
-            image, memory, append, initrd, synthetic, disk, rtcBase, cpus,
+            image, memory, append, initrd, boot, synthetic, disk, rtcBase, cpus,
         };
         session.AddTo(command);
         command.SetAction((result, cancellationToken) => RunAsync(
             result.GetValue(image)!, result.GetValue(memory)!, result.GetValue(append) ?? "",
             (result.GetValue(synthetic) ?? "").Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries),
-            result.GetValue(disk), result.GetValue(rtcBase), result.GetValue(initrd), result.GetValue(cpus), session.Read(result), cancellationToken));
+            result.GetValue(disk), result.GetValue(rtcBase), result.GetValue(initrd), result.GetValue(cpus),
+            result.GetValue(boot) == "fast" ? LinuxBootPath.Fast : LinuxBootPath.Decompressor, session.Read(result), cancellationToken));
         return command;
     }
 
     private static async Task<int> RunAsync(string imagePath, string memoryText, string arguments,
-        string[] syntheticDevices, string? diskImage, string? rtcBaseText, string? initrdPath, int processors, SessionOptions.Values options, CancellationToken cancellationToken)
+        string[] syntheticDevices, string? diskImage, string? rtcBaseText, string? initrdPath, int processors, LinuxBootPath linuxBoot, SessionOptions.Values options, CancellationToken cancellationToken)
     {
         TextWriter stderr = Console.Error;
         if (options.Validate(stderr) is { } usage)
@@ -112,7 +119,7 @@ internal static class RunCommand
             return refused;
         }
 
-        bool linux = HybridVmm.Guests.Linux.BzImage.HasLinuxHeader(bytes);
+        bool linux = RootPartition.IsLinux(bytes);
 
         var config = new VmConfiguration
         {
@@ -125,6 +132,7 @@ internal static class RunCommand
             // A Linux kernel gets the arguments alone, as from QEMU's -append.
             CommandLine = linux ? arguments : $"{imagePath} {arguments}",
             Initrd = initrdBytes,
+            LinuxBoot = linuxBoot,
             RtcEpoch = rtcEpoch,
             InstructionLimit = options.MaxInstructions,
             SyntheticDevices = syntheticDevices,
@@ -132,11 +140,11 @@ internal static class RunCommand
         };
 
         // Refuse bad input before the trace file is opened, so a failed run never truncates an old trace.
-        if (RootPartition.Prepare(config, out VmCreationError? invalid) is null)
+        if (RootPartition.Prepare(config, out VmCreationError? invalid) is not { } prepared)
         {
             return Outcome.CreationFailed(invalid!, stderr);
         }
 
-        return await SingleVmSession.RunAsync(memoryBytes, options, root => (root.CreateVm(config, out VmCreationError? error), error), cancellationToken);
+        return await SingleVmSession.RunAsync(memoryBytes, options, root => (root.CreateVm(config, prepared, out VmCreationError? error), error), cancellationToken);
     }
 }

@@ -62,6 +62,22 @@ public sealed class BzImage
     /// <summary>The linear memory the kernel needs from where it runs, decompressor and decompressed kernel together.</summary>
     public uint InitSize => U32(0x260);
 
+    /// <summary>The oldest protocol whose header names the compressed payload (payload_offset, payload_length).</summary>
+    public const ushort PayloadProtocol = 0x0208;
+
+    /// <summary>
+    /// The compressed kernel (a compressed vmlinux, followed on x86-32 by its relocations) inside the protected-mode
+    /// code: payload_offset and payload_length, protocol 2.08 and later. Empty when the header names none or names bytes
+    /// the file does not hold; <see cref="KernelPayload"/> says which.
+    /// </summary>
+    public ReadOnlySpan<byte> Payload =>
+        Protocol >= PayloadProtocol && (ulong)U32(0x248) + U32(0x24C) <= (ulong)ProtectedMode.Length
+            ? ProtectedMode.Slice((int)U32(0x248), (int)U32(0x24C))
+            : default;
+
+    /// <summary>payload_offset and payload_length as the header gives them, for messages.</summary>
+    public (uint Offset, uint Length) PayloadField => (U32(0x248), U32(0x24C));
+
     /// <summary>Whether <paramref name="file"/> carries the boot sector signature and a Linux setup header ("HdrS").</summary>
     public static bool HasLinuxHeader(ReadOnlySpan<byte> file) =>
         file.Length >= 0x264 && file[0x1FE] == 0x55 && file[0x1FF] == 0xAA

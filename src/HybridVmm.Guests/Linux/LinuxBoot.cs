@@ -1,5 +1,6 @@
 using System.Buffers.Binary;
 using System.Text;
+using HybridVmm.Guests.Elf;
 using HybridVmm.Guests.Multiboot;
 
 namespace HybridVmm.Guests.Linux;
@@ -34,16 +35,12 @@ public static class LinuxBoot
     private const uint BiosAreaStart = 0xF0000;
     private const uint PageSize = 4096;
 
-    /// <summary>Lays out <paramref name="image"/> with <paramref name="commandLine"/> and an optional initrd in a guest of <paramref name="memoryBytes"/>.</summary>
+    /// <summary>
+    /// Lays out <paramref name="image"/> with <paramref name="commandLine"/> and an optional initrd in a guest of
+    /// <paramref name="memoryBytes"/> for its own decompressor: the protected-mode code at 1 MiB, entered at code32_start.
+    /// </summary>
     public static LinuxBootPlan? Layout(BzImage image, uint memoryBytes, string commandLine, ReadOnlyMemory<byte>? initrd, out string error)
     {
-        byte[] cmdline = Encoding.UTF8.GetBytes(commandLine);
-        if ((uint)cmdline.Length > image.CommandLineSize)
-        {
-            error = $"the command line is {cmdline.Length} bytes; this kernel takes at most {image.CommandLineSize}";
-            return null;
-        }
-
         uint loadEnd = KernelLoadAddress + (uint)image.ProtectedMode.Length;
         if (image.Code32Start < KernelLoadAddress || image.Code32Start >= loadEnd)
         {
@@ -60,11 +57,93 @@ public static class LinuxBoot
             runAt = Math.Max(aligned, image.PreferredAddress);
         }
 
-        ulong kernelEnd = Math.Max(loadEnd, runAt + image.InitSize);
+        var kernel = new KernelPlacement([new GuestWrite(KernelLoadAddress, image.ProtectedMode.ToArray())], image.Code32Start,
+            runAt, image.InitSize, Math.Max(loadEnd, runAt + image.InitSize));
+        return Place(kernel, new HeaderFields(image), memoryBytes, commandLine, initrd, acpiRsdp: 0, out error);
+    }
+
+    /// <summary>
+    /// Lays out a kernel unpacked on the host (<see cref="KernelPayload"/>, or a vmlinux given as the image) as its
+    /// decompressor would have left it when not relocating it (arch/x86/boot/compressed/misc.c, parse_elf): each PT_LOAD
+    /// segment at its physical address, entered at the ELF entry. <paramref name="image"/> is the bzImage it came from,
+    /// whose setup header goes into the zero page and whose init_size bounds the kernel's footprint; null for a bare
+    /// vmlinux, which gets the protocol's defaults (<see cref="VmlinuxSetupHeader"/>). <paramref name="acpiRsdp"/> is
+    /// the firmware's RSDP, which the decompressor finds and records in boot_params.acpi_rsdp_addr (0 for none).
+    /// </summary>
+    public static LinuxBootPlan? Layout(Vmlinux kernel, BzImage? image, uint memoryBytes, string commandLine, ReadOnlyMemory<byte>? initrd,
+        uint acpiRsdp, out string error)
+    {
+        var writes = new List<GuestWrite>();
+        foreach (LoadSegment s in kernel.Segments)
+        {
+            if ((ulong)s.PhysicalAddress + s.MemorySize > memoryBytes)
+            {
+                error = $"the kernel's segment at 0x{s.PhysicalAddress:x8} (+{s.MemorySize} bytes) does not fit in {Mib(memoryBytes)} MiB of guest memory";
+                return null;
+            }
+
+            // Only the file's bytes: the kernel clears its own BSS, as after the decompressor.
+            writes.Add(new GuestWrite(s.PhysicalAddress, kernel.FileBytes(s).ToArray()));
+        }
+
+        uint initSize = image?.InitSize ?? (uint)(kernel.End - kernel.Start);
+        var placement = new KernelPlacement(writes, kernel.Entry, kernel.Start, initSize, Math.Max(kernel.End, (ulong)kernel.Start + initSize));
+        return Place(placement, image is null ? HeaderFields.Vmlinux : new HeaderFields(image), memoryBytes, commandLine, initrd, acpiRsdp, out error);
+    }
+
+    /// <summary>Where a kernel's bytes go, where it starts, and the footprint it needs from where it runs.</summary>
+    private sealed record KernelPlacement(IReadOnlyList<GuestWrite> Writes, uint Entry, ulong RunAt, uint InitSize, ulong End);
+
+    /// <summary>The setup-header fields the layout reads, and the header's bytes for the zero page.</summary>
+    private sealed record HeaderFields(byte[] SetupHeader, uint CommandLineSize, uint InitrdAddressMax)
+    {
+        public HeaderFields(BzImage image) : this(image.SetupHeader.ToArray(), image.CommandLineSize, image.InitrdAddressMax)
+        {
+        }
+
+        public static readonly HeaderFields Vmlinux = new(VmlinuxSetupHeader(), VmlinuxCommandLineSize, VmlinuxInitrdAddressMax);
+    }
+
+    /// <summary>COMMAND_LINE_SIZE (2048) less its NUL: what a bare vmlinux takes, having no header to say.</summary>
+    public const uint VmlinuxCommandLineSize = 2047;
+
+    /// <summary>initrd_addr_max's default for protocols older than 2.03, and what every i386 kernel takes.</summary>
+    public const uint VmlinuxInitrdAddressMax = 0x37FFFFFF;
+
+    /// <summary>
+    /// The setup header a bare vmlinux gets in its zero page (from 0x1F1), as Firecracker fills one for an ELF kernel:
+    /// boot_flag 0xAA55, "HdrS", version 2.15, kernel_alignment 16 MiB and cmdline_size; the loader's fields follow.
+    /// </summary>
+    private static byte[] VmlinuxSetupHeader()
+    {
+        byte[] header = new byte[0x268 - BzImage.SetupHeaderOffset];
+        Span<byte> h = header;
+        int At(int zeroPageOffset) => zeroPageOffset - BzImage.SetupHeaderOffset;
+        BinaryPrimitives.WriteUInt16LittleEndian(h[At(0x1FE)..], 0xAA55);
+        BinaryPrimitives.WriteUInt32LittleEndian(h[At(0x202)..], 0x53726448); // "HdrS"
+        BinaryPrimitives.WriteUInt16LittleEndian(h[At(0x206)..], 0x020F);
+        BinaryPrimitives.WriteUInt32LittleEndian(h[At(0x22C)..], VmlinuxInitrdAddressMax);
+        BinaryPrimitives.WriteUInt32LittleEndian(h[At(0x230)..], 0x0100_0000);
+        BinaryPrimitives.WriteUInt32LittleEndian(h[At(0x238)..], VmlinuxCommandLineSize);
+        return header;
+    }
+
+    /// <summary>What both boots share: the command line, the memory check, the initrd at the top, and the zero page.</summary>
+    private static LinuxBootPlan? Place(KernelPlacement kernel, HeaderFields header, uint memoryBytes, string commandLine,
+        ReadOnlyMemory<byte>? initrd, uint acpiRsdp, out string error)
+    {
+        byte[] cmdline = Encoding.UTF8.GetBytes(commandLine);
+        if ((uint)cmdline.Length > header.CommandLineSize)
+        {
+            error = $"the command line is {cmdline.Length} bytes; this kernel takes at most {header.CommandLineSize}";
+            return null;
+        }
+
+        ulong kernelEnd = kernel.End;
         ulong needed = AlignUp(kernelEnd, PageSize) + (ulong)(initrd?.Length ?? 0);
         if (needed > memoryBytes)
         {
-            error = $"this kernel needs at least {Mib(needed)} MiB of guest memory (it runs at 0x{runAt:x} and takes {Mib(image.InitSize)} MiB there" +
+            error = $"this kernel needs at least {Mib(needed)} MiB of guest memory (it runs at 0x{kernel.RunAt:x} and takes {Mib(kernel.InitSize)} MiB there" +
                     (initrd is { } r ? $", and the initrd is {Mib((ulong)r.Length)} MiB" : "") + $"); the guest has {Mib(memoryBytes)} MiB";
             return null;
         }
@@ -73,7 +152,7 @@ public static class LinuxBoot
         if (initrd is { Length: > 0 } rd)
         {
             // As high as the kernel allows, page aligned, above everything the kernel itself will use.
-            ulong top = Math.Min(memoryBytes, (ulong)image.InitrdAddressMax + 1);
+            ulong top = Math.Min(memoryBytes, (ulong)header.InitrdAddressMax + 1);
             ulong at = (top - (ulong)rd.Length) & ~(ulong)(PageSize - 1);
             if ((ulong)rd.Length > top || at < kernelEnd)
             {
@@ -84,10 +163,9 @@ public static class LinuxBoot
             initrdAddress = (uint)at;
         }
 
-        var writes = new List<GuestWrite>
+        var writes = new List<GuestWrite>(kernel.Writes)
         {
-            new(KernelLoadAddress, image.ProtectedMode.ToArray()),
-            new(ZeroPageAddress, BuildZeroPage(image, memoryBytes, initrdAddress, (uint)(initrd?.Length ?? 0))),
+            new(ZeroPageAddress, BuildZeroPage(header.SetupHeader, memoryBytes, initrdAddress, (uint)(initrd?.Length ?? 0), acpiRsdp)),
             new(CommandLineAddress, [.. cmdline, 0]),
         };
         if (initrdAddress != 0)
@@ -96,7 +174,7 @@ public static class LinuxBoot
         }
 
         error = "";
-        return new LinuxBootPlan(writes, image.Code32Start, ZeroPageAddress, initrdAddress, (uint)kernelEnd);
+        return new LinuxBootPlan(writes, kernel.Entry, ZeroPageAddress, initrdAddress, (uint)kernelEnd);
     }
 
     /// <summary>The guest's physical memory map as the BIOS's INT 15h E820 would report it: (base, length, type 1 RAM / 2 reserved).</summary>
@@ -108,11 +186,12 @@ public static class LinuxBoot
         (KernelLoadAddress, memoryBytes - KernelLoadAddress, 1),
     ];
 
-    private static byte[] BuildZeroPage(BzImage image, uint memoryBytes, uint initrdAddress, uint initrdSize)
+    private static byte[] BuildZeroPage(ReadOnlySpan<byte> setupHeader, uint memoryBytes, uint initrdAddress, uint initrdSize, uint acpiRsdp)
     {
         byte[] page = new byte[PageSize];
         Span<byte> p = page;
-        image.SetupHeader.CopyTo(p[BzImage.SetupHeaderOffset..]);
+        setupHeader.CopyTo(p[BzImage.SetupHeaderOffset..]);
+        BinaryPrimitives.WriteUInt64LittleEndian(p[0x070..], acpiRsdp);                // acpi_rsdp_addr, as the decompressor records it
 
         // screen_info.ext_mem_k and alt_mem_k: memory above 1 MiB in KiB (the old BIOS calls' answers).
         uint extendedKib = (memoryBytes - KernelLoadAddress) / 1024;

@@ -6,10 +6,17 @@ public sealed record VmConfiguration
     public required string Name { get; init; }
 
     /// <summary>
-    /// The kernel image, already read from a file or the embedded samples: a Multiboot v1 kernel, or a Linux bzImage
-    /// (booted with the Linux 32-bit boot protocol).
+    /// The kernel image, already read from a file or the embedded samples: a Multiboot v1 kernel, or a Linux bzImage or
+    /// vmlinux ELF (booted with the Linux 32-bit boot protocol).
     /// </summary>
     public required byte[] Image { get; init; }
+
+    /// <summary>
+    /// How a Linux bzImage boots: its own decompressor in the guest (the default: QEMU's output, byte for byte as
+    /// before), or its payload unpacked on the host and the kernel entered past its decompressor. A vmlinux ELF always
+    /// boots the second way, a Multiboot kernel neither.
+    /// </summary>
+    public LinuxBootPath LinuxBoot { get; init; } = LinuxBootPath.Decompressor;
 
     /// <summary>A Linux kernel's initial RAM disk (ramdisk_image), or null.</summary>
     public byte[]? Initrd { get; init; }

@@ -87,6 +87,34 @@ public class ParserFuzzTests
         });
     }
 
+    /// <summary>The fast boot's parsers: the setup header's payload fields, the XZ stream and the vmlinux inside it.</summary>
+    [Test]
+    public void LinuxPayloadsOfTheFastBootLoadOrAreRefusedNeverThrow()
+    {
+        byte[] payload = LinuxFastBootTests.TinyPayload;
+        byte[] original = LinuxFastBootTests.BzImageWithPayload(payload);
+        int payloadAt = original.Length - payload.Length;
+        Fuzz("bzImage payload", original, [(0x1F0, 0x80), (payloadAt, payload.Length)], f => f, file =>
+        {
+            var config = new VmConfiguration { Name = "fuzz", Image = file, MemoryBytes = 64u << 20, CommandLine = "console=ttyS0", LinuxBoot = LinuxBootPath.Fast };
+            bool loaded = RootPartition.Prepare(config, out VmCreationError? error) is not null;
+            return (loaded, error?.Message ?? "", null);
+        });
+    }
+
+    [Test]
+    public void VmlinuxImagesLoadOrAreRefusedNeverThrow()
+    {
+        byte[] original = LinuxFastBootTests.TinyVmlinux();
+        // The ELF header, the two program headers and the "Linux" note.
+        Fuzz("vmlinux", original, [(0, 52), (52, 64), (0x100, 24)], f => f, file =>
+        {
+            var config = new VmConfiguration { Name = "fuzz", Image = file, MemoryBytes = 64u << 20, CommandLine = "console=ttyS0" };
+            bool loaded = RootPartition.Prepare(config, out VmCreationError? error) is not null;
+            return (loaded, error?.Message ?? "", null);
+        });
+    }
+
     /// <summary>Bytes over a real loopback connection to the receiver of a live migration: a refusal with a reason, or a VM.</summary>
     [Test]
     public async Task MigrationStreamsAreReceivedOrRefusedNeverThrow()
