@@ -2,7 +2,7 @@
  * through a 16-bit code segment into real mode, real-mode code that works there, and back. The real-mode code prints
  * a line through COM1, takes INT 0x40 and a divide error through its own vector table (IVT), far-calls itself under
  * another CS, runs string instructions on SI/DI/CX, LOOP and JCXZ, PUSHA/POPA on a 16-bit stack, 32-bit operands and
- * addresses through the 0x66/0x67 prefixes, and waits with HLT for the PIT's IRQ 0 through the 8259's vector 8. It
+ * addresses through the 0x66/0x67 prefixes, INS and OUTS on DI/SI/CX, and waits with HLT for the PIT's IRQ 0 through the 8259's vector 8. It
  * writes what it saw to a results area that the protected-mode side prints. Nothing printed depends on time.
  */
 #include "guest.h"
@@ -95,6 +95,24 @@ __asm__(
     "    subw $(str_a - rm_start), %si\n"
     "    movw %si, %es:26\n"
     "    movw %bx, %es:28\n"
+    /* INS and OUTS walk SI/DI and count with CX too: the registers' high halves stay as they were */
+    "    movl $0x12340000, %esi\n"
+    "    movw $(outs_text - rm_start), %si\n"
+    "    movl $0x56780000, %ecx\n"
+    "    movw $(outs_end - outs_text), %cx\n"
+    "    movw $0x3F8, %dx\n"
+    "    rep outsb\n"
+    "    movl %ecx, %es:0x70\n"
+    "    subl $(outs_text - rm_start), %esi\n"
+    "    movl %esi, %es:0x74\n"
+    "    movl $0x9ABC0000, %edi\n"
+    "    movw $0x80, %di\n"
+    "    movl $0xDEF00000, %ecx\n"
+    "    movw $3, %cx\n"
+    "    movw $0x3FB, %dx\n"                   /* COM1's line control register reads back 0x03 */
+    "    rep insb\n"
+    "    movl %ecx, %es:0x78\n"
+    "    movl %edi, %es:0x7C\n"
     /* LOOP and JCXZ on CX */
     "    movw $5, %cx\n"
     "    xorw %dx, %dx\n"
@@ -211,6 +229,8 @@ __asm__(
     "str_a: .ascii \"realmodeXY\"\n"
     "str_b: .ascii \"realmoDeXY\"\n"
     "greeting: .asciz \"real mode: hello from CS 0x0200\\n\"\n"
+    "outs_text: .ascii \"real mode: rep outsb on SI\\n\"\n"
+    "outs_end:\n"
     "rm_end:\n");
 extern char rm_start[], rm_end[];
 
@@ -256,6 +276,8 @@ uint32_t kmain(uint32_t magic, struct multiboot_info *mbi)
     kprintf("\nrep stosb: %02x %02x %02x %02x %02x %02x\n", results[0x60], results[0x61], results[0x62], results[0x63],
             results[0x64], results[0x65]);
     kprintf("repe cmpsb: cx %04x, stopped after %u bytes, flags %04x\n", result(24), result(26), result(28) & 0x8D5);
+    kprintf("rep outsb: ecx %08x esi %08x; rep insb: ecx %08x edi %08x, read %02x %02x %02x\n", result32(0x70), result32(0x74),
+            result32(0x78), result32(0x7C), results[0x80], results[0x81], results[0x82]);
     kprintf("loop: dx %04x, jcxz %04x\n", result(30), result(32));
     kprintf("pusha: sp %04x, stored sp %04x; popa: ax %04x cx %04x sp %04x\n", result(34), result(36), result(38), result(40),
             result(42));

@@ -24,7 +24,7 @@ public class KvmUnitTests
     [
         "cmpxchg8b", "setjmp", "smptest", "smptest3", "eventinj", "taskswitch", "tsc", "umip", "vmexit_mov_from_cr8",
         "vmexit_mov_to_cr8", "vmexit_ipi", "vmexit_tscdeadline", "vmexit_tscdeadline_immed", "realmode", "smap", "vmexit_inl_pmtimer",
-        "vmexit_ipi_halt", "vmexit_ple_round_robin", "sieve",
+        "vmexit_ipi_halt", "vmexit_ple_round_robin", "sieve", "vmexit_cpuid",
     ];
 
     private sealed record Entry(string Name, string File, int Smp, string Append, string ExtraParams, TimeSpan Timeout);

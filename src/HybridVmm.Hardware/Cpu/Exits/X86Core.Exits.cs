@@ -31,6 +31,9 @@ public sealed partial class X86Core
         public bool Rep;
         public uint NextEip;
         public uint Delta;
+
+        /// <summary>INS/OUTS with a 16-bit address size: DI/SI and CX step within their low 16 bits.</summary>
+        public bool Address16;
     }
 
     private PendingInstruction _pending;
@@ -42,9 +45,9 @@ public sealed partial class X86Core
     // ---- Stopping ----
 
     /// <summary>Stops the current instruction with an exit the hypervisor completes later; EIP stays on it.</summary>
-    private bool Exit(PendingKind kind, int size, bool rep, uint delta, in CpuExit exit)
+    private bool Exit(PendingKind kind, int size, bool rep, uint delta, in CpuExit exit, bool address16 = false)
     {
-        _pending = new PendingInstruction { Kind = kind, Size = (byte)size, Rep = rep, NextEip = _ctx.Eip, Delta = delta };
+        _pending = new PendingInstruction { Kind = kind, Size = (byte)size, Rep = rep, NextEip = _ctx.Eip, Delta = delta, Address16 = address16 };
         _ctx.Eip = _savedEip;
         _exit = exit;
         return false;
@@ -119,9 +122,9 @@ public sealed partial class X86Core
                 Retire();
                 break;
             case PendingKind.Ins:
-                WriteMem(Linear(Sreg.Es, _ctx.Edi, _pending.Size), _pending.Size, value);
+                WriteMem(Linear(Sreg.Es, _pending.Address16 ? _ctx.Edi & 0xFFFF : _ctx.Edi, _pending.Size), _pending.Size, value);
                 _faulted = false;
-                _ctx.Edi += _pending.Delta;
+                _ctx.Edi = StepPendingIndex(_ctx.Edi);
                 FinishRepIteration();
                 break;
             default:
@@ -138,7 +141,7 @@ public sealed partial class X86Core
                 Retire();
                 break;
             case PendingKind.Outs:
-                _ctx.Esi += _pending.Delta;
+                _ctx.Esi = StepPendingIndex(_ctx.Esi);
                 FinishRepIteration();
                 break;
             default:
@@ -332,7 +335,7 @@ public sealed partial class X86Core
     private void FinishRepIteration()
     {
         if (_replayCount != 0) DiscardReplay(); // e.g. OUTS from MMIO: the element is done
-        if (_pending.Rep && --_ctx.Ecx != 0)
+        if (_pending.Rep && (_pending.Address16 ? (_ctx.Ecx = (_ctx.Ecx & 0xFFFF0000) | ((_ctx.Ecx - 1) & 0xFFFF)) & 0xFFFF : --_ctx.Ecx) != 0)
         {
             // More elements: EIP stays on the instruction, which exits again for the next one.
             _pending = default;
@@ -340,6 +343,10 @@ public sealed partial class X86Core
         }
         Retire();
     }
+
+    /// <summary>INS/OUTS's index register after one element: only its low 16 bits move with a 16-bit address size.</summary>
+    private uint StepPendingIndex(uint register) =>
+        _pending.Address16 ? (register & 0xFFFF0000) | ((register + _pending.Delta) & 0xFFFF) : register + _pending.Delta;
 
     private void Retire()
     {

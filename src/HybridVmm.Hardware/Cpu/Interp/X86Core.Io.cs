@@ -27,27 +27,31 @@ public sealed partial class X86Core
         return Exit(PendingKind.Out, size, false, 0, new CpuExit(CpuExitReason.IoOut, Port: port, Size: (byte)size, Value: value));
     }
 
+    // INS and OUTS with a 16-bit address size (16-bit code, or a 0x67 prefix) walk DI or SI and count with CX, each
+    // wrapping at 64 KiB, as the other string instructions do (X86Core.Strings.cs).
     private bool Ins(ref Instruction ins)
     {
         int size = MemSize(ref ins);
         bool rep = ins.HasRepPrefix || ins.HasRepnePrefix;
-        if (rep && _ctx.Ecx == 0) return true;
+        bool address16 = ins.Op0Kind == OpKind.MemoryESDI;
+        if (rep && (address16 ? _ctx.Ecx & 0xFFFF : _ctx.Ecx) == 0) return true;
         if (!IoAllowed((ushort)_ctx.Edx, size)) return false;
         // Check the destination now, so the port is never read for an element that cannot be stored.
-        if (!ProbeWrite(Linear(Sreg.Es, _ctx.Edi, size), size)) return false;
+        if (!ProbeWrite(Linear(Sreg.Es, address16 ? _ctx.Edi & 0xFFFF : _ctx.Edi, size), size)) return false;
         uint delta = (_ctx.Eflags & DF) != 0 ? (uint)-size : (uint)size;
-        return Exit(PendingKind.Ins, size, rep, delta, new CpuExit(CpuExitReason.IoIn, Port: (ushort)_ctx.Edx, Size: (byte)size));
+        return Exit(PendingKind.Ins, size, rep, delta, new CpuExit(CpuExitReason.IoIn, Port: (ushort)_ctx.Edx, Size: (byte)size), address16);
     }
 
     private bool Outs(ref Instruction ins)
     {
         int size = MemSize(ref ins);
         bool rep = ins.HasRepPrefix || ins.HasRepnePrefix;
-        if (rep && _ctx.Ecx == 0) return true;
+        bool address16 = ins.Op1Kind == OpKind.MemorySegSI;
+        if (rep && (address16 ? _ctx.Ecx & 0xFFFF : _ctx.Ecx) == 0) return true;
         if (!IoAllowed((ushort)_ctx.Edx, size)) return false;
-        uint value = ReadMem(Linear(ToSreg(ins.MemorySegment), _ctx.Esi, size), size);
+        uint value = ReadMem(Linear(ToSreg(ins.MemorySegment), address16 ? _ctx.Esi & 0xFFFF : _ctx.Esi, size), size);
         if (_faulted) return false;
         uint delta = (_ctx.Eflags & DF) != 0 ? (uint)-size : (uint)size;
-        return Exit(PendingKind.Outs, size, rep, delta, new CpuExit(CpuExitReason.IoOut, Port: (ushort)_ctx.Edx, Size: (byte)size, Value: value));
+        return Exit(PendingKind.Outs, size, rep, delta, new CpuExit(CpuExitReason.IoOut, Port: (ushort)_ctx.Edx, Size: (byte)size, Value: value), address16);
     }
 }
