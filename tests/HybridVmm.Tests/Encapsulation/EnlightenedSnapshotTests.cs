@@ -164,7 +164,7 @@ public class EnlightenedSnapshotTests
         using var machine = new TestMachine();
         VirtualMachine? vm = machine.System.Root.RestoreVm(saved.Snapshot, out VmCreationError? error, diskImage: disk);
         Assert.That(vm, Is.Null);
-        Assert.That(error!.Message, Does.Contain(disk).And.Contain("missing"));
+        Assert.That(error!.Message, Does.Contain(disk).And.Contain("no such file"));
     }
 
     private static void CpuStateHasPending(VmSnapshot s, ref int count)
