@@ -2,7 +2,7 @@
  * through a 16-bit code segment into real mode, real-mode code that works there, and back. The real-mode code prints
  * a line through COM1, takes INT 0x40 and a divide error through its own vector table (IVT), far-calls itself under
  * another CS, runs string instructions on SI/DI/CX, LOOP and JCXZ, PUSHA/POPA on a 16-bit stack, 32-bit operands and
- * addresses through the 0x66/0x67 prefixes, INS and OUTS on DI/SI/CX, and waits with HLT for the PIT's IRQ 0 through the 8259's vector 8. It
+ * addresses through the 0x66/0x67 prefixes, INS and OUTS on DI/SI/CX, ENTER and LEAVE on BP/SP, and waits with HLT for the PIT's IRQ 0 through the 8259's vector 8. It
  * writes what it saw to a results area that the protected-mode side prints. Nothing printed depends on time.
  */
 #include "guest.h"
@@ -113,6 +113,20 @@ __asm__(
     "    rep insb\n"
     "    movl %ecx, %es:0x78\n"
     "    movl %edi, %es:0x7C\n"
+    /* ENTER and LEAVE on the 16-bit stack: only BP and SP move, the high halves stay */
+    "    movl %esp, %es:0x90\n"
+    "    movl $0x55550000, %ebp\n"
+    "    movw $0x1234, %bp\n"
+    "    enterw $6, $1\n"
+    "    movl %ebp, %es:0x94\n"
+    "    movl %esp, %es:0x98\n"
+    "    movw (%bp), %ax\n"
+    "    movw %ax, %es:0x9C\n"
+    "    movw -2(%bp), %ax\n"
+    "    movw %ax, %es:0x9E\n"
+    "    leavew\n"
+    "    movl %ebp, %es:0xA0\n"
+    "    movl %esp, %es:0xA4\n"
     /* LOOP and JCXZ on CX */
     "    movw $5, %cx\n"
     "    xorw %dx, %dx\n"
@@ -278,6 +292,8 @@ uint32_t kmain(uint32_t magic, struct multiboot_info *mbi)
     kprintf("repe cmpsb: cx %04x, stopped after %u bytes, flags %04x\n", result(24), result(26), result(28) & 0x8D5);
     kprintf("rep outsb: ecx %08x esi %08x; rep insb: ecx %08x edi %08x, read %02x %02x %02x\n", result32(0x70), result32(0x74),
             result32(0x78), result32(0x7C), results[0x80], results[0x81], results[0x82]);
+    kprintf("enter on a 16-bit stack: esp %08x before, ebp %08x esp %08x after, [bp] %04x [bp-2] %04x; leave: ebp %08x esp %08x\n",
+            result32(0x90), result32(0x94), result32(0x98), result(0x9C), result(0x9E), result32(0xA0), result32(0xA4));
     kprintf("loop: dx %04x, jcxz %04x\n", result(30), result(32));
     kprintf("pusha: sp %04x, stored sp %04x; popa: ax %04x cx %04x sp %04x\n", result(34), result(36), result(38), result(40),
             result(42));

@@ -157,39 +157,41 @@ public sealed partial class X86Core
         int size = ins.Code == Code.Enterw_imm16_imm8 ? 2 : 4;
         uint allocSize = ins.Immediate16;
         int level = ins.Immediate8_2nd & 31;
+        // The stack-size attribute (SS.B), not the operand size, chooses EBP/ESP or BP/SP as the frame pointer and the
+        // stack pointer (SDM Vol. 2A, ENTER): an o16 ENTER on a 32-bit stack still loads all of EBP, and on a 16-bit
+        // stack only BP and SP move, their high halves kept.
         uint ebp = _ctx.Ebp;
         Push(ebp, size);
-        uint frameTemp = _ctx.Esp;
+        uint frameTemp = _stack16 ? _ctx.Esp & 0xFFFF : _ctx.Esp;
         if (level > 0)
         {
             for (int i = 1; i < level; i++)
             {
-                ebp -= (uint)size;
-                Push(ReadMem(StackAddress(ebp, size), size), size);
+                ebp = _stack16 ? (ebp & 0xFFFF0000) | ((ebp - (uint)size) & 0xFFFF) : ebp - (uint)size;
+                Push(ReadMem(StackAddress(_stack16 ? ebp & 0xFFFF : ebp, size), size), size);
             }
             Push(frameTemp, size);
         }
-        // The stack-size attribute (32 bits here), not the operand size, selects EBP over BP as the frame
-        // pointer (SDM Vol. 2A, ENTER), so an o16 ENTER still loads all of EBP.
-        _ctx.Ebp = frameTemp;
-        _ctx.Esp -= allocSize;
+        if (_faulted) return false;
+        if (_stack16)
+        {
+            _ctx.Ebp = (_ctx.Ebp & 0xFFFF0000) | frameTemp;
+            _ctx.Esp = (_ctx.Esp & 0xFFFF0000) | ((_ctx.Esp - allocSize) & 0xFFFF);
+        }
+        else
+        {
+            _ctx.Ebp = frameTemp;
+            _ctx.Esp -= allocSize;
+        }
         return true;
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private bool Leave(ref Instruction ins)
     {
-        // ESP <- EBP follows the stack-address size (32 bits here), not the operand size (SDM Vol. 2A, LEAVE).
-        if (ins.Code == Code.Leavew)
-        {
-            _ctx.Esp = _ctx.Ebp;
-            _ctx.Ebp = (_ctx.Ebp & 0xffff0000) | Pop(2);
-        }
-        else
-        {
-            _ctx.Esp = _ctx.Ebp;
-            _ctx.Ebp = Pop(4);
-        }
+        // ESP <- EBP follows the stack-address size, not the operand size (SDM Vol. 2A, LEAVE): SP <- BP on a 16-bit stack.
+        _ctx.Esp = _stack16 ? (_ctx.Esp & 0xFFFF0000) | (_ctx.Ebp & 0xFFFF) : _ctx.Ebp;
+        _ctx.Ebp = ins.Code == Code.Leavew ? (_ctx.Ebp & 0xffff0000) | Pop(2) : Pop(4);
         return true;
     }
 }
