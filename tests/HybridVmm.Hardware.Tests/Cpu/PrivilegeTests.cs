@@ -240,4 +240,73 @@ public class PrivilegeTests
         ro.Cpu.Run(300);
         Assert.That((ro.Read32(Record), ro.Read32(Record + 8)), Is.EqualTo((7u, 0x51000u)), "a user write to a read-only user page, even with CR0.WP=0");
     }
+
+    // A ring-1 code segment (0x31), a ring-1 stack segment of 4 KiB (0x39, byte granular, limit 0xFFF) and a call gate
+    // of DPL 3 to the ring-1 code (0x43); the TSS's SS1:ESP1 is that stack with ESP1 = 0x2000, beyond its limit, so the
+    // first push on the new stack passes it.
+    private const ushort Ring1Code = 0x31, Ring1Stack = 0x39, Ring1Gate = 0x43;
+    private const uint Ring1Handler = 0x5400;
+
+    private static TestMachine MachineWithAFullRing1Stack()
+    {
+        TestMachine m = Machine();
+        m.WriteBytes(Gdt + 0x30, BitConverter.GetBytes(Segment(0xB, 1)));
+        m.WriteBytes(Gdt + 0x38, BitConverter.GetBytes(0x0FFFUL | ((ulong)(0x3u | 0x10u | (1u << 5) | 0x80u) << 40) | (0x4UL << 52)));
+        m.WriteBytes(Gdt + 0x40, BitConverter.GetBytes((Ring1Handler & 0xFFFFUL) | ((ulong)Ring1Code << 16) | (0xECUL << 40) | ((ulong)(Ring1Handler >> 16) << 48)));
+        m.WriteBytes(GdtDescriptor, [0x47, 0x00, .. BitConverter.GetBytes(Gdt)]);
+        m.Write32(Tss + 12, 0x2000);     // ESP1
+        m.Write32(Tss + 16, Ring1Stack); // SS1
+        SetGate(m, ExceptionVector.StackFault, GpHandler, dpl: 0);
+        m.Write32(Idt + 0x82 * 8, (Ring1Handler & 0xFFFF) | ((uint)Ring1Code << 16));
+        m.Write32(Idt + 0x82 * 8 + 4, (Ring1Handler & 0xFFFF0000) | 0x8000u | (3u << 13) | (0xEu << 8));
+        m.Load(a => a.hlt(), Ring1Handler);
+        return m;
+    }
+
+    /// <summary>
+    /// INT n to a handler in an inner ring whose stack has no room for the frame is #SS with the new SS's selector (SDM
+    /// Vol. 2A, INT n: "#SS(error_code(NewSS, 0, EXT))" when the new stack does not have room; EXT is 0 for INT n), a
+    /// fault of the INT instruction in the outer ring.
+    /// </summary>
+    [Test]
+    public void AnInterruptWhoseInnerStackHasNoRoomIsAStackFaultNamingThatStack()
+    {
+        TestMachine m = MachineWithAFullRing1Stack();
+        RunInRing3(m, a => a.@int(0x82));
+        m.Cpu.Run(500);
+        Assert.Multiple(() =>
+        {
+            Assert.That(m.Read32(Record), Is.EqualTo((uint)(Ring1Stack & ~3)), "the error code: SS1's selector, not 0");
+            Assert.That(m.Read32(Record + 4), Is.EqualTo((uint)UserCode), "a fault of the INT in ring 3");
+        });
+    }
+
+    /// <summary>
+    /// The same for an external interrupt taken in ring 3: the error code carries EXT (bit 0), since the fault came while
+    /// delivering an event from outside the program (SDM Vol. 3A, 6.13).
+    /// </summary>
+    [Test]
+    public void AnExternalInterruptWhoseInnerStackHasNoRoomIsAStackFaultWithExt()
+    {
+        TestMachine m = MachineWithAFullRing1Stack();
+        RunInRing3(m, a => { a.nop(); a.jmp(UserEntry + 8); }, eflags: 0x202);
+        m.Cpu.Run(100);
+        m.Cpu.RequestInterrupt(0x82);
+        m.Cpu.Run(100);
+        Assert.That(m.Read32(Record), Is.EqualTo((uint)(Ring1Stack & ~3) | 1), "SS1's selector with EXT");
+    }
+
+    /// <summary>A CALL through a call gate to an inner ring whose stack has no room is #SS(new SS) too (SDM Vol. 2A, CALL).</summary>
+    [Test]
+    public void ACallGateWhoseInnerStackHasNoRoomIsAStackFaultNamingThatStack()
+    {
+        TestMachine m = MachineWithAFullRing1Stack();
+        RunInRing3(m, a => a.call(Ring1Gate, 0));
+        m.Cpu.Run(500);
+        Assert.Multiple(() =>
+        {
+            Assert.That(m.Read32(Record), Is.EqualTo((uint)(Ring1Stack & ~3)), "the error code: SS1's selector, not 0");
+            Assert.That(m.Read32(Record + 4), Is.EqualTo((uint)UserCode), "a fault of the CALL in ring 3");
+        });
+    }
 }

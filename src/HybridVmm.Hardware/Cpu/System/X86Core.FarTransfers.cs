@@ -200,6 +200,7 @@ public sealed partial class X86Core
         Push(size == 2 ? _ctx.Eip & 0xFFFF : _ctx.Eip, size);
         if (_faulted)
         {
+            NameNewStackInStackFault(newSs.Selector);
             return RestoreOuterStack(oldSegments, oldMask, oldEsp);
         }
         MarkAccessed(targetAddress, targetHigh);

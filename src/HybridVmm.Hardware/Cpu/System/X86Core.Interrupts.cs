@@ -383,7 +383,8 @@ public sealed partial class X86Core
         {
             if (!DeliverToInnerRing(handlerCs, (low & 0xffff) | (high & 0xffff0000), returnEip, hasErrorCode, errorCode, clearFlags))
             {
-                DeliveryFault(_exit.Vector, _exit.ErrorCode);
+                // The new stack's #TS or #SS names its selector with EXT (SDM Vol. 3A, 6.13); a #PF keeps its own code.
+                DeliveryFault(_exit.Vector, _exit.Vector is ExceptionVector.InvalidTss or ExceptionVector.StackFault ? _exit.ErrorCode | ext : _exit.ErrorCode);
                 _faulted = faultedBefore;
                 _exit = exitBefore;
                 return false;

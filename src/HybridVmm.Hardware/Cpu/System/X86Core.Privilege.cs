@@ -148,6 +148,7 @@ public sealed partial class X86Core
         if (hasErrorCode) Push(errorCode, 4);
         if (_faulted)
         {
+            NameNewStackInStackFault(newSs.Selector);
             return RestoreOuterStack(oldSegments, oldMask, oldEsp);
         }
         _ctx.Eflags &= ~clearFlags;
@@ -155,6 +156,18 @@ public sealed partial class X86Core
         _ctx.Eip = handlerEip;
         CodeMappingChanged();
         return true;
+    }
+
+    /// <summary>
+    /// A push on the new inner stack that passed SS's limit is #SS with the new SS's selector as its error code, not 0
+    /// (SDM Vol. 2A, CALL, and Vol. 3A, 6.12.1 with the INT n pseudocode: "#SS(NewSS)" when the new stack has no room).
+    /// </summary>
+    private void NameNewStackInStackFault(ushort newSs)
+    {
+        if (_exit.Reason == CpuExitReason.Exception && _exit.Vector == ExceptionVector.StackFault && _exit.ErrorCode == 0)
+        {
+            _exit = _exit with { ErrorCode = SelectorError(newSs) };
+        }
     }
 
     /// <summary>A push on an inner ring's stack faulted: back to the outer stack and segments, nothing changed. Always false.</summary>
