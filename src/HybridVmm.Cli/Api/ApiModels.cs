@@ -36,6 +36,24 @@ public sealed record SaveVmRequest
     public string? Path { get; init; }
 }
 
+/// <summary>POST /api/vms/{name}/migrate.</summary>
+public sealed record MigrateVmRequest
+{
+    /// <summary>HOST:PORT of the target's migration listener: another serve's --migration-listen, or a receive --listen.</summary>
+    public string? To { get; init; }
+}
+
+/// <summary>A live migration that completed: the VM now runs on the target and has left this host.</summary>
+public sealed record MigrateVmResult(
+    string Name,
+    string To,
+    string State,
+    long InstructionsRetired,
+    IReadOnlyList<int> PagesPerRound,
+    int FinalPages,
+    long DowntimeTicks,
+    double DowntimeMilliseconds);
+
 public sealed record HostInfo(
     string Version,
     long HostMemoryBytes,
@@ -44,7 +62,8 @@ public sealed record HostInfo(
     long VirtualTicks,
     long Rounds,
     int VmCount,
-    IReadOnlyDictionary<string, int> VmsByState);
+    IReadOnlyDictionary<string, int> VmsByState,
+    string? MigrationEndpoint);
 
 public sealed record VcpuInfo(int Index, string State);
 

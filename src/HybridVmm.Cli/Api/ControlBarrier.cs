@@ -17,6 +17,7 @@ public sealed class ControlBarrier
 
     private readonly Scheduler _scheduler;
     private readonly ConcurrentQueue<Action> _actions = new();
+    private readonly List<(Func<bool> Condition, TaskCompletionSource Done)> _watches = [];
     private int _pending;
 
     public ControlBarrier(Scheduler scheduler)
@@ -47,6 +48,36 @@ public sealed class ControlBarrier
         return await done.Task.WaitAsync(Timeout, cancellationToken).ConfigureAwait(false);
     }
 
+    /// <summary>
+    /// Completes at the first round barrier where <paramref name="condition"/> holds (checked at every barrier from the
+    /// next one on), for example a VM that pauses itself at an instruction. No timeout: the condition is the caller's.
+    /// </summary>
+    public async Task WhenAsync(Func<bool> condition, CancellationToken cancellationToken)
+    {
+        var watch = (condition, new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously));
+        lock (_watches)
+        {
+            _watches.Add(watch);
+        }
+
+        Interlocked.Increment(ref _pending);
+        _scheduler.Wake();
+        try
+        {
+            await watch.Item2.Task.WaitAsync(cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            lock (_watches)
+            {
+                if (_watches.Remove(watch))
+                {
+                    Interlocked.Decrement(ref _pending);
+                }
+            }
+        }
+    }
+
     /// <summary>Called by the scheduler at every round barrier: one read of a counter when nothing is asked.</summary>
     private void RunPending()
     {
@@ -59,6 +90,34 @@ public sealed class ControlBarrier
         {
             Interlocked.Decrement(ref _pending);
             action();
+        }
+
+        lock (_watches)
+        {
+            for (int i = _watches.Count - 1; i >= 0; i--)
+            {
+                (Func<bool> condition, TaskCompletionSource done) = _watches[i];
+                bool holds;
+                try
+                {
+                    holds = condition();
+                }
+                catch (Exception e)
+                {
+                    // As with an action: a bug reaches its waiter, never the scheduler's thread.
+                    _watches.RemoveAt(i);
+                    Interlocked.Decrement(ref _pending);
+                    done.SetException(e);
+                    continue;
+                }
+
+                if (holds)
+                {
+                    _watches.RemoveAt(i);
+                    Interlocked.Decrement(ref _pending);
+                    done.SetResult();
+                }
+            }
         }
     }
 }

@@ -8,8 +8,9 @@ namespace HybridVmm.Cli.Api;
 
 /// <summary>
 /// The management API's routes (docs/serve.md): the host, and VMs by name. Every refusal is an RFC 7807 problem
-/// (application/problem+json) with a status that says why: 400 a bad request, 401 no token, 404 an unknown VM or
-/// file, 409 a state transition the VM's state forbids or a name already taken, 413 a body over the limit.
+/// (application/problem+json) with a status that says why: 400 a bad request, 401 no token, 403 a migration target
+/// that refused this host's token, 404 an unknown VM or file, 409 a state transition the VM's state forbids or a name
+/// already taken, 413 a body over the limit, 502 a migration target that could not be reached or failed.
 /// </summary>
 public static class ManagementApi
 {
@@ -88,6 +89,8 @@ public static class ManagementApi
             .WithSummary("Boot a VM again from its image");
         api.MapPost("/vms/{name}/save", async (string name, SaveVmRequest request, VmManager vms, CancellationToken ct) => Reply(await vms.SaveAsync(name, request, ct)))
             .WithSummary("Checkpoint a VM to a snapshot file; a running VM runs on");
+        api.MapPost("/vms/{name}/migrate", async (string name, MigrateVmRequest request, VmManager vms, CancellationToken ct) => Reply(await vms.MigrateAsync(name, request, ct)))
+            .WithSummary("Live-migrate a running VM to another host's migration listener (to: HOST:PORT); on success it leaves this host");
         api.MapGet("/vms/{name}/console", async (string name, HttpContext context, VmManager vms, CancellationToken ct) =>
             {
                 if (context.WebSockets.IsWebSocketRequest)

@@ -32,7 +32,7 @@ public sealed partial class VmManager
     {
         if (_leasePaused.Remove(name) && Find(name) is { } m && m.Vm.State == PartitionState.Paused)
         {
-            if (m.Saving)
+            if (m.Busy is not null)
             {
                 m.ResumeWhenSaved = true; // the save resumes it once its snapshot is written
                 return true;

@@ -169,7 +169,7 @@ public sealed partial class VmManager
             system.Root.Start(vm);
         }
 
-        logger.LogInformation("VM {Name} created through the API in partition {Partition} from {Source}", vm.Name, vm.Partition.Id, source);
+        logger.LogInformation("VM {Name} created in partition {Partition} from {Source}", vm.Name, vm.Partition.Id, source);
         return Describe(managed);
     }
 

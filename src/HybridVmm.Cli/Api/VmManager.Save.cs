@@ -63,7 +63,7 @@ public sealed partial class VmManager
                     return ApiProblem.UnknownVm(name);
                 }
 
-                if (BeingSaved(m) is { } busy)
+                if (Busy(m) is { } busy)
                 {
                     return busy;
                 }
@@ -80,7 +80,7 @@ public sealed partial class VmManager
                     system.Root.Pause(m.Vm);
                 }
 
-                m.Saving = true;
+                m.Busy = "being saved";
                 try
                 {
                     return (m, system.Root.CaptureSnapshot(m.Vm, copyMemory: false), running, extra.Value!);
@@ -118,7 +118,7 @@ public sealed partial class VmManager
     private bool Resume(ManagedVm m, bool paused)
     {
         bool resume = (paused || m.ResumeWhenSaved) && m.Vm.State == PartitionState.Paused;
-        m.Saving = false;
+        m.Busy = null;
         m.ResumeWhenSaved = false;
         if (resume)
         {
@@ -128,7 +128,11 @@ public sealed partial class VmManager
         return true;
     }
 
-    /// <summary>A VM whose snapshot is being written stays as it was captured: 409 until the file is written.</summary>
-    private static ApiProblem? BeingSaved(ManagedVm m) =>
-        m.Saving ? ApiProblem.Conflict($"'{m.Vm.Name}' is being saved; try again once its snapshot is written") : null;
+    /// <summary>A VM being saved or migrated stays as it is: 409 until its snapshot is written or the migration has ended.</summary>
+    private static ApiProblem? Busy(ManagedVm m) => m.Busy switch
+    {
+        null => null,
+        "being saved" => ApiProblem.Conflict($"'{m.Vm.Name}' is being saved; try again once its snapshot is written"),
+        string busy => ApiProblem.Conflict($"'{m.Vm.Name}' is {busy}; try again once that has ended"),
+    };
 }

@@ -14,8 +14,8 @@ namespace HybridVmm.Cli.Api;
 /// other request and to the guest (it never runs meanwhile). File I/O (reading an image or snapshot, writing a
 /// checkpoint) happens outside the barrier, so a slow disk never stalls the guests.
 /// </summary>
-public sealed partial class VmManager(HybridSystem system, ControlBarrier barrier, ConsoleRecorder console, IHostApplicationLifetime lifetime,
-    ILogger<VmManager> logger) : IServeVmListener
+public sealed partial class VmManager(HybridSystem system, ControlBarrier barrier, ConsoleRecorder console, ServeMigrationOptions migration,
+    IHostApplicationLifetime lifetime, ILogger<VmManager> logger) : IServeVmListener
 {
     private readonly Dictionary<string, ManagedVm> _vms = new(StringComparer.Ordinal);
     private readonly TaskCompletionSource _ready = new(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -27,8 +27,11 @@ public sealed partial class VmManager(HybridSystem system, ControlBarrier barrie
 
         public string Source => source;
 
-        /// <summary>Its snapshot is being written from its paused RAM (<see cref="WritePausedAsync"/>): it must not change.</summary>
-        public bool Saving { get; set; }
+        /// <summary>
+        /// What holds it as it is, or null: "being saved" while its snapshot is written from its paused RAM
+        /// (<see cref="WritePausedAsync"/>), "being migrated" during a live migration. It must not change meanwhile.
+        /// </summary>
+        public string? Busy { get; set; }
 
         /// <summary>Its cluster lease was renewed while it was being saved: it runs on once the snapshot is written.</summary>
         public bool ResumeWhenSaved { get; set; }
@@ -60,7 +63,7 @@ public sealed partial class VmManager(HybridSystem system, ControlBarrier barrie
 
         return new HostInfo(typeof(VmManager).Assembly.GetName().Version?.ToString() ?? "0", system.Kernel.Options.HostMemoryBytes,
             system.HostMemoryUsedBytes, system.Kernel.Options.Quantum, system.Kernel.Clock.Ticks, system.Kernel.Scheduler.Rounds,
-            vms.Length, byState);
+            vms.Length, byState, MigrationEndpoint);
     }, cancellationToken);
 
     public Task<ApiOutcome<IReadOnlyList<VmInfo>>> ListAsync(CancellationToken cancellationToken) =>
@@ -117,7 +120,7 @@ public sealed partial class VmManager(HybridSystem system, ControlBarrier barrie
             return ApiProblem.UnknownVm(name);
         }
 
-        if (BeingSaved(m) is { } busy)
+        if (Busy(m) is { } busy)
         {
             return busy;
         }
@@ -145,7 +148,7 @@ public sealed partial class VmManager(HybridSystem system, ControlBarrier barrie
             return ApiProblem.UnknownVm(name);
         }
 
-        if (BeingSaved(m) is { } busy)
+        if (Busy(m) is { } busy)
         {
             return busy;
         }
@@ -183,7 +186,7 @@ public sealed partial class VmManager(HybridSystem system, ControlBarrier barrie
                 return ApiProblem.UnknownVm(name);
             }
 
-            return (BeingSaved(m) ?? transition(m.Vm)) is { } refused ? refused : Describe(m);
+            return (Busy(m) ?? transition(m.Vm)) is { } refused ? refused : Describe(m);
         }, cancellationToken);
 
     private static ApiProblem? Do(Action action)

@@ -38,9 +38,15 @@ internal static class ServeCommand
         var listen = new Option<string?>("--listen") { Description = "Serve the management API on TCP HOST:PORT instead (needs --token-file)" };
         var tokenFile = new Option<string?>("--token-file") { Description = "A file holding the bearer token TCP clients must send" };
         var metrics = new Option<bool>("--metrics") { Description = "Export the HybridVmm meter through OpenTelemetry as a Prometheus scrape endpoint at /metrics on the API" };
+        var migrationListen = new Option<string?>("--migration-listen") { Description = "Take live migrations from other hosts on TCP HOST:PORT (port 0 picks a free port)" };
+        var migrationToken = new Option<string?>("--migration-token-file")
+        {
+            Description = "The migration token this host proves to its peers, in both directions (the same file as their --migration-token-file or run/receive --token-file)",
+        };
+        var migrationInsecure = new Option<bool>("--migration-insecure") { Description = "With --migration-listen: take VMs from anyone who can connect, without a token" };
         var command = new Command("serve", "Run the hypervisor and the root partition as hosted services, driven by a config file and the management API")
         {
-            config, socket, listen, tokenFile, metrics,
+            config, socket, listen, tokenFile, metrics, migrationListen, migrationToken, migrationInsecure,
         };
         var cluster = new ClusterServeOptions();
         foreach (Option option in cluster.All)
@@ -48,15 +54,56 @@ internal static class ServeCommand
             command.Options.Add(option);
         }
 
-        command.SetAction((result, cancellationToken) => cluster.TryRead(result, Console.Error, out ClusterHostOptions? clusterOptions, out int refused)
-            ? ServeAsync(result.GetValue(config), result.GetValue(socket), result.GetValue(listen), result.GetValue(tokenFile), result.GetValue(metrics),
-                clusterOptions, cancellationToken)
-            : Task.FromResult(refused));
+        command.SetAction((result, cancellationToken) =>
+            cluster.TryRead(result, Console.Error, out ClusterHostOptions? clusterOptions, out int refused)
+            && TryReadMigration(result.GetValue(migrationListen), result.GetValue(migrationToken), result.GetValue(migrationInsecure), Console.Error,
+                out ServeMigrationOptions? migration, out refused)
+                ? ServeAsync(result.GetValue(config), result.GetValue(socket), result.GetValue(listen), result.GetValue(tokenFile), result.GetValue(metrics),
+                    clusterOptions, migration!, cancellationToken)
+                : Task.FromResult(refused));
         return command;
     }
 
+    /// <summary>serve's live-migration options, checked as receive checks its own: a listener needs a token or an explicit --migration-insecure.</summary>
+    private static bool TryReadMigration(string? listen, string? tokenFile, bool insecure, TextWriter stderr, out ServeMigrationOptions? options, out int status)
+    {
+        options = null;
+        status = ExitStatus.Usage;
+        IPEndPoint? endpoint = null;
+        if (listen is not null && !Endpoints.TryParse(listen, out endpoint))
+        {
+            stderr.WriteLine($"hybridvmm: error: --migration-listen '{listen}' is not HOST:PORT (for example 127.0.0.1:6600)");
+            return false;
+        }
+
+        string? problem = insecure && listen is null ? "--migration-insecure goes with --migration-listen"
+            : insecure && tokenFile is not null ? "give --migration-token-file or --migration-insecure, not both"
+            : listen is not null && tokenFile is null && !insecure
+                ? "--migration-listen needs --migration-token-file FILE, the token its sources also give, or --migration-insecure to take VMs from anyone who can connect"
+            : null;
+        if (problem is not null)
+        {
+            stderr.WriteLine($"hybridvmm: error: {problem}");
+            return false;
+        }
+
+        byte[]? key = null;
+        if (tokenFile is not null)
+        {
+            if (TokenFile.TryRead(tokenFile, stderr, out status) is not { } token)
+            {
+                return false;
+            }
+
+            key = HybridVmm.HostOS.Migration.MigrationHandshake.Key(token);
+        }
+
+        options = new ServeMigrationOptions { Key = key, Listen = endpoint };
+        return true;
+    }
+
     private static async Task<int> ServeAsync(string? configPath, string? socketPath, string? listen, string? tokenFile, bool metrics,
-        ClusterHostOptions? cluster, CancellationToken cancellationToken)
+        ClusterHostOptions? cluster, ServeMigrationOptions migration, CancellationToken cancellationToken)
     {
         TextWriter stderr = Console.Error;
         if (configPath is not null && InputFile.Check(configPath, "configuration file", MaxConfigurationBytes, ExitStatus.Configuration) is { } refusal)
@@ -173,7 +220,9 @@ internal static class ServeCommand
             new HypervisorOptions { HostMemoryBytes = (long)hostMemory, Quantum = options.Quantum },
             console, trace));
         builder.Services.AddSingleton(services => new ControlBarrier(services.GetRequiredService<HybridSystem>().Kernel.Scheduler));
+        builder.Services.AddSingleton(migration);
         builder.Services.AddSingleton<VmManager>();
+        builder.Services.AddHostedService<MigrationListener>();
         builder.Services.AddSingleton<IServeVmListener>(services => services.GetRequiredService<VmManager>());
         builder.Services.AddHostedService<HypervisorService>();
         builder.Services.AddHostedService<RootPartitionService>();

@@ -16,38 +16,6 @@ namespace HybridVmm.Cli.Commands;
 /// <summary>Runs one VM in the foreground: raw COM1 bytes on stdout, optional trace, optional save at an instruction count.</summary>
 internal static class SingleVmSession
 {
-    private static async Task<MigrationReport> MigrateAsync(HybridSystem system, VirtualMachine vm, string target, byte[]? key, TimeSpan timeout, CancellationToken cancellationToken)
-    {
-        Endpoints.TryParse(target, out System.Net.IPEndPoint? endpoint);
-        MigrationReport Failed(string reason) => new(false, reason, Array.Empty<int>(), 0, 0, TimeSpan.Zero, 0);
-        using var client = new TcpClient();
-        try
-        {
-            await client.ConnectAsync(endpoint!, cancellationToken);
-        }
-        catch (SocketException e)
-        {
-            return Failed($"cannot reach {target}: {e.Message}");
-        }
-
-        await using NetworkStream stream = client.GetStream();
-        try
-        {
-            // Nothing of the guest is sent before both sides have proved they hold the token.
-            HandshakeResult handshake = await LiveMigration.BeforeDeadline(t => MigrationHandshake.ConnectAsync(stream, key, t), timeout, cancellationToken);
-            if (handshake.Outcome != HandshakeOutcome.Authenticated)
-            {
-                return Failed(handshake.Reason!) with { Refused = true };
-            }
-        }
-        catch (Exception e) when (e is IOException or SocketException or InvalidDataException or ObjectDisposedException or TimeoutException)
-        {
-            return Failed($"the migration handshake with {target} failed: {e.Message}");
-        }
-
-        return await LiveMigration.SendAsync(system, vm, stream, new MigrationOptions { PeerTimeout = timeout }, cancellationToken);
-    }
-
     public static async Task<int> RunAsync(
         uint memoryBytes,
         SessionOptions.Values options,
@@ -150,7 +118,9 @@ internal static class SingleVmSession
         bool refused = false;
         if (vm.State == PartitionState.Paused && options.MigrateTo is { } target)
         {
-            MigrationReport report = await MigrateAsync(system, vm, target, migrationKey, TimeSpan.FromSeconds(options.MigrateTimeout), cancellationToken);
+            Endpoints.TryParse(target, out System.Net.IPEndPoint? endpoint);
+            MigrationReport report = await LiveMigration.ToAsync(MigrationHost.Driven(system), vm, endpoint!, migrationKey,
+                new MigrationOptions { PeerTimeout = TimeSpan.FromSeconds(options.MigrateTimeout) }, cancellationToken);
             refused = report.Refused;
             stderr.WriteLine(refused
                 ? $"hybridvmm: error: migration refused: {report.Failure}; the VM keeps running here (the run then ends with status {ExitStatus.PermissionDenied})"

@@ -59,6 +59,7 @@ internal static class VmCommand
         command.Subcommands.Add(CreateCommand(connection));
         command.Subcommands.Add(SaveCommand(connection));
         command.Subcommands.Add(RestoreCommand(connection));
+        command.Subcommands.Add(MigrateCommand(connection));
         return command;
     }
 
@@ -204,6 +205,17 @@ internal static class VmCommand
         return command;
     }
 
+    private static Command MigrateCommand(Connection connection)
+    {
+        var name = new Argument<string>("NAME") { Description = "The VM's name" };
+        var to = new Option<string>("--to") { Description = "HOST:PORT of the target host's migration listener (its serve --migration-listen)", Required = true };
+        var command = new Command("migrate", "Live-migrate a running VM to another serve host; on success it runs there and leaves this host") { name, to };
+        command.SetAction((r, ct) => RunAsync(r, connection,
+            c => c.PostAsync($"/api/vms/{Uri.EscapeDataString(r.GetValue(name)!)}/migrate", new MigrateVmRequest { To = r.GetValue(to) }, ct),
+            VmTables.Migrated));
+        return command;
+    }
+
     private static Command RestoreCommand(Connection connection)
     {
         var name = new Argument<string>("NAME") { Description = "The new VM's name" };
@@ -260,7 +272,7 @@ internal static class VmCommand
                 return problem.Status switch
                 {
                     401 or 403 => ExitStatus.PermissionDenied,
-                    503 => ExitStatus.Unavailable,
+                    502 or 503 => ExitStatus.Unavailable,
                     >= 500 => ExitStatus.InternalError,
                     _ => ExitStatus.ApiRefused,
                 };

@@ -89,6 +89,14 @@ internal static class VmTables
         return $"{saved.Name}: saved at instruction {Number(saved.InstructionsRetired)} to {saved.Path} ({Number(saved.Bytes)} bytes); it is {saved.State}\n";
     }
 
+    public static string Migrated(ApiResponse response)
+    {
+        MigrateVmResult m = response.Read<MigrateVmResult>();
+        return $"{m.Name}: migrated to {m.To} at instruction {Number(m.InstructionsRetired)}: {m.PagesPerRound.Count} pre-copy rounds "
+            + $"({string.Join(", ", m.PagesPerRound.Select(p => Number(p)))} pages), {Number(m.FinalPages)} pages in the final copy, "
+            + $"{m.DowntimeMilliseconds.ToString("0.0", CultureInfo.InvariantCulture)} ms down; it runs there now\n";
+    }
+
     private static string StatisticsText(VmStatistics s)
     {
         var text = new StringBuilder();

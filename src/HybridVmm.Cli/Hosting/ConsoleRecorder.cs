@@ -85,6 +85,20 @@ public sealed class ConsoleRecorder(IGuestConsole inner, int capacity = ConsoleR
         }
     }
 
+    /// <summary>
+    /// Starts a restored or migrated VM's buffer with the backlog its snapshot carried: what it wrote before, and how much
+    /// in all, so its console replays that and its byte count goes on from there.
+    /// </summary>
+    public void Continue(VirtualMachine vm, (byte[] Bytes, long Total) backlog)
+    {
+        var ring = new ByteRing(capacity);
+        ring.Continue(backlog.Bytes, backlog.Total);
+        lock (_rings)
+        {
+            _rings[vm] = ring;
+        }
+    }
+
     /// <summary>Drops a deleted VM's buffer.</summary>
     public void Forget(VirtualMachine vm)
     {
@@ -105,6 +119,17 @@ public sealed class ConsoleRecorder(IGuestConsole inner, int capacity = ConsoleR
         public long Total { get; private set; }
 
         public void Add(byte value) => _bytes[Total++ % _bytes.Length] = value;
+
+        /// <summary>Holds the last of <paramref name="bytes"/> as if they were the last written of <paramref name="total"/>.</summary>
+        public void Continue(byte[] bytes, long total)
+        {
+            int keep = Math.Min(bytes.Length, _bytes.Length);
+            Total = total - keep;
+            foreach (byte value in bytes.AsSpan(bytes.Length - keep))
+            {
+                Add(value);
+            }
+        }
 
         public byte[] ToArray()
         {

@@ -19,7 +19,8 @@ namespace HybridVmm.HostOS.Encapsulation;
 /// Chunks, in file order: "partition", "cpu.vp0", "interrupts.vp0", "statistics", "clock" (optional: older snapshots
 /// lack it), "hv.partition",
 /// "synic.vp{n}" per vCPU, "apic.vp{n}" per vCPU (optional: older snapshots lack it), "root.requests", "device.{name}" per device with state, "vmbus.channel.{relid}"
-/// per channel followed by "vmbus.channel.{relid}.{device}" when the device has state, and "memory" last.
+/// per channel followed by "vmbus.channel.{relid}.{device}" when the device has state, "console" (optional: serve's console
+/// backlog, <see cref="ConsoleBacklogCodec"/>), and "memory" last.
 /// A chunk this build does not know is refused, so that no state is dropped silently.
 /// </remarks>
 public static class SnapshotFormat
@@ -78,6 +79,11 @@ public static class SnapshotFormat
             {
                 w.WriteChunk(deviceState);
             }
+        }
+
+        if (s.Console is { } console)
+        {
+            w.WriteChunk(ConsoleBacklogCodec.Tag, ConsoleBacklogCodec.Instance, console);
         }
 
         w.WriteChunk(GuestMemoryCodec.Tag, new GuestMemoryCodec(s.MemoryBytes), s.Memory);
@@ -154,6 +160,13 @@ public static class SnapshotFormat
             }
 
             guestClock = clock;
+        }
+
+        ConsoleBacklog? console = null;
+        if (container.Find(ConsoleBacklogCodec.Tag) is not null
+            && !TryDecode(container, used, ConsoleBacklogCodec.Tag, ConsoleBacklogCodec.Instance, out console, out error))
+        {
+            return null;
         }
 
         var vps = new List<VpEnlightenedState>();
@@ -234,7 +247,7 @@ public static class SnapshotFormat
             SyntheticDevices = config.SyntheticDevices, Disk = config.Disk, InstructionLimit = config.InstructionLimit,
             Cpu = InterruptStateCodec.Apply(cpu, interrupts), VirtualTicks = statistics.VirtualTicks, GuestClock = guestClock,
             ChannelMessages = statistics.ChannelMessages, Intercepts = statistics.Intercepts, DeviceStates = devices,
-            Enlightened = new EnlightenedState(hv, vps, pending), Channels = channels, Memory = memory,
+            Enlightened = new EnlightenedState(hv, vps, pending), Channels = channels, Memory = memory, Console = console,
         };
     }
 

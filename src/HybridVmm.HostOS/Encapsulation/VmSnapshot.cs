@@ -62,6 +62,9 @@ public sealed record VmSnapshot
     /// <summary>The root's VMBus channels, one per synthetic device, with each device's host-side state.</summary>
     public required IReadOnlyList<ChannelState> Channels { get; init; }
 
+    /// <summary>The console output serve had kept for the VM when it was saved (chunk "console"); null from other commands.</summary>
+    public ConsoleBacklog? Console { get; init; }
+
     /// <summary>Non-zero RAM pages, wherever they are (<see cref="SavedMemory"/>); every other page is zero.</summary>
     public required SavedMemory Memory { get; init; }
 }

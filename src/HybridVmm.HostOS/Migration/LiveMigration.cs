@@ -57,33 +57,42 @@ public sealed record MigrationReport(
 public static class LiveMigration
 {
     /// <summary>Migrates a paused VM. On success the source VM is stopped; on failure it is left paused, untracked, ready to resume.</summary>
-    public static async Task<MigrationReport> SendAsync(HybridSystem system, VirtualMachine vm, Stream target, MigrationOptions options, CancellationToken cancellationToken = default)
+    public static Task<MigrationReport> SendAsync(HybridSystem system, VirtualMachine vm, Stream target, MigrationOptions options, CancellationToken cancellationToken = default) =>
+        SendAsync(MigrationHost.Driven(system), vm, target, options, cancellationToken);
+
+    /// <summary>
+    /// Migrates a paused VM of <paramref name="host"/>. On success the source VM is stopped; on failure it is left
+    /// paused, untracked, ready to resume. Every step that touches the VM runs at one of the host's barriers.
+    /// </summary>
+    public static async Task<MigrationReport> SendAsync(MigrationHost host, VirtualMachine vm, Stream target, MigrationOptions options, CancellationToken cancellationToken = default)
     {
+        HybridSystem system = host.System;
         var rounds = new List<int>();
-        TraceRecorder trace = system.Trace;
         try
         {
             await SendBeforeDeadline(target, FrameType.Hello, Hello(vm.Configuration), options.PeerTimeout, cancellationToken);
-            system.Root.StartDirtyTracking(vm);
-            List<SavedPage> pages = system.Root.ReadNonZeroPages(vm);
+            List<SavedPage> pages = await host.AtBarrierAsync(() =>
+            {
+                system.Root.StartDirtyTracking(vm);
+                return system.Root.ReadNonZeroPages(vm);
+            }, cancellationToken);
             List<uint> dirty;
             while (true)
             {
                 await SendBeforeDeadline(target, FrameType.Pages, Pages(pages), options.PeerTimeout, cancellationToken);
+                await ThrowIfRefused(target, options.PeerTimeout, cancellationToken);
                 rounds.Add(pages.Count);
-                trace.Record(system.Kernel.Clock.Ticks, vm.Partition.Id, -1, TraceKind.Lifecycle, $"migration pre-copy round {rounds.Count}: {pages.Count} pages sent");
+                int round = rounds.Count, sent = pages.Count;
+                await host.AtBarrierAsync(() => Record(system, vm, $"migration pre-copy round {round}: {sent} pages sent"), cancellationToken);
 
                 // The guest keeps running while the round is on the wire.
-                long window = Math.Max(options.MinimumWindowTicks, pages.Count * options.TicksPerPage);
-                system.Root.PauseAtInstruction(vm, vm.Statistics.InstructionsRetired + window);
-                system.Root.Start(vm);
-                await system.RunUntilIdleAsync(cancellationToken, () => vm.State != PartitionState.Running);
+                await host.RunForAsync(vm, Math.Max(options.MinimumWindowTicks, pages.Count * options.TicksPerPage), cancellationToken);
                 if (vm.State == PartitionState.Stopped)
                 {
                     return new MigrationReport(false, "the guest finished on the source before pre-copy converged", rounds, 0, 0, TimeSpan.Zero, 0);
                 }
 
-                dirty = system.Root.CollectDirtyPages(vm);
+                dirty = await host.AtBarrierAsync(() => system.Root.CollectDirtyPages(vm), cancellationToken);
                 bool converged = dirty.Count <= options.ConvergedPages;
                 bool stalled = dirty.Count * 10 >= pages.Count * 9;
                 if (converged || stalled || rounds.Count >= options.MaxRounds)
@@ -91,13 +100,15 @@ public static class LiveMigration
                     break;
                 }
 
-                pages = system.Root.ReadPages(vm, dirty);
+                List<uint> again = dirty;
+                pages = await host.AtBarrierAsync(() => system.Root.ReadPages(vm, again), cancellationToken);
             }
 
             // Stop-and-copy: the VM stays paused from here until the target resumes it. The final state is the
             // snapshot container: every component's chunk, as a snapshot file holds it, with the last dirty pages.
             var downtime = Stopwatch.StartNew();
-            VmSnapshot final = system.Root.CaptureSnapshot(vm, dirty);
+            List<uint> last = dirty;
+            VmSnapshot final = await host.AtBarrierAsync(() => host.Finishing(vm, system.Root.CaptureSnapshot(vm, last)), cancellationToken);
             byte[] state = SnapshotFormat.Serialize(final);
             await SendBeforeDeadline(target, FrameType.Final, state, options.PeerTimeout, cancellationToken);
             (FrameType type, byte[] answer) = await BeforeDeadline(t => ReadFrameAsync(target, t), options.PeerTimeout, cancellationToken);
@@ -112,21 +123,72 @@ public static class LiveMigration
 
             long downtimeTicks = (state.Length + 4095) / 4096 * options.TicksPerPage;
             long at = vm.Statistics.InstructionsRetired;
-            trace.Record(system.Kernel.Clock.Ticks, vm.Partition.Id, -1, TraceKind.Lifecycle, $"migrated: {dirty.Count} pages and device state in the final copy, resumed on the target");
-            system.Root.StopDirtyTracking(vm);
-            system.Root.Stop(vm);
+            await host.AtBarrierAsync(() =>
+            {
+                Record(system, vm, $"migrated: {last.Count} pages and device state in the final copy, resumed on the target");
+                system.Root.StopDirtyTracking(vm);
+                system.Root.Stop(vm);
+                return true;
+            }, CancellationToken.None);
             return new MigrationReport(true, null, rounds, dirty.Count, downtimeTicks, downtime.Elapsed, at);
         }
         catch (Exception e) when (e is IOException or SocketException or ObjectDisposedException or EndOfStreamException or InvalidDataException or TimeoutException)
         {
-            if (vm.State != PartitionState.Stopped)
+            // Not the caller's token: the VM must be left untracked whatever ended the migration.
+            await host.AtBarrierAsync(() =>
             {
-                system.Root.StopDirtyTracking(vm);
-            }
+                if (vm.State != PartitionState.Stopped)
+                {
+                    system.Root.StopDirtyTracking(vm);
+                }
 
-            trace.Record(system.Kernel.Clock.Ticks, vm.Partition.Id, -1, TraceKind.Lifecycle, "migration failed; the VM stays on the source");
+                return Record(system, vm, "migration failed; the VM stays on the source");
+            }, CancellationToken.None);
             return new MigrationReport(false, e.Message, rounds, 0, 0, TimeSpan.Zero, 0);
         }
+    }
+
+    /// <summary>
+    /// Connects to a migration target (<c>receive</c>, or a serve with <c>--migration-listen</c>) at
+    /// <paramref name="target"/>, proves the token both hold (<see cref="MigrationHandshake"/>; nothing of the guest is
+    /// sent before that), then migrates the paused VM. A target that cannot be reached or refuses is a failed report
+    /// (<see cref="MigrationReport.Refused"/> when authentication failed), and the VM stays on the source.
+    /// </summary>
+    public static async Task<MigrationReport> ToAsync(MigrationHost host, VirtualMachine vm, System.Net.IPEndPoint target, byte[]? key, MigrationOptions options,
+        CancellationToken cancellationToken = default)
+    {
+        static MigrationReport Failed(string reason) => new(false, reason, Array.Empty<int>(), 0, 0, TimeSpan.Zero, 0);
+        using var client = new TcpClient();
+        try
+        {
+            await BeforeDeadline(t => client.ConnectAsync(target, t).AsTask(), options.PeerTimeout, cancellationToken);
+        }
+        catch (Exception e) when (e is SocketException or TimeoutException)
+        {
+            return Failed($"cannot reach {target}: {e.Message}");
+        }
+
+        await using NetworkStream stream = client.GetStream();
+        try
+        {
+            HandshakeResult handshake = await BeforeDeadline(t => MigrationHandshake.ConnectAsync(stream, key, t), options.PeerTimeout, cancellationToken);
+            if (handshake.Outcome != HandshakeOutcome.Authenticated)
+            {
+                return Failed(handshake.Reason!) with { Refused = true };
+            }
+        }
+        catch (Exception e) when (e is IOException or SocketException or InvalidDataException or ObjectDisposedException or TimeoutException)
+        {
+            return Failed($"the migration handshake with {target} failed: {e.Message}");
+        }
+
+        return await SendAsync(host, vm, stream, options, cancellationToken);
+    }
+
+    private static bool Record(HybridSystem system, VirtualMachine vm, string text)
+    {
+        system.Trace.Record(system.Kernel.Clock.Ticks, vm.Partition.Id, -1, TraceKind.Lifecycle, text);
+        return true;
     }
 
     /// <summary>Runs one exchange with the peer, or throws <see cref="TimeoutException"/> when it takes longer than <paramref name="timeout"/>.</summary>
@@ -229,9 +291,15 @@ public static class LiveMigration
     /// disk by identity, which this file must match.</param>
     /// <param name="peerTimeout">How long the source may send nothing, between frames or within one, before the migration is
     /// given up (<c>receive --peer-timeout</c>, 30 s by default); also how long it has to commit the hand-over.</param>
-    public static async Task<(VirtualMachine? Vm, string? Error)> ReceiveAsync(HybridSystem system, Stream source, CancellationToken cancellationToken = default, string? diskImage = null,
-        TimeSpan? peerTimeout = null)
+    public static Task<(VirtualMachine? Vm, string? Error)> ReceiveAsync(HybridSystem system, Stream source, CancellationToken cancellationToken = default, string? diskImage = null,
+        TimeSpan? peerTimeout = null) =>
+        ReceiveAsync(MigrationHost.Driven(system), source, cancellationToken, diskImage, peerTimeout);
+
+    /// <summary>Receives a VM into <paramref name="host"/>, which admits its name and restores it at a barrier (see the other overload).</summary>
+    public static async Task<(VirtualMachine? Vm, string? Error)> ReceiveAsync(MigrationHost host, Stream source, CancellationToken cancellationToken = default,
+        string? diskImage = null, TimeSpan? peerTimeout = null)
     {
+        HybridSystem system = host.System;
         TimeSpan timeout = peerTimeout ?? MigrationOptions.DefaultPeerTimeout;
         try
         {
@@ -243,24 +311,26 @@ public static class LiveMigration
 
             if (!TryReadHello(payload, out var hello, out string helloError))
             {
-                await TryRefuseAsync(source, helloError, cancellationToken);
+                await RefuseEarlyAsync(source, helloError, timeout, cancellationToken);
                 return (null, helloError);
             }
 
             (int version, string name, uint memoryBytes) = hello;
             if (version != MigrationProtocol.Version)
             {
-                await WriteFrameAsync(source, FrameType.Failed, FailedPayload($"protocol version {version} is not {MigrationProtocol.Version}"), cancellationToken);
+                await RefuseEarlyAsync(source, $"protocol version {version} is not {MigrationProtocol.Version}", timeout, cancellationToken);
                 return (null, $"source speaks migration protocol {version}, this build {MigrationProtocol.Version}");
             }
 
             // Pre-copy pages are held until the final state arrives: a guest that cannot fit here is refused before
             // any is taken, so they never amount to more than this host's free memory (issue 14, defect 6).
-            if (memoryBytes > system.Root.FreeHostMemoryBytes)
+            string? refusal = await host.AtBarrierAsync(() => host.Admit(name) ?? (memoryBytes > system.Root.FreeHostMemoryBytes
+                ? $"the guest's {memoryBytes >> 20} MiB of memory do not fit in the {system.Root.FreeHostMemoryBytes >> 20} MiB this host has free (receive --host-memory)"
+                : null), cancellationToken);
+            if (refusal is not null)
             {
-                string tooLarge = $"the guest's {memoryBytes >> 20} MiB of memory do not fit in the {system.Root.FreeHostMemoryBytes >> 20} MiB this host has free (receive --host-memory)";
-                await WriteFrameAsync(source, FrameType.Failed, FailedPayload(tooLarge), cancellationToken);
-                return (null, tooLarge);
+                await RefuseEarlyAsync(source, refusal, timeout, cancellationToken);
+                return (null, refusal);
             }
 
             var pages = new SortedDictionary<uint, byte[]>();
@@ -297,11 +367,26 @@ public static class LiveMigration
                 }
 
                 final.Memory.ForEach((number, bytes) => pages[number] = bytes.ToArray());
-                VirtualMachine? vm = system.Root.RestoreVm(final with { Memory = SavedMemory.Of(pages.Select(p => new SavedPage(p.Key, p.Value)).ToList()) }, out VmCreationError? creationError, name, diskImage);
+                VmSnapshot whole = final with { Memory = SavedMemory.Of(pages.Select(p => new SavedPage(p.Key, p.Value)).ToList()) };
+                (VirtualMachine? vm, string? restoreError) = await host.AtBarrierAsync<(VirtualMachine?, string?)>(() =>
+                {
+                    if (host.Admit(name) is { } taken)
+                    {
+                        return (null, taken);
+                    }
+
+                    if (system.Root.RestoreVm(whole, out VmCreationError? creationError, name, diskImage) is not { } restored)
+                    {
+                        return (null, creationError!.Message);
+                    }
+
+                    host.Arrived(restored, whole);
+                    return (restored, null);
+                }, cancellationToken);
                 if (vm is null)
                 {
-                    await WriteFrameAsync(source, FrameType.Failed, FailedPayload(creationError!.Message), cancellationToken);
-                    return (null, creationError.Message);
+                    await WriteFrameAsync(source, FrameType.Failed, FailedPayload(restoreError!), cancellationToken);
+                    return (null, restoreError);
                 }
 
                 await WriteFrameAsync(source, FrameType.Resumed, Array.Empty<byte>(), cancellationToken);
@@ -318,7 +403,12 @@ public static class LiveMigration
 
                 if (uncommitted is not null)
                 {
-                    system.Root.Delete(vm);
+                    await host.AtBarrierAsync(() =>
+                    {
+                        host.Withdrawn(vm);
+                        system.Root.Delete(vm);
+                        return true;
+                    }, CancellationToken.None);
                     return (null, $"{uncommitted}; the VM stays on the source, and its copy here was discarded");
                 }
 
@@ -338,6 +428,45 @@ public static class LiveMigration
         catch (Exception e) when (e is IOException or SocketException or EndOfStreamException or ObjectDisposedException)
         {
             return (null, $"the source went away before the final state arrived: {e.Message}");
+        }
+    }
+
+    /// <summary>
+    /// Refuses a VM before its final state: tells the source why, then reads and drops what it still sends until it
+    /// hangs up, for at most <paramref name="timeout"/> in all. A source streams its first round while the refusal
+    /// is on its way; closing at once would reset the connection under its write, and it would see a broken pipe
+    /// instead of the reason. It looks for the refusal after each frame (<see cref="ThrowIfRefused"/>).
+    /// </summary>
+    private static async Task RefuseEarlyAsync(Stream source, string reason, TimeSpan timeout, CancellationToken cancellationToken)
+    {
+        await TryRefuseAsync(source, reason, cancellationToken);
+        byte[] sink = new byte[64 << 10];
+        try
+        {
+            await BeforeDeadline(async t =>
+            {
+                while (await source.ReadAsync(sink, t) > 0)
+                {
+                }
+
+                return true;
+            }, timeout, cancellationToken);
+        }
+        catch (Exception e) when (e is IOException or SocketException or ObjectDisposedException or TimeoutException)
+        {
+        }
+    }
+
+    /// <summary>
+    /// Source, between frames: a target that has already answered can only have refused the VM (it answers nothing
+    /// else before the final state); its reason ends the migration here rather than after every round.
+    /// </summary>
+    private static async Task ThrowIfRefused(Stream target, TimeSpan timeout, CancellationToken cancellationToken)
+    {
+        if (target is NetworkStream { DataAvailable: true })
+        {
+            (FrameType type, byte[] answer) = await BeforeDeadline(t => ReadFrameAsync(target, t), timeout, cancellationToken);
+            throw new IOException(type == FrameType.Failed ? $"the target refused the VM: {PeerText(answer)}" : $"unexpected {type} frame before the final state");
         }
     }
 

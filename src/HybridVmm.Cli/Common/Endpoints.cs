@@ -1,6 +1,6 @@
 using System.Net;
 
-namespace HybridVmm.Cli.Commands;
+namespace HybridVmm.Cli.Common;
 
 internal static class Endpoints
 {

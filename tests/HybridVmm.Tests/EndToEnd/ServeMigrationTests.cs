@@ -1,0 +1,225 @@
+using System.Text.Json;
+using HybridVmm.Tests.Support;
+
+namespace HybridVmm.Tests.EndToEnd;
+
+/// <summary>
+/// Live migration through the management API (docs/serve.md#live-migration), between two real serve processes on
+/// loopback: one with --migration-listen, one that sends a running VM there with <c>vm migrate</c>. The guest's whole
+/// output across the move must equal an unmigrated run (QEMU's, for the cpu guest), and every failure must leave the
+/// VM running on its source.
+/// </summary>
+public class ServeMigrationTests
+{
+    private string _directory = "";
+    private string _token = "";
+    private string _otherToken = "";
+    private string _spinImage = "";
+
+    [OneTimeSetUp]
+    public void WriteFiles()
+    {
+        _directory = ServeProcess.NewDirectory();
+        _token = Path.Combine(_directory, "token");
+        File.WriteAllText(_token, "migration-token-0123456789\n");
+        _otherToken = Path.Combine(_directory, "other-token");
+        File.WriteAllText(_otherToken, "a-different-token-9876543210\n");
+        _spinImage = Path.Combine(_directory, "spin.elf");
+        File.WriteAllBytes(_spinImage, FlatKernel.Build(a =>
+        {
+            var top = a.CreateLabel();
+            a.Label(ref top);
+            a.inc(Iced.Intel.AssemblerRegisters.eax);
+            a.jmp(top);
+        }));
+    }
+
+    [OneTimeTearDown]
+    public void RemoveFiles() => Directory.Delete(_directory, recursive: true);
+
+    [Test]
+    public async Task ARunningGuestMovesToAnotherServeAndItsWholeOutputIsWhatAnUnmigratedRunPrints()
+    {
+        string expected = File.ReadAllText(Path.Combine(Repository.GuestsDirectory, "bin", "cpu.qemu.txt"));
+        using ServeProcess target = ServeProcess.Start("--migration-listen", "127.0.0.1:0", "--migration-token-file", _token);
+        using ServeProcess source = ServeProcess.Start("--migration-token-file", _token);
+        using HttpClient targetApi = target.UnixClient();
+        using HttpClient sourceApi = source.UnixClient();
+        string endpoint = await MigrationEndpointAsync(targetApi);
+
+        ApiReply created = await ApiReply.Post(sourceApi, "/api/vms", new { name = "mover", image = "embedded:cpu", memory = "16M", start = true });
+        Assert.That(created.Status, Is.EqualTo(201), created.ToString());
+        // Migrate once the guest has written part of its output here, so that the console's backlog has to travel too.
+        JsonElement before = await WaitForAsync(sourceApi, "mover", vm => vm.GetProperty("statistics").GetProperty("consoleBytes").GetInt64() > 0);
+        Assert.That(before.GetProperty("state").GetString(), Is.EqualTo("running"), "the guest ended before it could be migrated");
+
+        CliProcess.Result migrated = CliProcess.Run("vm", "migrate", "mover", "--to", endpoint, "--api-socket", source.SocketPath);
+        Assert.That(migrated.ExitCode, Is.Zero, migrated.Stderr);
+        Assert.That(migrated.Text, Does.Match(@"^mover: migrated to 127\.0\.0\.1:\d+ at instruction [\d,]+: \d+ pre-copy rounds .* it runs there now\n$"));
+
+        ApiReply gone = await ApiReply.Get(sourceApi, "/api/vms/mover");
+        ApiReply sourceHost = await ApiReply.Get(sourceApi, "/api/host");
+        await WaitForAsync(targetApi, "mover", vm => vm.GetProperty("state").GetString() == "stopped");
+        ApiReply moved = await ApiReply.Get(targetApi, "/api/vms/mover");
+        string output = (await ApiReply.Get(targetApi, "/api/vms/mover/console")).Body.GetString()!;
+        Assert.Multiple(() =>
+        {
+            Assert.That(gone.Status, Is.EqualTo(404), "the VM has left its source");
+            Assert.That(sourceHost.Body.GetProperty("hostMemoryUsedBytes").GetInt64(), Is.Zero, "its memory is back in the source's pool");
+            Assert.That(moved.Body.GetProperty("source").GetString(), Does.StartWith("migrated from 127.0.0.1:"));
+            Assert.That(moved.Body.GetProperty("exit").GetProperty("reason").GetString(), Is.EqualTo("guest-exit"));
+            Assert.That(output, Is.EqualTo(expected), "the console's backlog from the source followed by what the guest wrote on the target");
+        });
+    }
+
+    [Test]
+    public async Task ATargetThatDoesNotKnowTheTokenIsRefusedAndTheGuestRunsOnAtItsSource()
+    {
+        using ServeProcess target = ServeProcess.Start("--migration-listen", "127.0.0.1:0", "--migration-token-file", _otherToken);
+        using ServeProcess source = ServeProcess.Start("--migration-token-file", _token);
+        using HttpClient targetApi = target.UnixClient();
+        using HttpClient sourceApi = source.UnixClient();
+        string endpoint = await MigrationEndpointAsync(targetApi);
+        await StartSpinningAsync(sourceApi, "stay");
+
+        CliProcess.Result refused = CliProcess.Run("vm", "migrate", "stay", "--to", endpoint, "--api-socket", source.SocketPath);
+        long before = (await ApiReply.Get(sourceApi, "/api/vms/stay/stats")).Body.GetProperty("instructionsRetired").GetInt64();
+        long after = Instructions(await WaitForAsync(sourceApi, "stay", vm => Instructions(vm) > before));
+        ApiReply onTarget = await ApiReply.Get(targetApi, "/api/vms");
+        Assert.Multiple(() =>
+        {
+            Assert.That(refused.ExitCode, Is.EqualTo(77), refused.Stderr);
+            Assert.That(refused.Stderr, Does.Contain("'stay' was not migrated to").And.Contain("it stays on this host (403 Migration refused)"));
+            Assert.That(after, Is.GreaterThan(before), "the guest runs on at its source");
+            Assert.That(onTarget.Body.GetArrayLength(), Is.Zero, "nothing arrived on the target");
+            Assert.That(target.Stderr, Does.Contain("Refused a migration from 127.0.0.1:"));
+        });
+    }
+
+    [Test]
+    public async Task ATargetThatAlreadyHasAVmOfThatNameRefusesItBeforeAnyPageMoves()
+    {
+        using ServeProcess target = ServeProcess.Start("--migration-listen", "127.0.0.1:0", "--migration-token-file", _token);
+        using ServeProcess source = ServeProcess.Start("--migration-token-file", _token);
+        using HttpClient targetApi = target.UnixClient();
+        using HttpClient sourceApi = source.UnixClient();
+        string endpoint = await MigrationEndpointAsync(targetApi);
+        await StartSpinningAsync(sourceApi, "twin");
+        Assert.That((await ApiReply.Post(targetApi, "/api/vms", new { name = "twin", image = _spinImage, memory = "4M" })).Status, Is.EqualTo(201));
+
+        ApiReply refused = await ApiReply.Post(sourceApi, "/api/vms/twin/migrate", new { to = endpoint });
+        ApiReply stillHere = await ApiReply.Get(sourceApi, "/api/vms/twin");
+        ApiReply theirs = await ApiReply.Get(targetApi, "/api/vms/twin");
+        Assert.Multiple(() =>
+        {
+            Assert.That(refused.Status, Is.EqualTo(502), refused.ToString());
+            Assert.That(refused.Detail, Does.Contain("a VM named 'twin' already exists on this host").And.Contain("it stays on this host"));
+            Assert.That(refused.Body.GetProperty("title").GetString(), Is.EqualTo("Migration failed"));
+            Assert.That(stillHere.State, Is.EqualTo("running"));
+            Assert.That(theirs.State, Is.EqualTo("created"), "the target's own VM of that name is untouched");
+        });
+    }
+
+    [Test]
+    public async Task EveryRefusalOfAMigrationIsAProblemAndLeavesTheVmAsItWas()
+    {
+        using ServeProcess source = ServeProcess.Start();
+        using HttpClient api = source.UnixClient();
+        await StartSpinningAsync(api, "here");
+        Assert.That((await ApiReply.Post(api, "/api/vms", new { name = "idle", image = _spinImage, memory = "4M" })).Status, Is.EqualTo(201));
+
+        // A closed port: nothing listens there.
+        var closed = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
+        closed.Start();
+        int port = ((System.Net.IPEndPoint)closed.LocalEndpoint).Port;
+        closed.Stop();
+
+        var cases = new (string What, string Vm, object Body, int Status, string Detail)[]
+        {
+            ("no target", "here", new { }, 400, "'to' must be the HOST:PORT"),
+            ("a malformed target", "here", new { to = "nowhere" }, 400, "'to' must be the HOST:PORT"),
+            ("an unknown VM", "ghost", new { to = $"127.0.0.1:{port}" }, 404, "no VM named 'ghost'"),
+            ("a VM that is not running", "idle", new { to = $"127.0.0.1:{port}" }, 409, "'idle' is created; only a running VM is live-migrated"),
+            ("a target nobody listens on", "here", new { to = $"127.0.0.1:{port}" }, 502, $"cannot reach 127.0.0.1:{port}"),
+        };
+        foreach ((string what, string vm, object body, int status, string detail) in cases)
+        {
+            ApiReply reply = await ApiReply.Post(api, $"/api/vms/{vm}/migrate", body);
+            Assert.Multiple(() =>
+            {
+                Assert.That(reply.Status, Is.EqualTo(status), $"{what}: {reply}");
+                Assert.That(reply.MediaType, Is.EqualTo("application/problem+json"), what);
+                Assert.That(reply.Detail, Does.Contain(detail), what);
+            });
+        }
+
+        Assert.Multiple(async () =>
+        {
+            Assert.That((await ApiReply.Get(api, "/api/vms/here")).State, Is.EqualTo("running"), "a failed migration resumes the VM where it was");
+            Assert.That((await ApiReply.Get(api, "/api/vms/idle")).State, Is.EqualTo("created"));
+        });
+    }
+
+    [Test]
+    public void ServeRefusesAMigrationListenerWithoutATokenOrAnExplicitInsecure()
+    {
+        CliProcess.Result bare = CliProcess.Run("serve", "--migration-listen", "127.0.0.1:0");
+        CliProcess.Result both = CliProcess.Run("serve", "--migration-listen", "127.0.0.1:0", "--migration-insecure", "--migration-token-file", _token);
+        CliProcess.Result malformed = CliProcess.Run("serve", "--migration-listen", "here", "--migration-insecure");
+        CliProcess.Result device = CliProcess.Run("serve", "--migration-listen", "127.0.0.1:0", "--migration-token-file", "/dev/zero");
+        Assert.Multiple(() =>
+        {
+            Assert.That((bare.ExitCode, bare.Stderr.Trim()), Is.EqualTo((64,
+                "hybridvmm: error: --migration-listen needs --migration-token-file FILE, the token its sources also give, or --migration-insecure to take VMs from anyone who can connect")));
+            Assert.That((both.ExitCode, both.Stderr.Trim()), Is.EqualTo((64, "hybridvmm: error: give --migration-token-file or --migration-insecure, not both")));
+            Assert.That(malformed.ExitCode, Is.EqualTo(64), malformed.Stderr);
+            Assert.That(malformed.Stderr, Does.Contain("--migration-listen 'here' is not HOST:PORT"));
+            Assert.That(device.ExitCode, Is.EqualTo(66), device.Stderr);
+            Assert.That(device.Stderr, Does.Contain("not a regular file"));
+        });
+    }
+
+    /// <summary>The target's migration listener as its API reports it (bound once serve has started).</summary>
+    private static async Task<string> MigrationEndpointAsync(HttpClient api)
+    {
+        for (int i = 0; i < 600; i++)
+        {
+            ApiReply host = await ApiReply.Get(api, "/api/host");
+            if (host.Body.TryGetProperty("migrationEndpoint", out JsonElement endpoint) && endpoint.ValueKind == JsonValueKind.String)
+            {
+                return endpoint.GetString()!;
+            }
+
+            await Task.Delay(100);
+        }
+
+        Assert.Fail("the target's migration listener did not bind within a minute");
+        return "";
+    }
+
+    private async Task StartSpinningAsync(HttpClient api, string name)
+    {
+        ApiReply created = await ApiReply.Post(api, "/api/vms", new { name, image = _spinImage, memory = "4M", start = true });
+        Assert.That(created.Status, Is.EqualTo(201), created.ToString());
+    }
+
+    private static long Instructions(JsonElement vm) => vm.GetProperty("statistics").GetProperty("instructionsRetired").GetInt64();
+
+    /// <summary>Waits on the guest's own progress until <paramref name="holds"/> (bounded so that a hang fails); returns the VM then.</summary>
+    private static async Task<JsonElement> WaitForAsync(HttpClient api, string name, Func<JsonElement, bool> holds)
+    {
+        for (int i = 0; i < 3000; i++)
+        {
+            ApiReply vm = await ApiReply.Get(api, $"/api/vms/{name}");
+            if (vm.Status == 200 && holds(vm.Body))
+            {
+                return vm.Body;
+            }
+
+            await Task.Delay(50);
+        }
+
+        Assert.Fail($"{name} did not get there within two and a half minutes");
+        return default;
+    }
+}
