@@ -92,7 +92,7 @@ internal static class VmTables
     public static string Migrated(ApiResponse response)
     {
         MigrateVmResult m = response.Read<MigrateVmResult>();
-        return $"{m.Name}: migrated to {m.To} at instruction {Number(m.InstructionsRetired)}: {m.PagesPerRound.Count} pre-copy rounds "
+        return $"{m.Name}: migrated to {m.To} at instruction {Number(m.InstructionsRetired)}: {m.PagesPerRound.Count} pre-copy round{(m.PagesPerRound.Count == 1 ? "" : "s")} "
             + $"({string.Join(", ", m.PagesPerRound.Select(p => Number(p)))} pages), {Number(m.FinalPages)} pages in the final copy, "
             + $"{m.DowntimeMilliseconds.ToString("0.0", CultureInfo.InvariantCulture)} ms down; it runs there now\n";
     }

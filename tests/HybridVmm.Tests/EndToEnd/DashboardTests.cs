@@ -17,6 +17,7 @@ public class DashboardTests
     private ServeProcess _serve = null!;
     private HttpClient _api = null!;
     private string _token = "";
+    private string _spin = "";
     private IPlaywright _playwright = null!;
     private IBrowser _browser = null!;
 
@@ -36,7 +37,7 @@ public class DashboardTests
         _api = new HttpClient { BaseAddress = new Uri(_serve.Address), Timeout = TimeSpan.FromMinutes(1) };
         _api.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", _token);
 
-        string spin = Path.Combine(directory, "spin.elf");
+        string spin = _spin = Path.Combine(directory, "spin.elf");
         File.WriteAllBytes(spin, FlatKernel.Build(a =>
         {
             var top = a.CreateLabel();
@@ -111,6 +112,40 @@ public class DashboardTests
         await alpha.Locator("button.resume").ClickAsync();
         await Assertions.Expect(alpha.Locator(".state")).ToHaveTextAsync("running");
         Assert.That((await ApiReply.Get(_api, "/api/vms/alpha")).State, Is.EqualTo("running"));
+    }
+
+    [Test]
+    public async Task TheMigrateButtonMovesAGuestToAnotherServeAndThePageLetsItGo()
+    {
+        // A second host that takes migrations without a token (the dashboard's serve has no --migration-token-file).
+        using ServeProcess target = ServeProcess.Start("--migration-listen", "127.0.0.1:0", "--migration-insecure");
+        using HttpClient targetApi = target.UnixClient();
+        string endpoint = "";
+        for (int i = 0; i < 600 && endpoint.Length == 0; i++)
+        {
+            ApiReply host = await ApiReply.Get(targetApi, "/api/host");
+            endpoint = host.Body.TryGetProperty("migrationEndpoint", out var e) && e.ValueKind == System.Text.Json.JsonValueKind.String ? e.GetString()! : "";
+            await Task.Delay(endpoint.Length == 0 ? 100 : 0);
+        }
+
+        ApiReply created = await ApiReply.Post(_api, "/api/vms", new { name = "gamma", image = _spin, memory = "4M", start = true });
+        Assert.That(created.Status, Is.EqualTo(201), created.ToString());
+        IPage page = await _browser.NewPageAsync();
+        await page.GotoAsync($"{_serve.Address.TrimEnd('/')}/?token={_token}");
+        ILocator gamma = page.Locator("article.guest[data-vm='gamma']");
+        await Assertions.Expect(gamma.Locator(".state")).ToHaveTextAsync("running");
+
+        // The button asks for the target's HOST:PORT in a prompt, as Checkpoint asks for a file.
+        page.Dialog += async (_, dialog) => await dialog.AcceptAsync(endpoint);
+        await gamma.Locator("button.migrate").ClickAsync();
+        await Assertions.Expect(page.Locator("#message")).ToContainTextAsync($"'gamma' migrated to {endpoint}");
+        await Assertions.Expect(gamma).ToHaveCountAsync(0);
+
+        Assert.Multiple(async () =>
+        {
+            Assert.That((await ApiReply.Get(_api, "/api/vms/gamma")).Status, Is.EqualTo(404), "it left the dashboard's host");
+            Assert.That((await ApiReply.Get(targetApi, "/api/vms/gamma")).State, Is.EqualTo("running"), "it runs on the target");
+        });
     }
 
     [Test]

@@ -40,6 +40,10 @@ function guestElement(name) {
     const path = window.prompt(`Checkpoint '${name}' to this file on the serve host:`, `${name}.snap`);
     if (path) act(name, 'save', { path });
   });
+  element.querySelector('button.migrate').addEventListener('click', () => {
+    const to = window.prompt(`Live-migrate '${name}' to the migration listener (serve --migration-listen) at HOST:PORT:`, '127.0.0.1:6600');
+    if (to) act(name, 'migrate', { to });
+  });
   element.querySelector('button.attach').addEventListener('click', () => toggleConsole(name));
   element.querySelector('.console').addEventListener('keydown', event => typeKey(name, event));
   document.getElementById('guests').appendChild(element);
@@ -56,7 +60,9 @@ function guestElement(name) {
 async function act(name, action, body) {
   try {
     const vm = await api('POST', `/api/vms/${encodeURIComponent(name)}/${action}`, body);
-    say(action === 'save' ? `'${name}' checkpointed to ${vm.path} (${number(vm.bytes)} bytes)` : `'${name}' is ${vm.state}`);
+    say(action === 'save' ? `'${name}' checkpointed to ${vm.path} (${number(vm.bytes)} bytes)`
+      : action === 'migrate' ? `'${name}' migrated to ${vm.to} in ${vm.pagesPerRound.length} pre-copy rounds, ${vm.downtimeMilliseconds.toFixed(1)} ms down; it runs there now`
+      : `'${name}' is ${vm.state}`);
   } catch (error) {
     say(error.message);
   }
@@ -97,6 +103,7 @@ function show(vm, now) {
   e.querySelector('button.resume').disabled = vm.state !== 'paused';
   e.querySelector('button.stop').disabled = vm.state === 'stopped';
   e.querySelector('button.checkpoint').disabled = vm.state === 'stopped';
+  e.querySelector('button.migrate').disabled = vm.state !== 'running';
   e.querySelector('button.attach').disabled = vm.state === 'stopped' && !guest.socket;
   guest.previous = { at: now, instructions: s.instructionsRetired, exits: s.exits, channel: s.channelMessages, byKind: { ...s.exitsByKind } };
 }
@@ -111,7 +118,7 @@ async function refresh() {
       seen.add(vm.name);
     }
     for (const [name, guest] of guests) {
-      if (!seen.has(name)) {   // deleted
+      if (!seen.has(name)) {   // deleted, or migrated to another host
         guest.element.remove();
         guest.row.remove();
         if (guest.socket) guest.socket.close();
