@@ -27,7 +27,8 @@ public sealed record HostStatus(
     [property: Id(1)] string Name,
     [property: Id(2)] HostCapacity Capacity,
     [property: Id(3)] long MemoryUsedBytes,
-    [property: Id(4)] HostVm[] Vms)
+    [property: Id(4)] HostVm[] Vms,
+    [property: Id(5)] string? MigrationEndpoint = null)
 {
     /// <summary>VMs that hold the host's scheduler: running or paused.</summary>
     public int ActiveVms => Vms.Count(v => v.State is "running" or "paused" or "created");
@@ -73,6 +74,31 @@ public sealed record FailoverReport(
     [property: Id(5)] long InstructionsLost,
     [property: Id(6)] CheckpointInfo Checkpoint);
 
+/// <summary>What a live migration between two hosts did (<c>vm migrate --cluster</c>, or the balancer).</summary>
+[GenerateSerializer, Immutable]
+public sealed record MigrationOutcome(
+    [property: Id(0)] long Instructions,
+    [property: Id(1)] int[] PagesPerRound,
+    [property: Id(2)] int FinalPages,
+    [property: Id(3)] double DowntimeMilliseconds);
+
+/// <summary>A VM's last live migration: from where to where, who asked, and how it ended (null while it runs).</summary>
+[GenerateSerializer, Immutable]
+public sealed record MigrationInfo(
+    [property: Id(0)] string From,
+    [property: Id(1)] string To,
+    [property: Id(2)] string ToAddress,
+    [property: Id(3)] long Epoch,
+    [property: Id(4)] string Reason,
+    [property: Id(5)] DateTime StartedAt,
+    [property: Id(6)] DateTime? EndedAt = null,
+    [property: Id(7)] bool Succeeded = false,
+    [property: Id(8)] string? Failure = null,
+    [property: Id(9)] MigrationOutcome? Outcome = null)
+{
+    public bool InProgress => EndedAt is null;
+}
+
 /// <summary>A cluster VM: its control-plane record (the grain's state) joined with what its host says now.</summary>
 [GenerateSerializer, Immutable]
 public sealed record ClusterVm(
@@ -87,7 +113,8 @@ public sealed record ClusterVm(
     [property: Id(8)] CheckpointInfo? LastCheckpoint,
     [property: Id(9)] FailoverReport? LastFailover,
     [property: Id(10)] VmEvent[] History,
-    [property: Id(11)] DateTime? StartedAt);
+    [property: Id(11)] DateTime? StartedAt,
+    [property: Id(12)] MigrationInfo? LastMigration = null);
 
 /// <summary>A grain call's result: a value or a problem.</summary>
 [GenerateSerializer, Immutable]

@@ -21,6 +21,12 @@ public sealed partial class VmManager
     /// <summary>Where this host takes incoming migrations (HOST:PORT), once its listener is bound; null without one.</summary>
     public string? MigrationEndpoint { get; internal set; }
 
+    /// <summary>
+    /// A cluster host holds a VM that arrives by migration created, not started, until the VM's grain has moved its
+    /// epoch here and adopts it (<see cref="HybridVmm.Cluster.Hosting.IHostAgent"/>): the VM never runs on two hosts.
+    /// </summary>
+    public bool HoldArrivals { get; set; }
+
     // The constructor's parameters, for the nested host (a primary constructor's parameters are its own type's alone).
     private HybridSystem Hybrid => system;
 
@@ -83,17 +89,6 @@ public sealed partial class VmManager
 
         if (report.Succeeded)
         {
-            await AtBarrierAsync<bool>(() =>
-            {
-                system.Root.Delete(managed.Vm);
-                lock (_vms)
-                {
-                    _vms.Remove(name);
-                }
-
-                console.Forget(managed.Vm);
-                return true;
-            }, CancellationToken.None).ConfigureAwait(false);
             logger.LogInformation("VM {Name} migrated to {Target}: {Rounds} pre-copy rounds, {Final} pages in the final copy, {Downtime:0.0} ms down",
                 name, target, report.PagesPerRound.Count, report.FinalPages, report.DowntimeWallTime.TotalMilliseconds);
             return new MigrateVmResult(name, target!.ToString(), "migrated", report.PausedAtInstruction, report.PagesPerRound.ToArray(), report.FinalPages,
@@ -129,9 +124,35 @@ public sealed partial class VmManager
             return (null, error);
         }
 
+        if (HoldArrivals)
+        {
+            logger.LogInformation("VM {Name} arrived from {Peer}; held until the cluster adopts it", vm.Name, peer);
+            return (vm.Name, null);
+        }
+
         ApiOutcome<VmInfo> started = await StartAsync(vm.Name, CancellationToken.None).ConfigureAwait(false);
         return started.Problem is { } problem ? (vm.Name, problem.Detail) : (vm.Name, null);
     }
+
+    /// <summary>Deletes a VM that arrived by migration and never started; any other VM of that name is left alone.</summary>
+    public Task DiscardArrivalAsync(string name, CancellationToken cancellationToken) => AtBarrierAsync<bool>(() =>
+    {
+        if (Find(name) is { } m && m.Vm.State == PartitionState.Created && m.Source.StartsWith(MigratedFrom, StringComparison.Ordinal))
+        {
+            system.Root.Delete(m.Vm);
+            lock (_vms)
+            {
+                _vms.Remove(name);
+            }
+
+            console.Forget(m.Vm);
+            logger.LogWarning("VM {Name} arrived by migration but was never adopted; deleted", name);
+        }
+
+        return true;
+    }, cancellationToken);
+
+    private const string MigratedFrom = "migrated from ";
 
     /// <summary>serve's side of a migration: each step at a round barrier, the pre-copy windows on the running scheduler.</summary>
     private sealed class ServeMigrationHost(VmManager manager, string? peer = null) : MigrationHost(manager.Hybrid)
@@ -154,6 +175,13 @@ public sealed partial class VmManager
             await manager.Barrier.WhenAsync(() => vm.State != PartitionState.Running, cancellationToken).ConfigureAwait(false);
         }
 
+        /// <summary>The VM has left: it is deleted at the very barrier that stops it, so nothing ever sees it stopped here.</summary>
+        public override void Departed(VirtualMachine vm)
+        {
+            System.Root.Delete(vm);
+            Withdrawn(vm);
+        }
+
         public override VmSnapshot Finishing(VirtualMachine vm, VmSnapshot final)
         {
             (byte[] bytes, long total) = manager.Recorder.Read(vm);
@@ -170,7 +198,7 @@ public sealed partial class VmManager
                 manager.Recorder.Continue(vm, (backlog.Bytes, backlog.Total));
             }
 
-            manager.Register(vm, $"migrated from {peer}", start: false);
+            manager.Register(vm, MigratedFrom + peer, start: false);
         }
 
         public override void Withdrawn(VirtualMachine vm)

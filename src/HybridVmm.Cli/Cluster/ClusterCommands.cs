@@ -40,8 +40,62 @@ internal static class ClusterCommands
         return ExitStatus.Success;
     }, cancellationToken);
 
-    public static Task<int> CreateAsync(string redis, VmSpec spec, bool start, bool json, CancellationToken cancellationToken) =>
-        WithClusterAsync(redis, async client => Report(await client.GetGrain<IVmGrain>(spec.Name).CreateAsync(spec, start), json), cancellationToken);
+    public static Task<int> CreateAsync(string redis, VmSpec spec, bool start, string? onHost, bool json, CancellationToken cancellationToken) =>
+        WithClusterAsync(redis, async client => Report(await client.GetGrain<IVmGrain>(spec.Name).CreateAsync(spec, start, onHost), json), cancellationToken);
+
+    /// <summary>How long <c>vm migrate --cluster</c> waits for the migration it started to end.</summary>
+    public static readonly TimeSpan MigrationWait = TimeSpan.FromMinutes(5);
+
+    /// <summary>
+    /// Starts a live migration through the VM's grain, then follows it (the grain's record, four times a second) until
+    /// it ends: 0 when the VM runs on the target, 69 when it failed and runs on at its source.
+    /// </summary>
+    public static Task<int> MigrateAsync(string redis, string name, string? toHost, bool json, CancellationToken cancellationToken) =>
+        WithClusterAsync(redis, async client =>
+        {
+            IVmGrain grain = client.GetGrain<IVmGrain>(name);
+            ClusterResult<ClusterVm> started = await grain.MigrateAsync(toHost, "asked by vm migrate");
+            if (started.Problem is not null)
+            {
+                return Report(started, json);
+            }
+
+            DateTime deadline = DateTime.UtcNow + MigrationWait;
+            MigrationInfo begun = started.Value!.LastMigration!;
+            while (true)
+            {
+                await Task.Delay(250, cancellationToken);
+                ClusterResult<ClusterVm> now = await grain.GetAsync();
+                if (now.Value?.LastMigration is { InProgress: false } ended && ended.StartedAt == begun.StartedAt)
+                {
+                    if (json)
+                    {
+                        Console.Out.WriteLine(JsonSerializer.Serialize(now.Value, Json));
+                    }
+                    else if (ended.Succeeded)
+                    {
+                        MigrationOutcome o = ended.Outcome!;
+                        Console.Out.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                            $"{name}: migrated from {ended.From} to {ended.To} (epoch {ended.Epoch}) at instruction {o.Instructions:N0}: " +
+                            $"{o.PagesPerRound.Length} pre-copy round{(o.PagesPerRound.Length == 1 ? "" : "s")}, {o.FinalPages:N0} pages in the final copy, " +
+                            $"{o.DowntimeMilliseconds:0.0} ms down"));
+                    }
+
+                    if (!ended.Succeeded)
+                    {
+                        Console.Error.WriteLine($"hybridvmm: error: '{name}' was not migrated to {ended.To}: {ended.Failure}");
+                    }
+
+                    return ended.Succeeded ? ExitStatus.Success : ExitStatus.Unavailable;
+                }
+
+                if (DateTime.UtcNow > deadline)
+                {
+                    Console.Error.WriteLine($"hybridvmm: error: the migration of '{name}' to {begun.To} did not end within {MigrationWait.TotalMinutes:0} minutes; see vm show {name} --cluster");
+                    return ExitStatus.Unavailable;
+                }
+            }
+        }, cancellationToken);
 
     public static Task<int> StartAsync(string redis, string name, bool json, CancellationToken cancellationToken) =>
         WithClusterAsync(redis, async client => Report(await client.GetGrain<IVmGrain>(name).StartAsync(), json), cancellationToken);

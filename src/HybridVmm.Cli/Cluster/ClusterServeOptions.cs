@@ -27,7 +27,15 @@ internal sealed class ClusterServeOptions
 
     public Option<int?> MissedProbes { get; } = new("--missed-probes") { Description = "Missed probes after which a host is declared dead (default 3)" };
 
-    public IEnumerable<Option> All => [Cluster, Address, SiloPort, GatewayPort, HostName, CheckpointDirectory, Placement, ProbeTimeout, MissedProbes];
+    public Option<double?> BalanceEvery { get; } = new("--balance-every") { Description = "Seconds between two looks of the load balancer at the hosts (default 30; 0: off)" };
+
+    public Option<int?> BalanceThreshold { get; } = new("--balance-threshold")
+    {
+        Description = "How many more active VMs the busiest host must have than the idlest before the balancer moves one (default 2)",
+    };
+
+    public IEnumerable<Option> All =>
+        [Cluster, Address, SiloPort, GatewayPort, HostName, CheckpointDirectory, Placement, ProbeTimeout, MissedProbes, BalanceEvery, BalanceThreshold];
 
     /// <summary>The cluster options, or null without --cluster; a refusal is one message and status 64.</summary>
     public bool TryRead(ParseResult result, TextWriter stderr, out ClusterHostOptions? options, out int status)
@@ -93,6 +101,14 @@ internal sealed class ClusterServeOptions
             return false;
         }
 
+        double balanceEvery = result.GetValue(BalanceEvery) ?? 30;
+        int balanceThreshold = result.GetValue(BalanceThreshold) ?? 2;
+        if (balanceEvery is < 0 or > 86_400 || (balanceEvery > 0 && balanceEvery < 0.1) || balanceThreshold is < 2 or > 1000)
+        {
+            stderr.WriteLine("hybridvmm: error: --balance-every takes 0 (off) or 0.1 to 86400 seconds, and --balance-threshold 2 to 1000 VMs");
+            return false;
+        }
+
         string directory = Path.GetFullPath(result.GetValue(CheckpointDirectory) ?? "checkpoints");
         try
         {
@@ -116,6 +132,8 @@ internal sealed class ClusterServeOptions
             Placement = placement,
             ProbeTimeout = TimeSpan.FromSeconds(probe),
             MissedProbes = missed,
+            BalanceEvery = TimeSpan.FromSeconds(balanceEvery),
+            BalanceThreshold = balanceThreshold,
         };
         status = ExitStatus.Success;
         return true;

@@ -10,10 +10,33 @@ namespace HybridVmm.Cli.Cluster;
 /// The cluster's hands on this serve host: every operation goes through the management API's <see cref="VmManager"/>,
 /// so it runs at a round barrier on the scheduler's thread, as an API request does.
 /// </summary>
-internal sealed class ServeHostAgent(VmManager vms, HybridSystem system) : IHostAgent
+internal sealed class ServeHostAgent : IHostAgent
 {
-    public HostCapacity Capacity { get; } = new(Environment.ProcessorCount, system.Kernel.Options.HostMemoryBytes,
-        EmbeddedGuests.Names.Select(n => $"embedded:{n}").ToArray());
+    private readonly VmManager vms;
+    private readonly HybridSystem system;
+
+    public ServeHostAgent(VmManager vms, HybridSystem system)
+    {
+        this.vms = vms;
+        this.system = system;
+        Capacity = new(Environment.ProcessorCount, system.Kernel.Options.HostMemoryBytes, EmbeddedGuests.Names.Select(n => $"embedded:{n}").ToArray());
+        // A VM that arrives by migration waits for its grain to adopt it (docs/cluster.md#live-migration).
+        vms.HoldArrivals = true;
+    }
+
+    public HostCapacity Capacity { get; }
+
+    public string? MigrationEndpoint => vms.MigrationEndpoint;
+
+    public async Task<(ClusterProblem? Problem, MigrationOutcome? Outcome)> MigrateAsync(string name, string endpoint, CancellationToken cancellationToken)
+    {
+        ApiOutcome<MigrateVmResult> moved = await vms.MigrateAsync(name, new MigrateVmRequest { To = endpoint }, cancellationToken).ConfigureAwait(false);
+        return moved.Problem is { } problem
+            ? (Problem(problem), null)
+            : (null, new MigrationOutcome(moved.Value!.InstructionsRetired, [.. moved.Value.PagesPerRound], moved.Value.FinalPages, moved.Value.DowntimeMilliseconds));
+    }
+
+    public Task DiscardArrivalAsync(string name, CancellationToken cancellationToken) => vms.DiscardArrivalAsync(name, cancellationToken);
 
     public async Task<(long MemoryUsedBytes, HostVm[] Vms)> ListAsync(CancellationToken cancellationToken)
     {

@@ -23,7 +23,7 @@ internal static class VmCommand
             new Option<string?>("--connect") { Description = "serve's API on TCP HOST:PORT (serve --listen); needs --token-file", Recursive = true },
             new Option<string?>("--token-file") { Description = "The bearer token for --connect", Recursive = true },
             new Option<bool>("--json") { Description = "Print the API's JSON instead of a table", Recursive = true },
-            new Option<string?>("--cluster") { Description = "Drive the cluster's VMs instead (create, start, stop, show, list): its Redis host:port", Recursive = true });
+            new Option<string?>("--cluster") { Description = "Drive the cluster's VMs instead (create, start, stop, migrate, show, list): its Redis host:port", Recursive = true });
         var command = new Command("vm", "Drive the VMs of a running 'hybridvmm serve' through its management API, or of a cluster with --cluster")
         {
             connection.Socket, connection.Connect, connection.TokenFile, connection.Json, connection.Cluster,
@@ -77,7 +77,7 @@ internal static class VmCommand
 
     private static Task<int> NotInCluster(string verb)
     {
-        Console.Error.WriteLine($"hybridvmm: error: 'vm {verb}' does not take --cluster yet (the cluster has create, start, stop, show and list)");
+        Console.Error.WriteLine($"hybridvmm: error: 'vm {verb}' does not take --cluster yet (the cluster has create, start, stop, migrate, show and list)");
         return Task.FromResult(ExitStatus.Usage);
     }
 
@@ -135,15 +135,16 @@ internal static class VmCommand
         var start = new Option<bool>("--start") { Description = "Start the VM at once" };
         var isProtected = new Option<bool>("--protected") { Description = "With --cluster: checkpoint the VM and restart it on another host if its host dies" };
         var checkpointEvery = new Option<long?>("--checkpoint-every") { Description = $"With --protected: checkpoint every N instructions (default {DefaultCheckpointEvery})" };
+        var onHost = new Option<string?>("--host") { Description = "With --cluster: create the VM on this host (its --host-name) instead of where the placement policy would" };
         var command = new Command("create", "Create a VM from an image (or a snapshot) on the serve host, or in the cluster with --cluster")
         {
-            name, image, snapshot, memory, append, devices, synthetic, disk, maxInstructions, start, isProtected, checkpointEvery,
+            name, image, snapshot, memory, append, devices, synthetic, disk, maxInstructions, start, isProtected, checkpointEvery, onHost,
         };
         command.SetAction((r, ct) => r.GetValue(connection.Cluster) is { } redis
             ? CreateInClusterAsync(redis, r, name, image, memory, append, maxInstructions, start, isProtected, checkpointEvery, [snapshot, devices, synthetic, disk],
-                r.GetValue(connection.Json), ct)
-            : r.GetValue(isProtected) || r.GetValue(checkpointEvery) is not null
-            ? Refuse("--protected and --checkpoint-every go with --cluster")
+                r.GetValue(onHost), r.GetValue(connection.Json), ct)
+            : r.GetValue(isProtected) || r.GetValue(checkpointEvery) is not null || r.GetValue(onHost) is not null
+            ? Refuse("--protected, --checkpoint-every and --host go with --cluster")
             : RunAsync(r, connection, c => c.PostAsync("/api/vms", new CreateVmRequest
         {
             Name = r.GetValue(name),
@@ -165,7 +166,7 @@ internal static class VmCommand
 
     private static Task<int> CreateInClusterAsync(string redis, ParseResult r, Argument<string> name, Option<string?> image, Option<string?> memory,
         Option<string?> append, Option<long?> maxInstructions, Option<bool> start, Option<bool> isProtected, Option<long?> checkpointEvery,
-        Option[] notInCluster, bool json, CancellationToken ct)
+        Option[] notInCluster, string? onHost, bool json, CancellationToken ct)
     {
         if (notInCluster.FirstOrDefault(o => r.GetResult(o) is not null) is { } stray)
         {
@@ -185,7 +186,7 @@ internal static class VmCommand
 
         var spec = new VmSpec(r.GetValue(name)!, HostPath(source), r.GetValue(memory) ?? "64M", r.GetValue(append) ?? "",
             r.GetValue(maxInstructions) ?? 0, r.GetValue(isProtected), every);
-        return ClusterCommands.CreateAsync(redis, spec, r.GetValue(start), json, ct);
+        return ClusterCommands.CreateAsync(redis, spec, r.GetValue(start), onHost, json, ct);
     }
 
     private static Task<int> Refuse(string message)
@@ -208,11 +209,18 @@ internal static class VmCommand
     private static Command MigrateCommand(Connection connection)
     {
         var name = new Argument<string>("NAME") { Description = "The VM's name" };
-        var to = new Option<string>("--to") { Description = "HOST:PORT of the target host's migration listener (its serve --migration-listen)", Required = true };
-        var command = new Command("migrate", "Live-migrate a running VM to another serve host; on success it runs there and leaves this host") { name, to };
-        command.SetAction((r, ct) => RunAsync(r, connection,
-            c => c.PostAsync($"/api/vms/{Uri.EscapeDataString(r.GetValue(name)!)}/migrate", new MigrateVmRequest { To = r.GetValue(to) }, ct),
-            VmTables.Migrated));
+        var to = new Option<string?>("--to")
+        {
+            Description = "HOST:PORT of the target's migration listener (its serve --migration-listen); with --cluster, the target host's name (default: the placement policy's choice)",
+        };
+        var command = new Command("migrate", "Live-migrate a running VM to another host; on success it runs there and leaves this one") { name, to };
+        command.SetAction((r, ct) => r.GetValue(connection.Cluster) is { } redis
+            ? ClusterCommands.MigrateAsync(redis, r.GetValue(name)!, r.GetValue(to), r.GetValue(connection.Json), ct)
+            : r.GetValue(to) is not { } target
+            ? Refuse("vm migrate needs --to HOST:PORT, the target's migration listener (or --cluster REDIS)")
+            : RunAsync(r, connection,
+                c => c.PostAsync($"/api/vms/{Uri.EscapeDataString(r.GetValue(name)!)}/migrate", new MigrateVmRequest { To = target }, ct),
+                VmTables.Migrated));
         return command;
     }
 

@@ -11,13 +11,69 @@ namespace HybridVmm.Cluster.Grains;
 /// query must not wait behind a restore.
 /// </summary>
 [HostPlacement, Reentrant]
-public sealed class HostGrain(IHostAgent agent, LocalVms local, ClusterHostOptions options, ILogger<HostGrain> logger) : Grain, IHostGrain
+public sealed class HostGrain(IHostAgent agent, LocalVms local, ClusterHostOptions options, IGrainFactory grains, ILogger<HostGrain> logger) : Grain, IHostGrain
 {
     public async Task<HostStatus> StatusAsync()
     {
         (long used, HostVm[] vms) = await agent.ListAsync(CancellationToken.None);
-        return new HostStatus(this.GetPrimaryKeyString(), options.Name, agent.Capacity, used, vms);
+        return new HostStatus(this.GetPrimaryKeyString(), options.Name, agent.Capacity, used, vms, agent.MigrationEndpoint);
     }
+
+    public Task<ClusterProblem?> MigrateOutAsync(string name, long epoch, string targetAddress, string targetEndpoint)
+    {
+        if (!local.TryGet(name, out LocalVms.LocalVm vm) || vm.Epoch != epoch || vm.AwaitingResume)
+        {
+            return Task.FromResult<ClusterProblem?>(new ClusterProblem(409, $"this host does not run epoch {epoch} of '{name}'"));
+        }
+
+        // The migration runs outside the grain's turn (it takes seconds, and the guest runs meanwhile); the VM's grain
+        // hears the end. Its reports go on under the current epoch until then, so its lease holds.
+        _ = Task.Run(() => MigrateOutAsync(vm, targetEndpoint));
+        return Task.FromResult<ClusterProblem?>(null);
+    }
+
+    private async Task MigrateOutAsync(LocalVms.LocalVm vm, string targetEndpoint)
+    {
+        string name = vm.Spec.Name;
+        (ClusterProblem? problem, MigrationOutcome? outcome) = await agent.MigrateAsync(name, targetEndpoint, CancellationToken.None);
+        if (outcome is not null)
+        {
+            local.Remove(name); // it left: nothing here reports for it any more
+        }
+
+        for (int attempt = 1; ; attempt++)
+        {
+            try
+            {
+                await grains.GetGrain<IVmGrain>(name).MigrationEndedAsync(vm.Epoch, outcome, problem?.Detail, vm.ConsolePrefix);
+                return;
+            }
+            catch (Exception e) when (attempt < 10)
+            {
+                logger.LogWarning("VM {Name}: cannot tell its grain how the migration ended (attempt {Attempt}): {Reason}", name, attempt, e.Message);
+                await Task.Delay(TimeSpan.FromSeconds(1));
+            }
+            catch (Exception e)
+            {
+                logger.LogError("VM {Name}: its grain never heard how the migration ended: {Reason}", name, e.Message);
+                return;
+            }
+        }
+    }
+
+    public async Task<ClusterProblem?> AdoptAsync(VmSpec spec, long epoch, byte[] consolePrefix, long instructions)
+    {
+        local.Add(spec, epoch, consolePrefix, instructions, options.Lease);
+        ClusterProblem? refused = await agent.StartAsync(spec.Name, CancellationToken.None);
+        if (refused is not null)
+        {
+            local.Remove(spec.Name);
+        }
+
+        return refused;
+    }
+
+    public Task DiscardArrivalAsync(string name) => agent.DiscardArrivalAsync(name, CancellationToken.None);
 
     public async Task<ClusterProblem?> CreateAsync(VmSpec spec, long epoch, bool start)
     {

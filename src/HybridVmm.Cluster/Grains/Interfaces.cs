@@ -23,6 +23,19 @@ public interface IHostGrain : IGrainWithStringKey
     Task<ClusterProblem?> StartAsync(string name);
 
     Task<ClusterProblem?> StopAsync(string name);
+
+    /// <summary>
+    /// Starts live-migrating the VM, which this host runs under the current epoch, to the host at
+    /// <paramref name="targetAddress"/> (its migration listener <paramref name="targetEndpoint"/>), and returns at once;
+    /// the VM's grain hears how it ended through <see cref="IVmGrain.MigrationEndedAsync"/>.
+    /// </summary>
+    Task<ClusterProblem?> MigrateOutAsync(string name, long epoch, string targetAddress, string targetEndpoint);
+
+    /// <summary>Takes a VM that arrived by migration (held, not started) as its own under <paramref name="epoch"/>, and starts it.</summary>
+    Task<ClusterProblem?> AdoptAsync(VmSpec spec, long epoch, byte[] consolePrefix, long instructions);
+
+    /// <summary>Deletes a VM that arrived by migration and was never adopted.</summary>
+    Task DiscardArrivalAsync(string name);
 }
 
 /// <summary>
@@ -31,7 +44,8 @@ public interface IHostGrain : IGrainWithStringKey
 /// </summary>
 public interface IVmGrain : IGrainWithStringKey
 {
-    Task<ClusterResult<ClusterVm>> CreateAsync(VmSpec spec, bool start);
+    /// <summary>Creates the VM on a host the placement policy chooses, or on the host named <paramref name="onHost"/>.</summary>
+    Task<ClusterResult<ClusterVm>> CreateAsync(VmSpec spec, bool start, string? onHost = null);
 
     Task<ClusterResult<ClusterVm>> StartAsync();
 
@@ -44,6 +58,16 @@ public interface IVmGrain : IGrainWithStringKey
 
     /// <summary>A checkpoint was written; false: the epoch is fenced off and the checkpoint is not taken.</summary>
     Task<bool> CheckpointTakenAsync(CheckpointInfo checkpoint);
+
+    /// <summary>
+    /// Live-migrates the running VM to the host named <paramref name="toHost"/> (or one the placement policy chooses)
+    /// and returns once it has begun; <see cref="ClusterVm.LastMigration"/> says how it ends. <paramref name="reason"/>
+    /// goes in the history (a user, or the balancer).
+    /// </summary>
+    Task<ClusterResult<ClusterVm>> MigrateAsync(string? toHost, string reason);
+
+    /// <summary>The source host says how the migration of <paramref name="epoch"/> ended (the console prefix and outcome on success).</summary>
+    Task MigrationEndedAsync(long epoch, MigrationOutcome? outcome, string? failure, byte[] consolePrefix);
 
     /// <summary>The host <paramref name="host"/> was declared dead: a protected VM placed there restarts elsewhere.</summary>
     Task<FailoverReport?> HostDiedAsync(string host, DateTime detectedAt);

@@ -40,6 +40,9 @@ public sealed class VmRecord
     [Id(11)] public DateTime LastReportAt { get; set; }
 
     [Id(12)] public long LastReportInstructions { get; set; }
+
+    /// <summary>The last live migration, in progress while its EndedAt is null.</summary>
+    [Id(13)] public MigrationInfo? LastMigration { get; set; }
 }
 
 [GrainDirectory(GrainDirectoryName = ClusterStorage.Name)]
@@ -59,15 +62,23 @@ public sealed class VmGrain(
 
     private string Name => this.GetPrimaryKeyString();
 
-    public async Task<ClusterResult<ClusterVm>> CreateAsync(VmSpec spec, bool start)
+    public async Task<ClusterResult<ClusterVm>> CreateAsync(VmSpec spec, bool start, string? onHost = null)
     {
         if (R.Spec is not null)
         {
             return ClusterResult<ClusterVm>.Refused(409, $"the name '{Name}' is already taken in the cluster");
         }
 
-        HostStatus? host = await PlaceAsync(spec, exclude: null);
-        if (host is null)
+        HostStatus? host;
+        if (onHost is not null)
+        {
+            host = (await ClusterHosts.StatusAsync(GrainFactory)).FirstOrDefault(h => h.Name == onHost || h.Address == onHost);
+            if (host is null)
+            {
+                return ClusterResult<ClusterVm>.Refused(404, $"no host named '{onHost}' in the cluster");
+            }
+        }
+        else if ((host = await PlaceAsync(spec, exclude: null)) is null)
         {
             return ClusterResult<ClusterVm>.Refused(503, $"no host of the cluster has {spec.Memory} free and can reach '{spec.Image}'");
         }
@@ -85,7 +96,7 @@ public sealed class VmGrain(
         R.DesiredState = start ? "running" : "stopped";
         R.State = start ? "running" : "created";
         R.StartedAt = start ? DateTime.UtcNow : null;
-        Record($"created on {host.Name} ({options.Placement}){(start ? ", started" : "")}");
+        Record($"created on {host.Name} ({(onHost is null ? options.Placement : "as asked")}){(start ? ", started" : "")}");
         await record.WriteStateAsync();
         await GrainFactory.GetGrain<IVmDirectoryGrain>(VmDirectoryGrain.Key).AddAsync(Name);
         return ClusterResult<ClusterVm>.Ok(View());
@@ -145,7 +156,7 @@ public sealed class VmGrain(
         R.LastReportAt = DateTime.UtcNow;
         R.LastReportInstructions = instructions;
         R.Instructions = instructions;
-        if (state == "stopped" && R.State != "stopped")
+        if (state == "stopped" && R.State != "stopped" && R.LastMigration is not { InProgress: true })
         {
             // The guest ended by itself: it is done, and no failover must bring it back.
             R.State = "stopped";
@@ -180,8 +191,115 @@ public sealed class VmGrain(
         return true;
     }
 
+    public async Task<ClusterResult<ClusterVm>> MigrateAsync(string? toHost, string reason)
+    {
+        if (R.Spec is null || R.Host is null)
+        {
+            return Unknown();
+        }
+
+        HostStatus[] others = await ClusterHosts.StatusAsync(GrainFactory, exclude: R.Host);
+        HostStatus? target = null;
+        if (toHost is not null)
+        {
+            target = others.FirstOrDefault(h => h.Name == toHost || h.Address == toHost);
+            if (target is null)
+            {
+                return toHost == R.HostName || toHost == R.Host
+                    ? ClusterResult<ClusterVm>.Refused(409, $"'{Name}' already runs on {toHost}")
+                    : ClusterResult<ClusterVm>.Refused(404, $"no other host named '{toHost}' in the cluster");
+            }
+        }
+
+        if (R.LastMigration is { InProgress: true } pending)
+        {
+            return ClusterResult<ClusterVm>.Refused(409, $"'{Name}' is already migrating to {pending.To}");
+        }
+
+        if (R.State != "running" || R.DesiredState != "running")
+        {
+            return ClusterResult<ClusterVm>.Refused(409, $"'{Name}' is {R.State}; only a running VM is live-migrated");
+        }
+
+        if (target is null && (target = await GrainFactory.GetGrain<IPlacementGrain>(PlacementGrain.Key).ChooseAsync(R.Spec, exclude: R.Host)) is null)
+        {
+            return ClusterResult<ClusterVm>.Refused(503, $"no other host of the cluster has {R.Spec.Memory} free for '{Name}'");
+        }
+
+        if (target.MigrationEndpoint is not { } endpoint)
+        {
+            return ClusterResult<ClusterVm>.Refused(409, $"host {target.Name} takes no live migrations (start it with serve --migration-listen)");
+        }
+
+        R.LastMigration = new MigrationInfo(R.HostName ?? R.Host, target.Name, target.Address, R.Epoch + 1, reason, DateTime.UtcNow);
+        Record($"migrating from {R.HostName} to {target.Name} ({reason})");
+        await record.WriteStateAsync();
+        if (await HostGrain(R.Host).MigrateOutAsync(Name, R.Epoch, target.Address, endpoint) is { } refused)
+        {
+            R.LastMigration = R.LastMigration with { EndedAt = DateTime.UtcNow, Failure = refused.Detail };
+            Record($"migration to {target.Name} refused: {refused.Detail}");
+            await record.WriteStateAsync();
+            return new ClusterResult<ClusterVm>(null, refused);
+        }
+
+        return ClusterResult<ClusterVm>.Ok(View());
+    }
+
+    public async Task MigrationEndedAsync(long epoch, MigrationOutcome? outcome, string? failure, byte[] consolePrefix)
+    {
+        if (R.Spec is null || R.LastMigration is not { InProgress: true } migration || epoch != R.Epoch || migration.Epoch != epoch + 1)
+        {
+            return; // a late word about a migration this record no longer waits for
+        }
+
+        if (outcome is null)
+        {
+            R.LastMigration = migration with { EndedAt = DateTime.UtcNow, Failure = failure ?? "unknown" };
+            Record($"migration to {migration.To} failed, it runs on at {R.HostName}: {failure}");
+            await record.WriteStateAsync();
+            return;
+        }
+
+        // The fence moves first: from the moment Redis holds the new epoch and host, no report of the old one counts.
+        string from = R.HostName ?? "?";
+        R.Epoch = migration.Epoch;
+        R.Host = migration.ToAddress;
+        R.HostName = migration.To;
+        R.LastReportAt = DateTime.UtcNow;
+        R.LastReportInstructions = outcome.Instructions;
+        R.Instructions = outcome.Instructions;
+        await record.WriteStateAsync();
+        ClusterProblem? refused = await HostGrain(migration.ToAddress).AdoptAsync(R.Spec, R.Epoch, consolePrefix, outcome.Instructions);
+        R.LastMigration = migration with { EndedAt = DateTime.UtcNow, Succeeded = refused is null, Failure = refused?.Detail, Outcome = outcome };
+        R.State = "running";
+        if (refused is not null)
+        {
+            R.State = "lost";
+            Record($"migrated from {from} to {migration.To}, but it could not start there: {refused.Detail}");
+        }
+        else
+        {
+            Record($"migrated from {from} to {migration.To} (epoch {R.Epoch}) at {outcome.Instructions} instructions: {outcome.PagesPerRound.Length} pre-copy " +
+                $"round(s), {outcome.FinalPages} pages in the final copy, {outcome.DowntimeMilliseconds:0.0} ms down");
+        }
+
+        await record.WriteStateAsync();
+    }
+
     public async Task<FailoverReport?> HostDiedAsync(string host, DateTime detectedAt)
     {
+        if (R.LastMigration is { InProgress: true } pending && (pending.ToAddress == host || R.Host == host))
+        {
+            // A migration the dead host took part in cannot end; a copy the target holds unadopted goes (it never ran).
+            R.LastMigration = pending with { EndedAt = DateTime.UtcNow, Failure = $"{(R.Host == host ? pending.From : pending.To)} died during the migration" };
+            Record($"migration to {pending.To} abandoned: {R.LastMigration.Failure}");
+            await record.WriteStateAsync();
+            if (pending.ToAddress != host)
+            {
+                _ = HostGrain(pending.ToAddress).DiscardArrivalAsync(Name);
+            }
+        }
+
         if (R.Spec is null || R.Host != host || R.DesiredState != "running" || R.State is "stopped" or "lost")
         {
             return null;
@@ -271,5 +389,5 @@ public sealed class VmGrain(
     }
 
     private ClusterVm View() => new(Name, R.DesiredState, R.State, R.Host, R.HostName, R.Epoch, R.Instructions, R.Spec?.Protected ?? false,
-        R.LastCheckpoint, R.LastFailover, R.History.ToArray(), R.StartedAt);
+        R.LastCheckpoint, R.LastFailover, R.History.ToArray(), R.StartedAt, R.LastMigration);
 }

@@ -39,6 +39,12 @@ public sealed class ClusterHostOptions
     /// </summary>
     public TimeSpan Lease => ProbeTimeout * MissedProbes / 2;
 
+    /// <summary>How often the balancer looks at the hosts' load (<c>--balance-every</c>); zero: never.</summary>
+    public TimeSpan BalanceEvery { get; init; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>How many more active VMs the busiest host must have than the idlest before one moves (<c>--balance-threshold</c>).</summary>
+    public int BalanceThreshold { get; init; } = 2;
+
     /// <summary>How often the host looks at its protected VMs (progress, checkpoints, fencing).</summary>
     public TimeSpan WatchPeriod { get; init; } = TimeSpan.FromMilliseconds(250);
 }

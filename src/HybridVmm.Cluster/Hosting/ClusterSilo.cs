@@ -43,6 +43,7 @@ public static class ClusterSilo
         });
         builder.Services.AddHostedService<ProtectedVmWatch>();
         builder.Services.AddHostedService<MembershipWatch>();
+        builder.Services.AddHostedService<BalanceWatch>();
     }
 
     /// <summary>A connection string in StackExchange.Redis syntax; a Redis that is down is retried, not fatal.</summary>

@@ -10,6 +10,18 @@ public interface IHostAgent
 {
     HostCapacity Capacity { get; }
 
+    /// <summary>Where this host takes live migrations (serve --migration-listen), once bound; null: it takes none.</summary>
+    string? MigrationEndpoint { get; }
+
+    /// <summary>
+    /// Live-migrates a running VM to the host listening at <paramref name="endpoint"/>. On success the VM has left this
+    /// host; on failure it runs on here.
+    /// </summary>
+    Task<(ClusterProblem? Problem, MigrationOutcome? Outcome)> MigrateAsync(string name, string endpoint, CancellationToken cancellationToken);
+
+    /// <summary>Deletes a VM that arrived by migration and was never started (its hand-over was not confirmed); nothing for any other VM.</summary>
+    Task DiscardArrivalAsync(string name, CancellationToken cancellationToken);
+
     Task<(long MemoryUsedBytes, HostVm[] Vms)> ListAsync(CancellationToken cancellationToken);
 
     Task<ClusterProblem?> CreateAsync(VmSpec spec, bool start, CancellationToken cancellationToken);

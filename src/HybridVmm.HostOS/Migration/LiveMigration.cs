@@ -128,6 +128,7 @@ public static class LiveMigration
                 Record(system, vm, $"migrated: {last.Count} pages and device state in the final copy, resumed on the target");
                 system.Root.StopDirtyTracking(vm);
                 system.Root.Stop(vm);
+                host.Departed(vm);
                 return true;
             }, CancellationToken.None);
             return new MigrationReport(true, null, rounds, dirty.Count, downtimeTicks, downtime.Elapsed, at);

@@ -26,6 +26,11 @@ public abstract class MigrationHost(HybridSystem system)
     /// <summary>Source, at the barrier of the final capture: what the host adds to the VM's final state (serve: the console's backlog).</summary>
     public virtual VmSnapshot Finishing(VirtualMachine vm, VmSnapshot final) => final;
 
+    /// <summary>Source, at the barrier that stops the VM once the target has it: what the host does with its stopped copy (serve deletes it).</summary>
+    public virtual void Departed(VirtualMachine vm)
+    {
+    }
+
     /// <summary>Target, at a barrier, before any page is taken: why a VM of this name cannot come here, or null.</summary>
     public virtual string? Admit(string name) => null;
 

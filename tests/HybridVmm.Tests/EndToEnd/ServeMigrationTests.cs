@@ -55,7 +55,7 @@ public class ServeMigrationTests
 
         CliProcess.Result migrated = CliProcess.Run("vm", "migrate", "mover", "--to", endpoint, "--api-socket", source.SocketPath);
         Assert.That(migrated.ExitCode, Is.Zero, migrated.Stderr);
-        Assert.That(migrated.Text, Does.Match(@"^mover: migrated to 127\.0\.0\.1:\d+ at instruction [\d,]+: \d+ pre-copy rounds .* it runs there now\n$"));
+        Assert.That(migrated.Text, Does.Match(@"^mover: migrated to 127\.0\.0\.1:\d+ at instruction [\d,]+: \d+ pre-copy rounds? .* it runs there now\n$"));
 
         ApiReply gone = await ApiReply.Get(sourceApi, "/api/vms/mover");
         ApiReply sourceHost = await ApiReply.Get(sourceApi, "/api/host");
