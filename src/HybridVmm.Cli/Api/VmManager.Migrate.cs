@@ -139,13 +139,7 @@ public sealed partial class VmManager
     {
         if (Find(name) is { } m && m.Vm.State == PartitionState.Created && m.Source.StartsWith(MigratedFrom, StringComparison.Ordinal))
         {
-            system.Root.Delete(m.Vm);
-            lock (_vms)
-            {
-                _vms.Remove(name);
-            }
-
-            console.Forget(m.Vm);
+            Drop(m.Vm, deleteFirst: true);
             logger.LogWarning("VM {Name} arrived by migration but was never adopted; deleted", name);
         }
 
@@ -176,11 +170,7 @@ public sealed partial class VmManager
         }
 
         /// <summary>The VM has left: it is deleted at the very barrier that stops it, so nothing ever sees it stopped here.</summary>
-        public override void Departed(VirtualMachine vm)
-        {
-            System.Root.Delete(vm);
-            Withdrawn(vm);
-        }
+        public override void Departed(VirtualMachine vm) => manager.Drop(vm, deleteFirst: true);
 
         public override VmSnapshot Finishing(VirtualMachine vm, VmSnapshot final)
         {
@@ -201,14 +191,6 @@ public sealed partial class VmManager
             manager.Register(vm, MigratedFrom + peer, start: false);
         }
 
-        public override void Withdrawn(VirtualMachine vm)
-        {
-            lock (manager._vms)
-            {
-                manager._vms.Remove(vm.Name);
-            }
-
-            manager.Recorder.Forget(vm);
-        }
+        public override void Withdrawn(VirtualMachine vm) => manager.Drop(vm, deleteFirst: false);
     }
 }

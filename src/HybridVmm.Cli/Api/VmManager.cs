@@ -125,14 +125,8 @@ public sealed partial class VmManager(HybridSystem system, ControlBarrier barrie
             return busy;
         }
 
-        system.Root.Delete(m.Vm);
         VmInfo last = Describe(m) with { State = "deleted" };
-        lock (_vms)
-        {
-            _vms.Remove(name);
-        }
-
-        console.Forget(m.Vm);
+        Drop(m.Vm, deleteFirst: true);
         logger.LogInformation("VM {Name} deleted through the API", name);
         return last;
     }, cancellationToken);
@@ -209,6 +203,22 @@ public sealed partial class VmManager(HybridSystem system, ControlBarrier barrie
         {
             return new ApiProblem(503, "Hypervisor unavailable", "the hypervisor's scheduler is not running (serve is starting or stopping); try again");
         }
+    }
+
+    /// <summary>At a barrier: the VM leaves this host's list and its console buffer goes (its partition first, if asked).</summary>
+    private void Drop(VirtualMachine vm, bool deleteFirst)
+    {
+        if (deleteFirst)
+        {
+            system.Root.Delete(vm);
+        }
+
+        lock (_vms)
+        {
+            _vms.Remove(vm.Name);
+        }
+
+        console.Forget(vm);
     }
 
     private ManagedVm? Find(string name)

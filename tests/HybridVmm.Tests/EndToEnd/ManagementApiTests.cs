@@ -19,13 +19,7 @@ public class ManagementApiTests
         _serve = ServeProcess.Start();
         _api = _serve.UnixClient();
         _spinImage = Path.Combine(_serve.Directory, "spin.elf");
-        File.WriteAllBytes(_spinImage, FlatKernel.Build(a =>
-        {
-            var top = a.CreateLabel();
-            a.Label(ref top);
-            a.inc(Iced.Intel.AssemblerRegisters.eax);
-            a.jmp(top);
-        }));
+        File.WriteAllBytes(_spinImage, FlatKernel.Spin());
     }
 
     [OneTimeTearDown]

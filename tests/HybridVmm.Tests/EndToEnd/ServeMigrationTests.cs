@@ -25,13 +25,7 @@ public class ServeMigrationTests
         _otherToken = Path.Combine(_directory, "other-token");
         File.WriteAllText(_otherToken, "a-different-token-9876543210\n");
         _spinImage = Path.Combine(_directory, "spin.elf");
-        File.WriteAllBytes(_spinImage, FlatKernel.Build(a =>
-        {
-            var top = a.CreateLabel();
-            a.Label(ref top);
-            a.inc(Iced.Intel.AssemblerRegisters.eax);
-            a.jmp(top);
-        }));
+        File.WriteAllBytes(_spinImage, FlatKernel.Spin());
     }
 
     [OneTimeTearDown]
@@ -41,11 +35,8 @@ public class ServeMigrationTests
     public async Task ARunningGuestMovesToAnotherServeAndItsWholeOutputIsWhatAnUnmigratedRunPrints()
     {
         string expected = File.ReadAllText(Path.Combine(Repository.GuestsDirectory, "bin", "cpu.qemu.txt"));
-        using ServeProcess target = ServeProcess.Start("--migration-listen", "127.0.0.1:0", "--migration-token-file", _token);
-        using ServeProcess source = ServeProcess.Start("--migration-token-file", _token);
-        using HttpClient targetApi = target.UnixClient();
-        using HttpClient sourceApi = source.UnixClient();
-        string endpoint = await MigrationEndpointAsync(targetApi);
+        using Hosts hosts = await Hosts.StartAsync(_token, _token);
+        (ServeProcess source, HttpClient sourceApi, HttpClient targetApi, string endpoint) = (hosts.Source, hosts.SourceApi, hosts.TargetApi, hosts.Endpoint);
 
         ApiReply created = await ApiReply.Post(sourceApi, "/api/vms", new { name = "mover", image = "embedded:cpu", memory = "16M", start = true });
         Assert.That(created.Status, Is.EqualTo(201), created.ToString());
@@ -75,11 +66,9 @@ public class ServeMigrationTests
     [Test]
     public async Task ATargetThatDoesNotKnowTheTokenIsRefusedAndTheGuestRunsOnAtItsSource()
     {
-        using ServeProcess target = ServeProcess.Start("--migration-listen", "127.0.0.1:0", "--migration-token-file", _otherToken);
-        using ServeProcess source = ServeProcess.Start("--migration-token-file", _token);
-        using HttpClient targetApi = target.UnixClient();
-        using HttpClient sourceApi = source.UnixClient();
-        string endpoint = await MigrationEndpointAsync(targetApi);
+        using Hosts hosts = await Hosts.StartAsync(_otherToken, _token);
+        (ServeProcess source, ServeProcess target, HttpClient sourceApi, HttpClient targetApi, string endpoint) =
+            (hosts.Source, hosts.Target, hosts.SourceApi, hosts.TargetApi, hosts.Endpoint);
         await StartSpinningAsync(sourceApi, "stay");
 
         CliProcess.Result refused = CliProcess.Run("vm", "migrate", "stay", "--to", endpoint, "--api-socket", source.SocketPath);
@@ -99,11 +88,8 @@ public class ServeMigrationTests
     [Test]
     public async Task ATargetThatAlreadyHasAVmOfThatNameRefusesItBeforeAnyPageMoves()
     {
-        using ServeProcess target = ServeProcess.Start("--migration-listen", "127.0.0.1:0", "--migration-token-file", _token);
-        using ServeProcess source = ServeProcess.Start("--migration-token-file", _token);
-        using HttpClient targetApi = target.UnixClient();
-        using HttpClient sourceApi = source.UnixClient();
-        string endpoint = await MigrationEndpointAsync(targetApi);
+        using Hosts hosts = await Hosts.StartAsync(_token, _token);
+        (HttpClient sourceApi, HttpClient targetApi, string endpoint) = (hosts.SourceApi, hosts.TargetApi, hosts.Endpoint);
         await StartSpinningAsync(sourceApi, "twin");
         Assert.That((await ApiReply.Post(targetApi, "/api/vms", new { name = "twin", image = _spinImage, memory = "4M" })).Status, Is.EqualTo(201));
 
@@ -177,6 +163,36 @@ public class ServeMigrationTests
             Assert.That(device.ExitCode, Is.EqualTo(66), device.Stderr);
             Assert.That(device.Stderr, Does.Contain("not a regular file"));
         });
+    }
+
+    /// <summary>Two serve processes: a target listening for migrations with one token file, and a source with another (or the same).</summary>
+    private sealed class Hosts(ServeProcess target, ServeProcess source, string endpoint) : IDisposable
+    {
+        public ServeProcess Target => target;
+
+        public ServeProcess Source => source;
+
+        public HttpClient TargetApi { get; } = target.UnixClient();
+
+        public HttpClient SourceApi { get; } = source.UnixClient();
+
+        public string Endpoint => endpoint;
+
+        public static async Task<Hosts> StartAsync(string targetToken, string sourceToken)
+        {
+            ServeProcess target = ServeProcess.Start("--migration-listen", "127.0.0.1:0", "--migration-token-file", targetToken);
+            ServeProcess source = ServeProcess.Start("--migration-token-file", sourceToken);
+            using HttpClient api = target.UnixClient();
+            return new Hosts(target, source, await MigrationEndpointAsync(api));
+        }
+
+        public void Dispose()
+        {
+            TargetApi.Dispose();
+            SourceApi.Dispose();
+            target.Dispose();
+            source.Dispose();
+        }
     }
 
     /// <summary>The target's migration listener as its API reports it (bound once serve has started).</summary>

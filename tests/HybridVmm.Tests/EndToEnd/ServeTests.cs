@@ -84,13 +84,7 @@ public class ServeTests
     [Test]
     public void SigtermStopsTheGuestsCleanlyAndFlushesTheTrace()
     {
-        File.WriteAllBytes(Path.Combine(_dir, "spin.elf"), FlatKernel.Build(a =>
-        {
-            var top = a.CreateLabel();
-            a.Label(ref top);
-            a.inc(Iced.Intel.AssemblerRegisters.eax);
-            a.jmp(top);
-        }));
+        File.WriteAllBytes(Path.Combine(_dir, "spin.elf"), FlatKernel.Spin());
         string config = Write("""{ "HybridVmm": { "Trace": "all.trace", "Vms": [ { "Name": "spin", "Image": "spin.elf", "Memory": "4M" } ] } }""");
         var start = new ProcessStartInfo("dotnet") { WorkingDirectory = _dir, RedirectStandardError = true, RedirectStandardOutput = true };
         foreach (string arg in new[] { Path.Combine(AppContext.BaseDirectory, "hybridvmm.dll"), "serve", "--config", config, "--api-socket", "api.sock" })

@@ -12,4 +12,13 @@ public static class FlatKernel
     public static byte[] Build(Action<Assembler> program) => Wrap(GuestCode.Assemble(program, Entry));
 
     public static byte[] Wrap(byte[] code) => FlatMultibootImage.Wrap(code);
+
+    /// <summary>A guest that counts in EAX for ever and never exits: a VM that stays running until it is stopped.</summary>
+    public static byte[] Spin() => Build(a =>
+    {
+        var top = a.CreateLabel();
+        a.Label(ref top);
+        a.inc(AssemblerRegisters.eax);
+        a.jmp(top);
+    });
 }
