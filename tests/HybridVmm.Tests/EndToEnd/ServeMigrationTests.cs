@@ -146,6 +146,53 @@ public class ServeMigrationTests
         });
     }
 
+    /// <summary>
+    /// A target that takes the handshake and then never answers holds the migration in the middle (the source waits for
+    /// its answer to the final state): meanwhile every other change to the VM is refused, and once the target hangs up
+    /// the VM runs on at its source.
+    /// </summary>
+    [Test]
+    public async Task AVmBeingMigratedRefusesEveryOtherChangeUntilTheMigrationEnds()
+    {
+        using ServeProcess source = ServeProcess.Start();
+        using HttpClient api = source.UnixClient();
+        await StartSpinningAsync(api, "held");
+        using var listener = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
+        listener.Start();
+        Task<ApiReply> migrating = ApiReply.Post(api, "/api/vms/held/migrate", new { to = listener.LocalEndpoint.ToString() });
+        using System.Net.Sockets.TcpClient accepted = await listener.AcceptTcpClientAsync().WaitAsync(TimeSpan.FromMinutes(1));
+        HybridVmm.HostOS.Migration.HandshakeResult handshake =
+            await HybridVmm.HostOS.Migration.MigrationHandshake.AcceptAsync(accepted.GetStream(), key: null, TimeSpan.FromMinutes(1), CancellationToken.None);
+        Assert.That(handshake.Outcome, Is.EqualTo(HybridVmm.HostOS.Migration.HandshakeOutcome.Authenticated));
+
+        // From the handshake on, the source is migrating: nothing else may change the VM.
+        var refusals = new (string What, Task<ApiReply> Reply)[]
+        {
+            ("pause", ApiReply.Post(api, "/api/vms/held/pause")),
+            ("stop", ApiReply.Post(api, "/api/vms/held/stop")),
+            ("save", ApiReply.Post(api, "/api/vms/held/save", new { path = Path.Combine(_directory, "held.snap") })),
+            ("migrate", ApiReply.Post(api, "/api/vms/held/migrate", new { to = listener.LocalEndpoint.ToString() })),
+            ("delete", ApiReply.Delete(api, "/api/vms/held")),
+        };
+        foreach ((string what, Task<ApiReply> reply) in refusals)
+        {
+            ApiReply answer = await reply;
+            Assert.That((answer.Status, answer.Detail), Is.EqualTo((409, "'held' is being migrated; try again once that has ended")), what);
+        }
+
+        Assert.That(migrating.IsCompleted, Is.False, "the migration waits for the target");
+        accepted.Close();
+        ApiReply failed = await migrating;
+        ApiReply after = await ApiReply.Get(api, "/api/vms/held");
+        Assert.Multiple(() =>
+        {
+            Assert.That(failed.Status, Is.EqualTo(502), failed.ToString());
+            Assert.That(failed.Detail, Does.EndWith("it stays on this host"));
+            Assert.That(after.State, Is.EqualTo("running"), "the VM runs on at its source once the migration has failed");
+            Assert.That(File.Exists(Path.Combine(_directory, "held.snap")), Is.False, "the refused save wrote nothing");
+        });
+    }
+
     [Test]
     public void ServeRefusesAMigrationListenerWithoutATokenOrAnExplicitInsecure()
     {
