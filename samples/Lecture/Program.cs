@@ -8,7 +8,8 @@ var scenarios = new Dictionary<string, Func<TextWriter, TextWriter, Task<int>>>(
     ["provisioning"] = ProvisioningScenario.RunAsync,
     ["migration"] = MigrationScenario.RunAsync,
     ["ha"] = HighAvailabilityScenario.RunAsync,
-    ["balancing"] = LoadBalancingScenario.RunAsync,
+    ["balancing"] = ClusterBalancingScenario.RunAsync,
+    ["balancing-offline"] = OfflineLoadBalancingScenario.RunAsync,
     ["types"] = HostingTypesScenario.RunAsync,
     ["attack"] = AttackScenario.RunAsync,
 };

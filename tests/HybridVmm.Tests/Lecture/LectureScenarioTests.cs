@@ -43,7 +43,22 @@ public class LectureScenarioTests
     public async Task HighAvailability() => Approvals.Verify(await Run(HighAvailabilityScenario.RunAsync));
 
     [Test]
-    public async Task LoadBalancing() => Approvals.Verify(await Run(LoadBalancingScenario.RunAsync));
+    public async Task LoadBalancingOffline() => Approvals.Verify(await Run(OfflineLoadBalancingScenario.RunAsync));
+
+    /// <summary>Real processes: Redis and three serve --cluster hosts (samples/Lecture/ClusterLab.cs); .ci/run installs redis-server.</summary>
+    [Test]
+    [NonParallelizable]
+    public async Task LoadBalancingOnACluster()
+    {
+        if (ClusterLab.FindRedis() is null)
+        {
+            const string why = "redis-server is not installed: apt-get install redis-server";
+            if (Environment.GetEnvironmentVariable("CI") is not null) Assert.Fail(why + " (.ci/run should have)");
+            Assert.Ignore(why);
+        }
+
+        Approvals.Verify(await Run(ClusterBalancingScenario.RunAsync));
+    }
 
     [Test]
     public async Task HostingTypes() => Approvals.Verify(await Run(HostingTypesScenario.RunAsync));

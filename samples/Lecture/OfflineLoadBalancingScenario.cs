@@ -10,13 +10,14 @@ using HybridVmm.Hypervisor.Tracing;
 namespace HybridVmm.Samples.Lecture;
 
 /// <summary>
-/// Load balancing on a small cluster: three hypervisor hosts in one process, two physical cores each. The
+/// Load balancing, offline: a simulated cluster of three hypervisor hosts in one process, two physical cores each
+/// (the real cluster is <see cref="ClusterBalancingScenario"/>). The
 /// placement policy (first fit by free memory, to consolidate) packs six CPU-bound VMs onto one host; the
 /// balancer sees it overloaded
 /// (load = runnable vCPUs / cores) and live-migrates VMs to the least-loaded hosts until no host is over
 /// capacity. Every VM still prints exactly what it prints alone.
 /// </summary>
-public static class LoadBalancingScenario
+public static class OfflineLoadBalancingScenario
 {
     private const int CoresPerHost = 2;
     private const uint VmMemory = 16u << 20;

@@ -1,0 +1,145 @@
+using System.Text.Json;
+using HybridVmm.Guests.Multiboot;
+using Iced.Intel;
+using static Iced.Intel.AssemblerRegisters;
+
+namespace HybridVmm.Samples.Lecture;
+
+/// <summary>
+/// Load balancing on a real cluster (docs/cluster.md#live-migration-and-the-balancer): Redis and three
+/// <c>hybridvmm serve --cluster</c> processes on this machine. Six CPU-bound VMs are put on one host, as a consolidating
+/// placement would; the cluster's balancer sees that host overloaded and live-migrates VMs off it, one at a time, between
+/// the processes, until no host has two VMs more than another. Every VM still prints exactly what it prints alone.
+/// </summary>
+public static class ClusterBalancingScenario
+{
+    private const int Ticks = 40;
+
+    /// <summary>Instructions between two lines of output: enough that no VM ends before the balancer has spread them.</summary>
+    private const int TickInstructions = 50_000_000;
+
+    private static readonly string[] HostNames = ["hostA", "hostB", "hostC"];
+
+    public static Task<int> RunAsync(TextWriter output, TextWriter measurements) => Task.Run(() => Run(output, measurements));
+
+    private static int Run(TextWriter output, TextWriter measurements)
+    {
+        output.WriteLine("a real cluster: Redis and three 'hybridvmm serve --cluster' processes on this machine");
+        output.WriteLine("the balancer looks five times a second and moves one running VM while the busiest host has 2 or more VMs than the idlest");
+        using ClusterLab? lab = ClusterLab.Start(HostNames, ["--balance-every", "0.2", "--probe-timeout", "1", "--missed-probes", "2"], output);
+        if (lab is null)
+        {
+            return 1;
+        }
+
+        string guest = Path.Combine(lab.Directory, "ticks.elf");
+        File.WriteAllBytes(guest, TickingGuest());
+        (int aloneStatus, string alone, string aloneErrors) = lab.Run("run", guest);
+        if (aloneStatus != 0)
+        {
+            output.WriteLine($"the guest alone ended with {aloneStatus}: {aloneErrors.Trim()}");
+            return 1;
+        }
+
+        string[] names = Enumerable.Range(1, 6).Select(i => $"vm{i}").ToArray();
+        foreach (string name in names)
+        {
+            lab.Cluster("vm", "create", name, "--image", guest, "--memory", "4M", "--host", "hostA", "--start");
+            output.WriteLine($"  place {name} on hostA (vm create --host hostA, as a consolidating placement would)");
+        }
+
+        output.WriteLine("before balancing: hostA 6 VMs, hostB 0, hostC 0");
+        JsonElement[] done = [];
+        lab.WaitFor(() => (done = lab.Vms()).Length == names.Length && done.All(v => v.GetProperty("state").GetString() == "stopped"), "every VM to finish");
+
+        // The moves in the order they happened, replayed from 6/0/0 until the load is balanced. VMs that finish early
+        // may cause a later move; those are measurements, not part of the lesson's result.
+        var events = done
+            .SelectMany(vm => vm.GetProperty("history").EnumerateArray().Select(e => (Vm: vm.GetProperty("name").GetString()!, At: e.GetProperty("at").GetDateTime(),
+                What: e.GetProperty("what").GetString()!)))
+            .Where(e => e.What.StartsWith("migrated from ", StringComparison.Ordinal) || e.What.StartsWith("stopped on ", StringComparison.Ordinal))
+            .OrderBy(e => e.At)
+            .ToArray();
+        var load = HostNames.ToDictionary(h => h, h => h == "hostA" ? names.Length : 0);
+        int untilBalanced = 0, moves = 0;
+        bool balanced = false;
+        foreach ((string vm, DateTime at, string what) in events)
+        {
+            measurements.WriteLine($"  {at:HH:mm:ss.fff} {vm}: {what}");
+            string[] words = what.Split(' ');
+            if (words[0] == "stopped")
+            {
+                if (!balanced)
+                {
+                    output.WriteLine($"{vm} finished before the cluster was balanced: the guests are too short for this machine's speed");
+                    return 1;
+                }
+
+                continue;
+            }
+
+            moves++;
+            if (!balanced)
+            {
+                load[words[2]]--;
+                load[words[4]]++;
+                untilBalanced++;
+                balanced = load.Values.Max() - load.Values.Min() < 2;
+            }
+        }
+
+        output.WriteLine($"the balancer live-migrated {untilBalanced} VMs between the processes to get there:");
+        output.WriteLine($"after balancing: {string.Join(", ", HostNames.Select(h => $"{h} {load[h]} VMs"))}");
+        measurements.WriteLine($"  {moves - untilBalanced} more move(s) as VMs finished at different times");
+
+        int wrong = 0;
+        foreach (JsonElement vm in done)
+        {
+            string name = vm.GetProperty("name").GetString()!;
+            string host = vm.GetProperty("hostName").GetString()!;
+            wrong += lab.ConsoleOf(host, name) == alone ? 0 : 1;
+        }
+
+        output.WriteLine($"every VM's output, across its migrations, equals a run alone: {(wrong == 0 ? "yes" : $"NO ({wrong})")}");
+        return wrong == 0 && balanced ? 0 : 1;
+    }
+
+    /// <summary>A guest that prints "tick A" and on, <see cref="TickInstructions"/> apart, then exits with 0.</summary>
+    private static byte[] TickingGuest()
+    {
+        var a = new Assembler(32);
+        var outer = a.CreateLabel();
+        var inner = a.CreateLabel();
+        var halt = a.CreateLabel();
+        a.mov(esi, 0);
+        a.Label(ref outer);
+        a.mov(ecx, TickInstructions / 2);
+        a.Label(ref inner);
+        a.dec(ecx);
+        a.jnz(inner);
+        a.mov(dx, 0x3F8);
+        foreach (char c in "tick ")
+        {
+            a.mov(al, (byte)c);
+            a.@out(dx, al);
+        }
+
+        a.mov(eax, esi);
+        a.add(al, (byte)'A');
+        a.@out(dx, al);
+        a.mov(al, (byte)'\n');
+        a.@out(dx, al);
+        a.inc(esi);
+        a.cmp(esi, Ticks);
+        a.jne(outer);
+        a.mov(dx, 0xF4);
+        a.mov(al, 0);
+        a.@out(dx, al);
+        a.Label(ref halt);
+        a.hlt();
+        a.jmp(halt);
+        using var code = new MemoryStream();
+        a.Assemble(new StreamCodeWriter(code), FlatMultibootImage.Entry);
+        return FlatMultibootImage.Wrap(code.ToArray());
+    }
+}
