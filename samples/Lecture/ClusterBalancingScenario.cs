@@ -1,7 +1,4 @@
 using System.Text.Json;
-using HybridVmm.Guests.Multiboot;
-using Iced.Intel;
-using static Iced.Intel.AssemblerRegisters;
 
 namespace HybridVmm.Samples.Lecture;
 
@@ -33,7 +30,7 @@ public static class ClusterBalancingScenario
         }
 
         string guest = Path.Combine(lab.Directory, "ticks.elf");
-        File.WriteAllBytes(guest, TickingGuest());
+        File.WriteAllBytes(guest, ClusterLab.TickingGuest(Ticks, TickInstructions));
         (int aloneStatus, string alone, string aloneErrors) = lab.Run("run", guest);
         if (aloneStatus != 0)
         {
@@ -102,44 +99,5 @@ public static class ClusterBalancingScenario
 
         output.WriteLine($"every VM's output, across its migrations, equals a run alone: {(wrong == 0 ? "yes" : $"NO ({wrong})")}");
         return wrong == 0 && balanced ? 0 : 1;
-    }
-
-    /// <summary>A guest that prints "tick A" and on, <see cref="TickInstructions"/> apart, then exits with 0.</summary>
-    private static byte[] TickingGuest()
-    {
-        var a = new Assembler(32);
-        var outer = a.CreateLabel();
-        var inner = a.CreateLabel();
-        var halt = a.CreateLabel();
-        a.mov(esi, 0);
-        a.Label(ref outer);
-        a.mov(ecx, TickInstructions / 2);
-        a.Label(ref inner);
-        a.dec(ecx);
-        a.jnz(inner);
-        a.mov(dx, 0x3F8);
-        foreach (char c in "tick ")
-        {
-            a.mov(al, (byte)c);
-            a.@out(dx, al);
-        }
-
-        a.mov(eax, esi);
-        a.add(al, (byte)'A');
-        a.@out(dx, al);
-        a.mov(al, (byte)'\n');
-        a.@out(dx, al);
-        a.inc(esi);
-        a.cmp(esi, Ticks);
-        a.jne(outer);
-        a.mov(dx, 0xF4);
-        a.mov(al, 0);
-        a.@out(dx, al);
-        a.Label(ref halt);
-        a.hlt();
-        a.jmp(halt);
-        using var code = new MemoryStream();
-        a.Assemble(new StreamCodeWriter(code), FlatMultibootImage.Entry);
-        return FlatMultibootImage.Wrap(code.ToArray());
     }
 }

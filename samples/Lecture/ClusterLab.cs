@@ -3,6 +3,9 @@ using System.Net;
 using System.Net.Sockets;
 using System.Text;
 using System.Text.Json;
+using HybridVmm.Guests.Multiboot;
+using Iced.Intel;
+using static Iced.Intel.AssemblerRegisters;
 
 namespace HybridVmm.Samples.Lecture;
 
@@ -19,6 +22,7 @@ public sealed class ClusterLab : IDisposable
 
     private readonly List<Process> _processes = [];
     private readonly Dictionary<string, string> _sockets = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, Process> _hosts = new(StringComparer.Ordinal);
     private readonly string _cli;
 
     private ClusterLab(string cli, string directory)
@@ -201,7 +205,7 @@ public sealed class ClusterLab : IDisposable
         string[] args =
         [
             _cli, "serve", "--api-socket", "api.sock", "--cluster", Redis, "--host-name", name,
-            "--silo-port", FreePort().ToString(), "--gateway-port", FreePort().ToString(), "--checkpoint-dir", Path.Combine(Directory, "checkpoints"),
+            "--silo-port", FreePort().ToString(), "--gateway-port", FreePort().ToString(), "--checkpoint-dir", CheckpointDirectory,
             .. options,
         ];
         foreach (string arg in args)
@@ -233,6 +237,57 @@ public sealed class ClusterLab : IDisposable
         }
 
         _sockets[name] = Path.Combine(directory, "api.sock");
+        _hosts[name] = process;
+    }
+
+    /// <summary>The shared directory protected VMs are checkpointed into.</summary>
+    public string CheckpointDirectory => Path.Combine(Directory, "checkpoints");
+
+    /// <summary>Kills a host with SIGKILL, as a machine that loses power: nothing of it runs on, nothing is cleaned up.</summary>
+    public void Kill(string host)
+    {
+        Process process = _hosts[host];
+        process.Kill();
+        process.WaitForExit();
+    }
+
+    /// <summary>A guest that prints "tick A" and on, <paramref name="instructionsPerTick"/> apart, <paramref name="ticks"/> lines, then exits with 0.</summary>
+    public static byte[] TickingGuest(int ticks, int instructionsPerTick)
+    {
+        var a = new Assembler(32);
+        var outer = a.CreateLabel();
+        var inner = a.CreateLabel();
+        var halt = a.CreateLabel();
+        a.mov(esi, 0);
+        a.Label(ref outer);
+        a.mov(ecx, instructionsPerTick / 2);
+        a.Label(ref inner);
+        a.dec(ecx);
+        a.jnz(inner);
+        a.mov(dx, 0x3F8);
+        foreach (char c in "tick ")
+        {
+            a.mov(al, (byte)c);
+            a.@out(dx, al);
+        }
+
+        a.mov(eax, esi);
+        a.add(al, (byte)'A');
+        a.@out(dx, al);
+        a.mov(al, (byte)'\n');
+        a.@out(dx, al);
+        a.inc(esi);
+        a.cmp(esi, ticks);
+        a.jne(outer);
+        a.mov(dx, 0xF4);
+        a.mov(al, 0);
+        a.@out(dx, al);
+        a.Label(ref halt);
+        a.hlt();
+        a.jmp(halt);
+        using var code = new MemoryStream();
+        a.Assemble(new StreamCodeWriter(code), FlatMultibootImage.Entry);
+        return FlatMultibootImage.Wrap(code.ToArray());
     }
 
     private static int FreePort()

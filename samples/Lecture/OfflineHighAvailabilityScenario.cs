@@ -8,12 +8,12 @@ using HybridVmm.Hypervisor.Tracing;
 namespace HybridVmm.Samples.Lecture;
 
 /// <summary>
-/// High availability: 'cpu' runs with a COM1 driver that fails once (injected) and 'fault' crashes on a
+/// High availability, offline (one process; the host failure on a real cluster is <see cref="ClusterHighAvailabilityScenario"/>): 'cpu' runs with a COM1 driver that fails once (injected) and 'fault' crashes on a
 /// divide error; both are protected by a checkpoint-restart policy. 'hello' runs beside them unprotected.
 /// The policy restarts 'cpu' from its last checkpoint and it completes; 'fault' crashes the same way each
 /// time and the policy gives up after its restart budget. 'hello' never notices.
 /// </summary>
-public static class HighAvailabilityScenario
+public static class OfflineHighAvailabilityScenario
 {
     public static async Task<int> RunAsync(TextWriter output, TextWriter measurements)
     {
