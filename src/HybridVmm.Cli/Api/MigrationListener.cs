@@ -116,5 +116,10 @@ public sealed class MigrationListener(ServeMigrationOptions options, VmManager v
         catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
         {
         }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            // Whatever a peer sends, the listener (and serve) go on: a bug it reveals is logged, not thrown at the host.
+            logger.LogError(e, "A migration from {Peer} failed unexpectedly", peer);
+        }
     }
 }

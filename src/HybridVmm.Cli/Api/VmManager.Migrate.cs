@@ -86,6 +86,12 @@ public sealed partial class VmManager
         {
             report = new MigrationReport(false, "serve is stopping", [], 0, 0, TimeSpan.Zero, 0);
         }
+        catch (Exception e)
+        {
+            // A bug must not leave the VM paused and busy for ever: it is reported, and the VM runs on here.
+            logger.LogError(e, "Migration of VM {Name} failed unexpectedly", name);
+            report = new MigrationReport(false, $"internal error: {e.Message}", [], 0, 0, TimeSpan.Zero, 0);
+        }
 
         if (report.Succeeded)
         {
