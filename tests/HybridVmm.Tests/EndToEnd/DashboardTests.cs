@@ -206,6 +206,7 @@ public class DashboardTests
         // The terminal's screen, as xterm.js draws it: one element per row. The second line starts in column 0 (a
         // regular expression: a string would be compared with its white space collapsed, leading spaces gone).
         ILocator rows = page.Locator("article.guest[data-vm='printer'] .console .xterm-rows > div");
+        await ShowConsoleAsync(page, "printer");
         await Assertions.Expect(rows.Nth(0)).ToHaveTextAsync(new Regex(@"^hello from the guest's COM1\s*$"));
         await Assertions.Expect(rows.Nth(1)).ToHaveTextAsync(new Regex(@"^second line\s*$"));
         await Assertions.Expect(rows.Nth(2)).ToHaveTextAsync(new Regex(@"^\s*$"));
@@ -233,6 +234,7 @@ public class DashboardTests
         await page.GotoAsync($"{_serve.Address.TrimEnd('/')}/?token={_token}");
         ILocator guest = page.Locator("article.guest[data-vm='echo']");
         ILocator rows = guest.Locator(".console .xterm-rows > div");
+        await ShowConsoleAsync(page, "echo");
         await Assertions.Expect(rows.Nth(0)).ToHaveTextAsync("ready");   // the kept output, before any attach
 
         await guest.Locator("button.attach").ClickAsync();
@@ -266,6 +268,44 @@ public class DashboardTests
         Assert.That(vm.Body.GetProperty("exit").GetProperty("value").GetInt32(), Is.EqualTo(SerialEchoGuest.ExitValue), vm.ToString());
         Assert.That((await ApiReply.Delete(_api, "/api/vms/echo")).Status, Is.LessThan(300));
     }
+
+    [Test]
+    public async Task ADetachedTerminalAddsWhatTheGuestWritesNextOnce()
+    {
+        string echo = Path.Combine(_serve.Directory, "echo.elf");
+        File.WriteAllBytes(echo, SerialEchoGuest.Build());
+        ApiReply created = await ApiReply.Post(_api, "/api/vms", new { name = "later", image = echo, memory = "4M", start = true });
+        Assert.That(created.Status, Is.EqualTo(201), created.ToString());
+
+        IPage page = await _browser.NewPageAsync(new BrowserNewPageOptions { ViewportSize = new ViewportSize { Width = 1280, Height = 800 } });
+        await page.GotoAsync($"{_serve.Address.TrimEnd('/')}/?token={_token}");
+        ILocator rows = page.Locator("article.guest[data-vm='later'] .console .xterm-rows > div");
+        await ShowConsoleAsync(page, "later");
+        await Assertions.Expect(rows.Nth(0)).ToHaveTextAsync("ready");
+
+        // Another client (as `hybridvmm vm console`) types while the page only reads the kept output: the page's
+        // terminal gets the new bytes after what it has, not the whole output again.
+        using (var console = new System.Net.WebSockets.ClientWebSocket())
+        {
+            console.Options.SetRequestHeader("Authorization", $"Bearer {_token}");
+            await console.ConnectAsync(new Uri($"{_serve.Address.Replace("http://", "ws://").TrimEnd('/')}/api/vms/later/console"), CancellationToken.None);
+            await console.SendAsync("abc\n"u8.ToArray(), System.Net.WebSockets.WebSocketMessageType.Binary, true, CancellationToken.None);
+            Assert.That(await KeptOutputAsync("later", "ready\nABC\n"), Is.EqualTo("ready\nABC\n"));
+            await console.CloseAsync(System.Net.WebSockets.WebSocketCloseStatus.NormalClosure, "detach", CancellationToken.None);
+        }
+
+        await Assertions.Expect(rows.Nth(1)).ToHaveTextAsync("ABC");
+        await Assertions.Expect(rows.Nth(0)).ToHaveTextAsync("ready");
+        await Assertions.Expect(rows.Nth(2)).ToHaveTextAsync(new Regex(@"^\s*$"));
+        Assert.That((await ApiReply.Delete(_api, "/api/vms/later")).Status, Is.LessThan(300));
+    }
+
+    /// <summary>
+    /// Scrolls the guest's console into the window: xterm.js pauses drawing a terminal that is out of sight (its screen
+    /// rows then lag its buffer until it is seen again), and a third guest's pane is below the fold at 1280x800.
+    /// </summary>
+    private static Task ShowConsoleAsync(IPage page, string name) =>
+        page.Locator($"article.guest[data-vm='{name}'] .console").ScrollIntoViewIfNeededAsync();
 
     /// <summary>The VM's kept console output (GET .../console) once it ends with <paramref name="expected"/>, or what it is at the deadline.</summary>
     private async Task<string> KeptOutputAsync(string name, string expected)
