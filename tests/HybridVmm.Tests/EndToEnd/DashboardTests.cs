@@ -291,6 +291,11 @@ public class DashboardTests
             await console.ConnectAsync(new Uri($"{_serve.Address.Replace("http://", "ws://").TrimEnd('/')}/api/vms/later/console"), CancellationToken.None);
             await console.SendAsync("abc\n"u8.ToArray(), System.Net.WebSockets.WebSocketMessageType.Binary, true, CancellationToken.None);
             Assert.That(await KeptOutputAsync("later", "ready\nABC\n"), Is.EqualTo("ready\nABC\n"));
+            // Meanwhile the page cannot attach (one console per VM), and says so.
+            ILocator attach = page.Locator("article.guest[data-vm='later'] button.attach");
+            await attach.ClickAsync();
+            await Assertions.Expect(page.Locator("#message")).ToContainTextAsync("'later' console: could not attach");
+            await Assertions.Expect(attach).ToHaveTextAsync("Attach console");
             await console.CloseAsync(System.Net.WebSockets.WebSocketCloseStatus.NormalClosure, "detach", CancellationToken.None);
         }
 

@@ -232,7 +232,9 @@ function toggleConsole(name) {
   socket.binaryType = 'arraybuffer';
   guest.socket = socket;
   const terminal = guest.terminal;
+  let opened = false;
   socket.onopen = () => {
+    opened = true;
     terminal.write('\x1bc');   // the socket replays the kept output first
     terminal.options.disableStdin = false;
     pane.classList.add('attached');
@@ -248,7 +250,9 @@ function toggleConsole(name) {
     terminal.options.disableStdin = true;
     pane.classList.remove('attached');
     button.textContent = 'Attach console';
-    if (event.reason) say(`'${name}' console: ${event.reason}`);
+    // A refused handshake (409: one console per VM, or no COM1) reaches a page only as a close without a reason.
+    if (!opened) say(`'${name}' console: could not attach (one console per VM: is one attached elsewhere?)`);
+    else if (event.reason) say(`'${name}' console: ${event.reason}`);
   };
 }
 
