@@ -4,9 +4,10 @@ using Microsoft.AspNetCore.Http;
 namespace HybridVmm.Cli.Api;
 
 /// <summary>
-/// The browser dashboard (docs/serve.md#the-dashboard): one page, its script and its style, embedded in the assembly
-/// and served at <c>/</c> and <c>/dashboard/FILE</c>. The page draws the Type 3 picture from the management API's
-/// own routes, so it can show nothing the API does not; nothing is loaded from outside the host.
+/// The browser dashboard (docs/serve.md#the-dashboard): one page, its script and its style, and the vendored xterm.js
+/// (Dashboard/vendor/README.md), embedded in the assembly and served at <c>/</c> and <c>/dashboard/PATH</c>. The page
+/// draws the Type 3 picture from the management API's own routes, so it can show nothing the API does not; nothing is
+/// loaded from outside the host. A path is only ever a key into the embedded files, never a file on the host.
 /// </summary>
 public static class DashboardAssets
 {
@@ -15,7 +16,7 @@ public static class DashboardAssets
     public static void Map(WebApplication app)
     {
         app.MapGet("/", () => Serve("index.html")).ExcludeFromDescription();
-        app.MapGet("/dashboard/{file}", (string file) => Serve(file)).ExcludeFromDescription();
+        app.MapGet("/dashboard/{**file}", (string? file) => Serve(file ?? "")).ExcludeFromDescription();
     }
 
     private static IResult Serve(string file) =>
@@ -44,6 +45,7 @@ public static class DashboardAssets
                 ".html" => "text/html; charset=utf-8",
                 ".js" => "text/javascript; charset=utf-8",
                 ".css" => "text/css; charset=utf-8",
+                "" => "text/plain; charset=utf-8", // vendor/xterm/LICENSE
                 _ => "application/octet-stream",
             };
             files[name] = (copy.ToArray(), type);

@@ -1,4 +1,5 @@
 using System.Net.Http.Headers;
+using System.Text.RegularExpressions;
 using HybridVmm.Tests.Support;
 using Microsoft.Playwright;
 
@@ -157,11 +158,173 @@ public class DashboardTests
 
         IPage page = await _browser.NewPageAsync();
         var requested = new List<string>();
+        var answered = new System.Collections.Concurrent.ConcurrentDictionary<string, (int Status, string? Type)>();
         page.Request += (_, request) => requested.Add(request.Url);
+        page.Response += (_, response) => answered[response.Url] = (response.Status, response.Headers.GetValueOrDefault("content-type"));
         await page.GotoAsync($"{_serve.Address.TrimEnd('/')}/?token={_token}");
         await Assertions.Expect(page.Locator("article.guest[data-vm='beta'] .state")).Not.ToBeEmptyAsync();
         string origin = new Uri(_serve.Address).GetLeftPart(UriPartial.Authority);
         Assert.That(requested, Is.Not.Empty);
         Assert.That(requested.Where(url => !url.StartsWith(origin, StringComparison.Ordinal)), Is.Empty, "every request goes to serve itself");
+
+        // The console's terminal is the vendored xterm.js (Api/Dashboard/vendor), from serve too: its UMD bundle,
+        // loaded by a plain <script>, defines the global Terminal, and each guest's pane holds one.
+        Assert.Multiple(() =>
+        {
+            Assert.That(answered.GetValueOrDefault($"{origin}/dashboard/vendor/xterm/xterm.js"), Is.EqualTo((200, "text/javascript; charset=utf-8")),
+                "xterm.js, requested from serve and answered");
+            Assert.That(answered.GetValueOrDefault($"{origin}/dashboard/vendor/xterm/xterm.css"), Is.EqualTo((200, "text/css; charset=utf-8")),
+                "xterm.css, requested from serve and answered");
+        });
+        Assert.That(await page.EvaluateAsync<string>("typeof Terminal"), Is.EqualTo("function"), "the bundle defines Terminal");
+        await Assertions.Expect(page.Locator("article.guest[data-vm='beta'] .console .xterm .xterm-rows")).ToHaveCountAsync(1);
+    }
+
+    [Test]
+    public async Task AGuestsConsoleOutputShowsInItsTerminal()
+    {
+        // A guest that prints two lines on COM1, LF-terminated as simple guests do, and exits through port 0xF4.
+        string printer = Path.Combine(_serve.Directory, "printer.elf");
+        File.WriteAllBytes(printer, FlatKernel.Build(a =>
+        {
+            a.mov(Iced.Intel.AssemblerRegisters.dx, 0x3F8);
+            foreach (char c in "hello from the guest's COM1\nsecond line\n")
+            {
+                a.mov(Iced.Intel.AssemblerRegisters.al, (byte)c);
+                a.@out(Iced.Intel.AssemblerRegisters.dx, Iced.Intel.AssemblerRegisters.al);
+            }
+
+            a.mov(Iced.Intel.AssemblerRegisters.eax, 0);
+            a.@out(0xF4, Iced.Intel.AssemblerRegisters.eax);
+            a.hlt();
+        }));
+        ApiReply created = await ApiReply.Post(_api, "/api/vms", new { name = "printer", image = printer, memory = "4M", start = true });
+        Assert.That(created.Status, Is.EqualTo(201), created.ToString());
+
+        IPage page = await _browser.NewPageAsync(new BrowserNewPageOptions { ViewportSize = new ViewportSize { Width = 1280, Height = 800 } });
+        await page.GotoAsync($"{_serve.Address.TrimEnd('/')}/?token={_token}");
+        // The terminal's screen, as xterm.js draws it: one element per row. The second line starts in column 0 (a
+        // regular expression: a string would be compared with its white space collapsed, leading spaces gone).
+        ILocator rows = page.Locator("article.guest[data-vm='printer'] .console .xterm-rows > div");
+        await ShowConsoleAsync(page, "printer");
+        await Assertions.Expect(rows.Nth(0)).ToHaveTextAsync(new Regex(@"^hello from the guest's COM1\s*$"));
+        await Assertions.Expect(rows.Nth(1)).ToHaveTextAsync(new Regex(@"^second line\s*$"));
+        await Assertions.Expect(rows.Nth(2)).ToHaveTextAsync(new Regex(@"^\s*$"));
+        // The terminal fits its pane: as many columns as fit across it, not a fixed 80 that would overflow it.
+        double[] widths = await page.EvaluateAsync<double[]>(@"() => {
+            const pane = document.querySelector(""article.guest[data-vm='printer'] .console"");
+            const style = getComputedStyle(pane);
+            return [pane.querySelector('.xterm-screen').getBoundingClientRect().width,
+                pane.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight)];
+        }");
+        Assert.That(widths[0], Is.GreaterThan(0).And.LessThanOrEqualTo(widths[1]), "the terminal's screen is no wider than its pane");
+
+        Assert.That((await ApiReply.Delete(_api, "/api/vms/printer")).Status, Is.LessThan(300));
+    }
+
+    [Test]
+    public async Task AnAttachedConsoleTypesTheTerminalsKeysIntoCom1AndShowsTheAnswer()
+    {
+        string echo = Path.Combine(_serve.Directory, "echo.elf");
+        File.WriteAllBytes(echo, SerialEchoGuest.Build());
+        ApiReply created = await ApiReply.Post(_api, "/api/vms", new { name = "echo", image = echo, memory = "4M", start = true });
+        Assert.That(created.Status, Is.EqualTo(201), created.ToString());
+
+        IPage page = await _browser.NewPageAsync(new BrowserNewPageOptions { ViewportSize = new ViewportSize { Width = 1280, Height = 800 } });
+        await page.GotoAsync($"{_serve.Address.TrimEnd('/')}/?token={_token}");
+        ILocator guest = page.Locator("article.guest[data-vm='echo']");
+        ILocator rows = guest.Locator(".console .xterm-rows > div");
+        await ShowConsoleAsync(page, "echo");
+        await Assertions.Expect(rows.Nth(0)).ToHaveTextAsync("ready");   // the kept output, before any attach
+
+        await guest.Locator("button.attach").ClickAsync();
+        await Assertions.Expect(guest.Locator("button.attach")).ToHaveTextAsync("Detach console");
+        await Assertions.Expect(guest.Locator(".console")).ToHaveClassAsync(new Regex(@"\battached\b"));
+        // Attaching focuses the terminal: the keys go to xterm.js, whose onData sends them over the WebSocket to COM1.
+        await page.Keyboard.TypeAsync("hi");
+        await Assertions.Expect(rows.Nth(1)).ToHaveTextAsync("HI");   // the guest's answer, in upper case
+        string screenshot = Path.Combine(TestContext.CurrentContext.WorkDirectory, "dashboard-console.png");
+        await guest.ScreenshotAsync(new LocatorScreenshotOptions { Path = screenshot });
+        TestContext.AddTestAttachment(screenshot, "the echo guest's pane with its console attached, after typing 'hi'");
+        await page.Keyboard.PressAsync("Backspace");
+        await page.Keyboard.PressAsync("Enter");
+        await page.Keyboard.PressAsync("Control+C");
+        // The bytes a terminal sends: Backspace is DEL (0x7F), Enter CR, Ctrl+C ETX; the guest echoes them into its output.
+        Assert.That(await KeptOutputAsync("echo", "ready\nHI\x7f\r\x03"), Is.EqualTo("ready\nHI\x7f\r\x03"));
+
+        // Detach: the button frees the VM's one console, and the pane shows the kept output again.
+        await guest.Locator("button.attach").ClickAsync();
+        await Assertions.Expect(guest.Locator("button.attach")).ToHaveTextAsync("Attach console");
+        await Assertions.Expect(guest.Locator(".console")).Not.ToHaveClassAsync(new Regex(@"\battached\b"));
+        await Assertions.Expect(rows.Nth(1)).ToHaveTextAsync("HI");
+
+        // Attach again and end the guest with '.': the VM stopping closes the console and the page says why.
+        await guest.Locator("button.attach").ClickAsync();
+        await Assertions.Expect(guest.Locator("button.attach")).ToHaveTextAsync("Detach console");
+        await page.Keyboard.TypeAsync(".");
+        await Assertions.Expect(page.Locator("#message")).ToContainTextAsync("'echo' console: the VM stopped");
+        await Assertions.Expect(guest.Locator("button.attach")).ToHaveTextAsync("Attach console");
+        ApiReply vm = await ApiReply.Get(_api, "/api/vms/echo");
+        Assert.That(vm.Body.GetProperty("exit").GetProperty("value").GetInt32(), Is.EqualTo(SerialEchoGuest.ExitValue), vm.ToString());
+        Assert.That((await ApiReply.Delete(_api, "/api/vms/echo")).Status, Is.LessThan(300));
+    }
+
+    [Test]
+    public async Task ADetachedTerminalAddsWhatTheGuestWritesNextOnce()
+    {
+        string echo = Path.Combine(_serve.Directory, "echo.elf");
+        File.WriteAllBytes(echo, SerialEchoGuest.Build());
+        ApiReply created = await ApiReply.Post(_api, "/api/vms", new { name = "later", image = echo, memory = "4M", start = true });
+        Assert.That(created.Status, Is.EqualTo(201), created.ToString());
+
+        IPage page = await _browser.NewPageAsync(new BrowserNewPageOptions { ViewportSize = new ViewportSize { Width = 1280, Height = 800 } });
+        await page.GotoAsync($"{_serve.Address.TrimEnd('/')}/?token={_token}");
+        ILocator rows = page.Locator("article.guest[data-vm='later'] .console .xterm-rows > div");
+        await ShowConsoleAsync(page, "later");
+        await Assertions.Expect(rows.Nth(0)).ToHaveTextAsync("ready");
+
+        // Another client (as `hybridvmm vm console`) types while the page only reads the kept output: the page's
+        // terminal gets the new bytes after what it has, not the whole output again.
+        using (var console = new System.Net.WebSockets.ClientWebSocket())
+        {
+            console.Options.SetRequestHeader("Authorization", $"Bearer {_token}");
+            await console.ConnectAsync(new Uri($"{_serve.Address.Replace("http://", "ws://").TrimEnd('/')}/api/vms/later/console"), CancellationToken.None);
+            await console.SendAsync("abc\n"u8.ToArray(), System.Net.WebSockets.WebSocketMessageType.Binary, true, CancellationToken.None);
+            Assert.That(await KeptOutputAsync("later", "ready\nABC\n"), Is.EqualTo("ready\nABC\n"));
+            // Meanwhile the page cannot attach (one console per VM), and says so.
+            ILocator attach = page.Locator("article.guest[data-vm='later'] button.attach");
+            await attach.ClickAsync();
+            await Assertions.Expect(page.Locator("#message")).ToContainTextAsync("'later' console: could not attach");
+            await Assertions.Expect(attach).ToHaveTextAsync("Attach console");
+            await console.CloseAsync(System.Net.WebSockets.WebSocketCloseStatus.NormalClosure, "detach", CancellationToken.None);
+        }
+
+        await Assertions.Expect(rows.Nth(1)).ToHaveTextAsync("ABC");
+        await Assertions.Expect(rows.Nth(0)).ToHaveTextAsync("ready");
+        await Assertions.Expect(rows.Nth(2)).ToHaveTextAsync(new Regex(@"^\s*$"));
+        Assert.That((await ApiReply.Delete(_api, "/api/vms/later")).Status, Is.LessThan(300));
+    }
+
+    /// <summary>
+    /// Scrolls the guest's console into the window: xterm.js pauses drawing a terminal that is out of sight (its screen
+    /// rows then lag its buffer until it is seen again), and a third guest's pane is below the fold at 1280x800.
+    /// </summary>
+    private static Task ShowConsoleAsync(IPage page, string name) =>
+        page.Locator($"article.guest[data-vm='{name}'] .console").ScrollIntoViewIfNeededAsync();
+
+    /// <summary>The VM's kept console output (GET .../console) once it ends with <paramref name="expected"/>, or what it is at the deadline.</summary>
+    private async Task<string> KeptOutputAsync(string name, string expected)
+    {
+        string kept = "";
+        for (var deadline = DateTime.UtcNow.AddMinutes(1); DateTime.UtcNow < deadline; await Task.Delay(100))
+        {
+            kept = System.Text.Encoding.Latin1.GetString(await _api.GetByteArrayAsync($"/api/vms/{name}/console"));
+            if (kept.EndsWith(expected, StringComparison.Ordinal))
+            {
+                break;
+            }
+        }
+
+        return kept;
     }
 }

@@ -1,9 +1,11 @@
 // The HybridVmm dashboard: the Type 3 picture drawn from serve's management API (docs/serve.md#the-dashboard).
 // It reads /api/host and /api/vms once a second and each guest's console output every two; rates are per second of
-// wall-clock time between two reads. Buttons post to the same routes as `hybridvmm vm`. Nothing is loaded from elsewhere.
+// wall-clock time between two reads. Buttons post to the same routes as `hybridvmm vm`. Each guest's console is an
+// xterm.js Terminal (vendor/xterm, served by serve itself). Nothing is loaded from elsewhere.
 'use strict';
 
-const guests = new Map();   // name -> { element, previous: { at, instructions, exits, channel, byKind } , socket }
+// name -> { element, row, previous: { at, instructions, exits, channel, byKind }, socket, terminal, kept, resize }
+const guests = new Map();
 const message = document.getElementById('message');
 
 function say(text) { message.textContent = text; }
@@ -45,16 +47,60 @@ function guestElement(name) {
     if (to) act(name, 'migrate', { to });
   });
   element.querySelector('button.attach').addEventListener('click', () => toggleConsole(name));
-  element.querySelector('.console').addEventListener('keydown', event => typeKey(name, event));
   document.getElementById('guests').appendChild(element);
   const row = document.createElement('tr');
   row.dataset.vm = name;
   row.innerHTML = '<td class="worker"></td><td class="exits-rate"></td><td class="msgs-rate"></td>';
   row.querySelector('.worker').textContent = `worker.${name}`;
   document.getElementById('workers').appendChild(row);
-  guest = { element, row, previous: null, socket: null };
+  guest = { element, row, previous: null, socket: null, ...openTerminal(name, element.querySelector('.console')) };
   guests.set(name, guest);
   return guest;
+}
+
+// The console pane: an xterm.js Terminal as wide as the pane and consoleRows high. A serial line carries no window
+// size, so the guest never learns it; xterm wraps what is wider. convertEol: simple guests end lines with LF alone,
+// as the <pre> this replaces showed them; CR LF from a Linux tty looks the same.
+const consoleRows = 14;
+const consoleFont = { fontFamily: 'ui-monospace, "DejaVu Sans Mono", "Liberation Mono", monospace', fontSize: 12 };
+
+function openTerminal(name, pane) {
+  const terminal = new Terminal({
+    ...consoleFont, cols: 80, rows: consoleRows, convertEol: true, scrollback: 2000, disableStdin: true,
+    cursorBlink: false, theme: { background: '#000000', foreground: '#dddddd' },
+  });
+  terminal.open(pane);
+  // Keys become bytes as a terminal sends them (Enter CR, Backspace DEL, Ctrl+letter its control code, arrows as
+  // escape sequences); they go to COM1 only while the console is attached (disableStdin otherwise).
+  const encoder = new TextEncoder();
+  terminal.onData(data => send(name, encoder.encode(data)));
+  terminal.onBinary(data => send(name, Uint8Array.from(data, c => c.charCodeAt(0) & 0xff)));
+  const fit = () => {
+    const cols = fittingColumns(pane);
+    if (cols !== terminal.cols) terminal.resize(cols, consoleRows);
+  };
+  const resize = new ResizeObserver(fit);
+  resize.observe(pane);
+  fit();
+  return { terminal, kept: null, resize };
+}
+
+// How many character cells fit across the pane, measured with the terminal's own font (no fit addon is vendored).
+function fittingColumns(pane) {
+  const probe = document.createElement('span');
+  probe.style.cssText = `position:absolute;visibility:hidden;white-space:pre;font-family:${consoleFont.fontFamily};font-size:${consoleFont.fontSize}px`;
+  probe.textContent = 'W'.repeat(50);
+  document.body.appendChild(probe);
+  const cell = probe.getBoundingClientRect().width / 50;
+  probe.remove();
+  const style = getComputedStyle(pane);
+  const width = pane.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight) - 14; // 14: the scroll bar
+  return cell > 0 ? Math.max(20, Math.min(200, Math.floor(width / cell))) : 80;
+}
+
+function send(name, bytes) {
+  const guest = guests.get(name);
+  if (guest && guest.socket && guest.socket.readyState === WebSocket.OPEN && bytes.length > 0) guest.socket.send(bytes);
 }
 
 async function act(name, action, body) {
@@ -122,6 +168,8 @@ async function refresh() {
         guest.element.remove();
         guest.row.remove();
         if (guest.socket) guest.socket.close();
+        guest.resize.disconnect();
+        guest.terminal.dispose();
         guests.delete(name);
       }
     }
@@ -138,25 +186,38 @@ async function refresh() {
   }
 }
 
-// Without an attached console each guest's pane shows the output the VM kept (GET .../console: reading it attaches nothing).
+// Without an attached console each guest's terminal shows the output the VM kept (GET .../console: reading it attaches
+// nothing, and gives the last 64 KiB). While that only grows, the terminal gets just the new bytes; once the VM's ring
+// buffer drops its oldest bytes (or after a detach) the terminal starts again from what is kept.
 async function refreshConsoles() {
   for (const [name, guest] of guests) {
     if (guest.socket) continue;
     try {
-      const data = await api('GET', `/api/vms/${encodeURIComponent(name)}/console`);
-      const pane = guest.element.querySelector('.console');
-      const text = new TextDecoder('utf-8').decode(data).slice(-8192);
-      if (pane.textContent !== text) {
-        pane.textContent = text;
-        pane.scrollTop = pane.scrollHeight;
+      const data = new Uint8Array(await api('GET', `/api/vms/${encodeURIComponent(name)}/console`));
+      if (guest.socket || guests.get(name) !== guest) continue;   // attached, or gone, while the read was under way
+      const kept = guest.kept;
+      if (kept && data.length >= kept.length && startsWith(data, kept)) {
+        if (data.length > kept.length) guest.terminal.write(data.slice(kept.length));
+      } else {
+        guest.terminal.write('\x1bc');   // RIS, in the write queue: a full reset after whatever is still being written
+        guest.terminal.write(data);
       }
+      guest.kept = data;
     } catch (error) {
       // a VM deleted between two reads: the next refresh removes it
     }
   }
 }
 
-// Attach: COM1 over the console WebSocket (one per VM, as `hybridvmm vm console`); keys typed in the pane go to the guest.
+function startsWith(data, prefix) {
+  for (let i = 0; i < prefix.length; i++) {
+    if (data[i] !== prefix[i]) return false;
+  }
+  return true;
+}
+
+// Attach: COM1 over the console WebSocket (one per VM, as `hybridvmm vm console`). The socket replays the kept output
+// and then streams it live into the terminal; what is typed in the terminal goes to the guest (onData above).
 function toggleConsole(name) {
   const guest = guests.get(name);
   if (!guest) return;
@@ -169,40 +230,30 @@ function toggleConsole(name) {
   const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
   const socket = new WebSocket(`${scheme}//${location.host}/api/vms/${encodeURIComponent(name)}/console`);
   socket.binaryType = 'arraybuffer';
-  const decoder = new TextDecoder('utf-8');
   guest.socket = socket;
+  const terminal = guest.terminal;
+  let opened = false;
   socket.onopen = () => {
-    pane.textContent = '';
+    opened = true;
+    terminal.write('\x1bc');   // the socket replays the kept output first
+    terminal.options.disableStdin = false;
     pane.classList.add('attached');
     button.textContent = 'Detach console';
-    pane.focus();
+    terminal.focus();
   };
   socket.onmessage = event => {
-    pane.textContent = (pane.textContent + decoder.decode(event.data, { stream: true })).slice(-65536);
-    pane.scrollTop = pane.scrollHeight;
+    if (event.data instanceof ArrayBuffer) terminal.write(new Uint8Array(event.data));
   };
   socket.onclose = event => {
     guest.socket = null;
+    guest.kept = null;   // the next read of the kept output redraws the terminal from it
+    terminal.options.disableStdin = true;
     pane.classList.remove('attached');
     button.textContent = 'Attach console';
-    if (event.reason) say(`'${name}' console: ${event.reason}`);
+    // A refused handshake (409: one console per VM, or no COM1) reaches a page only as a close without a reason.
+    if (!opened) say(`'${name}' console: could not attach (one console per VM: is one attached elsewhere?)`);
+    else if (event.reason) say(`'${name}' console: ${event.reason}`);
   };
-}
-
-function typeKey(name, event) {
-  const guest = guests.get(name);
-  if (!guest || !guest.socket || guest.socket.readyState !== WebSocket.OPEN) return;
-  let bytes = null;
-  if (event.key === 'Enter') bytes = [13];
-  else if (event.key === 'Backspace') bytes = [127];
-  else if (event.key === 'Tab') bytes = [9];
-  else if (event.key === 'Escape') bytes = [27];
-  else if (event.ctrlKey && event.key.length === 1) bytes = [event.key.toUpperCase().charCodeAt(0) & 0x1f];
-  else if (event.key.length === 1) bytes = Array.from(new TextEncoder().encode(event.key));
-  if (bytes) {
-    guest.socket.send(new Uint8Array(bytes));
-    event.preventDefault();
-  }
 }
 
 refresh();
