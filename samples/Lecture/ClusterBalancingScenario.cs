@@ -23,7 +23,7 @@ public static class ClusterBalancingScenario
     {
         output.WriteLine("a real cluster: Redis and three 'hybridvmm serve --cluster' processes on this machine");
         output.WriteLine("the balancer looks five times a second and moves one running VM while the busiest host has 2 or more VMs than the idlest");
-        using ClusterLab? lab = ClusterLab.Start(HostNames, ["--balance-every", "0.2", "--probe-timeout", "1", "--missed-probes", "2"], output);
+        using ClusterLab? lab = ClusterLab.Start(HostNames, ["--balance-every", "0.2"], output);
         if (lab is null)
         {
             return 1;

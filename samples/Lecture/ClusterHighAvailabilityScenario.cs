@@ -27,8 +27,8 @@ public static class ClusterHighAvailabilityScenario
     {
         output.WriteLine("a real cluster: Redis and three 'hybridvmm serve --cluster' processes on this machine");
         output.WriteLine(string.Create(CultureInfo.InvariantCulture, $"six protected VMs, each checkpointed every {CheckpointEvery:N0} instructions into a shared directory"));
-        output.WriteLine("a host is declared dead after 2 missed probes of 1 s");
-        using ClusterLab? lab = ClusterLab.Start(HostNames, ["--balance-every", "0", "--probe-timeout", "1", "--missed-probes", "2"], output);
+        output.WriteLine("a host is declared dead after 3 missed probes of 2 s");
+        using ClusterLab? lab = ClusterLab.Start(HostNames, ["--balance-every", "0", "--probe-timeout", "2", "--missed-probes", "3"], output);
         if (lab is null)
         {
             return 1;
