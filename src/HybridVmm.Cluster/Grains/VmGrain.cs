@@ -1,6 +1,7 @@
 using HybridVmm.Cluster.Hosting;
 using Microsoft.Extensions.Logging;
 using Orleans.GrainDirectory;
+using Orleans.Storage;
 using Orleans.Runtime;
 using Orleans;
 
@@ -55,6 +56,15 @@ public sealed class VmGrain(
 
     private DateTime _lastPersistedReport = DateTime.MinValue;
 
+    /// <summary>The last write to Redis, finished or not: every write waits for the one before (one etag at a time).</summary>
+    private Task _write = Task.CompletedTask;
+
+    /// <summary>A write failed for want of Redis: the record in memory is newer than Redis' (docs/cluster.md, "Redis down").</summary>
+    private bool _storeFailing;
+
+    /// <summary>Redis holds a newer record than this activation (another activation wrote it): it may not answer from memory.</summary>
+    private bool _stale;
+
     private VmRecord R => record.State;
 
     private string Name => this.GetPrimaryKeyString();
@@ -86,7 +96,7 @@ public sealed class VmGrain(
         R.State = start ? "running" : "created";
         R.StartedAt = start ? DateTime.UtcNow : null;
         Record($"created on {host.Name} ({options.Placement}){(start ? ", started" : "")}");
-        await record.WriteStateAsync();
+        await WriteAsync();
         await GrainFactory.GetGrain<IVmDirectoryGrain>(VmDirectoryGrain.Key).AddAsync(Name);
         return ClusterResult<ClusterVm>.Ok(View());
     }
@@ -107,7 +117,7 @@ public sealed class VmGrain(
         R.State = "running";
         R.StartedAt = DateTime.UtcNow;
         Record($"started on {R.HostName}");
-        await record.WriteStateAsync();
+        await WriteAsync();
         return ClusterResult<ClusterVm>.Ok(View());
     }
 
@@ -120,7 +130,7 @@ public sealed class VmGrain(
 
         // The desired state is written first: a host that dies meanwhile must not bring the VM back.
         R.DesiredState = "stopped";
-        await record.WriteStateAsync();
+        await WriteAsync();
         if (await HostGrain(R.Host).StopAsync(Name) is { } refused)
         {
             return new ClusterResult<ClusterVm>(null, refused);
@@ -128,7 +138,7 @@ public sealed class VmGrain(
 
         R.State = "stopped";
         Record($"stopped on {R.HostName}");
-        await record.WriteStateAsync();
+        await WriteAsync();
         return ClusterResult<ClusterVm>.Ok(View());
     }
 
@@ -137,6 +147,12 @@ public sealed class VmGrain(
 
     public async Task<bool> HeartbeatAsync(long epoch, string host, long instructions, string state, string? exitReason)
     {
+        if (_stale)
+        {
+            // Neither yes nor no: the host's lease runs out, and it asks ConfirmEpochAsync, which reads Redis.
+            throw new InvalidOperationException($"the record of '{Name}' in this activation is stale; ask again");
+        }
+
         if (epoch != R.Epoch || host != R.Host)
         {
             return false;
@@ -145,27 +161,51 @@ public sealed class VmGrain(
         R.LastReportAt = DateTime.UtcNow;
         R.LastReportInstructions = instructions;
         R.Instructions = instructions;
-        if (state == "stopped" && R.State != "stopped")
+        if (state == "stopped" && (R.State != "stopped" || _storeFailing))
         {
-            // The guest ended by itself: it is done, and no failover must bring it back.
-            R.State = "stopped";
-            R.DesiredState = "stopped";
-            Record($"stopped on {R.HostName}: {exitReason ?? "stopped"} after {instructions} instructions");
-            await record.WriteStateAsync();
+            // The guest ended by itself: it is done, and no failover must bring it back. The host reports it until
+            // Redis has it.
+            if (R.State != "stopped")
+            {
+                R.State = "stopped";
+                R.DesiredState = "stopped";
+                Record($"stopped on {R.HostName}: {exitReason ?? "stopped"} after {instructions} instructions");
+            }
+
+            await WriteAsync();
         }
         else
         {
             R.State = state;
-            if (R.LastReportAt - _lastPersistedReport >= ReportPersistPeriod)
+            if (R.LastReportAt - _lastPersistedReport >= ReportPersistPeriod && _write.IsCompleted)
             {
                 // Persisted now and then, so that a grain activated anew after its silo died still knows when the
-                // VM last reported (the failover's detection time and instructions lost).
+                // VM last reported (the failover's detection time and instructions lost). Not awaited: the report is
+                // taken from memory whether Redis answers or not.
                 _lastPersistedReport = R.LastReportAt;
-                await record.WriteStateAsync();
+                _ = PersistProgressAsync();
             }
         }
 
         return true;
+    }
+
+    public async Task<bool> ConfirmEpochAsync(long epoch, string host)
+    {
+        if (!_stale && _storeFailing)
+        {
+            try
+            {
+                await WriteAsync(); // what this activation knows and Redis does not, unless Redis has newer
+            }
+            catch (Exception e) when (IsStale(e))
+            {
+            }
+        }
+
+        await ReadAsync();
+        _stale = false;
+        return epoch == R.Epoch && host == R.Host;
     }
 
     public async Task<bool> CheckpointTakenAsync(CheckpointInfo checkpoint)
@@ -176,7 +216,7 @@ public sealed class VmGrain(
         }
 
         R.LastCheckpoint = checkpoint;
-        await record.WriteStateAsync();
+        await WriteAsync();
         return true;
     }
 
@@ -192,7 +232,7 @@ public sealed class VmGrain(
         {
             R.State = "lost";
             Record($"lost with {deadName}: {(R.Spec.Protected ? "no checkpoint yet" : "not protected")}");
-            await record.WriteStateAsync();
+            await WriteAsync();
             return null;
         }
 
@@ -200,19 +240,19 @@ public sealed class VmGrain(
         R.Epoch++;
         R.Host = null;
         R.State = "restarting";
-        await record.WriteStateAsync();
+        await WriteAsync();
         HostStatus? survivor = await PlaceAsync(R.Spec, exclude: host);
         if (survivor is null)
         {
             R.State = "lost";
             Record($"lost with {deadName}: no surviving host can take it");
-            await record.WriteStateAsync();
+            await WriteAsync();
             return null;
         }
 
         R.Host = survivor.Address;
         R.HostName = survivor.Name;
-        await record.WriteStateAsync();
+        await WriteAsync();
         DateTime restartBegins = DateTime.UtcNow;
         long epoch = R.Epoch;
         IHostGrain target = HostGrain(survivor.Address);
@@ -222,7 +262,7 @@ public sealed class VmGrain(
             // The fence, checked before the restored VM resumes: the epoch in Redis must still be ours. Another
             // activation of this grain (during a partition) that moved the VM meanwhile has a newer epoch there,
             // and our read would fail on the etag at our next write in any case.
-            await record.ReadStateAsync();
+            await ReadAsync();
             refused = R.Epoch == epoch && R.Host == survivor.Address
                 ? await target.ResumeAsync(Name, epoch)
                 : new ClusterProblem(409, $"epoch {epoch} was fenced off before it resumed (Redis holds epoch {R.Epoch})");
@@ -233,7 +273,7 @@ public sealed class VmGrain(
             _ = target.StopAsync(Name); // best effort: a restored copy that may not run must not linger
             R.State = "lost";
             Record($"restart on {survivor.Name} failed: {refused.Detail}");
-            await record.WriteStateAsync();
+            await WriteAsync();
             return null;
         }
 
@@ -249,10 +289,97 @@ public sealed class VmGrain(
         R.LastReportInstructions = checkpoint.Instructions;
         Record($"restarted on {survivor.Name} (epoch {R.Epoch}) from the checkpoint at {checkpoint.Instructions} instructions: " +
             $"{deadName} found dead {report.DetectionSeconds} s after its last report, restart {report.RestartSeconds} s, at least {lost} instructions lost");
-        await record.WriteStateAsync();
+        await WriteAsync();
         logger.LogWarning("VM {Name}: {Event}", Name, R.History[^1].What);
         return report;
     }
+
+    /// <summary>Writes the record after any write still under way, so that two writes never carry the same etag.</summary>
+    private Task WriteAsync()
+    {
+        Task before = _write;
+        Task mine = After(before, async () =>
+        {
+            try
+            {
+                await record.WriteStateAsync();
+            }
+            catch (Exception e)
+            {
+                NoteFailure(e);
+                throw;
+            }
+
+            if (_storeFailing)
+            {
+                logger.LogInformation("VM {Name}: its record is written to the control store again", Name);
+            }
+
+            _storeFailing = false;
+        });
+        _write = mine;
+        return mine;
+    }
+
+    private async Task ReadAsync()
+    {
+        try
+        {
+            await _write;
+        }
+        catch (Exception)
+        {
+            // The failed write was reported to its own caller.
+        }
+
+        await record.ReadStateAsync();
+    }
+
+    private static async Task After(Task before, Func<Task> then)
+    {
+        try
+        {
+            await before;
+        }
+        catch (Exception)
+        {
+            // The failed write was reported to its own caller.
+        }
+
+        await then();
+    }
+
+    private async Task PersistProgressAsync()
+    {
+        try
+        {
+            await WriteAsync();
+        }
+        catch (Exception)
+        {
+            // Noted by WriteAsync; the next report tries again.
+        }
+    }
+
+    private void NoteFailure(Exception e)
+    {
+        if (IsStale(e))
+        {
+            // Another activation has written since this one read: its memory may be out of date (an epoch moved on).
+            _stale = true;
+            DeactivateOnIdle();
+            return;
+        }
+
+        if (!_storeFailing)
+        {
+            logger.LogWarning("cluster degraded: VM {Name}: cannot write its record to the control store: {Reason}", Name, e.Message);
+        }
+
+        _storeFailing = true;
+    }
+
+    private static bool IsStale(Exception e) => e is InconsistentStateException || e.InnerException is InconsistentStateException;
 
     private Task<HostStatus?> PlaceAsync(VmSpec spec, string? exclude) =>
         GrainFactory.GetGrain<IPlacementGrain>(PlacementGrain.Key).ChooseAsync(spec, exclude);
