@@ -373,7 +373,13 @@ public sealed class VmGrain(
 
         if (!_storeFailing)
         {
-            logger.LogWarning("cluster degraded: VM {Name}: cannot write its record to the control store: {Reason}", Name, e.Message);
+            Exception cause = e;
+            while (cause.InnerException is { } inner)
+            {
+                cause = inner;
+            }
+
+            logger.LogWarning("cluster degraded: VM {Name}: cannot write its record to the control store: {Reason}", Name, cause.Message);
         }
 
         _storeFailing = true;

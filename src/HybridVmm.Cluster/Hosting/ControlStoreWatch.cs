@@ -20,9 +20,10 @@ public sealed class ControlStoreWatch(ClusterHostOptions options, ILogger<Contro
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
         ConfigurationOptions redis = ClusterSilo.RedisOptions(options.Redis);
-        redis.ConnectTimeout = (int)options.Lease.TotalMilliseconds;
+        // A ping takes a millisecond; one that takes half a second (or a lease, if that is shorter) is no answer.
+        TimeSpan limit = TimeSpan.FromTicks(Math.Min(TimeSpan.FromMilliseconds(500).Ticks, options.Lease.Ticks));
+        redis.ConnectTimeout = (int)limit.TotalMilliseconds;
         using ConnectionMultiplexer connection = await ConnectionMultiplexer.ConnectAsync(redis).ConfigureAwait(false);
-        TimeSpan limit = options.Lease;
         DateTime downSince = default;
         using var timer = new PeriodicTimer(options.WatchPeriod);
         while (await timer.WaitForNextTickAsync(stoppingToken).ConfigureAwait(false))

@@ -34,6 +34,9 @@ public sealed class LocalVms
         /// </summary>
         public long LeaseUntil { get; set; } = long.MaxValue;
 
+        /// <summary>The checkpoint being written and recorded, if any: one at a time.</summary>
+        public Task Checkpointing { get; set; } = Task.CompletedTask;
+
         /// <summary>The last report to its grain failed (said once in the log until one succeeds).</summary>
         public bool ReportFailing { get; set; }
     }

@@ -102,14 +102,24 @@ public sealed class ProtectedVmWatch(IHostAgent agent, LocalVms local, IGrainFac
             await agent.ResumeLeasedAsync(vm.Spec.Name, cancellationToken).ConfigureAwait(false);
         }
 
-        if (vm.Spec.Protected && now.State == "running" && now.Instructions - vm.LastCheckpointInstructions >= vm.Spec.CheckpointEvery)
+        // A checkpoint runs beside the reports, one at a time: recording it waits for Redis, and a report must not
+        // wait for that. One Redis cannot record is not worth writing: they resume when it answers.
+        if (vm.Spec.Protected && now.State == "running" && now.Instructions - vm.LastCheckpointInstructions >= vm.Spec.CheckpointEvery
+            && vm.Checkpointing.IsCompleted && !store.Degraded)
         {
-            if (store.Degraded)
-            {
-                return; // a checkpoint Redis cannot record is not worth writing: they resume when it answers
-            }
+            vm.Checkpointing = CheckpointOrSayWhyAsync(vm, grain, self, cancellationToken);
+        }
+    }
 
+    private async Task CheckpointOrSayWhyAsync(LocalVms.LocalVm vm, IVmGrain grain, string self, CancellationToken cancellationToken)
+    {
+        try
+        {
             await CheckpointAsync(vm, grain, self, cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
+        {
+            logger.LogWarning("VM {Name}: its checkpoint is not recorded: {Reason}", vm.Spec.Name, e.Message);
         }
     }
 
@@ -158,9 +168,42 @@ public sealed class ProtectedVmWatch(IHostAgent agent, LocalVms local, IGrainFac
     internal static async Task StopFencedAsync(IHostAgent agent, ILogger logger, LocalVms.LocalVm vm, string why, TimeSpan limit)
     {
         using var cancel = new CancellationTokenSource(limit);
-        await agent.StopAsync(vm.Spec.Name, cancel.Token).ConfigureAwait(false);
+        ClusterProblem? refused = await StopAsync(agent, vm, cancel.Token).ConfigureAwait(false);
         (_, HostVm[] vms) = await agent.ListAsync(cancel.Token).ConfigureAwait(false);
-        string at = vms.FirstOrDefault(v => v.Name == vm.Spec.Name) is { } stopped ? $"{stopped.Instructions}" : "?";
-        logger.LogWarning("VM {Name}: epoch {Epoch} is fenced off ({Why}); stopped here at {Instructions} instructions", vm.Spec.Name, vm.Epoch, why, at);
+        HostVm? now = vms.FirstOrDefault(v => v.Name == vm.Spec.Name);
+        if (now is { State: not "stopped" })
+        {
+            logger.LogError("VM {Name}: epoch {Epoch} is fenced off ({Why}), but it could not be stopped here: {Reason}", vm.Spec.Name, vm.Epoch, why,
+                refused?.Detail ?? now.State);
+            return;
+        }
+
+        logger.LogWarning("VM {Name}: epoch {Epoch} is fenced off ({Why}); stopped here at {Instructions} instructions", vm.Spec.Name, vm.Epoch, why,
+            now?.Instructions.ToString() ?? "?");
+    }
+
+    /// <summary>
+    /// Stops a cluster VM of this host. A checkpoint being written holds the VM as it was captured (the host refuses
+    /// to change it, and resumes it once the file is written), so the stop waits for that checkpoint and tries again.
+    /// </summary>
+    internal static async Task<ClusterProblem?> StopAsync(IHostAgent agent, LocalVms.LocalVm vm, CancellationToken cancellationToken)
+    {
+        while (true)
+        {
+            await vm.Checkpointing.WaitAsync(cancellationToken).ConfigureAwait(false);
+            ClusterProblem? refused = await agent.StopAsync(vm.Spec.Name, cancellationToken).ConfigureAwait(false);
+            if (refused is null || refused.Status != 409 || vm.Checkpointing.IsCompleted && !await BeingCheckpointedAsync(agent, vm, cancellationToken))
+            {
+                return refused;
+            }
+        }
+    }
+
+    /// <summary>Whether the host still has the VM running or paused (a refusal with a checkpoint just finished: try again).</summary>
+    private static async Task<bool> BeingCheckpointedAsync(IHostAgent agent, LocalVms.LocalVm vm, CancellationToken cancellationToken)
+    {
+        await Task.Delay(20, cancellationToken).ConfigureAwait(false);
+        (_, HostVm[] vms) = await agent.ListAsync(cancellationToken).ConfigureAwait(false);
+        return vms.FirstOrDefault(v => v.Name == vm.Spec.Name) is { State: "running" or "paused" };
     }
 }

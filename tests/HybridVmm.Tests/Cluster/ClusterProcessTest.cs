@@ -98,8 +98,12 @@ public abstract class ClusterProcessTest
         return path;
     }
 
-    /// <summary>Starts the hosts (and Redis first, durable in <paramref name="redisData"/> when given), each with its API on api.sock.</summary>
-    protected void StartCluster(string[] names, string? redisData = null)
+    /// <summary>
+    /// Starts the hosts (and Redis first, durable in <paramref name="redisData"/> when given), each with its API on
+    /// api.sock; a host is declared dead after <paramref name="missedProbes"/> probes of <paramref name="probeTimeout"/>
+    /// seconds, and a VM's lease is half that.
+    /// </summary>
+    protected void StartCluster(string[] names, string? redisData = null, int probeTimeout = 1, int missedProbes = 2)
     {
         Redis = RedisServer.Start(redisData);
         Directory.CreateDirectory(Checkpoints);
@@ -111,7 +115,7 @@ public abstract class ClusterProcessTest
             [
                 "--api-socket", "api.sock", "--cluster", Redis.Connection, "--host-name", name,
                 "--silo-port", RedisServer.FreePort().ToString(), "--gateway-port", RedisServer.FreePort().ToString(),
-                "--checkpoint-dir", Checkpoints, "--probe-timeout", "1", "--missed-probes", "2",
+                "--checkpoint-dir", Checkpoints, "--probe-timeout", probeTimeout.ToString(), "--missed-probes", missedProbes.ToString(),
             ];
             return (name, Task.Run(() => ServeProcess.StartIn(directory, args)));
         }).ToArray();
@@ -152,11 +156,12 @@ public abstract class ClusterProcessTest
         return client.GetByteArrayAsync($"/api/vms/{vm}/console").Result;
     }
 
-    protected static void WaitFor(Func<bool> condition, string what, int poll = 500) => WaitFor(() => condition() ? new object() : null, what, poll);
+    protected static void WaitFor(Func<bool> condition, string what, int poll = 500, TimeSpan? within = null) =>
+        WaitFor(() => condition() ? new object() : null, what, poll, within);
 
-    protected static T WaitFor<T>(Func<T?> poll, string what, int pollMilliseconds = 500) where T : class
+    protected static T WaitFor<T>(Func<T?> poll, string what, int pollMilliseconds = 500, TimeSpan? within = null) where T : class
     {
-        DateTime deadline = DateTime.UtcNow + Deadline;
+        DateTime deadline = DateTime.UtcNow + (within ?? Deadline);
         while (true)
         {
             if (poll() is { } value)
