@@ -44,7 +44,7 @@ public sealed class VmRecord
 }
 
 [GrainDirectory(GrainDirectoryName = ClusterStorage.Name)]
-public sealed class VmGrain(
+public sealed partial class VmGrain(
     [PersistentState("vm", ClusterStorage.Name)] IPersistentState<VmRecord> record,
     ClusterHostOptions options,
     ILogger<VmGrain> logger) : Grain, IVmGrain
@@ -55,15 +55,6 @@ public sealed class VmGrain(
     private static readonly TimeSpan ReportPersistPeriod = TimeSpan.FromSeconds(1);
 
     private DateTime _lastPersistedReport = DateTime.MinValue;
-
-    /// <summary>The last write to Redis, finished or not: every write waits for the one before (one etag at a time).</summary>
-    private Task _write = Task.CompletedTask;
-
-    /// <summary>A write failed for want of Redis: the record in memory is newer than Redis' (docs/cluster.md, "Redis down").</summary>
-    private bool _storeFailing;
-
-    /// <summary>Redis holds a newer record than this activation (another activation wrote it): it may not answer from memory.</summary>
-    private bool _stale;
 
     private VmRecord R => record.State;
 
@@ -293,99 +284,6 @@ public sealed class VmGrain(
         logger.LogWarning("VM {Name}: {Event}", Name, R.History[^1].What);
         return report;
     }
-
-    /// <summary>Writes the record after any write still under way, so that two writes never carry the same etag.</summary>
-    private Task WriteAsync()
-    {
-        Task before = _write;
-        Task mine = After(before, async () =>
-        {
-            try
-            {
-                await record.WriteStateAsync();
-            }
-            catch (Exception e)
-            {
-                NoteFailure(e);
-                throw;
-            }
-
-            if (_storeFailing)
-            {
-                logger.LogInformation("VM {Name}: its record is written to the control store again", Name);
-            }
-
-            _storeFailing = false;
-        });
-        _write = mine;
-        return mine;
-    }
-
-    private async Task ReadAsync()
-    {
-        try
-        {
-            await _write;
-        }
-        catch (Exception)
-        {
-            // The failed write was reported to its own caller.
-        }
-
-        await record.ReadStateAsync();
-    }
-
-    private static async Task After(Task before, Func<Task> then)
-    {
-        try
-        {
-            await before;
-        }
-        catch (Exception)
-        {
-            // The failed write was reported to its own caller.
-        }
-
-        await then();
-    }
-
-    private async Task PersistProgressAsync()
-    {
-        try
-        {
-            await WriteAsync();
-        }
-        catch (Exception)
-        {
-            // Noted by WriteAsync; the next report tries again.
-        }
-    }
-
-    private void NoteFailure(Exception e)
-    {
-        if (IsStale(e))
-        {
-            // Another activation has written since this one read: its memory may be out of date (an epoch moved on).
-            _stale = true;
-            DeactivateOnIdle();
-            return;
-        }
-
-        if (!_storeFailing)
-        {
-            Exception cause = e;
-            while (cause.InnerException is { } inner)
-            {
-                cause = inner;
-            }
-
-            logger.LogWarning("cluster degraded: VM {Name}: cannot write its record to the control store: {Reason}", Name, cause.Message);
-        }
-
-        _storeFailing = true;
-    }
-
-    private static bool IsStale(Exception e) => e is InconsistentStateException || e.InnerException is InconsistentStateException;
 
     private Task<HostStatus?> PlaceAsync(VmSpec spec, string? exclude) =>
         GrainFactory.GetGrain<IPlacementGrain>(PlacementGrain.Key).ChooseAsync(spec, exclude);
