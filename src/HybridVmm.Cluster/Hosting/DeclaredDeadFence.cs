@@ -18,23 +18,30 @@ internal sealed class DeclaredDeadFence(IFatalErrorHandler orleans, IServiceProv
 
     public bool IsUnexpected(Exception exception) => orleans.IsUnexpected(exception);
 
+    private readonly object _gate = new();
+    private Task? _fenceAll;
+
     public void OnFatalException(object? sender = null, string? context = null, Exception? exception = null)
     {
         try
         {
-            var agent = services.GetRequiredService<IHostAgent>();
-            var local = services.GetRequiredService<LocalVms>();
-            ILogger logger = services.GetRequiredService<ILoggerFactory>().CreateLogger<ProtectedVmWatch>();
-            // Each VM once, whichever of Orleans' threads (or the watch) gets to it first.
-            LocalVms.LocalVm[] vms = local.All().Where(vm => local.Remove(vm.Spec.Name)).ToArray();
-
-            Task.WhenAll(vms.Select(vm => ProtectedVmWatch.StopFencedAsync(agent, logger, vm, "this host was declared dead and ends", StopLimit)))
-                .Wait(StopLimit);
-            if (vms.Length > 0)
+            // Orleans may call this from more than one thread: the first starts the fences, and every caller waits
+            // for them (and for the fences the watch has under way), so that each finishes, and says what it stopped,
+            // before the process ends.
+            // This thread waits, and so may another of Orleans': the pool must not wait for its slow growth to run
+            // the scheduler's barrier and the logger that the fences need (a 2-core host starts with 2 threads).
+            ThreadPool.GetMinThreads(out int workers, out int io);
+            ThreadPool.SetMinThreads(workers + 4, io);
+            Task fenceAll;
+            lock (_gate)
             {
-                // The console logger writes on its own thread; a moment lets it write these lines before the process ends.
-                Thread.Sleep(250);
+                fenceAll = _fenceAll ??= FenceAllAsync();
             }
+
+            var local = services.GetRequiredService<LocalVms>();
+            Task.WhenAll([fenceAll, .. local.Fences()]).Wait(StopLimit);
+            // The console logger writes on its own thread; a moment lets it write these lines before the process ends.
+            Thread.Sleep(250);
         }
         catch (Exception)
         {
@@ -42,6 +49,30 @@ internal sealed class DeclaredDeadFence(IFatalErrorHandler orleans, IServiceProv
         }
 
         orleans.OnFatalException(sender!, context!, exception!);
+    }
+
+    private Task FenceAllAsync()
+    {
+        var agent = services.GetRequiredService<IHostAgent>();
+        var local = services.GetRequiredService<LocalVms>();
+        ILogger logger = services.GetRequiredService<ILoggerFactory>().CreateLogger<ProtectedVmWatch>();
+        // Each VM once, whichever gets to it first: this or the watch.
+        LocalVms.LocalVm[] vms = local.All().Where(vm => local.Remove(vm.Spec.Name)).ToArray();
+        return Task.WhenAll(vms.Select(vm => FenceAsync(agent, logger, vm)));
+    }
+
+    /// <summary>Each VM on its own: one that cannot be stopped is said so, and keeps no other from being stopped.</summary>
+    private static async Task FenceAsync(IHostAgent agent, ILogger logger, LocalVms.LocalVm vm)
+    {
+        const string why = "this host was declared dead and ends";
+        try
+        {
+            await ProtectedVmWatch.StopFencedAsync(agent, logger, vm, why, StopLimit).ConfigureAwait(false);
+        }
+        catch (Exception e)
+        {
+            logger.LogError("VM {Name}: epoch {Epoch} is fenced off ({Why}), but it could not be stopped here: {Reason}", vm.Spec.Name, vm.Epoch, why, e.Message);
+        }
     }
 
     /// <summary>Wraps the fatal-error handler Orleans registered (call after UseOrleans).</summary>

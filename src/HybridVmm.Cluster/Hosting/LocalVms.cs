@@ -56,4 +56,11 @@ public sealed class LocalVms
     public bool Remove(string name) => _vms.TryRemove(name, out _);
 
     public LocalVm[] All() => _vms.Values.ToArray();
+
+    private readonly ConcurrentBag<Task> _fences = [];
+
+    /// <summary>A fence under way (a copy being stopped); a host that is about to end waits for them, so each says what it stopped.</summary>
+    public void AddFence(Task fence) => _fences.Add(fence.ContinueWith(_ => { }, TaskScheduler.Default));
+
+    public Task[] Fences() => _fences.ToArray();
 }

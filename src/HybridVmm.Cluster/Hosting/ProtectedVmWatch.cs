@@ -158,7 +158,9 @@ public sealed class ProtectedVmWatch(IHostAgent agent, LocalVms local, IGrainFac
             return; // fenced already (DeclaredDeadFence)
         }
 
-        await StopFencedAsync(agent, logger, vm, why, TimeSpan.FromSeconds(30)).ConfigureAwait(false);
+        Task fence = StopFencedAsync(agent, logger, vm, why, TimeSpan.FromSeconds(30));
+        local.AddFence(fence);
+        await fence.ConfigureAwait(false);
     }
 
     /// <summary>

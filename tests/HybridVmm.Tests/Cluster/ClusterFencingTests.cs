@@ -147,8 +147,9 @@ public class ClusterFencingTests : ClusterProcessTest
             Dictionary<string, (string State, long Instructions, string? Exit)> counts = HostVms(victim);
             Signals.Stop(serve.ProcessId);
             TimeSpan gap = clock.Elapsed;
-            Assert.That(vms.Select(n => counts[n].State), Is.All.EqualTo("running"), "the victim's VMs still run when it is frozen");
-            if (gap <= FreezeGap)
+            // A VM is paused for a moment while a checkpoint is written, or while a late report renews its lease:
+            // the freeze must catch them running.
+            if (gap <= FreezeGap && vms.All(n => counts[n].State == "running" && first[n].State == "running"))
             {
                 double perSecond = vms.Sum(n => counts[n].Instructions - first[n].Instructions) / between.TotalSeconds;
                 long allowance = Quantum + (long)(1.5 * perSecond * gap.TotalSeconds);
@@ -161,7 +162,7 @@ public class ClusterFencingTests : ClusterProcessTest
             Signals.Continue(serve.ProcessId);
         }
 
-        Assert.Fail($"could not read {victim}'s counts and freeze it within {FreezeGap.TotalMilliseconds} ms in 100 attempts");
+        Assert.Fail($"could not read {victim}'s counts, with its VMs running, and freeze it within {FreezeGap.TotalMilliseconds} ms in 100 attempts");
         return default;
     }
 }
