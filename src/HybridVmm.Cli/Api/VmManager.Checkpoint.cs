@@ -10,27 +10,37 @@ public sealed partial class VmManager
 {
     private readonly HashSet<string> _leasePaused = new(StringComparer.Ordinal);
 
+    private Func<string, bool> _leaseExpired = _ => false;
+
     /// <summary>
     /// Called by the scheduler at every round barrier once the cluster enforces leases: a running VM whose lease has
     /// expired pauses here, before another round, exactly as an API pause does.
     /// </summary>
-    public void EnforceLeases(Func<string, bool> leaseExpired) => system.Kernel.Scheduler.RoundCompleted += () =>
+    public void EnforceLeases(Func<string, bool> leaseExpired)
     {
-        foreach (ManagedVm m in All())
+        _leaseExpired = leaseExpired;
+        system.Kernel.Scheduler.RoundCompleted += () =>
         {
-            if (m.Vm.State == PartitionState.Running && leaseExpired(m.Vm.Name))
+            foreach (ManagedVm m in All())
             {
-                system.Root.Pause(m.Vm);
-                _leasePaused.Add(m.Vm.Name);
-                logger.LogWarning("VM {Name} paused: its cluster lease expired (this host could not reach the control plane in time)", m.Vm.Name);
+                if (m.Vm.State == PartitionState.Running && leaseExpired(m.Vm.Name))
+                {
+                    system.Root.Pause(m.Vm);
+                    _leasePaused.Add(m.Vm.Name);
+                    logger.LogWarning("VM {Name} paused at {Instructions} instructions: its cluster lease expired (this host could not reach the control plane in time)",
+                        m.Vm.Name, m.Vm.Statistics.InstructionsRetired);
+                }
             }
-        }
-    };
+        };
+    }
 
-    /// <summary>Runs on a VM the lease paused (and nothing else: a VM the user paused stays paused).</summary>
+    /// <summary>
+    /// Runs on a VM the lease paused (and nothing else: a VM the user paused stays paused), if its lease is still good
+    /// at this barrier: a renewal that took longer than the lease (the host froze meanwhile) renews nothing.
+    /// </summary>
     public Task ResumeLeasedAsync(string name, CancellationToken cancellationToken) => AtBarrierAsync<bool>(() =>
     {
-        if (_leasePaused.Remove(name) && Find(name) is { } m && m.Vm.State == PartitionState.Paused)
+        if (!_leaseExpired(name) && _leasePaused.Remove(name) && Find(name) is { } m && m.Vm.State == PartitionState.Paused)
         {
             if (m.Busy is not null)
             {

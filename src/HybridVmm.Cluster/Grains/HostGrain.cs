@@ -126,5 +126,7 @@ public sealed class HostGrain(IHostAgent agent, LocalVms local, ClusterHostOptio
 
     public Task<ClusterProblem?> StartAsync(string name) => agent.StartAsync(name, CancellationToken.None);
 
-    public Task<ClusterProblem?> StopAsync(string name) => agent.StopAsync(name, CancellationToken.None);
+    public Task<ClusterProblem?> StopAsync(string name) => local.TryGet(name, out LocalVms.LocalVm vm)
+        ? ProtectedVmWatch.StopAsync(agent, vm, CancellationToken.None) // after a checkpoint being written, not refused by it
+        : agent.StopAsync(name, CancellationToken.None);
 }

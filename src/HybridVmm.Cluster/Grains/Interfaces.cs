@@ -1,4 +1,5 @@
 using Orleans;
+using Orleans.Concurrency;
 
 namespace HybridVmm.Cluster.Grains;
 
@@ -53,8 +54,20 @@ public interface IVmGrain : IGrainWithStringKey
 
     Task<ClusterResult<ClusterVm>> GetAsync();
 
-    /// <summary>The host running epoch <paramref name="epoch"/> reports its progress; false: that epoch is fenced off, stop.</summary>
+    /// <summary>
+    /// The host running epoch <paramref name="epoch"/> reports its progress; false: that epoch is fenced off, stop. It
+    /// interleaves with every other call, so that a report never waits behind a write to Redis (a slow or absent
+    /// control store must not cost a host its leases); it reads and changes only the record in memory.
+    /// </summary>
+    [AlwaysInterleave]
     Task<bool> HeartbeatAsync(long epoch, string host, long instructions, string state, string? exitReason);
+
+    /// <summary>
+    /// Whether epoch <paramref name="epoch"/> on <paramref name="host"/> is still the VM's, by the record in Redis rather
+    /// than this activation's memory: a host asks before it runs on a VM whose lease ran out (the activation that
+    /// answers may be a stale one, on a host that was itself cut off). It fails while Redis cannot be read.
+    /// </summary>
+    Task<bool> ConfirmEpochAsync(long epoch, string host);
 
     /// <summary>A checkpoint was written; false: the epoch is fenced off and the checkpoint is not taken.</summary>
     Task<bool> CheckpointTakenAsync(CheckpointInfo checkpoint);

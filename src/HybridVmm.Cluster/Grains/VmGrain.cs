@@ -1,6 +1,7 @@
 using HybridVmm.Cluster.Hosting;
 using Microsoft.Extensions.Logging;
 using Orleans.GrainDirectory;
+using Orleans.Storage;
 using Orleans.Runtime;
 using Orleans;
 
@@ -46,7 +47,7 @@ public sealed class VmRecord
 }
 
 [GrainDirectory(GrainDirectoryName = ClusterStorage.Name)]
-public sealed class VmGrain(
+public sealed partial class VmGrain(
     [PersistentState("vm", ClusterStorage.Name)] IPersistentState<VmRecord> record,
     ClusterHostOptions options,
     ILogger<VmGrain> logger) : Grain, IVmGrain
@@ -97,7 +98,7 @@ public sealed class VmGrain(
         R.State = start ? "running" : "created";
         R.StartedAt = start ? DateTime.UtcNow : null;
         Record($"created on {host.Name} ({(onHost is null ? options.Placement : "as asked")}){(start ? ", started" : "")}");
-        await record.WriteStateAsync();
+        await WriteAsync();
         await GrainFactory.GetGrain<IVmDirectoryGrain>(VmDirectoryGrain.Key).AddAsync(Name);
         return ClusterResult<ClusterVm>.Ok(View());
     }
@@ -118,7 +119,7 @@ public sealed class VmGrain(
         R.State = "running";
         R.StartedAt = DateTime.UtcNow;
         Record($"started on {R.HostName}");
-        await record.WriteStateAsync();
+        await WriteAsync();
         return ClusterResult<ClusterVm>.Ok(View());
     }
 
@@ -131,7 +132,7 @@ public sealed class VmGrain(
 
         // The desired state is written first: a host that dies meanwhile must not bring the VM back.
         R.DesiredState = "stopped";
-        await record.WriteStateAsync();
+        await WriteAsync();
         if (await HostGrain(R.Host).StopAsync(Name) is { } refused)
         {
             return new ClusterResult<ClusterVm>(null, refused);
@@ -139,7 +140,7 @@ public sealed class VmGrain(
 
         R.State = "stopped";
         Record($"stopped on {R.HostName}");
-        await record.WriteStateAsync();
+        await WriteAsync();
         return ClusterResult<ClusterVm>.Ok(View());
     }
 
@@ -148,6 +149,12 @@ public sealed class VmGrain(
 
     public async Task<bool> HeartbeatAsync(long epoch, string host, long instructions, string state, string? exitReason)
     {
+        if (_stale)
+        {
+            // Neither yes nor no: the host's lease runs out, and it asks ConfirmEpochAsync, which reads Redis.
+            throw new InvalidOperationException($"the record of '{Name}' in this activation is stale; ask again");
+        }
+
         if (epoch != R.Epoch || host != R.Host)
         {
             return false;
@@ -156,27 +163,51 @@ public sealed class VmGrain(
         R.LastReportAt = DateTime.UtcNow;
         R.LastReportInstructions = instructions;
         R.Instructions = instructions;
-        if (state == "stopped" && R.State != "stopped" && R.LastMigration is not { InProgress: true })
+        if (state == "stopped" && (R.State != "stopped" || _storeFailing) && R.LastMigration is not { InProgress: true })
         {
-            // The guest ended by itself: it is done, and no failover must bring it back.
-            R.State = "stopped";
-            R.DesiredState = "stopped";
-            Record($"stopped on {R.HostName}: {exitReason ?? "stopped"} after {instructions} instructions");
-            await record.WriteStateAsync();
+            // The guest ended by itself: it is done, and no failover must bring it back. The host reports it until
+            // Redis has it.
+            if (R.State != "stopped")
+            {
+                R.State = "stopped";
+                R.DesiredState = "stopped";
+                Record($"stopped on {R.HostName}: {exitReason ?? "stopped"} after {instructions} instructions");
+            }
+
+            await WriteAsync();
         }
         else
         {
             R.State = state;
-            if (R.LastReportAt - _lastPersistedReport >= ReportPersistPeriod)
+            if (R.LastReportAt - _lastPersistedReport >= ReportPersistPeriod && _write.IsCompleted)
             {
                 // Persisted now and then, so that a grain activated anew after its silo died still knows when the
-                // VM last reported (the failover's detection time and instructions lost).
+                // VM last reported (the failover's detection time and instructions lost). Not awaited: the report is
+                // taken from memory whether Redis answers or not.
                 _lastPersistedReport = R.LastReportAt;
-                await record.WriteStateAsync();
+                _ = PersistProgressAsync();
             }
         }
 
         return true;
+    }
+
+    public async Task<bool> ConfirmEpochAsync(long epoch, string host)
+    {
+        if (!_stale && _storeFailing)
+        {
+            try
+            {
+                await WriteAsync(); // what this activation knows and Redis does not, unless Redis has newer
+            }
+            catch (Exception e) when (IsStale(e))
+            {
+            }
+        }
+
+        await ReadAsync();
+        _stale = false;
+        return epoch == R.Epoch && host == R.Host;
     }
 
     public async Task<bool> CheckpointTakenAsync(CheckpointInfo checkpoint)
@@ -187,7 +218,7 @@ public sealed class VmGrain(
         }
 
         R.LastCheckpoint = checkpoint;
-        await record.WriteStateAsync();
+        await WriteAsync();
         return true;
     }
 
@@ -233,12 +264,12 @@ public sealed class VmGrain(
 
         R.LastMigration = new MigrationInfo(R.HostName ?? R.Host, target.Name, target.Address, R.Epoch + 1, reason, DateTime.UtcNow);
         Record($"migrating from {R.HostName} to {target.Name} ({reason})");
-        await record.WriteStateAsync();
+        await WriteAsync();
         if (await HostGrain(R.Host).MigrateOutAsync(Name, R.Epoch, target.Address, endpoint) is { } refused)
         {
             R.LastMigration = R.LastMigration with { EndedAt = DateTime.UtcNow, Failure = refused.Detail };
             Record($"migration to {target.Name} refused: {refused.Detail}");
-            await record.WriteStateAsync();
+            await WriteAsync();
             return new ClusterResult<ClusterVm>(null, refused);
         }
 
@@ -256,7 +287,7 @@ public sealed class VmGrain(
         {
             R.LastMigration = migration with { EndedAt = DateTime.UtcNow, Failure = failure ?? "unknown" };
             Record($"migration to {migration.To} failed, it runs on at {R.HostName}: {failure}");
-            await record.WriteStateAsync();
+            await WriteAsync();
             return;
         }
 
@@ -268,7 +299,7 @@ public sealed class VmGrain(
         R.LastReportAt = DateTime.UtcNow;
         R.LastReportInstructions = outcome.Instructions;
         R.Instructions = outcome.Instructions;
-        await record.WriteStateAsync();
+        await WriteAsync();
         ClusterProblem? refused = await HostGrain(migration.ToAddress).AdoptAsync(R.Spec, R.Epoch, consolePrefix, outcome.Instructions);
         R.LastMigration = migration with { EndedAt = DateTime.UtcNow, Succeeded = refused is null, Failure = refused?.Detail, Outcome = outcome };
         R.State = "running";
@@ -283,7 +314,7 @@ public sealed class VmGrain(
                 $"round(s), {outcome.FinalPages} pages in the final copy, {outcome.DowntimeMilliseconds:0.0} ms down");
         }
 
-        await record.WriteStateAsync();
+        await WriteAsync();
     }
 
     public async Task<FailoverReport?> HostDiedAsync(string host, DateTime detectedAt)
@@ -293,7 +324,7 @@ public sealed class VmGrain(
             // A migration the dead host took part in cannot end; a copy the target holds unadopted goes (it never ran).
             R.LastMigration = pending with { EndedAt = DateTime.UtcNow, Failure = $"{(R.Host == host ? pending.From : pending.To)} died during the migration" };
             Record($"migration to {pending.To} abandoned: {R.LastMigration.Failure}");
-            await record.WriteStateAsync();
+            await WriteAsync();
             if (pending.ToAddress != host)
             {
                 _ = HostGrain(pending.ToAddress).DiscardArrivalAsync(Name);
@@ -310,7 +341,7 @@ public sealed class VmGrain(
         {
             R.State = "lost";
             Record($"lost with {deadName}: {(R.Spec.Protected ? "no checkpoint yet" : "not protected")}");
-            await record.WriteStateAsync();
+            await WriteAsync();
             return null;
         }
 
@@ -318,19 +349,19 @@ public sealed class VmGrain(
         R.Epoch++;
         R.Host = null;
         R.State = "restarting";
-        await record.WriteStateAsync();
+        await WriteAsync();
         HostStatus? survivor = await PlaceAsync(R.Spec, exclude: host);
         if (survivor is null)
         {
             R.State = "lost";
             Record($"lost with {deadName}: no surviving host can take it");
-            await record.WriteStateAsync();
+            await WriteAsync();
             return null;
         }
 
         R.Host = survivor.Address;
         R.HostName = survivor.Name;
-        await record.WriteStateAsync();
+        await WriteAsync();
         DateTime restartBegins = DateTime.UtcNow;
         long epoch = R.Epoch;
         IHostGrain target = HostGrain(survivor.Address);
@@ -340,7 +371,7 @@ public sealed class VmGrain(
             // The fence, checked before the restored VM resumes: the epoch in Redis must still be ours. Another
             // activation of this grain (during a partition) that moved the VM meanwhile has a newer epoch there,
             // and our read would fail on the etag at our next write in any case.
-            await record.ReadStateAsync();
+            await ReadAsync();
             refused = R.Epoch == epoch && R.Host == survivor.Address
                 ? await target.ResumeAsync(Name, epoch)
                 : new ClusterProblem(409, $"epoch {epoch} was fenced off before it resumed (Redis holds epoch {R.Epoch})");
@@ -351,7 +382,7 @@ public sealed class VmGrain(
             _ = target.StopAsync(Name); // best effort: a restored copy that may not run must not linger
             R.State = "lost";
             Record($"restart on {survivor.Name} failed: {refused.Detail}");
-            await record.WriteStateAsync();
+            await WriteAsync();
             return null;
         }
 
@@ -367,7 +398,7 @@ public sealed class VmGrain(
         R.LastReportInstructions = checkpoint.Instructions;
         Record($"restarted on {survivor.Name} (epoch {R.Epoch}) from the checkpoint at {checkpoint.Instructions} instructions: " +
             $"{deadName} found dead {report.DetectionSeconds} s after its last report, restart {report.RestartSeconds} s, at least {lost} instructions lost");
-        await record.WriteStateAsync();
+        await WriteAsync();
         logger.LogWarning("VM {Name}: {Event}", Name, R.History[^1].What);
         return report;
     }

@@ -41,6 +41,9 @@ public static class ClusterSilo
             });
             silo.AddPlacementDirector<HostPlacement, HostPlacementDirector>();
         });
+        DeclaredDeadFence.Install(builder.Services);
+        builder.Services.AddSingleton<ControlStoreWatch>();
+        builder.Services.AddHostedService(services => services.GetRequiredService<ControlStoreWatch>());
         builder.Services.AddHostedService<ProtectedVmWatch>();
         builder.Services.AddHostedService<MembershipWatch>();
         builder.Services.AddHostedService<BalanceWatch>();

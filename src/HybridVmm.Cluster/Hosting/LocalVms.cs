@@ -33,6 +33,12 @@ public sealed class LocalVms
         /// have declared it dead and restarted the VM elsewhere.
         /// </summary>
         public long LeaseUntil { get; set; } = long.MaxValue;
+
+        /// <summary>The checkpoint being written and recorded, if any: one at a time.</summary>
+        public Task Checkpointing { get; set; } = Task.CompletedTask;
+
+        /// <summary>The last report to its grain failed (said once in the log until one succeeds).</summary>
+        public bool ReportFailing { get; set; }
     }
 
     public void Add(VmSpec spec, long epoch, byte[] consolePrefix, long checkpointInstructions, TimeSpan lease) =>
@@ -46,7 +52,15 @@ public sealed class LocalVms
 
     public bool TryGet(string name, out LocalVm vm) => _vms.TryGetValue(name, out vm!);
 
-    public void Remove(string name) => _vms.TryRemove(name, out _);
+    /// <summary>Forgets a VM; false if it was already forgotten (another path has fenced or removed it).</summary>
+    public bool Remove(string name) => _vms.TryRemove(name, out _);
 
     public LocalVm[] All() => _vms.Values.ToArray();
+
+    private readonly ConcurrentBag<Task> _fences = [];
+
+    /// <summary>A fence under way (a copy being stopped); a host that is about to end waits for them, so each says what it stopped.</summary>
+    public void AddFence(Task fence) => _fences.Add(fence.ContinueWith(_ => { }, TaskScheduler.Default));
+
+    public Task[] Fences() => _fences.ToArray();
 }

@@ -8,11 +8,12 @@ namespace HybridVmm.Cluster.Hosting;
 
 /// <summary>
 /// The host's side of the control plane, every <see cref="ClusterHostOptions.WatchPeriod"/>: it reports each cluster
-/// VM's progress to its grain, checkpoints a protected VM once it has retired <see cref="VmSpec.CheckpointEvery"/>
-/// instructions since its last checkpoint, and stops a VM whose epoch its grain has fenced off (another host runs it now).
+/// VM's progress to its grain (which renews the VM's lease), checkpoints a protected VM once it has retired
+/// <see cref="VmSpec.CheckpointEvery"/> instructions since its last checkpoint, and stops a VM whose epoch its grain has
+/// fenced off (another host runs it now). Each VM is watched on its own, so one slow answer costs no other VM its lease.
 /// </summary>
-public sealed class ProtectedVmWatch(IHostAgent agent, LocalVms local, IGrainFactory grains, ILocalSiloDetails silo, ClusterHostOptions options,
-    ILogger<ProtectedVmWatch> logger) : BackgroundService
+public sealed class ProtectedVmWatch(IHostAgent agent, LocalVms local, IGrainFactory grains, ILocalSiloDetails silo, ControlStoreWatch store,
+    ClusterHostOptions options, ILogger<ProtectedVmWatch> logger) : BackgroundService
 {
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
@@ -21,60 +22,104 @@ public sealed class ProtectedVmWatch(IHostAgent agent, LocalVms local, IGrainFac
         string self = silo.SiloAddress.ToParsableString();
         while (await timer.WaitForNextTickAsync(stoppingToken).ConfigureAwait(false))
         {
+            LocalVms.LocalVm[] mine = local.All();
+            if (mine.Length == 0)
+            {
+                continue;
+            }
+
+            HostVm[] vms;
             try
             {
-                await WatchOnceAsync(self, stoppingToken).ConfigureAwait(false);
+                (_, vms) = await agent.ListAsync(stoppingToken).ConfigureAwait(false);
             }
-            catch (Exception e) when (e is not OperationCanceledException)
+            catch (InvalidOperationException)
             {
-                // Redis or the VM's grain is out of reach for now: the VMs run on, and the next tick tries again.
-                logger.LogWarning("cluster degraded: cannot report to the control plane: {Reason}", e.Message);
+                continue; // the hypervisor is stopping
+            }
+
+            await Task.WhenAll(mine.Where(v => !v.AwaitingResume).Select(vm => WatchAsync(vm, vms, self, stoppingToken))).ConfigureAwait(false);
+        }
+    }
+
+    private async Task WatchAsync(LocalVms.LocalVm vm, HostVm[] vms, string self, CancellationToken cancellationToken)
+    {
+        if (vms.FirstOrDefault(v => v.Name == vm.Spec.Name) is not { } now)
+        {
+            local.Remove(vm.Spec.Name);
+            return;
+        }
+
+        try
+        {
+            await ReportAsync(vm, now, self, cancellationToken).ConfigureAwait(false);
+            if (vm.ReportFailing)
+            {
+                vm.ReportFailing = false;
+                logger.LogInformation("VM {Name}: its grain takes this host's reports again", vm.Spec.Name);
+            }
+        }
+        catch (Exception e) when (e is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
+        {
+            // The VM's grain, or Redis behind it, is out of reach for now: the VM runs on until its lease runs out,
+            // and the next tick tries again. Said once, not four times a second.
+            if (!vm.ReportFailing)
+            {
+                vm.ReportFailing = true;
+                logger.LogWarning("cluster degraded: VM {Name}: cannot report to its grain: {Reason}", vm.Spec.Name, e.Message);
             }
         }
     }
 
-    private async Task WatchOnceAsync(string self, CancellationToken cancellationToken)
+    private async Task ReportAsync(LocalVms.LocalVm vm, HostVm now, string self, CancellationToken cancellationToken)
     {
-        LocalVms.LocalVm[] mine = local.All();
-        if (mine.Length == 0)
+        IVmGrain grain = grains.GetGrain<IVmGrain>(vm.Spec.Name);
+        // A lease counts from when its report was sent, not from when the answer came: a host frozen after the grain
+        // took a report, and thawed long after, finds that report's lease already run out.
+        long sentAt = Environment.TickCount64;
+        bool expired = sentAt > vm.LeaseUntil;
+        // A VM whose lease ran out runs on only once Redis itself says the epoch is still ours: the grain that
+        // answers from memory may be a stale activation on a host that was cut off too (this one).
+        bool ours = (!expired || await grain.ConfirmEpochAsync(vm.Epoch, self).WaitAsync(options.Lease, cancellationToken).ConfigureAwait(false))
+            && await grain.HeartbeatAsync(vm.Epoch, self, now.Instructions, now.State, now.ExitReason).WaitAsync(options.Lease, cancellationToken).ConfigureAwait(false);
+        if (!ours)
         {
+            await FenceAsync(vm, "another host runs the VM now").ConfigureAwait(false);
             return;
         }
 
-        (_, HostVm[] vms) = await agent.ListAsync(cancellationToken).ConfigureAwait(false);
-        foreach (LocalVms.LocalVm vm in mine.Where(v => !v.AwaitingResume))
+        vm.LeaseUntil = Math.Max(vm.LeaseUntil, sentAt + (long)options.Lease.TotalMilliseconds);
+        if (now.State == "stopped")
         {
-            if (vms.FirstOrDefault(v => v.Name == vm.Spec.Name) is not { } now)
-            {
-                local.Remove(vm.Spec.Name);
-                continue;
-            }
+            local.Remove(vm.Spec.Name);
+            return;
+        }
 
-            IVmGrain grain = grains.GetGrain<IVmGrain>(vm.Spec.Name);
-            if (!await grain.HeartbeatAsync(vm.Epoch, self, now.Instructions, now.State, now.ExitReason).ConfigureAwait(false))
-            {
-                await FenceAsync(vm).ConfigureAwait(false);
-                continue;
-            }
+        if (expired || now.State == "paused")
+        {
+            // The epoch is still ours: a VM the lease paused may run on (if the renewed lease is still good when the
+            // scheduler reaches its barrier); a VM paused by its user stays paused.
+            await agent.ResumeLeasedAsync(vm.Spec.Name, cancellationToken).ConfigureAwait(false);
+        }
 
-            bool expired = Environment.TickCount64 > vm.LeaseUntil;
-            vm.LeaseUntil = Environment.TickCount64 + (long)options.Lease.TotalMilliseconds;
-            if (now.State == "stopped")
-            {
-                local.Remove(vm.Spec.Name);
-                continue;
-            }
+        // A checkpoint runs beside the reports, one at a time: recording it waits for Redis, and a report must not
+        // wait for that. One Redis cannot record is not worth writing: they resume when it answers.
+        if (vm.Spec.Protected && now.State == "running" && now.Instructions - vm.LastCheckpointInstructions >= vm.Spec.CheckpointEvery
+            && vm.Checkpointing.IsCompleted && !store.Degraded)
+        {
+            vm.Checkpointing = CheckpointOrSayWhyAsync(vm, grain, self, cancellationToken);
+        }
+    }
 
-            if (expired)
-            {
-                // The grain took this report: the epoch is still ours, and the VM the lease paused may run on.
-                await agent.ResumeLeasedAsync(vm.Spec.Name, cancellationToken).ConfigureAwait(false);
-            }
-
-            if (vm.Spec.Protected && now.State == "running" && now.Instructions - vm.LastCheckpointInstructions >= vm.Spec.CheckpointEvery)
-            {
-                await CheckpointAsync(vm, grain, self, cancellationToken).ConfigureAwait(false);
-            }
+    private async Task CheckpointOrSayWhyAsync(LocalVms.LocalVm vm, IVmGrain grain, string self, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await CheckpointAsync(vm, grain, self, cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
+        {
+            logger.LogWarning("VM {Name}: its checkpoint is not recorded: {Reason}", vm.Spec.Name, e.Message);
         }
     }
 
@@ -97,20 +142,70 @@ public sealed class ProtectedVmWatch(IHostAgent agent, LocalVms local, IGrainFac
         // what follows, so the two together are the guest's whole output.
         await File.WriteAllBytesAsync(stem + ".console", [.. vm.ConsolePrefix, .. console], cancellationToken).ConfigureAwait(false);
         var checkpoint = new CheckpointInfo(vm.Epoch, stem + ".snap", stem + ".console", instructions, DateTime.UtcNow, self);
-        if (await grain.CheckpointTakenAsync(checkpoint).ConfigureAwait(false))
+        // The next one comes N instructions on whether this one is recorded or not (Redis may be down): no storm of
+        // snapshots that cannot be recorded.
+        vm.LastCheckpointInstructions = instructions;
+        if (!await grain.CheckpointTakenAsync(checkpoint).WaitAsync(options.Lease, cancellationToken).ConfigureAwait(false))
         {
-            vm.LastCheckpointInstructions = instructions;
-        }
-        else
-        {
-            await FenceAsync(vm).ConfigureAwait(false);
+            await FenceAsync(vm, "another host runs the VM now").ConfigureAwait(false);
         }
     }
 
-    private async Task FenceAsync(LocalVms.LocalVm vm)
+    private async Task FenceAsync(LocalVms.LocalVm vm, string why)
     {
-        logger.LogWarning("VM {Name}: epoch {Epoch} is fenced off (another host runs the VM now); stopping it here", vm.Spec.Name, vm.Epoch);
-        local.Remove(vm.Spec.Name);
-        await agent.StopAsync(vm.Spec.Name, CancellationToken.None).ConfigureAwait(false);
+        if (!local.Remove(vm.Spec.Name))
+        {
+            return; // fenced already (DeclaredDeadFence)
+        }
+
+        Task fence = StopFencedAsync(agent, logger, vm, why, TimeSpan.FromSeconds(30));
+        local.AddFence(fence);
+        await fence.ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// Stops a VM whose epoch is fenced off and says so, with the instructions it had retired when it stopped (a
+    /// paused VM has not moved since its lease ran out).
+    /// </summary>
+    internal static async Task StopFencedAsync(IHostAgent agent, ILogger logger, LocalVms.LocalVm vm, string why, TimeSpan limit)
+    {
+        using var cancel = new CancellationTokenSource(limit);
+        ClusterProblem? refused = await StopAsync(agent, vm, cancel.Token).ConfigureAwait(false);
+        (_, HostVm[] vms) = await agent.ListAsync(cancel.Token).ConfigureAwait(false);
+        HostVm? now = vms.FirstOrDefault(v => v.Name == vm.Spec.Name);
+        if (now is { State: not "stopped" })
+        {
+            logger.LogError("VM {Name}: epoch {Epoch} is fenced off ({Why}), but it could not be stopped here: {Reason}", vm.Spec.Name, vm.Epoch, why,
+                refused?.Detail ?? now.State);
+            return;
+        }
+
+        logger.LogWarning("VM {Name}: epoch {Epoch} is fenced off ({Why}); stopped here at {Instructions} instructions", vm.Spec.Name, vm.Epoch, why,
+            now?.Instructions.ToString() ?? "?");
+    }
+
+    /// <summary>
+    /// Stops a cluster VM of this host. A checkpoint being written holds the VM as it was captured (the host refuses
+    /// to change it, and resumes it once the file is written), so the stop waits for that checkpoint and tries again.
+    /// </summary>
+    internal static async Task<ClusterProblem?> StopAsync(IHostAgent agent, LocalVms.LocalVm vm, CancellationToken cancellationToken)
+    {
+        while (true)
+        {
+            await vm.Checkpointing.WaitAsync(cancellationToken).ConfigureAwait(false);
+            ClusterProblem? refused = await agent.StopAsync(vm.Spec.Name, cancellationToken).ConfigureAwait(false);
+            if (refused is null || refused.Status != 409 || vm.Checkpointing.IsCompleted && !await BeingCheckpointedAsync(agent, vm, cancellationToken))
+            {
+                return refused;
+            }
+        }
+    }
+
+    /// <summary>Whether the host still has the VM running or paused (a refusal with a checkpoint just finished: try again).</summary>
+    private static async Task<bool> BeingCheckpointedAsync(IHostAgent agent, LocalVms.LocalVm vm, CancellationToken cancellationToken)
+    {
+        await Task.Delay(20, cancellationToken).ConfigureAwait(false);
+        (_, HostVm[] vms) = await agent.ListAsync(cancellationToken).ConfigureAwait(false);
+        return vms.FirstOrDefault(v => v.Name == vm.Spec.Name) is { State: "running" or "paused" };
     }
 }

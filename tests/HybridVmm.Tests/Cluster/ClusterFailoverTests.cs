@@ -2,7 +2,6 @@ using System.Text;
 using System.Text.Json;
 using HybridVmm.Cli.Common;
 using HybridVmm.Tests.Support;
-using static Iced.Intel.AssemblerRegisters;
 
 namespace HybridVmm.Tests.Cluster;
 
@@ -11,60 +10,20 @@ namespace HybridVmm.Tests.Cluster;
 /// driven by the real CLI. Every wait has a deadline; TearDown kills every process the test started.
 /// </summary>
 [NonParallelizable]
-public class ClusterFailoverTests
+public class ClusterFailoverTests : ClusterProcessTest
 {
-    /// <summary>How long the cluster may take to do something asked of it before the test fails.</summary>
-    private static readonly TimeSpan Deadline = TimeSpan.FromMinutes(5);
-
     private const int Ticks = 100;
-
-    /// <summary>Instructions between two ticks of the guest (a loop of DEC and JNZ).</summary>
-    private const int TickInstructions = 2_000_000;
-
-    private const int CheckpointEvery = 10_000_000;
-
-    private readonly List<(string Name, ServeProcess Serve)> _hosts = [];
-    private RedisServer? _redis;
-    private string _dir = "";
-
-    [SetUp]
-    public void CreateDirectory() => Directory.CreateDirectory(_dir = Path.Combine(Path.GetTempPath(), $"hybridvmm-cluster-{Guid.NewGuid():N}"));
-
-    [TearDown]
-    public void StopEverything()
-    {
-        bool failed = TestContext.CurrentContext.Result.Outcome.Status == NUnit.Framework.Interfaces.TestStatus.Failed;
-        foreach ((string name, ServeProcess serve) in _hosts)
-        {
-            if (failed)
-            {
-                // The hosts' own account of what happened: the cluster's log lines.
-                TestContext.Out.WriteLine($"--- {name} ---");
-                foreach (string line in serve.Stderr.Split('\n').Where(l => l.Contains("HybridVmm", StringComparison.Ordinal)))
-                {
-                    TestContext.Out.WriteLine(line.Length > 300 ? line[..300] : line);
-                }
-            }
-
-            serve.Dispose();
-        }
-
-        _hosts.Clear();
-        _redis?.Dispose();
-        _redis = null;
-        Directory.Delete(_dir, recursive: true);
-    }
 
     [Test]
     public void ProtectedVmsOfAKilledHostFinishOnTheSurvivorsWithTheOutputOfARunAlone()
     {
-        string guest = TickingGuest();
+        string guest = TickingGuest(Ticks);
         CliProcess.Result alone = CliProcess.Run("run", guest);
         Assert.That(alone.ExitCode, Is.Zero, alone.Stderr);
         string expected = alone.Text;
         Assert.That(expected, Does.EndWith($"tick {(char)('A' + Ticks - 1)}\n"));
 
-        StartCluster("h1", "h2", "h3");
+        StartCluster(["h1", "h2", "h3"]);
         JsonElement status = Cluster("cluster", "status", "--json");
         Assert.That(status.GetProperty("hosts").EnumerateArray().Select(h => h.GetProperty("name").GetString()), Is.EquivalentTo(new[] { "h1", "h2", "h3" }));
         Assert.That(status.GetProperty("hosts")[0].GetProperty("capacity").GetProperty("images").EnumerateArray().Select(i => i.GetString()),
@@ -89,9 +48,8 @@ public class ClusterFailoverTests
         Task[] starts = names.Select(name => Task.Run(() => Cluster("vm", "start", name))).ToArray();
         // A host writes a VM's next checkpoint only once its grain has taken the one before: a second checkpoint file
         // means the first is in Redis. (Files are polled, not the CLI, so that the guests are still young.)
-        string checkpoints = Path.Combine(_dir, "checkpoints");
-        WaitFor(() => onVictim.All(name => File.Exists(Path.Combine(checkpoints, $"{name}.e1.1.console"))), "the victim's VMs to have a checkpoint", poll: 50);
-        _hosts.Single(h => h.Name == victim).Serve.Kill();
+        WaitFor(() => onVictim.All(name => File.Exists(Path.Combine(Checkpoints, $"{name}.e1.1.console"))), "the victim's VMs to have a checkpoint", poll: 50);
+        Host(victim).Kill();
         Task.WaitAll(starts);
 
         JsonElement[] done = WaitFor(() =>
@@ -135,7 +93,7 @@ public class ClusterFailoverTests
     [Test]
     public void ClusterOptionsWithoutClusterAreAUsageError()
     {
-        CliProcess.Result result = CliProcess.RunIn(_dir, "serve", "--api-socket", "api.sock", "--silo-port", "20000");
+        CliProcess.Result result = CliProcess.RunIn(Dir, "serve", "--api-socket", "api.sock", "--silo-port", "20000");
         Assert.That(result.ExitCode, Is.EqualTo(ExitStatus.Usage));
         Assert.That(result.Stderr, Does.Contain("--silo-port goes with --cluster").And.Not.Contain("   at "));
     }
@@ -143,7 +101,7 @@ public class ClusterFailoverTests
     [Test]
     public void ServeWithNothingAtTheRedisAddressCannotJoinAndSaysSoOnce()
     {
-        CliProcess.Result result = CliProcess.RunIn(_dir, "serve", "--api-socket", "api.sock", "--cluster", $"127.0.0.1:{RedisServer.FreePort()}",
+        CliProcess.Result result = CliProcess.RunIn(Dir, "serve", "--api-socket", "api.sock", "--cluster", $"127.0.0.1:{RedisServer.FreePort()}",
             "--silo-port", RedisServer.FreePort().ToString(), "--gateway-port", RedisServer.FreePort().ToString(), "--checkpoint-dir", "ck");
         Assert.That(result.ExitCode, Is.EqualTo(ExitStatus.Unavailable), result.Stderr);
         Assert.That(result.Stderr, Does.Contain("hybridvmm: error: cannot join the cluster at").And.Not.Contain("   at "));
@@ -155,100 +113,5 @@ public class ClusterFailoverTests
         CliProcess.Result result = CliProcess.Run("cluster", "status", "--cluster", $"127.0.0.1:{RedisServer.FreePort()},connectTimeout=500");
         Assert.That(result.ExitCode, Is.EqualTo(ExitStatus.Unavailable), result.Stderr);
         Assert.That(result.Stderr, Does.StartWith("hybridvmm: error: cannot reach the cluster").And.Not.Contain("   at "));
-    }
-
-    /// <summary>A guest that prints "tick A" and on, <see cref="TickInstructions"/> apart, then exits with 0.</summary>
-    private string TickingGuest()
-    {
-        string path = Path.Combine(_dir, "ticks.elf");
-        File.WriteAllBytes(path, FlatKernel.Build(a =>
-        {
-            var outer = a.CreateLabel();
-            var inner = a.CreateLabel();
-            var halt = a.CreateLabel();
-            a.mov(esi, 0);
-            a.Label(ref outer);
-            a.mov(ecx, TickInstructions / 2);
-            a.Label(ref inner);
-            a.dec(ecx);
-            a.jnz(inner);
-            a.mov(dx, 0x3F8);
-            foreach (char c in "tick ")
-            {
-                a.mov(al, (byte)c);
-                a.@out(dx, al);
-            }
-
-            a.mov(eax, esi);
-            a.add(al, (byte)'A');
-            a.@out(dx, al);
-            a.mov(al, (byte)'\n');
-            a.@out(dx, al);
-            a.inc(esi);
-            a.cmp(esi, Ticks);
-            a.jne(outer);
-            a.mov(dx, 0xF4);
-            a.mov(al, 0);
-            a.@out(dx, al);
-            a.Label(ref halt);
-            a.hlt();
-            a.jmp(halt);
-        }));
-        return path;
-    }
-
-    private void StartCluster(params string[] names)
-    {
-        _redis = RedisServer.Start();
-        string checkpoints = Path.Combine(_dir, "checkpoints");
-        Directory.CreateDirectory(checkpoints);
-        var starting = names.Select(name =>
-        {
-            string directory = Path.Combine(_dir, name);
-            Directory.CreateDirectory(directory);
-            string[] args =
-            [
-                "--api-socket", "api.sock", "--cluster", _redis.Connection, "--host-name", name,
-                "--silo-port", RedisServer.FreePort().ToString(), "--gateway-port", RedisServer.FreePort().ToString(),
-                "--checkpoint-dir", checkpoints, "--probe-timeout", "1", "--missed-probes", "2",
-            ];
-            return (name, Task.Run(() => ServeProcess.StartIn(directory, args)));
-        }).ToArray();
-        foreach ((string name, Task<ServeProcess> serve) in starting)
-        {
-            _hosts.Add((name, serve.Result));
-        }
-    }
-
-    private JsonElement Cluster(params string[] args)
-    {
-        CliProcess.Result result = CliProcess.Run([.. args, "--cluster", _redis!.Connection, .. args.Contains("--json") ? Array.Empty<string>() : ["--json"]]);
-        Assert.That(result.ExitCode, Is.Zero, $"hybridvmm {string.Join(' ', args)}: {result.Stderr}");
-        return JsonDocument.Parse(result.Text).RootElement.Clone();
-    }
-
-    private JsonElement[] Vms() => Cluster("vm", "list").GetProperty("vms").EnumerateArray().ToArray();
-
-    private byte[] ConsoleOf(string host, string vm)
-    {
-        using HttpClient client = _hosts.Single(h => h.Name == host).Serve.UnixClient();
-        return client.GetByteArrayAsync($"/api/vms/{vm}/console").Result;
-    }
-
-    private static void WaitFor(Func<bool> condition, string what, int poll = 500) => WaitFor(() => condition() ? new object() : null, what, poll);
-
-    private static T WaitFor<T>(Func<T?> poll, string what, int pollMilliseconds = 500) where T : class
-    {
-        DateTime deadline = DateTime.UtcNow + Deadline;
-        while (true)
-        {
-            if (poll() is { } value)
-            {
-                return value;
-            }
-
-            Assert.That(DateTime.UtcNow, Is.LessThan(deadline), $"timed out waiting for {what}");
-            Thread.Sleep(pollMilliseconds);
-        }
     }
 }

@@ -66,6 +66,9 @@ public sealed class ServeProcess : IDisposable
 
     public int ProcessId => _process.Id;
 
+    /// <summary>Whether serve has ended (by itself or killed).</summary>
+    public bool HasExited => _process.HasExited;
+
     /// <summary>Ends serve with SIGKILL, as a host that crashes: nothing of it runs any more, nothing is cleaned up.</summary>
     public void Kill()
     {
