@@ -207,7 +207,7 @@ public sealed class ClusterLab : IDisposable
         process.BeginErrorReadLine();
         _processes.Add(process);
         Redis = $"127.0.0.1:{port}";
-        WaitFor(() => Answers(port), $"redis-server on port {port} to answer");
+        WaitFor(() => RedisAnswers(port), $"redis-server on port {port} to answer");
     }
 
     private void StartHost(string name, IReadOnlyList<string> options)
@@ -313,7 +313,8 @@ public sealed class ClusterLab : IDisposable
         return ((IPEndPoint)listener.LocalEndpoint).Port;
     }
 
-    private static bool Answers(int port)
+    /// <summary>Whether a Redis on this machine's loopback <paramref name="port"/> answers PING.</summary>
+    public static bool RedisAnswers(int port)
     {
         try
         {

@@ -1,6 +1,5 @@
 using System.Text.Json;
 using HybridVmm.Tests.Support;
-using static Iced.Intel.AssemblerRegisters;
 
 namespace HybridVmm.Tests.Cluster;
 
@@ -62,39 +61,7 @@ public abstract class ClusterProcessTest
     protected string TickingGuest(int ticks, int instructionsPerTick = TickInstructions)
     {
         string path = Path.Combine(Dir, $"ticks{ticks}x{instructionsPerTick}.elf");
-        File.WriteAllBytes(path, FlatKernel.Build(a =>
-        {
-            var outer = a.CreateLabel();
-            var inner = a.CreateLabel();
-            var halt = a.CreateLabel();
-            a.mov(esi, 0);
-            a.Label(ref outer);
-            a.mov(ecx, instructionsPerTick / 2);
-            a.Label(ref inner);
-            a.dec(ecx);
-            a.jnz(inner);
-            a.mov(dx, 0x3F8);
-            foreach (char c in "tick ")
-            {
-                a.mov(al, (byte)c);
-                a.@out(dx, al);
-            }
-
-            a.mov(eax, esi);
-            a.add(al, (byte)'A'); // a byte: past 255 it wraps round
-            a.@out(dx, al);
-            a.mov(al, (byte)'\n');
-            a.@out(dx, al);
-            a.inc(esi);
-            a.cmp(esi, ticks);
-            a.jne(outer);
-            a.mov(dx, 0xF4);
-            a.mov(al, 0);
-            a.@out(dx, al);
-            a.Label(ref halt);
-            a.hlt();
-            a.jmp(halt);
-        }));
+        File.WriteAllBytes(path, HybridVmm.Samples.Lecture.ClusterLab.TickingGuest(ticks, instructionsPerTick)); // the lecture's own
         return path;
     }
 
