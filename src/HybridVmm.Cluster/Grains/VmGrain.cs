@@ -293,13 +293,23 @@ public sealed partial class VmGrain(
 
         // The fence moves first: from the moment Redis holds the new epoch and host, no report of the old one counts.
         string from = R.HostName ?? "?";
+        (long oldEpoch, string? oldHost, string? oldName) = (R.Epoch, R.Host, R.HostName);
         R.Epoch = migration.Epoch;
         R.Host = migration.ToAddress;
         R.HostName = migration.To;
         R.LastReportAt = DateTime.UtcNow;
         R.LastReportInstructions = outcome.Instructions;
         R.Instructions = outcome.Instructions;
-        await WriteAsync();
+        try
+        {
+            await WriteAsync();
+        }
+        catch
+        {
+            // Not in Redis, so not moved: the source asks again (it retries), and this must still match its epoch then.
+            (R.Epoch, R.Host, R.HostName) = (oldEpoch, oldHost, oldName);
+            throw;
+        }
         ClusterProblem? refused = await HostGrain(migration.ToAddress).AdoptAsync(R.Spec, R.Epoch, consolePrefix, outcome.Instructions);
         R.LastMigration = migration with { EndedAt = DateTime.UtcNow, Succeeded = refused is null, Failure = refused?.Detail, Outcome = outcome };
         R.State = "running";
