@@ -34,12 +34,8 @@ public static class ClusterHighAvailabilityScenario
             return 1;
         }
 
-        string guest = Path.Combine(lab.Directory, "ticks.elf");
-        File.WriteAllBytes(guest, ClusterLab.TickingGuest(Ticks, TickInstructions));
-        (int aloneStatus, string alone, string aloneErrors) = lab.Run("run", guest);
-        if (aloneStatus != 0)
+        if (lab.TickingGuestRunAlone(Ticks, TickInstructions, output) is not (string guest, string alone))
         {
-            output.WriteLine($"the guest alone ended with {aloneStatus}: {aloneErrors.Trim()}");
             return 1;
         }
 

@@ -267,6 +267,24 @@ public sealed class ClusterLab : IDisposable
         process.WaitForExit();
     }
 
+    /// <summary>
+    /// Writes the ticking guest into the lab and runs it alone with <c>hybridvmm run</c>, the reference a lesson compares
+    /// its VMs with: the guest's path and that output, or null after one line on <paramref name="output"/> saying why.
+    /// </summary>
+    public (string Guest, string Alone)? TickingGuestRunAlone(int ticks, int instructionsPerTick, TextWriter output)
+    {
+        string guest = Path.Combine(Directory, "ticks.elf");
+        File.WriteAllBytes(guest, TickingGuest(ticks, instructionsPerTick));
+        (int status, string alone, string errors) = Run("run", guest);
+        if (status != 0)
+        {
+            output.WriteLine($"the guest alone ended with {status}: {errors.Trim()}");
+            return null;
+        }
+
+        return (guest, alone);
+    }
+
     /// <summary>A guest that prints "tick A" and on, <paramref name="instructionsPerTick"/> apart, <paramref name="ticks"/> lines, then exits with 0.</summary>
     public static byte[] TickingGuest(int ticks, int instructionsPerTick)
     {
