@@ -54,7 +54,11 @@ public class ClusterFailoverTests : ClusterProcessTest
 
         JsonElement[] done = WaitFor(() =>
         {
-            JsonElement[] vms = Vms();
+            if (TryVms() is not { } vms)
+            {
+                return null;
+            }
+
             Assert.That(vms.Where(v => v.GetProperty("state").GetString() == "lost").Select(v => v.GetProperty("name").GetString()), Is.Empty, "VMs lost");
             return vms.All(v => v.GetProperty("state").GetString() == "stopped") ? vms : null;
         }, "every VM to finish");
