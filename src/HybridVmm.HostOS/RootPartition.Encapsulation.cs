@@ -219,7 +219,7 @@ public sealed partial class RootPartition
         bool hasDisk = snapshot.SyntheticDevices.Contains("synthblk");
         if (hasDisk && diskImage is null)
         {
-            return DiskNeeded(snapshot, "the host's configuration (restore --disk, receive --disk, the API's diskImage)");
+            return DiskNeeded(snapshot, "the host's configuration (restore --disk, receive --disk, serve --migration-disk, the API's diskImage)");
         }
 
         if (!hasDisk && diskImage is not null)

@@ -25,13 +25,23 @@ public sealed class ApiClient : IDisposable
     private readonly SocketsHttpHandler? _unixHandler;
     private readonly string? _token;
 
-    private ApiClient(HttpClient http, string where, SocketsHttpHandler? unixHandler = null, string? token = null)
+    private readonly TimeSpan _requestTimeout;
+
+    private ApiClient(HttpClient http, string where, SocketsHttpHandler? unixHandler = null, string? token = null, TimeSpan? requestTimeout = null)
     {
+        _requestTimeout = requestTimeout ?? RequestTimeout;
         _http = http;
         Where = where;
         _unixHandler = unixHandler;
         _token = token;
     }
+
+    /// <summary>
+    /// How long an ordinary request may take before the client gives up (HttpClient's default). A request that waits
+    /// for work whose length grows with the guest (a save, a migration, a restore) has no client deadline: serve bounds
+    /// those itself (the migration's peer timeout, the disk), and giving up early would only hide how they ended.
+    /// </summary>
+    public static readonly TimeSpan RequestTimeout = TimeSpan.FromSeconds(100);
 
     /// <summary>Where the client connects, for messages: unix:PATH or http://HOST:PORT.</summary>
     public string Where { get; }
@@ -55,15 +65,16 @@ public sealed class ApiClient : IDisposable
                 }
             },
         };
-        return new ApiClient(new HttpClient(handler, disposeHandler: false) { BaseAddress = new Uri("http://localhost"), Timeout = TimeSpan.FromSeconds(100) },
+        return new ApiClient(new HttpClient(handler, disposeHandler: false) { BaseAddress = new Uri("http://localhost"), Timeout = Timeout.InfiniteTimeSpan },
             $"unix:{path}", handler);
     }
 
-    public static ApiClient ForTcp(IPEndPoint endpoint, string token)
+    /// <param name="requestTimeout">Instead of <see cref="RequestTimeout"/> (for tests).</param>
+    public static ApiClient ForTcp(IPEndPoint endpoint, string token, TimeSpan? requestTimeout = null)
     {
-        var http = new HttpClient { BaseAddress = new Uri($"http://{endpoint}"), Timeout = TimeSpan.FromSeconds(100) };
+        var http = new HttpClient { BaseAddress = new Uri($"http://{endpoint}"), Timeout = Timeout.InfiniteTimeSpan };
         http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", token);
-        return new ApiClient(http, $"http://{endpoint}", token: token);
+        return new ApiClient(http, $"http://{endpoint}", token: token, requestTimeout: requestTimeout);
     }
 
     /// <summary>Opens a WebSocket on <paramref name="path"/> (the console): the socket, or null and the HTTP status the API refused it with.</summary>
@@ -109,11 +120,22 @@ public sealed class ApiClient : IDisposable
 
     public Task<ApiResponse> PostAsync(string path, object? body, CancellationToken cancellationToken) => SendAsync(HttpMethod.Post, path, body, cancellationToken);
 
+    /// <summary>A POST that waits for the whole of a save, migration or restore, however long it takes (see <see cref="RequestTimeout"/>).</summary>
+    public Task<ApiResponse> PostUntilDoneAsync(string path, object? body, CancellationToken cancellationToken) =>
+        SendAsync(HttpMethod.Post, path, body, cancellationToken, Timeout.InfiniteTimeSpan);
+
     public Task<ApiResponse> DeleteAsync(string path, CancellationToken cancellationToken) => SendAsync(HttpMethod.Delete, path, null, cancellationToken);
 
-    /// <summary>Sends a request; a failure to connect throws <see cref="HttpRequestException"/>, a refusal is a response with its problem.</summary>
-    public async Task<ApiResponse> SendAsync(HttpMethod method, string path, object? body, CancellationToken cancellationToken)
+    /// <summary>
+    /// Sends a request; a failure to connect throws <see cref="HttpRequestException"/>, no answer within
+    /// <paramref name="timeout"/> (<see cref="RequestTimeout"/> unless given) <see cref="TaskCanceledException"/>, and a
+    /// refusal is a response with its problem.
+    /// </summary>
+    public async Task<ApiResponse> SendAsync(HttpMethod method, string path, object? body, CancellationToken cancellationToken, TimeSpan? timeout = null)
     {
+        using var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        deadline.CancelAfter(timeout ?? _requestTimeout);
+        cancellationToken = deadline.Token;
         using var request = new HttpRequestMessage(method, path);
         if (body is not null)
         {

@@ -24,6 +24,13 @@ public sealed record ServeMigrationOptions
 
     /// <summary>How long a peer may send or answer nothing during a migration, in both directions.</summary>
     public TimeSpan PeerTimeout { get; init; } = MigrationOptions.DefaultPeerTimeout;
+
+    /// <summary>
+    /// The files this host lets an arriving VM's synthblk disk be (<c>--migration-disk</c>, full paths): shared storage,
+    /// as a Hyper-V host reaches the VHDX of a VM it takes on an SMB share or a cluster volume. The stream only refers
+    /// to its disk by identity (size and SHA-256); the one of these files that is that disk backs it here.
+    /// </summary>
+    public IReadOnlyList<string> Disks { get; init; } = [];
 }
 
 /// <summary>

@@ -34,6 +34,8 @@ public sealed partial class VmManager
 
     private ConsoleRecorder Recorder => console;
 
+    private ServeMigrationOptions Migration => migration;
+
     /// <summary>
     /// Migrates a running VM to the serve (or receive) at <c>request.To</c>. While it migrates, every other operation on
     /// it is refused (409). On success it leaves this host: it is deleted here and its memory returned. On failure it
@@ -183,6 +185,10 @@ public sealed partial class VmManager
             (byte[] bytes, long total) = manager.Recorder.Read(vm);
             return final with { Console = new ConsoleBacklog(bytes, total) };
         }
+
+        /// <summary>The one of serve's <c>--migration-disk</c> files that is the disk the VM ran on (same size, same SHA-256).</summary>
+        public override string? DiskFor(VmSnapshot final) =>
+            manager.Migration.Disks.FirstOrDefault(path => File.Exists(path) && final.Disk!.Mismatch(path) is null);
 
         public override string? Admit(string name) =>
             manager.Find(name) is not null ? $"a VM named '{name}' already exists on this host" : null;

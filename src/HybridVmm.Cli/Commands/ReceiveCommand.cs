@@ -167,7 +167,9 @@ internal static class ReceiveCommand
                     return ExitStatus.PermissionDenied;
                 }
 
-                (vm, error) = await LiveMigration.ReceiveAsync(system, stream, cancellationToken, disk, TimeSpan.FromSeconds(deadlines.PeerSeconds));
+                using Terminal.StatusLine? line = Terminal.StatusLine.ForMigration(stderr, $"receiving from {peer}", besideGuestOutput: false);
+                (vm, error) = await LiveMigration.ReceiveAsync(system, stream, cancellationToken, disk, TimeSpan.FromSeconds(deadlines.PeerSeconds),
+                    p => line?.Show(p, receiving: true));
             }
 
             break;
@@ -181,7 +183,11 @@ internal static class ReceiveCommand
 
         stderr.WriteLine($"hybridvmm: received '{vm.Name}' at instruction {vm.Statistics.InstructionsRetired}; resuming it here");
         system.Root.Start(vm);
-        await system.RunUntilIdleAsync(cancellationToken);
+        using (Terminal.StatusLine.Start(system, stderr, vm.Name, besideGuestOutput: true))
+        {
+            await system.RunUntilIdleAsync(cancellationToken);
+        }
+
         if (cancellationToken.IsCancellationRequested)
         {
             return TerminationSignals.ReportInterrupted(stderr);

@@ -44,9 +44,14 @@ internal static class ServeCommand
             Description = "The migration token this host proves to its peers, in both directions (the same file as their --migration-token-file or run/receive --token-file)",
         };
         var migrationInsecure = new Option<bool>("--migration-insecure") { Description = "With --migration-listen: take VMs from anyone who can connect, without a token" };
+        var migrationDisks = new Option<string[]>("--migration-disk")
+        {
+            Description = "With --migration-listen: a file an arriving VM's synthblk disk may be (shared storage; repeat for more); the stream names its disk by size and SHA-256, never by path",
+            AllowMultipleArgumentsPerToken = false,
+        };
         var command = new Command("serve", "Run the hypervisor and the root partition as hosted services, driven by a config file and the management API")
         {
-            config, socket, listen, tokenFile, metrics, migrationListen, migrationToken, migrationInsecure,
+            config, socket, listen, tokenFile, metrics, migrationListen, migrationToken, migrationInsecure, migrationDisks,
         };
         var cluster = new ClusterServeOptions();
         foreach (Option option in cluster.All)
@@ -56,8 +61,8 @@ internal static class ServeCommand
 
         command.SetAction((result, cancellationToken) =>
             cluster.TryRead(result, Console.Error, out ClusterHostOptions? clusterOptions, out int refused)
-            && TryReadMigration(result.GetValue(migrationListen), result.GetValue(migrationToken), result.GetValue(migrationInsecure), Console.Error,
-                out ServeMigrationOptions? migration, out refused)
+            && TryReadMigration(result.GetValue(migrationListen), result.GetValue(migrationToken), result.GetValue(migrationInsecure),
+                result.GetValue(migrationDisks) ?? [], Console.Error, out ServeMigrationOptions? migration, out refused)
                 ? ServeAsync(result.GetValue(config), result.GetValue(socket), result.GetValue(listen), result.GetValue(tokenFile), result.GetValue(metrics),
                     clusterOptions, migration!, cancellationToken)
                 : Task.FromResult(refused));
@@ -65,7 +70,8 @@ internal static class ServeCommand
     }
 
     /// <summary>serve's live-migration options, checked as receive checks its own: a listener needs a token or an explicit --migration-insecure.</summary>
-    private static bool TryReadMigration(string? listen, string? tokenFile, bool insecure, TextWriter stderr, out ServeMigrationOptions? options, out int status)
+    private static bool TryReadMigration(string? listen, string? tokenFile, bool insecure, string[] disks, TextWriter stderr, out ServeMigrationOptions? options,
+        out int status)
     {
         options = null;
         status = ExitStatus.Usage;
@@ -80,6 +86,7 @@ internal static class ServeCommand
             : insecure && tokenFile is not null ? "give --migration-token-file or --migration-insecure, not both"
             : listen is not null && tokenFile is null && !insecure
                 ? "--migration-listen needs --migration-token-file FILE, the token its sources also give, or --migration-insecure to take VMs from anyone who can connect"
+            : disks.Length > 0 && listen is null ? "--migration-disk goes with --migration-listen"
             : null;
         if (problem is not null)
         {
@@ -98,7 +105,16 @@ internal static class ServeCommand
             key = HybridVmm.HostOS.Migration.MigrationHandshake.Key(token);
         }
 
-        options = new ServeMigrationOptions { Key = key, Listen = endpoint };
+        foreach (string disk in disks)
+        {
+            if (InputFile.RefuseDiskImage(disk, stderr) is { } diskRefused)
+            {
+                status = diskRefused;
+                return false;
+            }
+        }
+
+        options = new ServeMigrationOptions { Key = key, Listen = endpoint, Disks = disks.Select(Path.GetFullPath).Distinct().ToArray() };
         return true;
     }
 

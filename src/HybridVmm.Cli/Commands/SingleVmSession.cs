@@ -119,8 +119,15 @@ internal static class SingleVmSession
         if (vm.State == PartitionState.Paused && options.MigrateTo is { } target)
         {
             Endpoints.TryParse(target, out System.Net.IPEndPoint? endpoint);
-            MigrationReport report = await LiveMigration.ToAsync(MigrationHost.Driven(system), vm, endpoint!, migrationKey,
-                new MigrationOptions { PeerTimeout = TimeSpan.FromSeconds(options.MigrateTimeout) }, cancellationToken);
+            MigrationReport report;
+            // The guest runs its pre-copy windows and may print meanwhile: the line follows run's rule for a terminal stdout.
+            using (Terminal.StatusLine? line = Terminal.StatusLine.ForMigration(stderr, $"{vm.Name}: migrating to {endpoint}", besideGuestOutput: true))
+            {
+                report = await LiveMigration.ToAsync(MigrationHost.Driven(system), vm, endpoint!, migrationKey,
+                    new MigrationOptions { PeerTimeout = TimeSpan.FromSeconds(options.MigrateTimeout), Progress = p => line?.Show(p, receiving: false) },
+                    cancellationToken);
+            }
+
             refused = report.Refused;
             stderr.WriteLine(refused
                 ? $"hybridvmm: error: migration refused: {report.Failure}; the VM keeps running here (the run then ends with status {ExitStatus.PermissionDenied})"

@@ -201,7 +201,7 @@ internal static class VmCommand
         var file = new Argument<string>("FILE") { Description = "The snapshot file to write (on the serve host)" };
         var command = new Command("save", "Checkpoint a VM to a snapshot file; a running VM runs on") { name, file };
         command.SetAction((r, ct) => RunAsync(r, connection,
-            c => c.PostAsync($"/api/vms/{Uri.EscapeDataString(r.GetValue(name)!)}/save", new SaveVmRequest { Path = HostPath(r.GetValue(file)!) }, ct),
+            c => c.PostUntilDoneAsync($"/api/vms/{Uri.EscapeDataString(r.GetValue(name)!)}/save", new SaveVmRequest { Path = HostPath(r.GetValue(file)!) }, ct),
             VmTables.Saved));
         return command;
     }
@@ -219,7 +219,7 @@ internal static class VmCommand
             : r.GetValue(to) is not { } target
             ? Refuse("vm migrate needs --to HOST:PORT, the target's migration listener (or --cluster REDIS)")
             : RunAsync(r, connection,
-                c => c.PostAsync($"/api/vms/{Uri.EscapeDataString(r.GetValue(name)!)}/migrate", new MigrateVmRequest { To = target }, ct),
+                c => c.PostUntilDoneAsync($"/api/vms/{Uri.EscapeDataString(r.GetValue(name)!)}/migrate", new MigrateVmRequest { To = target }, ct),
                 VmTables.Migrated));
         return command;
     }
@@ -231,7 +231,7 @@ internal static class VmCommand
         var start = new Option<bool>("--start") { Description = "Start the VM at once" };
         var disk = new Option<string?>("--disk") { Description = "The file behind the saved VM's synthblk disk, on the serve host: the disk it was saved with" };
         var command = new Command("restore", "Create a VM from a snapshot file, ready to continue where it was saved") { name, file, start, disk };
-        command.SetAction((r, ct) => RunAsync(r, connection, c => c.PostAsync("/api/vms", new CreateVmRequest
+        command.SetAction((r, ct) => RunAsync(r, connection, c => c.PostUntilDoneAsync("/api/vms", new CreateVmRequest
         {
             Name = r.GetValue(name),
             Snapshot = HostPath(r.GetValue(file)!),

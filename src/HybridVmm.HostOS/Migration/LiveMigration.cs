@@ -31,6 +31,21 @@ public sealed record MigrationOptions
     public TimeSpan PeerTimeout { get; init; } = DefaultPeerTimeout;
 
     public static readonly TimeSpan DefaultPeerTimeout = TimeSpan.FromSeconds(30);
+
+    /// <summary>Told after each frame of pages and the final state has gone to the target (a status line); it must not touch the VM.</summary>
+    public Action<MigrationProgress>? Progress { get; init; }
+}
+
+/// <summary>Where a migration's transfer is: the phase, the pre-copy round, and the pages and bytes moved so far.</summary>
+public sealed record MigrationProgress(MigrationPhase Phase, int Round, long Pages, long Bytes);
+
+public enum MigrationPhase
+{
+    /// <summary>A pre-copy round has gone (the source), or pages are arriving (the target).</summary>
+    PreCopy,
+
+    /// <summary>The final state, with the last dirty pages, has gone (the source) or arrived (the target).</summary>
+    Final,
 }
 
 /// <summary>What a migration did: pre-copy rounds, pages per round, the final stop-and-copy and the downtime.</summary>
@@ -77,11 +92,15 @@ public static class LiveMigration
                 return system.Root.ReadNonZeroPages(vm);
             }, cancellationToken);
             List<uint> dirty;
+            long pagesSent = 0, bytesSent = 0;
             while (true)
             {
-                await SendBeforeDeadline(target, FrameType.Pages, Pages(pages), options.PeerTimeout, cancellationToken);
+                byte[] frame = Pages(pages);
+                await SendBeforeDeadline(target, FrameType.Pages, frame, options.PeerTimeout, cancellationToken);
                 await ThrowIfRefused(target, options.PeerTimeout, cancellationToken);
                 rounds.Add(pages.Count);
+                (pagesSent, bytesSent) = (pagesSent + pages.Count, bytesSent + frame.Length);
+                options.Progress?.Invoke(new MigrationProgress(MigrationPhase.PreCopy, rounds.Count, pagesSent, bytesSent));
                 int round = rounds.Count, sent = pages.Count;
                 await host.AtBarrierAsync(() => Record(system, vm, $"migration pre-copy round {round}: {sent} pages sent"), cancellationToken);
 
@@ -111,6 +130,7 @@ public static class LiveMigration
             VmSnapshot final = await host.AtBarrierAsync(() => host.Finishing(vm, system.Root.CaptureSnapshot(vm, last)), cancellationToken);
             byte[] state = SnapshotFormat.Serialize(final);
             await SendBeforeDeadline(target, FrameType.Final, state, options.PeerTimeout, cancellationToken);
+            options.Progress?.Invoke(new MigrationProgress(MigrationPhase.Final, rounds.Count, pagesSent + last.Count, bytesSent + state.Length));
             (FrameType type, byte[] answer) = await BeforeDeadline(t => ReadFrameAsync(target, t), options.PeerTimeout, cancellationToken);
             downtime.Stop();
             if (type != FrameType.Resumed)
@@ -292,13 +312,14 @@ public static class LiveMigration
     /// disk by identity, which this file must match.</param>
     /// <param name="peerTimeout">How long the source may send nothing, between frames or within one, before the migration is
     /// given up (<c>receive --peer-timeout</c>, 30 s by default); also how long it has to commit the hand-over.</param>
+    /// <param name="progress">Told as pages and the final state arrive (a status line).</param>
     public static Task<(VirtualMachine? Vm, string? Error)> ReceiveAsync(HybridSystem system, Stream source, CancellationToken cancellationToken = default, string? diskImage = null,
-        TimeSpan? peerTimeout = null) =>
-        ReceiveAsync(MigrationHost.Driven(system), source, cancellationToken, diskImage, peerTimeout);
+        TimeSpan? peerTimeout = null, Action<MigrationProgress>? progress = null) =>
+        ReceiveAsync(MigrationHost.Driven(system), source, cancellationToken, diskImage, peerTimeout, progress);
 
     /// <summary>Receives a VM into <paramref name="host"/>, which admits its name and restores it at a barrier (see the other overload).</summary>
     public static async Task<(VirtualMachine? Vm, string? Error)> ReceiveAsync(MigrationHost host, Stream source, CancellationToken cancellationToken = default,
-        string? diskImage = null, TimeSpan? peerTimeout = null)
+        string? diskImage = null, TimeSpan? peerTimeout = null, Action<MigrationProgress>? progress = null)
     {
         HybridSystem system = host.System;
         TimeSpan timeout = peerTimeout ?? MigrationOptions.DefaultPeerTimeout;
@@ -335,15 +356,21 @@ public static class LiveMigration
             }
 
             var pages = new SortedDictionary<uint, byte[]>();
+            long pagesReceived = 0, bytesReceived = 0;
+            int round = 0;
             while (true)
             {
                 (type, payload) = await ReadFrameBeforeDeadline(source, timeout, cancellationToken);
+                bytesReceived += payload.Length;
                 if (type == FrameType.Pages)
                 {
                     foreach (SavedPage page in MigrationProtocol.ReadPages(payload, memoryBytes))
                     {
                         pages[page.PageNumber] = page.Bytes;
+                        pagesReceived++;
                     }
+
+                    progress?.Invoke(new MigrationProgress(MigrationPhase.PreCopy, ++round, pagesReceived, bytesReceived));
 
                     continue;
                 }
@@ -367,8 +394,15 @@ public static class LiveMigration
                     return (null, mismatch);
                 }
 
-                final.Memory.ForEach((number, bytes) => pages[number] = bytes.ToArray());
+                long finalPages = 0;
+                final.Memory.ForEach((number, bytes) =>
+                {
+                    pages[number] = bytes.ToArray();
+                    finalPages++;
+                });
+                progress?.Invoke(new MigrationProgress(MigrationPhase.Final, round, pagesReceived + finalPages, bytesReceived));
                 VmSnapshot whole = final with { Memory = SavedMemory.Of(pages.Select(p => new SavedPage(p.Key, p.Value)).ToList()) };
+                string? disk = diskImage ?? (final.Disk is null ? null : host.DiskFor(final));
                 (VirtualMachine? vm, string? restoreError) = await host.AtBarrierAsync<(VirtualMachine?, string?)>(() =>
                 {
                     if (host.Admit(name) is { } taken)
@@ -376,7 +410,7 @@ public static class LiveMigration
                         return (null, taken);
                     }
 
-                    if (system.Root.RestoreVm(whole, out VmCreationError? creationError, name, diskImage) is not { } restored)
+                    if (system.Root.RestoreVm(whole, out VmCreationError? creationError, name, disk) is not { } restored)
                     {
                         return (null, creationError!.Message);
                     }

@@ -34,6 +34,12 @@ public abstract class MigrationHost(HybridSystem system)
     /// <summary>Target, at a barrier, before any page is taken: why a VM of this name cannot come here, or null.</summary>
     public virtual string? Admit(string name) => null;
 
+    /// <summary>
+    /// Target, before the restore and outside any barrier: this host's file behind the arriving VM's synthblk disk,
+    /// which <paramref name="final"/> refers to by identity (<see cref="VmSnapshot.Disk"/>), or null for none.
+    /// </summary>
+    public virtual string? DiskFor(VmSnapshot final) => null;
+
     /// <summary>Target, at the barrier that restored the VM (created, not started) from <paramref name="final"/>.</summary>
     public virtual void Arrived(VirtualMachine vm, VmSnapshot final)
     {

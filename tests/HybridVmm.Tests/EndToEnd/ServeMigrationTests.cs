@@ -80,6 +80,64 @@ public class ServeMigrationTests
         });
     }
 
+    /// <summary>
+    /// A guest with a synthblk disk moves from <c>run --migrate-to</c> into a serve that lists two files of the same size
+    /// as disks arrivals may have: the one whose contents are the disk's backs it there (the stream names no path).
+    /// The guest's output and the disk's final bytes equal an unmigrated run's.
+    /// </summary>
+    [Test]
+    public async Task ADiskGuestArrivesOnTheListedFileThatIsItsDiskAndFinishesAsAnUnmigratedRun()
+    {
+        string wholeDisk = Path.Combine(_directory, "whole.img"), disk = Path.Combine(_directory, "disk.img"), other = Path.Combine(_directory, "other.img");
+        byte[] otherBytes = Enumerable.Repeat((byte)0x11, 64 * 512).ToArray();
+        File.WriteAllBytes(wholeDisk, new byte[64 * 512]);
+        File.WriteAllBytes(disk, new byte[64 * 512]);
+        File.WriteAllBytes(other, otherBytes);
+        string[] enlblk = ["run", Repository.GuestElf("enlblk"), "--synthetic", "synthblk,synthcon"];
+        CliProcess.Result whole = CliProcess.Run([.. enlblk, "--disk", wholeDisk]);
+        Assert.That(whole.ExitCode, Is.Zero, whole.Stderr);
+
+        using ServeProcess target = ServeProcess.Start("--migration-listen", "127.0.0.1:0", "--migration-token-file", _token,
+            "--migration-disk", other, "--migration-disk", disk);
+        using HttpClient targetApi = target.UnixClient();
+        string endpoint = await MigrationEndpointAsync(targetApi);
+        CliProcess.Result source = CliProcess.Run([.. enlblk, "--disk", disk, "--migrate-at", "150000", "--token-file", _token, "--migrate-to", endpoint]);
+        Assert.That(source.ExitCode, Is.Zero, source.Stderr);
+
+        await WaitForAsync(targetApi, "enlblk", vm => vm.GetProperty("state").GetString() == "stopped");
+        string output = (await ApiReply.Get(targetApi, "/api/vms/enlblk/console")).Body.GetString()!;
+        ApiReply moved = await ApiReply.Get(targetApi, "/api/vms/enlblk");
+        Assert.Multiple(() =>
+        {
+            Assert.That(source.Text + output, Is.EqualTo(whole.Text), "what the source printed, then the target");
+            Assert.That(moved.Body.GetProperty("exit").GetProperty("reason").GetString(), Is.EqualTo("guest-exit"));
+            Assert.That(File.ReadAllBytes(disk), Is.EqualTo(File.ReadAllBytes(wholeDisk)), "the disk holds what an unmigrated run wrote");
+            Assert.That(File.ReadAllBytes(other), Is.EqualTo(otherBytes), "the other listed file was never the disk");
+        });
+    }
+
+    [Test]
+    public async Task ADiskGuestWhoseDiskTheTargetDoesNotListIsRefusedAndFinishesOnItsSource()
+    {
+        string disk = Path.Combine(_directory, "mine.img"), other = Path.Combine(_directory, "theirs.img");
+        File.WriteAllBytes(disk, new byte[64 * 512]);
+        File.WriteAllBytes(other, Enumerable.Repeat((byte)0x22, 64 * 512).ToArray());
+        string[] enlblk = ["run", Repository.GuestElf("enlblk"), "--synthetic", "synthblk,synthcon", "--disk", disk];
+
+        using ServeProcess target = ServeProcess.Start("--migration-listen", "127.0.0.1:0", "--migration-token-file", _token, "--migration-disk", other);
+        using HttpClient targetApi = target.UnixClient();
+        string endpoint = await MigrationEndpointAsync(targetApi);
+        CliProcess.Result source = CliProcess.Run([.. enlblk, "--migrate-at", "150000", "--token-file", _token, "--migrate-to", endpoint]);
+        ApiReply onTarget = await ApiReply.Get(targetApi, "/api/vms");
+        Assert.Multiple(() =>
+        {
+            Assert.That(source.ExitCode, Is.Zero, source.Stderr);
+            Assert.That(source.Stderr, Does.Contain("migration failed").And.Contain("has a synthblk disk").And.Contain("serve --migration-disk"));
+            Assert.That(source.Text, Does.EndWith("write across the end -> status 1\n"), "the guest ran to its end on the source");
+            Assert.That(onTarget.Body.GetArrayLength(), Is.Zero, "nothing stayed on the target");
+        });
+    }
+
     [Test]
     public async Task ATargetThatDoesNotKnowTheTokenIsRefusedAndTheGuestRunsOnAtItsSource()
     {
@@ -217,6 +275,8 @@ public class ServeMigrationTests
         CliProcess.Result both = CliProcess.Run("serve", "--migration-listen", "127.0.0.1:0", "--migration-insecure", "--migration-token-file", _token);
         CliProcess.Result malformed = CliProcess.Run("serve", "--migration-listen", "here", "--migration-insecure");
         CliProcess.Result device = CliProcess.Run("serve", "--migration-listen", "127.0.0.1:0", "--migration-token-file", "/dev/zero");
+        CliProcess.Result diskAlone = CliProcess.Run("serve", "--migration-disk", _token);
+        CliProcess.Result diskDevice = CliProcess.Run("serve", "--migration-listen", "127.0.0.1:0", "--migration-insecure", "--migration-disk", "/dev/zero");
         Assert.Multiple(() =>
         {
             Assert.That((bare.ExitCode, bare.Stderr.Trim()), Is.EqualTo((64,
@@ -226,6 +286,9 @@ public class ServeMigrationTests
             Assert.That(malformed.Stderr, Does.Contain("--migration-listen 'here' is not HOST:PORT"));
             Assert.That(device.ExitCode, Is.EqualTo(66), device.Stderr);
             Assert.That(device.Stderr, Does.Contain("not a regular file"));
+            Assert.That((diskAlone.ExitCode, diskAlone.Stderr.Trim()), Is.EqualTo((64, "hybridvmm: error: --migration-disk goes with --migration-listen")));
+            Assert.That(diskDevice.ExitCode, Is.EqualTo(66), diskDevice.Stderr);
+            Assert.That(diskDevice.Stderr, Does.Contain("not a regular file"));
         });
     }
 
