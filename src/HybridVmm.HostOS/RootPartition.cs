@@ -259,6 +259,9 @@ public sealed partial class RootPartition
 
     public VpState VirtualProcessorState(VirtualMachine vm, int vpIndex = 0) => _api.VirtualProcessorState(vm.Partition, vpIndex);
 
+    /// <summary>Every partition of the kernel, the root's own first (<see cref="RootPartitionApi.Partitions"/>).</summary>
+    public IReadOnlyList<PartitionSummary> Partitions() => _api.Partitions();
+
     /// <summary>Messages queued in a vCPU's SynIC for <paramref name="sint"/> behind a full message slot.</summary>
     public int QueuedSynicMessages(VirtualMachine vm, int sint, int vpIndex = 0) => _api.QueuedSynicMessages(vm.Partition, vpIndex, sint);
 

@@ -57,6 +57,17 @@ public sealed partial class RootPartitionApi
             ? partition
             : throw new ArgumentException($"no guest partition with ID {handle.Id}", nameof(handle));
 
+    /// <summary>
+    /// Every partition the kernel holds, the root's own (ID 0) first, as the root's management enumerates them (Hyper-V's
+    /// VMMS lists partitions through the hypervisor's partition properties). The root has no guest-physical RAM or
+    /// vCPUs of its own here: it is the host process, and its threads serve the guests.
+    /// </summary>
+    public IReadOnlyList<PartitionSummary> Partitions() =>
+    [
+        .. _kernel.Table.All.Select(p => new PartitionSummary(p.Handle, p.Name, p.IsRoot, p.State, p.AddressSpace?.SizeBytes ?? 0,
+            [.. p.VirtualProcessors.Select(vp => vp.State)], p.Statistics)),
+    ];
+
     /// <summary>What the root may know about a partition: name, state, counters, and how it ended.</summary>
     public string Name(PartitionHandle partition) => Get(partition).Name;
 

@@ -25,6 +25,9 @@ public sealed record CreateVmRequest
 
     public long? MaxInstructions { get; init; }
 
+    /// <summary>Virtual processors, 1 to 64 (default 1): the application processors wait for INIT/SIPI, as on a PC.</summary>
+    public int? Cpus { get; init; }
+
     /// <summary>Start the VM at once (default false: it is created and waits for start).</summary>
     public bool Start { get; init; }
 }
@@ -66,6 +69,23 @@ public sealed record HostInfo(
     string? MigrationEndpoint);
 
 public sealed record VcpuInfo(int Index, string State);
+
+/// <summary>
+/// One of the kernel's partitions (<c>GET /api/partitions</c>): the root's own (ID 0, kind "root") or a guest's, with
+/// the VM the root manages in it. The root has no guest RAM or vCPUs here: it is the host process.
+/// </summary>
+public sealed record PartitionInfo(
+    int Id,
+    string Name,
+    string Kind,
+    string State,
+    string? Vm,
+    long MemoryBytes,
+    IReadOnlyList<VcpuInfo> Vcpus,
+    long InstructionsRetired,
+    long Intercepts,
+    long ChannelMessages,
+    long VirtualTicks);
 
 public sealed record VmStatistics(
     long InstructionsRetired,

@@ -64,6 +64,10 @@ public static class ManagementApi
         RouteGroupBuilder api = app.MapGroup("/api");
         api.MapGet("/host", async (VmManager vms, CancellationToken ct) => Reply(await vms.HostAsync(ct)))
             .WithSummary("The host: memory, quantum, virtual time and VMs by state");
+        api.MapGet("/partitions", async (VmManager vms, CancellationToken ct) => Reply(await vms.PartitionsAsync(ct)))
+            .WithSummary("The hypervisor kernel's partitions: the root's own (ID 0) and each guest's, with its VM, vCPUs and counters");
+        api.MapGet("/partitions/{id:int}", async (int id, VmManager vms, CancellationToken ct) => Reply(await vms.PartitionAsync(id, ct)))
+            .WithSummary("One partition by its ID");
         api.MapGet("/vms", async (VmManager vms, CancellationToken ct) => Reply(await vms.ListAsync(ct)))
             .WithSummary("Every VM, with its state and statistics");
         api.MapPost("/vms", async (CreateVmRequest request, VmManager vms, CancellationToken ct) =>

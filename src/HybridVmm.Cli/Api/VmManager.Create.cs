@@ -3,6 +3,7 @@ using HybridVmm.Cli.Hosting;
 using HybridVmm.Guests;
 using HybridVmm.HostOS.Encapsulation;
 using HybridVmm.HostOS.Vm;
+using HybridVmm.Hypervisor;
 using HybridVmm.Hypervisor.Partitions;
 using Microsoft.Extensions.Logging;
 
@@ -33,6 +34,11 @@ public sealed partial class VmManager
         if (request.MaxInstructions is < 0)
         {
             return ApiProblem.BadRequest("'maxInstructions' must be zero (no limit) or positive");
+        }
+
+        if (request.Cpus is < 1 or > RootPartitionApi.MaxProcessors)
+        {
+            return ApiProblem.BadRequest($"'cpus' must be 1 to {RootPartitionApi.MaxProcessors}, not {request.Cpus}");
         }
 
         return request.Snapshot is { } snapshotPath
@@ -73,6 +79,7 @@ public sealed partial class VmManager
             SyntheticDevices = request.SyntheticDevices ?? new List<string>(),
             DiskImage = request.DiskImage,
             InstructionLimit = request.MaxInstructions ?? 0,
+            Processors = request.Cpus ?? 1,
         };
 
         // The image and the configuration are checked before the kernel is touched: a bad one changes nothing.
@@ -95,9 +102,10 @@ public sealed partial class VmManager
 
     private async Task<ApiOutcome<VmInfo>> RestoreAsync(CreateVmRequest request, string path, CancellationToken cancellationToken)
     {
-        if (request.Memory is not null || request.Devices is not null || request.SyntheticDevices is not null || request.CommandLine is not null)
+        if (request.Memory is not null || request.Devices is not null || request.SyntheticDevices is not null || request.CommandLine is not null
+            || request.Cpus is not null)
         {
-            return ApiProblem.BadRequest("a VM made from a snapshot has the snapshot's memory, devices and command line; give only 'name', 'diskImage', 'maxInstructions' and 'start'");
+            return ApiProblem.BadRequest("a VM made from a snapshot has the snapshot's memory, vCPUs, devices and command line; give only 'name', 'diskImage', 'maxInstructions' and 'start'");
         }
 
         if (DiskProblem(request.DiskImage) is { } badDisk)

@@ -65,6 +65,11 @@ public sealed partial class VmManager
                 return ApiProblem.Conflict($"'{name}' is {StateName(m.Vm.State)}; only a running VM is live-migrated");
             }
 
+            if (SingleVcpuOnly(m.Vm) is { } several)
+            {
+                return several;
+            }
+
             // Pre-copy starts from a paused VM, which then runs its windows under the migration's control.
             system.Root.Pause(m.Vm);
             m.Busy = "being migrated";

@@ -72,6 +72,23 @@ public sealed partial class VmManager(HybridSystem system, ControlBarrier barrie
     public Task<ApiOutcome<VmInfo>> ReadAsync(string name, CancellationToken cancellationToken) =>
         AtBarrierAsync<VmInfo>(() => Find(name) is { } m ? Describe(m) : ApiProblem.UnknownVm(name), cancellationToken);
 
+    /// <summary>The kernel's partitions as the root enumerates them, the root's own first.</summary>
+    public Task<ApiOutcome<IReadOnlyList<PartitionInfo>>> PartitionsAsync(CancellationToken cancellationToken) =>
+        AtBarrierAsync<IReadOnlyList<PartitionInfo>>(() => system.Root.Partitions().Select(DescribePartition).ToArray(), cancellationToken);
+
+    public Task<ApiOutcome<PartitionInfo>> PartitionAsync(int id, CancellationToken cancellationToken) =>
+        AtBarrierAsync<PartitionInfo>(() => system.Root.Partitions().FirstOrDefault(p => p.Handle.Id == id) is { } partition
+            ? DescribePartition(partition)
+            : ApiProblem.NotFound($"no partition with ID {id}"), cancellationToken);
+
+    private PartitionInfo DescribePartition(PartitionSummary p)
+    {
+        string? vm = p.IsRoot ? null : All().FirstOrDefault(m => m.Vm.Partition == p.Handle)?.Vm.Name;
+        return new PartitionInfo(p.Handle.Id, p.Name, p.IsRoot ? "root" : "guest", StateName(p.State), vm, p.MemoryBytes,
+            [.. p.Processors.Select((state, i) => new VcpuInfo(i, VpStateName(state)))], p.Statistics.InstructionsRetired,
+            p.Statistics.TotalIntercepts, p.Statistics.ChannelMessages, p.Statistics.VirtualTicks(system.Kernel.Clock.Ticks));
+    }
+
     public Task<ApiOutcome<VmStatistics>> StatisticsAsync(string name, CancellationToken cancellationToken) =>
         AtBarrierAsync<VmStatistics>(() => Find(name) is { } m ? Statistics(m.Vm) : ApiProblem.UnknownVm(name), cancellationToken);
 
@@ -246,7 +263,8 @@ public sealed partial class VmManager(HybridSystem system, ControlBarrier barrie
     {
         VirtualMachine vm = m.Vm;
         PartitionExit? exit = vm.Exited.IsCompletedSuccessfully ? vm.Exited.Result : null;
-        VcpuInfo[] vcpus = [new VcpuInfo(0, IsLive(vm) ? VpStateName(system.Root.VirtualProcessorState(vm)) : "deleted")];
+        VcpuInfo[] vcpus = [.. Enumerable.Range(0, vm.Configuration.Processors)
+            .Select(i => new VcpuInfo(i, IsLive(vm) ? VpStateName(system.Root.VirtualProcessorState(vm, i)) : "deleted"))];
         return new VmInfo(vm.Name, StateName(vm.State), vm.Partition.Id, m.Source, vm.Configuration.MemoryBytes, vm.Configuration.CommandLine,
             vcpus, vm.Configuration.Devices.ToArray(), vm.Configuration.SyntheticDevices.ToArray(), Statistics(vm),
             exit is null ? null : new VmExit(ReasonName(exit.Reason), exit.ExitValue, exit.Diagnostic));
@@ -281,6 +299,7 @@ public sealed partial class VmManager(HybridSystem system, ControlBarrier barrie
         VpState.Runnable => "runnable",
         VpState.WaitingForRoot => "waiting-for-root",
         VpState.Halted => "halted",
+        VpState.WaitingForSipi => "waiting-for-sipi",
         _ => "stopped",
     };
 

@@ -349,7 +349,7 @@ internal static class ServeCommand
             var config = new VmConfiguration
             {
                 Name = vm.Name, Image = image, MemoryBytes = memory, CommandLine = vm.CommandLine, Devices = vm.Devices,
-                SyntheticDevices = vm.SyntheticDevices, DiskImage = vm.DiskImage, InstructionLimit = vm.MaxInstructions,
+                SyntheticDevices = vm.SyntheticDevices, DiskImage = vm.DiskImage, InstructionLimit = vm.MaxInstructions, Processors = vm.Cpus,
             };
             if (RootPartition.Prepare(config, out VmCreationError? error) is null)
             {

@@ -37,7 +37,10 @@ internal static class VmCommand
 
         var host = new Command("host", "The host: memory in use, virtual time, VMs by state");
         host.SetAction((r, ct) => RunAsync(r, connection, c => c.GetAsync("/api/host", ct), VmTables.Host));
+        var partitions = new Command("partitions", "The hypervisor's partitions: the root's own and each guest's, with its VM and vCPUs");
+        partitions.SetAction((r, ct) => RunAsync(r, connection, c => c.GetAsync("/api/partitions", ct), VmTables.Partitions));
         command.Subcommands.Add(host);
+        command.Subcommands.Add(partitions);
 
         command.Subcommands.Add(Named("show", "A VM's state, vCPUs, memory, devices and statistics", connection,
             (c, name, ct) => c.GetAsync($"/api/vms/{name}", ct), VmTables.Show, cluster: ClusterCommands.ShowAsync));
@@ -132,16 +135,17 @@ internal static class VmCommand
         var synthetic = new Option<string[]?>("--synthetic") { Description = "Synthetic devices: synthcon, synthblk, synthnet", AllowMultipleArgumentsPerToken = true };
         var disk = new Option<string?>("--disk") { Description = "The disk image behind synthblk" };
         var maxInstructions = new Option<long?>("--max-instructions") { Description = "Stop the guest after N instructions" };
+        var cpus = new Option<int?>("--cpus") { Description = "Virtual processors, 1 to 64 (default 1)" };
         var start = new Option<bool>("--start") { Description = "Start the VM at once" };
         var isProtected = new Option<bool>("--protected") { Description = "With --cluster: checkpoint the VM and restart it on another host if its host dies" };
         var checkpointEvery = new Option<long?>("--checkpoint-every") { Description = $"With --protected: checkpoint every N instructions (default {DefaultCheckpointEvery})" };
         var onHost = new Option<string?>("--host") { Description = "With --cluster: create the VM on this host (its --host-name) instead of where the placement policy would" };
         var command = new Command("create", "Create a VM from an image (or a snapshot) on the serve host, or in the cluster with --cluster")
         {
-            name, image, snapshot, memory, append, devices, synthetic, disk, maxInstructions, start, isProtected, checkpointEvery, onHost,
+            name, image, snapshot, memory, append, devices, synthetic, disk, maxInstructions, cpus, start, isProtected, checkpointEvery, onHost,
         };
         command.SetAction((r, ct) => r.GetValue(connection.Cluster) is { } redis
-            ? CreateInClusterAsync(redis, r, name, image, memory, append, maxInstructions, start, isProtected, checkpointEvery, [snapshot, devices, synthetic, disk],
+            ? CreateInClusterAsync(redis, r, name, image, memory, append, maxInstructions, start, isProtected, checkpointEvery, [snapshot, devices, synthetic, disk, cpus],
                 r.GetValue(onHost), r.GetValue(connection.Json), ct)
             : r.GetValue(isProtected) || r.GetValue(checkpointEvery) is not null || r.GetValue(onHost) is not null
             ? Refuse("--protected, --checkpoint-every and --host go with --cluster")
@@ -156,6 +160,7 @@ internal static class VmCommand
             SyntheticDevices = r.GetValue(synthetic) is { Length: > 0 } y ? y.SelectMany(SplitList).ToList() : null,
             DiskImage = r.GetValue(disk) is { } file ? HostPath(file) : null,
             MaxInstructions = r.GetValue(maxInstructions),
+            Cpus = r.GetValue(cpus),
             Start = r.GetValue(start),
         }, ct), VmTables.State));
         return command;

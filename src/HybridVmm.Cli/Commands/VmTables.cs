@@ -23,6 +23,23 @@ internal static class VmTables
         return Table(rows);
     }
 
+    public static string Partitions(ApiResponse response)
+    {
+        PartitionInfo[] partitions = response.Read<PartitionInfo[]>();
+        var rows = new List<string[]> { new[] { "ID", "KIND", "NAME", "STATE", "VM", "MEMORY", "VCPUS", "INSTRUCTIONS", "INTERCEPTS", "CHANNEL-MSGS" } };
+        foreach (PartitionInfo p in partitions)
+        {
+            rows.Add(new[]
+            {
+                p.Id.ToString(CultureInfo.InvariantCulture), p.Kind, p.Name, p.State, p.Vm ?? "-", p.Kind == "root" ? "-" : $"{p.MemoryBytes >> 20}M",
+                p.Vcpus.Count == 0 ? "-" : string.Join(' ', p.Vcpus.Select(v => v.State)), Number(p.InstructionsRetired), Number(p.Intercepts),
+                Number(p.ChannelMessages),
+            });
+        }
+
+        return Table(rows);
+    }
+
     public static string Host(ApiResponse response)
     {
         HostInfo host = response.Read<HostInfo>();

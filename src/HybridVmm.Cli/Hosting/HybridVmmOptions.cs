@@ -43,4 +43,7 @@ public sealed class VmOptions
     public string? Trace { get; set; }
 
     public long MaxInstructions { get; set; }
+
+    /// <summary>Virtual processors, 1 to 64.</summary>
+    public int Cpus { get; set; } = 1;
 }

@@ -110,6 +110,11 @@ public sealed class HybridVmmOptionsValidator : IValidateOptions<HybridVmmOption
             {
                 problems.Add($"{where}:MaxInstructions must be zero or positive");
             }
+
+            if (vm.Cpus is < 1 or > HybridVmm.Hypervisor.RootPartitionApi.MaxProcessors)
+            {
+                problems.Add($"{where}:Cpus must be 1 to {HybridVmm.Hypervisor.RootPartitionApi.MaxProcessors}, not {vm.Cpus}");
+            }
         }
 
         if (host > 0 && total > host)

@@ -113,6 +113,7 @@ public sealed class RootPartitionService(
             SyntheticDevices = vmOptions.SyntheticDevices,
             DiskImage = vmOptions.DiskImage,
             InstructionLimit = vmOptions.MaxInstructions,
+            Processors = vmOptions.Cpus,
         };
         VirtualMachine? vm = system.Root.CreateVm(config, out VmCreationError? error);
         if (vm is null)

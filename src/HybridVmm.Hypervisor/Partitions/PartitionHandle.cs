@@ -9,3 +9,16 @@ public readonly record struct PartitionHandle(int Id)
 {
     public override string ToString() => $"partition {Id}";
 }
+
+/// <summary>
+/// What the root's management sees of one partition (<see cref="RootPartitionApi.Partitions"/>): its handle and
+/// name, whether it is the root, its run state, its RAM, each vCPU's state, and its counters.
+/// </summary>
+public sealed record PartitionSummary(
+    PartitionHandle Handle,
+    string Name,
+    bool IsRoot,
+    PartitionState State,
+    uint MemoryBytes,
+    IReadOnlyList<VpState> Processors,
+    PartitionStatistics Statistics);

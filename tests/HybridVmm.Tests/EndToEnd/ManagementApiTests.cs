@@ -124,6 +124,47 @@ public class ManagementApiTests
         });
     }
 
+    /// <summary>
+    /// The kernel's partitions as the root enumerates them: the root's own first (ID 0, no guest RAM or vCPUs of its
+    /// own), then one per guest with the VM the root manages in it. A VM with two vCPUs shows its application
+    /// processor waiting for the start-up IPI, as a PC's does after power-on (SDM Vol. 3A, 9.4.4).
+    /// </summary>
+    [Test]
+    public async Task ThePartitionsAreTheRootsThenOnePerGuestWithItsVmAndVcpus()
+    {
+        ApiReply one = await ApiReply.Post(_api, "/api/vms", new { name = "p-one", image = _spinImage, memory = "4M", start = true });
+        ApiReply two = await ApiReply.Post(_api, "/api/vms", new { name = "p-two", image = _spinImage, memory = "8M", cpus = 2, start = true });
+        Assert.That((one.Status, two.Status), Is.EqualTo((201, 201)), $"{one}\n{two}");
+        int oneId = one.Body.GetProperty("partitionId").GetInt32(), twoId = two.Body.GetProperty("partitionId").GetInt32();
+
+        JsonElement[] all = [.. (await ApiReply.Get(_api, "/api/partitions")).Body.EnumerateArray()];
+        ApiReply single = await ApiReply.Get(_api, $"/api/partitions/{twoId}");
+        ApiReply save = await ApiReply.Post(_api, "/api/vms/p-two/save", new { path = Path.Combine(_serve.Directory, "p-two.snap") });
+        ApiReply migrate = await ApiReply.Post(_api, "/api/vms/p-two/migrate", new { to = "127.0.0.1:9" });
+        Assert.That((await ApiReply.Delete(_api, "/api/vms/p-one")).Status, Is.EqualTo(200));
+        JsonElement[] after = [.. (await ApiReply.Get(_api, "/api/partitions")).Body.EnumerateArray()];
+        await ApiReply.Delete(_api, "/api/vms/p-two");
+
+        static string[] States(JsonElement p) => [.. p.GetProperty("vcpus").EnumerateArray().Select(v => v.GetProperty("state").GetString()!)];
+        JsonElement root = all[0], first = all.Single(p => p.GetProperty("id").GetInt32() == oneId);
+        Assert.Multiple(() =>
+        {
+            Assert.That((root.GetProperty("id").GetInt32(), root.GetProperty("kind").GetString(), root.GetProperty("state").GetString()), Is.EqualTo((0, "root", "running")));
+            Assert.That(root.TryGetProperty("vm", out _), Is.False, "the root manages VMs; it is none (null members are left out)");
+            Assert.That(States(root), Is.Empty);
+            Assert.That(all.Skip(1).Select(p => p.GetProperty("kind").GetString()).Distinct(), Is.EqualTo(new[] { "guest" }));
+            Assert.That((first.GetProperty("vm").GetString(), first.GetProperty("memoryBytes").GetInt64()), Is.EqualTo(("p-one", 4L << 20)));
+            Assert.That(States(first), Is.EqualTo(new[] { "runnable" }));
+            Assert.That(single.Body.GetProperty("vm").GetString(), Is.EqualTo("p-two"));
+            Assert.That(States(single.Body), Is.EqualTo(new[] { "runnable", "waiting-for-sipi" }), "the AP waits for INIT/SIPI");
+            Assert.That(two.Body.GetProperty("vcpus").GetArrayLength(), Is.EqualTo(2), "the VM's own read lists both vCPUs");
+            Assert.That((save.Status, save.Detail), Is.EqualTo((409, "'p-two' has 2 vCPUs; a VM with more than one cannot be saved or migrated yet")));
+            Assert.That((migrate.Status, migrate.Detail), Is.EqualTo((409, "'p-two' has 2 vCPUs; a VM with more than one cannot be saved or migrated yet")));
+            Assert.That(after.Select(p => p.GetProperty("id").GetInt32()), Does.Not.Contain(oneId), "a deleted VM's partition is gone");
+            Assert.That(after.Select(p => p.GetProperty("id").GetInt32()), Does.Contain(twoId));
+        });
+    }
+
     [Test]
     public async Task EveryRefusalIsAProblemDetailsDocumentWithTheRightStatus()
     {
@@ -146,6 +187,10 @@ public class ManagementApiTests
             ("missing snapshot", ApiReply.Post(_api, "/api/vms", new { name = "x", snapshot = Path.Combine(_serve.Directory, "none.snap") }), 404, "does not exist"),
             ("save without a path", ApiReply.Post(_api, "/api/vms/taken/save", new { }), 400, "'path' is required"),
             ("misspelt key", ApiReply.Post(_api, "/api/vms", new { name = "x", image = _spinImage, memroy = "4M" }), 400, "unknown key 'memroy'"),
+            ("no vCPU", ApiReply.Post(_api, "/api/vms", new { name = "x", image = _spinImage, memory = "4M", cpus = 0 }), 400, "'cpus' must be 1 to 64, not 0"),
+            ("too many vCPUs", ApiReply.Post(_api, "/api/vms", new { name = "x", image = _spinImage, memory = "4M", cpus = 65 }), 400, "'cpus' must be 1 to 64, not 65"),
+            ("vCPUs for a snapshot", ApiReply.Post(_api, "/api/vms", new { name = "x", snapshot = "s.bin", cpus = 2 }), 400, "the snapshot's memory, vCPUs"),
+            ("an unknown partition", ApiReply.Get(_api, "/api/partitions/4096"), 404, "no partition with ID 4096"),
         };
         foreach ((string what, Task<ApiReply> reply, int status, string detail) in cases)
         {

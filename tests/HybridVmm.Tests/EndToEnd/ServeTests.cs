@@ -70,7 +70,8 @@ public class ServeTests
         string config = Write("""
             { "HybridVmm": { "Vms": [
                 { "Name": "a", "Image": "embedded:nope", "Memory": "1K" },
-                { "Name": "a", "Image": "missing.elf", "Devices": [ "floppy" ] } ] } }
+                { "Name": "a", "Image": "missing.elf", "Devices": [ "floppy" ] },
+                { "Name": "b", "Image": "embedded:hello", "Cpus": 65 } ] } }
             """);
         CliProcess.Result result = CliProcess.RunIn(_dir, "serve", "--config", config, "--api-socket", "api.sock");
         Assert.That(result.ExitCode, Is.EqualTo(ExitStatus.Configuration));
@@ -78,7 +79,8 @@ public class ServeTests
             .And.Contain("Memory")
             .And.Contain("used twice")
             .And.Contain("missing.elf")
-            .And.Contain("unknown device 'floppy'"));
+            .And.Contain("unknown device 'floppy'")
+            .And.Contain("Vms:2:Cpus must be 1 to 64, not 65"));
     }
 
     [Test]

@@ -55,6 +55,24 @@ public class VmCommandTests
     }
 
     [Test]
+    public void VmPartitionsListsTheRootThenEachGuestWithItsVcpus()
+    {
+        CliProcess.Result created = Vm("create", "smp", "--image", "embedded:hello", "--memory", "8M", "--cpus", "2");
+        Assert.That(created.ExitCode, Is.Zero, created.Stderr);
+        CliProcess.Result table = Vm("partitions");
+        CliProcess.Result json = Vm("partitions", "--json");
+        Vm("delete", "smp");
+        Assert.Multiple(() =>
+        {
+            Assert.That(table.ExitCode, Is.Zero, table.Stderr);
+            Assert.That(table.Text, Does.StartWith("ID  KIND   NAME"));
+            Assert.That(table.Text, Does.Match(@"\n0 +root +root +running +- +- +- "), "the root partition first, with no VM, RAM or vCPUs of its own");
+            Assert.That(table.Text, Does.Match(@"\n\d+ +guest +smp +created +smp +8M +runnable waiting-for-sipi +0 "), "the boot processor is ready to run, the AP waits for INIT/SIPI");
+            Assert.That(JsonDocument.Parse(json.Text).RootElement[0].GetProperty("kind").GetString(), Is.EqualTo("root"));
+        });
+    }
+
+    [Test]
     public void ARefusedRequestIsOneMessageAndTheDocumentedStatus()
     {
         CliProcess.Result unknown = Vm("pause", "nobody");
