@@ -99,6 +99,12 @@ public sealed record VmStatistics(
 
 public sealed record VmExit(string Reason, uint Value, string? Diagnostic);
 
+/// <summary>
+/// A live migration under way (<c>migration</c> in a VM's read, while it is being migrated): the target, the phase
+/// (<c>pre-copy</c> or <c>final</c>), the pre-copy round, and the pages and bytes sent so far.
+/// </summary>
+public sealed record MigrationStatus(string To, string Phase, int Round, long Pages, long Bytes);
+
 public sealed record VmInfo(
     string Name,
     string State,
@@ -110,6 +116,7 @@ public sealed record VmInfo(
     IReadOnlyList<string> Devices,
     IReadOnlyList<string> SyntheticDevices,
     VmStatistics Statistics,
-    VmExit? Exit);
+    VmExit? Exit,
+    MigrationStatus? Migration = null);
 
 public sealed record SaveVmResult(string Name, string Path, string State, long InstructionsRetired, long Bytes);

@@ -86,8 +86,14 @@ public sealed partial class VmManager
         try
         {
             // Not the request's token: a client that goes away must not cut a hand-over in half. serve's stopping does.
+            string to = target!.ToString();
+            managed.Migration = new MigrationStatus(to, "pre-copy", 0, 0, 0);
             report = await LiveMigration.ToAsync(new ServeMigrationHost(this), managed.Vm, target!, migration.Key,
-                new MigrationOptions { PeerTimeout = migration.PeerTimeout }, lifetime.ApplicationStopping).ConfigureAwait(false);
+                new MigrationOptions
+                {
+                    PeerTimeout = migration.PeerTimeout,
+                    Progress = p => managed.Migration = new MigrationStatus(to, p.Phase == MigrationPhase.Final ? "final" : "pre-copy", p.Round, p.Pages, p.Bytes),
+                }, lifetime.ApplicationStopping).ConfigureAwait(false);
         }
         catch (Exception e) when (e is OperationCanceledException or TimeoutException)
         {
@@ -112,6 +118,7 @@ public sealed partial class VmManager
         await AtBarrierAsync<bool>(() =>
         {
             managed.Busy = null;
+            managed.Migration = null;
             if (managed.Vm.State == PartitionState.Paused)
             {
                 system.Root.Start(managed.Vm);

@@ -33,6 +33,9 @@ public sealed partial class VmManager(HybridSystem system, ControlBarrier barrie
         /// </summary>
         public string? Busy { get; set; }
 
+        /// <summary>Where its live migration has got to while it is being migrated (written by the migration as each frame goes), or null.</summary>
+        public volatile MigrationStatus? Migration;
+
         /// <summary>Its cluster lease was renewed while it was being saved: it runs on once the snapshot is written.</summary>
         public bool ResumeWhenSaved { get; set; }
     }
@@ -267,7 +270,7 @@ public sealed partial class VmManager(HybridSystem system, ControlBarrier barrie
             .Select(i => new VcpuInfo(i, IsLive(vm) ? VpStateName(system.Root.VirtualProcessorState(vm, i)) : "deleted"))];
         return new VmInfo(vm.Name, StateName(vm.State), vm.Partition.Id, m.Source, vm.Configuration.MemoryBytes, vm.Configuration.CommandLine,
             vcpus, vm.Configuration.Devices.ToArray(), vm.Configuration.SyntheticDevices.ToArray(), Statistics(vm),
-            exit is null ? null : new VmExit(ReasonName(exit.Reason), exit.ExitValue, exit.Diagnostic));
+            exit is null ? null : new VmExit(ReasonName(exit.Reason), exit.ExitValue, exit.Diagnostic), m.Migration);
     }
 
     /// <summary>Whether the kernel still holds the VM's partition (a deleted one is gone).</summary>

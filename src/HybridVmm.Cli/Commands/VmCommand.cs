@@ -5,6 +5,7 @@ using HybridVmm.Cli.Api;
 using HybridVmm.Cli.Cluster;
 using HybridVmm.Cli.Common;
 using HybridVmm.Cluster;
+using HybridVmm.HostOS.Migration;
 
 namespace HybridVmm.Cli.Commands;
 
@@ -223,10 +224,36 @@ internal static class VmCommand
             ? ClusterCommands.MigrateAsync(redis, r.GetValue(name)!, r.GetValue(to), r.GetValue(connection.Json), ct)
             : r.GetValue(to) is not { } target
             ? Refuse("vm migrate needs --to HOST:PORT, the target's migration listener (or --cluster REDIS)")
-            : RunAsync(r, connection,
-                c => c.PostUntilDoneAsync($"/api/vms/{Uri.EscapeDataString(r.GetValue(name)!)}/migrate", new MigrateVmRequest { To = target }, ct),
-                VmTables.Migrated));
+            : RunAsync(r, connection, c => MigrateWithProgressAsync(c, r.GetValue(name)!, target, ct), VmTables.Migrated));
         return command;
+    }
+
+    /// <summary>
+    /// Sends the migration and waits for its answer; meanwhile, when stderr is a terminal, it draws where the migration
+    /// has got to from the VM's read (its <c>migration</c>), as <c>virsh migrate --verbose</c> does.
+    /// </summary>
+    private static async Task<ApiResponse> MigrateWithProgressAsync(ApiClient client, string name, string target, CancellationToken ct)
+    {
+        string path = $"/api/vms/{Uri.EscapeDataString(name)}";
+        Task<ApiResponse> migrating = client.PostUntilDoneAsync(path + "/migrate", new MigrateVmRequest { To = target }, ct);
+        using Terminal.StatusLine? line = Terminal.StatusLine.ForMigration(Console.Error, $"{name}: migrating to {target}", besideGuestOutput: false);
+        while (line is not null && await Task.WhenAny(migrating, Task.Delay(250, ct)) != migrating)
+        {
+            try
+            {
+                ApiResponse read = await client.GetAsync(path, ct);
+                if (read.Problem is null && read.Read<VmInfo>().Migration is { Pages: > 0 } m)
+                {
+                    line.Show(new MigrationProgress(m.Phase == "final" ? MigrationPhase.Final : MigrationPhase.PreCopy, m.Round, m.Pages, m.Bytes), receiving: false);
+                }
+            }
+            catch (Exception e) when (e is HttpRequestException or IOException or System.Text.Json.JsonException)
+            {
+                // the status is not worth an error; the migration's own answer says how it ended
+            }
+        }
+
+        return await migrating;
     }
 
     private static Command RestoreCommand(Connection connection)

@@ -256,6 +256,16 @@ public class ServeMigrationTests
         }
 
         Assert.That(migrating.IsCompleted, Is.False, "the migration waits for the target");
+        // Meanwhile the VM's read says where the migration has got to: its final copy has gone, the answer has not come.
+        JsonElement held = await WaitForAsync(api, "held", vm => vm.TryGetProperty("migration", out JsonElement m) && m.GetProperty("phase").GetString() == "final");
+        JsonElement progress = held.GetProperty("migration");
+        Assert.Multiple(() =>
+        {
+            Assert.That(progress.GetProperty("to").GetString(), Is.EqualTo(listener.LocalEndpoint.ToString()));
+            Assert.That(progress.GetProperty("round").GetInt32(), Is.GreaterThanOrEqualTo(1));
+            Assert.That(progress.GetProperty("pages").GetInt64(), Is.GreaterThan(0));
+            Assert.That(progress.GetProperty("bytes").GetInt64(), Is.GreaterThan(progress.GetProperty("pages").GetInt64() * 4096), "each page and its number, and the final state");
+        });
         accepted.Close();
         ApiReply failed = await migrating;
         ApiReply after = await ApiReply.Get(api, "/api/vms/held");
@@ -264,7 +274,32 @@ public class ServeMigrationTests
             Assert.That(failed.Status, Is.EqualTo(502), failed.ToString());
             Assert.That(failed.Detail, Does.EndWith("it stays on this host"));
             Assert.That(after.State, Is.EqualTo("running"), "the VM runs on at its source once the migration has failed");
+            Assert.That(after.Body.TryGetProperty("migration", out _), Is.False, "no migration is under way any more");
             Assert.That(File.Exists(Path.Combine(_directory, "held.snap")), Is.False, "the refused save wrote nothing");
+        });
+    }
+
+    /// <summary>On a terminal, <c>vm migrate</c> draws where the migration has got to while it waits for its answer.</summary>
+    [Test]
+    public async Task VmMigrateOnATerminalShowsTheMigrationsProgressWhileItWaits()
+    {
+        if (!File.Exists("/usr/bin/script")) Assert.Ignore("util-linux script is not installed");
+        using ServeProcess source = ServeProcess.Start();
+        using HttpClient api = source.UnixClient();
+        await StartSpinningAsync(api, "shown");
+        using var listener = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
+        listener.Start();
+
+        using TerminalSession terminal = TerminalSession.StartHybridVmm($"vm migrate shown --to {listener.LocalEndpoint} --api-socket \"{source.SocketPath}\"");
+        using System.Net.Sockets.TcpClient accepted = await listener.AcceptTcpClientAsync().WaitAsync(TimeSpan.FromMinutes(1));
+        await HybridVmm.HostOS.Migration.MigrationHandshake.AcceptAsync(accepted.GetStream(), key: null, TimeSpan.FromMinutes(1), CancellationToken.None);
+        terminal.WaitFor(@"hybridvmm: shown: migrating to 127\.0\.0\.1:\d+: final copy, [\d,]+ pages \(\d+\.\d MiB\) sent");
+        accepted.Close();
+        string screen = terminal.WaitForEnd();
+        Assert.Multiple(() =>
+        {
+            Assert.That(screen, Does.Contain("status=69"), screen);
+            Assert.That(screen, Does.Contain("'shown' was not migrated to").And.Contain("it stays on this host (502 Migration failed)"));
         });
     }
 

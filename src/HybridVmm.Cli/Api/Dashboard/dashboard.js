@@ -120,7 +120,8 @@ function show(vm, now) {
   const e = guest.element;
   const s = vm.statistics;
   const state = e.querySelector('.state');
-  state.textContent = vm.state;
+  const m = vm.migration;
+  state.textContent = m ? `${vm.state}, migrating to ${m.to}: ${m.phase === 'final' ? 'final copy' : `pre-copy round ${m.round}`}, ${number(m.pages)} pages sent` : vm.state;
   state.className = `state ${vm.state}`;
   e.querySelector('.partition-id').textContent = `partition ${vm.partitionId}`;
   e.querySelector('.vcpus').textContent = vm.vcpus.map(v => `vCPU${v.index} ${v.state}`).join(', ');
