@@ -49,6 +49,12 @@ internal sealed class VirtualProcessor
     /// <summary>Virtual ticks this vCPU has used in the current scheduling round.</summary>
     internal long SliceTicks { get; set; }
 
+    /// <summary>
+    /// Ticks this vCPU used beyond the round it ran in (its last exit's cost crossed the round's end): they open its
+    /// next round, so its own time runs on unbroken while the round, and every other vCPU, keeps the quantum.
+    /// </summary>
+    internal long CarryTicks { get; set; }
+
     /// <summary>Virtual time at which the pending intercept was raised.</summary>
     internal long PendingTime { get; set; }
 

@@ -68,7 +68,8 @@ public sealed class Scheduler
     /// <see cref="HypervisorOptions.InterceptCostTicks"/> per intercept served by the root. A round is made of
     /// passes; each pass runs every vCPU that still has budget and ends at the barrier, where replies are
     /// applied, so a vCPU resumed by the root continues in the same round. The virtual clock then advances by
-    /// the longest slice, as if every vCPU had its own physical processor.
+    /// the longest slice, at most the quantum, as if every vCPU had its own physical processor; a vCPU whose last
+    /// exit's cost crossed the round's end carries the excess into its next round.
     /// </summary>
     public async Task RunAsync(bool untilIdle, CancellationToken cancellationToken, Func<bool>? stopWhen = null)
     {
@@ -95,7 +96,8 @@ public sealed class Scheduler
             {
                 foreach (VirtualProcessor vp in partition.VirtualProcessors)
                 {
-                    vp.SliceTicks = 0;
+                    vp.SliceTicks = vp.CarryTicks;
+                    vp.CarryTicks = 0;
                 }
             }
 
@@ -144,7 +146,22 @@ public sealed class Scheduler
                 }
             }
 
-            _partitions.Clock.Advance(longest);
+            // A round lasts at most the quantum. A vCPU whose last exit crossed its end (an exit's cost lands whole)
+            // carries the excess into its next round, rather than the round stretching to it: otherwise a neighbour
+            // whose exits keep crossing the end would stretch every other vCPU's rounds with idle time, and a
+            // guest's virtual progress would depend on who runs beside it (issue 14, fairness).
+            long advance = Math.Min(longest, quantum);
+            bool carried = false;
+            foreach (Partition partition in partitions)
+            {
+                foreach (VirtualProcessor vp in partition.VirtualProcessors)
+                {
+                    vp.CarryTicks = Math.Max(0, vp.SliceTicks - advance);
+                    carried |= vp.CarryTicks > 0 && vp.State == VpState.Runnable && partition.State == PartitionState.Running;
+                }
+            }
+
+            _partitions.Clock.Advance(advance);
             Rounds++;
             _partitions.Trace.Flush();
             RoundCompleted?.Invoke();
@@ -158,7 +175,7 @@ public sealed class Scheduler
                 return;
             }
 
-            if (!ranAny)
+            if (!ranAny && !carried)
             {
                 if (untilIdle)
                 {
