@@ -14,6 +14,12 @@ var traceLimit = new Option<string>("--trace-limit")
     Recursive = true,
 };
 root.Options.Add(traceLimit);
+var traceRotate = new Option<int>("--trace-rotate")
+{
+    Description = "When a trace file reaches --trace-limit, move it to FILE.1 (FILE.1 to FILE.2, ...) and go on in a new FILE, keeping this many old files (0, the default: the file ends at the limit)",
+    Recursive = true,
+};
+root.Options.Add(traceRotate);
 var tier = new Option<string>("--tier")
 {
     Description = "How guest code runs: jit (hot code compiled to IL, the default) or interp (the interpreter alone); the output is the same",
@@ -82,6 +88,13 @@ if (!SizeParser.TryParse(parsed.GetValue(traceLimit)!, out ulong traceLimitBytes
 }
 
 HostOutput.TraceLimitBytes = (long)traceLimitBytes;
+if (parsed.GetValue(traceRotate) is < 0 or > HostOutput.MaxTraceRotate)
+{
+    Console.Error.WriteLine($"hybridvmm: error: --trace-rotate must be 0 to {HostOutput.MaxTraceRotate}, not {parsed.GetValue(traceRotate)}");
+    return ExitStatus.Usage;
+}
+
+HostOutput.TraceRotateKeep = parsed.GetValue(traceRotate);
 HybridVmm.Hardware.Cpu.X86Core.DefaultTier = parsed.GetValue(tier) == "interp"
     ? HybridVmm.Hardware.Cpu.ExecutionTier.Interpreter
     : HybridVmm.Hardware.Cpu.ExecutionTier.Jit;

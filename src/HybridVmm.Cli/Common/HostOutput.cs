@@ -20,6 +20,11 @@ internal static class HostOutput
 
     public const long DefaultTraceLimitBytes = 1L << 30;
 
+    /// <summary>How many full trace files <c>--trace-rotate</c> keeps beside the one being written (0: none; the file ends at the limit).</summary>
+    public static int TraceRotateKeep { get; set; }
+
+    public const int MaxTraceRotate = 1000;
+
     /// <summary>Console.Out becomes a writer that records a failure instead of throwing it.</summary>
     public static void GuardStandardOutput()
     {
@@ -82,6 +87,11 @@ internal static class HostOutput
             foreach ((TraceRecorder recorder, string? path) in Traces)
             {
                 recorder.Dispose(); // idempotent: flushes what is left and closes the file
+                if (recorder.Rotations > 0)
+                {
+                    stderr.WriteLine($"hybridvmm: {(path is null ? "a trace file" : $"trace file '{path}'")} reached its limit of {TraceLimitBytes} bytes {recorder.Rotations} time(s) (--trace-limit); it holds the latest events, and the {Math.Min(recorder.Rotations, TraceRotateKeep)} file(s) before it the ones that came before (--trace-rotate {TraceRotateKeep})");
+                }
+
                 if (recorder.LimitReached)
                 {
                     stderr.WriteLine($"hybridvmm: warning: {(path is null ? "a trace file" : $"trace file '{path}'")} reached its limit of {TraceLimitBytes} bytes (--trace-limit); later events were not written");

@@ -127,9 +127,8 @@ public sealed class RootPartitionService(
         {
             try
             {
-                TextWriter file = new StreamWriter(vmOptions.Trace, append: false) { NewLine = "\n" };
-                system.Trace.AddPartitionWriter(vm.Partition.Id, Tracing.ChromeTraceWriter.IsJsonPath(vmOptions.Trace) ? new Tracing.ChromeTraceWriter(file) : file,
-                    $"trace file '{vmOptions.Trace}'");
+                system.Trace.AddPartitionWriter(vm.Partition.Id, Commands.TraceFiles.Create(vmOptions.Trace), $"trace file '{vmOptions.Trace}'",
+                    Commands.TraceFiles.Rotation(vmOptions.Trace));
             }
             catch (Exception e) when (e is IOException or UnauthorizedAccessException)
             {

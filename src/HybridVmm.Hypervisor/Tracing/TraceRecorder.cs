@@ -19,10 +19,12 @@ public sealed class TraceRecorder : IDisposable
     /// <param name="keepInMemory">Keeps every written line in <see cref="Lines"/> (tests and summaries).</param>
     /// <param name="maxBytes">The most each trace file may hold (0: no limit); see <see cref="LimitReached"/>.</param>
     /// <param name="name">What the writer is, for <see cref="Failure"/> (a file name).</param>
-    public TraceRecorder(TextWriter? writer, bool keepInMemory = false, long maxBytes = 0, string? name = null)
+    /// <param name="rotate">With a limit: when the file reaches it, closes it and returns the writer of a new one (which has moved the
+    /// old files aside, as logrotate does), so the latest events are always written; null: the file ends at the limit.</param>
+    public TraceRecorder(TextWriter? writer, bool keepInMemory = false, long maxBytes = 0, string? name = null, Func<TextWriter>? rotate = null)
     {
         _maxBytes = maxBytes;
-        _writer = writer is null ? null : new TraceSink(writer, name ?? "the trace");
+        _writer = writer is null ? null : new TraceSink(writer, name ?? "the trace") { Rotate = rotate };
         Lines = keepInMemory ? new List<string>() : null;
     }
 
@@ -35,16 +37,19 @@ public sealed class TraceRecorder : IDisposable
     /// <summary>A trace file reached its limit: it ends with a line saying so, and later events went to no file.</summary>
     public bool LimitReached { get; private set; }
 
+    /// <summary>How many times a trace file reached its limit and went on in a new file (see the constructor's rotate).</summary>
+    public int Rotations { get; private set; }
+
     public List<string>? Lines { get; }
 
     public bool Enabled => _writer is not null || Lines is not null || _partitionWriters.Count > 0;
 
     /// <summary>Also writes one partition's events to a file of its own (per-VM traces in <c>serve</c>).</summary>
-    public void AddPartitionWriter(int partitionId, TextWriter writer, string? name = null)
+    public void AddPartitionWriter(int partitionId, TextWriter writer, string? name = null, Func<TextWriter>? rotate = null)
     {
         lock (_gate)
         {
-            _partitionWriters[partitionId] = new TraceSink(writer, name ?? $"the trace of partition {partitionId}");
+            _partitionWriters[partitionId] = new TraceSink(writer, name ?? $"the trace of partition {partitionId}") { Rotate = rotate };
         }
     }
 
@@ -140,7 +145,32 @@ public sealed class TraceRecorder : IDisposable
         }
 
         sink.Bytes += line.Length + 1;
-        if (_maxBytes > 0 && sink.Bytes > _maxBytes)
+        if (_maxBytes > 0 && sink.Bytes > _maxBytes && sink.Rotate is { } rotate && sink.Bytes > line.Length + 1)
+        {
+            // The file says where its events go on, is closed, moved aside, and a new one takes this line.
+            Guard(sink, w => w.WriteLine($"# trace limit of {_maxBytes} bytes reached: later events are in the next file"));
+            Guard(sink, static w => w.Dispose());
+            if (sink.Failed)
+            {
+                return;
+            }
+
+            try
+            {
+                sink.Writer = rotate();
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                sink.Failed = true;
+                sink.Closed = true;
+                Failure ??= $"{sink.Name}: cannot start the next file: {e.Message}";
+                return;
+            }
+
+            Rotations++;
+            sink.Bytes = line.Length + 1;
+        }
+        else if (_maxBytes > 0 && sink.Bytes > _maxBytes)
         {
             // The last line says why the file ends here; a reader never mistakes a capped trace for a whole one.
             Guard(sink, w => w.WriteLine($"# trace limit of {_maxBytes} bytes reached: later events are not written"));
@@ -181,7 +211,10 @@ public sealed class TraceRecorder : IDisposable
     /// <summary>One trace file: its writer, what it is called, how much it has taken, and whether it still takes lines.</summary>
     private sealed class TraceSink(TextWriter writer, string name)
     {
-        public TextWriter Writer { get; } = writer;
+        public TextWriter Writer { get; set; } = writer;
+
+        /// <summary>Opens the next file when this one is full, or null: the file ends at the limit.</summary>
+        public Func<TextWriter>? Rotate { get; init; }
 
         public string Name { get; } = name;
 

@@ -71,6 +71,63 @@ public class HostOutputTests
         }
     }
 
+    /// <summary>
+    /// With <c>--trace-rotate 2</c> a full trace file moves aside (trace.txt to trace.1.txt to trace.2.txt) and a new
+    /// one goes on, so the latest events are always on disk and at most three files are: read oldest first, without
+    /// the lines that say where each file ends, they are exactly the end of the unlimited trace.
+    /// </summary>
+    [TestCase("trace.txt")]
+    [TestCase("trace.json")]
+    public void AFullTraceFileRotatesAndTheKeptFilesAreTheEndOfTheWholeTrace(string name)
+    {
+        string directory = Path.Combine(Path.GetTempPath(), $"hybridvmm-rotate-{Guid.NewGuid():N}");
+        Directory.CreateDirectory(directory);
+        try
+        {
+            string whole = Path.Combine(directory, "whole" + Path.GetExtension(name)), path = Path.Combine(directory, name);
+            CliProcess.Result unlimited = CliProcess.Run("run", Repository.GuestElf("hello"), "--trace", whole, "--trace-limit", "0");
+            CliProcess.Result rotated = CliProcess.Run("run", Repository.GuestElf("hello"), "--trace", path, "--trace-limit", "2K", "--trace-rotate", "2");
+            string Rotated(int age) => Path.Combine(directory, $"{Path.GetFileNameWithoutExtension(name)}.{age}{Path.GetExtension(name)}");
+            string[] kept = [Rotated(2), Rotated(1), path];
+            Assert.Multiple(() =>
+            {
+                Assert.That((unlimited.ExitCode, rotated.ExitCode), Is.EqualTo((0, 0)), rotated.Stderr);
+                Assert.That(rotated.Text, Is.EqualTo(unlimited.Text), "the guest's output");
+                Assert.That(Directory.GetFiles(directory).Select(Path.GetFileName).Order(),
+                    Is.EqualTo(new[] { Path.GetFileName(kept[0]), Path.GetFileName(kept[1]), name, Path.GetFileName(whole) }.Order()), "three files of the rotated trace, no more");
+                Assert.That(rotated.Stderr, Does.Match(@"^hybridvmm: trace file '.+' reached its limit of 2048 bytes \d+ time\(s\) \(--trace-limit\); it holds the latest events, and the 2 file\(s\) before it the ones that came before \(--trace-rotate 2\)\n$"));
+            });
+            if (name.EndsWith(".json", StringComparison.Ordinal))
+            {
+                // Each file is a whole trace-event document that a viewer opens on its own.
+                foreach (string file in kept)
+                {
+                    Assert.That(() => System.Text.Json.JsonDocument.Parse(File.ReadAllText(file)).Dispose(), Throws.Nothing, file);
+                }
+
+                return;
+            }
+
+            string[] events = [.. kept.SelectMany(File.ReadAllLines).Where(l => !l.StartsWith("# trace limit", StringComparison.Ordinal))];
+            string[] all = File.ReadAllLines(whole);
+            Assert.Multiple(() =>
+            {
+                Assert.That(kept.Take(2).Select(f => File.ReadAllLines(f).Last()), Is.All.EqualTo("# trace limit of 2048 bytes reached: later events are in the next file"));
+                Assert.That(kept.Select(f => new FileInfo(f).Length), Is.All.LessThanOrEqualTo(2048 + 100));
+                Assert.That(events.Length, Is.LessThan(all.Length), "the oldest events were rotated away");
+                Assert.That(events, Is.EqualTo(all[^events.Length..]), "the kept files are the end of the whole trace, in order");
+            });
+        }
+        finally
+        {
+            Directory.Delete(directory, recursive: true);
+        }
+    }
+
+    [Test]
+    public void ATraceRotateOutOfRangeIsAUsageError() =>
+        InputBoundsTests.AssertRefused(CliProcess.Run("run", Repository.GuestElf("hello"), "--trace-rotate", "-1"), ExitStatus.Usage, "--trace-rotate must be 0 to 1000, not -1");
+
     [Test]
     public void AMalformedTraceLimitIsAUsageError() =>
         InputBoundsTests.AssertRefused(CliProcess.Run("run", Repository.GuestElf("hello"), "--trace-limit", "lots"), ExitStatus.Usage, "--trace-limit: 'lots' is not a size");
