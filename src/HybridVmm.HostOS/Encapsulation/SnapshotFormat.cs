@@ -302,7 +302,7 @@ public static class SnapshotFormat
 
         if (cpus > 0 && cpus != synics)
         {
-            return $"snapshot holds the registers of {cpus} vCPU{(cpus == 1 ? "" : "s")} (cpu.vp0 to cpu.vp{cpus - 1}) but the SynIC state of {synics} (synic.vp0 to synic.vp{synics - 1})";
+            return $"snapshot holds the registers of {cpus} vCPU{(cpus == 1 ? "" : "s")} (chunks cpu.vp*) but the SynIC state of {synics} (chunks synic.vp*): it must hold one of each per vCPU";
         }
 
         return null;

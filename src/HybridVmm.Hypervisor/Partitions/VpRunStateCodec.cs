@@ -29,7 +29,7 @@ public sealed class VpRunStateCodec : StateCodec<VpRunState>
     /// <summary>The most ticks a vCPU's place in a round may claim (a quantum is 100,000 by default).</summary>
     public const long MaxRoundTicks = 1L << 40;
 
-    public override string StateName => "vCPU run state";
+    public override string StateName => "vCPU run";
 
     public override int Version => 1;
 
