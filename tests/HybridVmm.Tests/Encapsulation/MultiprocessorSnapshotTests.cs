@@ -194,6 +194,29 @@ public class MultiprocessorSnapshotTests
     }
 
     [Test]
+    public void ATwoVcpuSnapshotReadAndWrittenAgainIsTheSameFileAndAOneVcpuSnapshotKeepsItsChunks()
+    {
+        string guest = WriteGuest(), path = Path.Combine(_dir, "smp.snap");
+        Assert.That(CliProcess.Run("run", guest, "--cpus", "2", "--save-at", "163457", "--save-to", path).ExitCode, Is.Zero);
+        byte[] file = File.ReadAllBytes(path);
+        VmSnapshot smp = SnapshotFormat.TryDeserialize(file, out string error)!;
+        Assert.That(smp, Is.Not.Null, error);
+        VmSnapshot one = SnapshotFormat.TryDeserialize(Snapshots.SavedHello(), out error)!;
+        Assert.That(one, Is.Not.Null, error);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(SnapshotFormat.Serialize(smp), Is.EqualTo(file), "nothing of the two vCPUs is lost or reordered");
+            Assert.That(Tags(file).Where(t => t.EndsWith(".vp1")), Is.EqualTo(new[] { "cpu.vp1", "interrupts.vp1", "synic.vp1", "apic.vp1", "runstate.vp1" }));
+            Assert.That(Tags(SnapshotFormat.Serialize(one)).Where(t => t.Contains(".vp")), Is.EqualTo(new[] { "cpu.vp0", "interrupts.vp0", "synic.vp0", "apic.vp0" }),
+                "a snapshot of one vCPU is what it was before multiprocessor snapshots");
+        });
+    }
+
+    private static string[] Tags(byte[] file) =>
+        [.. Hardware.SavedState.SavedStateContainerReader.TryOpen(new MemoryStream(file), out _)!.Chunks.Select(c => c.Tag)];
+
+    [Test]
     public void ATwoVcpuGuestSavedAgainAfterARestoreStillContinuesExactly()
     {
         string guest = WriteGuest(), first = Path.Combine(_dir, "first.snap"), second = Path.Combine(_dir, "second.snap");
