@@ -166,6 +166,37 @@ public class MultiprocessorSnapshotTests
         });
     }
 
+    /// <summary>
+    /// Beyond the output: every trace event of the saving run is the uninterrupted run's, and every event of the restored
+    /// run (after its "created" and "started") is the uninterrupted run's next one, with the same vCPU and text, all at
+    /// one constant distance in machine time (the restored machine's clock starts at 0; the guest's clock goes on). A vCPU
+    /// that took another turn would move an event or change the distance.
+    /// </summary>
+    [Test]
+    public void TheTwoVcpuTraceAfterTheRestoreIsTheUninterruptedTraceShiftedInMachineTimeOnly()
+    {
+        string guest = WriteGuest(), snapshot = Path.Combine(_dir, "smp.snap");
+        string whole = Path.Combine(_dir, "whole.trace"), before = Path.Combine(_dir, "before.trace"), after = Path.Combine(_dir, "after.trace");
+        Assert.That(CliProcess.Run("run", guest, "--cpus", "2", "--trace", whole).ExitCode, Is.Zero);
+        Assert.That(CliProcess.Run("run", guest, "--cpus", "2", "--save-at", "163457", "--save-to", snapshot, "--trace", before).ExitCode, Is.Zero);
+        Assert.That(CliProcess.Run("restore", snapshot, "--trace", after).ExitCode, Is.Zero);
+
+        static (long Time, string Event)[] Events(string path) =>
+        [
+            .. File.ReadAllLines(path).Select(l => l.TrimStart()).Select(l => (long.Parse(l[..l.IndexOf(' ')]), l[l.IndexOf(' ')..].TrimStart())),
+        ];
+        (long Time, string Event)[] u = Events(whole), s = Events(before), r = Events(after);
+        Assert.That(s[^2].Event, Does.EndWith("Lifecycle paused at instruction 163457"));
+        Assert.That(r[..2].Select(e => e.Event), Has.All.Contain("Lifecycle"), "created, started");
+        (long Time, string Event)[] saved = s[2..^2], restored = r[2..], rest = u[(2 + saved.Length)..];
+        Assert.Multiple(() =>
+        {
+            Assert.That(saved, Is.EqualTo(u[2..(2 + saved.Length)]), "the saving run is the uninterrupted run up to its pause");
+            Assert.That(restored.Select(e => e.Event), Is.EqualTo(rest.Select(e => e.Event)));
+            Assert.That(rest.Zip(restored, (a, b) => a.Time - b.Time).Distinct().Count(), Is.EqualTo(1), "one constant shift in machine time");
+        });
+    }
+
     [Test]
     public void ASnapshotOfTwoVcpusHoldsEachOnesRegistersAndRunState()
     {
