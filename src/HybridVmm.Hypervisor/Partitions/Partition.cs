@@ -51,6 +51,9 @@ internal sealed class Partition
     /// </summary>
     public long? ResumeRoundStart { get; set; }
 
+    /// <summary>The round (<see cref="PartitionTable.Round"/>) it paused in: resumed in that same round, its vCPUs' places are still theirs.</summary>
+    public long PausedInRound { get; set; } = -1;
+
     /// <summary>The guest time a partition paused mid-round had reached: its round's start plus its longest slice.</summary>
     internal long? PausedGuestClock
     {

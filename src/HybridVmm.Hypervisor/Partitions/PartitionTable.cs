@@ -78,6 +78,9 @@ internal sealed class PartitionTable(TraceRecorder trace, VirtualClock clock, Ac
         }
     }
 
+    /// <summary>The number of the current scheduling round (the scheduler counts them as they begin).</summary>
+    public long Round { get; set; }
+
     /// <summary>Virtual clock ticks when the current scheduling round began.</summary>
     public long RoundStartTicks { get; set; }
 
@@ -110,6 +113,7 @@ internal sealed class PartitionTable(TraceRecorder trace, VirtualClock clock, Ac
         {
             // Mid-round: every vCPU keeps its place, so that the round goes on as it would have (Partition.ResumeRoundStart).
             partition.ResumeRoundStart = RoundStartTicks + partition.ClockOffset;
+            partition.PausedInRound = Round;
             foreach (VirtualProcessor vp in partition.VirtualProcessors)
             {
                 vp.ResumeSliceTicks = vp.SliceTicks;

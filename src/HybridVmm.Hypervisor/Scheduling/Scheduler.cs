@@ -89,6 +89,7 @@ public sealed class Scheduler
         while (!cancellationToken.IsCancellationRequested)
         {
             _partitions.RoundStartTicks = _partitions.Clock.Ticks;
+            _partitions.Round++;
             _roundIdleTicks = 0;
             IReadOnlyList<Partition> partitions = _partitions.All;
             foreach (Partition partition in partitions)
@@ -360,11 +361,23 @@ public sealed class Scheduler
             return;
         }
 
-        partition.ClockOffset = start - _partitions.RoundStartTicks;
+        // Resumed in the round it paused in (a checkpoint taken at the breakpoint, then started at once): its vCPUs are
+        // still where they were, and may have gone on since; in a later round, or restored, they are put back.
+        bool later = partition.PausedInRound != _partitions.Round;
+        if (later)
+        {
+            partition.ClockOffset = start - _partitions.RoundStartTicks;
+        }
+
         partition.ResumeRoundStart = null;
+        partition.PausedInRound = -1;
         foreach (VirtualProcessor vp in partition.VirtualProcessors)
         {
-            vp.SliceTicks = vp.ResumeSliceTicks;
+            if (later)
+            {
+                vp.SliceTicks = vp.ResumeSliceTicks;
+            }
+
             vp.ResumeSliceTicks = 0;
         }
     }
