@@ -11,6 +11,9 @@ namespace HybridVmm.Hypervisor;
 /// </summary>
 public sealed partial class RootPartitionApi
 {
+    /// <summary>The most quanta a restored vCPU may claim to have used in its round (<see cref="VpRunState.RoundTicks"/>).</summary>
+    public const int MaxRoundQuanta = 1024;
+
     /// <summary>The partition's synthetic state. Take it while the partition is paused or stopped.</summary>
     public EnlightenedState GetEnlightenedState(PartitionHandle partitionHandle)
     {
@@ -84,6 +87,18 @@ public sealed partial class RootPartitionApi
             if ((uint)request.VpIndex >= (uint)partition.VirtualProcessors.Count || !Enum.IsDefined(request.Kind))
             {
                 return "a saved request for the root is malformed";
+            }
+        }
+
+        // A vCPU's place in a round: its slice's budget left is at most a quantum; the ticks it had used may pass the
+        // quantum by what exits cost beyond it (a synthetic exit costs ticks but no budget), never by much more. A larger
+        // claim would hold the scheduler in one slice, or move the machine's clock for every other guest.
+        long quantum = _kernel.Options.Quantum, maxRoundTicks = MaxRoundQuanta * quantum;
+        for (int i = 0; i < state.VirtualProcessors.Count; i++)
+        {
+            if (state.VirtualProcessors[i].Run is { } run && (run.SliceBudget > quantum || run.RoundTicks > maxRoundTicks))
+            {
+                return $"saved vCPU {i} claims {run.RoundTicks} ticks used in its round and a slice budget of {run.SliceBudget}; this hypervisor's quantum is {quantum} ticks";
             }
         }
 

@@ -9,6 +9,7 @@ using HybridVmm.HostOS.Encapsulation;
 using HybridVmm.HostOS.Migration;
 using HybridVmm.HostOS.Vm;
 using HybridVmm.Hypervisor;
+using HybridVmm.Hypervisor.Partitions;
 using HybridVmm.Hypervisor.Tracing;
 using HybridVmm.Tests.Support;
 using static HybridVmm.HostOS.Migration.MigrationProtocol;
@@ -146,6 +147,18 @@ public class CraftedInputTests
         byte[] file = WithChunks(Snapshots.SavedHello(), chunks => chunks.Add(new SavedStateChunk("runstate.vp0", 1, [7, .. new byte[16]])));
         Assert.That(SnapshotFormat.TryDeserialize(file, out string error), Is.Null);
         Assert.That(error, Is.EqualTo("chunk 'runstate.vp0' (vCPU run state version 1) is malformed: run state 7 is neither 0 (runnable or halted) nor 1 (waiting for a start-up IPI)"));
+    }
+
+    [Test]
+    public void AVcpuClaimingASliceLongerThanTheQuantumIsRefused()
+    {
+        VmSnapshot snapshot = SnapshotFormat.TryDeserialize(Snapshots.SavedHello(), out _)!;
+        VpEnlightenedState vp = snapshot.Enlightened.VirtualProcessors[0] with { Run = new VpRunState(false, 0, 1L << 40) };
+        using var machine = new TestMachine();
+        VmSnapshot crafted = snapshot with { Enlightened = snapshot.Enlightened with { VirtualProcessors = [vp] } };
+
+        Assert.That(machine.System.Root.RestoreVm(crafted, out VmCreationError? error), Is.Null);
+        Assert.That(error!.Message, Is.EqualTo("snapshot's synthetic state cannot be restored: saved vCPU 0 claims 0 ticks used in its round and a slice budget of 1099511627776; this hypervisor's quantum is 100000 ticks"));
     }
 
     [Test]
