@@ -382,7 +382,7 @@ public sealed class Scheduler
         }
     }
 
-    /// <summary>A partition's instructions: every vCPU's (the instruction limit and breakpoints count each vCPU's own).</summary>
+    /// <summary>A partition's instructions: every vCPU's (the instruction limit counts each vCPU's own; a breakpoint, the boot vCPU's).</summary>
     private static long RetiredByAll(Partition partition)
     {
         long sum = 0;
