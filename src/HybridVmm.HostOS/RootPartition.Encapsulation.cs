@@ -19,12 +19,6 @@ public sealed partial class RootPartition
     /// and must be written before the VM runs again.</param>
     public VmSnapshot CaptureSnapshot(VirtualMachine vm, IReadOnlyCollection<uint>? onlyPages = null, bool identifyDisk = true, bool copyMemory = true)
     {
-        if (vm.Configuration.Processors > 1)
-        {
-            // The snapshot format carries one vCPU's registers; a VM with more cannot be captured yet (the SMP issue).
-            throw new NotSupportedException($"VM '{vm.Configuration.Name}' has {vm.Configuration.Processors} virtual processors; saving or migrating a VM with more than one is not supported yet");
-        }
-
         IReadOnlyList<uint> pageNumbers = onlyPages is null ? _api.NonZeroPages(vm.Partition) : onlyPages.ToArray();
         SavedMemory memory = copyMemory
             ? SavedMemory.Of(ReadPages(vm, pageNumbers))
@@ -54,6 +48,7 @@ public sealed partial class RootPartition
             Name = c.Name, MemoryBytes = c.MemoryBytes, CommandLine = c.CommandLine, Devices = c.Devices.ToArray(),
             SyntheticDevices = c.SyntheticDevices.ToArray(), Disk = disk,
             InstructionLimit = c.InstructionLimit, Cpu = _api.GetVpState(vm.Partition),
+            ApplicationProcessors = Enumerable.Range(1, _api.VpCount(vm.Partition) - 1).Select(i => _api.GetVpState(vm.Partition, i)).ToArray(),
             VirtualTicks = _api.VirtualTicks(vm.Partition), GuestClock = _api.GuestClock(vm.Partition), ChannelMessages = stats.ChannelMessages,
             Intercepts = new SortedDictionary<string, long>(stats.InterceptsByKind.ToDictionary(p => p.Key, p => p.Value), StringComparer.Ordinal),
             DeviceStates = devices, Enlightened = _api.GetEnlightenedState(vm.Partition),
@@ -95,7 +90,7 @@ public sealed partial class RootPartition
         {
             Name = name ?? snapshot.Name, Image = Array.Empty<byte>(), MemoryBytes = snapshot.MemoryBytes,
             CommandLine = snapshot.CommandLine, Devices = snapshot.Devices, InstructionLimit = snapshot.InstructionLimit,
-            SyntheticDevices = snapshot.SyntheticDevices, DiskImage = diskImage,
+            SyntheticDevices = snapshot.SyntheticDevices, DiskImage = diskImage, Processors = snapshot.Processors,
         };
         if (VmNames.Problem(config.Name) is { } badName)
         {
@@ -121,7 +116,7 @@ public sealed partial class RootPartition
             return null;
         }
 
-        if (_api.CreatePartition(config.Name, config.MemoryBytes, config.InstructionLimit) is not { } partition)
+        if (_api.CreatePartition(config.Name, config.MemoryBytes, config.InstructionLimit, config.Processors) is not { } partition)
         {
             error = OutOfMemory(config.MemoryBytes);
             return null;
@@ -138,7 +133,11 @@ public sealed partial class RootPartition
             return null;
         }
 
-        _api.SetVpState(partition, snapshot.Cpu);
+        for (int i = 0; i < snapshot.Processors; i++)
+        {
+            _api.SetVpState(partition, snapshot.CpuOf(i), i);
+        }
+
         _api.RestoreStatistics(partition, snapshot.VirtualTicks, snapshot.ChannelMessages, snapshot.Intercepts);
         if (_api.SetEnlightenedState(partition, snapshot.Enlightened) is { } refused)
         {
@@ -209,6 +208,16 @@ public sealed partial class RootPartition
             {
                 return $"snapshot offers unknown synthetic device '{device}'";
             }
+        }
+
+        if (snapshot.Processors > Hypervisor.RootPartitionApi.MaxProcessors)
+        {
+            return $"snapshot holds {snapshot.Processors} vCPUs, more than the {Hypervisor.RootPartitionApi.MaxProcessors} a VM may have";
+        }
+
+        if (snapshot.Enlightened.VirtualProcessors.Count != snapshot.Processors)
+        {
+            return $"snapshot holds the registers of {snapshot.Processors} vCPUs but the synthetic state of {snapshot.Enlightened.VirtualProcessors.Count}";
         }
 
         if (snapshot.Channels.Count != snapshot.SyntheticDevices.Count)

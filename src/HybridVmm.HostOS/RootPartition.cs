@@ -271,8 +271,11 @@ public sealed partial class RootPartition
     /// <summary>How much of the VM's RAM it shares copy-on-write with its template, and how many pages it has copied.</summary>
     public MemorySharing MemorySharing(VirtualMachine vm) => _api.MemorySharing(vm.Partition);
 
-    /// <summary>Pauses the VM once it has retired <paramref name="instructions"/> instructions in total.</summary>
+    /// <summary>Pauses the VM once its boot vCPU has retired <paramref name="instructions"/> instructions in total (a VM of one vCPU: once it has).</summary>
     public void PauseAtInstruction(VirtualMachine vm, long instructions) => _api.PauseAtInstruction(vm.Partition, instructions);
+
+    /// <summary>Instructions the VM's boot vCPU has retired, which <see cref="PauseAtInstruction"/> counts (with one vCPU, the VM's).</summary>
+    public long BootInstructionsRetired(VirtualMachine vm) => _api.BootInstructionsRetired(vm.Partition);
 
     private VmCreationError OutOfMemory(uint bytes) => new(VmCreationErrorKind.OutOfHostMemory,
         $"not enough host memory for {bytes / (1024 * 1024)} MiB ({_api.FreeMemoryBytes / (1024 * 1024)} MiB free)");

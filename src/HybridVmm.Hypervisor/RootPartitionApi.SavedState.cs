@@ -11,6 +11,9 @@ namespace HybridVmm.Hypervisor;
 /// </summary>
 public sealed partial class RootPartitionApi
 {
+    /// <summary>The most quanta a restored vCPU may claim to have used in its round (<see cref="VpRunState.RoundTicks"/>).</summary>
+    public const int MaxRoundQuanta = 1024;
+
     /// <summary>The partition's synthetic state. Take it while the partition is paused or stopped.</summary>
     public EnlightenedState GetEnlightenedState(PartitionHandle partitionHandle)
     {
@@ -19,7 +22,14 @@ public sealed partial class RootPartitionApi
         foreach (VirtualProcessor vp in partition.VirtualProcessors)
         {
             bool halted = vp.State == VpState.Halted || (vp.HeldForRoot && vp.ReleaseState == VpState.Halted);
-            vps.Add(new VpEnlightenedState(halted, vp.Synic.SaveState(), vp.Apic.SaveState(vp.ExtIntRequested)));
+            // One vCPU: its place in a round is its own business (nothing else runs between its slices), and its
+            // snapshot stays what it was before multiprocessor snapshots. Several: who waits for a SIPI, and where each
+            // stands in the round the partition paused in (none, at a round barrier).
+            VpRunState? run = partition.VirtualProcessors.Count == 1 ? null : new VpRunState(
+                vp.State == VpState.WaitingForSipi,
+                partition.ResumeRoundStart is null ? 0 : vp.ResumeSliceTicks,
+                partition.ResumeRoundStart is null ? 0 : vp.ResumeBudget);
+            vps.Add(new VpEnlightenedState(halted, vp.Synic.SaveState(), vp.Apic.SaveState(vp.ExtIntRequested), run));
         }
 
         return new EnlightenedState(partition.Hv.SaveState(), vps, _kernel.Enlightenments.RootRequests.PendingFor(partition));
@@ -80,6 +90,18 @@ public sealed partial class RootPartitionApi
             }
         }
 
+        // A vCPU's place in a round: its slice's budget left is at most a quantum; the ticks it had used may pass the
+        // quantum by what exits cost beyond it (a synthetic exit costs ticks but no budget), never by much more. A larger
+        // claim would hold the scheduler in one slice, or move the machine's clock for every other guest.
+        long quantum = _kernel.Options.Quantum, maxRoundTicks = MaxRoundQuanta * quantum;
+        for (int i = 0; i < state.VirtualProcessors.Count; i++)
+        {
+            if (state.VirtualProcessors[i].Run is { } run && (run.SliceBudget > quantum || run.RoundTicks > maxRoundTicks))
+            {
+                return $"saved vCPU {i} claims {run.RoundTicks} ticks used in its round and a slice budget of {run.SliceBudget}; this hypervisor's quantum is {quantum} ticks";
+            }
+        }
+
         for (int i = 0; i < partition.VirtualProcessors.Count; i++)
         {
             if (partition.VirtualProcessors[i].Synic.RestoreState(state.VirtualProcessors[i].Synic) is { } error)
@@ -114,11 +136,24 @@ public sealed partial class RootPartitionApi
         for (int i = 0; i < partition.VirtualProcessors.Count; i++)
         {
             VirtualProcessor vp = partition.VirtualProcessors[i];
-            VpState afterRestore = state.VirtualProcessors[i].Halted ? VpState.Halted : VpState.Runnable;
-            // Saved mid-pass with requests queued: on the source the root served them before the guest ran again.
-            vp.HeldForRoot = state.PendingRequests.Count > 0;
-            vp.ReleaseState = afterRestore;
-            vp.State = vp.HeldForRoot ? VpState.WaitingForRoot : afterRestore;
+            VpRunState run = state.VirtualProcessors[i].Run ?? VpRunState.Default;
+            if (run.WaitingForSipi)
+            {
+                // An application processor nobody has started yet runs nothing until a start-up IPI, as on its source.
+                vp.HeldForRoot = false;
+                vp.State = VpState.WaitingForSipi;
+            }
+            else
+            {
+                VpState afterRestore = state.VirtualProcessors[i].Halted ? VpState.Halted : VpState.Runnable;
+                // Saved mid-pass with requests queued: on the source the root served them before the guest ran again.
+                vp.HeldForRoot = state.PendingRequests.Count > 0;
+                vp.ReleaseState = afterRestore;
+                vp.State = vp.HeldForRoot ? VpState.WaitingForRoot : afterRestore;
+            }
+
+            vp.ResumeSliceTicks = run.RoundTicks;
+            vp.ResumeBudget = run.SliceBudget;
         }
 
         _kernel.Enlightenments.RootRequests.Requeue(partition, state.PendingRequests);

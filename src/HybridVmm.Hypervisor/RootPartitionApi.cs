@@ -319,7 +319,11 @@ public sealed partial class RootPartitionApi
         return clone.Handle;
     }
 
-    /// <summary>Pauses the partition once its boot vCPU has retired <paramref name="instructions"/> instructions in total.</summary>
+    /// <summary>
+    /// Pauses the partition once its boot vCPU has retired <paramref name="instructions"/> instructions in total (with
+    /// one vCPU, once any has: the same). A multiprocessor partition pauses at that instruction in the middle of its
+    /// round and continues the round when it runs again, here or restored elsewhere.
+    /// </summary>
     public void PauseAtInstruction(PartitionHandle partitionHandle, long instructions) => Get(partitionHandle).BreakAtInstruction = instructions;
 
     public Hardware.Cpu.CpuState GetVpState(PartitionHandle partitionHandle, int vpIndex = 0) =>
@@ -334,7 +338,13 @@ public sealed partial class RootPartitionApi
         Partition partition = Get(partitionHandle);
         partition.Statistics.StartTicks = _kernel.Clock.Ticks - virtualTicks;
         partition.Statistics.ChannelMessages = channelMessages;
-        partition.Statistics.InstructionsRetired = partition.VirtualProcessors[0].Core.InstructionsRetired;
+        long retired = 0;
+        foreach (VirtualProcessor vp in partition.VirtualProcessors)
+        {
+            retired += vp.Core.InstructionsRetired; // every vCPU's, as the scheduler counts them
+        }
+
+        partition.Statistics.InstructionsRetired = retired;
         foreach ((string kind, long count) in intercepts)
         {
             partition.Statistics.SetIntercepts(kind, count);
@@ -345,7 +355,7 @@ public sealed partial class RootPartitionApi
     public long GuestClock(PartitionHandle partitionHandle)
     {
         Partition partition = Get(partitionHandle);
-        return partition.ResumeGuestClock ?? _kernel.Now(partition) + partition.ClockOffset;
+        return partition.ResumeGuestClock ?? partition.PausedGuestClock ?? _kernel.Now(partition) + partition.ClockOffset;
     }
 
     /// <summary>
@@ -353,7 +363,28 @@ public sealed partial class RootPartitionApi
     /// <paramref name="guestClock"/> (the <see cref="GuestClock"/> it was saved at), so the absolute deadlines its devices
     /// and local APICs saved fall where they fell on the machine it was saved on.
     /// </summary>
-    public void ContinueGuestClock(PartitionHandle partitionHandle, long guestClock) => Get(partitionHandle).ResumeGuestClock = guestClock;
+    /// <remarks>
+    /// A multiprocessor partition saved in the middle of a round (its vCPUs' places restored by
+    /// <see cref="SetEnlightenedState"/>) continues that round: it began <paramref name="guestClock"/> minus the longest
+    /// slice, the time the partition had reached being its furthest vCPU's.
+    /// </remarks>
+    public void ContinueGuestClock(PartitionHandle partitionHandle, long guestClock)
+    {
+        Partition partition = Get(partitionHandle);
+        partition.ResumeGuestClock = guestClock;
+        long longest = 0;
+        bool placed = false;
+        foreach (VirtualProcessor vp in partition.VirtualProcessors)
+        {
+            longest = Math.Max(longest, vp.ResumeSliceTicks);
+            placed |= vp.ResumeSliceTicks > 0 || vp.ResumeBudget > 0;
+        }
+
+        partition.ResumeRoundStart = placed ? guestClock - longest : null;
+    }
+
+    /// <summary>Instructions the boot vCPU has retired: what <see cref="PauseAtInstruction"/> counts.</summary>
+    public long BootInstructionsRetired(PartitionHandle partitionHandle) => Get(partitionHandle).VirtualProcessors[0].Core.InstructionsRetired;
 
     /// <summary>Virtual ticks since the partition started (its share of the machine's virtual time).</summary>
     public long VirtualTicks(PartitionHandle partitionHandle) => Get(partitionHandle).Statistics.VirtualTicks(_kernel.Clock.Ticks);

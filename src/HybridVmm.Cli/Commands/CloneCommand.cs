@@ -1,3 +1,4 @@
+using HybridVmm.Cli.Tracing;
 using HybridVmm.Cli.Common;
 using HybridVmm.Reports;
 using System.CommandLine;

@@ -1,3 +1,4 @@
+using HybridVmm.Cli.Tracing;
 using HybridVmm.Cli.Common;
 using System.CommandLine;
 using System.Net;

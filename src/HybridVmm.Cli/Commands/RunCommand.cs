@@ -54,12 +54,6 @@ internal static class RunCommand
             return ExitStatus.Usage;
         }
 
-        if (processors > 1 && options.PauseAt > 0)
-        {
-            stderr.WriteLine("hybridvmm: error: a VM with more than one virtual processor cannot be saved or migrated yet: drop --cpus or --save-at/--migrate-at");
-            return ExitStatus.Usage;
-        }
-
         if (!SizeParser.TryParseGuestMemory(memoryText, out uint memoryBytes, out string sizeError))
         {
             stderr.WriteLine($"hybridvmm: error: {sizeError}");

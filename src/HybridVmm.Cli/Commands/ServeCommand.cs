@@ -1,3 +1,4 @@
+using HybridVmm.Cli.Tracing;
 using OpenTelemetry.Metrics;
 using HybridVmm.Cli.Api;
 using HybridVmm.Cli.Cluster;

@@ -8,9 +8,9 @@ internal sealed class SessionOptions
 {
     private readonly Option<string?> _trace = new("--trace") { Description = "Write the readable trace to this file" };
     private readonly Option<long> _max = new("--max-instructions") { Description = "Stop the guest after N instructions in total (0 = no limit)" };
-    private readonly Option<long> _saveAt = new("--save-at") { Description = "Pause the guest after N instructions in total and save it to --save-to" };
+    private readonly Option<long> _saveAt = new("--save-at") { Description = "Pause the guest after N instructions in total (with --cpus, the boot vCPU's) and save it to --save-to" };
     private readonly Option<string?> _saveTo = new("--save-to") { Description = "Snapshot file written at --save-at (atomically)" };
-    private readonly Option<long> _migrateAt = new("--migrate-at") { Description = "Start live migration after N instructions in total" };
+    private readonly Option<long> _migrateAt = new("--migrate-at") { Description = "Start live migration after N instructions in total (with --cpus, the boot vCPU's)" };
     private readonly Option<string?> _migrateTo = new("--migrate-to") { Description = "HOST:PORT of a 'hybridvmm receive' to live-migrate the guest to" };
     private readonly Option<double> _migrateTimeout = new("--migrate-timeout")
     {

@@ -1,3 +1,4 @@
+using HybridVmm.Cli.Tracing;
 using HybridVmm.Cli.Common;
 using HybridVmm.Cli.Terminal;
 using HybridVmm.HostOS;
@@ -110,7 +111,7 @@ internal static class SingleVmSession
                 return ExitStatus.CannotWrite;
             }
 
-            stderr.WriteLine($"hybridvmm: saved '{vm.Name}' at instruction {vm.Statistics.InstructionsRetired} to {path}; continue with: hybridvmm restore {path}");
+            stderr.WriteLine($"hybridvmm: saved '{vm.Name}' at instruction {system.Root.BootInstructionsRetired(vm)} to {path}; continue with: hybridvmm restore {path}");
             system.Root.Stop(vm);
             return ExitStatus.Success;
         }
@@ -142,7 +143,7 @@ internal static class SingleVmSession
         }
 
         PartitionExit exit = await vm.Exited;
-        if (options.PauseAt > 0 && vm.Statistics.InstructionsRetired < options.PauseAt)
+        if (options.PauseAt > 0 && system.Root.BootInstructionsRetired(vm) < options.PauseAt)
         {
             stderr.WriteLine($"hybridvmm: the guest ended before instruction {options.PauseAt}; it was neither saved nor migrated.");
         }

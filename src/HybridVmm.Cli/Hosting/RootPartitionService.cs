@@ -127,8 +127,8 @@ public sealed class RootPartitionService(
         {
             try
             {
-                system.Trace.AddPartitionWriter(vm.Partition.Id, Commands.TraceFiles.Create(vmOptions.Trace), $"trace file '{vmOptions.Trace}'",
-                    Commands.TraceFiles.Rotation(vmOptions.Trace));
+                system.Trace.AddPartitionWriter(vm.Partition.Id, Tracing.TraceFiles.Create(vmOptions.Trace), $"trace file '{vmOptions.Trace}'",
+                    Tracing.TraceFiles.Rotation(vmOptions.Trace));
             }
             catch (Exception e) when (e is IOException or UnauthorizedAccessException)
             {

@@ -9,7 +9,7 @@ namespace HybridVmm.Cli.Terminal;
 /// <summary>
 /// A live status line on stderr for long work (<c>run</c>, <c>restore</c>, <c>bench</c>, <c>clone</c>): instructions,
 /// MIPS and virtual time, redrawn in place at most four times a second at the scheduler's round barrier; or, for a
-/// live migration (<c>run --migrate-to</c>, <c>receive</c>), its rounds and the pages and bytes moved. Only when
+/// live migration (<c>run --migrate-to</c>, <c>receive</c>, <c>vm migrate</c>), its rounds and the pages and bytes moved. Only when
 /// stderr is a terminal: scripted output, a redirected stderr and the byte-identical stdout never see it. It reads the
 /// machine and never feeds it, so guest output and traces are the same with or without it.
 /// </summary>
@@ -45,7 +45,7 @@ internal sealed class StatusLine : IDisposable
     public static StatusLine? Start(HybridSystem system, TextWriter stderr, string label, bool besideGuestOutput) =>
         Shown(besideGuestOutput) ? new StatusLine(system, stderr, label) : null;
 
-    /// <summary>A status line for a live migration, drawn by <see cref="Show(MigrationProgress)"/>; null as for <see cref="Start"/>.</summary>
+    /// <summary>A status line for a live migration, drawn by <see cref="Show"/>; null as for <see cref="Start"/>.</summary>
     /// <param name="label">Who moves, and where: "cpu: migrating to 127.0.0.1:6600", "receiving from 127.0.0.1:40000".</param>
     public static StatusLine? ForMigration(TextWriter stderr, string label, bool besideGuestOutput) =>
         Shown(besideGuestOutput) ? new StatusLine(null, stderr, label) : null;

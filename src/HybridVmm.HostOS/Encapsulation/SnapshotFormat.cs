@@ -16,9 +16,10 @@ namespace HybridVmm.HostOS.Encapsulation;
 /// through the legacy reader <see cref="SnapshotFormatV2"/>.
 /// </summary>
 /// <remarks>
-/// Chunks, in file order: "partition", "cpu.vp0", "interrupts.vp0", "statistics", "clock" (optional: older snapshots
+/// Chunks, in file order: "partition", "cpu.vp{n}" and "interrupts.vp{n}" per vCPU, "statistics", "clock" (optional: older snapshots
 /// lack it), "hv.partition",
-/// "synic.vp{n}" per vCPU, "apic.vp{n}" per vCPU (optional: older snapshots lack it), "root.requests", "device.{name}" per device with state, "vmbus.channel.{relid}"
+/// "synic.vp{n}" per vCPU, "apic.vp{n}" per vCPU (optional: older snapshots lack it), "runstate.vp{n}" per vCPU (only
+/// for a VM of more than one vCPU), "root.requests", "device.{name}" per device with state, "vmbus.channel.{relid}"
 /// per channel followed by "vmbus.channel.{relid}.{device}" when the device has state, "console" (optional: serve's console
 /// backlog, <see cref="ConsoleBacklogCodec"/>), and "memory" last.
 /// A chunk this build does not know is refused, so that no state is dropped silently.
@@ -44,8 +45,12 @@ public static class SnapshotFormat
         var w = new SavedStateContainerWriter(destination);
         w.WriteChunk(VmSavedConfigurationCodec.Tag, VmSavedConfigurationCodec.Instance, new VmSavedConfiguration(
             s.Name, s.MemoryBytes, s.CommandLine, s.Devices, s.SyntheticDevices, s.Disk, s.InstructionLimit));
-        w.WriteChunk(CpuStateCodec.Tag(0), CpuStateCodec.Instance, s.Cpu);
-        w.WriteChunk(InterruptStateCodec.Tag(0), InterruptStateCodec.Instance, CpuInterruptState.Of(s.Cpu));
+        for (int i = 0; i < s.Processors; i++)
+        {
+            w.WriteChunk(CpuStateCodec.Tag(i), CpuStateCodec.Instance, s.CpuOf(i));
+            w.WriteChunk(InterruptStateCodec.Tag(i), InterruptStateCodec.Instance, CpuInterruptState.Of(s.CpuOf(i)));
+        }
+
         w.WriteChunk(SavedStatisticsCodec.Tag, SavedStatisticsCodec.Instance, new SavedStatistics(s.VirtualTicks, s.ChannelMessages, s.Intercepts));
         if (s.GuestClock is { } guestClock)
         {
@@ -63,6 +68,14 @@ public static class SnapshotFormat
             if (s.Enlightened.VirtualProcessors[i].Apic is { } apic)
             {
                 w.WriteChunk(LocalApicStateCodec.Tag(i), LocalApicStateCodec.Instance, apic);
+            }
+        }
+
+        for (int i = 0; i < s.Enlightened.VirtualProcessors.Count; i++)
+        {
+            if (s.Enlightened.VirtualProcessors[i].Run is { } run)
+            {
+                w.WriteChunk(VpRunStateCodec.Tag(i), VpRunStateCodec.Instance, run);
             }
         }
 
@@ -140,9 +153,14 @@ public static class SnapshotFormat
     private static VmSnapshot? FromChunks(SavedStateContainerReader container, Stream? memoryFile, out string error)
     {
         var used = new HashSet<string>(StringComparer.Ordinal);
+        if (ProcessorCountError(container) is { } processorsRefused)
+        {
+            error = processorsRefused;
+            return null;
+        }
+
         if (!TryDecode(container, used, VmSavedConfigurationCodec.Tag, VmSavedConfigurationCodec.Instance, out VmSavedConfiguration? config, out error)
-            || !TryDecode(container, used, CpuStateCodec.Tag(0), CpuStateCodec.Instance, out CpuState cpu, out error)
-            || !TryDecode(container, used, InterruptStateCodec.Tag(0), InterruptStateCodec.Instance, out CpuInterruptState interrupts, out error)
+            || !TryDecodeProcessors(container, used, out List<CpuState>? cpus, out error)
             || !TryDecode(container, used, SavedStatisticsCodec.Tag, SavedStatisticsCodec.Instance, out SavedStatistics? statistics, out error)
             || !TryDecode(container, used, HvPartitionStateCodec.Tag, HvPartitionStateCodec.Instance, out HvPartitionSavedState? hv, out error)
             || !TryDecode(container, used, PendingRootRequestsCodec.Tag, PendingRootRequestsCodec.Instance, out IReadOnlyList<PendingRootRequest>? pending, out error)
@@ -191,6 +209,17 @@ public static class SnapshotFormat
                 }
 
                 vps[i] = vps[i] with { Apic = apic };
+            }
+
+            // Optional: a snapshot of one vCPU, or of an older build, is runnable or halted as "synic.vp{n}" says.
+            if (container.Find(VpRunStateCodec.Tag(i)) is not null)
+            {
+                if (!TryDecode(container, used, VpRunStateCodec.Tag(i), VpRunStateCodec.Instance, out VpRunState? run, out error))
+                {
+                    return null;
+                }
+
+                vps[i] = vps[i] with { Run = run };
             }
         }
 
@@ -245,10 +274,90 @@ public static class SnapshotFormat
         {
             Name = config.Name, MemoryBytes = config.MemoryBytes, CommandLine = config.CommandLine, Devices = config.Devices,
             SyntheticDevices = config.SyntheticDevices, Disk = config.Disk, InstructionLimit = config.InstructionLimit,
-            Cpu = InterruptStateCodec.Apply(cpu, interrupts), VirtualTicks = statistics.VirtualTicks, GuestClock = guestClock,
+            Cpu = cpus[0], ApplicationProcessors = cpus.GetRange(1, cpus.Count - 1), VirtualTicks = statistics.VirtualTicks, GuestClock = guestClock,
             ChannelMessages = statistics.ChannelMessages, Intercepts = statistics.Intercepts, DeviceStates = devices,
             Enlightened = new EnlightenedState(hv, vps, pending), Channels = channels, Memory = memory, Console = console,
         };
+    }
+
+    /// <summary>
+    /// Why the container's vCPU chunks do not make a VM, before any is decoded: more than the kernel's
+    /// <see cref="Hypervisor.RootPartitionApi.MaxProcessors"/>, indices with a gap ("cpu.vp0", "cpu.vp2"), or a number
+    /// of register chunks ("cpu.vp{n}") other than of SynIC chunks ("synic.vp{n}"), one of each per vCPU. Null when they do.
+    /// </summary>
+    private static string? ProcessorCountError(SavedStateContainerReader container)
+    {
+        string? cpuGap = null, synicGap = null;
+        int cpus = Count("cpu.vp", ref cpuGap), synics = Count("synic.vp", ref synicGap);
+        int max = Hypervisor.RootPartitionApi.MaxProcessors;
+        if (cpus > max || synics > max)
+        {
+            return $"snapshot holds {Math.Max(cpus, synics)} vCPUs, more than the {max} a VM may have";
+        }
+
+        if ((cpuGap ?? synicGap) is { } gap)
+        {
+            return gap;
+        }
+
+        if (cpus > 0 && cpus != synics)
+        {
+            return $"snapshot holds the registers of {cpus} vCPU{(cpus == 1 ? "" : "s")} (chunks cpu.vp*) but the SynIC state of {synics} (chunks synic.vp*): it must hold one of each per vCPU";
+        }
+
+        return null;
+
+        // The chunks "{prefix}{n}", which must be n = 0, 1, 2, ... with no gap; the first gap is described in gap.
+        int Count(string prefix, ref string? gap)
+        {
+            var indices = new SortedSet<int>();
+            foreach (SavedStateChunkEntry entry in container.Chunks)
+            {
+                if (entry.Tag.StartsWith(prefix, StringComparison.Ordinal) && int.TryParse(entry.Tag.AsSpan(prefix.Length),
+                        System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out int index)
+                    && entry.Tag == prefix + index.ToString(System.Globalization.CultureInfo.InvariantCulture))
+                {
+                    indices.Add(index);
+                }
+            }
+
+            int expected = 0;
+            foreach (int index in indices)
+            {
+                if (index != expected)
+                {
+                    gap ??= $"snapshot holds chunk '{prefix}{index}' but no '{prefix}{expected}': its vCPUs must be numbered from 0 with no gap";
+                    break;
+                }
+
+                expected++;
+            }
+
+            return indices.Count;
+        }
+    }
+
+    /// <summary>Every vCPU's registers with its interrupt state: "cpu.vp{n}" and "interrupts.vp{n}" for n = 0, 1, ... (at least vCPU 0).</summary>
+    private static bool TryDecodeProcessors(SavedStateContainerReader container, HashSet<string> used,
+        [System.Diagnostics.CodeAnalysis.NotNullWhen(true)] out List<CpuState>? cpus, out string error)
+    {
+        cpus = new List<CpuState>();
+        do
+        {
+            int i = cpus.Count;
+            if (!TryDecode(container, used, CpuStateCodec.Tag(i), CpuStateCodec.Instance, out CpuState cpu, out error)
+                || !TryDecode(container, used, InterruptStateCodec.Tag(i), InterruptStateCodec.Instance, out CpuInterruptState interrupts, out error))
+            {
+                cpus = null;
+                return false;
+            }
+
+            cpus.Add(InterruptStateCodec.Apply(cpu, interrupts));
+        }
+        while (cpus.Count < Hypervisor.RootPartitionApi.MaxProcessors && container.Find(CpuStateCodec.Tag(cpus.Count)) is not null);
+
+        error = "";
+        return true;
     }
 
     /// <summary>Decodes a required chunk straight from the container's stream through its codec.</summary>

@@ -41,7 +41,17 @@ public sealed record VmSnapshot
 
     public required long InstructionLimit { get; init; }
 
+    /// <summary>The boot vCPU's registers, with its interrupt state (chunks "cpu.vp0", "interrupts.vp0").</summary>
     public required CpuState Cpu { get; init; }
+
+    /// <summary>The other vCPUs' registers, vCPU 1 first ("cpu.vp{n}", "interrupts.vp{n}"); empty for a VM of one vCPU.</summary>
+    public IReadOnlyList<CpuState> ApplicationProcessors { get; init; } = [];
+
+    /// <summary>How many vCPUs the VM has.</summary>
+    public int Processors => 1 + ApplicationProcessors.Count;
+
+    /// <summary>vCPU <paramref name="index"/>'s registers.</summary>
+    public CpuState CpuOf(int index) => index == 0 ? Cpu : ApplicationProcessors[index - 1];
 
     /// <summary>Virtual time the VM had used when it was saved.</summary>
     public required long VirtualTicks { get; init; }

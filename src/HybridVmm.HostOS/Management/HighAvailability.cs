@@ -46,7 +46,7 @@ public sealed class HighAvailabilityManager
     public void Protect(VirtualMachine vm)
     {
         _protected[vm.Name] = new Protected(vm);
-        _system.Root.PauseAtInstruction(vm, vm.Statistics.InstructionsRetired + 1);
+        _system.Root.PauseAtInstruction(vm, _system.Root.BootInstructionsRetired(vm) + 1);
     }
 
     /// <summary>Runs every VM until all have ended, restarting protected ones that fail.</summary>

@@ -59,7 +59,7 @@ public abstract class MigrationHost(HybridSystem system)
 
         public override async Task RunForAsync(VirtualMachine vm, long instructions, CancellationToken cancellationToken)
         {
-            System.Root.PauseAtInstruction(vm, vm.Statistics.InstructionsRetired + instructions);
+            System.Root.PauseAtInstruction(vm, System.Root.BootInstructionsRetired(vm) + instructions);
             System.Root.Start(vm);
             await System.RunUntilIdleAsync(cancellationToken, () => vm.State != PartitionState.Running);
         }

@@ -19,10 +19,11 @@ public sealed record EnlightenedState(
 }
 
 /// <summary>
-/// One vCPU: halted (waiting in HLT for an interrupt) or not, its SynIC, and its local APIC (null in a snapshot taken
-/// before the APIC existed: the vCPU then gets the power-on APIC).
+/// One vCPU: halted (waiting in HLT for an interrupt) or not, its SynIC, its local APIC (null in a snapshot taken
+/// before the APIC existed: the vCPU then gets the power-on APIC), and its run state beyond HLT (null in a snapshot
+/// of one vCPU or of an older build: runnable or halted as <paramref name="Halted"/> says, at the start of a round).
 /// </summary>
-public sealed record VpEnlightenedState(bool Halted, SynicState Synic, Apic.LocalApicState? Apic = null);
+public sealed record VpEnlightenedState(bool Halted, SynicState Synic, Apic.LocalApicState? Apic = null, VpRunState? Run = null);
 
 /// <summary>A guest's HvPostMessage or HvSignalEvent the kernel queued for the root's VMBus server (see <see cref="VmBusRequest"/>).</summary>
 public sealed record PendingRootRequest(int VpIndex, VmBusRequestKind Kind, uint ConnectionId, uint MessageType, byte[] Payload);

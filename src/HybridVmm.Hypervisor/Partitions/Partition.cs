@@ -43,6 +43,37 @@ internal sealed class Partition
     /// <summary>A restored partition's saved clock, applied as <see cref="ClockOffset"/> when it first starts.</summary>
     public long? ResumeGuestClock { get; set; }
 
+    /// <summary>
+    /// A multiprocessor partition paused in the middle of a scheduling round (at its boot vCPU's breakpoint): the guest
+    /// time that round began at. When the partition runs again, the scheduler puts it back in that round (each vCPU at
+    /// its <see cref="VirtualProcessor.ResumeSliceTicks"/>, the clock offset such that the round begins at this guest
+    /// time), so its vCPUs take turns as they would have without the pause. Null otherwise.
+    /// </summary>
+    public long? ResumeRoundStart { get; set; }
+
+    /// <summary>The round (<see cref="PartitionTable.Round"/>) it paused in: resumed in that same round, its vCPUs' places are still theirs.</summary>
+    public long PausedInRound { get; set; } = -1;
+
+    /// <summary>The guest time a partition paused mid-round had reached: its round's start plus its longest slice.</summary>
+    internal long? PausedGuestClock
+    {
+        get
+        {
+            if (ResumeRoundStart is not { } start)
+            {
+                return null;
+            }
+
+            long longest = 0;
+            foreach (VirtualProcessor vp in _vps)
+            {
+                longest = Math.Max(longest, vp.ResumeSliceTicks);
+            }
+
+            return start + longest;
+        }
+    }
+
     public GuestPhysicalAddressSpace? AddressSpace { get; }
 
     /// <summary>Zero means no limit.</summary>

@@ -78,6 +78,9 @@ internal sealed class PartitionTable(TraceRecorder trace, VirtualClock clock, Ac
         }
     }
 
+    /// <summary>The number of the current scheduling round (the scheduler counts them as they begin).</summary>
+    public long Round { get; set; }
+
     /// <summary>Virtual clock ticks when the current scheduling round began.</summary>
     public long RoundStartTicks { get; set; }
 
@@ -102,8 +105,22 @@ internal sealed class PartitionTable(TraceRecorder trace, VirtualClock clock, Ac
     /// <summary>Raised on the scheduler thread when a partition reaches its <see cref="Partition.BreakAtInstruction"/> and pauses.</summary>
     public event Action<PartitionHandle>? BreakpointReached;
 
-    public void ReachBreakpoint(Partition partition)
+    /// <param name="sliceBudget">A multiprocessor partition's boot vCPU: the budget its slice had left, which it takes
+    /// up again when the partition runs (<see cref="VirtualProcessor.ResumeBudget"/>).</param>
+    public void ReachBreakpoint(Partition partition, long sliceBudget = 0)
     {
+        if (partition.VirtualProcessors.Count > 1)
+        {
+            // Mid-round: every vCPU keeps its place, so that the round goes on as it would have (Partition.ResumeRoundStart).
+            partition.ResumeRoundStart = RoundStartTicks + partition.ClockOffset;
+            partition.PausedInRound = Round;
+            foreach (VirtualProcessor vp in partition.VirtualProcessors)
+            {
+                vp.ResumeSliceTicks = vp.SliceTicks;
+                vp.ResumeBudget = vp.Index == 0 ? sliceBudget : 0;
+            }
+        }
+
         long at = partition.BreakAtInstruction;
         partition.BreakAtInstruction = 0;
         partition.State = PartitionState.Paused;

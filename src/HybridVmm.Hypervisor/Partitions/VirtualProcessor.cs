@@ -68,4 +68,13 @@ internal sealed class VirtualProcessor
     internal bool HeldForRoot { get; set; }
 
     internal VpState ReleaseState { get; set; }
+
+    /// <summary>
+    /// A multiprocessor partition paused mid-round keeps each vCPU's place in that round here (<see cref="SliceTicks"/>
+    /// when it paused), and the boot vCPU the budget its interrupted slice had left (0: none), until it runs again
+    /// (<see cref="Partition.ResumeRoundStart"/>): saved in "runstate.vp{n}" (<see cref="VpRunState"/>).
+    /// </summary>
+    internal long ResumeSliceTicks { get; set; }
+
+    internal long ResumeBudget { get; set; }
 }

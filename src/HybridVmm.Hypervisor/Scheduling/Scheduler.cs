@@ -90,6 +90,7 @@ public sealed class Scheduler
         while (!cancellationToken.IsCancellationRequested)
         {
             _partitions.RoundStartTicks = _partitions.Clock.Ticks;
+            _partitions.Round++;
             _roundIdleTicks = 0;
             IReadOnlyList<Partition> partitions = _partitions.All;
             foreach (Partition partition in partitions)
@@ -99,6 +100,8 @@ public sealed class Scheduler
                     vp.SliceTicks = vp.CarryTicks;
                     vp.CarryTicks = 0;
                 }
+
+                EnterPausedRound(partition);
             }
 
             bool ranAny = false;
@@ -108,13 +111,17 @@ public sealed class Scheduler
                 ranThisPass = false;
                 foreach (Partition partition in partitions)
                 {
+                    EnterPausedRound(partition);
                     foreach (VirtualProcessor vp in partition.VirtualProcessors)
                     {
+                        // The boot vCPU of a partition paused at its breakpoint mid-slice takes up that slice's budget.
+                        long budget = vp.ResumeBudget > 0 ? vp.ResumeBudget : quantum - vp.SliceTicks;
                         if (!partition.IsRoot && partition.State == PartitionState.Running
-                            && vp.State == VpState.Runnable && vp.SliceTicks < quantum)
+                            && vp.State == VpState.Runnable && budget > 0)
                         {
                             ranThisPass = true;
-                            await RunSliceAsync(partition, vp, quantum - vp.SliceTicks, cancellationToken).ConfigureAwait(false);
+                            vp.ResumeBudget = 0;
+                            await RunSliceAsync(partition, vp, budget, cancellationToken).ConfigureAwait(false);
                         }
                     }
                 }
@@ -208,7 +215,22 @@ public sealed class Scheduler
                 budget = Math.Min(budget, left);
             }
 
-            if (partition.BreakAtInstruction > 0)
+            long untilBreak = long.MaxValue;
+            if (partition.BreakAtInstruction > 0 && partition.VirtualProcessors.Count > 1)
+            {
+                // Several vCPUs: the boot vCPU's count, and the pause takes nothing from the slice, which goes on
+                // from here when the partition runs again (ReachBreakpoint keeps the budget and every vCPU's place).
+                if (vp.Index == 0)
+                {
+                    untilBreak = partition.BreakAtInstruction - core.InstructionsRetired;
+                    if (untilBreak <= 0)
+                    {
+                        _partitions.ReachBreakpoint(partition, budget);
+                        return;
+                    }
+                }
+            }
+            else if (partition.BreakAtInstruction > 0)
             {
                 long left = partition.BreakAtInstruction - core.InstructionsRetired;
                 if (left <= 0)
@@ -259,7 +281,7 @@ public sealed class Scheduler
                 vp.ExitTimestamp = 0;
             }
 
-            CpuExit exit = core.Run(budget);
+            CpuExit exit = core.Run(Math.Min(budget, untilBreak));
             if (ExitLatency is not null && exit.Reason is CpuExitReason.IoIn or CpuExitReason.IoOut)
             {
                 vp.ExitTimestamp = System.Diagnostics.Stopwatch.GetTimestamp();
@@ -344,7 +366,40 @@ public sealed class Scheduler
         return any || idled;
     }
 
-    /// <summary>A partition's instructions: every vCPU's (the instruction limit and breakpoints count each vCPU's own).</summary>
+    /// <summary>
+    /// A multiprocessor partition paused mid-round (<see cref="Partition.ResumeRoundStart"/>) that runs again goes back
+    /// into that round: each vCPU at the ticks it had used, and the clock offset such that the round begins at the guest
+    /// time it began at, so its vCPUs see the same times and take turns in the same order as without the pause.
+    /// </summary>
+    private void EnterPausedRound(Partition partition)
+    {
+        if (partition.ResumeRoundStart is not { } start || partition.State != PartitionState.Running)
+        {
+            return;
+        }
+
+        // Resumed in the round it paused in (a checkpoint taken at the breakpoint, then started at once): its vCPUs are
+        // still where they were, and may have gone on since; in a later round, or restored, they are put back.
+        bool later = partition.PausedInRound != _partitions.Round;
+        if (later)
+        {
+            partition.ClockOffset = start - _partitions.RoundStartTicks;
+        }
+
+        partition.ResumeRoundStart = null;
+        partition.PausedInRound = -1;
+        foreach (VirtualProcessor vp in partition.VirtualProcessors)
+        {
+            if (later)
+            {
+                vp.SliceTicks = vp.ResumeSliceTicks;
+            }
+
+            vp.ResumeSliceTicks = 0;
+        }
+    }
+
+    /// <summary>A partition's instructions: every vCPU's (the instruction limit counts each vCPU's own; a breakpoint, the boot vCPU's).</summary>
     private static long RetiredByAll(Partition partition)
     {
         long sum = 0;

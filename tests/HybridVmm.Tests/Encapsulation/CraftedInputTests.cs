@@ -9,6 +9,7 @@ using HybridVmm.HostOS.Encapsulation;
 using HybridVmm.HostOS.Migration;
 using HybridVmm.HostOS.Vm;
 using HybridVmm.Hypervisor;
+using HybridVmm.Hypervisor.Partitions;
 using HybridVmm.Hypervisor.Tracing;
 using HybridVmm.Tests.Support;
 using static HybridVmm.HostOS.Migration.MigrationProtocol;
@@ -82,6 +83,105 @@ public class CraftedInputTests
         using var machine = new TestMachine();
         Assert.That(machine.System.Root.RestoreVm(snapshot with { Name = "evil\u001b]2;pwned\u0007" }, out VmCreationError? error), Is.Null);
         Assert.That(error!.Message, Does.StartWith("the snapshot's VM name 'evil?]2;pwned?' holds a control character"));
+    }
+
+    [Test]
+    public void ASnapshotClaimingMoreThan64VcpusIsRefusedBeforeAnyIsDecoded()
+    {
+        byte[] file = WithChunks(Snapshots.SavedHello(), chunks =>
+        {
+            SavedStateChunk cpu = chunks.Single(c => c.Tag == "cpu.vp0"), interrupts = chunks.Single(c => c.Tag == "interrupts.vp0");
+            for (int i = 1; i <= 64; i++)
+            {
+                chunks.Add(cpu with { Tag = $"cpu.vp{i}" });
+                chunks.Add(interrupts with { Tag = $"interrupts.vp{i}" });
+            }
+        });
+        VmSnapshot? snapshot = null;
+        string error = "";
+        Assert.DoesNotThrow(() => snapshot = SnapshotFormat.TryDeserialize(file, out error));
+        Assert.That(snapshot, Is.Null);
+        Assert.That(error, Is.EqualTo("snapshot holds 65 vCPUs, more than the 64 a VM may have"));
+    }
+
+    [Test]
+    public void VcpuChunksWithAGapAreRefused()
+    {
+        byte[] file = WithChunks(Snapshots.SavedHello(), chunks =>
+        {
+            chunks.Add(chunks.Single(c => c.Tag == "cpu.vp0") with { Tag = "cpu.vp2" });
+            chunks.Add(chunks.Single(c => c.Tag == "interrupts.vp0") with { Tag = "interrupts.vp2" });
+            chunks.Add(chunks.Single(c => c.Tag == "synic.vp0") with { Tag = "synic.vp2" });
+        });
+        Assert.That(SnapshotFormat.TryDeserialize(file, out string error), Is.Null);
+        Assert.That(error, Is.EqualTo("snapshot holds chunk 'cpu.vp2' but no 'cpu.vp1': its vCPUs must be numbered from 0 with no gap"));
+    }
+
+    [Test]
+    public void MoreVcpuRegisterChunksThanSynicChunksAreRefused()
+    {
+        byte[] file = WithChunks(Snapshots.SavedHello(), chunks =>
+        {
+            chunks.Add(chunks.Single(c => c.Tag == "cpu.vp0") with { Tag = "cpu.vp1" });
+            chunks.Add(chunks.Single(c => c.Tag == "interrupts.vp0") with { Tag = "interrupts.vp1" });
+        });
+        Assert.That(SnapshotFormat.TryDeserialize(file, out string error), Is.Null);
+        Assert.That(error, Is.EqualTo("snapshot holds the registers of 2 vCPUs (chunks cpu.vp*) but the SynIC state of 1 (chunks synic.vp*): it must hold one of each per vCPU"));
+    }
+
+    [Test]
+    public void ASecondVcpuWithoutItsInterruptStateIsRefused()
+    {
+        byte[] file = WithChunks(Snapshots.SavedHello(), chunks =>
+        {
+            chunks.Add(chunks.Single(c => c.Tag == "cpu.vp0") with { Tag = "cpu.vp1" });
+            chunks.Add(chunks.Single(c => c.Tag == "synic.vp0") with { Tag = "synic.vp1" });
+        });
+        Assert.That(SnapshotFormat.TryDeserialize(file, out string error), Is.Null);
+        Assert.That(error, Is.EqualTo("snapshot has no chunk 'interrupts.vp1'"));
+    }
+
+    [Test]
+    public void AnUnknownVcpuRunStateIsRefused()
+    {
+        byte[] file = WithChunks(Snapshots.SavedHello(), chunks => chunks.Add(new SavedStateChunk("runstate.vp0", 1, [7, .. new byte[16]])));
+        Assert.That(SnapshotFormat.TryDeserialize(file, out string error), Is.Null);
+        Assert.That(error, Is.EqualTo("chunk 'runstate.vp0' (vCPU run state version 1) is malformed: run state 7 is neither 0 (runnable or halted) nor 1 (waiting for a start-up IPI)"));
+    }
+
+    [Test]
+    public void AVcpuClaimingASliceLongerThanTheQuantumIsRefused()
+    {
+        VmSnapshot snapshot = SnapshotFormat.TryDeserialize(Snapshots.SavedHello(), out _)!;
+        VpEnlightenedState vp = snapshot.Enlightened.VirtualProcessors[0] with { Run = new VpRunState(false, 0, 1L << 40) };
+        using var machine = new TestMachine();
+        VmSnapshot crafted = snapshot with { Enlightened = snapshot.Enlightened with { VirtualProcessors = [vp] } };
+
+        Assert.That(machine.System.Root.RestoreVm(crafted, out VmCreationError? error), Is.Null);
+        Assert.That(error!.Message, Is.EqualTo("snapshot's synthetic state cannot be restored: saved vCPU 0 claims 0 ticks used in its round and a slice budget of 1099511627776; this hypervisor's quantum is 100000 ticks"));
+    }
+
+    [Test]
+    public void TheCliRefusesASnapshotClaimingMoreThan64VcpusWithOneLineAndStatus65()
+    {
+        byte[] file = WithChunks(Snapshots.SavedHello(), chunks =>
+        {
+            for (int i = 1; i <= 100; i++)
+            {
+                chunks.Add(chunks.Single(c => c.Tag == "synic.vp0") with { Tag = $"synic.vp{i}" });
+            }
+        });
+        string path = Path.Combine(Path.GetTempPath(), $"hybridvmm-{Guid.NewGuid():N}.snap");
+        try
+        {
+            File.WriteAllBytes(path, file);
+            CliProcess.Result result = CliProcess.Run("restore", path);
+            EndToEnd.InputBoundsTests.AssertRefused(result, ExitStatus.InvalidImage, "snapshot holds 101 vCPUs, more than the 64 a VM may have");
+        }
+        finally
+        {
+            File.Delete(path);
+        }
     }
 
     [TestCase(new byte[] { 0xFF, 0xFF, 0xFF, 0xFF, 0x7F }, TestName = "A Hello name length of more than 32 bits is refused")]
@@ -230,6 +330,15 @@ public class CraftedInputTests
         BinaryPrimitives.WriteUInt64LittleEndian(file.AsSpan(16), (ulong)(file.Length - V2Payload));
         SHA256.HashData(file.AsSpan(V2Payload)).CopyTo(file, 24);
         return file;
+    }
+
+    /// <summary>The snapshot file's chunks, changed by <paramref name="change"/> (chunks added, removed or renamed), as a new, validly sealed file.</summary>
+    private static byte[] WithChunks(byte[] file, Action<List<SavedStateChunk>> change)
+    {
+        SavedStateContainerReader reader = SavedStateContainerReader.TryOpen(new MemoryStream(file), out _)!;
+        var chunks = reader.Chunks.Select(e => reader.TryReadChunk(e, int.MaxValue, out SavedStateChunk c, out _) ? c : null!).ToList();
+        change(chunks);
+        return SavedStateContainer.ToBytes(chunks);
     }
 
     private static byte[] WithPartitionChunk(byte[] file, Action<byte[]> change)

@@ -37,6 +37,14 @@ public class DebianLinuxTests
         "run", Debian("vmlinuz"), "--initrd", Debian("initramfs.cpio.gz"), "--memory", "128M", "--append", CommandLine,
         "--max-instructions", InstructionBudget.ToString()));
 
+    /// <summary>One uninterrupted boot with two vCPUs, shared by the tests that compare with it.</summary>
+    private static readonly Lazy<CliProcess.Result> UninterruptedTwoCpus = new(() => CliProcess.RunLong(TimeSpan.FromMinutes(20),
+        "run", Debian("vmlinuz"), "--initrd", Debian("initramfs.cpio.gz"), "--memory", "128M", "--cpus", "2", "--append", CommandLine,
+        "--max-instructions", InstructionBudget.ToString()));
+
+    /// <summary>With two vCPUs, the boot vCPU at 2.7 G instructions: both processors are up and the kernel probes its devices.</summary>
+    private const long SaveWithBothCpusUp = 2_700_000_000;
+
     /// <summary>Saved mid-decompression, while the bzImage's own XZ decompressor runs (about 2.3 G instructions in all).</summary>
     private const long SaveInTheDecompressor = 1_500_000_000;
 
@@ -201,8 +209,7 @@ public class DebianLinuxTests
         string kernel = Debian("vmlinuz"), initrd = Debian("initramfs.cpio.gz");
         Require(kernel);
         Require(initrd);
-        CliProcess.Result ours = CliProcess.RunLong(TimeSpan.FromMinutes(20), "run", kernel, "--initrd", initrd, "--memory", "128M",
-            "--cpus", "2", "--append", CommandLine, "--max-instructions", InstructionBudget.ToString());
+        CliProcess.Result ours = UninterruptedTwoCpus.Value;
         string[] log = Lines(Encoding.Latin1.GetString(ours.Stdout));
         string[] qemu = Lines(QemuReference.RunLinux(kernel, CommandLine, "128M", initrd, processors: 2));
 
@@ -216,5 +223,43 @@ public class DebianLinuxTests
             Assert.That(shared, Has.Length.EqualTo(2), "QEMU's log: " + string.Join('\n', qemu.Take(60)));
             Assert.That(log, Is.SupersetOf(shared));
         });
+    }
+
+    /// <summary>
+    /// Encapsulation of a multiprocessor OS: the two-vCPU boot is saved once Linux has brought up its second processor
+    /// (the boot vCPU at <see cref="SaveWithBothCpusUp"/> instructions, in the middle of a line of the kernel's log, both
+    /// vCPUs taking timer interrupts), and restored in a new process. The two processes' output, end to end, is the uninterrupted
+    /// two-vCPU boot's byte for byte, its time stamps included, and BusyBox prints what it prints under QEMU's <c>-smp 2</c>.
+    /// </summary>
+    [Test]
+    public void WithTwoVirtualProcessorsTheBootSavedAfterTheSecondCpuIsUpPrintsWhatItPrintsUninterrupted()
+    {
+        string kernel = Debian("vmlinuz"), initrd = Debian("initramfs.cpio.gz");
+        Require(kernel);
+        Require(initrd);
+        string snapshot = Path.Combine(Path.GetTempPath(), $"hybridvmm-linux-smp-{Guid.NewGuid():N}.snap");
+        try
+        {
+            CliProcess.Result boot = CliProcess.RunLong(TimeSpan.FromMinutes(20), "run", kernel, "--initrd", initrd, "--memory", "128M",
+                "--cpus", "2", "--append", CommandLine, "--max-instructions", InstructionBudget.ToString(),
+                "--save-at", SaveWithBothCpusUp.ToString(), "--save-to", snapshot);
+            Assert.That(boot.ExitCode, Is.Zero, boot.Stderr);
+            CliProcess.Result rest = CliProcess.RunLong(TimeSpan.FromMinutes(20), "restore", snapshot);
+            string[] qemu = Lines(QemuReference.RunLinux(kernel, CommandLine, "128M", initrd, processors: 2));
+            string[] userSpace = qemu.Where(l => l.StartsWith("init: ")).ToArray();
+            Assert.Multiple(() =>
+            {
+                Assert.That(Lines(boot.Text), Does.Contain("smp: Brought up 1 node, 2 CPUs"), "saved after the second vCPU is up");
+                Assert.That(Lines(boot.Text).Where(l => l.StartsWith("init: ")), Is.Empty, "saved in the kernel's boot, before /init");
+                Assert.That(rest.ExitCode, Is.Zero, rest.Stderr);
+                Assert.That(boot.Text + rest.Text, Is.EqualTo(UninterruptedTwoCpus.Value.Text));
+                Assert.That(userSpace, Does.Contain("init: cpus=2 mounts=3"), "QEMU's run of init.sh");
+                Assert.That(Lines(rest.Text).Where(l => l.StartsWith("init: ")), Is.EqualTo(userSpace));
+            });
+        }
+        finally
+        {
+            File.Delete(snapshot);
+        }
     }
 }

@@ -1,10 +1,9 @@
 using HybridVmm.Cli.Common;
-using HybridVmm.Cli.Tracing;
 using HybridVmm.Hypervisor.Tracing;
 
-namespace HybridVmm.Cli.Commands;
+namespace HybridVmm.Cli.Tracing;
 
-internal static class TraceFiles
+public static class TraceFiles
 {
     /// <summary>A recorder writing to <paramref name="path"/>, a disabled one when no path is given, or null (after a message) when the file cannot be created.</summary>
     public static TraceRecorder? Open(string? path, TextWriter stderr)
