@@ -19,11 +19,12 @@ public class ApiClientDeadlineTests
     public async Task AnOrdinaryRequestGivesUpAtItsDeadline()
     {
         using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        Task serving = AnswerLateAsync(listener);
-        using ApiClient client = ApiClient.ForTcp((IPEndPoint)listener.LocalEndpoint, "token", ShortDeadline);
+        (Task serving, ApiClient client) = LateServer(listener);
+        using (client)
+        {
+            Assert.That(async () => await client.GetAsync("/api/vms", CancellationToken.None), Throws.InstanceOf<TaskCanceledException>());
+        }
 
-        Assert.That(async () => await client.GetAsync("/api/vms", CancellationToken.None), Throws.InstanceOf<TaskCanceledException>());
         await serving;
     }
 
@@ -31,13 +32,20 @@ public class ApiClientDeadlineTests
     public async Task ASaveRestoreOrMigrationWaitsPastThatDeadlineForItsAnswer()
     {
         using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        Task serving = AnswerLateAsync(listener);
-        using ApiClient client = ApiClient.ForTcp((IPEndPoint)listener.LocalEndpoint, "token", ShortDeadline);
+        (Task serving, ApiClient client) = LateServer(listener);
+        using (client)
+        {
+            ApiResponse response = await client.PostUntilDoneAsync("/api/vms/slow/migrate", new MigrateVmRequest { To = "127.0.0.1:1" }, CancellationToken.None);
+            await serving;
+            Assert.That((response.Status, response.Body), Is.EqualTo((200, "{\"done\":true}")));
+        }
+    }
 
-        ApiResponse response = await client.PostUntilDoneAsync("/api/vms/slow/migrate", new MigrateVmRequest { To = "127.0.0.1:1" }, CancellationToken.None);
-        await serving;
-        Assert.That((response.Status, response.Body), Is.EqualTo((200, "{\"done\":true}")));
+    /// <summary>Starts <paramref name="listener"/> answering one request late, and a client of it with the short deadline.</summary>
+    private static (Task Serving, ApiClient Client) LateServer(TcpListener listener)
+    {
+        listener.Start();
+        return (AnswerLateAsync(listener), ApiClient.ForTcp((IPEndPoint)listener.LocalEndpoint, "token", ShortDeadline));
     }
 
     /// <summary>Reads one request's head, waits <see cref="Late"/>, then answers 200 with a small JSON body.</summary>
