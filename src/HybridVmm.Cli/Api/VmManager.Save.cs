@@ -18,9 +18,13 @@ public sealed partial class VmManager
     /// snapshot file, then resumes a VM that was running. The file restores with <c>hybridvmm restore</c> or a create
     /// from 'snapshot'.
     /// </summary>
-    /// <summary>The snapshot holds one vCPU's registers: a VM with more is refused (409), not captured in part (issue 11).</summary>
+    /// <summary>
+    /// serve pauses a VM at a round barrier, where a multiprocessor VM's vCPUs' places in the round (and the round's
+    /// carry) are not kept, unlike <c>run</c>'s pause at the boot vCPU's instruction: a VM of more than one vCPU is
+    /// refused (409) rather than saved or migrated inexactly (issue 11).
+    /// </summary>
     private static ApiProblem? SingleVcpuOnly(VirtualMachine vm) => vm.Configuration.Processors > 1
-        ? ApiProblem.Conflict($"'{vm.Name}' has {vm.Configuration.Processors} vCPUs; a VM with more than one cannot be saved or migrated yet")
+        ? ApiProblem.Conflict($"'{vm.Name}' has {vm.Configuration.Processors} vCPUs; serve cannot save or migrate a VM of more than one yet (run --cpus N --save-at or --migrate-at can)")
         : null;
 
     public async Task<ApiOutcome<SaveVmResult>> SaveAsync(string name, SaveVmRequest request, CancellationToken cancellationToken)
