@@ -65,6 +65,14 @@ public abstract class ClusterProcessTest
         return path;
     }
 
+    /// <summary>What <paramref name="guest"/> prints run alone by <c>hybridvmm run</c>: the output a cluster run must equal.</summary>
+    protected static string OutputAlone(string guest)
+    {
+        CliProcess.Result alone = CliProcess.Run("run", guest);
+        Assert.That(alone.ExitCode, Is.Zero, alone.Stderr);
+        return alone.Text;
+    }
+
     /// <summary>
     /// Starts the hosts (and Redis first, durable in <paramref name="redisData"/> when given), each with its API on
     /// api.sock; a host is declared dead after <paramref name="missedProbes"/> probes of <paramref name="probeTimeout"/>

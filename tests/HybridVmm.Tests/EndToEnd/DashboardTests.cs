@@ -225,17 +225,7 @@ public class DashboardTests
     [Test]
     public async Task AnAttachedConsoleTypesTheTerminalsKeysIntoCom1AndShowsTheAnswer()
     {
-        string echo = Path.Combine(_serve.Directory, "echo.elf");
-        File.WriteAllBytes(echo, SerialEchoGuest.Build());
-        ApiReply created = await ApiReply.Post(_api, "/api/vms", new { name = "echo", image = echo, memory = "4M", start = true });
-        Assert.That(created.Status, Is.EqualTo(201), created.ToString());
-
-        IPage page = await _browser.NewPageAsync(new BrowserNewPageOptions { ViewportSize = new ViewportSize { Width = 1280, Height = 800 } });
-        await page.GotoAsync($"{_serve.Address.TrimEnd('/')}/?token={_token}");
-        ILocator guest = page.Locator("article.guest[data-vm='echo']");
-        ILocator rows = guest.Locator(".console .xterm-rows > div");
-        await ShowConsoleAsync(page, "echo");
-        await Assertions.Expect(rows.Nth(0)).ToHaveTextAsync("ready");   // the kept output, before any attach
+        (IPage page, ILocator guest, ILocator rows) = await OpenEchoGuestAsync("echo");   // its kept output, before any attach
 
         await guest.Locator("button.attach").ClickAsync();
         await Assertions.Expect(guest.Locator("button.attach")).ToHaveTextAsync("Detach console");
@@ -272,16 +262,7 @@ public class DashboardTests
     [Test]
     public async Task ADetachedTerminalAddsWhatTheGuestWritesNextOnce()
     {
-        string echo = Path.Combine(_serve.Directory, "echo.elf");
-        File.WriteAllBytes(echo, SerialEchoGuest.Build());
-        ApiReply created = await ApiReply.Post(_api, "/api/vms", new { name = "later", image = echo, memory = "4M", start = true });
-        Assert.That(created.Status, Is.EqualTo(201), created.ToString());
-
-        IPage page = await _browser.NewPageAsync(new BrowserNewPageOptions { ViewportSize = new ViewportSize { Width = 1280, Height = 800 } });
-        await page.GotoAsync($"{_serve.Address.TrimEnd('/')}/?token={_token}");
-        ILocator rows = page.Locator("article.guest[data-vm='later'] .console .xterm-rows > div");
-        await ShowConsoleAsync(page, "later");
-        await Assertions.Expect(rows.Nth(0)).ToHaveTextAsync("ready");
+        (IPage page, _, ILocator rows) = await OpenEchoGuestAsync("later");
 
         // Another client (as `hybridvmm vm console`) types while the page only reads the kept output: the page's
         // terminal gets the new bytes after what it has, not the whole output again.
@@ -303,6 +284,26 @@ public class DashboardTests
         await Assertions.Expect(rows.Nth(0)).ToHaveTextAsync("ready");
         await Assertions.Expect(rows.Nth(2)).ToHaveTextAsync(new Regex(@"^\s*$"));
         Assert.That((await ApiReply.Delete(_api, "/api/vms/later")).Status, Is.LessThan(300));
+    }
+
+    /// <summary>
+    /// Starts a <see cref="SerialEchoGuest"/> named <paramref name="name"/>, opens the dashboard on it, and waits until its
+    /// terminal shows the guest's "ready": the page, the guest's pane, and its terminal's rows.
+    /// </summary>
+    private async Task<(IPage Page, ILocator Guest, ILocator Rows)> OpenEchoGuestAsync(string name)
+    {
+        string echo = Path.Combine(_serve.Directory, "echo.elf");
+        File.WriteAllBytes(echo, SerialEchoGuest.Build());
+        ApiReply created = await ApiReply.Post(_api, "/api/vms", new { name, image = echo, memory = "4M", start = true });
+        Assert.That(created.Status, Is.EqualTo(201), created.ToString());
+
+        IPage page = await _browser.NewPageAsync(new BrowserNewPageOptions { ViewportSize = new ViewportSize { Width = 1280, Height = 800 } });
+        await page.GotoAsync($"{_serve.Address.TrimEnd('/')}/?token={_token}");
+        ILocator guest = page.Locator($"article.guest[data-vm='{name}']");
+        ILocator rows = guest.Locator(".console .xterm-rows > div");
+        await ShowConsoleAsync(page, name);
+        await Assertions.Expect(rows.Nth(0)).ToHaveTextAsync("ready");
+        return (page, guest, rows);
     }
 
     /// <summary>
