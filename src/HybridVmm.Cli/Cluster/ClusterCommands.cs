@@ -34,14 +34,16 @@ internal static class ClusterCommands
 
     public static Task<int> StatusAsync(string redis, bool json, CancellationToken cancellationToken) => WithClusterAsync(redis, async client =>
     {
-        HostStatus[] hosts = await ClusterHosts.StatusAsync(client);
-        ClusterVm[] vms = await ListVmsAsync(client);
+        HostStatus[] hosts = await Delivered(() => ClusterHosts.StatusAsync(client), idempotent: true, cancellationToken);
+        ClusterVm[] vms = await Delivered(() => ListVmsAsync(client), idempotent: true, cancellationToken);
         Console.Out.Write(json ? JsonSerializer.Serialize(new { hosts, vms }, Json) + "\n" : HostTable(hosts) + "\n" + VmTable(vms));
         return ExitStatus.Success;
     }, cancellationToken);
 
     public static Task<int> CreateAsync(string redis, VmSpec spec, bool start, string? onHost, bool json, CancellationToken cancellationToken) =>
-        WithClusterAsync(redis, async client => Report(await client.GetGrain<IVmGrain>(spec.Name).CreateAsync(spec, start, onHost), json), cancellationToken);
+        WithClusterAsync(redis, async client =>
+            Report(await Delivered(() => client.GetGrain<IVmGrain>(spec.Name).CreateAsync(spec, start, onHost), idempotent: false, cancellationToken), json),
+            cancellationToken);
 
     /// <summary>How long <c>vm migrate --cluster</c> waits for the migration it started to end.</summary>
     public static readonly TimeSpan MigrationWait = TimeSpan.FromMinutes(5);
@@ -54,7 +56,7 @@ internal static class ClusterCommands
         WithClusterAsync(redis, async client =>
         {
             IVmGrain grain = client.GetGrain<IVmGrain>(name);
-            ClusterResult<ClusterVm> started = await grain.MigrateAsync(toHost, "asked by vm migrate");
+            ClusterResult<ClusterVm> started = await Delivered(() => grain.MigrateAsync(toHost, "asked by vm migrate"), idempotent: false, cancellationToken);
             if (started.Problem is not null)
             {
                 return Report(started, json);
@@ -65,7 +67,7 @@ internal static class ClusterCommands
             while (true)
             {
                 await Task.Delay(250, cancellationToken);
-                ClusterResult<ClusterVm> now = await grain.GetAsync();
+                ClusterResult<ClusterVm> now = await Delivered(grain.GetAsync, idempotent: true, cancellationToken);
                 if (now.Value?.LastMigration is { InProgress: false } ended && ended.StartedAt == begun.StartedAt)
                 {
                     if (json)
@@ -98,19 +100,47 @@ internal static class ClusterCommands
         }, cancellationToken);
 
     public static Task<int> StartAsync(string redis, string name, bool json, CancellationToken cancellationToken) =>
-        WithClusterAsync(redis, async client => Report(await client.GetGrain<IVmGrain>(name).StartAsync(), json), cancellationToken);
+        WithClusterAsync(redis, async client =>
+            Report(await Delivered(client.GetGrain<IVmGrain>(name).StartAsync, idempotent: false, cancellationToken), json), cancellationToken);
 
     public static Task<int> StopAsync(string redis, string name, bool json, CancellationToken cancellationToken) =>
-        WithClusterAsync(redis, async client => Report(await client.GetGrain<IVmGrain>(name).StopAsync(), json), cancellationToken);
+        WithClusterAsync(redis, async client =>
+            Report(await Delivered(client.GetGrain<IVmGrain>(name).StopAsync, idempotent: false, cancellationToken), json), cancellationToken);
 
     public static Task<int> ShowAsync(string redis, string name, bool json, CancellationToken cancellationToken) =>
-        WithClusterAsync(redis, async client => Report(await client.GetGrain<IVmGrain>(name).GetAsync(), json, detailed: true), cancellationToken);
+        WithClusterAsync(redis, async client =>
+            Report(await Delivered(client.GetGrain<IVmGrain>(name).GetAsync, idempotent: true, cancellationToken), json, detailed: true), cancellationToken);
 
     private static async Task<ClusterVm[]> ListVmsAsync(IClusterClient client)
     {
         string[] names = await client.GetGrain<IVmDirectoryGrain>(VmDirectoryGrain.Key).ListAsync();
         ClusterResult<ClusterVm>[] all = await Task.WhenAll(names.Select(n => client.GetGrain<IVmGrain>(n).GetAsync()));
         return all.Where(r => r.Value is not null).Select(r => r.Value!).ToArray();
+    }
+
+    /// <summary>How long a call may be retried while the silo that holds its grain cannot be reached.</summary>
+    public static readonly TimeSpan RetryWindow = TimeSpan.FromSeconds(30);
+
+    /// <summary>
+    /// Makes a grain call, and makes it again while the silo holding the grain cannot be reached: a host that has just
+    /// died keeps its grains until the membership declares it dead (seconds), and then they activate on a survivor.
+    /// A call that never left (no connection) is always made again; one that may have run before its silo went away
+    /// only when it is a read (<paramref name="idempotent"/>). After <see cref="RetryWindow"/> the failure stands.
+    /// </summary>
+    private static async Task<T> Delivered<T>(Func<Task<T>> call, bool idempotent, CancellationToken cancellationToken)
+    {
+        DateTime deadline = DateTime.UtcNow + RetryWindow;
+        while (true)
+        {
+            try
+            {
+                return await call();
+            }
+            catch (Exception e) when (DateTime.UtcNow < deadline && ClusterFailure.IsUnreachableSilo(e, idempotent))
+            {
+                await Task.Delay(500, cancellationToken);
+            }
+        }
     }
 
     private static int Report(ClusterResult<ClusterVm> result, bool json, bool detailed = false)

@@ -12,6 +12,14 @@ internal static class ClusterFailure
             or Orleans.Runtime.OrleansMessageRejectionException or Orleans.Runtime.SiloUnavailableException
             or Orleans.Runtime.Messaging.ConnectionFailedException);
 
+    /// <summary>
+    /// The call failed because the silo holding its grain cannot be reached. A connection that could not be made means
+    /// the call never left; a silo that became unavailable while the call was pending may have run it, which only a
+    /// read (<paramref name="idempotent"/>) may ignore.
+    /// </summary>
+    public static bool IsUnreachableSilo(Exception e, bool idempotent) => Walk(e).Any(x =>
+        x is Orleans.Runtime.Messaging.ConnectionFailedException || (idempotent && x is Orleans.Runtime.SiloUnavailableException));
+
     /// <summary>The innermost message, which names the cause (connection refused, address in use).</summary>
     public static string Describe(Exception e) => Walk(e).Last().Message;
 
