@@ -40,12 +40,6 @@ internal static class RestoreCommand
         }
 
         using SavedMemory memory = snapshot.Memory; // the open snapshot file, which the restore reads guest RAM from
-        if (snapshot.MemoryBytes > SizeParser.MaxGuestBytes)
-        {
-            stderr.WriteLine($"hybridvmm: error: {path}: the snapshot's guest has {snapshot.MemoryBytes >> 20} MiB of memory; this build runs guests of at most {SizeParser.MaxGuestBytes >> 20} MiB");
-            return ExitStatus.InvalidImage;
-        }
-
         // The host names the disk; the snapshot only refers to it (issue 14, defect 4), and restore checks it is that disk.
         if (DiskUsage(snapshot, disk) is { } diskUsage)
         {

@@ -42,10 +42,10 @@ public static class SizeParser
         return true;
     }
 
-    /// <summary>Largest guest: host memory (one array of just under 2 GiB) must also hold the hypervisor's margin.</summary>
-    public const ulong MaxGuestBytes = 2016UL * 1024 * 1024;
+    /// <summary>Largest guest: RAM ends below the devices at the top of the 32-bit space (<see cref="Hardware.Memory.GuestRam"/>).</summary>
+    public const ulong MaxGuestBytes = Hardware.Memory.GuestRam.MaxBytes;
 
-    /// <summary>Guest memory: 2 MiB to 2016 MiB, in whole 4 KiB pages.</summary>
+    /// <summary>Guest memory: 2 MiB to 3583 MiB, in whole 4 KiB pages.</summary>
     public static bool TryParseGuestMemory(string text, out uint bytes, out string error)
     {
         bytes = 0;
@@ -56,7 +56,7 @@ public static class SizeParser
 
         if (value < 2 * 1024 * 1024 || value > MaxGuestBytes || value % 4096 != 0)
         {
-            error = $"guest memory {text} is out of range: give 2M to 2016M in whole 4 KiB pages";
+            error = $"guest memory {text} is out of range: give 2M to {MaxGuestBytes >> 20}M in whole 4 KiB pages";
             return false;
         }
 

@@ -17,7 +17,7 @@ namespace HybridVmm.Hardware.Cpu;
 /// <see cref="CpuContext.Eflags"/>. An instruction that touches memory the second-level table refuses is rolled back
 /// from a register snapshot taken at its start, so a guest fault never leaves partial architectural state.
 /// </remarks>
-public sealed partial class X86Core
+public sealed unsafe partial class X86Core
 {
     // The architectural state (State/CpuContext.cs). A field, not a property: handlers reach it as _ctx.Eax etc.
     // and a future MMU, FPU or translator takes it by ref.
@@ -41,7 +41,7 @@ public sealed partial class X86Core
     {
         Memory = memory;
         Slat = slat;
-        _ram = memory.Bytes;
+        _ram = memory.Base;
         _slatEntries = slat.RawEntries;
         _codePages = sibling?._codePages ?? new CodePage?[slat.GuestPageCount];
         _jitCache = sibling?._jitCache ?? new JitCache();

@@ -7,7 +7,7 @@ public static class SnapshotFile
     /// The largest snapshot file worth reading: every page of the largest guest (4 + 4096 bytes each) and the
     /// container's other chunks at their own limit. A larger file cannot be one this build wrote.
     /// </summary>
-    public const long MaxBytes = Hardware.Memory.HostPhysicalMemory.MaxBytes / 4096 * (4 + 4096)
+    public const long MaxBytes = (long)Hardware.Memory.GuestRam.MaxBytes / 4096 * (4 + 4096)
         + (long)Hardware.SavedState.SavedStateContainer.MaxChunks * SnapshotFormat.MaxStateChunkBytes;
 
     /// <summary>What a save or a restore holds of the file at a time: guest memory passes through in pieces of this size.</summary>

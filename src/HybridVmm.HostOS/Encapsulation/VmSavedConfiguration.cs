@@ -87,12 +87,12 @@ public sealed class VmSavedConfigurationCodec : StateCodec<VmSavedConfiguration>
     }
 
     /// <summary>
-    /// Null when <paramref name="memory"/> is a guest RAM size this build can hold (whole 4 KiB pages, at most host
-    /// memory's limit), else the reason: a crafted size must be refused before a partition is sized from it.
+    /// Null when <paramref name="memory"/> is a guest RAM size this build can hold (whole 4 KiB pages, at most
+    /// <see cref="Hardware.Memory.GuestRam.MaxBytes"/>), else the reason: a crafted size must be refused before a partition is sized from it.
     /// </summary>
     public static string? MemoryProblem(uint memory) =>
-        memory == 0 || memory % 4096 != 0 || memory > Hardware.Memory.HostPhysicalMemory.MaxBytes
-            ? $"guest memory of {memory} bytes is not a whole number of 4 KiB pages between 4 KiB and {Hardware.Memory.HostPhysicalMemory.MaxBytes >> 20} MiB"
+        memory == 0 || memory % 4096 != 0 || memory > Hardware.Memory.GuestRam.MaxBytes
+            ? $"guest memory of {memory} bytes is not a whole number of 4 KiB pages between 4 KiB and {Hardware.Memory.GuestRam.MaxBytes >> 20} MiB"
             : null;
 
     private static void WriteNames(SavedStateWriter w, IReadOnlyList<string> names)

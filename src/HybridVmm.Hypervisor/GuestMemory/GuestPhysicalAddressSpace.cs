@@ -105,8 +105,9 @@ internal sealed class GuestPhysicalAddressSpace
         for (uint page = 0; page < _frames.Length; page++)
         {
             Slat.Unmap(page);
-            _allocator.Free(_frames[page]);
         }
+
+        _allocator.Free(_frames);
     }
 
     /// <summary>

@@ -11,7 +11,7 @@ internal sealed class CoreSide
 
     public CoreSide()
     {
-        Memory.Bytes.AsSpan().Fill(0xF4); // HLT everywhere, as on the Unicorn side
+        Memory.Bytes.Fill(0xF4); // HLT everywhere, as on the Unicorn side
         Cpu.ResetToFlatProtectedMode(MachineLayout.CodeBase);
     }
 
@@ -27,9 +27,9 @@ internal sealed class CoreSide
     /// <summary>Sets the case's registers, flags and memory windows.</summary>
     public void Load(TestCase c)
     {
-        c.Data.CopyTo(Memory.Bytes.AsSpan((int)MachineLayout.DataWindow));
-        c.Stack.CopyTo(Memory.Bytes.AsSpan((int)MachineLayout.StackWindow));
-        c.Low.CopyTo(Memory.Bytes.AsSpan((int)MachineLayout.LowWindow));
+        c.Data.CopyTo(Memory.Bytes.Slice((int)MachineLayout.DataWindow));
+        c.Stack.CopyTo(Memory.Bytes.Slice((int)MachineLayout.StackWindow));
+        c.Low.CopyTo(Memory.Bytes.Slice((int)MachineLayout.LowWindow));
         SetRegisters(c.Gprs, c.Eflags, c.Eip);
     }
 

@@ -72,7 +72,7 @@ internal sealed class CoreX87Machine : IX87Machine
             exit = m.Cpu.Run(1000);
         }
         if (exit.Reason != CpuExitReason.Halt) return [];
-        return m.Memory.Bytes.AsSpan((int)X87Frame.DataBase, X87Sequences.BlockSize).ToArray();
+        return m.Memory.Bytes.Slice((int)X87Frame.DataBase, X87Sequences.BlockSize).ToArray();
     }
 
     public void Dispose() { }

@@ -57,7 +57,7 @@ public class CpuGuestBenchmark
             int ph = (int)phoff + i * phentsize;
             if (BitConverter.ToUInt32(elf, ph) != 1) continue; // PT_LOAD; .bss is already zero
             uint offset = BitConverter.ToUInt32(elf, ph + 4), physical = BitConverter.ToUInt32(elf, ph + 12);
-            Array.Copy(elf, offset, memory.Bytes, physical, BitConverter.ToUInt32(elf, ph + 16));
+            elf.AsSpan((int)offset, (int)BitConverter.ToUInt32(elf, ph + 16)).CopyTo(memory.Bytes.Slice((int)physical));
         }
         var core = new X86Core(memory, slat);
         core.ResetToFlatProtectedMode(entry);
@@ -67,9 +67,9 @@ public class CpuGuestBenchmark
         {
             for (uint page = 0; page < Pages; page++)
             {
-                BitConverter.TryWriteBytes(memory.Bytes.AsSpan((int)(PageTable + page * 4)), (page << 12) | 3);
+                BitConverter.TryWriteBytes(memory.Bytes.Slice((int)(PageTable + page * 4)), (page << 12) | 3);
             }
-            BitConverter.TryWriteBytes(memory.Bytes.AsSpan((int)PageDirectory), PageTable | 3);
+            BitConverter.TryWriteBytes(memory.Bytes.Slice((int)PageDirectory), PageTable | 3);
             core.Cr3 = PageDirectory;
             core.Cr0 |= (uint)Cr0Flags.PG;
         }

@@ -381,7 +381,7 @@ public class PagingTests
         CpuState saved = m.Cpu.SaveState();
 
         var copy = new TestMachine();
-        m.Memory.Bytes.AsSpan(0, TestMachine.Pages * 4096).CopyTo(copy.Memory.Bytes);
+        m.Memory.Bytes.Slice(0, TestMachine.Pages * 4096).CopyTo(copy.Memory.Bytes);
         copy.Cpu.RestoreState(saved);
         copy.RunToHalt();
         Assert.That(copy.Cpu.PagingEnabled, Is.True);

@@ -375,7 +375,7 @@ public class SegmentationTests
         m.WriteBytes(Gdt + Based, new byte[8]); // the descriptor is gone, but the loaded cache stays (SDM 3.4.3)
 
         var copy = new TestMachine();
-        m.Memory.Bytes.AsSpan(0, TestMachine.Pages * 4096).CopyTo(copy.Memory.Bytes);
+        m.Memory.Bytes.Slice(0, TestMachine.Pages * 4096).CopyTo(copy.Memory.Bytes);
         copy.Cpu.RestoreState(saved);
         copy.RunToHalt();
         Assert.That(copy.Cpu[Gpr.Ebx], Is.EqualTo(0x5A5Au));

@@ -21,7 +21,7 @@ public class StringTests
             asm.mov(ecx, 12);
             asm.rep.movsb();
         });
-        Assert.That(m.Memory.Bytes.AsSpan((int)Dst, 12).ToArray(), Is.EqualTo("hello, world"u8.ToArray()));
+        Assert.That(m.Memory.Bytes.Slice((int)Dst, 12).ToArray(), Is.EqualTo("hello, world"u8.ToArray()));
         Assert.That((m.Cpu[Gpr.Esi], m.Cpu[Gpr.Edi], m.Cpu[Gpr.Ecx]), Is.EqualTo((Src + 12, Dst + 12, 0u)));
     }
 
@@ -154,6 +154,6 @@ public class StringTests
         Assert.That(m.Cpu.Eip, Is.EqualTo(TestMachine.CodeBase + 15), "EIP stays on REP MOVSB");
         m.Slat.Map(0x31, 0x31, writable: true);
         m.RunToHalt();
-        Assert.That(m.Memory.Bytes.AsSpan(0x30ffc, 10).ToArray(), Is.EqualTo("0123456789"u8.ToArray()));
+        Assert.That(m.Memory.Bytes.Slice(0x30ffc, 10).ToArray(), Is.EqualTo("0123456789"u8.ToArray()));
     }
 }

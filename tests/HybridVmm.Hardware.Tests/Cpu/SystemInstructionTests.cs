@@ -206,7 +206,7 @@ public class SystemInstructionTests
         var cpu = new X86Core(memory, slat);
         cpu.ResetToFlatProtectedMode(0xffffffff);
         memory.Bytes[0x1fff] = 0x90;                                          // nop at 0xffffffff
-        new byte[] { 0xa1, 0xfe, 0xff, 0xff, 0xff, 0xf4 }.CopyTo(memory.Bytes, 0); // mov eax,[0xfffffffe]; hlt
+        new byte[] { 0xa1, 0xfe, 0xff, 0xff, 0xff, 0xf4 }.CopyTo(memory.Bytes); // mov eax,[0xfffffffe]; hlt
         memory.Bytes[0x1ffe] = 0x11;
         cpu.InvalidateCode(0, 8);
         CpuExit exit = cpu.Run(10);

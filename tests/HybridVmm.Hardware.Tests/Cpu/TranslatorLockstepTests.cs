@@ -283,11 +283,11 @@ public class TranslatorLockstepTests
         Assert.That(jit.Cpu.Eip, Is.EqualTo(interp.Cpu.Eip), $"{where}: EIP");
         Assert.That(jit.Cpu.Eflags, Is.EqualTo(interp.Cpu.Eflags), $"{where}: EFLAGS");
         Assert.That(jit.Cpu.InstructionsRetired, Is.EqualTo(interp.Cpu.InstructionsRetired), $"{where}: instructions retired");
-        Assert.That(jit.Memory.Bytes.AsSpan((int)TestMachine.DataBase, DataSize).SequenceEqual(interp.Memory.Bytes.AsSpan((int)TestMachine.DataBase, DataSize)),
+        Assert.That(jit.Memory.Bytes.Slice((int)TestMachine.DataBase, DataSize).SequenceEqual(interp.Memory.Bytes.Slice((int)TestMachine.DataBase, DataSize)),
             Is.True, $"{where}: data");
-        Assert.That(jit.Memory.Bytes.AsSpan((int)TestMachine.StackTop - 0x400, 0x400).SequenceEqual(interp.Memory.Bytes.AsSpan((int)TestMachine.StackTop - 0x400, 0x400)),
+        Assert.That(jit.Memory.Bytes.Slice((int)TestMachine.StackTop - 0x400, 0x400).SequenceEqual(interp.Memory.Bytes.Slice((int)TestMachine.StackTop - 0x400, 0x400)),
             Is.True, $"{where}: stack");
-        Assert.That(jit.Memory.Bytes.AsSpan((int)TestMachine.CodeBase, 0x2000).SequenceEqual(interp.Memory.Bytes.AsSpan((int)TestMachine.CodeBase, 0x2000)),
+        Assert.That(jit.Memory.Bytes.Slice((int)TestMachine.CodeBase, 0x2000).SequenceEqual(interp.Memory.Bytes.Slice((int)TestMachine.CodeBase, 0x2000)),
             Is.True, $"{where}: code");
     }
 

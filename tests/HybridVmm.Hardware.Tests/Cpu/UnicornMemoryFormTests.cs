@@ -108,9 +108,9 @@ public class UnicornMemoryFormTests
                     }
                     uint uf = unicorn.GetReg(Unicorn.RegEflags) & F.Status, cf = m.Cpu.Eflags & F.Status;
                     if (uf != cf) failures.Add($"{input}: flags core {cf:x} unicorn {uf:x}");
-                    byte[] coreBytes = m.Memory.Bytes.AsSpan((int)(Data - Window / 2), Window).ToArray();
+                    byte[] coreBytes = m.Memory.Bytes.Slice((int)(Data - Window / 2), Window).ToArray();
                     if (!coreBytes.SequenceEqual(unicorn.Read(Data - Window / 2, Window))) failures.Add($"{input}: memory differs");
-                    byte[] coreStack = m.Memory.Bytes.AsSpan((int)(Data - 0x60), 0x60).ToArray();
+                    byte[] coreStack = m.Memory.Bytes.Slice((int)(Data - 0x60), 0x60).ToArray();
                     if (!coreStack.SequenceEqual(unicorn.Read(Data - 0x60, 0x60))) failures.Add($"{input}: stack differs");
                 }
             }

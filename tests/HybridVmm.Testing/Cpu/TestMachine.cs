@@ -49,12 +49,12 @@ public sealed class TestMachine
     /// <summary>Writes as the host (the loader), past a read-only second-level mapping, and drops decoded code there.</summary>
     public void WriteBytes(uint address, ReadOnlySpan<byte> bytes)
     {
-        bytes.CopyTo(Memory.Bytes.AsSpan((int)address));
+        bytes.CopyTo(Memory.Bytes.Slice((int)address));
         Cpu.InvalidateCode(address, bytes.Length);
     }
 
-    public uint Read32(uint address) => BitConverter.ToUInt32(Memory.Bytes, (int)address);
-    public byte Read8(uint address) => Memory.Bytes[address];
+    public uint Read32(uint address) => BitConverter.ToUInt32(Memory.Bytes.Slice((int)address, 4));
+    public byte Read8(uint address) => Memory.Bytes[(int)address];
     public void Write32(uint address, uint value) => WriteBytes(address, BitConverter.GetBytes(value));
 
     /// <summary>Runs until HLT; any other exit fails the test with the core's diagnostic.</summary>

@@ -54,21 +54,21 @@ public class CraftedInputTests
         byte[] file = WithPartitionChunk(Snapshots.SavedHello(), payload =>
             BinaryPrimitives.WriteUInt32LittleEndian(payload.AsSpan(4 + BinaryPrimitives.ReadInt32LittleEndian(payload)), 0xFFFF_FFFF));
         Assert.That(SnapshotFormat.TryDeserialize(file, out string error), Is.Null);
-        Assert.That(error, Is.EqualTo("chunk 'partition' (partition configuration state version 2) is malformed: guest memory of 4294967295 bytes is not a whole number of 4 KiB pages between 4 KiB and 2047 MiB"));
+        Assert.That(error, Is.EqualTo("chunk 'partition' (partition configuration state version 2) is malformed: guest memory of 4294967295 bytes is not a whole number of 4 KiB pages between 4 KiB and 3583 MiB"));
     }
 
     [Test]
     public void TheCliRefusesASnapshotOfAGuestLargerThanItCanRunWithOneLine()
     {
-        // 2046 MiB passes the codec (it fits host memory) but not a foreground run's host memory with its margin.
+        // One page more than the guest RAM the platform has room for below its devices (GuestRam.MaxBytes).
         byte[] file = WithPartitionChunk(Snapshots.SavedHello(), payload =>
-            BinaryPrimitives.WriteUInt32LittleEndian(payload.AsSpan(4 + BinaryPrimitives.ReadInt32LittleEndian(payload)), 2046u << 20));
+            BinaryPrimitives.WriteUInt32LittleEndian(payload.AsSpan(4 + BinaryPrimitives.ReadInt32LittleEndian(payload)), (3583u << 20) + 4096));
         string path = Path.Combine(Path.GetTempPath(), $"hybridvmm-{Guid.NewGuid():N}.snap");
         try
         {
             File.WriteAllBytes(path, file);
             CliProcess.Result result = CliProcess.Run("restore", path);
-            EndToEnd.InputBoundsTests.AssertRefused(result, ExitStatus.InvalidImage, "the snapshot's guest has 2046 MiB of memory; this build runs guests of at most 2016 MiB");
+            EndToEnd.InputBoundsTests.AssertRefused(result, ExitStatus.InvalidImage, "guest memory of 3757051904 bytes is not a whole number of 4 KiB pages between 4 KiB and 3583 MiB");
         }
         finally
         {

@@ -1,4 +1,3 @@
-using System.Text.RegularExpressions;
 using HybridVmm.Tests.Support;
 using static Iced.Intel.AssemblerRegisters;
 
@@ -18,16 +17,14 @@ public sealed class StreamingSnapshotTests
     /// <summary>What a save or a restore may add to the host's peak RSS: well under the 1 GiB a copy of the guest's RAM would cost.</summary>
     private const long ExtraBytesAllowed = 64L << 20;
 
-    private const string TimeProgram = "/usr/bin/time";
-
     private string _directory = null!;
 
     [SetUp]
     public void SetUp()
     {
-        if (!OperatingSystem.IsLinux() || !File.Exists(TimeProgram))
+        if (HostRss.Unavailable is { } why)
         {
-            Assert.Ignore($"measures peak RSS with {TimeProgram} on Linux");
+            Assert.Ignore(why);
         }
 
         _directory = Directory.CreateTempSubdirectory("hvstream").FullName;
@@ -77,15 +74,15 @@ public sealed class StreamingSnapshotTests
         File.WriteAllBytes(image, FillMemoryGuest());
         string snapshot = Path.Combine(_directory, "fillmem.snap");
 
-        (CliProcess.Result plain, long plainRss) = Measure("run", image, "--memory", "1024M");
+        (CliProcess.Result plain, long plainRss) = HostRss.Run("run", image, "--memory", "1024M");
         Assert.That(plain.ExitCode, Is.EqualTo(0), plain.Stderr);
 
         // The fill takes about 1 M instructions; the save comes in the countdown, with every page written.
-        (CliProcess.Result saved, long saveRss) = Measure("run", image, "--memory", "1024M", "--save-at", "5000000", "--save-to", snapshot);
+        (CliProcess.Result saved, long saveRss) = HostRss.Run("run", image, "--memory", "1024M", "--save-at", "5000000", "--save-to", snapshot);
         Assert.That(saved.ExitCode, Is.EqualTo(0), saved.Stderr);
         Assert.That(new FileInfo(snapshot).Length, Is.GreaterThan((long)MemoryBytes - (4L << 20)), "every page but the first 2 MiB is in the snapshot");
 
-        (CliProcess.Result restored, long restoreRss) = Measure("restore", snapshot);
+        (CliProcess.Result restored, long restoreRss) = HostRss.Run("restore", snapshot);
         Assert.That(restored.ExitCode, Is.EqualTo(0), restored.Stderr);
 
         TestContext.Out.WriteLine($"peak RSS: run {plainRss >> 20} MiB, run and save {saveRss >> 20} MiB, restore {restoreRss >> 20} MiB");
@@ -120,9 +117,9 @@ public sealed class StreamingSnapshotTests
             await Task.Delay(100);
         }
 
-        long before = PeakRss(serve.ProcessId);
+        long before = HostRss.Peak(serve.ProcessId);
         ApiReply saved = await ApiReply.Post(api, "/api/vms/big/save", new { path = snapshot });
-        long after = PeakRss(serve.ProcessId);
+        long after = HostRss.Peak(serve.ProcessId);
         ApiReply vm = await ApiReply.Get(api, "/api/vms/big");
 
         TestContext.Out.WriteLine($"serve's peak RSS: {before >> 20} MiB before the save, {after >> 20} MiB after");
@@ -133,22 +130,5 @@ public sealed class StreamingSnapshotTests
             Assert.That(vm.State, Is.EqualTo("running"), "the VM runs on after its save");
             Assert.That(after - before, Is.LessThan(ExtraBytesAllowed), "the save costs serve this much more memory");
         });
-    }
-
-    /// <summary>A process's peak resident set size so far, in bytes (VmHWM in /proc/PID/status).</summary>
-    private static long PeakRss(int pid)
-    {
-        string line = File.ReadLines($"/proc/{pid}/status").Single(l => l.StartsWith("VmHWM:", StringComparison.Ordinal));
-        return long.Parse(Regex.Match(line, @"\d+").Value) << 10;
-    }
-
-    /// <summary>Runs the CLI under <c>/usr/bin/time</c>; its result (stderr without time's line) and its peak RSS in bytes.</summary>
-    private static (CliProcess.Result Result, long PeakRssBytes) Measure(params string[] args)
-    {
-        CliProcess.Result result = CliProcess.RunProgram(TimeProgram,
-            ["-f", "peak-rss-kib=%M", "dotnet", Path.Combine(AppContext.BaseDirectory, "hybridvmm.dll"), .. args], Repository.Root);
-        Match peak = Regex.Match(result.Stderr, @"peak-rss-kib=(\d+)");
-        Assert.That(peak.Success, Is.True, $"no peak RSS from {TimeProgram}: {result.Stderr}");
-        return (result with { Stderr = result.Stderr.Replace(peak.Value, "") }, long.Parse(peak.Groups[1].Value) << 10);
     }
 }

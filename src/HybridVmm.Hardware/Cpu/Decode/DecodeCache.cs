@@ -155,7 +155,7 @@ internal sealed class GuestCodeReader(X86Core core) : CodeReader
     }
 }
 
-public sealed partial class X86Core
+public sealed unsafe partial class X86Core
 {
     private readonly CodePage?[] _codePages;
     private readonly GuestCodeReader _codeReader;

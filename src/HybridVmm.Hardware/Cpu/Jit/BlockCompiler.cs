@@ -400,7 +400,7 @@ public sealed partial class X86Core
             _eip = _il.DeclareLocal(typeof(uint));
             _pa = _il.DeclareLocal(typeof(uint));
             _pb = _il.DeclareLocal(typeof(uint));
-            _ram = _il.DeclareLocal(typeof(byte[]));
+            _ram = _il.DeclareLocal(typeof(byte*));
             _gprs = _il.DeclareLocal(typeof(uint).MakeByRefType());
             _base = _il.DeclareLocal(typeof(int));
             _epilogue = _il.DefineLabel();
@@ -1349,13 +1349,16 @@ public sealed partial class X86Core
             }
         }
 
-        /// <summary>Pushes the address of guest RAM's byte at a host offset (bounds-checked).</summary>
+        /// <summary>
+        /// Pushes the address of host memory's byte at a host offset. The offset came from the second-level table, whose
+        /// frames all lie inside host memory, as in the interpreter.
+        /// </summary>
         private void RamAddress(LocalBuilder host)
         {
             _il.Emit(OpCodes.Ldloc, _ram);
             _il.Emit(OpCodes.Ldloc, host);
             _il.Emit(OpCodes.Conv_I);
-            _il.Emit(OpCodes.Ldelema, typeof(byte));
+            _il.Emit(OpCodes.Add);
         }
 
         private void ReadDest(ref Instruction ins, int size, LocalBuilder? host)

@@ -10,12 +10,12 @@ namespace HybridVmm.Hardware.Cpu;
 /// and the run loop rolls the instruction back. Accesses that cross a page translate both pages before touching
 /// either.
 /// </summary>
-public sealed partial class X86Core
+public sealed unsafe partial class X86Core
 {
     private const int PageShift = HostPhysicalMemory.FrameShift;
     private const uint PageOffsetMask = HostPhysicalMemory.FrameSize - 1;
 
-    private readonly byte[] _ram;
+    private readonly byte* _ram;
     private readonly int[] _slatEntries;
 
     /// <summary>

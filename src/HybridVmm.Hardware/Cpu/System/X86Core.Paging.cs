@@ -27,7 +27,7 @@ namespace HybridVmm.Hardware.Cpu;
 /// CR4.PGE=1), INVLPG, or by changing CR0.PG/WP or CR4.PSE/PGE (everything goes).</item>
 /// </list>
 /// </remarks>
-public sealed partial class X86Core
+public sealed unsafe partial class X86Core
 {
     private const int TlbEntries = 1024;
     private const uint TlbValid = 1;
