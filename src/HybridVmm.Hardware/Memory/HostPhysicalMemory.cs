@@ -13,7 +13,7 @@ namespace HybridVmm.Hardware.Memory;
 /// <see cref="Discard"/> clears the frames.
 /// </para>
 /// </summary>
-public sealed unsafe partial class HostPhysicalMemory
+public sealed unsafe class HostPhysicalMemory
 {
     public const int FrameShift = 12;
     public const int FrameSize = 1 << FrameShift;
@@ -103,20 +103,22 @@ public sealed unsafe partial class HostPhysicalMemory
         NativeMemory.Clear(start, (nuint)bytes);
     }
 
-    private static partial class Native
+    // DllImport rather than LibraryImport: no source generator, so the architecture report's analysis (which compiles
+    // without generated sources) resolves every name.
+    private static class Native
     {
         public const int ProtRead = 1, ProtWrite = 2;
         public const int MapPrivate = 0x02, MapAnonymous = 0x20, MapNoReserve = 0x4000;
         public const int MadvDontNeed = 4;
         public static readonly nint MapFailed = -1;
 
-        [LibraryImport("libc", SetLastError = true)]
-        public static partial nint mmap(nint address, nuint length, int protection, int flags, int fd, nint offset);
+        [DllImport("libc", EntryPoint = "mmap", SetLastError = true)]
+        public static extern nint mmap(nint address, nuint length, int protection, int flags, int fd, nint offset);
 
-        [LibraryImport("libc", SetLastError = true)]
-        public static partial int munmap(nint address, nuint length);
+        [DllImport("libc", EntryPoint = "munmap", SetLastError = true)]
+        public static extern int munmap(nint address, nuint length);
 
-        [LibraryImport("libc", SetLastError = true)]
-        public static partial int madvise(nint address, nuint length, int advice);
+        [DllImport("libc", EntryPoint = "madvise", SetLastError = true)]
+        public static extern int madvise(nint address, nuint length, int advice);
     }
 }
