@@ -112,11 +112,13 @@ internal sealed class GuestPhysicalAddressSpace
 
     /// <summary>
     /// Resolves a guest write to a write-protected RAM page: copies a shared frame, records the page as
-    /// dirty when tracking, and makes the page writable again. False when the address is not RAM.
+    /// dirty when tracking, and makes the page writable again. False when the address is not RAM, or when
+    /// <paramref name="exhausted"/>: the page is shared and the host has no free frame for its copy.
     /// </summary>
-    public bool TryResolveWriteFault(uint gpa, out bool copied)
+    public bool TryResolveWriteFault(uint gpa, out bool copied, out bool exhausted)
     {
         copied = false;
+        exhausted = false;
         uint page = gpa >> HostPhysicalMemory.FrameShift;
         if (page >= (uint)_frames.Length)
         {
@@ -125,6 +127,7 @@ internal sealed class GuestPhysicalAddressSpace
 
         if (!PrivatizePage(page, out copied))
         {
+            exhausted = true;
             return false;
         }
 
@@ -190,10 +193,14 @@ internal sealed class GuestPhysicalAddressSpace
             return false;
         }
 
-        // The host writes through the same copy-on-write discipline as the guest.
+        // The host writes through the same copy-on-write discipline as the guest, and never into a frame still shared.
         for (uint page = gpa >> HostPhysicalMemory.FrameShift; page <= (gpa + (uint)Math.Max(data.Length - 1, 0)) >> HostPhysicalMemory.FrameShift; page++)
         {
-            PrivatizePage(page, out _);
+            if (!PrivatizePage(page, out _))
+            {
+                return false;
+            }
+
             if (_dirty is not null)
             {
                 _dirty[page] = true;

@@ -31,8 +31,8 @@ internal sealed class ExitDispatcher(PartitionTable partitions, InterceptCost co
                 // CPUID exits unconditionally under VMX and SVM; the kernel answers it, at the cost of any exit it serves.
                 HandleCpuid(partition, vp);
                 return new ExitOutcome(enlightenments.ExitCostTicks, 0, true);
-            case CpuExitReason.MemoryIntercept when exit.IsWrite && ResolveWriteProtection(partition, vp, exit.GuestPhysicalAddress):
-                return ExitOutcome.Go;
+            case CpuExitReason.MemoryIntercept when exit.IsWrite && ResolveWriteProtection(partition, vp, exit.GuestPhysicalAddress) is bool resolved:
+                return resolved ? ExitOutcome.Go : ExitOutcome.Stop;
             case CpuExitReason.MemoryIntercept when vp.Apic.Claims(exit.GuestPhysicalAddress):
                 // The local APIC's page is the kernel's own (as on Hyper-V): served here, never routed to the root,
                 // except the EOI of a level-triggered interrupt, which the root's I/O APIC must hear of.
@@ -109,12 +109,26 @@ internal sealed class ExitDispatcher(PartitionTable partitions, InterceptCost co
 
     /// <summary>
     /// A write to RAM the kernel itself write-protected (a copy-on-write share or dirty-page tracking) is the
-    /// kernel's own business: it fixes the mapping and the instruction re-executes, with no message to the root.
+    /// kernel's own business: it fixes the mapping and the instruction re-executes, with no message to the root
+    /// (true). A shared page whose copy finds the host's memory exhausted stops this guest alone, saying so (false).
+    /// Null when the write is not to RAM: the root's device model takes it.
     /// </summary>
-    private bool ResolveWriteProtection(Partition partition, VirtualProcessor vp, uint gpa)
+    private bool? ResolveWriteProtection(Partition partition, VirtualProcessor vp, uint gpa)
     {
-        if (partition.AddressSpace is not { } space || !space.TryResolveWriteFault(gpa, out bool copied))
+        if (partition.AddressSpace is not { } space)
         {
+            return null;
+        }
+
+        if (!space.TryResolveWriteFault(gpa, out bool copied, out bool exhausted))
+        {
+            if (!exhausted)
+            {
+                return null;
+            }
+
+            partitions.Fault(partition, vp, $"host memory exhausted: guest-physical page 0x{gpa & ~0xFFFu:x8} is shared copy-on-write, " +
+                "and the host has no free frame for this guest's own copy (give the host more memory: HostMemory, --host-memory)");
             return false;
         }
 
