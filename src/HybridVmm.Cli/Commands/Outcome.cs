@@ -28,8 +28,8 @@ internal static class Outcome
                 error.WriteLine($"hybridvmm: guest '{vm.Name}' powered off.");
                 return 0;
             case StopReason.Reset:
-                // As QEMU with -no-reboot: a guest that asks for a reset ends the run.
-                error.WriteLine($"hybridvmm: guest '{vm.Name}' asked for a reset; rebooting a guest is not supported yet, so it stopped.");
+                // As QEMU with -no-reboot: a guest that asks for a reset ends the run (run --reboot boots it again).
+                error.WriteLine($"hybridvmm: guest '{vm.Name}' asked for a reset, which ends the run (run --reboot boots it again).");
                 return 0;
             case StopReason.InstructionLimit:
                 error.WriteLine($"hybridvmm: guest '{vm.Name}' reached the instruction limit ({vm.Configuration.InstructionLimit}).");

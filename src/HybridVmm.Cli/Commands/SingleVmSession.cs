@@ -17,11 +17,16 @@ namespace HybridVmm.Cli.Commands;
 /// <summary>Runs one VM in the foreground: raw COM1 bytes on stdout, optional trace, optional save at an instruction count.</summary>
 internal static class SingleVmSession
 {
+    /// <param name="reboot">
+    /// A guest that resets the machine boots again from its image (<c>run --reboot</c>), as under QEMU without
+    /// <c>-no-reboot</c>; otherwise a reset ends the run.
+    /// </param>
     public static async Task<int> RunAsync(
         uint memoryBytes,
         SessionOptions.Values options,
         Func<RootPartition, (VirtualMachine? Vm, VmCreationError? Error)> create,
-        CancellationToken cancellationToken)
+        CancellationToken cancellationToken,
+        bool reboot = false)
     {
         TextWriter stderr = Console.Error;
         if (!SerialConsole.TryOpen(options.SerialInput, stderr, out SerialConsole? console, out int refused))
@@ -31,7 +36,7 @@ internal static class SingleVmSession
 
         using (console)
         {
-            return await RunAsync(memoryBytes, options, create, console, stderr, cancellationToken);
+            return await RunAsync(memoryBytes, options, create, console, stderr, reboot, cancellationToken);
         }
     }
 
@@ -41,6 +46,7 @@ internal static class SingleVmSession
         Func<RootPartition, (VirtualMachine? Vm, VmCreationError? Error)> create,
         SerialConsole? console,
         TextWriter stderr,
+        bool reboot,
         CancellationToken cancellationToken)
     {
         byte[]? migrationKey = null;
@@ -84,18 +90,29 @@ internal static class SingleVmSession
             await system.RunUntilIdleAsync(run.Token);
         }
 
-        if (console is { QuitRequested: true })
+        // The user quit from the console, or a signal or the caller ended the run: the status to end with, else null.
+        int? Ended()
         {
-            console.Dispose(); // the terminal as it was before the message
-            stderr.WriteLine($"hybridvmm: quit from the console (Ctrl-A x); guest '{vm.Name}' stopped.");
-            return ExitStatus.Success;
+            if (console is { QuitRequested: true })
+            {
+                console.Dispose(); // the terminal as it was before the message
+                stderr.WriteLine($"hybridvmm: quit from the console (Ctrl-A x); guest '{vm.Name}' stopped.");
+                return ExitStatus.Success;
+            }
+
+            if (cancellationToken.IsCancellationRequested || signals.Received)
+            {
+                console?.Dispose();
+                stderr.WriteLine("hybridvmm: interrupted; guest stopped, trace flushed.");
+                return ExitStatus.Interrupted;
+            }
+
+            return null;
         }
 
-        if (cancellationToken.IsCancellationRequested || signals.Received)
+        if (Ended() is int ended)
         {
-            console?.Dispose();
-            stderr.WriteLine("hybridvmm: interrupted; guest stopped, trace flushed.");
-            return ExitStatus.Interrupted;
+            return ended;
         }
 
         if (vm.State == PartitionState.Paused && options.SaveTo is { } path)
@@ -143,12 +160,68 @@ internal static class SingleVmSession
         }
 
         PartitionExit exit = await vm.Exited;
+        int boots = 1;
+        bool budgetSpent = false;
+        while (reboot && exit.Reason == StopReason.Reset && !run.IsCancellationRequested)
+        {
+            if (vm.Configuration.InstructionLimit > 0 && system.Root.BootInstructionsRetired(vm) >= vm.Configuration.InstructionLimit)
+            {
+                budgetSpent = true; // the reset came with the limit's last instruction: no boot is left
+                break;
+            }
+
+            boots++;
+            if (await RebootAsync(system, vm, console, stderr, run.Token) is not { } next)
+            {
+                return ExitStatus.GuestFault;
+            }
+
+            vm = next;
+            exit = await vm.Exited;
+        }
+
+        if (reboot && Ended() is int endedRebooting)
+        {
+            return endedRebooting;
+        }
+
         if (options.PauseAt > 0 && system.Root.BootInstructionsRetired(vm) < options.PauseAt)
         {
             stderr.WriteLine($"hybridvmm: the guest ended before instruction {options.PauseAt}; it was neither saved nor migrated.");
         }
 
+        if (boots > 1 && (budgetSpent || exit.Reason == StopReason.InstructionLimit))
+        {
+            stderr.WriteLine($"hybridvmm: guest '{vm.Name}' reached the instruction limit ({options.MaxInstructions}, over {boots} boots).");
+            return ExitStatus.InstructionLimit;
+        }
+
         int status = Outcome.Report(vm, exit, stderr);
         return refused ? ExitStatus.PermissionDenied : status;
+    }
+
+    /// <summary>
+    /// Boots a guest that reset the machine again: its partition is deleted (its frames go back to the host) and a new
+    /// one is created from the same configuration, so the guest finds the machine as at power-on, its image, initrd
+    /// and command line loaded again, and the same console. An instruction limit counts the boots together. Null, with
+    /// the message written, when the VM cannot be created again.
+    /// </summary>
+    private static async Task<VirtualMachine?> RebootAsync(HybridSystem system, VirtualMachine vm, SerialConsole? console, TextWriter stderr, CancellationToken cancellationToken)
+    {
+        VmConfiguration config = vm.Configuration;
+        long left = config.InstructionLimit - system.Root.BootInstructionsRetired(vm);
+        stderr.WriteLine($"hybridvmm: guest '{vm.Name}' reset the machine; booting it again (--reboot).");
+        system.Root.Delete(vm);
+        VirtualMachine? next = system.Root.CreateVm(config with { InstructionLimit = config.InstructionLimit > 0 ? left : 0 }, out VmCreationError? error);
+        if (next is null)
+        {
+            stderr.WriteLine($"hybridvmm: error: guest '{vm.Name}' cannot boot again: {error!.Message}");
+            return null;
+        }
+
+        console?.MoveTo(next);
+        system.Root.Start(next);
+        await system.RunUntilIdleAsync(cancellationToken);
+        return next;
     }
 }

@@ -98,6 +98,22 @@ internal sealed class SerialConsole : IDisposable
         _keyboard!.Start();
     }
 
+    /// <summary>
+    /// Moves the input to the VM that replaced the one it was attached to (a reboot, <c>run --reboot</c>): bytes the old
+    /// VM's UART had taken but its guest had not read are lost, as on a PC whose reset clears the UART.
+    /// </summary>
+    public void MoveTo(VirtualMachine vm)
+    {
+        if (_stream is not null)
+        {
+            vm.Com1.ConnectInput(_stream);
+        }
+        else if (_raw is not null)
+        {
+            vm.Com1.ConnectInput(_keyboard!);
+        }
+    }
+
     /// <summary>Ends a file or pipe input now: a worker waiting for its next byte goes on (a run being cancelled).</summary>
     public void EndInput() => _stream?.Close();
 

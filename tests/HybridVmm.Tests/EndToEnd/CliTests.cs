@@ -89,6 +89,51 @@ public class CliTests
         Assert.That(result.Stderr, Does.Contain("instruction limit"));
     }
 
+    /// <summary>
+    /// A guest that prints one byte and pulses the keyboard controller's reset line: without <c>--reboot</c> the reset
+    /// ends the run (status 0, as QEMU's <c>-no-reboot</c>); with it each reset boots the guest again, and the
+    /// instruction limit counts every boot together.
+    /// </summary>
+    [Test]
+    public void WithRebootAResetBootsTheGuestAgainAndTheInstructionLimitCountsEveryBoot()
+    {
+        string image = Path.Combine(Path.GetTempPath(), $"hybridvmm-resets-{Guid.NewGuid():N}.elf");
+        File.WriteAllBytes(image, FlatKernel.Build(a =>
+        {
+            a.mov(Iced.Intel.AssemblerRegisters.al, (byte)'b');
+            a.mov(Iced.Intel.AssemblerRegisters.dx, 0x3F8);
+            a.@out(Iced.Intel.AssemblerRegisters.dx, Iced.Intel.AssemblerRegisters.al);
+            a.mov(Iced.Intel.AssemblerRegisters.al, 0xFE);
+            a.@out(0x64, Iced.Intel.AssemblerRegisters.al);
+            a.hlt();
+        }));
+        try
+        {
+            CliProcess.Result once = CliProcess.Run("run", image);
+            CliProcess.Result rebooting = CliProcess.Run("run", image, "--reboot", "--max-instructions", "100");
+            System.Text.RegularExpressions.Match boots = System.Text.RegularExpressions.Regex.Match(rebooting.Stderr, @"reached the instruction limit \(100, over (\d+) boots\)");
+            Assert.Multiple(() =>
+            {
+                Assert.That((once.ExitCode, once.Text), Is.EqualTo((0, "b")), once.Stderr);
+                Assert.That(once.Stderr, Does.Contain("asked for a reset"));
+                Assert.That(rebooting.ExitCode, Is.EqualTo(ExitStatus.InstructionLimit), rebooting.Stderr);
+                Assert.That(boots.Success, Is.True, rebooting.Stderr);
+                int count = int.Parse(boots.Groups[1].Value);
+                Assert.That(count, Is.GreaterThan(10), "five instructions a boot, 100 in all");
+                Assert.That(rebooting.Text, Is.EqualTo(new string('b', count)), "one byte a boot");
+                Assert.That(System.Text.RegularExpressions.Regex.Matches(rebooting.Stderr, "booting it again").Count, Is.EqualTo(count - 1));
+            });
+
+            CliProcess.Result refused = CliProcess.Run("run", image, "--reboot", "--save-at", "3", "--save-to", image + ".snap");
+            Assert.That(refused.ExitCode, Is.EqualTo(ExitStatus.Usage));
+            Assert.That(refused.Stderr, Does.Contain("--reboot does not go with --save-at"));
+        }
+        finally
+        {
+            File.Delete(image);
+        }
+    }
+
     [Test]
     public void TheMultibootCommandLineIsTheImagePathASpaceAndTheAppendedArgumentsAsQemuGivesThem()
     {

@@ -165,6 +165,47 @@ public class DebianLinuxTests
         Assert.That(log, Does.Contain("BIOS-e820: [mem 0x0000000000100000-0x0000000007ffffff] usable"), "RAM above 1 MiB to the end");
     }
     /// <summary>
+    /// Enough for two whole boots and their resets (each boot to init.sh's reboot -f takes about 3.15 G instructions, the
+    /// same every time) and the start of a third, still in its decompressor: <c>run --reboot</c> then ends on the
+    /// instruction limit.
+    /// </summary>
+    private const long TwoBootsBudget = 6_400_000_000;
+
+    /// <summary>
+    /// <c>run --reboot</c> boots Linux again when init.sh's <c>reboot -f</c> resets the machine, as QEMU does without
+    /// <c>-no-reboot</c>: BusyBox's lines of two boots equal those of QEMU's first two, the same kernel boots each time,
+    /// and the RTC runs on across the reset, as a PC's does.
+    /// </summary>
+    [Test]
+    public void WithRebootTheResetBootsLinuxAgainAsUnderQemu()
+    {
+        string kernel = Debian("vmlinuz"), initrd = Debian("initramfs.cpio.gz");
+        Require(kernel);
+        Require(initrd);
+        string qemu = QemuReference.RunLinuxRebooting(kernel, CommandLine, "128M", initrd,
+            output => Regex.Matches(output, "init: done").Count >= 2);
+        string[] qemuInit = Lines(qemu).Where(l => l.StartsWith("init: ")).Take(10).ToArray();
+        Assert.That(qemuInit, Has.Length.EqualTo(10), "QEMU's two boots: " + qemu);
+
+        CliProcess.Result ours = CliProcess.RunLong(TimeSpan.FromMinutes(20), "run", kernel, "--initrd", initrd, "--memory", "128M",
+            "--append", CommandLine, "--reboot", "--max-instructions", TwoBootsBudget.ToString());
+        string output = Encoding.Latin1.GetString(ours.Stdout);
+        string[] boots = output.Split("Linux version ");
+        Assert.Multiple(() =>
+        {
+            Assert.That(Lines(output).Where(l => l.StartsWith("init: ")).Take(10), Is.EqualTo(qemuInit), output);
+            Assert.That(boots, Has.Length.EqualTo(3), "the kernel's banner twice (the third boot ends in its decompressor)");
+            Assert.That(boots.Length > 2 && boots[2].Split('\n')[0] == boots[1].Split('\n')[0], Is.True, "the same kernel booted twice");
+            // The RTC, battery-backed on a PC, runs on across the reset: the second boot reads a later time.
+            long[] audit = Regex.Matches(output, @"audit\((\d+)\.").Select(m => long.Parse(m.Groups[1].Value)).ToArray();
+            Assert.That(audit, Has.Length.EqualTo(2).And.Ordered.Ascending.And.Unique, "the RTC's seconds at each boot's audit start");
+            Assert.That(Regex.Matches(ours.Stderr, "reset the machine; booting it again").Count, Is.EqualTo(2), ours.Stderr);
+            Assert.That(ours.ExitCode, Is.EqualTo(124), ours.Stderr);
+            Assert.That(ours.Stderr, Does.Contain($"reached the instruction limit ({TwoBootsBudget}, over 3 boots)"));
+        });
+    }
+
+    /// <summary>
     /// What <c>--boot fast</c> may change in the boot's output, and why: the kernel starts about 2.3 G instructions
     /// (two virtual seconds) sooner, so the RTC, the audit stamp, the TSC's calibration against the PM timer and the
     /// sched_clock offsets read other times; and the decompressor's KASLR places the kernel at another physical address

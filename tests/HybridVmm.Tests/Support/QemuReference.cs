@@ -44,59 +44,121 @@ public static class QemuReference
     /// </summary>
     public static string RunLinuxTyping(string kernel, string commandLine, string memory, string initrd, string prompt, byte[] input)
     {
-        var start = new System.Diagnostics.ProcessStartInfo(Require())
+        using var qemu = new Session(["-kernel", kernel, "-initrd", initrd, "-append", commandLine, "-m", memory, "-no-reboot"]);
+        if (qemu.WaitFor(output => output.Contains(prompt)))
         {
-            RedirectStandardInput = true,
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            UseShellExecute = false,
-        };
-        foreach (string arg in new[]
-                 {
-                     "-kernel", kernel, "-initrd", initrd, "-append", commandLine, "-m", memory, "-serial", "stdio",
-                     "-monitor", "none", "-display", "none", "-no-reboot",
-                 })
-        {
-            start.ArgumentList.Add(arg);
+            qemu.Type(input);
         }
 
-        using System.Diagnostics.Process qemu = System.Diagnostics.Process.Start(start)!;
-        Task<string> stderr = qemu.StandardError.ReadToEndAsync();
-        var output = new StringBuilder();
-        Task reader = Task.Run(async () =>
+        qemu.WaitForExit();
+        TestContext.Out.WriteLine($"{Program} {kernel} typing: status {qemu.ExitCode} {qemu.Stderr}");
+        return qemu.Output;
+    }
+
+    /// <summary>
+    /// Boots a Linux kernel as QEMU does by default, rebooting it whenever it resets the machine (no
+    /// <c>-no-reboot</c>), until its output satisfies <paramref name="done"/>; then stops QEMU and returns the output.
+    /// </summary>
+    public static string RunLinuxRebooting(string kernel, string commandLine, string memory, string initrd, Func<string, bool> done)
+    {
+        using var qemu = new Session(["-kernel", kernel, "-initrd", initrd, "-append", commandLine, "-m", memory]);
+        Assert.That(qemu.WaitFor(done), Is.True, $"{Program} never printed what was awaited; its output:\n{qemu.Output}");
+        qemu.Kill();
+        TestContext.Out.WriteLine($"{Program} {kernel} rebooting: {qemu.Output.Length} characters {qemu.Stderr}");
+        return qemu.Output;
+    }
+
+    /// <summary>A running QEMU with its serial line on stdio, its output read as it comes.</summary>
+    private sealed class Session : IDisposable
+    {
+        private readonly System.Diagnostics.Process _qemu;
+        private readonly Task<string> _stderr;
+        private readonly Task _reader;
+        private readonly StringBuilder _output = new();
+
+        public Session(IEnumerable<string> args)
         {
-            var buffer = new byte[4096];
-            int n;
-            while ((n = await qemu.StandardOutput.BaseStream.ReadAsync(buffer)) > 0)
+            var start = new System.Diagnostics.ProcessStartInfo(Require())
             {
-                lock (output) output.Append(Encoding.Latin1.GetString(buffer, 0, n));
+                RedirectStandardInput = true,
+                RedirectStandardOutput = true,
+                RedirectStandardError = true,
+                UseShellExecute = false,
+            };
+            foreach (string arg in args.Concat(["-serial", "stdio", "-monitor", "none", "-display", "none"]))
+            {
+                start.ArgumentList.Add(arg);
             }
-        });
-        string Output()
-        {
-            lock (output) return output.ToString();
+
+            _qemu = System.Diagnostics.Process.Start(start)!;
+            _stderr = _qemu.StandardError.ReadToEndAsync();
+            _reader = Task.Run(async () =>
+            {
+                var buffer = new byte[4096];
+                int n;
+                while ((n = await _qemu.StandardOutput.BaseStream.ReadAsync(buffer)) > 0)
+                {
+                    lock (_output) _output.Append(Encoding.Latin1.GetString(buffer, 0, n));
+                }
+            });
         }
 
-        var clock = System.Diagnostics.Stopwatch.StartNew();
-        while (!Output().Contains(prompt) && !reader.IsCompleted && clock.Elapsed < CliProcess.SafetyLimit)
+        public string Output
         {
-            Thread.Sleep(50);
+            get
+            {
+                lock (_output) return _output.ToString();
+            }
         }
 
-        if (Output().Contains(prompt))
+        public int ExitCode => _qemu.ExitCode;
+
+        public string Stderr => _stderr.IsCompleted ? _stderr.Result : "";
+
+        /// <summary>Waits, at most <see cref="CliProcess.SafetyLimit"/>, until the output satisfies <paramref name="condition"/> or QEMU ends.</summary>
+        public bool WaitFor(Func<string, bool> condition)
         {
-            qemu.StandardInput.BaseStream.Write(input);
-            qemu.StandardInput.Close();
+            var clock = System.Diagnostics.Stopwatch.StartNew();
+            while (!condition(Output) && !_reader.IsCompleted && clock.Elapsed < CliProcess.SafetyLimit)
+            {
+                Thread.Sleep(50);
+            }
+
+            return condition(Output);
         }
 
-        if (!qemu.WaitForExit(CliProcess.SafetyLimit))
+        public void Type(byte[] input)
         {
-            qemu.Kill(entireProcessTree: true);
-            Assert.Fail($"{Program} did not finish; its output:\n{Output()}");
+            _qemu.StandardInput.BaseStream.Write(input);
+            _qemu.StandardInput.Close();
         }
 
-        reader.Wait();
-        TestContext.Out.WriteLine($"{Program} {kernel} typing: status {qemu.ExitCode} {stderr.Result}");
-        return Output();
+        public void WaitForExit()
+        {
+            if (!_qemu.WaitForExit(CliProcess.SafetyLimit))
+            {
+                Kill();
+                Assert.Fail($"{Program} did not finish; its output:\n{Output}");
+            }
+
+            _reader.Wait();
+        }
+
+        public void Kill()
+        {
+            if (!_qemu.HasExited)
+            {
+                _qemu.Kill(entireProcessTree: true);
+            }
+
+            _qemu.WaitForExit();
+            _reader.Wait();
+        }
+
+        public void Dispose()
+        {
+            Kill();
+            _qemu.Dispose();
+        }
     }
 }
