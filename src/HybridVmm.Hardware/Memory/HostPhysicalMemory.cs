@@ -50,10 +50,18 @@ public sealed unsafe class HostPhysicalMemory
         {
             _base = (byte*)NativeMemory.AllocZeroed((nuint)_length);
         }
+
+        // The store is freed when this object is collected: tell the collector what it holds, so that machines a
+        // program (a test suite) no longer uses give their pages back soon. At most 1 GiB: a large reservation is
+        // mostly never touched.
+        GC.AddMemoryPressure(Pressure);
     }
+
+    private long Pressure => Math.Min(_length, 1L << 30);
 
     ~HostPhysicalMemory()
     {
+        GC.RemoveMemoryPressure(Pressure);
         if (_mapped)
         {
             Native.munmap((nint)_base, (nuint)_length);
