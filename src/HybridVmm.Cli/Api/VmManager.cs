@@ -5,6 +5,7 @@ using HybridVmm.HostOS.Vm;
 using HybridVmm.Hypervisor.Partitions;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
 
 namespace HybridVmm.Cli.Api;
 
@@ -15,7 +16,7 @@ namespace HybridVmm.Cli.Api;
 /// checkpoint) happens outside the barrier, so a slow disk never stalls the guests.
 /// </summary>
 public sealed partial class VmManager(HybridSystem system, ControlBarrier barrier, ConsoleRecorder console, ServeMigrationOptions migration,
-    IHostApplicationLifetime lifetime, ILogger<VmManager> logger) : IServeVmListener
+    IHostApplicationLifetime lifetime, ILogger<VmManager> logger, IOptions<HybridVmmOptions> options) : IServeVmListener
 {
     private readonly Dictionary<string, ManagedVm> _vms = new(StringComparer.Ordinal);
     private readonly TaskCompletionSource _ready = new(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -162,17 +163,48 @@ public sealed partial class VmManager(HybridSystem system, ControlBarrier barrie
             return ApiProblem.UnknownVm(name);
         }
 
-        if (Busy(m) is { } busy)
+        return Busy(m) is { } busy ? busy : Reboot(m, "through the API");
+    }, cancellationToken);
+
+    /// <summary>
+    /// A guest that reset the machine boots again (<see cref="HybridVmmOptions.OnGuestReset"/>), unless the VM was
+    /// replaced, deleted or taken meanwhile: it is still that VM's name's VM, and nothing holds it.
+    /// </summary>
+    private async Task RebootAfterGuestResetAsync(VirtualMachine vm)
+    {
+        ApiOutcome<VmInfo> outcome;
+        try
         {
-            return busy;
+            outcome = await AtBarrierAsync<VmInfo>(() =>
+                Find(vm.Name) is { } m && m.Vm == vm && Busy(m) is null ? Reboot(m, "after its guest reset the machine", keepConsole: true) : ApiProblem.Conflict("replaced"),
+                lifetime.ApplicationStopping);
+        }
+        catch (OperationCanceledException)
+        {
+            return; // serve is stopping
         }
 
+        if (outcome.Problem is { Detail: not "replaced" } problem)
+        {
+            logger.LogWarning("VM {Name} reset the machine and did not boot again: {Why}", vm.Name, problem.Detail);
+        }
+    }
+
+    /// <summary>
+    /// At a barrier: deletes the VM's partition and creates a new one from the same configuration, under the same name.
+    /// After a guest's own reset (<paramref name="keepConsole"/>) its console's backlog goes on, as a serial line does
+    /// across a reboot; an attached console is detached (attach again).
+    /// </summary>
+    private ApiOutcome<VmInfo> Reboot(ManagedVm m, string why, bool keepConsole = false)
+    {
+        string name = m.Vm.Name;
         VirtualMachine old = m.Vm;
         if (old.Configuration.Image.Length == 0)
         {
             return ApiProblem.Conflict($"'{name}' was restored from a snapshot and has no image to boot again; restore the snapshot instead");
         }
 
+        (byte[] Bytes, long Total) backlog = console.Read(old);
         system.Root.Delete(old);
         console.Forget(old);
         if (system.Root.CreateVm(old.Configuration, out VmCreationError? error) is not { } vm)
@@ -185,12 +217,17 @@ public sealed partial class VmManager(HybridSystem system, ControlBarrier barrie
             return ApiProblem.Conflict($"'{name}' could not boot again and is deleted: {error!.Message}");
         }
 
+        if (keepConsole)
+        {
+            console.Continue(vm, backlog);
+        }
+
         m.Vm = vm;
         WatchExit(vm);
         system.Root.Start(vm);
-        logger.LogInformation("VM {Name} reset through the API: partition {Partition}", name, vm.Partition.Id);
+        logger.LogInformation("VM {Name} booted again {Why}: partition {Partition}", name, why, vm.Partition.Id);
         return Describe(m);
-    }, cancellationToken);
+    }
 
     private Task<ApiOutcome<VmInfo>> TransitionAsync(string name, CancellationToken cancellationToken, Func<VirtualMachine, ApiProblem?> transition) =>
         AtBarrierAsync<VmInfo>(() =>
@@ -258,8 +295,13 @@ public sealed partial class VmManager(HybridSystem system, ControlBarrier barrie
     }
 
     private void WatchExit(VirtualMachine vm) => _ = vm.Exited.ContinueWith(t =>
-        logger.LogInformation("VM {Name} stopped: {Reason} (value {Value})", vm.Name, t.Result.Reason, t.Result.ExitValue),
-        CancellationToken.None, TaskContinuationOptions.OnlyOnRanToCompletion, TaskScheduler.Default);
+    {
+        logger.LogInformation("VM {Name} stopped: {Reason} (value {Value})", vm.Name, t.Result.Reason, t.Result.ExitValue);
+        if (t.Result.Reason == StopReason.Reset && options.Value.RebootsGuests && vm.Configuration.Image.Length > 0)
+        {
+            _ = RebootAfterGuestResetAsync(vm);
+        }
+    }, CancellationToken.None, TaskContinuationOptions.OnlyOnRanToCompletion, TaskScheduler.Default);
 
     /// <summary>Read at a barrier: the scheduler, the only writer of the counters, is between rounds.</summary>
     private VmInfo Describe(ManagedVm m)

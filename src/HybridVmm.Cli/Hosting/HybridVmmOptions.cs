@@ -17,6 +17,15 @@ public sealed class HybridVmmOptions
     /// <summary>Stop the host once every guest has stopped (otherwise it keeps serving until Ctrl+C/SIGTERM).</summary>
     public bool ExitWhenGuestsStop { get; set; }
 
+    /// <summary>
+    /// What a guest's reset does (the keyboard controller, port 0xCF9, ACPI): "reboot" boots it again from its image, as
+    /// Hyper-V and libvirt (on_reboot=restart) do; "stop" stops it. A host that exits when its guests stop stops them.
+    /// </summary>
+    public string OnGuestReset { get; set; } = "reboot";
+
+    /// <summary>Whether a guest's reset boots it again (<see cref="OnGuestReset"/>).</summary>
+    public bool RebootsGuests => OnGuestReset == "reboot" && !ExitWhenGuestsStop;
+
     public List<VmOptions> Vms { get; set; } = new();
 }
 

@@ -25,6 +25,11 @@ public sealed class HybridVmmOptionsValidator : IValidateOptions<HybridVmmOption
             problems.Add("Quantum must be positive");
         }
 
+        if (options.OnGuestReset is not ("reboot" or "stop"))
+        {
+            problems.Add($"OnGuestReset: '{options.OnGuestReset}' is neither 'reboot' nor 'stop'");
+        }
+
         ulong total = 0;
         // Case-insensitive: names become file names (traces, overlays), and some file systems fold case.
         var names = new HashSet<string>(StringComparer.OrdinalIgnoreCase);

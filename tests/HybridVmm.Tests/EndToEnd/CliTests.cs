@@ -234,7 +234,7 @@ public class CliTests
     }
 
     [TestCase("run", "--memory", "lots")]
-    [TestCase("run", "--memory", "3G")]
+    [TestCase("run", "--memory", "4G")]
     [TestCase("run")]
     [TestCase("--no-such-flag")]
     public void BadCommandLinesGetTheUsageStatus(params string[] args)

@@ -98,6 +98,80 @@ public class ManagementApiTests
         Assert.That((await ApiReply.Get(_api, "/api/vms/life")).Status, Is.EqualTo(404));
     }
 
+    /// <summary>A guest that prints one byte and pulses the keyboard controller's reset line.</summary>
+    private static byte[] Resetter => FlatKernel.Build(a =>
+    {
+        a.mov(Iced.Intel.AssemblerRegisters.al, (byte)'b');
+        a.mov(Iced.Intel.AssemblerRegisters.dx, 0x3F8);
+        a.@out(Iced.Intel.AssemblerRegisters.dx, Iced.Intel.AssemblerRegisters.al);
+        a.mov(Iced.Intel.AssemblerRegisters.al, 0xFE);
+        a.@out(0x64, Iced.Intel.AssemblerRegisters.al);
+        a.hlt();
+    });
+
+    /// <summary>
+    /// A guest that resets the machine boots again in a new partition under its name, as Hyper-V's and libvirt's do
+    /// (serve's <c>OnGuestReset</c> is "reboot" by default), and its console's backlog runs on across the boots.
+    /// </summary>
+    [Test]
+    public async Task AGuestThatResetsTheMachineBootsAgainAndItsConsoleRunsOn()
+    {
+        string image = Path.Combine(_serve.Directory, "resetter.elf");
+        File.WriteAllBytes(image, Resetter);
+        ApiReply created = await ApiReply.Post(_api, "/api/vms", new { name = "resetter", image, memory = "2M", start = true });
+        Assert.That(created.Status, Is.EqualTo(201), created.ToString());
+        try
+        {
+            string output = "";
+            for (int poll = 0; output.Length < 3; poll++)
+            {
+                Assert.That(poll, Is.LessThan(300), $"the guest booted {output.Length} times");
+                await Task.Delay(100);
+                output = (await ApiReply.Get(_api, "/api/vms/resetter/console")).Body.GetString()!;
+            }
+
+            ApiReply vm = await ApiReply.Get(_api, "/api/vms/resetter");
+            Assert.Multiple(() =>
+            {
+                Assert.That(output, Is.EqualTo(new string('b', output.Length)), "one byte a boot, every boot's kept");
+                // Five instructions a boot: a VM that had run on through its resets would count five for each.
+                Assert.That(vm.Body.GetProperty("statistics").GetProperty("instructionsRetired").GetInt64(), Is.LessThanOrEqualTo(5),
+                    "each boot is a new partition, counting from zero");
+                Assert.That(vm.Body.GetProperty("source").GetString(), Is.EqualTo(image));
+            });
+        }
+        finally
+        {
+            await ApiReply.Delete(_api, "/api/vms/resetter");
+        }
+    }
+
+    /// <summary>With <c>OnGuestReset: "stop"</c> a guest's reset stops it, with the reason "reset".</summary>
+    [Test]
+    public async Task WithOnGuestResetStopAResetStopsTheGuest()
+    {
+        string config = Path.Combine(_serve.Directory, "stop-on-reset.json");
+        File.WriteAllText(config, """{ "HybridVmm": { "OnGuestReset": "stop" } }""");
+        using ServeProcess serve = ServeProcess.Start("--config", config);
+        using HttpClient api = serve.UnixClient();
+        string image = Path.Combine(serve.Directory, "resetter.elf");
+        File.WriteAllBytes(image, Resetter);
+        Assert.That((await ApiReply.Post(api, "/api/vms", new { name = "resetter", image, memory = "2M", start = true })).Status, Is.EqualTo(201));
+        ApiReply vm;
+        for (int poll = 0; (vm = await ApiReply.Get(api, "/api/vms/resetter")).State != "stopped"; poll++)
+        {
+            Assert.That(poll, Is.LessThan(300), vm.ToString());
+            await Task.Delay(100);
+        }
+
+        string output = (await ApiReply.Get(api, "/api/vms/resetter/console")).Body.GetString()!;
+        Assert.Multiple(() =>
+        {
+            Assert.That(vm.Body.GetProperty("exit").GetProperty("reason").GetString(), Is.EqualTo("reset"));
+            Assert.That(output, Is.EqualTo("b"));
+        });
+    }
+
     [Test]
     public async Task APausedAndResumedGuestPrintsWhatAnUninterruptedRunPrints()
     {

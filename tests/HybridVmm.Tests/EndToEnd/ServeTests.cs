@@ -68,7 +68,7 @@ public class ServeTests
     public void InvalidOptionsAreAllNamedAtStart()
     {
         string config = Write("""
-            { "HybridVmm": { "Vms": [
+            { "HybridVmm": { "OnGuestReset": "restart", "Vms": [
                 { "Name": "a", "Image": "embedded:nope", "Memory": "1K" },
                 { "Name": "a", "Image": "missing.elf", "Devices": [ "floppy" ] },
                 { "Name": "b", "Image": "embedded:hello", "Cpus": 65 } ] } }
@@ -80,7 +80,8 @@ public class ServeTests
             .And.Contain("used twice")
             .And.Contain("missing.elf")
             .And.Contain("unknown device 'floppy'")
-            .And.Contain("Vms:2:Cpus must be 1 to 64, not 65"));
+            .And.Contain("Vms:2:Cpus must be 1 to 64, not 65")
+            .And.Contain("OnGuestReset: 'restart' is neither 'reboot' nor 'stop'"));
     }
 
     [Test]
