@@ -175,8 +175,9 @@ public sealed partial class VmManager(HybridSystem system, ControlBarrier barrie
         ApiOutcome<VmInfo> outcome;
         try
         {
-            outcome = await AtBarrierAsync<VmInfo>(() =>
-                Find(vm.Name) is { } m && m.Vm == vm && Busy(m) is null ? Reboot(m, "after its guest reset the machine", keepConsole: true) : ApiProblem.Conflict("replaced"),
+            outcome = await AtBarrierAsync<VmInfo>(() => Find(vm.Name) is not { } m || m.Vm != vm
+                    ? ApiProblem.Conflict("replaced")
+                    : Busy(m) is { } busy ? busy : Reboot(m, "after its guest reset the machine", keepConsole: true),
                 lifetime.ApplicationStopping);
         }
         catch (OperationCanceledException)
