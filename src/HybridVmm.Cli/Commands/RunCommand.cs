@@ -25,22 +25,28 @@ internal static class RunCommand
         };
         boot.AcceptOnlyFromAmong("fast", "decompressor");
         var cpus = new Option<int>("--cpus") { Description = "Virtual processors, 1 to 64: the others wait for a start-up IPI (as QEMU's -smp)", DefaultValueFactory = _ => 1 };
+        var device = new Option<string[]>("--device")
+        {
+            Description = "Add a device that is not in the default set (as QEMU's -device): hyperv-testdev (QEMU's Hyper-V test device, for kvm-unit-tests)",
+            AllowMultipleArgumentsPerToken = false,
+        };
+        device.AcceptOnlyFromAmong([.. VmConfiguration.OptionalDevices]);
         var session = new SessionOptions();
         var command = new Command("run", "Boot one Multiboot kernel or Linux kernel in a child partition and print its serial output")
         {
-            image, memory, append, initrd, boot, synthetic, disk, rtcBase, cpus,
+            image, memory, append, initrd, boot, synthetic, disk, rtcBase, cpus, device,
         };
         session.AddTo(command);
         command.SetAction((result, cancellationToken) => RunAsync(
             result.GetValue(image)!, result.GetValue(memory)!, result.GetValue(append) ?? "",
             (result.GetValue(synthetic) ?? "").Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries),
             result.GetValue(disk), result.GetValue(rtcBase), result.GetValue(initrd), result.GetValue(cpus),
-            result.GetValue(boot) == "fast" ? LinuxBootPath.Fast : LinuxBootPath.Decompressor, session.Read(result), cancellationToken));
+            result.GetValue(boot) == "fast" ? LinuxBootPath.Fast : LinuxBootPath.Decompressor, result.GetValue(device) ?? [], session.Read(result), cancellationToken));
         return command;
     }
 
     private static async Task<int> RunAsync(string imagePath, string memoryText, string arguments,
-        string[] syntheticDevices, string? diskImage, string? rtcBaseText, string? initrdPath, int processors, LinuxBootPath linuxBoot, SessionOptions.Values options, CancellationToken cancellationToken)
+        string[] syntheticDevices, string? diskImage, string? rtcBaseText, string? initrdPath, int processors, LinuxBootPath linuxBoot, string[] extraDevices, SessionOptions.Values options, CancellationToken cancellationToken)
     {
         TextWriter stderr = Console.Error;
         if (options.Validate(stderr) is { } usage)
@@ -131,6 +137,7 @@ internal static class RunCommand
             InstructionLimit = options.MaxInstructions,
             SyntheticDevices = syntheticDevices,
             DiskImage = diskImage,
+            Devices = extraDevices.Length == 0 ? VmConfiguration.KnownDevices : [.. VmConfiguration.KnownDevices, .. extraDevices.Distinct()],
         };
 
         // Refuse bad input before the trace file is opened, so a failed run never truncates an old trace.
