@@ -1,4 +1,5 @@
 using System.Buffers.Binary;
+using HybridVmm.HostOS.Encapsulation;
 using HybridVmm.HostOS.Management;
 using HybridVmm.HostOS.Vm;
 using HybridVmm.Hypervisor.Hv1;
@@ -165,11 +166,9 @@ public class SyntheticTimerTests
     /// and without the SynIC enabled (as kvm-unit-tests' hyperv_stimer_direct runs it); the fifth interrupt comes five
     /// periods after the timer was enabled.
     /// </summary>
-    [Test]
-    public async Task APeriodicDirectModeTimerRaisesItsVectorOncePerPeriod()
-    {
-        const uint Period = 5000; // 500 µs
-        byte[] image = Guest(main: a =>
+    private const uint Period = 5000; // 500 µs
+
+    private static byte[] PeriodicDirectGuest() => Guest(main: a =>
         {
             Label wait = a.CreateLabel();
             Wrmsr(a, StimerConfig(1) + 1, Period);
@@ -200,7 +199,10 @@ public class SyntheticTimerTests
             a.mov(__dword_ptr[ApicEoi], 0u);
         }));
 
-        (PartitionExit exit, uint[] log, TestMachine machine) = await Run(image);
+    [Test]
+    public async Task APeriodicDirectModeTimerRaisesItsVectorOncePerPeriod()
+    {
+        (PartitionExit exit, uint[] log, TestMachine machine) = await Run(PeriodicDirectGuest());
         using (machine)
         {
             AssertExitedCleanly(exit, machine);
@@ -214,17 +216,15 @@ public class SyntheticTimerTests
     /// TLFS 11.10.3 and 12.3: a timer message that finds its slot busy waits, sets the slot's MessagePending flag and
     /// raises nothing; once the guest frees the slot and writes EOM it arrives.
     /// </summary>
-    [Test]
-    public async Task ATimerMessageWaitsForABusySlotUntilEom()
-    {
-        const uint Slot = Simp + 3 * 256;
-        byte[] image = Guest(main: a =>
+    private const uint BusySlot = Simp + 3 * 256;
+
+    private static byte[] BusySlotGuest() => Guest(main: a =>
         {
             Label poll = a.CreateLabel(), gaveUp = a.CreateLabel(), wait = a.CreateLabel(), done = a.CreateLabel();
             Wrmsr(a, HvMsr.Simp, Simp | 1);
             Wrmsr(a, HvMsr.Sint0 + 3, 0x42 | (1u << 17));  // auto-EOI
             Wrmsr(a, HvMsr.SControl, 1);
-            a.mov(__dword_ptr[Slot], 0x1234u);             // the slot holds a message the guest has not read
+            a.mov(__dword_ptr[BusySlot], 0x1234u);             // the slot holds a message the guest has not read
             a.sti();
             ReadReferenceTime(a);
             a.add(eax, 500);
@@ -232,14 +232,14 @@ public class SyntheticTimerTests
             Wrmsr(a, StimerConfig(2), 1 | (3u << 16));
             a.mov(esi, 10_000_000);
             a.Label(ref poll);
-            a.test(__byte_ptr[Slot + 5], 1);               // MessagePending
+            a.test(__byte_ptr[BusySlot + 5], 1);               // MessagePending
             a.jnz(gaveUp);
             a.dec(esi);
             a.jnz(poll);
             a.Label(ref gaveUp);
-            a.movzx(eax, __byte_ptr[Slot + 5]); a.mov(__dword_ptr[Log], eax);
+            a.movzx(eax, __byte_ptr[BusySlot + 5]); a.mov(__dword_ptr[Log], eax);
             a.mov(eax, __dword_ptr[Log + 4]); a.mov(__dword_ptr[Log + 8], eax); // interrupts taken before the EOM
-            a.mov(__dword_ptr[Slot], 0u);
+            a.mov(__dword_ptr[BusySlot], 0u);
             Wrmsr(a, HvMsr.Eom, 0);
             a.Label(ref wait);
             a.cmp(__dword_ptr[Log + 4], 0);
@@ -251,11 +251,14 @@ public class SyntheticTimerTests
         }, (0x42, a =>
         {
             a.inc(__dword_ptr[Log + 4]);
-            a.mov(eax, __dword_ptr[Slot]); a.mov(__dword_ptr[Log + 12], eax);
-            a.mov(eax, __dword_ptr[Slot + 16]); a.mov(__dword_ptr[Log + 16], eax);
+            a.mov(eax, __dword_ptr[BusySlot]); a.mov(__dword_ptr[Log + 12], eax);
+            a.mov(eax, __dword_ptr[BusySlot + 16]); a.mov(__dword_ptr[Log + 16], eax);
         }));
 
-        (PartitionExit exit, uint[] log, TestMachine machine) = await Run(image);
+    [Test]
+    public async Task ATimerMessageWaitsForABusySlotUntilEom()
+    {
+        (PartitionExit exit, uint[] log, TestMachine machine) = await Run(BusySlotGuest());
         using (machine)
         {
             AssertExitedCleanly(exit, machine);
@@ -355,5 +358,63 @@ public class SyntheticTimerTests
                 Assert.That(log[3], Is.EqualTo((uint)HvStatus.InvalidConnectionId), "an unknown connection");
             });
         }
+    }
+    private sealed record Outcome(PartitionExit Exit, byte[] Memory, long Instructions);
+
+    private static Outcome Finish(TestMachine machine, VirtualMachine vm)
+    {
+        machine.RunAsync().GetAwaiter().GetResult();
+        byte[] memory = new byte[64];
+        machine.System.Root.ReadMemoryOfStoppedVm(vm, Log, memory);
+        return new Outcome(vm.Exited.Result, memory, vm.Statistics.InstructionsRetired);
+    }
+
+    private static VmConfiguration Config(byte[] image) => new() { Name = "stimer", Image = image, MemoryBytes = 4u << 20, InstructionLimit = 50_000_000 };
+
+    /// <summary>
+    /// The timers travel in snapshots (chunk "synic.vp0", version 2): a guest saved while a periodic direct-mode timer
+    /// runs, or while a one-shot timer is armed behind a busy slot, goes on after the restore exactly as without the stop.
+    /// </summary>
+    [TestCase("periodic direct", 40)]
+    [TestCase("periodic direct", 75)]
+    [TestCase("busy slot", 30_000)]
+    public void AGuestRestoredWhileItsSyntheticTimerRunsGoesOnAsIfNeverStopped(string guest, long saveAt)
+    {
+        byte[] image = guest == "busy slot" ? BusySlotGuest() : PeriodicDirectGuest();
+        Outcome reference;
+        using (var machine = new TestMachine())
+        {
+            reference = Finish(machine, machine.Create(Config(image)));
+        }
+
+        byte[] file;
+        using (var machine = new TestMachine())
+        {
+            VirtualMachine vm = machine.Create(Config(image));
+            machine.System.Root.PauseAtInstruction(vm, saveAt);
+            machine.RunAsync().GetAwaiter().GetResult();
+            Assert.That(vm.State, Is.EqualTo(PartitionState.Paused));
+            VmSnapshot snapshot = machine.System.Root.CaptureSnapshot(vm);
+            Assert.That(snapshot.Enlightened.VirtualProcessors[0].Synic.Timers, Is.Not.Null, "a timer is in use at the save");
+            file = SnapshotFormat.Serialize(snapshot);
+        }
+
+        VmSnapshot restored = SnapshotFormat.TryDeserialize(file, out string error)!;
+        Assert.That(restored, Is.Not.Null, error);
+        Outcome after;
+        using (var machine = new TestMachine())
+        {
+            VirtualMachine vm = machine.System.Root.RestoreVm(restored, out VmCreationError? creationError)!;
+            Assert.That(vm, Is.Not.Null, creationError?.Message);
+            after = Finish(machine, vm);
+        }
+
+        Assert.That(reference.Exit.Reason, Is.EqualTo(StopReason.GuestExit), reference.Exit.Diagnostic);
+        Assert.Multiple(() =>
+        {
+            Assert.That(after.Exit, Is.EqualTo(reference.Exit));
+            Assert.That(after.Memory, Is.EqualTo(reference.Memory), "the log: interrupts, reference times, messages");
+            Assert.That(after.Instructions, Is.EqualTo(reference.Instructions));
+        });
     }
 }
