@@ -161,11 +161,6 @@ public class SyntheticTimerTests
         }
     }
 
-    /// <summary>
-    /// TLFS 12.2.1: a periodic timer in direct mode raises its APIC vector every period (COUNT the period), with no message
-    /// and without the SynIC enabled (as kvm-unit-tests' hyperv_stimer_direct runs it); the fifth interrupt comes five
-    /// periods after the timer was enabled.
-    /// </summary>
     private const uint Period = 5000; // 500 µs
 
     private static byte[] PeriodicDirectGuest() => Guest(main: a =>
@@ -199,6 +194,11 @@ public class SyntheticTimerTests
             a.mov(__dword_ptr[ApicEoi], 0u);
         }));
 
+    /// <summary>
+    /// TLFS 12.2.1: a periodic timer in direct mode raises its APIC vector every period (COUNT the period), with no message
+    /// and without the SynIC enabled (as kvm-unit-tests' hyperv_stimer_direct runs it); the fifth interrupt comes five
+    /// periods after the timer was enabled.
+    /// </summary>
     [Test]
     public async Task APeriodicDirectModeTimerRaisesItsVectorOncePerPeriod()
     {
@@ -212,10 +212,6 @@ public class SyntheticTimerTests
         }
     }
 
-    /// <summary>
-    /// TLFS 11.10.3 and 12.3: a timer message that finds its slot busy waits, sets the slot's MessagePending flag and
-    /// raises nothing; once the guest frees the slot and writes EOM it arrives.
-    /// </summary>
     private const uint BusySlot = Simp + 3 * 256;
 
     private static byte[] BusySlotGuest() => Guest(main: a =>
@@ -255,6 +251,10 @@ public class SyntheticTimerTests
             a.mov(eax, __dword_ptr[BusySlot + 16]); a.mov(__dword_ptr[Log + 16], eax);
         }));
 
+    /// <summary>
+    /// TLFS 11.10.3 and 12.3: a timer message that finds its slot busy waits, sets the slot's MessagePending flag and
+    /// raises nothing; once the guest frees the slot and writes EOM it arrives.
+    /// </summary>
     [Test]
     public async Task ATimerMessageWaitsForABusySlotUntilEom()
     {
@@ -359,6 +359,43 @@ public class SyntheticTimerTests
             });
         }
     }
+    /// <summary>
+    /// A SINT route (hyperv-testdev command 3, KVM's irqfd to a SINT) raises the SINT's vector with no message; once the
+    /// guest masks the SINT (TLFS 11.8.4, bit 16) the same request raises nothing.
+    /// </summary>
+    [Test]
+    public async Task ASintRouteRaisesTheSintUntilTheGuestMasksIt()
+    {
+        byte[] image = Guest(main: a =>
+        {
+            Wrmsr(a, HvMsr.Simp, Simp | 1);
+            Wrmsr(a, HvMsr.Sint0 + 5, 0x43 | (1u << 17));
+            Wrmsr(a, HvMsr.SControl, 1);
+            a.sti();
+            a.mov(dx, 0x3000);
+            a.mov(eax, (3u << 16) | 5); a.@out(dx, eax);   // raise SINT5 of vCPU 0
+            a.nop();
+            a.mov(eax, __dword_ptr[Log]); a.mov(__dword_ptr[Log + 4], eax);
+            Wrmsr(a, HvMsr.Sint0 + 5, 0x43 | (1u << 16) | (1u << 17));
+            a.mov(dx, 0x3000);
+            a.mov(eax, (3u << 16) | 5); a.@out(dx, eax);
+            a.mov(ecx, 100_000);
+            Label spin = a.CreateLabel();
+            a.Label(ref spin);
+            a.dec(ecx);
+            a.jnz(spin);
+            a.xor(eax, eax); a.@out(0xF4, eax);
+        }, (0x43, a => a.inc(__dword_ptr[Log])));
+
+        (PartitionExit exit, uint[] log, TestMachine machine) = await Run(image, testDevice: true);
+        using (machine)
+        {
+            AssertExitedCleanly(exit, machine);
+            Assert.That(log[1], Is.EqualTo(1u), "the unmasked SINT's interrupt, taken right after the port write");
+            Assert.That(log[0], Is.EqualTo(1u), "none once masked");
+        }
+    }
+
     private sealed record Outcome(PartitionExit Exit, byte[] Memory, long Instructions);
 
     private static Outcome Finish(TestMachine machine, VirtualMachine vm)
