@@ -88,6 +88,7 @@ internal sealed class SyntheticInterruptController
             case HvMsr.SControl:
                 if ((value & ~EnableBit) != 0) return false;
                 SControl = value;
+                Timers.RetryWaiting(now); // a timer message that found the SynIC disabled may go now
                 return true;
             case HvMsr.Simp:
             case HvMsr.Siefp:
