@@ -91,10 +91,10 @@ public sealed partial class RootPartition
 
         foreach (string device in config.Devices)
         {
-            if (!VmConfiguration.KnownDevices.Contains(device))
+            if (!VmConfiguration.KnownDevices.Contains(device) && !VmConfiguration.OptionalDevices.Contains(device))
             {
                 error = new VmCreationError(VmCreationErrorKind.InvalidConfiguration,
-                    $"unknown device '{device}' (known: {string.Join(", ", VmConfiguration.KnownDevices)})");
+                    $"unknown device '{device}' (known: {string.Join(", ", VmConfiguration.KnownDevices.Concat(VmConfiguration.OptionalDevices))})");
                 return null;
             }
         }
@@ -365,6 +365,7 @@ public sealed partial class RootPartition
                 "pit" => new Pit8254(services.Clock, services.InterruptLine(Pit8254.Irq), services.CreateTimer),
                 "ioapic" => new IoApic(AcpiTables.IoApicId(processors), services.SignalMsi),
                 "acpi" => new AcpiPmDevice(services.Clock, services.Control, services.InterruptLine(AcpiPmDevice.Sci), services.CreateTimer),
+                HyperVTestDevice.DeviceName when services.Synic is { } synic => new HyperVTestDevice(synic),
                 _ => null,
             };
             if (device is not null)

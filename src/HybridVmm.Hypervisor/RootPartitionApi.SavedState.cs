@@ -77,6 +77,15 @@ public sealed partial class RootPartitionApi
             }
         }
 
+        foreach (HvPortInfo port in hv.Ports ?? [])
+        {
+            if (!Enum.IsDefined(port.Type) || (uint)port.TargetVp >= (uint)partition.VirtualProcessors.Count
+                || (uint)port.TargetSint >= SynIc.HvMessageLayout.SintCount || (uint)port.BaseFlagNumber >= SynIc.HvMessageLayout.FlagsPerSint)
+            {
+                return $"saved port of connection {port.ConnectionId} is malformed";
+            }
+        }
+
         if (state.PendingRequests.Count > EnlightenedState.MaxPendingRequests)
         {
             return $"saved state has {state.PendingRequests.Count} requests for the root, more than {EnlightenedState.MaxPendingRequests}";

@@ -49,6 +49,64 @@ public sealed partial class RootPartitionApi
         return status;
     }
 
+    /// <summary>
+    /// Connects <paramref name="connectionId"/> of the partition to a port of its own (HvCreatePort and HvConnectPort, TLFS
+    /// 11.10): a guest's HvPostMessage on it then lands in the message slot of <paramref name="sint"/> on vCPU
+    /// <paramref name="vpIndex"/>, or its HvSignalEvent sets event flag <paramref name="flag"/> there, with no root
+    /// involved. Like <see cref="AssertInterrupt"/>, it takes effect before the intercept being served completes, or at the
+    /// next barrier. False for a vCPU, SINT or flag out of range.
+    /// </summary>
+    public bool ConnectPort(PartitionHandle partitionHandle, uint connectionId, HvPortType type, int vpIndex, int sint, int flag = 0)
+    {
+        Partition p = Get(partitionHandle);
+        if (p.IsRoot || connectionId == HvPartitionState.VmBusMessageConnectionId || (uint)vpIndex >= (uint)p.VirtualProcessors.Count
+            || (uint)sint >= SynIc.HvMessageLayout.SintCount || (uint)flag >= SynIc.HvMessageLayout.FlagsPerSint || !Enum.IsDefined(type))
+        {
+            return false;
+        }
+
+        _kernel.Interrupts.PostConnectPort(p.Id, new HvPortInfo(connectionId, type, vpIndex, sint, type == HvPortType.Event ? flag : 0));
+        DeliverOrWake();
+        return true;
+    }
+
+    /// <summary>Disconnects the port of <paramref name="connectionId"/> (HvDisconnectPort), in the same order as <see cref="ConnectPort"/>.</summary>
+    public void DisconnectPort(PartitionHandle partitionHandle, uint connectionId)
+    {
+        _kernel.Interrupts.PostDisconnectPort(Get(partitionHandle).Id, connectionId);
+        DeliverOrWake();
+    }
+
+    /// <summary>
+    /// Raises <paramref name="sint"/> of vCPU <paramref name="vpIndex"/>'s SynIC with no message or event flag, the way a
+    /// device's interrupt route to a SINT does (KVM's irqfd to a SINT, which QEMU's hyperv-testdev drives). A masked SINT
+    /// loses it. Delivered as <see cref="AssertInterrupt"/> is. False for a vCPU or SINT out of range.
+    /// </summary>
+    public bool AssertSynicInterrupt(PartitionHandle partitionHandle, int vpIndex, int sint)
+    {
+        Partition p = Get(partitionHandle);
+        if (p.IsRoot || (uint)vpIndex >= (uint)p.VirtualProcessors.Count || (uint)sint >= SynIc.HvMessageLayout.SintCount)
+        {
+            return false;
+        }
+
+        _kernel.Interrupts.PostSint(p.Id, vpIndex, sint);
+        DeliverOrWake();
+        return true;
+    }
+
+    private void DeliverOrWake()
+    {
+        if (!_kernel.Scheduler.IsRunning)
+        {
+            _kernel.Completion.DeliverPostedInterrupts(); // nothing runs a vCPU now: at once
+        }
+        else
+        {
+            _kernel.Scheduler.Wake();
+        }
+    }
+
     /// <summary>Sets what the partition may do through synthetic MSRs and hypercalls (TLFS partition privileges).</summary>
     public void SetPrivileges(PartitionHandle partitionHandle, HvPartitionPrivileges privileges) => Get(partitionHandle).Hv.Privileges = privileges;
 

@@ -30,22 +30,30 @@ internal static class RunCommand
             Description = "A guest that resets the machine (keyboard controller, port 0xCF9, ACPI reset) boots again from its image, as under QEMU; " +
                 "without it a reset ends the run, as QEMU's -no-reboot does",
         };
+        var device = new Option<string[]>("--device")
+        {
+            Description = "Add a device that is not in the default set (as QEMU's -device): hyperv-testdev (QEMU's Hyper-V test device, for kvm-unit-tests)",
+            AllowMultipleArgumentsPerToken = false,
+        };
+        device.AcceptOnlyFromAmong([.. VmConfiguration.OptionalDevices]);
         var session = new SessionOptions();
         var command = new Command("run", "Boot one Multiboot kernel or Linux kernel in a child partition and print its serial output")
         {
-            image, memory, append, initrd, boot, synthetic, disk, rtcBase, cpus, reboot,
+            image, memory, append, initrd, boot, synthetic, disk, rtcBase, cpus, device, reboot,
         };
         session.AddTo(command);
         command.SetAction((result, cancellationToken) => RunAsync(
             result.GetValue(image)!, result.GetValue(memory)!, result.GetValue(append) ?? "",
             (result.GetValue(synthetic) ?? "").Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries),
             result.GetValue(disk), result.GetValue(rtcBase), result.GetValue(initrd), result.GetValue(cpus),
-            result.GetValue(boot) == "fast" ? LinuxBootPath.Fast : LinuxBootPath.Decompressor, result.GetValue(reboot), session.Read(result), cancellationToken));
+            result.GetValue(boot) == "fast" ? LinuxBootPath.Fast : LinuxBootPath.Decompressor, result.GetValue(device) ?? [], result.GetValue(reboot),
+            session.Read(result), cancellationToken));
         return command;
     }
 
     private static async Task<int> RunAsync(string imagePath, string memoryText, string arguments,
-        string[] syntheticDevices, string? diskImage, string? rtcBaseText, string? initrdPath, int processors, LinuxBootPath linuxBoot, bool reboot, SessionOptions.Values options, CancellationToken cancellationToken)
+        string[] syntheticDevices, string? diskImage, string? rtcBaseText, string? initrdPath, int processors, LinuxBootPath linuxBoot, string[] extraDevices, bool reboot,
+        SessionOptions.Values options, CancellationToken cancellationToken)
     {
         TextWriter stderr = Console.Error;
         if (options.Validate(stderr) is { } usage)
@@ -142,6 +150,7 @@ internal static class RunCommand
             InstructionLimit = options.MaxInstructions,
             SyntheticDevices = syntheticDevices,
             DiskImage = diskImage,
+            Devices = extraDevices.Length == 0 ? VmConfiguration.KnownDevices : [.. VmConfiguration.KnownDevices, .. extraDevices.Distinct()],
         };
 
         // Refuse bad input before the trace file is opened, so a failed run never truncates an old trace.

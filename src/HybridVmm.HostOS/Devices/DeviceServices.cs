@@ -6,7 +6,7 @@ namespace HybridVmm.HostOS.Devices;
 /// device's effects land at the same guest instruction on every run.
 /// </summary>
 public sealed class DeviceServices(IDeviceClock clock, IVmControl control, Func<int, IInterruptLine> interruptLine, Func<Action<long>, IVirtualTimer> timer,
-    Action<uint, uint>? signalMsi = null)
+    Action<uint, uint>? signalMsi = null, ISynicRouting? synic = null)
 {
     /// <summary>The VM's virtual time, as of the access (or timer) being served.</summary>
     public IDeviceClock Clock { get; } = clock;
@@ -28,6 +28,9 @@ public sealed class DeviceServices(IDeviceClock clock, IVmControl control, Func<
     /// (a device tested alone) drops it.
     /// </summary>
     public void SignalMsi(uint address, uint data) => signalMsi?.Invoke(address, data);
+
+    /// <summary>The kernel's SynIC for this VM (SINT routes and ports); null for a device tested without a kernel.</summary>
+    public ISynicRouting? Synic { get; } = synic;
 
     /// <summary>A timer that calls <paramref name="onExpired"/> with the virtual time it expired at.</summary>
     public IVirtualTimer CreateTimer(Action<long> onExpired) => timer(onExpired);

@@ -43,6 +43,12 @@ public sealed record VmConfiguration
     /// </summary>
     public static readonly IReadOnlyList<string> KnownDevices = new[] { "com1", "debug-exit", "provisioning", "fw-cfg", "post", "port92", "i8042", "rtc", "pci", "pic", "pit", "ioapic", "acpi" };
 
+    /// <summary>
+    /// Devices a VM gets only when asked for by name (<c>run --device</c>): QEMU's hyperv-testdev, which kvm-unit-tests'
+    /// Hyper-V tests use to route SINTs and create connections (<see cref="Devices.HyperVTestDevice"/>).
+    /// </summary>
+    public static readonly IReadOnlyList<string> OptionalDevices = new[] { HostOS.Devices.HyperVTestDevice.DeviceName };
+
     /// <summary>The date and time (UTC) the RTC shows at the VM's virtual time 0: a fixed epoch, never the host's clock.</summary>
     public DateTime RtcEpoch { get; init; } = DefaultRtcEpoch;
 

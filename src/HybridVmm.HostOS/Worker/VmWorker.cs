@@ -40,7 +40,18 @@ public sealed class VmWorker : IDeviceClock, IVmControl
         Inbox = new MessagePort<InterceptMessage>($"worker.{_vmName}", capacity: 16);
         _timers = new DeviceTimers(deadline => _root.SetDeviceTimer(Partition, deadline));
         Services = new DeviceServices(this, this, line => new InterruptLine(this, line), _timers.Create,
-            (address, data) => _root.SignalMsi(Partition, address, data));
+            (address, data) => _root.SignalMsi(Partition, address, data), new KernelSynicRouting(root, partition));
+    }
+
+    /// <summary>The kernel's SynIC for this worker's partition, by handle.</summary>
+    private sealed class KernelSynicRouting(RootPartitionApi root, PartitionHandle partition) : ISynicRouting
+    {
+        public bool AssertSint(int vpIndex, int sint) => root.AssertSynicInterrupt(partition, vpIndex, sint);
+
+        public bool ConnectPort(uint connectionId, Hypervisor.Hv1.HvPortType type, int vpIndex, int sint, int flag) =>
+            root.ConnectPort(partition, connectionId, type, vpIndex, sint, flag);
+
+        public void DisconnectPort(uint connectionId) => root.DisconnectPort(partition, connectionId);
     }
 
     public PartitionHandle Partition { get; }

@@ -124,6 +124,14 @@ internal sealed class HypercallHandler(PartitionTable partitions, RootRequestQue
             return (HvStatus.InvalidParameter, 0, what);
         }
 
+        if (partition.Hv.FindPort(connection) is { Type: HvPortType.Message } port)
+        {
+            // A port inside the partition (TLFS 11.10.3): the kernel delivers it to the target vCPU's SynIC itself, into
+            // the slot or queued behind a busy one; the sender's status says whether it could be queued.
+            HvStatus delivered = partition.VirtualProcessors[port.TargetVp].Synic.PostMessage(port.TargetSint, type, input.Slice(16, (int)size), sender: 0);
+            return (delivered, 0, $"{what} -> vp{port.TargetVp} sint={port.TargetSint}");
+        }
+
         if (connection != HvPartitionState.VmBusMessageConnectionId)
         {
             return (HvStatus.InvalidConnectionId, 0, what);
@@ -160,6 +168,14 @@ internal sealed class HypercallHandler(PartitionTable partitions, RootRequestQue
         if (reserved != 0 || flag != 0)
         {
             return (HvStatus.InvalidParameter, 0, what);
+        }
+
+        if (partition.Hv.FindPort(connection) is { Type: HvPortType.Event } port)
+        {
+            // TLFS 11.10.4: the flag is set (and the SINT asserted if it was clear) on the port's vCPU; a flag already
+            // set is no error.
+            HvStatus signalled = partition.VirtualProcessors[port.TargetVp].Synic.SignalEvent(port.TargetSint, port.BaseFlagNumber + flag);
+            return (signalled, 0, $"{what} -> vp{port.TargetVp} sint={port.TargetSint} flag={port.BaseFlagNumber + flag}");
         }
 
         if (!partition.Hv.HasEventConnection(connection))

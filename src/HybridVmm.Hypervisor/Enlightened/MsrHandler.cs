@@ -8,7 +8,7 @@ namespace HybridVmm.Hypervisor.Enlightened;
 
 /// <summary>
 /// RDMSR and WRMSR of the synthetic MSRs (TLFS 3.13 for the guest OS ID and hypercall MSRs, 11.8 for the SynIC
-/// ones). An unknown MSR, reserved bits, a read-only or write-only register, or a partition without the
+/// ones, 12 for the reference counter and the synthetic timers). An unknown MSR, reserved bits, a read-only or write-only register, or a partition without the
 /// privilege for the MSR group get #GP(0), as on Hyper-V. Architectural MSRs are served here too, as every
 /// hypervisor does for a P6-family CPU: IA32_TIME_STAMP_COUNTER (0x10; a write moves the TSC offset, SDM Vol. 3B,
 /// 18.17), IA32_BIOS_SIGN_ID (0x8B; writes are accepted and reads give microcode revision 0, since there is no
@@ -62,11 +62,12 @@ internal sealed class MsrHandler(PartitionTable partitions)
             case HvMsr.VpIndex when Allowed(hv, HvPartitionPrivileges.AccessVpIndex):
                 value = (ulong)vp.Index;
                 break;
-            case HvMsr.Eom:
-                ok = false; // write only
+            case HvMsr.TimeRefCount when Allowed(hv, HvPartitionPrivileges.AccessPartitionReferenceCounter):
+                value = SynIc.SyntheticTimers.ReferenceTime(partitions.GuestNow(partition, vp));
                 break;
             default:
-                ok = Allowed(hv, HvPartitionPrivileges.AccessSynicMsrs) && vp.Synic.TryReadMsr(msr, out value);
+                // EOM reads as 0 (it has nothing to return; KVM reads it so and kvm-unit-tests' hyperv_synic requires it).
+                ok = Allowed(hv, PrivilegeFor(msr)) && vp.Synic.TryReadMsr(msr, out value);
                 break;
         }
 
@@ -116,7 +117,7 @@ internal sealed class MsrHandler(PartitionTable partitions)
                 ok = WriteHypercallMsr(partition, value);
                 break;
             default:
-                ok = Allowed(hv, HvPartitionPrivileges.AccessSynicMsrs) && vp.Synic.TryWriteMsr(msr, value);
+                ok = Allowed(hv, PrivilegeFor(msr)) && vp.Synic.TryWriteMsr(msr, value, partitions.GuestNow(partition, vp));
                 break;
         }
 
@@ -156,6 +157,9 @@ internal sealed class MsrHandler(PartitionTable partitions)
         hv.HypercallMsr = value;
         return true;
     }
+
+    private static HvPartitionPrivileges PrivilegeFor(uint msr) =>
+        SynIc.SyntheticTimers.Owns(msr) ? HvPartitionPrivileges.AccessSyntheticTimerMsrs : HvPartitionPrivileges.AccessSynicMsrs;
 
     private static bool Allowed(HvPartitionState hv, HvPartitionPrivileges privilege) => (hv.Privileges & privilege) != 0;
 

@@ -6,13 +6,16 @@ public static class HvMsr
     public const uint GuestOsId = 0x40000000;     // HV_X64_MSR_GUEST_OS_ID
     public const uint Hypercall = 0x40000001;     // HV_X64_MSR_HYPERCALL
     public const uint VpIndex = 0x40000002;       // HV_X64_MSR_VP_INDEX (read only)
+    public const uint TimeRefCount = 0x40000020;  // HV_X64_MSR_TIME_REF_COUNT (read only)
     public const uint SControl = 0x40000080;      // HV_X64_MSR_SCONTROL
     public const uint SVersion = 0x40000081;      // HV_X64_MSR_SVERSION (read only)
     public const uint Siefp = 0x40000082;         // HV_X64_MSR_SIEFP
     public const uint Simp = 0x40000083;          // HV_X64_MSR_SIMP
-    public const uint Eom = 0x40000084;           // HV_X64_MSR_EOM (write only)
+    public const uint Eom = 0x40000084;           // HV_X64_MSR_EOM (writes act; reads give 0, as KVM's do)
     public const uint Sint0 = 0x40000090;         // HV_X64_MSR_SINT0 .. SINT15 = 0x4000009F
     public const uint Sint15 = 0x4000009F;
+    public const uint Stimer0Config = 0x400000B0;  // HV_X64_MSR_STIMER0_CONFIG; timer n: CONFIG 0x400000B0 + 2n, COUNT + 1
+    public const uint Stimer3Count = 0x400000B7;
 
     public static string Name(uint msr) => msr switch
     {
@@ -31,6 +34,8 @@ public static class HvMsr
         Siefp => "HV_X64_MSR_SIEFP",
         Simp => "HV_X64_MSR_SIMP",
         Eom => "HV_X64_MSR_EOM",
+        TimeRefCount => "HV_X64_MSR_TIME_REF_COUNT",
+        >= Stimer0Config and <= Stimer3Count => $"HV_X64_MSR_STIMER{(msr - Stimer0Config) / 2}_{((msr & 1) == 0 ? "CONFIG" : "COUNT")}",
         >= Sint0 and <= Sint15 => $"HV_X64_MSR_SINT{msr - Sint0}",
         _ => "unknown",
     };

@@ -8,7 +8,11 @@ namespace HybridVmm.Hypervisor.Hv1;
 public enum HvPartitionPrivileges : ulong
 {
     None = 0,
+    /// <summary>HV_X64_MSR_TIME_REF_COUNT, the partition reference counter (TLFS 12.4).</summary>
+    AccessPartitionReferenceCounter = 1UL << 1,
     AccessSynicMsrs = 1UL << 2,
+    /// <summary>The synthetic timers' CONFIG and COUNT MSRs (TLFS 12.2).</summary>
+    AccessSyntheticTimerMsrs = 1UL << 3,
     AccessHypercallMsrs = 1UL << 5,
     AccessVpIndex = 1UL << 6,
     CreatePartitions = 1UL << 32,
@@ -16,5 +20,5 @@ public enum HvPartitionPrivileges : ulong
     SignalEvents = 1UL << 37,
 
     /// <summary>What a child partition gets by default.</summary>
-    Child = AccessSynicMsrs | AccessHypercallMsrs | AccessVpIndex | PostMessages | SignalEvents,
+    Child = AccessPartitionReferenceCounter | AccessSynicMsrs | AccessSyntheticTimerMsrs | AccessHypercallMsrs | AccessVpIndex | PostMessages | SignalEvents,
 }

@@ -10,6 +10,12 @@ internal sealed class HvPartitionState
 
     private readonly HashSet<uint> _eventConnections = new();
 
+    // Ports of this partition the root connected to connection IDs of the same partition; touched on the scheduler thread.
+    private readonly SortedDictionary<uint, HvPortInfo> _ports = new();
+
+    /// <summary>The most ports a partition may have connected.</summary>
+    public const int MaxPorts = 1024;
+
     public ulong GuestOsId { get; internal set; }
 
     public ulong HypercallMsr { get; internal set; }
@@ -36,12 +42,20 @@ internal sealed class HvPartitionState
         lock (_eventConnections) _eventConnections.Remove(connectionId);
     }
 
+    /// <summary>The port a guest's HvPostMessage or HvSignalEvent on <paramref name="connectionId"/> reaches, if any.</summary>
+    public HvPortInfo? FindPort(uint connectionId) => _ports.GetValueOrDefault(connectionId);
+
+    /// <summary>Connects a port; false when the connection ID is taken or the partition has its most ports.</summary>
+    internal bool AddPort(HvPortInfo port) => _ports.Count < MaxPorts && _ports.TryAdd(port.ConnectionId, port);
+
+    internal bool RemovePort(uint connectionId) => _ports.Remove(connectionId);
+
     /// <summary>The partition-wide synthetic state for a snapshot. The hypercall page's code is in guest RAM.</summary>
     public HvPartitionSavedState SaveState()
     {
         uint[] connections;
         lock (_eventConnections) connections = _eventConnections.Order().ToArray();
-        return new HvPartitionSavedState(GuestOsId, HypercallMsr, Privileges, Gpadls.SaveState(), connections);
+        return new HvPartitionSavedState(GuestOsId, HypercallMsr, Privileges, Gpadls.SaveState(), connections, _ports.Values.ToArray());
     }
 
     /// <summary>Replaces this state with a saved one; the caller has checked the GPADL pages against the partition's RAM.</summary>
@@ -56,16 +70,24 @@ internal sealed class HvPartitionState
             _eventConnections.Clear();
             _eventConnections.UnionWith(state.EventConnections);
         }
+
+        _ports.Clear();
+        foreach (HvPortInfo port in state.Ports ?? [])
+        {
+            _ports[port.ConnectionId] = port;
+        }
     }
 }
 
 /// <summary>
 /// <see cref="HvPartitionState"/> as a value: the synthetic MSRs (guest OS ID, hypercall MSR), the privileges,
-/// the guest's grants and the event connections the root created.
+/// the guest's grants, the event connections the root created, and the ports the root connected inside the partition
+/// (null in snapshots older than them).
 /// </summary>
 public sealed record HvPartitionSavedState(
     ulong GuestOsId,
     ulong HypercallMsr,
     HvPartitionPrivileges Privileges,
     IReadOnlyList<GpadlState> Gpadls,
-    IReadOnlyList<uint> EventConnections);
+    IReadOnlyList<uint> EventConnections,
+    IReadOnlyList<HvPortInfo>? Ports = null);

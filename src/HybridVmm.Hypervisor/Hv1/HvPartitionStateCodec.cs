@@ -6,6 +6,8 @@ namespace HybridVmm.Hypervisor.Hv1;
 /// <summary>
 /// Chunk "hv.partition": the partition's synthetic MSRs (guest OS ID, hypercall page), its privileges, the
 /// guest's grants (GPADLs) and the event connections the root created. Counts are bounded by the kernel's limits.
+/// Version 2 adds the ports connected inside the partition (TLFS 11.10): a count, then per port the connection ID (u32),
+/// the type (u8), the target vCPU, SINT and base flag (i32 each). Version 1 is still read.
 /// </summary>
 public sealed class HvPartitionStateCodec : StateCodec<HvPartitionSavedState>
 {
@@ -18,7 +20,9 @@ public sealed class HvPartitionStateCodec : StateCodec<HvPartitionSavedState>
 
     public override string StateName => "hypervisor partition";
 
-    public override int Version => 1;
+    public override int Version => 2;
+
+    public override bool CanRead(int version) => version is 1 or 2;
 
     public override void Write(SavedStateWriter w, HvPartitionSavedState hv)
     {
@@ -41,6 +45,17 @@ public sealed class HvPartitionStateCodec : StateCodec<HvPartitionSavedState>
         foreach (uint connection in hv.EventConnections)
         {
             w.WriteUInt32(connection);
+        }
+
+        IReadOnlyList<HvPortInfo> ports = hv.Ports ?? [];
+        w.WriteCount(ports.Count);
+        foreach (HvPortInfo port in ports)
+        {
+            w.WriteUInt32(port.ConnectionId);
+            w.WriteByte((byte)port.Type);
+            w.WriteInt32(port.TargetVp);
+            w.WriteInt32(port.TargetSint);
+            w.WriteInt32(port.BaseFlagNumber);
         }
     }
 
@@ -69,6 +84,18 @@ public sealed class HvPartitionStateCodec : StateCodec<HvPartitionSavedState>
             connections[i] = r.ReadUInt32();
         }
 
-        return new HvPartitionSavedState(guestOsId, hypercallMsr, privileges, gpadls, connections);
+        HvPortInfo[] ports = [];
+        if (version >= 2)
+        {
+            ports = new HvPortInfo[r.ReadCount(HvPartitionState.MaxPorts, 17)];
+            for (int i = 0; i < ports.Length; i++)
+            {
+                uint connection = r.ReadUInt32();
+                var type = (HvPortType)r.ReadByte();
+                ports[i] = new HvPortInfo(connection, type, r.ReadInt32(), r.ReadInt32(), r.ReadInt32());
+            }
+        }
+
+        return new HvPartitionSavedState(guestOsId, hypercallMsr, privileges, gpadls, connections, ports);
     }
 }

@@ -50,6 +50,9 @@ public static class CpuidPolicy
     /// <summary>Leaf 0x40000002: hypervisor version, reported as build 1, version 0.1.</summary>
     public const uint VersionBuild = 1, VersionMajorMinor = 0x0000_0001;
 
+    /// <summary>Leaf 0x40000003 EDX bit 19: synthetic timers may signal in direct mode, an APIC vector (TLFS 2.4.4, 12.2.1).</summary>
+    public const uint DirectSyntheticTimers = 1u << 19;
+
     /// <summary>Leaf 0x40000005 EAX: the virtual processors a partition may have (<c>--cpus</c>, at most 64).</summary>
     public const uint MaxVirtualProcessors = Partitions.Partition.MaxProcessors;
 
@@ -64,8 +67,10 @@ public static class CpuidPolicy
             0x40000000 => (MaxHypervisorLeaf, Pack(VendorSignature[..4]), Pack(VendorSignature[4..8]), Pack(VendorSignature[8..])),
             0x40000001 => (InterfaceSignature, 0, 0, 0),
             0x40000002 => (VersionBuild, VersionMajorMinor, 0, 0),
-            // Features (TLFS 2.4.4): the privilege mask; no feature bits in ECX/EDX (no timers, no XMM hypercalls).
-            0x40000003 => ((uint)privileges, (uint)(privileges >> 32), 0, 0),
+            // Features (TLFS 2.4.4): the privilege mask in EAX/EBX; EDX bit 19, direct-mode synthetic timers, when the
+            // partition may use the timers (no other ECX/EDX features: no XMM hypercalls, no guest idle state).
+            0x40000003 => ((uint)privileges, (uint)(privileges >> 32), 0,
+                (privileges & (ulong)Hv1.HvPartitionPrivileges.AccessSyntheticTimerMsrs) != 0 ? DirectSyntheticTimers : 0),
             0x40000004 => (0, 0, 0, 0),  // no implementation recommendations
             0x40000005 => (MaxVirtualProcessors, MaxVirtualProcessors, 0, 0),
             0x80000000 => (MaxExtendedLeaf, 0, 0, 0),

@@ -31,6 +31,18 @@ internal sealed class InterceptCompletion(PartitionTable partitions, InterruptQu
             case PostedKind.Msi:
                 what = DeliverMsi(partition, posted.Address, posted.Data, out vp);
                 break;
+            case PostedKind.Sint:
+                what = $"root asserted sint={posted.Vector}{(vp.Synic.AssertSint(posted.Vector) ? "" : " (masked or SynIC disabled: lost)")}";
+                break;
+            case PostedKind.ConnectPort:
+                Hv1.HvPortInfo port = posted.Port!;
+                what = $"root connected {port.Type.ToString().ToLowerInvariant()} port connection=0x{port.ConnectionId:x} vp={port.TargetVp} sint={port.TargetSint}"
+                    + (port.Type == Hv1.HvPortType.Event ? $" flag={port.BaseFlagNumber}" : "")
+                    + (partition.Hv.AddPort(port) ? "" : " -> refused (connection in use)");
+                break;
+            case PostedKind.DisconnectPort:
+                what = $"root disconnected port connection=0x{posted.Address:x}{(partition.Hv.RemovePort(posted.Address) ? "" : " (none)")}";
+                break;
             default:
                 bool requested = posted.Kind == PostedKind.WindowRequested;
                 if (vp.ExtIntRequested == requested)

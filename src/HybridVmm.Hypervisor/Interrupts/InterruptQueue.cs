@@ -2,7 +2,10 @@ using System.Collections.Concurrent;
 
 namespace HybridVmm.Hypervisor.Interrupts;
 
-/// <summary>What the root posted for a vCPU: a fixed vector, or a change of its interrupt-window request.</summary>
+/// <summary>
+/// What the root posted for a vCPU: a fixed vector, a change of its interrupt-window request, a SINT to raise, or a
+/// change to the partition's ports (applied in posting order with the rest, so a guest sees them at the same point).
+/// </summary>
 internal enum PostedKind : byte
 {
     /// <summary>A fixed interrupt vector (a SynIC or hypercall-driven interrupt, a device line without a controller).</summary>
@@ -16,6 +19,12 @@ internal enum PostedKind : byte
     /// the destination APICs, the data the vector, delivery mode and trigger (SDM Vol. 3A, 11.11).
     /// </summary>
     Msi,
+    /// <summary>Raise a SINT of the vCPU's SynIC (<see cref="PostedInterrupt.Vector"/> the SINT), as a device's SINT route does.</summary>
+    Sint,
+    /// <summary>Connect a port inside the partition (<see cref="PostedInterrupt.Port"/>), HvConnectPort on the root's behalf.</summary>
+    ConnectPort,
+    /// <summary>Disconnect the port of connection <see cref="PostedInterrupt.Address"/>.</summary>
+    DisconnectPort,
 }
 
 /// <summary>
@@ -35,6 +44,13 @@ internal sealed class InterruptQueue
 
     public void PostMsi(int partitionId, uint address, uint data) => _posted.Enqueue(new(partitionId, 0, PostedKind.Msi, (byte)data, address, data));
 
+    public void PostSint(int partitionId, int vpIndex, int sint) => _posted.Enqueue(new(partitionId, vpIndex, PostedKind.Sint, (byte)sint));
+
+    public void PostConnectPort(int partitionId, Hv1.HvPortInfo port) =>
+        _posted.Enqueue(new(partitionId, port.TargetVp, PostedKind.ConnectPort, 0, port.ConnectionId, Port: port));
+
+    public void PostDisconnectPort(int partitionId, uint connectionId) => _posted.Enqueue(new(partitionId, 0, PostedKind.DisconnectPort, 0, connectionId));
+
     public bool IsEmpty => _posted.IsEmpty;
 
     /// <summary>Hands everything posted to <paramref name="deliver"/>, in posting order.</summary>
@@ -47,5 +63,8 @@ internal sealed class InterruptQueue
     }
 }
 
-/// <summary>One posted item; <see cref="Address"/> and <see cref="Data"/> only for <see cref="PostedKind.Msi"/>.</summary>
-internal readonly record struct PostedInterrupt(int PartitionId, int VpIndex, PostedKind Kind, byte Vector, uint Address = 0, uint Data = 0);
+/// <summary>
+/// One posted item; <see cref="Address"/> and <see cref="Data"/> only for <see cref="PostedKind.Msi"/> (Address the connection ID
+/// for the port kinds), <see cref="Port"/> only for <see cref="PostedKind.ConnectPort"/>.
+/// </summary>
+internal readonly record struct PostedInterrupt(int PartitionId, int VpIndex, PostedKind Kind, byte Vector, uint Address = 0, uint Data = 0, Hv1.HvPortInfo? Port = null);

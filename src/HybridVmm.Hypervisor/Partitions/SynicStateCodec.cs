@@ -6,6 +6,9 @@ namespace HybridVmm.Hypervisor.Partitions;
 /// <summary>
 /// Chunk "synic.vp{n}": one vCPU's enlightened state, its SynIC (SCONTROL, SIMP, SIEFP, the SINTx MSRs and the
 /// messages queued per SINT, TLFS 11) and whether it waits in HLT. Counts are bounded by the SynIC's own limits.
+/// Version 2 adds the synthetic timers (TLFS 12): a count (0 when none was in use, or 4), then per timer CONFIG, COUNT,
+/// the next expiration (u64 reference time, all ones for none), the expiration being signalled, and whether its
+/// message waits for a slot. Version 1 (no timers) is still read.
 /// </summary>
 public sealed class SynicStateCodec : StateCodec<VpEnlightenedState>
 {
@@ -13,7 +16,9 @@ public sealed class SynicStateCodec : StateCodec<VpEnlightenedState>
 
     public override string StateName => "SynIC";
 
-    public override int Version => 1;
+    public override int Version => 2;
+
+    public override bool CanRead(int version) => version is 1 or 2;
 
     public static string Tag(int vpIndex) => $"synic.vp{vpIndex}";
 
@@ -38,6 +43,17 @@ public sealed class SynicStateCodec : StateCodec<VpEnlightenedState>
             w.WriteUInt64(m.Sender);
             w.WriteBlob(m.Payload);
         }
+
+        IReadOnlyList<SyntheticTimerState> timers = synic.Timers ?? [];
+        w.WriteCount(timers.Count);
+        foreach (SyntheticTimerState t in timers)
+        {
+            w.WriteUInt64(t.Config);
+            w.WriteUInt64(t.Count);
+            w.WriteUInt64(t.Deadline ?? ulong.MaxValue);
+            w.WriteUInt64(t.ExpiredAt);
+            w.WriteBoolean(t.Waiting);
+        }
     }
 
     public override VpEnlightenedState Read(SavedStateReader r, int version)
@@ -59,6 +75,17 @@ public sealed class SynicStateCodec : StateCodec<VpEnlightenedState>
             queued[q] = new SynicQueuedMessage(sint, type, r.ReadBlob(HvMessageLayout.MaxPayload), sender);
         }
 
-        return new VpEnlightenedState(halted, new SynicState(scontrol, simp, siefp, sints, queued));
+        SyntheticTimerState[]? timers = null;
+        if (version >= 2)
+        {
+            timers = new SyntheticTimerState[r.ReadCount(SyntheticTimers.Count, 33)];
+            for (int t = 0; t < timers.Length; t++)
+            {
+                ulong config = r.ReadUInt64(), count = r.ReadUInt64(), deadline = r.ReadUInt64(), expired = r.ReadUInt64();
+                timers[t] = new SyntheticTimerState(config, count, deadline == ulong.MaxValue ? null : deadline, expired, r.ReadBoolean());
+            }
+        }
+
+        return new VpEnlightenedState(halted, new SynicState(scontrol, simp, siefp, sints, queued, timers is { Length: > 0 } ? timers : null));
     }
 }

@@ -35,6 +35,29 @@ internal sealed class VirtualProcessor
     public Apic.LocalApic Apic { get; internal set; } = null!;
 
     /// <summary>
+    /// The guest time of this vCPU's next timer event, its local APIC timer's or a synthetic timer's (TLFS 12): the
+    /// kernel's own timers, which the scheduler stops the vCPU at exactly (no exit, no root).
+    /// </summary>
+    internal long? TimerDeadline
+    {
+        get
+        {
+            long? apic = Apic.TimerDeadline, synthetic = Synic.Timers.NextDeadline;
+            return apic is null ? synthetic : synthetic is null ? apic : Math.Min(apic.Value, synthetic.Value);
+        }
+    }
+
+    /// <summary>The scheduler reached <see cref="TimerDeadline"/> (guest time <paramref name="now"/>): every timer due fires.</summary>
+    internal void TimersExpired(long now)
+    {
+        Apic.TimerExpired(now);
+        if (Synic.Timers.NextDeadline is { } due && due <= now)
+        {
+            Synic.Timers.Expire(now);
+        }
+    }
+
+    /// <summary>
     /// The root's 8259 asks for an interrupt window (its INTR is high) and the window has not opened yet. The core is
     /// asked for the window only while the APIC lets ExtINT through (LINT0 unmasked, or the APIC globally disabled).
     /// </summary>

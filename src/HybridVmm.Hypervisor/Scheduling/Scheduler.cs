@@ -242,13 +242,14 @@ public sealed class Scheduler
                 budget = Math.Min(budget, left);
             }
 
-            if (vp.Apic.TimerDeadline is { } apicDeadline)
+            if (vp.TimerDeadline is { } apicDeadline)
             {
-                // The local APIC's timer is the kernel's own: at its deadline it raises its interrupt, with no exit.
+                // The local APIC's timer and the synthetic timers are the kernel's own: at a deadline they raise their
+                // interrupt or send their message, with no exit.
                 long untilApic = apicDeadline - _partitions.GuestNow(partition, vp);
                 if (untilApic <= 0)
                 {
-                    vp.Apic.TimerExpired(_partitions.GuestNow(partition, vp));
+                    vp.TimersExpired(_partitions.GuestNow(partition, vp));
                     continue;
                 }
 
@@ -321,7 +322,7 @@ public sealed class Scheduler
             foreach (VirtualProcessor vp in partition.VirtualProcessors)
             {
                 long? device = vp.Index == 0 ? partition.DeviceTimerDeadline : null;
-                long? apic = vp.Apic.TimerDeadline;
+                long? apic = vp.TimerDeadline;
                 if (vp.State != VpState.Halted || !vp.Core.InterruptsEnabled || (device is null && apic is null) || vp.SliceTicks >= quantum)
                 {
                     continue;
@@ -342,7 +343,7 @@ public sealed class Scheduler
                 any = true;
                 if (apicFirst)
                 {
-                    vp.Apic.TimerExpired(_partitions.GuestNow(partition, vp));
+                    vp.TimersExpired(_partitions.GuestNow(partition, vp));
                     if (vp.Core.HasDeliverableInterrupt)
                     {
                         vp.State = VpState.Runnable;

@@ -33,7 +33,11 @@ internal sealed class SyntheticInterruptController
         _memory = memory;
         _apic = apic;
         Array.Fill(_sint, SintMasked);
+        Timers = new SyntheticTimers(this, apic);
     }
+
+    /// <summary>This vCPU's synthetic timers (TLFS chapter 12), which signal through this SynIC or, in direct mode, the APIC.</summary>
+    public SyntheticTimers Timers { get; }
 
     public ulong SControl { get; private set; }
     public ulong Simp { get; private set; }
@@ -46,9 +50,15 @@ internal sealed class SyntheticInterruptController
     private uint SimpGpa => (uint)(Simp & ~0xFFFUL);
     private uint SiefpGpa => (uint)(Siefp & ~0xFFFUL);
 
-    /// <summary>Reads a SynIC MSR. False for an index this controller does not own.</summary>
+    /// <summary>Reads a SynIC or synthetic-timer MSR. False for an index this controller does not own.</summary>
     internal bool TryReadMsr(uint msr, out ulong value)
     {
+        if (SyntheticTimers.Owns(msr))
+        {
+            value = Timers.Read(msr);
+            return true;
+        }
+
         value = msr switch
         {
             HvMsr.SControl => SControl,
@@ -62,14 +72,23 @@ internal sealed class SyntheticInterruptController
         return msr is HvMsr.SControl or HvMsr.SVersion or HvMsr.Simp or HvMsr.Siefp or HvMsr.Eom or (>= HvMsr.Sint0 and <= HvMsr.Sint15);
     }
 
-    /// <summary>Writes a SynIC MSR. False (the caller injects #GP) for reserved bits, a read-only register or a page outside RAM.</summary>
-    internal bool TryWriteMsr(uint msr, ulong value)
+    /// <summary>
+    /// Writes a SynIC or synthetic-timer MSR at guest time <paramref name="now"/> (ticks). False (the caller injects #GP)
+    /// for reserved bits, a read-only register or a page outside RAM.
+    /// </summary>
+    internal bool TryWriteMsr(uint msr, ulong value, long now = 0)
     {
+        if (SyntheticTimers.Owns(msr))
+        {
+            return Timers.Write(msr, value, now);
+        }
+
         switch (msr)
         {
             case HvMsr.SControl:
                 if ((value & ~EnableBit) != 0) return false;
                 SControl = value;
+                Timers.RetryWaiting(now); // a timer message that found the SynIC disabled may go now
                 return true;
             case HvMsr.Simp:
             case HvMsr.Siefp:
@@ -78,6 +97,7 @@ internal sealed class SyntheticInterruptController
                 {
                     Simp = value;
                     DeliverQueued();
+                    Timers.RetryWaiting(now);
                 }
                 else
                 {
@@ -87,6 +107,7 @@ internal sealed class SyntheticInterruptController
                 return true;
             case HvMsr.Eom:
                 EndOfMessage();
+                Timers.RetryWaiting(now);
                 return true;
             case >= HvMsr.Sint0 and <= HvMsr.Sint15:
                 if ((value & ~SintWritable) != 0 || (value & 0xFF) is > 0 and < 16) return false;
@@ -154,6 +175,59 @@ internal sealed class SyntheticInterruptController
         return HvStatus.Success;
     }
 
+    /// <summary>
+    /// Puts a hypervisor message (a timer's) straight into <paramref name="sint"/>'s slot if the SynIC, the message page
+    /// and the slot are free and nothing is queued before it, and asserts the SINT. Otherwise sets the slot's
+    /// MessagePending flag, so the guest writes EOM when it frees the slot, and returns false: the sender keeps the message.
+    /// </summary>
+    internal bool TryDeliverNow(int sint, uint messageType, ReadOnlySpan<byte> payload)
+    {
+        if (!Enabled || (Simp & EnableBit) == 0 || _memory is not { } space)
+        {
+            return false;
+        }
+
+        uint address = SimpGpa + (uint)(sint * HvMessageLayout.SlotSize);
+        Span<byte> slot = stackalloc byte[HvMessageLayout.SlotSize];
+        if (!space.TryRead(address, slot[..HvMessageLayout.HeaderSize]))
+        {
+            return false;
+        }
+
+        if (BinaryPrimitives.ReadUInt32LittleEndian(slot) != HvMessageLayout.MessageTypeNone || QueuedMessages(sint) > 0)
+        {
+            if ((slot[HvMessageLayout.FlagsOffset] & HvMessageLayout.MessagePendingFlag) == 0)
+            {
+                space.TryWrite(address + HvMessageLayout.FlagsOffset, [(byte)(slot[HvMessageLayout.FlagsOffset] | HvMessageLayout.MessagePendingFlag)]);
+            }
+
+            return false;
+        }
+
+        slot.Clear();
+        BinaryPrimitives.WriteUInt32LittleEndian(slot, messageType);
+        slot[HvMessageLayout.PayloadSizeOffset] = (byte)payload.Length;
+        payload.CopyTo(slot[HvMessageLayout.HeaderSize..]);
+        space.TryWrite(address, slot);
+        Assert(sint);
+        return true;
+    }
+
+    /// <summary>
+    /// Raises <paramref name="sint"/>'s interrupt with no message or event flag, as a device's SINT route does (KVM's
+    /// irqfd to a SINT, which QEMU's hyperv-testdev drives). False when the SINT is masked or the SynIC disabled.
+    /// </summary>
+    internal bool AssertSint(int sint)
+    {
+        if ((uint)sint >= HvMessageLayout.SintCount || !Enabled || (_sint[sint] & SintMasked) != 0)
+        {
+            return false;
+        }
+
+        Assert(sint);
+        return true;
+    }
+
     /// <summary>The guest wrote HV_X64_MSR_EOM: slots it freed take the next queued message.</summary>
     public void EndOfMessage() => DeliverQueued();
 
@@ -174,7 +248,7 @@ internal sealed class SyntheticInterruptController
             }
         }
 
-        return new SynicState(SControl, Simp, Siefp, _sint.ToArray(), queued);
+        return new SynicState(SControl, Simp, Siefp, _sint.ToArray(), queued, Timers.AnyActive ? Timers.SaveState() : null);
     }
 
     /// <summary>
@@ -200,6 +274,11 @@ internal sealed class SyntheticInterruptController
             || !PageInRam(state.Simp) || !PageInRam(state.Siefp))
         {
             return "SynIC SCONTROL, SIMP or SIEFP has reserved bits set or names a page outside the VM's RAM";
+        }
+
+        if (state.Timers is { } timers && Timers.RestoreState(timers) is { } timerError)
+        {
+            return timerError;
         }
 
         var queues = new Queue<QueuedMessage>?[HvMessageLayout.SintCount];
