@@ -30,7 +30,7 @@ internal sealed class ExitDispatcher(PartitionTable partitions, InterceptCost co
             case CpuExitReason.Cpuid:
                 // CPUID exits unconditionally under VMX and SVM; the kernel answers it, at the cost of any exit it serves.
                 HandleCpuid(partition, vp);
-                return new ExitOutcome(enlightenments.ExitCostTicks, enlightenments.ExitCostTicks, true);
+                return new ExitOutcome(enlightenments.ExitCostTicks, 0, true);
             case CpuExitReason.MemoryIntercept when exit.IsWrite && ResolveWriteProtection(partition, vp, exit.GuestPhysicalAddress) is bool resolved:
                 return resolved ? ExitOutcome.Go : ExitOutcome.Stop;
             case CpuExitReason.MemoryIntercept when vp.Apic.Claims(exit.GuestPhysicalAddress):
@@ -65,12 +65,8 @@ internal sealed class ExitDispatcher(PartitionTable partitions, InterceptCost co
             case CpuExitReason.Rdmsr:
             case CpuExitReason.Wrmsr:
             case CpuExitReason.Vmcall:
-                // Served in the kernel: the slice goes on, and the cost counts as virtual time and against the quantum, so
-                // that a slice of such exits is no longer than the quantum (and carries at most one exit's cost).
-                {
-                    long ticks = enlightenments.Handle(partition, vp, exit);
-                    return new ExitOutcome(ticks, ticks, true);
-                }
+                // Served in the kernel: the slice goes on; the cost counts as virtual time but not against the quantum.
+                return new ExitOutcome(enlightenments.Handle(partition, vp, exit), 0, true);
             default:
                 return ExitOutcome.Go;
         }
