@@ -98,15 +98,7 @@ public class CliTests
     public void WithRebootAResetBootsTheGuestAgainAndTheInstructionLimitCountsEveryBoot()
     {
         string image = Path.Combine(Path.GetTempPath(), $"hybridvmm-resets-{Guid.NewGuid():N}.elf");
-        File.WriteAllBytes(image, FlatKernel.Build(a =>
-        {
-            a.mov(Iced.Intel.AssemblerRegisters.al, (byte)'b');
-            a.mov(Iced.Intel.AssemblerRegisters.dx, 0x3F8);
-            a.@out(Iced.Intel.AssemblerRegisters.dx, Iced.Intel.AssemblerRegisters.al);
-            a.mov(Iced.Intel.AssemblerRegisters.al, 0xFE);
-            a.@out(0x64, Iced.Intel.AssemblerRegisters.al);
-            a.hlt();
-        }));
+        File.WriteAllBytes(image, FlatKernel.PrintThenReset());
         try
         {
             CliProcess.Result once = CliProcess.Run("run", image);

@@ -98,17 +98,6 @@ public class ManagementApiTests
         Assert.That((await ApiReply.Get(_api, "/api/vms/life")).Status, Is.EqualTo(404));
     }
 
-    /// <summary>A guest that prints one byte and pulses the keyboard controller's reset line.</summary>
-    private static byte[] Resetter => FlatKernel.Build(a =>
-    {
-        a.mov(Iced.Intel.AssemblerRegisters.al, (byte)'b');
-        a.mov(Iced.Intel.AssemblerRegisters.dx, 0x3F8);
-        a.@out(Iced.Intel.AssemblerRegisters.dx, Iced.Intel.AssemblerRegisters.al);
-        a.mov(Iced.Intel.AssemblerRegisters.al, 0xFE);
-        a.@out(0x64, Iced.Intel.AssemblerRegisters.al);
-        a.hlt();
-    });
-
     /// <summary>
     /// A guest that resets the machine boots again in a new partition under its name, as Hyper-V's and libvirt's do
     /// (serve's <c>OnGuestReset</c> is "reboot" by default), and its console's backlog runs on across the boots.
@@ -117,7 +106,7 @@ public class ManagementApiTests
     public async Task AGuestThatResetsTheMachineBootsAgainAndItsConsoleRunsOn()
     {
         string image = Path.Combine(_serve.Directory, "resetter.elf");
-        File.WriteAllBytes(image, Resetter);
+        File.WriteAllBytes(image, FlatKernel.PrintThenReset());
         ApiReply created = await ApiReply.Post(_api, "/api/vms", new { name = "resetter", image, memory = "2M", start = true });
         Assert.That(created.Status, Is.EqualTo(201), created.ToString());
         try
@@ -155,7 +144,7 @@ public class ManagementApiTests
         using ServeProcess serve = ServeProcess.Start("--config", config);
         using HttpClient api = serve.UnixClient();
         string image = Path.Combine(serve.Directory, "resetter.elf");
-        File.WriteAllBytes(image, Resetter);
+        File.WriteAllBytes(image, FlatKernel.PrintThenReset());
         Assert.That((await ApiReply.Post(api, "/api/vms", new { name = "resetter", image, memory = "2M", start = true })).Status, Is.EqualTo(201));
         ApiReply vm;
         for (int poll = 0; (vm = await ApiReply.Get(api, "/api/vms/resetter")).State != "stopped"; poll++)

@@ -26,6 +26,18 @@ public class SyntheticTimerTests
 
     private static void ReadReferenceTime(Assembler a) { a.mov(ecx, HvMsr.TimeRefCount); a.rdmsr(); }
 
+    /// <summary>Lets 100,000 loop iterations of virtual time pass (for anything still in flight), then exits with 0.</summary>
+    private static void SpinThenExit(Assembler a)
+    {
+        a.mov(ecx, 100_000);
+        Label spin = a.CreateLabel();
+        a.Label(ref spin);
+        a.dec(ecx);
+        a.jnz(spin);
+        a.xor(eax, eax);
+        a.@out(0xF4, eax);
+    }
+
     private static uint StimerConfig(int timer) => HvMsr.Stimer0Config + 2u * (uint)timer;
 
     /// <summary>A flat guest: interrupt handlers (each between PUSHAD and POPAD; IRETD) at their vectors, then the main program.</summary>
@@ -176,12 +188,7 @@ public class SyntheticTimerTests
             a.cmp(__dword_ptr[Log + 4], 5);
             a.jb(wait);
             Wrmsr(a, StimerConfig(1), 0);
-            a.mov(ecx, 100_000);
-            Label spin = a.CreateLabel();
-            a.Label(ref spin);
-            a.dec(ecx);
-            a.jnz(spin);
-            a.xor(eax, eax); a.@out(0xF4, eax);
+            SpinThenExit(a);
         }, (0x41, a =>
         {
             Label notFirst = a.CreateLabel();
@@ -322,12 +329,7 @@ public class SyntheticTimerTests
             WaitFor(a, 2);
             Hypercall(a, HvCallCode.SignalEvent | (1u << 16), 0x20, 8);
             Hypercall(a, HvCallCode.SignalEvent | (1u << 16), 0x21, 12);
-            a.mov(ecx, 100_000);
-            Label spin = a.CreateLabel();
-            a.Label(ref spin);
-            a.dec(ecx);
-            a.jnz(spin);
-            a.xor(eax, eax); a.@out(0xF4, eax);
+            SpinThenExit(a);
         }, (0x42, a =>
         {
             Label noMessage = a.CreateLabel();
@@ -379,12 +381,7 @@ public class SyntheticTimerTests
             Wrmsr(a, HvMsr.Sint0 + 5, 0x43 | (1u << 16) | (1u << 17));
             a.mov(dx, 0x3000);
             a.mov(eax, (3u << 16) | 5); a.@out(dx, eax);
-            a.mov(ecx, 100_000);
-            Label spin = a.CreateLabel();
-            a.Label(ref spin);
-            a.dec(ecx);
-            a.jnz(spin);
-            a.xor(eax, eax); a.@out(0xF4, eax);
+            SpinThenExit(a);
         }, (0x43, a => a.inc(__dword_ptr[Log])));
 
         (PartitionExit exit, uint[] log, TestMachine machine) = await Run(image, testDevice: true);

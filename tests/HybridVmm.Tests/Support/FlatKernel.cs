@@ -13,6 +13,17 @@ public static class FlatKernel
 
     public static byte[] Wrap(byte[] code) => FlatMultibootImage.Wrap(code);
 
+    /// <summary>A guest that prints 'b' on COM1 and pulses the keyboard controller's reset line: one byte per boot.</summary>
+    public static byte[] PrintThenReset() => Build(a =>
+    {
+        a.mov(AssemblerRegisters.al, (byte)'b');
+        a.mov(AssemblerRegisters.dx, 0x3F8);
+        a.@out(AssemblerRegisters.dx, AssemblerRegisters.al);
+        a.mov(AssemblerRegisters.al, 0xFE);
+        a.@out(0x64, AssemblerRegisters.al);
+        a.hlt();
+    });
+
     /// <summary>A guest that counts in EAX for ever and never exits: a VM that stays running until it is stopped.</summary>
     public static byte[] Spin() => Build(a =>
     {
