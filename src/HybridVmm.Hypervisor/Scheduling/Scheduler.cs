@@ -158,13 +158,16 @@ public sealed class Scheduler
             // whose exits keep crossing the end would stretch every other vCPU's rounds with idle time, and a
             // guest's virtual progress would depend on who runs beside it (issue 14, fairness).
             long advance = Math.Min(longest, quantum);
-            bool carried = false;
+            bool runnableLeft = false;
             foreach (Partition partition in partitions)
             {
                 foreach (VirtualProcessor vp in partition.VirtualProcessors)
                 {
                     vp.CarryTicks = Math.Max(0, vp.SliceTicks - advance);
-                    carried |= vp.CarryTicks > 0 && vp.State == VpState.Runnable && partition.State == PartitionState.Running;
+
+                    // A runnable vCPU that took no turn this round (its carry filled it) runs in the next one, whatever
+                    // carry it has left: a carry of exactly the quantum leaves none, and waiting then would never end.
+                    runnableLeft |= vp.State == VpState.Runnable && partition.State == PartitionState.Running && !partition.IsRoot;
                 }
             }
 
@@ -182,7 +185,7 @@ public sealed class Scheduler
                 return;
             }
 
-            if (!ranAny && !carried)
+            if (!ranAny && !runnableLeft)
             {
                 if (untilIdle)
                 {

@@ -76,6 +76,49 @@ public class FairnessTests
         });
     }
 
+    /// <summary>
+    /// A guest whose slices are almost all exits the kernel serves itself (CPUID: 1,000 ticks of virtual time each, and
+    /// nothing of the quantum) carries most of each slice into later rounds. With interrupts off and no other guest, a
+    /// carry that ran out exactly at a round's end once left the scheduler waiting for work that was there, and the host
+    /// hung at 0% CPU (kvm-unit-tests' vmexit_cpuid). The guest must run to its end, and the carry must neither lose a tick
+    /// nor add one: the TSC it reads around its loop counts each instruction once, each CPUID's exit once and each device
+    /// timer the root served once.
+    /// </summary>
+    [Test]
+    public async Task AGuestOfKernelServedExitsWithInterruptsOffRunsToItsEndWithEveryTickCounted()
+    {
+        const int Loops = 500_000;
+        const uint Results = 0x20000;
+        byte[] image = FlatKernel.Build(a =>
+        {
+            Label top = a.CreateLabel();
+            a.cli();
+            a.rdtsc(); a.mov(edi, eax);
+            a.mov(esi, Loops);
+            a.Label(ref top);
+            a.xor(eax, eax); a.cpuid();
+            a.dec(esi); a.jnz(top);
+            a.rdtsc(); a.sub(eax, edi);
+            a.mov(__dword_ptr[Results], eax);
+            a.mov(eax, 0); a.@out(0xF4, eax);
+        });
+        using var machine = new TestMachine();
+        VirtualMachine vm = machine.Create("cpuid", image);
+        await machine.RunAsync();
+        Assert.That(vm.State, Is.EqualTo(PartitionState.Stopped), "the guest ran to its end");
+        PartitionExit exit = await vm.Exited;
+        Assert.That(exit.Reason, Is.EqualTo(StopReason.GuestExit), exit.Diagnostic);
+        byte[] delta = new byte[4];
+        machine.System.Root.ReadMemoryOfStoppedVm(vm, Results, delta);
+
+        // The first RDTSC, MOV EDI and MOV ESI; then per loop XOR, DEC and JNZ, and the CPUID, which retires in its exit
+        // and costs that exit's 1,000 ticks (SyntheticExitCostTicks); and the PIT's device timers the root served
+        // meanwhile (about one each 55 ms of virtual time), each an intercept's cost.
+        long timers = vm.Statistics.InterceptsByKind.GetValueOrDefault("device-timer");
+        Assert.That(timers, Is.GreaterThan(0), "the run spans several PIT periods");
+        Assert.That(BitConverter.ToUInt32(delta), Is.EqualTo(3 + (Loops * (3 + 1_000)) + (timers * machine.System.Kernel.Options.InterceptCostTicks)));
+    }
+
     /// <summary>Runs the cpu guest, beside <paramref name="neighbour"/> when given, until the cpu guest stops; the neighbour is then stopped.</summary>
     private static async Task<Outcome> RunCpuAsync(byte[]? neighbour)
     {
