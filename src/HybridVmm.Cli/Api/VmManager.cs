@@ -177,7 +177,9 @@ public sealed partial class VmManager(HybridSystem system, ControlBarrier barrie
         {
             outcome = await AtBarrierAsync<VmInfo>(() => Find(vm.Name) is not { } m || m.Vm != vm
                     ? ApiProblem.Conflict("replaced")
-                    : Busy(m) is { } busy ? busy : Reboot(m, "after its guest reset the machine", keepConsole: true),
+                    : Busy(m) is { } busy ? busy : Reboot(m, vm.Exited.Result.Diagnostic is { } tripleFault
+                        ? $"after its guest's {tripleFault.Split('\n')[0]}, which resets a PC"
+                        : "after its guest reset the machine", keepConsole: true),
                 lifetime.ApplicationStopping);
         }
         catch (OperationCanceledException)

@@ -27,6 +27,11 @@ internal static class Outcome
             case StopReason.PoweredOff:
                 error.WriteLine($"hybridvmm: guest '{vm.Name}' powered off.");
                 return 0;
+            case StopReason.Reset when exit.Diagnostic is not null:
+                // A triple fault resets a PC; as under QEMU's -no-reboot the reset ends the run, but it was not asked for.
+                error.WriteLine($"hybridvmm: guest '{vm.Name}' triple-faulted, which resets a PC; the reset ends the run (run --reboot boots it again).");
+                error.WriteLine(exit.Diagnostic);
+                return ExitStatus.GuestFault;
             case StopReason.Reset:
                 // As QEMU with -no-reboot: a guest that asks for a reset ends the run (run --reboot boots it again).
                 error.WriteLine($"hybridvmm: guest '{vm.Name}' asked for a reset, which ends the run (run --reboot boots it again).");

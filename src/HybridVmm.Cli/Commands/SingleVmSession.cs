@@ -210,7 +210,10 @@ internal static class SingleVmSession
     {
         VmConfiguration config = vm.Configuration;
         long left = config.InstructionLimit - system.Root.BootInstructionsRetired(vm);
-        stderr.WriteLine($"hybridvmm: guest '{vm.Name}' reset the machine; booting it again (--reboot).");
+        PartitionExit exit = await vm.Exited;
+        stderr.WriteLine(exit.Diagnostic is { } tripleFault
+            ? $"hybridvmm: guest '{vm.Name}' {tripleFault.Split('\n')[0]}, which resets a PC; booting it again (--reboot)."
+            : $"hybridvmm: guest '{vm.Name}' reset the machine; booting it again (--reboot).");
         system.Root.Delete(vm);
         VirtualMachine? next = system.Root.CreateVm(config with { InstructionLimit = config.InstructionLimit > 0 ? left : 0 }, out VmCreationError? error);
         if (next is null)

@@ -72,8 +72,9 @@ public sealed class HighAvailabilityManager
             .ToList();
     }
 
+    /// <summary>A crash: a guest fault, a worker failure, or a triple fault (a reset the guest did not ask for, which this manager does not reboot).</summary>
     private static bool Failed(VirtualMachine vm) =>
-        vm.Exited.IsCompleted && vm.Exited.Result.Reason is StopReason.GuestFault or StopReason.WorkerFailure;
+        vm.Exited.IsCompleted && vm.Exited.Result is { Reason: StopReason.GuestFault or StopReason.WorkerFailure } or { Reason: StopReason.Reset, Diagnostic: not null };
 
     private void OnBreakpoint(PartitionHandle partition)
     {

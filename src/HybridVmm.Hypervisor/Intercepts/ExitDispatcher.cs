@@ -60,7 +60,7 @@ internal sealed class ExitDispatcher(PartitionTable partitions, InterceptCost co
                 partitions.Fault(partition, vp, $"{ExceptionVector.Mnemonic(exit.Vector)} (vector {exit.Vector}, error code 0x{exit.ErrorCode:x})");
                 return ExitOutcome.Stop;
             case CpuExitReason.TripleFault:
-                partitions.Fault(partition, vp, $"triple fault: {ExceptionVector.Mnemonic(exit.Vector)} (vector {exit.Vector}) could not be delivered, nor #GP, nor #DF (no usable IDT gate)");
+                partitions.TripleFault(partition, vp, $"{ExceptionVector.Mnemonic(exit.Vector)} (vector {exit.Vector}) could not be delivered, nor #GP, nor #DF (no usable IDT gate)");
                 return ExitOutcome.Stop;
             case CpuExitReason.Rdmsr:
             case CpuExitReason.Wrmsr:

@@ -137,6 +137,19 @@ internal sealed class PartitionTable(TraceRecorder trace, VirtualClock clock, Ac
         Stop(partition, new PartitionExit(StopReason.GuestFault, 0, diagnostic));
     }
 
+    /// <summary>
+    /// A vCPU shut down (a triple fault): on a PC the chipset answers the shutdown cycle with a reset, and Hyper-V and
+    /// QEMU reset the VM. The partition stops as a reset does (the root reboots it where it reboots guests); the exit
+    /// keeps the cause and the registers, as a fault's does.
+    /// </summary>
+    public void TripleFault(Partition partition, VirtualProcessor vp, string what)
+    {
+        partition.Statistics.CountIntercept("triple-fault");
+        string diagnostic = $"triple fault: {what}\n{vp.Core.DescribeState()}";
+        trace.Record(Now(vp), partition.Id, vp.Index, TraceKind.Fault, $"triple fault: {what}");
+        Stop(partition, new PartitionExit(StopReason.Reset, 0, diagnostic));
+    }
+
     public void Stop(Partition partition, PartitionExit exit)
     {
         if (partition.State == PartitionState.Stopped)
@@ -153,7 +166,7 @@ internal sealed class PartitionTable(TraceRecorder trace, VirtualClock clock, Ac
             StopReason.WorkerFailure => "stopped worker-failure",
             StopReason.InstructionLimit => $"stopped instruction-limit {partition.InstructionLimit}",
             StopReason.PoweredOff => "stopped power-off",
-            StopReason.Reset => "stopped reset (rebooting a guest is not supported yet)",
+            StopReason.Reset => exit.Diagnostic is null ? "stopped reset" : "stopped reset triple-fault",
             _ => "stopped by-root",
         });
         partition.Statistics.StopTicks = time;

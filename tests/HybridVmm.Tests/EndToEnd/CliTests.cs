@@ -126,6 +126,46 @@ public class CliTests
         }
     }
 
+    /// <summary>
+    /// A triple fault resets a PC (the chipset answers the processor's shutdown with a reset), and QEMU resets the VM:
+    /// with <c>-no-reboot</c> its run ends after one boot, without it the guest boots again and again. <c>run</c> ends as
+    /// <c>-no-reboot</c> does, but with the fault status and the diagnostic (the reset was not asked for), and
+    /// <c>run --reboot</c> boots the guest again each time, as QEMU does by default.
+    /// </summary>
+    [Test]
+    public void ATripleFaultResetsTheGuestAsUnderQemu()
+    {
+        string image = Path.Combine(Path.GetTempPath(), $"hybridvmm-triple-{Guid.NewGuid():N}.elf");
+        File.WriteAllBytes(image, FlatKernel.PrintThenTripleFault());
+        try
+        {
+            string qemuOnce = QemuReference.RunLinux(image, "", "32M");
+            string qemuRebooting = QemuReference.RunRebooting(image, output => output.Length >= 5);
+            CliProcess.Result once = CliProcess.Run("run", image);
+            CliProcess.Result rebooting = CliProcess.Run("run", image, "--reboot", "--max-instructions", "200");
+            System.Text.RegularExpressions.Match boots = System.Text.RegularExpressions.Regex.Match(rebooting.Stderr, @"reached the instruction limit \(200, over (\d+) boots\)");
+            Assert.Multiple(() =>
+            {
+                Assert.That(qemuOnce, Is.EqualTo("t"), "QEMU -no-reboot: one boot");
+                Assert.That(qemuRebooting, Does.Match("^t{5,}$"), "QEMU: a boot after each triple fault, one byte each");
+                Assert.That((once.ExitCode, once.Text), Is.EqualTo((ExitStatus.GuestFault, qemuOnce)), once.Stderr);
+                Assert.That(once.Stderr, Does.Contain("triple-faulted, which resets a PC; the reset ends the run"));
+                Assert.That(once.Stderr, Does.Contain("triple fault: #DE (vector 0) could not be delivered"));
+                Assert.That(once.Stderr, Does.Contain("EIP="), "the registers, as for a fault");
+                Assert.That(rebooting.ExitCode, Is.EqualTo(ExitStatus.InstructionLimit), rebooting.Stderr);
+                Assert.That(boots.Success, Is.True, rebooting.Stderr);
+                int count = int.Parse(boots.Groups[1].Value);
+                Assert.That(count, Is.GreaterThan(10), "eight instructions a boot, 200 in all");
+                Assert.That(rebooting.Text, Is.EqualTo(new string('t', count)), "as under QEMU: one byte a boot");
+                Assert.That(System.Text.RegularExpressions.Regex.Matches(rebooting.Stderr, "triple fault: #DE .*, which resets a PC; booting it again").Count, Is.EqualTo(count - 1));
+            });
+        }
+        finally
+        {
+            File.Delete(image);
+        }
+    }
+
     [Test]
     public void TheMultibootCommandLineIsTheImagePathASpaceAndTheAppendedArgumentsAsQemuGivesThem()
     {

@@ -99,15 +99,17 @@ public class ManagementApiTests
     }
 
     /// <summary>
-    /// A guest that resets the machine boots again in a new partition under its name, as Hyper-V's and libvirt's do
-    /// (serve's <c>OnGuestReset</c> is "reboot" by default), and its console's backlog runs on across the boots.
+    /// A guest that resets the machine (the keyboard controller's reset line, or a triple fault, which a PC answers with
+    /// a reset) boots again in a new partition under its name, as Hyper-V's and libvirt's do (serve's
+    /// <c>OnGuestReset</c> is "reboot" by default), and its console's backlog runs on across the boots.
     /// </summary>
-    [Test]
-    public async Task AGuestThatResetsTheMachineBootsAgainAndItsConsoleRunsOn()
+    [TestCase("reset", 'b', 5)]
+    [TestCase("triple-fault", 't', 8)]
+    public async Task AGuestThatResetsTheMachineBootsAgainAndItsConsoleRunsOn(string how, char printed, int instructionsPerBoot)
     {
-        string image = Path.Combine(_serve.Directory, "resetter.elf");
-        File.WriteAllBytes(image, FlatKernel.PrintThenReset());
-        ApiReply created = await ApiReply.Post(_api, "/api/vms", new { name = "resetter", image, memory = "2M", start = true });
+        string image = Path.Combine(_serve.Directory, $"{how}.elf");
+        File.WriteAllBytes(image, how == "reset" ? FlatKernel.PrintThenReset() : FlatKernel.PrintThenTripleFault());
+        ApiReply created = await ApiReply.Post(_api, "/api/vms", new { name = how, image, memory = "2M", start = true });
         Assert.That(created.Status, Is.EqualTo(201), created.ToString());
         try
         {
@@ -116,26 +118,26 @@ public class ManagementApiTests
             {
                 Assert.That(poll, Is.LessThan(300), $"the guest booted {output.Length} times");
                 await Task.Delay(100);
-                output = (await ApiReply.Get(_api, "/api/vms/resetter/console")).Body.GetString()!;
+                output = (await ApiReply.Get(_api, $"/api/vms/{how}/console")).Body.GetString()!;
             }
 
-            ApiReply vm = await ApiReply.Get(_api, "/api/vms/resetter");
+            ApiReply vm = await ApiReply.Get(_api, $"/api/vms/{how}");
             Assert.Multiple(() =>
             {
-                Assert.That(output, Is.EqualTo(new string('b', output.Length)), "one byte a boot, every boot's kept");
-                // Five instructions a boot: a VM that had run on through its resets would count five for each.
-                Assert.That(vm.Body.GetProperty("statistics").GetProperty("instructionsRetired").GetInt64(), Is.LessThanOrEqualTo(5),
+                Assert.That(output, Is.EqualTo(new string(printed, output.Length)), "one byte a boot, every boot's kept");
+                // A VM that had run on through its resets would count the instructions of every boot.
+                Assert.That(vm.Body.GetProperty("statistics").GetProperty("instructionsRetired").GetInt64(), Is.LessThanOrEqualTo(instructionsPerBoot),
                     "each boot is a new partition, counting from zero");
                 Assert.That(vm.Body.GetProperty("source").GetString(), Is.EqualTo(image));
             });
         }
         finally
         {
-            await ApiReply.Delete(_api, "/api/vms/resetter");
+            await ApiReply.Delete(_api, $"/api/vms/{how}");
         }
     }
 
-    /// <summary>With <c>OnGuestReset: "stop"</c> a guest's reset stops it, with the reason "reset".</summary>
+    /// <summary>With <c>OnGuestReset: "stop"</c> a guest's reset stops it, with the reason "reset" (and a triple fault's diagnostic).</summary>
     [Test]
     public async Task WithOnGuestResetStopAResetStopsTheGuest()
     {
@@ -143,21 +145,27 @@ public class ManagementApiTests
         File.WriteAllText(config, """{ "HybridVmm": { "OnGuestReset": "stop" } }""");
         using ServeProcess serve = ServeProcess.Start("--config", config);
         using HttpClient api = serve.UnixClient();
-        string image = Path.Combine(serve.Directory, "resetter.elf");
-        File.WriteAllBytes(image, FlatKernel.PrintThenReset());
-        Assert.That((await ApiReply.Post(api, "/api/vms", new { name = "resetter", image, memory = "2M", start = true })).Status, Is.EqualTo(201));
-        ApiReply vm;
-        for (int poll = 0; (vm = await ApiReply.Get(api, "/api/vms/resetter")).State != "stopped"; poll++)
+        string resetter = Path.Combine(serve.Directory, "resetter.elf"), faulter = Path.Combine(serve.Directory, "faulter.elf");
+        File.WriteAllBytes(resetter, FlatKernel.PrintThenReset());
+        File.WriteAllBytes(faulter, FlatKernel.PrintThenTripleFault());
+        Assert.That((await ApiReply.Post(api, "/api/vms", new { name = "resetter", image = resetter, memory = "2M", start = true })).Status, Is.EqualTo(201));
+        Assert.That((await ApiReply.Post(api, "/api/vms", new { name = "faulter", image = faulter, memory = "2M", start = true })).Status, Is.EqualTo(201));
+        ApiReply vm, faulted;
+        for (int poll = 0; (vm = await ApiReply.Get(api, "/api/vms/resetter")).State != "stopped" || (faulted = await ApiReply.Get(api, "/api/vms/faulter")).State != "stopped"; poll++)
         {
             Assert.That(poll, Is.LessThan(300), vm.ToString());
             await Task.Delay(100);
         }
 
         string output = (await ApiReply.Get(api, "/api/vms/resetter/console")).Body.GetString()!;
+        JsonElement faultExit = faulted.Body.GetProperty("exit");
         Assert.Multiple(() =>
         {
             Assert.That(vm.Body.GetProperty("exit").GetProperty("reason").GetString(), Is.EqualTo("reset"));
+            Assert.That(vm.Body.GetProperty("exit").TryGetProperty("diagnostic", out _), Is.False, "a reset asked for has no diagnostic");
             Assert.That(output, Is.EqualTo("b"));
+            Assert.That(faultExit.GetProperty("reason").GetString(), Is.EqualTo("reset"));
+            Assert.That(faultExit.GetProperty("diagnostic").GetString(), Does.StartWith("triple fault: #DE (vector 0)"));
         });
     }
 

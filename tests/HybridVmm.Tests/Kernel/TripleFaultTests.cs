@@ -20,7 +20,7 @@ public class TripleFaultTests
     });
 
     [Test]
-    public async Task AGuestWithNoUsableHandlerTripleFaultsAloneWithADiagnostic()
+    public async Task AGuestWithNoUsableHandlerTripleFaultsAndResetsAloneWithADiagnostic()
     {
         using var machine = new TestMachine();
         VirtualMachine bad = machine.Create("bad", TripleFaulter);
@@ -29,10 +29,13 @@ public class TripleFaultTests
         PartitionExit badExit = await bad.Exited;
         Assert.Multiple(async () =>
         {
-            Assert.That(badExit.Reason, Is.EqualTo(StopReason.GuestFault));
-            Assert.That(badExit.Diagnostic, Does.StartWith("guest fault: triple fault: #DE"));
+            // A PC resets on a triple fault (the chipset answers the shutdown cycle), as Hyper-V and QEMU reset the VM.
+            Assert.That(badExit.Reason, Is.EqualTo(StopReason.Reset));
+            Assert.That(badExit.Diagnostic, Does.StartWith("triple fault: #DE"));
+            Assert.That(bad.Statistics.InterceptsByKind.GetValueOrDefault("triple-fault"), Is.EqualTo(1));
             Assert.That((await hello.Exited).Reason, Is.EqualTo(StopReason.GuestExit));
             Assert.That(machine.TraceLines, Has.Some.Contains("Fault     triple fault: #DE (vector 0)"));
+            Assert.That(machine.TraceLines, Has.Some.Contains("Lifecycle stopped reset triple-fault"));
         });
     }
 

@@ -24,6 +24,23 @@ public static class FlatKernel
         a.hlt();
     });
 
+    /// <summary>
+    /// A guest that prints 't' on COM1, loads an IDT whose gates are all absent and divides by zero: #DE, then #GP and
+    /// #DF find no gate either, and the processor shuts down (a triple fault). One byte per boot.
+    /// </summary>
+    public static byte[] PrintThenTripleFault() => Build(a =>
+    {
+        a.mov(AssemblerRegisters.al, (byte)'t');
+        a.mov(AssemblerRegisters.dx, 0x3F8);
+        a.@out(AssemblerRegisters.dx, AssemblerRegisters.al);
+        a.mov(AssemblerRegisters.__dword_ptr[0x8000], 0x07FF0000); // limit 0x7FF at 0x8002, base 0x20000 at 0x8004
+        a.mov(AssemblerRegisters.__dword_ptr[0x8004], 0x20000);
+        a.lidt(AssemblerRegisters.__[0x8002]);
+        a.xor(AssemblerRegisters.ecx, AssemblerRegisters.ecx);
+        a.div(AssemblerRegisters.ecx);
+        a.hlt();
+    });
+
     /// <summary>A guest that counts in EAX for ever and never exits: a VM that stays running until it is stopped.</summary>
     public static byte[] Spin() => Build(a =>
     {

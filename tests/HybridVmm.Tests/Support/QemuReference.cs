@@ -59,9 +59,15 @@ public static class QemuReference
     /// Boots a Linux kernel as QEMU does by default, rebooting it whenever it resets the machine (no
     /// <c>-no-reboot</c>), until its output satisfies <paramref name="done"/>; then stops QEMU and returns the output.
     /// </summary>
-    public static string RunLinuxRebooting(string kernel, string commandLine, string memory, string initrd, Func<string, bool> done)
+    public static string RunLinuxRebooting(string kernel, string commandLine, string memory, string initrd, Func<string, bool> done) =>
+        RunRebooting(kernel, ["-kernel", kernel, "-initrd", initrd, "-append", commandLine, "-m", memory], done);
+
+    /// <summary>Boots <paramref name="kernel"/> (QEMU's direct kernel boot) as QEMU does by default, rebooting it whenever it resets, until its output satisfies <paramref name="done"/>.</summary>
+    public static string RunRebooting(string kernel, Func<string, bool> done) => RunRebooting(kernel, ["-kernel", kernel], done);
+
+    private static string RunRebooting(string kernel, IEnumerable<string> args, Func<string, bool> done)
     {
-        using var qemu = new Session(["-kernel", kernel, "-initrd", initrd, "-append", commandLine, "-m", memory]);
+        using var qemu = new Session(args);
         Assert.That(qemu.WaitFor(done), Is.True, $"{Program} never printed what was awaited; its output:\n{qemu.Output}");
         qemu.Kill();
         TestContext.Out.WriteLine($"{Program} {kernel} rebooting: {qemu.Output.Length} characters {qemu.Stderr}");
