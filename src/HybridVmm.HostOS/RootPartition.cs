@@ -217,6 +217,25 @@ public sealed partial class RootPartition
         return AddWorker(config, partition);
     }
 
+    /// <summary>
+    /// Boots a VM that reset the machine again: its partition is deleted (its frames go back to the host) and a new one
+    /// is created from <paramref name="config"/>, as at power-on, except for what a PC keeps across a reset: the RTC's
+    /// battery-backed clock and CMOS RAM (<see cref="Mc146818Rtc.ContinueAfterReset"/>). Null, with the reason, when
+    /// the VM cannot be created again (the old one is deleted either way).
+    /// </summary>
+    public VirtualMachine? Reboot(VirtualMachine vm, VmConfiguration config, out VmCreationError? error)
+    {
+        Mc146818Rtc? rtc = vm.Worker.Devices.OfType<Mc146818Rtc>().FirstOrDefault();
+        Delete(vm);
+        VirtualMachine? next = CreateVm(config, out error);
+        if (rtc is not null && next?.Worker.Devices.OfType<Mc146818Rtc>().FirstOrDefault() is { } newRtc)
+        {
+            newRtc.ContinueAfterReset(rtc);
+        }
+
+        return next;
+    }
+
     /// <summary>Live migration: log the pages the guest writes from now on (write-protection through the second-level table).</summary>
     public void StartDirtyTracking(VirtualMachine vm) => _api.StartDirtyTracking(vm.Partition);
 

@@ -208,9 +208,8 @@ public sealed partial class VmManager(HybridSystem system, ControlBarrier barrie
         }
 
         (byte[] Bytes, long Total) backlog = console.Read(old);
-        system.Root.Delete(old);
         console.Forget(old);
-        if (system.Root.CreateVm(old.Configuration, out VmCreationError? error) is not { } vm)
+        if (system.Root.Reboot(old, old.Configuration, out VmCreationError? error) is not { } vm)
         {
             lock (_vms)
             {

@@ -214,8 +214,7 @@ internal static class SingleVmSession
         stderr.WriteLine(exit.Diagnostic is { } tripleFault
             ? $"hybridvmm: guest '{vm.Name}' {tripleFault.Split('\n')[0]}, which resets a PC; booting it again (--reboot)."
             : $"hybridvmm: guest '{vm.Name}' reset the machine; booting it again (--reboot).");
-        system.Root.Delete(vm);
-        VirtualMachine? next = system.Root.CreateVm(config with { InstructionLimit = config.InstructionLimit > 0 ? left : 0 }, out VmCreationError? error);
+        VirtualMachine? next = system.Root.Reboot(vm, config with { InstructionLimit = config.InstructionLimit > 0 ? left : 0 }, out VmCreationError? error);
         if (next is null)
         {
             stderr.WriteLine($"hybridvmm: error: guest '{vm.Name}' cannot boot again: {error!.Message}");

@@ -27,7 +27,7 @@ public sealed partial class Mc146818Rtc : IChipsetDevice, IPortIoDevice, ISaveRe
 
     public const byte RegisterA = 0x0A, RegisterB = 0x0B, RegisterC = 0x0C, RegisterD = 0x0D, Century = 0x32;
 
-    public const byte BSet = 0x80, BPeriodicEnable = 0x40, BAlarmEnable = 0x20, BUpdateEnable = 0x10, BBinary = 0x04, B24Hour = 0x02;
+    public const byte BSet = 0x80, BPeriodicEnable = 0x40, BAlarmEnable = 0x20, BUpdateEnable = 0x10, BBinary = 0x04, B24Hour = 0x02, BDaylightSaving = 0x01;
     public const byte CInterrupt = 0x80, CPeriodic = 0x40, CAlarm = 0x20, CUpdateEnded = 0x10;
 
     private const long TicksPerSecond = Hardware.Clock.VirtualClock.TicksPerSecond;
@@ -295,6 +295,38 @@ public sealed partial class Mc146818Rtc : IChipsetDevice, IPortIoDevice, ISaveRe
     {
         _cmos[index] = (byte)value;
         _cmos[index + 1] = (byte)(value >> 8);
+    }
+
+    /// <summary>
+    /// The machine was reset and this is its new RTC: what is battery-backed on a PC goes on from <paramref name="before"/>,
+    /// the clock (its time and its phase within the second) and the CMOS RAM with the alarm bytes, and then the
+    /// registers are as the firmware's power-on self-test leaves them, which is how a kernel booted directly finds a
+    /// PC: register A at 0x26, register B 24-hour with only its daylight-saving bit kept (which also restarts a clock
+    /// stopped by SET from what was set), C and D read. That is what QEMU shows after its reset and SeaBIOS's POST.
+    /// </summary>
+    public void ContinueAfterReset(Mc146818Rtc before)
+    {
+        Array.Copy(before._cmos, RegisterD + 1, _cmos, RegisterD + 1, _cmos.Length - (RegisterD + 1));
+        (_cmos[0x01], _cmos[0x03], _cmos[0x05]) = (before._cmos[0x01], before._cmos[0x03], before._cmos[0x05]);
+        long now = _clock.Now;
+        if (before.Frozen)
+        {
+            _baseSeconds = before._frozenSeconds;
+            _baseTime = now;
+        }
+        else
+        {
+            long elapsed = before.Elapsed(before._clock.Now);
+            _baseSeconds = before._baseSeconds + (elapsed / TicksPerSecond);
+            _baseTime = now - (elapsed % TicksPerSecond);
+        }
+
+        _cmos[RegisterA] = 0x26;
+        _cmos[RegisterB] = (byte)((before._cmos[RegisterB] & BDaylightSaving) | B24Hour);
+        _cmos[RegisterC] = 0;
+        _cmos[RegisterD] = 0x80;
+        _flagsCheckedAt = now;
+        Reschedule();
     }
 
     public StateCodec<RtcState> StateCodec => RtcStateCodec.Instance;

@@ -201,4 +201,53 @@ public class Mc146818RtcTests
         Assert.That(Cmos(copy, 0x34), Is.EqualTo(0x00u), "768 = 0x0300: low byte");
         Assert.That(Cmos(copy, 0x35), Is.EqualTo(0x03u));
     }
+
+    /// <summary>
+    /// Across a reset the clock runs on from the time the guest set, with its phase within the second, on the new
+    /// machine's clock (a new partition's), and the CMOS RAM and alarm bytes are kept; the firmware then sets A and B.
+    /// </summary>
+    [Test]
+    public void AfterAResetTheClockTheGuestSetRunsOnAndTheRamIsKept()
+    {
+        Mc146818Rtc before = NewRtc();
+        _clock.Now = Second / 2;
+        SetCmos(before, Mc146818Rtc.RegisterB, Mc146818Rtc.BSet | Mc146818Rtc.B24Hour | Mc146818Rtc.BDaylightSaving | Mc146818Rtc.BBinary);
+        SetCmos(before, 4, 12);
+        SetCmos(before, 2, 0);
+        SetCmos(before, 0, 0);
+        SetCmos(before, Mc146818Rtc.RegisterB, Mc146818Rtc.B24Hour | Mc146818Rtc.BDaylightSaving | Mc146818Rtc.BUpdateEnable | Mc146818Rtc.BBinary); // runs from 12:00:00 at 0.5 s
+        SetCmos(before, 0x01, 0x33); // the seconds alarm
+        SetCmos(before, 0x48, 0x5A);
+        SetCmos(before, Mc146818Rtc.RegisterA, 0x2F);
+        _clock.Now = (3 * Second) + (7 * Second / 10); // 12:00:03.2
+
+        var after = new Mc146818Rtc(new ManualClock { Now = 100 * Second }, Epoch, 64u << 20);
+        after.ContinueAfterReset(before);
+        Assert.Multiple(() =>
+        {
+            Assert.That(Cmos(after, Mc146818Rtc.RegisterB), Is.EqualTo((uint)(Mc146818Rtc.B24Hour | Mc146818Rtc.BDaylightSaving)), "POST: 24-hour BCD, DSE kept");
+            Assert.That(Cmos(after, Mc146818Rtc.RegisterA) & 0x7F, Is.EqualTo(0x26u));
+            Assert.That(Cmos(after, 4), Is.EqualTo(0x12u), "12 o'clock, now in BCD");
+            Assert.That(Cmos(after, 0), Is.EqualTo(0x03u));
+            Assert.That(Cmos(after, 0x01), Is.EqualTo(0x33u), "the alarm byte is battery-backed");
+            Assert.That(Cmos(after, 0x48), Is.EqualTo(0x5Au));
+        });
+    }
+
+    [Test]
+    public void AClockStoppedBySetAtTheResetRunsAgainFromWhatWasSet()
+    {
+        Mc146818Rtc before = NewRtc();
+        SetCmos(before, Mc146818Rtc.RegisterB, Mc146818Rtc.BSet | Mc146818Rtc.B24Hour);
+        SetCmos(before, 2, 0x42);
+        _clock.Now = 10 * Second; // frozen: still at what was set
+
+        var clock = new ManualClock { Now = 5 * Second };
+        var after = new Mc146818Rtc(clock, Epoch, 64u << 20);
+        after.ContinueAfterReset(before);
+        Assert.That(Cmos(after, 2), Is.EqualTo(0x42u));
+        Assert.That(Cmos(after, 0), Is.EqualTo(0x58u), "the epoch's seconds, as set");
+        clock.Now += 2 * Second;
+        Assert.That($"{Cmos(after, 2):x2}:{Cmos(after, 0):x2}", Is.EqualTo("43:00"), "running again: two seconds later");
+    }
 }

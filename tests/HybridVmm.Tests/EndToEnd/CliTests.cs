@@ -1,5 +1,6 @@
 using HybridVmm.Cli.Common;
 using HybridVmm.Tests.Support;
+using static Iced.Intel.AssemblerRegisters;
 
 namespace HybridVmm.Tests.EndToEnd;
 
@@ -158,6 +159,56 @@ public class CliTests
                 Assert.That(count, Is.GreaterThan(10), "eight instructions a boot, 200 in all");
                 Assert.That(rebooting.Text, Is.EqualTo(new string('t', count)), "as under QEMU: one byte a boot");
                 Assert.That(System.Text.RegularExpressions.Regex.Matches(rebooting.Stderr, "triple fault: #DE .*, which resets a PC; booting it again").Count, Is.EqualTo(count - 1));
+            });
+        }
+        finally
+        {
+            File.Delete(image);
+        }
+    }
+
+    /// <summary>
+    /// A PC keeps its RTC's battery-backed CMOS RAM across a reset, and its firmware then sets registers A and B again.
+    /// The guest prints CMOS byte 0x48 (as a letter) and registers B and A (hex), then increments byte 0x48, writes
+    /// 0x7F to B and 0x2F to A, and resets: each boot under <c>run --reboot</c> must print what it prints under QEMU
+    /// (which reboots it by default, with SeaBIOS's POST in between): the count goes on, B and A are as set at POST.
+    /// </summary>
+    [Test]
+    public void ARebootKeepsTheCmosRamAsUnderQemu()
+    {
+        string image = Path.Combine(Path.GetTempPath(), $"hybridvmm-cmos-{Guid.NewGuid():N}.elf");
+        File.WriteAllBytes(image, FlatKernel.Build(a =>
+        {
+            Iced.Intel.Label hex = a.CreateLabel(), digit = a.CreateLabel(), letter = a.CreateLabel();
+            void Select(byte register) { a.mov(al, register); a.@out(0x70, al); }
+            a.mov(esp, 0x80000); // Multiboot leaves ESP undefined
+            a.mov(dx, 0x3F8);
+            Select(0x48); a.@in(al, 0x71); a.mov(bl, al); a.add(al, (byte)'a'); a.@out(dx, al);
+            Select(0x0B); a.@in(al, 0x71); a.call(hex);
+            Select(0x0A); a.@in(al, 0x71); a.call(hex);
+            a.mov(al, (byte)' '); a.@out(dx, al);
+            a.inc(bl); Select(0x48); a.mov(al, bl); a.@out(0x71, al);
+            Select(0x0B); a.mov(al, 0x7F); a.@out(0x71, al);
+            Select(0x0A); a.mov(al, 0x2F); a.@out(0x71, al);
+            a.mov(al, 0xFE); a.@out(0x64, al);
+            a.hlt();
+            a.Label(ref hex); // prints AL as two hex digits
+            a.mov(ah, al); a.shr(al, 4); a.call(digit); a.mov(al, ah); a.and(al, 15);
+            a.Label(ref digit);
+            a.add(al, (byte)'0'); a.cmp(al, (byte)'9'); a.jbe(letter); a.add(al, 7);
+            a.Label(ref letter);
+            a.@out(dx, al); a.ret();
+        }));
+        try
+        {
+            CliProcess.Result ours = CliProcess.Run("run", image, "--reboot", "--max-instructions", "600");
+            string qemu = QemuReference.RunRebooting(image, output => output.Length >= ours.Text.Length);
+            Assert.Multiple(() =>
+            {
+                Assert.That(ours.ExitCode, Is.EqualTo(ExitStatus.InstructionLimit), ours.Stderr);
+                Assert.That(ours.Text.Length, Is.GreaterThanOrEqualTo(6 * 5), "five boots at least");
+                Assert.That(qemu, Does.StartWith("a0226 b0326 c0326 "), "QEMU: the count goes on, B keeps only DSE");
+                Assert.That(qemu, Does.StartWith(ours.Text), "each boot prints what it prints under QEMU");
             });
         }
         finally
