@@ -8,15 +8,26 @@ namespace HybridVmm.Cli.Api;
 /// <summary>The serial console over a WebSocket: COM1's output (replayed from the ring buffer, then live) and its input.</summary>
 public sealed partial class VmManager
 {
-    private readonly HashSet<string> _attached = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, ConsoleInput> _attached = new(StringComparer.Ordinal);
+
+    /// <summary>The input of the console attached to the VM of this name, or null.</summary>
+    private ConsoleInput? AttachedInput(string name)
+    {
+        lock (_attached)
+        {
+            return _attached.GetValueOrDefault(name);
+        }
+    }
 
     /// <summary>
-    /// Attaches the WebSocket to the VM's COM1 until the client detaches (closes) or the VM stops. Binary or text
-    /// messages from the client are typed into COM1; the VM's output goes out as binary messages. One console per VM.
+    /// Attaches the WebSocket to the VM's COM1 until the client detaches (closes) or the VM stops; a VM that serve boots
+    /// again after a reset keeps its console. Binary or text messages from the client are typed into COM1; the VM's
+    /// output goes out as binary messages. One console per VM.
     /// </summary>
     public async Task<ApiProblem?> RunConsoleAsync(string name, Func<Task<WebSocket>> accept, CancellationToken cancellationToken)
     {
         var input = new ConsoleInput();
+        ManagedVm? managed = null;
         ApiOutcome<VirtualMachine> attached = await AtBarrierAsync<VirtualMachine>(() =>
         {
             if (Find(name) is not { } m)
@@ -31,7 +42,7 @@ public sealed partial class VmManager
 
             lock (_attached)
             {
-                if (!_attached.Add(name))
+                if (!_attached.TryAdd(name, input))
                 {
                     return ApiProblem.Conflict($"a console is already attached to '{name}'; detach it first");
                 }
@@ -41,6 +52,7 @@ public sealed partial class VmManager
             // for keys lets virtual time pass at the host's pace instead of racing (as run's terminal console does).
             m.Vm.Com1.ConnectInput(input);
             system.Kernel.Scheduler.PaceIdleTimeToHost = true;
+            managed = m;
             return m.Vm;
         }, cancellationToken).ConfigureAwait(false);
         if (attached.Problem is { } problem)
@@ -56,7 +68,7 @@ public sealed partial class VmManager
             logger.LogInformation("Console attached to VM {Name}", name);
             using var session = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
             Task receiving = ReceiveInputAsync(socket, input, session.Token);
-            Task sending = SendOutputAsync(socket, replay, tap, vm, session.Token);
+            Task sending = SendOutputAsync(socket, replay, tap, managed!, vm, session.Token);
             // serve stopping ends the session too: the web server would otherwise wait for it until its shutdown timeout.
             var stopping = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
             using CancellationTokenRegistration onStop = lifetime.ApplicationStopping.Register(() => stopping.TrySetResult());
@@ -132,8 +144,11 @@ public sealed partial class VmManager
         }
     }
 
-    /// <summary>The replay, then the VM's output as it comes; after the VM stops, what is left, and then the end.</summary>
-    private static async Task SendOutputAsync(WebSocket socket, byte[] replay, ConsoleRecorder.Tap tap, VirtualMachine vm, CancellationToken cancellationToken)
+    /// <summary>
+    /// The replay, then the VM's output as it comes; after the VM stops, what is left, and then the end, unless serve
+    /// boots it again (the tap follows it to the new boot).
+    /// </summary>
+    private async Task SendOutputAsync(WebSocket socket, byte[] replay, ConsoleRecorder.Tap tap, ManagedVm m, VirtualMachine vm, CancellationToken cancellationToken)
     {
         if (replay.Length > 0)
         {
@@ -141,14 +156,23 @@ public sealed partial class VmManager
         }
 
         byte[] buffer = new byte[4096];
+        Task<bool>? more = null; // one wait for output at a time, kept across a reboot
         while (true)
         {
-            Task<bool> more = tap.Output.WaitToReadAsync(cancellationToken).AsTask();
+            more ??= tap.Output.WaitToReadAsync(cancellationToken).AsTask();
             if (await Task.WhenAny(more, vm.Exited).ConfigureAwait(false) != more)
             {
-                // The VM stopped: its last bytes were written before it did; send them and end the session.
+                // The VM stopped: its last bytes were written before it did; send them, and end the session unless the VM
+                // boots again.
                 await FlushAsync(socket, tap, buffer, cancellationToken).ConfigureAwait(false);
-                return;
+                if (!BootsAgain(vm, await vm.Exited.ConfigureAwait(false))
+                    || await NextBootAsync(m, vm).WaitAsync(cancellationToken).ConfigureAwait(false) is not { } next)
+                {
+                    return;
+                }
+
+                vm = next;
+                continue;
             }
 
             if (!await more.ConfigureAwait(false))
@@ -156,6 +180,7 @@ public sealed partial class VmManager
                 return; // the VM was deleted
             }
 
+            more = null;
             await FlushAsync(socket, tap, buffer, cancellationToken).ConfigureAwait(false);
         }
     }

@@ -186,6 +186,10 @@ public sealed partial class VmManager(HybridSystem system, ControlBarrier barrie
         {
             return; // serve is stopping
         }
+        finally
+        {
+            Booted(vm, null); // a console waiting for the next boot stops waiting if there was none
+        }
 
         if (outcome.Problem is { Detail: not "replaced" } problem)
         {
@@ -196,7 +200,7 @@ public sealed partial class VmManager(HybridSystem system, ControlBarrier barrie
     /// <summary>
     /// At a barrier: deletes the VM's partition and creates a new one from the same configuration, under the same name.
     /// After a guest's own reset (<paramref name="keepConsole"/>) its console's backlog goes on, as a serial line does
-    /// across a reboot; an attached console is detached (attach again).
+    /// across a reboot; an attached console stays attached to the new boot, its output and its input.
     /// </summary>
     private ApiOutcome<VmInfo> Reboot(ManagedVm m, string why, bool keepConsole = false)
     {
@@ -207,24 +211,26 @@ public sealed partial class VmManager(HybridSystem system, ControlBarrier barrie
             return ApiProblem.Conflict($"'{name}' was restored from a snapshot and has no image to boot again; restore the snapshot instead");
         }
 
-        (byte[] Bytes, long Total) backlog = console.Read(old);
-        console.Forget(old);
         if (system.Root.Reboot(old, old.Configuration, out VmCreationError? error) is not { } vm)
         {
+            console.Forget(old);
             lock (_vms)
             {
                 _vms.Remove(name);
             }
 
+            Booted(old, null);
             return ApiProblem.Conflict($"'{name}' could not boot again and is deleted: {error!.Message}");
         }
 
-        if (keepConsole)
+        console.Reboot(old, vm, keepBacklog: keepConsole);
+        if (AttachedInput(name) is { } input)
         {
-            console.Continue(vm, backlog);
+            vm.Com1.ConnectInput(input);
         }
 
         m.Vm = vm;
+        Booted(old, vm);
         WatchExit(vm);
         system.Root.Start(vm);
         logger.LogInformation("VM {Name} booted again {Why}: partition {Partition}", name, why, vm.Partition.Id);
@@ -299,11 +305,51 @@ public sealed partial class VmManager(HybridSystem system, ControlBarrier barrie
     private void WatchExit(VirtualMachine vm) => _ = vm.Exited.ContinueWith(t =>
     {
         logger.LogInformation("VM {Name} stopped: {Reason} (value {Value})", vm.Name, t.Result.Reason, t.Result.ExitValue);
-        if (t.Result.Reason == StopReason.Reset && options.Value.RebootsGuests && vm.Configuration.Image.Length > 0)
+        if (BootsAgain(vm, t.Result))
         {
             _ = RebootAfterGuestResetAsync(vm);
         }
     }, CancellationToken.None, TaskContinuationOptions.OnlyOnRanToCompletion, TaskScheduler.Default);
+
+    /// <summary>Whether serve boots the VM again after this exit: a reset, when serve reboots guests and the VM has an image to boot.</summary>
+    private bool BootsAgain(VirtualMachine vm, PartitionExit exit) =>
+        exit.Reason == StopReason.Reset && options.Value.RebootsGuests && vm.Configuration.Image.Length > 0;
+
+    private readonly Dictionary<VirtualMachine, TaskCompletionSource<VirtualMachine?>> _nextBoots = new(ReferenceEqualityComparer.Instance);
+
+    /// <summary>
+    /// The VM that <paramref name="m"/>'s <paramref name="old"/> booted again as, once it has; null if it did not (deleted,
+    /// its name taken by another VM, the reboot failed or was held).
+    /// </summary>
+    private Task<VirtualMachine?> NextBootAsync(ManagedVm m, VirtualMachine old)
+    {
+        lock (_vms)
+        {
+            bool managed = _vms.TryGetValue(old.Name, out ManagedVm? current) && current == m;
+            if (!managed || m.Vm != old)
+            {
+                return Task.FromResult(managed ? m.Vm : null);
+            }
+
+            if (!_nextBoots.TryGetValue(old, out TaskCompletionSource<VirtualMachine?>? next))
+            {
+                _nextBoots[old] = next = new(TaskCreationOptions.RunContinuationsAsynchronously);
+            }
+
+            return next.Task;
+        }
+    }
+
+    private void Booted(VirtualMachine old, VirtualMachine? next)
+    {
+        lock (_vms)
+        {
+            if (_nextBoots.Remove(old, out TaskCompletionSource<VirtualMachine?>? waiting))
+            {
+                waiting.TrySetResult(next);
+            }
+        }
+    }
 
     /// <summary>Read at a barrier: the scheduler, the only writer of the counters, is between rounds.</summary>
     private VmInfo Describe(ManagedVm m)

@@ -13,7 +13,7 @@ public sealed class ConsoleRecorder(IGuestConsole inner, int capacity = ConsoleR
     public const int DefaultCapacity = 64 * 1024;
 
     private readonly Dictionary<VirtualMachine, ByteRing> _rings = new(ReferenceEqualityComparer.Instance);
-    private readonly Dictionary<VirtualMachine, Channel<byte>> _taps = new(ReferenceEqualityComparer.Instance);
+    private readonly Dictionary<VirtualMachine, Tap> _taps = new(ReferenceEqualityComparer.Instance);
 
     public IGuestConsole Inner => inner;
 
@@ -31,9 +31,9 @@ public sealed class ConsoleRecorder(IGuestConsole inner, int capacity = ConsoleR
 
             ring.Add(value);
             // An attached console that cannot keep up loses its oldest bytes, never the guest's time.
-            if (_taps.Count > 0 && _taps.TryGetValue(vm, out Channel<byte>? tap))
+            if (_taps.Count > 0 && _taps.TryGetValue(vm, out Tap? tap))
             {
-                tap.Writer.TryWrite(value);
+                tap.Channel.Writer.TryWrite(value);
             }
         }
     }
@@ -45,32 +45,58 @@ public sealed class ConsoleRecorder(IGuestConsole inner, int capacity = ConsoleR
     /// </summary>
     public Tap Attach(VirtualMachine vm, out byte[] replay)
     {
-        var channel = Channel.CreateBounded<byte>(new BoundedChannelOptions(capacity) { FullMode = BoundedChannelFullMode.DropOldest, SingleReader = true });
+        var tap = new Tap(this, vm, Channel.CreateBounded<byte>(new BoundedChannelOptions(capacity) { FullMode = BoundedChannelFullMode.DropOldest, SingleReader = true }));
         lock (_rings)
         {
             replay = _rings.TryGetValue(vm, out ByteRing? ring) ? ring.ToArray() : Array.Empty<byte>();
-            _taps[vm] = channel;
+            _taps[vm] = tap;
         }
 
-        return new Tap(this, vm, channel);
+        return tap;
     }
 
-    /// <summary>An attached console's view of the VM's output.</summary>
+    /// <summary>An attached console's view of the VM's output; it follows the VM across reboots (<see cref="Reboot"/>).</summary>
     public sealed class Tap(ConsoleRecorder recorder, VirtualMachine vm, Channel<byte> channel) : IDisposable
     {
+        internal Channel<byte> Channel => channel;
+
+        internal VirtualMachine Vm { get; set; } = vm;
+
         public ChannelReader<byte> Output => channel.Reader;
 
         public void Dispose()
         {
             lock (recorder._rings)
             {
-                if (recorder._taps.TryGetValue(vm, out Channel<byte>? current) && current == channel)
+                if (recorder._taps.TryGetValue(Vm, out Tap? current) && current == this)
                 {
-                    recorder._taps.Remove(vm);
+                    recorder._taps.Remove(Vm);
                 }
             }
 
             channel.Writer.TryComplete();
+        }
+    }
+
+    /// <summary>
+    /// A VM booted again as <paramref name="next"/>: an attached console now reads the new boot's output, with nothing
+    /// replayed twice, and with <paramref name="keepBacklog"/> (the guest reset the machine) its buffer goes on, as a
+    /// serial line's output runs on across a reboot.
+    /// </summary>
+    public void Reboot(VirtualMachine old, VirtualMachine next, bool keepBacklog)
+    {
+        lock (_rings)
+        {
+            if (_rings.Remove(old, out ByteRing? ring) && keepBacklog)
+            {
+                _rings[next] = ring;
+            }
+
+            if (_taps.Remove(old, out Tap? tap))
+            {
+                tap.Vm = next;
+                _taps[next] = tap;
+            }
         }
     }
 
@@ -105,9 +131,9 @@ public sealed class ConsoleRecorder(IGuestConsole inner, int capacity = ConsoleR
         lock (_rings)
         {
             _rings.Remove(vm);
-            if (_taps.Remove(vm, out Channel<byte>? tap))
+            if (_taps.Remove(vm, out Tap? tap))
             {
-                tap.Writer.TryComplete();
+                tap.Channel.Writer.TryComplete();
             }
         }
     }

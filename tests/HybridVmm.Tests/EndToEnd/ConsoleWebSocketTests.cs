@@ -65,6 +65,30 @@ public class ConsoleWebSocketTests
         Assert.That(vm.Body.GetProperty("exit").GetProperty("value").GetInt32(), Is.EqualTo(SerialEchoGuest.ExitValue));
     }
 
+    /// <summary>
+    /// A guest that resets the machine boots again (serve's default), and the console attached to it stays attached: it
+    /// sees the new boot's output, with nothing replayed twice, and its keys reach the new boot's COM1.
+    /// </summary>
+    [Test]
+    public async Task AnAttachedConsoleStaysAttachedAcrossTheGuestsReboot()
+    {
+        Assert.That((await ApiReply.Post(_api, "/api/vms", new { name = "reboots", image = _echoImage, memory = "4M", start = true })).Status, Is.EqualTo(201));
+        using ClientWebSocket console = await AttachAsync("reboots");
+        Assert.That(await ReadUntilAsync(console, "ready\n"), Is.EqualTo("ready\n"));
+        await console.SendAsync(Encoding.ASCII.GetBytes("a!"), WebSocketMessageType.Binary, true, CancellationToken.None);
+        Assert.That(await ReadUntilAsync(console, "Aready\n"), Is.EqualTo("Aready\n"), "the echo, then the second boot's output");
+        await console.SendAsync(Encoding.ASCII.GetBytes("b."), WebSocketMessageType.Binary, true, CancellationToken.None);
+        Assert.That(await ReadUntilAsync(console, "B"), Is.EqualTo("B"), "the second boot echoes what the same console typed");
+        var buffer = new byte[256];
+        WebSocketReceiveResult closed = await console.ReceiveAsync(buffer, CancellationToken.None);
+        Assert.Multiple(async () =>
+        {
+            Assert.That(closed.MessageType, Is.EqualTo(WebSocketMessageType.Close));
+            Assert.That(console.CloseStatusDescription, Is.EqualTo("the VM stopped"));
+            Assert.That((await ApiReply.Get(_api, "/api/vms/reboots/console")).Body.GetString(), Is.EqualTo("ready\nAready\nB"), "the buffer runs on across the boot");
+        });
+    }
+
     [Test]
     public async Task TheVmConsoleCommandTypesItsInputAndEndsWhenTheVmStops()
     {
