@@ -6,7 +6,7 @@ namespace HybridVmm.Hardware.Cpu;
 /// The registers of one core as chunk "cpu.vp{n}": GPRs, EIP, EFLAGS, CR0-CR4, selectors, GDTR/IDTR, the TSC
 /// offset and the retired-instruction count; from version 2 the segment descriptor caches, LDTR and TR; from version 3
 /// the debug registers DR0-DR3, DR6 and DR7, then the x87 state (control, status, tag, opcode, pointers, R0-R7); from
-/// version 4 IA32_SYSENTER_CS, _ESP and _EIP and IA32_TSC_AUX. The interrupt state of the same <see cref="CpuState"/> is its
+/// version 4 IA32_SYSENTER_CS, _ESP and _EIP and IA32_TSC_AUX; from version 5 IA32_EFER. The interrupt state of the same <see cref="CpuState"/> is its
 /// own chunk (<see cref="InterruptStateCodec"/>), so the two can change apart. A new register means a new
 /// version here.
 /// </summary>
@@ -16,13 +16,14 @@ public sealed class CpuStateCodec : StateCodec<CpuState>
 
     public override string StateName => "CPU register";
 
-    public override int Version => 4;
+    public override int Version => 5;
 
     /// <summary>
     /// Versions 1 (before segmentation: flat caches), 2 (before the debug registers and the FPU: they read as at reset,
-    /// the FPU as after FNINIT) and 3 (before the SYSENTER MSRs and TSC_AUX: they read as zero) are read too.
+    /// the FPU as after FNINIT), 3 (before the SYSENTER MSRs and TSC_AUX: they read as zero) and 4 (before IA32_EFER:
+    /// zero) are read too.
     /// </summary>
-    public override bool CanRead(int version) => version is >= 1 and <= 4;
+    public override bool CanRead(int version) => version is >= 1 and <= 5;
 
     public static string Tag(int vpIndex) => $"cpu.vp{vpIndex}";
 
@@ -77,6 +78,7 @@ public sealed class CpuStateCodec : StateCodec<CpuState>
         w.WriteUInt32(c.SysenterEsp);
         w.WriteUInt32(c.SysenterEip);
         w.WriteUInt32(c.TscAux);
+        w.WriteUInt32(c.Efer);
     }
 
     /// <summary>The registers; the interrupt fields are left clear for <see cref="InterruptStateCodec.Apply"/>.</summary>
@@ -112,6 +114,10 @@ public sealed class CpuStateCodec : StateCodec<CpuState>
         if (version >= 4)
         {
             (c.SysenterCs, c.SysenterEsp, c.SysenterEip, c.TscAux) = (r.ReadUInt32(), r.ReadUInt32(), r.ReadUInt32(), r.ReadUInt32());
+        }
+        if (version >= 5)
+        {
+            c.Efer = r.ReadUInt32();
         }
         return c;
     }

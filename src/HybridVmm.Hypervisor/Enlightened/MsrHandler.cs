@@ -13,7 +13,8 @@ namespace HybridVmm.Hypervisor.Enlightened;
 /// hypervisor does for a P6-family CPU: IA32_TIME_STAMP_COUNTER (0x10; a write moves the TSC offset, SDM Vol. 3B,
 /// 18.17), IA32_BIOS_SIGN_ID (0x8B; writes are accepted and reads give microcode revision 0, since there is no
 /// microcode to update), IA32_SYSENTER_CS/ESP/EIP (0x174-0x176, held in the core for SYSENTER and SYSEXIT) and
-/// IA32_TSC_AUX (0xC0000103, for RDTSCP), and IA32_APIC_BASE (0x1B), the local APIC's base and global enable (SDM
+/// IA32_TSC_AUX (0xC0000103, for RDTSCP), IA32_EFER (0xC0000080: NXE only, the processor having NX but neither
+/// SYSCALL nor long mode; any other bit is #GP), and IA32_APIC_BASE (0x1B), the local APIC's base and global enable (SDM
 /// Vol. 3A, 11.4.4).
 /// </summary>
 internal sealed class MsrHandler(PartitionTable partitions)
@@ -25,6 +26,7 @@ internal sealed class MsrHandler(PartitionTable partitions)
     public const uint Ia32BiosSignId = 0x8B;
     public const uint Ia32SysenterCs = 0x174, Ia32SysenterEsp = 0x175, Ia32SysenterEip = 0x176;
     public const uint Ia32TscAux = 0xC0000103;
+    public const uint Ia32Efer = 0xC0000080;
 
     public void Read(Partition partition, VirtualProcessor vp, uint msr)
     {
@@ -49,6 +51,9 @@ internal sealed class MsrHandler(PartitionTable partitions)
                 break;
             case Ia32TscAux:
                 value = vp.Core.TscAux;
+                break;
+            case Ia32Efer:
+                value = vp.Core.Efer;
                 break;
             case Apic.ApicRegisters.Ia32ApicBase:
                 value = vp.Apic.BaseMsr;
@@ -99,6 +104,10 @@ internal sealed class MsrHandler(PartitionTable partitions)
             case Ia32TscAux:
                 ok = value >> 32 == 0; // bits 63:32 are reserved (SDM Vol. 4, table 2-2)
                 if (ok) vp.Core.TscAux = (uint)value;
+                break;
+            case Ia32Efer:
+                ok = (value & ~(ulong)X86Core.EferNxe) == 0; // SCE, LME and the rest: features CPUID does not report
+                if (ok) vp.Core.Efer = (uint)value;
                 break;
             case Apic.ApicRegisters.Ia32ApicBase:
                 ok = vp.Apic.WriteBaseMsr(value);

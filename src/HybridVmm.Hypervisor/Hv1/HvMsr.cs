@@ -26,6 +26,7 @@ public static class HvMsr
         0x175 => "IA32_SYSENTER_ESP",
         0x176 => "IA32_SYSENTER_EIP",
         0xC0000103 => "IA32_TSC_AUX",
+        0xC0000080 => "IA32_EFER",
         GuestOsId => "HV_X64_MSR_GUEST_OS_ID",
         Hypercall => "HV_X64_MSR_HYPERCALL",
         VpIndex => "HV_X64_MSR_VP_INDEX",

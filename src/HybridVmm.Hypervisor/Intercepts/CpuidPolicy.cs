@@ -24,19 +24,25 @@ public static class CpuidPolicy
     public const uint Signature = 0x0000_0663;
 
     /// <summary>
-    /// Leaf 1 EDX: FPU (bit 0, the x87), PSE (bit 3, 4 MiB pages), TSC (bit 4), MSR (bit 5, RDMSR/WRMSR), CX8 (bit 8),
-    /// APIC (bit 9, the local APIC: cleared while IA32_APIC_BASE disables it), SEP (bit 11, SYSENTER/SYSEXIT), PGE (bit 13,
-    /// global pages), CMOV (bit 15, with FCMOVcc and FCOMI since FPU is set), FXSR (bit 24, FXSAVE/FXRSTOR).
-    /// No PAE, PSE-36, MMX or SSE: MAXPHYADDR is therefore 32 (SDM Vol. 3A, 4.1.4).
+    /// Leaf 1 EDX: FPU (bit 0, the x87), PSE (bit 3, 4 MiB pages), TSC (bit 4), MSR (bit 5, RDMSR/WRMSR), PAE (bit 6, PAE
+    /// paging), CX8 (bit 8), APIC (bit 9, the local APIC: cleared while IA32_APIC_BASE disables it), SEP (bit 11,
+    /// SYSENTER/SYSEXIT), PGE (bit 13, global pages), CMOV (bit 15, with FCMOVcc and FCOMI since FPU is set), FXSR (bit 24,
+    /// FXSAVE/FXRSTOR). No PSE-36, MMX or SSE. MAXPHYADDR is 32 (leaf 0x80000008).
     /// </summary>
-    public const uint FeaturesEdx = (1u << 0) | (1u << 3) | (1u << 4) | (1u << 5) | (1u << 8) | ApicFeature | (1u << 11) | (1u << 13) | (1u << 15) | (1u << 24);
+    public const uint FeaturesEdx = (1u << 0) | (1u << 3) | (1u << 4) | (1u << 5) | (1u << 6) | (1u << 8) | ApicFeature | (1u << 11) | (1u << 13) | (1u << 15) | (1u << 24);
 
     /// <summary>Leaf 1 EDX bit 9: an on-chip local APIC.</summary>
     public const uint ApicFeature = 1u << 9;
 
-    /// <summary>The highest extended leaf: 0x80000001, whose EDX reports RDTSCP (bit 27) and nothing else (no NX, no long mode, no SYSCALL).</summary>
-    public const uint MaxExtendedLeaf = 0x80000001;
-    public const uint ExtendedFeaturesEdx = 1u << 27;
+    /// <summary>
+    /// The highest extended leaf: 0x80000008. Leaf 0x80000001 EDX reports NX (bit 20, execute-disable with IA32_EFER.NXE
+    /// in PAE paging) and RDTSCP (bit 27), and nothing else (no long mode, no SYSCALL); leaves 0x80000002-0x80000007 read
+    /// as zero (no brand string, no cache or power information); leaf 0x80000008 gives 32 physical and 32 linear address
+    /// bits: guest-physical memory ends below 4 GiB, so PAE entries reserve their bits 62:32.
+    /// </summary>
+    public const uint MaxExtendedLeaf = 0x80000008;
+    public const uint ExtendedFeaturesEdx = (1u << 20) | (1u << 27);
+    public const uint AddressSizes = (32u << 8) | 32u;
 
     /// <summary>Leaf 1 ECX bit 31 is reserved by Intel for "hypervisor present".</summary>
     public const uint HypervisorPresent = 1u << 31;
@@ -75,6 +81,7 @@ public static class CpuidPolicy
             0x40000005 => (MaxVirtualProcessors, MaxVirtualProcessors, 0, 0),
             0x80000000 => (MaxExtendedLeaf, 0, 0, 0),
             0x80000001 => (0, 0, 0, ExtendedFeaturesEdx),
+            0x80000008 => (AddressSizes, 0, 0, 0),
             // Leaves past the maximum read as zero here (real Intel parts repeat the highest basic leaf;
             // zero is the documented, deterministic choice of this platform).
             _ => (0, 0, 0, 0),

@@ -64,7 +64,7 @@ public class SystemInstructionTests
         Assert.That(m.Cpu[Gpr.Ebx], Is.EqualTo(0x11u));
     }
 
-    [TestCase(1u << 5, Description = "PAE is not implemented")]
+    [TestCase(1u << 13, Description = "VMXE: no VMX")]
     [TestCase(1u << 10, Description = "OSXMMEXCPT: no SSE")]
     [TestCase(1u << 12, Description = "a reserved bit")]
     public void Cr4BitsForAbsentFeaturesRaiseGeneralProtection(uint bit)
@@ -74,6 +74,33 @@ public class SystemInstructionTests
         CpuExit exit = m.Cpu.Run(10);
         Assert.That((exit.Reason, exit.Vector), Is.EqualTo((CpuExitReason.Exception, ExceptionVector.GeneralProtection)));
         Assert.That(m.Cpu.Cr4, Is.Zero);
+    }
+
+    /// <summary>
+    /// SDM Vol. 3A, 4.4.1: with PAE paging in use, a MOV to CR3 (and a MOV to CR0 or CR4 that turns it on) loads the four
+    /// PDPTEs, and one that is present with a reserved bit set (here bit 32: MAXPHYADDR is 32) is #GP(0), CR3 unchanged.
+    /// </summary>
+    [Test]
+    public void APdpteWithAReservedBitMakesTheMovToCr3GeneralProtection()
+    {
+        var m = new TestMachine();
+        const uint good = 0x30000, bad = 0x30020, directory = 0x31000;
+        m.Write32(good, directory | 1);            // PDPTE 0 -> a page directory whose entry 0 identity-maps 2 MiB
+        m.Write32(bad, directory | 1);
+        m.Write32(bad + 4, 1);                     // bit 32: reserved
+        m.Write32(directory, 0x83);
+        m.Load(asm =>
+        {
+            asm.mov(eax, good); asm.mov(cr3, eax);
+            asm.mov(eax, 0x20); asm.mov(cr4, eax); // PAE
+            asm.mov(eax, cr0); asm.or(eax, unchecked((int)0x8000_0001)); asm.mov(cr0, eax);
+            asm.mov(eax, bad); asm.mov(cr3, eax);
+            asm.hlt();
+        });
+        CpuExit exit = m.Cpu.Run(100);
+        Assert.That((exit.Reason, exit.Vector), Is.EqualTo((CpuExitReason.Exception, ExceptionVector.GeneralProtection)));
+        Assert.That(m.Cpu.Cr3, Is.EqualTo(good), "the faulting MOV changed nothing");
+        Assert.That(m.Cpu.PagingEnabled, Is.True, "PAE paging through the good PDPT ran the code up to it");
     }
 
     [Test]

@@ -65,6 +65,30 @@ public class ArchitecturalMsrTests
         }
     }
 
+    /// <summary>
+    /// IA32_EFER exists because CPUID reports NX (SDM Vol. 4, table 2-2): NXE (bit 11) reads back what was written, and
+    /// a bit for a feature CPUID does not report (LME, bit 8: no long mode) is #GP(0).
+    /// </summary>
+    [Test]
+    public async Task EferTakesNxeAndRefusesLongModeEnable()
+    {
+        byte[] image = FlatKernel.Build(a =>
+        {
+            a.mov(ecx, 0xC0000080); a.mov(eax, 0x800); a.xor(edx, edx); a.wrmsr();
+            a.rdmsr();
+            a.mov(__dword_ptr[Results], eax); a.mov(__dword_ptr[Results + 4], edx);
+            a.mov(eax, 0x900); a.wrmsr(); // LME with NXE
+            a.mov(eax, 0); a.@out(0xF4, eax);
+        });
+        (_, PartitionExit exit, HostOS.Vm.VirtualMachine vm, TestMachine machine) = await TestMachine.RunOneAsync(image);
+        using (machine)
+        {
+            Assert.That(Read64(machine, vm, Results), Is.EqualTo(0x800UL));
+            Assert.That(exit.Reason, Is.EqualTo(StopReason.GuestFault));
+            Assert.That(exit.Diagnostic, Does.StartWith("guest fault: #GP"));
+        }
+    }
+
     [Test]
     public async Task TheMicrocodeSignatureTakesAWriteAndReadsRevisionZero()
     {

@@ -24,7 +24,7 @@ public static class QemuReference
     /// Boots a Linux kernel with QEMU's direct kernel boot and returns its serial output. The command line should end
     /// the run (panic=-1 with no root file system: the reboot ends QEMU, as -no-reboot asks).
     /// </summary>
-    public static string RunLinux(string kernel, string commandLine, string memory, string? initrd = null, int processors = 1)
+    public static string RunLinux(string kernel, string commandLine, string memory, string? initrd = null, int processors = 1, string? cpu = null)
     {
         List<string> args =
         [
@@ -32,6 +32,7 @@ public static class QemuReference
             "-display", "none", "-no-reboot", "-smp", processors.ToString(),
         ];
         if (initrd is not null) args.AddRange(["-initrd", initrd]);
+        if (cpu is not null) args.AddRange(["-cpu", cpu]);
         CliProcess.Result run = CliProcess.RunProgram(Require(), args, Repository.Root);
         TestContext.Out.WriteLine($"{Program} {kernel}: status {run.ExitCode}, {run.Stdout.Length} bytes {run.Stderr}");
         return Encoding.Latin1.GetString(run.Stdout);

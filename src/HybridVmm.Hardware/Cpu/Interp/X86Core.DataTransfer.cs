@@ -102,6 +102,7 @@ public sealed partial class X86Core
             case Register.CR0: return WriteCr0(v);
             case Register.CR2: _ctx.Cr2 = v; return true;
             case Register.CR3:
+                if (PaePaging(_ctx.Cr0, _ctx.Cr4) && !PdptesValid(v)) return Fault(ExceptionVector.GeneralProtection);
                 _ctx.Cr3 = v;
                 FlushTlb(keepGlobal: true); // SDM Vol. 3A, 4.10.4.1: global pages survive a CR3 load
                 return true;
@@ -114,7 +115,7 @@ public sealed partial class X86Core
         | Cr0Flags.WP | Cr0Flags.AM | Cr0Flags.NW | Cr0Flags.CD | Cr0Flags.PG);
 
     /// <summary>The CR4 bits this core implements; setting any other is #GP(0), as for a feature CPUID does not report.</summary>
-    private const uint Cr4Supported = (uint)(Cr4Flags.PSE | Cr4Flags.PGE | Cr4Flags.OSFXSR | Cr4Flags.SMEP | Cr4Flags.SMAP);
+    private const uint Cr4Supported = (uint)(Cr4Flags.PSE | Cr4Flags.PAE | Cr4Flags.PGE | Cr4Flags.OSFXSR | Cr4Flags.SMEP | Cr4Flags.SMAP);
 
     private bool WriteCr0(uint value)
     {
@@ -125,6 +126,11 @@ public sealed partial class X86Core
         if ((value & (Cr0Pe | Cr0Pg)) == Cr0Pg) return Fault(ExceptionVector.GeneralProtection);
         if ((value & (uint)(Cr0Flags.NW | Cr0Flags.CD)) == (uint)Cr0Flags.NW) return Fault(ExceptionVector.GeneralProtection);
         uint old = _ctx.Cr0;
+        // PAE paging in use after it, and PG, CD or NW changed: the PDPTEs are loaded, and checked (SDM Vol. 3A, 4.4.1).
+        if (PaePaging(value, _ctx.Cr4) && ((old ^ value) & (uint)(Cr0Flags.PG | Cr0Flags.CD | Cr0Flags.NW)) != 0 && !PdptesValid(_ctx.Cr3))
+        {
+            return Fault(ExceptionVector.GeneralProtection);
+        }
         _ctx.Cr0 = value;
         PagingControlChanged(old, _ctx.Cr4);
         if (((old ^ value) & Cr0Pe) != 0) CodeMappingChanged(); // interrupts now go through the IDT or the IVT
@@ -135,6 +141,10 @@ public sealed partial class X86Core
     {
         if ((value & ~Cr4Supported) != 0) return Fault(ExceptionVector.GeneralProtection);
         uint old = _ctx.Cr4;
+        if (PaePaging(_ctx.Cr0, value) && ((old ^ value) & (Cr4Pae | Cr4Pge | Cr4Pse | Cr4Smep)) != 0 && !PdptesValid(_ctx.Cr3))
+        {
+            return Fault(ExceptionVector.GeneralProtection);
+        }
         _ctx.Cr4 = value;
         PagingControlChanged(_ctx.Cr0, old);
         if (((old ^ value) & (Cr4Smep | Cr4Smap)) != 0)

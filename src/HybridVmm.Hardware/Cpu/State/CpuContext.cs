@@ -36,6 +36,8 @@ internal struct CpuContext
     public uint SysenterCs, SysenterEsp, SysenterEip;
     /// <summary>IA32_TSC_AUX (0xC0000103), read by RDTSCP.</summary>
     public uint TscAux;
+    /// <summary>IA32_EFER (0xC0000080): only NXE (bit 11), execute-disable in PAE paging.</summary>
+    public uint Efer;
 
     [UnscopedRef] public ref uint Eax { [MethodImpl(MethodImplOptions.AggressiveInlining)] get => ref Gpr[0]; }
     [UnscopedRef] public ref uint Ecx { [MethodImpl(MethodImplOptions.AggressiveInlining)] get => ref Gpr[1]; }

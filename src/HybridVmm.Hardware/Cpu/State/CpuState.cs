@@ -33,6 +33,8 @@ public record struct CpuState
     public uint SysenterCs, SysenterEsp, SysenterEip;
     /// <summary>IA32_TSC_AUX; zero in a state from before version 4 of the chunk.</summary>
     public uint TscAux;
+    /// <summary>IA32_EFER; zero (its reset value) in a state from before version 5 of the chunk.</summary>
+    public uint Efer;
     public ulong TscOffset;
     public long InstructionsRetired;
 
@@ -83,6 +85,7 @@ public sealed partial class X86Core
         Gdtr = Gdtr, Idtr = Idtr,
         Fpu = FpuSavedState.From(_ctx.Fpu),
         SysenterCs = _ctx.SysenterCs, SysenterEsp = _ctx.SysenterEsp, SysenterEip = _ctx.SysenterEip, TscAux = _ctx.TscAux,
+        Efer = _ctx.Efer,
         TscOffset = TscOffset,
         InstructionsRetired = InstructionsRetired,
         InterruptRequest0 = _irr0, InterruptRequest1 = _irr1, InterruptRequest2 = _irr2, InterruptRequest3 = _irr3,
@@ -97,6 +100,7 @@ public sealed partial class X86Core
         _ctx.Esp = state.Esp; _ctx.Ebp = state.Ebp; _ctx.Esi = state.Esi; _ctx.Edi = state.Edi;
         _ctx.Eip = state.Eip;
         Eflags = state.Eflags;
+        _ctx.Efer = state.Efer & EferNxe;
         Cr0 = state.Cr0; Cr2 = state.Cr2; Cr3 = state.Cr3; Cr4 = state.Cr4;
         (_ctx.Dr0, _ctx.Dr1, _ctx.Dr2, _ctx.Dr3) = (state.Dr0, state.Dr1, state.Dr2, state.Dr3);
         (_ctx.Dr6, _ctx.Dr7) = (DebugStatusOf(state.Dr6), DebugControlOf(state.Dr7));

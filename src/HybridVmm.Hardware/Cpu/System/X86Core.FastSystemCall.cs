@@ -7,6 +7,27 @@ namespace HybridVmm.Hardware.Cpu;
 /// </summary>
 public sealed partial class X86Core
 {
+    /// <summary>IA32_EFER's execute-disable enable (bit 11, SDM Vol. 3A, 4.1.4 and 4.6): the one bit this processor has.</summary>
+    public const uint EferNxe = 1u << 11;
+
+    /// <summary>
+    /// IA32_EFER (0xC0000080): NXE only (no SYSCALL, no long mode; the kernel refuses other bits with #GP). A change of
+    /// NXE changes which PAE entries have a reserved bit 63, so the TLB is flushed.
+    /// </summary>
+    public uint Efer
+    {
+        get => _ctx.Efer;
+        set
+        {
+            uint old = _ctx.Efer;
+            _ctx.Efer = value & EferNxe;
+            if (old != _ctx.Efer)
+            {
+                FlushTlb(keepGlobal: false);
+            }
+        }
+    }
+
     /// <summary>IA32_SYSENTER_CS (0x174): its low 16 bits are kept, as QEMU keeps them.</summary>
     public uint SysenterCs { get => _ctx.SysenterCs; set => _ctx.SysenterCs = value & 0xFFFF; }
 

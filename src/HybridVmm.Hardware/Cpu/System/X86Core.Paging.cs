@@ -4,15 +4,21 @@ using HybridVmm.Hardware.Memory;
 namespace HybridVmm.Hardware.Cpu;
 
 /// <summary>
-/// 32-bit paging (Intel SDM Vol. 3A, 4.3): the guest's own two-level page tables translate a linear address to a
+/// 32-bit paging (Intel SDM Vol. 3A, 4.3) and PAE paging (4.4): the guest's own page tables translate a linear address to a
 /// guest-physical one, which the second-level table then translates to host memory (System/X86Core.Memory.cs).
 /// Together they are the two-dimensional walk of EPT/NPT: the guest's walk reads its page-directory and page-table
 /// entries at guest-physical addresses, and each of those reads goes through the second-level table too.
 /// </summary>
 /// <remarks>
 /// <list type="bullet">
-/// <item>4 KiB pages, and 4 MiB pages when CR4.PSE=1 and PDE.PS=1. No PSE-36 and no PAE: MAXPHYADDR is 32, so bits
+/// <item>32-bit paging: 4 KiB pages, and 4 MiB pages when CR4.PSE=1 and PDE.PS=1. No PSE-36: MAXPHYADDR is 32, so bits
 /// 21:13 of a 4 MiB PDE are reserved (SDM table 4-4) and a set one is a #PF with RSVD.</item>
+/// <item>PAE paging (CR4.PAE=1): four PDPTEs at CR3[31:5], then 512-entry page directories and page tables of 64-bit
+/// entries; 2 MiB pages when PDE.PS=1 (whatever CR4.PSE); execute-disable (bit 63) when IA32_EFER.NXE=1, on any level
+/// below the PDPTE. MAXPHYADDR is 32 here too (CPUID 0x80000008 says so), so bits 62:32 of an entry (and 63 without
+/// NXE) are reserved: guest-physical memory ends below 4 GiB. A MOV to CR3, or to CR0/CR4 that turns PAE paging on or
+/// changes its controls, checks the four PDPTEs and #GPs if a present one has a reserved bit (SDM 4.4.1); the walk then
+/// reads the PDPTE from memory each time, as QEMU's TCG does, rather than from PDPTE registers.</item>
 /// <item>Access rights (SDM 4.6): a user-mode access (CPL 3, not an implicit supervisor access such as a descriptor
 /// table read) needs U/S=1 in both levels, and R/W=1 in both levels to write; a supervisor access may read anything
 /// and write anything when CR0.WP=0, only R/W=1 pages when CR0.WP=1.</item>
@@ -35,12 +41,16 @@ public sealed unsafe partial class X86Core
     // Rights bits of a TLB entry, and the rights an access needs (_readRequired, _writeRequired).
     // TlbSupervisorPage marks a page user mode cannot reach: what a supervisor data access needs under SMAP (CR4.SMAP=1
     // and EFLAGS.AC=0, or an implicit access at CPL 3), and a supervisor fetch under SMEP.
+    // TlbExecute: no execute-disable bit applies (every page without PAE and NXE); every fetch needs it.
     private const byte TlbUserRead = 1, TlbUserWrite = 2, TlbSupervisorWrite = 4, TlbDirty = 8, TlbGlobal = 16, TlbLargePage = 32,
-        TlbSupervisorPage = 64;
+        TlbSupervisorPage = 64, TlbExecute = 128;
 
     // Page-directory and page-table entry bits (SDM Vol. 3A, tables 4-4 to 4-6).
     private const uint PtePresent = 1, PteWritable = 2, PteUser = 4, PteAccessed = 0x20, PteDirty = 0x40, PtePageSize = 0x80, PteGlobal = 0x100;
     private const uint Pde4MReservedBits = 0x003F_E000; // bits 21:13 with MAXPHYADDR 32
+    // PAE entries (SDM Vol. 3A, tables 4-8 to 4-11), with MAXPHYADDR 32: the high dword is reserved but for XD (bit 63)
+    // under NXE; a PDPTE also reserves bits 2:1 and 8:5, and a 2 MiB PDE bits 20:13.
+    private const uint PdpteReservedLow = 0x1E6, Pde2MReservedLow = 0x001F_E000, PaeXdHigh = 0x8000_0000;
 
     private const uint Cr0Pe = (uint)Cr0Flags.PE, Cr0Wp = (uint)Cr0Flags.WP, Cr0Pg = (uint)Cr0Flags.PG;
     private const uint Cr4Pse = (uint)Cr4Flags.PSE, Cr4Pae = (uint)Cr4Flags.PAE, Cr4Pge = (uint)Cr4Flags.PGE,
@@ -67,7 +77,7 @@ public sealed unsafe partial class X86Core
     // a supervisor, under the current CR4.SMAP, EFLAGS.AC and CR4.SMEP).
     private byte _readRequired;
     private byte _writeRequired = TlbSupervisorWrite | TlbDirty;
-    private byte _fetchRequired;
+    private byte _fetchRequired = TlbExecute;
 
     /// <summary>True when CR0.PG is set: linear addresses are translated by the guest's page tables.</summary>
     public bool PagingEnabled => _pagingEnabled;
@@ -111,6 +121,10 @@ public sealed unsafe partial class X86Core
         // A supervisor access that SMAP (data) or SMEP (fetch) forbids on a user page; the caller's required rights say
         // whether the rule applies now (CR4, EFLAGS.AC, CPL, implicit access).
         bool supervisorPageOnly = (required & TlbSupervisorPage) != 0;
+        if ((_ctx.Cr4 & Cr4Pae) != 0)
+        {
+            return WalkPaeAndFill(linear, write, fetch, user, supervisorPageOnly);
+        }
         // No NX in 32-bit paging: the I/D bit reports a fetch only while CR4.SMEP=1 (SDM 4.7).
         uint accessBits = (write ? PfWrite : 0) | (user ? PfUser : 0) | (fetch && (_ctx.Cr4 & Cr4Smep) != 0 ? PfFetch : 0);
 
@@ -153,16 +167,109 @@ public sealed unsafe partial class X86Core
         uint updated = leaf | PteAccessed | (write ? PteDirty : 0);
         if (updated != leaf && !WritePagingEntry(leafAddress, updated)) return -1;
 
+        return Fill(linear, pageBase, rights, leaf, updated, large, executable: true);
+    }
+
+    /// <summary>Caches a translation the walk allowed, with the rights of its levels (<paramref name="rights"/>: the AND of their R/W and U/S).</summary>
+    private long Fill(uint linear, uint pageBase, uint rights, uint leaf, uint updated, bool large, bool executable)
+    {
+        bool writable = (rights & PteWritable) != 0;
+        bool userPage = (rights & PteUser) != 0;
+        bool supervisorWrite = writable || (_ctx.Cr0 & Cr0Wp) == 0;
         ref TlbEntry entry = ref _tlb[(linear >> PageShift) & (TlbEntries - 1)];
         entry.Tag = (linear & ~PageOffsetMask) | TlbValid;
         entry.PageBase = pageBase;
         entry.Rights = (byte)((userPage ? TlbUserRead : 0) | (userPage && writable ? TlbUserWrite : 0)
             | (supervisorWrite ? TlbSupervisorWrite : 0) | ((updated & PteDirty) != 0 ? TlbDirty : 0)
             | ((leaf & PteGlobal) != 0 && (_ctx.Cr4 & Cr4Pge) != 0 ? TlbGlobal : 0) | (large ? TlbLargePage : 0)
-            | (userPage ? 0 : TlbSupervisorPage));
+            | (userPage ? 0 : TlbSupervisorPage) | (executable ? TlbExecute : 0));
         _tlbHasLargePages |= large;
         return pageBase | (linear & PageOffsetMask);
     }
+
+    /// <summary>
+    /// The PAE walk (SDM Vol. 3A, 4.4): PDPTE, PDE, then (for a 4 KiB page) PTE, each 64 bits. R/W and U/S come from
+    /// the PDE and PTE (a PDPTE has neither), and so does execute-disable under NXE. A/D as in 32-bit paging.
+    /// </summary>
+    private long WalkPaeAndFill(uint linear, bool write, bool fetch, bool user, bool supervisorPageOnly)
+    {
+        bool nxe = (_ctx.Efer & EferNxe) != 0;
+        uint highReserved = nxe ? ~PaeXdHigh : ~0u;
+        // With NXE the I/D bit reports every fetch; without it, only under SMEP (SDM 4.7).
+        uint accessBits = (write ? PfWrite : 0) | (user ? PfUser : 0) | (fetch && (nxe || (_ctx.Cr4 & Cr4Smep) != 0) ? PfFetch : 0);
+
+        uint pdpteAddress = (_ctx.Cr3 & ~0x1Fu) | ((linear >> 30) << 3);
+        if (!ReadPagingEntry(pdpteAddress, out uint pdpte) || !ReadPagingEntry(pdpteAddress + 4, out uint pdpteHigh)) return -1;
+        if ((pdpte & PtePresent) == 0) return PageFault(linear, accessBits);
+        if ((pdpte & PdpteReservedLow) != 0 || pdpteHigh != 0) return PageFault(linear, accessBits | PfPresent | PfReserved);
+
+        uint pdeAddress = (pdpte & ~PageOffsetMask) | (((linear >> 21) & 0x1FF) << 3);
+        if (!ReadPagingEntry(pdeAddress, out uint pde) || !ReadPagingEntry(pdeAddress + 4, out uint pdeHigh)) return -1;
+        if ((pde & PtePresent) == 0) return PageFault(linear, accessBits);
+        bool large = (pde & PtePageSize) != 0;
+        if ((pdeHigh & highReserved) != 0 || (large && (pde & Pde2MReservedLow) != 0))
+        {
+            return PageFault(linear, accessBits | PfPresent | PfReserved);
+        }
+
+        uint leaf, leafHigh, leafAddress, rights, pageBase;
+        bool executeDisabled = (pdeHigh & PaeXdHigh) != 0;
+        if (large)
+        {
+            (leaf, leafHigh, leafAddress, rights) = (pde, pdeHigh, pdeAddress, pde);
+            pageBase = (pde & 0xFFE0_0000) | (linear & 0x001F_F000);
+        }
+        else
+        {
+            if ((pde & PteAccessed) == 0)
+            {
+                pde |= PteAccessed;
+                if (!WritePagingEntry(pdeAddress, pde)) return -1;
+            }
+            leafAddress = (pde & ~PageOffsetMask) | (((linear >> PageShift) & 0x1FF) << 3);
+            if (!ReadPagingEntry(leafAddress, out leaf) || !ReadPagingEntry(leafAddress + 4, out leafHigh)) return -1;
+            if ((leaf & PtePresent) == 0) return PageFault(linear, accessBits);
+            if ((leafHigh & highReserved) != 0) return PageFault(linear, accessBits | PfPresent | PfReserved);
+            rights = pde & leaf;
+            pageBase = leaf & ~PageOffsetMask;
+            executeDisabled |= (leafHigh & PaeXdHigh) != 0;
+        }
+
+        bool writable = (rights & PteWritable) != 0;
+        bool userPage = (rights & PteUser) != 0;
+        bool supervisorWrite = writable || (_ctx.Cr0 & Cr0Wp) == 0;
+        bool executable = !(nxe && executeDisabled);
+        if ((user && !userPage) || (write && (user ? !writable : !supervisorWrite)) || (supervisorPageOnly && userPage)
+            || (fetch && !executable))
+        {
+            return PageFault(linear, accessBits | PfPresent);
+        }
+
+        uint updated = leaf | PteAccessed | (write ? PteDirty : 0);
+        if (updated != leaf && !WritePagingEntry(leafAddress, updated)) return -1;
+        return Fill(linear, pageBase, rights, leaf, updated, large, executable);
+    }
+
+    /// <summary>
+    /// Whether PAE paging may use the PDPTEs at <paramref name="cr3"/>: none that is present has a reserved bit set (SDM
+    /// Vol. 3A, 4.4.1; a MOV that would load such a PDPTE is #GP(0)). A PDPT outside RAM reads as all ones.
+    /// </summary>
+    private bool PdptesValid(uint cr3)
+    {
+        for (uint i = 0; i < 4; i++)
+        {
+            uint address = (cr3 & ~0x1Fu) + (i << 3);
+            uint low = PeekPhysical32(address) ?? ~0u, high = PeekPhysical32(address + 4) ?? ~0u;
+            if ((low & PtePresent) != 0 && ((low & PdpteReservedLow) != 0 || high != 0))
+            {
+                return false;
+            }
+        }
+        return true;
+    }
+
+    /// <summary>Whether PAE paging is on with these control registers (CR0.PG with PE, and CR4.PAE).</summary>
+    private static bool PaePaging(uint cr0, uint cr4) => (cr0 & (Cr0Pg | Cr0Pe)) == (Cr0Pg | Cr0Pe) && (cr4 & Cr4Pae) != 0;
 
     /// <summary>Records a #PF for the current instruction: CR2 = the linear address (SDM Vol. 3A, 4.7).</summary>
     private long PageFault(uint linear, uint errorCode)
@@ -224,6 +331,16 @@ public sealed unsafe partial class X86Core
     public uint? TranslateLinearForInspection(uint linear)
     {
         if (!_pagingEnabled) return linear;
+        if ((_ctx.Cr4 & Cr4Pae) != 0)
+        {
+            uint pdpte = PeekPhysical32((_ctx.Cr3 & ~0x1Fu) | ((linear >> 30) << 3)) ?? 0;
+            if ((pdpte & PtePresent) == 0) return null;
+            uint pae = PeekPhysical32((pdpte & ~PageOffsetMask) | (((linear >> 21) & 0x1FF) << 3)) ?? 0;
+            if ((pae & PtePresent) == 0) return null;
+            if ((pae & PtePageSize) != 0) return (pae & 0xFFE0_0000) | (linear & 0x001F_FFFF);
+            uint pte4K = PeekPhysical32((pae & ~PageOffsetMask) | (((linear >> PageShift) & 0x1FF) << 3)) ?? 0;
+            return (pte4K & PtePresent) == 0 ? null : (pte4K & ~PageOffsetMask) | (linear & PageOffsetMask);
+        }
         uint pde = PeekPhysical32((_ctx.Cr3 & ~PageOffsetMask) | ((linear >> 22) << 2)) ?? 0;
         if ((pde & PtePresent) == 0) return null;
         if ((pde & PtePageSize) != 0 && (_ctx.Cr4 & Cr4Pse) != 0)
@@ -316,7 +433,7 @@ public sealed unsafe partial class X86Core
         byte smap = !user && (_ctx.Cr4 & Cr4Smap) != 0 && (_ctx.Eflags & AcFlag) == 0 ? TlbSupervisorPage : (byte)0;
         _readRequired = user ? TlbUserRead : smap;
         _writeRequired = (byte)((user ? TlbUserWrite : TlbSupervisorWrite) | TlbDirty | smap);
-        _fetchRequired = user ? TlbUserRead : (_ctx.Cr4 & Cr4Smep) != 0 ? TlbSupervisorPage : (byte)0;
+        _fetchRequired = (byte)(TlbExecute | (user ? TlbUserRead : (_ctx.Cr4 & Cr4Smep) != 0 ? TlbSupervisorPage : 0));
     }
 
     /// <summary>
