@@ -165,6 +165,35 @@ public class DebianLinuxTests
         Assert.That(log, Does.Contain("BIOS-e820: [mem 0x0000000000100000-0x0000000007ffffff] usable"), "RAM above 1 MiB to the end");
     }
     /// <summary>
+    /// Debian's PAE kernel (linux-image-686-pae) runs with PAE paging and execute-disable: it finds NX in CPUID, sets
+    /// IA32_EFER.NXE and maps its data non-executable, and BusyBox prints what it prints under QEMU with NX
+    /// (<c>-cpu qemu32,+nx</c>; QEMU's default CPU has no NX, and the kernel then says so).
+    /// </summary>
+    [Test]
+    public void ThePaeKernelBootsWithExecuteDisableAndInitPrintsWhatItPrintsUnderQemu()
+    {
+        string kernel = Debian("vmlinuz-pae"), initrd = Debian("initramfs.cpio.gz");
+        Require(kernel);
+        Require(initrd);
+        CliProcess.Result ours = CliProcess.RunLong(TimeSpan.FromMinutes(20), "run", kernel, "--initrd", initrd, "--memory", "128M",
+            "--append", CommandLine, "--max-instructions", InstructionBudget.ToString());
+        string[] log = Lines(Encoding.Latin1.GetString(ours.Stdout));
+        string[] qemu = Lines(QemuReference.RunLinux(kernel, CommandLine, "128M", initrd, cpu: "qemu32,+nx"));
+
+        string[] userSpace = qemu.Where(l => l.StartsWith("init: ")).ToArray();
+        Assert.That(userSpace, Has.Length.EqualTo(5), "QEMU's run of init.sh: " + string.Join('\n', qemu.TakeLast(20)));
+        Assert.That(userSpace[0], Does.EndWith("-686-pae"), "the PAE kernel's uname");
+        Assert.Multiple(() =>
+        {
+            Assert.That(log.Where(l => l.StartsWith("init: ")), Is.EqualTo(userSpace), string.Join('\n', log.TakeLast(40)));
+            Assert.That(ours.ExitCode, Is.Zero, ours.Stderr);
+            string[] shared = [.. qemu.Where(l => l is "NX (Execute Disable) protection: active" || l.StartsWith("NX-protecting the kernel data: "))];
+            Assert.That(shared, Has.Length.EqualTo(2), "QEMU's log: " + string.Join('\n', qemu.Take(60)));
+            Assert.That(log, Is.SupersetOf(shared));
+        });
+    }
+
+    /// <summary>
     /// Enough for two whole boots and their resets (each boot to init.sh's reboot -f takes about 3.15 G instructions, the
     /// same every time) and the start of a third, still in its decompressor: <c>run --reboot</c> then ends on the
     /// instruction limit.
