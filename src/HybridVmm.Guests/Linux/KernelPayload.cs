@@ -85,7 +85,15 @@ public static class KernelPayload
             using Stream stream = format == "XZ"
                 ? new XZStream(new MemoryStream(input, 0, input.Length - 4, writable: false))
                 : new GZipStream(new MemoryStream(input, writable: false), CompressionMode.Decompress);
-            int read = stream.ReadAtLeast(output, output.Length, throwOnEndOfStream: false);
+            // One Read for all that is left, on the array overload: SharpCompress 0.50.9's XZStream unpacks to bytes that
+            // depend on how the output is cut into reads (its x86 BCJ filter across reads; ReadAtLeast's span reads hit it),
+            // which its block check then refuses. Asked for everything at once, it unpacks what liblzma does.
+            int read = 0, n;
+            while (read < output.Length && (n = stream.Read(output, read, output.Length - read)) > 0)
+            {
+                read += n;
+            }
+
             if (read < output.Length)
             {
                 error = $"the {format} payload is truncated: it unpacks to {read} of the {size} bytes it declares";
