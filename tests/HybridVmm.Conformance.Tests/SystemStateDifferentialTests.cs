@@ -24,6 +24,17 @@ public class SystemStateDifferentialTests
         Assert.That(report.Mismatches, Is.Zero, () => string.Join(Environment.NewLine, report.Reproducers));
     }
 
+    [Test]
+    public void CoreMatchesUnicornOnSegmentationState()
+    {
+        ulong seed = FuzzSettings.Seed ^ 0x5E61;
+        var generator = new SegmentationCaseGenerator(seed);
+        using SystemStateFuzzer fuzzer = Create(generator.Generate, nameof(CoreMatchesUnicornOnSegmentationState), SystemDeviations.Segmentation);
+        SystemFuzzReport report = FuzzSettings.ReplayCase is long one ? fuzzer.Run(one, 1) : fuzzer.Run(0, FuzzSettings.SegmentationCases);
+        Print(fuzzer, report);
+        Assert.That(report.Mismatches, Is.Zero, () => string.Join(Environment.NewLine, report.Reproducers));
+    }
+
     private static void Print(SystemStateFuzzer fuzzer, SystemFuzzReport report)
     {
         TestContext.Out.WriteLine(report.Summary());
