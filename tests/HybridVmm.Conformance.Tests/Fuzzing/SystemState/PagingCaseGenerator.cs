@@ -46,7 +46,7 @@ internal sealed class PagingCaseGenerator
         for (uint region = 1 << 22; region < SystemLayout.MemorySize; region += 1 << 22)
         {
             int kind = _r.Next(20);
-            uint flags = RandomBits(RW | US | A | PWT | PCD) | (_r.Chance(15) ? RW | US : 0);
+            uint flags = RandomBits(A | PWT | PCD) | (_r.Chance(75) ? RW : 0) | (_r.Chance(75) ? US : 0);
             if (kind < 11) { _b.NewTable(region, flags); tableRegions.Add(region); }
             else if (kind < 17 && (c.Cr4 & Cr4Pse) != 0)
                 _b.SetPde(region, region | P | PS | flags | RandomBits(D | G) | (_r.Chance(5) ? 1u << 21 : 0));
@@ -70,7 +70,7 @@ internal sealed class PagingCaseGenerator
         _dataPages.Clear();
         while (_dataPages.Count < 6)
         {
-            uint page = _r.Chance(8)
+            uint page = _r.Chance(5)
                 ? SystemLayout.MemorySize + ((uint)_r.Next(0x3000) << 12)
                 : SystemLayout.TestPagesBase + ((uint)_r.Next((int)((SystemLayout.MemorySize - SystemLayout.TestPagesBase) >> 12) - 1) << 12);
             if (page + 0x1000 >= _codePage && page <= _codePage + 0x1000 || _dataPages.Contains(page)) continue;
@@ -82,7 +82,7 @@ internal sealed class PagingCaseGenerator
             for (uint p = page - 0x1000; p != page + 0x2000; p += 0x1000)
                 if (p + 0x1000 < _codePage || p > _codePage + 0x1000) _b.AddPage(p, ref _r);
             if (!_b.HasTable(page)) continue;
-            _b.SetPte(page, page | (_r.Chance(85) ? P : 0) | UserBit(c, 75) | RandomBits(RW | A | D | G | PWT | PCD) | (_r.Chance(30) ? RW : 0)
+            _b.SetPte(page, page | (_r.Chance(90) ? P : 0) | UserBit(c, 85) | RandomBits(RW | A | D | G | PWT | PCD) | (_r.Chance(30) ? RW : 0)
                 | ((uint)_r.Next(8) << 9));
             c.Notes.Add($"PTE {page:x8}={PteOf(page)}");
         }
