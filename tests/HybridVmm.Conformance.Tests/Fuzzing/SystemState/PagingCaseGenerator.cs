@@ -169,7 +169,11 @@ internal sealed class PagingCaseGenerator
         Register b = position == 0 ? Register.EBX : Register.EBP;
         var m = new MemoryOperand(b);
         Register r32 = _r.Chance(50) ? Register.EAX : Register.EDX;
-        switch (_r.Next(24))
+        int template = _r.Next(24);
+        // RET, CALL r/m32 and REP only first: after another instruction the stack, EBP or ECX they use may have moved,
+        // and a branch to a data page's random bytes, or a REP of 2^32 iterations, is not a useful case.
+        if (position > 0 && template is 11 or 13 or 22) template = 17;
+        switch (template)
         {
             case 0: return _r.Next(3) switch
             {

@@ -44,8 +44,8 @@ internal sealed class SegmentationCaseGenerator
         _code = SystemLayout.TestPagesBase + ((uint)(third + _r.Next(third - 8)) << 12);
         _testPage = SystemLayout.TestPagesBase + ((uint)(2 * third + _r.Next(third - 8)) << 12);
         for (uint p = _data - 0x1000; p < _data + 0x5000; p += 0x1000) _b.AddPage(p, ref _r);
-        _b.AddPage(_code, ref _r, code: true);
-        _b.AddPage(_code + 0x1000, ref _r, code: true);
+        // Four pages of HLT: a far transfer lands at a code-segment base (below +0x1000) plus an offset below 0x3000.
+        for (uint p = _code; p < _code + 0x4000; p += 0x1000) _b.AddPage(p, ref _r, code: true);
         _b.AddPage(_testPage, ref _r, code: true);
         _b.AddPage(_testPage + 0x1000, ref _r, code: true);
 
@@ -229,11 +229,19 @@ internal sealed class SegmentationCaseGenerator
             }
             case 6:
             {
-                // LAR, LSL, VERR, VERW, ARPL on a random selector.
+                // LAR, LSL, VERR, VERW, ARPL on a random selector; SGDT, SLDT, STR, SMSW.
                 ushort selector = _r.Chance(20) ? c.Selectors[_r.Next(6)] : RandomSelector();
                 c.Gprs[3] = (c.Gprs[3] & 0xFFFF_0000) | selector;
-                tests.Add(_r.Next(6) switch
+                uint store = _data + 0x100 + (uint)_r.Next(0xE00);
+                var flat = new MemoryOperand(Register.ESI, Register.None, 1, 0, 0, false, Register.SS);
+                c.Gprs[6] = store;
+                tests.Add(_r.Next(11) switch
                 {
+                    6 => Instruction.Create(Code.Sgdt_m1632, flat),
+                    7 => Instruction.Create(Code.Sldt_rm16, Register.AX),
+                    8 => Instruction.Create(Code.Str_rm16, Register.AX),
+                    9 => Instruction.Create(Code.Smsw_rm16, Register.DX),
+                    10 => Instruction.Create(Code.Sldt_rm16, flat),
                     0 => Instruction.Create(Code.Lar_r32_r32m16, Register.EAX, Register.EBX),
                     1 => Instruction.Create(Code.Lsl_r32_r32m16, Register.EAX, Register.EBX),
                     2 => Instruction.Create(Code.Lar_r16_rm16, Register.AX, Register.BX),
