@@ -51,6 +51,7 @@ internal sealed class SegmentationCaseGenerator
 
         for (int i = SystemLayout.FirstRandomGdtIndex; i < SystemLayout.GdtEntries; i++) _b.SetGdt(i, RandomDescriptor());
         for (int i = 0; i < SystemLayout.LdtEntries; i++) _b.SetLdt(i, RandomDescriptor());
+        AvoidInnerRingCallGates();
 
         ushort code = c.Cpl == 0 ? SystemLayout.KernelCode : SystemLayout.UserCode;
         ushort data = c.Cpl == 0 ? SystemLayout.KernelData : SystemLayout.UserData;
@@ -86,6 +87,28 @@ internal sealed class SegmentationCaseGenerator
             if (Used(c, (ushort)(i * 8 + 4))) c.Notes.Add($"LDT {i * 8 + 4:x2}: {Descriptors.Describe(c.LdtEntry(i))}");
         c.Notes.Add($"gdt limit {c.GdtLimit:x}, ldt limit {ldtEntries * 8 - 1:x}, data region {_data:x8}, code region {_code:x8}");
         _b.BuildStub();
+    }
+
+    /// <summary>
+    /// A CALL through a call gate to a nonconforming segment of a lower DPL switches to the stack the TSS names, and
+    /// there is no TSS here: Unicorn 2.0.1 aborts the process on it (QEMU's get_ss_esp_from_tss: "invalid tss"). Such
+    /// gates get the CPL's flat code segment as their target instead.
+    /// </summary>
+    private void AvoidInnerRingCallGates()
+    {
+        ushort flat = _c.Cpl == 0 ? SystemLayout.KernelCode : SystemLayout.UserCode;
+        for (int i = 0; i < SystemLayout.GdtEntries + SystemLayout.LdtEntries; i++)
+        {
+            bool ldt = i >= SystemLayout.GdtEntries;
+            int index = ldt ? i - SystemLayout.GdtEntries : i;
+            if (!ldt && index < SystemLayout.FirstRandomGdtIndex) continue;
+            ulong d = ldt ? _c.LdtEntry(index) : _c.GdtEntry(index);
+            if (Descriptors.Decode(d) is not { S: false, Type: 0x4 or 0xC }) continue;
+            if (_c.DescriptorOf((ushort)(d >> 16)) is not ulong t || Descriptors.Decode(t) is not { IsCode: true, Conforming: false } target
+                || target.Dpl >= _c.Cpl) continue;
+            d = (d & ~0xFFFF_0000ul) | ((ulong)flat << 16);
+            if (ldt) _b.SetLdt(index, d); else _b.SetGdt(index, d);
+        }
     }
 
     /// <summary>Whether a selector appears in the set-up or the test's inputs (for the reproducer's notes).</summary>

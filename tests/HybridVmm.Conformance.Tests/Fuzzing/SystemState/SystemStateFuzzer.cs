@@ -72,7 +72,7 @@ internal sealed class SystemStateFuzzer : IDisposable
         {
             if (++_sinceRenew % RenewEvery == 0) _unicorn.Renew();
             _generate(i, _case);
-            if (Trace) Console.Error.WriteLine($"case {i}: {_case.Disassembly()}");
+            if (Trace) Console.Error.WriteLine($"case {i}: {_case.Disassembly()} | cpl {_case.Cpl} | {string.Join("; ", _case.Notes)}");
             report.Cases++;
             RunCase(report);
         }
