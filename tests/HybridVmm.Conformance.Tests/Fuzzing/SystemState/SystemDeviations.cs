@@ -33,8 +33,16 @@ internal static class SystemDeviations
 
     public const string RetfLimit = "RETF to an EIP beyond the return code segment's limit: Unicorn (QEMU's helper_ret_protected) returns, the SDM (Vol. 2B RET: \"IF the return instruction pointer is not within the return code segment limit THEN #GP(0)\") faults";
 
+    public const string GateTargetNotPresent = "far JMP through a call gate to a not-present code segment: Unicorn (QEMU's helper_ljmp_protected) raises #GP(selector), the SDM (Vol. 2A JMP: \"IF code segment is not present THEN #NP(code-segment selector)\") #NP(selector)";
+
     public static string? Segmentation(SystemCase c, Instruction ins, SystemOutcome before, SystemOutcome core, SystemOutcome unicorn)
     {
+        if (ins.Code == Code.Jmp_ptr1632 && core.Kind == OutcomeKind.Exception && unicorn.Kind == OutcomeKind.Exception
+            && core.Vector == 11 && unicorn.Vector == 13 && core.ErrorCode == unicorn.ErrorCode
+            && c.DescriptorOf(ins.FarBranchSelector) is ulong callGate && Descriptors.Decode(callGate) is { S: false, Type: 0x4 or 0xC }
+            && (ushort)(callGate >> 16) is var gateCs && core.ErrorCode == (uint)(gateCs & 0xFFFC)
+            && c.DescriptorOf(gateCs) is ulong code && Descriptors.Decode(code) is { IsCode: true, Present: false })
+            return GateTargetNotPresent;
         if (ins.Code is Code.Call_ptr1632 or Code.Jmp_ptr1632 && core.Kind == OutcomeKind.Retired && unicorn.Kind == OutcomeKind.Retired
             && c.DescriptorOf(ins.FarBranchSelector) is ulong gate && Descriptors.Decode(gate) is { S: false, Type: 4 }
             && (uint)((gate & 0xFFFF) | ((gate >> 32) & 0xFFFF_0000)) is uint full && full > 0xFFFF
