@@ -300,11 +300,19 @@ internal sealed class SystemStateFuzzer : IDisposable
         Resync();
     }
 
-    /// <summary>Makes the core's memory Unicorn's again, so that one difference is reported once.</summary>
+    /// <summary>
+    /// Makes the core's memory Unicorn's again where a case can reach it (the image and the case's pages, which every
+    /// case rewrites), so that one difference is reported once.
+    /// </summary>
     private void Resync()
     {
-        _unicorn.Bytes.CopyTo(_core.Bytes);
-        _core.Cpu.InvalidateCode(0, (int)SystemLayout.MemorySize);
+        _unicorn.Bytes[..SystemLayout.ImageSize].CopyTo(_core.Bytes);
+        _core.Cpu.InvalidateCode(0, SystemLayout.ImageSize);
+        foreach (uint page in _case.Pages)
+        {
+            _unicorn.Bytes.Slice((int)page, 0x1000).CopyTo(_core.Bytes[(int)page..]);
+            _core.Cpu.InvalidateCode(page, 0x1000);
+        }
     }
 
     public void Dispose() => _unicorn.Dispose();
