@@ -18,7 +18,7 @@ public class SystemStateDifferentialTests
     {
         ulong seed = FuzzSettings.Seed ^ 0x9A61;
         var generator = new PagingCaseGenerator(seed);
-        using SystemStateFuzzer fuzzer = Create(generator.Generate, nameof(CoreMatchesUnicornOnPagingState), null);
+        using SystemStateFuzzer fuzzer = Create(generator.Generate, nameof(CoreMatchesUnicornOnPagingState), SystemDeviations.Paging);
         SystemFuzzReport report = FuzzSettings.ReplayCase is long one ? fuzzer.Run(one, 1) : fuzzer.Run(0, FuzzSettings.PagingCases);
         Print(fuzzer, report);
         Assert.That(report.Mismatches, Is.Zero, () => string.Join(Environment.NewLine, report.Reproducers));

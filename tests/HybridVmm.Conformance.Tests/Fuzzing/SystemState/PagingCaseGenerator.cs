@@ -37,7 +37,13 @@ internal sealed class PagingCaseGenerator
         // Region 0 maps the set-up page, the GDT and the LDT to themselves, with random U/S, A and D.
         _b.NewTable(0, RW | (_r.Chance(50) ? US : 0) | (_r.Chance(50) ? A : 0));
         foreach (uint page in (ReadOnlySpan<uint>)[SystemLayout.Stub, SystemLayout.Gdt, SystemLayout.Ldt])
-            _b.SetPte(page, page | P | RW | RandomBits(((c.Cr4 & Cr4Smep) != 0 ? 0 : US) | A | D | G)); // SMEP would stop the set-up
+            _b.SetPte(page, page | P | (page != SystemLayout.Gdt || _r.Chance(70) ? RW : 0)
+                | RandomBits(((c.Cr4 & Cr4Smep) != 0 ? 0 : US) | A | D | G)); // SMEP would stop the set-up
+        // Two flat data segments whose accessed bit is clear: loading one writes the GDT (an implicit supervisor
+        // access, even at CPL 3), which a read-only GDT page refuses when CR0.WP=1.
+        _b.SetGdt(6, Descriptors.Segment(0, 0xFFFFF, 0x2, true, 3, true, true, true));
+        _b.SetGdt(7, Descriptors.Segment(0, 0xFFFFF, 0x2, true, 0, true, true, true));
+        c.Notes.Add($"GDT PTE {_b.Read32(SystemLayout.PageTables + (SystemLayout.Gdt >> 12) * 4):x8}");
         c.Notes.Add($"PDE[000]={_b.Pde(0):x8}");
 
         // Regions 1-7 (RAM on both CPUs): each a page table, an identity 4 MiB page or not present. Regions 8 and up
@@ -169,7 +175,7 @@ internal sealed class PagingCaseGenerator
         Register b = position == 0 ? Register.EBX : Register.EBP;
         var m = new MemoryOperand(b);
         Register r32 = _r.Chance(50) ? Register.EAX : Register.EDX;
-        int template = _r.Next(24);
+        int template = _r.Next(26);
         // RET, CALL r/m32 and REP only first: after another instruction the stack, EBP or ECX they use may have moved,
         // and a branch to a data page's random bytes, or a REP of 2^32 iterations, is not a useful case.
         if (position > 0 && template is 11 or 13 or 22) template = 17;
@@ -232,6 +238,20 @@ internal sealed class PagingCaseGenerator
                 uint address = position == 0 ? c.Gprs[3] : c.Gprs[5];
                 _b.PokeLinear32(address, target);
                 return Instruction.Create(Code.Call_rm32, m);
+            }
+            case 24:
+            {
+                // A segment load: the descriptor read (and the accessed-bit write) go through paging as supervisor accesses.
+                ushort selector = _r.Next(4) switch { 0 => 0x33, 1 => 0x38, 2 => (ushort)(c.Cpl == 0 ? 0x10 : 0x23), _ => (ushort)(0x30 | _r.Next(4)) };
+                c.Gprs[0] = (c.Gprs[0] & 0xFFFF_0000) | selector;
+                Register[] sregs = [Register.DS, Register.ES, Register.FS, Register.GS];
+                return Instruction.Create(Code.Mov_Sreg_r32m16, sregs[_r.Next(4)], Register.EAX);
+            }
+            case 25:
+            {
+                ushort selector = (ushort)((_r.Next(8) << 3) | _r.Next(4));
+                c.Gprs[1] = (c.Gprs[1] & 0xFFFF_0000) | selector;
+                return _r.Chance(50) ? Instruction.Create(Code.Lsl_r32_r32m16, Register.EDX, Register.ECX) : Instruction.Create(Code.Lar_r32_r32m16, Register.EDX, Register.ECX);
             }
             default: return Instruction.Create(Code.Bts_rm32_imm8, m, _r.Next(32));
         }

@@ -13,6 +13,22 @@ internal static class SystemDeviations
 
     private static readonly InstructionInfoFactory InfoFactory = new();
 
+    public const string AccessedBitWriteWidth = "a segment load that sets a descriptor's accessed bit faults on a read-only GDT page: Unicorn (QEMU) writes the descriptor's high dword and reports CR2 = descriptor + 4, the core writes the type byte and reports descriptor + 5 (as Bochs does); the SDM does not give the width of that write";
+
+    /// <summary>The paging cases' one rule: where the SDM leaves the width of the accessed-bit write open.</summary>
+    public static string? Paging(SystemCase c, Instruction ins, SystemOutcome before, SystemOutcome core, SystemOutcome unicorn)
+    {
+        if (ins.Code != Code.Mov_Sreg_r32m16 || ins.Op1Register != Register.EAX) return null;
+        var selector = (ushort)before.Gprs[0];
+        if ((selector & 4) != 0 || c.DescriptorOf(selector) is null) return null;
+        uint descriptor = SystemLayout.Gdt + (uint)(selector & ~7);
+        if (core.Kind != OutcomeKind.Exception || unicorn.Kind != OutcomeKind.Exception || core.Vector != 14 || unicorn.Vector != 14
+            || core.ErrorCode != unicorn.ErrorCode || core.Cr2 != descriptor + 5 || unicorn.Cr2 != descriptor + 4) return null;
+        for (int i = 0; i < 8; i++) if (core.Gprs[i] != unicorn.Gprs[i]) return null;
+        for (int i = 0; i < 6; i++) if (core.Selectors[i] != unicorn.Selectors[i]) return null;
+        return core.Eip == unicorn.Eip && core.Eflags == unicorn.Eflags ? AccessedBitWriteWidth : null;
+    }
+
     public const string NullFsGs = "RETF/IRET to an outer ring with a null selector of RPL 1-3 in FS or GS: Unicorn (QEMU's validate_seg) keeps it, the SDM (Vol. 2B IRET, RET: \"IF (SegmentSelector == NULL) ... THEN SegmentSelector := 0\") makes it 0";
 
     public const string AccessedBit = "far JMP/CALL/RETF: Unicorn (QEMU's helper_ljmp/lcall/ret_protected) loads CS and SS without setting the descriptor's accessed bit, the SDM (Vol. 3A 3.4.5.1) sets it";
