@@ -16,6 +16,10 @@ internal static class FuzzSettings
     public static long NativeCases => (long?)ParseULong(Environment.GetEnvironmentVariable("HYBRIDVMM_FUZZ_NATIVE_INSTRUCTIONS")) ?? DefaultNativeCases;
     public static long Sequences => (long?)ParseULong(Environment.GetEnvironmentVariable("HYBRIDVMM_FUZZ_SEQUENCES")) ?? DefaultSequences;
     public const long DefaultSequences = 20_000;
+    /// <summary>HYBRIDVMM_FUZZ_PAGING and HYBRIDVMM_FUZZ_SEGMENTATION: cases of the system-state fuzzers (SystemStateDifferentialTests).</summary>
+    public static long PagingCases => (long?)ParseULong(Environment.GetEnvironmentVariable("HYBRIDVMM_FUZZ_PAGING")) ?? DefaultPagingCases;
+    public static long SegmentationCases => (long?)ParseULong(Environment.GetEnvironmentVariable("HYBRIDVMM_FUZZ_SEGMENTATION")) ?? DefaultSegmentationCases;
+    public const long DefaultPagingCases = 6_000, DefaultSegmentationCases = 10_000;
     public static long? ReplayCase => (long?)ParseULong(Environment.GetEnvironmentVariable("HYBRIDVMM_FUZZ_CASE"));
 
     /// <summary>HYBRIDVMM_FUZZ_FORMS: comma-separated Iced Code names (or prefixes) to restrict a run to, for debugging.</summary>

@@ -117,6 +117,41 @@ public class PrivilegeTests
     }
 
     [Test]
+    public void IretToRing3MakesANullSelectorWithANonzeroRplZero()
+    {
+        // SDM Vol. 2B IRET, RETURN-TO-OUTER-PRIVILEGE-LEVEL: "IF (SegmentSelector == NULL) OR (...) THEN
+        // SegmentSelector := 0" (found by the segmentation fuzzer: the core kept 0003).
+        var m = Machine();
+        RunInRing3(m, a => { a.mov(ecx, fs); a.mov(edx, gs); a.hlt(); }, loadUserData: false,
+            kernelFirst: a => { a.mov(ax, 3); a.mov(fs, ax); a.mov(ax, 1); a.mov(gs, ax); });
+        m.Cpu[Gpr.Ecx] = m.Cpu[Gpr.Edx] = 0xFFFF_FFFF;
+        m.Cpu.Run(200);
+        Assert.That((m.Cpu[Gpr.Ecx], m.Cpu[Gpr.Edx]), Is.EqualTo((0u, 0u)));
+    }
+
+    [Test]
+    public void AFarJumpToANotPresentSegmentOfAnotherDplIsAGeneralProtectionFaultNotSegmentNotPresent()
+    {
+        // SDM Vol. 2A JMP, NONCONFORMING-CODE-SEGMENT: "IF (RPL > CPL) OR (DPL ≠ CPL) THEN #GP(segment selector)" comes
+        // before "IF segment not present THEN #NP(segment selector)" (found by the segmentation fuzzer: the core gave #NP).
+        var m = Machine();
+        const ushort notPresentRing3Code = 0x30;
+        m.WriteBytes(Gdt + notPresentRing3Code, BitConverter.GetBytes(Segment(0xB, 3) & ~(0x80UL << 40)));
+        m.WriteBytes(GdtDescriptor, [0x37, 0x00, .. BitConverter.GetBytes(Gdt)]);
+        m.Load(a =>
+        {
+            a.lgdt(__[GdtDescriptor]);
+            a.lidt(__[IdtDescriptor]);
+            a.mov(ax, KernelData);
+            a.mov(ds, ax); a.mov(es, ax); a.mov(ss, ax);
+            a.mov(esp, KernelStack);
+            a.AddInstruction(Instruction.CreateBranch(Code.Jmp_ptr1632, notPresentRing3Code, 0));
+        });
+        m.RunToHalt();
+        Assert.That(m.Read32(Record), Is.EqualTo(notPresentRing3Code), "the #GP handler saw the selector as its error code");
+    }
+
+    [Test]
     public void AnInterruptFromRing3SwitchesToTheTssStackAndIretReturns()
     {
         var m = Machine();

@@ -19,12 +19,19 @@ public sealed unsafe class Unicorn : IDisposable
     // UC_CTL(type, nr, rw) = type | nr << 26 | rw << 30 (unicorn.h); rw 1 = write.
     private const int CtlCpuModel = 7 | (1 << 26) | (1 << 30);
     private const int CtlRemoveCache = 9 | (2 << 26) | (1 << 30);
+    private const int CtlUseExits = 4 | (1 << 26) | (1 << 30);
     /// <summary>UC_CPU_X86_HASWELL: a model with BMI1/ABM, so F3 0F BC/BD are TZCNT/LZCNT as on the core and the host.</summary>
     public const int CpuModelHaswell = 19;
 
     /// <summary>uc_x86_reg values.</summary>
     public const int RegEax = 19, RegEbp = 20, RegEbx = 21, RegEcx = 22, RegEdi = 23, RegEdx = 24,
         RegEflags = 25, RegEip = 26, RegEsi = 29, RegEsp = 30;
+
+    /// <summary>uc_x86_reg values of the segment selectors (a write loads the descriptor as MOV Sreg does) and CR0-CR4.</summary>
+    public const int RegCs = 11, RegDs = 17, RegEs = 28, RegFs = 32, RegGs = 33, RegSs = 49, RegCr0 = 50, RegCr2 = 52, RegCr3 = 53, RegCr4 = 54;
+
+    /// <summary>uc_x86_reg values for ES, CS, SS, DS, FS, GS (the core's Sreg order).</summary>
+    public static readonly int[] SegmentIds = [RegEs, RegCs, RegSs, RegDs, RegFs, RegGs];
 
     /// <summary>uc_x86_reg values for EAX..EDI in the core's Gpr order (EAX, ECX, EDX, EBX, ESP, EBP, ESI, EDI).</summary>
     public static readonly int[] GprIds = [RegEax, RegEcx, RegEdx, RegEbx, RegEsp, RegEbp, RegEsi, RegEdi];
@@ -37,6 +44,7 @@ public sealed unsafe class Unicorn : IDisposable
     [DllImport(Library)] private static extern int uc_open(int arch, int mode, out IntPtr uc);
     [DllImport(Library)] private static extern int uc_close(IntPtr uc);
     [DllImport(Library)] private static extern int uc_mem_map_ptr(IntPtr uc, ulong address, nuint size, uint perms, void* ptr);
+    [DllImport(Library)] private static extern int uc_mem_map(IntPtr uc, ulong address, nuint size, uint perms);
     [DllImport(Library)] private static extern int uc_mem_write(IntPtr uc, ulong address, byte* bytes, nuint size);
     [DllImport(Library)] private static extern int uc_mem_read(IntPtr uc, ulong address, byte* bytes, nuint size);
     [DllImport(Library)] private static extern int uc_reg_write(IntPtr uc, int reg, void* value);
@@ -50,6 +58,7 @@ public sealed unsafe class Unicorn : IDisposable
     [DllImport(Library)] private static extern int uc_context_save(IntPtr uc, IntPtr context);
     [DllImport(Library)] private static extern int uc_context_restore(IntPtr uc, IntPtr context);
     [DllImport(Library)] private static extern int uc_context_free(IntPtr context);
+    [DllImport(Library)] private static extern nuint uc_context_size(IntPtr uc);
     [DllImport(Library, EntryPoint = "uc_ctl")] private static extern int uc_ctl_int(IntPtr uc, int control, int value);
     [DllImport(Library, EntryPoint = "uc_ctl")] private static extern int uc_ctl_range(IntPtr uc, int control, ulong begin, ulong end);
 
@@ -116,7 +125,11 @@ public sealed unsafe class Unicorn : IDisposable
     /// at any CPU exception or software interrupt and records it in <see cref="LastInterrupt"/>.
     /// Null when libunicorn.so.2 is not installed.
     /// </summary>
-    public static Unicorn? TryCreate(byte* memory, uint size, Func<uint, bool> writable)
+    public static Unicorn? TryCreate(byte* memory, uint size, Func<uint, bool> writable) => TryCreate(memory, size, writable, executeWritable: false);
+
+    /// <param name="executeWritable">Map writable pages read/write/execute (for system-state fuzzing, whose guest page
+    /// tables decide what is code).</param>
+    public static Unicorn? TryCreate(byte* memory, uint size, Func<uint, bool> writable, bool executeWritable)
     {
         try
         {
@@ -129,7 +142,7 @@ public sealed unsafe class Unicorn : IDisposable
                 bool w = writable(start);
                 uint end = start + 0x1000;
                 while (end < size && writable(end) == w) end += 0x1000;
-                err = uc_mem_map_ptr(uc, start, end - start, w ? ProtReadWrite : ProtReadExecute, memory + start);
+                err = uc_mem_map_ptr(uc, start, end - start, w ? (executeWritable ? ProtAll : ProtReadWrite) : ProtReadExecute, memory + start);
                 start = end;
             }
             if (err != 0) { uc_close(uc); UnavailableReason = $"uc_mem_map_ptr failed: {err}"; return null; }
@@ -179,6 +192,21 @@ public sealed unsafe class Unicorn : IDisposable
         return (uint)v;
     }
 
+    /// <summary>
+    /// Stops runs by instruction count only (UC_CTL_UC_USE_EXITS with no exits): the until address of
+    /// <see cref="Step"/> is then ignored. Without this, Unicorn 2.0.1 drops the translated block at until - 1 after
+    /// every run by translating that address through the guest's page tables (resume_all_vcpus), which sets
+    /// accessed bits, and on a fault changes CR2 and the error code.
+    /// </summary>
+    public void StopByCountOnly() => uc_ctl_int(_uc, CtlUseExits, 1);
+
+    /// <summary>
+    /// Maps zeroed memory of Unicorn's own (allocated lazily by the host) at [address, address + size). Unicorn 2.0.1
+    /// checks a linear address against its mapped physical regions before it translates it (load_helper's
+    /// memory_mapping), so with paging on every linear address a guest touches must also fall in some region.
+    /// </summary>
+    public bool MapRam(ulong address, ulong size) => uc_mem_map(_uc, address, (nuint)size, ProtAll) == ErrOk;
+
     /// <summary>Drops translated blocks of a code range the test rewrote through <see cref="Memory"/>.</summary>
     public void InvalidateCode(uint begin, uint end) => uc_ctl_range(_uc, CtlRemoveCache, begin, end);
 
@@ -213,6 +241,51 @@ public sealed unsafe class Unicorn : IDisposable
         return uc_emu_start(_uc, eip, until, 0, (nuint)count);
     }
 
+    // Byte offset of QEMU's CPUX86State.error_code in a saved context (found by CalibrateErrorCode); -1 if unknown.
+    private int _errorCodeOffset = -1;
+    private IntPtr _scratchContext;
+
+    /// <summary>
+    /// Unicorn reports an exception's vector to the interrupt hook but not its error code, and never delivers it
+    /// through the IDT. QEMU keeps the code in CPUX86State.error_code, which <c>uc_context_save</c> copies; this finds
+    /// its offset in the saved context by raising two exceptions with known, distinct error codes (see
+    /// <paramref name="raise"/>) and keeping the one 32-bit slot that held each. False if no single slot matched.
+    /// </summary>
+    /// <param name="raise">Raises an exception with the given error code on this instance (and returns true if it did).</param>
+    public bool CalibrateErrorCode(Func<uint, bool> raise)
+    {
+        int size = (int)uc_context_size(_uc);
+        if (_scratchContext == IntPtr.Zero) uc_context_alloc(_uc, out _scratchContext);
+        HashSet<int>? candidates = null;
+        foreach (uint code in (ReadOnlySpan<uint>)[0x1238, 0x2344, 0x0F50])
+        {
+            if (!raise(code)) return false;
+            uc_context_save(_uc, _scratchContext);
+            var blob = new ReadOnlySpan<byte>((void*)_scratchContext, size);
+            var found = new HashSet<int>();
+            for (int offset = 0; offset + 4 <= size; offset += 4)
+            {
+                if (BitConverter.ToUInt32(blob[offset..]) == code) found.Add(offset);
+            }
+            if (candidates is null) candidates = found; else candidates.IntersectWith(found);
+            ResetCpu();
+        }
+        if (candidates is not { Count: 1 }) return false;
+        _errorCodeOffset = candidates.First();
+        return true;
+    }
+
+    /// <summary>The error code of the last exception (after <see cref="CalibrateErrorCode"/>; call before <see cref="ResetCpu"/>).</summary>
+    public uint? LastErrorCode
+    {
+        get
+        {
+            if (_errorCodeOffset < 0) return null;
+            uc_context_save(_uc, _scratchContext);
+            return *(uint*)((byte*)_scratchContext + _errorCodeOffset);
+        }
+    }
+
     /// <summary>Forgets pending exception state (after an exception the hook stopped).</summary>
     public void ResetCpu()
     {
@@ -238,6 +311,7 @@ public sealed unsafe class Unicorn : IDisposable
             _uc = IntPtr.Zero;
             _self.Free();
             if (_context != IntPtr.Zero) uc_context_free(_context);
+            if (_scratchContext != IntPtr.Zero) uc_context_free(_scratchContext);
             NativeMemory.Free(_regIds);
             NativeMemory.Free(_regValues);
             NativeMemory.Free(_regPointers);

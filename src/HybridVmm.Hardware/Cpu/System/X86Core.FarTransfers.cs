@@ -20,7 +20,7 @@ public sealed partial class X86Core
     /// The descriptor of a code segment a transfer would load: not null, inside its table, code, present and 32-bit.
     /// The privilege rules are the caller's. False with the fault recorded (#GP or #NP with the selector).
     /// </summary>
-    private bool CodeDescriptor(ushort selector, out SegmentRegister cache, out uint descriptorAddress, out uint high)
+    private bool CodeDescriptor(ushort selector, out SegmentRegister cache, out uint descriptorAddress, out uint high, bool checkPresent = true)
     {
         cache = default;
         descriptorAddress = high = 0;
@@ -37,7 +37,7 @@ public sealed partial class X86Core
         cache = CacheOf(selector, low, high);
         ushort a = cache.Attributes;
         if ((a & (AttrSystem | AttrCode)) != (AttrSystem | AttrCode)) return Fault(ExceptionVector.GeneralProtection, SelectorError(selector));
-        if ((a & AttrPresent) == 0) return Fault(ExceptionVector.SegmentNotPresent, SelectorError(selector));
+        if (checkPresent && (a & AttrPresent) == 0) return Fault(ExceptionVector.SegmentNotPresent, SelectorError(selector));
         cache = cache with { Attributes = (ushort)(a | AttrAccessed) };
         return true;
     }
@@ -57,7 +57,7 @@ public sealed partial class X86Core
         }
         int cpl = _ctx.Cpl, rpl = selector & 3;
         // The privilege checks come before "present" in the SDM; both are faults with the selector, P last.
-        if (!CodeDescriptor(selector, out cache, out descriptorAddress, out high)) return false;
+        if (!CodeDescriptor(selector, out cache, out descriptorAddress, out high, checkPresent: false)) return false;
         if (ImpliedBootGdt(selector)) return true;
         int dpl = (cache.Attributes >> 5) & 3;
         bool conforming = (cache.Attributes & AttrConforming) != 0;
@@ -65,6 +65,9 @@ public sealed partial class X86Core
             ? rpl == cpl && (conforming ? dpl <= rpl : dpl == rpl)
             : conforming ? dpl <= cpl : dpl == cpl && rpl <= cpl;
         if (!allowed) return Fault(ExceptionVector.GeneralProtection, SelectorError(selector));
+        // SDM Vol. 2A JMP/CALL ("IF DPL > CPL THEN #GP(selector); IF segment not present THEN #NP(selector)") and
+        // Vol. 2B RET: the privilege checks come first, #NP for a present bit of 0 last.
+        if ((cache.Attributes & AttrPresent) == 0) return Fault(ExceptionVector.SegmentNotPresent, SelectorError(selector));
         cache = cache with { Selector = (ushort)((selector & ~3) | cpl) };
         return true;
     }

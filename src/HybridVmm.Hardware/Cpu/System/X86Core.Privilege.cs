@@ -236,7 +236,10 @@ public sealed partial class X86Core
         {
             ushort a = _ctx.Segments[(int)data].Attributes;
             bool dataOrNonconforming = (a & AttrCode) == 0 || (a & AttrConforming) == 0;
-            if ((a & AttrPresent) != 0 && dataOrNonconforming && ((a >> 5) & 3) < outer)
+            // "IF (SegmentSelector == NULL) OR (tempDesc(DPL) < CPL AND tempDesc(Type) is (data or non-conforming code))
+            // THEN SegmentSelector := 0": a null selector with RPL 1-3 becomes 0 as well.
+            if ((_ctx.Segments[(int)data].Selector & ~3) == 0
+                || ((a & AttrPresent) != 0 && dataOrNonconforming && ((a >> 5) & 3) < outer))
             {
                 SetSegmentCache(data, new SegmentRegister(0, 0, 0, 0)); // not usable at the outer level
             }
