@@ -4,6 +4,7 @@ using HybridVmm.Samples.Lecture;
 var scenarios = new Dictionary<string, Func<TextWriter, TextWriter, Task<int>>>(StringComparer.OrdinalIgnoreCase)
 {
     ["diversity"] = OsDiversityScenario.RunAsync,
+    ["smp"] = MultiprocessorScenario.RunAsync,
     ["encapsulation"] = EncapsulationScenario.RunAsync,
     ["provisioning"] = ProvisioningScenario.RunAsync,
     ["migration"] = MigrationScenario.RunAsync,

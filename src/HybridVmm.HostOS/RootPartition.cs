@@ -293,6 +293,9 @@ public sealed partial class RootPartition
     /// <summary>Pauses the VM once its boot vCPU has retired <paramref name="instructions"/> instructions in total (a VM of one vCPU: once it has).</summary>
     public void PauseAtInstruction(VirtualMachine vm, long instructions) => _api.PauseAtInstruction(vm.Partition, instructions);
 
+    /// <summary>Each of the VM's vCPUs: instructions retired, HLT exits, IPIs sent and received.</summary>
+    public IReadOnlyList<Hypervisor.VcpuStatistics> VcpuStatistics(VirtualMachine vm) => _api.VcpuStatistics(vm.Partition);
+
     /// <summary>Instructions the VM's boot vCPU has retired, which <see cref="PauseAtInstruction"/> counts (with one vCPU, the VM's).</summary>
     public long BootInstructionsRetired(VirtualMachine vm) => _api.BootInstructionsRetired(vm.Partition);
 

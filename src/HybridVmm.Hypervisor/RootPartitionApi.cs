@@ -383,6 +383,10 @@ public sealed partial class RootPartitionApi
         partition.ResumeRoundStart = placed ? guestClock - longest : null;
     }
 
+    /// <summary>Each vCPU's work as the kernel scheduled it: instructions, HLT exits, IPIs sent and received.</summary>
+    public IReadOnlyList<VcpuStatistics> VcpuStatistics(PartitionHandle partitionHandle) =>
+        [.. Get(partitionHandle).VirtualProcessors.Select(vp => new VcpuStatistics(vp.Index, vp.Core.InstructionsRetired, vp.Halts, vp.IpisSent, vp.IpisReceived))];
+
     /// <summary>Instructions the boot vCPU has retired: what <see cref="PauseAtInstruction"/> counts.</summary>
     public long BootInstructionsRetired(PartitionHandle partitionHandle) => Get(partitionHandle).VirtualProcessors[0].Core.InstructionsRetired;
 
@@ -421,3 +425,6 @@ public sealed partial class RootPartitionApi
     public ValueTask CompleteInterceptAsync(InterceptReply reply, CancellationToken cancellationToken = default) =>
         _kernel.ReplyPort.SendAsync(reply, cancellationToken);
 }
+
+/// <summary>One vCPU's counters (<see cref="RootPartitionApi.VcpuStatistics"/>); HLT and IPI counts start when the partition is created or restored.</summary>
+public sealed record VcpuStatistics(int Index, long Instructions, long Halts, long IpisSent, long IpisReceived);

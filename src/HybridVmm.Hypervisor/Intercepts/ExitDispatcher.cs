@@ -193,6 +193,7 @@ internal sealed class ExitDispatcher(PartitionTable partitions, InterceptCost co
     private void Halt(Partition partition, VirtualProcessor vp)
     {
         vp.State = VpState.Halted;
+        vp.Halts++;
         partition.Statistics.CountIntercept("hlt");
         if (partitions.Trace.Enabled)
         {

@@ -68,11 +68,13 @@ internal sealed class ApicBus(Partition partition, PartitionTable table, uint pr
         }
 
         var reached = new List<int>();
+        source.IpisSent++;
         foreach (VirtualProcessor target in targets)
         {
             if (Deliver(source, target, mode, vector, icrLow))
             {
                 reached.Add(target.Index);
+                target.IpisReceived++;
             }
         }
 

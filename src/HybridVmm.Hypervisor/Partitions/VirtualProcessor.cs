@@ -28,6 +28,15 @@ internal sealed class VirtualProcessor
 
     public VpState State { get; internal set; }
 
+    /// <summary>HLT exits since the partition was created (or restored): how often this vCPU gave its processor back.</summary>
+    public long Halts { get; internal set; }
+
+    /// <summary>Interprocessor interrupts this vCPU sent through its ICR (each send counts once, whatever it reached).</summary>
+    public long IpisSent { get; internal set; }
+
+    /// <summary>Interprocessor interrupts that reached this vCPU: fixed, lowest-priority, NMI, INIT and start-up.</summary>
+    public long IpisReceived { get; internal set; }
+
     /// <summary>This vCPU's synthetic interrupt controller (TLFS chapter 11).</summary>
     public SynIc.SyntheticInterruptController Synic { get; internal set; } = null!;
 

@@ -1,5 +1,6 @@
 using ApprovalTests;
 using HybridVmm.Samples.Lecture;
+using HybridVmm.Tests.Support;
 
 namespace HybridVmm.Tests.Lecture;
 
@@ -78,6 +79,37 @@ public class LectureScenarioTests
 
     [Test]
     public async Task Attack() => Approvals.Verify(await Run(AttackScenario.RunAsync));
+
+    [Test]
+    public async Task Multiprocessor() => Approvals.Verify(await Run(MultiprocessorScenario.RunAsync));
+
+    /// <summary>
+    /// The multiprocessor scenario's guest on the reference machine: under <c>qemu-system-i386 -smp 4</c> (its APs
+    /// started by the same INIT and start-up IPIs) it prints the same totals as under HybridVmm with four vCPUs, and
+    /// both are the sums of squares the scenario computes on the host.
+    /// </summary>
+    [Test]
+    public void TheMultiprocessorGuestPrintsUnderQemuWhatItPrintsHere()
+    {
+        string image = Path.Combine(Path.GetTempPath(), $"hybridvmm-smp-{Guid.NewGuid():N}.elf");
+        File.WriteAllBytes(image, SmpWorkGuest.Build(MultiprocessorScenario.Processors));
+        try
+        {
+            string qemu = QemuReference.RunLinux(image, "", "32M", processors: MultiprocessorScenario.Processors);
+            CliProcess.Result ours = CliProcess.Run("run", image, "--cpus", MultiprocessorScenario.Processors.ToString(), "--memory", "8M");
+            string expected = string.Concat(Enumerable.Range(0, SmpWorkGuest.Rounds).Select(r => MultiprocessorScenario.ExpectedTotal(r) + "\n"));
+            Assert.Multiple(() =>
+            {
+                Assert.That(qemu, Is.EqualTo(expected), "QEMU -smp 4");
+                Assert.That(ours.ExitCode, Is.Zero, ours.Stderr);
+                Assert.That(ours.Text, Is.EqualTo(qemu));
+            });
+        }
+        finally
+        {
+            File.Delete(image);
+        }
+    }
 
     /// <summary>Runs a scenario; Approvals.Verify stays in the test method itself, where ApprovalTests looks for the test's name.</summary>
     private static async Task<string> Run(Func<TextWriter, TextWriter, Task<int>> scenario)
