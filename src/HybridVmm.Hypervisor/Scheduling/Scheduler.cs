@@ -392,6 +392,7 @@ public sealed class Scheduler
 
         partition.ResumeRoundStart = null;
         partition.PausedInRound = -1;
+        partition.PausedAtBarrier = false;
         foreach (VirtualProcessor vp in partition.VirtualProcessors)
         {
             if (later)
