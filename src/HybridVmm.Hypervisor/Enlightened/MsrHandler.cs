@@ -166,7 +166,7 @@ internal sealed class MsrHandler(PartitionTable partitions)
     }
 
     /// <summary>
-    /// HV_X64_MSR_REFERENCE_TSC (TLFS 12.7.2): bit 0 enables the page, bits 11:1 are reserved to preserve (kept as written,
+    /// HV_X64_MSR_REFERENCE_TSC (TLFS chapter 12, "Reference TSC Page MSR"): bit 0 enables the page, bits 11:1 are reserved to preserve (kept as written,
     /// as KVM keeps them), bits 63:12 give its GPA. Enabling it on a page outside the partition's RAM is refused (#GP), as
     /// the hypercall and SynIC pages are. The page is written at once (<see cref="ReferenceTscPage"/>).
     /// </summary>

@@ -4,14 +4,14 @@ using HybridVmm.Hypervisor.Partitions;
 namespace HybridVmm.Hypervisor.Enlightened;
 
 /// <summary>
-/// The partition's reference TSC page (TLFS 12.7, HV_REFERENCE_TSC_PAGE): TscSequence (u32 at 0), TscScale (u64 at 8) and
+/// The partition's reference TSC page (TLFS chapter 12, "Partition Reference TSC Page": HV_REFERENCE_TSC_PAGE): TscSequence (u32 at 0), TscScale (u64 at 8) and
 /// TscOffset (i64 at 16), from which a guest computes the partition reference time without an exit:
 /// reference = ((TSC * TscScale) >> 64) + TscOffset, in 100 ns units. Here the TSC counts the guest's virtual time in
 /// ticks (1 ns) plus the vCPU's TSC offset (IA32_TIME_STAMP_COUNTER writes move it), and HV_X64_MSR_TIME_REF_COUNT is
 /// that time divided by 100: the page gives exactly the counter's value. It is written when the guest enables it and
 /// whenever a vCPU's TSC offset changes. When no one page can agree with the counter (the vCPUs' TSC offsets differ, or one
 /// is not a whole number of reference units), TscSequence is 0, which tells the guest to read the MSR instead (TLFS
-/// 12.7.3), as KVM does when its TSC is not stable.
+/// chapter 12), as KVM does when its TSC is not stable.
 /// </summary>
 internal static class ReferenceTscPage
 {

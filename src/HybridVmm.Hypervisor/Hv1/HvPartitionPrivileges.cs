@@ -15,7 +15,7 @@ public enum HvPartitionPrivileges : ulong
     AccessSyntheticTimerMsrs = 1UL << 3,
     AccessHypercallMsrs = 1UL << 5,
     AccessVpIndex = 1UL << 6,
-    /// <summary>HV_X64_MSR_REFERENCE_TSC, the partition's reference TSC page (TLFS 12.7).</summary>
+    /// <summary>HV_X64_MSR_REFERENCE_TSC, the partition's reference TSC page (TLFS chapter 12, "Partition Reference Time Enlightenment").</summary>
     AccessPartitionReferenceTsc = 1UL << 9,
     CreatePartitions = 1UL << 32,
     PostMessages = 1UL << 36,

@@ -22,7 +22,7 @@ internal sealed class HvPartitionState
 
     public bool HypercallPageEnabled => (HypercallMsr & 1) != 0;
 
-    /// <summary>HV_X64_MSR_REFERENCE_TSC: bit 0 enables the reference TSC page, bits 63:12 its GPA (TLFS 12.7.2).</summary>
+    /// <summary>HV_X64_MSR_REFERENCE_TSC: bit 0 enables the reference TSC page, bits 63:12 its GPA (TLFS chapter 12, "Reference TSC Page MSR").</summary>
     public ulong ReferenceTscMsr { get; internal set; }
 
     public HvPartitionPrivileges Privileges { get; internal set; } = HvPartitionPrivileges.Child;

@@ -8,7 +8,7 @@ namespace HybridVmm.Hypervisor.Hv1;
 /// guest's grants (GPADLs) and the event connections the root created. Counts are bounded by the kernel's limits.
 /// Version 2 adds the ports connected inside the partition (TLFS 11.10): a count, then per port the connection ID (u32),
 /// the type (u8), the target vCPU, SINT and base flag (i32 each). Version 3 adds HV_X64_MSR_REFERENCE_TSC (u64, TLFS
-/// 12.7.2). Versions 1 and 2 are still read (the MSR then 0: no reference TSC page).
+/// chapter 12, "Reference TSC Page MSR"). Versions 1 and 2 are still read (the MSR then 0: no reference TSC page).
 /// </summary>
 public sealed class HvPartitionStateCodec : StateCodec<HvPartitionSavedState>
 {

@@ -9,7 +9,7 @@ namespace HybridVmm.Hypervisor.Partitions;
 /// Version 2 adds the synthetic timers (TLFS 12): a count (0 when none was in use, or 4), then per timer CONFIG, COUNT,
 /// the next expiration (u64 reference time, all ones for none), the expiration being signalled, and whether its
 /// message waits for a slot. Version 3 adds, per timer, when its next expiration is signalled (u64 reference time, all
-/// ones for none): later than the expiration while a timer that is not lazy catches up (TLFS 12.1.3). Versions 1 (no
+/// ones for none): later than the expiration while a timer that is not lazy catches up (TLFS chapter 12, "Periodic Timers"). Versions 1 (no
 /// timers) and 2 (timers signalled at their expiration) are still read.
 /// </summary>
 public sealed class SynicStateCodec : StateCodec<VpEnlightenedState>

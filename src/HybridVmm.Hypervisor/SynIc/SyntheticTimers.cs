@@ -11,7 +11,7 @@ namespace HybridVmm.Hypervisor.SynIc;
 /// HvMessageTimerExpired message to the SINT's slot of this vCPU's message page, or, in direct mode, raises ApicVector on
 /// the local APIC with no message. A message that finds its slot busy waits (the slot's MessagePending flag asks the
 /// guest for an EOM) and the timer with it: it is sent at the guest's EOM. A periodic timer that missed expirations
-/// meanwhile (or while its partition was paused) goes on as its Lazy bit says (TLFS 12.1.3, "Periodic Timers"): a lazy
+/// meanwhile (or while its partition was paused) goes on as its Lazy bit says (TLFS chapter 12, "Periodic Timers"): a lazy
 /// one skips them and counts on from its next period, as KVM treats every periodic timer; one that is not lazy catches
 /// up by period modulation, signalling each missed expiration (with its own ExpirationTime) half a period after the one
 /// before, until it is on time again, and skips only what is more than <see cref="MaxCatchUp"/> periods behind. The
@@ -28,7 +28,7 @@ internal sealed class SyntheticTimers
     public const uint TimerExpiredMessageType = 0x8000_0010;
     public const int TimerMessagePayloadSize = 24;
 
-    /// <summary>The most missed expirations a timer that is not lazy catches up with; older ones are skipped (TLFS 12.1.3 allows it).</summary>
+    /// <summary>The most missed expirations a timer that is not lazy catches up with; older ones are skipped (the TLFS allows it).</summary>
     public const int MaxCatchUp = 16;
 
     private const ulong Enable = 1, Periodic = 1 << 1, Lazy = 1 << 2, AutoEnable = 1 << 3, DirectMode = 1 << 12;
@@ -185,7 +185,7 @@ internal sealed class SyntheticTimers
 
         // The next period after the one that expired. Missed while the message waited (or the partition was paused):
         // a lazy timer skips those periods; one that is not lazy signals each of them, half a period apart, until it has
-        // caught up (TLFS 12.1.3), and skips only those more than MaxCatchUp periods behind.
+        // caught up (TLFS chapter 12, "Periodic Timers"), and skips only those more than MaxCatchUp periods behind.
         ulong period = t.CountRegister;
         ulong next = t.ExpiredAt + period;
         ulong signal = next;

@@ -10,7 +10,7 @@ using static Iced.Intel.AssemblerRegisters;
 namespace HybridVmm.Tests.Enlightened;
 
 /// <summary>
-/// The partition reference TSC page (TLFS 12.7): HV_X64_MSR_REFERENCE_TSC (0x40000021) places HV_REFERENCE_TSC_PAGE
+/// The partition reference TSC page (TLFS chapter 12, "Partition Reference Time Enlightenment"): HV_X64_MSR_REFERENCE_TSC (0x40000021) places HV_REFERENCE_TSC_PAGE
 /// (TscSequence u32 at 0, TscScale u64 at 8, TscOffset i64 at 16) in guest memory, announced by the AccessPartitionReferenceTsc
 /// privilege (CPUID 0x40000003 EAX bit 9). A guest computes the reference time from its TSC as ((TSC * TscScale) >> 64) +
 /// TscOffset, in 100 ns units, and that must agree with HV_X64_MSR_TIME_REF_COUNT read between two RDTSCs. The test
@@ -64,7 +64,7 @@ public class ReferenceTscPageTests
 
     private readonly record struct Sampled(ulong TscBefore, ulong Counter, ulong TscAfter, uint Sequence, ulong Scale, long Offset)
     {
-        /// <summary>TLFS 12.7.3: ((TSC * TscScale) >> 64) + TscOffset.</summary>
+        /// <summary>TLFS chapter 12: ((TSC * TscScale) >> 64) + TscOffset.</summary>
         public ulong Reference(ulong tsc) => (ulong)(((UInt128)tsc * Scale) >> 64) + (ulong)Offset;
 
         public static Sampled Read(byte[] log, int at) => new(
@@ -147,7 +147,7 @@ public class ReferenceTscPageTests
     /// <summary>
     /// A write to IA32_TIME_STAMP_COUNTER moves the TSC by an amount the guest chose. The page is rewritten: it agrees with
     /// the counter when the move is a whole number of reference units (100 ns), and is marked invalid otherwise
-    /// (TscSequence 0, TLFS 12.7.3: read the MSR instead), since no TscOffset in 100 ns units could agree then. Two runs
+    /// (TscSequence 0, TLFS chapter 12: read the MSR instead), since no TscOffset in 100 ns units could agree then. Two runs
     /// that write TSC values one apart at the same instant cannot both move it by whole units, so one of them at least must
     /// find the page invalid; the TSC counts on from the value written in both.
     /// </summary>

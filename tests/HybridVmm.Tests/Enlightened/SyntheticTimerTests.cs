@@ -267,7 +267,7 @@ public class SyntheticTimerTests
         }));
 
     /// <summary>
-    /// TLFS 12.1.3 ("Periodic Timers"): a periodic timer whose expirations could not be signalled in time (here its message
+    /// TLFS chapter 12, "Periodic Timers": a periodic timer whose expirations could not be signalled in time (here its message
     /// slot stayed busy for 3.5 periods) and that is not lazy catches up by period modulation: every expiration is signalled,
     /// in order (ExpirationTimes one period apart, none missing), those that were late less than a period apart, until it
     /// is on time again. A lazy one signals the late expiration once its slot is free and skips the periods missed
