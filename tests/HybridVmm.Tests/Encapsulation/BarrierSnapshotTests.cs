@@ -140,4 +140,59 @@ public class BarrierSnapshotTests
             Assert.That(source.Output(vm) + target.Output(moved!), Is.EqualTo(whole));
         });
     }
+
+    /// <summary>
+    /// Runs the two-vCPU guest beside a one-vCPU spinner (which keeps the machine's rounds going), pausing the guest at
+    /// the barrier after round <paramref name="pauseAt"/> and resuming it at the barrier after round <paramref name="resumeAt"/>
+    /// (neither: never paused). Returns its output's lines.
+    /// </summary>
+    private static async Task<string[]> BesideASpinnerAsync(long pauseAt = 0, long resumeAt = 0)
+    {
+        using var machine = new TestMachine(quantum: Quantum);
+        VirtualMachine vm = machine.Create(TwoVcpus());
+        machine.Create(new VmConfiguration { Name = "spinner", Image = FlatKernel.Spin(), MemoryBytes = 2u << 20, InstructionLimit = 20_000_000 });
+        machine.System.Kernel.Scheduler.RoundCompleted += () =>
+        {
+            long round = machine.System.Kernel.Scheduler.Rounds;
+            if (round == pauseAt && vm.State == PartitionState.Running)
+            {
+                machine.System.Root.Pause(vm);
+            }
+            else if (round == resumeAt && vm.State == PartitionState.Paused)
+            {
+                machine.System.Root.Start(vm);
+            }
+        };
+        await machine.RunAsync();
+        Assert.That((await vm.Exited).Reason, Is.EqualTo(StopReason.GuestExit));
+        return machine.Output(vm).Split('\n', StringSplitOptions.RemoveEmptyEntries);
+    }
+
+    /// <summary>
+    /// serve's pause and resume of a VM of two vCPUs beside a running one: while paused, the machine's time runs on (the
+    /// guest sees the time its neighbour used, as a paused VM of one vCPU does), and each vCPU takes up its place in the
+    /// round when it resumes. So every line shows the same count of the other vCPU as a run never paused (the same turns),
+    /// and its time stamp counter the same value before the pause, and that value plus the time the pause lasted after it.
+    /// </summary>
+    [TestCase(97, 103)]
+    [TestCase(304, 305)]
+    public async Task ATwoVcpuGuestPausedAndResumedBesideARunningOneTakesTheSameTurns(long pauseAt, long resumeAt)
+    {
+        string[] whole = await BesideASpinnerAsync(), lines = await BesideASpinnerAsync(pauseAt, resumeAt);
+        static (uint Count, uint Tsc)[] Columns(string[] lines) =>
+            [.. lines.Skip(1).Select(l => l.Split(' ')).Select(f => (Convert.ToUInt32(f[0], 16), Convert.ToUInt32(f[1], 16)))];
+        (uint Count, uint Tsc)[] expected = Columns(whole), got = Columns(lines);
+        long[] shifts = [.. got.Zip(expected, (g, e) => (long)g.Tsc - e.Tsc)];
+        long paused = (resumeAt - pauseAt) * Quantum;
+        Assert.Multiple(() =>
+        {
+            Assert.That(lines, Has.Length.EqualTo(whole.Length));
+            Assert.That(got.Select(l => l.Count), Is.EqualTo(expected.Select(l => l.Count)), "the other vCPU's count on every line: the same turns");
+            Assert.That(shifts.TakeWhile(d => d == 0).Count(), Is.InRange(1, shifts.Length - 1), "the lines before the pause at the same times");
+            Assert.That(shifts.SkipWhile(d => d == 0).First(), Is.EqualTo(paused), "the first line after it later by the rounds it sat out beside the spinner");
+            // The later times stamp other hex digits, and the guest's hex loop takes one instruction more for a digit above
+            // 9: each line after the pause moves by the few instructions its own digits cost, and no more.
+            Assert.That(shifts.SkipWhile(d => d == 0), Has.All.InRange(paused - 100, paused + 100));
+        });
+    }
 }
