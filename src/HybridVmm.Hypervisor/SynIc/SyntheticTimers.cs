@@ -246,9 +246,14 @@ internal sealed class SyntheticTimers
         foreach (SyntheticTimerState s in states)
         {
             if ((s.Config & ~Writable) != 0) return $"synthetic timer config 0x{s.Config:x} has reserved bits set";
-            if (s.SignalAt is { } at && (s.Deadline is not { } due || at < due))
+            if (s.SignalAt is { } at && s.Deadline is null)
             {
-                return $"synthetic timer signals at {at}, before its expiration at {s.Deadline}";
+                return $"synthetic timer signals at {at} but has no expiration";
+            }
+
+            if (s.SignalAt is { } signal && signal < s.Deadline)
+            {
+                return $"synthetic timer signals at {signal}, before its expiration at {s.Deadline}";
             }
         }
 
