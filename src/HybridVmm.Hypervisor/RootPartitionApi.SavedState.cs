@@ -77,6 +77,11 @@ public sealed partial class RootPartitionApi
             }
         }
 
+        if ((hv.ReferenceTscMsr & 1) != 0 && (hv.ReferenceTscMsr & ~0xFFFUL) + 0x1000 > space.SizeBytes)
+        {
+            return $"saved reference TSC page at 0x{hv.ReferenceTscMsr & ~0xFFFUL:x} is outside the VM's RAM";
+        }
+
         foreach (HvPortInfo port in hv.Ports ?? [])
         {
             if (!Enum.IsDefined(port.Type) || (uint)port.TargetVp >= (uint)partition.VirtualProcessors.Count

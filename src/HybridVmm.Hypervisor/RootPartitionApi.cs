@@ -280,16 +280,30 @@ public sealed partial class RootPartitionApi
                 partition.ResumeGuestClock = null;
             }
 
+            if (partition.PausedAtBarrier)
+            {
+                // Paused at a barrier: its vCPUs take up their places in the round that begins now, at the guest time the
+                // machine's clock has brought it to meanwhile.
+                _kernel.Table.CatchUpPausedAtBarrier(partition);
+                partition.PausedAtBarrier = false;
+            }
+
             partition.State = PartitionState.Running;
             _kernel.Scheduler.Wake();
         }
     }
 
+    /// <summary>
+    /// Pauses a running partition between two rounds (call it at a round barrier, <see cref="Scheduling.Scheduler.RoundCompleted"/>).
+    /// A multiprocessor partition keeps each vCPU's place in the next round (<see cref="PartitionTable.HoldPlacesAtBarrier"/>),
+    /// for when it resumes here and for a snapshot or a migration taken while it is paused.
+    /// </summary>
     public void Pause(PartitionHandle partitionHandle)
     {
         Partition partition = Get(partitionHandle);
         if (partition.State == PartitionState.Running)
         {
+            _kernel.Table.HoldPlacesAtBarrier(partition);
             partition.State = PartitionState.Paused;
             _kernel.Trace.Record(_kernel.Now(partition), partition.Id, -1, TraceKind.Lifecycle, "paused");
         }
@@ -355,6 +369,7 @@ public sealed partial class RootPartitionApi
     public long GuestClock(PartitionHandle partitionHandle)
     {
         Partition partition = Get(partitionHandle);
+        _kernel.Table.CatchUpPausedAtBarrier(partition);
         return partition.ResumeGuestClock ?? partition.PausedGuestClock ?? _kernel.Now(partition) + partition.ClockOffset;
     }
 

@@ -65,11 +65,6 @@ public sealed partial class VmManager
                 return ApiProblem.Conflict($"'{name}' is {StateName(m.Vm.State)}; only a running VM is live-migrated");
             }
 
-            if (SingleVcpuOnly(m.Vm) is { } several)
-            {
-                return several;
-            }
-
             // Pre-copy starts from a paused VM, which then runs its windows under the migration's control.
             system.Root.Pause(m.Vm);
             m.Busy = "being migrated";
@@ -182,7 +177,7 @@ public sealed partial class VmManager
         {
             await AtBarrierAsync(() =>
             {
-                System.Root.PauseAtInstruction(vm, vm.Statistics.InstructionsRetired + instructions);
+                System.Root.PauseAtInstruction(vm, System.Root.BootInstructionsRetired(vm) + instructions);
                 System.Root.Start(vm);
                 return true;
             }, cancellationToken).ConfigureAwait(false);

@@ -18,15 +18,6 @@ public sealed partial class VmManager
     /// snapshot file, then resumes a VM that was running. The file restores with <c>hybridvmm restore</c> or a create
     /// from 'snapshot'.
     /// </summary>
-    /// <summary>
-    /// serve pauses a VM at a round barrier, where a multiprocessor VM's vCPUs' places in the round (and the round's
-    /// carry) are not kept, unlike <c>run</c>'s pause at the boot vCPU's instruction: a VM of more than one vCPU is
-    /// refused (409) rather than saved or migrated inexactly (issue 11).
-    /// </summary>
-    private static ApiProblem? SingleVcpuOnly(VirtualMachine vm) => vm.Configuration.Processors > 1
-        ? ApiProblem.Conflict($"'{vm.Name}' has {vm.Configuration.Processors} vCPUs; serve cannot save or migrate a VM of more than one yet (run --cpus N --save-at or --migrate-at can)")
-        : null;
-
     public async Task<ApiOutcome<SaveVmResult>> SaveAsync(string name, SaveVmRequest request, CancellationToken cancellationToken)
     {
         if (string.IsNullOrWhiteSpace(request.Path))
@@ -43,7 +34,6 @@ public sealed partial class VmManager
 
         ApiOutcome<(long Instructions, string State)> saved = await WritePausedAsync(name,
             vm => vm.State == PartitionState.Stopped ? ApiProblem.Conflict($"'{name}' has stopped; there is nothing to save")
-                : SingleVcpuOnly(vm) is { } several ? several
                 : new ApiOutcome<string>(StateName(vm.State), null),
             snapshot => SnapshotFile.Write(path, snapshot),
             e => new ApiProblem(e is UnauthorizedAccessException ? 403 : 400, "Cannot write the snapshot", $"cannot write snapshot '{path}': {e.Message}"),

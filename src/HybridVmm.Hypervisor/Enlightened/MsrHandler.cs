@@ -8,7 +8,7 @@ namespace HybridVmm.Hypervisor.Enlightened;
 
 /// <summary>
 /// RDMSR and WRMSR of the synthetic MSRs (TLFS 3.13 for the guest OS ID and hypercall MSRs, 11.8 for the SynIC
-/// ones, 12 for the reference counter and the synthetic timers). An unknown MSR, reserved bits, a read-only or write-only register, or a partition without the
+/// ones, 12 for the reference counter, the reference TSC page and the synthetic timers). An unknown MSR, reserved bits, a read-only or write-only register, or a partition without the
 /// privilege for the MSR group get #GP(0), as on Hyper-V. Architectural MSRs are served here too, as every
 /// hypervisor does for a P6-family CPU: IA32_TIME_STAMP_COUNTER (0x10; a write moves the TSC offset, SDM Vol. 3B,
 /// 18.17), IA32_BIOS_SIGN_ID (0x8B; writes are accepted and reads give microcode revision 0, since there is no
@@ -70,6 +70,9 @@ internal sealed class MsrHandler(PartitionTable partitions)
             case HvMsr.TimeRefCount when Allowed(hv, HvPartitionPrivileges.AccessPartitionReferenceCounter):
                 value = SynIc.SyntheticTimers.ReferenceTime(partitions.GuestNow(partition, vp));
                 break;
+            case HvMsr.ReferenceTsc when Allowed(hv, HvPartitionPrivileges.AccessPartitionReferenceTsc):
+                value = hv.ReferenceTscMsr;
+                break;
             default:
                 // EOM reads as 0 (it has nothing to return; KVM reads it so and kvm-unit-tests' hyperv_synic requires it).
                 ok = Allowed(hv, PrivilegeFor(msr)) && vp.Synic.TryReadMsr(msr, out value);
@@ -89,6 +92,7 @@ internal sealed class MsrHandler(PartitionTable partitions)
         {
             case Ia32TimeStampCounter:
                 vp.Core.TscOffset = value - (vp.Core.TimeStampCounter - vp.Core.TscOffset);
+                ReferenceTscPage.Update(partition); // the page's offset follows the TSC, or the page becomes invalid
                 ok = true;
                 break;
             case Ia32BiosSignId:
@@ -124,6 +128,9 @@ internal sealed class MsrHandler(PartitionTable partitions)
                 break;
             case HvMsr.Hypercall when Allowed(hv, HvPartitionPrivileges.AccessHypercallMsrs):
                 ok = WriteHypercallMsr(partition, value);
+                break;
+            case HvMsr.ReferenceTsc when Allowed(hv, HvPartitionPrivileges.AccessPartitionReferenceTsc):
+                ok = WriteReferenceTscMsr(partition, value);
                 break;
             default:
                 ok = Allowed(hv, PrivilegeFor(msr)) && vp.Synic.TryWriteMsr(msr, value, partitions.GuestNow(partition, vp));
@@ -164,6 +171,24 @@ internal sealed class MsrHandler(PartitionTable partitions)
         }
 
         hv.HypercallMsr = value;
+        return true;
+    }
+
+    /// <summary>
+    /// HV_X64_MSR_REFERENCE_TSC (TLFS chapter 12, "Reference TSC Page MSR"): bit 0 enables the page, bits 11:1 are reserved to preserve (kept as written,
+    /// as KVM keeps them), bits 63:12 give its GPA. Enabling it on a page outside the partition's RAM is refused (#GP), as
+    /// the hypercall and SynIC pages are. The page is written at once (<see cref="ReferenceTscPage"/>).
+    /// </summary>
+    private static bool WriteReferenceTscMsr(Partition partition, ulong value)
+    {
+        if ((value & ReferenceTscPage.EnableBit) != 0
+            && (partition.AddressSpace is not { } space || (value & ~0xFFFUL) + 0x1000 > space.SizeBytes))
+        {
+            return false;
+        }
+
+        partition.Hv.ReferenceTscMsr = value;
+        ReferenceTscPage.Update(partition);
         return true;
     }
 

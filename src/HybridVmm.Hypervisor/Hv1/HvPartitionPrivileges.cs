@@ -15,10 +15,13 @@ public enum HvPartitionPrivileges : ulong
     AccessSyntheticTimerMsrs = 1UL << 3,
     AccessHypercallMsrs = 1UL << 5,
     AccessVpIndex = 1UL << 6,
+    /// <summary>HV_X64_MSR_REFERENCE_TSC, the partition's reference TSC page (TLFS chapter 12, "Partition Reference Time Enlightenment").</summary>
+    AccessPartitionReferenceTsc = 1UL << 9,
     CreatePartitions = 1UL << 32,
     PostMessages = 1UL << 36,
     SignalEvents = 1UL << 37,
 
     /// <summary>What a child partition gets by default.</summary>
-    Child = AccessPartitionReferenceCounter | AccessSynicMsrs | AccessSyntheticTimerMsrs | AccessHypercallMsrs | AccessVpIndex | PostMessages | SignalEvents,
+    Child = AccessPartitionReferenceCounter | AccessSynicMsrs | AccessSyntheticTimerMsrs | AccessHypercallMsrs | AccessVpIndex
+        | AccessPartitionReferenceTsc | PostMessages | SignalEvents,
 }

@@ -22,6 +22,9 @@ internal sealed class HvPartitionState
 
     public bool HypercallPageEnabled => (HypercallMsr & 1) != 0;
 
+    /// <summary>HV_X64_MSR_REFERENCE_TSC: bit 0 enables the reference TSC page, bits 63:12 its GPA (TLFS chapter 12, "Reference TSC Page MSR").</summary>
+    public ulong ReferenceTscMsr { get; internal set; }
+
     public HvPartitionPrivileges Privileges { get; internal set; } = HvPartitionPrivileges.Child;
 
     public GpadlTable Gpadls { get; } = new();
@@ -55,7 +58,7 @@ internal sealed class HvPartitionState
     {
         uint[] connections;
         lock (_eventConnections) connections = _eventConnections.Order().ToArray();
-        return new HvPartitionSavedState(GuestOsId, HypercallMsr, Privileges, Gpadls.SaveState(), connections, _ports.Values.ToArray());
+        return new HvPartitionSavedState(GuestOsId, HypercallMsr, Privileges, Gpadls.SaveState(), connections, _ports.Values.ToArray(), ReferenceTscMsr);
     }
 
     /// <summary>Replaces this state with a saved one; the caller has checked the GPADL pages against the partition's RAM.</summary>
@@ -63,6 +66,7 @@ internal sealed class HvPartitionState
     {
         GuestOsId = state.GuestOsId;
         HypercallMsr = state.HypercallMsr;
+        ReferenceTscMsr = state.ReferenceTscMsr;
         Privileges = state.Privileges;
         Gpadls.RestoreState(state.Gpadls);
         lock (_eventConnections)
@@ -81,8 +85,9 @@ internal sealed class HvPartitionState
 
 /// <summary>
 /// <see cref="HvPartitionState"/> as a value: the synthetic MSRs (guest OS ID, hypercall MSR), the privileges,
-/// the guest's grants, the event connections the root created, and the ports the root connected inside the partition
-/// (null in snapshots older than them).
+/// the guest's grants, the event connections the root created, the ports the root connected inside the partition
+/// (null in snapshots older than them), and HV_X64_MSR_REFERENCE_TSC (0 in snapshots older than it; the page itself is
+/// guest RAM).
 /// </summary>
 public sealed record HvPartitionSavedState(
     ulong GuestOsId,
@@ -90,4 +95,5 @@ public sealed record HvPartitionSavedState(
     HvPartitionPrivileges Privileges,
     IReadOnlyList<GpadlState> Gpadls,
     IReadOnlyList<uint> EventConnections,
-    IReadOnlyList<HvPortInfo>? Ports = null);
+    IReadOnlyList<HvPortInfo>? Ports = null,
+    ulong ReferenceTscMsr = 0);

@@ -7,7 +7,8 @@ namespace HybridVmm.Hypervisor.Hv1;
 /// Chunk "hv.partition": the partition's synthetic MSRs (guest OS ID, hypercall page), its privileges, the
 /// guest's grants (GPADLs) and the event connections the root created. Counts are bounded by the kernel's limits.
 /// Version 2 adds the ports connected inside the partition (TLFS 11.10): a count, then per port the connection ID (u32),
-/// the type (u8), the target vCPU, SINT and base flag (i32 each). Version 1 is still read.
+/// the type (u8), the target vCPU, SINT and base flag (i32 each). Version 3 adds HV_X64_MSR_REFERENCE_TSC (u64, TLFS
+/// chapter 12, "Reference TSC Page MSR"). Versions 1 and 2 are still read (the MSR then 0: no reference TSC page).
 /// </summary>
 public sealed class HvPartitionStateCodec : StateCodec<HvPartitionSavedState>
 {
@@ -20,9 +21,9 @@ public sealed class HvPartitionStateCodec : StateCodec<HvPartitionSavedState>
 
     public override string StateName => "hypervisor partition";
 
-    public override int Version => 2;
+    public override int Version => 3;
 
-    public override bool CanRead(int version) => version is 1 or 2;
+    public override bool CanRead(int version) => version is 1 or 2 or 3;
 
     public override void Write(SavedStateWriter w, HvPartitionSavedState hv)
     {
@@ -57,6 +58,8 @@ public sealed class HvPartitionStateCodec : StateCodec<HvPartitionSavedState>
             w.WriteInt32(port.TargetSint);
             w.WriteInt32(port.BaseFlagNumber);
         }
+
+        w.WriteUInt64(hv.ReferenceTscMsr);
     }
 
     public override HvPartitionSavedState Read(SavedStateReader r, int version)
@@ -96,6 +99,7 @@ public sealed class HvPartitionStateCodec : StateCodec<HvPartitionSavedState>
             }
         }
 
-        return new HvPartitionSavedState(guestOsId, hypercallMsr, privileges, gpadls, connections, ports);
+        ulong referenceTsc = version >= 3 ? r.ReadUInt64() : 0;
+        return new HvPartitionSavedState(guestOsId, hypercallMsr, privileges, gpadls, connections, ports, referenceTsc);
     }
 }

@@ -54,6 +54,14 @@ internal sealed class Partition
     /// <summary>The round (<see cref="PartitionTable.Round"/>) it paused in: resumed in that same round, its vCPUs' places are still theirs.</summary>
     public long PausedInRound { get; set; } = -1;
 
+    /// <summary>
+    /// Its places (<see cref="ResumeRoundStart"/>) were taken when the root paused it at a round barrier
+    /// (<see cref="PartitionTable.HoldPlacesAtBarrier"/>) rather than at a breakpoint: the machine's time that passes while
+    /// it is paused passes for the guest too, as for a paused VM of one vCPU, so its round begins at the guest time the
+    /// barrier it runs again at (or the barrier a snapshot is taken at) has reached.
+    /// </summary>
+    public bool PausedAtBarrier { get; set; }
+
     /// <summary>The guest time a partition paused mid-round had reached: its round's start plus its longest slice.</summary>
     internal long? PausedGuestClock
     {

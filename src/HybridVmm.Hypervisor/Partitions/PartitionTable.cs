@@ -114,6 +114,7 @@ internal sealed class PartitionTable(TraceRecorder trace, VirtualClock clock, Ac
             // Mid-round: every vCPU keeps its place, so that the round goes on as it would have (Partition.ResumeRoundStart).
             partition.ResumeRoundStart = RoundStartTicks + partition.ClockOffset;
             partition.PausedInRound = Round;
+            partition.PausedAtBarrier = false;
             foreach (VirtualProcessor vp in partition.VirtualProcessors)
             {
                 vp.ResumeSliceTicks = vp.SliceTicks;
@@ -126,6 +127,47 @@ internal sealed class PartitionTable(TraceRecorder trace, VirtualClock clock, Ac
         partition.State = PartitionState.Paused;
         trace.Record(Now(partition), partition.Id, -1, TraceKind.Lifecycle, $"paused at instruction {at}");
         BreakpointReached?.Invoke(partition.Handle);
+    }
+
+    /// <summary>
+    /// The root pauses a multiprocessor partition at a round barrier (serve's pause, save and migration): its vCPUs'
+    /// places in the next round, the ticks each carries into it (<see cref="VirtualProcessor.CarryTicks"/>: its last exit's
+    /// cost crossed the end of the round), are kept as the places of a partition paused at the start of that round
+    /// (<see cref="Partition.ResumeRoundStart"/>), so that when it runs again, here or restored from a snapshot or a
+    /// migration stream, each vCPU opens its round where it would have, with the budget it would have had. Without this the
+    /// carries would be spent by the scheduler while the partition is paused, or lost in a snapshot, and the vCPUs would
+    /// take turns at other instructions than in an uninterrupted run. Call between rounds only.
+    /// </summary>
+    public void HoldPlacesAtBarrier(Partition partition)
+    {
+        if (partition.VirtualProcessors.Count == 1 || partition.ResumeRoundStart is not null)
+        {
+            // One vCPU: its place in a round is its own business (nothing else runs between its slices). Places already
+            // held (restored, not yet run): they stay.
+            return;
+        }
+
+        partition.ResumeRoundStart = clock.Ticks + partition.ClockOffset;
+        partition.PausedInRound = -1;
+        partition.PausedAtBarrier = true;
+        foreach (VirtualProcessor vp in partition.VirtualProcessors)
+        {
+            vp.ResumeSliceTicks = vp.CarryTicks;
+            vp.ResumeBudget = 0;
+            vp.CarryTicks = 0;
+        }
+    }
+
+    /// <summary>
+    /// A partition paused at a round barrier whose time ran on with the machine's: its round now begins at the guest time
+    /// of this barrier. Call between rounds only.
+    /// </summary>
+    public void CatchUpPausedAtBarrier(Partition partition)
+    {
+        if (partition.PausedAtBarrier && partition.ResumeRoundStart is not null)
+        {
+            partition.ResumeRoundStart = clock.Ticks + partition.ClockOffset;
+        }
     }
 
     /// <summary>Stops a partition on a guest fault, with the diagnostic the CLI prints: the cause and the vCPU's state.</summary>

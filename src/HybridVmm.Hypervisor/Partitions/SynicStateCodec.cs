@@ -8,7 +8,9 @@ namespace HybridVmm.Hypervisor.Partitions;
 /// messages queued per SINT, TLFS 11) and whether it waits in HLT. Counts are bounded by the SynIC's own limits.
 /// Version 2 adds the synthetic timers (TLFS 12): a count (0 when none was in use, or 4), then per timer CONFIG, COUNT,
 /// the next expiration (u64 reference time, all ones for none), the expiration being signalled, and whether its
-/// message waits for a slot. Version 1 (no timers) is still read.
+/// message waits for a slot. Version 3 adds, per timer, when its next expiration is signalled (u64 reference time, all
+/// ones for none): later than the expiration while a timer that is not lazy catches up (TLFS chapter 12, "Periodic Timers"). Versions 1 (no
+/// timers) and 2 (timers signalled at their expiration) are still read.
 /// </summary>
 public sealed class SynicStateCodec : StateCodec<VpEnlightenedState>
 {
@@ -16,9 +18,9 @@ public sealed class SynicStateCodec : StateCodec<VpEnlightenedState>
 
     public override string StateName => "SynIC";
 
-    public override int Version => 2;
+    public override int Version => 3;
 
-    public override bool CanRead(int version) => version is 1 or 2;
+    public override bool CanRead(int version) => version is 1 or 2 or 3;
 
     public static string Tag(int vpIndex) => $"synic.vp{vpIndex}";
 
@@ -53,6 +55,7 @@ public sealed class SynicStateCodec : StateCodec<VpEnlightenedState>
             w.WriteUInt64(t.Deadline ?? ulong.MaxValue);
             w.WriteUInt64(t.ExpiredAt);
             w.WriteBoolean(t.Waiting);
+            w.WriteUInt64(t.SignalAt ?? ulong.MaxValue);
         }
     }
 
@@ -78,11 +81,14 @@ public sealed class SynicStateCodec : StateCodec<VpEnlightenedState>
         SyntheticTimerState[]? timers = null;
         if (version >= 2)
         {
-            timers = new SyntheticTimerState[r.ReadCount(SyntheticTimers.Count, 33)];
+            timers = new SyntheticTimerState[r.ReadCount(SyntheticTimers.Count, version >= 3 ? 41 : 33)];
             for (int t = 0; t < timers.Length; t++)
             {
                 ulong config = r.ReadUInt64(), count = r.ReadUInt64(), deadline = r.ReadUInt64(), expired = r.ReadUInt64();
-                timers[t] = new SyntheticTimerState(config, count, deadline == ulong.MaxValue ? null : deadline, expired, r.ReadBoolean());
+                bool waiting = r.ReadBoolean();
+                ulong signal = version >= 3 ? r.ReadUInt64() : ulong.MaxValue;
+                timers[t] = new SyntheticTimerState(config, count, deadline == ulong.MaxValue ? null : deadline, expired, waiting,
+                    signal == ulong.MaxValue ? null : signal);
             }
         }
 

@@ -167,7 +167,11 @@ public sealed class Scheduler
 
                     // A runnable vCPU that took no turn this round (its carry filled it) runs in the next one, whatever
                     // carry it has left: a carry of exactly the quantum leaves none, and waiting then would never end.
-                    runnableLeft |= vp.State == VpState.Runnable && partition.State == PartitionState.Running && !partition.IsRoot;
+                    // So does a halted one whose timer would wake it but whose carry kept it out of this round (it halted
+                    // after a slice of kernel-served exits, which cost time but no quantum): it idles to its timer once
+                    // its carry is spent, rather than being taken for a vCPU nothing can wake.
+                    runnableLeft |= partition.State == PartitionState.Running && !partition.IsRoot
+                        && (vp.State == VpState.Runnable || (vp.State == VpState.Halted && vp.CarryTicks > 0 && WakesOnATimer(partition, vp)));
                 }
             }
 
@@ -392,6 +396,7 @@ public sealed class Scheduler
 
         partition.ResumeRoundStart = null;
         partition.PausedInRound = -1;
+        partition.PausedAtBarrier = false;
         foreach (VirtualProcessor vp in partition.VirtualProcessors)
         {
             if (later)
@@ -402,6 +407,10 @@ public sealed class Scheduler
             vp.ResumeSliceTicks = 0;
         }
     }
+
+    /// <summary>A halted vCPU that a timer, its local APIC's, a synthetic one or (the boot vCPU) its devices', will wake.</summary>
+    private static bool WakesOnATimer(Partition partition, VirtualProcessor vp) =>
+        vp.Core.InterruptsEnabled && (vp.TimerDeadline is not null || (vp.Index == 0 && partition.DeviceTimerDeadline is not null));
 
     /// <summary>A partition's instructions: every vCPU's (the instruction limit counts each vCPU's own; a breakpoint, the boot vCPU's).</summary>
     private static long RetiredByAll(Partition partition)

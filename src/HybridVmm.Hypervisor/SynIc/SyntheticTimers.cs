@@ -10,8 +10,12 @@ namespace HybridVmm.Hypervisor.SynIc;
 /// register: the absolute expiration time of a one-shot timer, the period of a periodic one. An expiration sends the
 /// HvMessageTimerExpired message to the SINT's slot of this vCPU's message page, or, in direct mode, raises ApicVector on
 /// the local APIC with no message. A message that finds its slot busy waits (the slot's MessagePending flag asks the
-/// guest for an EOM) and the timer with it: it is sent at the guest's EOM, and a periodic timer counts on from then,
-/// skipping the periods it missed, as KVM's timers do. The scheduler stops the vCPU exactly at <see cref="NextDeadline"/>.
+/// guest for an EOM) and the timer with it: it is sent at the guest's EOM. A periodic timer that missed expirations
+/// meanwhile (or while its partition was paused) goes on as its Lazy bit says (TLFS chapter 12, "Periodic Timers"): a lazy
+/// one skips them and counts on from its next period, as KVM treats every periodic timer; one that is not lazy catches
+/// up by period modulation, signalling each missed expiration (with its own ExpirationTime) half a period after the one
+/// before, until it is on time again, and skips only what is more than <see cref="MaxCatchUp"/> periods behind. The
+/// scheduler stops the vCPU exactly at <see cref="NextDeadline"/>.
 /// </summary>
 internal sealed class SyntheticTimers
 {
@@ -23,6 +27,9 @@ internal sealed class SyntheticTimers
     /// <summary>HvMessageTimerExpired (TLFS 12.3): payload TimerIndex u32, Reserved u32, ExpirationTime u64, DeliveryTime u64.</summary>
     public const uint TimerExpiredMessageType = 0x8000_0010;
     public const int TimerMessagePayloadSize = 24;
+
+    /// <summary>The most missed expirations a timer that is not lazy catches up with; older ones are skipped (the TLFS allows it).</summary>
+    public const int MaxCatchUp = 16;
 
     private const ulong Enable = 1, Periodic = 1 << 1, Lazy = 1 << 2, AutoEnable = 1 << 3, DirectMode = 1 << 12;
     private const ulong ApicVectorMask = 0xFFUL << 4, SintMask = 0xFUL << 16;
@@ -96,6 +103,7 @@ internal sealed class SyntheticTimers
     private static void Arm(ref Timer t, long now)
     {
         t.Deadline = null;
+        t.SignalAt = null;
         if ((t.Config & Enable) == 0 || t.CountRegister == 0)
         {
             return;
@@ -104,6 +112,7 @@ internal sealed class SyntheticTimers
         ulong reference = ReferenceTime(now);
         ulong due = (t.Config & Periodic) != 0 ? reference + t.CountRegister : t.CountRegister;
         t.Deadline = due; // a one-shot time already past expires at once
+        t.SignalAt = due;
     }
 
     /// <summary>The scheduler reached <see cref="NextDeadline"/>: every timer due by <paramref name="now"/> expires.</summary>
@@ -113,10 +122,11 @@ internal sealed class SyntheticTimers
         for (int i = 0; i < Count; i++)
         {
             ref Timer t = ref _timers[i];
-            if (t.Deadline is { } due && due <= reference && !t.Waiting)
+            if (t.Deadline is { } due && t.SignalAt is { } signal && signal <= reference && !t.Waiting)
             {
                 t.ExpiredAt = due;
                 t.Deadline = null;
+                t.SignalAt = null;
                 Deliver(i, ref t, now);
             }
         }
@@ -173,15 +183,33 @@ internal sealed class SyntheticTimers
             return;
         }
 
-        // The next period after the one that expired; periods missed while the message waited are skipped.
+        // The next period after the one that expired. Missed while the message waited (or the partition was paused):
+        // a lazy timer skips those periods; one that is not lazy signals each of them, half a period apart, until it has
+        // caught up (TLFS chapter 12, "Periodic Timers"), and skips only those more than MaxCatchUp periods behind.
         ulong period = t.CountRegister;
         ulong next = t.ExpiredAt + period;
-        if (next <= reference)
+        ulong signal = next;
+        if ((t.Config & Lazy) != 0 ? next <= reference : next < reference)
         {
-            next = reference + period - (reference - t.ExpiredAt) % period;
+            ulong missed = (reference - t.ExpiredAt) / period; // expirations due by now after the one signalled
+            if ((t.Config & Lazy) != 0)
+            {
+                next = reference + period - (reference - t.ExpiredAt) % period;
+                signal = next;
+            }
+            else
+            {
+                if (missed > MaxCatchUp)
+                {
+                    next += (missed - MaxCatchUp) * period;
+                }
+
+                signal = reference + Math.Max(period / 2, 1);
+            }
         }
 
         t.Deadline = next;
+        t.SignalAt = signal;
     }
 
     private void Recompute()
@@ -189,7 +217,7 @@ internal sealed class SyntheticTimers
         ulong? earliest = null;
         foreach (Timer t in _timers)
         {
-            if (t.Deadline is { } due && !t.Waiting && (earliest is null || due < earliest))
+            if (t.SignalAt is { } due && !t.Waiting && (earliest is null || due < earliest))
             {
                 earliest = due;
             }
@@ -205,7 +233,7 @@ internal sealed class SyntheticTimers
         for (int i = 0; i < Count; i++)
         {
             Timer t = _timers[i];
-            states[i] = new SyntheticTimerState(t.Config, t.CountRegister, t.Deadline, t.ExpiredAt, t.Waiting);
+            states[i] = new SyntheticTimerState(t.Config, t.CountRegister, t.Deadline, t.ExpiredAt, t.Waiting, t.SignalAt);
         }
 
         return states;
@@ -218,12 +246,26 @@ internal sealed class SyntheticTimers
         foreach (SyntheticTimerState s in states)
         {
             if ((s.Config & ~Writable) != 0) return $"synthetic timer config 0x{s.Config:x} has reserved bits set";
+            if (s.SignalAt is { } at && s.Deadline is null)
+            {
+                return $"synthetic timer signals at {at} but has no expiration";
+            }
+
+            if (s.SignalAt is { } signal && signal < s.Deadline)
+            {
+                return $"synthetic timer signals at {signal}, before its expiration at {s.Deadline}";
+            }
         }
 
         for (int i = 0; i < Count; i++)
         {
             SyntheticTimerState s = states[i];
-            _timers[i] = new Timer { Config = s.Config, CountRegister = s.Count, Deadline = s.Deadline, ExpiredAt = s.ExpiredAt, Waiting = s.Waiting };
+            // Saved before catch-up (synic.vp{n} version 2): a timer signals at its expiration.
+            _timers[i] = new Timer
+            {
+                Config = s.Config, CountRegister = s.Count, Deadline = s.Deadline, ExpiredAt = s.ExpiredAt, Waiting = s.Waiting,
+                SignalAt = s.Deadline is null ? null : s.SignalAt ?? s.Deadline,
+            };
         }
 
         Recompute();
@@ -236,6 +278,8 @@ internal sealed class SyntheticTimers
         public ulong CountRegister;
         /// <summary>Reference time of the next expiration; null when not armed.</summary>
         public ulong? Deadline;
+        /// <summary>Reference time at which that expiration is signalled: itself, or later while a timer that is not lazy catches up.</summary>
+        public ulong? SignalAt;
         /// <summary>Reference time of the expiration being signalled (the message's ExpirationTime).</summary>
         public ulong ExpiredAt;
         /// <summary>Expired, its message waiting for the slot (retried at EOM).</summary>
@@ -243,5 +287,8 @@ internal sealed class SyntheticTimers
     }
 }
 
-/// <summary>One synthetic timer for a snapshot: its registers, its next expiration (reference time) and whether its message waits for a slot.</summary>
-public sealed record SyntheticTimerState(ulong Config, ulong Count, ulong? Deadline, ulong ExpiredAt, bool Waiting);
+/// <summary>
+/// One synthetic timer for a snapshot: its registers, its next expiration (reference time), whether its message waits for
+/// a slot, and when that next expiration is signalled (later than it while a timer that is not lazy catches up; null: at it).
+/// </summary>
+public sealed record SyntheticTimerState(ulong Config, ulong Count, ulong? Deadline, ulong ExpiredAt, bool Waiting, ulong? SignalAt = null);

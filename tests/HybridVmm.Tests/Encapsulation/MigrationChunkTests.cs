@@ -84,7 +84,7 @@ public class MigrationChunkTests
             at += 1 + final[at] + 20;
         }
 
-        BinaryPrimitives.WriteInt32LittleEndian(final.AsSpan(at + 1 + final[at]), 3);
+        BinaryPrimitives.WriteInt32LittleEndian(final.AsSpan(at + 1 + final[at]), 4);
         SHA256.HashData(final.AsSpan(0, final.Length - 32)).CopyTo(final, final.Length - 32);
 
         using var listener = new TcpListener(IPAddress.Loopback, 0);
@@ -107,7 +107,7 @@ public class MigrationChunkTests
         }
 
         (VirtualMachine? moved, string? refusal) = await receiving;
-        const string expected = "chunk 'synic.vp0' holds SynIC state version 3, which this build does not read (it writes version 2)";
+        const string expected = "chunk 'synic.vp0' holds SynIC state version 4, which this build does not read (it writes version 3)";
         Assert.Multiple(() =>
         {
             Assert.That(moved, Is.Null);

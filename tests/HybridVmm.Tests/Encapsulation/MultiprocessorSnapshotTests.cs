@@ -43,11 +43,11 @@ public class MultiprocessorSnapshotTests
     }, Trampoline, bitness: 16);
 
     /// <summary>
-    /// The bootstrap processor: spins, prints "smp", starts vCPU 1 (INIT, then a start-up IPI to 0x8000), then 24 times spins and prints
+    /// The bootstrap processor: spins, prints "smp", starts vCPU 1 (INIT, then a start-up IPI to 0x8000), then <paramref name="lines"/> (24) times spins and prints
     /// the counter, the low half of its TSC and whether any vCPU ran the reset vector's code as hex on COM1, and exits with
     /// status 0 through port 0xF4.
     /// </summary>
-    private static byte[] Guest() => FlatKernel.Build(a =>
+    internal static byte[] Guest(int lines = 24) => FlatKernel.Build(a =>
     {
         var hex = a.CreateLabel();
         a.mov(esp, 0x9_0000);
@@ -74,7 +74,7 @@ public class MultiprocessorSnapshotTests
         a.mov(__dword_ptr[IcrHigh], 1 << 24);   // destination: APIC ID 1
         a.mov(__dword_ptr[IcrLow], 0x4500);      // INIT, level assert
         a.mov(__dword_ptr[IcrLow], 0x4608);      // start-up, vector 0x08: 0x8000
-        a.mov(edi, 24);
+        a.mov(edi, lines);
         var line = a.CreateLabel();
         a.Label(ref line);
         Spin(a, 7_001);

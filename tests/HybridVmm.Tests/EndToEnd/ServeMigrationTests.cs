@@ -303,6 +303,78 @@ public class ServeMigrationTests
         });
     }
 
+    /// <summary>
+    /// The two-vCPU guest of <see cref="Encapsulation.MultiprocessorSnapshotTests"/>, long enough (about 30 M instructions
+    /// on each vCPU) that the API's request finds it running: its lines show how far the other vCPU has counted and its own
+    /// time stamp counter, which depend on the turns the vCPUs took and the time each had reached. Its 54,004 bytes of output
+    /// fit in a console's 64 KiB backlog.
+    /// </summary>
+    private string WriteLongTwoVcpuGuest(out CliProcess.Result whole)
+    {
+        string guest = Path.Combine(_directory, "smp-long.elf");
+        File.WriteAllBytes(guest, Encapsulation.MultiprocessorSnapshotTests.Guest(lines: 2000));
+        whole = CliProcess.Run("run", guest, "--cpus", "2");
+        Assert.That(whole.ExitCode, Is.Zero, whole.Stderr);
+        return guest;
+    }
+
+    /// <summary>
+    /// serve saves a VM of two vCPUs at a round barrier while it runs: the saved VM runs on to print what an uninterrupted
+    /// run prints, and the snapshot, restored in another process, prints the rest of it: what <c>run --save-at</c> at the
+    /// boot vCPU's instruction the save reports printed, followed by the restored run, is the uninterrupted output.
+    /// </summary>
+    [Test]
+    public async Task ATwoVcpuGuestSavedByServeWhileItRunsContinuesExactlyWhenRestored()
+    {
+        string guest = WriteLongTwoVcpuGuest(out CliProcess.Result whole);
+        string snapshot = Path.Combine(_directory, "smp-serve.snap"), reference = Path.Combine(_directory, "smp-run.snap");
+        using ServeProcess serve = ServeProcess.Start();
+        using HttpClient api = serve.UnixClient();
+        Assert.That((await ApiReply.Post(api, "/api/vms", new { name = "smp", image = guest, cpus = 2, start = true })).Status, Is.EqualTo(201));
+        await WaitForAsync(api, "smp", vm => vm.GetProperty("statistics").GetProperty("consoleBytes").GetInt64() > 200);
+
+        ApiReply saved = await ApiReply.Post(api, "/api/vms/smp/save", new { path = snapshot });
+        Assert.That(saved.Status, Is.EqualTo(200), saved.ToString());
+        long at = saved.Body.GetProperty("instructionsRetired").GetInt64();
+        await WaitForAsync(api, "smp", vm => vm.GetProperty("state").GetString() == "stopped");
+        string source = (await ApiReply.Get(api, "/api/vms/smp/console")).Body.GetString()!;
+
+        CliProcess.Result before = CliProcess.Run("run", guest, "--cpus", "2", "--save-at", at.ToString(), "--save-to", reference);
+        CliProcess.Result restored = CliProcess.Run("restore", snapshot);
+        Assert.Multiple(() =>
+        {
+            Assert.That(saved.Body.GetProperty("state").GetString(), Is.EqualTo("running"), "saved while it ran");
+            Assert.That(source, Is.EqualTo(whole.Text), "the saved VM ran on as if it had not been saved");
+            Assert.That(before.ExitCode, Is.Zero, before.Stderr);
+            Assert.That(restored.ExitCode, Is.Zero, restored.Stderr);
+            Assert.That(restored.Text, Is.Not.Empty, "saved before the guest's end");
+            Assert.That(before.Text + restored.Text, Is.EqualTo(whole.Text));
+        });
+    }
+
+    /// <summary>
+    /// A VM of two vCPUs live-migrated between two serves while it runs: serve pauses it at a round barrier and runs its
+    /// pre-copy windows from there; the target's console (the source's backlog, then the rest) is an unmigrated run's output.
+    /// </summary>
+    [Test]
+    public async Task ATwoVcpuGuestMigratedBetweenServesWhileItRunsPrintsWhatAnUnmigratedRunPrints()
+    {
+        string guest = WriteLongTwoVcpuGuest(out CliProcess.Result whole);
+        using Hosts hosts = await Hosts.StartAsync(_token, _token);
+        Assert.That((await ApiReply.Post(hosts.SourceApi, "/api/vms", new { name = "smp", image = guest, cpus = 2, start = true })).Status, Is.EqualTo(201));
+        await WaitForAsync(hosts.SourceApi, "smp", vm => vm.GetProperty("statistics").GetProperty("consoleBytes").GetInt64() > 200);
+
+        CliProcess.Result migrated = CliProcess.Run("vm", "migrate", "smp", "--to", hosts.Endpoint, "--api-socket", hosts.Source.SocketPath);
+        Assert.That(migrated.ExitCode, Is.Zero, migrated.Stderr);
+        JsonElement moved = await WaitForAsync(hosts.TargetApi, "smp", vm => vm.GetProperty("state").GetString() == "stopped");
+        string output = (await ApiReply.Get(hosts.TargetApi, "/api/vms/smp/console")).Body.GetString()!;
+        Assert.Multiple(() =>
+        {
+            Assert.That(moved.GetProperty("exit").GetProperty("reason").GetString(), Is.EqualTo("guest-exit"));
+            Assert.That(output, Is.EqualTo(whole.Text), "the source's backlog, then what the guest printed on the target");
+        });
+    }
+
     [Test]
     public void ServeRefusesAMigrationListenerWithoutATokenOrAnExplicitInsecure()
     {

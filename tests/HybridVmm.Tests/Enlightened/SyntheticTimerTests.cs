@@ -219,6 +219,94 @@ public class SyntheticTimerTests
         }
     }
 
+    /// <summary>
+    /// A periodic message-mode timer on SINT2 whose first message the guest holds for three and a half periods (its handler
+    /// keeps the slot busy), so that later expirations find the slot taken. The handler logs the count of messages (log[0]),
+    /// each message's ExpirationTime (log[1..7]) and DeliveryTime (log[8..14]), the reference time just after the timer was
+    /// enabled (log[15]). The handler holds the slot reading the reference counter, exits the kernel serves itself, so the
+    /// vCPU halts afterwards with many quanta of carry, and its timer must still wake it.
+    /// </summary>
+    private static byte[] HeldMessageGuest(bool lazy) => Guest(main: a =>
+        {
+            Label wait = a.CreateLabel();
+            Wrmsr(a, HvMsr.Simp, Simp | 1);
+            Wrmsr(a, HvMsr.Sint0 + 2, 0x40);
+            Wrmsr(a, HvMsr.SControl, 1);
+            Wrmsr(a, StimerConfig(0) + 1, Period);
+            a.sti();
+            Wrmsr(a, StimerConfig(0), 1 | 2 | (lazy ? 4u : 0) | (2u << 16)); // enable, periodic, lazy or not, SINT2
+            ReadReferenceTime(a);
+            a.mov(__dword_ptr[Log + 60], eax);
+            a.Label(ref wait);
+            a.hlt();
+            a.cmp(__dword_ptr[Log], 7);
+            a.jb(wait);
+            Wrmsr(a, StimerConfig(0), 0);
+            SpinThenExit(a);
+        }, (0x40, a =>
+        {
+            const uint slot = Simp + 2 * 256;
+            Label hold = a.CreateLabel(), free = a.CreateLabel();
+            a.mov(ebx, __dword_ptr[Log]);
+            a.cmp(ebx, 7);
+            a.jae(free);
+            a.mov(eax, __dword_ptr[slot + 24]); a.mov(__dword_ptr[ebx * 4 + (Log + 4)], eax);  // ExpirationTime
+            a.mov(eax, __dword_ptr[slot + 32]); a.mov(__dword_ptr[ebx * 4 + (Log + 32)], eax); // DeliveryTime
+            a.inc(__dword_ptr[Log]);
+            a.cmp(ebx, 0);
+            a.jne(free);
+            a.Label(ref hold); // the first message: the slot stays busy for 3.5 periods after its delivery
+            ReadReferenceTime(a);
+            a.sub(eax, __dword_ptr[Log + 32]);
+            a.cmp(eax, 3 * Period + Period / 2);
+            a.jb(hold);
+            a.Label(ref free);
+            a.mov(__dword_ptr[slot], 0u);
+            Wrmsr(a, HvMsr.Eom, 0);
+            a.mov(__dword_ptr[ApicEoi], 0u);
+        }));
+
+    /// <summary>
+    /// TLFS chapter 12, "Periodic Timers": a periodic timer whose expirations could not be signalled in time (here its message
+    /// slot stayed busy for 3.5 periods) and that is not lazy catches up by period modulation: every expiration is signalled,
+    /// in order (ExpirationTimes one period apart, none missing), those that were late less than a period apart, until it
+    /// is on time again. A lazy one signals the late expiration once its slot is free and skips the periods missed
+    /// meanwhile. Neither ever signals an expiration before its time.
+    /// </summary>
+    [TestCase(false)]
+    [TestCase(true)]
+    public async Task APeriodicTimerThatMissedExpirationsCatchesUpUnlessItIsLazy(bool lazy)
+    {
+        (PartitionExit exit, uint[] log, TestMachine machine) = await Run(HeldMessageGuest(lazy));
+        using (machine)
+        {
+            AssertExitedCleanly(exit, machine);
+            uint start = log[15];
+            uint[] expiration = log[1..8], delivery = log[8..15];
+            uint[] gaps = [.. expiration.Zip(expiration.Skip(1), (x, y) => y - x)];
+            Assert.Multiple(() =>
+            {
+                Assert.That(log[0], Is.EqualTo(7u));
+                Assert.That(start + Period - expiration[0], Is.InRange(0u, 20u), "the first period begins when the timer is enabled");
+                Assert.That(expiration.Select(e => (e - expiration[0]) % Period), Has.All.EqualTo(0u), "every expiration is on the timer's period grid");
+                Assert.That(delivery.Zip(expiration, (d, e) => d >= e), Has.All.True, "never signalled before its expiration");
+                Assert.That(delivery[1] - delivery[0], Is.GreaterThanOrEqualTo(3 * Period + Period / 2), "the second waited for the slot");
+                if (lazy)
+                {
+                    Assert.That(gaps[1], Is.GreaterThan(Period), "a lazy timer skips the periods it missed");
+                    Assert.That(gaps.Skip(2), Has.All.EqualTo(Period), "and then signals every period");
+                    Assert.That(delivery[2], Is.EqualTo(expiration[2]), "on time again at once");
+                }
+                else
+                {
+                    Assert.That(gaps, Has.All.EqualTo(Period), "no expiration is skipped");
+                    Assert.That(delivery[2] - delivery[1], Is.LessThan(Period), "the late ones come less than a period apart");
+                    Assert.That(delivery[6], Is.EqualTo(expiration[6]), "caught up: the last one on time");
+                }
+            });
+        }
+    }
+
     private const uint BusySlot = Simp + 3 * 256;
 
     private static byte[] BusySlotGuest() => Guest(main: a =>
@@ -406,7 +494,7 @@ public class SyntheticTimerTests
     private static VmConfiguration Config(byte[] image) => new() { Name = "stimer", Image = image, MemoryBytes = 4u << 20, InstructionLimit = 50_000_000 };
 
     /// <summary>
-    /// The timers travel in snapshots (chunk "synic.vp0", version 2): a guest saved while a periodic direct-mode timer
+    /// The timers travel in snapshots (chunk "synic.vp0", version 3): a guest saved while a periodic direct-mode timer
     /// runs, or while a one-shot timer is armed behind a busy slot, goes on after the restore exactly as without the stop.
     /// </summary>
     [TestCase("periodic direct", 40)]
