@@ -104,17 +104,11 @@ public class CliTests
         {
             CliProcess.Result once = CliProcess.Run("run", image);
             CliProcess.Result rebooting = CliProcess.Run("run", image, "--reboot", "--max-instructions", "100");
-            System.Text.RegularExpressions.Match boots = System.Text.RegularExpressions.Regex.Match(rebooting.Stderr, @"reached the instruction limit \(100, over (\d+) boots\)");
             Assert.Multiple(() =>
             {
                 Assert.That((once.ExitCode, once.Text), Is.EqualTo((0, "b")), once.Stderr);
                 Assert.That(once.Stderr, Does.Contain("asked for a reset"));
-                Assert.That(rebooting.ExitCode, Is.EqualTo(ExitStatus.InstructionLimit), rebooting.Stderr);
-                Assert.That(boots.Success, Is.True, rebooting.Stderr);
-                int count = int.Parse(boots.Groups[1].Value);
-                Assert.That(count, Is.GreaterThan(10), "five instructions a boot, 100 in all");
-                Assert.That(rebooting.Text, Is.EqualTo(new string('b', count)), "one byte a boot");
-                Assert.That(System.Text.RegularExpressions.Regex.Matches(rebooting.Stderr, "booting it again").Count, Is.EqualTo(count - 1));
+                AssertOneByteABoot(rebooting, 100, 'b', "reset the machine; booting it again", "five instructions a boot");
             });
 
             CliProcess.Result refused = CliProcess.Run("run", image, "--reboot", "--save-at", "3", "--save-to", image + ".snap");
@@ -144,7 +138,6 @@ public class CliTests
             string qemuRebooting = QemuReference.RunRebooting(image, output => output.Length >= 5);
             CliProcess.Result once = CliProcess.Run("run", image);
             CliProcess.Result rebooting = CliProcess.Run("run", image, "--reboot", "--max-instructions", "200");
-            System.Text.RegularExpressions.Match boots = System.Text.RegularExpressions.Regex.Match(rebooting.Stderr, @"reached the instruction limit \(200, over (\d+) boots\)");
             Assert.Multiple(() =>
             {
                 Assert.That(qemuOnce, Is.EqualTo("t"), "QEMU -no-reboot: one boot");
@@ -153,12 +146,7 @@ public class CliTests
                 Assert.That(once.Stderr, Does.Contain("triple-faulted, which resets a PC; the reset ends the run"));
                 Assert.That(once.Stderr, Does.Contain("triple fault: #DE (vector 0) could not be delivered"));
                 Assert.That(once.Stderr, Does.Contain("EIP="), "the registers, as for a fault");
-                Assert.That(rebooting.ExitCode, Is.EqualTo(ExitStatus.InstructionLimit), rebooting.Stderr);
-                Assert.That(boots.Success, Is.True, rebooting.Stderr);
-                int count = int.Parse(boots.Groups[1].Value);
-                Assert.That(count, Is.GreaterThan(10), "eight instructions a boot, 200 in all");
-                Assert.That(rebooting.Text, Is.EqualTo(new string('t', count)), "as under QEMU: one byte a boot");
-                Assert.That(System.Text.RegularExpressions.Regex.Matches(rebooting.Stderr, "triple fault: #DE .*, which resets a PC; booting it again").Count, Is.EqualTo(count - 1));
+                AssertOneByteABoot(rebooting, 200, 't', "triple fault: #DE .*, which resets a PC; booting it again", "eight instructions a boot, as under QEMU");
             });
         }
         finally
@@ -215,6 +203,22 @@ public class CliTests
         {
             File.Delete(image);
         }
+    }
+
+    /// <summary>
+    /// A <c>run --reboot --max-instructions <paramref name="limit"/></c> of a guest that prints <paramref name="printed"/>
+    /// and resets: it ends on the limit over many boots, printed one byte a boot, and said <paramref name="rebootLine"/>
+    /// (a regular expression) once for each boot after the first.
+    /// </summary>
+    private static void AssertOneByteABoot(CliProcess.Result rebooting, int limit, char printed, string rebootLine, string why)
+    {
+        System.Text.RegularExpressions.Match boots = System.Text.RegularExpressions.Regex.Match(rebooting.Stderr, $@"reached the instruction limit \({limit}, over (\d+) boots\)");
+        Assert.That(rebooting.ExitCode, Is.EqualTo(ExitStatus.InstructionLimit), rebooting.Stderr);
+        Assert.That(boots.Success, Is.True, rebooting.Stderr);
+        int count = boots.Success ? int.Parse(boots.Groups[1].Value) : 0;
+        Assert.That(count, Is.GreaterThan(10), $"{why}, {limit} in all");
+        Assert.That(rebooting.Text, Is.EqualTo(new string(printed, count)), "one byte a boot");
+        Assert.That(System.Text.RegularExpressions.Regex.Matches(rebooting.Stderr, rebootLine).Count, Is.EqualTo(count - 1));
     }
 
     [Test]
