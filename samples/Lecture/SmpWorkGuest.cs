@@ -81,6 +81,9 @@ public static class SmpWorkGuest
         int aps = processors - 1;
 
         a.mov(esp, 0x6F000);
+        a.mov(al, 0xFF);  // both 8259s masked: only IPIs interrupt (the PIT's ticks would find no gate)
+        a.@out(0x21, al);
+        a.@out(0xA1, al);
         // The IDT: vectors 0x40 and 0x41 are interrupt gates to the handler, which ends the interrupt at the local APIC.
         foreach (int vector in new[] { WorkVector, DoneVector })
         {
@@ -100,13 +103,22 @@ public static class SmpWorkGuest
         Copy(a, stub, Stub);
         a.mov(__dword_ptr[ApicSvr], 0x1FF); // the local APIC on, spurious vector 0xFF
 
-        // INIT, then a start-up IPI with vector 0x08 (0x8000), to every AP: their APIC IDs are 1 to N-1.
+        // The MP specification's start-up: INIT, a pause, then two start-up IPIs with vector 0x08 (0x8000), each after a
+        // pause, to every AP (APIC IDs 1 to N-1). A processor that did not yet take its INIT drops a start-up IPI, which is
+        // why there are two; one already started ignores the second. (QEMU's vCPU threads take them at their own pace.)
         for (int id = 1; id <= aps; id++)
         {
-            a.mov(__dword_ptr[IcrHigh], id << 24);
-            a.mov(__dword_ptr[IcrLow], 0x4500);
-            a.mov(__dword_ptr[IcrHigh], id << 24);
-            a.mov(__dword_ptr[IcrLow], 0x4608);
+            foreach (int icr in new[] { 0x4500, 0x4608, 0x4608 })
+            {
+                a.mov(__dword_ptr[IcrHigh], id << 24);
+                a.mov(__dword_ptr[IcrLow], icr);
+                Label pause = a.CreateLabel();
+                a.mov(ecx, 20_000);
+                a.Label(ref pause);
+                a.pause();
+                a.dec(ecx);
+                a.jnz(pause);
+            }
         }
 
         a.Label(ref waitReady);
@@ -180,7 +192,9 @@ public static class SmpWorkGuest
         a.cmp(ebp, Rounds);
         a.jb(round);
         a.mov(eax, 0);
-        a.@out(0xF4, eax);
+        a.@out(0xF4, eax); // the end under HybridVmm (the debug-exit port) ...
+        a.mov(al, 0xFE);
+        a.@out(0x64, al);  // ... and under QEMU, which has no such port by default: a reset, which -no-reboot ends on
         a.hlt();
 
         // An AP, in protected mode on its own stack with its number in EBX: the IDT, its local APIC, ready; then it

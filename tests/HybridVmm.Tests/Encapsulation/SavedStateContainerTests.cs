@@ -205,7 +205,7 @@ public class SavedStateContainerTests
         Assert.That(reader, Is.Not.Null, error);
         Assert.That(reader.Chunks.Select(c => $"{c.Tag} v{c.Version}"), Is.EqualTo(new[]
         {
-            "partition v2", "cpu.vp0 v4", "interrupts.vp0 v2", "statistics v1", "clock v1", "hv.partition v3", "synic.vp0 v3",
+            "partition v2", "cpu.vp0 v5", "interrupts.vp0 v2", "statistics v1", "clock v1", "hv.partition v3", "synic.vp0 v3",
             "apic.vp0 v1", "root.requests v1", "device.com1 v3", "device.provisioning v1", "device.fw-cfg v1", "device.port92 v1", "device.i8042 v1",
             "device.rtc v1", "device.pci v1", "device.pic v1", "device.pit v1", "device.ioapic v1", "device.acpi-pm v1", "memory v1",
         }));
@@ -222,7 +222,7 @@ public class SavedStateContainerTests
         BinaryPrimitives.WriteInt32LittleEndian(file.AsSpan(cpuEntry + 1 + "cpu.vp0".Length), 9);
 
         Assert.That(SnapshotFormat.TryDeserialize(Reseal(file), out string error), Is.Null);
-        Assert.That(error, Is.EqualTo("chunk 'cpu.vp0' holds CPU register state version 9, which this build does not read (it writes version 4)"));
+        Assert.That(error, Is.EqualTo("chunk 'cpu.vp0' holds CPU register state version 9, which this build does not read (it writes version 5)"));
     }
 
     [Test]
@@ -316,7 +316,7 @@ public class SavedStateContainerTests
             CliProcess.Result result = CliProcess.Run("restore", path);
 
             Assert.That(result.ExitCode, Is.EqualTo(HybridVmm.Cli.Common.ExitStatus.InvalidImage));
-            Assert.That(result.Stderr, Is.EqualTo($"hybridvmm: error: {path}: chunk 'cpu.vp0' holds CPU register state version 9, which this build does not read (it writes version 4)\n"));
+            Assert.That(result.Stderr, Is.EqualTo($"hybridvmm: error: {path}: chunk 'cpu.vp0' holds CPU register state version 9, which this build does not read (it writes version 5)\n"));
         }
         finally
         {

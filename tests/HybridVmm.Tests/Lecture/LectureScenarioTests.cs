@@ -25,7 +25,7 @@ public class LectureScenarioTests
         // the release /init prints is checked against the kernel that was fetched, then kept out of the approved text.
         string report = await Run(OsDiversityScenario.RunAsync);
         string versions = File.ReadAllText(Path.Combine(Path.GetDirectoryName(OsDiversityScenario.LinuxImages()!.Value.Kernel)!, "VERSIONS"));
-        string release = System.Text.RegularExpressions.Regex.Match(versions, @"^linux-image-(\S+) ", System.Text.RegularExpressions.RegexOptions.Multiline).Groups[1].Value;
+        string release = System.Text.RegularExpressions.Regex.Match(versions, @"^linux-image-(\S+-686) ", System.Text.RegularExpressions.RegexOptions.Multiline).Groups[1].Value;
         Assert.That(release, Is.Not.Empty, $"no linux-image package in VERSIONS:\n{versions}");
         Assert.That(report, Does.Contain($"on Linux {release}\n"), "the kernel that booted is the one fetch-debian.sh fetched");
         Approvals.Verify(report.Replace($"on Linux {release}\n", "on Linux (the fetched linux-image-686 release)\n", StringComparison.Ordinal));
