@@ -226,11 +226,12 @@ public sealed partial class RootPartition
     public VirtualMachine? Reboot(VirtualMachine vm, VmConfiguration config, out VmCreationError? error)
     {
         Mc146818Rtc? rtc = vm.Worker.Devices.OfType<Mc146818Rtc>().FirstOrDefault();
+        long resetAt = _api.GuestClock(vm.Partition); // the old partition's guest time now; the new one's may differ (a restored VM's offset)
         Delete(vm);
         VirtualMachine? next = CreateVm(config, out error);
         if (rtc is not null && next?.Worker.Devices.OfType<Mc146818Rtc>().FirstOrDefault() is { } newRtc)
         {
-            newRtc.ContinueAfterReset(rtc);
+            newRtc.ContinueAfterReset(rtc, resetAt, _api.GuestClock(next.Partition));
         }
 
         return next;

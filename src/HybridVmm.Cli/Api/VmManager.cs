@@ -200,7 +200,8 @@ public sealed partial class VmManager(HybridSystem system, ControlBarrier barrie
     /// <summary>
     /// At a barrier: deletes the VM's partition and creates a new one from the same configuration, under the same name.
     /// After a guest's own reset (<paramref name="keepConsole"/>) its console's backlog goes on, as a serial line does
-    /// across a reboot; an attached console stays attached to the new boot, its output and its input.
+    /// across a reboot, and an attached console stays attached to the new boot, its output and its input. A reset by the
+    /// API (<c>vm reset</c>) starts the backlog afresh and ends an attached console's session, whose VM it stopped.
     /// </summary>
     private ApiOutcome<VmInfo> Reboot(ManagedVm m, string why, bool keepConsole = false)
     {

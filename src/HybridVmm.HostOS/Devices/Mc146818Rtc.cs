@@ -304,11 +304,13 @@ public sealed partial class Mc146818Rtc : IChipsetDevice, IPortIoDevice, ISaveRe
     /// PC: register A at 0x26, register B 24-hour with only its daylight-saving bit kept (which also restarts a clock
     /// stopped by SET from what was set), C and D read. That is what QEMU shows after its reset and SeaBIOS's POST.
     /// </summary>
-    public void ContinueAfterReset(Mc146818Rtc before)
+    /// <param name="before">The RTC of the machine before the reset.</param>
+    /// <param name="beforeNow">The reset's time on <paramref name="before"/>'s clock (the old partition's guest time).</param>
+    /// <param name="now">The same moment on this RTC's clock (the new partition's guest time).</param>
+    public void ContinueAfterReset(Mc146818Rtc before, long beforeNow, long now)
     {
         Array.Copy(before._cmos, RegisterD + 1, _cmos, RegisterD + 1, _cmos.Length - (RegisterD + 1));
         (_cmos[0x01], _cmos[0x03], _cmos[0x05]) = (before._cmos[0x01], before._cmos[0x03], before._cmos[0x05]);
-        long now = _clock.Now;
         if (before.Frozen)
         {
             _baseSeconds = before._frozenSeconds;
@@ -316,7 +318,7 @@ public sealed partial class Mc146818Rtc : IChipsetDevice, IPortIoDevice, ISaveRe
         }
         else
         {
-            long elapsed = before.Elapsed(before._clock.Now);
+            long elapsed = before.Elapsed(beforeNow);
             _baseSeconds = before._baseSeconds + (elapsed / TicksPerSecond);
             _baseTime = now - (elapsed % TicksPerSecond);
         }

@@ -222,7 +222,7 @@ public class Mc146818RtcTests
         _clock.Now = (3 * Second) + (7 * Second / 10); // 12:00:03.2
 
         var after = new Mc146818Rtc(new ManualClock { Now = 100 * Second }, Epoch, 64u << 20);
-        after.ContinueAfterReset(before);
+        after.ContinueAfterReset(before, _clock.Now, 100 * Second);
         Assert.Multiple(() =>
         {
             Assert.That(Cmos(after, Mc146818Rtc.RegisterB), Is.EqualTo((uint)(Mc146818Rtc.B24Hour | Mc146818Rtc.BDaylightSaving)), "POST: 24-hour BCD, DSE kept");
@@ -244,7 +244,7 @@ public class Mc146818RtcTests
 
         var clock = new ManualClock { Now = 5 * Second };
         var after = new Mc146818Rtc(clock, Epoch, 64u << 20);
-        after.ContinueAfterReset(before);
+        after.ContinueAfterReset(before, _clock.Now, clock.Now);
         Assert.That(Cmos(after, 2), Is.EqualTo(0x42u));
         Assert.That(Cmos(after, 0), Is.EqualTo(0x58u), "the epoch's seconds, as set");
         clock.Now += 2 * Second;
