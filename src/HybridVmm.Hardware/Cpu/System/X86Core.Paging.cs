@@ -156,10 +156,22 @@ public sealed unsafe partial class X86Core
             pageBase = leaf & ~PageOffsetMask;
         }
 
+        return CheckAndFill(linear, accessBits, write, user, supervisorPageOnly, fetch, rights, leaf, leafAddress, pageBase, large, executable: true);
+    }
+
+    /// <summary>
+    /// The end of either walk (SDM Vol. 3A, 4.6 and 4.8): the access-rights check on the levels' combined R/W and U/S
+    /// (<paramref name="rights"/>) and, for a fetch, execute-disable; then the leaf's A and (for a write) D; then the TLB
+    /// entry. <paramref name="fetch"/> only matters here for a page that is not <paramref name="executable"/>.
+    /// </summary>
+    private long CheckAndFill(uint linear, uint accessBits, bool write, bool user, bool supervisorPageOnly, bool fetch,
+        uint rights, uint leaf, uint leafAddress, uint pageBase, bool large, bool executable)
+    {
         bool writable = (rights & PteWritable) != 0;
         bool userPage = (rights & PteUser) != 0;
         bool supervisorWrite = writable || (_ctx.Cr0 & Cr0Wp) == 0;
-        if ((user && !userPage) || (write && (user ? !writable : !supervisorWrite)) || (supervisorPageOnly && userPage))
+        if ((user && !userPage) || (write && (user ? !writable : !supervisorWrite)) || (supervisorPageOnly && userPage)
+            || (fetch && !executable))
         {
             return PageFault(linear, accessBits | PfPresent);
         }
@@ -167,15 +179,6 @@ public sealed unsafe partial class X86Core
         uint updated = leaf | PteAccessed | (write ? PteDirty : 0);
         if (updated != leaf && !WritePagingEntry(leafAddress, updated)) return -1;
 
-        return Fill(linear, pageBase, rights, leaf, updated, large, executable: true);
-    }
-
-    /// <summary>Caches a translation the walk allowed, with the rights of its levels (<paramref name="rights"/>: the AND of their R/W and U/S).</summary>
-    private long Fill(uint linear, uint pageBase, uint rights, uint leaf, uint updated, bool large, bool executable)
-    {
-        bool writable = (rights & PteWritable) != 0;
-        bool userPage = (rights & PteUser) != 0;
-        bool supervisorWrite = writable || (_ctx.Cr0 & Cr0Wp) == 0;
         ref TlbEntry entry = ref _tlb[(linear >> PageShift) & (TlbEntries - 1)];
         entry.Tag = (linear & ~PageOffsetMask) | TlbValid;
         entry.PageBase = pageBase;
@@ -212,11 +215,11 @@ public sealed unsafe partial class X86Core
             return PageFault(linear, accessBits | PfPresent | PfReserved);
         }
 
-        uint leaf, leafHigh, leafAddress, rights, pageBase;
+        uint leaf, leafAddress, rights, pageBase;
         bool executeDisabled = (pdeHigh & PaeXdHigh) != 0;
         if (large)
         {
-            (leaf, leafHigh, leafAddress, rights) = (pde, pdeHigh, pdeAddress, pde);
+            (leaf, leafAddress, rights) = (pde, pdeAddress, pde);
             pageBase = (pde & 0xFFE0_0000) | (linear & 0x001F_F000);
         }
         else
@@ -227,7 +230,7 @@ public sealed unsafe partial class X86Core
                 if (!WritePagingEntry(pdeAddress, pde)) return -1;
             }
             leafAddress = (pde & ~PageOffsetMask) | (((linear >> PageShift) & 0x1FF) << 3);
-            if (!ReadPagingEntry(leafAddress, out leaf) || !ReadPagingEntry(leafAddress + 4, out leafHigh)) return -1;
+            if (!ReadPagingEntry(leafAddress, out leaf) || !ReadPagingEntry(leafAddress + 4, out uint leafHigh)) return -1;
             if ((leaf & PtePresent) == 0) return PageFault(linear, accessBits);
             if ((leafHigh & highReserved) != 0) return PageFault(linear, accessBits | PfPresent | PfReserved);
             rights = pde & leaf;
@@ -235,19 +238,8 @@ public sealed unsafe partial class X86Core
             executeDisabled |= (leafHigh & PaeXdHigh) != 0;
         }
 
-        bool writable = (rights & PteWritable) != 0;
-        bool userPage = (rights & PteUser) != 0;
-        bool supervisorWrite = writable || (_ctx.Cr0 & Cr0Wp) == 0;
-        bool executable = !(nxe && executeDisabled);
-        if ((user && !userPage) || (write && (user ? !writable : !supervisorWrite)) || (supervisorPageOnly && userPage)
-            || (fetch && !executable))
-        {
-            return PageFault(linear, accessBits | PfPresent);
-        }
-
-        uint updated = leaf | PteAccessed | (write ? PteDirty : 0);
-        if (updated != leaf && !WritePagingEntry(leafAddress, updated)) return -1;
-        return Fill(linear, pageBase, rights, leaf, updated, large, executable);
+        return CheckAndFill(linear, accessBits, write, user, supervisorPageOnly, fetch, rights, leaf, leafAddress, pageBase, large,
+            executable: !(nxe && executeDisabled));
     }
 
     /// <summary>
