@@ -317,6 +317,19 @@ public sealed unsafe partial class X86Core
             {
                 InstructionsRetired++;
             }
+            else if (exit.Reason == CpuExitReason.ControlRegisterWrite)
+            {
+                // The write retired before its exit: a single-step trap follows it as any instruction's would.
+                InstructionsRetired++;
+                if ((_savedFlags & (uint)EFlags.TF) != 0)
+                {
+                    _ctx.Dr6 |= Dr6SingleStep;
+                    if (!DeliverException(ExceptionVector.Debug, 0))
+                    {
+                        return _exit;
+                    }
+                }
+            }
             return exit;
         }
 

@@ -31,6 +31,16 @@ internal sealed class ExitDispatcher(PartitionTable partitions, InterceptCost co
                 // CPUID exits unconditionally under VMX and SVM; the kernel answers it, at the cost of any exit it serves.
                 HandleCpuid(partition, vp);
                 return new ExitOutcome(enlightenments.ExitCostTicks, 0, true);
+            case CpuExitReason.ControlRegisterWrite:
+                // A paging-mode bit the kernel owns changed (ControlRegisterPolicy): served here, like CPUID.
+                partition.Statistics.CountIntercept("cr-write");
+                if (partitions.Trace.Enabled)
+                {
+                    partitions.Trace.Record(partitions.Now(vp), partition.Id, vp.Index, TraceKind.Intercept,
+                        $"cr-write cr{exit.Vector}=0x{exit.Value:x8} (was 0x{exit.ErrorCode:x8})");
+                }
+
+                return new ExitOutcome(enlightenments.ExitCostTicks, 0, true);
             case CpuExitReason.MemoryIntercept when exit.IsWrite && ResolveWriteProtection(partition, vp, exit.GuestPhysicalAddress) is bool resolved:
                 return resolved ? ExitOutcome.Go : ExitOutcome.Stop;
             case CpuExitReason.MemoryIntercept when vp.Apic.Claims(exit.GuestPhysicalAddress):

@@ -269,4 +269,63 @@ public class ExitTests
         Assert.That(m.Cpu[Gpr.Eax], Is.EqualTo(1));
         Assert.That(m.Cpu.InstructionsRetired, Is.EqualTo(3));
     }
+
+    /// <summary>
+    /// The hypervisor's CR0 and CR4 masks (as VMX's guest/host masks): a MOV or LMSW that changes a masked bit retires,
+    /// then exits with the register, its new value and its old one; one that changes only unmasked bits does not exit.
+    /// </summary>
+    [Test]
+    public void AWriteThatChangesAMaskedControlRegisterBitRetiresThenExits()
+    {
+        var m = new TestMachine();
+        m.Cpu.Cr0InterceptMask = (uint)(Cr0Flags.WP | Cr0Flags.PE);
+        m.Cpu.Cr4InterceptMask = (uint)Cr4Flags.PGE;
+        uint before = m.Cpu.Cr0;
+        byte[] code = m.Load(asm =>
+        {
+            asm.mov(eax, cr0);
+            asm.or(eax, (int)Cr0Flags.TS); asm.mov(cr0, eax);        // TS: the guest's own bit, no exit
+            asm.or(eax, (int)Cr0Flags.WP); asm.mov(cr0, eax);        // WP: exit
+            asm.mov(ecx, (int)Cr4Flags.PSE); asm.mov(cr4, ecx);      // PSE: not masked here
+            asm.or(ecx, (int)Cr4Flags.PGE); asm.mov(cr4, ecx);       // PGE: exit
+            asm.mov(ecx, (int)Cr4Flags.PGE); asm.mov(cr4, ecx);      // PSE cleared, PGE unchanged: no exit
+            asm.mov(eax, cr0); asm.lmsw(ax);                         // PE unchanged: no exit
+            asm.hlt();
+        });
+        CpuExit exit = m.Cpu.Run(100);
+        Assert.That(exit, Is.EqualTo(new CpuExit(CpuExitReason.ControlRegisterWrite, Value: before | (uint)(Cr0Flags.TS | Cr0Flags.WP), Vector: 0, ErrorCode: before | (uint)Cr0Flags.TS)));
+        Assert.That((m.Cpu.Cr0 & (uint)Cr0Flags.WP, m.Cpu.InstructionsRetired), Is.EqualTo(((uint)Cr0Flags.WP, 5L)), "the write retired before its exit");
+        exit = m.Cpu.Run(100);
+        Assert.That(exit, Is.EqualTo(new CpuExit(CpuExitReason.ControlRegisterWrite, Value: (uint)(Cr4Flags.PSE | Cr4Flags.PGE), Vector: 4, ErrorCode: (uint)Cr4Flags.PSE)));
+        Assert.That(m.Cpu.Run(100).Reason, Is.EqualTo(CpuExitReason.Halt));
+        Assert.That(m.Cpu.Eip, Is.EqualTo(TestMachine.CodeBase + (uint)code.Length));
+    }
+
+    /// <summary>A single-step trap follows a control register write that exits, as it follows any instruction (SDM Vol. 3A, 17.3.1.4).</summary>
+    [Test]
+    public void ASingleStepTrapFollowsAControlRegisterWriteThatExits()
+    {
+        const uint Idt = 0x30000, IdtDescriptor = 0x2F000, Handler = 0x5000;
+        var m = new TestMachine();
+        m.Cpu.Cr0InterceptMask = (uint)Cr0Flags.WP;
+        m.WriteBytes(IdtDescriptor, BitConverter.GetBytes((ushort)(256 * 8 - 1)));
+        m.Write32(IdtDescriptor + 2, Idt);
+        m.Write32(Idt + 8, (Handler & 0xffff) | (0x08u << 16));      // vector 1: interrupt gate
+        m.Write32(Idt + 12, (Handler & 0xffff0000) | 0x8E00);
+        m.Load(a => { a.mov(ebx, __dword_ptr[esp]); a.mov(esi, dr6); a.hlt(); }, Handler);
+        byte[] code = m.Load(asm =>
+        {
+            asm.lidt(__[IdtDescriptor]);
+            asm.mov(eax, cr0); asm.or(eax, (int)Cr0Flags.WP);
+            asm.pushfd(); asm.or(__dword_ptr[esp], 0x100); asm.popfd();
+            asm.mov(cr0, eax);
+            asm.nop();
+        });
+        CpuExit exit = m.Cpu.Run(100);
+        Assert.That(exit.Reason, Is.EqualTo(CpuExitReason.ControlRegisterWrite));
+        Assert.That(m.Cpu.Eip, Is.EqualTo(Handler), "the #DB handler is entered before the exit is returned");
+        m.RunToHalt();
+        Assert.That(m.Cpu[Gpr.Ebx], Is.EqualTo(TestMachine.CodeBase + (uint)code.Length - 1), "the trap's EIP is after the MOV to CR0");
+        Assert.That(m.Cpu[Gpr.Esi] & 0x4000, Is.Not.Zero, "DR6.BS");
+    }
 }

@@ -24,7 +24,7 @@ public class KvmUnitTests
     [
         "cmpxchg8b", "setjmp", "smptest", "smptest3", "eventinj", "taskswitch", "tsc", "umip", "vmexit_mov_from_cr8",
         "vmexit_mov_to_cr8", "vmexit_ipi", "vmexit_tscdeadline", "vmexit_tscdeadline_immed", "realmode", "smap", "vmexit_inl_pmtimer",
-        "vmexit_ipi_halt", "vmexit_ple_round_robin", "sieve", "vmexit_cpuid",
+        "vmexit_ipi_halt", "vmexit_ple_round_robin", "sieve", "vmexit_cpuid", "vmexit_cr0_wp", "vmexit_cr4_pge", "la57",
         "hyperv_synic", "hyperv_connections", "hyperv_stimer", "hyperv_stimer_direct",
     ];
 

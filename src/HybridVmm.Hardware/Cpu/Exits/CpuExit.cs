@@ -34,6 +34,13 @@ public enum CpuExitReason
     /// may inject a vector (<see cref="X86Core.InjectExternalInterrupt"/>), delivered before that instruction.
     /// </summary>
     InterruptWindow,
+    /// <summary>
+    /// A MOV to CR0 or CR4, or an LMSW, changed a bit the hypervisor owns (<see cref="X86Core.Cr0InterceptMask"/>,
+    /// <see cref="X86Core.Cr4InterceptMask"/>). The write has been applied and the instruction has retired; EIP is the
+    /// next instruction. <see cref="CpuExit.Vector"/> is the register's number, <see cref="CpuExit.Value"/> its new value
+    /// and <see cref="CpuExit.ErrorCode"/> its old one. Nothing is pending: the hypervisor only accounts for it.
+    /// </summary>
+    ControlRegisterWrite,
 }
 
 /// <summary>Exit information, a plain struct so the hot path does not allocate.</summary>

@@ -134,7 +134,7 @@ public sealed partial class X86Core
         _ctx.Cr0 = value;
         PagingControlChanged(old, _ctx.Cr4);
         if (((old ^ value) & Cr0Pe) != 0) CodeMappingChanged(); // interrupts now go through the IDT or the IVT
-        return true;
+        return ((old ^ value) & Cr0InterceptMask) == 0 || ControlRegisterWritten(0, old, value);
     }
 
     private bool WriteCr4(uint value)
@@ -152,7 +152,25 @@ public sealed partial class X86Core
             UpdateAccessRights();
             CodeMappingChanged(); // the run loop's cached code page was checked under the old SMEP
         }
-        return true;
+        return ((old ^ value) & Cr4InterceptMask) == 0 || ControlRegisterWritten(4, old, value);
+    }
+
+    /// <summary>
+    /// The hypervisor's share of CR0 and CR4, as VMX's CR0 and CR4 guest/host masks are (SDM Vol. 3C, 25.6.6): a write
+    /// that changes a bit set here ends in <see cref="CpuExitReason.ControlRegisterWrite"/>. Unlike VMX, which exits
+    /// before the instruction for the hypervisor to emulate it, the core applies the write and retires the instruction
+    /// first: the hypervisor takes note of the new mode and accounts for the exit. 0 (the default): no exit.
+    /// </summary>
+    public uint Cr0InterceptMask { get; set; }
+
+    /// <inheritdoc cref="Cr0InterceptMask"/>
+    public uint Cr4InterceptMask { get; set; }
+
+    /// <summary>The write has retired; the run loop returns the exit after it (and after a single-step trap, if TF was set).</summary>
+    private bool ControlRegisterWritten(byte register, uint old, uint value)
+    {
+        _exit = new CpuExit(CpuExitReason.ControlRegisterWrite, Value: value, Vector: register, ErrorCode: old);
+        return false;
     }
 
     /// <summary>INVLPG m (SDM Vol. 2A): ring 0 only; drops the TLB entry of the page holding the operand's linear address.</summary>
