@@ -73,6 +73,12 @@ internal sealed class MsrHandler(PartitionTable partitions)
             case HvMsr.ReferenceTsc when Allowed(hv, HvPartitionPrivileges.AccessPartitionReferenceTsc):
                 value = hv.ReferenceTscMsr;
                 break;
+            case HvMsr.TscFrequency when Allowed(hv, HvPartitionPrivileges.AccessFrequencyMsrs):
+            case HvMsr.ApicFrequency when Allowed(hv, HvPartitionPrivileges.AccessFrequencyMsrs):
+                // The TSC and the APIC timer's input both count at 1 GHz of the partition's virtual time
+                // (docs/guest-platform.md), so a guest need not calibrate either against the PIT. Writes are #GP.
+                value = (ulong)Hardware.Clock.VirtualClock.TicksPerSecond;
+                break;
             default:
                 // EOM reads as 0 (it has nothing to return; KVM reads it so and kvm-unit-tests' hyperv_synic requires it).
                 ok = Allowed(hv, PrivilegeFor(msr)) && vp.Synic.TryReadMsr(msr, out value);

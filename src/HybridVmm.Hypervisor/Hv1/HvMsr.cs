@@ -8,6 +8,8 @@ public static class HvMsr
     public const uint VpIndex = 0x40000002;       // HV_X64_MSR_VP_INDEX (read only)
     public const uint TimeRefCount = 0x40000020;  // HV_X64_MSR_TIME_REF_COUNT (read only)
     public const uint ReferenceTsc = 0x40000021;  // HV_X64_MSR_REFERENCE_TSC (the partition's reference TSC page)
+    public const uint TscFrequency = 0x40000022;  // HV_X64_MSR_TSC_FREQUENCY (read only, Hz)
+    public const uint ApicFrequency = 0x40000023; // HV_X64_MSR_APIC_FREQUENCY (read only, Hz: the local APIC timer's input clock)
     public const uint SControl = 0x40000080;      // HV_X64_MSR_SCONTROL
     public const uint SVersion = 0x40000081;      // HV_X64_MSR_SVERSION (read only)
     public const uint Siefp = 0x40000082;         // HV_X64_MSR_SIEFP
@@ -38,6 +40,8 @@ public static class HvMsr
         Eom => "HV_X64_MSR_EOM",
         TimeRefCount => "HV_X64_MSR_TIME_REF_COUNT",
         ReferenceTsc => "HV_X64_MSR_REFERENCE_TSC",
+        TscFrequency => "HV_X64_MSR_TSC_FREQUENCY",
+        ApicFrequency => "HV_X64_MSR_APIC_FREQUENCY",
         >= Stimer0Config and <= Stimer3Count => $"HV_X64_MSR_STIMER{(msr - Stimer0Config) / 2}_{((msr & 1) == 0 ? "CONFIG" : "COUNT")}",
         >= Sint0 and <= Sint15 => $"HV_X64_MSR_SINT{msr - Sint0}",
         _ => "unknown",

@@ -17,11 +17,13 @@ public enum HvPartitionPrivileges : ulong
     AccessVpIndex = 1UL << 6,
     /// <summary>HV_X64_MSR_REFERENCE_TSC, the partition's reference TSC page (TLFS chapter 12, "Partition Reference Time Enlightenment").</summary>
     AccessPartitionReferenceTsc = 1UL << 9,
+    /// <summary>HV_X64_MSR_TSC_FREQUENCY and HV_X64_MSR_APIC_FREQUENCY, read only (TLFS 2.4.4, "AccessFrequencyRegs").</summary>
+    AccessFrequencyMsrs = 1UL << 11,
     CreatePartitions = 1UL << 32,
     PostMessages = 1UL << 36,
     SignalEvents = 1UL << 37,
 
     /// <summary>What a child partition gets by default.</summary>
     Child = AccessPartitionReferenceCounter | AccessSynicMsrs | AccessSyntheticTimerMsrs | AccessHypercallMsrs | AccessVpIndex
-        | AccessPartitionReferenceTsc | PostMessages | SignalEvents,
+        | AccessPartitionReferenceTsc | AccessFrequencyMsrs | PostMessages | SignalEvents,
 }

@@ -59,6 +59,9 @@ public static class CpuidPolicy
     /// <summary>Leaf 0x40000003 EDX bit 19: synthetic timers may signal in direct mode, an APIC vector (TLFS 2.4.4, 12.2.1).</summary>
     public const uint DirectSyntheticTimers = 1u << 19;
 
+    /// <summary>Leaf 0x40000003 EDX bit 8: HV_X64_MSR_TSC_FREQUENCY and HV_X64_MSR_APIC_FREQUENCY are present (TLFS 2.4.4).</summary>
+    public const uint FrequencyMsrsAvailable = 1u << 8;
+
     /// <summary>Leaf 0x40000005 EAX: the virtual processors a partition may have (<c>--cpus</c>, at most 64).</summary>
     public const uint MaxVirtualProcessors = Partitions.Partition.MaxProcessors;
 
@@ -76,7 +79,8 @@ public static class CpuidPolicy
             // Features (TLFS 2.4.4): the privilege mask in EAX/EBX; EDX bit 19, direct-mode synthetic timers, when the
             // partition may use the timers (no other ECX/EDX features: no XMM hypercalls, no guest idle state).
             0x40000003 => ((uint)privileges, (uint)(privileges >> 32), 0,
-                (privileges & (ulong)Hv1.HvPartitionPrivileges.AccessSyntheticTimerMsrs) != 0 ? DirectSyntheticTimers : 0),
+                ((privileges & (ulong)Hv1.HvPartitionPrivileges.AccessSyntheticTimerMsrs) != 0 ? DirectSyntheticTimers : 0)
+                | ((privileges & (ulong)Hv1.HvPartitionPrivileges.AccessFrequencyMsrs) != 0 ? FrequencyMsrsAvailable : 0)),
             0x40000004 => (0, 0, 0, 0),  // no implementation recommendations
             0x40000005 => (MaxVirtualProcessors, MaxVirtualProcessors, 0, 0),
             0x80000000 => (MaxExtendedLeaf, 0, 0, 0),
