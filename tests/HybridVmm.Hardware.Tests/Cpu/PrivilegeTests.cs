@@ -183,6 +183,8 @@ public class PrivilegeTests
     [TestCase("rdmsr")]
     [TestCase("cli")]
     [TestCase("sti")]
+    [TestCase("wbinvd")]
+    [TestCase("invd")]
     public void PrivilegedInstructionsInRing3AreGeneralProtectionFaults(string which)
     {
         var m = Machine();
@@ -195,6 +197,8 @@ public class PrivilegeTests
                 case "lgdt": a.lgdt(__[GdtDescriptor]); break;
                 case "rdmsr": a.rdmsr(); break;
                 case "cli": a.cli(); break;
+                case "wbinvd": a.wbinvd(); break; // SDM Vol. 2B, WBINVD: #GP(0) if CPL is not 0
+                case "invd": a.invd(); break;     // SDM Vol. 2A, INVD: likewise
                 default: a.sti(); break;
             }
         });
