@@ -35,6 +35,17 @@ public class SystemStateDifferentialTests
         Assert.That(report.Mismatches, Is.Zero, () => string.Join(Environment.NewLine, report.Reproducers));
     }
 
+    [Test]
+    public void CoreMatchesUnicornOnSystemInstructions()
+    {
+        ulong seed = FuzzSettings.Seed ^ 0x5157;
+        var generator = new SystemInstructionCaseGenerator(seed);
+        using SystemStateFuzzer fuzzer = Create(generator.Generate, nameof(CoreMatchesUnicornOnSystemInstructions), SystemDeviations.SystemInstructions);
+        SystemFuzzReport report = FuzzSettings.ReplayCase is long one ? fuzzer.Run(one, 1) : fuzzer.Run(0, FuzzSettings.SystemInstructionCases);
+        Print(fuzzer, report);
+        Assert.That(report.Mismatches, Is.Zero, () => string.Join(Environment.NewLine, report.Reproducers));
+    }
+
     private static void Print(SystemStateFuzzer fuzzer, SystemFuzzReport report)
     {
         TestContext.Out.WriteLine(report.Summary());
