@@ -177,6 +177,44 @@ public class PrivilegeTests
         Assert.That(m.Read32(Record + 4), Is.EqualTo((uint)UserCode));
     }
 
+    /// <summary>
+    /// SDM Vol. 2A, INT n: "IF instruction pointer from IDT gate is not within new code-segment limits THEN #GP(EXT)",
+    /// for a handler in an inner ring (after the new stack's checks) and in the same ring alike; nothing is pushed.
+    /// </summary>
+    [TestCase(true, TestName = "IntToAnInnerRingHandlerBeyondItsSegmentLimitIsAGeneralProtectionFault")]
+    [TestCase(false, TestName = "IntToASameRingHandlerBeyondItsSegmentLimitIsAGeneralProtectionFault")]
+    public void IntToAHandlerBeyondItsSegmentLimitIsAGeneralProtectionFault(bool fromRing3)
+    {
+        var m = Machine();
+        const ushort smallCode = 0x30; // GDT entry 6: ring-0 code, base 0, limit 0xFFFF (byte granular), 32-bit
+        m.WriteBytes(Gdt + 6 * 8, BitConverter.GetBytes(0xFFFFUL | ((ulong)(0xBu | 0x10u | 0x80u) << 40) | (0x4UL << 52)));
+        m.WriteBytes(GdtDescriptor, [0x37, 0x00, .. BitConverter.GetBytes(Gdt)]);
+        const uint beyond = 0x12345; // past the limit: a HLT there would stop the core in ring 0 if the INT were delivered
+        m.Load(a => a.hlt(), beyond);
+        m.Write32(Idt + 0x82 * 8, (beyond & 0xFFFF) | ((uint)smallCode << 16));
+        m.Write32(Idt + 0x82 * 8 + 4, (beyond & 0xFFFF0000) | 0x8000u | (3u << 13) | (0xEu << 8));
+        if (fromRing3)
+        {
+            RunInRing3(m, a => a.@int(0x82));
+        }
+        else
+        {
+            m.Load(a =>
+            {
+                a.lgdt(__[GdtDescriptor]);
+                a.lidt(__[IdtDescriptor]);
+                a.mov(ax, KernelData);
+                a.mov(ds, ax); a.mov(es, ax); a.mov(ss, ax);
+                a.mov(esp, KernelStack);
+                a.@int(0x82);
+            });
+            m.Cpu.Eip = TestMachine.CodeBase;
+        }
+        m.Cpu.Run(500);
+        Assert.That((m.Read32(Record), m.Read32(Record + 4)), Is.EqualTo((0u, fromRing3 ? (uint)UserCode : KernelCode)),
+            "#GP(0) raised by the INT instruction, in the ring it ran in");
+    }
+
     [TestCase("hlt")]
     [TestCase("mov cr0")]
     [TestCase("lgdt")]

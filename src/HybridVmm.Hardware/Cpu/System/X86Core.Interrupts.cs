@@ -383,8 +383,10 @@ public sealed partial class X86Core
         {
             if (!DeliverToInnerRing(handlerCs, (low & 0xffff) | (high & 0xffff0000), returnEip, hasErrorCode, errorCode, clearFlags))
             {
-                // The new stack's #TS or #SS names its selector with EXT (SDM Vol. 3A, 6.13); a #PF keeps its own code.
-                DeliveryFault(_exit.Vector, _exit.Vector is ExceptionVector.InvalidTss or ExceptionVector.StackFault ? _exit.ErrorCode | ext : _exit.ErrorCode);
+                // The new stack's #TS or #SS names its selector with EXT (SDM Vol. 3A, 6.13), as does the #GP(EXT) of a handler
+                // offset beyond its segment's limit; a #PF keeps its own code.
+                DeliveryFault(_exit.Vector, _exit.Vector is ExceptionVector.InvalidTss or ExceptionVector.StackFault or ExceptionVector.GeneralProtection
+                    ? _exit.ErrorCode | ext : _exit.ErrorCode);
                 _faulted = faultedBefore;
                 _exit = exitBefore;
                 return false;
@@ -392,6 +394,11 @@ public sealed partial class X86Core
             if (csAddress != 0 || csHigh != 0) MarkAccessed(csAddress, csHigh);
             return true;
         }
+        // SDM Vol. 2A, INT n, "INTRA-PRIVILEGE-LEVEL-INTERRUPT": room for the frame on the stack (#SS(EXT)), then the
+        // handler's offset within its code segment's limit (#GP(EXT)), before anything is pushed.
+        uint handlerEip = (low & 0xffff) | (high & 0xffff0000);
+        ok = ok && (StackHasRoom(_ctx.Esp, hasErrorCode ? 16 : 12) || DeliveryFault(ExceptionVector.StackFault, ext));
+        ok = ok && (handlerEip <= handlerCs.Limit || DeliveryFault(ExceptionVector.GeneralProtection, ext));
         if (ok)
         {
             Push(_ctx.Eflags, 4);
@@ -406,7 +413,7 @@ public sealed partial class X86Core
         _ctx.Eflags &= ~clearFlags;
         if (csAddress != 0 || csHigh != 0) MarkAccessed(csAddress, csHigh);
         SetSegmentCache(Sreg.Cs, handlerCs with { Selector = (ushort)((selector & ~3) | _ctx.Cpl) });
-        _ctx.Eip = (low & 0xffff) | (high & 0xffff0000);
+        _ctx.Eip = handlerEip;
         CodeMappingChanged();
         return true;
     }

@@ -140,6 +140,18 @@ public sealed partial class X86Core
         byte oldMask = _nonFlatSegments;
         SetSegmentCache(Sreg.Ss, newSs); // now at the handler's ring: the pushes are supervisor writes to its stack
         _ctx.Esp = newEsp;
+        // SDM Vol. 2A, INT n, "INTER-PRIVILEGE-LEVEL-INTERRUPT": room for the frame on the new stack (#SS(NewSS)), then
+        // the handler's offset within its code segment's limit (#GP(EXT)), both before anything is pushed.
+        if (!StackHasRoom(newEsp, hasErrorCode ? 24 : 20))
+        {
+            RestoreOuterStack(oldSegments, oldMask, oldEsp);
+            return Fault(ExceptionVector.StackFault, SelectorError(newSs.Selector));
+        }
+        if (handlerEip > handlerCs.Limit)
+        {
+            RestoreOuterStack(oldSegments, oldMask, oldEsp);
+            return Fault(ExceptionVector.GeneralProtection, 0);
+        }
         Push(oldSs, 4);
         Push(oldEsp, 4);
         Push(oldFlags, 4);
@@ -156,6 +168,21 @@ public sealed partial class X86Core
         _ctx.Eip = handlerEip;
         CodeMappingChanged();
         return true;
+    }
+
+    /// <summary>
+    /// Whether SS's limit leaves room for <paramref name="bytes"/> below <paramref name="esp"/> (SDM Vol. 3A, 5.3: an
+    /// expand-down segment's valid offsets lie above its limit). A flat stack always has room, as its pushes find.
+    /// </summary>
+    private bool StackHasRoom(uint esp, int bytes)
+    {
+        if ((_nonFlatSegments & (1 << (int)Sreg.Ss)) == 0) return true;
+        SegmentRegister ss = _ctx.Ss;
+        if ((ss.Attributes & AttrPresent) == 0 || esp < (uint)bytes) return false;
+        uint first = esp - (uint)bytes, last = esp - 1;
+        return (ss.Attributes & (AttrCode | AttrExpandDown)) == AttrExpandDown
+            ? first > ss.Limit && last <= ((ss.Attributes & AttrBig) != 0 ? 0xFFFF_FFFFu : 0xFFFFu)
+            : last <= ss.Limit;
     }
 
     /// <summary>
