@@ -215,6 +215,34 @@ public class PrivilegeTests
             "#GP(0) raised by the INT instruction, in the ring it ran in");
     }
 
+    /// <summary>
+    /// SDM Vol. 2A, INT n, "TRAP-OR-INTERRUPT-GATE": "IF descriptor does not indicate a code segment or new code-segment
+    /// DPL > CPL THEN #GP(error_code(new code-segment selector,0,EXT))" comes before "IF new code-segment descriptor is
+    /// not present THEN #NP(...)": a not-present handler segment of a higher DPL is #GP, naming it.
+    /// </summary>
+    [Test]
+    public void IntToANotPresentHandlerSegmentOfAHigherDplIsAGeneralProtectionFault()
+    {
+        var m = Machine();
+        const ushort userCodeNotPresent = 0x30; // GDT entry 6: ring-3 code, not present
+        m.WriteBytes(Gdt + 6 * 8, BitConverter.GetBytes(0xFFFFUL | ((ulong)(0xBu | 0x10u | (3u << 5)) << 40) | (0xCFUL << 48)));
+        m.WriteBytes(GdtDescriptor, [0x37, 0x00, .. BitConverter.GetBytes(Gdt)]);
+        m.Write32(Idt + 0x82 * 8, 0x1000u | ((uint)userCodeNotPresent << 16));
+        m.Write32(Idt + 0x82 * 8 + 4, 0x8000u | (0xEu << 8));
+        m.Load(a =>
+        {
+            a.lgdt(__[GdtDescriptor]);
+            a.lidt(__[IdtDescriptor]);
+            a.mov(ax, KernelData);
+            a.mov(ds, ax); a.mov(es, ax); a.mov(ss, ax);
+            a.mov(esp, KernelStack);
+            a.@int(0x82);
+        });
+        m.Cpu.Eip = TestMachine.CodeBase;
+        m.Cpu.Run(500);
+        Assert.That((m.Read32(Record), m.Read32(Record + 4)), Is.EqualTo(((uint)userCodeNotPresent, (uint)KernelCode)), "#GP(selector), not #NP");
+    }
+
     [TestCase("hlt")]
     [TestCase("mov cr0")]
     [TestCase("lgdt")]

@@ -373,11 +373,14 @@ public sealed partial class X86Core
         SegmentRegister handlerCs = default;
         uint csAddress = 0, csHigh = 0;
         // The handler's code segment is checked like a far transfer's (its RPL is ignored): DPL = CPL stays in the
-        // ring, DPL < CPL (nonconforming) enters an inner one, DPL > CPL is #GP with the selector.
-        ok = ok && (CodeDescriptor((ushort)(selector & ~3), out handlerCs, out csAddress, out csHigh) || DeliveryFault(_exit.Vector, _exit.ErrorCode | ext));
+        // ring, DPL < CPL (nonconforming) enters an inner one, DPL > CPL is #GP with the selector, and only then is a
+        // segment that is not present #NP (SDM Vol. 2A, INT n, "TRAP-OR-INTERRUPT-GATE", in that order).
+        ok = ok && (CodeDescriptor((ushort)(selector & ~3), out handlerCs, out csAddress, out csHigh, checkPresent: false)
+            || DeliveryFault(_exit.Vector, _exit.ErrorCode | ext));
         int handlerDpl = (handlerCs.Attributes >> 5) & 3;
         bool conforming = (handlerCs.Attributes & AttrConforming) != 0;
         ok = ok && (handlerDpl <= _ctx.Cpl || DeliveryFault(ExceptionVector.GeneralProtection, SelectorError(selector) | ext));
+        ok = ok && ((handlerCs.Attributes & AttrPresent) != 0 || DeliveryFault(ExceptionVector.SegmentNotPresent, SelectorError(selector) | ext));
         uint clearFlags = (uint)EFlags.TF | RfFlag | NtFlag | VmFlag | (type == GateInterrupt32 ? (uint)EFlags.IF : 0);
         if (ok && !conforming && handlerDpl < _ctx.Cpl && !ImpliedBootGdt(selector))
         {
