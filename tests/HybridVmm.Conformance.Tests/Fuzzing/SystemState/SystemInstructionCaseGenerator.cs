@@ -195,7 +195,7 @@ internal sealed class SystemInstructionCaseGenerator
 
     private void BuildTests(List<Instruction> tests)
     {
-        switch (_r.Next(20))
+        switch (_r.Next(22))
         {
             case < 3: Inspection(tests); break;
             case < 5: Lldt(tests); break;
@@ -204,6 +204,7 @@ internal sealed class SystemInstructionCaseGenerator
             case < 10: LoadTables(tests); break;
             case < 13: FlagsAndInterruptFlag(tests); break;
             case < 16: PortIo(tests); break;
+            case < 18: SoftwareInterrupt(tests); break;
             default: ControlRegisters(tests); break;
         }
     }
@@ -445,6 +446,79 @@ internal sealed class SystemInstructionCaseGenerator
             default:
                 tests.Add(Instruction.Create(Code.Rdtsc));
                 break;
+        }
+    }
+
+    /// <summary>
+    /// INT n (any vector), INT3 or INTO through an IDT of random gates (SoftwareInterruptModel): interrupt and trap gates
+    /// of every DPL, present or not, to flat, random or missing code segments, offsets within and beyond their limits;
+    /// call gates, segment and reserved descriptors. Not task gates (a task switch) nor 16-bit gates. The #TS, #NP,
+    /// #SS and #GP gates are fixed, and the set-up's TSS is a 32-bit one with a ring-0 stack, so that a delivery fault
+    /// is itself delivered and shows in its frame.
+    /// </summary>
+    private void SoftwareInterrupt(List<Instruction> tests)
+    {
+        _c.LoadIdt = true;
+        _c.IdtBase = SystemLayout.Idt;
+        _c.IdtLimit = (ushort)(_r.Chance(80) ? 0x7FF : 0x6F + _r.Next(0x791));
+        if (_tssLimit < 0x67) _tssLimit = 0x67 + (uint)_r.Next(0x100);
+        _b.SetGdt(SetupTssIndex, Descriptors.Segment(SystemLayout.TssArea, _tssLimit, 0x9, false, _r.Next(4), true, false, false));
+        Span<byte> tss = _c.Image.AsSpan((int)SystemLayout.TssArea);
+        BitConverter.TryWriteBytes(tss[4..], _data + 0x3000 + ((uint)_r.Next(0x300) << 2)); // ESP0, in the data pages
+        BitConverter.TryWriteBytes(tss[8..], (uint)SystemLayout.KernelData);                 // SS0
+        BitConverter.TryWriteBytes(tss[12..], _r.Chance(50) ? _data + 0x2000 : _r.EdgeValue()); // ESP1
+        BitConverter.TryWriteBytes(tss[16..], (uint)RandomSelector());                       // SS1
+        BitConverter.TryWriteBytes(tss[20..], _r.Chance(50) ? _data + 0x2800 : _r.EdgeValue()); // ESP2
+        BitConverter.TryWriteBytes(tss[24..], (uint)RandomSelector());                       // SS2
+        for (int v = 0; v < 256; v++)
+        {
+            ulong gate = SoftwareInterruptModel.IsFixedGate(v)
+                ? Descriptors.Gate(SystemLayout.KernelCode, SoftwareInterruptModel.ExceptionHandler(v), 0xE, 0, true)
+                : RandomIdtEntry();
+            BitConverter.TryWriteBytes(_c.Image.AsSpan((int)SystemLayout.Idt + 8 * v), gate);
+        }
+        int vector = _r.Next(10) switch { 0 or 1 => _r.Next(32), _ => 32 + _r.Next(224) };
+        // Unicorn reports INT 6 as an invalid opcode (UC_ERR_INSN_INVALID, EIP on the INT): not comparable.
+        if (vector == 6) vector = 7;
+        Instruction ins = _r.Next(10) switch
+        {
+            0 or 1 => Instruction.Create(Code.Int3),
+            2 => Instruction.Create(Code.Into),
+            _ => Instruction.Create(Code.Int_imm8, vector),
+        };
+        int n = ins.Code switch { Code.Int3 => 3, Code.Into => 4, _ => vector };
+        ulong entry = BitConverter.ToUInt64(_c.Image, (int)SystemLayout.Idt + 8 * n);
+        _c.Notes.Add($"idt limit {_c.IdtLimit:x}, gate {n:x2}: {Descriptors.Describe(entry)}");
+        Note((ushort)(entry >> 16));
+        tests.Add(ins);
+    }
+
+    private ulong RandomIdtEntry()
+    {
+        int dpl = _c.Cpl == 3 && _r.Chance(50) ? 3 : _r.Next(4);
+        bool present = _r.Chance(90);
+        switch (_r.Next(20))
+        {
+            case < 16:
+            {
+                ushort selector = _r.Next(5) switch
+                {
+                    0 or 1 => SystemLayout.KernelCode,
+                    2 => SystemLayout.UserCode,
+                    _ => RandomSelector(),
+                };
+                uint offset = _r.Chance(70) ? SystemLayout.CodeFrame0 + (uint)_r.Next(0x1000) : (uint)_r.Next(0x3000);
+                return Descriptors.Gate(selector, offset, _r.Chance(50) ? 0xE : 0xF, dpl, present);
+            }
+            case < 17:
+                return Descriptors.Gate(SystemLayout.KernelCode, SystemLayout.CodeFrame0, _r.Chance(50) ? 0xC : 0x4, dpl, present);
+            case < 18:
+                return RandomSegment();
+            default:
+            {
+                int[] types = [0x0, 0x1, 0x2, 0x3, 0x8, 0x9, 0xA, 0xB, 0xD];
+                return Descriptors.Segment(_r.NextUInt32(), (uint)_r.Next(0x100000), types[_r.Next(types.Length)], false, dpl, present, false, false);
+            }
         }
     }
 
