@@ -243,6 +243,58 @@ public class PrivilegeTests
         Assert.That((m.Read32(Record), m.Read32(Record + 4)), Is.EqualTo(((uint)userCodeNotPresent, (uint)KernelCode)), "#GP(selector), not #NP");
     }
 
+    /// <summary>
+    /// 16-bit interrupt and trap gates (SDM Vol. 3A 6.11, figure 6-2 with D = 0, and 6.12.1): the frame is words (IP, CS,
+    /// FLAGS, and SP, SS from an outer ring), the handler's offset is the gate's low word, and an interrupt gate clears IF.
+    /// </summary>
+    [TestCase(false, TestName = "IntThroughA16BitTrapGateInTheSameRingPushesAWordFrame")]
+    [TestCase(true, TestName = "IntThroughA16BitInterruptGateFromRing3PushesAWordFrameOnTheTssStack")]
+    public void IntThroughA16BitGatePushesAWordFrame(bool fromRing3)
+    {
+        var m = Machine();
+        const uint handler = 0x5400;
+        m.Load(a => a.hlt(), handler);
+        // Gate 0x84, DPL 3, to KernelCode:5400; the upper word, which a 32-bit gate would take as offset bits 31:16, is set.
+        m.Write32(Idt + 0x84 * 8, (handler & 0xFFFF) | ((uint)KernelCode << 16));
+        m.Write32(Idt + 0x84 * 8 + 4, 0xABCD_0000u | 0x8000u | (3u << 13) | ((fromRing3 ? 6u : 7u) << 8));
+        uint start;
+        if (fromRing3)
+        {
+            RunInRing3(m, a => { a.@int(0x84); a.hlt(); }, eflags: 0x202);
+            start = UserEntry;
+        }
+        else
+        {
+            m.Load(a =>
+            {
+                a.lgdt(__[GdtDescriptor]);
+                a.lidt(__[IdtDescriptor]);
+                a.mov(ax, KernelData);
+                a.mov(ds, ax); a.mov(es, ax); a.mov(ss, ax);
+                a.mov(esp, KernelStack);
+                a.@int(0x84);
+                a.hlt();
+            });
+            m.Cpu.Eip = TestMachine.CodeBase;
+            start = TestMachine.CodeBase;
+        }
+        uint intAt = start;
+        while (m.Read8(intAt) != 0xCD || m.Read8(intAt + 1) != 0x84) intAt++;
+        CpuExit exit = m.Cpu.Run(500);
+        uint top = m.Cpu[Gpr.Esp];
+        uint Word(uint offset) => m.Read32(top + offset) & 0xFFFF;
+        Assert.Multiple(() =>
+        {
+            Assert.That((exit.Reason, m.Cpu.Eip), Is.EqualTo((CpuExitReason.Halt, handler + 1)), "the handler at the gate's 16-bit offset");
+            Assert.That(top, Is.EqualTo(KernelStack - (fromRing3 ? 10u : 6u)), "five or three words pushed");
+            Assert.That(Word(0), Is.EqualTo((intAt + 2) & 0xFFFF), "IP after the INT");
+            Assert.That(Word(2), Is.EqualTo(fromRing3 ? (uint)UserCode : KernelCode), "CS");
+            Assert.That(Word(4), Is.EqualTo(fromRing3 ? 0x202u : 0x002u), "FLAGS");
+            if (fromRing3) Assert.That((Word(6), Word(8)), Is.EqualTo((UserStack & 0xFFFF, (uint)UserData)), "SP and SS of ring 3");
+            Assert.That(m.Cpu.Eflags & 0x200, Is.Zero, fromRing3 ? "an interrupt gate clears IF" : "IF was clear already");
+        });
+    }
+
     [TestCase("hlt")]
     [TestCase("mov cr0")]
     [TestCase("lgdt")]

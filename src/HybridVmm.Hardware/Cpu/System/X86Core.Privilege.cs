@@ -127,10 +127,10 @@ public sealed partial class X86Core
 
     /// <summary>
     /// Interrupt or exception delivery to a handler in an inner ring: switch to the TSS's stack for that ring and push
-    /// the old SS:ESP, EFLAGS, CS:EIP and the error code there (SDM Vol. 3A, 6.12.1, figure 6-4). False with nothing
-    /// architectural changed if the stack or a push faults.
+    /// the old SS:ESP, EFLAGS, CS:EIP and the error code there (SDM Vol. 3A, 6.12.1, figure 6-4), as words through a
+    /// 16-bit gate (<paramref name="size"/> 2). False with nothing architectural changed if the stack or a push faults.
     /// </summary>
-    private bool DeliverToInnerRing(in SegmentRegister handlerCs, uint handlerEip, uint returnEip, bool hasErrorCode, uint errorCode, uint clearFlags)
+    private bool DeliverToInnerRing(in SegmentRegister handlerCs, uint handlerEip, uint returnEip, bool hasErrorCode, uint errorCode, uint clearFlags, int size = 4)
     {
         int ring = (handlerCs.Attributes >> 5) & 3;
         if (!InnerStack(ring, out SegmentRegister newSs, out uint newEsp)) return false;
@@ -142,7 +142,7 @@ public sealed partial class X86Core
         _ctx.Esp = newEsp;
         // SDM Vol. 2A, INT n, "INTER-PRIVILEGE-LEVEL-INTERRUPT": room for the frame on the new stack (#SS(NewSS)), then
         // the handler's offset within its code segment's limit (#GP(EXT)), both before anything is pushed.
-        if (!StackHasRoom(newEsp, hasErrorCode ? 24 : 20))
+        if (!StackHasRoom(newEsp, (hasErrorCode ? 6 : 5) * size))
         {
             RestoreOuterStack(oldSegments, oldMask, oldEsp);
             return Fault(ExceptionVector.StackFault, SelectorError(newSs.Selector));
@@ -152,12 +152,12 @@ public sealed partial class X86Core
             RestoreOuterStack(oldSegments, oldMask, oldEsp);
             return Fault(ExceptionVector.GeneralProtection, 0);
         }
-        Push(oldSs, 4);
-        Push(oldEsp, 4);
-        Push(oldFlags, 4);
-        Push(oldCs, 4);
-        Push(returnEip, 4);
-        if (hasErrorCode) Push(errorCode, 4);
+        Push(oldSs, size);
+        Push(oldEsp, size);
+        Push(oldFlags, size);
+        Push(oldCs, size);
+        Push(returnEip, size);
+        if (hasErrorCode) Push(errorCode, size);
         if (_faulted)
         {
             NameNewStackInStackFault(newSs.Selector);
