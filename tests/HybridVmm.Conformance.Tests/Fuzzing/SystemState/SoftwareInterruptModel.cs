@@ -35,7 +35,8 @@ internal static class SoftwareInterruptModel
         _ => null,
     };
 
-    private readonly record struct Expected(bool Delivered, int Vector, uint ErrorCode, ushort Cs, uint Eip, ushort Ss, uint Esp, uint ClearFlags, bool OuterFrame);
+    /// <param name="Size">The frame's word size: 4 through a 32-bit gate, 2 through a 16-bit one (and the delivery faults' gates are 32-bit).</param>
+    private readonly record struct Expected(bool Delivered, int Vector, uint ErrorCode, ushort Cs, uint Eip, ushort Ss, uint Esp, uint ClearFlags, bool OuterFrame, int Size = 4);
 
     public static string? Check(SystemCase c, Instruction ins, SystemOutcome before, SystemOutcome core, SystemOutcome unicorn, ReadOnlySpan<byte> coreMemory)
     {
@@ -56,20 +57,22 @@ internal static class SoftwareInterruptModel
         if (core.Kind != (e.Delivered ? OutcomeKind.Retired : OutcomeKind.Skipped)) return null;
         if (core.Eip != e.Eip || core.Selectors[1] != e.Cs || core.Selectors[2] != e.Ss || core.Gprs[4] != e.Esp) return null;
         if (core.Eflags != (before.Eflags & ~e.ClearFlags)) return null;
-        // The frame: [error code,] EIP, CS, EFLAGS[, ESP, SS] from the new ESP up.
+        // The frame: [error code,] EIP, CS, EFLAGS[, ESP, SS] from the new ESP up, in words through a 16-bit gate.
         uint at = e.Esp;
-        if (!e.Delivered && Read32(coreMemory, ref at) != e.ErrorCode) return null;
-        if (Read32(coreMemory, ref at) != (e.Delivered ? ins.NextIP32 : ins.IP32)) return null;
-        if ((ushort)Read32(coreMemory, ref at) != before.Selectors[1]) return null;
-        if (Read32(coreMemory, ref at) != before.Eflags) return null;
-        if (e.OuterFrame && (Read32(coreMemory, ref at) != before.Gprs[4] || (ushort)Read32(coreMemory, ref at) != before.Selectors[2])) return null;
+        uint mask = e.Size == 4 ? 0xFFFF_FFFF : 0xFFFF;
+        if (!e.Delivered && Read(coreMemory, ref at, e.Size) != e.ErrorCode) return null;
+        if (Read(coreMemory, ref at, e.Size) != ((e.Delivered ? ins.NextIP32 : ins.IP32) & mask)) return null;
+        if ((ushort)Read(coreMemory, ref at, e.Size) != before.Selectors[1]) return null;
+        if (Read(coreMemory, ref at, e.Size) != (before.Eflags & mask)) return null;
+        if (e.OuterFrame && (Read(coreMemory, ref at, e.Size) != (before.Gprs[4] & mask) || (ushort)Read(coreMemory, ref at, e.Size) != before.Selectors[2])) return null;
         return Rule;
     }
 
-    private static uint Read32(ReadOnlySpan<byte> memory, ref uint address)
+    private static uint Read(ReadOnlySpan<byte> memory, ref uint address, int size)
     {
-        uint value = address + 4 <= memory.Length ? BitConverter.ToUInt32(memory[(int)address..]) : 0xDEAD_BEEF;
-        address += 4;
+        uint value = address + (uint)size > memory.Length ? 0xDEAD_BEEF
+            : size == 4 ? BitConverter.ToUInt32(memory[(int)address..]) : BitConverter.ToUInt16(memory[(int)address..]);
+        address += (uint)size;
         return value;
     }
 
@@ -83,17 +86,18 @@ internal static class SoftwareInterruptModel
         uint high = (uint)(gate >> 32);
         int typeAndS = (int)(high >> 8) & 0x1F; // S (bit 4) must be 0
         int gateDpl = (int)(high >> 13) & 3;
-        if (typeAndS is not (0xE or 0xF)) return Fault(c, before, 13, idtError); // the generator makes no task or 16-bit gates
+        if (typeAndS is not (0xE or 0xF or 0x6 or 0x7)) return Fault(c, before, 13, idtError); // the generator makes no task gates
         if (gateDpl < cpl) return Fault(c, before, 13, idtError);
         if ((high & 0x8000) == 0) return Fault(c, before, 11, idtError);
         var selector = (ushort)(gate >> 16);
-        uint offset = (uint)(gate & 0xFFFF) | (high & 0xFFFF_0000);
+        int size = (typeAndS & 8) != 0 ? 4 : 2;
+        uint offset = size == 4 ? (uint)(gate & 0xFFFF) | (high & 0xFFFF_0000) : (uint)(gate & 0xFFFF); // a 16-bit gate's offset is 16 bits
         if ((selector & 0xFFFC) == 0) return Fault(c, before, 13, 0);
         if (c.DescriptorOf(selector) is not ulong d) return Fault(c, before, 13, selector & 0xFFFCu);
         Descriptors.Decoded cs = Descriptors.Decode(d);
         if (!cs.IsCode || cs.Dpl > cpl) return Fault(c, before, 13, selector & 0xFFFCu);
         if (!cs.Present) return Fault(c, before, 11, selector & 0xFFFCu);
-        uint clear = TF | NT | RF | VM | (typeAndS == 0xE ? IF : 0);
+        uint clear = TF | NT | RF | VM | (typeAndS is 0xE or 0x6 ? IF : 0);
         if (!cs.Conforming && cs.Dpl < cpl)
         {
             // INTER-PRIVILEGE-LEVEL-INTERRUPT: the new stack from the TSS (32-bit; the set-up's, loaded in TR).
@@ -109,13 +113,13 @@ internal static class SoftwareInterruptModel
             Descriptors.Decoded ss = Descriptors.Decode(sd);
             if ((newSs & 3) != ring || ss.Dpl != ring || !ss.Writable) return Fault(c, before, 10, newSs & 0xFFFCu);
             if (!ss.Present) return Fault(c, before, 12, newSs & 0xFFFCu);
-            if (!Room(ss, newEsp, 20)) return Fault(c, before, 12, newSs & 0xFFFCu);
+            if (!Room(ss, newEsp, 5u * (uint)size)) return Fault(c, before, 12, newSs & 0xFFFCu);
             if (offset > cs.Limit) return Fault(c, before, 13, 0);
-            return new Expected(true, n, 0, (ushort)((selector & 0xFFFC) | ring), offset, newSs, newEsp - 20, clear, OuterFrame: true);
+            return new Expected(true, n, 0, (ushort)((selector & 0xFFFC) | ring), offset, newSs, newEsp - 5u * (uint)size, clear, OuterFrame: true, size);
         }
         // INTRA-PRIVILEGE-LEVEL-INTERRUPT (conforming, or DPL = CPL): on the current, flat stack.
         if (offset > cs.Limit) return Fault(c, before, 13, 0);
-        return new Expected(true, n, 0, (ushort)((selector & 0xFFFC) | cpl), offset, before.Selectors[2], before.Gprs[4] - 12, clear, OuterFrame: false);
+        return new Expected(true, n, 0, (ushort)((selector & 0xFFFC) | cpl), offset, before.Selectors[2], before.Gprs[4] - 3u * (uint)size, clear, OuterFrame: false, size);
     }
 
     /// <summary>Whether a 32-bit stack segment has room for <paramref name="bytes"/> below ESP (SDM Vol. 3A 5.3: expand-up and expand-down limits).</summary>

@@ -452,7 +452,7 @@ internal sealed class SystemInstructionCaseGenerator
     /// <summary>
     /// INT n (any vector), INT3 or INTO through an IDT of random gates (SoftwareInterruptModel): interrupt and trap gates
     /// of every DPL, present or not, to flat, random or missing code segments, offsets within and beyond their limits;
-    /// call gates, segment and reserved descriptors. Not task gates (a task switch) nor 16-bit gates. The #TS, #NP,
+    /// 16- and 32-bit; call gates, segment and reserved descriptors. Not task gates (a task switch). The #TS, #NP,
     /// #SS and #GP gates are fixed, and the set-up's TSS is a 32-bit one with a ring-0 stack, so that a delivery fault
     /// is itself delivered and shows in its frame.
     /// </summary>
@@ -508,7 +508,8 @@ internal sealed class SystemInstructionCaseGenerator
                     _ => RandomSelector(),
                 };
                 uint offset = _r.Chance(70) ? SystemLayout.CodeFrame0 + (uint)_r.Next(0x1000) : (uint)_r.Next(0x3000);
-                return Descriptors.Gate(selector, offset, _r.Chance(50) ? 0xE : 0xF, dpl, present);
+                int[] types = [0xE, 0xF, 0xE, 0xF, 0x6, 0x7]; // a third of them 16-bit
+                return Descriptors.Gate(selector, offset, types[_r.Next(types.Length)], dpl, present);
             }
             case < 17:
                 return Descriptors.Gate(SystemLayout.KernelCode, SystemLayout.CodeFrame0, _r.Chance(50) ? 0xC : 0x4, dpl, present);
