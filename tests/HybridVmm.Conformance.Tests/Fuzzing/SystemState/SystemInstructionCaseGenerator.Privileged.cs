@@ -73,10 +73,10 @@ internal sealed partial class SystemInstructionCaseGenerator
         }
     }
 
-    /// <summary>MOV to and from CR0, CR2, CR3 and CR4 (#GP at CPL 3), CLTS, INVLPG, WBINVD, INVD and RDTSC.</summary>
+    /// <summary>MOV to and from CR0, CR2, CR3 and CR4 (#GP at CPL 3), LMSW, CLTS, INVLPG, WBINVD, INVD and RDTSC.</summary>
     private void ControlRegisters(List<Instruction> tests)
     {
-        switch (_r.Next(12))
+        switch (_r.Next(13))
         {
             case 0 or 1 or 2 or 3:
             {
@@ -114,6 +114,24 @@ internal sealed partial class SystemInstructionCaseGenerator
             case 9:
                 tests.Add(Instruction.Create(Code.Invd));
                 break;
+            case 10:
+            {
+                // LMSW: CR0 bits 3:0 from the operand, PE set but never cleared (SDM Vol. 2A, LMSW); then SMSW.
+                ushort value = (ushort)_r.NextUInt32();
+                if (_r.Chance(30))
+                {
+                    MemoryOperand m = DataOperand();
+                    _b.PokeLinear(_c.Gprs[6], BitConverter.GetBytes(value));
+                    tests.Add(Instruction.Create(Code.Lmsw_rm16, m));
+                }
+                else
+                {
+                    SetWord(3, value);
+                    tests.Add(Instruction.Create(Code.Lmsw_rm16, Register.BX));
+                }
+                tests.Add(Instruction.Create(Code.Smsw_rm16, Register.AX));
+                break;
+            }
             default:
                 tests.Add(Instruction.Create(Code.Rdtsc));
                 break;
