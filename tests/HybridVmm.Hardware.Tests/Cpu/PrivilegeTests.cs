@@ -295,6 +295,39 @@ public class PrivilegeTests
         });
     }
 
+    /// <summary>
+    /// The room check before an interrupt's pushes follows the pushes themselves: on a 16-bit stack (SS.B = 0) SP wraps at
+    /// 64 KiB, so a frame from SP = 4 fits a 64 KiB segment (SDM Vol. 3A 6.12.1; Vol. 1, 6.2: the stack-address size).
+    /// </summary>
+    [Test]
+    public void AnInterruptFrameWrapsSpOnASixteenBitStack()
+    {
+        var m = Machine();
+        const ushort stack16 = 0x30; // GDT entry 6: ring-0 data, base 0, limit 0xFFFF, B = 0
+        m.WriteBytes(Gdt + 6 * 8, BitConverter.GetBytes(0xFFFFUL | ((ulong)(0x3u | 0x10u | 0x80u) << 40)));
+        m.WriteBytes(GdtDescriptor, [0x37, 0x00, .. BitConverter.GetBytes(Gdt)]);
+        const uint handler = 0x5400;
+        m.Load(a => a.hlt(), handler);
+        m.Write32(Idt + 0x85 * 8, (handler & 0xFFFF) | ((uint)KernelCode << 16));
+        m.Write32(Idt + 0x85 * 8 + 4, (handler & 0xFFFF0000) | 0x8000u | (0xEu << 8));
+        m.Load(a =>
+        {
+            a.lgdt(__[GdtDescriptor]);
+            a.lidt(__[IdtDescriptor]);
+            a.mov(ax, KernelData);
+            a.mov(ds, ax); a.mov(es, ax);
+            a.mov(ax, stack16);
+            a.mov(ss, ax);
+            a.mov(esp, 0x0001_0004); // SP = 4; bits 31:16 are not part of a 16-bit stack pointer
+            a.@int(0x85);
+        });
+        m.Cpu.Eip = TestMachine.CodeBase;
+        CpuExit exit = m.Cpu.Run(500);
+        Assert.That((exit.Reason, m.Cpu.Eip), Is.EqualTo((CpuExitReason.Halt, handler + 1)), "delivered, not #SS");
+        Assert.That(m.Cpu[Gpr.Esp], Is.EqualTo(0x0001_FFF8u), "SP wrapped to FFF8, ESP's upper half kept");
+        Assert.That(m.Read32(0xFFFC) & 0xFFFF, Is.EqualTo((uint)KernelCode), "CS pushed at FFFC, EIP at FFF8, EFLAGS at 0");
+    }
+
     [TestCase("hlt")]
     [TestCase("mov cr0")]
     [TestCase("lgdt")]

@@ -171,18 +171,25 @@ public sealed partial class X86Core
     }
 
     /// <summary>
-    /// Whether SS's limit leaves room for <paramref name="bytes"/> below <paramref name="esp"/> (SDM Vol. 3A, 5.3: an
-    /// expand-down segment's valid offsets lie above its limit). A flat stack always has room, as its pushes find.
+    /// Whether SS's limit leaves room for <paramref name="bytes"/> below <paramref name="esp"/>, checked before anything is
+    /// pushed as the SDM's "IF stack does not have room" is: every byte the pushes would write must lie within the
+    /// segment (SDM Vol. 3A, 5.3: an expand-down segment's valid offsets lie above its limit), with SP wrapping at 64 KiB
+    /// on a 16-bit stack as Push16 does. A flat stack always has room, as its pushes find.
     /// </summary>
     private bool StackHasRoom(uint esp, int bytes)
     {
         if ((_nonFlatSegments & (1 << (int)Sreg.Ss)) == 0) return true;
         SegmentRegister ss = _ctx.Ss;
-        if ((ss.Attributes & AttrPresent) == 0 || esp < (uint)bytes) return false;
-        uint first = esp - (uint)bytes, last = esp - 1;
-        return (ss.Attributes & (AttrCode | AttrExpandDown)) == AttrExpandDown
-            ? first > ss.Limit && last <= ((ss.Attributes & AttrBig) != 0 ? 0xFFFF_FFFFu : 0xFFFFu)
-            : last <= ss.Limit;
+        if ((ss.Attributes & AttrPresent) == 0) return false;
+        bool big = (ss.Attributes & AttrBig) != 0;
+        bool expandDown = (ss.Attributes & (AttrCode | AttrExpandDown)) == AttrExpandDown;
+        uint upper = big ? 0xFFFF_FFFFu : 0xFFFFu;
+        for (uint j = 1; j <= (uint)bytes; j++)
+        {
+            uint offset = (esp - j) & upper;
+            if (expandDown ? offset <= ss.Limit : offset > ss.Limit) return false;
+        }
+        return true;
     }
 
     /// <summary>
