@@ -7,8 +7,10 @@ namespace HybridVmm.Conformance.Tests;
 /// Differential fuzzing of paging and segmentation state, faulting cases included, against Unicorn 2 (QEMU TCG):
 /// random page tables and descriptor tables, the same set-up program on both CPUs, then one or two test instructions
 /// compared after each step (vector, error code, CR2, registers, flags, selectors, control registers) and all of memory
-/// at the end (A/D bits, descriptor accessed bits, data). Zero differences on defined state; the accepted Unicorn
-/// deviations are narrow and listed in docs/conformance.md. With HYBRIDVMM_FUZZ_CASE set, each test replays that case.
+/// at the end (A/D bits, descriptor accessed bits, data); and the system instructions themselves (descriptor
+/// inspection, LLDT/LTR, the table and machine-status stores and loads, CLI/STI/POPF, port I/O, control registers,
+/// INT n through random IDTs) with GDTR, IDTR, LDTR and TR compared too. Zero differences on defined state; the accepted
+/// Unicorn deviations are narrow and listed in docs/conformance.md. With HYBRIDVMM_FUZZ_CASE set, each test replays that case.
 /// </summary>
 [NonParallelizable]
 public class SystemStateDifferentialTests
