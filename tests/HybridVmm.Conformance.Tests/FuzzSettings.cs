@@ -20,6 +20,9 @@ internal static class FuzzSettings
     public static long PagingCases => (long?)ParseULong(Environment.GetEnvironmentVariable("HYBRIDVMM_FUZZ_PAGING")) ?? DefaultPagingCases;
     public static long SegmentationCases => (long?)ParseULong(Environment.GetEnvironmentVariable("HYBRIDVMM_FUZZ_SEGMENTATION")) ?? DefaultSegmentationCases;
     public const long DefaultPagingCases = 6_000, DefaultSegmentationCases = 10_000;
+    /// <summary>HYBRIDVMM_FUZZ_SYSTEM: cases of CoreMatchesUnicornOnSystemInstructions.</summary>
+    public static long SystemInstructionCases => (long?)ParseULong(Environment.GetEnvironmentVariable("HYBRIDVMM_FUZZ_SYSTEM")) ?? DefaultSystemInstructionCases;
+    public const long DefaultSystemInstructionCases = 20_000;
     public static long? ReplayCase => (long?)ParseULong(Environment.GetEnvironmentVariable("HYBRIDVMM_FUZZ_CASE"));
 
     /// <summary>HYBRIDVMM_FUZZ_FORMS: comma-separated Iced Code names (or prefixes) to restrict a run to, for debugging.</summary>

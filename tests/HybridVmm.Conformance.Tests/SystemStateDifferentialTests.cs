@@ -7,8 +7,10 @@ namespace HybridVmm.Conformance.Tests;
 /// Differential fuzzing of paging and segmentation state, faulting cases included, against Unicorn 2 (QEMU TCG):
 /// random page tables and descriptor tables, the same set-up program on both CPUs, then one or two test instructions
 /// compared after each step (vector, error code, CR2, registers, flags, selectors, control registers) and all of memory
-/// at the end (A/D bits, descriptor accessed bits, data). Zero differences on defined state; the accepted Unicorn
-/// deviations are narrow and listed in docs/conformance.md. With HYBRIDVMM_FUZZ_CASE set, each test replays that case.
+/// at the end (A/D bits, descriptor accessed bits, data); and the system instructions themselves (descriptor
+/// inspection, LLDT/LTR, the table and machine-status stores and loads, CLI/STI/POPF, port I/O, control registers,
+/// INT n through random IDTs) with GDTR, IDTR, LDTR and TR compared too. Zero differences on defined state; the accepted
+/// Unicorn deviations are narrow and listed in docs/conformance.md. With HYBRIDVMM_FUZZ_CASE set, each test replays that case.
 /// </summary>
 [NonParallelizable]
 public class SystemStateDifferentialTests
@@ -31,6 +33,17 @@ public class SystemStateDifferentialTests
         var generator = new SegmentationCaseGenerator(seed);
         using SystemStateFuzzer fuzzer = Create(generator.Generate, nameof(CoreMatchesUnicornOnSegmentationState), SystemDeviations.Segmentation);
         SystemFuzzReport report = FuzzSettings.ReplayCase is long one ? fuzzer.Run(one, 1) : fuzzer.Run(0, FuzzSettings.SegmentationCases);
+        Print(fuzzer, report);
+        Assert.That(report.Mismatches, Is.Zero, () => string.Join(Environment.NewLine, report.Reproducers));
+    }
+
+    [Test]
+    public void CoreMatchesUnicornOnSystemInstructions()
+    {
+        ulong seed = FuzzSettings.Seed ^ 0x5157;
+        var generator = new SystemInstructionCaseGenerator(seed);
+        using SystemStateFuzzer fuzzer = Create(generator.Generate, nameof(CoreMatchesUnicornOnSystemInstructions), SystemDeviations.SystemInstructions);
+        SystemFuzzReport report = FuzzSettings.ReplayCase is long one ? fuzzer.Run(one, 1) : fuzzer.Run(0, FuzzSettings.SystemInstructionCases);
         Print(fuzzer, report);
         Assert.That(report.Mismatches, Is.Zero, () => string.Join(Environment.NewLine, report.Reproducers));
     }

@@ -177,12 +177,165 @@ public class PrivilegeTests
         Assert.That(m.Read32(Record + 4), Is.EqualTo((uint)UserCode));
     }
 
+    /// <summary>
+    /// SDM Vol. 2A, INT n: "IF instruction pointer from IDT gate is not within new code-segment limits THEN #GP(EXT)",
+    /// for a handler in an inner ring (after the new stack's checks) and in the same ring alike; nothing is pushed.
+    /// </summary>
+    [TestCase(true, TestName = "IntToAnInnerRingHandlerBeyondItsSegmentLimitIsAGeneralProtectionFault")]
+    [TestCase(false, TestName = "IntToASameRingHandlerBeyondItsSegmentLimitIsAGeneralProtectionFault")]
+    public void IntToAHandlerBeyondItsSegmentLimitIsAGeneralProtectionFault(bool fromRing3)
+    {
+        var m = Machine();
+        const ushort smallCode = 0x30; // GDT entry 6: ring-0 code, base 0, limit 0xFFFF (byte granular), 32-bit
+        m.WriteBytes(Gdt + 6 * 8, BitConverter.GetBytes(0xFFFFUL | ((ulong)(0xBu | 0x10u | 0x80u) << 40) | (0x4UL << 52)));
+        m.WriteBytes(GdtDescriptor, [0x37, 0x00, .. BitConverter.GetBytes(Gdt)]);
+        const uint beyond = 0x12345; // past the limit: a HLT there would stop the core in ring 0 if the INT were delivered
+        m.Load(a => a.hlt(), beyond);
+        m.Write32(Idt + 0x82 * 8, (beyond & 0xFFFF) | ((uint)smallCode << 16));
+        m.Write32(Idt + 0x82 * 8 + 4, (beyond & 0xFFFF0000) | 0x8000u | (3u << 13) | (0xEu << 8));
+        if (fromRing3)
+        {
+            RunInRing3(m, a => a.@int(0x82));
+        }
+        else
+        {
+            m.Load(a =>
+            {
+                a.lgdt(__[GdtDescriptor]);
+                a.lidt(__[IdtDescriptor]);
+                a.mov(ax, KernelData);
+                a.mov(ds, ax); a.mov(es, ax); a.mov(ss, ax);
+                a.mov(esp, KernelStack);
+                a.@int(0x82);
+            });
+            m.Cpu.Eip = TestMachine.CodeBase;
+        }
+        m.Cpu.Run(500);
+        Assert.That((m.Read32(Record), m.Read32(Record + 4)), Is.EqualTo((0u, fromRing3 ? (uint)UserCode : KernelCode)),
+            "#GP(0) raised by the INT instruction, in the ring it ran in");
+    }
+
+    /// <summary>
+    /// SDM Vol. 2A, INT n, "TRAP-OR-INTERRUPT-GATE": "IF descriptor does not indicate a code segment or new code-segment
+    /// DPL > CPL THEN #GP(error_code(new code-segment selector,0,EXT))" comes before "IF new code-segment descriptor is
+    /// not present THEN #NP(...)": a not-present handler segment of a higher DPL is #GP, naming it.
+    /// </summary>
+    [Test]
+    public void IntToANotPresentHandlerSegmentOfAHigherDplIsAGeneralProtectionFault()
+    {
+        var m = Machine();
+        const ushort userCodeNotPresent = 0x30; // GDT entry 6: ring-3 code, not present
+        m.WriteBytes(Gdt + 6 * 8, BitConverter.GetBytes(0xFFFFUL | ((ulong)(0xBu | 0x10u | (3u << 5)) << 40) | (0xCFUL << 48)));
+        m.WriteBytes(GdtDescriptor, [0x37, 0x00, .. BitConverter.GetBytes(Gdt)]);
+        m.Write32(Idt + 0x82 * 8, 0x1000u | ((uint)userCodeNotPresent << 16));
+        m.Write32(Idt + 0x82 * 8 + 4, 0x8000u | (0xEu << 8));
+        m.Load(a =>
+        {
+            a.lgdt(__[GdtDescriptor]);
+            a.lidt(__[IdtDescriptor]);
+            a.mov(ax, KernelData);
+            a.mov(ds, ax); a.mov(es, ax); a.mov(ss, ax);
+            a.mov(esp, KernelStack);
+            a.@int(0x82);
+        });
+        m.Cpu.Eip = TestMachine.CodeBase;
+        m.Cpu.Run(500);
+        Assert.That((m.Read32(Record), m.Read32(Record + 4)), Is.EqualTo(((uint)userCodeNotPresent, (uint)KernelCode)), "#GP(selector), not #NP");
+    }
+
+    /// <summary>
+    /// 16-bit interrupt and trap gates (SDM Vol. 3A 6.11, figure 6-2 with D = 0, and 6.12.1): the frame is words (IP, CS,
+    /// FLAGS, and SP, SS from an outer ring), the handler's offset is the gate's low word, and an interrupt gate clears IF.
+    /// </summary>
+    [TestCase(false, TestName = "IntThroughA16BitTrapGateInTheSameRingPushesAWordFrame")]
+    [TestCase(true, TestName = "IntThroughA16BitInterruptGateFromRing3PushesAWordFrameOnTheTssStack")]
+    public void IntThroughA16BitGatePushesAWordFrame(bool fromRing3)
+    {
+        var m = Machine();
+        const uint handler = 0x5400;
+        m.Load(a => a.hlt(), handler);
+        // Gate 0x84, DPL 3, to KernelCode:5400; the upper word, which a 32-bit gate would take as offset bits 31:16, is set.
+        m.Write32(Idt + 0x84 * 8, (handler & 0xFFFF) | ((uint)KernelCode << 16));
+        m.Write32(Idt + 0x84 * 8 + 4, 0xABCD_0000u | 0x8000u | (3u << 13) | ((fromRing3 ? 6u : 7u) << 8));
+        uint start;
+        if (fromRing3)
+        {
+            RunInRing3(m, a => { a.@int(0x84); a.hlt(); }, eflags: 0x202);
+            start = UserEntry;
+        }
+        else
+        {
+            m.Load(a =>
+            {
+                a.lgdt(__[GdtDescriptor]);
+                a.lidt(__[IdtDescriptor]);
+                a.mov(ax, KernelData);
+                a.mov(ds, ax); a.mov(es, ax); a.mov(ss, ax);
+                a.mov(esp, KernelStack);
+                a.@int(0x84);
+                a.hlt();
+            });
+            m.Cpu.Eip = TestMachine.CodeBase;
+            start = TestMachine.CodeBase;
+        }
+        uint intAt = start;
+        while (m.Read8(intAt) != 0xCD || m.Read8(intAt + 1) != 0x84) intAt++;
+        CpuExit exit = m.Cpu.Run(500);
+        uint top = m.Cpu[Gpr.Esp];
+        uint Word(uint offset) => m.Read32(top + offset) & 0xFFFF;
+        Assert.Multiple(() =>
+        {
+            Assert.That((exit.Reason, m.Cpu.Eip), Is.EqualTo((CpuExitReason.Halt, handler + 1)), "the handler at the gate's 16-bit offset");
+            Assert.That(top, Is.EqualTo(KernelStack - (fromRing3 ? 10u : 6u)), "five or three words pushed");
+            Assert.That(Word(0), Is.EqualTo((intAt + 2) & 0xFFFF), "IP after the INT");
+            Assert.That(Word(2), Is.EqualTo(fromRing3 ? (uint)UserCode : KernelCode), "CS");
+            Assert.That(Word(4), Is.EqualTo(fromRing3 ? 0x202u : 0x002u), "FLAGS");
+            if (fromRing3) Assert.That((Word(6), Word(8)), Is.EqualTo((UserStack & 0xFFFF, (uint)UserData)), "SP and SS of ring 3");
+            Assert.That(m.Cpu.Eflags & 0x200, Is.Zero, fromRing3 ? "an interrupt gate clears IF" : "IF was clear already");
+        });
+    }
+
+    /// <summary>
+    /// The room check before an interrupt's pushes follows the pushes themselves: on a 16-bit stack (SS.B = 0) SP wraps at
+    /// 64 KiB, so a frame from SP = 4 fits a 64 KiB segment (SDM Vol. 3A 6.12.1; Vol. 1, 6.2: the stack-address size).
+    /// </summary>
+    [Test]
+    public void AnInterruptFrameWrapsSpOnASixteenBitStack()
+    {
+        var m = Machine();
+        const ushort stack16 = 0x30; // GDT entry 6: ring-0 data, base 0, limit 0xFFFF, B = 0
+        m.WriteBytes(Gdt + 6 * 8, BitConverter.GetBytes(0xFFFFUL | ((ulong)(0x3u | 0x10u | 0x80u) << 40)));
+        m.WriteBytes(GdtDescriptor, [0x37, 0x00, .. BitConverter.GetBytes(Gdt)]);
+        const uint handler = 0x5400;
+        m.Load(a => a.hlt(), handler);
+        m.Write32(Idt + 0x85 * 8, (handler & 0xFFFF) | ((uint)KernelCode << 16));
+        m.Write32(Idt + 0x85 * 8 + 4, (handler & 0xFFFF0000) | 0x8000u | (0xEu << 8));
+        m.Load(a =>
+        {
+            a.lgdt(__[GdtDescriptor]);
+            a.lidt(__[IdtDescriptor]);
+            a.mov(ax, KernelData);
+            a.mov(ds, ax); a.mov(es, ax);
+            a.mov(ax, stack16);
+            a.mov(ss, ax);
+            a.mov(esp, 0x0001_0004); // SP = 4; bits 31:16 are not part of a 16-bit stack pointer
+            a.@int(0x85);
+        });
+        m.Cpu.Eip = TestMachine.CodeBase;
+        CpuExit exit = m.Cpu.Run(500);
+        Assert.That((exit.Reason, m.Cpu.Eip), Is.EqualTo((CpuExitReason.Halt, handler + 1)), "delivered, not #SS");
+        Assert.That(m.Cpu[Gpr.Esp], Is.EqualTo(0x0001_FFF8u), "SP wrapped to FFF8, ESP's upper half kept");
+        Assert.That(m.Read32(0xFFFC) & 0xFFFF, Is.EqualTo((uint)KernelCode), "CS pushed at FFFC, EIP at FFF8, EFLAGS at 0");
+    }
+
     [TestCase("hlt")]
     [TestCase("mov cr0")]
     [TestCase("lgdt")]
     [TestCase("rdmsr")]
     [TestCase("cli")]
     [TestCase("sti")]
+    [TestCase("wbinvd")]
+    [TestCase("invd")]
     public void PrivilegedInstructionsInRing3AreGeneralProtectionFaults(string which)
     {
         var m = Machine();
@@ -195,6 +348,8 @@ public class PrivilegeTests
                 case "lgdt": a.lgdt(__[GdtDescriptor]); break;
                 case "rdmsr": a.rdmsr(); break;
                 case "cli": a.cli(); break;
+                case "wbinvd": a.wbinvd(); break; // SDM Vol. 2B, WBINVD: #GP(0) if CPL is not 0
+                case "invd": a.invd(); break;     // SDM Vol. 2A, INVD: likewise
                 default: a.sti(); break;
             }
         });

@@ -44,6 +44,15 @@ public class SystemInstructionTests
         Assert.That((m.Cpu.Cr3, m.Cpu[Gpr.Ecx]), Is.EqualTo((0x5000u, 0x5000u)));
     }
 
+    [Test]
+    public void WbinvdAndInvdRetireInRing0()
+    {
+        var m = new TestMachine();
+        m.Load(asm => { asm.wbinvd(); asm.invd(); asm.mov(eax, 0x1234); asm.hlt(); });
+        CpuExit exit = m.Cpu.Run(10);
+        Assert.That((exit.Reason, m.Cpu[Gpr.Eax]), Is.EqualTo((CpuExitReason.Halt, 0x1234u)), "no caches to flush, no fault at CPL 0");
+    }
+
     [TestCase(0x80000000u, Description = "PG without PE (SDM Vol. 2B, MOV CR: #GP(0))")]
     [TestCase(0x20000001u, Description = "NW without CD")]
     public void InvalidCr0LoadsRaiseGeneralProtectionAndLeaveCr0Unchanged(uint value)

@@ -30,6 +30,9 @@ public sealed unsafe class Unicorn : IDisposable
     /// <summary>uc_x86_reg values of the segment selectors (a write loads the descriptor as MOV Sreg does) and CR0-CR4.</summary>
     public const int RegCs = 11, RegDs = 17, RegEs = 28, RegFs = 32, RegGs = 33, RegSs = 49, RegCr0 = 50, RegCr2 = 52, RegCr3 = 53, RegCr4 = 54;
 
+    /// <summary>uc_x86_reg values of the memory-management registers (read and written as a <c>uc_x86_mmr</c>).</summary>
+    public const int RegIdtr = 242, RegGdtr = 243, RegLdtr = 244, RegTr = 245;
+
     /// <summary>uc_x86_reg values for ES, CS, SS, DS, FS, GS (the core's Sreg order).</summary>
     public static readonly int[] SegmentIds = [RegEs, RegCs, RegSs, RegDs, RegFs, RegGs];
 
@@ -190,6 +193,26 @@ public sealed unsafe class Unicorn : IDisposable
         ulong v = 0;
         uc_reg_read(_uc, reg, &v);
         return (uint)v;
+    }
+
+    /// <summary>
+    /// GDTR, IDTR, LDTR or TR (<see cref="RegGdtr"/> etc.): unicorn.h's <c>uc_x86_mmr</c> (selector, base, limit, flags;
+    /// the selector is not used by GDTR and IDTR).
+    /// </summary>
+    public (ushort Selector, uint Base, uint Limit) GetMmr(int reg)
+    {
+        Mmr m = default;
+        uc_reg_read(_uc, reg, &m);
+        return (m.Selector, (uint)m.Base, m.Limit);
+    }
+
+    [StructLayout(LayoutKind.Sequential)]
+    private struct Mmr
+    {
+        public ushort Selector;
+        public ulong Base;
+        public uint Limit;
+        public uint Flags;
     }
 
     /// <summary>

@@ -26,6 +26,8 @@ internal enum Operation : byte
     JmpFar, CallFar, Retf, LoadFarPointer, Lldt, Sldt, Ltr, Str, Lar, Lsl, Verr, Verw, Arpl, Smsw, Lmsw, Clts,
     /// <summary>Every x87 form (escape opcodes D8-DF), WAIT, FXSAVE and FXRSTOR: Fpu/X86Core.Fpu.cs switches further.</summary>
     X87,
+    /// <summary>WBINVD and INVD: no caches to write back or drop here, but privileged (#GP(0) above CPL 0).</summary>
+    InvalidateCaches,
 }
 
 internal static class OperationTable
@@ -217,8 +219,9 @@ internal static class OperationTable
             Mnemonic.Clac => Operation.Clac,
             Mnemonic.Nop or Mnemonic.Pause or Mnemonic.Lfence or Mnemonic.Mfence or Mnemonic.Sfence
                 or Mnemonic.Prefetchnta or Mnemonic.Prefetcht0 or Mnemonic.Prefetcht1 or Mnemonic.Prefetcht2
-                or Mnemonic.Prefetchw or Mnemonic.Endbr32 or Mnemonic.Wbinvd or Mnemonic.Invd
+                or Mnemonic.Prefetchw or Mnemonic.Endbr32
                 => Operation.Nop,
+            Mnemonic.Wbinvd or Mnemonic.Invd => Operation.InvalidateCaches,
             Mnemonic.Invlpg => Operation.Invlpg,
             Mnemonic.Cpuid => Operation.Cpuid,
             Mnemonic.Rdtsc => Operation.Rdtsc,

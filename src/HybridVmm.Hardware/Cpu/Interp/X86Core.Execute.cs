@@ -112,6 +112,7 @@ public sealed partial class X86Core
             Operation.Sti => Sti(),
             Operation.Stac or Operation.Clac => SetAlignmentCheck(OperationByCode[(int)ins.Code] == Operation.Stac),
             Operation.Nop => true,
+            Operation.InvalidateCaches => RequireRing0(), // SDM Vol. 2A, INVD and WBINVD: #GP(0) if CPL is not 0
             Operation.Cpuid => Cpuid(),
             Operation.Rdtsc => Rdtsc(),
             Operation.Hlt => RequireRing0() && Hlt(),

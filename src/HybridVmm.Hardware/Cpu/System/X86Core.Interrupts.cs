@@ -21,6 +21,8 @@ public sealed partial class X86Core
 {
     private const uint GateInterrupt32 = 0xE;
     private const uint GateTrap32 = 0xF;
+    private const uint GateInterrupt16 = 0x6;
+    private const uint GateTrap16 = 0x7;
 
     // Pending external interrupt vectors (an interrupt request register, as in the local APIC's IRR).
     private ulong _irr0, _irr1, _irr2, _irr3;
@@ -327,9 +329,10 @@ public sealed partial class X86Core
     }
 
     /// <summary>
-    /// One delivery attempt through a 32-bit interrupt or trap gate: checks the gate, pushes EFLAGS, CS, EIP
-    /// (and the error code), clears TF (and IF for an interrupt gate) and jumps to the handler. Ring 0 only, so
-    /// there is no stack switch (SDM Vol. 3A, 6.12.1). On failure nothing architectural has changed.
+    /// One delivery attempt through an interrupt or trap gate: checks the gate, pushes EFLAGS, CS, EIP (and the error
+    /// code), clears TF (and IF for an interrupt gate) and jumps to the handler, switching to the TSS's stack for a
+    /// handler in an inner ring (SDM Vol. 3A, 6.12.1). A 16-bit gate pushes words and has a 16-bit offset (Vol. 3A
+    /// 6.11, figure 6-2, D = 0). On failure nothing architectural has changed.
     /// </summary>
     private bool TryDeliver(byte vector, uint returnEip, bool hasErrorCode, uint errorCode, bool software = false, bool external = false)
     {
@@ -355,7 +358,7 @@ public sealed partial class X86Core
         uint type = (high >> 8) & 0xF;
         ushort selector = (ushort)(low >> 16);
         bool taskGate = ((high >> 8) & 0x1F) == TypeTaskGate;
-        ok = ok && ((high & 0x1000) == 0 && (taskGate || type == GateInterrupt32 || type == GateTrap32)
+        ok = ok && ((high & 0x1000) == 0 && (taskGate || type is GateInterrupt32 or GateTrap32 or GateInterrupt16 or GateTrap16)
                 || DeliveryFault(ExceptionVector.GeneralProtection, idtError))
             && (!software || (int)((high >> 13) & 3) >= _ctx.Cpl || DeliveryFault(ExceptionVector.GeneralProtection, idtError))
             && ((high & 0x8000) != 0 || DeliveryFault(ExceptionVector.SegmentNotPresent, idtError));
@@ -373,18 +376,25 @@ public sealed partial class X86Core
         SegmentRegister handlerCs = default;
         uint csAddress = 0, csHigh = 0;
         // The handler's code segment is checked like a far transfer's (its RPL is ignored): DPL = CPL stays in the
-        // ring, DPL < CPL (nonconforming) enters an inner one, DPL > CPL is #GP with the selector.
-        ok = ok && (CodeDescriptor((ushort)(selector & ~3), out handlerCs, out csAddress, out csHigh) || DeliveryFault(_exit.Vector, _exit.ErrorCode | ext));
+        // ring, DPL < CPL (nonconforming) enters an inner one, DPL > CPL is #GP with the selector, and only then is a
+        // segment that is not present #NP (SDM Vol. 2A, INT n, "TRAP-OR-INTERRUPT-GATE", in that order).
+        ok = ok && (CodeDescriptor((ushort)(selector & ~3), out handlerCs, out csAddress, out csHigh, checkPresent: false)
+            || DeliveryFault(_exit.Vector, _exit.ErrorCode | ext));
         int handlerDpl = (handlerCs.Attributes >> 5) & 3;
         bool conforming = (handlerCs.Attributes & AttrConforming) != 0;
         ok = ok && (handlerDpl <= _ctx.Cpl || DeliveryFault(ExceptionVector.GeneralProtection, SelectorError(selector) | ext));
-        uint clearFlags = (uint)EFlags.TF | RfFlag | NtFlag | VmFlag | (type == GateInterrupt32 ? (uint)EFlags.IF : 0);
+        ok = ok && ((handlerCs.Attributes & AttrPresent) != 0 || DeliveryFault(ExceptionVector.SegmentNotPresent, SelectorError(selector) | ext));
+        uint clearFlags = (uint)EFlags.TF | RfFlag | NtFlag | VmFlag | (type is GateInterrupt32 or GateInterrupt16 ? (uint)EFlags.IF : 0);
+        int size = type is GateInterrupt16 or GateTrap16 ? 2 : 4;
+        uint handlerEip = size == 2 ? low & 0xffff : (low & 0xffff) | (high & 0xffff0000);
         if (ok && !conforming && handlerDpl < _ctx.Cpl && !ImpliedBootGdt(selector))
         {
-            if (!DeliverToInnerRing(handlerCs, (low & 0xffff) | (high & 0xffff0000), returnEip, hasErrorCode, errorCode, clearFlags))
+            if (!DeliverToInnerRing(handlerCs, handlerEip, returnEip, hasErrorCode, errorCode, clearFlags, size))
             {
-                // The new stack's #TS or #SS names its selector with EXT (SDM Vol. 3A, 6.13); a #PF keeps its own code.
-                DeliveryFault(_exit.Vector, _exit.Vector is ExceptionVector.InvalidTss or ExceptionVector.StackFault ? _exit.ErrorCode | ext : _exit.ErrorCode);
+                // The new stack's #TS or #SS names its selector with EXT (SDM Vol. 3A, 6.13), as does the #GP(EXT) of a handler
+                // offset beyond its segment's limit; a #PF keeps its own code.
+                DeliveryFault(_exit.Vector, _exit.Vector is ExceptionVector.InvalidTss or ExceptionVector.StackFault or ExceptionVector.GeneralProtection
+                    ? _exit.ErrorCode | ext : _exit.ErrorCode);
                 _faulted = faultedBefore;
                 _exit = exitBefore;
                 return false;
@@ -392,12 +402,16 @@ public sealed partial class X86Core
             if (csAddress != 0 || csHigh != 0) MarkAccessed(csAddress, csHigh);
             return true;
         }
+        // SDM Vol. 2A, INT n, "INTRA-PRIVILEGE-LEVEL-INTERRUPT": room for the frame on the stack (#SS(EXT)), then the
+        // handler's offset within its code segment's limit (#GP(EXT)), before anything is pushed.
+        ok = ok && (StackHasRoom(_ctx.Esp, (hasErrorCode ? 4 : 3) * size) || DeliveryFault(ExceptionVector.StackFault, ext));
+        ok = ok && (handlerEip <= handlerCs.Limit || DeliveryFault(ExceptionVector.GeneralProtection, ext));
         if (ok)
         {
-            Push(_ctx.Eflags, 4);
-            Push(Cs, 4);
-            Push(returnEip, 4);
-            if (hasErrorCode) Push(errorCode, 4);
+            Push(_ctx.Eflags, size);
+            Push(Cs, size);
+            Push(returnEip, size);
+            if (hasErrorCode) Push(errorCode, size);
             ok = !_faulted || DeliveryFault(_exit.Vector, _exit.ErrorCode);
         }
 
@@ -406,7 +420,7 @@ public sealed partial class X86Core
         _ctx.Eflags &= ~clearFlags;
         if (csAddress != 0 || csHigh != 0) MarkAccessed(csAddress, csHigh);
         SetSegmentCache(Sreg.Cs, handlerCs with { Selector = (ushort)((selector & ~3) | _ctx.Cpl) });
-        _ctx.Eip = (low & 0xffff) | (high & 0xffff0000);
+        _ctx.Eip = handlerEip;
         CodeMappingChanged();
         return true;
     }

@@ -127,10 +127,10 @@ public sealed partial class X86Core
 
     /// <summary>
     /// Interrupt or exception delivery to a handler in an inner ring: switch to the TSS's stack for that ring and push
-    /// the old SS:ESP, EFLAGS, CS:EIP and the error code there (SDM Vol. 3A, 6.12.1, figure 6-4). False with nothing
-    /// architectural changed if the stack or a push faults.
+    /// the old SS:ESP, EFLAGS, CS:EIP and the error code there (SDM Vol. 3A, 6.12.1, figure 6-4), as words through a
+    /// 16-bit gate (<paramref name="size"/> 2). False with nothing architectural changed if the stack or a push faults.
     /// </summary>
-    private bool DeliverToInnerRing(in SegmentRegister handlerCs, uint handlerEip, uint returnEip, bool hasErrorCode, uint errorCode, uint clearFlags)
+    private bool DeliverToInnerRing(in SegmentRegister handlerCs, uint handlerEip, uint returnEip, bool hasErrorCode, uint errorCode, uint clearFlags, int size = 4)
     {
         int ring = (handlerCs.Attributes >> 5) & 3;
         if (!InnerStack(ring, out SegmentRegister newSs, out uint newEsp)) return false;
@@ -140,12 +140,24 @@ public sealed partial class X86Core
         byte oldMask = _nonFlatSegments;
         SetSegmentCache(Sreg.Ss, newSs); // now at the handler's ring: the pushes are supervisor writes to its stack
         _ctx.Esp = newEsp;
-        Push(oldSs, 4);
-        Push(oldEsp, 4);
-        Push(oldFlags, 4);
-        Push(oldCs, 4);
-        Push(returnEip, 4);
-        if (hasErrorCode) Push(errorCode, 4);
+        // SDM Vol. 2A, INT n, "INTER-PRIVILEGE-LEVEL-INTERRUPT": room for the frame on the new stack (#SS(NewSS)), then
+        // the handler's offset within its code segment's limit (#GP(EXT)), both before anything is pushed.
+        if (!StackHasRoom(newEsp, (hasErrorCode ? 6 : 5) * size))
+        {
+            RestoreOuterStack(oldSegments, oldMask, oldEsp);
+            return Fault(ExceptionVector.StackFault, SelectorError(newSs.Selector));
+        }
+        if (handlerEip > handlerCs.Limit)
+        {
+            RestoreOuterStack(oldSegments, oldMask, oldEsp);
+            return Fault(ExceptionVector.GeneralProtection, 0);
+        }
+        Push(oldSs, size);
+        Push(oldEsp, size);
+        Push(oldFlags, size);
+        Push(oldCs, size);
+        Push(returnEip, size);
+        if (hasErrorCode) Push(errorCode, size);
         if (_faulted)
         {
             NameNewStackInStackFault(newSs.Selector);
@@ -155,6 +167,28 @@ public sealed partial class X86Core
         SetSegmentCache(Sreg.Cs, handlerCs with { Selector = (ushort)((handlerCs.Selector & ~3) | ring) });
         _ctx.Eip = handlerEip;
         CodeMappingChanged();
+        return true;
+    }
+
+    /// <summary>
+    /// Whether SS's limit leaves room for <paramref name="bytes"/> below <paramref name="esp"/>, checked before anything is
+    /// pushed as the SDM's "IF stack does not have room" is: every byte the pushes would write must lie within the
+    /// segment (SDM Vol. 3A, 5.3: an expand-down segment's valid offsets lie above its limit), with SP wrapping at 64 KiB
+    /// on a 16-bit stack as Push16 does. A flat stack always has room, as its pushes find.
+    /// </summary>
+    private bool StackHasRoom(uint esp, int bytes)
+    {
+        if ((_nonFlatSegments & (1 << (int)Sreg.Ss)) == 0) return true;
+        SegmentRegister ss = _ctx.Ss;
+        if ((ss.Attributes & AttrPresent) == 0) return false;
+        bool big = (ss.Attributes & AttrBig) != 0;
+        bool expandDown = (ss.Attributes & (AttrCode | AttrExpandDown)) == AttrExpandDown;
+        uint upper = big ? 0xFFFF_FFFFu : 0xFFFFu;
+        for (uint j = 1; j <= (uint)bytes; j++)
+        {
+            uint offset = (esp - j) & upper;
+            if (expandDown ? offset <= ss.Limit : offset > ss.Limit) return false;
+        }
         return true;
     }
 

@@ -20,6 +20,14 @@ internal sealed class SystemCase
     public readonly ushort[] Selectors = new ushort[6];
     public ushort Ldtr;
     public ushort GdtLimit;
+    /// <summary>The TSS the set-up loads with LTR after LLDT (0: no LTR, TR keeps its reset value).</summary>
+    public ushort Tr;
+    /// <summary>Whether the set-up loads IDTR (LIDT, after LGDT) with <see cref="IdtBase"/> and <see cref="IdtLimit"/>.</summary>
+    public bool LoadIdt;
+    public uint IdtBase;
+    public ushort IdtLimit;
+    /// <summary>Compare GDTR, IDTR, LDTR and TR after every step (the set-up defines all four).</summary>
+    public bool CompareTables;
     /// <summary>Registers and flags the test instructions start from (written after the set-up).</summary>
     public readonly uint[] Gprs = new uint[8];
     public uint Eflags;
@@ -38,6 +46,9 @@ internal sealed class SystemCase
         Array.Clear(Gprs);
         Array.Clear(Selectors);
         Ldtr = 0;
+        Tr = 0;
+        LoadIdt = CompareTables = false;
+        IdtBase = IdtLimit = 0;
     }
 
     /// <summary>Adds a page to fill and compare (once); returns its slot in <see cref="PageBytes"/>, or -1 if full or inside the image.</summary>

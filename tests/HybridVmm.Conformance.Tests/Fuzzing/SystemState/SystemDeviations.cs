@@ -140,4 +140,63 @@ internal static class SystemDeviations
         if (x.ExpandDown) return !(offset > x.Limit && last <= (x.Big ? 0xFFFF_FFFFul : 0xFFFFul));
         return last > x.Limit;
     }
+
+    public const string TableStoreO16 = "SGDT/SIDT with a 16-bit operand size: Unicorn (QEMU's translate.c) stores a 24-bit base and a zero sixth byte, as the Pentium did; the SDM (Vol. 2B SGDT, SIDT: \"IF OperandSize = 16 or OperandSize = 32 ... DEST[16:47] := GDTR(Base); (* Full 32-bit base address stored *)\") stores all 32 bits";
+
+    /// <summary>
+    /// For a case whose one test is a 16-bit SGDT or SIDT to [ESI]: the address of the stored base's high byte and the
+    /// byte the SDM stores there (the register's base bits 31:24, from the case's set-up: GDTR is the case's table, IDTR the base the set-up loaded).
+    /// </summary>
+    public static (int Address, byte Value)? TableStoreHighByte(SystemCase c, SystemOutcome core)
+    {
+        if (c.Tests.Count != 1 || c.Tests[0].Code is not (Code.Sgdt_m1632_16 or Code.Sidt_m1632_16) || c.Tests[0].MemoryBase != Register.ESI) return null;
+        uint baseAddress = c.Tests[0].Code == Code.Sgdt_m1632_16 ? SystemLayout.Gdt : c.IdtBase;
+        long address = (long)c.Gprs[6] + 5;
+        return address < SystemLayout.MemorySize ? ((int)address, (byte)(baseAddress >> 24)) : null;
+    }
+
+    public const string MovCr0Invalid = "MOV CR0 with PG set and PE clear, or NW set and CD clear: Unicorn (QEMU 5's cpu_x86_update_cr0) loads it, the SDM (Vol. 2B MOV—Move to/from Control Registers: \"#GP(0) If an attempt is made to write invalid bit combinations in CR0 (such as setting the PG flag to 1 when the PE flag is set to 0, or setting the CD flag to 0 when the NW flag is set to 1)\") raises #GP(0)";
+
+    public const string MovCr4Reserved = "MOV CR4 with a reserved bit (31:29) set: Unicorn (QEMU 5's cpu_x86_update_cr4) loads it, the SDM (Vol. 2B MOV CR: \"#GP(0) If an attempt is made to write a 1 to any reserved bit in CR4\"; Vol. 3A 2.5) raises #GP(0)";
+
+    public const string LtrNull = "LTR with a null selector: Unicorn (QEMU's helper_ltr) loads a null TR, the SDM (Vol. 2A LTR: \"IF SRC is a NULL selector THEN #GP(0)\") raises #GP(0)";
+
+    /// <summary>
+    /// The system-instruction cases' rules. Each applies only where the harness's own model of the case (the operand
+    /// the generator chose, the CPL) says the SDM requires #GP(0), the core raised exactly that and left no trace, and
+    /// Unicorn executed the instruction.
+    /// </summary>
+    public static string? SystemInstructions(SystemCase c, Instruction ins, SystemOutcome before, SystemOutcome core, SystemOutcome unicorn)
+    {
+        if (c.Cpl != 0 || unicorn.Kind != OutcomeKind.Retired || core.Kind != OutcomeKind.Exception || core.Vector != 13 || core.ErrorCode != 0
+            || !Unchanged(before, core)) return null;
+        if (ins.Code == Code.Mov_cr_r32 && ins.Op1Register is >= Register.EAX and <= Register.EDI)
+        {
+            uint value = before.Gprs[ins.Op1Register - Register.EAX];
+            if (ins.Op0Register == Register.CR0 && ((value & 0x8000_0001) == 0x8000_0000 || (value & 0x6000_0000) == 0x2000_0000)) return MovCr0Invalid;
+            if (ins.Op0Register == Register.CR4 && (value & 0xE000_0000) != 0) return MovCr4Reserved;
+        }
+        if (ins.Code == Code.Ltr_rm16 && SelectorOperand(c, ins, before) is ushort selector && (selector & 0xFFFC) == 0) return LtrNull;
+        return null;
+    }
+
+    /// <summary>A faulting instruction left no trace: registers, EIP, flags, selectors, control and table registers as before it.</summary>
+    private static bool Unchanged(SystemOutcome before, SystemOutcome after)
+    {
+        for (int i = 0; i < 8; i++) if (before.Gprs[i] != after.Gprs[i]) return false;
+        for (int i = 0; i < 6; i++) if (before.Selectors[i] != after.Selectors[i]) return false;
+        for (int i = 0; i < before.Tables.Length; i++) if (before.Tables[i] != after.Tables[i]) return false;
+        return before.Eip == after.Eip && before.Eflags == after.Eflags && before.Cr0 == after.Cr0 && before.Cr3 == after.Cr3 && before.Cr4 == after.Cr4;
+    }
+
+    /// <summary>The 16-bit operand of LLDT, LTR and the like: a register's low word, or the word the generator placed at [ESI] in a case page.</summary>
+    public static ushort? SelectorOperand(SystemCase c, Instruction ins, SystemOutcome before)
+    {
+        if (ins.Op0Kind == OpKind.Register) return (ushort)before.Gprs[(ins.Op0Register.GetFullRegister32() - Register.EAX)];
+        if (ins.MemoryBase != Register.ESI || ins.MemoryDisplacement32 != 0) return null;
+        uint linear = before.Gprs[6];
+        int slot = c.Pages.IndexOf(linear & ~0xFFFu);
+        if (slot < 0 || (linear & 0xFFF) > 0xFFE) return null;
+        return BitConverter.ToUInt16(c.PageSlot(slot)[(int)(linear & 0xFFF)..]);
+    }
 }

@@ -115,11 +115,14 @@ internal sealed class SystemImageBuilder
         SystemCase c = _c;
         BitConverter.TryWriteBytes(c.Image.AsSpan((int)SystemLayout.StubGdtr), c.GdtLimit);
         BitConverter.TryWriteBytes(c.Image.AsSpan((int)SystemLayout.StubGdtr + 2), SystemLayout.Gdt);
+        BitConverter.TryWriteBytes(c.Image.AsSpan((int)SystemLayout.StubIdtr), c.IdtLimit);
+        BitConverter.TryWriteBytes(c.Image.AsSpan((int)SystemLayout.StubIdtr + 2), c.IdtBase);
         const uint part2 = SystemLayout.Stub + 0x100;
         int count = 0;
         byte[] first = HybridVmm.Testing.GuestCode.Assemble(a =>
         {
             a.lgdt(__[SystemLayout.StubGdtr]);
+            if (c.LoadIdt) { a.lidt(__[SystemLayout.StubIdtr]); count++; }
             a.mov(eax, c.Cr4); a.mov(cr4, eax);
             a.mov(eax, c.Cr3); a.mov(cr3, eax);
             a.mov(eax, c.Cr0); a.mov(cr0, eax);
@@ -131,6 +134,7 @@ internal sealed class SystemImageBuilder
             a.mov(ax, SystemLayout.KernelData); a.mov(ss, ax); a.mov(esp, SystemLayout.StubStackTop);
             a.mov(ax, c.Ldtr); a.lldt(ax);
             count += 5;
+            if (c.Tr != 0) { a.mov(ax, c.Tr); a.ltr(ax); count += 2; }
             foreach (int s in (ReadOnlySpan<int>)[3, 0, 4, 5])
             {
                 a.mov(ax, c.Selectors[s]);

@@ -20,7 +20,7 @@ internal static class SystemLayout
     public const uint TestPagesBase = 0x10_0000;
 
     /// <summary>The set-up program (ring 0, flat CS 0x08), its stack below <see cref="StubStackTop"/> and its data (the GDTR image).</summary>
-    public const uint Stub = 0x1000, StubGdtr = 0x1C00, StubStackTop = 0x1F00;
+    public const uint Stub = 0x1000, StubGdtr = 0x1C00, StubIdtr = 0x1C08, StubStackTop = 0x1F00;
     public const uint Gdt = 0x2000, Ldt = 0x3000;
     public const uint PageDirectory = 0x4000, PageTables = 0x5000;
     public const int PageTableCount = 8;
@@ -30,6 +30,11 @@ internal static class SystemLayout
     /// <summary>The two frames of the test code (an instruction may straddle them).</summary>
     public const uint CodeFrame0 = 0x20000, CodeFrame1 = 0x21000;
     public const int ImageSize = 0x22000;
+    /// <summary>
+    /// The system-instruction cases run with paging off and keep their TSSs (random bytes, with an I/O permission bitmap)
+    /// and their IDT in the frames the paging cases use for page tables.
+    /// </summary>
+    public const uint TssArea = PageTables, TssAreaSize = 0x3000, Idt = PageTables + 0x3000;
 
     /// <summary>Fixed GDT selectors: ring-0 flat code and data, ring-3 flat code and data, the LDT.</summary>
     public const ushort KernelCode = 0x08, KernelData = 0x10, UserCode = 0x1B, UserData = 0x23, LdtSelector = 0x28;

@@ -17,11 +17,14 @@ internal sealed class SystemOutcome
     /// <summary>ES, CS, SS, DS, FS, GS selectors.</summary>
     public readonly ushort[] Selectors = new ushort[6];
     public uint Cr0, Cr2, Cr3, Cr4;
+    /// <summary>GDTR base and limit, IDTR base and limit, LDTR selector, base and limit, TR selector, base and limit (<see cref="TableNames"/>).</summary>
+    public readonly uint[] Tables = new uint[10];
+    public static readonly string[] TableNames = ["gdtr.base", "gdtr.limit", "idtr.base", "idtr.limit", "ldtr", "ldtr.base", "ldtr.limit", "tr", "tr.base", "tr.limit"];
 
     public void CopyFrom(SystemOutcome o)
     {
         Kind = o.Kind; Vector = o.Vector; ErrorCode = o.ErrorCode;
-        o.Gprs.CopyTo(Gprs, 0); o.Selectors.CopyTo(Selectors, 0);
+        o.Gprs.CopyTo(Gprs, 0); o.Selectors.CopyTo(Selectors, 0); o.Tables.CopyTo(Tables, 0);
         Eip = o.Eip; Eflags = o.Eflags; Cr0 = o.Cr0; Cr2 = o.Cr2; Cr3 = o.Cr3; Cr4 = o.Cr4;
     }
 
@@ -39,6 +42,10 @@ internal sealed class SystemOutcome
         return $"{head} eip={Eip:x8} {Outcome.Registers(Gprs)} eflags={Eflags:x8} es={Selectors[0]:x4} cs={Selectors[1]:x4} ss={Selectors[2]:x4} " +
             $"ds={Selectors[3]:x4} fs={Selectors[4]:x4} gs={Selectors[5]:x4} cr0={Cr0:x8} cr2={Cr2:x8} cr3={Cr3:x8} cr4={Cr4:x8}";
     }
+
+    /// <summary>GDTR, IDTR, LDTR and TR, for the reproducer of a case that compares them.</summary>
+    public string DescribeTables() =>
+        $"gdtr={Tables[0]:x8}:{Tables[1]:x4} idtr={Tables[2]:x8}:{Tables[3]:x4} ldtr={Tables[4]:x4}({Tables[5]:x8}:{Tables[6]:x}) tr={Tables[7]:x4}({Tables[8]:x8}:{Tables[9]:x})";
 }
 
 /// <summary>The core under test on its own 1 MiB (every page writable in the second-level table).</summary>
@@ -73,7 +80,15 @@ internal sealed class CoreSystemSide
 
     public void Run(int instructions, SystemOutcome o)
     {
+        uint eip = Cpu.Eip;
         CpuExit exit = Cpu.Run(instructions);
+        // Port I/O exits to the hypervisor; Unicorn without IN/OUT hooks reads 0 and drops writes (softmmu/ioport.c):
+        // complete them so, element by element for a REP INS/OUTS, until the instruction retires or stops.
+        for (int n = 0; n < 1_000 && exit.Reason is CpuExitReason.IoIn or CpuExitReason.IoOut; n++)
+        {
+            if (exit.Reason == CpuExitReason.IoIn) Cpu.CompleteIoIn(0); else Cpu.CompleteIoOut();
+            exit = Cpu.Eip == eip ? Cpu.Run(1) : new CpuExit(CpuExitReason.BudgetExhausted);
+        }
         o.Kind = exit.Reason switch
         {
             CpuExitReason.BudgetExhausted => OutcomeKind.Retired,
@@ -99,6 +114,9 @@ internal sealed class CoreSystemSide
         o.Eflags = Cpu.Eflags;
         for (int i = 0; i < 6; i++) o.Selectors[i] = Cpu.GetSegment((Sreg)i).Selector;
         (o.Cr0, o.Cr2, o.Cr3, o.Cr4) = (Cpu.Cr0, Cpu.Cr2, Cpu.Cr3, Cpu.Cr4);
+        (o.Tables[0], o.Tables[1], o.Tables[2], o.Tables[3]) = (Cpu.Gdtr.Base, Cpu.Gdtr.Limit, Cpu.Idtr.Base, Cpu.Idtr.Limit);
+        (o.Tables[4], o.Tables[5], o.Tables[6]) = (Cpu.Ldtr.Selector, Cpu.Ldtr.Base, Cpu.Ldtr.Limit);
+        (o.Tables[7], o.Tables[8], o.Tables[9]) = (Cpu.TaskRegister.Selector, Cpu.TaskRegister.Base, Cpu.TaskRegister.Limit);
     }
 }
 
@@ -257,6 +275,14 @@ internal sealed unsafe class UnicornSystemSide : IDisposable
         o.Cr2 = _unicorn.GetReg(Unicorn.RegCr2);
         o.Cr3 = _unicorn.GetReg(Unicorn.RegCr3);
         o.Cr4 = _unicorn.GetReg(Unicorn.RegCr4);
+        int k = 0;
+        foreach (int reg in (ReadOnlySpan<int>)[Unicorn.RegGdtr, Unicorn.RegIdtr, Unicorn.RegLdtr, Unicorn.RegTr])
+        {
+            (ushort selector, uint baseAddress, uint limit) = _unicorn.GetMmr(reg);
+            if (reg is Unicorn.RegLdtr or Unicorn.RegTr) o.Tables[k++] = selector;
+            o.Tables[k++] = baseAddress;
+            o.Tables[k++] = limit;
+        }
     }
 
     public void Dispose()
