@@ -5,6 +5,7 @@ using HybridVmm.Cli.Api;
 using HybridVmm.Cli.Cluster;
 using HybridVmm.Cli.Common;
 using HybridVmm.Cluster;
+using HybridVmm.HostOS.Encapsulation;
 using HybridVmm.HostOS.Migration;
 
 namespace HybridVmm.Cli.Commands;
@@ -146,8 +147,8 @@ internal static class VmCommand
             name, image, snapshot, memory, append, devices, synthetic, disk, maxInstructions, cpus, start, isProtected, checkpointEvery, onHost,
         };
         command.SetAction((r, ct) => r.GetValue(connection.Cluster) is { } redis
-            ? CreateInClusterAsync(redis, r, name, image, memory, append, maxInstructions, start, isProtected, checkpointEvery, [snapshot, devices, synthetic, disk, cpus],
-                r.GetValue(onHost), r.GetValue(connection.Json), ct)
+            ? CreateInClusterAsync(redis, r, new ClusterCreateOptions(name, image, snapshot, memory, append, maxInstructions, cpus, start, isProtected, checkpointEvery),
+                [devices, synthetic, disk], r.GetValue(onHost), r.GetValue(connection.Json), ct)
             : r.GetValue(isProtected) || r.GetValue(checkpointEvery) is not null || r.GetValue(onHost) is not null
             ? Refuse("--protected, --checkpoint-every and --host go with --cluster")
             : RunAsync(r, connection, c => c.PostAsync("/api/vms", new CreateVmRequest
@@ -170,29 +171,85 @@ internal static class VmCommand
     /// <summary>How often a protected cluster VM is checkpointed unless --checkpoint-every says otherwise.</summary>
     private const long DefaultCheckpointEvery = 10_000_000;
 
-    private static Task<int> CreateInClusterAsync(string redis, ParseResult r, Argument<string> name, Option<string?> image, Option<string?> memory,
-        Option<string?> append, Option<long?> maxInstructions, Option<bool> start, Option<bool> isProtected, Option<long?> checkpointEvery,
-        Option[] notInCluster, string? onHost, bool json, CancellationToken ct)
+    private sealed record ClusterCreateOptions(Argument<string> Name, Option<string?> Image, Option<string?> Snapshot, Option<string?> Memory,
+        Option<string?> Append, Option<long?> MaxInstructions, Option<int?> Cpus, Option<bool> Start, Option<bool> Protected, Option<long?> CheckpointEvery);
+
+    private static Task<int> CreateInClusterAsync(string redis, ParseResult r, ClusterCreateOptions o, Option[] notInCluster, string? onHost, bool json,
+        CancellationToken ct)
     {
-        if (notInCluster.FirstOrDefault(o => r.GetResult(o) is not null) is { } stray)
+        if (notInCluster.FirstOrDefault(x => r.GetResult(x) is not null) is { } stray)
         {
-            return Refuse($"{stray.Name} does not go with --cluster yet (a cluster VM is made from --image)");
+            return Refuse($"{stray.Name} does not go with --cluster yet (a cluster VM is made from --image or --snapshot)");
         }
 
-        if (r.GetValue(image) is not { } source)
+        string? image = r.GetValue(o.Image), snapshot = r.GetValue(o.Snapshot);
+        if ((image is null) == (snapshot is null))
         {
-            return Refuse("a cluster VM needs --image (a Multiboot ELF or bzImage every host can reach, or embedded:NAME)");
+            return Refuse("a cluster VM needs either --image (a Multiboot ELF or bzImage every host can reach, or embedded:NAME) or --snapshot (a snapshot file every host can reach)");
         }
 
-        long every = r.GetValue(checkpointEvery) ?? DefaultCheckpointEvery;
-        if (every <= 0 || r.GetValue(maxInstructions) is < 0)
+        // The same check and message as run's --cpus.
+        int? cpus = r.GetValue(o.Cpus);
+        if (cpus is < 1 or > Hypervisor.RootPartitionApi.MaxProcessors)
+        {
+            return Refuse($"--cpus must be 1 to {Hypervisor.RootPartitionApi.MaxProcessors}, not {cpus}");
+        }
+
+        long every = r.GetValue(o.CheckpointEvery) ?? DefaultCheckpointEvery;
+        if (every <= 0 || r.GetValue(o.MaxInstructions) is < 0)
         {
             return Refuse("--checkpoint-every must be positive and --max-instructions zero or positive");
         }
 
-        var spec = new VmSpec(r.GetValue(name)!, HostPath(source), r.GetValue(memory) ?? "64M", r.GetValue(append) ?? "",
-            r.GetValue(maxInstructions) ?? 0, r.GetValue(isProtected), every);
-        return ClusterCommands.CreateAsync(redis, spec, r.GetValue(start), onHost, json, ct);
+        string memory = r.GetValue(o.Memory) ?? "64M";
+        string source = HostPath(image ?? snapshot!);
+        if (snapshot is not null)
+        {
+            if (new Option[] { o.Memory, o.Append, o.Cpus }.FirstOrDefault(x => r.GetResult(x) is not null) is { } fromSnapshot)
+            {
+                return Refuse($"{fromSnapshot.Name} does not go with --snapshot: the VM has the snapshot's memory, vCPUs and command line");
+            }
+
+            // The placement counts the snapshot's memory and vCPUs, so they are read from the file here; every host must
+            // reach the same file (shared storage), as it must reach an image.
+            if (ReadSnapshotShape(source, out uint snapshotMemory, out int snapshotCpus) is { } unreadable)
+            {
+                Console.Error.WriteLine($"hybridvmm: error: {unreadable}");
+                return Task.FromResult(File.Exists(source) ? ExitStatus.InvalidImage : ExitStatus.NoInput);
+            }
+
+            memory = snapshotMemory % (1u << 20) == 0 ? $"{snapshotMemory >> 20}M" : $"{snapshotMemory >> 10}K";
+            cpus = snapshotCpus;
+        }
+
+        var spec = new VmSpec(r.GetValue(o.Name)!, snapshot is null ? source : $"snapshot:{source}", memory, r.GetValue(o.Append) ?? "",
+            r.GetValue(o.MaxInstructions) ?? 0, r.GetValue(o.Protected), every, cpus ?? 1, snapshot is null ? null : source);
+        return ClusterCommands.CreateAsync(redis, spec, r.GetValue(o.Start), onHost, json, ct);
+    }
+
+    /// <summary>A snapshot's memory and vCPUs, or why it cannot go into the cluster.</summary>
+    private static string? ReadSnapshotShape(string path, out uint memoryBytes, out int cpus)
+    {
+        (memoryBytes, cpus) = (0, 0);
+        if (!File.Exists(path))
+        {
+            return $"snapshot '{path}' does not exist";
+        }
+
+        VmSnapshot? snapshot = SnapshotFile.TryRead(path, out string error);
+        if (snapshot is null)
+        {
+            return error;
+        }
+
+        using SavedMemory memory = snapshot.Memory;
+        if (snapshot.Disk is not null)
+        {
+            return $"snapshot '{path}' is of a VM with a synthblk disk, which a cluster VM cannot have yet";
+        }
+
+        (memoryBytes, cpus) = (snapshot.MemoryBytes, snapshot.Processors);
+        return null;
     }
 
     private static Task<int> Refuse(string message)
