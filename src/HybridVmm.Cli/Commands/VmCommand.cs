@@ -214,8 +214,8 @@ internal static class VmCommand
             // reach the same file (shared storage), as it must reach an image.
             if (ReadSnapshotShape(source, out uint snapshotMemory, out int snapshotCpus) is { } unreadable)
             {
-                Console.Error.WriteLine($"hybridvmm: error: {unreadable}");
-                return Task.FromResult(File.Exists(source) ? ExitStatus.InvalidImage : ExitStatus.NoInput);
+                Console.Error.WriteLine($"hybridvmm: error: {unreadable.Message}");
+                return Task.FromResult(unreadable.Status);
             }
 
             memory = snapshotMemory % (1u << 20) == 0 ? $"{snapshotMemory >> 20}M" : $"{snapshotMemory >> 10}K";
@@ -227,25 +227,28 @@ internal static class VmCommand
         return ClusterCommands.CreateAsync(redis, spec, r.GetValue(o.Start), onHost, json, ct);
     }
 
-    /// <summary>A snapshot's memory and vCPUs, or why it cannot go into the cluster.</summary>
-    private static string? ReadSnapshotShape(string path, out uint memoryBytes, out int cpus)
+    /// <summary>
+    /// A snapshot's memory and vCPUs, or why it cannot go into the cluster: 66 when it is missing or not a regular file
+    /// (checked before it is opened, as restore checks it), 65 when it is not a snapshot or has a disk.
+    /// </summary>
+    private static InputFile.Refusal? ReadSnapshotShape(string path, out uint memoryBytes, out int cpus)
     {
         (memoryBytes, cpus) = (0, 0);
-        if (!File.Exists(path))
+        if (InputFile.Check(path, "snapshot", SnapshotFile.MaxBytes, ExitStatus.InvalidImage, "the largest snapshot of a guest this build can run") is { } refusal)
         {
-            return $"snapshot '{path}' does not exist";
+            return refusal;
         }
 
         VmSnapshot? snapshot = SnapshotFile.TryRead(path, out string error);
         if (snapshot is null)
         {
-            return error;
+            return new InputFile.Refusal(ExitStatus.InvalidImage, error);
         }
 
         using SavedMemory memory = snapshot.Memory;
         if (snapshot.Disk is not null)
         {
-            return $"snapshot '{path}' is of a VM with a synthblk disk, which a cluster VM cannot have yet";
+            return new InputFile.Refusal(ExitStatus.InvalidImage, $"snapshot '{path}' is of a VM with a synthblk disk, which a cluster VM cannot have yet");
         }
 
         (memoryBytes, cpus) = (snapshot.MemoryBytes, snapshot.Processors);

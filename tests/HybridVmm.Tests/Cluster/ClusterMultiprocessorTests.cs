@@ -102,7 +102,8 @@ public class ClusterMultiprocessorTests : ClusterProcessTest
         {
             (["--snapshot", snapshot, "--cpus", "2"], ExitStatus.Usage, "--cpus does not go with --snapshot"),
             (["--snapshot", snapshot, "--image", guest], ExitStatus.Usage, "a cluster VM needs either --image"),
-            (["--snapshot", Path.Combine(Dir, "none.snap")], ExitStatus.NoInput, "snapshot '"),
+            (["--snapshot", Path.Combine(Dir, "none.snap")], ExitStatus.NoInput, "cannot read snapshot '"),
+            (["--snapshot", Dir], ExitStatus.NoInput, $"snapshot '{Dir}' is a directory"),
             (["--snapshot", guest], ExitStatus.InvalidImage, ""),
         })
         {
