@@ -5,7 +5,6 @@ using HybridVmm.Cli.Api;
 using HybridVmm.Cli.Cluster;
 using HybridVmm.Cli.Common;
 using HybridVmm.Cluster;
-using HybridVmm.HostOS.Encapsulation;
 using HybridVmm.HostOS.Migration;
 
 namespace HybridVmm.Cli.Commands;
@@ -140,14 +139,14 @@ internal static class VmCommand
         var cpus = new Option<int?>("--cpus") { Description = "Virtual processors, 1 to 64 (default 1)" };
         var start = new Option<bool>("--start") { Description = "Start the VM at once" };
         var isProtected = new Option<bool>("--protected") { Description = "With --cluster: checkpoint the VM and restart it on another host if its host dies" };
-        var checkpointEvery = new Option<long?>("--checkpoint-every") { Description = $"With --protected: checkpoint every N instructions (default {DefaultCheckpointEvery})" };
+        var checkpointEvery = new Option<long?>("--checkpoint-every") { Description = $"With --protected: checkpoint every N instructions (default {ClusterCreate.DefaultCheckpointEvery})" };
         var onHost = new Option<string?>("--host") { Description = "With --cluster: create the VM on this host (its --host-name) instead of where the placement policy would" };
         var command = new Command("create", "Create a VM from an image (or a snapshot) on the serve host, or in the cluster with --cluster")
         {
             name, image, snapshot, memory, append, devices, synthetic, disk, maxInstructions, cpus, start, isProtected, checkpointEvery, onHost,
         };
         command.SetAction((r, ct) => r.GetValue(connection.Cluster) is { } redis
-            ? CreateInClusterAsync(redis, r, new ClusterCreateOptions(name, image, snapshot, memory, append, maxInstructions, cpus, start, isProtected, checkpointEvery),
+            ? ClusterCreate.RunAsync(redis, r, new ClusterCreate.Options(name, image, snapshot, memory, append, maxInstructions, cpus, start, isProtected, checkpointEvery),
                 [devices, synthetic, disk], r.GetValue(onHost), r.GetValue(connection.Json), ct)
             : r.GetValue(isProtected) || r.GetValue(checkpointEvery) is not null || r.GetValue(onHost) is not null
             ? Refuse("--protected, --checkpoint-every and --host go with --cluster")
@@ -166,93 +165,6 @@ internal static class VmCommand
             Start = r.GetValue(start),
         }, ct), VmTables.State));
         return command;
-    }
-
-    /// <summary>How often a protected cluster VM is checkpointed unless --checkpoint-every says otherwise.</summary>
-    private const long DefaultCheckpointEvery = 10_000_000;
-
-    private sealed record ClusterCreateOptions(Argument<string> Name, Option<string?> Image, Option<string?> Snapshot, Option<string?> Memory,
-        Option<string?> Append, Option<long?> MaxInstructions, Option<int?> Cpus, Option<bool> Start, Option<bool> Protected, Option<long?> CheckpointEvery);
-
-    private static Task<int> CreateInClusterAsync(string redis, ParseResult r, ClusterCreateOptions o, Option[] notInCluster, string? onHost, bool json,
-        CancellationToken ct)
-    {
-        if (notInCluster.FirstOrDefault(x => r.GetResult(x) is not null) is { } stray)
-        {
-            return Refuse($"{stray.Name} does not go with --cluster yet (a cluster VM is made from --image or --snapshot)");
-        }
-
-        string? image = r.GetValue(o.Image), snapshot = r.GetValue(o.Snapshot);
-        if ((image is null) == (snapshot is null))
-        {
-            return Refuse("a cluster VM needs either --image (a Multiboot ELF or bzImage every host can reach, or embedded:NAME) or --snapshot (a snapshot file every host can reach)");
-        }
-
-        // The same check and message as run's --cpus.
-        int? cpus = r.GetValue(o.Cpus);
-        if (cpus is < 1 or > Hypervisor.RootPartitionApi.MaxProcessors)
-        {
-            return Refuse($"--cpus must be 1 to {Hypervisor.RootPartitionApi.MaxProcessors}, not {cpus}");
-        }
-
-        long every = r.GetValue(o.CheckpointEvery) ?? DefaultCheckpointEvery;
-        if (every <= 0 || r.GetValue(o.MaxInstructions) is < 0)
-        {
-            return Refuse("--checkpoint-every must be positive and --max-instructions zero or positive");
-        }
-
-        string memory = r.GetValue(o.Memory) ?? "64M";
-        string source = HostPath(image ?? snapshot!);
-        if (snapshot is not null)
-        {
-            if (new Option[] { o.Memory, o.Append, o.Cpus }.FirstOrDefault(x => r.GetResult(x) is not null) is { } fromSnapshot)
-            {
-                return Refuse($"{fromSnapshot.Name} does not go with --snapshot: the VM has the snapshot's memory, vCPUs and command line");
-            }
-
-            // The placement counts the snapshot's memory and vCPUs, so they are read from the file here; every host must
-            // reach the same file (shared storage), as it must reach an image.
-            if (ReadSnapshotShape(source, out uint snapshotMemory, out int snapshotCpus) is { } unreadable)
-            {
-                Console.Error.WriteLine($"hybridvmm: error: {unreadable.Message}");
-                return Task.FromResult(unreadable.Status);
-            }
-
-            memory = snapshotMemory % (1u << 20) == 0 ? $"{snapshotMemory >> 20}M" : $"{snapshotMemory >> 10}K";
-            cpus = snapshotCpus;
-        }
-
-        var spec = new VmSpec(r.GetValue(o.Name)!, snapshot is null ? source : $"snapshot:{source}", memory, r.GetValue(o.Append) ?? "",
-            r.GetValue(o.MaxInstructions) ?? 0, r.GetValue(o.Protected), every, cpus ?? 1, snapshot is null ? null : source);
-        return ClusterCommands.CreateAsync(redis, spec, r.GetValue(o.Start), onHost, json, ct);
-    }
-
-    /// <summary>
-    /// A snapshot's memory and vCPUs, or why it cannot go into the cluster: 66 when it is missing or not a regular file
-    /// (checked before it is opened, as restore checks it), 65 when it is not a snapshot or has a disk.
-    /// </summary>
-    private static InputFile.Refusal? ReadSnapshotShape(string path, out uint memoryBytes, out int cpus)
-    {
-        (memoryBytes, cpus) = (0, 0);
-        if (InputFile.Check(path, "snapshot", SnapshotFile.MaxBytes, ExitStatus.InvalidImage, "the largest snapshot of a guest this build can run") is { } refusal)
-        {
-            return refusal;
-        }
-
-        VmSnapshot? snapshot = SnapshotFile.TryRead(path, out string error);
-        if (snapshot is null)
-        {
-            return new InputFile.Refusal(ExitStatus.InvalidImage, error);
-        }
-
-        using SavedMemory memory = snapshot.Memory;
-        if (snapshot.Disk is not null)
-        {
-            return new InputFile.Refusal(ExitStatus.InvalidImage, $"snapshot '{path}' is of a VM with a synthblk disk, which a cluster VM cannot have yet");
-        }
-
-        (memoryBytes, cpus) = (snapshot.MemoryBytes, snapshot.Processors);
-        return null;
     }
 
     private static Task<int> Refuse(string message)
