@@ -127,4 +127,14 @@ public class ClusterMultiprocessorTests : ClusterProcessTest
                 Has.Some.Contains($"with 2 vCPUs from the snapshot {snapshot}"));
         });
     }
+
+    [TestCase("--host-vcpus", "0", "--host-vcpus must be 1 to 4096, not 0")]
+    [TestCase("--host-vcpus", "4097", "--host-vcpus must be 1 to 4096, not 4097")]
+    [TestCase("--balance-threshold", "0", "--balance-every takes 0 (off) or 0.1 to 86400 seconds, and --balance-threshold 1 to 1000 percentage points of load")]
+    public void AHostOfferingNoVcpusOrABadThresholdIsAUsageError(string option, string value, string message)
+    {
+        // Refused before the host tries to join: nothing listens at this Redis address.
+        CliProcess.Result result = CliProcess.RunIn(Dir, "serve", "--api-socket", "api.sock", "--cluster", $"127.0.0.1:{RedisServer.FreePort()}", option, value);
+        Assert.That((result.ExitCode, result.Stderr.Trim()), Is.EqualTo((ExitStatus.Usage, $"hybridvmm: error: {message}")));
+    }
 }
