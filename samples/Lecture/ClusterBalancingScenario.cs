@@ -5,8 +5,9 @@ namespace HybridVmm.Samples.Lecture;
 /// <summary>
 /// Load balancing on a real cluster (docs/cluster.md#live-migration-and-the-balancer): Redis and three
 /// <c>hybridvmm serve --cluster</c> processes on this machine. Six CPU-bound VMs are put on one host, as a consolidating
-/// placement would; the cluster's balancer sees that host overloaded and live-migrates VMs off it, one at a time, between
-/// the processes, until no host has two VMs more than another. Every VM still prints exactly what it prints alone.
+/// placement would; the cluster's balancer sees that host overloaded (six vCPUs of the two it offers: 300%) and
+/// live-migrates VMs off it, one at a time, between the processes, until no move would lower the busiest host's load.
+/// Every VM still prints exactly what it prints alone.
 /// </summary>
 public static class ClusterBalancingScenario
 {
@@ -22,8 +23,10 @@ public static class ClusterBalancingScenario
     private static int Run(TextWriter output, TextWriter measurements)
     {
         output.WriteLine("a real cluster: Redis and three 'hybridvmm serve --cluster' processes on this machine");
-        output.WriteLine("the balancer looks five times a second and moves one running VM while the busiest host has 2 or more VMs than the idlest");
-        using ClusterLab? lab = ClusterLab.Start(HostNames, ["--balance-every", "0.2"], output);
+        output.WriteLine("each host offers 2 vCPUs; a host's load is its VMs' vCPUs (or memory) against what it offers");
+        output.WriteLine("the balancer looks five times a second and moves one running VM while the busiest host's load is 50 points or more above the idlest's");
+        // Each host offers two vCPUs whatever this machine has, so that the loads, and the lesson, are the same everywhere.
+        using ClusterLab? lab = ClusterLab.Start(HostNames, ["--balance-every", "0.2", "--host-vcpus", HostVcpus.ToString()], output);
         if (lab is null)
         {
             return 1;
@@ -45,7 +48,7 @@ public static class ClusterBalancingScenario
         // alone on its new host and finish before the cluster is balanced.
         Parallel.ForEach(names, name => lab.Cluster("vm", "start", name));
 
-        output.WriteLine("before balancing: hostA 6 VMs, hostB 0, hostC 0");
+        output.WriteLine($"before balancing: hostA 6 VMs ({Load(6)}), hostB 0, hostC 0");
         JsonElement[] done = [];
         lab.WaitFor(() => lab.TryVms() is { } vms && (done = vms).Length == names.Length && done.All(v => v.GetProperty("state").GetString() == "stopped"), "every VM to finish");
 
@@ -91,7 +94,7 @@ public static class ClusterBalancingScenario
         }
 
         output.WriteLine($"the balancer live-migrated {untilBalanced} VMs between the processes to get there:");
-        output.WriteLine($"after balancing: {string.Join(", ", HostNames.Select(h => $"{h} {load[h]} VMs"))}");
+        output.WriteLine($"after balancing: {string.Join(", ", HostNames.Select(h => $"{h} {load[h]} VMs ({Load(load[h])})"))}");
         measurements.WriteLine($"  {moves - untilBalanced} more move(s) as VMs finished at different times");
 
         int wrong = 0;
@@ -105,4 +108,9 @@ public static class ClusterBalancingScenario
         output.WriteLine($"every VM's output, across its migrations, equals a run alone: {(wrong == 0 ? "yes" : $"NO ({wrong})")}");
         return wrong == 0 && balanced ? 0 : 1;
     }
+
+    /// <summary>A host's load with <paramref name="vms"/> of the scenario's VMs (one vCPU each) against the two vCPUs it offers.</summary>
+    private static string Load(int vms) => $"{vms * 100 / HostVcpus}%";
+
+    private const int HostVcpus = 2;
 }

@@ -11,16 +11,21 @@ public sealed record HostCapacity(
     [property: Id(1)] long MemoryBytes,
     [property: Id(2)] string[] Images);
 
-/// <summary>One VM as its host sees it: the state of its partition and the instructions it has retired.</summary>
+/// <summary>One VM as its host sees it: the state of its partition, the instructions it has retired, its memory and vCPUs.</summary>
 [GenerateSerializer, Immutable]
 public sealed record HostVm(
     [property: Id(0)] string Name,
     [property: Id(1)] string State,
     [property: Id(2)] long Instructions,
     [property: Id(3)] long MemoryBytes,
-    [property: Id(4)] string? ExitReason);
+    [property: Id(4)] string? ExitReason,
+    [property: Id(5)] int Vcpus = 1)
+{
+    /// <summary>Created, running or paused: the VM holds its memory and vCPUs on this host (a created or paused one will run here).</summary>
+    public bool Active => State is "running" or "paused" or "created";
+}
 
-/// <summary>A host of the cluster and its load.</summary>
+/// <summary>A host of the cluster and its load (<see cref="Placement.HostLoad"/>: docs/cluster.md#load).</summary>
 [GenerateSerializer, Immutable]
 public sealed record HostStatus(
     [property: Id(0)] string Address,
@@ -30,11 +35,20 @@ public sealed record HostStatus(
     [property: Id(4)] HostVm[] Vms,
     [property: Id(5)] string? MigrationEndpoint = null)
 {
-    /// <summary>VMs that hold the host's scheduler: running or paused.</summary>
-    public int ActiveVms => Vms.Count(v => v.State is "running" or "paused" or "created");
+    /// <summary>VMs that hold the host's memory and vCPUs: created, running or paused.</summary>
+    public int ActiveVms => Vms.Count(v => v.Active);
+
+    /// <summary>The active VMs' vCPUs, against <see cref="HostCapacity.Vcpus"/>.</summary>
+    public int ActiveVcpus => Vms.Where(v => v.Active).Sum(v => v.Vcpus);
+
+    /// <summary>The host's load in percent of its capacity: the larger of its vCPU and its memory share (<see cref="Placement.HostLoad"/>).</summary>
+    public double LoadPercent => Math.Round(Placement.HostLoad.Of(this) * 100, 1);
 }
 
-/// <summary>What a new cluster VM is: the image, its memory, and whether HA protects it.</summary>
+/// <summary>
+/// What a new cluster VM is: the image (or the snapshot file it is made from), its memory and vCPUs, and whether HA
+/// protects it. A VM made from a snapshot has the snapshot's memory and vCPUs, which its creator read from the file.
+/// </summary>
 [GenerateSerializer, Immutable]
 public sealed record VmSpec(
     [property: Id(0)] string Name,
@@ -43,7 +57,13 @@ public sealed record VmSpec(
     [property: Id(3)] string CommandLine,
     [property: Id(4)] long MaxInstructions,
     [property: Id(5)] bool Protected,
-    [property: Id(6)] long CheckpointEvery);
+    [property: Id(6)] long CheckpointEvery,
+    [property: Id(7)] int Cpus = 1,
+    [property: Id(8)] string? Snapshot = null)
+{
+    /// <summary>The VM's virtual processors (a record written before vCPUs were carried reads 0: one).</summary>
+    public int Vcpus => Cpus < 1 ? 1 : Cpus;
+}
 
 /// <summary>A refusal from a host or a grain: an HTTP-style status (400, 404, 409, 503) and one clear sentence.</summary>
 [GenerateSerializer, Immutable]
@@ -114,7 +134,9 @@ public sealed record ClusterVm(
     [property: Id(9)] FailoverReport? LastFailover,
     [property: Id(10)] VmEvent[] History,
     [property: Id(11)] DateTime? StartedAt,
-    [property: Id(12)] MigrationInfo? LastMigration = null);
+    [property: Id(12)] MigrationInfo? LastMigration = null,
+    [property: Id(13)] int Vcpus = 1,
+    [property: Id(14)] string? Memory = null);
 
 /// <summary>A grain call's result: a value or a problem.</summary>
 [GenerateSerializer, Immutable]

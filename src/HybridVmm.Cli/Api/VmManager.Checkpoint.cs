@@ -62,7 +62,7 @@ public sealed partial class VmManager
     /// </summary>
     public async Task<ApiOutcome<(long Instructions, byte[] Console)>> CheckpointAsync(string name, string path, CancellationToken cancellationToken)
     {
-        ApiOutcome<(long Instructions, byte[] Console)> written = await WritePausedAsync(name, vm =>
+        ApiOutcome<(long BootInstructions, (byte[] Console, long Instructions) AtCapture)> written = await WritePausedAsync(name, vm =>
         {
             if (vm.State != PartitionState.Running)
             {
@@ -70,9 +70,11 @@ public sealed partial class VmManager
             }
 
             (byte[] bytes, long total) = console.Read(vm);
+            // Every vCPU's instructions, as the VM's statistics (and so the cluster's progress reports) count them: the
+            // boot vCPU's alone would put a VM of several vCPUs always N instructions past its last checkpoint.
             return total > bytes.Length
                 ? ApiProblem.Conflict($"'{name}' has written more than {console.Capacity} bytes to its console: its whole output no longer fits a checkpoint")
-                : new ApiOutcome<byte[]>(bytes, null);
+                : new ApiOutcome<(byte[], long)>((bytes, vm.Statistics.InstructionsRetired), null);
         }, snapshot =>
         {
             // Written under a temporary name and renamed, so a host that dies mid-write leaves no torn checkpoint.
@@ -80,6 +82,6 @@ public sealed partial class VmManager
             SnapshotFile.Write(partial, snapshot);
             File.Move(partial, path, overwrite: true);
         }, e => new ApiProblem(503, "Cannot write the checkpoint", $"cannot write checkpoint '{path}': {e.Message}"), cancellationToken).ConfigureAwait(false);
-        return written;
+        return written.Problem is { } problem ? problem : (written.Value.AtCapture.Instructions, written.Value.AtCapture.Console);
     }
 }

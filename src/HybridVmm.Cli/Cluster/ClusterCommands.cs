@@ -207,11 +207,14 @@ internal static class ClusterCommands
     public static string HostTable(IReadOnlyList<HostStatus> hosts)
     {
         var text = new StringBuilder();
-        text.AppendLine(CultureInfo.InvariantCulture, $"{"HOST",-16} {"ADDRESS",-28} {"VCPUS",5} {"MEMORY USED",16} {"VMS",4} {"ACTIVE",6}");
+        text.AppendLine(CultureInfo.InvariantCulture, $"{"HOST",-16} {"ADDRESS",-28} {"VCPUS USED",10} {"MEMORY USED",16} {"LOAD",5} {"VMS",4} {"ACTIVE",6}");
         foreach (HostStatus h in hosts)
         {
+            // The load is the larger of the vCPU and memory shares (docs/cluster.md#load).
+            string vcpus = $"{h.ActiveVcpus}/{h.Capacity.Vcpus}";
             string memory = $"{h.MemoryUsedBytes >> 20}/{h.Capacity.MemoryBytes >> 20} MiB";
-            text.AppendLine(CultureInfo.InvariantCulture, $"{h.Name,-16} {h.Address,-28} {h.Capacity.Vcpus,5} {memory,16} {h.Vms.Length,4} {h.ActiveVms,6}");
+            string load = string.Create(CultureInfo.InvariantCulture, $"{h.LoadPercent:0}%");
+            text.AppendLine(CultureInfo.InvariantCulture, $"{h.Name,-16} {h.Address,-28} {vcpus,10} {memory,16} {load,5} {h.Vms.Length,4} {h.ActiveVms,6}");
         }
 
         return text.ToString();
@@ -221,13 +224,13 @@ internal static class ClusterCommands
     {
         var text = new StringBuilder();
         text.AppendLine(CultureInfo.InvariantCulture,
-            $"{"VM",-16} {"HOST",-16} {"STATE",-10} {"INSTRUCTIONS",14} {"UPTIME",8} {"EPOCH",5} {"HA",3} {"CHECKPOINT",14}");
+            $"{"VM",-16} {"HOST",-16} {"STATE",-10} {"VCPUS",5} {"INSTRUCTIONS",14} {"UPTIME",8} {"EPOCH",5} {"HA",3} {"CHECKPOINT",14}");
         foreach (ClusterVm v in vms)
         {
             string uptime = v.StartedAt is { } at && v.State == "running" ? $"{(DateTime.UtcNow - at).TotalSeconds:0}s" : "-";
             string checkpoint = v.LastCheckpoint is { } c ? c.Instructions.ToString(CultureInfo.InvariantCulture) : "-";
             text.AppendLine(CultureInfo.InvariantCulture,
-                $"{v.Name,-16} {v.HostName ?? "-",-16} {v.State,-10} {v.Instructions,14} {uptime,8} {v.Epoch,5} {(v.Protected ? "yes" : "no"),3} {checkpoint,14}");
+                $"{v.Name,-16} {v.HostName ?? "-",-16} {v.State,-10} {v.Vcpus,5} {v.Instructions,14} {uptime,8} {v.Epoch,5} {(v.Protected ? "yes" : "no"),3} {checkpoint,14}");
         }
 
         return text.ToString();

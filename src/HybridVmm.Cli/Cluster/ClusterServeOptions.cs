@@ -31,11 +31,19 @@ internal sealed class ClusterServeOptions
 
     public Option<int?> BalanceThreshold { get; } = new("--balance-threshold")
     {
-        Description = "How many more active VMs the busiest host must have than the idlest before the balancer moves one (default 2)",
+        Description = $"How many percentage points of load (vCPUs or memory against capacity) the busiest host must be above the idlest before the balancer moves a VM (default {ClusterHostOptions.DefaultBalanceThreshold})",
     };
 
+    public Option<int?> HostVcpus { get; } = new("--host-vcpus")
+    {
+        Description = $"The vCPUs this host offers the cluster's VMs, 1 to {MaxHostVcpus} (default: this machine's processors, {Environment.ProcessorCount})",
+    };
+
+    /// <summary>The most vCPUs a host may offer.</summary>
+    public const int MaxHostVcpus = 4096;
+
     public IEnumerable<Option> All =>
-        [Cluster, Address, SiloPort, GatewayPort, HostName, CheckpointDirectory, Placement, ProbeTimeout, MissedProbes, BalanceEvery, BalanceThreshold];
+        [Cluster, Address, SiloPort, GatewayPort, HostName, CheckpointDirectory, Placement, ProbeTimeout, MissedProbes, BalanceEvery, BalanceThreshold, HostVcpus];
 
     /// <summary>The cluster options, or null without --cluster; a refusal is one message and status 64.</summary>
     public bool TryRead(ParseResult result, TextWriter stderr, out ClusterHostOptions? options, out int status)
@@ -102,10 +110,17 @@ internal sealed class ClusterServeOptions
         }
 
         double balanceEvery = result.GetValue(BalanceEvery) ?? 30;
-        int balanceThreshold = result.GetValue(BalanceThreshold) ?? 2;
-        if (balanceEvery is < 0 or > 86_400 || (balanceEvery > 0 && balanceEvery < 0.1) || balanceThreshold is < 2 or > 1000)
+        int balanceThreshold = result.GetValue(BalanceThreshold) ?? ClusterHostOptions.DefaultBalanceThreshold;
+        if (balanceEvery is < 0 or > 86_400 || (balanceEvery > 0 && balanceEvery < 0.1) || balanceThreshold is < 1 or > 1000)
         {
-            stderr.WriteLine("hybridvmm: error: --balance-every takes 0 (off) or 0.1 to 86400 seconds, and --balance-threshold 2 to 1000 VMs");
+            stderr.WriteLine("hybridvmm: error: --balance-every takes 0 (off) or 0.1 to 86400 seconds, and --balance-threshold 1 to 1000 percentage points of load");
+            return false;
+        }
+
+        int hostVcpus = result.GetValue(HostVcpus) ?? Environment.ProcessorCount;
+        if (hostVcpus is < 1 or > MaxHostVcpus)
+        {
+            stderr.WriteLine($"hybridvmm: error: --host-vcpus must be 1 to {MaxHostVcpus}, not {hostVcpus}");
             return false;
         }
 
@@ -134,6 +149,7 @@ internal sealed class ClusterServeOptions
             MissedProbes = missed,
             BalanceEvery = TimeSpan.FromSeconds(balanceEvery),
             BalanceThreshold = balanceThreshold,
+            HostVcpus = hostVcpus,
         };
         status = ExitStatus.Success;
         return true;

@@ -15,11 +15,11 @@ internal sealed class ServeHostAgent : IHostAgent
     private readonly VmManager vms;
     private readonly HybridSystem system;
 
-    public ServeHostAgent(VmManager vms, HybridSystem system)
+    public ServeHostAgent(VmManager vms, HybridSystem system, ClusterHostOptions options)
     {
         this.vms = vms;
         this.system = system;
-        Capacity = new(Environment.ProcessorCount, system.Kernel.Options.HostMemoryBytes, EmbeddedGuests.Names.Select(n => $"embedded:{n}").ToArray());
+        Capacity = new(options.HostVcpus, system.Kernel.Options.HostMemoryBytes, EmbeddedGuests.Names.Select(n => $"embedded:{n}").ToArray());
         // A VM that arrives by migration waits for its grain to adopt it (docs/cluster.md#live-migration).
         vms.HoldArrivals = true;
     }
@@ -46,20 +46,30 @@ internal sealed class ServeHostAgent : IHostAgent
             throw new InvalidOperationException(problem.Detail);
         }
 
-        HostVm[] all = list.Value!.Select(v => new HostVm(v.Name, v.State, v.Statistics.InstructionsRetired, v.MemoryBytes, v.Exit?.Reason)).ToArray();
+        HostVm[] all = list.Value!.Select(v => new HostVm(v.Name, v.State, v.Statistics.InstructionsRetired, v.MemoryBytes, v.Exit?.Reason, v.Vcpus.Count)).ToArray();
         return (system.HostMemoryUsedBytes, all);
     }
 
     public async Task<ClusterProblem?> CreateAsync(VmSpec spec, bool start, CancellationToken cancellationToken) =>
-        Problem((await vms.CreateAsync(new CreateVmRequest
-        {
-            Name = spec.Name,
-            Image = spec.Image,
-            Memory = spec.Memory,
-            CommandLine = spec.CommandLine,
-            MaxInstructions = spec.MaxInstructions,
-            Start = start,
-        }, cancellationToken).ConfigureAwait(false)).Problem);
+        Problem((await vms.CreateAsync(spec.Snapshot is { } snapshot
+            ? new CreateVmRequest
+            {
+                // Its memory and vCPUs are the snapshot's.
+                Name = spec.Name,
+                Snapshot = snapshot,
+                MaxInstructions = spec.MaxInstructions > 0 ? spec.MaxInstructions : null,
+                Start = start,
+            }
+            : new CreateVmRequest
+            {
+                Name = spec.Name,
+                Image = spec.Image,
+                Memory = spec.Memory,
+                CommandLine = spec.CommandLine,
+                MaxInstructions = spec.MaxInstructions,
+                Cpus = spec.Vcpus,
+                Start = start,
+            }, cancellationToken).ConfigureAwait(false)).Problem);
 
     public async Task<ClusterProblem?> RestoreAsync(string name, string snapshotPath, long maxInstructions, CancellationToken cancellationToken) =>
         Problem((await vms.CreateAsync(new CreateVmRequest

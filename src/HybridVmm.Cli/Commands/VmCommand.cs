@@ -139,15 +139,15 @@ internal static class VmCommand
         var cpus = new Option<int?>("--cpus") { Description = "Virtual processors, 1 to 64 (default 1)" };
         var start = new Option<bool>("--start") { Description = "Start the VM at once" };
         var isProtected = new Option<bool>("--protected") { Description = "With --cluster: checkpoint the VM and restart it on another host if its host dies" };
-        var checkpointEvery = new Option<long?>("--checkpoint-every") { Description = $"With --protected: checkpoint every N instructions (default {DefaultCheckpointEvery})" };
+        var checkpointEvery = new Option<long?>("--checkpoint-every") { Description = $"With --protected: checkpoint every N instructions (default {ClusterCreate.DefaultCheckpointEvery})" };
         var onHost = new Option<string?>("--host") { Description = "With --cluster: create the VM on this host (its --host-name) instead of where the placement policy would" };
         var command = new Command("create", "Create a VM from an image (or a snapshot) on the serve host, or in the cluster with --cluster")
         {
             name, image, snapshot, memory, append, devices, synthetic, disk, maxInstructions, cpus, start, isProtected, checkpointEvery, onHost,
         };
         command.SetAction((r, ct) => r.GetValue(connection.Cluster) is { } redis
-            ? CreateInClusterAsync(redis, r, name, image, memory, append, maxInstructions, start, isProtected, checkpointEvery, [snapshot, devices, synthetic, disk, cpus],
-                r.GetValue(onHost), r.GetValue(connection.Json), ct)
+            ? ClusterCreate.RunAsync(redis, r, new ClusterCreate.Options(name, image, snapshot, memory, append, maxInstructions, cpus, start, isProtected, checkpointEvery),
+                [devices, synthetic, disk], r.GetValue(onHost), r.GetValue(connection.Json), ct)
             : r.GetValue(isProtected) || r.GetValue(checkpointEvery) is not null || r.GetValue(onHost) is not null
             ? Refuse("--protected, --checkpoint-every and --host go with --cluster")
             : RunAsync(r, connection, c => c.PostAsync("/api/vms", new CreateVmRequest
@@ -165,34 +165,6 @@ internal static class VmCommand
             Start = r.GetValue(start),
         }, ct), VmTables.State));
         return command;
-    }
-
-    /// <summary>How often a protected cluster VM is checkpointed unless --checkpoint-every says otherwise.</summary>
-    private const long DefaultCheckpointEvery = 10_000_000;
-
-    private static Task<int> CreateInClusterAsync(string redis, ParseResult r, Argument<string> name, Option<string?> image, Option<string?> memory,
-        Option<string?> append, Option<long?> maxInstructions, Option<bool> start, Option<bool> isProtected, Option<long?> checkpointEvery,
-        Option[] notInCluster, string? onHost, bool json, CancellationToken ct)
-    {
-        if (notInCluster.FirstOrDefault(o => r.GetResult(o) is not null) is { } stray)
-        {
-            return Refuse($"{stray.Name} does not go with --cluster yet (a cluster VM is made from --image)");
-        }
-
-        if (r.GetValue(image) is not { } source)
-        {
-            return Refuse("a cluster VM needs --image (a Multiboot ELF or bzImage every host can reach, or embedded:NAME)");
-        }
-
-        long every = r.GetValue(checkpointEvery) ?? DefaultCheckpointEvery;
-        if (every <= 0 || r.GetValue(maxInstructions) is < 0)
-        {
-            return Refuse("--checkpoint-every must be positive and --max-instructions zero or positive");
-        }
-
-        var spec = new VmSpec(r.GetValue(name)!, HostPath(source), r.GetValue(memory) ?? "64M", r.GetValue(append) ?? "",
-            r.GetValue(maxInstructions) ?? 0, r.GetValue(isProtected), every);
-        return ClusterCommands.CreateAsync(redis, spec, r.GetValue(start), onHost, json, ct);
     }
 
     private static Task<int> Refuse(string message)

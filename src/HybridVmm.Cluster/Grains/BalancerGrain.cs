@@ -1,4 +1,5 @@
 using HybridVmm.Cluster.Hosting;
+using HybridVmm.Cluster.Placement;
 using Microsoft.Extensions.Logging;
 using Orleans.GrainDirectory;
 using Orleans;
@@ -15,10 +16,12 @@ public interface IBalancerGrain : IGrainWithStringKey
 /// <summary>
 /// Every host asks it to look, every <see cref="ClusterHostOptions.BalanceEvery"/>; not reentrant, so looks are one
 /// after another, and a look within half a period of the last one does nothing (so N hosts do not make N looks). A
-/// look compares the hosts that take migrations by their active VMs (created, running or paused); when the most
-/// loaded has at least <see cref="ClusterHostOptions.BalanceThreshold"/> more than the least, one running cluster VM
-/// of the most loaded host migrates to the least loaded, as Hyper-V's VM load balancing moves one VM at a time. While a
-/// migration it began is still in progress, it begins no other.
+/// look compares the hosts that take migrations by their load (<see cref="HostLoad"/>: the larger of the share of the
+/// vCPUs they offer that their active VMs hold, and of their memory in use). When the most loaded is at least
+/// <see cref="ClusterHostOptions.BalanceThreshold"/> percentage points above the least, one running cluster VM of the
+/// most loaded host migrates to the least loaded, as Hyper-V's VM load balancing moves one VM at a time: the VM whose
+/// move leaves the higher of the two hosts' loads lowest, and only if that is lower than the busiest host's load now,
+/// so that a move never merely swaps the imbalance. While a migration it began is still in progress, it begins no other.
 /// </summary>
 [GrainDirectory(GrainDirectoryName = ClusterStorage.Name)]
 public sealed class BalancerGrain(ClusterHostOptions options, ILogger<BalancerGrain> logger) : Grain, IBalancerGrain
@@ -44,20 +47,12 @@ public sealed class BalancerGrain(ClusterHostOptions options, ILogger<BalancerGr
 
         _moving = null;
         HostStatus[] hosts = (await ClusterHosts.StatusAsync(GrainFactory)).Where(h => h.MigrationEndpoint is not null).ToArray();
-        if (hosts.Length < 2)
+        if (LoadBalancing.Moves(hosts, options.BalanceThreshold) is not (HostStatus busiest, HostStatus idlest, HostVm[] candidates))
         {
             return null;
         }
 
-        HostStatus busiest = hosts.OrderByDescending(h => h.ActiveVms).ThenBy(h => h.Address, StringComparer.Ordinal).First();
-        HostStatus idlest = hosts.OrderBy(h => h.ActiveVms).ThenBy(h => h.Address, StringComparer.Ordinal).First();
-        if (busiest.ActiveVms - idlest.ActiveVms < options.BalanceThreshold)
-        {
-            return null;
-        }
-
-        // The cluster's running VMs on the busiest host, in name order, so the choice is the same whoever looks.
-        foreach (HostVm candidate in busiest.Vms.Where(v => v.State == "running").OrderBy(v => v.Name, StringComparer.Ordinal))
+        foreach (HostVm candidate in candidates)
         {
             IVmGrain vm = GrainFactory.GetGrain<IVmGrain>(candidate.Name);
             ClusterVm? record = (await vm.GetAsync()).Value;
@@ -66,7 +61,7 @@ public sealed class BalancerGrain(ClusterHostOptions options, ILogger<BalancerGr
                 continue; // not a cluster VM (the host's own), or not one this look may move
             }
 
-            string reason = $"balancer: {busiest.Name} had {busiest.ActiveVms} active VMs, {idlest.Name} {idlest.ActiveVms}";
+            string reason = $"balancer: {LoadBalancing.Describe(busiest)}, {LoadBalancing.Describe(idlest)}";
             ClusterResult<ClusterVm> started = await vm.MigrateAsync(idlest.Name, reason);
             if (started.Problem is { } problem)
             {

@@ -35,7 +35,7 @@ public sealed class HostGrain(IHostAgent agent, LocalVms local, ClusterHostOptio
     private async Task MigrateOutAsync(LocalVms.LocalVm vm, string targetEndpoint)
     {
         string name = vm.Spec.Name;
-        (ClusterProblem? problem, MigrationOutcome? outcome) = await agent.MigrateAsync(name, targetEndpoint, CancellationToken.None);
+        (ClusterProblem? problem, MigrationOutcome? outcome) = await MigrateAfterCheckpointAsync(vm, targetEndpoint);
         if (outcome is not null)
         {
             local.Remove(name); // it left: nothing here reports for it any more
@@ -58,6 +58,29 @@ public sealed class HostGrain(IHostAgent agent, LocalVms local, ClusterHostOptio
                 logger.LogError("VM {Name}: its grain never heard how the migration ended: {Reason}", name, e.Message);
                 return;
             }
+        }
+    }
+
+    /// <summary>
+    /// Migrates the VM once no checkpoint of it is being written: a checkpoint holds the VM as it was captured until its
+    /// file is written (the host refuses to move it meanwhile, 409), so the migration waits for it and asks again, as a
+    /// stop does (<see cref="ProtectedVmWatch.StopAsync"/>). A refusal with no checkpoint under way stands.
+    /// </summary>
+    private async Task<(ClusterProblem? Problem, MigrationOutcome? Outcome)> MigrateAfterCheckpointAsync(LocalVms.LocalVm vm, string targetEndpoint)
+    {
+        for (int attempt = 1; ; attempt++)
+        {
+            Task checkpoint = vm.Checkpointing;
+            await checkpoint.ContinueWith(_ => { }, TaskScheduler.Default);
+            (ClusterProblem? problem, MigrationOutcome? outcome) = await agent.MigrateAsync(vm.Spec.Name, targetEndpoint, CancellationToken.None);
+            // Another checkpoint began meanwhile (and may have ended already): the refusal may be its doing.
+            bool checkpointed = vm.Checkpointing != checkpoint || !vm.Checkpointing.IsCompleted;
+            if (outcome is not null || problem is not { Status: 409 } || !checkpointed || attempt == 10)
+            {
+                return (problem, outcome);
+            }
+
+            logger.LogInformation("VM {Name}: its migration waits for the checkpoint being written", vm.Spec.Name);
         }
     }
 

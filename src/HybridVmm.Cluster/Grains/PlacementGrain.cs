@@ -15,7 +15,7 @@ public interface IPlacementGrain : IGrainWithStringKey
 /// <summary>
 /// Not reentrant, so that choices are made one after another; and each choice is remembered as a reservation until
 /// the host lists the VM (or 30 s pass), so that VMs created at the same moment, or restarted together after a
-/// host's death, see each other's load instead of all landing on the same host.
+/// host's death, see each other's load (vCPUs and memory) instead of all landing on the same host.
 /// </summary>
 [GrainDirectory(GrainDirectoryName = ClusterStorage.Name)]
 public sealed class PlacementGrain(ClusterHostOptions options) : Grain, IPlacementGrain
@@ -24,7 +24,7 @@ public sealed class PlacementGrain(ClusterHostOptions options) : Grain, IPlaceme
 
     private static readonly TimeSpan ReservationLifetime = TimeSpan.FromSeconds(30);
 
-    private readonly List<(string Host, string Vm, long MemoryBytes, DateTime At)> _reservations = [];
+    private readonly List<(string Host, string Vm, long MemoryBytes, int Vcpus, DateTime At)> _reservations = [];
 
     public async Task<HostStatus?> ChooseAsync(VmSpec spec, string? exclude)
     {
@@ -38,13 +38,13 @@ public sealed class PlacementGrain(ClusterHostOptions options) : Grain, IPlaceme
             return pending.Length == 0 ? h : h with
             {
                 MemoryUsedBytes = h.MemoryUsedBytes + pending.Sum(r => r.MemoryBytes),
-                Vms = [.. h.Vms, .. pending.Select(r => new HostVm(r.Vm, "created", 0, r.MemoryBytes, null))],
+                Vms = [.. h.Vms, .. pending.Select(r => new HostVm(r.Vm, "created", 0, r.MemoryBytes, null, r.Vcpus))],
             };
         }).ToArray();
         HostStatus? chosen = PlacementPolicy.Choose(withReservations, spec, options.Placement);
         if (chosen is not null)
         {
-            _reservations.Add((chosen.Address, spec.Name, PlacementPolicy.MemoryBytes(spec.Memory), now));
+            _reservations.Add((chosen.Address, spec.Name, PlacementPolicy.MemoryBytes(spec.Memory), spec.Vcpus, now));
         }
 
         return chosen;

@@ -1,4 +1,5 @@
 using HybridVmm.Cluster.Hosting;
+using HybridVmm.Cluster.Placement;
 using Microsoft.Extensions.Logging;
 using Orleans.GrainDirectory;
 using Orleans.Storage;
@@ -78,10 +79,15 @@ public sealed partial class VmGrain(
             {
                 return ClusterResult<ClusterVm>.Refused(404, $"no host named '{onHost}' in the cluster");
             }
+
+            if (NoRoom(host, spec) is { } full)
+            {
+                return ClusterResult<ClusterVm>.Refused(503, full);
+            }
         }
         else if ((host = await PlaceAsync(spec, exclude: null)) is null)
         {
-            return ClusterResult<ClusterVm>.Refused(503, $"no host of the cluster has {spec.Memory} free and can reach '{spec.Image}'");
+            return ClusterResult<ClusterVm>.Refused(503, $"no host of the cluster offers {Needs(spec)} and can reach '{spec.Image}'");
         }
 
         long epoch = 1;
@@ -97,7 +103,8 @@ public sealed partial class VmGrain(
         R.DesiredState = start ? "running" : "stopped";
         R.State = start ? "running" : "created";
         R.StartedAt = start ? DateTime.UtcNow : null;
-        Record($"created on {host.Name} ({(onHost is null ? options.Placement : "as asked")}){(start ? ", started" : "")}");
+        Record($"created on {host.Name} ({(onHost is null ? options.Placement : "as asked")})" +
+            $"{(spec.Vcpus > 1 ? $" with {spec.Vcpus} vCPUs" : "")}{(spec.Snapshot is { } snapshot ? $" from the snapshot {snapshot}" : "")}{(start ? ", started" : "")}");
         await WriteAsync();
         await GrainFactory.GetGrain<IVmDirectoryGrain>(VmDirectoryGrain.Key).AddAsync(Name);
         return ClusterResult<ClusterVm>.Ok(View());
@@ -254,7 +261,12 @@ public sealed partial class VmGrain(
 
         if (target is null && (target = await GrainFactory.GetGrain<IPlacementGrain>(PlacementGrain.Key).ChooseAsync(R.Spec, exclude: R.Host)) is null)
         {
-            return ClusterResult<ClusterVm>.Refused(503, $"no other host of the cluster has {R.Spec.Memory} free for '{Name}'");
+            return ClusterResult<ClusterVm>.Refused(503, $"no other host of the cluster offers {Needs(R.Spec)} for '{Name}'");
+        }
+
+        if (NoRoom(target, R.Spec) is { } full)
+        {
+            return ClusterResult<ClusterVm>.Refused(503, full);
         }
 
         if (target.MigrationEndpoint is not { } endpoint)
@@ -413,6 +425,16 @@ public sealed partial class VmGrain(
         return report;
     }
 
+    /// <summary>"2 vCPUs and 16M free": what a VM needs of a host.</summary>
+    private static string Needs(VmSpec spec) => $"{spec.Vcpus} vCPU{(spec.Vcpus == 1 ? "" : "s")} and {spec.Memory} free";
+
+    /// <summary>Why the host cannot take the VM at all (more vCPUs than it offers, or not its memory free), or null.</summary>
+    private string? NoRoom(HostStatus host, VmSpec spec) =>
+        HostLoad.Fits(host, spec.Vcpus, PlacementPolicy.MemoryBytes(spec.Memory))
+            ? null
+            : $"host {host.Name} cannot take '{Name}': it offers {host.Capacity.Vcpus} vCPU{(host.Capacity.Vcpus == 1 ? "" : "s")} and has " +
+              $"{(host.Capacity.MemoryBytes - host.MemoryUsedBytes) >> 20}M free; the VM needs {Needs(spec)}";
+
     private Task<HostStatus?> PlaceAsync(VmSpec spec, string? exclude) =>
         GrainFactory.GetGrain<IPlacementGrain>(PlacementGrain.Key).ChooseAsync(spec, exclude);
 
@@ -430,5 +452,5 @@ public sealed partial class VmGrain(
     }
 
     private ClusterVm View() => new(Name, R.DesiredState, R.State, R.Host, R.HostName, R.Epoch, R.Instructions, R.Spec?.Protected ?? false,
-        R.LastCheckpoint, R.LastFailover, R.History.ToArray(), R.StartedAt, R.LastMigration);
+        R.LastCheckpoint, R.LastFailover, R.History.ToArray(), R.StartedAt, R.LastMigration, R.Spec?.Vcpus ?? 1, R.Spec?.Memory);
 }

@@ -42,8 +42,16 @@ public sealed class ClusterHostOptions
     /// <summary>How often the balancer looks at the hosts' load (<c>--balance-every</c>); zero: never.</summary>
     public TimeSpan BalanceEvery { get; init; } = TimeSpan.FromSeconds(30);
 
-    /// <summary>How many more active VMs the busiest host must have than the idlest before one moves (<c>--balance-threshold</c>).</summary>
-    public int BalanceThreshold { get; init; } = 2;
+    public const int DefaultBalanceThreshold = 50;
+
+    /// <summary>
+    /// How many percentage points of load (<see cref="Placement.HostLoad"/>) the busiest host must be above the idlest
+    /// before one VM moves (<c>--balance-threshold</c>).
+    /// </summary>
+    public int BalanceThreshold { get; init; } = DefaultBalanceThreshold;
+
+    /// <summary>The vCPUs this host offers the cluster (<c>--host-vcpus</c>): by default the machine's processors.</summary>
+    public int HostVcpus { get; init; } = Environment.ProcessorCount;
 
     /// <summary>How often the host looks at its protected VMs (progress, checkpoints, fencing).</summary>
     public TimeSpan WatchPeriod { get; init; } = TimeSpan.FromMilliseconds(250);

@@ -81,7 +81,7 @@ public sealed class ProtectedVmWatch(IHostAgent agent, LocalVms local, IGrainFac
         // A VM whose lease ran out runs on only once Redis itself says the epoch is still ours: the grain that
         // answers from memory may be a stale activation on a host that was cut off too (this one).
         bool ours = (!expired || await grain.ConfirmEpochAsync(vm.Epoch, self).WaitAsync(options.Lease, cancellationToken).ConfigureAwait(false))
-            && await grain.HeartbeatAsync(vm.Epoch, self, now.Instructions, now.State, now.ExitReason).WaitAsync(options.Lease, cancellationToken).ConfigureAwait(false);
+            && await grain.HeartbeatAsync(vm.Epoch, self, now.Instructions, ReportedState(vm, now), now.ExitReason).WaitAsync(options.Lease, cancellationToken).ConfigureAwait(false);
         if (!ours)
         {
             await FenceAsync(vm, "another host runs the VM now").ConfigureAwait(false);
@@ -110,6 +110,14 @@ public sealed class ProtectedVmWatch(IHostAgent agent, LocalVms local, IGrainFac
             vm.Checkpointing = CheckpointOrSayWhyAsync(vm, grain, self, cancellationToken);
         }
     }
+
+    /// <summary>
+    /// The state the VM's grain is told: a running VM held paused for a moment while its checkpoint is written is
+    /// running (it resumes once the file is written), so that a live migration asked meanwhile is not refused as if a
+    /// user had paused it.
+    /// </summary>
+    private static string ReportedState(LocalVms.LocalVm vm, HostVm now) =>
+        now.State == "paused" && !vm.Checkpointing.IsCompleted ? "running" : now.State;
 
     private async Task CheckpointOrSayWhyAsync(LocalVms.LocalVm vm, IVmGrain grain, string self, CancellationToken cancellationToken)
     {

@@ -3,10 +3,12 @@ using Orleans;
 namespace HybridVmm.Cluster.Placement;
 
 /// <summary>
-/// Where a new (or restarted) VM goes, among the hosts that have the memory for it and can reach its image:
+/// Where a new (or restarted) VM goes, among the hosts that can take it (its memory free, no more vCPUs than the host
+/// offers, its image reachable), by the host's load (<see cref="HostLoad"/>: the larger of its vCPU and memory shares):
 /// <list type="bullet">
-/// <item><c>least-loaded</c> (the default): the host with the fewest active VMs, then the most free memory;</item>
-/// <item><c>pack</c>: bin-packing, the host with the least free memory that still fits, so whole hosts stay free.</item>
+/// <item><c>least-loaded</c> (the default): the host whose load with the VM is the lowest, then the one with the most free memory;</item>
+/// <item><c>pack</c>: bin-packing, the host whose load with the VM is the highest while it still has the VM's vCPUs
+/// uncommitted, so whole hosts stay free; when every host's vCPUs are committed, the least loaded.</item>
 /// </list>
 /// Ties go to the lower address, so a placement is the same whichever host computes it.
 /// </summary>
@@ -17,8 +19,9 @@ public static class PlacementPolicy
     public static HostStatus? Choose(IEnumerable<HostStatus> hosts, VmSpec spec, string policy)
     {
         long need = MemoryBytes(spec.Memory);
+        int vcpus = spec.Vcpus;
         HostStatus[] fit = hosts
-            .Where(h => h.Capacity.MemoryBytes - h.MemoryUsedBytes >= need && CanReach(h, spec.Image))
+            .Where(h => HostLoad.Fits(h, vcpus, need) && CanReach(h, spec.Image))
             .OrderBy(h => h.Address, StringComparer.Ordinal)
             .ToArray();
         if (fit.Length == 0)
@@ -26,9 +29,10 @@ public static class PlacementPolicy
             return null;
         }
 
+        HostStatus leastLoaded = fit.OrderBy(h => HostLoad.After(h, vcpus, need)).ThenByDescending(h => h.Capacity.MemoryBytes - h.MemoryUsedBytes).First();
         return policy == "pack"
-            ? fit.OrderBy(h => h.Capacity.MemoryBytes - h.MemoryUsedBytes).First()
-            : fit.OrderBy(h => h.ActiveVms).ThenByDescending(h => h.Capacity.MemoryBytes - h.MemoryUsedBytes).First();
+            ? fit.Where(h => HostLoad.HasVcpusFree(h, vcpus)).OrderByDescending(h => HostLoad.After(h, vcpus, need)).FirstOrDefault() ?? leastLoaded
+            : leastLoaded;
     }
 
     /// <summary>An embedded guest must be one the host has; a file path is taken as reachable (shared storage).</summary>

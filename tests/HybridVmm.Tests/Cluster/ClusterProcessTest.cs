@@ -65,10 +65,10 @@ public abstract class ClusterProcessTest
         return path;
     }
 
-    /// <summary>What <paramref name="guest"/> prints run alone by <c>hybridvmm run</c>: the output a cluster run must equal.</summary>
-    protected static string OutputAlone(string guest)
+    /// <summary>What <paramref name="guest"/> prints run alone by <c>hybridvmm run</c> (with <paramref name="options"/>): the output a cluster run must equal.</summary>
+    protected static string OutputAlone(string guest, params string[] options)
     {
-        CliProcess.Result alone = CliProcess.Run("run", guest);
+        CliProcess.Result alone = CliProcess.Run(["run", guest, .. options]);
         Assert.That(alone.ExitCode, Is.Zero, alone.Stderr);
         return alone.Text;
     }
@@ -114,6 +114,40 @@ public abstract class ClusterProcessTest
         CliProcess.Run([.. args, "--cluster", Redis!.Connection, .. args.Contains("--json") ? Array.Empty<string>() : ["--json"]]);
 
     protected JsonElement[] Vms() => Cluster("vm", "list").GetProperty("vms").EnumerateArray().ToArray();
+
+    /// <summary>
+    /// A guest of two vCPUs (<see cref="Encapsulation.MultiprocessorSnapshotTests.Guest"/>): its boot vCPU starts the other
+    /// with INIT and a start-up IPI and prints, <paramref name="lines"/> times, how far the other has counted and its own
+    /// time stamp counter, so a vCPU lost, restarted or run out of turn across a move prints other numbers.
+    /// </summary>
+    protected string TwoVcpuGuest(int lines, int spin)
+    {
+        string path = Path.Combine(Dir, $"smp{lines}x{spin}.elf");
+        File.WriteAllBytes(path, Encapsulation.MultiprocessorSnapshotTests.Guest(lines, spin));
+        return path;
+    }
+
+    /// <summary>A token file for the hosts' migration listeners.</summary>
+    protected string MigrationToken()
+    {
+        string token = Path.Combine(Dir, "migration-token");
+        File.WriteAllText(token, "cluster-migration-token-0123456789\n");
+        return token;
+    }
+
+    /// <summary>Waits until every host publishes its migration listener (a host does once serve has started it).</summary>
+    protected void WaitForMigrationListeners() =>
+        WaitFor(() => Cluster("cluster", "status").GetProperty("hosts").EnumerateArray()
+            .Count(h => h.TryGetProperty("migrationEndpoint", out JsonElement e) && e.ValueKind == JsonValueKind.String) == Hosts.Count, "every host's migration listener");
+
+    /// <summary>The vCPUs a host's own management API gives the VM.</summary>
+    protected int VcpusOn(string host, string vm)
+    {
+        using HttpClient client = Host(host).UnixClient();
+        ApiReply reply = ApiReply.Get(client, $"/api/vms/{vm}").Result;
+        Assert.That(reply.Status, Is.EqualTo(200), $"{host}: GET /api/vms/{vm}: {reply}");
+        return reply.Body.GetProperty("vcpus").GetArrayLength();
+    }
 
     /// <summary>
     /// The VMs, or null while the list goes unanswered: after a host dies or freezes, and before the cluster has declared

@@ -43,11 +43,11 @@ public class MultiprocessorSnapshotTests
     }, Trampoline, bitness: 16);
 
     /// <summary>
-    /// The bootstrap processor: spins, prints "smp", starts vCPU 1 (INIT, then a start-up IPI to 0x8000), then <paramref name="lines"/> (24) times spins and prints
-    /// the counter, the low half of its TSC and whether any vCPU ran the reset vector's code as hex on COM1, and exits with
-    /// status 0 through port 0xF4.
+    /// The bootstrap processor: spins, prints "smp", starts vCPU 1 (INIT, then a start-up IPI to 0x8000), then <paramref name="lines"/> (24) times spins
+    /// (<paramref name="spin"/> turns of DEC and JNZ) and prints the counter, the low half of its TSC and whether any vCPU ran the reset vector's code as hex
+    /// on COM1, and exits with status 0 through port 0xF4.
     /// </summary>
-    internal static byte[] Guest(int lines = 24) => FlatKernel.Build(a =>
+    internal static byte[] Guest(int lines = 24, int spin = 7_001) => FlatKernel.Build(a =>
     {
         var hex = a.CreateLabel();
         a.mov(esp, 0x9_0000);
@@ -77,7 +77,7 @@ public class MultiprocessorSnapshotTests
         a.mov(edi, lines);
         var line = a.CreateLabel();
         a.Label(ref line);
-        Spin(a, 7_001);
+        Spin(a, spin);
         a.mov(esi, __dword_ptr[Counter]);
         a.call(hex);
         a.mov(al, (byte)' ');
