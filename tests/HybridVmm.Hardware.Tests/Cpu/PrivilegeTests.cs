@@ -70,6 +70,17 @@ public class PrivilegeTests
         m.Write32(Idt + (uint)vector * 8 + 4, (handler & 0xFFFF0000) | 0x8000u | ((uint)dpl << 13) | ((trap ? 0xFu : 0xEu) << 8));
     }
 
+    /// <summary>Code at <see cref="TestMachine.CodeBase"/> that loads the GDT and IDT, the kernel's data segments and stack, then runs <paramref name="body"/> in ring 0.</summary>
+    private static void LoadInRing0(TestMachine m, Action<Assembler> body) => m.Load(a =>
+    {
+        a.lgdt(__[GdtDescriptor]);
+        a.lidt(__[IdtDescriptor]);
+        a.mov(ax, KernelData);
+        a.mov(ds, ax); a.mov(es, ax); a.mov(ss, ax);
+        a.mov(esp, KernelStack);
+        body(a);
+    });
+
     /// <summary>Ring 0 sets up the tables and IRETs to <paramref name="user"/> code in ring 3 with the given EFLAGS.</summary>
     private static void RunInRing3(TestMachine m, Action<Assembler> user, uint eflags = 0x202, Action<Assembler>? kernelFirst = null, bool loadUserData = true)
     {
@@ -138,13 +149,8 @@ public class PrivilegeTests
         const ushort notPresentRing3Code = 0x30;
         m.WriteBytes(Gdt + notPresentRing3Code, BitConverter.GetBytes(Segment(0xB, 3) & ~(0x80UL << 40)));
         m.WriteBytes(GdtDescriptor, [0x37, 0x00, .. BitConverter.GetBytes(Gdt)]);
-        m.Load(a =>
+        LoadInRing0(m, a =>
         {
-            a.lgdt(__[GdtDescriptor]);
-            a.lidt(__[IdtDescriptor]);
-            a.mov(ax, KernelData);
-            a.mov(ds, ax); a.mov(es, ax); a.mov(ss, ax);
-            a.mov(esp, KernelStack);
             a.AddInstruction(Instruction.CreateBranch(Code.Jmp_ptr1632, notPresentRing3Code, 0));
         });
         m.RunToHalt();
@@ -199,13 +205,8 @@ public class PrivilegeTests
         }
         else
         {
-            m.Load(a =>
+            LoadInRing0(m, a =>
             {
-                a.lgdt(__[GdtDescriptor]);
-                a.lidt(__[IdtDescriptor]);
-                a.mov(ax, KernelData);
-                a.mov(ds, ax); a.mov(es, ax); a.mov(ss, ax);
-                a.mov(esp, KernelStack);
                 a.@int(0x82);
             });
             m.Cpu.Eip = TestMachine.CodeBase;
@@ -229,13 +230,8 @@ public class PrivilegeTests
         m.WriteBytes(GdtDescriptor, [0x37, 0x00, .. BitConverter.GetBytes(Gdt)]);
         m.Write32(Idt + 0x82 * 8, 0x1000u | ((uint)userCodeNotPresent << 16));
         m.Write32(Idt + 0x82 * 8 + 4, 0x8000u | (0xEu << 8));
-        m.Load(a =>
+        LoadInRing0(m, a =>
         {
-            a.lgdt(__[GdtDescriptor]);
-            a.lidt(__[IdtDescriptor]);
-            a.mov(ax, KernelData);
-            a.mov(ds, ax); a.mov(es, ax); a.mov(ss, ax);
-            a.mov(esp, KernelStack);
             a.@int(0x82);
         });
         m.Cpu.Eip = TestMachine.CodeBase;
@@ -265,13 +261,8 @@ public class PrivilegeTests
         }
         else
         {
-            m.Load(a =>
+            LoadInRing0(m, a =>
             {
-                a.lgdt(__[GdtDescriptor]);
-                a.lidt(__[IdtDescriptor]);
-                a.mov(ax, KernelData);
-                a.mov(ds, ax); a.mov(es, ax); a.mov(ss, ax);
-                a.mov(esp, KernelStack);
                 a.@int(0x84);
                 a.hlt();
             });
