@@ -169,7 +169,11 @@ public sealed class HypervisorKernel
         X86Core? first = null;
         for (int i = 0; i < processors; i++)
         {
-            X86Core core = new(Memory, space.Slat, first); // one decoded-code cache for the partition's processors
+            X86Core core = new(Memory, space.Slat, first) // one decoded-code cache for the partition's processors
+            {
+                Cr0InterceptMask = Intercepts.ControlRegisterPolicy.Cr0Owned,
+                Cr4InterceptMask = Intercepts.ControlRegisterPolicy.Cr4Owned,
+            };
             first ??= core;
             partition.AddVp(core, Intercepts.CpuidPolicy.Signature);
         }

@@ -126,8 +126,6 @@ internal sealed class Partition
         }
 
         core.LocalInterruptController = vp.Apic;
-        core.Cr0InterceptMask = Intercepts.ControlRegisterPolicy.Cr0Owned;
-        core.Cr4InterceptMask = Intercepts.ControlRegisterPolicy.Cr4Owned;
         vp.Synic = new SynIc.SyntheticInterruptController(AddressSpace, vp.Apic);
         _vps.Add(vp);
         Statistics.TranslatorSource ??= TranslatorStatistics;
