@@ -18,32 +18,27 @@ public class SystemStateDifferentialTests
     [Test]
     public void CoreMatchesUnicornOnPagingState()
     {
-        ulong seed = FuzzSettings.Seed ^ 0x9A61;
-        var generator = new PagingCaseGenerator(seed);
-        using SystemStateFuzzer fuzzer = Create(generator.Generate, nameof(CoreMatchesUnicornOnPagingState), SystemDeviations.Paging);
-        SystemFuzzReport report = FuzzSettings.ReplayCase is long one ? fuzzer.Run(one, 1) : fuzzer.Run(0, FuzzSettings.PagingCases);
-        Print(fuzzer, report);
-        Assert.That(report.Mismatches, Is.Zero, () => string.Join(Environment.NewLine, report.Reproducers));
+        RunAndAssertNoMismatch(new PagingCaseGenerator(FuzzSettings.Seed ^ 0x9A61).Generate, nameof(CoreMatchesUnicornOnPagingState), SystemDeviations.Paging, FuzzSettings.PagingCases);
     }
 
     [Test]
     public void CoreMatchesUnicornOnSegmentationState()
     {
-        ulong seed = FuzzSettings.Seed ^ 0x5E61;
-        var generator = new SegmentationCaseGenerator(seed);
-        using SystemStateFuzzer fuzzer = Create(generator.Generate, nameof(CoreMatchesUnicornOnSegmentationState), SystemDeviations.Segmentation);
-        SystemFuzzReport report = FuzzSettings.ReplayCase is long one ? fuzzer.Run(one, 1) : fuzzer.Run(0, FuzzSettings.SegmentationCases);
-        Print(fuzzer, report);
-        Assert.That(report.Mismatches, Is.Zero, () => string.Join(Environment.NewLine, report.Reproducers));
+        RunAndAssertNoMismatch(new SegmentationCaseGenerator(FuzzSettings.Seed ^ 0x5E61).Generate, nameof(CoreMatchesUnicornOnSegmentationState), SystemDeviations.Segmentation, FuzzSettings.SegmentationCases);
     }
 
     [Test]
     public void CoreMatchesUnicornOnSystemInstructions()
     {
-        ulong seed = FuzzSettings.Seed ^ 0x5157;
-        var generator = new SystemInstructionCaseGenerator(seed);
-        using SystemStateFuzzer fuzzer = Create(generator.Generate, nameof(CoreMatchesUnicornOnSystemInstructions), SystemDeviations.SystemInstructions);
-        SystemFuzzReport report = FuzzSettings.ReplayCase is long one ? fuzzer.Run(one, 1) : fuzzer.Run(0, FuzzSettings.SystemInstructionCases);
+        RunAndAssertNoMismatch(new SystemInstructionCaseGenerator(FuzzSettings.Seed ^ 0x5157).Generate, nameof(CoreMatchesUnicornOnSystemInstructions), SystemDeviations.SystemInstructions, FuzzSettings.SystemInstructionCases);
+    }
+
+    /// <summary>Runs the CI volume of <paramref name="cases"/> (or the one case HYBRIDVMM_FUZZ_CASE names), prints the report and requires no mismatch.</summary>
+    private static void RunAndAssertNoMismatch(Action<long, SystemCase> generate, string test,
+        Func<SystemCase, Iced.Intel.Instruction, SystemOutcome, SystemOutcome, SystemOutcome, string?>? deviation, long cases)
+    {
+        using SystemStateFuzzer fuzzer = Create(generate, test, deviation);
+        SystemFuzzReport report = FuzzSettings.ReplayCase is long one ? fuzzer.Run(one, 1) : fuzzer.Run(0, cases);
         Print(fuzzer, report);
         Assert.That(report.Mismatches, Is.Zero, () => string.Join(Environment.NewLine, report.Reproducers));
     }
