@@ -73,14 +73,7 @@ internal sealed class SegmentationCaseGenerator
 
         var tests = new List<Instruction>();
         BuildTests(tests);
-        uint eip = c.TestEip;
-        foreach (Instruction t in tests)
-        {
-            Instruction done = Encode(t, eip, out byte[] bytes);
-            c.Tests.Add(done);
-            _b.PokeLinear(eip, bytes);
-            eip += (uint)bytes.Length;
-        }
+        _b.PlaceTests(tests);
         for (int i = SystemLayout.FirstRandomGdtIndex; i < SystemLayout.GdtEntries; i++)
             if (((i * 8) | 0) is int sel && Used(c, (ushort)sel)) c.Notes.Add($"GDT {sel:x2}: {Descriptors.Describe(c.GdtEntry(i))}");
         for (int i = 0; i < SystemLayout.LdtEntries; i++)

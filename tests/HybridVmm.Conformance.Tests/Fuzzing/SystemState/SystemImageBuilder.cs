@@ -105,6 +105,19 @@ internal sealed class SystemImageBuilder
 
     public bool PokeLinear32(uint linear, uint value) => PokeLinear(linear, BitConverter.GetBytes(value));
 
+    /// <summary>Encodes <paramref name="tests"/> one after the other from the case's <see cref="SystemCase.TestEip"/>, writes them there and adds them to the case's tests.</summary>
+    public void PlaceTests(IEnumerable<Instruction> tests)
+    {
+        uint eip = _c.TestEip;
+        foreach (Instruction t in tests)
+        {
+            Instruction done = Encode(t, eip, out byte[] bytes);
+            _c.Tests.Add(done);
+            PokeLinear(eip, bytes);
+            eip += (uint)bytes.Length;
+        }
+    }
+
     /// <summary>
     /// The set-up program: LGDT, CR4, CR3, CR0 (paging may go on here: the set-up page, the GDT and the LDT must be
     /// mapped), a far JMP to reload CS, SS and the stack, LLDT, DS/ES/FS/GS, then SS and a far JMP to the test code at

@@ -75,14 +75,7 @@ internal sealed partial class SystemInstructionCaseGenerator
 
         var tests = new List<Instruction>();
         BuildTests(tests);
-        uint eip = c.TestEip;
-        foreach (Instruction t in tests)
-        {
-            Instruction done = Encode(t, eip, out byte[] bytes);
-            c.Tests.Add(done);
-            _b.PokeLinear(eip, bytes);
-            eip += (uint)bytes.Length;
-        }
+        _b.PlaceTests(tests);
         c.Notes.Add($"iopl {(c.Eflags >> 12) & 3}, tr {c.Tr:x2}: {Descriptors.Describe(c.GdtEntry(SetupTssIndex))}, I/O map base {BitConverter.ToUInt16(c.Image, (int)SystemLayout.TssArea + 0x66):x4}");
         c.Notes.Add($"gdt limit {c.GdtLimit:x}, ldt limit {ldtEntries * 8 - 1:x}, ldtr {c.Ldtr:x2}, idtr {c.IdtBase:x8}:{c.IdtLimit:x}, data region {_data:x8}");
         _b.BuildStub();
