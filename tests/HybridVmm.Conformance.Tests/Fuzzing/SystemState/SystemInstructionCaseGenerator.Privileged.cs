@@ -118,17 +118,7 @@ internal sealed partial class SystemInstructionCaseGenerator
             {
                 // LMSW: CR0 bits 3:0 from the operand, PE set but never cleared (SDM Vol. 2A, LMSW); then SMSW.
                 ushort value = (ushort)_r.NextUInt32();
-                if (_r.Chance(30))
-                {
-                    MemoryOperand m = DataOperand();
-                    _b.PokeLinear(_c.Gprs[6], BitConverter.GetBytes(value));
-                    tests.Add(Instruction.Create(Code.Lmsw_rm16, m));
-                }
-                else
-                {
-                    SetWord(3, value);
-                    tests.Add(Instruction.Create(Code.Lmsw_rm16, Register.BX));
-                }
+                AddWithWordOperand(tests, Code.Lmsw_rm16, value, memoryChance: 30, gpr: 3);
                 tests.Add(Instruction.Create(Code.Smsw_rm16, Register.AX));
                 break;
             }

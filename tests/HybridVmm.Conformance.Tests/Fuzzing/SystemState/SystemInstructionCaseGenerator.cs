@@ -186,6 +186,25 @@ internal sealed partial class SystemInstructionCaseGenerator
 
     private void SetWord(int gpr, ushort value) => _c.Gprs[gpr] = (_c.Gprs[gpr] & 0xFFFF_0000) | value;
 
+    /// <summary>
+    /// Adds <paramref name="code"/> (an r/m16 form) with <paramref name="value"/> as its operand: in <paramref name="memoryChance"/>
+    /// % of cases a word at a random data operand, else the 16-bit register numbered <paramref name="gpr"/>.
+    /// </summary>
+    private void AddWithWordOperand(List<Instruction> tests, Code code, ushort value, int memoryChance, int gpr)
+    {
+        if (_r.Chance(memoryChance))
+        {
+            MemoryOperand m = DataOperand();
+            _b.PokeLinear(_c.Gprs[6], BitConverter.GetBytes(value));
+            tests.Add(Instruction.Create(code, m));
+        }
+        else
+        {
+            SetWord(gpr, value);
+            tests.Add(Instruction.Create(code, Register.AX + gpr));
+        }
+    }
+
     private void BuildTests(List<Instruction> tests)
     {
         switch (_r.Next(22))
@@ -237,17 +256,7 @@ internal sealed partial class SystemInstructionCaseGenerator
     {
         ushort selector = _r.Chance(70) ? LdtSelector() : RandomSelector();
         Note(selector);
-        if (_r.Chance(25))
-        {
-            MemoryOperand m = DataOperand();
-            _b.PokeLinear(_c.Gprs[6], BitConverter.GetBytes(selector));
-            tests.Add(Instruction.Create(Code.Lldt_rm16, m));
-        }
-        else
-        {
-            SetWord(0, selector);
-            tests.Add(Instruction.Create(Code.Lldt_rm16, Register.AX));
-        }
+        AddWithWordOperand(tests, Code.Lldt_rm16, selector, memoryChance: 25, gpr: 0);
         ushort inLdt = (ushort)((_r.Next(SystemLayout.LdtEntries + 2) << 3) | 4 | _r.Next(4));
         SetWord(3, inLdt);
         tests.Add(_r.Chance(60) ? Instruction.Create(Code.Lar_r32_r32m16, Register.ECX, Register.EBX) : Instruction.Create(Code.Lsl_r32_r32m16, Register.ECX, Register.EBX));
@@ -281,17 +290,7 @@ internal sealed partial class SystemInstructionCaseGenerator
             }
         }
         Note(selector);
-        if (_r.Chance(25))
-        {
-            MemoryOperand m = DataOperand();
-            _b.PokeLinear(_c.Gprs[6], BitConverter.GetBytes(selector));
-            tests.Add(Instruction.Create(Code.Ltr_rm16, m));
-        }
-        else
-        {
-            SetWord(2, selector);
-            tests.Add(Instruction.Create(Code.Ltr_rm16, Register.DX));
-        }
+        AddWithWordOperand(tests, Code.Ltr_rm16, selector, memoryChance: 25, gpr: 2);
         if (_r.Chance(50)) tests.Add(Instruction.Create(Code.Str_r32m16, Register.EAX));
     }
 
