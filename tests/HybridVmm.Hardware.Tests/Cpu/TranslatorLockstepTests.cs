@@ -22,6 +22,7 @@ public class TranslatorLockstepTests
     private static readonly string[] Alu = ["Add", "Adc", "Sub", "Sbb", "And", "Or", "Xor", "Cmp", "Test"];
     private static readonly string[] Unary = ["Inc", "Dec", "Neg", "Not"];
     private static readonly string[] Shifts = ["Shl", "Shr", "Sar", "Rol", "Ror", "Rcl", "Rcr"];
+    private static readonly string[] Conditions = ["o", "no", "b", "ae", "e", "ne", "be", "a", "s", "ns", "p", "np", "l", "ge", "le", "g"];
 
     private static readonly Action<Assembler, Label>[] Branches =
     [
@@ -406,20 +407,40 @@ public class TranslatorLockstepTests
                     : Instruction.Create(Enum.Parse<Code>($"{Pick(r, Shifts)}_rm{bits}_CL"), x, Register.CL));
                 break;
             case 16:
-                a.AddInstruction(r.Next(2) == 0
-                    ? Instruction.Create(Code.Imul_r32_rm32, Pick(r, Free32), Pick(r, Free32))
-                    : Instruction.Create(Code.Imul_r32_rm32_imm32, Pick(r, Free32), Pick(r, Free32), r.Next()));
-                break;
-            case 17:
-                a.AddInstruction(r.Next(3) switch
+                a.AddInstruction(r.Next(5) switch
                 {
-                    0 => Instruction.Create(Code.Sete_rm8, Pick(r, Free8)),
-                    1 => Instruction.Create(Code.Cmovl_r32_rm32, Pick(r, Free32), Pick(r, Free32)),
-                    _ => Instruction.Create(Code.Bsr_r32_rm32, Pick(r, Free32), Pick(r, Free32)),
+                    0 => Instruction.Create(Code.Imul_r32_rm32, Pick(r, Free32), Pick(r, Free32)),
+                    1 => Instruction.Create(Code.Imul_r32_rm32_imm32, Pick(r, Free32), Pick(r, Free32), r.Next()),
+                    2 => Instruction.Create(Code.Imul_r32_rm32_imm8, Pick(r, Free32), Data(r), r.Next(-128, 128)),
+                    3 => Instruction.Create(Code.Imul_r16_rm16, Pick(r, Free16), Pick(r, Free16)),
+                    _ => Instruction.Create(Code.Imul_r16_rm16_imm16, Pick(r, Free16), Data(r), r.Next(-32768, 32768)),
                 });
                 break;
+            case 17:
+                {
+                    // SETcc and CMOVcc of every condition, right after a flag-writing instruction or further on.
+                    string cc = Pick(r, Conditions);
+                    a.AddInstruction(r.Next(4) switch
+                    {
+                        0 => Instruction.Create(Enum.Parse<Code>($"Set{cc}_rm8"), Pick(r, Free8)),
+                        1 => Instruction.Create(Enum.Parse<Code>($"Cmov{cc}_r32_rm32"), Pick(r, Free32), Pick(r, Free32)),
+                        2 => Instruction.Create(Enum.Parse<Code>($"Cmov{cc}_r16_rm16"), Pick(r, Free16), Data(r)),
+                        _ => Instruction.Create(Code.Bsr_r32_rm32, Pick(r, Free32), Pick(r, Free32)),
+                    });
+                    break;
+                }
             case 18:
-                a.AddInstruction(Instruction.Create(r.Next(4) switch { 0 => Code.Cdq, 1 => Code.Stc, 2 => Code.Cmc, _ => Code.Clc }));
+                a.AddInstruction(r.Next(8) switch
+                {
+                    0 => Instruction.Create(Code.Cdq),
+                    1 => Instruction.Create(Code.Cwde),
+                    2 => Instruction.Create(Code.Cbw),
+                    3 => Instruction.Create(Code.Cwd),
+                    4 => Instruction.Create(Enum.Parse<Code>($"Xchg_rm{bits}_r{bits}"), x, y),
+                    5 => Instruction.Create(Code.Stc),
+                    6 => Instruction.Create(Code.Cmc),
+                    _ => Instruction.Create(Code.Clc),
+                });
                 break;
             case 19:
                 // A frame: ENTER's work by hand, then LEAVE (EBP and ESP are restored; the body leaves EBP alone).
@@ -441,7 +462,9 @@ public class TranslatorLockstepTests
                 // Memory forms the block runs through the interpreter's handler once it has checked the operand.
                 a.AddInstruction(r.Next(9) switch
                 {
-                    0 => Instruction.Create(Enum.Parse<Code>($"{Pick(r, Shifts)}_rm{bits}_imm8"), Data(r), r.Next(0, 40)),
+                    0 => r.Next(2) == 0
+                        ? Instruction.Create(Enum.Parse<Code>($"{Pick(r, Shifts)}_rm{bits}_imm8"), Data(r), r.Next(0, 40))
+                        : Instruction.Create(Enum.Parse<Code>($"{Pick(r, Shifts)}_rm{bits}_CL"), Data(r), Register.CL),
                     1 => Instruction.Create(Enum.Parse<Code>($"Xchg_rm{bits}_r{bits}"), Data(r), x),
                     2 => Instruction.Create(Enum.Parse<Code>($"Cmpxchg_rm{bits}_r{bits}"), Data(r), x),
                     3 => Instruction.Create(Enum.Parse<Code>($"Xadd_rm{bits}_r{bits}"), Data(r), x),

@@ -142,11 +142,23 @@ public sealed partial class X86Core
         int sz = RegSize[(int)dest];
         uint a = ReadOp1(ref ins, sz);
         uint b = ins.OpCount == 3 ? ReadSource(ref ins, ins.Op2Kind, Register.None, sz) : ReadReg(dest);
-        long product = sz == 2 ? (long)(short)a * (short)b : (long)(int)a * (int)b;
-        bool overflow = sz == 2 ? product != (short)product : product != (int)product;
-        WriteReg(dest, (uint)product);
-        MulFlags((uint)product, sz, overflow);
+        uint flags = _ctx.Eflags;
+        WriteReg(dest, TruncatedImul(a, b, sz, ref flags));
+        _ctx.Eflags = flags;
         return true;
+    }
+
+    /// <summary>
+    /// IMUL's two- and three-operand forms: the product of <paramref name="a"/> and <paramref name="b"/> truncated to
+    /// the size (2 or 4 bytes), with MulFlags' status in <paramref name="flags"/> (the interpreter's and JitImul's one
+    /// definition).
+    /// </summary>
+    internal static uint TruncatedImul(uint a, uint b, int size, ref uint flags)
+    {
+        long product = size == 2 ? (long)(short)a * (short)b : (long)(int)a * (int)b;
+        bool overflow = size == 2 ? product != (short)product : product != (int)product;
+        flags = (flags & ~StatusFlags) | Szp((uint)product & SizeMask(size), size) | (overflow ? CF | OF : 0);
+        return (uint)product & SizeMask(size);
     }
 
     // DIV/IDIV leave all status flags unchanged (undefined in the SDM; docs/undefined-flags.md).

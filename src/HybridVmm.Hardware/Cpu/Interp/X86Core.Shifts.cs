@@ -19,6 +19,25 @@ public sealed partial class X86Core
         {
             return true;
         }
+        uint flags = _ctx.Eflags;
+        uint r = ShiftResult(op, a, count, size, ref flags);
+        _ctx.Eflags = flags;
+        StoreDest(ref ins, ea, size, r);
+        return true;
+    }
+
+    /// <summary>
+    /// The result of shift or rotate <paramref name="op"/> of <paramref name="a"/> by <paramref name="count"/> (already
+    /// masked to 5 bits; 0 changes nothing), and the flags it leaves in <paramref name="flags"/>: the interpreter's and
+    /// the translator's (JitShift) one definition.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static uint ShiftResult(Operation op, uint a, int count, int size, ref uint flags)
+    {
+        if (count == 0)
+        {
+            return a;
+        }
         int bits = size * 8;
         uint mask = SizeMask(size);
         uint sign = SignBit(size);
@@ -33,7 +52,7 @@ public sealed partial class X86Core
                     uint cf = (uint)(t >> (bits - 1)) & 1;
                     r = (uint)(t << 1) & mask;
                     uint of = (((r & sign) != 0 ? 1u : 0u) ^ cf) != 0 ? OF : 0;
-                    SetStatus(Szp(r, size) | cf | of);
+                    flags = (flags & ~StatusFlags) | Szp(r, size) | cf | of;
                     break;
                 }
             case Operation.Shr:
@@ -42,7 +61,7 @@ public sealed partial class X86Core
                     r = t >> 1;
                     // Count 1: OF = MSB of the original operand; larger counts give 0.
                     uint of = ((t ^ r) & sign) != 0 ? OF : 0;
-                    SetStatus(Szp(r, size) | (t & 1) | of);
+                    flags = (flags & ~StatusFlags) | Szp(r, size) | (t & 1) | of;
                     break;
                 }
             case Operation.Sar:
@@ -50,7 +69,7 @@ public sealed partial class X86Core
                     int s = size == 1 ? (sbyte)a : size == 2 ? (short)a : (int)a;
                     int t = s >> (count - 1);
                     r = (uint)(t >> 1) & mask;
-                    SetStatus(Szp(r, size) | ((uint)t & 1)); // OF = 0
+                    flags = (flags & ~StatusFlags) | Szp(r, size) | ((uint)t & 1); // OF = 0
                     break;
                 }
             case Operation.Rol:
@@ -59,7 +78,7 @@ public sealed partial class X86Core
                     r = n == 0 ? a : ((a << n) | (a >> (bits - n))) & mask;
                     uint cf = r & 1;
                     uint of = (((r & sign) != 0 ? 1u : 0u) ^ cf) != 0 ? OF : 0;
-                    _ctx.Eflags = (_ctx.Eflags & ~(CF | OF)) | cf | of;
+                    flags = (flags & ~(CF | OF)) | cf | of;
                     break;
                 }
             case Operation.Ror:
@@ -68,7 +87,7 @@ public sealed partial class X86Core
                     r = n == 0 ? a : ((a >> n) | (a << (bits - n))) & mask;
                     uint cf = (r & sign) != 0 ? CF : 0;
                     uint of = ((r ^ (r << 1)) & sign) != 0 ? OF : 0;
-                    _ctx.Eflags = (_ctx.Eflags & ~(CF | OF)) | cf | of;
+                    flags = (flags & ~(CF | OF)) | cf | of;
                     break;
                 }
             default:
@@ -77,23 +96,22 @@ public sealed partial class X86Core
                     int n = size == 1 ? count % 9 : size == 2 ? count % 17 : count;
                     if (n == 0)
                     {
-                        return true;
+                        return a;
                     }
                     int width = bits + 1;
                     ulong wideMask = (1UL << width) - 1;
-                    ulong v = ((ulong)(_ctx.Eflags & CF) << bits) | a;
+                    ulong v = ((ulong)(flags & CF) << bits) | a;
                     v = op == Operation.Rcl
                         ? ((v << n) | (v >> (width - n))) & wideMask
                         : ((v >> n) | (v << (width - n))) & wideMask;
                     r = (uint)v & mask;
                     uint cf = (uint)(v >> bits) & 1;
                     uint of = ((a ^ r) & sign) != 0 ? OF : 0;
-                    _ctx.Eflags = (_ctx.Eflags & ~(CF | OF)) | cf | of;
+                    flags = (flags & ~(CF | OF)) | cf | of;
                     break;
                 }
         }
-        StoreDest(ref ins, ea, size, r);
-        return true;
+        return r;
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]

@@ -71,6 +71,8 @@ public sealed partial class X86Core
         private static readonly MethodInfo FlagsMethod = Method(nameof(JitFlags));
         private static readonly MethodInfo AddCarryMethod = Method(nameof(JitAddCarry));
         private static readonly MethodInfo SubBorrowMethod = Method(nameof(JitSubBorrow));
+        private static readonly MethodInfo ShiftMethod = Method(nameof(JitShift));
+        private static readonly MethodInfo ImulMethod = Method(nameof(JitImul));
         private static readonly MethodInfo ConditionMethod = Method(nameof(JitCondition));
         private static readonly MethodInfo TimeStampMethod = Method(nameof(JitTimeStamp));
         private static readonly MethodInfo TakeLazyFlagsMethod = Method(nameof(JitTakeLazyFlags));
@@ -224,6 +226,22 @@ public sealed partial class X86Core
                     if (ins.MemoryIndex != Register.None) used[RegGpr[(int)ins.MemoryIndex]] = true;
                     continue;
                 }
+                if (op is Operation.Cbw or Operation.Cwde)
+                {
+                    used[(int)Gpr.Eax] = written[(int)Gpr.Eax] = true;
+                    continue;
+                }
+                if (op is Operation.Cwd or Operation.Cdq)
+                {
+                    used[(int)Gpr.Eax] = used[(int)Gpr.Edx] = written[(int)Gpr.Edx] = true;
+                    continue;
+                }
+                if (op == Operation.Xchg)
+                {
+                    used[RegGpr[(int)ins.Op0Register]] = written[RegGpr[(int)ins.Op0Register]] = true;
+                    used[RegGpr[(int)ins.Op1Register]] = written[RegGpr[(int)ins.Op1Register]] = true;
+                    continue;
+                }
                 if (op is Operation.Rdtsc or Operation.Rdtscp)
                 {
                     used[(int)Gpr.Eax] = used[(int)Gpr.Edx] = written[(int)Gpr.Eax] = written[(int)Gpr.Edx] = true;
@@ -284,8 +302,13 @@ public sealed partial class X86Core
                 }
                 switch (OperationByCode[(int)ins.Code])
                 {
-                    case Operation.Jcc or Operation.Adc or Operation.Sbb or Operation.Inc or Operation.Dec:
+                    case Operation.Jcc or Operation.Adc or Operation.Sbb or Operation.Inc or Operation.Dec or Operation.Setcc
+                        or Operation.Cmovcc or Operation.Rol or Operation.Ror or Operation.Rcl or Operation.Rcr:
                         return true;
+                    case Operation.Shl or Operation.Shr or Operation.Sar:
+                        return !WritesAllStatus(ref Unsafe.AsRef(in ins)); // by CL: a count of 0 keeps the flags
+                    case Operation.Imul:
+                        return false; // the two- and three-operand forms (the one-operand form is interpreted)
                     case Operation.Add or Operation.Sub or Operation.Cmp or Operation.Neg or Operation.And or Operation.Or
                         or Operation.Xor or Operation.Test:
                         return false;
@@ -302,6 +325,10 @@ public sealed partial class X86Core
             if (!OperandsTranslatable(ref ins))
             {
                 return Kind.Refused;
+            }
+            if (TranslatedNatively(ref ins, op))
+            {
+                return Kind.Translated;
             }
             switch (op)
             {
@@ -355,6 +382,29 @@ public sealed partial class X86Core
                     return Kind.Refused;
             }
         }
+
+        /// <summary>
+        /// Forms of the instructions the interpreter otherwise runs in the middle of a block that the block translates
+        /// itself: shifts and rotates by an immediate or CL, IMUL's two- and three-operand forms (both through one
+        /// helper call that shares the interpreter's arithmetic), SETcc, CMOVcc, CBW/CWDE/CWD/CDQ and XCHG of two
+        /// registers. They cost no store and reload of the registers, and SETcc and CMOVcc decide their condition
+        /// from the pending operation as a branch does.
+        /// </summary>
+        private static bool TranslatedNatively(ref Instruction ins, Operation op) => op switch
+        {
+            Operation.Rol or Operation.Ror or Operation.Rcl or Operation.Rcr or Operation.Shl or Operation.Shr or Operation.Sar =>
+                IsGprOrMemory(ins.Op0Kind, ins.Op0Register)
+                && (ins.Op1Kind == OpKind.Immediate8 ? (ins.Immediate8 & 0x1f) != 0 : ins.Op1Kind == OpKind.Register && ins.Op1Register == Register.CL),
+            Operation.Imul => ins.OpCount >= 2 && IsGpr(ins.Op0Register) && IsGprOrMemory(ins.Op1Kind, ins.Op1Register),
+            Operation.Setcc => IsGprOrMemory(ins.Op0Kind, ins.Op0Register),
+            Operation.Cmovcc => IsGpr(ins.Op0Register) && IsGprOrMemory(ins.Op1Kind, ins.Op1Register),
+            Operation.Cbw or Operation.Cwde or Operation.Cwd or Operation.Cdq => true,
+            Operation.Xchg => ins.Op0Kind == OpKind.Register && ins.Op1Kind == OpKind.Register && IsGpr(ins.Op0Register) && IsGpr(ins.Op1Register),
+            _ => false,
+        };
+
+        /// <summary>SHL, SHR or SAR by a non-zero immediate: every status flag is written (by CL, a count of 0 keeps them).</summary>
+        private static bool WritesAllStatus(ref Instruction ins) => ins.Op1Kind == OpKind.Immediate8;
 
         /// <summary>A memory operand, if any, uses 32-bit addressing through ES..GS (16-bit addressing is the interpreter's).</summary>
         private static bool OperandsTranslatable(ref Instruction ins)
@@ -595,6 +645,40 @@ public sealed partial class X86Core
                 case Operation.Rdtsc or Operation.Rdtscp:
                     EmitTimeStamp(k, op == Operation.Rdtscp);
                     break;
+                case Operation.Rol or Operation.Ror or Operation.Rcl or Operation.Rcr or Operation.Shl or Operation.Shr or Operation.Sar:
+                    EmitShift(k, op);
+                    break;
+                case Operation.Imul:
+                    EmitImul(k);
+                    break;
+                case Operation.Setcc:
+                    {
+                        LocalBuilder? host = ins.Op0Kind == OpKind.Memory ? TranslateOperand(k, 1, write: true) : null;
+                        LocalBuilder value = Temp();
+                        EmitCondition(ConditionByCode[(int)ins.Code]);
+                        _il.Emit(OpCodes.Stloc, value);
+                        WriteDest(ref ins, 1, host, value);
+                        break;
+                    }
+                case Operation.Cmovcc:
+                    EmitCmov(k);
+                    break;
+                case Operation.Cbw or Operation.Cwde or Operation.Cwd or Operation.Cdq:
+                    EmitConvert(op);
+                    break;
+                case Operation.Xchg:
+                    {
+                        LocalBuilder a = Temp(), b = Temp();
+                        ReadReg(ins.Op0Register);
+                        _il.Emit(OpCodes.Stloc, a);
+                        ReadReg(ins.Op1Register);
+                        _il.Emit(OpCodes.Stloc, b);
+                        _il.Emit(OpCodes.Ldloc, b);
+                        WriteReg(ins.Op0Register);
+                        _il.Emit(OpCodes.Ldloc, a);
+                        WriteReg(ins.Op1Register);
+                        break;
+                    }
                 case Operation.Push:
                     EmitPush(k);
                     break;
@@ -795,6 +879,130 @@ public sealed partial class X86Core
                     break;
             }
             WriteDest(ref ins, size, host, r);
+        }
+
+        /// <summary>
+        /// A shift or rotate through <see cref="JitShift"/>. The flags it is given must be whole, except for SHL, SHR and
+        /// SAR by an immediate, which write every status flag: the pending operation is then dropped, never computed.
+        /// </summary>
+        private void EmitShift(int k, Operation op)
+        {
+            ref Instruction ins = ref _code[k];
+            int size = OperandSize(ref ins);
+            LocalBuilder? host = null;
+            if (ins.Op0Kind == OpKind.Memory)
+            {
+                host = TranslateOperand(k, size, write: false);
+                host = TranslateOperand(k, size, write: true);
+            }
+            if (!(op is Operation.Shl or Operation.Shr or Operation.Sar && WritesAllStatus(ref ins)))
+            {
+                Materialize();
+            }
+            _il.Emit(OpCodes.Ldc_I4, (int)op);
+            ReadDest(ref ins, size, host);
+            if (ins.Op1Kind == OpKind.Register)
+            {
+                ReadReg(Register.CL);
+            }
+            else
+            {
+                _il.Emit(OpCodes.Ldc_I4, (int)ins.Immediate8);
+            }
+            _il.Emit(OpCodes.Ldc_I4, size);
+            _il.Emit(OpCodes.Ldloc, _flags);
+            _il.Emit(OpCodes.Call, ShiftMethod);
+            WriteDest(ref ins, size, host, TakeResultAndFlags());
+        }
+
+        /// <summary>IMUL r, r/m (, imm) through <see cref="JitImul"/>, which writes every status flag.</summary>
+        private void EmitImul(int k)
+        {
+            ref Instruction ins = ref _code[k];
+            int size = RegSize[(int)ins.Op0Register];
+            LocalBuilder? host = ins.Op1Kind == OpKind.Memory ? TranslateOperand(k, size, write: false) : null;
+            EmitSource(k, ins.Op1Kind, ins.Op1Register, size, host);
+            if (ins.OpCount == 3)
+            {
+                _il.Emit(OpCodes.Ldc_I4, unchecked((int)Immediate(ref ins, ins.Op2Kind, size)));
+            }
+            else
+            {
+                ReadReg(ins.Op0Register);
+            }
+            _il.Emit(OpCodes.Ldc_I4, size);
+            _il.Emit(OpCodes.Ldloc, _flags);
+            _il.Emit(OpCodes.Call, ImulMethod);
+            _il.Emit(OpCodes.Ldloc, TakeResultAndFlags());
+            WriteReg(ins.Op0Register);
+        }
+
+        /// <summary>Splits a helper's packed result on the stack: the flags (whole) into the flags local, the result into a temporary.</summary>
+        private LocalBuilder TakeResultAndFlags()
+        {
+            LocalBuilder packed = Temp(typeof(long)), result = Temp();
+            _il.Emit(OpCodes.Stloc, packed);
+            _il.Emit(OpCodes.Ldloc, packed);
+            _il.Emit(OpCodes.Conv_U4);
+            _il.Emit(OpCodes.Stloc, result);
+            _il.Emit(OpCodes.Ldloc, packed);
+            _il.Emit(OpCodes.Ldc_I4, 32);
+            _il.Emit(OpCodes.Shr_Un);
+            _il.Emit(OpCodes.Conv_U4);
+            _il.Emit(OpCodes.Stloc, _flags);
+            _pending = Pending.None;
+            _flagsTouched = true;
+            return result;
+        }
+
+        /// <summary>CMOVcc: the source is read whatever the condition (a bad address leaves the block, as it faults).</summary>
+        private void EmitCmov(int k)
+        {
+            ref Instruction ins = ref _code[k];
+            int size = RegSize[(int)ins.Op0Register];
+            LocalBuilder? host = ins.Op1Kind == OpKind.Memory ? TranslateOperand(k, size, write: false) : null;
+            LocalBuilder value = Temp();
+            EmitSource(k, ins.Op1Kind, ins.Op1Register, size, host);
+            _il.Emit(OpCodes.Stloc, value);
+            Label skip = _il.DefineLabel();
+            EmitCondition(ConditionByCode[(int)ins.Code]);
+            _il.Emit(OpCodes.Brfalse, skip);
+            _il.Emit(OpCodes.Ldloc, value);
+            WriteReg(ins.Op0Register);
+            _il.MarkLabel(skip);
+        }
+
+        /// <summary>CBW, CWDE, CWD and CDQ: AL, AX or EAX sign-extended into AX, EAX, DX or EDX.</summary>
+        private void EmitConvert(Operation op)
+        {
+            switch (op)
+            {
+                case Operation.Cbw:
+                    ReadReg(Register.AL);
+                    _il.Emit(OpCodes.Conv_I1);
+                    Mask(2);
+                    WriteReg(Register.AX);
+                    break;
+                case Operation.Cwde:
+                    ReadReg(Register.AX);
+                    _il.Emit(OpCodes.Conv_I2);
+                    WriteReg(Register.EAX);
+                    break;
+                case Operation.Cwd:
+                    ReadReg(Register.AX);
+                    _il.Emit(OpCodes.Conv_I2);
+                    _il.Emit(OpCodes.Ldc_I4, 16);
+                    _il.Emit(OpCodes.Shr);
+                    Mask(2);
+                    WriteReg(Register.DX);
+                    break;
+                default:
+                    ReadReg(Register.EAX);
+                    _il.Emit(OpCodes.Ldc_I4, 31);
+                    _il.Emit(OpCodes.Shr);
+                    WriteReg(Register.EDX);
+                    break;
+            }
         }
 
         private void EmitExtend(int k, bool signExtend)

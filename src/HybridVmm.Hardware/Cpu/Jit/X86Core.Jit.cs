@@ -371,6 +371,26 @@ public sealed partial class X86Core
         return (flags & ~StatusFlags) | status;
     }
 
+    /// <summary>
+    /// A shift or rotate in a block (<see cref="ShiftResult"/>): the result in the low half, the flags in the high half.
+    /// <paramref name="flags"/> must be whole unless the count is a non-zero immediate of SHL, SHR or SAR, which
+    /// write every status flag.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    internal static ulong JitShift(int op, uint a, uint count, int size, uint flags)
+    {
+        uint r = ShiftResult((Operation)op, a, (int)(count & 0x1f), size, ref flags);
+        return r | (ulong)flags << 32;
+    }
+
+    /// <summary>IMUL's two- and three-operand forms in a block (<see cref="TruncatedImul"/>), packed as JitShift packs.</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    internal static ulong JitImul(uint a, uint b, int size, uint flags)
+    {
+        uint r = TruncatedImul(a, b, size, ref flags);
+        return r | (ulong)flags << 32;
+    }
+
     [MethodImpl(MethodImplOptions.NoInlining)]
     internal static uint JitAddCarry(uint a, uint b, uint carry, int size, out uint r) => AddStatus(a, b, carry, size, out r);
 
