@@ -32,19 +32,34 @@ public sealed class SecondLevelPageTable
     /// <summary>Direct array for the CPU core's hot path. Do not write through it.</summary>
     internal int[] RawEntries => _entries;
 
+    /// <summary>
+    /// Counts the changes that take away or move a mapping: a present entry remapped, unmapped or write-protected.
+    /// A CPU that caches translations (the translator's TLB) drops them when it moves; a mapping added or made writable
+    /// does not move it, as nothing could have been cached for what it now allows.
+    /// </summary>
+    public int Generation { get; private set; }
+
     public void Map(uint guestPageNumber, int hostFrameNumber, bool writable)
     {
         ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual(guestPageNumber, (uint)_entries.Length);
         ArgumentOutOfRangeException.ThrowIfNegative(hostFrameNumber);
         ArgumentOutOfRangeException.ThrowIfGreaterThan(hostFrameNumber, FrameMask);
-        _entries[guestPageNumber] = hostFrameNumber | (writable ? WritableBit : 0);
+        ref int e = ref _entries[guestPageNumber];
+        bool moved = (e & FrameMask) != hostFrameNumber;
+        bool protectedNow = (e & WritableBit) != 0 && !writable;
+        if (e != NotPresent && (moved || protectedNow))
+        {
+            Generation++;
+        }
+        e = hostFrameNumber | (writable ? WritableBit : 0);
     }
 
     public void Unmap(uint guestPageNumber)
     {
-        if (guestPageNumber < (uint)_entries.Length)
+        if (guestPageNumber < (uint)_entries.Length && _entries[guestPageNumber] != NotPresent)
         {
             _entries[guestPageNumber] = NotPresent;
+            Generation++;
         }
     }
 
@@ -53,6 +68,10 @@ public sealed class SecondLevelPageTable
         ref int e = ref _entries[guestPageNumber];
         if (e != NotPresent)
         {
+            if (!writable && (e & WritableBit) != 0)
+            {
+                Generation++;
+            }
             e = writable ? e | WritableBit : e & ~WritableBit;
         }
     }

@@ -223,6 +223,7 @@ public sealed unsafe partial class X86Core
         {
             page = new CodePage { HostFrame = frame, LinearBase = linearBase, CsBase = _csBase, Code16 = _code16 };
             _codePages[guestPage] = page;
+            _jitCache.CodeEpoch++; // the translator's TLB may allow writes to this page (Jit/X86Core.JitTlb.cs)
         }
         else if (page.HostFrame != frame || page.LinearBase != linearBase || page.CsBase != _csBase || page.Code16 != _code16)
         {

@@ -62,6 +62,8 @@ public sealed partial class X86Core
 
         private static readonly FieldInfo CtxField = Field(typeof(X86Core), nameof(_ctx));
         private static readonly FieldInfo RamField = Field(typeof(X86Core), nameof(_ram));
+        private static readonly FieldInfo FastTlbField = Field(typeof(X86Core), nameof(_fastTlbBase));
+        private static readonly FieldInfo NonFlatField = Field(typeof(X86Core), nameof(_nonFlatSegments));
         private static readonly FieldInfo GprField = Field(typeof(CpuContext), nameof(CpuContext.Gpr));
         private static readonly FieldInfo GprElement = Field(typeof(GprFile), "_element");
         private static readonly FieldInfo EflagsField = Field(typeof(CpuContext), nameof(CpuContext.Eflags));
@@ -100,6 +102,9 @@ public sealed partial class X86Core
         private ILGenerator _il = null!;
         private LocalBuilder[] _regs = null!;
         private LocalBuilder _flags = null!, _retired = null!, _eip = null!, _pa = null!, _pb = null!, _ram = null!, _base = null!, _gprs = null!;
+        // The translator's TLB and the segments that are not flat (Jit/X86Core.JitTlb.cs), loaded on entry when the block
+        // accesses memory (neither changes inside a block).
+        private LocalBuilder? _fastTlb, _nonFlat, _fastEntry;
         private Label _epilogue, _top;
         private Pending _pending;
         private int _pendingSize;
@@ -459,6 +464,18 @@ public sealed partial class X86Core
             _il.Emit(OpCodes.Ldarg_1);
             _il.Emit(OpCodes.Ldfld, RamField);
             _il.Emit(OpCodes.Stloc, _ram);
+            if (AccessesMemory(_code))
+            {
+                _fastTlb = _il.DeclareLocal(typeof(byte*));
+                _fastEntry = _il.DeclareLocal(typeof(byte*));
+                _nonFlat = _il.DeclareLocal(typeof(int));
+                _il.Emit(OpCodes.Ldarg_1);
+                _il.Emit(OpCodes.Ldfld, FastTlbField);
+                _il.Emit(OpCodes.Stloc, _fastTlb);
+                _il.Emit(OpCodes.Ldarg_1);
+                _il.Emit(OpCodes.Ldfld, NonFlatField);
+                _il.Emit(OpCodes.Stloc, _nonFlat);
+            }
             // One reference to EAX's slot, so that each register costs the JIT a load and an add, not three field
             // look-ups (compiling, not running, is what a block costs most).
             CtxAddress();
@@ -1495,13 +1512,92 @@ public sealed partial class X86Core
             return Translate(k, () => EmitOffset(ref ins), (Sreg)(ins.MemorySegment - Register.ES), size, write);
         }
 
-        /// <summary>The host offset of an access at the offset <paramref name="pushOffset"/> pushes, or the block is left before instruction k.</summary>
+        /// <summary>Whether any instruction of the block takes a host offset through <see cref="Translate"/>.</summary>
+        private static bool AccessesMemory(Instruction[] code)
+        {
+            foreach (Instruction ins in code)
+            {
+                Operation op = OperationByCode[(int)ins.Code];
+                if (HasMemoryOperand(ref Unsafe.AsRef(in ins)) && op != Operation.Lea
+                    || op is Operation.Push or Operation.Pop or Operation.Leave or Operation.Call or Operation.Ret)
+                {
+                    return true;
+                }
+            }
+            return false;
+        }
+
+        /// <summary>
+        /// The host offset of an access at the offset <paramref name="pushOffset"/> pushes, or the block is left before
+        /// instruction k. Through a flat segment other than CS, the translator's TLB answers inline when it holds the page
+        /// (with the rights: a read or a write tag) and the access stays in the page; anything else asks JitHost, which
+        /// checks everything and fills the entry.
+        /// </summary>
         private LocalBuilder Translate(int k, Action pushOffset, Sreg segment, int size, bool write)
         {
             LocalBuilder host = Temp(typeof(long));
             Label ok = _il.DefineLabel();
-            _il.Emit(OpCodes.Ldarg_1);
+            LocalBuilder offset = Temp();
             pushOffset();
+            _il.Emit(OpCodes.Stloc, offset);
+            if (segment != Sreg.Cs)
+            {
+                Label slow = _il.DefineLabel();
+                LocalBuilder entry = _fastEntry!;
+                // Through a segment that is flat now.
+                _il.Emit(OpCodes.Ldloc, _nonFlat!);
+                _il.Emit(OpCodes.Ldc_I4, 1 << (int)segment);
+                _il.Emit(OpCodes.And);
+                _il.Emit(OpCodes.Brtrue, slow);
+                // entry = the translator's TLB + ((offset >> 12) & 1023) * 16
+                _il.Emit(OpCodes.Ldloc, _fastTlb!);
+                _il.Emit(OpCodes.Ldloc, offset);
+                _il.Emit(OpCodes.Ldc_I4, PageShift - FastTlbEntryShift);
+                _il.Emit(OpCodes.Shr_Un);
+                _il.Emit(OpCodes.Ldc_I4, (TlbEntries - 1) << FastTlbEntryShift);
+                _il.Emit(OpCodes.And);
+                _il.Emit(OpCodes.Conv_U);
+                _il.Emit(OpCodes.Add);
+                _il.Emit(OpCodes.Stloc, entry);
+                // The tag for this access (ReadTag at +0, WriteTag at +4) is the page | 1.
+                _il.Emit(OpCodes.Ldloc, entry);
+                if (write)
+                {
+                    _il.Emit(OpCodes.Ldc_I4_4);
+                    _il.Emit(OpCodes.Add);
+                }
+                _il.Emit(OpCodes.Ldind_U4);
+                _il.Emit(OpCodes.Ldloc, offset);
+                _il.Emit(OpCodes.Ldc_I4, unchecked((int)~PageOffsetMask));
+                _il.Emit(OpCodes.And);
+                _il.Emit(OpCodes.Ldc_I4_1);
+                _il.Emit(OpCodes.Or);
+                _il.Emit(OpCodes.Bne_Un, slow);
+                if (size > 1)
+                {
+                    // Within the page.
+                    _il.Emit(OpCodes.Ldloc, offset);
+                    _il.Emit(OpCodes.Ldc_I4, (int)PageOffsetMask);
+                    _il.Emit(OpCodes.And);
+                    _il.Emit(OpCodes.Ldc_I4, (int)PageOffsetMask + 1 - size);
+                    _il.Emit(OpCodes.Bgt_Un, slow);
+                }
+                // host = entry.Host + (offset & 0xFFF)
+                _il.Emit(OpCodes.Ldloc, entry);
+                _il.Emit(OpCodes.Ldc_I4_8);
+                _il.Emit(OpCodes.Add);
+                _il.Emit(OpCodes.Ldind_I8);
+                _il.Emit(OpCodes.Ldloc, offset);
+                _il.Emit(OpCodes.Ldc_I4, (int)PageOffsetMask);
+                _il.Emit(OpCodes.And);
+                _il.Emit(OpCodes.Conv_U8);
+                _il.Emit(OpCodes.Add);
+                _il.Emit(OpCodes.Stloc, host);
+                _il.Emit(OpCodes.Br, ok);
+                _il.MarkLabel(slow);
+            }
+            _il.Emit(OpCodes.Ldarg_1);
+            _il.Emit(OpCodes.Ldloc, offset);
             _il.Emit(OpCodes.Ldc_I4, (int)segment);
             _il.Emit(OpCodes.Ldc_I4, size);
             _il.Emit(write ? OpCodes.Ldc_I4_1 : OpCodes.Ldc_I4_0);

@@ -143,6 +143,7 @@ public sealed partial class X86Core
     /// <summary>Runs <paramref name="block"/> and the blocks it chains to (see <see cref="TryRunBlock"/>), then makes EFLAGS whole.</summary>
     private int RunBlocks(CodePage page, JitBlock block, long budgetLeft)
     {
+        FastTlbCheckEpoch();
         int total = RunChain(page, block, budgetLeft);
         if (_lazyOp != 0)
         {
@@ -277,7 +278,10 @@ public sealed partial class X86Core
     internal long JitHost(uint offset, int segment, int size, bool write)
     {
         uint linear = offset;
-        if ((_nonFlatSegments & (1 << segment)) != 0 && !JitSegment(segment, offset, size, write, out linear))
+        // CS is never taken as flat here: an access through it must be a read of a readable code segment (JitSegment
+        // refuses code segments, so the interpreter decides).
+        bool flat = ((_nonFlatSegments | (1 << (int)Sreg.Cs)) & (1 << segment)) == 0;
+        if (!flat && !JitSegment(segment, offset, size, write, out linear))
         {
             return -1;
         }
@@ -319,7 +323,12 @@ public sealed partial class X86Core
                 return -1;
             }
         }
-        return ((long)(slat & SecondLevelPageTable.FrameMask) << PageShift) | (physical & PageOffsetMask);
+        long host = ((long)(slat & SecondLevelPageTable.FrameMask) << PageShift) | (physical & PageOffsetMask);
+        if (flat)
+        {
+            FastTlbFill(linear, host, write, page);
+        }
+        return host;
     }
 
     /// <summary>A segmented access the translator may make: an expand-up data segment (writable for a write), inside its limit.</summary>
@@ -428,6 +437,9 @@ internal sealed class JitCache
     public long BlocksRefused { get; private set; }
     public long CompileTicks => Interlocked.Read(ref _compileTicks);
     public long Flushes { get; private set; }
+
+    /// <summary>Counts the guest pages that became code pages (the translator's TLB drops its write entries, Jit/X86Core.JitTlb.cs).</summary>
+    public int CodeEpoch;
 
     public void Refused() => BlocksRefused++;
 

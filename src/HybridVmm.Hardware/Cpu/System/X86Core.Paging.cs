@@ -187,6 +187,7 @@ public sealed unsafe partial class X86Core
             | ((leaf & PteGlobal) != 0 && (_ctx.Cr4 & Cr4Pge) != 0 ? TlbGlobal : 0) | (large ? TlbLargePage : 0)
             | (userPage ? 0 : TlbSupervisorPage) | (executable ? TlbExecute : 0));
         _tlbHasLargePages |= large;
+        FastTlbDrop(linear); // the translator's entry came from the entry this one replaces
         return pageBase | (linear & PageOffsetMask);
     }
 
@@ -375,6 +376,7 @@ public sealed unsafe partial class X86Core
             tlb[i] = default;
         }
         _tlbHasLargePages = large;
+        FastTlbFlush();
         CodeMappingChanged();
     }
 
@@ -391,9 +393,11 @@ public sealed unsafe partial class X86Core
                 if (tlb[i].Tag != 0 && (tlb[i].Tag & 0xFFC0_0000) == region && (tlb[i].Rights & TlbLargePage) != 0)
                 {
                     tlb[i] = default;
+                    _fastTlb[i] = default;
                 }
             }
         }
+        FastTlbDrop(linear);
         ref TlbEntry entry = ref _tlb[(linear >> PageShift) & (TlbEntries - 1)];
         if (entry.Tag == ((linear & ~PageOffsetMask) | TlbValid))
         {
@@ -423,8 +427,13 @@ public sealed unsafe partial class X86Core
     {
         bool user = _ctx.Cpl == 3;
         byte smap = !user && (_ctx.Cr4 & Cr4Smap) != 0 && (_ctx.Eflags & AcFlag) == 0 ? TlbSupervisorPage : (byte)0;
-        _readRequired = user ? TlbUserRead : smap;
-        _writeRequired = (byte)((user ? TlbUserWrite : TlbSupervisorWrite) | TlbDirty | smap);
+        byte read = user ? TlbUserRead : smap, write = (byte)((user ? TlbUserWrite : TlbSupervisorWrite) | TlbDirty | smap);
+        if (read != _readRequired || write != _writeRequired)
+        {
+            FastTlbFlush(); // the translator's entries allow what the old rights allowed
+        }
+        _readRequired = read;
+        _writeRequired = write;
         _fetchRequired = (byte)(TlbExecute | (user ? TlbUserRead : (_ctx.Cr4 & Cr4Smep) != 0 ? TlbSupervisorPage : 0));
     }
 
