@@ -91,7 +91,7 @@ public sealed partial class X86Core
         private enum Kind : byte { Refused, Translated, Branch, Interpreted, InterpretedMemory }
 
         /// <summary>The flag-writing operation whose flags are not computed yet (numbered as <see cref="JitFlags"/> takes them).</summary>
-        private enum Pending : byte { None, Add, Sub, Logic, Inc, Dec }
+        private enum Pending : byte { None, Add, Sub, Logic, Inc, Dec, Szp }
 
         private readonly Instruction[] _code;
         private readonly bool[] _usedRegs, _writtenRegs;
@@ -817,7 +817,7 @@ public sealed partial class X86Core
             {
                 case Operation.Adc or Operation.Sbb:
                     {
-                        Materialize();
+                        MaterializeCarry(); // ADC and SBB read CF and write every status flag
                         _il.Emit(OpCodes.Ldloc, a);
                         _il.Emit(OpCodes.Ldloc, b);
                         _il.Emit(OpCodes.Ldloc, _flags);
@@ -827,6 +827,7 @@ public sealed partial class X86Core
                         _il.Emit(OpCodes.Ldloca, r);
                         _il.Emit(OpCodes.Call, op == Operation.Adc ? AddCarryMethod : SubBorrowMethod);
                         MergeFlags(StatusFlags);
+                        _pending = Pending.None;
                         break;
                     }
                 case Operation.Add or Operation.Sub or Operation.Cmp:
@@ -867,7 +868,7 @@ public sealed partial class X86Core
             switch (op)
             {
                 case Operation.Inc or Operation.Dec:
-                    Materialize(); // INC and DEC keep CF: the flags before them must be whole
+                    MaterializeCarry(); // INC and DEC keep CF and write the other status flags
                     _il.Emit(OpCodes.Ldloc, a);
                     _il.Emit(OpCodes.Ldc_I4_1);
                     _il.Emit(op == Operation.Inc ? OpCodes.Add : OpCodes.Sub);
@@ -912,7 +913,13 @@ public sealed partial class X86Core
                 host = TranslateOperand(k, size, write: false);
                 host = TranslateOperand(k, size, write: true);
             }
-            if (!(op is Operation.Shl or Operation.Shr or Operation.Sar && WritesAllStatus(ref ins)))
+            bool writesAll = op is Operation.Shl or Operation.Shr or Operation.Sar && WritesAllStatus(ref ins);
+            if (writesAll && (ins.Immediate8 & 0x1f) < size * 8)
+            {
+                EmitShiftInline(ref ins, op, size, host);
+                return;
+            }
+            if (!writesAll)
             {
                 Materialize();
             }
@@ -932,12 +939,98 @@ public sealed partial class X86Core
             WriteDest(ref ins, size, host, TakeResultAndFlags());
         }
 
-        /// <summary>IMUL r, r/m (, imm) through <see cref="JitImul"/>, which writes every status flag.</summary>
+        /// <summary>
+        /// SHL, SHR or SAR by an immediate below the operand's width, inline: the result, and CF and OF as
+        /// <see cref="ShiftResult"/> computes them, kept for the flags (Pending.Szp) rather than computed whole.
+        /// </summary>
+        private void EmitShiftInline(ref Instruction ins, Operation op, int size, LocalBuilder? host)
+        {
+            int n = ins.Immediate8 & 0x1f, bits = size * 8;
+            LocalBuilder a = Temp(), r = Temp(), extra = Temp();
+            ReadDest(ref ins, size, host);
+            _il.Emit(OpCodes.Stloc, a);
+            if (op == Operation.Sar)
+            {
+                // The operand sign-extended to 32 bits, then shifted arithmetically.
+                _il.Emit(OpCodes.Ldloc, a);
+                if (size != 4) _il.Emit(size == 1 ? OpCodes.Conv_I1 : OpCodes.Conv_I2);
+                _il.Emit(OpCodes.Stloc, a);
+            }
+            OpCode shift = op switch { Operation.Shl => OpCodes.Shl, Operation.Shr => OpCodes.Shr_Un, _ => OpCodes.Shr };
+            _il.Emit(OpCodes.Ldloc, a);
+            _il.Emit(OpCodes.Ldc_I4, n);
+            _il.Emit(shift);
+            Mask(size);
+            _il.Emit(OpCodes.Stloc, r);
+            // CF: the last bit shifted out.
+            _il.Emit(OpCodes.Ldloc, a);
+            _il.Emit(OpCodes.Ldc_I4, op == Operation.Shl ? bits - n : n - 1);
+            _il.Emit(op == Operation.Shl ? OpCodes.Shr_Un : shift);
+            _il.Emit(OpCodes.Ldc_I4_1);
+            _il.Emit(OpCodes.And);
+            _il.Emit(OpCodes.Stloc, extra);
+            // OF: SHL, the result's sign against CF; SHR by 1, the operand's sign; otherwise 0.
+            if (op == Operation.Shl || (op == Operation.Shr && n == 1))
+            {
+                _il.Emit(OpCodes.Ldloc, op == Operation.Shl ? r : a);
+                SignOf(size);
+                if (op == Operation.Shl)
+                {
+                    _il.Emit(OpCodes.Ldloc, extra);
+                    _il.Emit(OpCodes.Xor);
+                }
+                _il.Emit(OpCodes.Ldc_I4, 11); // OF is bit 11
+                _il.Emit(OpCodes.Shl);
+                _il.Emit(OpCodes.Ldloc, extra);
+                _il.Emit(OpCodes.Or);
+                _il.Emit(OpCodes.Stloc, extra);
+            }
+            SetPending(Pending.Szp, size, r, extra);
+            WriteDest(ref ins, size, host, r);
+        }
+
+        /// <summary>
+        /// IMUL r, r/m (, imm): the 32-bit form inline, its CF and OF (the product does not fit) kept for the flags
+        /// (Pending.Szp); the 16-bit form through <see cref="JitImul"/>. Both write every status flag.
+        /// </summary>
         private void EmitImul(int k)
         {
             ref Instruction ins = ref _code[k];
             int size = RegSize[(int)ins.Op0Register];
             LocalBuilder? host = ins.Op1Kind == OpKind.Memory ? TranslateOperand(k, size, write: false) : null;
+            if (size == 4)
+            {
+                LocalBuilder product = Temp(typeof(long)), r = Temp(), extra = Temp();
+                EmitSource(k, ins.Op1Kind, ins.Op1Register, size, host);
+                _il.Emit(OpCodes.Conv_I8);
+                if (ins.OpCount == 3)
+                {
+                    _il.Emit(OpCodes.Ldc_I4, unchecked((int)Immediate(ref ins, ins.Op2Kind, size)));
+                }
+                else
+                {
+                    ReadReg(ins.Op0Register);
+                }
+                _il.Emit(OpCodes.Conv_I8);
+                _il.Emit(OpCodes.Mul);
+                _il.Emit(OpCodes.Stloc, product);
+                _il.Emit(OpCodes.Ldloc, product);
+                _il.Emit(OpCodes.Conv_U4);
+                _il.Emit(OpCodes.Stloc, r);
+                // CF = OF = the product differs from its low half sign-extended.
+                _il.Emit(OpCodes.Ldloc, product);
+                _il.Emit(OpCodes.Ldloc, r);
+                _il.Emit(OpCodes.Conv_I8);
+                _il.Emit(OpCodes.Ceq);
+                Not();
+                _il.Emit(OpCodes.Ldc_I4, unchecked((int)(CF | OF)));
+                _il.Emit(OpCodes.Mul);
+                _il.Emit(OpCodes.Stloc, extra);
+                SetPending(Pending.Szp, 4, r, extra);
+                _il.Emit(OpCodes.Ldloc, r);
+                WriteReg(ins.Op0Register);
+                return;
+            }
             EmitSource(k, ins.Op1Kind, ins.Op1Register, size, host);
             if (ins.OpCount == 3)
             {
@@ -1246,6 +1339,31 @@ public sealed partial class X86Core
                             return true;
                     }
                     return false;
+                case Pending.Szp:
+                    switch (cc)
+                    {
+                        case ConditionCode.e:
+                            _il.Emit(OpCodes.Ldloc, _pa);
+                            Not();
+                            return true;
+                        case ConditionCode.s:
+                            _il.Emit(OpCodes.Ldloc, _pa);
+                            SignOf(size);
+                            return true;
+                        case ConditionCode.b:
+                            _il.Emit(OpCodes.Ldloc, _pb);
+                            _il.Emit(OpCodes.Ldc_I4_1);
+                            _il.Emit(OpCodes.And);
+                            return true;
+                        case ConditionCode.o:
+                            _il.Emit(OpCodes.Ldloc, _pb);
+                            _il.Emit(OpCodes.Ldc_I4, 11);
+                            _il.Emit(OpCodes.Shr_Un);
+                            _il.Emit(OpCodes.Ldc_I4_1);
+                            _il.Emit(OpCodes.And);
+                            return true;
+                    }
+                    return false;
                 case Pending.Add or Pending.Inc or Pending.Dec:
                     switch (cc)
                     {
@@ -1389,6 +1507,41 @@ public sealed partial class X86Core
         private void Materialize()
         {
             EmitMaterialize(_pending, _pendingSize);
+            _pending = Pending.None;
+        }
+
+        /// <summary>
+        /// Makes only CF right in the flags local, inline, for an instruction that reads CF and then writes every other
+        /// status flag (INC, DEC, ADC, SBB): the others stay stale until that instruction overwrites them, so no call
+        /// to JitFlags. A pending INC or DEC already has the right CF there (it was made right before it).
+        /// </summary>
+        private void MaterializeCarry()
+        {
+            int size = _pendingSize;
+            switch (_pending)
+            {
+                case Pending.None or Pending.Inc or Pending.Dec:
+                    return;
+                case Pending.Sub:
+                    _il.Emit(OpCodes.Ldloc, _pa);
+                    _il.Emit(OpCodes.Ldloc, _pb);
+                    _il.Emit(OpCodes.Clt_Un); // a borrow: a < b (both masked to the size)
+                    break;
+                case Pending.Add:
+                    PushResult(Pending.Add, size);
+                    _il.Emit(OpCodes.Ldloc, _pa);
+                    _il.Emit(OpCodes.Clt_Un); // a carry out: the masked sum is below an operand
+                    break;
+                case Pending.Logic:
+                    _il.Emit(OpCodes.Ldc_I4_0);
+                    break;
+                case Pending.Szp:
+                    _il.Emit(OpCodes.Ldloc, _pb);
+                    _il.Emit(OpCodes.Ldc_I4_1);
+                    _il.Emit(OpCodes.And);
+                    break;
+            }
+            MergeFlags(CF);
             _pending = Pending.None;
         }
 

@@ -362,7 +362,8 @@ public sealed partial class X86Core
 
     /// <summary>
     /// <paramref name="flags"/> with the status flags of a block's pending operation (1 ADD, 2 SUB/CMP/NEG, 3 a logic
-    /// operation on result <paramref name="a"/>, 4 INC and 5 DEC of <paramref name="a"/>, which keep CF), as
+    /// operation on result <paramref name="a"/>, 4 INC and 5 DEC of <paramref name="a"/>, which keep CF, 6 a shift or
+    /// IMUL with result <paramref name="a"/> and its CF and OF already in <paramref name="b"/>), as
     /// Interp/X86Core.Flags.cs computes them for both tiers. Called, not inlined, for the reason JitHost gives; most
     /// conditions in a block do not need it (BlockCompiler.EmitCondition).
     /// </summary>
@@ -375,7 +376,8 @@ public sealed partial class X86Core
             2 => SubStatus(a, b, 0, size, out _),
             3 => Szp(a, size),
             4 => (AddStatus(a, 1, 0, size, out _) & ~CF) | (flags & CF),
-            _ => (SubStatus(a, 1, 0, size, out _) & ~CF) | (flags & CF),
+            5 => (SubStatus(a, 1, 0, size, out _) & ~CF) | (flags & CF),
+            _ => Szp(a, size) | (b & (CF | OF)),
         };
         return (flags & ~StatusFlags) | status;
     }
