@@ -300,7 +300,7 @@ public sealed partial class RootPartition
     /// <summary>Instructions the VM's boot vCPU has retired, which <see cref="PauseAtInstruction"/> counts (with one vCPU, the VM's).</summary>
     public long BootInstructionsRetired(VirtualMachine vm) => _api.BootInstructionsRetired(vm.Partition);
 
-    private VmCreationError OutOfMemory(uint bytes) => new(VmCreationErrorKind.OutOfHostMemory,
+    private VmCreationError OutOfMemory(ulong bytes) => new(VmCreationErrorKind.OutOfHostMemory,
         $"not enough host memory for {bytes / (1024 * 1024)} MiB ({_api.FreeMemoryBytes / (1024 * 1024)} MiB free)");
 
     private VirtualMachine AddWorker(VmConfiguration config, PartitionHandle partition)

@@ -91,7 +91,7 @@ internal sealed partial class LocalApic : ILocalInterruptController
     }
 
     /// <summary>Whether a guest-physical access lands in the register page (only while globally enabled).</summary>
-    public bool Claims(uint gpa) => GloballyEnabled && (gpa & ~0xFFFu) == PageAddress;
+    public bool Claims(ulong gpa) => GloballyEnabled && (gpa & ~0xFFFUL) == PageAddress;
 
     // ---- IA32_APIC_BASE ------------------------------------------------------------------------------------------
 
