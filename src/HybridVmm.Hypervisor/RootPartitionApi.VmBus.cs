@@ -141,7 +141,7 @@ public sealed partial class RootPartitionApi
         while (done < length)
         {
             long at = offset + done;
-            uint gpa = (gpadl.Pages[(int)(at >> 12)] << 12) | (uint)(at & 0xFFF);
+            ulong gpa = ((ulong)gpadl.Pages[(int)(at >> 12)] << 12) | (ulong)(at & 0xFFF);
             int chunk = Math.Min(length - done, 4096 - (int)(at & 0xFFF));
             bool ok = write ? space.TryWrite(gpa, source.Slice(done, chunk)) : space.TryRead(gpa, destination.Slice(done, chunk));
             if (!ok) return false;

@@ -98,7 +98,7 @@ internal sealed class HypercallHandler(PartitionTable partitions, RootRequestQue
             return HvStatus.InvalidAlignment;
         }
 
-        return gpa <= uint.MaxValue && partition.AddressSpace is { } space && space.TryRead((uint)gpa, block)
+        return partition.AddressSpace is { } space && space.TryRead(gpa, block)
             ? HvStatus.Success
             : HvStatus.InvalidParameter;
     }
@@ -234,7 +234,7 @@ internal sealed class HypercallHandler(PartitionTable partitions, RootRequestQue
         int done = start;
         for (int i = start; i < count; i++)
         {
-            if (!partition.AddressSpace!.TryRead((uint)inputGpa + 8 + (uint)i * 8, element))
+            if (!partition.AddressSpace!.TryRead(inputGpa + 8 + (ulong)i * 8, element))
             {
                 table.Remove(id);
                 return (HvStatus.InvalidParameter, done, what);

@@ -16,7 +16,8 @@ public class RamAbove4GiBTests
 {
     private const uint Pdpt = 0x10000, Directory = 0x11000, Table = 0x12000, Idt = 0x13000, Resume = 0x14000;
 
-    internal static byte[] Guest() => FlatKernel.Build(a =>
+    /// <param name="countdown">Loop iterations between the writes and the reads (a window in which a snapshot is taken).</param>
+    internal static byte[] Guest(int countdown = 0) => FlatKernel.Build(a =>
     {
         Label hex8 = a.CreateLabel(), nibble = a.CreateLabel(), digit = a.CreateLabel(), pageFault = a.CreateLabel();
         Label afterGate = a.CreateLabel(), setGate = a.CreateLabel(), handlerJump = a.CreateLabel();
@@ -67,6 +68,15 @@ public class RamAbove4GiBTests
         a.mov(__dword_ptr[0x200FFC], 0x1234_5678);
         a.mov(__dword_ptr[0x202FFC], unchecked((int)0xA5A5_5A5A));
         a.mov(__dword_ptr[0x600010], 0x0BAD_F00D);
+        if (countdown > 0)
+        {
+            Label spin = a.CreateLabel();
+            a.mov(ecx, countdown);
+            a.Label(ref spin);
+            a.dec(ecx);
+            a.jnz(spin);
+        }
+
         a.mov(eax, Pdpt); a.mov(cr3, eax);           // drop the TLB: the reads below walk again
         a.mov(eax, __dword_ptr[0x201000]); a.call(hex8); // the first pattern, through the read-only alias
         a.mov(eax, __dword_ptr[0x201FFC]); a.call(hex8);
