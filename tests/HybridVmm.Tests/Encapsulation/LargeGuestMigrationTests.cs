@@ -78,5 +78,6 @@ public sealed class LargeGuestMigrationTests
         system.Root.Start(clone);
         await system.RunUntilIdleAsync();
         Assert.That(console.Text(template) + console.Text(clone), Is.EqualTo(expected), "the clone read the template's pages above 4 GiB");
+        Assert.That(clone.Statistics.Translator.BlockEntries, Is.GreaterThan(0), "the translator ran the hot loop over the page above 4 GiB");
     }
 }

@@ -9,7 +9,7 @@ namespace HybridVmm.Tests.EndToEnd;
 /// with 36-bit physical addresses (SDM Vol. 3A, 4.4.2, MAXPHYADDR 36). The guest maps pages there through a page table
 /// and a 2 MiB page, writes patterns, reads them back through a second (read-only) mapping of the same page, checks that
 /// the RAM at the same address below 4 GiB is untouched (no wrap at 4 GiB), and touches a PTE with bit 36 set: a
-/// reserved bit, so a #PF with RSVD (SDM 4.7). Every line is compared with QEMU (<c>-m 4G -cpu qemu32,+pse36</c>: QEMU
+/// reserved bit, so a #PF with RSVD (SDM 4.7). A hot loop reads and writes the high page through the translator. Every line is compared with QEMU (<c>-m 4G -cpu qemu32,+pse36</c>: QEMU
 /// 7.2 gives a 32-bit CPU 36 physical-address bits only with PSE-36), never with values of our own.
 /// </summary>
 public class RamAbove4GiBTests
@@ -84,6 +84,17 @@ public class RamAbove4GiBTests
         a.mov(eax, __dword_ptr[0x600010]); a.call(hex8);
         a.mov(eax, __dword_ptr[0x400000]); a.call(hex8); // 0x400000 below 4 GiB: not what 0x100400000 holds
         a.mov(eax, __dword_ptr[Table]); a.call(hex8);          // the PTE's low dword: A and D set by the walks
+        // A hot loop over the page above 4 GiB, which the translator compiles (it runs a block after 1,000 starts): its
+        // memory path takes the guest-physical page from the TLB, above 4 GiB here. The sum and the counter it adds.
+        Label hot = a.CreateLabel();
+        a.mov(ecx, 200_000); a.xor(eax, eax); a.mov(esi, 0x200000);
+        a.Label(ref hot);
+        a.add(eax, __dword_ptr[esi]);
+        a.add(__dword_ptr[esi + 4], ecx);
+        a.dec(ecx);
+        a.jnz(hot);
+        a.call(hex8);
+        a.mov(eax, __dword_ptr[0x201004]); a.call(hex8);
         a.mov(__dword_ptr[Resume], 5);
         a.mov(eax, __dword_ptr[0x203000]);           // A1 moffs32: the reserved bit, #PF
         a.mov(al, 0xFE); a.@out(0x64, al);           // reset: the end under both (QEMU -no-reboot)

@@ -49,7 +49,7 @@ public sealed unsafe partial class X86Core
 
     // Page-directory and page-table entry bits (SDM Vol. 3A, tables 4-4 to 4-6).
     private const uint PtePresent = 1, PteWritable = 2, PteUser = 4, PteAccessed = 0x20, PteDirty = 0x40, PtePageSize = 0x80, PteGlobal = 0x100;
-    private const uint Pde4MReservedBits = 0x003F_E000; // bits 21:13 with MAXPHYADDR 32
+    private const uint Pde4MReservedBits = 0x003F_E000; // bits 21:13: no PSE-36, a 4 MiB page stays below 4 GiB
     // PAE entries (SDM Vol. 3A, tables 4-8 to 4-11), with MAXPHYADDR 36: in the high dword, bits 3:0 are address bits
     // 35:32 and the rest is reserved but for XD (bit 63) under NXE (a PDPTE has no XD); a PDPTE also reserves bits 2:1 and
     // 8:5, and a 2 MiB PDE bits 20:13.
