@@ -63,12 +63,13 @@ public sealed unsafe partial class X86Core
     // #PF error code bits (SDM Vol. 3A, 4.7).
     private const uint PfPresent = 1, PfWrite = 2, PfUser = 4, PfReserved = 8, PfFetch = 16;
 
+    // PageBase first: 16 bytes an entry rather than 24 (the TLB is read on every access).
     private struct TlbEntry
     {
-        /// <summary>The linear page base with <see cref="TlbValid"/> set; 0 when empty.</summary>
-        public uint Tag;
         /// <summary>The guest-physical page base the linear page maps to (above 4 GiB only through PAE paging).</summary>
         public ulong PageBase;
+        /// <summary>The linear page base with <see cref="TlbValid"/> set; 0 when empty.</summary>
+        public uint Tag;
         public byte Rights;
     }
 
