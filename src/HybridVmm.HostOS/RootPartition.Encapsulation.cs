@@ -22,7 +22,7 @@ public sealed partial class RootPartition
         IReadOnlyList<uint> pageNumbers = onlyPages is null ? _api.NonZeroPages(vm.Partition) : onlyPages.ToArray();
         SavedMemory memory = copyMemory
             ? SavedMemory.Of(ReadPages(vm, pageNumbers))
-            : new PausedVmMemory(pageNumbers, (page, buffer) => _api.ReadSavedStateMemory(vm.Partition, page << 12, buffer.Span));
+            : new PausedVmMemory(pageNumbers, (page, buffer) => _api.ReadSavedStateMemory(vm.Partition, (ulong)page << 12, buffer.Span));
 
         var devices = new List<DeviceState>();
         foreach (IChipsetDevice device in vm.Worker.Devices)
@@ -65,7 +65,7 @@ public sealed partial class RootPartition
         foreach (uint page in pageNumbers)
         {
             byte[] bytes = new byte[4096];
-            if (!_api.ReadSavedStateMemory(vm.Partition, page << 12, bytes))
+            if (!_api.ReadSavedStateMemory(vm.Partition, (ulong)page << 12, bytes))
             {
                 throw new InvalidOperationException($"'{vm.Name}' must be paused or stopped to read its saved state");
             }
@@ -125,7 +125,7 @@ public sealed partial class RootPartition
         // Straight from wherever the pages are (the snapshot file, for a restore) into the new partition's RAM. It has
         // not started, so a page that cannot be read leaves nothing behind but a partition to delete.
         bool written = true;
-        string? unreadable = snapshot.Memory.ForEach((number, bytes) => written &= _api.WriteGuestMemory(partition, number << 12, bytes));
+        string? unreadable = snapshot.Memory.ForEach((number, bytes) => written &= _api.WriteGuestMemory(partition, (ulong)number << 12, bytes));
         if (unreadable is not null || !written)
         {
             _api.Delete(partition);

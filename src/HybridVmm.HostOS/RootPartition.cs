@@ -271,7 +271,7 @@ public sealed partial class RootPartition
     /// Reads RAM of a VM that is not running (paused or stopped), through the kernel's saved-state access, as
     /// Hyper-V's root inspects a saved VM. False while it runs: a running guest's memory is its own.
     /// </summary>
-    public bool ReadMemoryOfStoppedVm(VirtualMachine vm, uint gpa, Span<byte> destination) =>
+    public bool ReadMemoryOfStoppedVm(VirtualMachine vm, ulong gpa, Span<byte> destination) =>
         _api.ReadSavedStateMemory(vm.Partition, gpa, destination);
 
     /// <summary>A vCPU's registers (saved-state access; meaningful while the VM does not run).</summary>
@@ -300,7 +300,7 @@ public sealed partial class RootPartition
     /// <summary>Instructions the VM's boot vCPU has retired, which <see cref="PauseAtInstruction"/> counts (with one vCPU, the VM's).</summary>
     public long BootInstructionsRetired(VirtualMachine vm) => _api.BootInstructionsRetired(vm.Partition);
 
-    private VmCreationError OutOfMemory(uint bytes) => new(VmCreationErrorKind.OutOfHostMemory,
+    private VmCreationError OutOfMemory(ulong bytes) => new(VmCreationErrorKind.OutOfHostMemory,
         $"not enough host memory for {bytes / (1024 * 1024)} MiB ({_api.FreeMemoryBytes / (1024 * 1024)} MiB free)");
 
     private VirtualMachine AddWorker(VmConfiguration config, PartitionHandle partition)

@@ -134,7 +134,7 @@ public sealed class HypervisorKernel
 
     internal void StopPartition(Partition partition, PartitionExit exit) => Table.Stop(partition, exit);
 
-    internal Partition? CreateChild(string name, uint memoryBytes, long instructionLimit, int processors = 1)
+    internal Partition? CreateChild(string name, ulong memoryBytes, long instructionLimit, int processors = 1)
     {
         lock (Table.Gate)
         {

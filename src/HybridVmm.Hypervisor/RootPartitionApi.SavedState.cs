@@ -70,14 +70,14 @@ public sealed partial class RootPartitionApi
 
             foreach (uint page in gpadl.Pages)
             {
-                if (page >= space.PageCount)
+                if (!space.IsRamPage(page))
                 {
                     return $"saved GPADL {gpadl.Id} grants page {page}, outside the VM's RAM";
                 }
             }
         }
 
-        if ((hv.ReferenceTscMsr & 1) != 0 && (hv.ReferenceTscMsr & ~0xFFFUL) + 0x1000 > space.SizeBytes)
+        if ((hv.ReferenceTscMsr & 1) != 0 && !space.IsRam(hv.ReferenceTscMsr & ~0xFFFUL, 0x1000))
         {
             return $"saved reference TSC page at 0x{hv.ReferenceTscMsr & ~0xFFFUL:x} is outside the VM's RAM";
         }

@@ -141,7 +141,7 @@ public sealed partial class RootPartitionApi
         while (done < length)
         {
             long at = offset + done;
-            uint gpa = (gpadl.Pages[(int)(at >> 12)] << 12) | (uint)(at & 0xFFF);
+            ulong gpa = ((ulong)gpadl.Pages[(int)(at >> 12)] << 12) | (ulong)(at & 0xFFF);
             int chunk = Math.Min(length - done, 4096 - (int)(at & 0xFFF));
             bool ok = write ? space.TryWrite(gpa, source.Slice(done, chunk)) : space.TryRead(gpa, destination.Slice(done, chunk));
             if (!ok) return false;
@@ -152,7 +152,7 @@ public sealed partial class RootPartitionApi
     }
 
     /// <summary>Root access by guest-physical address, allowed only inside pages a GPADL grants.</summary>
-    public bool ReadGrantedMemory(PartitionHandle partitionHandle, uint gpa, Span<byte> destination)
+    public bool ReadGrantedMemory(PartitionHandle partitionHandle, ulong gpa, Span<byte> destination)
     {
         Partition partition = Get(partitionHandle);
         if (!partition.Hv.Gpadls.IsGranted(gpa, destination.Length))
@@ -164,7 +164,7 @@ public sealed partial class RootPartitionApi
         return partition.AddressSpace is { } space && space.TryRead(gpa, destination);
     }
 
-    public bool WriteGrantedMemory(PartitionHandle partitionHandle, uint gpa, ReadOnlySpan<byte> source)
+    public bool WriteGrantedMemory(PartitionHandle partitionHandle, ulong gpa, ReadOnlySpan<byte> source)
     {
         Partition partition = Get(partitionHandle);
         if (!partition.Hv.Gpadls.IsGranted(gpa, source.Length))

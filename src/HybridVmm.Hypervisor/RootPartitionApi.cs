@@ -33,11 +33,11 @@ public sealed partial class RootPartitionApi
     public const int MaxProcessors = Partition.MaxProcessors;
 
     /// <summary>
-    /// Creates a child partition with <paramref name="memoryBytes"/> of RAM at GPA 0 and <paramref name="processors"/>
+    /// Creates a child partition with <paramref name="memoryBytes"/> of RAM (laid out as <see cref="Hardware.Memory.GuestRam"/> says) and <paramref name="processors"/>
     /// vCPUs (1 to <see cref="MaxProcessors"/>): the first starts at the boot state, the others wait for a start-up IPI.
     /// Null when host memory is short.
     /// </summary>
-    public PartitionHandle? CreatePartition(string name, uint memoryBytes, long instructionLimit = 0, int processors = 1)
+    public PartitionHandle? CreatePartition(string name, ulong memoryBytes, long instructionLimit = 0, int processors = 1)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(processors, 1);
         ArgumentOutOfRangeException.ThrowIfGreaterThan(processors, MaxProcessors);
@@ -83,11 +83,11 @@ public sealed partial class RootPartitionApi
     /// <summary>Completes when the partition stops, with the reason.</summary>
     public Task<PartitionExit> Exited(PartitionHandle partition) => Get(partition).Exited;
 
-    /// <summary>Bytes of RAM the partition has at GPA 0.</summary>
-    public uint MemorySizeBytes(PartitionHandle partition) => Get(partition).AddressSpace?.SizeBytes ?? 0;
+    /// <summary>Bytes of RAM the partition has (from GPA 0, and from 4 GiB for 3584 MiB and more: <see cref="Hardware.Memory.GuestRam"/>).</summary>
+    public ulong MemorySizeBytes(PartitionHandle partition) => Get(partition).AddressSpace?.SizeBytes ?? 0;
 
-    /// <summary>Whether any guest-physical address in [<paramref name="first"/>, <paramref name="last"/>] is backed by the partition's RAM.</summary>
-    public bool IsRam(PartitionHandle partition, uint first, uint last) => first < MemorySizeBytes(partition);
+    /// <summary>Whether any guest-physical address in [<paramref name="first"/>, <paramref name="last"/>] (below 4 GiB) is backed by the partition's RAM.</summary>
+    public bool IsRam(PartitionHandle partition, uint first, uint last) => first < Hardware.Memory.GuestRam.BelowFourGiB(MemorySizeBytes(partition));
 
     /// <summary>The state of one virtual processor (running, waiting for the root, halted, stopped).</summary>
     public VpState VirtualProcessorState(PartitionHandle partition, int vpIndex) => Get(partition).VirtualProcessors[vpIndex].State;
@@ -205,12 +205,12 @@ public sealed partial class RootPartitionApi
     /// Writes guest memory through the partition's second-level translation (the loader's path). Once the
     /// partition has started, only pages the guest granted (GPADLs) can be written; anything else is refused.
     /// </summary>
-    public bool WriteGuestMemory(PartitionHandle partitionHandle, uint gpa, ReadOnlySpan<byte> data) =>
+    public bool WriteGuestMemory(PartitionHandle partitionHandle, ulong gpa, ReadOnlySpan<byte> data) =>
         Get(partitionHandle).State == PartitionState.Created
             ? Get(partitionHandle).AddressSpace is { } space && space.TryWrite(gpa, data)
             : WriteGrantedMemory(partitionHandle, gpa, data);
 
-    public bool ReadGuestMemory(PartitionHandle partitionHandle, uint gpa, Span<byte> destination) =>
+    public bool ReadGuestMemory(PartitionHandle partitionHandle, ulong gpa, Span<byte> destination) =>
         Get(partitionHandle).State == PartitionState.Created
             ? Get(partitionHandle).AddressSpace is { } space && space.TryRead(gpa, destination)
             : ReadGrantedMemory(partitionHandle, gpa, destination);
@@ -220,7 +220,7 @@ public sealed partial class RootPartitionApi
     /// is not running (paused or stopped), as Hyper-V's saved-state path does. A running partition's memory is
     /// reachable only through its grants.
     /// </summary>
-    public bool ReadSavedStateMemory(PartitionHandle partitionHandle, uint gpa, Span<byte> destination) =>
+    public bool ReadSavedStateMemory(PartitionHandle partitionHandle, ulong gpa, Span<byte> destination) =>
         Get(partitionHandle).State != PartitionState.Running && Get(partitionHandle).AddressSpace is { } space && space.TryRead(gpa, destination);
 
     /// <summary>The non-zero RAM pages of a partition that is not running (saved-state access).</summary>

@@ -53,7 +53,7 @@ public sealed partial class VmManager
             return ApiProblem.BadRequest("'name' is required for a VM made from an image");
         }
 
-        if (!SizeParser.TryParseGuestMemory(request.Memory ?? "64M", out uint memory, out string sizeError))
+        if (!SizeParser.TryParseGuestMemory(request.Memory ?? "64M", out ulong memory, out string sizeError))
         {
             return ApiProblem.BadRequest($"memory: {sizeError}");
         }
@@ -186,7 +186,7 @@ public sealed partial class VmManager
         : ApiProblem.BadRequest(error.Message);
 
     /// <summary>An image's bytes: from the embedded samples, or a file no larger than the guest's memory.</summary>
-    private static ApiOutcome<byte[]> ReadImage(string source, uint memoryBytes)
+    private static ApiOutcome<byte[]> ReadImage(string source, ulong memoryBytes)
     {
         if (ImageSource.IsEmbedded(source, out string embedded))
         {
@@ -203,7 +203,7 @@ public sealed partial class VmManager
                 return ApiProblem.NotFound($"image file '{source}' does not exist on the serve host");
             }
 
-            if (file.Length > memoryBytes)
+            if (file.Length > (long)memoryBytes)
             {
                 return ApiProblem.BadRequest($"image file '{source}' ({file.Length} bytes) is larger than the guest's memory ({memoryBytes >> 20} MiB)");
             }

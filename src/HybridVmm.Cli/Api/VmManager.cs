@@ -88,7 +88,7 @@ public sealed partial class VmManager(HybridSystem system, ControlBarrier barrie
     private PartitionInfo DescribePartition(PartitionSummary p)
     {
         string? vm = p.IsRoot ? null : All().FirstOrDefault(m => m.Vm.Partition == p.Handle)?.Vm.Name;
-        return new PartitionInfo(p.Handle.Id, p.Name, p.IsRoot ? "root" : "guest", StateName(p.State), vm, p.MemoryBytes,
+        return new PartitionInfo(p.Handle.Id, p.Name, p.IsRoot ? "root" : "guest", StateName(p.State), vm, (long)p.MemoryBytes,
             [.. p.Processors.Select((state, i) => new VcpuInfo(i, VpStateName(state)))], p.Statistics.InstructionsRetired,
             p.Statistics.TotalIntercepts, p.Statistics.ChannelMessages, p.Statistics.VirtualTicks(system.Kernel.Clock.Ticks));
     }
@@ -359,7 +359,7 @@ public sealed partial class VmManager(HybridSystem system, ControlBarrier barrie
         PartitionExit? exit = vm.Exited.IsCompletedSuccessfully ? vm.Exited.Result : null;
         VcpuInfo[] vcpus = [.. Enumerable.Range(0, vm.Configuration.Processors)
             .Select(i => new VcpuInfo(i, IsLive(vm) ? VpStateName(system.Root.VirtualProcessorState(vm, i)) : "deleted"))];
-        return new VmInfo(vm.Name, StateName(vm.State), vm.Partition.Id, m.Source, vm.Configuration.MemoryBytes, vm.Configuration.CommandLine,
+        return new VmInfo(vm.Name, StateName(vm.State), vm.Partition.Id, m.Source, (long)vm.Configuration.MemoryBytes, vm.Configuration.CommandLine,
             vcpus, vm.Configuration.Devices.ToArray(), vm.Configuration.SyntheticDevices.ToArray(), Statistics(vm),
             exit is null ? null : new VmExit(ReasonName(exit.Reason), exit.ExitValue, exit.Diagnostic), m.Migration);
     }

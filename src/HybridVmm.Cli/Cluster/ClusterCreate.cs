@@ -56,7 +56,7 @@ internal static class ClusterCreate
 
             // The placement counts the snapshot's memory and vCPUs, so they are read from the file here; every host must
             // reach the same file (shared storage), as it must reach an image.
-            if (ReadSnapshotShape(source, out uint snapshotMemory, out int snapshotCpus) is { } unreadable)
+            if (ReadSnapshotShape(source, out ulong snapshotMemory, out int snapshotCpus) is { } unreadable)
             {
                 Console.Error.WriteLine($"hybridvmm: error: {unreadable.Message}");
                 return Task.FromResult(unreadable.Status);
@@ -75,7 +75,7 @@ internal static class ClusterCreate
     /// A snapshot's memory and vCPUs, or why it cannot go into the cluster: 66 when it is missing or not a regular file
     /// (checked before it is opened, as restore checks it), 65 when it is not a snapshot or has a disk.
     /// </summary>
-    private static InputFile.Refusal? ReadSnapshotShape(string path, out uint memoryBytes, out int cpus)
+    private static InputFile.Refusal? ReadSnapshotShape(string path, out ulong memoryBytes, out int cpus)
     {
         (memoryBytes, cpus) = (0, 0);
         if (InputFile.Check(path, "snapshot", SnapshotFile.MaxBytes, ExitStatus.InvalidImage, "the largest snapshot of a guest this build can run") is { } refusal)

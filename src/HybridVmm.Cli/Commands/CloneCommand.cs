@@ -45,7 +45,7 @@ internal static class CloneCommand
             return ExitStatus.Usage;
         }
 
-        if (!SizeParser.TryParseGuestMemory(memoryText, out uint memoryBytes, out string sizeError))
+        if (!SizeParser.TryParseGuestMemory(memoryText, out ulong memoryBytes, out string sizeError))
         {
             stderr.WriteLine($"hybridvmm: error: {sizeError}");
             return ExitStatus.Usage;
@@ -56,7 +56,7 @@ internal static class CloneCommand
             return diskRefused;
         }
 
-        (byte[]? bytes, int refused) = await GuestFile.LoadGuestAsync(guest, memoryBytes, stderr, cancellationToken);
+        (byte[]? bytes, int refused) = await GuestFile.LoadGuestAsync(guest, (long)memoryBytes, stderr, cancellationToken);
         if (bytes is null)
         {
             return refused;
@@ -87,7 +87,7 @@ internal static class CloneCommand
 
         var console = new CapturingConsole(new PrefixedLineConsole(Console.Out));
         // Room for the template plus a private quarter of its RAM per clone: far less than full copies.
-        var options = new HypervisorOptions { HostMemoryBytes = memoryBytes + (long)count * (memoryBytes / 4) + (4L << 20) };
+        var options = new HypervisorOptions { HostMemoryBytes = (long)memoryBytes + count * ((long)memoryBytes / 4) + (4L << 20) };
         using var system = new HybridSystem(options, console, recorder);
         ProvisioningReport report;
         using var run = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);

@@ -73,7 +73,7 @@ internal static class RunCommand
             return ExitStatus.Usage;
         }
 
-        if (!SizeParser.TryParseGuestMemory(memoryText, out uint memoryBytes, out string sizeError))
+        if (!SizeParser.TryParseGuestMemory(memoryText, out ulong memoryBytes, out string sizeError))
         {
             stderr.WriteLine($"hybridvmm: error: {sizeError}");
             return ExitStatus.Usage;
@@ -121,13 +121,13 @@ internal static class RunCommand
             stderr.WriteLine($"hybridvmm: error: {message}");
         }
 
-        if (await GuestFile.ReadAsync(imagePath, memoryBytes, "image", Refuse, cancellationToken) is not { } bytes)
+        if (await GuestFile.ReadAsync(imagePath, (long)memoryBytes, "image", Refuse, cancellationToken) is not { } bytes)
         {
             return refused;
         }
 
         byte[]? initrdBytes = null;
-        if (initrdPath is not null && (initrdBytes = await GuestFile.ReadAsync(initrdPath, memoryBytes, "initrd", Refuse, cancellationToken)) is null)
+        if (initrdPath is not null && (initrdBytes = await GuestFile.ReadAsync(initrdPath, (long)memoryBytes, "initrd", Refuse, cancellationToken)) is null)
         {
             return refused;
         }

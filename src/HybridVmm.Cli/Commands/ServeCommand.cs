@@ -333,11 +333,11 @@ internal static class ServeCommand
     {
         foreach (VmOptions vm in options.Vms)
         {
-            SizeParser.TryParseGuestMemory(vm.Memory, out uint memory, out _);
+            SizeParser.TryParseGuestMemory(vm.Memory, out ulong memory, out _);
             int status = ExitStatus.NoInput;
             byte[]? image = ImageSource.IsEmbedded(vm.Image, out _)
                 ? ImageSource.Read(vm.Image)
-                : await GuestFile.ReadAsync(vm.Image, memory, $"VM '{vm.Name}': image", (s, message) =>
+                : await GuestFile.ReadAsync(vm.Image, (long)memory, $"VM '{vm.Name}': image", (s, message) =>
                 {
                     status = s;
                     stderr.WriteLine($"hybridvmm: error: {configPath}: {message}");

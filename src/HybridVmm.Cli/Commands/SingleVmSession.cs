@@ -22,7 +22,7 @@ internal static class SingleVmSession
     /// <c>-no-reboot</c>; otherwise a reset ends the run.
     /// </param>
     public static async Task<int> RunAsync(
-        uint memoryBytes,
+        ulong memoryBytes,
         SessionOptions.Values options,
         Func<RootPartition, (VirtualMachine? Vm, VmCreationError? Error)> create,
         CancellationToken cancellationToken,
@@ -41,7 +41,7 @@ internal static class SingleVmSession
     }
 
     private static async Task<int> RunAsync(
-        uint memoryBytes,
+        ulong memoryBytes,
         SessionOptions.Values options,
         Func<RootPartition, (VirtualMachine? Vm, VmCreationError? Error)> create,
         SerialConsole? console,
@@ -66,7 +66,7 @@ internal static class SingleVmSession
             return ExitStatus.CannotWrite;
         }
 
-        var hypervisor = new HypervisorOptions { HostMemoryBytes = memoryBytes + (4L << 20) };
+        var hypervisor = new HypervisorOptions { HostMemoryBytes = (long)memoryBytes + (4L << 20) };
         using var system = new HybridSystem(hypervisor, HostOutput.StandardOutputConsole(), recorder);
         (VirtualMachine? vm, VmCreationError? error) = create(system.Root);
         if (vm is null)

@@ -130,7 +130,7 @@ internal static class VmCommand
         var name = new Argument<string>("NAME") { Description = "A new VM's name" };
         var image = new Option<string?>("--image") { Description = "A Multiboot ELF or bzImage, or embedded:NAME" };
         var snapshot = new Option<string?>("--snapshot") { Description = "A snapshot file instead of an image" };
-        var memory = new Option<string?>("--memory", "-m") { Description = "Guest RAM (2M to 3583M; default 64M)" };
+        var memory = new Option<string?>("--memory", "-m") { Description = "Guest RAM (2M to 4096M, i.e. 4G; default 64M)" };
         var append = new Option<string?>("--append") { Description = "The guest's command line" };
         var devices = new Option<string[]?>("--devices") { Description = "Emulated devices (default: all)", AllowMultipleArgumentsPerToken = true };
         var synthetic = new Option<string[]?>("--synthetic") { Description = "Synthetic devices: synthcon, synthblk, synthnet", AllowMultipleArgumentsPerToken = true };

@@ -42,11 +42,11 @@ public static class SizeParser
         return true;
     }
 
-    /// <summary>Largest guest: RAM ends below the devices at the top of the 32-bit space (<see cref="Hardware.Memory.GuestRam"/>).</summary>
+    /// <summary>Largest guest: 4 GiB, 3 GiB of it below 4 GiB and 1 GiB above, as QEMU's PC lays it out (<see cref="Hardware.Memory.GuestRam"/>).</summary>
     public const ulong MaxGuestBytes = Hardware.Memory.GuestRam.MaxBytes;
 
-    /// <summary>Guest memory: 2 MiB to 3583 MiB, in whole 4 KiB pages.</summary>
-    public static bool TryParseGuestMemory(string text, out uint bytes, out string error)
+    /// <summary>Guest memory: 2 MiB to 4096 MiB, in whole 4 KiB pages.</summary>
+    public static bool TryParseGuestMemory(string text, out ulong bytes, out string error)
     {
         bytes = 0;
         if (!TryParse(text, out ulong value, out error))
@@ -60,7 +60,7 @@ public static class SizeParser
             return false;
         }
 
-        bytes = (uint)value;
+        bytes = value;
         return true;
     }
 }

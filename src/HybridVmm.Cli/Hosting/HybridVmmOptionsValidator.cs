@@ -75,12 +75,12 @@ public sealed class HybridVmmOptionsValidator : IValidateOptions<HybridVmmOption
                 problems.Add($"{where}:Image: no embedded guest '{embedded}' (have: {string.Join(", ", EmbeddedGuests.Names)})");
             }
 
-            if (!SizeParser.TryParseGuestMemory(vm.Memory, out uint memory, out error))
+            if (!SizeParser.TryParseGuestMemory(vm.Memory, out ulong memory, out error))
             {
                 problems.Add($"{where}:Memory: {error}");
             }
             else if (!string.IsNullOrWhiteSpace(vm.Image) && !ImageSource.IsEmbedded(vm.Image, out _)
-                && InputFile.Check(vm.Image, "file", memory, ExitStatus.InvalidImage, $"the VM's {memory >> 20} MiB of memory") is { } refusal)
+                && InputFile.Check(vm.Image, "file", (long)memory, ExitStatus.InvalidImage, $"the VM's {memory >> 20} MiB of memory") is { } refusal)
             {
                 problems.Add($"{where}:Image: {refusal.Message}");
             }

@@ -102,7 +102,7 @@ public sealed class RootPartitionService(
             return null;
         }
 
-        SizeParser.TryParseGuestMemory(vmOptions.Memory, out uint memory, out _);
+        SizeParser.TryParseGuestMemory(vmOptions.Memory, out ulong memory, out _);
         var config = new VmConfiguration
         {
             Name = vmOptions.Name,

@@ -37,7 +37,7 @@ public static class KernelPayload
     /// The unpacked kernel, at most min(init_size, <paramref name="memoryBytes"/>) bytes; or null and a one-line reason
     /// when the header names no payload, its format is not XZ or gzip, or it is corrupt, truncated or too large.
     /// </summary>
-    public static byte[]? TryUnpack(BzImage image, uint memoryBytes, out string error)
+    public static byte[]? TryUnpack(BzImage image, ulong memoryBytes, out string error)
     {
         if (image.Protocol < BzImage.PayloadProtocol)
         {

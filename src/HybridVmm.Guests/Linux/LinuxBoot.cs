@@ -39,7 +39,7 @@ public static class LinuxBoot
     /// Lays out <paramref name="image"/> with <paramref name="commandLine"/> and an optional initrd in a guest of
     /// <paramref name="memoryBytes"/> for its own decompressor: the protected-mode code at 1 MiB, entered at code32_start.
     /// </summary>
-    public static LinuxBootPlan? Layout(BzImage image, uint memoryBytes, string commandLine, ReadOnlyMemory<byte>? initrd, out string error)
+    public static LinuxBootPlan? Layout(BzImage image, ulong memoryBytes, string commandLine, ReadOnlyMemory<byte>? initrd, out string error)
     {
         uint loadEnd = KernelLoadAddress + (uint)image.ProtectedMode.Length;
         if (image.Code32Start < KernelLoadAddress || image.Code32Start >= loadEnd)
@@ -70,13 +70,13 @@ public static class LinuxBoot
     /// vmlinux, which gets the protocol's defaults (<see cref="VmlinuxSetupHeader"/>). <paramref name="acpiRsdp"/> is
     /// the firmware's RSDP, which the decompressor finds and records in boot_params.acpi_rsdp_addr (0 for none).
     /// </summary>
-    public static LinuxBootPlan? Layout(Vmlinux kernel, BzImage? image, uint memoryBytes, string commandLine, ReadOnlyMemory<byte>? initrd,
+    public static LinuxBootPlan? Layout(Vmlinux kernel, BzImage? image, ulong memoryBytes, string commandLine, ReadOnlyMemory<byte>? initrd,
         uint acpiRsdp, out string error)
     {
         var writes = new List<GuestWrite>();
         foreach (LoadSegment s in kernel.Segments)
         {
-            if ((ulong)s.PhysicalAddress + s.MemorySize > memoryBytes)
+            if ((ulong)s.PhysicalAddress + s.MemorySize > PcRamLayout.BelowFourGiB(memoryBytes))
             {
                 error = $"the kernel's segment at 0x{s.PhysicalAddress:x8} (+{s.MemorySize} bytes) does not fit in {Mib(memoryBytes)} MiB of guest memory";
                 return null;
@@ -129,7 +129,7 @@ public static class LinuxBoot
     }
 
     /// <summary>What both boots share: the command line, the memory check, the initrd at the top, and the zero page.</summary>
-    private static LinuxBootPlan? Place(KernelPlacement kernel, HeaderFields header, uint memoryBytes, string commandLine,
+    private static LinuxBootPlan? Place(KernelPlacement kernel, HeaderFields header, ulong memoryBytes, string commandLine,
         ReadOnlyMemory<byte>? initrd, uint acpiRsdp, out string error)
     {
         byte[] cmdline = Encoding.UTF8.GetBytes(commandLine);
@@ -141,7 +141,8 @@ public static class LinuxBoot
 
         ulong kernelEnd = kernel.End;
         ulong needed = AlignUp(kernelEnd, PageSize) + (ulong)(initrd?.Length ?? 0);
-        if (needed > memoryBytes)
+        ulong low = PcRamLayout.BelowFourGiB(memoryBytes); // the kernel and initrd load below 4 GiB
+        if (needed > low)
         {
             error = $"this kernel needs at least {Mib(needed)} MiB of guest memory (it runs at 0x{kernel.RunAt:x} and takes {Mib(kernel.InitSize)} MiB there" +
                     (initrd is { } r ? $", and the initrd is {Mib((ulong)r.Length)} MiB" : "") + $"); the guest has {Mib(memoryBytes)} MiB";
@@ -152,7 +153,7 @@ public static class LinuxBoot
         if (initrd is { Length: > 0 } rd)
         {
             // As high as the kernel allows, page aligned, above everything the kernel itself will use.
-            ulong top = Math.Min(memoryBytes, (ulong)header.InitrdAddressMax + 1);
+            ulong top = Math.Min(low, (ulong)header.InitrdAddressMax + 1);
             ulong at = (top - (ulong)rd.Length) & ~(ulong)(PageSize - 1);
             if ((ulong)rd.Length > top || at < kernelEnd)
             {
@@ -178,15 +179,27 @@ public static class LinuxBoot
     }
 
     /// <summary>The guest's physical memory map as the BIOS's INT 15h E820 would report it: (base, length, type 1 RAM / 2 reserved).</summary>
-    public static IReadOnlyList<(ulong Base, ulong Length, uint Type)> MemoryMap(uint memoryBytes) =>
-    [
-        (0, ConventionalTop, 1),
-        (ConventionalTop, 0xA0000 - ConventionalTop, 2),  // the extended BIOS data area
-        (BiosAreaStart, KernelLoadAddress - BiosAreaStart, 2), // the system BIOS
-        (KernelLoadAddress, memoryBytes - KernelLoadAddress, 1),
-    ];
+    /// A guest of 3584 MiB or more has a fifth entry: its RAM above 4 GiB (<see cref="PcRamLayout"/>), as SeaBIOS
+    /// reports QEMU's.
+    public static IReadOnlyList<(ulong Base, ulong Length, uint Type)> MemoryMap(ulong memoryBytes)
+    {
+        ulong low = PcRamLayout.BelowFourGiB(memoryBytes), high = PcRamLayout.AboveFourGiB(memoryBytes);
+        List<(ulong Base, ulong Length, uint Type)> map =
+        [
+            (0, ConventionalTop, 1),
+            (ConventionalTop, 0xA0000 - ConventionalTop, 2),  // the extended BIOS data area
+            (BiosAreaStart, KernelLoadAddress - BiosAreaStart, 2), // the system BIOS
+            (KernelLoadAddress, low - KernelLoadAddress, 1),
+        ];
+        if (high != 0)
+        {
+            map.Add((PcRamLayout.HighBase, high, 1));
+        }
 
-    private static byte[] BuildZeroPage(ReadOnlySpan<byte> setupHeader, uint memoryBytes, uint initrdAddress, uint initrdSize, uint acpiRsdp)
+        return map;
+    }
+
+    private static byte[] BuildZeroPage(ReadOnlySpan<byte> setupHeader, ulong memoryBytes, uint initrdAddress, uint initrdSize, uint acpiRsdp)
     {
         byte[] page = new byte[PageSize];
         Span<byte> p = page;
@@ -194,7 +207,7 @@ public static class LinuxBoot
         BinaryPrimitives.WriteUInt64LittleEndian(p[0x070..], acpiRsdp);                // acpi_rsdp_addr, as the decompressor records it
 
         // screen_info.ext_mem_k and alt_mem_k: memory above 1 MiB in KiB (the old BIOS calls' answers).
-        uint extendedKib = (memoryBytes - KernelLoadAddress) / 1024;
+        uint extendedKib = (uint)((PcRamLayout.BelowFourGiB(memoryBytes) - KernelLoadAddress) / 1024);
         BinaryPrimitives.WriteUInt16LittleEndian(p[0x002..], (ushort)Math.Min(extendedKib, 0xFC00u));
         BinaryPrimitives.WriteUInt32LittleEndian(p[0x1E0..], extendedKib);
 

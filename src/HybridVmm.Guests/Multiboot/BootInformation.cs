@@ -40,12 +40,12 @@ public static class BootInformation
 
     /// <summary>Places <paramref name="image"/> and its boot information in a guest of <paramref name="memoryBytes"/>.
     /// Returns null and a reason when the image does not fit.</summary>
-    public static IReadOnlyList<GuestWrite>? Layout(MultibootImage image, uint memoryBytes, string commandLine, out string error) =>
+    public static IReadOnlyList<GuestWrite>? Layout(MultibootImage image, ulong memoryBytes, string commandLine, out string error) =>
         Layout(image, memoryBytes, commandLine, out _, out error);
 
-    /// <inheritdoc cref="Layout(MultibootImage, uint, string, out string)"/>
+    /// <inheritdoc cref="Layout(MultibootImage, ulong, string, out string)"/>
     /// <param name="infoAddress">Where the information page went: the address the loader passes in EBX.</param>
-    public static IReadOnlyList<GuestWrite>? Layout(MultibootImage image, uint memoryBytes, string commandLine, out uint infoAddress, out string error)
+    public static IReadOnlyList<GuestWrite>? Layout(MultibootImage image, ulong memoryBytes, string commandLine, out uint infoAddress, out string error)
     {
         infoAddress = InfoAddress;
         byte[] cmdline = Encoding.UTF8.GetBytes(commandLine);
@@ -75,11 +75,13 @@ public static class BootInformation
             infoAddress = (uint)candidate;
         }
 
+        // An ELF32 image loads below 4 GiB: into the RAM there (all of it below 3584 MiB, 3 GiB from that size on).
+        ulong low = PcRamLayout.BelowFourGiB(memoryBytes);
         var writes = new List<GuestWrite>();
         foreach (Elf.LoadSegment s in image.Segments)
         {
             ulong end = (ulong)s.PhysicalAddress + s.MemorySize;
-            if (end > memoryBytes)
+            if (end > low)
             {
                 error = $"segment at 0x{s.PhysicalAddress:x8} (+{s.MemorySize} bytes) does not fit in {memoryBytes / (1024 * 1024)} MiB of guest memory";
                 return null;
@@ -90,7 +92,7 @@ public static class BootInformation
             writes.Add(new GuestWrite(s.PhysicalAddress, data));
         }
 
-        if (image.Entry >= memoryBytes)
+        if (image.Entry >= low)
         {
             error = $"entry point 0x{image.Entry:x8} lies outside guest memory";
             return null;
@@ -104,7 +106,7 @@ public static class BootInformation
     private static bool Overlaps(Elf.LoadSegment s, uint page) =>
         s.PhysicalAddress < (ulong)page + PageSize && (ulong)s.PhysicalAddress + s.MemorySize > page;
 
-    private static byte[] BuildInfoPage(uint infoAddress, uint memoryBytes, byte[] cmdline)
+    private static byte[] BuildInfoPage(uint infoAddress, ulong memoryBytes, byte[] cmdline)
     {
         uint mmapAddress = infoAddress + MmapOffset, nameAddress = infoAddress + NameOffset, cmdlineAddress = infoAddress + CmdlineOffset;
         byte[] page = new byte[PageSize];
@@ -112,16 +114,17 @@ public static class BootInformation
         InfoFlags flags = InfoFlags.Memory | InfoFlags.CommandLine | InfoFlags.MemoryMap | InfoFlags.BootLoaderName;
         BinaryPrimitives.WriteUInt32LittleEndian(info[0..], (uint)flags);
         BinaryPrimitives.WriteUInt32LittleEndian(info[4..], ConventionalTop / 1024);                   // mem_lower (KiB)
-        BinaryPrimitives.WriteUInt32LittleEndian(info[8..], (memoryBytes - HighMemoryStart) / 1024);  // mem_upper (KiB)
+        // mem_upper (KiB): the RAM from 1 MiB up to the first hole, as QEMU's Multiboot loader reports it (the RAM
+        // above 4 GiB is not counted; it is in the memory map).
+        ulong low = PcRamLayout.BelowFourGiB(memoryBytes), high = PcRamLayout.AboveFourGiB(memoryBytes);
+        BinaryPrimitives.WriteUInt32LittleEndian(info[8..], (uint)((low - HighMemoryStart) / 1024));
         BinaryPrimitives.WriteUInt32LittleEndian(info[16..], cmdlineAddress);                        // cmdline
         BinaryPrimitives.WriteUInt32LittleEndian(info[64..], nameAddress);                           // boot_loader_name
 
-        (ulong Base, ulong Length, uint Type)[] map =
-        {
-            (0, ConventionalTop, 1),
-            (ConventionalTop, HighMemoryStart - ConventionalTop, 2),
-            (HighMemoryStart, memoryBytes - HighMemoryStart, 1),
-        };
+        (ulong Base, ulong Length, uint Type)[] map = high == 0
+            ? [(0, ConventionalTop, 1), (ConventionalTop, HighMemoryStart - ConventionalTop, 2), (HighMemoryStart, low - HighMemoryStart, 1)]
+            : [(0, ConventionalTop, 1), (ConventionalTop, HighMemoryStart - ConventionalTop, 2), (HighMemoryStart, low - HighMemoryStart, 1),
+               (PcRamLayout.HighBase, high, 1)];
         int at = (int)MmapOffset;
         foreach ((ulong b, ulong len, uint type) in map)
         {

@@ -15,11 +15,11 @@ public sealed class SecondLevelPageTable
 
     private readonly int[] _entries;
 
-    /// <param name="guestPageCount">Size of the guest-physical address space in 4 KiB pages (at most 2^20).</param>
+    /// <param name="guestPageCount">Size of the guest-physical address space in 4 KiB pages (at most 2^24: MAXPHYADDR 36).</param>
     public SecondLevelPageTable(int guestPageCount)
     {
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(guestPageCount);
-        ArgumentOutOfRangeException.ThrowIfGreaterThan(guestPageCount, 1 << 20);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(guestPageCount, 1 << (GuestRam.MaxPhysicalAddressBits - HostPhysicalMemory.FrameShift));
         _entries = new int[guestPageCount];
         Array.Fill(_entries, NotPresent);
     }
@@ -39,9 +39,9 @@ public sealed class SecondLevelPageTable
     /// </summary>
     public int Generation { get; private set; }
 
-    public void Map(uint guestPageNumber, int hostFrameNumber, bool writable)
+    public void Map(ulong guestPageNumber, int hostFrameNumber, bool writable)
     {
-        ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual(guestPageNumber, (uint)_entries.Length);
+        ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual(guestPageNumber, (ulong)_entries.Length);
         ArgumentOutOfRangeException.ThrowIfNegative(hostFrameNumber);
         ArgumentOutOfRangeException.ThrowIfGreaterThan(hostFrameNumber, FrameMask);
         ref int e = ref _entries[guestPageNumber];
@@ -54,16 +54,16 @@ public sealed class SecondLevelPageTable
         e = hostFrameNumber | (writable ? WritableBit : 0);
     }
 
-    public void Unmap(uint guestPageNumber)
+    public void Unmap(ulong guestPageNumber)
     {
-        if (guestPageNumber < (uint)_entries.Length && _entries[guestPageNumber] != NotPresent)
+        if (guestPageNumber < (ulong)_entries.Length && _entries[guestPageNumber] != NotPresent)
         {
             _entries[guestPageNumber] = NotPresent;
             Generation++;
         }
     }
 
-    public void SetWritable(uint guestPageNumber, bool writable)
+    public void SetWritable(ulong guestPageNumber, bool writable)
     {
         ref int e = ref _entries[guestPageNumber];
         if (e != NotPresent)
@@ -77,17 +77,17 @@ public sealed class SecondLevelPageTable
     }
 
     /// <summary>Translates a guest-physical address. False when the page is absent or, for a write, write-protected.</summary>
-    public bool TryTranslate(uint guestPhysicalAddress, bool write, out uint hostPhysicalAddress)
+    public bool TryTranslate(ulong guestPhysicalAddress, bool write, out long hostPhysicalAddress)
     {
-        uint page = guestPhysicalAddress >> HostPhysicalMemory.FrameShift;
-        if (page >= (uint)_entries.Length || _entries[page] == NotPresent || (write && (_entries[page] & WritableBit) == 0))
+        ulong page = guestPhysicalAddress >> HostPhysicalMemory.FrameShift;
+        if (page >= (ulong)_entries.Length || _entries[page] == NotPresent || (write && (_entries[page] & WritableBit) == 0))
         {
             hostPhysicalAddress = 0;
             return false;
         }
 
-        hostPhysicalAddress = ((uint)(_entries[page] & FrameMask) << HostPhysicalMemory.FrameShift)
-            | (guestPhysicalAddress & (HostPhysicalMemory.FrameSize - 1));
+        hostPhysicalAddress = ((long)(_entries[page] & FrameMask) << HostPhysicalMemory.FrameShift)
+            | (long)(guestPhysicalAddress & (HostPhysicalMemory.FrameSize - 1));
         return true;
     }
 }

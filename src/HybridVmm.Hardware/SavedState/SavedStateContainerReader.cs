@@ -8,6 +8,19 @@ namespace HybridVmm.Hardware.SavedState;
 public readonly record struct SavedStateChunkEntry(string Tag, int Version, long Offset, long Length);
 
 /// <summary>
+/// Sees one chunk's bytes, in order, as the checksum pass reads them: a component that must check a large chunk (guest
+/// memory) does it in that pass instead of reading the file again. What it finds counts only once the checksum matched.
+/// </summary>
+public interface ISavedStateChunkScan
+{
+    /// <summary>The chunk whose bytes <see cref="Observe"/> gets.</summary>
+    SavedStateChunkEntry Entry { get; }
+
+    /// <summary>The chunk's next bytes (all of them, over the calls, from its first).</summary>
+    void Observe(ReadOnlySpan<byte> bytes);
+}
+
+/// <summary>
 /// Opens a container on a seekable stream and checks it before any chunk is read: the header, the trailer
 /// against the stream's length, the SHA-256 (computed in one streamed pass), then every table entry (a valid
 /// tag, no duplicate, chunks back to back inside the file). Nothing is allocated from a length the file
@@ -32,7 +45,11 @@ public sealed class SavedStateContainerReader
     public SavedStateChunkEntry? Find(string tag) => _byTag.TryGetValue(tag, out SavedStateChunkEntry entry) ? entry : null;
 
     /// <summary>Null, and a one-line reason, when the stream is not a sound container of version 3.</summary>
-    public static SavedStateContainerReader? TryOpen(Stream stream, out string error)
+    /// <param name="scanDuringChecksum">Called before the checksum pass with the container as its table describes it (not yet
+    /// verified): a chunk scan to feed during that pass, or null. The file is then read once whole, not once for the checksum
+    /// and again for the scan. Refusals keep their order: the checksum's first, then the table's.</param>
+    public static SavedStateContainerReader? TryOpen(Stream stream, out string error,
+        Func<SavedStateContainerReader, ISavedStateChunkScan?>? scanDuringChecksum = null)
     {
         long length = stream.Length;
         const int smallest = SavedStateContainer.HeaderSize + SavedStateContainer.TrailerSize;
@@ -82,21 +99,21 @@ public sealed class SavedStateContainerReader
             return null;
         }
 
-        if (!ChecksumMatches(stream, length, trailer[16..]))
+        byte[] expected = trailer[16..].ToArray();
+        byte[] table = new byte[tableLength];
+        stream.Position = tableOffset;
+        stream.ReadExactly(table);
+        List<SavedStateChunkEntry>? chunks = ParseTable(table, count, tableOffset, out var byTag, out string tableError);
+        var reader = chunks is null ? null : new SavedStateContainerReader(stream, chunks, byTag);
+        ISavedStateChunkScan? scan = reader is null ? null : scanDuringChecksum?.Invoke(reader);
+        if (!ChecksumMatches(stream, length, expected, scan))
         {
             error = "snapshot is corrupt: its SHA-256 checksum does not match its contents";
             return null;
         }
 
-        byte[] table = new byte[tableLength];
-        stream.Position = tableOffset;
-        stream.ReadExactly(table);
-        if (ParseTable(table, count, tableOffset, out var byTag, out error) is not { } chunks)
-        {
-            return null;
-        }
-
-        return new SavedStateContainerReader(stream, chunks, byTag);
+        error = tableError;
+        return reader;
     }
 
     /// <summary>Reads a whole chunk into memory, refusing one larger than <paramref name="maxBytes"/> before allocating.</summary>
@@ -124,11 +141,12 @@ public sealed class SavedStateContainerReader
         return new SavedStateReader(_stream, entry.Length);
     }
 
-    private static bool ChecksumMatches(Stream stream, long length, ReadOnlySpan<byte> expected)
+    private static bool ChecksumMatches(Stream stream, long length, ReadOnlySpan<byte> expected, ISavedStateChunkScan? scan)
     {
         using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
         byte[] buffer = new byte[1 << 16];
         stream.Position = 0;
+        long at = 0;
         for (long left = length - 32; left > 0;)
         {
             int n = stream.Read(buffer, 0, (int)Math.Min(buffer.Length, left));
@@ -138,6 +156,17 @@ public sealed class SavedStateContainerReader
             }
 
             hash.AppendData(buffer, 0, n);
+            if (scan is { Entry: var entry })
+            {
+                // The part of this buffer that lies in the scanned chunk.
+                long from = Math.Max(at, entry.Offset), to = Math.Min(at + n, entry.Offset + entry.Length);
+                if (from < to)
+                {
+                    scan.Observe(buffer.AsSpan((int)(from - at), (int)(to - from)));
+                }
+            }
+
+            at += n;
             left -= n;
         }
 

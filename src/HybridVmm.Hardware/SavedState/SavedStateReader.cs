@@ -92,7 +92,7 @@ public sealed class SavedStateReader
     public void ReadBytes(Span<byte> destination) => Fill(destination);
 
     /// <summary>Passes over <paramref name="count"/> bytes without reading them (a seekable stream: a page checked later).</summary>
-    public void Skip(int count)
+    public void Skip(long count)
     {
         if (count < 0 || count > Remaining)
         {

@@ -52,11 +52,12 @@ public sealed partial class Mc146818Rtc : IChipsetDevice, IPortIoDevice, ISaveRe
 
     /// <param name="clock">The VM's virtual time.</param>
     /// <param name="epoch">The date and time (UTC) the clock shows at virtual time 0.</param>
-    /// <param name="ramBytes">The guest's RAM, for the CMOS memory-size bytes.</param>
+    /// <param name="ramBytes">The guest's RAM, for the CMOS memory-size bytes: as QEMU's pc_cmos_init fills them, 0x34/0x35
+    /// count the RAM below 4 GiB above 16 MiB and 0x5B-0x5D the RAM above 4 GiB, in 64 KiB units.</param>
     /// <param name="processors">The guest's virtual processors (byte 0x5F holds one less).</param>
     /// <param name="irq">IRQ 8, or null for a clock that raises no interrupt.</param>
     /// <param name="createTimer">Creates the virtual-time timer that raises the interrupts (with <paramref name="irq"/>).</param>
-    public Mc146818Rtc(IDeviceClock clock, DateTime epoch, uint ramBytes, int processors = 1,
+    public Mc146818Rtc(IDeviceClock clock, DateTime epoch, ulong ramBytes, int processors = 1,
         IInterruptLine? irq = null, Func<Action<long>, IVirtualTimer>? createTimer = null)
     {
         _clock = clock;
@@ -67,11 +68,18 @@ public sealed partial class Mc146818Rtc : IChipsetDevice, IPortIoDevice, ISaveRe
         _cmos[RegisterB] = B24Hour;
         _cmos[RegisterD] = 0x80;
         SetWord(0x15, 640);
-        uint extendedKiB = Math.Min(0xFFFFu, ramBytes / 1024 - Math.Min(ramBytes / 1024, 1024));
+        ulong low = Hardware.Memory.GuestRam.BelowFourGiB(ramBytes), high = Hardware.Memory.GuestRam.AboveFourGiB(ramBytes);
+        ulong extendedKiB = Math.Min(0xFFFFul, low / 1024 - Math.Min(low / 1024, 1024));
         SetWord(0x17, (ushort)extendedKiB);
         SetWord(0x30, (ushort)extendedKiB);
-        uint above16M = ramBytes > 16u << 20 ? Math.Min(0xFFFFu, (ramBytes - (16u << 20)) / 65536) : 0;
+        ulong above16M = low > 16u << 20 ? Math.Min(0xFFFFul, (low - (16u << 20)) / 65536) : 0;
         SetWord(0x34, (ushort)above16M);
+        if (high != 0)
+        {
+            _cmos[0x5B] = (byte)(high >> 16);
+            _cmos[0x5C] = (byte)(high >> 24);
+            _cmos[0x5D] = (byte)(high >> 32);
+        }
         _cmos[0x5F] = (byte)Math.Max(0, processors - 1);
         int sum = 0;
         for (int i = 0x10; i <= 0x2D; i++)

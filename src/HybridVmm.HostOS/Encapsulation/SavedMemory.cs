@@ -89,14 +89,14 @@ public sealed class SnapshotFileMemory : SavedMemory
     private readonly Stream _stream;
     private readonly long _offset;
     private readonly int _count;
-    private readonly uint _pageLimit;
+    private readonly ulong _memoryBytes;
 
-    internal SnapshotFileMemory(Stream stream, long offset, int count, uint memoryBytes)
+    internal SnapshotFileMemory(Stream stream, long offset, int count, ulong memoryBytes)
     {
         _stream = stream;
         _offset = offset;
         _count = count;
-        _pageLimit = memoryBytes / PageSize;
+        _memoryBytes = memoryBytes;
     }
 
     public override int Count => _count;
@@ -113,7 +113,7 @@ public sealed class SnapshotFileMemory : SavedMemory
             {
                 _stream.ReadExactly(number);
                 uint page = System.Buffers.Binary.BinaryPrimitives.ReadUInt32LittleEndian(number);
-                if (page >= _pageLimit)
+                if (!Hardware.Memory.GuestRam.IsRamPage(_memoryBytes, page))
                 {
                     return $"snapshot file changed while it was restored: page {page} lies outside the VM";
                 }

@@ -104,7 +104,8 @@ public static class SnapshotFile
 
     /// <summary>
     /// Reads and verifies a snapshot file; null with a one-line reason on any problem. The checksum and every chunk
-    /// are checked before it returns, in passes that each hold one buffer; guest memory is left in the file, which
+    /// are checked before it returns, in one pass over the file that holds one buffer (the memory chunk's page numbers
+    /// are checked as the checksum is computed, <see cref="GuestMemoryScan"/>), plus reads of the small chunks; guest memory is left in the file, which
     /// stays open until the snapshot's <see cref="VmSnapshot.Memory"/> is disposed, and goes straight into the
     /// restored VM's RAM (<see cref="SnapshotFileMemory"/>), so a restore holds no copy of the guest's RAM.
     /// </summary>

@@ -129,7 +129,12 @@ public static class SnapshotFormat
             case SnapshotFormatV2.Version:
                 return ReadVersion2(stream, out error);
             case SavedStateContainer.Version:
-                return SavedStateContainerReader.TryOpen(stream, out error) is { } container ? FromChunks(container, memoryInPlace ? stream : null, out error) : null;
+                // Guest memory left in the file has its page numbers checked in the checksum pass (two reads of the file
+                // in all, the second the restore's), rather than in a pass of their own.
+                GuestMemoryScan? scan = null;
+                return SavedStateContainerReader.TryOpen(stream, out error, memoryInPlace ? c => scan = GuestMemoryScan.For(c) : null) is { } container
+                    ? FromChunks(container, memoryInPlace ? stream : null, scan, out error)
+                    : null;
             case int other:
                 error = $"snapshot format version {other} is not supported (this build reads versions {SnapshotFormatV2.Version} and {Version})";
                 return null;
@@ -150,7 +155,7 @@ public static class SnapshotFormat
         return SnapshotFormatV2.TryDeserialize(file, out error);
     }
 
-    private static VmSnapshot? FromChunks(SavedStateContainerReader container, Stream? memoryFile, out string error)
+    private static VmSnapshot? FromChunks(SavedStateContainerReader container, Stream? memoryFile, GuestMemoryScan? scan, out string error)
     {
         var used = new HashSet<string>(StringComparer.Ordinal);
         if (ProcessorCountError(container) is { } processorsRefused)
@@ -164,7 +169,7 @@ public static class SnapshotFormat
             || !TryDecode(container, used, SavedStatisticsCodec.Tag, SavedStatisticsCodec.Instance, out SavedStatistics? statistics, out error)
             || !TryDecode(container, used, HvPartitionStateCodec.Tag, HvPartitionStateCodec.Instance, out HvPartitionSavedState? hv, out error)
             || !TryDecode(container, used, PendingRootRequestsCodec.Tag, PendingRootRequestsCodec.Instance, out IReadOnlyList<PendingRootRequest>? pending, out error)
-            || !TryDecode(container, used, GuestMemoryCodec.Tag, new GuestMemoryCodec(config.MemoryBytes, memoryFile), out SavedMemory? memory, out error))
+            || !TryDecode(container, used, GuestMemoryCodec.Tag, new GuestMemoryCodec(config.MemoryBytes, memoryFile, scan), out SavedMemory? memory, out error))
         {
             return null;
         }

@@ -6,7 +6,7 @@ namespace HybridVmm.HostOS.Encapsulation;
 /// <summary>The VM's configuration as a snapshot keeps it: what the root needs to rebuild the partition and its worker.</summary>
 public sealed record VmSavedConfiguration(
     string Name,
-    uint MemoryBytes,
+    ulong MemoryBytes,
     string CommandLine,
     IReadOnlyList<string> Devices,
     IReadOnlyList<string> SyntheticDevices,
@@ -14,13 +14,15 @@ public sealed record VmSavedConfiguration(
     long InstructionLimit);
 
 /// <summary>
-/// Chunk "partition", version 2: { string Name; u32 MemoryBytes; string CommandLine; i32 n, n × string Device;
+/// Chunk "partition", version 3: { string Name; u64 MemoryBytes; string CommandLine; i32 n, n × string Device;
 /// i32 m, m × string SyntheticDevice; bool HasDisk; string DiskName; when HasDisk: i64 DiskBytes (-1 when not
 /// known) and 32 bytes DiskSha256 (all zero when not taken); i64 InstructionLimit }, strings as an i32 byte length
 /// and UTF-8. (A VM without a disk has the same bytes as in version 1: a snapshot's size does not change.) The disk is a
 /// <see cref="DiskReference"/>: a name for messages and an identity, never a path the host would open.
 /// Version 1 held the disk's host path (bool HasDisk; string DiskImage) where version 2 holds the reference; it is
 /// still read, keeping only the path's file name (issue 14, defect 4: a snapshot must not choose a host file).
+/// Versions 1 and 2 held MemoryBytes as a u32 (at most 3583 MiB then); version 3 holds a u64, since a guest of 4 GiB
+/// no longer fits. Versions 1 and 2 are still read.
 /// </summary>
 public sealed class VmSavedConfigurationCodec : StateCodec<VmSavedConfiguration>
 {
@@ -32,14 +34,14 @@ public sealed class VmSavedConfigurationCodec : StateCodec<VmSavedConfiguration>
 
     public override string StateName => "partition configuration";
 
-    public override int Version => 2;
+    public override int Version => 3;
 
-    public override bool CanRead(int version) => version is 1 or 2;
+    public override bool CanRead(int version) => version is 1 or 2 or 3;
 
     public override void Write(SavedStateWriter w, VmSavedConfiguration c)
     {
         w.WriteString(c.Name);
-        w.WriteUInt32(c.MemoryBytes);
+        w.WriteUInt64(c.MemoryBytes);
         w.WriteString(c.CommandLine);
         WriteNames(w, c.Devices);
         WriteNames(w, c.SyntheticDevices);
@@ -57,7 +59,7 @@ public sealed class VmSavedConfigurationCodec : StateCodec<VmSavedConfiguration>
     public override VmSavedConfiguration Read(SavedStateReader r, int version)
     {
         string name = r.ReadString(MaxString);
-        uint memory = r.ReadUInt32();
+        ulong memory = version >= 3 ? r.ReadUInt64() : r.ReadUInt32();
         if (MemoryProblem(memory) is { } problem)
         {
             throw new SavedStateFormatException(problem);
@@ -90,7 +92,7 @@ public sealed class VmSavedConfigurationCodec : StateCodec<VmSavedConfiguration>
     /// Null when <paramref name="memory"/> is a guest RAM size this build can hold (whole 4 KiB pages, at most
     /// <see cref="Hardware.Memory.GuestRam.MaxBytes"/>), else the reason: a crafted size must be refused before a partition is sized from it.
     /// </summary>
-    public static string? MemoryProblem(uint memory) =>
+    public static string? MemoryProblem(ulong memory) =>
         memory == 0 || memory % 4096 != 0 || memory > Hardware.Memory.GuestRam.MaxBytes
             ? $"guest memory of {memory} bytes is not a whole number of 4 KiB pages between 4 KiB and {Hardware.Memory.GuestRam.MaxBytes >> 20} MiB"
             : null;

@@ -27,7 +27,7 @@ public sealed record VmSnapshot
 {
     public required string Name { get; init; }
 
-    public required uint MemoryBytes { get; init; }
+    public required ulong MemoryBytes { get; init; }
 
     public required string CommandLine { get; init; }
 

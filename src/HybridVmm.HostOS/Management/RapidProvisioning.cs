@@ -10,14 +10,14 @@ public sealed record ProvisioningReport(
     string Template,
     long TemplateInstructions,
     int Clones,
-    uint GuestMemoryBytes,
+    ulong GuestMemoryBytes,
     long HostBytesUsedAfterCloning,
     long HostBytesUsedAfterRunning,
     IReadOnlyList<CloneResult> Results,
     TimeSpan CloningWallTime)
 {
     /// <summary>What N+1 full copies would need.</summary>
-    public long FullCopyBytes => (long)(Clones + 1) * GuestMemoryBytes;
+    public long FullCopyBytes => (Clones + 1) * (long)GuestMemoryBytes;
 
     public double ClonesPerSecond => Clones / Math.Max(CloningWallTime.TotalSeconds, 1e-9);
 }

@@ -337,7 +337,7 @@ public static class LiveMigration
                 return (null, helloError);
             }
 
-            (int version, string name, uint memoryBytes) = hello;
+            (int version, string name, ulong memoryBytes) = hello;
             if (version != MigrationProtocol.Version)
             {
                 await RefuseEarlyAsync(source, $"protocol version {version} is not {MigrationProtocol.Version}", timeout, cancellationToken);
@@ -346,7 +346,7 @@ public static class LiveMigration
 
             // Pre-copy pages are held until the final state arrives: a guest that cannot fit here is refused before
             // any is taken, so they never amount to more than this host's free memory (issue 14, defect 6).
-            string? refusal = await host.AtBarrierAsync(() => host.Admit(name) ?? (memoryBytes > system.Root.FreeHostMemoryBytes
+            string? refusal = await host.AtBarrierAsync(() => host.Admit(name) ?? ((long)memoryBytes > system.Root.FreeHostMemoryBytes
                 ? $"the guest's {memoryBytes >> 20} MiB of memory do not fit in the {system.Root.FreeHostMemoryBytes >> 20} MiB this host has free (receive --host-memory)"
                 : null), cancellationToken);
             if (refusal is not null)

@@ -17,9 +17,10 @@ namespace HybridVmm.HostOS.Migration;
 /// </summary>
 public static class MigrationProtocol
 {
-    /// <summary>3: the authenticated handshake comes first, and the Final frame refers to a disk by identity (partition
-    /// chunk version 2); 2 had neither; 1 sent a format-2 payload as Final.</summary>
-    public const int Version = 3;
+    /// <summary>4: the Hello's guest memory is a u64 and the Final frame's partition chunk is version 3 (guests of 4 GiB);
+    /// 3: the authenticated handshake comes first, and the Final frame refers to a disk by identity (partition chunk
+    /// version 2); 2 had neither; 1 sent a format-2 payload as Final. Both ends must speak the same version.</summary>
+    public const int Version = 4;
     public const int MaxFrameBytes = 64 << 20;
 
     public enum FrameType : byte
@@ -131,20 +132,20 @@ public static class MigrationProtocol
         using var w = new BinaryWriter(buffer, Encoding.UTF8);
         w.Write(Version);
         w.Write(config.Name);
-        w.Write(config.MemoryBytes);
+        w.Write((ulong)config.MemoryBytes); // u64: a guest of 4 GiB does not fit a u32
         w.Flush();
         return buffer.ToArray();
     }
 
-    public static (int Version, string Name, uint MemoryBytes) ReadHello(byte[] payload) =>
+    public static (int Version, string Name, ulong MemoryBytes) ReadHello(byte[] payload) =>
         TryReadHello(payload, out var hello, out string error) ? hello : throw new InvalidDataException(error);
 
     /// <summary>
-    /// Parses a Hello (i32 version; the name as BinaryWriter writes a string: a 7-bit-encoded length and UTF-8; u32
+    /// Parses a Hello (i32 version; the name as BinaryWriter writes a string: a 7-bit-encoded length and UTF-8; u64
     /// guest memory) with every length checked: false and "malformed Hello frame: ..." on any defect. A Hello of
     /// another protocol version is returned with its version alone, for the caller to refuse by name.
     /// </summary>
-    public static bool TryReadHello(ReadOnlySpan<byte> payload, out (int Version, string Name, uint MemoryBytes) hello, out string error)
+    public static bool TryReadHello(ReadOnlySpan<byte> payload, out (int Version, string Name, ulong MemoryBytes) hello, out string error)
     {
         hello = default;
         if (payload.Length < 4)
@@ -202,13 +203,13 @@ public static class MigrationProtocol
         }
 
         at += length;
-        if (payload.Length - at != 4)
+        if (payload.Length - at != 8)
         {
-            error = $"malformed Hello frame: {payload.Length - at} bytes follow the name, where the guest memory size takes 4";
+            error = $"malformed Hello frame: {payload.Length - at} bytes follow the name, where the guest memory size takes 8";
             return false;
         }
 
-        uint memory = BinaryPrimitives.ReadUInt32LittleEndian(payload[at..]);
+        ulong memory = BinaryPrimitives.ReadUInt64LittleEndian(payload[at..]);
         if (VmNames.Problem(name) is { } badName)
         {
             error = $"malformed Hello frame: the VM name {badName}";
@@ -245,7 +246,7 @@ public static class MigrationProtocol
     /// The pages of a Pages frame, each checked against the guest's <paramref name="memoryBytes"/> (so the receiver
     /// holds at most one copy of the guest's RAM); <see cref="InvalidDataException"/> when the frame is malformed.
     /// </summary>
-    public static List<SavedPage> ReadPages(byte[] payload, uint memoryBytes)
+    public static List<SavedPage> ReadPages(byte[] payload, ulong memoryBytes)
     {
         int count = payload.Length >= 4 ? BinaryPrimitives.ReadInt32LittleEndian(payload) : -1;
         if (count < 0 || payload.Length != 4 + (long)count * (4 + 4096))
@@ -257,7 +258,7 @@ public static class MigrationProtocol
         for (int i = 0, at = 4; i < count; i++, at += 4 + 4096)
         {
             uint number = BinaryPrimitives.ReadUInt32LittleEndian(payload.AsSpan(at));
-            if (number >= memoryBytes / 4096)
+            if (!Hardware.Memory.GuestRam.IsRamPage(memoryBytes, number))
             {
                 throw new InvalidDataException($"malformed page frame: page {number} lies outside the VM's {memoryBytes >> 20} MiB");
             }

@@ -21,7 +21,7 @@ public sealed record VmConfiguration
     /// <summary>A Linux kernel's initial RAM disk (ramdisk_image), or null.</summary>
     public byte[]? Initrd { get; init; }
 
-    public uint MemoryBytes { get; init; } = 64u * 1024 * 1024;
+    public ulong MemoryBytes { get; init; } = 64u * 1024 * 1024;
 
     /// <summary>
     /// Virtual processors (1 to 64): the bootstrap processor starts at the image's entry, the others wait for a start-up

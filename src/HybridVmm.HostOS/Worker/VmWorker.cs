@@ -256,8 +256,9 @@ public sealed class VmWorker : IDeviceClock, IVmControl
 
     private InterceptReply Mmio(in InterceptMessage m)
     {
-        uint gpa = m.GuestPhysicalAddress;
-        if (_map.FindMmio(gpa, m.Size) is not { } device)
+        ulong gpa = m.GuestPhysicalAddress;
+        // Every device lies below 4 GiB: an address above it (PAE reaches 36 bits) is RAM or nothing.
+        if (gpa > uint.MaxValue || _map.FindMmio((uint)gpa, m.Size) is not { } device)
         {
             string what = $"{(m.IsWrite ? "write to" : "read from")} guest-physical address 0x{gpa:x8}, outside the guest's {_root.MemorySizeBytes(Partition) / (1024 * 1024)} MiB of RAM and claimed by no device";
             Trace(m, $"no device at gpa=0x{gpa:x8}: fault");
@@ -267,10 +268,10 @@ public sealed class VmWorker : IDeviceClock, IVmControl
         uint mask = SizeMask(m.Size);
         if (m.IsWrite)
         {
-            return Finish(m, device.Mmio!.Write(gpa, m.Size, m.Value & mask), device);
+            return Finish(m, device.Mmio!.Write((uint)gpa, m.Size, m.Value & mask), device);
         }
 
-        return Finish(m, device.Mmio!.Read(gpa, m.Size), device, mask);
+        return Finish(m, device.Mmio!.Read((uint)gpa, m.Size), device, mask);
     }
 
     private InterceptReply FireTimers(in InterceptMessage m)

@@ -8,8 +8,8 @@ internal static class ApicRegisters
 {
     public const uint Ia32ApicBase = 0x1B;
 
-    /// <summary>IA32_APIC_BASE: bit 8 BSP, bit 11 global enable, bits 31:12 the page (MAXPHYADDR is 32).</summary>
-    public const ulong BaseBsp = 1UL << 8, BaseEnable = 1UL << 11, BaseAddressMask = 0xFFFF_F000;
+    /// <summary>IA32_APIC_BASE: bit 8 BSP, bit 11 global enable, bits 35:12 the page (MAXPHYADDR is 36; SDM Vol. 3A, 11.4.4).</summary>
+    public const ulong BaseBsp = 1UL << 8, BaseEnable = 1UL << 11, BaseAddressMask = 0xF_FFFF_F000;
     public const ulong DefaultBase = 0xFEE0_0000;
 
     /// <summary>Register indices: the offset in the page divided by 16.</summary>

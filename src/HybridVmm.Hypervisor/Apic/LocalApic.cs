@@ -55,7 +55,7 @@ internal sealed partial class LocalApic : ILocalInterruptController
 
     public bool SoftwareEnabled => (_svr & SvrEnable) != 0;
 
-    public uint PageAddress => (uint)(BaseMsr & BaseAddressMask);
+    public ulong PageAddress => BaseMsr & BaseAddressMask;
 
     /// <summary>Whether the 8259's INTR reaches the processor: through LINT0 (unmasked, ExtINT: virtual-wire mode) or with the APIC globally disabled.</summary>
     public bool AcceptsExtInt => !GloballyEnabled || (_lvt[LvtLint0] & LvtMasked) == 0;
@@ -91,12 +91,12 @@ internal sealed partial class LocalApic : ILocalInterruptController
     }
 
     /// <summary>Whether a guest-physical access lands in the register page (only while globally enabled).</summary>
-    public bool Claims(uint gpa) => GloballyEnabled && (gpa & ~0xFFFu) == PageAddress;
+    public bool Claims(ulong gpa) => GloballyEnabled && (gpa & ~0xFFFUL) == PageAddress;
 
     // ---- IA32_APIC_BASE ------------------------------------------------------------------------------------------
 
     /// <summary>
-    /// WRMSR IA32_APIC_BASE. False (#GP) for reserved bits: 7:0, 9 (no x2APIC), 10 and 63:32 (MAXPHYADDR 32). The BSP
+    /// WRMSR IA32_APIC_BASE. False (#GP) for reserved bits: 7:0, 9 (no x2APIC), 10 and 63:36 (MAXPHYADDR 36). The BSP
     /// flag is read-only. Clearing bit 11 disables the APIC and resets it: its page is ordinary unbacked memory again and
     /// CPUID stops reporting it. Setting the bit again enables it, in that reset state, as on every processor since the
     /// Pentium 4 and in KVM (SDM Vol. 3A, 11.4.3; the Pentium Pro to Pentium III kept it disabled until reset, and QEMU's

@@ -98,7 +98,7 @@ internal sealed class HypercallHandler(PartitionTable partitions, RootRequestQue
             return HvStatus.InvalidAlignment;
         }
 
-        return gpa <= uint.MaxValue && partition.AddressSpace is { } space && space.TryRead((uint)gpa, block)
+        return partition.AddressSpace is { } space && space.TryRead(gpa, block)
             ? HvStatus.Success
             : HvStatus.InvalidParameter;
     }
@@ -230,19 +230,18 @@ internal sealed class HypercallHandler(PartitionTable partitions, RootRequestQue
             return (HvStatus.InvalidParameter, start, what);
         }
 
-        uint ramPages = partition.AddressSpace!.SizeBytes >> 12;
         Span<byte> element = stackalloc byte[8];
         int done = start;
         for (int i = start; i < count; i++)
         {
-            if (!partition.AddressSpace.TryRead((uint)inputGpa + 8 + (uint)i * 8, element))
+            if (!partition.AddressSpace!.TryRead(inputGpa + 8 + (ulong)i * 8, element))
             {
                 table.Remove(id);
                 return (HvStatus.InvalidParameter, done, what);
             }
 
             ulong page = BinaryPrimitives.ReadUInt64LittleEndian(element);
-            if (page >= ramPages)
+            if (!partition.AddressSpace.IsRamPage(page))
             {
                 // Nothing is granted by a failed call: drop a half-built GPADL.
                 table.Remove(id);

@@ -168,12 +168,12 @@ internal sealed class MsrHandler(PartitionTable partitions)
         if ((value & 1) != 0)
         {
             ulong gpa = value & ~0xFFFUL;
-            if (partition.AddressSpace is not { } space || gpa + 0x1000 > space.SizeBytes)
+            if (partition.AddressSpace is not { } space || !space.IsRam(gpa, 0x1000))
             {
                 return false;
             }
 
-            space.TryWrite((uint)gpa, HypercallStub);
+            space.TryWrite(gpa, HypercallStub);
         }
 
         hv.HypercallMsr = value;

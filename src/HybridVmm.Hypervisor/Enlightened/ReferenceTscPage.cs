@@ -35,7 +35,7 @@ internal static class ReferenceTscPage
             return;
         }
 
-        uint gpa = (uint)(msr & ~0xFFFUL);
+        ulong gpa = msr & ~0xFFFUL;
         Span<byte> header = stackalloc byte[24];
         if (!space.TryRead(gpa, header))
         {

@@ -3,8 +3,10 @@ using HybridVmm.Hardware.Memory;
 namespace HybridVmm.Hypervisor.GuestMemory;
 
 /// <summary>
-/// A child partition's guest-physical address space: RAM from GPA 0 up to its size, each 4 KiB page
-/// backed by a host frame through the second-level page table. That table is the only path from the
+/// A child partition's guest-physical address space: RAM laid out as <see cref="GuestRam"/> says (from GPA 0 up to its
+/// size, or for 3584 MiB and more 3 GiB from 0 and the rest from 4 GiB), each 4 KiB page backed by a host frame through
+/// the second-level page table. Pages are indexed by guest page number; those of the hole between the two RAM ranges
+/// have no frame (<see cref="NoFrame"/>) and are never mapped. That table is the only path from the
 /// guest to memory; host-side accessors here go through it too, so they can never reach another
 /// partition's frames.
 /// <para>
@@ -15,25 +17,37 @@ namespace HybridVmm.Hypervisor.GuestMemory;
 /// </summary>
 internal sealed class GuestPhysicalAddressSpace
 {
+    /// <summary>The frame of a page in the hole between the RAM below 4 GiB and the RAM above it.</summary>
+    private const int NoFrame = -1;
+
     private readonly HostPhysicalMemory _memory;
     private readonly FrameAllocator _allocator;
     private readonly int[] _frames;
     private bool[]? _dirty;
 
-    private GuestPhysicalAddressSpace(HostPhysicalMemory memory, FrameAllocator allocator, uint sizeBytes)
+    private GuestPhysicalAddressSpace(HostPhysicalMemory memory, FrameAllocator allocator, ulong sizeBytes)
     {
         _memory = memory;
         _allocator = allocator;
         SizeBytes = sizeBytes;
-        _frames = new int[sizeBytes >> HostPhysicalMemory.FrameShift];
+        _frames = new int[GuestRam.End(sizeBytes) >> HostPhysicalMemory.FrameShift];
+        Array.Fill(_frames, NoFrame);
         Slat = new SecondLevelPageTable(_frames.Length);
     }
 
     public SecondLevelPageTable Slat { get; }
 
-    public uint SizeBytes { get; }
+    /// <summary>The RAM's size (not where it ends: see <see cref="PageCount"/>).</summary>
+    public ulong SizeBytes { get; }
 
+    /// <summary>Guest pages from 0 to the end of the highest RAM, the hole's included: page numbers are below it.</summary>
     public int PageCount => _frames.Length;
+
+    /// <summary>Whether a guest page is RAM (not in the hole, not above the end).</summary>
+    public bool IsRamPage(ulong page) => page < (ulong)_frames.Length && _frames[page] != NoFrame;
+
+    /// <summary>Whether <c>[gpa, gpa + length)</c> lies in one RAM range.</summary>
+    public bool IsRam(ulong gpa, ulong length) => GuestRam.IsRam(SizeBytes, gpa, length);
 
     /// <summary>Pages copied on first write since this space was cloned or created.</summary>
     public long CopyOnWriteCopies { get; private set; }
@@ -46,7 +60,7 @@ internal sealed class GuestPhysicalAddressSpace
             int shared = 0;
             foreach (int frame in _frames)
             {
-                if (_allocator.References(frame) > 1)
+                if (frame != NoFrame && _allocator.References(frame) > 1)
                 {
                     shared++;
                 }
@@ -59,20 +73,25 @@ internal sealed class GuestPhysicalAddressSpace
     public bool DirtyTracking => _dirty is not null;
 
     /// <summary>Called when the host writes guest memory, so decoded-instruction caches stay coherent.</summary>
-    public event Action<uint, int>? HostWrote;
+    public event Action<ulong, int>? HostWrote;
 
     /// <summary>Allocates and maps RAM. Returns null when the host has too few free frames.</summary>
-    public static GuestPhysicalAddressSpace? TryCreate(HostPhysicalMemory memory, FrameAllocator allocator, uint sizeBytes)
+    public static GuestPhysicalAddressSpace? TryCreate(HostPhysicalMemory memory, FrameAllocator allocator, ulong sizeBytes)
     {
-        int pages = (int)(sizeBytes >> HostPhysicalMemory.FrameShift);
-        if (pages == 0 || allocator.FreeFrames < pages)
+        ulong pages = sizeBytes >> HostPhysicalMemory.FrameShift;
+        if (pages == 0 || sizeBytes > GuestRam.MaxBytes || (ulong)allocator.FreeFrames < pages)
         {
             return null;
         }
 
         var space = new GuestPhysicalAddressSpace(memory, allocator, sizeBytes);
-        for (uint page = 0; page < pages; page++)
+        for (ulong page = 0; page < (ulong)space._frames.Length; page++)
         {
+            if (!GuestRam.IsRamPage(sizeBytes, page))
+            {
+                continue;
+            }
+
             allocator.TryAllocate(out int frame);
             space._frames[page] = frame;
             space.Slat.Map(page, frame, writable: true);
@@ -91,6 +110,11 @@ internal sealed class GuestPhysicalAddressSpace
         for (uint page = 0; page < _frames.Length; page++)
         {
             int frame = _frames[page];
+            if (frame == NoFrame)
+            {
+                continue;
+            }
+
             _allocator.Share(frame);
             clone._frames[page] = frame;
             clone.Slat.Map(page, frame, writable: false);
@@ -107,7 +131,9 @@ internal sealed class GuestPhysicalAddressSpace
             Slat.Unmap(page);
         }
 
-        _allocator.Free(_frames);
+        ulong below = GuestRam.BelowFourGiB(SizeBytes) >> HostPhysicalMemory.FrameShift;
+        _allocator.Free(_frames.AsSpan(0, (int)below));
+        _allocator.Free(_frames.AsSpan((int)below).TrimStart(NoFrame));
     }
 
     /// <summary>
@@ -115,12 +141,12 @@ internal sealed class GuestPhysicalAddressSpace
     /// dirty when tracking, and makes the page writable again. False when the address is not RAM, or when
     /// <paramref name="exhausted"/>: the page is shared and the host has no free frame for its copy.
     /// </summary>
-    public bool TryResolveWriteFault(uint gpa, out bool copied, out bool exhausted)
+    public bool TryResolveWriteFault(ulong gpa, out bool copied, out bool exhausted)
     {
         copied = false;
         exhausted = false;
-        uint page = gpa >> HostPhysicalMemory.FrameShift;
-        if (page >= (uint)_frames.Length)
+        ulong page = gpa >> HostPhysicalMemory.FrameShift;
+        if (!IsRamPage(page))
         {
             return false;
         }
@@ -153,7 +179,7 @@ internal sealed class GuestPhysicalAddressSpace
     /// <summary>The pages written since the last call (or since tracking started); they are write-protected again.</summary>
     public List<uint> CollectDirtyPages()
     {
-        var pages = new List<uint>();
+        var pages = new List<uint>(); // page numbers: 2^24 at most (MAXPHYADDR 36)
         if (_dirty is null)
         {
             return pages;
@@ -182,19 +208,22 @@ internal sealed class GuestPhysicalAddressSpace
         _dirty = null;
         for (uint page = 0; page < _frames.Length; page++)
         {
-            Slat.SetWritable(page, _allocator.References(_frames[page]) == 1);
+            if (_frames[page] != NoFrame)
+            {
+                Slat.SetWritable(page, _allocator.References(_frames[page]) == 1);
+            }
         }
     }
 
-    public bool TryWrite(uint gpa, ReadOnlySpan<byte> data)
+    public bool TryWrite(ulong gpa, ReadOnlySpan<byte> data)
     {
-        if ((ulong)gpa + (ulong)data.Length > SizeBytes)
+        if (!IsRam(gpa, (ulong)data.Length))
         {
             return false;
         }
 
         // The host writes through the same copy-on-write discipline as the guest, and never into a frame still shared.
-        for (uint page = gpa >> HostPhysicalMemory.FrameShift; page <= (gpa + (uint)Math.Max(data.Length - 1, 0)) >> HostPhysicalMemory.FrameShift; page++)
+        for (ulong page = gpa >> HostPhysicalMemory.FrameShift; page <= (gpa + (ulong)Math.Max(data.Length - 1, 0)) >> HostPhysicalMemory.FrameShift; page++)
         {
             if (!PrivatizePage(page, out _))
             {
@@ -212,9 +241,9 @@ internal sealed class GuestPhysicalAddressSpace
         return true;
     }
 
-    public bool TryRead(uint gpa, Span<byte> destination)
+    public bool TryRead(ulong gpa, Span<byte> destination)
     {
-        if ((ulong)gpa + (ulong)destination.Length > SizeBytes)
+        if (!IsRam(gpa, (ulong)destination.Length))
         {
             return false;
         }
@@ -225,9 +254,9 @@ internal sealed class GuestPhysicalAddressSpace
 
     /// <summary>Whether a page holds only zero bytes (snapshots and migration skip those).</summary>
     public bool IsZeroPage(uint page) =>
-        !_memory.Frame(_frames[page]).ContainsAnyExcept((byte)0);
+        _frames[page] == NoFrame || !_memory.Frame(_frames[page]).ContainsAnyExcept((byte)0);
 
-    private bool PrivatizePage(uint page, out bool copied)
+    private bool PrivatizePage(ulong page, out bool copied)
     {
         copied = false;
         int frame = _frames[page];
@@ -250,12 +279,12 @@ internal sealed class GuestPhysicalAddressSpace
         return true;
     }
 
-    private void Copy(uint gpa, int length, bool write, ReadOnlySpan<byte> source, Span<byte> destination)
+    private void Copy(ulong gpa, int length, bool write, ReadOnlySpan<byte> source, Span<byte> destination)
     {
         int done = 0;
         while (done < length)
         {
-            uint address = gpa + (uint)done;
+            ulong address = gpa + (ulong)done;
             int frame = _frames[address >> HostPhysicalMemory.FrameShift];
             int offset = (int)(address & (HostPhysicalMemory.FrameSize - 1));
             int chunk = Math.Min(length - done, HostPhysicalMemory.FrameSize - offset);

@@ -20,7 +20,7 @@ internal static class ApicAccess
             return ExitOutcome.Stop;
         }
 
-        uint offset = exit.GuestPhysicalAddress & 0xFFF;
+        uint offset = (uint)exit.GuestPhysicalAddress & 0xFFF;
         long now = partitions.GuestNow(partition, vp);
         uint value = 0;
         if (exit.IsWrite)

@@ -27,7 +27,7 @@ public static class CpuidPolicy
     /// Leaf 1 EDX: FPU (bit 0, the x87), PSE (bit 3, 4 MiB pages), TSC (bit 4), MSR (bit 5, RDMSR/WRMSR), PAE (bit 6, PAE
     /// paging), CX8 (bit 8), APIC (bit 9, the local APIC: cleared while IA32_APIC_BASE disables it), SEP (bit 11,
     /// SYSENTER/SYSEXIT), PGE (bit 13, global pages), CMOV (bit 15, with FCMOVcc and FCOMI since FPU is set), FXSR (bit 24,
-    /// FXSAVE/FXRSTOR). No PSE-36, MMX or SSE. MAXPHYADDR is 32 (leaf 0x80000008).
+    /// FXSAVE/FXRSTOR). No PSE-36, MMX or SSE. MAXPHYADDR is 36 (leaf 0x80000008), reached through PAE paging only.
     /// </summary>
     public const uint FeaturesEdx = (1u << 0) | (1u << 3) | (1u << 4) | (1u << 5) | (1u << 6) | (1u << 8) | ApicFeature | (1u << 11) | (1u << 13) | (1u << 15) | (1u << 24);
 
@@ -37,12 +37,14 @@ public static class CpuidPolicy
     /// <summary>
     /// The highest extended leaf: 0x80000008. Leaf 0x80000001 EDX reports NX (bit 20, execute-disable with IA32_EFER.NXE
     /// in PAE paging) and RDTSCP (bit 27), and nothing else (no long mode, no SYSCALL); leaves 0x80000002-0x80000007 read
-    /// as zero (no brand string, no cache or power information); leaf 0x80000008 gives 32 physical and 32 linear address
-    /// bits: guest-physical memory ends below 4 GiB, so PAE entries reserve their bits 62:32.
+    /// as zero (no brand string, no cache or power information); leaf 0x80000008 gives 36 physical and 32 linear address
+    /// bits: PAE entries address RAM above 4 GiB (a guest of 3584 MiB or more has some) and reserve their bits 62:36.
+    /// QEMU 7.2 gives a 32-bit CPU 36 physical bits only with PSE-36 (<c>-cpu qemu32,+pse36,xlevel=0x80000008</c> reads
+    /// EAX 0x24 here; plain <c>qemu32</c> has 32 and stops at leaf 0x80000004), and leaves the linear width (EAX[15:8]) 0.
     /// </summary>
     public const uint MaxExtendedLeaf = 0x80000008;
     public const uint ExtendedFeaturesEdx = (1u << 20) | (1u << 27);
-    public const uint AddressSizes = (32u << 8) | 32u;
+    public const uint AddressSizes = (32u << 8) | (uint)Hardware.Memory.GuestRam.MaxPhysicalAddressBits;
 
     /// <summary>Leaf 1 ECX bit 31 is reserved by Intel for "hypervisor present".</summary>
     public const uint HypervisorPresent = 1u << 31;

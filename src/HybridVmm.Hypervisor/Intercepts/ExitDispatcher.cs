@@ -123,7 +123,7 @@ internal sealed class ExitDispatcher(PartitionTable partitions, InterceptCost co
     /// (true). A shared page whose copy finds the host's memory exhausted stops this guest alone, saying so (false).
     /// Null when the write is not to RAM: the root's device model takes it.
     /// </summary>
-    private bool? ResolveWriteProtection(Partition partition, VirtualProcessor vp, uint gpa)
+    private bool? ResolveWriteProtection(Partition partition, VirtualProcessor vp, ulong gpa)
     {
         if (partition.AddressSpace is not { } space)
         {
@@ -137,7 +137,7 @@ internal sealed class ExitDispatcher(PartitionTable partitions, InterceptCost co
                 return null;
             }
 
-            partitions.Fault(partition, vp, $"host memory exhausted: guest-physical page 0x{gpa & ~0xFFFu:x8} is shared copy-on-write, " +
+            partitions.Fault(partition, vp, $"host memory exhausted: guest-physical page 0x{gpa & ~0xFFFUL:x8} is shared copy-on-write, " +
                 "and the host has no free frame for this guest's own copy (give the host more memory: HostMemory, --host-memory)");
             return false;
         }
@@ -146,7 +146,7 @@ internal sealed class ExitDispatcher(PartitionTable partitions, InterceptCost co
         partition.Statistics.CountIntercept(kind);
         if (partitions.Trace.Enabled && copied)
         {
-            partitions.Trace.Record(partitions.Now(vp), partition.Id, vp.Index, TraceKind.Intercept, $"{kind} gpa=0x{gpa & ~0xFFFu:x8}");
+            partitions.Trace.Record(partitions.Now(vp), partition.Id, vp.Index, TraceKind.Intercept, $"{kind} gpa=0x{gpa & ~0xFFFUL:x8}");
         }
 
         return true;

@@ -38,7 +38,7 @@ public readonly record struct InterceptMessage(
     ushort Port,
     byte Size,
     uint Value,
-    uint GuestPhysicalAddress,
+    ulong GuestPhysicalAddress,
     bool IsWrite,
     long ClockOffset = 0)
 {

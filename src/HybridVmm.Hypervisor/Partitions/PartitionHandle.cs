@@ -19,6 +19,6 @@ public sealed record PartitionSummary(
     string Name,
     bool IsRoot,
     PartitionState State,
-    uint MemoryBytes,
+    ulong MemoryBytes,
     IReadOnlyList<VpState> Processors,
     PartitionStatistics Statistics);

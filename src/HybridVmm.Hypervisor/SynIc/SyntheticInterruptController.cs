@@ -47,8 +47,8 @@ internal sealed class SyntheticInterruptController
 
     public ulong Sint(int index) => _sint[index];
 
-    private uint SimpGpa => (uint)(Simp & ~0xFFFUL);
-    private uint SiefpGpa => (uint)(Siefp & ~0xFFFUL);
+    private ulong SimpGpa => Simp & ~0xFFFUL;
+    private ulong SiefpGpa => Siefp & ~0xFFFUL;
 
     /// <summary>Reads a SynIC or synthetic-timer MSR. False for an index this controller does not own.</summary>
     internal bool TryReadMsr(uint msr, out ulong value)
@@ -119,7 +119,7 @@ internal sealed class SyntheticInterruptController
     }
 
     private bool PageInRam(ulong register) =>
-        (register & EnableBit) == 0 || (_memory is { } space && (register & ~0xFFFUL) + 0x1000 <= space.SizeBytes);
+        (register & EnableBit) == 0 || (_memory is { } space && space.IsRam(register & ~0xFFFUL, 0x1000));
 
     /// <summary>
     /// Posts a message to <paramref name="sint"/>: into the slot if it is free, otherwise queued (TLFS 11.10.3).
@@ -161,7 +161,7 @@ internal sealed class SyntheticInterruptController
             return HvStatus.InvalidSynicState;
         }
 
-        uint address = SiefpGpa + (uint)(sint * HvMessageLayout.SlotSize + flag / 8);
+        ulong address = SiefpGpa + (ulong)(sint * HvMessageLayout.SlotSize + flag / 8);
         Span<byte> b = stackalloc byte[1];
         if (!space.TryRead(address, b)) return HvStatus.InvalidSynicState;
         byte bit = (byte)(1 << (flag & 7));
@@ -187,7 +187,7 @@ internal sealed class SyntheticInterruptController
             return false;
         }
 
-        uint address = SimpGpa + (uint)(sint * HvMessageLayout.SlotSize);
+        ulong address = SimpGpa + (ulong)(sint * HvMessageLayout.SlotSize);
         Span<byte> slot = stackalloc byte[HvMessageLayout.SlotSize];
         if (!space.TryRead(address, slot[..HvMessageLayout.HeaderSize]))
         {
@@ -326,7 +326,7 @@ internal sealed class SyntheticInterruptController
                 continue;
             }
 
-            uint address = SimpGpa + (uint)(sint * HvMessageLayout.SlotSize);
+            ulong address = SimpGpa + (ulong)(sint * HvMessageLayout.SlotSize);
             if (!space.TryRead(address, slot[..HvMessageLayout.HeaderSize]))
             {
                 continue;

@@ -88,11 +88,12 @@ internal sealed class GpadlTable
     }
 
     /// <summary>True when every page of [gpa, gpa+length) is listed by a complete or partial GPADL.</summary>
-    public bool IsGranted(uint gpa, int length)
+    public bool IsGranted(ulong gpa, int length)
     {
         if (length <= 0) return true;
-        uint first = gpa >> 12, last = (uint)(((ulong)gpa + (ulong)length - 1) >> 12);
-        for (uint page = first; page <= last; page++)
+        ulong first = gpa >> 12, last = (gpa + (ulong)length - 1) >> 12;
+        if (last > uint.MaxValue) return false;
+        for (uint page = (uint)first; page <= (uint)last; page++)
         {
             if (!_grantedPages.ContainsKey(page)) return false;
         }

@@ -78,13 +78,13 @@ public class MmioTests
             if (exit.IsWrite)
             {
                 Assert.That(exit.Value & ~Mask(exit.Size), Is.Zero, "a write carries only its low Size bytes");
-                device.Write(exit.GuestPhysicalAddress, exit.Size, exit.Value);
+                device.Write((uint)exit.GuestPhysicalAddress, exit.Size, exit.Value);
                 m.Cpu.CompleteMemoryIntercept();
             }
             else
             {
                 Assert.That(exit.Value, Is.Zero, "a read intercept carries no value");
-                m.Cpu.CompleteMemoryIntercept(device.Read(exit.GuestPhysicalAddress, exit.Size));
+                m.Cpu.CompleteMemoryIntercept(device.Read((uint)exit.GuestPhysicalAddress, exit.Size));
             }
         }
         Assert.Fail("too many exits");

@@ -87,7 +87,8 @@ public class SystemInstructionTests
 
     /// <summary>
     /// SDM Vol. 3A, 4.4.1: with PAE paging in use, a MOV to CR3 (and a MOV to CR0 or CR4 that turns it on) loads the four
-    /// PDPTEs, and one that is present with a reserved bit set (here bit 32: MAXPHYADDR is 32) is #GP(0), CR3 unchanged.
+    /// PDPTEs, and one that is present with a reserved bit set (here bit 36: MAXPHYADDR is 36, so bits 63:36 of a PDPTE
+    /// are reserved) is #GP(0), CR3 unchanged.
     /// </summary>
     [Test]
     public void APdpteWithAReservedBitMakesTheMovToCr3GeneralProtection()
@@ -96,7 +97,7 @@ public class SystemInstructionTests
         const uint good = 0x30000, bad = 0x30020, directory = 0x31000;
         m.Write32(good, directory | 1);            // PDPTE 0 -> a page directory whose entry 0 identity-maps 2 MiB
         m.Write32(bad, directory | 1);
-        m.Write32(bad + 4, 1);                     // bit 32: reserved
+        m.Write32(bad + 4, 0x10);                  // bit 36: reserved
         m.Write32(directory, 0x83);
         m.Load(asm =>
         {
@@ -110,6 +111,33 @@ public class SystemInstructionTests
         Assert.That((exit.Reason, exit.Vector), Is.EqualTo((CpuExitReason.Exception, ExceptionVector.GeneralProtection)));
         Assert.That(m.Cpu.Cr3, Is.EqualTo(good), "the faulting MOV changed nothing");
         Assert.That(m.Cpu.PagingEnabled, Is.True, "PAE paging through the good PDPT ran the code up to it");
+    }
+
+    /// <summary>
+    /// SDM Vol. 3A, 4.4.1 and table 4-8: with MAXPHYADDR 36, a PDPTE's bits 35:32 are address bits, not reserved. The MOV
+    /// to CR3 succeeds, and the next fetch's walk reads the page directory at its 36-bit address (no RAM there in this
+    /// machine: the walk's read exits to the hypervisor with that address).
+    /// </summary>
+    [Test]
+    public void APdpteNamingAPageDirectoryAbove4GiBIsNoGeneralProtection()
+    {
+        var m = new TestMachine();
+        const uint good = 0x30000, high = 0x30020, directory = 0x31000;
+        m.Write32(good, directory | 1);
+        m.Write32(high, directory | 1);
+        m.Write32(high + 4, 0xF);                  // bits 35:32: a directory above 4 GiB (not RAM here, and never walked)
+        m.Write32(directory, 0x83);
+        m.Load(asm =>
+        {
+            asm.mov(eax, good); asm.mov(cr3, eax);
+            asm.mov(eax, 0x20); asm.mov(cr4, eax);
+            asm.mov(eax, cr0); asm.or(eax, unchecked((int)0x8000_0001)); asm.mov(cr0, eax);
+            asm.mov(ebx, high); asm.mov(cr3, ebx);
+            asm.hlt();
+        });
+        CpuExit exit = m.Cpu.Run(100);
+        Assert.That((exit.Reason, exit.GuestPhysicalAddress), Is.EqualTo((CpuExitReason.MemoryIntercept, 0xF_0003_1000UL)));
+        Assert.That(m.Cpu.Cr3, Is.EqualTo(high));
     }
 
     [Test]

@@ -49,26 +49,26 @@ public class CraftedInputTests
     }
 
     [Test]
-    public void AGuestMemoryOf0xFFFFFFFFBytesIsRefusedBeforeAnythingIsAllocated()
+    public void AGuestMemoryOf0xFFFFFFFFFFFFFFFFBytesIsRefusedBeforeAnythingIsAllocated()
     {
         byte[] file = WithPartitionChunk(Snapshots.SavedHello(), payload =>
-            BinaryPrimitives.WriteUInt32LittleEndian(payload.AsSpan(4 + BinaryPrimitives.ReadInt32LittleEndian(payload)), 0xFFFF_FFFF));
+            BinaryPrimitives.WriteUInt64LittleEndian(payload.AsSpan(4 + BinaryPrimitives.ReadInt32LittleEndian(payload)), ulong.MaxValue));
         Assert.That(SnapshotFormat.TryDeserialize(file, out string error), Is.Null);
-        Assert.That(error, Is.EqualTo("chunk 'partition' (partition configuration state version 2) is malformed: guest memory of 4294967295 bytes is not a whole number of 4 KiB pages between 4 KiB and 3583 MiB"));
+        Assert.That(error, Is.EqualTo("chunk 'partition' (partition configuration state version 3) is malformed: guest memory of 18446744073709551615 bytes is not a whole number of 4 KiB pages between 4 KiB and 4096 MiB"));
     }
 
     [Test]
     public void TheCliRefusesASnapshotOfAGuestLargerThanItCanRunWithOneLine()
     {
-        // One page more than the guest RAM the platform has room for below its devices (GuestRam.MaxBytes).
+        // One page more than the largest guest RAM (GuestRam.MaxBytes, 4 GiB): a size a u32 could not hold.
         byte[] file = WithPartitionChunk(Snapshots.SavedHello(), payload =>
-            BinaryPrimitives.WriteUInt32LittleEndian(payload.AsSpan(4 + BinaryPrimitives.ReadInt32LittleEndian(payload)), (3583u << 20) + 4096));
+            BinaryPrimitives.WriteUInt64LittleEndian(payload.AsSpan(4 + BinaryPrimitives.ReadInt32LittleEndian(payload)), (4096UL << 20) + 4096));
         string path = Path.Combine(Path.GetTempPath(), $"hybridvmm-{Guid.NewGuid():N}.snap");
         try
         {
             File.WriteAllBytes(path, file);
             CliProcess.Result result = CliProcess.Run("restore", path);
-            EndToEnd.InputBoundsTests.AssertRefused(result, ExitStatus.InvalidImage, "guest memory of 3757051904 bytes is not a whole number of 4 KiB pages between 4 KiB and 3583 MiB");
+            EndToEnd.InputBoundsTests.AssertRefused(result, ExitStatus.InvalidImage, "guest memory of 4294971392 bytes is not a whole number of 4 KiB pages between 4 KiB and 4096 MiB");
         }
         finally
         {
@@ -230,10 +230,10 @@ public class CraftedInputTests
     [Test]
     public async Task AHelloAnnouncingMoreMemoryThanAGuestCanHaveIsRefused()
     {
-        byte[] stream = Frame(FrameType.Hello, Hello(new VmConfiguration { Name = "x", Image = [], MemoryBytes = 0xFFFF_F000 }));
+        byte[] stream = Frame(FrameType.Hello, Hello(new VmConfiguration { Name = "x", Image = [], MemoryBytes = (4096UL << 20) + 4096 }));
         (_, string? error, Exception? thrown) = await ReceiveCrafted(stream);
         Assert.That(thrown, Is.Null);
-        Assert.That(error, Does.Contain("malformed Hello frame: guest memory of 4294963200 bytes"));
+        Assert.That(error, Does.Contain("malformed Hello frame: guest memory of 4294971392 bytes"));
     }
 
     [Test]

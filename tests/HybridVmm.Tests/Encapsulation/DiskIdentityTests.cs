@@ -127,7 +127,7 @@ public class DiskIdentityTests
         using var payload = new MemoryStream();
         var w = new SavedStateWriter(payload);
         w.WriteString(config!.Name);
-        w.WriteUInt32(config.MemoryBytes);
+        w.WriteUInt32((uint)config.MemoryBytes); // version 2 held a u32
         w.WriteString(config.CommandLine);
         foreach (IReadOnlyList<string> names in new[] { config.Devices, config.SyntheticDevices })
         {

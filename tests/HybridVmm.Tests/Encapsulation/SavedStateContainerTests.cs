@@ -205,7 +205,7 @@ public class SavedStateContainerTests
         Assert.That(reader, Is.Not.Null, error);
         Assert.That(reader.Chunks.Select(c => $"{c.Tag} v{c.Version}"), Is.EqualTo(new[]
         {
-            "partition v2", "cpu.vp0 v5", "interrupts.vp0 v2", "statistics v1", "clock v1", "hv.partition v3", "synic.vp0 v3",
+            "partition v3", "cpu.vp0 v5", "interrupts.vp0 v2", "statistics v1", "clock v1", "hv.partition v3", "synic.vp0 v3",
             "apic.vp0 v1", "root.requests v1", "device.com1 v3", "device.provisioning v1", "device.fw-cfg v1", "device.port92 v1", "device.i8042 v1",
             "device.rtc v1", "device.pci v1", "device.pic v1", "device.pit v1", "device.ioapic v1", "device.acpi-pm v1", "memory v1",
         }));

@@ -321,7 +321,7 @@ public class CliTests
     }
 
     [TestCase("run", "--memory", "lots")]
-    [TestCase("run", "--memory", "4G")]
+    [TestCase("run", "--memory", "5G")]
     [TestCase("run")]
     [TestCase("--no-such-flag")]
     public void BadCommandLinesGetTheUsageStatus(params string[] args)

@@ -236,6 +236,24 @@ public class ManagementApiTests
         });
     }
 
+    /// <summary>The API takes the largest guest, 4 GiB (3 GiB of it below 4 GiB, 1 GiB above), in a serve with room for it.</summary>
+    [Test]
+    public async Task AGuestOf4GiBIsCreatedAndRuns()
+    {
+        string config = Path.Combine(_serve.Directory, "big.json");
+        File.WriteAllText(config, """{ "HybridVmm": { "HostMemory": "4200M" } }""");
+        using ServeProcess serve = ServeProcess.Start("--config", config);
+        using HttpClient api = serve.UnixClient();
+        ApiReply created = await ApiReply.Post(api, "/api/vms", new { name = "big", image = _spinImage, memory = "4G", start = true });
+        ApiReply vm = await ApiReply.Get(api, "/api/vms/big");
+        Assert.Multiple(() =>
+        {
+            Assert.That(created.Status, Is.EqualTo(201), created.ToString());
+            Assert.That(vm.Body.GetProperty("memoryBytes").GetInt64(), Is.EqualTo(4L << 30), vm.ToString());
+            Assert.That(vm.State, Is.EqualTo("running"), vm.ToString());
+        });
+    }
+
     [Test]
     public async Task EveryRefusalIsAProblemDetailsDocumentWithTheRightStatus()
     {
@@ -249,6 +267,7 @@ public class ManagementApiTests
             ("unknown embedded guest", ApiReply.Post(_api, "/api/vms", new { name = "x", image = "embedded:nope" }), 404, "no embedded guest 'nope'"),
             ("bad size", ApiReply.Post(_api, "/api/vms", new { name = "x", image = _spinImage, memory = "12Q" }), 400, "not a size"),
             ("size out of range", ApiReply.Post(_api, "/api/vms", new { name = "x", image = _spinImage, memory = "1K" }), 400, "out of range"),
+            ("a page more than 4 GiB", ApiReply.Post(_api, "/api/vms", new { name = "x", image = _spinImage, memory = "4194308K" }), 400, "give 2M to 4096M"),
             ("not an image", ApiReply.Post(_api, "/api/vms", new { name = "x", image = Path.Combine(Repository.GuestsDirectory, "hello.c") }), 400, "image"),
             ("bad name", ApiReply.Post(_api, "/api/vms", new { name = "../x", image = _spinImage }), 400, "is not a VM name"),
             ("image and snapshot", ApiReply.Post(_api, "/api/vms", new { name = "x", image = _spinImage, snapshot = "s.bin" }), 400, "either"),

@@ -5,7 +5,8 @@ using static Iced.Intel.AssemblerRegisters;
 namespace HybridVmm.Tests.EndToEnd;
 
 /// <summary>
-/// PAE paging with execute-disable (SDM Vol. 3A, 4.4 and 4.6), against QEMU (<c>-cpu qemu32,+nx</c>): a guest builds
+/// PAE paging with execute-disable (SDM Vol. 3A, 4.4 and 4.6), against QEMU (<c>-cpu qemu32,+nx,+pse36</c>: QEMU 7.2
+/// gives a 32-bit CPU MAXPHYADDR 36, as ours has, only with PSE-36; plain <c>qemu32</c> has 32): a guest builds
 /// a PDPT, a page directory with 2 MiB pages and a page table of 4 KiB pages, turns on CR4.PAE, IA32_EFER.NXE and
 /// CR0.PG with WP, and prints what each access gives: the data through a remapped page, the A and D bits the walk set,
 /// and for each fault the #PF error code and CR2 (a read-only page written, a page not present, a fetch from an
@@ -33,7 +34,7 @@ public class PaePagingTests
         Entry(Directory, 0x0000_0000 | 0x83, 0);           // 0-2 MiB: identity, a 2 MiB page (the code, the tables)
         Entry(Directory + 8, Table | 0x03, 0);             // 2-4 MiB: the page table below
         Entry(Directory + 16, 0x0040_0000 | 0x83, 0x8000_0000); // 4-6 MiB: identity, execute-disabled
-        Entry(Directory + 24, 0x0060_0000 | 0x83, 0x0000_0001); // 6-8 MiB: bit 32 set, reserved with MAXPHYADDR 32
+        Entry(Directory + 24, 0x0060_0000 | 0x83, 0x0000_0010); // 6-8 MiB: bit 36 set, reserved with MAXPHYADDR 36
         Entry(Table, 0x0030_0000 | 0x03, 0);               // 0x200000 -> 0x300000, writable
         Entry(Table + 8, 0x0030_1000 | 0x01, 0);           // 0x201000 -> 0x301000, read-only
         Entry(Table + 16, 0, 0);                           // 0x202000: not present
@@ -120,7 +121,7 @@ public class PaePagingTests
         File.WriteAllBytes(image, PaeGuest());
         try
         {
-            string qemu = QemuReference.RunLinux(image, "", "32M", cpu: "qemu32,+nx");
+            string qemu = QemuReference.RunLinux(image, "", "32M", cpu: "qemu32,+nx,+pse36");
             CliProcess.Result ours = CliProcess.Run("run", image, "--memory", "32M");
             // One known difference: a reserved bit in a present entry is #PF with P=1 and RSVD=1 (error code 9 here), since
             // P is 0 only when a P flag was 0 (SDM Vol. 3A, 4.7); QEMU 7.2's TCG reports RSVD alone (8).

@@ -166,35 +166,35 @@ public sealed unsafe partial class X86Core
     private Instruction _straddling;
 
     // The guest-physical address of the last code byte the second-level table refused.
-    private uint _fetchRefusedAt;
+    private ulong _fetchRefusedAt;
 
     /// <summary>One code byte at a linear address for the decoder; -1 after a #PF (recorded) or a refused guest-physical page.</summary>
     internal int FetchCodeByte(uint linear)
     {
-        uint physical = linear;
+        ulong physical = linear;
         if (_pagingEnabled)
         {
             long translated = FetchToPhysical(linear);
             if (translated < 0) return -1;
-            physical = (uint)translated;
+            physical = (ulong)translated;
         }
-        uint page = physical >> PageShift;
-        if (page >= (uint)_slatEntries.Length || _slatEntries[page] < 0)
+        ulong page = physical >> PageShift;
+        if (page >= (ulong)_slatEntries.Length || _slatEntries[page] < 0)
         {
             _fetchRefusedAt = physical;
             return -1;
         }
         int frame = _slatEntries[page] & SecondLevelPageTable.FrameMask;
-        return _ram[((long)frame << PageShift) | (physical & PageOffsetMask)];
+        return _ram[((long)frame << PageShift) | (long)(linear & PageOffsetMask)];
     }
 
     /// <summary>A code byte for diagnostics: no fault, no A/D update, no TLB fill.</summary>
     private int PeekCodeByte(uint linear)
     {
-        if (TranslateLinearForInspection(linear) is not uint physical) return -1;
-        uint page = physical >> PageShift;
-        if (page >= (uint)_slatEntries.Length || _slatEntries[page] < 0) return -1;
-        return _ram[((long)(_slatEntries[page] & SecondLevelPageTable.FrameMask) << PageShift) | (physical & PageOffsetMask)];
+        if (TranslateLinearForInspection(linear) is not ulong physical) return -1;
+        ulong page = physical >> PageShift;
+        if (page >= (ulong)_slatEntries.Length || _slatEntries[page] < 0) return -1;
+        return _ram[((long)(_slatEntries[page] & SecondLevelPageTable.FrameMask) << PageShift) | (long)(linear & PageOffsetMask)];
     }
 
     /// <summary>
@@ -203,15 +203,15 @@ public sealed unsafe partial class X86Core
     /// </summary>
     private CodePage? GetCodePage(uint linear)
     {
-        uint physical = linear;
+        ulong physical = linear;
         if (_pagingEnabled)
         {
             long translated = FetchToPhysical(linear);
             if (translated < 0) return null;
-            physical = (uint)translated;
+            physical = (ulong)translated;
         }
-        uint guestPage = physical >> PageShift;
-        if (guestPage >= (uint)_slatEntries.Length || _slatEntries[guestPage] < 0)
+        ulong guestPage = physical >> PageShift;
+        if (guestPage >= (ulong)_slatEntries.Length || _slatEntries[guestPage] < 0)
         {
             IntercepFetch(physical);
             return null;
@@ -274,7 +274,7 @@ public sealed unsafe partial class X86Core
     }
 
     /// <summary>Drops cached decoded instructions for a guest-physical range written by something other than this core.</summary>
-    public void InvalidateCode(uint guestPhysicalAddress, int length)
+    public void InvalidateCode(ulong guestPhysicalAddress, int length)
     {
         if (length <= 0)
         {
@@ -283,7 +283,7 @@ public sealed unsafe partial class X86Core
         // Also cover an instruction that starts on the previous page and straddles into the range:
         // straddling instructions are never cached, so only the pages of the range itself matter.
         ulong first = guestPhysicalAddress >> PageShift;
-        ulong last = ((ulong)guestPhysicalAddress + (ulong)length - 1) >> PageShift;
+        ulong last = (guestPhysicalAddress + (ulong)length - 1) >> PageShift;
         for (ulong p = first; p <= last && p < (ulong)_codePages.Length; p++)
         {
             _codePages[p]?.Clear();

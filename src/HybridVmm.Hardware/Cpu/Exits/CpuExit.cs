@@ -49,7 +49,7 @@ public readonly record struct CpuExit(
     ushort Port = 0,
     byte Size = 0,
     uint Value = 0,
-    uint GuestPhysicalAddress = 0,
+    ulong GuestPhysicalAddress = 0,
     bool IsWrite = false,
     byte Vector = 0,
     uint ErrorCode = 0);

@@ -58,7 +58,7 @@ public sealed partial class X86Core
     /// (<see cref="CompleteMemoryIntercept"/>), otherwise recorded as the instruction's exit (only the first counts).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private long MemoryIntercept(uint address, bool write, int size, uint writeValue)
+    private long MemoryIntercept(ulong address, bool write, int size, uint writeValue)
     {
         if (_faulted)
         {
@@ -77,7 +77,7 @@ public sealed partial class X86Core
     }
 
     /// <summary>A refused write probe (<see cref="ProbeWrite"/>): an intercept without data, which cannot be completed.</summary>
-    private bool ProbeRefused(uint address, int size)
+    private bool ProbeRefused(ulong address, int size)
     {
         if (!_faulted)
         {
@@ -89,7 +89,7 @@ public sealed partial class X86Core
     }
 
     /// <summary>An instruction fetch the second-level table refused: an intercept with nothing to complete.</summary>
-    private CpuExit IntercepFetch(uint eip)
+    private CpuExit IntercepFetch(ulong eip)
     {
         _interceptCompletable = false;
         _exit = new CpuExit(CpuExitReason.MemoryIntercept, GuestPhysicalAddress: eip, IsWrite: false, Size: 1);
@@ -209,7 +209,7 @@ public sealed partial class X86Core
     /// <summary>One access of the current instruction that the hypervisor already performed.</summary>
     private struct SatisfiedAccess
     {
-        public uint Address;
+        public ulong Address;
         public uint Value;
         public byte Size;
         public bool IsWrite;
@@ -292,7 +292,7 @@ public sealed partial class X86Core
     }
 
     /// <summary>Consumes the next completed access if it is this one; false when the access must exit.</summary>
-    private bool Replay(uint address, bool write, int size)
+    private bool Replay(ulong address, bool write, int size)
     {
         if (_replayRetired != InstructionsRetired || _replayEip != _savedEip)
         {

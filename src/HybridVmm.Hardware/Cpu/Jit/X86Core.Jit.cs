@@ -290,6 +290,7 @@ public sealed partial class X86Core
             return -1;
         }
         uint physical = linear;
+        ulong page = linear >> PageShift;
         if (_pagingEnabled)
         {
             ref TlbEntry entry = ref _tlb[(linear >> PageShift) & (TlbEntries - 1)];
@@ -298,9 +299,9 @@ public sealed partial class X86Core
             {
                 return -1;
             }
-            physical = entry.PageBase | (linear & PageOffsetMask);
+            physical = (uint)entry.PageBase | (linear & PageOffsetMask);
+            page = entry.PageBase >> PageShift;
         }
-        uint page = physical >> PageShift;
         int[] entries = _slatEntries;
         if (page >= (uint)entries.Length)
         {

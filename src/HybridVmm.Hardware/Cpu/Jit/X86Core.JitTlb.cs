@@ -69,7 +69,7 @@ public sealed unsafe partial class X86Core
     /// <paramref name="host"/>, for reads, or for writes when the page holds no cached code at all (a page with code
     /// keeps taking JitHost, which checks the bytes written).
     /// </summary>
-    private void FastTlbFill(uint linear, long host, bool write, uint guestPage)
+    private void FastTlbFill(uint linear, long host, bool write, ulong guestPage)
     {
         ref FastTlbEntry entry = ref _fastTlb[(linear >> PageShift) & (TlbEntries - 1)];
         uint tag = (linear & ~PageOffsetMask) | 1;

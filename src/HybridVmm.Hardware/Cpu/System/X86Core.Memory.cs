@@ -29,27 +29,28 @@ public sealed unsafe partial class X86Core
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private long TranslateOrFault(uint address, bool write, int size, uint writeValue = 0)
     {
+        ulong physical = address;
         if (_pagingEnabled)
         {
-            long physical = LinearToPhysical(address, write);
-            if (physical < 0) return -1;
-            address = (uint)physical;
+            long translated = LinearToPhysical(address, write);
+            if (translated < 0) return -1;
+            physical = (ulong)translated;
         }
-        return PhysicalToHost(address, write, size, writeValue);
+        return PhysicalToHost(physical, write, size, writeValue);
     }
 
     /// <summary>The second-level table's half of a translation: guest-physical to host, or a memory intercept.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private long PhysicalToHost(uint guestPhysical, bool write, int size, uint writeValue)
+    private long PhysicalToHost(ulong guestPhysical, bool write, int size, uint writeValue)
     {
-        uint page = guestPhysical >> PageShift;
+        ulong page = guestPhysical >> PageShift;
         int[] entries = _slatEntries;
-        if (page < (uint)entries.Length)
+        if (page < (ulong)entries.Length)
         {
             int entry = entries[page];
             if (entry >= 0 && (!write || (entry & SecondLevelPageTable.WritableBit) != 0))
             {
-                return ((long)(entry & SecondLevelPageTable.FrameMask) << PageShift) | (guestPhysical & PageOffsetMask);
+                return ((long)(entry & SecondLevelPageTable.FrameMask) << PageShift) | (long)((uint)guestPhysical & PageOffsetMask);
             }
         }
         return MemoryIntercept(guestPhysical, write, size, writeValue);
@@ -126,19 +127,20 @@ public sealed unsafe partial class X86Core
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private long TranslateForWrite(uint address, int size, uint value)
     {
+        ulong physical = address;
         if (_pagingEnabled)
         {
-            long physical = LinearToPhysical(address, write: true);
-            if (physical < 0) return -1;
-            address = (uint)physical;
+            long translated = LinearToPhysical(address, write: true);
+            if (translated < 0) return -1;
+            physical = (ulong)translated;
         }
-        long host = PhysicalToHost(address, true, size, value);
+        long host = PhysicalToHost(physical, true, size, value);
         if (host < 0 || _faulted)
         {
             return -1;
         }
         // The decode cache is keyed by guest-physical page, so a write through any mapping invalidates the code.
-        CodePage? code = _codePages[address >> PageShift];
+        CodePage? code = _codePages[physical >> PageShift];
         if (code is not null && code.Count != 0 && code.Overlaps(address & PageOffsetMask, size))
         {
             code.Clear(); // self-modifying code: re-decode from the new bytes
@@ -229,15 +231,16 @@ public sealed unsafe partial class X86Core
     /// <summary>The probe of one page part: a #PF is raised as for the write itself; a refused guest-physical page is a probe intercept.</summary>
     private bool WriteAllowed(uint address, int size)
     {
+        ulong physical = address;
         if (_pagingEnabled)
         {
-            long physical = LinearToPhysical(address, write: true);
-            if (physical < 0) return false;
-            address = (uint)physical;
+            long translated = LinearToPhysical(address, write: true);
+            if (translated < 0) return false;
+            physical = (ulong)translated;
         }
-        uint page = address >> PageShift;
-        bool allowed = page < (uint)_slatEntries.Length && _slatEntries[page] is int entry && entry >= 0
+        ulong page = physical >> PageShift;
+        bool allowed = page < (ulong)_slatEntries.Length && _slatEntries[page] is int entry && entry >= 0
             && (entry & SecondLevelPageTable.WritableBit) != 0;
-        return allowed || ProbeRefused(address, size);
+        return allowed || ProbeRefused(physical, size);
     }
 }

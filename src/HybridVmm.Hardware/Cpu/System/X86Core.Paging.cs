@@ -11,12 +11,14 @@ namespace HybridVmm.Hardware.Cpu;
 /// </summary>
 /// <remarks>
 /// <list type="bullet">
-/// <item>32-bit paging: 4 KiB pages, and 4 MiB pages when CR4.PSE=1 and PDE.PS=1. No PSE-36: MAXPHYADDR is 32, so bits
-/// 21:13 of a 4 MiB PDE are reserved (SDM table 4-4) and a set one is a #PF with RSVD.</item>
+/// <item>32-bit paging: 4 KiB pages, and 4 MiB pages when CR4.PSE=1 and PDE.PS=1. No PSE-36 (CPUID leaf 1 does not
+/// report it): a 4 MiB page lies below 4 GiB, bits 21:13 of its PDE are reserved (SDM table 4-4) and a set one is a #PF
+/// with RSVD. So 32-bit paging, like paging off, reaches only guest-physical addresses below 4 GiB.</item>
 /// <item>PAE paging (CR4.PAE=1): four PDPTEs at CR3[31:5], then 512-entry page directories and page tables of 64-bit
 /// entries; 2 MiB pages when PDE.PS=1 (whatever CR4.PSE); execute-disable (bit 63) when IA32_EFER.NXE=1, on any level
-/// below the PDPTE. MAXPHYADDR is 32 here too (CPUID 0x80000008 says so), so bits 62:32 of an entry (and 63 without
-/// NXE) are reserved: guest-physical memory ends below 4 GiB. A MOV to CR3, or to CR0/CR4 that turns PAE paging on or
+/// below the PDPTE. MAXPHYADDR is 36 (CPUID 0x80000008 says so, as QEMU's 32-bit CPUs with PAE do): an entry's bits 35:12
+/// name a guest-physical page, which may lie above 4 GiB (RAM above 4 GiB, <see cref="GuestRam"/>), and its bits 62:36
+/// (and 63 without NXE; all of 63:36 in a PDPTE) are reserved (SDM 4.4.2). A MOV to CR3, or to CR0/CR4 that turns PAE paging on or
 /// changes its controls, checks the four PDPTEs and #GPs if a present one has a reserved bit (SDM 4.4.1); the walk then
 /// reads the PDPTE from memory each time, as QEMU's TCG does, rather than from PDPTE registers.</item>
 /// <item>Access rights (SDM 4.6): a user-mode access (CPL 3, not an implicit supervisor access such as a descriptor
@@ -47,10 +49,12 @@ public sealed unsafe partial class X86Core
 
     // Page-directory and page-table entry bits (SDM Vol. 3A, tables 4-4 to 4-6).
     private const uint PtePresent = 1, PteWritable = 2, PteUser = 4, PteAccessed = 0x20, PteDirty = 0x40, PtePageSize = 0x80, PteGlobal = 0x100;
-    private const uint Pde4MReservedBits = 0x003F_E000; // bits 21:13 with MAXPHYADDR 32
-    // PAE entries (SDM Vol. 3A, tables 4-8 to 4-11), with MAXPHYADDR 32: the high dword is reserved but for XD (bit 63)
-    // under NXE; a PDPTE also reserves bits 2:1 and 8:5, and a 2 MiB PDE bits 20:13.
-    private const uint PdpteReservedLow = 0x1E6, Pde2MReservedLow = 0x001F_E000, PaeXdHigh = 0x8000_0000;
+    private const uint Pde4MReservedBits = 0x003F_E000; // bits 21:13: no PSE-36, a 4 MiB page stays below 4 GiB
+    // PAE entries (SDM Vol. 3A, tables 4-8 to 4-11), with MAXPHYADDR 36: in the high dword, bits 3:0 are address bits
+    // 35:32 and the rest is reserved but for XD (bit 63) under NXE (a PDPTE has no XD); a PDPTE also reserves bits 2:1 and
+    // 8:5, and a 2 MiB PDE bits 20:13.
+    private const uint PdpteReservedLow = 0x1E6, Pde2MReservedLow = 0x001F_E000, PaeXdHigh = 0x8000_0000,
+        PaeAddressHigh = (1u << (GuestRam.MaxPhysicalAddressBits - 32)) - 1, PaeReservedHigh = ~PaeAddressHigh;
 
     private const uint Cr0Pe = (uint)Cr0Flags.PE, Cr0Wp = (uint)Cr0Flags.WP, Cr0Pg = (uint)Cr0Flags.PG;
     private const uint Cr4Pse = (uint)Cr4Flags.PSE, Cr4Pae = (uint)Cr4Flags.PAE, Cr4Pge = (uint)Cr4Flags.PGE,
@@ -59,12 +63,13 @@ public sealed unsafe partial class X86Core
     // #PF error code bits (SDM Vol. 3A, 4.7).
     private const uint PfPresent = 1, PfWrite = 2, PfUser = 4, PfReserved = 8, PfFetch = 16;
 
+    // PageBase first: 16 bytes an entry rather than 24 (the TLB is read on every access).
     private struct TlbEntry
     {
+        /// <summary>The guest-physical page base the linear page maps to (above 4 GiB only through PAE paging).</summary>
+        public ulong PageBase;
         /// <summary>The linear page base with <see cref="TlbValid"/> set; 0 when empty.</summary>
         public uint Tag;
-        /// <summary>The guest-physical page base the linear page maps to.</summary>
-        public uint PageBase;
         public byte Rights;
     }
 
@@ -93,7 +98,7 @@ public sealed unsafe partial class X86Core
         byte required = write ? _writeRequired : _readRequired;
         if (entry.Tag == ((linear & ~PageOffsetMask) | TlbValid) && (entry.Rights & required) == required)
         {
-            return entry.PageBase | (linear & PageOffsetMask);
+            return (long)(entry.PageBase | (linear & PageOffsetMask));
         }
         return WalkAndFill(linear, write, fetch: false, required);
     }
@@ -104,7 +109,7 @@ public sealed unsafe partial class X86Core
         ref TlbEntry entry = ref _tlb[(linear >> PageShift) & (TlbEntries - 1)];
         if (entry.Tag == ((linear & ~PageOffsetMask) | TlbValid) && (entry.Rights & _fetchRequired) == _fetchRequired)
         {
-            return entry.PageBase | (linear & PageOffsetMask);
+            return (long)(entry.PageBase | (linear & PageOffsetMask));
         }
         return WalkAndFill(linear, write: false, fetch: true, _fetchRequired);
     }
@@ -165,7 +170,7 @@ public sealed unsafe partial class X86Core
     /// entry. <paramref name="fetch"/> only matters here for a page that is not <paramref name="executable"/>.
     /// </summary>
     private long CheckAndFill(uint linear, uint accessBits, bool write, bool user, bool supervisorPageOnly, bool fetch,
-        uint rights, uint leaf, uint leafAddress, uint pageBase, bool large, bool executable)
+        uint rights, uint leaf, ulong leafAddress, ulong pageBase, bool large, bool executable)
     {
         bool writable = (rights & PteWritable) != 0;
         bool userPage = (rights & PteUser) != 0;
@@ -188,7 +193,7 @@ public sealed unsafe partial class X86Core
             | (userPage ? 0 : TlbSupervisorPage) | (executable ? TlbExecute : 0));
         _tlbHasLargePages |= large;
         FastTlbDrop(linear); // the translator's entry came from the entry this one replaces
-        return pageBase | (linear & PageOffsetMask);
+        return (long)(pageBase | (linear & PageOffsetMask));
     }
 
     /// <summary>
@@ -198,16 +203,16 @@ public sealed unsafe partial class X86Core
     private long WalkPaeAndFill(uint linear, bool write, bool fetch, bool user, bool supervisorPageOnly)
     {
         bool nxe = (_ctx.Efer & EferNxe) != 0;
-        uint highReserved = nxe ? ~PaeXdHigh : ~0u;
+        uint highReserved = nxe ? PaeReservedHigh & ~PaeXdHigh : PaeReservedHigh;
         // With NXE the I/D bit reports every fetch; without it, only under SMEP (SDM 4.7).
         uint accessBits = (write ? PfWrite : 0) | (user ? PfUser : 0) | (fetch && (nxe || (_ctx.Cr4 & Cr4Smep) != 0) ? PfFetch : 0);
 
         uint pdpteAddress = (_ctx.Cr3 & ~0x1Fu) | ((linear >> 30) << 3);
         if (!ReadPagingEntry(pdpteAddress, out uint pdpte) || !ReadPagingEntry(pdpteAddress + 4, out uint pdpteHigh)) return -1;
         if ((pdpte & PtePresent) == 0) return PageFault(linear, accessBits);
-        if ((pdpte & PdpteReservedLow) != 0 || pdpteHigh != 0) return PageFault(linear, accessBits | PfPresent | PfReserved);
+        if ((pdpte & PdpteReservedLow) != 0 || (pdpteHigh & PaeReservedHigh) != 0) return PageFault(linear, accessBits | PfPresent | PfReserved);
 
-        uint pdeAddress = (pdpte & ~PageOffsetMask) | (((linear >> 21) & 0x1FF) << 3);
+        ulong pdeAddress = PaeBase(pdpte, pdpteHigh) | (((linear >> 21) & 0x1FF) << 3);
         if (!ReadPagingEntry(pdeAddress, out uint pde) || !ReadPagingEntry(pdeAddress + 4, out uint pdeHigh)) return -1;
         if ((pde & PtePresent) == 0) return PageFault(linear, accessBits);
         bool large = (pde & PtePageSize) != 0;
@@ -216,12 +221,13 @@ public sealed unsafe partial class X86Core
             return PageFault(linear, accessBits | PfPresent | PfReserved);
         }
 
-        uint leaf, leafAddress, rights, pageBase;
+        uint leaf, rights;
+        ulong leafAddress, pageBase;
         bool executeDisabled = (pdeHigh & PaeXdHigh) != 0;
         if (large)
         {
             (leaf, leafAddress, rights) = (pde, pdeAddress, pde);
-            pageBase = (pde & 0xFFE0_0000) | (linear & 0x001F_F000);
+            pageBase = ((ulong)(pdeHigh & PaeAddressHigh) << 32) | (pde & 0xFFE0_0000) | (linear & 0x001F_F000);
         }
         else
         {
@@ -230,18 +236,21 @@ public sealed unsafe partial class X86Core
                 pde |= PteAccessed;
                 if (!WritePagingEntry(pdeAddress, pde)) return -1;
             }
-            leafAddress = (pde & ~PageOffsetMask) | (((linear >> PageShift) & 0x1FF) << 3);
+            leafAddress = PaeBase(pde, pdeHigh) | (((linear >> PageShift) & 0x1FF) << 3);
             if (!ReadPagingEntry(leafAddress, out leaf) || !ReadPagingEntry(leafAddress + 4, out uint leafHigh)) return -1;
             if ((leaf & PtePresent) == 0) return PageFault(linear, accessBits);
             if ((leafHigh & highReserved) != 0) return PageFault(linear, accessBits | PfPresent | PfReserved);
             rights = pde & leaf;
-            pageBase = leaf & ~PageOffsetMask;
+            pageBase = PaeBase(leaf, leafHigh);
             executeDisabled |= (leafHigh & PaeXdHigh) != 0;
         }
 
         return CheckAndFill(linear, accessBits, write, user, supervisorPageOnly, fetch, rights, leaf, leafAddress, pageBase, large,
             executable: !(nxe && executeDisabled));
     }
+
+    /// <summary>The 4 KiB-aligned guest-physical address a PAE entry names: its bits 35:12 (MAXPHYADDR 36).</summary>
+    private static ulong PaeBase(uint low, uint high) => ((ulong)(high & PaeAddressHigh) << 32) | (low & ~PageOffsetMask);
 
     /// <summary>
     /// Whether PAE paging may use the PDPTEs at <paramref name="cr3"/>: none that is present has a reserved bit set (SDM
@@ -253,7 +262,7 @@ public sealed unsafe partial class X86Core
         {
             uint address = (cr3 & ~0x1Fu) + (i << 3);
             uint low = PeekPhysical32(address) ?? ~0u, high = PeekPhysical32(address + 4) ?? ~0u;
-            if ((low & PtePresent) != 0 && ((low & PdpteReservedLow) != 0 || high != 0))
+            if ((low & PtePresent) != 0 && ((low & PdpteReservedLow) != 0 || (high & PaeReservedHigh) != 0))
             {
                 return false;
             }
@@ -279,7 +288,7 @@ public sealed unsafe partial class X86Core
     /// RAM is an intercept that cannot be completed (a device cannot hold page tables; EPT calls it a violation
     /// during the guest's walk).
     /// </summary>
-    private bool ReadPagingEntry(uint guestPhysical, out uint value)
+    private bool ReadPagingEntry(ulong guestPhysical, out uint value)
     {
         long host = HostAddressOf(guestPhysical, write: false);
         if (host >= 0)
@@ -293,14 +302,14 @@ public sealed unsafe partial class X86Core
     }
 
     /// <summary>Writes back an entry with A/D set. A write-protected page (copy-on-write, dirty logging) exits first.</summary>
-    private bool WritePagingEntry(uint guestPhysical, uint value)
+    private bool WritePagingEntry(ulong guestPhysical, uint value)
     {
         long host = HostAddressOf(guestPhysical, write: true);
         if (host >= 0)
         {
             Unsafe.WriteUnaligned(ref _ram[host], value);
             CodePage? code = _codePages[guestPhysical >> PageShift];
-            if (code is not null && code.Count != 0 && code.Overlaps(guestPhysical & PageOffsetMask, 4))
+            if (code is not null && code.Count != 0 && code.Overlaps((uint)guestPhysical & PageOffsetMask, 4))
             {
                 code.Clear();
             }
@@ -310,7 +319,7 @@ public sealed unsafe partial class X86Core
         return false;
     }
 
-    private void WalkIntercept(uint guestPhysical, bool write)
+    private void WalkIntercept(ulong guestPhysical, bool write)
     {
         _faulted = true;
         _interceptCompletable = false;
@@ -321,18 +330,22 @@ public sealed unsafe partial class X86Core
     /// Linear → guest-physical without side effects (no A/D update, no fault, no TLB fill): for diagnostics and for a
     /// host that inspects the guest. Null when the address is not mapped.
     /// </summary>
-    public uint? TranslateLinearForInspection(uint linear)
+    public ulong? TranslateLinearForInspection(uint linear)
     {
         if (!_pagingEnabled) return linear;
         if ((_ctx.Cr4 & Cr4Pae) != 0)
         {
-            uint pdpte = PeekPhysical32((_ctx.Cr3 & ~0x1Fu) | ((linear >> 30) << 3)) ?? 0;
+            ulong pdpteAddress = (_ctx.Cr3 & ~0x1Fu) | ((linear >> 30) << 3);
+            uint pdpte = PeekPhysical32(pdpteAddress) ?? 0;
             if ((pdpte & PtePresent) == 0) return null;
-            uint pae = PeekPhysical32((pdpte & ~PageOffsetMask) | (((linear >> 21) & 0x1FF) << 3)) ?? 0;
+            ulong pdeAddress = PaeBase(pdpte, PeekPhysical32(pdpteAddress + 4) ?? 0) | (((linear >> 21) & 0x1FF) << 3);
+            uint pae = PeekPhysical32(pdeAddress) ?? 0;
             if ((pae & PtePresent) == 0) return null;
-            if ((pae & PtePageSize) != 0) return (pae & 0xFFE0_0000) | (linear & 0x001F_FFFF);
-            uint pte4K = PeekPhysical32((pae & ~PageOffsetMask) | (((linear >> PageShift) & 0x1FF) << 3)) ?? 0;
-            return (pte4K & PtePresent) == 0 ? null : (pte4K & ~PageOffsetMask) | (linear & PageOffsetMask);
+            uint paeHigh = PeekPhysical32(pdeAddress + 4) ?? 0;
+            if ((pae & PtePageSize) != 0) return ((ulong)(paeHigh & PaeAddressHigh) << 32) | (pae & 0xFFE0_0000) | (linear & 0x001F_FFFF);
+            ulong pteAddress = PaeBase(pae, paeHigh) | (((linear >> PageShift) & 0x1FF) << 3);
+            uint pte4K = PeekPhysical32(pteAddress) ?? 0;
+            return (pte4K & PtePresent) == 0 ? null : PaeBase(pte4K, PeekPhysical32(pteAddress + 4) ?? 0) | (linear & PageOffsetMask);
         }
         uint pde = PeekPhysical32((_ctx.Cr3 & ~PageOffsetMask) | ((linear >> 22) << 2)) ?? 0;
         if ((pde & PtePresent) == 0) return null;
@@ -344,17 +357,17 @@ public sealed unsafe partial class X86Core
         return (pte & PtePresent) == 0 ? null : (pte & ~PageOffsetMask) | (linear & PageOffsetMask);
     }
 
-    private uint? PeekPhysical32(uint guestPhysical) =>
+    private uint? PeekPhysical32(ulong guestPhysical) =>
         HostAddressOf(guestPhysical, write: false) is long host and >= 0 ? Unsafe.ReadUnaligned<uint>(ref _ram[host]) : null;
 
     /// <summary>The host address the second-level table gives a guest-physical address (writable, for a write); -1 if none. No exit.</summary>
-    private long HostAddressOf(uint guestPhysical, bool write)
+    private long HostAddressOf(ulong guestPhysical, bool write)
     {
-        uint page = guestPhysical >> PageShift;
-        if (page < (uint)_slatEntries.Length && _slatEntries[page] is int slat && slat >= 0
+        ulong page = guestPhysical >> PageShift;
+        if (page < (ulong)_slatEntries.Length && _slatEntries[page] is int slat && slat >= 0
             && (!write || (slat & SecondLevelPageTable.WritableBit) != 0))
         {
-            return ((long)(slat & SecondLevelPageTable.FrameMask) << PageShift) | (guestPhysical & PageOffsetMask);
+            return ((long)(slat & SecondLevelPageTable.FrameMask) << PageShift) | (long)((uint)guestPhysical & PageOffsetMask);
         }
         return -1;
     }

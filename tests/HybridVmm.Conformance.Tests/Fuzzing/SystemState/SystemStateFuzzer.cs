@@ -184,8 +184,8 @@ internal sealed class SystemStateFuzzer : IDisposable
         // those cases run with paging off, where the fetch sets no accessed bit to compare.
         if (_core.Cpu.IdtLoaded && (_core.Cpu.Cr0 & 0x8000_0000) == 0) return true;
         uint linear = _coreOut.Eip + _core.Cpu.GetSegment(HybridVmm.Hardware.Cpu.Sreg.Cs).Base;
-        uint? physical = _core.Cpu.TranslateLinearForInspection(linear);
-        if (physical is not uint p || p >= SystemLayout.MemorySize || _core.Bytes[(int)p] != 0xF4) return true;
+        ulong? physical = _core.Cpu.TranslateLinearForInspection(linear);
+        if (physical is not ulong p || p >= SystemLayout.MemorySize || _core.Bytes[(int)p] != 0xF4) return true;
         _before.CopyFrom(_coreOut);
         HybridVmm.Hardware.Cpu.CpuExit exit = _core.Cpu.Run(1);
         // HLT halts at CPL 0 and is #GP(0) at CPL 3 (SDM Vol. 2A, HLT): either way the fetch succeeded.
