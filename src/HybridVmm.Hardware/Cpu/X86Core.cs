@@ -177,7 +177,6 @@ public sealed unsafe partial class X86Core
         && !(mnemonic == Mnemonic.Into && (flagsBefore & (uint)EFlags.OF) != 0);
 
     /// <summary>Runs until an exit or until <paramref name="maxInstructions"/> have retired.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public CpuExit Run(long maxInstructions)
     {
         long retired = 0;

@@ -1,4 +1,3 @@
-using System.Runtime.CompilerServices;
 
 namespace HybridVmm.Hardware.Cpu;
 
@@ -57,7 +56,6 @@ public sealed partial class X86Core
     /// A data access the second-level table refused: replayed if the hypervisor already answered it
     /// (<see cref="CompleteMemoryIntercept"/>), otherwise recorded as the instruction's exit (only the first counts).
     /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private long MemoryIntercept(ulong address, bool write, int size, uint writeValue)
     {
         if (_faulted)

@@ -8,15 +8,15 @@ namespace HybridVmm.Hardware.Cpu;
 public sealed partial class X86Core
 {
     // One small method per operation, each inlining Binary with a constant op so its switch folds away.
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)] private bool Add(ref Instruction ins) => Binary(ref ins, Operation.Add);
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)] private bool Adc(ref Instruction ins) => Binary(ref ins, Operation.Adc);
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)] private bool Sub(ref Instruction ins) => Binary(ref ins, Operation.Sub);
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)] private bool Sbb(ref Instruction ins) => Binary(ref ins, Operation.Sbb);
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)] private bool And(ref Instruction ins) => Binary(ref ins, Operation.And);
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)] private bool Or(ref Instruction ins) => Binary(ref ins, Operation.Or);
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)] private bool Xor(ref Instruction ins) => Binary(ref ins, Operation.Xor);
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)] private bool Cmp(ref Instruction ins) => Binary(ref ins, Operation.Cmp);
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)] private bool Test(ref Instruction ins) => Binary(ref ins, Operation.Test);
+    private bool Add(ref Instruction ins) => Binary(ref ins, Operation.Add);
+    private bool Adc(ref Instruction ins) => Binary(ref ins, Operation.Adc);
+    private bool Sub(ref Instruction ins) => Binary(ref ins, Operation.Sub);
+    private bool Sbb(ref Instruction ins) => Binary(ref ins, Operation.Sbb);
+    private bool And(ref Instruction ins) => Binary(ref ins, Operation.And);
+    private bool Or(ref Instruction ins) => Binary(ref ins, Operation.Or);
+    private bool Xor(ref Instruction ins) => Binary(ref ins, Operation.Xor);
+    private bool Cmp(ref Instruction ins) => Binary(ref ins, Operation.Cmp);
+    private bool Test(ref Instruction ins) => Binary(ref ins, Operation.Test);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private bool Binary(ref Instruction ins, Operation op)
@@ -40,7 +40,6 @@ public sealed partial class X86Core
         return true;
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private bool IncDec(ref Instruction ins, bool inc)
     {
         uint a = LoadDest(ref ins, out uint ea, out int size);
@@ -48,7 +47,6 @@ public sealed partial class X86Core
         return true;
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private bool Neg(ref Instruction ins)
     {
         // NEG sets CF unless the operand is 0, which is exactly the borrow of 0 - a.
@@ -57,7 +55,6 @@ public sealed partial class X86Core
         return true;
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private bool Not(ref Instruction ins)
     {
         uint a = LoadDest(ref ins, out uint ea, out int size);
@@ -69,7 +66,6 @@ public sealed partial class X86Core
     private void MulFlags(uint low, int size, bool overflow) =>
         SetStatus(Szp(low & SizeMask(size), size) | (overflow ? CF | OF : 0));
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private bool Mul(ref Instruction ins)
     {
         uint src = LoadDest(ref ins, out _, out int size);
@@ -102,7 +98,6 @@ public sealed partial class X86Core
         return true;
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private bool Imul(ref Instruction ins)
     {
         if (ins.OpCount == 1)
@@ -162,7 +157,6 @@ public sealed partial class X86Core
     }
 
     // DIV/IDIV leave all status flags unchanged (undefined in the SDM; docs/undefined-flags.md).
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private bool Div(ref Instruction ins)
     {
         uint divisor = LoadDest(ref ins, out _, out int size);
@@ -200,7 +194,6 @@ public sealed partial class X86Core
         return true;
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private bool Idiv(ref Instruction ins)
     {
         uint raw = LoadDest(ref ins, out _, out int size);
@@ -297,7 +290,6 @@ public sealed partial class X86Core
     }
 
     /// <summary>BT/BTS/BTR/BTC: CF = selected bit; other status flags unchanged (docs/undefined-flags.md).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private bool BitTest(ref Instruction ins, Operation op)
     {
         int size = DestSize(ref ins);
@@ -345,7 +337,6 @@ public sealed partial class X86Core
     }
 
     /// <summary>BSF/BSR: ZF=1 and destination unchanged for a zero source; other flags from the source (undefined).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private bool BitScan(ref Instruction ins, bool forward)
     {
         Register dest = ins.Op0Register;

@@ -1,4 +1,3 @@
-using System.Runtime.CompilerServices;
 using Iced.Intel;
 
 namespace HybridVmm.Hardware.Cpu;
@@ -9,7 +8,6 @@ public sealed partial class X86Core
     private static uint BranchTarget(ref Instruction ins) =>
         ins.Op0Kind == OpKind.NearBranch16 ? ins.NearBranch16 : ins.NearBranch32;
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private bool Jcc(ref Instruction ins)
     {
         if (Condition(ConditionByCode[(int)ins.Code]))
@@ -19,7 +17,6 @@ public sealed partial class X86Core
         return true;
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private bool Jmp(ref Instruction ins)
     {
         switch (ins.Op0Kind)
@@ -37,7 +34,6 @@ public sealed partial class X86Core
         return true;
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private bool Call(ref Instruction ins)
     {
         uint target;
@@ -62,7 +58,6 @@ public sealed partial class X86Core
         return true;
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private bool Ret(ref Instruction ins)
     {
         int size = ins.Code is Code.Retnw or Code.Retnw_imm16 ? 2 : 4;
@@ -74,7 +69,6 @@ public sealed partial class X86Core
         return true;
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private bool Loop(ref Instruction ins, Operation op)
     {
         // The counter is CX with a 16-bit address size (0x67 prefix), otherwise ECX.

@@ -1,4 +1,3 @@
-using System.Runtime.CompilerServices;
 using Iced.Intel;
 
 namespace HybridVmm.Hardware.Cpu;
@@ -6,7 +5,6 @@ namespace HybridVmm.Hardware.Cpu;
 /// <summary>MOV family, exchange, conversions, conditional moves and byte swaps.</summary>
 public sealed partial class X86Core
 {
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private bool Mov(ref Instruction ins)
     {
         if (ins.Op0Kind == OpKind.Register)
@@ -23,7 +21,6 @@ public sealed partial class X86Core
         return true;
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private bool MovExtend(ref Instruction ins, bool signExtend)
     {
         int srcSize = ins.Op1Kind == OpKind.Register ? RegSize[(int)ins.Op1Register] : MemSize(ref ins);
@@ -36,14 +33,12 @@ public sealed partial class X86Core
         return true;
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private bool Lea(ref Instruction ins)
     {
         WriteReg(ins.Op0Register, EffectiveOffset(ref ins)); // LEA: the offset, no segment
         return true;
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private bool Xchg(ref Instruction ins)
     {
         uint a = LoadDest(ref ins, out uint ea, out int size);
@@ -193,7 +188,6 @@ public sealed partial class X86Core
 
     private bool Cdq() { _ctx.Edx = (uint)((int)_ctx.Eax >> 31); return true; }
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private bool Setcc(ref Instruction ins)
     {
         uint value = Condition(ConditionByCode[(int)ins.Code]) ? 1u : 0u;
@@ -208,7 +202,6 @@ public sealed partial class X86Core
         return true;
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private bool Cmovcc(ref Instruction ins)
     {
         Register r = ins.Op0Register;

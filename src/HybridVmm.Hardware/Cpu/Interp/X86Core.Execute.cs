@@ -1,4 +1,3 @@
-using System.Runtime.CompilerServices;
 using Iced.Intel;
 
 namespace HybridVmm.Hardware.Cpu;
@@ -9,7 +8,6 @@ public sealed partial class X86Core
     private static readonly Operation[] OperationByCode = OperationTable.ByCode;
     private static readonly ConditionCode[] ConditionByCode = OperationTable.Condition;
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private bool Execute(ref Instruction ins)
     {
         bool ok = OperationByCode[(int)ins.Code] switch

@@ -10,7 +10,6 @@ namespace HybridVmm.Hardware.Cpu;
 /// </summary>
 public sealed partial class X86Core
 {
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private bool Shift(ref Instruction ins, Operation op)
     {
         uint a = LoadDest(ref ins, out uint ea, out int size);
@@ -114,7 +113,6 @@ public sealed partial class X86Core
         return r;
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private bool DoubleShift(ref Instruction ins, bool left)
     {
         uint a = LoadDest(ref ins, out uint ea, out int size);

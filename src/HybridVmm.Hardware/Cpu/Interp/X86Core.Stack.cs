@@ -1,4 +1,3 @@
-using System.Runtime.CompilerServices;
 using Iced.Intel;
 
 namespace HybridVmm.Hardware.Cpu;
@@ -8,7 +7,6 @@ public sealed partial class X86Core
 {
     private static readonly byte[] StackOperandSize = OperationTable.StackOperandSize;
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private bool PushOperand(ref Instruction ins)
     {
         int size = StackOperandSize[(int)ins.Code];
@@ -26,7 +24,6 @@ public sealed partial class X86Core
         return true;
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private bool PopOperand(ref Instruction ins)
     {
         int size = StackOperandSize[(int)ins.Code];
@@ -151,7 +148,6 @@ public sealed partial class X86Core
         return true;
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private bool Enter(ref Instruction ins)
     {
         int size = ins.Code == Code.Enterw_imm16_imm8 ? 2 : 4;
@@ -186,7 +182,6 @@ public sealed partial class X86Core
         return true;
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private bool Leave(ref Instruction ins)
     {
         // ESP <- EBP follows the stack-address size, not the operand size (SDM Vol. 2A, LEAVE): SP <- BP on a 16-bit stack.

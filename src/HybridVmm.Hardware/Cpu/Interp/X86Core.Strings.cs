@@ -1,4 +1,3 @@
-using System.Runtime.CompilerServices;
 using Iced.Intel;
 
 namespace HybridVmm.Hardware.Cpu;
@@ -11,7 +10,6 @@ namespace HybridVmm.Hardware.Cpu;
 /// </summary>
 public sealed partial class X86Core
 {
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private bool StringOp(ref Instruction ins, Operation op)
     {
         // A 16-bit address size (16-bit code, or a 0x67 prefix) walks SI and DI and counts with CX, each wrapping at 64 KiB.
@@ -69,7 +67,6 @@ public sealed partial class X86Core
         _stringAddress16 ? (register & 0xFFFF0000) | ((register + delta) & 0xFFFF) : register + delta;
 
     /// <summary>One element; false (with nothing committed) when an access was refused.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private bool StringIteration(Operation op, int size, uint delta)
     {
         uint esi = _stringAddress16 ? _ctx.Esi & 0xFFFF : _ctx.Esi;

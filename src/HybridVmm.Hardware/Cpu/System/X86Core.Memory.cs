@@ -99,7 +99,6 @@ public sealed unsafe partial class X86Core
     /// A little-endian read whose bytes lie in two pages (addresses wrap at 4 GiB). Each page part is its own
     /// access: RAM on one side and MMIO on the other, or MMIO on both, each exits (and is replayed) separately.
     /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private uint ReadSplit(uint address, int size)
     {
         int first = (int)(HostPhysicalMemory.FrameSize - (address & PageOffsetMask));
@@ -190,7 +189,6 @@ public sealed unsafe partial class X86Core
         }
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void WriteSplit(uint address, uint value, int size)
     {
         int first = (int)(HostPhysicalMemory.FrameSize - (address & PageOffsetMask));
