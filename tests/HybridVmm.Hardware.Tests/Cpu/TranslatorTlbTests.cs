@@ -213,6 +213,53 @@ public class TranslatorTlbTests
     }
 
     [Test]
+    public void AChainOfBlocksDoesNotEnterAPageTheFetchRightsNoLongerAllow()
+    {
+        // A supervisor loop calls a routine on a user page until both are blocks, chained across the two pages through
+        // the guest TLB. Then CR4.SMEP goes on (the TLB keeps its entries): the next call must be the #PF SMEP makes
+        // a supervisor fetch from a user page (SDM Vol. 3A, 4.6.2; error code P and I/D), not a chain into the routine.
+        var exits = new List<CpuExit>();
+        var machines = new List<TestMachine>();
+        foreach (ExecutionTier tier in Tiers)
+        {
+            TestMachine m = PagedMachine(tier);
+            m.Write32(PageDirectory + (Window >> 22) * 4, WindowTable | P | RW | US);
+            m.Write32(WindowTable, FrameA | P | RW | US);
+            m.WriteBytes(FrameA, [0x40, 0xC3]); // inc eax; ret
+            m.Load(a =>
+            {
+                a.mov(eax, 0x8000_0011);
+                a.mov(cr0, eax);
+                a.xor(eax, eax);
+                a.mov(ecx, 100);
+                Label loop = a.CreateLabel();
+                a.Label(ref loop);
+                a.call(Window);
+                a.dec(ecx);
+                a.jnz(loop);
+                a.mov(ebx, (uint)Cr4Flags.SMEP);
+                a.mov(cr4, ebx);
+                a.call(Window);
+                a.hlt();
+            });
+            CpuExit exit;
+            do
+            {
+                exit = m.Cpu.Run(10_000);
+            }
+            while (exit.Reason == CpuExitReason.ControlRegisterWrite); // the kernel's exit for an owned CR4 bit: go on
+            exits.Add(exit);
+            machines.Add(m);
+        }
+        Assert.That((exits[0].Reason, exits[0].Vector, exits[0].ErrorCode), Is.EqualTo((CpuExitReason.Exception, ExceptionVector.PageFault, 0x11u)),
+            "a supervisor fetch from a present user page under SMEP");
+        Assert.That((exits[1].Reason, exits[1].Vector, exits[1].ErrorCode), Is.EqualTo((exits[0].Reason, exits[0].Vector, exits[0].ErrorCode)));
+        Assert.That((machines[0].Cpu[Gpr.Eax], machines[0].Cpu.Cr2), Is.EqualTo((100u, Window)), "100 calls before SMEP");
+        Assert.That(machines[1].Cpu.Cr2, Is.EqualTo(Window));
+        AssertSameRegisters(machines[0], machines[1]);
+    }
+
+    [Test]
     public void AStoreToAPageThatBecameCodeReachesTheCode()
     {
         // A first loop stores to a page that holds no code yet (the translator's TLB then allows writes there); a

@@ -94,8 +94,8 @@ public sealed partial class X86Core
     /// <summary>
     /// Runs the block for the cached instruction in <paramref name="slot"/> of <paramref name="page"/> when there is one
     /// and it may run now, compiling it once the instruction is hot; then, while each block ends where another compiled
-    /// block of the same page starts and the budget allows, that one (blocks chained through this loop, without the
-    /// run loop's per-instruction work in between). Returns the instructions retired, already added to
+    /// block starts (on this page, or on one <see cref="ChainPage"/> finds) and the budget allows, that one (blocks
+    /// chained through this loop, without the run loop's per-instruction work in between). Returns the instructions retired, already added to
     /// <see cref="InstructionsRetired"/> (0: the interpreter runs the instruction); EIP is on the next instruction to run.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -172,8 +172,17 @@ public sealed partial class X86Core
                 return total; // left before its first instruction (the interpreter takes it), or something to service
             }
             uint linear = _ctx.Eip + _csBase;
-            int index;
-            if ((linear & ~PageOffsetMask) != page.LinearBase || (index = page.Index[linear & PageOffsetMask]) == 0)
+            if ((linear & ~PageOffsetMask) != page.LinearBase)
+            {
+                CodePage? other = ChainPage(linear);
+                if (other is null)
+                {
+                    return total; // the run loop looks the page up with every rule
+                }
+                page = other;
+            }
+            int index = page.Index[linear & PageOffsetMask];
+            if (index == 0)
             {
                 return total;
             }
@@ -184,6 +193,35 @@ public sealed partial class X86Core
             }
             block = next;
         }
+    }
+
+    /// <summary>
+    /// The code page of <paramref name="linear"/> when a chain of blocks may go on there without the run loop: the
+    /// guest TLB holds the page with the right to fetch (paging on), the second-level table maps it, and its decoded
+    /// code is for this frame, linear page, CS base and code size. Otherwise null: the run loop looks the page up with
+    /// every rule (GetCodePage: a page walk, a fetch fault, an intercept, decoding afresh). Changes nothing.
+    /// </summary>
+    private CodePage? ChainPage(uint linear)
+    {
+        ulong physical = linear;
+        if (_pagingEnabled)
+        {
+            ref TlbEntry entry = ref _tlb[(linear >> PageShift) & (TlbEntries - 1)];
+            if (entry.Tag != ((linear & ~PageOffsetMask) | TlbValid) || (entry.Rights & _fetchRequired) != _fetchRequired)
+            {
+                return null;
+            }
+            physical = entry.PageBase;
+        }
+        ulong guestPage = physical >> PageShift;
+        int[] slat = _slatEntries;
+        if (guestPage >= (ulong)slat.Length || slat[guestPage] < 0)
+        {
+            return null;
+        }
+        CodePage? page = _codePages[guestPage];
+        return page is not null && page.HostFrame == (slat[guestPage] & SecondLevelPageTable.FrameMask)
+            && page.LinearBase == (linear & ~PageOffsetMask) && page.CsBase == _csBase && page.Code16 == _code16 ? page : null;
     }
 
     /// <summary>
