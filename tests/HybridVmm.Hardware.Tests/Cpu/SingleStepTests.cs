@@ -10,10 +10,16 @@ public class SingleStepTests
     private const uint IdtDescriptor = 0x2F000;
     private const uint Handler = 0x5000;
 
-    [Test]
-    public void EachInstructionThatBeginsWithTfSetIsFollowedByADebugTrapWithEipOnTheNextInstruction()
+    // Under the translator every instruction is compiled at its first run: PUSHFD, the OR and the POPFD that sets TF
+    // form a block, which must end at the POPFD so that the next instruction is single-stepped.
+    [TestCase(ExecutionTier.Interpreter)]
+    [TestCase(ExecutionTier.Jit)]
+    public void EachInstructionThatBeginsWithTfSetIsFollowedByADebugTrapWithEipOnTheNextInstruction(ExecutionTier tier)
     {
         var m = new TestMachine();
+        m.Cpu.Tier = tier;
+        m.Cpu.JitHotThreshold = 1;
+        m.Cpu.CompileInBackground = false;
         m.WriteBytes(IdtDescriptor, BitConverter.GetBytes((ushort)(256 * 8 - 1)));
         m.Write32(IdtDescriptor + 2, Idt);
         m.Write32(Idt + 8, (Handler & 0xffff) | (0x08u << 16));      // vector 1: interrupt gate
@@ -46,6 +52,7 @@ public class SingleStepTests
             Assert.That(m.Cpu[Gpr.Ebx], Is.EqualTo(afterClearingPopf), "a trap pushes the address of the next instruction");
             Assert.That(m.Cpu[Gpr.Edi] & 0x100, Is.Zero, "the handler runs with TF clear");
             Assert.That(m.Cpu.Eflags & 0x100, Is.Zero);
+            Assert.That(m.Cpu.JitStatistics.BlockEntries > 0, Is.EqualTo(tier == ExecutionTier.Jit), "blocks ran under the translator only");
         });
     }
 

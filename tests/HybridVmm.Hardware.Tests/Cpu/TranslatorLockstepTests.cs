@@ -425,9 +425,25 @@ public class TranslatorLockstepTests
                     break;
                 }
             case 14:
-                a.AddInstruction(r.Next(2) == 0 ? Instruction.Create(Code.Push_r32, Pick(r, Free32)) : Instruction.Create(Code.Pushd_imm32, r.Next()));
-                Straight(a, r, writesCode);
-                a.AddInstruction(Instruction.Create(Code.Pop_r32, Pick(r, Free32)));
+                switch (r.Next(4))
+                {
+                    case 0:
+                        // PUSHFD and POPFD around an instruction: the flags come back.
+                        a.pushfd();
+                        Straight(a, r, writesCode);
+                        a.popfd();
+                        break;
+                    case 1:
+                        // POPFD of random status flags and DF (it ends the block).
+                        a.AddInstruction(Instruction.Create(Code.Pushd_imm32, 0x2 | (r.Next() & 0xCD5)));
+                        a.popfd();
+                        break;
+                    default:
+                        a.AddInstruction(r.Next(2) == 0 ? Instruction.Create(Code.Push_r32, Pick(r, Free32)) : Instruction.Create(Code.Pushd_imm32, r.Next()));
+                        Straight(a, r, writesCode);
+                        a.AddInstruction(Instruction.Create(Code.Pop_r32, Pick(r, Free32)));
+                        break;
+                }
                 break;
             case 15:
                 a.AddInstruction(r.Next(2) == 0

@@ -86,9 +86,12 @@ public sealed partial class X86Core
         /// <summary>
         /// How a block takes an instruction: translated to IL, as its last (a branch), through the interpreter's handler
         /// (register-only forms), or through the handler after the block has checked its memory operand as it checks
-        /// its own accesses (InterpretedMemory: the handler then cannot fault or exit).
+        /// its own accesses (InterpretedMemory: the handler then cannot fault or exit), or through the handler after
+        /// the block has checked the stack slot it pops, as the block's last instruction (PopFlags: POPFD, which may set
+        /// IF, TF or AC, so that the run loop looks at events, single-stepping and the access rights before the next
+        /// instruction).
         /// </summary>
-        private enum Kind : byte { Refused, Translated, Branch, Interpreted, InterpretedMemory }
+        private enum Kind : byte { Refused, Translated, Branch, Interpreted, InterpretedMemory, PopFlags }
 
         /// <summary>The flag-writing operation whose flags are not computed yet (numbered as <see cref="JitFlags"/> takes them).</summary>
         private enum Pending : byte { None, Add, Sub, Logic, Inc, Dec, Szp }
@@ -149,6 +152,10 @@ public sealed partial class X86Core
                 }
                 list.Add(ins);
                 uint next = ins.NextIP32;
+                if (kind == Kind.PopFlags)
+                {
+                    break;
+                }
                 if (kind == Kind.Branch)
                 {
                     // A superblock: past a conditional branch on its fall-through (the taken side leaves the block),
@@ -223,6 +230,12 @@ public sealed partial class X86Core
                 if (op == Operation.Nop || kind == Kind.Interpreted)
                 {
                     continue; // nothing, or the interpreter's handler on the context
+                }
+                if (kind == Kind.PopFlags || op == Operation.Pushf)
+                {
+                    used[(int)Gpr.Esp] = true; // the stack slot is checked (POPFD) or written (PUSHFD) by the block
+                    written[(int)Gpr.Esp] |= op == Operation.Pushf;
+                    continue;
                 }
                 if (kind == Kind.InterpretedMemory)
                 {
@@ -301,7 +314,7 @@ public sealed partial class X86Core
             foreach (Instruction ins in code)
             {
                 Kind kind = Classify(ref Unsafe.AsRef(in ins));
-                if (kind is Kind.Interpreted or Kind.InterpretedMemory)
+                if (kind is Kind.Interpreted or Kind.InterpretedMemory or Kind.PopFlags || ins.Code == Code.Pushfd)
                 {
                     return true;
                 }
@@ -383,6 +396,10 @@ public sealed partial class X86Core
                         || MemSizeBytes[(int)ins.MemorySize] == 0 ? Kind.Refused : Kind.InterpretedMemory;
                 case Operation.Rdtsc or Operation.Rdtscp:
                     return Kind.Translated;
+                case Operation.Pushf:
+                    return ins.Code == Code.Pushfd ? Kind.Translated : Kind.Refused;
+                case Operation.Popf:
+                    return ins.Code == Code.Popfd ? Kind.PopFlags : Kind.Refused;
                 default:
                     return Kind.Refused;
             }
@@ -636,6 +653,12 @@ public sealed partial class X86Core
                 case Kind.Branch:
                     EmitBranch(k, op);
                     return k == _code.Length - 1;
+                case Kind.PopFlags:
+                    // The slot POPFD reads must be RAM the block could read itself; then the handler, and the block ends.
+                    Translate(k, () => ReadReg(Register.ESP), Sreg.Ss, 4, write: false);
+                    Interpret(k);
+                    SetExit(k + 1, ins.NextIP32);
+                    return true;
             }
             switch (op)
             {
@@ -699,6 +722,19 @@ public sealed partial class X86Core
                 case Operation.Push:
                     EmitPush(k);
                     break;
+                case Operation.Pushf:
+                    {
+                        // PUSHFD: EFLAGS whole, with VM and RF stored cleared (SDM Vol. 2B, PUSHF).
+                        Materialize();
+                        _flagsTouched = true;
+                        LocalBuilder value = Temp();
+                        _il.Emit(OpCodes.Ldloc, _flags);
+                        _il.Emit(OpCodes.Ldc_I4, 0x00fc_ffff);
+                        _il.Emit(OpCodes.And);
+                        _il.Emit(OpCodes.Stloc, value);
+                        PushValue(k, value);
+                        break;
+                    }
                 case Operation.Pop:
                     {
                         LocalBuilder host = Translate(k, () => ReadReg(Register.ESP), Sreg.Ss, 4, write: false);
@@ -1672,7 +1708,8 @@ public sealed partial class X86Core
             {
                 Operation op = OperationByCode[(int)ins.Code];
                 if (HasMemoryOperand(ref Unsafe.AsRef(in ins)) && op != Operation.Lea
-                    || op is Operation.Push or Operation.Pop or Operation.Leave or Operation.Call or Operation.Ret)
+                    || op is Operation.Push or Operation.Pop or Operation.Leave or Operation.Call or Operation.Ret or Operation.Pushf
+                        or Operation.Popf)
                 {
                     return true;
                 }

@@ -167,9 +167,11 @@ public sealed partial class X86Core
             {
                 _blockExitsEarly++;
             }
-            if (retired == 0 || _eventCheck)
+            if (retired == 0 || _eventCheck || (_ctx.Eflags & (uint)EFlags.TF) != 0)
             {
-                return total; // left before its first instruction (the interpreter takes it), or something to service
+                // Left before its first instruction (the interpreter takes it), something to service, or POPFD set TF
+                // (the run loop single-steps what follows).
+                return total;
             }
             uint linear = _ctx.Eip + _csBase;
             if ((linear & ~PageOffsetMask) != page.LinearBase)
