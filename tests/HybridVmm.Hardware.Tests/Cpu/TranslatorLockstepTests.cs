@@ -76,6 +76,46 @@ public class TranslatorLockstepTests
     }
 
     [Test]
+    public void AnExitInALaterPassOfALoopingBlockShowsTheFlagsOfThePassBefore()
+    {
+        // A block that loops on itself, and writes every status flag before it reads one, does not compute the flags at
+        // its loop-back. In its 13th pass the first instruction reads a page the second-level table does not map:
+        // the exit must show EFLAGS as DEC (with CMP's CF) left them in the 12th pass, as under the interpreter.
+        var results = new List<(CpuExit Exit, uint Eflags, uint Ecx)>();
+        foreach (ExecutionTier tier in new[] { ExecutionTier.Interpreter, ExecutionTier.Jit })
+        {
+            var m = new TestMachine();
+            m.Cpu.Tier = tier;
+            m.Cpu.JitHotThreshold = 2; // the first pass decodes the loop, so the block compiled at the second holds it
+            m.Cpu.CompileInBackground = false;
+            m.Slat.Unmap((TestMachine.DataBase + 0x3000) >> 12);
+            m.Load(a =>
+            {
+                a.mov(ecx, 22);
+                a.mov(ebx, TestMachine.DataBase);
+                Label top = a.CreateLabel();
+                a.Label(ref top);
+                a.mov(eax, __dword_ptr[ebx]);
+                a.add(ebx, 0x400);
+                a.cmp(ecx, 15);
+                a.dec(ecx);
+                a.jnz(top);
+                a.hlt();
+            });
+            CpuExit exit = m.Cpu.Run(1000);
+            results.Add((exit, m.Cpu.Eflags, m.Cpu[Gpr.Ecx]));
+            if (tier == ExecutionTier.Jit)
+            {
+                Assert.That(m.Cpu.JitStatistics.InstructionsInBlocks, Is.GreaterThan(30), "the loop ran as a block");
+            }
+        }
+        Assert.That((results[0].Exit.Reason, results[0].Exit.GuestPhysicalAddress, results[0].Ecx),
+            Is.EqualTo((CpuExitReason.MemoryIntercept, (ulong)TestMachine.DataBase + 0x3000, 10u)), "the 13th pass reads the unmapped page");
+        Assert.That(results[0].Eflags & 0x8D5, Is.EqualTo(0x05u), "DEC 11 to 10: CF kept from CMP 11, 15, PF of 0b1010");
+        Assert.That(results[1], Is.EqualTo(results[0]));
+    }
+
+    [Test]
     public void WritingTheRunningBlocksOwnCodeTakesEffectAtOnce()
     {
         // A loop whose body rewrites the immediate of an instruction further down its own block: each pass must see the

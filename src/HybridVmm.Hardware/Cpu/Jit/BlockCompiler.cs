@@ -1502,14 +1502,21 @@ public sealed partial class X86Core
         /// </summary>
         private void LoopOrLeave(int retired)
         {
-            if (_flagsTouched)
+            if (_flagsTouched && _liveIn)
             {
-                // The next pass starts with the flags whole (as the block's first pass assumes), and the flags from
-                // before the block, if it did not take them, are dead now.
+                // The next pass reads the flags before it writes them: it starts with them whole, as the first pass
+                // does, and the flags from before the block are dead now.
                 EmitMaterialize(_pending, _pendingSize);
                 _il.Emit(OpCodes.Ldarg_1);
                 _il.Emit(OpCodes.Ldc_I4_0);
                 _il.Emit(OpCodes.Stfld, LazyOpField);
+            }
+            else if (_flagsTouched)
+            {
+                // The next pass writes every status flag before it reads one, so they need not be computed: the pending
+                // operation goes to the core's lazy-flags fields, where a way out of the next pass before that write
+                // leaves it (EmitLazyExit emits nothing there), as the first pass leaves the block before's.
+                EmitLazyExit();
             }
             _il.Emit(OpCodes.Ldloc, _base);
             _il.Emit(OpCodes.Ldc_I4, retired);
