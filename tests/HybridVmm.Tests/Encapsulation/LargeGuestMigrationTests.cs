@@ -39,6 +39,18 @@ public sealed class LargeGuestMigrationTests
         }
     }
 
+    /// <summary>Creates the guest on <paramref name="system"/> and runs it to <see cref="PauseAt"/>, in its countdown between its writes and its reads.</summary>
+    private static async Task<VirtualMachine> PausedInTheWindowAsync(HybridSystem system, byte[] image)
+    {
+        VirtualMachine vm = system.Root.CreateVm(Config(image), out VmCreationError? error)!;
+        Assert.That(vm, Is.Not.Null, error?.Message);
+        system.Root.PauseAtInstruction(vm, PauseAt);
+        system.Root.Start(vm);
+        await system.RunUntilIdleAsync();
+        Assert.That(vm.State, Is.EqualTo(PartitionState.Paused));
+        return vm;
+    }
+
     [Test]
     public async Task AGuestOf4GiBMigratedOverLoopbackReadsItsRamAbove4GiBOnTheTarget()
     {
@@ -47,12 +59,7 @@ public sealed class LargeGuestMigrationTests
         var targetConsole = new CapturingConsole();
         using var source = new HybridSystem(new HypervisorOptions { HostMemoryBytes = (long)Memory + (16L << 20) }, sourceConsole, new TraceRecorder(null));
         using var target = new HybridSystem(new HypervisorOptions { HostMemoryBytes = (long)Memory + (16L << 20) }, targetConsole, new TraceRecorder(null));
-        VirtualMachine vm = source.Root.CreateVm(Config(image), out VmCreationError? error)!;
-        Assert.That(vm, Is.Not.Null, error?.Message);
-        source.Root.PauseAtInstruction(vm, PauseAt);
-        source.Root.Start(vm);
-        await source.RunUntilIdleAsync();
-        Assert.That(vm.State, Is.EqualTo(PartitionState.Paused));
+        VirtualMachine vm = await PausedInTheWindowAsync(source, image);
 
         (MigrationReport report, VirtualMachine? moved) = await LiveMigration.OverLoopbackAsync(source, vm, target, new MigrationOptions());
         Assert.That(report.Succeeded, Is.True, report.Failure);
@@ -67,12 +74,7 @@ public sealed class LargeGuestMigrationTests
         (byte[] image, string expected) = GuestAndQemusOutput();
         var console = new CapturingConsole();
         using var system = new HybridSystem(new HypervisorOptions { HostMemoryBytes = (long)Memory + (16L << 20) }, console, new TraceRecorder(null));
-        VirtualMachine template = system.Root.CreateVm(Config(image), out VmCreationError? error)!;
-        Assert.That(template, Is.Not.Null, error?.Message);
-        system.Root.PauseAtInstruction(template, PauseAt);
-        system.Root.Start(template);
-        await system.RunUntilIdleAsync();
-        Assert.That(template.State, Is.EqualTo(PartitionState.Paused));
+        VirtualMachine template = await PausedInTheWindowAsync(system, image);
 
         VirtualMachine clone = system.Root.CloneVm(template, "copy", 1);
         system.Root.Start(clone);

@@ -892,12 +892,7 @@ public sealed partial class X86Core
         {
             ref Instruction ins = ref _code[k];
             int size = OperandSize(ref ins);
-            LocalBuilder? host = null;
-            if (ins.Op0Kind == OpKind.Memory)
-            {
-                host = TranslateOperand(k, size, write: false);
-                host = TranslateOperand(k, size, write: true);
-            }
+            LocalBuilder? host = TranslateDestination(k, size);
             LocalBuilder a = Temp(), r = Temp();
             ReadDest(ref ins, size, host);
             _il.Emit(OpCodes.Stloc, a);
@@ -943,12 +938,7 @@ public sealed partial class X86Core
         {
             ref Instruction ins = ref _code[k];
             int size = OperandSize(ref ins);
-            LocalBuilder? host = null;
-            if (ins.Op0Kind == OpKind.Memory)
-            {
-                host = TranslateOperand(k, size, write: false);
-                host = TranslateOperand(k, size, write: true);
-            }
+            LocalBuilder? host = TranslateDestination(k, size);
             bool writesAll = op is Operation.Shl or Operation.Shr or Operation.Sar && WritesAllStatus(ref ins);
             if (writesAll && (ins.Immediate8 & 0x1f) < size * 8)
             {
@@ -1700,6 +1690,20 @@ public sealed partial class X86Core
                 }
                 _il.Emit(OpCodes.Add);
             }
+        }
+
+        /// <summary>
+        /// A read-modify-write destination: its host offset when it is memory (checked for the read, then for the write,
+        /// the interpreter's order of faults), or null for a register.
+        /// </summary>
+        private LocalBuilder? TranslateDestination(int k, int size)
+        {
+            if (_code[k].Op0Kind != OpKind.Memory)
+            {
+                return null;
+            }
+            TranslateOperand(k, size, write: false);
+            return TranslateOperand(k, size, write: true);
         }
 
         private LocalBuilder TranslateOperand(int k, int size, bool write)
