@@ -18,14 +18,10 @@ public class PaePagingTests
 
     private static byte[] PaeGuest() => FlatKernel.Build(a =>
     {
-        Label hex8 = a.CreateLabel(), hex2 = a.CreateLabel(), nibble = a.CreateLabel(), digit = a.CreateLabel(), pageFault = a.CreateLabel();
-        Label afterGate = a.CreateLabel(), setGate = a.CreateLabel(), handlerJump = a.CreateLabel(), fromCall = a.CreateLabel(), done = a.CreateLabel();
+        Label hex8 = a.CreateLabel(), hex2 = a.CreateLabel(), nibble = a.CreateLabel(), pageFault = a.CreateLabel();
+        Label fromCall = a.CreateLabel(), done = a.CreateLabel();
         a.mov(esp, 0x80000);
-        void Entry(uint address, uint low, uint high)
-        {
-            a.mov(__dword_ptr[address], low);
-            a.mov(__dword_ptr[address + 4], high);
-        }
+        void Entry(uint address, uint low, uint high) => PaeGuestParts.Entry(a, address, low, high);
 
         Entry(Pdpt, Directory | 1, 0);
         Entry(Pdpt + 8, 0, 0);
@@ -41,23 +37,7 @@ public class PaePagingTests
         Entry(Table + (0x100 * 8), 0x0030_0000 | 0x03, 0); // 0x300000 -> 0x300000, to read back what 0x200000 wrote
 
         // An interrupt gate for #PF with the running code segment.
-        a.call(afterGate); // pushes its own return address: where the code runs
-        a.Label(ref afterGate);
-        a.pop(eax);        // 58
-        a.add(eax, 8);     // 05 imm32: the stub below is eight bytes past afterGate
-        a.jmp(setGate);    // EB 05
-        a.Label(ref handlerJump);
-        a.jmp(pageFault);  // the gate's target
-        a.Label(ref setGate);
-        a.mov(__word_ptr[Idt + (14 * 8)], ax);
-        a.shr(eax, 16);
-        a.mov(__word_ptr[Idt + (14 * 8) + 6], ax);
-        a.mov(ax, cs);
-        a.mov(__word_ptr[Idt + (14 * 8) + 2], ax);
-        a.mov(__word_ptr[Idt + (14 * 8) + 4], 0x8E00);
-        a.mov(__word_ptr[Idt - 6], 0x7FF);
-        a.mov(__dword_ptr[Idt - 4], Idt);
-        a.lidt(__[Idt - 6]);
+        PaeGuestParts.InstallPageFaultGate(a, Idt, pageFault);
 
         a.mov(eax, Pdpt); a.mov(cr3, eax);
         a.mov(eax, cr4); a.or(eax, 0x20); a.mov(cr4, eax);
@@ -96,22 +76,11 @@ public class PaePagingTests
         a.mov(eax, __dword_ptr[esp + 12]); a.mov(__dword_ptr[esp], eax);
         a.iretd();
 
-        a.Label(ref hex8); // EAX as eight hex digits and a space
-        a.mov(ecx, 8);
-        Label loop8 = a.CreateLabel();
-        a.Label(ref loop8);
-        a.rol(eax, 4); a.call(nibble); a.loop(loop8);
-        a.mov(ebx, eax); a.mov(al, (byte)' '); a.mov(dx, 0x3F8); a.@out(dx, al); a.mov(eax, ebx);
-        a.ret();
         a.Label(ref hex2); // AL as two hex digits and a space
         a.rol(al, 4); a.call(nibble); a.rol(al, 4); a.call(nibble);
-        a.mov(ebx, eax); a.mov(al, (byte)' '); a.mov(dx, 0x3F8); a.@out(dx, al); a.mov(eax, ebx);
+        PaeGuestParts.Space(a);
         a.ret();
-        a.Label(ref nibble); // the low nibble of AL as a hex digit; EAX kept
-        a.mov(ebx, eax); a.and(al, 15); a.add(al, (byte)'0'); a.cmp(al, (byte)'9'); a.jbe(digit); a.add(al, 7);
-        a.Label(ref digit);
-        a.mov(dx, 0x3F8); a.@out(dx, al); a.mov(eax, ebx);
-        a.ret();
+        PaeGuestParts.HexRoutines(a, ref hex8, ref nibble);
     });
 
     [Test]

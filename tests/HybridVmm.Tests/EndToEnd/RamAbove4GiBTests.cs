@@ -19,14 +19,9 @@ public class RamAbove4GiBTests
     /// <param name="countdown">Loop iterations between the writes and the reads (a window in which a snapshot is taken).</param>
     internal static byte[] Guest(int countdown = 0) => FlatKernel.Build(a =>
     {
-        Label hex8 = a.CreateLabel(), nibble = a.CreateLabel(), digit = a.CreateLabel(), pageFault = a.CreateLabel();
-        Label afterGate = a.CreateLabel(), setGate = a.CreateLabel(), handlerJump = a.CreateLabel();
+        Label hex8 = a.CreateLabel(), nibble = a.CreateLabel(), pageFault = a.CreateLabel();
         a.mov(esp, 0x80000);
-        void Entry(uint address, uint low, uint high)
-        {
-            a.mov(__dword_ptr[address], low);
-            a.mov(__dword_ptr[address + 4], high);
-        }
+        void Entry(uint address, uint low, uint high) => PaeGuestParts.Entry(a, address, low, high);
 
         Entry(Pdpt, Directory | 1, 0);
         Entry(Pdpt + 8, 0, 0);
@@ -41,24 +36,8 @@ public class RamAbove4GiBTests
         Entry(Table + 16, 0x3FFF_F000 | 0x03, 1);    // 0x202000 -> 0x13FFFF000, the last page of a 4 GiB guest
         Entry(Table + 24, 0x0040_1000 | 0x03, 0x11); // 0x203000: bit 36 set, reserved with MAXPHYADDR 36
 
-        // An interrupt gate for #PF with the running code segment (as PaePagingTests builds it).
-        a.call(afterGate);
-        a.Label(ref afterGate);
-        a.pop(eax);        // 58
-        a.add(eax, 8);     // 05 imm32: the stub below is eight bytes past afterGate
-        a.jmp(setGate);    // EB 05
-        a.Label(ref handlerJump);
-        a.jmp(pageFault);
-        a.Label(ref setGate);
-        a.mov(__word_ptr[Idt + (14 * 8)], ax);
-        a.shr(eax, 16);
-        a.mov(__word_ptr[Idt + (14 * 8) + 6], ax);
-        a.mov(ax, cs);
-        a.mov(__word_ptr[Idt + (14 * 8) + 2], ax);
-        a.mov(__word_ptr[Idt + (14 * 8) + 4], 0x8E00);
-        a.mov(__word_ptr[Idt - 6], 0x7FF);
-        a.mov(__dword_ptr[Idt - 4], Idt);
-        a.lidt(__[Idt - 6]);
+        // An interrupt gate for #PF with the running code segment.
+        PaeGuestParts.InstallPageFaultGate(a, Idt, pageFault);
 
         a.mov(eax, Pdpt); a.mov(cr3, eax);
         a.mov(eax, cr4); a.or(eax, 0x20); a.mov(cr4, eax);
@@ -108,18 +87,7 @@ public class RamAbove4GiBTests
         a.add(__dword_ptr[esp], eax);
         a.iretd();
 
-        a.Label(ref hex8); // EAX as eight hex digits and a space
-        a.mov(ecx, 8);
-        Label loop8 = a.CreateLabel();
-        a.Label(ref loop8);
-        a.rol(eax, 4); a.call(nibble); a.loop(loop8);
-        a.mov(ebx, eax); a.mov(al, (byte)' '); a.mov(dx, 0x3F8); a.@out(dx, al); a.mov(eax, ebx);
-        a.ret();
-        a.Label(ref nibble); // the low nibble of AL as a hex digit; EAX kept
-        a.mov(ebx, eax); a.and(al, 15); a.add(al, (byte)'0'); a.cmp(al, (byte)'9'); a.jbe(digit); a.add(al, 7);
-        a.Label(ref digit);
-        a.mov(dx, 0x3F8); a.@out(dx, al); a.mov(eax, ebx);
-        a.ret();
+        PaeGuestParts.HexRoutines(a, ref hex8, ref nibble);
     });
 
     /// <summary>
