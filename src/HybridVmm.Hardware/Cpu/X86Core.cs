@@ -45,7 +45,6 @@ public sealed unsafe partial class X86Core
         _slatEntries = slat.RawEntries;
         _codePages = sibling?._codePages ?? new CodePage?[slat.GuestPageCount];
         _jitCache = sibling?._jitCache ?? new JitCache();
-        _fastTlbBase = (FastTlbEntry*)Unsafe.AsPointer(ref _fastTlb[0]);
         _codeReader = new GuestCodeReader(this);
         _decoder = Decoder.Create(32, _codeReader);
         _decoder16 = Decoder.Create(16, _codeReader);

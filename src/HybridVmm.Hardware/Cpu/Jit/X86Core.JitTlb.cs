@@ -39,25 +39,51 @@ public sealed unsafe partial class X86Core
     /// <summary>Entry i at byte offset i × 16 (BlockCompiler computes it from the address with one shift and a mask).</summary>
     internal const int FastTlbEntryShift = 4;
 
-    // Pinned, so that blocks address it through a pointer without bounds checks (as guest RAM).
-    private readonly FastTlbEntry[] _fastTlb = GC.AllocateArray<FastTlbEntry>(TlbEntries, pinned: true);
-    internal readonly FastTlbEntry* _fastTlbBase;
+    // Made when the core first runs a block (16 KiB, which a guest that never runs hot code, an idle one, does not
+    // pay), and pinned, so that blocks address it through a pointer without bounds checks (as guest RAM).
+    private FastTlbEntry[]? _fastTlb;
+    internal FastTlbEntry* _fastTlbBase;
     // The code epoch + the second-level table's generation the entries were filled under.
     private int _fastTlbEpoch;
 
     /// <summary>Drops every entry of the translator's TLB.</summary>
-    private void FastTlbFlush() => Array.Clear(_fastTlb);
+    private void FastTlbFlush()
+    {
+        if (_fastTlb is not null)
+        {
+            Array.Clear(_fastTlb);
+        }
+    }
+
+    /// <summary>Drops the entry at <paramref name="index"/>, the one the guest TLB's entry there feeds.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private void FastTlbDrop(int index)
+    {
+        if (_fastTlb is not null)
+        {
+            _fastTlb[index] = default;
+        }
+    }
 
     /// <summary>Drops the entry the guest TLB entry for <paramref name="linear"/> feeds.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private void FastTlbDrop(uint linear) => _fastTlb[(linear >> PageShift) & (TlbEntries - 1)] = default;
+    private void FastTlbDrop(uint linear) => FastTlbDrop((int)((linear >> PageShift) & (TlbEntries - 1)));
 
-    /// <summary>Flushes when the second-level table or the set of code pages changed since the entries were filled.</summary>
+    /// <summary>
+    /// Before blocks run: makes the translator's TLB at the first time, and flushes it when the second-level table or
+    /// the set of code pages changed since its entries were filled.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private void FastTlbCheckEpoch()
     {
         int epoch = _jitCache.CodeEpoch + Slat.Generation;
-        if (epoch != _fastTlbEpoch)
+        if (_fastTlb is null)
+        {
+            _fastTlb = GC.AllocateArray<FastTlbEntry>(TlbEntries, pinned: true);
+            _fastTlbBase = (FastTlbEntry*)Unsafe.AsPointer(ref _fastTlb[0]);
+            _fastTlbEpoch = epoch;
+        }
+        else if (epoch != _fastTlbEpoch)
         {
             _fastTlbEpoch = epoch;
             FastTlbFlush();
@@ -71,7 +97,7 @@ public sealed unsafe partial class X86Core
     /// </summary>
     private void FastTlbFill(uint linear, long host, bool write, ulong guestPage)
     {
-        ref FastTlbEntry entry = ref _fastTlb[(linear >> PageShift) & (TlbEntries - 1)];
+        ref FastTlbEntry entry = ref _fastTlb![(linear >> PageShift) & (TlbEntries - 1)];
         uint tag = (linear & ~PageOffsetMask) | 1;
         long hostPage = host & ~(long)PageOffsetMask;
         if ((entry.ReadTag != tag && entry.WriteTag != tag) || entry.Host != hostPage)

@@ -406,7 +406,7 @@ public sealed unsafe partial class X86Core
                 if (tlb[i].Tag != 0 && (tlb[i].Tag & 0xFFC0_0000) == region && (tlb[i].Rights & TlbLargePage) != 0)
                 {
                     tlb[i] = default;
-                    _fastTlb[i] = default;
+                    FastTlbDrop(i);
                 }
             }
         }
