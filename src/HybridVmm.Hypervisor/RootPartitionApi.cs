@@ -352,13 +352,6 @@ public sealed partial class RootPartitionApi
         Partition partition = Get(partitionHandle);
         partition.Statistics.StartTicks = _kernel.Clock.Ticks - virtualTicks;
         partition.Statistics.ChannelMessages = channelMessages;
-        long retired = 0;
-        foreach (VirtualProcessor vp in partition.VirtualProcessors)
-        {
-            retired += vp.Core.InstructionsRetired; // every vCPU's, as the scheduler counts them
-        }
-
-        partition.Statistics.InstructionsRetired = retired;
         foreach ((string kind, long count) in intercepts)
         {
             partition.Statistics.SetIntercepts(kind, count);

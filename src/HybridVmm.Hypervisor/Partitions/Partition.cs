@@ -129,7 +129,20 @@ internal sealed class Partition
         vp.Synic = new SynIc.SyntheticInterruptController(AddressSpace, vp.Apic);
         _vps.Add(vp);
         Statistics.TranslatorSource ??= TranslatorStatistics;
+        Statistics.RetiredSource ??= RetiredByAll;
         return vp;
+    }
+
+    /// <summary>A partition's instructions: every vCPU's (the instruction limit counts each vCPU's own; a breakpoint, the boot vCPU's).</summary>
+    private long RetiredByAll()
+    {
+        long sum = 0;
+        foreach (VirtualProcessor vp in _vps)
+        {
+            sum += vp.Core.InstructionsRetired;
+        }
+
+        return sum;
     }
 
     /// <summary>The translator's counters over every vCPU (the compile counts belong to the partition's shared cache).</summary>

@@ -5,7 +5,14 @@ public sealed class PartitionStatistics
 {
     private readonly SortedDictionary<string, long> _intercepts = new(StringComparer.Ordinal);
 
-    public long InstructionsRetired { get; internal set; }
+    /// <summary>
+    /// Every vCPU's retired instructions, read from the cores themselves. A count kept beside them lagged: an
+    /// intercepted instruction (an OUT) retires when the root's reply is completed at the barrier, after the slice
+    /// that raised it, so a VM stopped or checkpointed at that barrier reported one instruction fewer than it had run.
+    /// </summary>
+    public long InstructionsRetired => RetiredSource?.Invoke() ?? 0;
+
+    internal Func<long>? RetiredSource { get; set; }
 
     /// <summary>What the translator (tier 1) did for this partition; read between runs, as the other counters are.</summary>
     public Hardware.Cpu.JitStatistics Translator => TranslatorSource?.Invoke() ?? default;

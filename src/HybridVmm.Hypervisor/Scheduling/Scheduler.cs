@@ -298,7 +298,6 @@ public sealed class Scheduler
             long retired = core.InstructionsRetired - before;
             budget -= retired;
             vp.SliceTicks += retired;
-            partition.Statistics.InstructionsRetired = partition.VirtualProcessors.Count == 1 ? core.InstructionsRetired : RetiredByAll(partition);
 
             outcome = await _dispatcher.DispatchAsync(partition, vp, exit, cancellationToken).ConfigureAwait(false);
             if (!Charge(vp, ref budget, outcome))
@@ -411,18 +410,6 @@ public sealed class Scheduler
     /// <summary>A halted vCPU that a timer, its local APIC's, a synthetic one or (the boot vCPU) its devices', will wake.</summary>
     private static bool WakesOnATimer(Partition partition, VirtualProcessor vp) =>
         vp.Core.InterruptsEnabled && (vp.TimerDeadline is not null || (vp.Index == 0 && partition.DeviceTimerDeadline is not null));
-
-    /// <summary>A partition's instructions: every vCPU's (the instruction limit counts each vCPU's own; a breakpoint, the boot vCPU's).</summary>
-    private static long RetiredByAll(Partition partition)
-    {
-        long sum = 0;
-        foreach (VirtualProcessor vp in partition.VirtualProcessors)
-        {
-            sum += vp.Core.InstructionsRetired;
-        }
-
-        return sum;
-    }
 
     private static bool Charge(VirtualProcessor vp, ref long budget, ExitOutcome outcome)
     {

@@ -42,7 +42,8 @@ public class EncapsulationTests
             PartitionExit exit = await vm.Exited;
             Assert.That(exit.Reason, Is.EqualTo(StopReason.GuestExit));
             Assert.That(before + machine.Output(vm), Is.EqualTo(expected));
-            Assert.That(vm.Statistics.InstructionsRetired, Is.EqualTo(23_959_616), "the same instruction count as one uninterrupted run");
+            // A bare core counts 23,959,616 up to the OUT that ends the guest (CpuGuestBenchmark); that OUT retires before the partition stops.
+            Assert.That(vm.Statistics.InstructionsRetired, Is.EqualTo(23_959_616 + 1), "the same instruction count as one uninterrupted run");
         }
     }
 
