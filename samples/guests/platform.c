@@ -150,6 +150,9 @@ static void probe_rtc(void)
     kprintf("cmos: base memory %u KiB, extended %u KiB (0x30/0x31: %u KiB), above 16 MiB %u x 64 KiB\n",
             cmos(0x15) | cmos(0x16) << 8, cmos(0x17) | cmos(0x18) << 8, cmos(0x30) | cmos(0x31) << 8,
             cmos(0x34) | cmos(0x35) << 8);
+    /* QEMU's pc_cmos_init: 0x5B-0x5D the RAM above 4 GiB in 64 KiB units, 0x5F the processors less one. */
+    kprintf("cmos: above 4 GiB %u x 64 KiB, processors %u\n", cmos(0x5B) | cmos(0x5C) << 8 | (uint32_t)cmos(0x5D) << 16,
+            cmos(0x5F) + 1u);
     kprintf("cmos: century %02x\n", cmos(0x32));
     /* Wait for an update not in progress, then read the date. */
     while (cmos(0x0A) & 0x80)

@@ -42,16 +42,23 @@ public class QemuDifferentialTests
     }
 
     /// <summary>
-    /// The chipset probe, with both machines configured alike: 64 MiB, the RTC's date from the same base (QEMU
-    /// otherwise reads the host's clock), the same command line. Two dates, so that the RTC's day, month, year and
-    /// weekday are checked on a leap day and in another century (with 12-hour AM and PM hours).
+    /// The chipset probe, with both machines configured alike: the RAM and processors, the RTC's date from the same base
+    /// (QEMU otherwise reads the host's clock), the same command line. Two dates, so that the RTC's day, month, year and
+    /// weekday are checked on a leap day and in another century (with 12-hour AM and PM hours); and sizes around QEMU's
+    /// holes, so that the CMOS memory bytes (0x17/0x18, 0x30/0x31, 0x34/0x35, 0x5B-0x5D) and the processor count (0x5F)
+    /// are checked where they saturate, where the RAM above 4 GiB begins (3584M: 3 GiB below the hole, 512 MiB above
+    /// it) and at 4 GiB.
     /// </summary>
-    [TestCase("2024-02-29T23:58:00", "probe me")]
-    [TestCase("1999-12-31T11:07:00", "")]
-    public void PlatformGuestReadsTheSameChipsetAsUnderQemu(string rtcBase, string append)
+    [TestCase("2024-02-29T23:58:00", "probe me", "64M", 1)]
+    [TestCase("1999-12-31T11:07:00", "", "64M", 1)]
+    [TestCase("2024-02-29T23:58:00", "", "17M", 1)]
+    [TestCase("2024-02-29T23:58:00", "", "3584M", 1)]
+    [TestCase("2024-02-29T23:58:00", "", "4G", 2)]
+    public void PlatformGuestReadsTheSameChipsetAsUnderQemu(string rtcBase, string append, string memory, int cpus)
     {
-        (int qemuStatus, byte[] qemuOutput) = RunQemu("platform", "-m", "64M", "-rtc", $"base={rtcBase}", "-append", append);
-        CliProcess.Result ours = CliProcess.Run("run", Repository.GuestElf("platform"), "--rtc-base", rtcBase, "--append", append, "--memory", "64M");
+        (int qemuStatus, byte[] qemuOutput) = RunQemu("platform", "-m", memory, "-smp", cpus.ToString(), "-rtc", $"base={rtcBase}", "-append", append);
+        CliProcess.Result ours = CliProcess.Run("run", Repository.GuestElf("platform"), "--rtc-base", rtcBase, "--append", append,
+            "--memory", memory, "--cpus", cpus.ToString());
         Assert.Multiple(() =>
         {
             Assert.That(qemuStatus, Is.EqualTo(1), $"QEMU did not exit through isa-debug-exit with 0 (status {qemuStatus})");
