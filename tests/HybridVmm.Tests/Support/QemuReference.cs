@@ -57,6 +57,19 @@ public static class QemuReference
     }
 
     /// <summary>
+    /// Boots a Linux kernel as <see cref="RunLinux"/> does until its output satisfies <paramref name="done"/>, then stops
+    /// QEMU and returns the output: for what the kernel prints early when the rest of the boot would take too long.
+    /// </summary>
+    public static string RunLinuxUntil(string kernel, string commandLine, string memory, string initrd, string cpu, Func<string, bool> done)
+    {
+        using var qemu = new Session(["-kernel", kernel, "-initrd", initrd, "-append", commandLine, "-m", memory, "-cpu", cpu, "-no-reboot"]);
+        Assert.That(qemu.WaitFor(done), Is.True, $"{Program} never printed what was awaited; its output:\n{qemu.Output}");
+        qemu.Kill();
+        TestContext.Out.WriteLine($"{Program} {kernel} until: {qemu.Output.Length} characters {qemu.Stderr}");
+        return qemu.Output;
+    }
+
+    /// <summary>
     /// Boots a Linux kernel as QEMU does by default, rebooting it whenever it resets the machine (no
     /// <c>-no-reboot</c>), until its output satisfies <paramref name="done"/>; then stops QEMU and returns the output.
     /// </summary>
