@@ -1,9 +1,14 @@
+using System.Runtime.InteropServices;
+
 namespace HybridVmm.Hypervisor.Partitions;
 
 /// <summary>Counters for the summary table. Updated by the kernel's scheduler thread only.</summary>
 public sealed class PartitionStatistics
 {
-    private readonly SortedDictionary<string, long> _intercepts = new(StringComparer.Ordinal);
+    // Counted in a hash table, one look-up an exit (a sorted one cost a tree walk of string comparisons, twice, on every
+    // exit); sorted by name only when read, for the tables and the API.
+    private readonly Dictionary<string, long> _intercepts = new(StringComparer.Ordinal);
+    private SortedDictionary<string, long>? _sorted;
 
     /// <summary>
     /// Every vCPU's retired instructions, read from the cores themselves. A count kept beside them lagged: an
@@ -37,7 +42,8 @@ public sealed class PartitionStatistics
     /// <summary>Virtual ticks charged for serving intercepts.</summary>
     public long InterceptTicks { get; internal set; }
 
-    public IReadOnlyDictionary<string, long> InterceptsByKind => _intercepts;
+    /// <summary>The intercepts by kind, in ordinal order of the kind's name.</summary>
+    public IReadOnlyDictionary<string, long> InterceptsByKind => _sorted ??= new SortedDictionary<string, long>(_intercepts, StringComparer.Ordinal);
 
     public long TotalIntercepts
     {
@@ -53,8 +59,15 @@ public sealed class PartitionStatistics
         }
     }
 
-    internal void SetIntercepts(string kind, long count) => _intercepts[kind] = count;
+    internal void SetIntercepts(string kind, long count)
+    {
+        _intercepts[kind] = count;
+        _sorted = null;
+    }
 
-    internal void CountIntercept(string kind) =>
-        _intercepts[kind] = _intercepts.TryGetValue(kind, out long n) ? n + 1 : 1;
+    internal void CountIntercept(string kind)
+    {
+        CollectionsMarshal.GetValueRefOrAddDefault(_intercepts, kind, out _)++;
+        _sorted = null;
+    }
 }
