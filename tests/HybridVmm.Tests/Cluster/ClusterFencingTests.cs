@@ -39,10 +39,12 @@ public class ClusterFencingTests : ClusterProcessTest
         Task[] starts = names.Select(name => Task.Run(() => Cluster("vm", "start", name))).ToArray();
         // A second checkpoint file means the grain took the first (a host writes the next only once the last is recorded).
         WaitFor(() => onVictim.All(name => File.Exists(Path.Combine(Checkpoints, $"{name}.e1.1.console"))), "the victim's VMs to have a checkpoint", poll: 50);
+        // Every start is answered before the freeze: a VM's grain may be active on the victim whichever host runs the VM,
+        // and a start still waiting on a frozen silo goes unanswered (a CI run's "vm start vm6" timed out so, exit 69).
+        Task.WaitAll(starts);
 
         (Dictionary<string, long> atFreeze, long allowance) = Freeze(victim, onVictim);
         ServeProcess frozen = Host(victim);
-        Task.WaitAll(starts);
 
         // While it is frozen, the cluster declares it dead and its VMs run on the survivors under epoch 2. (Until it is
         // declared dead, a call to a grain that was active on it goes unanswered: the CLI says so, and is asked again.)
