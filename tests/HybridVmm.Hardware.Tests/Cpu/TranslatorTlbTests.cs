@@ -53,6 +53,15 @@ public class TranslatorTlbTests
         return m;
     }
 
+    /// <summary>A <see cref="PagedMachine"/> whose window's first page is a user page (U/S in its directory entry and its PTE) over frame A.</summary>
+    private static TestMachine UserWindowMachine(ExecutionTier tier)
+    {
+        TestMachine m = PagedMachine(tier);
+        m.Write32(PageDirectory + (Window >> 22) * 4, WindowTable | P | RW | US);
+        m.Write32(WindowTable, FrameA | P | RW | US);
+        return m;
+    }
+
     private static void AssertSameRegisters(TestMachine interp, TestMachine jit)
     {
         foreach (Gpr r in Enum.GetValues<Gpr>())
@@ -141,9 +150,7 @@ public class TranslatorTlbTests
         var machines = new List<TestMachine>();
         foreach (ExecutionTier tier in Tiers)
         {
-            TestMachine m = PagedMachine(tier);
-            m.Write32(WindowTable, FrameA | P | RW | US);
-            m.Write32(PageDirectory + (Window >> 22) * 4, WindowTable | P | RW | US);
+            TestMachine m = UserWindowMachine(tier);
             m.Load(a =>
             {
                 a.mov(eax, (uint)Cr4Flags.SMAP);
@@ -222,9 +229,7 @@ public class TranslatorTlbTests
         var machines = new List<TestMachine>();
         foreach (ExecutionTier tier in Tiers)
         {
-            TestMachine m = PagedMachine(tier);
-            m.Write32(PageDirectory + (Window >> 22) * 4, WindowTable | P | RW | US);
-            m.Write32(WindowTable, FrameA | P | RW | US);
+            TestMachine m = UserWindowMachine(tier);
             m.WriteBytes(FrameA, [0x40, 0xC3]); // inc eax; ret
             m.Load(a =>
             {
