@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using HybridVmm.Hardware.Memory;
 using Iced.Intel;
 
@@ -225,7 +226,7 @@ public sealed unsafe partial class X86Core
             _codePages[guestPage] = page;
             _jitCache.CodeEpoch++; // the translator's TLB may allow writes to this page (Jit/X86Core.JitTlb.cs)
         }
-        else if (page.HostFrame != frame || page.LinearBase != linearBase || page.CsBase != _csBase || page.Code16 != _code16)
+        else if (!Decodes(page, frame, linearBase))
         {
             page.Clear();
             page.HostFrame = frame;
@@ -235,6 +236,11 @@ public sealed unsafe partial class X86Core
         }
         return page;
     }
+
+    /// <summary>Whether <paramref name="page"/> holds the code of host frame <paramref name="frame"/> at linear page <paramref name="linearBase"/>, decoded under the current CS base and code size.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private bool Decodes(CodePage page, int frame, uint linearBase) =>
+        page.HostFrame == frame && page.LinearBase == linearBase && page.CsBase == _csBase && page.Code16 == _code16;
 
     /// <summary>
     /// An instruction fetch stopped (GetCodePage returned null, or the decoder ran into a fault): a #PF goes through the

@@ -222,8 +222,7 @@ public sealed partial class X86Core
             return null;
         }
         CodePage? page = _codePages[guestPage];
-        return page is not null && page.HostFrame == (slat[guestPage] & SecondLevelPageTable.FrameMask)
-            && page.LinearBase == (linear & ~PageOffsetMask) && page.CsBase == _csBase && page.Code16 == _code16 ? page : null;
+        return page is not null && Decodes(page, slat[guestPage] & SecondLevelPageTable.FrameMask, linear & ~PageOffsetMask) ? page : null;
     }
 
     /// <summary>
