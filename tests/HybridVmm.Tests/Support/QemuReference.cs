@@ -60,31 +60,26 @@ public static class QemuReference
     /// Boots a Linux kernel as <see cref="RunLinux"/> does until its output satisfies <paramref name="done"/>, then stops
     /// QEMU and returns the output: for what the kernel prints early when the rest of the boot would take too long.
     /// </summary>
-    public static string RunLinuxUntil(string kernel, string commandLine, string memory, string initrd, string cpu, Func<string, bool> done)
-    {
-        using var qemu = new Session(["-kernel", kernel, "-initrd", initrd, "-append", commandLine, "-m", memory, "-cpu", cpu, "-no-reboot"]);
-        Assert.That(qemu.WaitFor(done), Is.True, $"{Program} never printed what was awaited; its output:\n{qemu.Output}");
-        qemu.Kill();
-        TestContext.Out.WriteLine($"{Program} {kernel} until: {qemu.Output.Length} characters {qemu.Stderr}");
-        return qemu.Output;
-    }
+    public static string RunLinuxUntil(string kernel, string commandLine, string memory, string initrd, string cpu, Func<string, bool> done) =>
+        RunUntil(kernel, "until", ["-kernel", kernel, "-initrd", initrd, "-append", commandLine, "-m", memory, "-cpu", cpu, "-no-reboot"], done);
 
     /// <summary>
     /// Boots a Linux kernel as QEMU does by default, rebooting it whenever it resets the machine (no
     /// <c>-no-reboot</c>), until its output satisfies <paramref name="done"/>; then stops QEMU and returns the output.
     /// </summary>
     public static string RunLinuxRebooting(string kernel, string commandLine, string memory, string initrd, Func<string, bool> done) =>
-        RunRebooting(kernel, ["-kernel", kernel, "-initrd", initrd, "-append", commandLine, "-m", memory], done);
+        RunUntil(kernel, "rebooting", ["-kernel", kernel, "-initrd", initrd, "-append", commandLine, "-m", memory], done);
 
     /// <summary>Boots <paramref name="kernel"/> (QEMU's direct kernel boot) as QEMU does by default, rebooting it whenever it resets, until its output satisfies <paramref name="done"/>.</summary>
-    public static string RunRebooting(string kernel, Func<string, bool> done) => RunRebooting(kernel, ["-kernel", kernel], done);
+    public static string RunRebooting(string kernel, Func<string, bool> done) => RunUntil(kernel, "rebooting", ["-kernel", kernel], done);
 
-    private static string RunRebooting(string kernel, IEnumerable<string> args, Func<string, bool> done)
+    /// <summary>Runs QEMU with <paramref name="args"/> until its output satisfies <paramref name="done"/>, then stops it and returns the output.</summary>
+    private static string RunUntil(string kernel, string how, IEnumerable<string> args, Func<string, bool> done)
     {
         using var qemu = new Session(args);
         Assert.That(qemu.WaitFor(done), Is.True, $"{Program} never printed what was awaited; its output:\n{qemu.Output}");
         qemu.Kill();
-        TestContext.Out.WriteLine($"{Program} {kernel} rebooting: {qemu.Output.Length} characters {qemu.Stderr}");
+        TestContext.Out.WriteLine($"{Program} {kernel} {how}: {qemu.Output.Length} characters {qemu.Stderr}");
         return qemu.Output;
     }
 
